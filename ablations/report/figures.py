@@ -1,0 +1,55 @@
+"""Figures as pure functions of tidy tables: `(DataFrame, ...) -> Figure`, no I/O."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import seaborn as sns
+from matplotlib.figure import Figure
+
+from ablations.variants import FAMILY_DEFAULTS
+
+FAMILY_TITLES = {"cifar": "CIFAR family (32x32)", "imagenet": "ImageNet family (224x224)"}
+METRIC_LABELS = {"params": "parameters", "macs": "MACs (fvcore, conv + linear, batch 1)"}
+
+
+def net_kind(df: pd.DataFrame) -> pd.Series:
+    """ "plain" or "residual A/B/C": the label that separates lines in figures."""
+    return pd.Series(
+        np.where(df["residual"], "residual " + df["shortcut"].str.upper(), "plain"), index=df.index
+    )
+
+
+def family_defaults(df: pd.DataFrame) -> pd.DataFrame:
+    """Rows with their family's default stem and stride placement: the paper's own nets."""
+    keep = pd.Series(False, index=df.index)
+    for family, defaults in FAMILY_DEFAULTS.items():
+        keep |= (df["family"] == family) & (df["stem"] == defaults["stem"])
+    return df[keep & (df["stride_at"] == "3x3")]
+
+
+def complexity_figure(df: pd.DataFrame) -> Figure:
+    """Params and MACs against depth, plain vs residual (shortcut A/B/C), one column per family."""
+    data = family_defaults(df).assign(net=net_kind)
+    long = data.melt(
+        id_vars=["family", "depth", "net"], value_vars=["params", "macs"], var_name="metric",
+        value_name="count",
+    )  # fmt: skip
+    grid = sns.relplot(
+        data=long, x="depth", y="count", hue="net", style="net", row="metric", col="family",
+        kind="line", markers=True, dashes=True, height=3.2, aspect=1.25,
+        hue_order=["plain", "residual A", "residual B", "residual C"],
+        row_order=list(METRIC_LABELS),
+        col_order=[f for f in FAMILY_TITLES if f in set(long["family"])],
+        facet_kws={"sharex": False, "sharey": False},
+    )  # fmt: skip
+    grid.set(xscale="log", yscale="log")
+    for (metric, family), ax in grid.axes_dict.items():
+        depths = sorted(long.loc[long["family"] == family, "depth"].unique())
+        ax.set_xticks(depths, labels=[str(d) for d in depths], minor=False)
+        ax.set_xticks([], minor=True)
+        ax.set_title(f"{FAMILY_TITLES[family]}", fontsize=10)
+        ax.set_ylabel(METRIC_LABELS[metric])
+        ax.grid(True, which="major", alpha=0.3)
+    grid.figure.suptitle("Cost against depth (family default stem)", y=1.02)
+    return grid.figure

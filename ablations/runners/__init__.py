@@ -1,0 +1,1 @@
+"""Runners: a variant (or a run config) in, measured rows out."""

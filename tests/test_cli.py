@@ -1,0 +1,94 @@
+from __future__ import annotations
+
+import io
+import json
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from ablations.cli import main
+from ablations.results import read_table
+from ablations.runners import complexity
+
+
+def run(capsys, *argv):
+    code = main(list(argv))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_list_table_has_the_documented_columns(capsys, tmp_path):
+    code, out, _ = run(capsys, "list", "resnet20", "plain20", "--results", str(tmp_path / "x.csv"))
+    assert code == 0
+    header, columns = out.splitlines()[:2]
+    assert header.startswith("# macs = fvcore count")
+    for column in ["name", "family", "depth", "block", "residual", "shortcut", "stem", "width",
+                   "input_size", "params", "macs"]:  # fmt: skip
+        assert column in columns.split()
+    assert "269,722" in out and "40,551,040" in out
+
+
+def test_list_csv_and_json(capsys, tmp_path):
+    missing = str(tmp_path / "x.csv")
+    code, out, _ = run(capsys, "list", "resnet2*", "--exclude", "*-k7", "--format", "csv", "--results", missing)
+    df = pd.read_csv(io.StringIO(out))
+    assert code == 0 and list(df["name"]) == ["resnet20", "resnet20-b", "resnet20-c"]
+    code, out, _ = run(capsys, "list", "resnet18", "--format", "json", "--results", missing)
+    [row] = json.loads(out)
+    assert row["params"] == 11_689_512 and row["macs"] == 1_814_073_344
+
+
+def test_list_reuses_up_to_date_results(capsys, tmp_path, monkeypatch):
+    path = tmp_path / "complexity.csv"
+    complexity.update(path, ["resnet20"])
+    monkeypatch.setattr(complexity, "complexity_row", lambda v: pytest.fail("recomputed"))
+    code, out, _ = run(capsys, "list", "resnet20", "--results", str(path))
+    assert code == 0 and "269,722" in out
+
+
+@pytest.mark.parametrize(
+    ("argv", "expected"),
+    [
+        (["list", "resnet57"], "no registered variant matches 'resnet57'; closest: resnet56"),
+        (["list", "resnet20", "--exclude", "*"], "loosen --exclude"),
+        (["run", "--experiments", "bogus"], "unknown experiment 'bogus'; choose from: complexity"),
+        (["complexity", "plain20-b"], "closest"),
+    ],
+)
+def test_bad_input_is_one_line_and_exit_2(capsys, argv, expected):
+    code, out, err = run(capsys, *argv)
+    assert code == 2
+    assert err.count("\n") == 1 and err.startswith("ablate: error: ")
+    assert expected in err
+
+
+def test_corrupt_results_file_is_named_and_kept(capsys, tmp_path):
+    path = tmp_path / "complexity.csv"
+    path.write_text("not,a,complexity,table\n1,2,3,4\n")
+    code, _, err = run(capsys, "complexity", "resnet20", "--out", str(path))
+    assert code == 2 and str(path) in err
+    assert path.read_text() == "not,a,complexity,table\n1,2,3,4\n"  # nothing lost
+
+
+def test_complexity_then_report(capsys, tmp_path):
+    results, reports = tmp_path / "results", tmp_path / "reports"
+    out_csv = results / complexity.COMPLEXITY_FILE
+    code, out, _ = run(capsys, "complexity", "resnet20", "resnet56", "plain20", "plain56", "resnet18",
+                       "resnet34", "plain18", "--out", str(out_csv))  # fmt: skip
+    assert code == 0
+    table = read_table(out_csv, complexity.SCHEMA)
+    assert len(table) == 7 and set(table["machine"]) and set(table["git_commit"])
+    code, out, _ = run(capsys, "report", "--results", str(results), "--out", str(reports))
+    assert code == 0
+    for name in ("complexity.png", "complexity.svg", "README.md"):
+        assert (reports / name).stat().st_size > 0
+    readme = (reports / "README.md").read_text()
+    assert "![Params and MACs against depth](complexity.png)" in readme
+    assert "| resnet18 | 18 | 11,689,512 | 11,689,512 | 1.814 | 1.814 |" in readme
+
+
+def test_report_without_results_says_what_to_run(capsys, tmp_path):
+    code, _, _ = run(capsys, "report", "--results", str(tmp_path / "none"), "--out", str(tmp_path / "r"))
+    assert code == 0
+    assert "run `ablate complexity`" in Path(tmp_path / "r" / "README.md").read_text()

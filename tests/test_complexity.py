@@ -1,0 +1,103 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import torchvision
+
+from ablations import derive, get_variant, list_variants, references
+from ablations.golden import SCHEMA as GOLDEN_SCHEMA
+from ablations.golden import differences
+from ablations.results import read_table
+from ablations.runners import complexity
+
+ROOT = Path(__file__).resolve().parent.parent
+GOLDEN = read_table(ROOT / "tests/golden/complexity.csv", GOLDEN_SCHEMA).set_index("name")
+ALL = list_variants()
+
+
+def test_golden_file_covers_exactly_the_registry():
+    missing = sorted(set(ALL) - set(GOLDEN.index))
+    stale = sorted(set(GOLDEN.index) - set(ALL))
+    hint = "run `ablate golden --write` (or `nox -s golden`) and review the diff"
+    assert not missing, f"variants without a golden entry: {missing}; {hint}"
+    assert not stale, f"golden entries for unregistered variants: {stale}; {hint}"
+
+
+@pytest.mark.parametrize("name", ALL)
+def test_counts_match_the_golden_file(name):
+    row = complexity.complexity_row(get_variant(name))
+    expected = GOLDEN.loc[name]
+    assert (row["input_size"], row["params"], row["macs"]) == (
+        expected["input_size"], expected["params"], expected["macs"],
+    )  # fmt: skip
+    assert "batch_norm" in row["uncounted_ops"]  # the convention: conv + linear only
+
+
+@pytest.mark.parametrize("name", sorted(references.PARAMS))
+def test_published_parameter_counts(name):
+    assert GOLDEN.loc[name, "params"] == references.PARAMS[name].value
+
+
+@pytest.mark.parametrize("name", sorted(references.GMACS))
+def test_published_gmacs(name):
+    published, tolerance = references.GMACS[name]
+    assert GOLDEN.loc[name, "macs"] / 1e9 == pytest.approx(published.value, rel=tolerance)
+
+
+@pytest.mark.parametrize("depth", [18, 34, 50, 101, 152])
+def test_our_references_are_torchvisions_own_metadata(depth):
+    weights = getattr(torchvision.models, f"ResNet{depth}_Weights").IMAGENET1K_V1
+    assert references.PARAMS[f"resnet{depth}"].value == weights.meta["num_params"]
+    assert references.GMACS[f"resnet{depth}"][0].value == weights.meta["_ops"]
+
+
+@pytest.mark.parametrize("name", list_variants("plain*"))
+def test_plain_nets_cost_what_their_option_a_twins_cost(name):
+    twin = derive(name, residual=True, shortcut="a")
+    plain, residual = complexity.complexity_row(get_variant(name)), complexity.complexity_row(twin)
+    assert (plain["params"], plain["macs"]) == (residual["params"], residual["macs"])
+
+
+def test_committed_results_agree_with_the_golden_file():
+    path = ROOT / "results" / complexity.COMPLEXITY_FILE
+    if not path.exists():
+        pytest.skip("no committed results/complexity.csv")
+    committed = read_table(path, complexity.SCHEMA)
+    assert not differences(GOLDEN.reset_index(), committed[list(GOLDEN_SCHEMA.columns)])
+
+
+def test_update_saves_each_row_and_resumes(tmp_path, monkeypatch):
+    path = tmp_path / "complexity.csv"
+    complexity.update(path, ["resnet20", "plain20"])
+    first = read_table(path, complexity.SCHEMA)
+    assert list(first["name"]) == ["resnet20", "plain20"]
+
+    def fail(variant):
+        raise AssertionError(f"{variant.name} recomputed although up to date")
+
+    monkeypatch.setattr(complexity, "complexity_row", fail)
+    again = complexity.update(path, ["resnet20", "plain20"])
+    pd.testing.assert_frame_equal(again, first)
+
+
+def test_stale_rows_are_recomputed(tmp_path):
+    path = tmp_path / "complexity.csv"
+    complexity.update(path, ["resnet20", "resnet32"])
+    table = read_table(path, complexity.SCHEMA)
+    table.loc[table["name"] == "resnet20", ["code_version", "params"]] = ["old-code", 1]
+    table.to_csv(path, index=False)
+    fresh = complexity.update(path, ["resnet20", "resnet32"])
+    assert list(fresh["name"]) == ["resnet20", "resnet32"]  # replaced in place
+    assert fresh.loc[0, "params"] == 269_722
+    assert fresh.loc[0, "code_version"] == complexity.code_version()
+
+
+def test_measure_reuses_only_matching_rows(tmp_path):
+    stored = complexity.measure(["resnet20"])
+    stored.loc[0, "macs"] = 7  # a marker: reused rows keep it
+    again = complexity.measure(["resnet20", "plain20"], stored=stored)
+    assert list(again["macs"])[0] == 7
+    widened = derive("resnet20", name="resnet20", width=32)  # same name, other architecture
+    assert complexity.measure([widened], stored=stored).loc[0, "macs"] != 7

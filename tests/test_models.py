@@ -1,0 +1,147 @@
+from __future__ import annotations
+
+import pytest
+import torch
+import torchvision
+from torch import nn
+
+from ablations import create_model, derive, get_variant, list_variants
+from ablations.models.resnet import ZeroPadShortcut
+
+ALL = list_variants()
+# ImageNet nets with the k7 stem divide the input by 32; 64x64 keeps a 2x2 map at the last stage
+# (enough for train-mode BatchNorm) and the suite fast.
+TEST_SIZE = {"imagenet": 64}
+
+
+def _size(v):
+    return min(v.input_size, TEST_SIZE.get(v.family, v.input_size))
+
+
+@pytest.mark.parametrize("name", ALL)
+def test_variant_builds_runs_and_backpropagates(name):
+    torch.manual_seed(0)
+    v = get_variant(name)
+    model = create_model(name)
+    x = torch.randn(2, v.in_channels, _size(v), _size(v))
+    out = model(x)
+    assert out.shape == (2, v.num_classes)
+    out.logsumexp(dim=1).sum().backward()
+    missing = [n for n, p in model.named_parameters() if p.grad is None or not p.grad.abs().sum()]
+    assert not missing, f"no gradient reached {missing[:3]}"
+
+
+def _reshapes(block):
+    """Does the block's residual branch change the shape of its input?"""
+    branch = [c for c in (block.conv1, block.conv2, getattr(block, "conv3", None)) if c is not None]
+    return branch[0].in_channels != branch[-1].out_channels or any(c.stride != (1, 1) for c in branch)
+
+
+def _shortcut_kind(block):
+    if not block.residual:
+        return "none"
+    if block.downsample is None:
+        return "identity"
+    return "zero-pad" if isinstance(block.downsample, ZeroPadShortcut) else "projection"
+
+
+# What each shortcut option puts on a block whose shape (changes, stays).
+EXPECTED_SHORTCUT = {
+    "a": ("zero-pad", "identity"),
+    "b": ("projection", "identity"),
+    "c": ("projection", "projection"),
+    "none": ("none", "none"),
+}
+
+
+@pytest.mark.parametrize("name", ALL)
+def test_structure_follows_axes(name):
+    v = get_variant(name)
+    model = create_model(name)
+    blocks = [m for m in model.modules() if hasattr(m, "residual")]
+    assert len(blocks) == sum(v.stage_blocks)
+    for block in blocks:
+        changes, stays = EXPECTED_SHORTCUT[v.shortcut]
+        assert _shortcut_kind(block) == (changes if _reshapes(block) else stays)
+    branch_convs = [m for b in blocks for m in (b.conv1, b.conv2, getattr(b, "conv3", None)) if m]
+    assert 1 + len(branch_convs) + 1 == v.depth  # stem conv + branches + the linear layer
+    stem_kernel = {"k3": 3, "k7": 7}[v.stem]
+    assert model.conv1.kernel_size == (stem_kernel, stem_kernel)
+    assert isinstance(model.maxpool, nn.MaxPool2d) == (v.stem == "k7")
+    assert [getattr(model, s)[0].conv1.in_channels for s in model.stages][0] == v.width
+
+
+@pytest.mark.parametrize("name", ALL)
+def test_he_initialisation(name):
+    torch.manual_seed(0)
+    model = create_model(name)
+    for m in model.modules():
+        if isinstance(m, nn.BatchNorm2d):
+            assert torch.all(m.weight == 1) and torch.all(m.bias == 0)
+    # The largest conv has enough weights for a tight check of std = sqrt(2 / fan_out).
+    conv = max((m for m in model.modules() if isinstance(m, nn.Conv2d)), key=lambda m: m.weight.numel())
+    fan_out = conv.out_channels * conv.kernel_size[0] * conv.kernel_size[1]
+    assert conv.weight.std().item() == pytest.approx((2 / fan_out) ** 0.5, rel=0.05)
+
+
+@pytest.mark.parametrize("depth", [18, 34, 50, 101, 152])
+def test_torchvision_weights_load_strictly_and_agree(depth):
+    torch.manual_seed(0)
+    reference = getattr(torchvision.models, f"resnet{depth}")(weights=None).eval()
+    ours = create_model(f"resnet{depth}").eval()
+    theirs = {k: v.shape for k, v in reference.state_dict().items()}
+    assert {k: v.shape for k, v in ours.state_dict().items()} == theirs
+    ours.load_state_dict(reference.state_dict(), strict=True)
+    x = torch.randn(2, 3, 64, 64)
+    with torch.no_grad():
+        torch.testing.assert_close(ours(x), reference(x), rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("name", list_variants("resnet*-b", exclude="resnet*-k7*"))
+def test_option_b_adds_parameters_only_where_the_shape_changes(name):
+    with_b = dict(create_model(name).named_parameters())
+    twin = get_variant(name).name.removesuffix("-b") if get_variant(name).family == "cifar" else name
+    with_a = dict(create_model(derive(twin, shortcut="a")).named_parameters())
+    extra = sorted({k.rsplit(".", 2)[0] for k in with_b.keys() - with_a.keys()})
+    v = get_variant(name)
+    assert extra == [f"layer{i + 1}.0.downsample" for i in range(1, len(v.stage_blocks))]
+    assert with_a.keys() <= with_b.keys()
+
+
+@pytest.mark.parametrize("name", list_variants("plain*"))
+def test_plain_net_has_the_parameters_of_its_option_a_twin(name):
+    plain = create_model(name)
+    residual = create_model(derive(name, residual=True, shortcut="a"))
+    count = lambda m: sum(p.numel() for p in m.parameters())  # noqa: E731
+    assert count(plain) == count(residual)
+
+
+def test_zero_pad_shortcut_is_subsampled_identity_plus_zeros():
+    x = torch.randn(2, 4, 6, 6)
+    y = ZeroPadShortcut(extra_channels=4, stride=2)(x)
+    assert y.shape == (2, 8, 3, 3)
+    torch.testing.assert_close(y[:, :4], x[:, :, ::2, ::2])
+    assert torch.all(y[:, 4:] == 0)
+    assert not list(ZeroPadShortcut(extra_channels=4, stride=2).parameters())
+
+
+def test_bottleneck_stride_placement():
+    v15, v1 = create_model("resnet50"), create_model("resnet50-v1")
+    assert v15.layer2[0].conv1.stride == (1, 1) and v15.layer2[0].conv2.stride == (2, 2)
+    assert v1.layer2[0].conv1.stride == (2, 2) and v1.layer2[0].conv2.stride == (1, 1)
+
+
+def test_plain_block_adds_nothing():
+    # Zeroing the residual branch must zero a plain block's output but not a residual one's.
+    for name, expect_zero in (("plain20", True), ("resnet20", False)):
+        block = create_model(name).layer1[0].eval()
+        nn.init.zeros_(block.bn2.weight)
+        out = block(torch.rand(1, 16, 8, 8))
+        assert bool(torch.all(out == 0)) == expect_zero
+
+
+def test_create_model_overrides():
+    model = create_model("resnet20", num_classes=100, shortcut="b")
+    assert model.fc.out_features == 100
+    assert model.variant.name == "resnet20[shortcut=b]"
+    assert model.layer2[0].downsample is not None
