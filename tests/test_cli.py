@@ -85,7 +85,7 @@ def test_complexity_then_report(capsys, tmp_path):
         assert (reports / name).stat().st_size > 0
     readme = (reports / "README.md").read_text()
     assert "![Params and MACs against depth](complexity.png)" in readme
-    assert "| resnet18 | 18 | 11,689,512 | 11,689,512 | 1.814 | 1.814 |" in readme
+    assert "| resnet18 | 11,689,512 | 11,689,512 | 1.814 | 1.814 |" in readme
 
 
 def test_report_without_results_says_what_to_run(capsys, tmp_path):

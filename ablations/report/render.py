@@ -47,34 +47,38 @@ def markdown_table(df: pd.DataFrame) -> str:
     return "\n".join(lines)
 
 
+def published_comparison(df: pd.DataFrame) -> pd.DataFrame:
+    """Our counts beside the published ones, for the residual nets that have published values."""
+    rows = []
+    for row in df[df["name"].isin(PARAMS.keys() | GMACS.keys())].itertuples():
+        params, gmacs = PARAMS.get(row.name), GMACS.get(row.name)
+        rows.append({
+            "variant": row.name, "params": f"{row.params:,}",
+            "published params": f"{int(params.value):,}" if params else "",
+            "GMACs": f"{row.macs / 1e9:.3f}",
+            "published GMACs": f"{gmacs[0].value:g}" if gmacs else "",
+        })  # fmt: skip
+    return pd.DataFrame(rows)
+
+
 def complexity_section(results: Path) -> Section:
     path = results / complexity.COMPLEXITY_FILE
     df = read_table(path, complexity.SCHEMA)
     if df.empty:
         return Section(f"## Complexity\n\nNo results yet: run `ablate complexity` ({path}).\n")
-    rows = []
-    for row in figures.family_defaults(df).itertuples():
-        params, gmacs = PARAMS.get(row.name), GMACS.get(row.name)
-        rows.append({
-            "variant": row.name, "depth": row.depth, "params": f"{row.params:,}",
-            "published params": f"{int(params.value):,}" if params else "",
-            "GMACs": f"{row.macs / 1e9:.3f}",
-            "published GMACs": f"{gmacs[0].value:g}" if gmacs else "",
-        })  # fmt: skip
-    for name, (published, _) in GMACS.items():  # the v1 placement rows of the paper's Table 1
-        if name.endswith("-v1") and name in set(df["name"]):
-            macs = int(df.loc[df["name"] == name, "macs"].iloc[0])
-            rows.append({"variant": name, "GMACs": f"{macs / 1e9:.3f}",
-                         "published GMACs": f"{published.value:g}"})  # fmt: skip
-    table = markdown_table(pd.DataFrame(rows).fillna(""))
+    table = markdown_table(published_comparison(df))
     text = f"""## Complexity
 
 `{path}`: {len(df)} variants, measured by `ablate complexity`
-({_provenance(df, ["fvcore", "torch", "git_commit"])}).
-{complexity.MACS_CONVENTION}. Published values: parameters from torchvision and
-akamaster/pytorch_resnet_cifar10, GMACs from torchvision and the paper's Table 1 (-v1 rows).
+({_provenance(df, ["machine", "fvcore", "torch", "git_commit"])}).
+{complexity.MACS_CONVENTION}.
 
 ![Params and MACs against depth](complexity.png)
+
+Plain nets have exactly the parameters and MACs of their option-A twins (the thick line under
+"residual A"); option B adds a projection at each stage's first block, option C at every block.
+Published values: parameters from torchvision and akamaster/pytorch_resnet_cifar10; GMACs from
+torchvision and, for the -v1 rows (stride on the first 1x1 conv), the paper's Table 1.
 
 {table}
 """
