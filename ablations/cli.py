@@ -51,12 +51,10 @@ def cmd_list(args: argparse.Namespace) -> None:
     names = select(args.patterns, args.exclude)
     stored = read_table(args.results, complexity.SCHEMA) if args.results.exists() else None
     df = complexity.measure(names, stored=stored)
+    columns = [*LIST_COLUMNS, "stage_blocks", "in_channels"]
     if args.format == "csv":
-        df[[c for c in df.columns if c in complexity.SCHEMA.columns]].to_csv(
-            sys.stdout, index=False
-        )
+        df[columns].to_csv(sys.stdout, index=False)
     elif args.format == "json":
-        columns = [*LIST_COLUMNS, "stage_blocks", "in_channels"]
         print(json.dumps(df[columns].to_dict("records"), indent=1))
     else:
         print(_format_table(df))

@@ -46,6 +46,7 @@ SUFFIXES: dict[str, dict[str, Any]] = {
 def base_variant(family: str, depth: int, *, residual: bool = True) -> Variant:
     """The family's net of `depth` layers with its default axes (the name without suffixes)."""
     axes = dict(FAMILY_DEFAULTS[family])
+    blocks: tuple[int, ...]
     if family == "cifar":
         blocks = cifar_stage_blocks(depth)
     elif depth in IMAGENET_STAGES:

@@ -31,7 +31,9 @@ def test_list_table_has_the_documented_columns(capsys, tmp_path):
 
 def test_list_csv_and_json(capsys, tmp_path):
     missing = str(tmp_path / "x.csv")
-    code, out, _ = run(capsys, "list", "resnet2*", "--exclude", "*-k7", "--format", "csv", "--results", missing)
+    code, out, _ = run(
+        capsys, "list", "resnet2*", "--exclude", "*-k7", "--format", "csv", "--results", missing
+    )
     df = pd.read_csv(io.StringIO(out))
     assert code == 0 and list(df["name"]) == ["resnet20", "resnet20-b", "resnet20-c"]
     code, out, _ = run(capsys, "list", "resnet18", "--format", "json", "--results", missing)
@@ -57,7 +59,7 @@ def test_list_reuses_up_to_date_results(capsys, tmp_path, monkeypatch):
     ],
 )
 def test_bad_input_is_one_line_and_exit_2(capsys, argv, expected):
-    code, out, err = run(capsys, *argv)
+    code, _, err = run(capsys, *argv)
     assert code == 2
     assert err.count("\n") == 1 and err.startswith("ablate: error: ")
     assert expected in err
@@ -74,12 +76,12 @@ def test_corrupt_results_file_is_named_and_kept(capsys, tmp_path):
 def test_complexity_then_report(capsys, tmp_path):
     results, reports = tmp_path / "results", tmp_path / "reports"
     out_csv = results / complexity.COMPLEXITY_FILE
-    code, out, _ = run(capsys, "complexity", "resnet20", "resnet56", "plain20", "plain56", "resnet18",
-                       "resnet34", "plain18", "--out", str(out_csv))  # fmt: skip
+    names = ["resnet20", "resnet56", "plain20", "plain56", "resnet18", "resnet34", "plain18"]
+    code, _, _ = run(capsys, "complexity", *names, "--out", str(out_csv))
     assert code == 0
     table = read_table(out_csv, complexity.SCHEMA)
     assert len(table) == 7 and set(table["machine"]) and set(table["git_commit"])
-    code, out, _ = run(capsys, "report", "--results", str(results), "--out", str(reports))
+    code, _, _ = run(capsys, "report", "--results", str(results), "--out", str(reports))
     assert code == 0
     for name in ("complexity.png", "complexity.svg", "README.md"):
         assert (reports / name).stat().st_size > 0
@@ -89,6 +91,8 @@ def test_complexity_then_report(capsys, tmp_path):
 
 
 def test_report_without_results_says_what_to_run(capsys, tmp_path):
-    code, _, _ = run(capsys, "report", "--results", str(tmp_path / "none"), "--out", str(tmp_path / "r"))
+    code, _, _ = run(
+        capsys, "report", "--results", str(tmp_path / "none"), "--out", str(tmp_path / "r")
+    )
     assert code == 0
     assert "run `ablate complexity`" in Path(tmp_path / "r" / "README.md").read_text()

@@ -98,6 +98,6 @@ def test_measure_reuses_only_matching_rows(tmp_path):
     stored = complexity.measure(["resnet20"])
     stored.loc[0, "macs"] = 7  # a marker: reused rows keep it
     again = complexity.measure(["resnet20", "plain20"], stored=stored)
-    assert list(again["macs"])[0] == 7
+    assert again.loc[0, "macs"] == 7
     widened = derive("resnet20", name="resnet20", width=32)  # same name, other architecture
     assert complexity.measure([widened], stored=stored).loc[0, "macs"] != 7

@@ -5,8 +5,9 @@ from ablations.runners import complexity
 
 
 def test_complexity_figure_has_a_panel_per_metric_and_family():
-    df = complexity.measure(["resnet20", "resnet32", "plain20", "plain32", "resnet20-b", "resnet32-b",
-                             "resnet18", "resnet34", "plain18", "plain34", "resnet18-k3"])  # fmt: skip
+    cifar = ["resnet20", "resnet32", "plain20", "plain32", "resnet20-b", "resnet32-b"]
+    imagenet = ["resnet18", "resnet34", "plain18", "plain34", "resnet18-k3"]
+    df = complexity.measure(cifar + imagenet)
     fig = complexity_figure(df)
     titles = sorted(ax.get_title() for ax in fig.axes if ax.get_title())
     assert titles == sorted(["CIFAR family (32x32)", "ImageNet family (224x224)"] * 2)

@@ -34,7 +34,9 @@ def test_variant_builds_runs_and_backpropagates(name):
 def _reshapes(block):
     """Does the block's residual branch change the shape of its input?"""
     branch = [c for c in (block.conv1, block.conv2, getattr(block, "conv3", None)) if c is not None]
-    return branch[0].in_channels != branch[-1].out_channels or any(c.stride != (1, 1) for c in branch)
+    return branch[0].in_channels != branch[-1].out_channels or any(
+        c.stride != (1, 1) for c in branch
+    )
 
 
 def _shortcut_kind(block):
@@ -68,7 +70,7 @@ def test_structure_follows_axes(name):
     stem_kernel = {"k3": 3, "k7": 7}[v.stem]
     assert model.conv1.kernel_size == (stem_kernel, stem_kernel)
     assert isinstance(model.maxpool, nn.MaxPool2d) == (v.stem == "k7")
-    assert [getattr(model, s)[0].conv1.in_channels for s in model.stages][0] == v.width
+    assert model.layer1[0].conv1.in_channels == v.width
 
 
 @pytest.mark.parametrize("name", ALL)
@@ -79,7 +81,9 @@ def test_he_initialisation(name):
         if isinstance(m, nn.BatchNorm2d):
             assert torch.all(m.weight == 1) and torch.all(m.bias == 0)
     # The largest conv has enough weights for a tight check of std = sqrt(2 / fan_out).
-    conv = max((m for m in model.modules() if isinstance(m, nn.Conv2d)), key=lambda m: m.weight.numel())
+    conv = max(
+        (m for m in model.modules() if isinstance(m, nn.Conv2d)), key=lambda m: m.weight.numel()
+    )
     fan_out = conv.out_channels * conv.kernel_size[0] * conv.kernel_size[1]
     assert conv.weight.std().item() == pytest.approx((2 / fan_out) ** 0.5, rel=0.05)
 
@@ -100,7 +104,9 @@ def test_torchvision_weights_load_strictly_and_agree(depth):
 @pytest.mark.parametrize("name", list_variants("resnet*-b", exclude="resnet*-k7*"))
 def test_option_b_adds_parameters_only_where_the_shape_changes(name):
     with_b = dict(create_model(name).named_parameters())
-    twin = get_variant(name).name.removesuffix("-b") if get_variant(name).family == "cifar" else name
+    twin = (
+        get_variant(name).name.removesuffix("-b") if get_variant(name).family == "cifar" else name
+    )
     with_a = dict(create_model(derive(twin, shortcut="a")).named_parameters())
     extra = sorted({k.rsplit(".", 2)[0] for k in with_b.keys() - with_a.keys()})
     v = get_variant(name)

@@ -29,7 +29,10 @@ def test_public_names_are_registered():
 
 def _explicit_names():
     """Every family x depth x residual x shortcut x stem combination, spelled out in full."""
-    for family, depths in (("cifar", variants.CIFAR_DEPTHS), ("imagenet", variants.IMAGENET_STAGES)):
+    for family, depths in (
+        ("cifar", variants.CIFAR_DEPTHS),
+        ("imagenet", variants.IMAGENET_STAGES),
+    ):
         for depth, residual, stem in product(depths, (True, False), ("k3", "k7")):
             for shortcut in ("a", "b", "c") if residual else ("none",):
                 prefix = "resnet" if residual else "plain"
@@ -37,10 +40,18 @@ def _explicit_names():
                 yield f"{prefix}{depth}{suffix}-{stem}", family, depth, residual, shortcut, stem
 
 
-@pytest.mark.parametrize(("name", "family", "depth", "residual", "shortcut", "stem"), list(_explicit_names()))
+@pytest.mark.parametrize(
+    ("name", "family", "depth", "residual", "shortcut", "stem"), list(_explicit_names())
+)
 def test_every_combination_resolves_by_name(name, family, depth, residual, shortcut, stem):
     v = get_variant(name)
-    assert (v.family, v.depth, v.residual, v.shortcut, v.stem) == (family, depth, residual, shortcut, stem)
+    assert (v.family, v.depth, v.residual, v.shortcut, v.stem) == (
+        family,
+        depth,
+        residual,
+        shortcut,
+        stem,
+    )
     assert v.name in ALL  # an alias resolves to a registered, canonical variant
 
 

@@ -31,7 +31,9 @@ def test_missing_file_is_an_empty_table(tmp_path):
 def test_foreign_file_is_reported_by_name(tmp_path):
     path = tmp_path / "foreign.csv"
     path.write_text("a,b\n1,2\n")
-    with pytest.raises(ResultsError, match=r"foreign\.csv: not a toy table \(missing columns: name"):
+    with pytest.raises(
+        ResultsError, match=r"foreign\.csv: not a toy table \(missing columns: name"
+    ):
         read_table(path, SCHEMA)
 
 
@@ -55,7 +57,9 @@ def test_duplicate_keys_are_an_error(tmp_path):
 
 
 def test_merge_replaces_in_place_and_appends():
-    merged = merge(SCHEMA.validate(_rows("a", "b", "c")), SCHEMA.validate(_rows("b", "d", n=2)), SCHEMA)
+    merged = merge(
+        SCHEMA.validate(_rows("a", "b", "c")), SCHEMA.validate(_rows("b", "d", n=2)), SCHEMA
+    )
     assert list(merged["name"]) == ["a", "b", "c", "d"]
     assert list(merged["n"]) == [1, 2, 1, 2]
 

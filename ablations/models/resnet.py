@@ -7,6 +7,7 @@ layerN.M.downsample.{0,1}, fc), so torchvision checkpoints load with `strict=Tru
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import partial
 
 import torch
 import torch.nn.functional as F
@@ -189,13 +190,15 @@ class ResNet(nn.Module):
     def _stage(
         variant: Variant, in_channels: int, channels: int, blocks: int, *, stride: int
     ) -> nn.Sequential:
-        block = BLOCKS[variant.block]
-        axes = dict(
-            residual=variant.residual, shortcut=variant.shortcut, stride_at=variant.stride_at
+        block = partial(
+            BLOCKS[variant.block],
+            residual=variant.residual,
+            shortcut=variant.shortcut,
+            stride_at=variant.stride_at,
         )
-        layers = [block(in_channels, channels, stride=stride, **axes)]
         out_channels = channels * variant.expansion
-        layers += [block(out_channels, channels, stride=1, **axes) for _ in range(blocks - 1)]
+        layers = [block(in_channels, channels, stride=stride)]
+        layers += [block(out_channels, channels, stride=1) for _ in range(blocks - 1)]
         return nn.Sequential(*layers)
 
     def forward(self, x: Tensor) -> Tensor:

@@ -12,7 +12,7 @@ import sys
 import warnings
 from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import pandas as pd
 import torch
@@ -24,9 +24,8 @@ from ablations.progress import progress
 from ablations.registry import Variant, get_variant
 from ablations.results import Schema, read_table, upsert
 
-with (
-    warnings.catch_warnings()
-):  # fvcore.nn scripts a loss function at import: a torch>=2.10 warning
+# fvcore.nn scripts a loss function when imported, which torch >= 2.10 warns about.
+with warnings.catch_warnings():
     warnings.simplefilter("ignore", FutureWarning)
     from fvcore.nn import FlopCountAnalysis
     from fvcore.nn.jit_handles import (
@@ -119,9 +118,10 @@ def _reusable(variants: Sequence[Variant], stored: pd.DataFrame) -> dict[str, di
     """Stored rows computed for the same architecture by the same code and fvcore, by name."""
     current = {"code_version": code_version(), "fvcore": env.package_version("fvcore")}
     fingerprints = {v.name: v.fingerprint() for v in variants}
+    records = cast(list[dict[str, Any]], stored.to_dict("records"))
     return {
         row["name"]: row
-        for row in stored.to_dict("records")
+        for row in records
         if fingerprints.get(row["name"]) == row["fingerprint"]
         and all(row[k] == value for k, value in current.items())
     }
