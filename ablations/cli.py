@@ -8,13 +8,17 @@ from __future__ import annotations
 
 import argparse
 import json
+import signal
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 
 from ablations import experiments, golden
+from ablations.config import resolve_config
+from ablations.profiles import PROFILES
 from ablations.registry import REGISTRY, AblationsError, list_variants
 from ablations.report import render
 from ablations.results import read_table
@@ -95,6 +99,91 @@ def cmd_run(args: argparse.Namespace) -> None:
     cmd_report(argparse.Namespace(results=args.results, out=args.reports))
 
 
+def _train_summary(summary: dict[str, Any]) -> str:
+    if summary["status"] == "diverged":
+        return f"diverged at iteration {summary['diverged_at']} (recorded; lower --lr?)"
+    return (
+        f"complete: train error {summary['train_error']:.2%}, val {summary['val_error']:.2%}, "
+        f"test {summary['test_error']:.2%}; {summary['train_s']:.0f} s training, "
+        f"{summary['images_per_s']:,.0f} images/s"
+    )
+
+
+def _raise_interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from ablations.runners import train  # imports the data stack only when training
+
+    overrides = {k: getattr(args, k) for k in TRAIN_OVERRIDES if hasattr(args, k)}
+    config = resolve_config(
+        args.variant, profile=args.profile, dataset=args.dataset, seed=args.seed,
+        device=args.device, **overrides,
+    )  # fmt: skip
+    # SIGTERM (a scheduler, `kill`) stops like Ctrl-C: the last checkpoint stays, rerun resumes.
+    signal.signal(signal.SIGTERM, _raise_interrupt)
+    record = train.train(config, out=args.out, data=args.data, device=args.device)
+    print(f"{record.run_dir}: {_train_summary(record.summary)}")
+    return 1 if record.status == "diverged" else 0
+
+
+def cmd_train_speed(args: argparse.Namespace) -> None:
+    from ablations.data import load_dataset
+    from ablations.runners import speed
+
+    names = select(args.patterns or list(SPEED_DEFAULT), args.exclude)
+    overrides: dict[str, Any] = {"input_size": args.input_size, "batch_size": args.batch_size}
+    if args.compile:
+        overrides["compile"] = True
+    configs = [resolve_config(n, profile=args.profile, device=args.device, **overrides)
+               for n in names]  # fmt: skip
+    dataset = load_dataset("cifar10", data=args.data)
+    table = speed.compare(
+        configs, dataset, device=args.device, iterations=args.iterations, warmup=args.warmup,
+        workers=args.workers, out=args.out,
+    )  # fmt: skip
+    shown = table[["variant", "loop", "precision", "channels_last", "images_per_s", "speedup"]]
+    print(f"# {table['machine'].iloc[0]}, batch {args.batch_size}, {args.iterations} timed steps")
+    print(shown.to_string(index=False, float_format=lambda v: f"{v:,.1f}"))
+    print(f"appended to {args.out}")
+
+
+SPEED_DEFAULT = ("resnet20", "resnet56", "resnet110")
+
+
+def _milestones(text: str) -> tuple[int, ...]:
+    try:
+        return tuple(int(v) for v in text.split(",") if v.strip())
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected comma-separated iterations, got {text!r}"
+        ) from None
+
+
+# `ablate train` options that override the profile; absent ones stay out of the namespace.
+TRAIN_OVERRIDES: dict[str, dict[str, Any]] = {
+    "iterations": {"type": int},
+    "batch_size": {"type": int},
+    "lr": {"type": float},
+    "lr_milestones": {"type": _milestones, "metavar": "A,B,..."},
+    "lr_gamma": {"type": float},
+    "momentum": {"type": float},
+    "weight_decay": {"type": float},
+    "precision": {"choices": ["fp32", "bf16", "fp16"]},
+    "channels_last": {"action": argparse.BooleanOptionalAction},
+    "compile": {"action": argparse.BooleanOptionalAction},
+    "eval_every": {"type": int},
+    "input_size": {"type": int},
+    "train_size": {"type": int},
+    "val_size": {"type": int},
+    "augment": {"action": argparse.BooleanOptionalAction},
+    "normalize": {"choices": ["pixel-mean", "channel"]},
+    "storage": {"choices": ["device", "host"], "help": "host: stream batches through a DataLoader"},
+    "workers": {"type": int, "help": "DataLoader workers (with --storage host)"},
+}
+
+
 def _add_selection(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("patterns", nargs="*", metavar="GLOB", help="variant names or globs")
     parser.add_argument(
@@ -126,6 +215,40 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--path", type=Path, default=golden.DEFAULT_PATH)
     p.set_defaults(func=cmd_golden)
 
+    p = sub.add_parser("train", help="train one variant and record its learning curves")
+    p.add_argument("variant")
+    p.add_argument("--dataset", default="cifar10", choices=["cifar10", "fashion-mnist"])
+    p.add_argument("--data", help="dataset path (default: $ABLATE_DATA, else download)")
+    p.add_argument(
+        "--profile", choices=list(PROFILES),
+        help="budget (default: paper on a GPU, cpu otherwise)",
+    )  # fmt: skip
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", type=Path, default=Path("results/runs"), help="runs folder")
+    p.add_argument("--device", default="auto", help="auto (default), cpu, cuda, cuda:1, ...")
+    overrides = p.add_argument_group("overrides of the profile")
+    for name, spec in TRAIN_OVERRIDES.items():
+        overrides.add_argument(
+            f"--{name.replace('_', '-')}", dest=name, default=argparse.SUPPRESS, **spec
+        )
+    p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser(
+        "train-speed", help="images/s of this suite's training loop vs the conventional one"
+    )
+    _add_selection(p)
+    p.add_argument("--profile", choices=list(PROFILES), help="precision and memory format")
+    p.add_argument("--data", help="CIFAR-10 path (default: $ABLATE_DATA, else download)")
+    p.add_argument("--device", default="auto")
+    p.add_argument("--iterations", type=int, default=50, help="timed steps per loop")
+    p.add_argument("--warmup", type=int, default=10, help="untimed steps first")
+    p.add_argument("--workers", type=int, default=2, help="conventional DataLoader workers")
+    p.add_argument("--batch-size", type=int, default=128)
+    p.add_argument("--input-size", type=int, default=None, help="default: native 32x32")
+    p.add_argument("--compile", action="store_true", help="torch.compile our loop's model")
+    p.add_argument("--out", type=Path, default=Path("results/train_speed.csv"))
+    p.set_defaults(func=cmd_train_speed)
+
     p = sub.add_parser("report", help="render reports/ from results/")
     p.add_argument("--results", type=Path, default=Path("results"))
     p.add_argument("--out", type=Path, default=Path("reports"))
@@ -145,14 +268,14 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        args.func(args)
+        code = args.func(args)
     except AblationsError as err:
         print(f"ablate: error: {err}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("ablate: interrupted; finished results are saved, rerun to resume", file=sys.stderr)
         return 130
-    return 0
+    return code or 0
 
 
 if __name__ == "__main__":

@@ -42,3 +42,55 @@ def progress(
             last = now
         yield item
     print(f"[{desc}] {len(items)}/{len(items)} done in {time.monotonic() - start:.1f}s", file=out)
+
+
+class TrainProgress:
+    """Iteration progress with statistics. On a terminal: a tqdm bar whose postfix (loss, error,
+    lr) is refreshed at each report and whose ETA tqdm keeps. Otherwise one plain line per
+    report, with its own ETA. `advance` never reads device values, so it adds no host sync."""
+
+    def __init__(
+        self, *, total: int, initial: int, desc: str, stream: IO[str] | None = None,
+        enabled: bool = True,
+    ) -> None:  # fmt: skip
+        self.out = stream if stream is not None else sys.stderr
+        self.total, self.desc, self.enabled = total, desc, enabled
+        self.start_iteration, self.start_time = initial, time.monotonic()
+        self.bar: tqdm | None = None
+        if enabled and _is_tty(self.out):
+            self.bar = tqdm(total=total, initial=initial, desc=desc, file=self.out,
+                            dynamic_ncols=True, unit="it")  # fmt: skip
+
+    def advance(self, n: int = 1) -> None:
+        if self.bar is not None:
+            self.bar.update(n)
+
+    def report(self, iteration: int, stats: dict[str, str]) -> None:
+        if not self.enabled:
+            return
+        if self.bar is not None:
+            self.bar.set_postfix(stats, refresh=True)
+            return
+        done = iteration - self.start_iteration
+        elapsed = time.monotonic() - self.start_time
+        eta = elapsed / done * (self.total - iteration) if done else float("nan")
+        fields = " ".join(f"{k} {v}" for k, v in stats.items())
+        print(f"[{self.desc}] {iteration}/{self.total} {fields} eta {_duration(eta)}",
+              file=self.out, flush=True)  # fmt: skip
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+
+    def __enter__(self) -> TrainProgress:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def _duration(seconds: float) -> str:
+    if seconds != seconds:  # NaN: nothing measured yet
+        return "?"
+    minutes, secs = divmod(int(seconds), 60)
+    return f"{minutes}m{secs:02d}s" if minutes else f"{secs}s"

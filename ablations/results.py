@@ -8,8 +8,6 @@ reported by name; it is never skipped or merged silently.
 
 from __future__ import annotations
 
-import os
-import tempfile
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -18,6 +16,7 @@ from typing import Literal
 
 import pandas as pd
 
+from ablations.io import write_atomic
 from ablations.registry import AblationsError
 
 try:  # POSIX; elsewhere writes are still atomic, just not serialised between processes
@@ -112,17 +111,8 @@ def locked(path: Path) -> Iterator[None]:
 
 def write_table(df: pd.DataFrame, path: str | Path, schema: Schema) -> None:
     """Validate and replace the file at `path` in one atomic step."""
-    path = Path(path)
     df = schema.validate(df, source=path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", newline="") as handle:
-            df.to_csv(handle, index=False)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    write_atomic(path, lambda tmp: df.to_csv(tmp, index=False))
 
 
 def upsert(path: str | Path, rows: pd.DataFrame, schema: Schema) -> pd.DataFrame:

@@ -2,9 +2,11 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 import torch
+from tiny_datasets import CIFAR10_CLASSES, write_cifar_batches, write_idx
 
 from ablations.registry import REGISTRY
 
@@ -24,3 +26,30 @@ def scratch_registry() -> Iterator[list[str]]:
     yield added
     for name in set(REGISTRY.names()) - before:
         REGISTRY.unregister(name)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _private_cache(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """Decoded-array caches go to a temporary folder unless ABLATE_CACHE says otherwise."""
+    if os.environ.get("ABLATE_CACHE"):
+        yield
+        return
+    os.environ["ABLATE_CACHE"] = str(tmp_path_factory.mktemp("ablate-cache"))
+    yield
+    del os.environ["ABLATE_CACHE"]
+
+
+@pytest.fixture(scope="session")
+def tiny_cifar(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A CIFAR-10-format folder (pickled batches) with 700 training and 300 test images of
+    32x32, enough for the smoke profile's 512 training / 128 validation images."""
+    parent = tmp_path_factory.mktemp("tiny-cifar")
+    write_cifar_batches(parent, classes=CIFAR10_CLASSES, per_class=70, test_per_class=30)
+    return parent / "cifar-10-batches-py"
+
+
+@pytest.fixture(scope="session")
+def tiny_fashion(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    folder = tmp_path_factory.mktemp("tiny-fashion")
+    write_idx(folder, n_train=700, n_test=300)
+    return folder

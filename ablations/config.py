@@ -1,0 +1,151 @@
+"""The resolved configuration of a training run: a frozen, printable, hashable value.
+
+A run is a pure function of its config; `key` hashes every field that can change the result, so
+a finished run is recognised (and never recomputed) wherever it is found, and a run can be sent
+to another machine unchanged. Field defaults are the paper's CIFAR-10 protocol.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import asdict, dataclass, fields
+from typing import Any
+
+import torch
+
+from ablations.profiles import default_profile, get_profile
+from ablations.registry import AblationsError, get_variant
+
+PRECISIONS = ("fp32", "bf16", "fp16")
+OPTIMIZERS = ("sgd",)
+STORAGES = ("device", "host")
+NORMALIZE = ("pixel-mean", "channel")
+# Knobs that change speed, not results (both storage paths give identical batches).
+EXECUTION_ONLY = ("storage", "workers", "eval_batch_size")
+
+
+@dataclass(frozen=True, kw_only=True)
+class TrainConfig:
+    variant: str
+    dataset: str = "cifar10"
+    profile: str = "paper"
+    seed: int = 0
+    # Data: the paper holds out 5k of the 50k training images for validation.
+    val_size: int = 5_000
+    split_seed: int = 0  # the same split for every run, whatever its seed
+    train_size: int | None = None  # a subset of the training split, for reduced budgets
+    test_size: int | None = None  # a subset of the test set (smoke only)
+    input_size: int | None = None  # None: the dataset's own size
+    augment: bool = True  # pad (4 px at 32x32) + random crop + horizontal flip
+    normalize: str = "pixel-mean"  # the paper subtracts the per-pixel mean
+    # Optimisation (section 4.2).
+    iterations: int = 64_000
+    batch_size: int = 128
+    optimizer: str = "sgd"
+    lr: float = 0.1
+    momentum: float = 0.9
+    weight_decay: float = 1e-4
+    lr_milestones: tuple[int, ...] = (32_000, 48_000)
+    lr_gamma: float = 0.1
+    warmup_lr: float | None = None  # set for deep nets by the profile's warm-up rule
+    warmup_until_error: float = 0.8
+    # Execution.
+    precision: str = "fp32"
+    channels_last: bool = False
+    compile: bool = False
+    eval_every: int = 500
+    eval_batch_size: int = 1_000
+    storage: str = "device"  # "device": the whole split on the device; "host": a DataLoader
+    workers: int = 0
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "lr_milestones", tuple(self.lr_milestones))
+        problems = _problems(self)
+        if problems:
+            raise AblationsError("invalid training config: " + "; ".join(problems))
+
+    @property
+    def key(self) -> str:
+        """Hash of the fields that can change the result (see EXECUTION_ONLY)."""
+        spec = {k: v for k, v in asdict(self).items() if k not in EXECUTION_ONLY}
+        return hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()[:8]
+
+    @property
+    def run_id(self) -> str:
+        return f"{self.variant}_{self.dataset}_{self.profile}_s{self.seed}_{self.key}"
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_json(cls, record: dict[str, Any]) -> TrainConfig:
+        names = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in record.items() if k in names})
+
+
+def _problems(c: TrainConfig) -> list[str]:
+    problems = []
+    for name, value, allowed in (
+        ("precision", c.precision, PRECISIONS),
+        ("optimizer", c.optimizer, OPTIMIZERS),
+        ("storage", c.storage, STORAGES),
+        ("normalize", c.normalize, NORMALIZE),
+    ):
+        if value not in allowed:
+            problems.append(f"{name} {value!r} is not one of {', '.join(allowed)}")
+    for name in ("iterations", "batch_size", "eval_every", "eval_batch_size"):
+        if getattr(c, name) < 1:
+            problems.append(f"{name} must be >= 1")
+    if list(c.lr_milestones) != sorted(c.lr_milestones) or any(m < 1 for m in c.lr_milestones):
+        problems.append(f"lr_milestones must be increasing positive iterations: {c.lr_milestones}")
+    if c.lr <= 0 or c.weight_decay < 0:
+        problems.append("lr must be > 0 and weight_decay >= 0")
+    return problems
+
+
+_PAPER = TrainConfig(variant="")
+
+
+def resolve_device(device: str | torch.device | None = None) -> torch.device:
+    """ "auto"/None -> the first GPU when there is one, else the CPU."""
+    if device is None or str(device) == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    resolved = torch.device(device)
+    if resolved.type == "cuda" and not torch.cuda.is_available():
+        raise AblationsError("--device cuda asked for, but torch sees no GPU; use --device cpu")
+    return resolved
+
+
+def resolve_config(
+    variant: str,
+    *,
+    profile: str | None = None,
+    dataset: str = "cifar10",
+    seed: int = 0,
+    device: str | torch.device | None = None,
+    **overrides: Any,
+) -> TrainConfig:
+    """Paper defaults <- the profile <- its warm-up rule for deep nets <- explicit overrides.
+
+    A changed `iterations` without explicit `lr_milestones` scales the profile's milestones, so
+    the schedule keeps its shape; "auto" precision is bf16 on a GPU and fp32 on the CPU.
+    """
+    name = profile or default_profile()
+    prof = get_profile(name)
+    v = get_variant(variant)  # fails early, with the closest names, on a typo
+    unknown = sorted(set(overrides) - {f.name for f in fields(TrainConfig)})
+    if unknown:
+        raise AblationsError(f"unknown training option {unknown[0]!r}")
+    settings: dict[str, Any] = dict(prof.settings)
+    if prof.warmup_min_depth is not None and v.depth >= prof.warmup_min_depth:
+        settings["warmup_lr"] = 0.01
+    settings.update(overrides)
+    if "iterations" in overrides and "lr_milestones" not in overrides:
+        planned = prof.settings.get("iterations", _PAPER.iterations)
+        milestones = prof.settings.get("lr_milestones", _PAPER.lr_milestones)
+        scale = overrides["iterations"] / planned
+        settings["lr_milestones"] = tuple(max(1, round(m * scale)) for m in milestones)
+    if settings.get("precision") == "auto":
+        settings["precision"] = "bf16" if resolve_device(device).type == "cuda" else "fp32"
+    return TrainConfig(variant=v.name, dataset=dataset, profile=name, seed=seed, **settings)

@@ -1,0 +1,254 @@
+"""`load_dataset`, and the cache that makes every load after the first take seconds.
+
+A source is identified by a sha256 of its content, so results can record exactly which data they
+used and a changed copy is never mistaken for the old one. The decoded uint8 arrays are saved
+once per (dataset, checksum) as an uncompressed .npz, written atomically; a file there that does
+not load and validate is discarded with a warning and rebuilt, never trusted. Hashing a folder of
+60,000 small files takes seconds, so checksums are memoised under a cheap key of paths, sizes and
+modification times (checksums.json).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import tempfile
+import time
+import warnings
+import zipfile
+from collections.abc import Callable
+from pathlib import Path
+from typing import IO
+
+import numpy as np
+
+from ablations.data import sources
+from ablations.data.sources import ACCEPTED, ArrayDataset, Arrays, DataError, Source
+
+CACHE_VERSION = 1  # bump when a reader's output changes, so old cache files are rebuilt
+MEMO_ENTRIES = 1000  # checksums.json keeps this many most recent sources
+# A file modified this recently may change again within its timestamp's granularity (a few ms
+# on some filesystems) without its size or mtime changing; such checksums are not memoised.
+RACY_SECONDS = 2.0
+_ARRAY_KEYS = ("x_train", "y_train", "x_test", "y_test")
+
+
+def default_cache_dir() -> Path:
+    """$ABLATE_CACHE, else $XDG_CACHE_HOME/resnet-ablations, else ~/.cache/resnet-ablations."""
+    if os.environ.get("ABLATE_CACHE"):
+        return Path(os.path.abspath(Path(os.environ["ABLATE_CACHE"]).expanduser()))
+    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(base) / "resnet-ablations"
+
+
+def load_dataset(
+    name: str,
+    *,
+    data: str | os.PathLike[str] | None = None,
+    cache_dir: Path | None = None,
+    download: bool = True,
+) -> ArrayDataset:
+    """Dataset `name` ("cifar10" or "fashion-mnist") as uint8 arrays: from `data`, else
+    $ABLATE_DATA_<NAME> (or $ABLATE_DATA for cifar10), else torchvision's download; decoded
+    once per source content and loaded from `cache_dir` after that."""
+    cache_dir = default_cache_dir() if cache_dir is None else Path(cache_dir)
+    source, label = _find(name, data, cache_dir=cache_dir, download=download)
+    checksum = source_checksum(source, cache_dir=cache_dir)
+    arrays = _cached_arrays(name, source, checksum, cache_dir=cache_dir)
+    _check_shape(name, arrays, label)
+    return ArrayDataset(
+        name=name,
+        x_train=arrays.x_train,
+        y_train=arrays.y_train,
+        x_test=arrays.x_test,
+        y_test=arrays.y_test,
+        classes=arrays.classes,
+        source=label,
+        source_format=source.format,
+        checksum=checksum,
+    )
+
+
+# What each dataset's images are: an ImageFolder tree of other images is refused, not trained on.
+IMAGE_SHAPE = {"cifar10": (32, 32, 3), "fashion-mnist": (28, 28, 1)}
+
+
+def _check_shape(name: str, arrays: Arrays, where: str) -> None:
+    shape = tuple(arrays.x_train.shape[1:])
+    if shape != IMAGE_SHAPE[name]:
+        raise DataError(
+            f"{where} holds {'x'.join(map(str, shape))} images; {name} images are "
+            f"{'x'.join(map(str, IMAGE_SHAPE[name]))}: is --data the right dataset?"
+        )
+
+
+def _find(
+    name: str, data: str | os.PathLike[str] | None, *, cache_dir: Path, download: bool
+) -> tuple[Source, str]:
+    """The source to read and how results should name it."""
+    located = sources.locate(name, data)
+    if located is not None:
+        path, origin = located
+        return sources.detect(path, name, origin=origin), str(path)
+    if not download:
+        raise DataError(
+            f"no {name} data configured and downloading is off; point --data or "
+            f"{sources.env_hint(name)} at a local copy: {ACCEPTED[name]}"
+        )
+    folder = cache_dir / "downloads"
+    path = sources.download(name, folder)
+    return sources.detect(path, name, origin="the download"), f"download:{folder}"
+
+
+# --- checksums ---------------------------------------------------------------------------------
+
+
+def source_checksum(source: Source, *, cache_dir: Path) -> str:
+    """sha256 of what the reader uses: an archive's bytes, or a folder's files (sorted relative
+    paths and contents); memoised in cache_dir/checksums.json while the files stay unchanged."""
+    files = _files(source)
+    stats = {rel: path.stat() for rel, path in files.items()}
+    stat_key = _sha256_json(
+        [str(source.root), [[rel, st.st_size, st.st_mtime_ns] for rel, st in stats.items()]]
+    )
+    memo_path = cache_dir / "checksums.json"
+    memo = _read_memo(memo_path)
+    if stat_key in memo:
+        return memo[stat_key]
+    checksum = _content_checksum(source, files)
+    settled = time.time_ns() - int(RACY_SECONDS * 1e9)
+    if all(st.st_mtime_ns < settled for st in stats.values()):
+        memo.pop(stat_key, None)
+        memo[stat_key] = checksum
+        _write_memo(memo_path, dict(list(memo.items())[-MEMO_ENTRIES:]))
+    return checksum
+
+
+def _files(source: Source) -> dict[str, Path]:
+    if source.archive:
+        return {source.root.name: source.root}
+    return {rel: source.root / rel for rel in sorted(source.files)}
+
+
+def _content_checksum(source: Source, files: dict[str, Path]) -> str:
+    digest = hashlib.sha256()
+    if source.archive:
+        with open(source.root, "rb") as handle:
+            while chunk := handle.read(1 << 20):
+                digest.update(chunk)
+        return digest.hexdigest()
+    for rel, path in files.items():  # sorted by relative path: independent of where it lives
+        content = path.read_bytes()
+        # Length-prefixed, so no two different folders can produce the same byte stream.
+        digest.update(rel.encode() + b"\0" + len(content).to_bytes(8, "big"))
+        digest.update(content)
+    return digest.hexdigest()
+
+
+def _sha256_json(value: object) -> str:
+    return hashlib.sha256(json.dumps(value).encode()).hexdigest()
+
+
+def _read_memo(path: Path) -> dict[str, str]:
+    try:
+        memo = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return {}  # missing or damaged: it is only a memo, checksums are recomputed
+    if not isinstance(memo, dict):
+        return {}
+    return {k: v for k, v in memo.items() if isinstance(k, str) and isinstance(v, str)}
+
+
+def _write_memo(path: Path, memo: dict[str, str]) -> None:
+    # A read-only cache still serves arrays; the checksum is then just computed each time.
+    with contextlib.suppress(OSError):
+        _atomic_write(path, lambda handle: handle.write(json.dumps(memo, indent=0).encode()))
+
+
+# --- decoded arrays ----------------------------------------------------------------------------
+
+
+def _cached_arrays(name: str, source: Source, checksum: str, *, cache_dir: Path) -> Arrays:
+    path = cache_dir / "arrays" / f"{name}-{checksum[:16]}.npz"
+    if path.exists():
+        try:
+            return _load_arrays(path)
+        except _StaleCache as err:
+            warnings.warn(
+                f"discarding corrupt cache file {path} ({err}); decoding {source.path} again",
+                stacklevel=3,
+            )
+            path.unlink(missing_ok=True)
+    arrays = sources.read_source(source, name)
+    try:
+        _atomic_write(path, lambda handle: _save_arrays(handle, arrays))
+    except OSError as err:
+        raise DataError(
+            f"cannot write the dataset cache {path} ({type(err).__name__}); "
+            "set ABLATE_CACHE to a writable folder"
+        ) from None
+    return arrays
+
+
+class _StaleCache(Exception):
+    """A cache file that must not be used: unreadable, damaged, or from another version."""
+
+
+def _save_arrays(handle: IO[bytes], arrays: Arrays) -> None:
+    np.savez(
+        handle,
+        x_train=arrays.x_train,
+        y_train=arrays.y_train,
+        x_test=arrays.x_test,
+        y_test=arrays.y_test,
+        classes=np.array(arrays.classes, dtype=str),  # a str array: loads without pickle
+        version=np.array(CACHE_VERSION),
+    )
+
+
+def _load_arrays(path: Path) -> Arrays:
+    try:
+        with np.load(path, allow_pickle=False) as npz:
+            loaded = {key: npz[key] for key in (*_ARRAY_KEYS, "classes", "version")}
+    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as err:
+        raise _StaleCache(f"unreadable: {type(err).__name__}") from None
+    problem = _cache_problem(loaded)
+    if problem:
+        raise _StaleCache(problem)
+    x_train, y_train, x_test, y_test = (loaded[key] for key in _ARRAY_KEYS)
+    classes = tuple(str(c) for c in loaded["classes"])
+    return Arrays(x_train=x_train, y_train=y_train, x_test=x_test, y_test=y_test, classes=classes)
+
+
+def _cache_problem(loaded: dict[str, np.ndarray]) -> str | None:
+    """Why the loaded arrays are not a dataset this code wrote, or None if they are."""
+    if loaded["version"].shape != () or int(loaded["version"]) != CACHE_VERSION:
+        return f"cache version {loaded['version']}, expected {CACHE_VERSION}"
+    classes = loaded["classes"]
+    if classes.ndim != 1 or classes.dtype.kind != "U" or not len(classes):
+        return "bad class names"
+    for split in ("train", "test"):
+        x, y = loaded[f"x_{split}"], loaded[f"y_{split}"]
+        if x.dtype != np.uint8 or x.ndim != 4 or y.dtype != np.int64 or y.shape != x.shape[:1]:
+            return f"bad {split} arrays"
+        if len(y) and not (y.min() >= 0 and y.max() < len(classes)):
+            return f"{split} labels out of range"
+    if loaded["x_train"].shape[1:] != loaded["x_test"].shape[1:]:
+        return "train and test images differ in shape"
+    return None
+
+
+def _atomic_write(path: Path, write: Callable[[IO[bytes]], object]) -> None:
+    """Write `path` through a temporary file in its folder and one `os.replace`, so a reader
+    sees the old file or the new one, never half of one (and concurrent writers do not mix)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            write(handle)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise

@@ -1,0 +1,245 @@
+"""Batches for training and evaluation, built from uint8 arrays.
+
+Batch `i` of a run is a pure function of (seed, i): the epoch's order comes from a generator
+seeded with (seed, epoch) and the augmentation of batch `i` from one seeded with (seed, i). So a
+resumed run sees exactly the batches an uninterrupted one would, the device-resident path and
+the DataLoader path give identical batches, and no RNG state needs saving in checkpoints.
+
+Augmentation as the paper: zero-pad (4 pixels at 32x32, scaled with the input size), take a
+random crop of the input size, flip horizontally with probability 1/2; done in batch on the
+device, uint8 until the last step.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+from torch.utils.data import DataLoader, Dataset
+
+from ablations.data.sources import DataError
+
+Normalize = Literal["pixel-mean", "channel"]
+# Independent random streams derived from one seed.
+_ORDER, _AUGMENT = 1, 2
+
+
+def split_indices(n: int, *, val_size: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """A fixed random (train, val) split of range(n); the same for every run with this seed.
+    Both parts come in random order, so their prefixes are random subsets (files are often
+    sorted by class)."""
+    if not 0 <= val_size < n:
+        raise DataError(f"val_size must be in [0, {n}) for a training set of {n}; got {val_size}")
+    order = np.random.default_rng(seed).permutation(n)
+    return order[val_size:], order[:val_size]
+
+
+def random_subset(n: int, size: int | None, *, seed: int) -> np.ndarray:
+    """`size` indices of range(n) drawn at random with a fixed seed (all of them, in order, for
+    None)."""
+    if size is None or size >= n:
+        return np.arange(n)
+    return np.sort(np.random.default_rng(seed).permutation(n)[:size])
+
+
+def to_nchw(images: np.ndarray, *, size: int | None = None) -> Tensor:
+    """uint8 NHWC array -> uint8 NCHW tensor, resized (area averaging) when `size` differs."""
+    x = torch.from_numpy(np.ascontiguousarray(images)).permute(0, 3, 1, 2).contiguous()
+    if size is None or size == x.shape[-1]:
+        return x
+    resized = F.interpolate(x.float(), size=(size, size), mode="area")
+    return resized.round().clamp(0, 255).to(torch.uint8)
+
+
+@dataclass(frozen=True)
+class Normalizer:
+    """x/255 minus the training split's mean (per pixel, as the paper, or per channel), divided
+    by the per-channel std for "channel"."""
+
+    mean: Tensor  # (C, H, W) or (C, 1, 1), in [0, 1] units
+    std: Tensor  # (C, 1, 1); ones for "pixel-mean"
+    kind: str
+
+    @classmethod
+    def fit(cls, x: Tensor, *, kind: str) -> Normalizer:
+        scaled = x.double() / 255
+        if kind == "pixel-mean":
+            mean = scaled.mean(dim=0)
+            std = torch.ones(x.shape[1], 1, 1, dtype=torch.float64)
+        elif kind == "channel":
+            mean = scaled.mean(dim=(0, 2, 3)).view(-1, 1, 1)
+            std = scaled.std(dim=(0, 2, 3)).view(-1, 1, 1)
+        else:
+            raise DataError(f"unknown normalisation {kind!r}; choose pixel-mean or channel")
+        return cls(mean=mean.float(), std=std.float(), kind=kind)
+
+    def to(self, device: torch.device) -> Normalizer:
+        return Normalizer(mean=self.mean.to(device), std=self.std.to(device), kind=self.kind)
+
+    def __call__(self, x: Tensor) -> Tensor:
+        return (x.float() / 255 - self.mean) / self.std
+
+    def describe(self) -> dict[str, object]:
+        channel_mean = self.mean.mean(dim=(1, 2)) if self.mean.dim() == 3 else self.mean
+        return {
+            "normalize": self.kind,
+            "mean": [round(float(v), 4) for v in channel_mean.flatten()],
+            "std": [round(float(v), 4) for v in self.std.flatten()],
+        }
+
+
+def _generator(device: torch.device, *seeds: int) -> torch.Generator:
+    g = torch.Generator(device=device)
+    mixed = 0
+    for s in seeds:  # a fixed, collision-poor mix of small non-negative integers
+        mixed = (mixed * 1_000_003 + s) % (2**63 - 1)
+    g.manual_seed(mixed)
+    return g
+
+
+def augment(x: Tensor, *, pad: int, generator: torch.Generator) -> Tensor:
+    """Random crop after zero padding, and random horizontal flip, of a uint8 batch."""
+    b, _, h, w = x.shape
+    padded = F.pad(x, (pad, pad, pad, pad))
+    shifts = torch.randint(0, 2 * pad + 1, (2, b), generator=generator, device=x.device)
+    rows = (shifts[0].view(b, 1) + torch.arange(h, device=x.device)).view(b, 1, h, 1)
+    cols = (shifts[1].view(b, 1) + torch.arange(w, device=x.device)).view(b, 1, 1, w)
+    flip = torch.rand(b, generator=generator, device=x.device) < 0.5
+    cols = torch.where(flip.view(b, 1, 1, 1), cols.flip(-1), cols)
+    batch = torch.arange(b, device=x.device).view(b, 1, 1, 1)
+    channel = torch.arange(x.shape[1], device=x.device).view(1, -1, 1, 1)
+    return padded[batch, channel, rows, cols]
+
+
+class TrainStream:
+    """The training batches of a run, on `device`, stored there whole (small datasets) or
+    streamed from host memory through a DataLoader (`workers` > 0 or host storage)."""
+
+    def __init__(
+        self,
+        images: Tensor,
+        labels: Tensor,
+        *,
+        batch_size: int,
+        seed: int,
+        device: torch.device,
+        normalizer: Normalizer,
+        augment_pad: int,
+        storage: str = "device",
+        workers: int = 0,
+        channels_last: bool = False,
+    ) -> None:
+        if batch_size > len(images):
+            raise DataError(f"batch size {batch_size} exceeds the {len(images)} training images")
+        self.device, self.seed, self.batch_size = device, seed, batch_size
+        self.storage, self.workers = storage, workers
+        self.pad, self.channels_last = augment_pad, channels_last
+        self.normalizer = normalizer.to(device)
+        where = device if storage == "device" else torch.device("cpu")
+        self.images, self.labels = images.to(where), labels.to(where)
+        self.steps_per_epoch = len(images) // batch_size  # the last partial batch is dropped
+
+    def order(self, epoch: int) -> Tensor:
+        """The epoch's permutation of the training images (on CPU: cheap, and device-agnostic
+        so that both storage paths see the same order)."""
+        g = _generator(torch.device("cpu"), self.seed, _ORDER, epoch)
+        return torch.randperm(len(self.images), generator=g)
+
+    def finish(self, x: Tensor, y: Tensor, iteration: int) -> tuple[Tensor, Tensor]:
+        """Augment (seeded by the iteration) and normalise a uint8 batch already on the device."""
+        if self.pad:
+            x = augment(
+                x, pad=self.pad, generator=_generator(self.device, self.seed, _AUGMENT, iteration)
+            )
+        out = self.normalizer(x)
+        if self.channels_last:
+            out = out.contiguous(memory_format=torch.channels_last)
+        return out, y
+
+    def batches(self, start: int = 0) -> Iterator[tuple[Tensor, Tensor]]:
+        """Batches `start`, `start + 1`, ... without end."""
+        source = self._device_batches if self.storage == "device" else self._loader_batches
+        for iteration, (x, y) in enumerate(source(start), start=start):
+            yield self.finish(x, y, iteration)
+
+    def _index_batches(self, start: int, where: torch.device) -> Iterator[Tensor]:
+        """Index batches from iteration `start` on; each epoch's order is moved to `where` once,
+        so the hot loop slices it there without a host-to-device copy per step."""
+        epoch, step = divmod(start, self.steps_per_epoch)
+        while True:
+            order = self.order(epoch).to(where)
+            for s in range(step, self.steps_per_epoch):
+                yield order[s * self.batch_size : (s + 1) * self.batch_size]
+            epoch, step = epoch + 1, 0
+
+    def _device_batches(self, start: int) -> Iterator[tuple[Tensor, Tensor]]:
+        for idx in self._index_batches(start, self.device):
+            yield self.images[idx], self.labels[idx]
+
+    def _loader_batches(self, start: int) -> Iterator[tuple[Tensor, Tensor]]:
+        loader = DataLoader(
+            _Pairs(self.images, self.labels),
+            batch_sampler=_IndexSampler(self._index_batches(start, torch.device("cpu"))),
+            collate_fn=_as_batch,
+            num_workers=self.workers,
+            pin_memory=self.device.type == "cuda",
+            persistent_workers=False,
+        )
+        for x, y in loader:
+            yield x.to(self.device, non_blocking=True), y.to(self.device, non_blocking=True)
+
+
+class _Pairs(Dataset[tuple[Tensor, Tensor]]):
+    """Images and labels; whole batches are gathered at once (`__getitems__`), not per image."""
+
+    def __init__(self, images: Tensor, labels: Tensor) -> None:
+        self.images, self.labels = images, labels
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def __getitem__(self, i: int) -> tuple[Tensor, Tensor]:
+        return self.images[i], self.labels[i]
+
+    def __getitems__(self, indices: list[int]) -> tuple[Tensor, Tensor]:
+        idx = torch.tensor(indices)
+        return self.images[idx], self.labels[idx]
+
+
+def _as_batch(batch: Any) -> Any:
+    """The identity: `__getitems__` already returns whole (images, labels) batches."""
+    return batch
+
+
+class _IndexSampler:
+    """A batch sampler over precomputed index batches (an endless stream)."""
+
+    def __init__(self, batches: Iterator[Tensor]) -> None:
+        self._batches = batches
+
+    def __iter__(self) -> Iterator[list[int]]:
+        for idx in self._batches:
+            yield idx.tolist()
+
+
+def eval_batches(
+    images: Tensor,
+    labels: Tensor,
+    *,
+    batch_size: int,
+    device: torch.device,
+    normalizer: Normalizer,
+    channels_last: bool = False,
+) -> Iterator[tuple[Tensor, Tensor]]:
+    """Every image once, in order, without augmentation."""
+    norm = normalizer.to(device)
+    for i in range(0, len(images), batch_size):
+        x = norm(images[i : i + batch_size].to(device, non_blocking=True))
+        if channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        yield x, labels[i : i + batch_size].to(device, non_blocking=True)

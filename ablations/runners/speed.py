@@ -1,0 +1,172 @@
+"""Training-loop speed: this suite's loop against the conventional one, same device, one process.
+
+The conventional loop is the one most CIFAR repositories write: a dataset that turns each uint8
+image into a PIL image (what `torchvision.datasets.CIFAR10.__getitem__` does), torchvision
+`transforms` (RandomCrop(32, padding=4), RandomHorizontalFlip, ToTensor, Normalize), a
+`DataLoader` with worker processes, an fp32 NCHW model and `loss.item()` every iteration for the
+running loss. Ours is `Trainer.step` on batches from `TrainStream` (the whole split on the
+device, augmentation there in batch), with the precision and memory format of the config.
+
+Both loops train the same variant with the same batch size and input size; the time of each is
+taken over `iterations` steps after `warmup` untimed steps (which absorb cuDNN autotuning and
+`torch.compile`), with the device synchronised before reading the clock.
+"""
+
+from __future__ import annotations
+
+import tempfile
+import time
+from collections.abc import Iterator
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+import torch.nn.functional as F
+from PIL import Image
+from torch import Tensor
+from torch.utils.data import DataLoader, Dataset
+from torchvision import transforms
+
+from ablations import env
+from ablations.config import TrainConfig, resolve_device
+from ablations.data import ArrayDataset
+from ablations.models import create_model
+from ablations.progress import progress
+from ablations.results import Schema, upsert
+from ablations.runners.train import Trainer, prepare_data
+
+SPEED_FILE = "train_speed.csv"
+SCHEMA = Schema(
+    name="training-loop speed",
+    columns={
+        "variant": "str", "loop": "str", "device": "str", "machine": "str", "precision": "str",
+        "channels_last": "bool", "compile": "bool", "batch_size": "int", "input_size": "int",
+        "workers": "int", "iterations": "int", "seconds": "float", "images_per_s": "float",
+        "speedup": "float", "torch": "str", "git_commit": "str", "created_at": "str",
+    },
+    key=("variant", "loop", "machine", "precision", "channels_last", "compile", "batch_size",
+         "input_size"),
+)  # fmt: skip
+
+
+class PILImages(Dataset[tuple[Tensor, int]]):
+    """torchvision.datasets.CIFAR10's item access: uint8 array -> PIL image -> transforms."""
+
+    def __init__(self, images: np.ndarray, labels: np.ndarray, transform: Any) -> None:
+        self.images, self.labels, self.transform = images, labels, transform
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def __getitem__(self, i: int) -> tuple[Tensor, int]:
+        pixels = self.images[i]
+        image = Image.fromarray(pixels[..., 0] if pixels.shape[-1] == 1 else pixels)
+        return self.transform(image), int(self.labels[i])
+
+
+def _endless(loader: DataLoader[Any]) -> Iterator[Any]:
+    while True:
+        yield from loader
+
+
+def _timed(
+    step: Any, batches: Iterator[Any], *, iterations: int, warmup: int, device: torch.device
+) -> float:
+    for _ in range(warmup):
+        step(*next(batches))
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    start = time.perf_counter()
+    for _ in range(iterations):
+        step(*next(batches))
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    return time.perf_counter() - start
+
+
+def conventional_seconds(
+    config: TrainConfig, dataset: ArrayDataset, *, device: torch.device, iterations: int,
+    warmup: int, workers: int,
+) -> float:  # fmt: skip
+    """Time `iterations` steps of the conventional loop (see module docstring)."""
+    x = dataset.x_train
+    mean = tuple(float(m) for m in (x / 255).mean(axis=(0, 1, 2)))
+    std = tuple(float(s) for s in (x / 255).std(axis=(0, 1, 2)))
+    size = config.input_size or x.shape[1]
+    resize = [transforms.Resize(size)] if size != x.shape[1] else []
+    transform = transforms.Compose([
+        *resize, transforms.RandomCrop(size, padding=round(4 * size / 32)),
+        transforms.RandomHorizontalFlip(), transforms.ToTensor(), transforms.Normalize(mean, std),
+    ])  # fmt: skip
+    loader = DataLoader(
+        PILImages(x, dataset.y_train, transform), batch_size=config.batch_size, shuffle=True,
+        num_workers=workers, pin_memory=device.type == "cuda", drop_last=True,
+        persistent_workers=workers > 0,
+    )  # fmt: skip
+    torch.manual_seed(config.seed)
+    model = create_model(config.variant, num_classes=len(dataset.classes),
+                         in_channels=x.shape[-1]).to(device).train()  # fmt: skip
+    optimizer = torch.optim.SGD(model.parameters(), lr=config.lr, momentum=config.momentum,
+                                weight_decay=config.weight_decay)  # fmt: skip
+    running = 0.0
+
+    def step(images: Tensor, labels: Tensor) -> None:
+        nonlocal running
+        images, labels = images.to(device), labels.to(device)
+        optimizer.zero_grad()
+        loss = F.cross_entropy(model(images), labels)
+        loss.backward()
+        optimizer.step()
+        running += loss.item()  # the per-iteration logging most repositories do
+
+    return _timed(step, _endless(loader), iterations=iterations, warmup=warmup, device=device)
+
+
+def suite_seconds(
+    config: TrainConfig, dataset: ArrayDataset, *, device: torch.device, iterations: int,
+    warmup: int,
+) -> float:  # fmt: skip
+    """Time `iterations` steps of `Trainer.step` on `TrainStream` batches."""
+    data = prepare_data(config, dataset, device)
+    with tempfile.TemporaryDirectory() as scratch:
+        trainer = Trainer(config, data, directory=Path(scratch), device=device, show_progress=False)
+        trainer.model.train()
+        batches = data.train.batches(0)
+        return _timed(trainer.step, batches, iterations=iterations, warmup=warmup, device=device)
+
+
+def compare(
+    configs: list[TrainConfig], dataset: ArrayDataset, *, device: str | torch.device | None = None,
+    iterations: int = 50, warmup: int = 10, workers: int = 2, out: Path | None = None,
+) -> pd.DataFrame:  # fmt: skip
+    """Both loops for each config; rows with images/s and our speed-up over the conventional."""
+    dev = resolve_device(device)
+    environment = env.environment(dev)
+    rows: list[dict[str, Any]] = []
+    for config in progress(configs, desc="loop speed", label=lambda c: c.variant):
+        ours = suite_seconds(config, dataset, device=dev, iterations=iterations, warmup=warmup)
+        theirs = conventional_seconds(config, dataset, device=dev, iterations=iterations,
+                                      warmup=warmup, workers=workers)  # fmt: skip
+        conventional = replace(config, precision="fp32", channels_last=False, compile=False)
+        for loop, seconds, cfg, n_workers in (
+            ("suite", ours, config, config.workers),
+            ("conventional", theirs, conventional, workers),
+        ):
+            rows.append({
+                "variant": config.variant, "loop": loop, "device": dev.type,
+                "machine": environment["machine"], "precision": cfg.precision,
+                "channels_last": cfg.channels_last, "compile": cfg.compile,
+                "batch_size": config.batch_size,
+                "input_size": config.input_size or dataset.x_train.shape[1],
+                "workers": n_workers, "iterations": iterations, "seconds": seconds,
+                "images_per_s": iterations * config.batch_size / seconds,
+                "speedup": theirs / seconds, "torch": environment["torch"],
+                "git_commit": environment["git_commit"], "created_at": environment["created_at"],
+            })  # fmt: skip
+    table = SCHEMA.validate(pd.DataFrame(rows))
+    if out is not None:
+        upsert(out, table, SCHEMA)
+    return table

@@ -1,0 +1,132 @@
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from ablations.data.loader import (
+    Normalizer,
+    TrainStream,
+    augment,
+    eval_batches,
+    split_indices,
+    to_nchw,
+)
+from ablations.data.sources import DataError
+
+
+def _images(n=40, size=8, channels=3, seed=0):
+    rng = np.random.default_rng(seed)
+    return torch.from_numpy(rng.integers(0, 256, (n, channels, size, size), dtype=np.uint8))
+
+
+def _stream(images, *, storage="device", workers=0, seed=1, pad=1, batch_size=8):
+    labels = torch.arange(len(images)) % 10
+    norm = Normalizer.fit(images, kind="channel")
+    return TrainStream(
+        images, labels, batch_size=batch_size, seed=seed, device=torch.device("cpu"),
+        normalizer=norm, augment_pad=pad, storage=storage, workers=workers,
+    )  # fmt: skip
+
+
+def test_split_is_fixed_disjoint_and_complete():
+    train, val = split_indices(100, val_size=10, seed=0)
+    again, _ = split_indices(100, val_size=10, seed=0)
+    other, _ = split_indices(100, val_size=10, seed=1)
+    assert len(train) == 90 and len(val) == 10
+    assert not np.array_equal(train[:10], np.sort(train[:10]))  # random order: prefixes are random
+    assert not set(train) & set(val)
+    assert sorted([*train, *val]) == list(range(100))
+    assert np.array_equal(train, again) and not np.array_equal(train, other)
+
+
+def test_split_rejects_a_validation_set_as_large_as_the_data():
+    with pytest.raises(DataError, match="val_size"):
+        split_indices(10, val_size=10, seed=0)
+
+
+def test_to_nchw_and_area_resize():
+    x = np.zeros((2, 4, 4, 3), dtype=np.uint8)
+    x[:, :2, :2, 0] = 200  # one 2x2 block of the first channel
+    nchw = to_nchw(x)
+    assert nchw.shape == (2, 3, 4, 4) and nchw.dtype == torch.uint8
+    small = to_nchw(x, size=2)
+    assert small.shape == (2, 3, 2, 2)
+    assert small[0, 0, 0, 0] == 200 and small[0, 0, 1, 1] == 0
+
+
+def test_augment_is_a_shifted_window_of_the_padded_image_or_its_mirror():
+    x = _images(n=16, size=6)
+    g = torch.Generator().manual_seed(0)
+    out = augment(x, pad=2, generator=g)
+    padded = torch.nn.functional.pad(x, (2, 2, 2, 2))
+    for i in range(len(x)):
+        windows = [padded[i, :, r : r + 6, c : c + 6] for r in range(5) for c in range(5)]
+        assert any(torch.equal(out[i], w) or torch.equal(out[i], w.flip(-1)) for w in windows)
+    flipped = sum(not any(torch.equal(out[i], w) for w in [padded[i, :, r : r + 6, c : c + 6]
+                  for r in range(5) for c in range(5)]) for i in range(len(x)))  # fmt: skip
+    assert 0 < flipped < len(x)  # some images flipped, some not
+
+
+def test_normalizers():
+    x = _images(n=50)
+    pixel = Normalizer.fit(x, kind="pixel-mean")
+    assert pixel.mean.shape == (3, 8, 8)
+    assert pixel(x).mean(dim=0).abs().max() < 1e-5  # every pixel centred
+    channel = Normalizer.fit(x, kind="channel")
+    out = channel(x)
+    assert out.mean(dim=(0, 2, 3)).abs().max() < 1e-5
+    assert (out.std(dim=(0, 2, 3)) - 1).abs().max() < 1e-2
+    with pytest.raises(DataError, match="pixel-mean or channel"):
+        Normalizer.fit(x, kind="zca")
+
+
+def test_batches_are_a_pure_function_of_seed_and_iteration():
+    images = _images()
+    first = [b for _, b in zip(range(12), _stream(images).batches(0), strict=False)]
+    resumed = [b for _, b in zip(range(5), _stream(images).batches(7), strict=False)]
+    for (x1, y1), (x2, y2) in zip(first[7:], resumed, strict=True):
+        assert torch.equal(x1, x2) and torch.equal(y1, y2)
+    other_seed = next(_stream(images, seed=2).batches(0))
+    assert not torch.equal(first[0][0], other_seed[0])
+
+
+def test_each_epoch_visits_every_image_once():
+    images = _images(n=40)
+    stream = _stream(images, pad=0, batch_size=8)
+    labels = torch.cat([y for _, (_, y) in zip(range(5), stream.batches(0), strict=False)])
+    seen = torch.cat([stream.order(0)[: 5 * 8]])
+    assert torch.equal(labels, seen % 10)
+    assert sorted(stream.order(0).tolist()) == list(range(40))
+    assert not torch.equal(stream.order(0), stream.order(1))
+
+
+@pytest.mark.parametrize("workers", [0, 2])
+def test_host_dataloader_path_gives_the_device_path_batches(workers):
+    images = _images()
+    device = [b for _, b in zip(range(9), _stream(images).batches(3), strict=False)]
+    host = [
+        b
+        for _, b in zip(
+            range(9), _stream(images, storage="host", workers=workers).batches(3), strict=False
+        )
+    ]
+    for (x1, y1), (x2, y2) in zip(device, host, strict=True):
+        assert torch.equal(x1, x2) and torch.equal(y1, y2)
+
+
+def test_batch_larger_than_the_data_is_a_clear_error():
+    with pytest.raises(DataError, match="batch size 64 exceeds the 40 training images"):
+        _stream(_images(), batch_size=64)
+
+
+def test_eval_batches_cover_every_image_in_order():
+    images = _images(n=25)
+    labels = torch.arange(25)
+    norm = Normalizer.fit(images, kind="channel")
+    got = list(
+        eval_batches(images, labels, batch_size=10, device=torch.device("cpu"), normalizer=norm)
+    )
+    assert [len(y) for _, y in got] == [10, 10, 5]
+    assert torch.equal(torch.cat([y for _, y in got]), labels)
+    torch.testing.assert_close(torch.cat([x for x, _ in got]), norm(images))
