@@ -23,6 +23,10 @@ STORAGES = ("device", "host")
 NORMALIZE = ("pixel-mean", "channel")
 # Knobs that change speed, not results (both storage paths give identical batches).
 EXECUTION_ONLY = ("storage", "workers", "eval_batch_size")
+# The key hashes only fields that differ from their defaults, so adding a field whose default
+# keeps the old behaviour leaves every stored run's key valid. Changing a default changes the
+# meaning of old keys: bump KEY_VERSION with it (tests pin the defaults to catch this).
+KEY_VERSION = 1
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -67,9 +71,14 @@ class TrainConfig:
 
     @property
     def key(self) -> str:
-        """Hash of the fields that can change the result (see EXECUTION_ONLY)."""
-        spec = {k: v for k, v in asdict(self).items() if k not in EXECUTION_ONLY}
-        return hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()[:8]
+        """Hash of the fields that can change the result and differ from their defaults."""
+        defaults = {f.name: f.default for f in fields(self)}
+        spec = {
+            k: v for k, v in asdict(self).items()
+            if k not in EXECUTION_ONLY and v != defaults[k]
+        }  # fmt: skip
+        payload = json.dumps({"v": KEY_VERSION, **spec}, sort_keys=True)
+        return hashlib.sha256(payload.encode()).hexdigest()[:8]
 
     @property
     def run_id(self) -> str:

@@ -258,3 +258,20 @@ def test_smoke_run_on_real_cifar10(tmp_path):
     assert record.status == "complete"
     env = pd.read_json(record.run_dir / "env.json", typ="series")
     assert env["data"]["n_train"] == 50_000 and env["data"]["val_images"] == 128
+
+
+def test_config_defaults_are_the_papers_and_pinned():
+    # Run keys hash only non-default fields: changing a default silently changes what old keys
+    # mean. If this fails because a default changed on purpose, bump config.KEY_VERSION too.
+    from dataclasses import fields
+
+    defaults = {f.name: f.default for f in fields(TrainConfig) if f.name != "variant"}
+    assert defaults == {
+        "dataset": "cifar10", "profile": "paper", "seed": 0, "val_size": 5000, "split_seed": 0,
+        "train_size": None, "test_size": None, "input_size": None, "augment": True,
+        "normalize": "pixel-mean", "iterations": 64000, "batch_size": 128, "optimizer": "sgd",
+        "lr": 0.1, "momentum": 0.9, "weight_decay": 1e-4, "lr_milestones": (32000, 48000),
+        "lr_gamma": 0.1, "warmup_lr": None, "warmup_until_error": 0.8, "precision": "fp32",
+        "channels_last": False, "compile": False, "eval_every": 500, "eval_batch_size": 1000,
+        "storage": "device", "workers": 0,
+    }  # fmt: skip
