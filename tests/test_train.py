@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -54,8 +55,8 @@ def test_smoke_run_records_everything(tmp_path, tiny_cifar):
     assert train_metrics == {"loss", "error", "lr", "images_per_s", "train_s"}
     test_rows = curves[curves["split"] == "test"]
     assert set(test_rows["metric"]) == {"loss", "error"} and set(test_rows["iteration"]) == {12}
-    env = pd.read_json(record.run_dir / "env.json", typ="series")
-    for key in ("git_commit", "torch", "machine", "dtype", "seed"):
+    [env] = json.loads((record.run_dir / "env.json").read_text())
+    for key in ("git_commit", "torch", "machine", "dtype", "seed", "from_iteration"):
         assert key in env
     assert env["data"]["checksum"] and env["data"]["source_format"] == "cifar-pickle"
     assert env["data"]["train_images"] == 512 and env["data"]["input_size"] == 16
@@ -99,6 +100,8 @@ def test_crash_between_checkpoints_resumes_to_the_same_result(tmp_path, tiny_cif
     resumed = _run(_smoke(), tmp_path / "run", tiny_cifar)
     pd.testing.assert_frame_equal(_deterministic(resumed.curves), _deterministic(reference.curves))
     assert _same_weights(resumed, reference)
+    starts = json.loads((directory / "env.json").read_text())
+    assert [s["from_iteration"] for s in starts] == [0, 4]
 
 
 def _train_cli(out, data, *extra):
@@ -256,7 +259,7 @@ def test_cli_train_bad_input(argv, expected, capsys):
 def test_smoke_run_on_real_cifar10(tmp_path):
     record = _run(_smoke(), tmp_path, None)
     assert record.status == "complete"
-    env = pd.read_json(record.run_dir / "env.json", typ="series")
+    [env] = json.loads((record.run_dir / "env.json").read_text())
     assert env["data"]["n_train"] == 50_000 and env["data"]["val_images"] == 128
 
 

@@ -411,6 +411,19 @@ def _start(config: TrainConfig, directory: Path) -> None:
     write_json(stored, config.to_json())
 
 
+def _record_start(
+    directory: Path, device: torch.device, config: TrainConfig, data: Data, *, iteration: int
+) -> None:
+    """Append this start's environment to env.json: a resumed run may finish elsewhere."""
+    path = directory / "env.json"
+    starts = read_json(path) if path.exists() else []
+    starts.append({
+        "from_iteration": iteration, **env.environment(device), "dtype": config.precision,
+        "seed": config.seed, "data": data.record,
+    })  # fmt: skip
+    write_json(path, starts)
+
+
 def train(
     config: TrainConfig,
     *,
@@ -432,12 +445,9 @@ def train(
     _start(config, directory)
     if dev.type == "cuda":
         torch.backends.cudnn.benchmark = True
-    write_json(directory / "env.json", {
-        **env.environment(dev), "dtype": config.precision, "seed": config.seed,
-        "data": prepared.record,
-    })  # fmt: skip
     trainer = Trainer(config, prepared, directory=directory, device=dev,
                       on_iteration=on_iteration, show_progress=show_progress)  # fmt: skip
     trainer.restore()
+    _record_start(directory, dev, config, prepared, iteration=trainer.state.iteration)
     summary = trainer.run()
     return RunRecord(directory, config, summary, _curves(trainer.state.rows))
