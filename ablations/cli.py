@@ -12,7 +12,7 @@ import signal
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import pandas as pd
 
@@ -23,6 +23,7 @@ from ablations.registry import REGISTRY, AblationsError, list_variants
 from ablations.report import render
 from ablations.results import read_table
 from ablations.runners import complexity
+from ablations.runners.steps import PRECISIONS
 
 LIST_COLUMNS = [
     "name", "family", "depth", "block", "residual", "shortcut", "stem", "stride_at", "width",
@@ -152,6 +153,41 @@ def cmd_train_speed(args: argparse.Namespace) -> None:
 SPEED_DEFAULT = ("resnet20", "resnet56", "resnet110")
 
 
+def _batch_size(text: str) -> int | str:
+    if text == "max":
+        return text
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a batch size or 'max', got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"batch size must be >= 1, got {value}")
+    return value
+
+
+BOTH = {"off": (False,), "on": (True,), "both": (False, True)}
+
+
+def cmd_bench(args: argparse.Namespace) -> None:
+    from ablations.runners import throughput
+
+    names = select(args.patterns, args.exclude)
+    settings = throughput.grid(
+        names, device=args.device,
+        modes=throughput.MODES if args.mode == "both" else (args.mode,),
+        precisions=args.precision, channels_last=BOTH[args.channels_last],
+        compile=BOTH[args.compile], batch_sizes=args.batch_size, input_size=args.input_size,
+        warmup=args.warmup, repeats=args.repeats, steps=args.steps, runs=args.runs,
+    )  # fmt: skip
+    table = throughput.run(settings, out=args.out)
+    print(throughput.format_table(table))
+    if args.runs > 1:
+        spreads = throughput.spread(table)
+        print(f"run-to-run spread of images/s over {args.runs} runs: median "
+              f"{spreads['spread'].median():.1%}, worst {spreads['spread'].max():.1%}")  # fmt: skip
+    print(f"appended to {args.out}")
+
+
 def _milestones(text: str) -> tuple[int, ...]:
     try:
         return tuple(int(v) for v in text.split(",") if v.strip())
@@ -170,7 +206,7 @@ TRAIN_OVERRIDES: dict[str, dict[str, Any]] = {
     "lr_gamma": {"type": float},
     "momentum": {"type": float},
     "weight_decay": {"type": float},
-    "precision": {"choices": ["fp32", "bf16", "fp16"]},
+    "precision": {"choices": list(PRECISIONS)},
     "channels_last": {"action": argparse.BooleanOptionalAction},
     "compile": {"action": argparse.BooleanOptionalAction},
     "eval_every": {"type": int},
@@ -191,8 +227,15 @@ def _add_selection(parser: argparse.ArgumentParser) -> None:
     )
 
 
+class Parser(argparse.ArgumentParser):
+    """argparse, with usage errors on one line that point at --help."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message} (see `{self.prog} --help`)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="ablate", description=__doc__.splitlines()[0])
+    parser = Parser(prog="ablate", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("list", help="registered variants with params and MACs")
@@ -248,6 +291,32 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--compile", action="store_true", help="torch.compile our loop's model")
     p.add_argument("--out", type=Path, default=Path("results/train_speed.csv"))
     p.set_defaults(func=cmd_train_speed)
+
+    p = sub.add_parser("bench", help="images/s, step time and memory of variants")
+    _add_selection(p)
+    p.add_argument("--mode", choices=["infer", "train", "both"], default="both")
+    p.add_argument(
+        "--precision", nargs="+", choices=list(PRECISIONS),
+        help="one or more (default: bf16 on a GPU, fp32 on a CPU)",
+    )  # fmt: skip
+    p.add_argument(
+        "--channels-last", nargs="?", const="on", default="off", choices=list(BOTH),
+        help="memory format: off (NCHW, default), on, or both",
+    )  # fmt: skip
+    p.add_argument("--compile", nargs="?", const="on", default="off", choices=list(BOTH))
+    p.add_argument(
+        "--batch-size", nargs="+", type=_batch_size,
+        help="one or more sizes, or 'max' (GPU: the largest that fits); "
+        "default 128 CIFAR / 256 ImageNet on a GPU, 32 / 8 on a CPU",
+    )  # fmt: skip
+    p.add_argument("--input-size", type=int, help="default: each variant's own")
+    p.add_argument("--device", default="auto")
+    p.add_argument("--warmup", type=int, help="untimed steps (default: 10 GPU, 2 CPU)")
+    p.add_argument("--repeats", type=int, help="timed repeats (default: 7 GPU, 3 CPU)")
+    p.add_argument("--steps", type=int, help="steps per repeat (default: 20 GPU, 3 CPU)")
+    p.add_argument("--runs", type=int, default=1, help="repeat the whole measurement N times")
+    p.add_argument("--out", type=Path, default=Path("results") / "throughput.csv")
+    p.set_defaults(func=cmd_bench)
 
     p = sub.add_parser("report", help="render reports/ from results/")
     p.add_argument("--results", type=Path, default=Path("results"))

@@ -16,8 +16,8 @@ import torch
 
 from ablations.profiles import default_profile, get_profile
 from ablations.registry import AblationsError, get_variant
+from ablations.runners.steps import PRECISIONS
 
-PRECISIONS = ("fp32", "bf16", "fp16")
 OPTIMIZERS = ("sgd",)
 STORAGES = ("device", "host")
 NORMALIZE = ("pixel-mean", "channel")

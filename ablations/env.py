@@ -57,6 +57,19 @@ def cpu_model() -> str:
     return platform.processor() or platform.machine()
 
 
+@cache
+def driver_version() -> str:
+    """The NVIDIA driver version (nvidia-smi), or "" without one."""
+    try:
+        out = subprocess.run(
+            ["nvidia-smi", "--query-gpu=driver_version", "--format=csv,noheader"],
+            capture_output=True, text=True, timeout=20, check=True,
+        )  # fmt: skip
+    except (OSError, subprocess.SubprocessError):
+        return ""
+    return out.stdout.strip().splitlines()[0] if out.stdout.strip() else ""
+
+
 def device_name(device: str | torch.device = "cpu") -> str:
     """A human name for the device, e.g. "NVIDIA H100 80GB HBM3" or "AMD EPYC 7B13 (2 cores)"."""
     dev = torch.device(device)

@@ -98,6 +98,14 @@ class Variant:
         row["stage_blocks"] = "-".join(map(str, self.stage_blocks))
         return row
 
+    @classmethod
+    def from_axes(cls, row: dict[str, Any]) -> Variant:
+        """The variant a results row (or `axes()`) describes."""
+        names = {f.name for f in fields(cls)}
+        values = {k: v for k, v in row.items() if k in names}
+        values["stage_blocks"] = tuple(int(n) for n in str(row["stage_blocks"]).split("-"))
+        return cls(**values)
+
     def fingerprint(self) -> str:
         """A short stable hash of the architecture (every axis but the name)."""
         spec = {k: v for k, v in self.axes().items() if k != "name"}

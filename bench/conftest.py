@@ -14,7 +14,8 @@ DEFAULT = ["resnet20", "resnet56", "resnet110", "plain20", "plain56", "resnet18"
 def pytest_addoption(parser: pytest.Parser) -> None:
     parser.addoption("--bench-variants", action="append", default=None, metavar="GLOB",
                      help=f"variants to benchmark (default: {' '.join(DEFAULT)})")  # fmt: skip
-    parser.addoption("--bench-batch", type=int, default=8, help="batch size (default: 8)")
+    parser.addoption("--bench-batch", type=int, default=None,
+                     help="batch size (default: the device's per-family default)")  # fmt: skip
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
@@ -24,5 +25,5 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
 
 
 @pytest.fixture
-def batch_size(request: pytest.FixtureRequest) -> int:
+def batch_size(request: pytest.FixtureRequest) -> int | None:
     return request.config.getoption("--bench-batch")

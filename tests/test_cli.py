@@ -96,3 +96,26 @@ def test_report_without_results_says_what_to_run(capsys, tmp_path):
     )
     assert code == 0
     assert "run `ablate complexity`" in Path(tmp_path / "r" / "README.md").read_text()
+
+
+def test_usage_errors_are_one_line(capsys):
+    with pytest.raises(SystemExit) as exit_:
+        main(["bench", "resnet20", "--precision", "fp8"])
+    err = capsys.readouterr().err
+    assert exit_.value.code == 2
+    assert err.count("\n") == 1 and "invalid choice: 'fp8'" in err and "--help" in err
+
+
+def test_report_shows_throughput_without_mixing_settings(capsys, tmp_path):
+    from ablations.runners import throughput
+
+    results = tmp_path / "results"
+    quick = {"device": "cpu", "modes": ["infer"], "warmup": 1, "repeats": 1, "steps": 1}
+    settings = throughput.grid(["resnet20", "plain20"], **quick)
+    settings += throughput.grid(["resnet20"], channels_last=(True,), **quick)  # another setting
+    throughput.run(settings, out=results / throughput.THROUGHPUT_FILE, show_progress=False)
+    assert run(capsys, "report", "--results", str(results), "--out", str(tmp_path / "r"))[0] == 0
+    readme = (tmp_path / "r" / "README.md").read_text()
+    assert "## Throughput" in readme and "Measured on a CPU" in readme
+    assert "1 other rows in the file" in readme
+    assert (tmp_path / "r" / "throughput.png").exists()

@@ -1,6 +1,13 @@
 from __future__ import annotations
 
-from ablations.report.figures import complexity_figure, family_defaults, net_kind
+import pandas as pd
+
+from ablations.report.figures import (
+    complexity_figure,
+    family_defaults,
+    net_kind,
+    throughput_figure,
+)
 from ablations.runners import complexity
 
 
@@ -21,3 +28,25 @@ def test_complexity_figure_with_one_family():
     df = complexity.measure(["resnet20", "plain20"])
     fig = complexity_figure(df)
     assert len([ax for ax in fig.axes if ax.get_title()]) == 2
+
+
+def _throughput_rows():
+    rows = []
+    for variant, family, depth, residual, macs in [
+        ("resnet20", "cifar", 20, True, 40e6), ("plain20", "cifar", 20, False, 40e6),
+        ("resnet56", "cifar", 56, True, 125e6), ("resnet18", "imagenet", 18, True, 1.8e9),
+        ("resnet34", "imagenet", 34, True, 3.6e9),
+    ]:  # fmt: skip
+        for mode in ("infer", "train"):
+            rows.append({"variant": variant, "family": family, "depth": depth, "residual": residual,
+                         "mode": mode, "macs": macs, "status": "ok",
+                         "images_per_s": 1e11 / macs / (3 if mode == "train" else 1)})  # fmt: skip
+    return pd.DataFrame(rows)
+
+
+def test_throughput_figure_plots_images_per_s_against_macs_and_depth():
+    fig = throughput_figure(_throughput_rows())
+    axes = [ax for ax in fig.axes if ax.get_xlabel()]
+    assert sorted(ax.get_xlabel() for ax in axes) == ["MACs per image"] * 2 + ["depth"] * 2
+    assert {ax.get_ylabel() for ax in axes} == {"infer images/s", "train images/s"}
+    assert all(ax.get_xscale() == "log" and ax.get_yscale() == "log" for ax in axes)

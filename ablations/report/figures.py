@@ -68,3 +68,34 @@ def complexity_figure(df: pd.DataFrame) -> Figure:
         "Cost against depth, family default stem (MACs: fvcore, conv + linear layers)", y=1.02
     )
     return grid.figure
+
+
+def throughput_figure(df: pd.DataFrame) -> Figure:
+    """images/s against MACs and against depth, plain vs residual, one row per mode; `df` holds
+    one setting (device, precision, memory format, compile, batch policy) of the throughput
+    table, and repeated runs are summarised by their median."""
+    ok = df[df["status"] == "ok"]
+    data = (
+        ok.groupby(["variant", "family", "depth", "residual", "mode", "macs"], as_index=False)[
+            "images_per_s"
+        ]
+        .median()
+        .assign(
+            net=lambda d: np.where(d["residual"], "residual", "plain"),
+            family=lambda d: d["family"].map(FAMILY_TITLES),
+        )
+    )
+    modes = [m for m in ("infer", "train") if m in set(data["mode"])]
+    fig = Figure(figsize=(10, 3.6 * len(modes)), layout="constrained")
+    axes = fig.subplots(len(modes), 2, squeeze=False)
+    for row, mode in zip(axes, modes, strict=True):
+        subset = data[data["mode"] == mode]
+        for ax, x, label in ((row[0], "macs", "MACs per image"), (row[1], "depth", "depth")):
+            sns.lineplot(
+                data=subset.sort_values(x), x=x, y="images_per_s", hue="family", style="net",
+                markers=True, dashes=True, ax=ax, legend=ax is row[1],
+                style_order=["plain", "residual"],
+            )  # fmt: skip
+            ax.set(xscale="log", yscale="log", xlabel=label, ylabel=f"{mode} images/s")
+            ax.grid(True, which="major", alpha=0.3)
+    return fig

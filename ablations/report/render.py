@@ -17,7 +17,7 @@ from matplotlib.figure import Figure
 from ablations.references import GMACS, PARAMS
 from ablations.report import figures
 from ablations.results import read_table
-from ablations.runners import complexity
+from ablations.runners import complexity, throughput
 
 # Stable file contents: no timestamps or random ids in the images, so unchanged figures do not
 # show up in diffs.
@@ -85,7 +85,84 @@ torchvision and, for the -v1 rows (stride on the first 1x1 conv), the paper's Ta
     return Section(text, {"complexity": figures.complexity_figure(df)})
 
 
-SECTIONS: list[Callable[[Path], Section]] = [complexity_section]
+def primary_setting(df: pd.DataFrame) -> pd.DataFrame:
+    """The rows of the most-measured setting on the most-measured machine: what one figure shows
+    without mixing machines, precisions or batch policies."""
+    columns = ["machine", "precision", "channels_last", "compile", "requested_batch_size"]
+    top = df.groupby(columns).size().sort_values(ascending=False).index[0]
+    return df[(df[columns] == pd.Series(top, index=columns)).all(axis=1)]
+
+
+def throughput_section(results: Path) -> Section:
+    path = results / throughput.THROUGHPUT_FILE
+    df = read_table(path, throughput.SCHEMA)
+    if df.empty:
+        return Section(f"## Throughput\n\nNo results yet: run `ablate bench` ({path}).\n")
+    shown = primary_setting(df)
+    first = shown.iloc[0]
+    others = len(df) - len(shown)
+    setting = (
+        f"{first['machine']}, {first['precision']}, "
+        f"{'channels_last' if first['channels_last'] else 'NCHW'}, "
+        f"compile {'on' if first['compile'] else 'off'}, batch {first['requested_batch_size']}"
+    )
+    ok = shown[shown["status"] == "ok"]
+    summary = (
+        ok.groupby(["variant", "mode"], sort=False)
+        .agg(
+            images_per_s=("images_per_s", "median"),
+            step_ms=("step_ms", "median"),
+            iqr=("step_ms_iqr", "median"),
+            batch=("batch_size", "first"),
+            tflops=("tflops", "median"),
+            peak=("fraction_of_peak", "median"),
+            mem=("peak_mem_mb", "median"),
+        )
+        .reset_index()
+    )
+    table = markdown_table(pd.DataFrame({
+        "variant": summary["variant"], "mode": summary["mode"], "batch": summary["batch"],
+        "images/s": summary["images_per_s"].map("{:,.1f}".format),
+        "step ms (IQR)": [
+            f"{m:.1f} ({q:.1f})" for m, q in zip(summary["step_ms"], summary["iqr"], strict=True)
+        ],
+        "TFLOP/s": summary["tflops"].map("{:.3g}".format),
+        "of peak": summary["peak"].map(lambda f: "n/a" if f != f else f"{f:.1%}"),
+        "peak MB": summary["mem"].map("{:,.0f}".format),
+    }))  # fmt: skip
+    failed = shown[shown["status"] != "ok"]
+    notes = (
+        f"\n{len(failed)} setting(s) did not run: "
+        + ", ".join(
+            f"{r.variant} {r.mode} batch {r.batch_size} ({r.status})" for r in failed.itertuples()
+        )
+        + ".\n"
+        if len(failed)
+        else ""
+    )
+    gpu = (
+        ""
+        if (shown["device"] == "cuda").any()
+        else (
+            "\nMeasured on a CPU: no GPU was at hand for these rows. Fractions of peak are given "
+            "only for GPUs in the runner's table of datasheet peaks.\n"
+        )
+    )
+    text = f"""## Throughput
+
+`{path}`, measured by `ablate bench` ({_provenance(shown, ["machine", "torch", "git_commit"])}).
+Shown: {setting}; {others} other rows in the file (other settings or machines) are not mixed in.
+Step time is the median over timed repeats (IQR in brackets), after warm-up; a training step is
+forward + loss + backward + SGD step, counted as 3 forward passes for TFLOP/s.
+{gpu}{notes}
+![images/s against MACs and depth](throughput.png)
+
+{table}
+"""
+    return Section(text, {"throughput": figures.throughput_figure(shown)})
+
+
+SECTIONS: list[Callable[[Path], Section]] = [complexity_section, throughput_section]
 
 
 def render(*, results: Path = Path("results"), out: Path = Path("reports")) -> list[Path]:

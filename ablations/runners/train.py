@@ -22,7 +22,7 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, cast
+from typing import Any
 
 import pandas as pd
 import torch
@@ -44,9 +44,9 @@ from ablations.io import read_json, write_atomic, write_json
 from ablations.models import ResNet, create_model
 from ablations.progress import TrainProgress
 from ablations.registry import AblationsError
+from ablations.runners.steps import TrainStep, autocast, set_tf32
 
 CURVE_COLUMNS = ["iteration", "split", "metric", "value"]
-AUTOCAST = {"bf16": torch.bfloat16, "fp16": torch.float16}
 WARMUP_CHECK_EVERY = 20  # iterations between the (host-syncing) warm-up error checks
 
 
@@ -158,14 +158,6 @@ def build_model(config: TrainConfig, data: Data, device: torch.device) -> ResNet
     return model
 
 
-def make_optimizer(config: TrainConfig, model: nn.Module) -> torch.optim.Optimizer:
-    # Weight decay on every parameter, BN included, as the paper's (Torch) implementation did.
-    return torch.optim.SGD(
-        model.parameters(), lr=config.lr, momentum=config.momentum,
-        weight_decay=config.weight_decay,
-    )  # fmt: skip
-
-
 class Interval:
     """Running training loss and error since the last report, accumulated on the device."""
 
@@ -199,19 +191,13 @@ def evaluate(
     model.eval()
     loss_sum, errors, seen = 0.0, 0, 0
     for x, y in batches:
-        with _autocast(x.device, precision):
+        with autocast(x.device, precision):
             logits = model(x)
         loss_sum += float(F.cross_entropy(logits.float(), y, reduction="sum"))
         errors += int((logits.argmax(dim=1) != y).sum())
         seen += len(y)
     model.train(was_training)
     return loss_sum / seen, errors / seen
-
-
-def _autocast(device: torch.device, precision: str) -> torch.autocast:
-    return torch.autocast(
-        device.type, dtype=AUTOCAST.get(precision, torch.float32), enabled=precision in AUTOCAST
-    )
 
 
 def _rows(iteration: int, split: str, **metrics: float) -> list[dict[str, Any]]:
@@ -230,10 +216,13 @@ class Trainer:
         self.on_iteration = on_iteration
         self.show_progress = show_progress
         self.model = build_model(config, data, device)
-        self.optimizer = make_optimizer(config, self.model)
-        self.scaler = torch.amp.GradScaler(device.type, enabled=config.precision == "fp16")
+        self.step = TrainStep(
+            self.model, device=device, precision=config.precision, compile=config.compile,
+            lr=config.lr, momentum=config.momentum, weight_decay=config.weight_decay,
+        )  # fmt: skip
         # The compiled module shares parameters with self.model, which is what gets saved.
-        self.forward = cast(nn.Module, torch.compile(self.model)) if config.compile else self.model
+        self.forward = self.step.forward
+        self.optimizer, self.scaler = self.step.optimizer, self.step.scaler
         self.state = State()
         self.warm_errors = torch.zeros((), dtype=torch.int64, device=device)
         self.warm_seen = 0
@@ -267,16 +256,6 @@ class Trainer:
         write_atomic(self.dir / "curves.csv", lambda t: curves.to_csv(t, index=False))
 
     # -- the loop ----------------------------------------------------------------------------
-    def step(self, x: Tensor, y: Tensor) -> tuple[Tensor, Tensor]:
-        with _autocast(self.device, self.config.precision):
-            logits = self.forward(x)
-            loss = F.cross_entropy(logits, y)
-        self.optimizer.zero_grad(set_to_none=True)
-        self.scaler.scale(loss).backward()
-        self.scaler.step(self.optimizer)
-        self.scaler.update()
-        return loss.detach(), logits.detach()
-
     def run(self) -> dict[str, Any]:
         """Train to the end (or to divergence); returns the summary."""
         c, state = self.config, self.state
@@ -291,8 +270,7 @@ class Trainer:
             started = time.perf_counter()
             while state.iteration < c.iterations:
                 lr = lr_at(c, state.iteration, state.warmup_end)
-                for group in self.optimizer.param_groups:
-                    group["lr"] = lr
+                self.step.set_lr(lr)
                 x, y = next(batches)
                 loss, logits = self.step(x, y)
                 interval.add(loss, logits, y)
@@ -445,6 +423,7 @@ def train(
     _start(config, directory)
     if dev.type == "cuda":
         torch.backends.cudnn.benchmark = True
+    set_tf32(config.precision)
     trainer = Trainer(config, prepared, directory=directory, device=dev,
                       on_iteration=on_iteration, show_progress=show_progress)  # fmt: skip
     trainer.restore()
