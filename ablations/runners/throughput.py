@@ -82,8 +82,8 @@ SCHEMA = Schema(
         "tf32_matmul": "bool", "tf32_cudnn": "bool", "torch_threads": "int",
         "git_commit": "str", "created_at": "str",
     },
-    key=("variant", "mode", "machine", "precision", "channels_last", "compile", "batch_size",
-         "input_size", "run"),
+    key=("variant", "mode", "machine", "precision", "channels_last", "compile",
+         "requested_batch_size", "batch_size", "input_size", "warmup", "repeats", "steps", "run"),
 )  # fmt: skip
 
 
