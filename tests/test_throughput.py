@@ -150,8 +150,8 @@ def test_invalid_settings_say_what_is_wrong(kwargs, message):
 def test_spread_over_repeated_runs():
     setting = {
         "variant": "resnet20", "mode": "train", "machine": "m", "precision": "fp32",
-        "channels_last": False, "compile": False, "batch_size": 32, "input_size": 32,
-        "status": "ok",
+        "channels_last": False, "compile": False, "requested_batch_size": "32", "batch_size": 32,
+        "input_size": 32, "warmup": 2, "repeats": 3, "steps": 3, "status": "ok",
     }  # fmt: skip
     runs = {"run": [0, 1, 2], "images_per_s": [100.0, 102.0, 98.0]}
     rows = pd.DataFrame({k: [v] * 3 for k, v in setting.items()} | runs)

@@ -86,16 +86,26 @@ def throughput_figure(df: pd.DataFrame) -> Figure:
         )
     )
     modes = [m for m in ("infer", "train") if m in set(data["mode"])]
+    families = [t for t in FAMILY_TITLES.values() if t in set(data["family"])]
+    depths = sorted(data["depth"].unique())
     fig = Figure(figsize=(10, 3.6 * len(modes)), layout="constrained")
     axes = fig.subplots(len(modes), 2, squeeze=False)
-    for row, mode in zip(axes, modes, strict=True):
+    for i, (row, mode) in enumerate(zip(axes, modes, strict=True)):
         subset = data[data["mode"] == mode]
         for ax, x, label in ((row[0], "macs", "MACs per image"), (row[1], "depth", "depth")):
             sns.lineplot(
                 data=subset.sort_values(x), x=x, y="images_per_s", hue="family", style="net",
-                markers=True, dashes=True, ax=ax, legend=ax is row[1],
-                style_order=["plain", "residual"],
+                hue_order=families, style_order=["plain", "residual"], markers=True,
+                dashes=True, ax=ax, legend=i == 0 and ax is row[1],
             )  # fmt: skip
             ax.set(xscale="log", yscale="log", xlabel=label, ylabel=f"{mode} images/s")
             ax.grid(True, which="major", alpha=0.3)
+        row[1].set_xticks(depths, labels=_sparse_labels(depths), minor=False)
+        row[1].set_xticks([], minor=True)
+    if len(axes[0][1].get_lines()):
+        sns.move_legend(axes[0][1], "upper left", bbox_to_anchor=(1.02, 1), frameon=False)
+    first = df.iloc[0]
+    memory = "channels_last" if first.get("channels_last") else "NCHW"
+    fig.suptitle(f"{first.get('machine', '')}: {first.get('precision', '')}, {memory}, "
+                 f"batch {first.get('requested_batch_size', '')}", fontsize=10)  # fmt: skip
     return fig
