@@ -16,9 +16,9 @@ from typing import Any, NoReturn
 
 import pandas as pd
 
-from ablations import experiments, golden
+from ablations import experiments, golden, pipeline, store
 from ablations.config import resolve_config
-from ablations.profiles import PROFILES
+from ablations.profiles import PROFILES, default_profile
 from ablations.registry import REGISTRY, AblationsError, list_variants
 from ablations.report import render
 from ablations.results import read_table
@@ -92,12 +92,38 @@ def cmd_report(args: argparse.Namespace) -> None:
         print(path)
 
 
+def _tasks(args: argparse.Namespace) -> tuple[list[pipeline.Task], pipeline.Context]:
+    profile = args.profile or default_profile()
+    ctx = pipeline.context(results=args.results, data=args.data, device=args.device)
+    names = experiments.parse(args.experiments, profile=profile)
+    tasks = pipeline.plan(names, profile=profile, seeds=args.seeds, device=ctx.device)
+    print(f"[ablate] profile {profile}: {', '.join(names)} on {ctx.device.type}", file=sys.stderr)
+    return tasks, ctx
+
+
 def cmd_run(args: argparse.Namespace) -> None:
-    chosen = experiments.parse(args.experiments)
-    for name in chosen:
-        print(f"== {name}", file=sys.stderr)
-        experiments.EXPERIMENTS[name](results=args.results)
+    tasks, ctx = _tasks(args)
+    signal.signal(signal.SIGTERM, _raise_interrupt)
+    counts = pipeline.execute(tasks, ctx)
+    print(f"[ablate] {counts['ran']} task(s) run, {counts['done']} already done", file=sys.stderr)
     cmd_report(argparse.Namespace(results=args.results, out=args.reports))
+
+
+def cmd_plan(args: argparse.Namespace) -> None:
+    tasks, ctx = _tasks(args)
+    table = pipeline.status_table(tasks, ctx)
+    print(table.drop(columns="command").to_string(index=False))
+    missing = [c for c in table["command"] if c]
+    if missing:
+        print(f"\n# {len(missing)} missing training run(s); on any machine, then `ablate collect`:")
+        print("\n".join(missing))
+
+
+def cmd_collect(args: argparse.Namespace) -> None:
+    runs = store.collect(args.results)
+    print(
+        f"{args.results / store.RUNS_FILE}: {len(runs)} runs from {args.results / store.RUNS_DIR}"
+    )
 
 
 def _train_summary(summary: dict[str, Any]) -> str:
@@ -323,14 +349,29 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", type=Path, default=Path("reports"))
     p.set_defaults(func=cmd_report)
 
-    p = sub.add_parser("run", help="run the missing runs of experiments, then render reports/")
-    p.add_argument(
-        "--experiments", default=",".join(experiments.DEFAULT),
-        help=f"comma-separated, from: {', '.join(experiments.EXPERIMENTS)} (default: %(default)s)",
-    )  # fmt: skip
+    for name, func, text in (
+        ("run", cmd_run, "run the missing tasks of experiments, then render reports/"),
+        ("plan", cmd_plan, "list the tasks of experiments, done or missing (as commands)"),
+    ):
+        p = sub.add_parser(name, help=text)
+        p.add_argument(
+            "--profile", choices=list(PROFILES), help="default: paper on a GPU, cpu otherwise"
+        )
+        p.add_argument(
+            "--experiments",
+            help=f"comma-separated, from: {', '.join(experiments.EXPERIMENTS)} "
+            "(default: the profile's own list)",
+        )
+        p.add_argument("--seeds", type=int, help="runs per config (default: the profile's)")
+        p.add_argument("--data", help="CIFAR-10 path (default: $ABLATE_DATA, else download)")
+        p.add_argument("--device", default="auto")
+        p.add_argument("--results", type=Path, default=Path("results"))
+        p.add_argument("--reports", type=Path, default=Path("reports"))
+        p.set_defaults(func=func)
+
+    p = sub.add_parser("collect", help="rebuild runs.csv and curves.csv from results/runs/")
     p.add_argument("--results", type=Path, default=Path("results"))
-    p.add_argument("--reports", type=Path, default=Path("reports"))
-    p.set_defaults(func=cmd_run)
+    p.set_defaults(func=cmd_collect)
     return parser
 
 

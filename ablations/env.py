@@ -7,6 +7,7 @@ import inspect
 import os
 import platform
 import subprocess
+from collections.abc import Callable
 from datetime import datetime, timezone
 from functools import cache
 from importlib import metadata
@@ -98,9 +99,10 @@ def environment(device: str | torch.device = "cpu") -> dict[str, str | int]:
     }
 
 
-def source_hash(*modules: ModuleType) -> str:
-    """A short hash of the source code of `modules`: a result computed by other code is stale."""
+def source_hash(*objects: ModuleType | Callable[..., object]) -> str:
+    """A short hash of the source code of modules or functions: a result computed by other code
+    is stale."""
     digest = hashlib.sha256()
-    for module in modules:
-        digest.update(inspect.getsource(module).encode())
+    for obj in objects:
+        digest.update(inspect.getsource(obj).encode())
     return digest.hexdigest()[:12]

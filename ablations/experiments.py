@@ -1,25 +1,94 @@
-"""Named experiments: what `ablate run` can bring up to date under results/."""
+"""Named experiments, declared as data: which runs each one needs under a given profile.
+
+An experiment is a list of independent tasks. A training task is a `TrainConfig` (a pure
+function of variant, dataset, profile, seed and overrides, with a stable key); the complexity,
+throughput and layer-response experiments are tables whose rows are tasks of their own. `plan`
+turns experiments into tasks; `ablations.pipeline` runs the missing ones.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from pathlib import Path
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 
-from ablations.registry import AblationsError, list_variants
-from ablations.runners import complexity
+from ablations.profiles import get_profile
+from ablations.registry import AblationsError
+
+PLAIN_AND_RESIDUAL = ("plain20", "plain32", "plain44", "plain56",
+                      "resnet20", "resnet32", "resnet44", "resnet56", "resnet110")  # fmt: skip
+FOUR_NETS = ("plain20", "plain56", "resnet20", "resnet56")
+SHORTCUTS_CIFAR = ("resnet56", "resnet56-b", "resnet56-c")
+SHORTCUTS_K3 = ("resnet18-a-k3", "resnet18-k3", "resnet18-c-k3",
+                "resnet34-a-k3", "resnet34-k3", "resnet34-c-k3")  # fmt: skip
+THROUGHPUT_QUICK = ("resnet20", "resnet56", "resnet110", "plain20", "plain56",
+                    "resnet18", "resnet50")  # fmt: skip
+THROUGHPUT_FULL = (*PLAIN_AND_RESIDUAL, "plain110", "resnet18", "resnet34", "resnet50",
+                   "resnet101", "resnet152", "plain18", "plain34")  # fmt: skip
 
 
-def complexity_experiment(*, results: Path) -> None:
-    """Params and MACs of every registered variant."""
-    complexity.update(results / complexity.COMPLEXITY_FILE, list_variants())
+@dataclass(frozen=True)
+class Experiment:
+    name: str
+    kind: str  # "train" | "complexity" | "throughput" | "responses"
+    description: str
+    # Variants by profile name; "*" is used for profiles not listed.
+    variants: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+
+    def variants_for(self, profile: str) -> tuple[str, ...]:
+        return self.variants.get(profile, self.variants.get("*", ()))
 
 
-EXPERIMENTS: dict[str, Callable[..., None]] = {"complexity": complexity_experiment}
-DEFAULT: tuple[str, ...] = ("complexity",)
+EXPERIMENTS: dict[str, Experiment] = {
+    e.name: e
+    for e in (
+        Experiment(
+            name="complexity",
+            kind="complexity",
+            description="params and MACs of every registered variant",
+        ),
+        Experiment(
+            name="degradation",
+            kind="train",
+            description="plain-20/32/44/56 vs ResNet-20/32/44/56/110 on CIFAR-10 "
+            "(paper Fig. 6, Table 6)",
+            variants={"paper": PLAIN_AND_RESIDUAL, "*": FOUR_NETS},
+        ),
+        Experiment(
+            name="shortcuts",
+            kind="train",
+            description="shortcut options A/B/C at one depth (the analogue of the paper's "
+            "Table 3): CIFAR ResNet-56 and, under the paper profile, ImageNet-style "
+            "ResNet-18/34 with the k3 stem at 32x32",
+            variants={"paper": SHORTCUTS_CIFAR + SHORTCUTS_K3, "*": SHORTCUTS_CIFAR},
+        ),
+        Experiment(
+            name="stems",
+            kind="train",
+            description="k7 vs k3 stem on 32x32 inputs: ResNet-18 as for ImageNet and as "
+            "CIFAR-style code writes it",
+            variants={"*": ("resnet18", "resnet18-k3")},
+        ),
+        Experiment(
+            name="throughput",
+            kind="throughput",
+            description="images/s, step time and memory (a quick table on a CPU, the full "
+            "settings grid on a GPU)",
+            variants={"paper": THROUGHPUT_FULL, "*": THROUGHPUT_QUICK},
+        ),
+        Experiment(
+            name="responses",
+            kind="responses",
+            description="std of each 3x3 layer's response (after BN, before the addition and "
+            "ReLU) on the test set, for the trained degradation nets (paper Fig. 7)",
+        ),
+    )
+}
 
 
-def parse(spec: str) -> list[str]:
-    """ "a,b" -> ["a", "b"], each checked against EXPERIMENTS."""
+def parse(spec: str | None, *, profile: str) -> list[str]:
+    """ "a,b" -> ["a", "b"], checked; None or "" -> the profile's default experiments."""
+    if not spec:
+        return list(get_profile(profile).experiments)
     names = [s.strip() for s in spec.split(",") if s.strip()]
     unknown = [n for n in names if n not in EXPERIMENTS]
     if unknown or not names:

@@ -19,6 +19,8 @@ class Profile:
     settings: Mapping[str, Any] = field(default_factory=dict)
     # The paper warms up ResNet-110 (and deeper) at lr 0.01 until training error < 80%.
     warmup_min_depth: int | None = 110
+    seeds: int = 1  # runs per training config in experiments (mean +- std over seeds)
+    experiments: tuple[str, ...] = ("complexity", "degradation", "responses", "throughput")
 
 
 PROFILES: dict[str, Profile] = {
@@ -47,6 +49,7 @@ PROFILES: dict[str, Profile] = {
             name="smoke",
             description="seconds, for tests: 12 iterations of batch 32 on 512 training images "
             "at 16x16",
+            experiments=("degradation", "responses"),
             settings={
                 "iterations": 12,
                 "lr_milestones": (6, 9),

@@ -47,3 +47,19 @@ GMACS: dict[str, tuple[Published, float]] = {  # (value, relative tolerance of o
     "resnet101-v1": (Published(7.6, PAPER + ", Table 1"), 0.02),
     "resnet152-v1": (Published(11.3, PAPER + ", Table 1"), 0.02),
 }
+
+
+# CIFAR-10 test error (%) of the paper's nets and of public PyTorch reproductions (the paper's
+# protocol: 64k iterations of batch 128 on a 45k/5k split, crop + flip).
+TABLE6 = "He et al. 2016, Table 6 (ResNet-110: best of 5 runs; mean 6.61 +- 0.16)"
+AKAMASTER_ERR = "akamaster/pytorch_resnet_cifar10 README (option A)"
+NABLA = "nabla0001/pytorch-resnet-cifar10 (64k iterations, mean of 5 runs)"
+
+TEST_ERROR: dict[str, dict[str, float]] = {
+    TABLE6: {"resnet20": 8.75, "resnet32": 7.51, "resnet44": 7.17, "resnet56": 6.97,
+             "resnet110": 6.43, "resnet1202": 7.93},
+    AKAMASTER_ERR: {"resnet20": 8.27, "resnet32": 7.37, "resnet44": 6.90, "resnet56": 6.61,
+                    "resnet110": 6.32},
+    NABLA: {"plain20": 9.78, "plain56": 12.95, "resnet20": 8.51, "resnet56": 7.40,
+            "resnet110": 7.14},
+}  # fmt: skip

@@ -2,10 +2,17 @@
 
 from __future__ import annotations
 
+import re
+from collections.abc import Iterable
+from typing import Any
+
 import numpy as np
 import pandas as pd
 import seaborn as sns
+from matplotlib.axes import Axes
 from matplotlib.figure import Figure
+from matplotlib.lines import Line2D
+from matplotlib.ticker import EngFormatter, LogLocator, NullFormatter
 
 from ablations.variants import FAMILY_DEFAULTS
 
@@ -108,4 +115,246 @@ def throughput_figure(df: pd.DataFrame) -> Figure:
     memory = "channels_last" if first.get("channels_last") else "NCHW"
     fig.suptitle(f"{first.get('machine', '')}: {first.get('precision', '')}, {memory}, "
                  f"batch {first.get('requested_batch_size', '')}", fontsize=10)  # fmt: skip
+    return fig
+
+
+# --- training runs ----------------------------------------------------------------------------
+
+ERROR_COLUMNS = ("train_error", "val_error", "test_error")
+SPLIT_STYLES = {"train": "--", "val": "-"}  # the paper's Fig. 6: dashed training, bold testing
+KIND_MARKERS = {"plain": "s", "residual": "o"}
+KIND_COLOURS = {"plain": "tab:red", "residual": "tab:blue"}
+
+
+def paper_name(variant: str) -> str:
+    """The paper's spelling of a net: plain56 -> plain-56, resnet56 -> ResNet-56 (a suffix that
+    sets an axis is kept: resnet56-b -> ResNet-56-b)."""
+    match = re.fullmatch(r"(resnet|plain)(\d+)(.*)", variant)
+    if not match:
+        return variant
+    prefix, depth, suffix = match.groups()
+    return f"{'ResNet' if prefix == 'resnet' else 'plain'}-{depth}{suffix}"
+
+
+def summarise_runs(runs: pd.DataFrame) -> pd.DataFrame:
+    """One row per variant: its axes, the seed count, and the mean, std (ddof 1), min and max
+    over seeds of each final error, with the mean cost (MACs, images/s); in run order."""
+    groups = runs.groupby("variant", sort=False)
+    stats = groups[list(ERROR_COLUMNS)].agg(["mean", "std", "min", "max"])
+    stats.columns = ["_".join(pair) for pair in stats.columns]  # train_error_mean, ...
+    first = groups[["family", "depth", "residual", "shortcut", "stem"]].first()
+    cost = groups[["params", "macs", "images_per_s"]].mean()
+    seeds = groups["seed"].nunique().rename("seeds")
+    last = groups["iterations_done"].max().rename("last_iteration")
+    return pd.concat([first, seeds, last, cost, stats], axis=1).reset_index()
+
+
+def _twin_key(variant: str) -> tuple[int, str]:
+    """(depth, suffix): what a plain net shares with its residual twin (plain56 and resnet56
+    give (56, ""), resnet56-b gives (56, "-b"))."""
+    match = re.fullmatch(r"(?:resnet|plain)(\d+)(.*)", variant)
+    return (int(match.group(1)), match.group(2)) if match else (0, variant)
+
+
+def net_colours(variants: Iterable[str]) -> dict[str, tuple[float, float, float]]:
+    """One colour per depth, shared by plain and residual twins in every panel, so a depth
+    reads the same everywhere; variants of one depth that differ in another axis get their own."""
+    keys = sorted({_twin_key(v) for v in variants})
+    palette = sns.color_palette("viridis_r" if len(keys) > 6 else "deep", len(keys))
+    colour = {key: tuple(rgb) for key, rgb in zip(keys, palette, strict=True)}
+    return {v: colour[_twin_key(v)] for v in variants}
+
+
+def _seed_note(seeds: pd.Series) -> str:
+    low, high = int(seeds.min() if len(seeds) else 0), int(seeds.max() if len(seeds) else 0)
+    if high <= 1:
+        return "one seed per net"
+    return f"mean of {low if low == high else f'{low}-{high}'} seeds per net"
+
+
+def _mean_error_curves(runs: pd.DataFrame, curves: pd.DataFrame) -> pd.DataFrame:
+    """(variant, split, iteration, value): training and validation error in percent, averaged
+    over the seeds of each variant at each evaluated iteration."""
+    errors = curves[(curves["metric"] == "error") & curves["split"].isin(list(SPLIT_STYLES))]
+    joined = errors.merge(runs[["run_id", "variant"]], on="run_id")
+    mean = joined.groupby(["variant", "split", "iteration"], as_index=False)["value"].mean()
+    return mean.assign(value=mean["value"] * 100)
+
+
+def _legend(ax: Axes, nets: pd.DataFrame, colours: dict[str, Any]) -> None:
+    """Net names by colour, then what the line styles and the marker mean."""
+    handles = [Line2D([], [], color=colours[row.variant], label=paper_name(row.variant))
+               for row in nets.sort_values("depth").itertuples()]  # fmt: skip
+    handles += [
+        Line2D([], [], color="0.3", linestyle="--", label="training"),
+        Line2D([], [], color="0.3", linestyle="-", label="validation"),
+        Line2D([], [], color="0.3", marker="o", linestyle="", label="test (final)"),
+    ]
+    # Below the panel: an error near chance (90%) would run under a legend inside it.
+    ax.legend(handles=handles, fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.14),
+              ncol=min(len(handles), 4), frameon=False)  # fmt: skip
+
+
+def degradation_figure(runs: pd.DataFrame, curves: pd.DataFrame) -> Figure:
+    """The paper's Fig. 6 (left, middle): training (dashed) and validation (solid) error in %
+    against iterations, plain nets left and residual nets right on the same axes, one colour
+    per depth; each net's final test error is a point at its last iteration. Several seeds of
+    a net are averaged. `runs` holds the complete runs to draw, `curves` their curves."""
+    nets = summarise_runs(runs)
+    mean = _mean_error_curves(runs, curves)
+    colours = net_colours(nets["variant"])
+    fig = Figure(figsize=(11, 4.2), layout="constrained")
+    axes = fig.subplots(1, 2, sharex=True, sharey=True)
+    for ax, residual in zip(axes, (False, True), strict=True):
+        shown = nets[nets["residual"] == residual]
+        ax.set_title("residual nets" if residual else "plain nets", fontsize=10)
+        if shown.empty:
+            ax.text(0.5, 0.5, "no runs", ha="center", va="center", transform=ax.transAxes)
+            continue
+        for net in shown.itertuples():
+            colour = colours[net.variant]
+            for split, style in SPLIT_STYLES.items():
+                line = mean[(mean["variant"] == net.variant) & (mean["split"] == split)]
+                ax.plot(line["iteration"], line["value"], linestyle=style, color=colour,
+                        linewidth=1.0 if split == "train" else 1.8)  # fmt: skip
+            # The test set is evaluated once, at the end: a point, not a curve.
+            ax.plot([net.last_iteration], [net.test_error_mean * 100], marker="o", color=colour,
+                    markersize=6, linestyle="")  # fmt: skip
+        _legend(ax, shown, colours)
+    for ax in axes:
+        ax.set(xlabel="iterations", ylim=(0, _error_top(mean, nets)))
+        ax.xaxis.set_major_formatter(EngFormatter(sep=""))
+        ax.grid(True, alpha=0.3)
+    axes[0].set_ylabel("error (%)")
+    fig.suptitle(f"{_runs_title(runs)}: training error (dashed), validation error (solid, "
+                 f"held-out split), final test error (point); {_seed_note(nets['seeds'])}",
+                 fontsize=10)  # fmt: skip
+    return fig
+
+
+def _error_top(mean: pd.DataFrame, nets: pd.DataFrame) -> float:
+    """The y limit of Fig. 6: room for every error after the first 5% of the iterations, so
+    the first evaluations near chance do not squeeze a long run's end, where the nets differ."""
+    late = mean[mean["iteration"] >= 0.05 * mean["iteration"].max()]["value"]
+    top = max([*late, *(nets["test_error_mean"] * 100), 1.0])
+    return min(100.0, top * 1.08)
+
+
+def _runs_title(runs: pd.DataFrame) -> str:
+    """ "cifar10, profile cpu": what the runs of a figure were trained on."""
+    datasets = ", ".join(sorted(set(runs["dataset"]))) or "no runs"
+    profiles = ", ".join(sorted(set(runs["profile"])))
+    return f"{datasets}, profile {profiles}" if profiles else datasets
+
+
+def _kind(residual: bool) -> str:
+    return "residual" if residual else "plain"
+
+
+def depth_figure(runs: pd.DataFrame) -> Figure:
+    """Final training error and final test error (%) against depth, plain vs residual; the
+    bars span the seeds (min to max), and a net with one seed has none."""
+    nets = summarise_runs(runs).sort_values("depth")
+    fig = Figure(figsize=(10, 3.8), layout="constrained")
+    axes = fig.subplots(1, 2, sharex=True, sharey=True)
+    for ax, column, label in zip(axes, ("train_error", "test_error"),
+                                 ("final training error (%)", "test error (%)"),
+                                 strict=True):  # fmt: skip
+        for residual in (False, True):
+            line = nets[nets["residual"] == residual]
+            if line.empty:
+                continue
+            mean = line[f"{column}_mean"] * 100
+            ax.plot(line["depth"], mean, marker=KIND_MARKERS[_kind(residual)],
+                    linestyle="-" if residual else "--", label=_kind(residual),
+                    color=KIND_COLOURS[_kind(residual)])  # fmt: skip
+            spread = line["seeds"] > 1
+            below = (mean - line[f"{column}_min"] * 100)[spread]
+            above = (line[f"{column}_max"] * 100 - mean)[spread]
+            ax.errorbar(line["depth"][spread], mean[spread], yerr=[below, above], fmt="none",
+                        capsize=4, color=KIND_COLOURS[_kind(residual)])  # fmt: skip
+        ax.set(xlabel="depth (weighted layers)", ylabel=label)
+        ax.set_xticks(sorted(nets["depth"].unique()))
+        ax.grid(True, alpha=0.3)
+    axes[0].legend(frameon=False)
+    fig.suptitle(f"{_runs_title(runs)}: final errors against depth "
+                 f"({_seed_note(nets['seeds'])}; bars: min-max over seeds)",
+                 fontsize=10)  # fmt: skip
+    return fig
+
+
+def _cost_panel(ax: Axes, nets: pd.DataFrame, column: str, label: str) -> bool:
+    """Test error against one cost column, a labelled point per variant; False when no
+    variant has that cost recorded (a zero: runs recorded before costs were stored)."""
+    nets = nets[nets[column] > 0]
+    ax.set_xlabel(label)
+    ax.grid(True, which="both", alpha=0.3)
+    if nets.empty:
+        ax.text(0.5, 0.5, "not recorded", ha="center", va="center", transform=ax.transAxes)
+        ax.set_xticks([])
+        return False
+    for residual in (False, True):
+        points = nets[nets["residual"] == residual]
+        if points.empty:
+            continue
+        ax.scatter(points[column], points["test_error_mean"] * 100, label=_kind(residual),
+                   marker=KIND_MARKERS[_kind(residual)], color=KIND_COLOURS[_kind(residual)],
+                   s=40, zorder=3)  # fmt: skip
+        for point in points.itertuples():
+            ax.annotate(point.variant, (getattr(point, column), point.test_error_mean * 100),
+                        textcoords="offset points", xytext=(5, 4), fontsize=8)  # fmt: skip
+    ax.set_xscale("log")
+    ax.margins(x=0.15)  # room for the labels right of the last point
+    # Labels at 1, 2 and 5 of each decade: a span of less than a decade still reads.
+    ax.xaxis.set_major_locator(LogLocator(subs=(1.0, 2.0, 5.0)))
+    ax.xaxis.set_major_formatter(EngFormatter(sep=""))
+    ax.xaxis.set_minor_formatter(NullFormatter())
+    return True
+
+
+def tradeoff_figure(runs: pd.DataFrame) -> Figure:
+    """Final test error (%) against MACs per image (at the training input size) and against
+    measured training images/s, one labelled point per variant (mean over seeds)."""
+    nets = summarise_runs(runs)
+    fig = Figure(figsize=(11, 4.2), layout="constrained")
+    axes = fig.subplots(1, 2, sharey=True)
+    panels = {"macs": "MACs per image (training input size)",
+              "images_per_s": "training images/s (measured)"}  # fmt: skip
+    drawn = [_cost_panel(ax, nets, column, label)
+             for ax, (column, label) in zip(axes, panels.items(), strict=True)]  # fmt: skip
+    axes[0].set_ylabel("test error (%)")
+    if any(drawn):
+        axes[drawn.index(True)].legend(frameon=False)
+    machines = runs["machine"].nunique()
+    where = f"{machines} machines" if machines > 1 else next(iter(set(runs["machine"])), "")
+    fig.suptitle(f"{_runs_title(runs)}: test error against cost ({_seed_note(nets['seeds'])}; "
+                 f"images/s measured during training on {where})", fontsize=10)  # fmt: skip
+    return fig
+
+
+def responses_figure(responses: pd.DataFrame) -> Figure:
+    """The paper's Fig. 7: the std of each layer's response against the layer index (top) and
+    the same stds sorted in descending order (bottom), one line per net, plain dashed and
+    residual solid; several runs of a net are averaged layer by layer."""
+    keys = ["variant", "residual", "depth", "layer"]
+    mean = responses.groupby(keys, as_index=False).agg(std=("std", "mean"))
+    colours = net_colours(mean["variant"].unique())
+    fig = Figure(figsize=(9, 7), layout="constrained")
+    top, bottom = fig.subplots(2, 1)
+    nets = mean[["variant", "residual", "depth"]].drop_duplicates()
+    for net in nets.sort_values(["residual", "depth"]).itertuples():
+        line = mean[mean["variant"] == net.variant].sort_values("layer")
+        style = dict(color=colours[net.variant], linestyle="-" if net.residual else "--",
+                     label=paper_name(net.variant), linewidth=1.3)  # fmt: skip
+        top.plot(line["layer"], line["std"], **style)
+        ranked = np.sort(line["std"].to_numpy())[::-1]
+        bottom.plot(np.arange(1, len(ranked) + 1), ranked, **style)
+    top.set(xlabel="layer index (original)", ylabel="std")
+    bottom.set(xlabel="layer index (sorted by magnitude)", ylabel="std")
+    for ax in (top, bottom):
+        ax.grid(True, alpha=0.3)
+    top.legend(fontsize=8, frameon=False, ncol=2)
+    profiles = ", ".join(sorted(set(responses["profile"])))
+    fig.suptitle(f"Std of layer responses (each 3x3 conv after BN, before ReLU/addition), "
+                 f"profile {profiles}", fontsize=10)  # fmt: skip
     return fig

@@ -8,7 +8,6 @@ counted; they are listed per variant in `uncounted_ops` so the convention is vis
 
 from __future__ import annotations
 
-import sys
 import warnings
 from collections.abc import Iterable, Sequence
 from pathlib import Path
@@ -73,8 +72,9 @@ def count_macs(model: nn.Module, *, input_size: int, in_channels: int = 3) -> tu
 
 
 def code_version() -> str:
-    """Version of the code a count depends on: the model builder and this counter."""
-    return env.source_hash(resnet, sys.modules[__name__])
+    """Version of the code a count depends on: the model builder and the counting functions
+    (not the rest of this module, whose edits do not change a count)."""
+    return env.source_hash(resnet, uninitialised, count_params, count_macs)
 
 
 SCHEMA = Schema(
@@ -114,7 +114,7 @@ def _resolve(variants: Iterable[str | Variant]) -> list[Variant]:
     return [get_variant(v) if isinstance(v, str) else v for v in variants]
 
 
-def _reusable(variants: Sequence[Variant], stored: pd.DataFrame) -> dict[str, dict[str, Any]]:
+def reusable(variants: Sequence[Variant], stored: pd.DataFrame) -> dict[str, dict[str, Any]]:
     """Stored rows computed for the same architecture by the same code and fvcore, by name."""
     current = {"code_version": code_version(), "fvcore": env.package_version("fvcore")}
     fingerprints = {v.name: v.fingerprint() for v in variants}
@@ -133,7 +133,7 @@ def measure(
     """One row per variant: its axes, `params` and `macs` (see module docstring). Rows of
     `stored` computed for the same architecture by the same code are reused, not recomputed."""
     resolved = _resolve(variants)
-    reuse = _reusable(resolved, stored) if stored is not None else {}
+    reuse = reusable(resolved, stored) if stored is not None else {}
     todo = [v for v in resolved if v.name not in reuse]
     fresh = {v.name: complexity_row(v) for v in progress(todo, desc="complexity", label=_name)}
     return SCHEMA.validate(pd.DataFrame([reuse.get(v.name) or fresh[v.name] for v in resolved]))
@@ -146,7 +146,7 @@ def update(
     saving each row as it is done, so an interrupted run resumes where it stopped."""
     resolved = _resolve(variants)
     stored = read_table(path, SCHEMA)
-    reuse = {} if rerun else _reusable(resolved, stored)
+    reuse = {} if rerun else reusable(resolved, stored)
     todo = [v for v in resolved if v.name not in reuse]
     for variant in progress(todo, desc="complexity", label=_name):
         stored = upsert(path, pd.DataFrame([complexity_row(variant)]), SCHEMA)

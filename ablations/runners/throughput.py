@@ -331,6 +331,18 @@ def _run_child(settings: Sequence[Setting]) -> list[dict[str, Any]]:
     return rows
 
 
+def setting_key(fields: dict[str, Any]) -> tuple[Any, ...]:
+    """What identifies a measurement, from a Setting's fields or a results row: the same
+    variant, mode, precision, memory format, compile, batch policy, size, timing and run."""
+    variant = get_variant(fields["variant"])
+    requested = fields.get("requested_batch_size") or str(fields["batch_size"] or "default")
+    return (
+        variant.name, fields["mode"], fields["precision"], bool(fields["channels_last"]),
+        bool(fields["compile"]), str(requested), int(fields["input_size"] or variant.input_size),
+        int(fields["warmup"]), int(fields["repeats"]), int(fields["steps"]), int(fields["run"]),
+    )  # fmt: skip
+
+
 def _requested(setting: Setting) -> int:
     """The batch of a setting that produced no measurement (0 where none was fixed)."""
     return setting.batch_size if isinstance(setting.batch_size, int) else 0

@@ -21,6 +21,7 @@ import math
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
@@ -41,7 +42,7 @@ from ablations.data.loader import (
     to_nchw,
 )
 from ablations.io import read_json, write_atomic, write_json
-from ablations.models import ResNet, create_model
+from ablations.models import ResNet, create_model, resolve
 from ablations.progress import TrainProgress
 from ablations.registry import AblationsError
 from ablations.runners.steps import TrainStep, autocast, set_tf32
@@ -337,14 +338,26 @@ class Trainer:
             normalizer=self.data.normalizer, channels_last=self.config.channels_last,
         )  # fmt: skip
 
+    def cost(self) -> dict[str, int]:
+        """Params, and fvcore MACs per image at the training input size (batch 1)."""
+        from ablations.runners.complexity import count_macs, count_params, uninitialised
+
+        variant = self.model.variant
+        size = int(self.data.record["input_size"])
+        macs, _ = count_macs(
+            uninitialised(variant), input_size=size, in_channels=variant.in_channels
+        )
+        return {"params": count_params(self.model), "macs": macs}
+
     def finish(self, *, diverged: bool) -> dict[str, Any]:
         """Write the final record; a diverged run keeps its curves and says where it stopped."""
         c, state = self.config, self.state
         summary: dict[str, Any] = {
             "status": "diverged" if diverged else "complete",
-            "run_id": c.run_id, "variant": c.variant, "dataset": c.dataset, "profile": c.profile,
-            "seed": c.seed, "iterations": state.iteration, "warmup_end": state.warmup_end,
-            "train_s": state.train_s,
+            "run_id": c.run_id, "key": c.key, "variant": c.variant, "dataset": c.dataset,
+            "profile": c.profile, "seed": c.seed, "iterations": state.iteration,
+            "warmup_end": state.warmup_end, "train_s": state.train_s,
+            **self.cost(), "finished_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         }  # fmt: skip
         if diverged:
             summary["diverged_at"] = state.iteration
@@ -377,8 +390,10 @@ def _final_metrics(curves: pd.DataFrame) -> dict[str, Any]:
     }  # fmt: skip
 
 
-def _start(config: TrainConfig, directory: Path) -> None:
-    """Create the run directory with its config, or check that it holds this very config."""
+def _start(config: TrainConfig, directory: Path, data: Data) -> None:
+    """Create the run directory with its config and the exact architecture trained (the
+    registered variant with the dataset's head and input channels), or check that it holds
+    this very config."""
     stored = directory / "config.json"
     if stored.exists():
         if TrainConfig.from_json(read_json(stored)) != config:
@@ -386,6 +401,8 @@ def _start(config: TrainConfig, directory: Path) -> None:
                 f"{directory} holds a run of another config; remove it or choose another --out"
             )
         return
+    variant = resolve(config.variant, num_classes=data.num_classes, in_channels=data.in_channels)
+    write_json(directory / "variant.json", variant.axes())
     write_json(stored, config.to_json())
 
 
@@ -420,7 +437,7 @@ def train(
     dev = resolve_device(device)
     # Data problems surface before anything is written.
     prepared = prepare_data(config, load_dataset(config.dataset, data=data), dev)
-    _start(config, directory)
+    _start(config, directory, prepared)
     if dev.type == "cuda":
         torch.backends.cudnn.benchmark = True
     set_tf32(config.precision)

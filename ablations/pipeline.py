@@ -1,0 +1,253 @@
+"""`ablate run`: plan the tasks of the chosen experiments, run the missing ones, record them.
+
+Stages, one way: plan (experiments x profile x seeds -> tasks) -> run (each task writes its own
+record: a run directory, or rows of a results table) -> record (runs.csv / curves.csv /
+responses.csv) -> report. Every task knows whether it is done, so an interrupted `ablate run`
+resumes where it stopped (a half-trained run from its checkpoint) and a second invocation with
+nothing missing only re-renders. `plan` prints the missing training runs as `ablate train`
+commands, so they can be dispatched to other machines and collected back (`ablate collect`).
+"""
+
+from __future__ import annotations
+
+import shlex
+import sys
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import torch
+
+from ablations import env, store
+from ablations.config import TrainConfig, resolve_config, resolve_device
+from ablations.data import ArrayDataset, load_dataset
+from ablations.experiments import EXPERIMENTS
+from ablations.io import read_json
+from ablations.profiles import get_profile
+from ablations.registry import get_variant, list_variants
+from ablations.results import read_table, upsert
+from ablations.runners import complexity, throughput
+
+ORDER = {"complexity": 0, "train": 1, "responses": 2, "throughput": 3}
+
+
+@dataclass(frozen=True)
+class Task:
+    """One unit of work: a training run, or one table brought up to date."""
+
+    kind: str  # "complexity" | "train" | "responses" | "throughput"
+    label: str
+    experiments: tuple[str, ...]
+    config: TrainConfig | None = None  # train
+    configs: tuple[TrainConfig, ...] = ()  # responses: the runs to measure
+    settings: tuple[throughput.Setting, ...] = field(default=())  # throughput
+
+
+@dataclass(frozen=True)
+class Context:
+    results: Path
+    data: str | Path | None
+    device: torch.device
+
+    @property
+    def runs_dir(self) -> Path:
+        return self.results / store.RUNS_DIR
+
+
+# --- planning -------------------------------------------------------------------------------
+
+
+def plan(
+    names: list[str], *, profile: str, seeds: int | None = None, device: torch.device
+) -> list[Task]:
+    """The tasks of `names` under `profile`; a training run shared by two experiments (resnet56
+    is in both degradation and shortcuts) is one task."""
+    n_seeds = seeds or get_profile(profile).seeds
+    train: dict[str, Task] = {}
+    tasks: list[Task] = []
+    for name in names:
+        exp = EXPERIMENTS[name]
+        if exp.kind == "train":
+            for config in _configs(exp.variants_for(profile), profile, n_seeds, device):
+                known = train.get(config.run_id)
+                owners = (*known.experiments, name) if known else (name,)
+                train[config.run_id] = Task("train", _describe(config), owners, config=config)
+        elif exp.kind == "responses":
+            configs = _configs(
+                EXPERIMENTS["degradation"].variants_for(profile), profile, n_seeds, device
+            )
+            tasks.append(Task("responses", f"layer responses of {len(configs)} runs", (name,),
+                              configs=tuple(configs)))  # fmt: skip
+        elif exp.kind == "throughput":
+            variants = exp.variants_for(profile)
+            settings = tuple(throughput.grid(list(variants), device=device))
+            label = f"throughput of {len(variants)} variants on {device.type}"
+            tasks.append(Task("throughput", label, (name,), settings=settings))
+        else:
+            tasks.append(Task("complexity", "params and MACs of every variant", (name,)))
+    tasks += train.values()
+    return sorted(tasks, key=lambda t: ORDER[t.kind])  # stable: experiment order within a kind
+
+
+def _configs(
+    variants: tuple[str, ...], profile: str, seeds: int, device: torch.device
+) -> list[TrainConfig]:
+    return [resolve_config(v, profile=profile, seed=s, device=device)
+            for v in variants for s in range(seeds)]  # fmt: skip
+
+
+def _describe(config: TrainConfig) -> str:
+    return f"{config.variant} seed {config.seed} ({config.profile})"
+
+
+def train_command(config: TrainConfig, *, results: Path) -> str:
+    """The `ablate train` command that reproduces `config` exactly (for dispatching)."""
+    defaults = resolve_config(config.variant, profile=config.profile, seed=config.seed)
+    args = ["ablate", "train", config.variant, "--profile", config.profile,
+            "--seed", str(config.seed), "--out", str(results / store.RUNS_DIR)]  # fmt: skip
+    for key, value in config.to_json().items():
+        if key in ("variant", "profile", "seed", "dataset"):
+            continue
+        # Precision is always spelled out: a profile's "auto" resolves per machine.
+        if value == getattr(defaults, key) and key != "precision":
+            continue
+        flag = f"--{key.replace('_', '-')}"
+        if isinstance(value, bool):
+            args.append(flag if value else f"--no-{key.replace('_', '-')}")
+        else:
+            args += [
+                flag,
+                ",".join(map(str, value)) if isinstance(value, list | tuple) else str(value),
+            ]
+    if config.dataset != "cifar10":
+        args += ["--dataset", config.dataset]
+    return shlex.join(args)
+
+
+# --- what is done ---------------------------------------------------------------------------
+
+
+def is_done(task: Task, ctx: Context) -> bool:
+    if task.kind == "train":
+        assert task.config is not None
+        return (ctx.runs_dir / task.config.run_id / "summary.json").exists()
+    if task.kind == "responses":
+        measured = set(store.load(ctx.results)[2]["run_id"])
+        return all(c.run_id in measured for c in _finished(task.configs, ctx))
+    if task.kind == "throughput":
+        return not _unmeasured(task.settings, ctx)
+    stored = read_table(ctx.results / complexity.COMPLEXITY_FILE, complexity.SCHEMA)
+    variants = [get_variant(n) for n in list_variants()]
+    return len(complexity.reusable(variants, stored)) == len(variants)
+
+
+def _finished(configs: tuple[TrainConfig, ...], ctx: Context) -> list[TrainConfig]:
+    """The configs whose runs finished complete (diverged runs have no final model)."""
+    done = []
+    for c in configs:
+        summary = ctx.runs_dir / c.run_id / "summary.json"
+        if summary.exists() and read_json(summary)["status"] == "complete":
+            done.append(c)
+    return done
+
+
+def _unmeasured(settings: tuple[throughput.Setting, ...], ctx: Context) -> list[throughput.Setting]:
+    """Settings with no row for this machine yet."""
+    table = read_table(ctx.results / throughput.THROUGHPUT_FILE, throughput.SCHEMA)
+    mine = table[table["machine"] == env.device_name(ctx.device)]
+    have = {throughput.setting_key(row) for row in mine.to_dict("records")}
+    return [s for s in settings if throughput.setting_key(asdict(s)) not in have]
+
+
+# --- running --------------------------------------------------------------------------------
+
+
+def run_task(task: Task, ctx: Context) -> None:
+    RUNNERS[task.kind](task, ctx)
+
+
+def _run_train(task: Task, ctx: Context) -> None:
+    from ablations.runners import train
+
+    assert task.config is not None
+    record = train.train(task.config, out=ctx.runs_dir, data=ctx.data, device=ctx.device)
+    store.record(record.run_dir, ctx.results)
+
+
+def _run_responses(task: Task, ctx: Context) -> None:
+    from ablations.runners import responses
+
+    measured = set(store.load(ctx.results)[2]["run_id"])
+    todo = [c for c in _finished(task.configs, ctx) if c.run_id not in measured]
+    datasets: dict[str, ArrayDataset] = {}  # decoded once, not once per run
+    for config in todo:
+        if config.dataset not in datasets:
+            datasets[config.dataset] = load_dataset(config.dataset, data=ctx.data)
+        rows = responses.responses_for_run(
+            ctx.runs_dir / config.run_id, dataset=datasets[config.dataset], device=ctx.device
+        )
+        upsert(ctx.results / store.RESPONSES_FILE, rows, store.RESPONSES)
+
+
+def _run_throughput(task: Task, ctx: Context) -> None:
+    throughput.run(_unmeasured(task.settings, ctx), out=ctx.results / throughput.THROUGHPUT_FILE)
+
+
+def _run_complexity(task: Task, ctx: Context) -> None:
+    complexity.update(ctx.results / complexity.COMPLEXITY_FILE, list_variants())
+
+
+RUNNERS: dict[str, Callable[[Task, Context], None]] = {
+    "train": _run_train, "responses": _run_responses, "throughput": _run_throughput,
+    "complexity": _run_complexity,
+}  # fmt: skip
+
+
+def record_unrecorded(ctx: Context) -> int:
+    """Finished run directories missing from runs.csv (a run finished by `ablate train`, or
+    copied from another machine) are added; returns how many."""
+    runs = read_table(ctx.results / store.RUNS_FILE, store.RUNS)
+    fresh = [d for d in store.finished_runs(ctx.runs_dir) if d.name not in set(runs["run_id"])]
+    for directory in fresh:
+        store.record(directory, ctx.results)
+    return len(fresh)
+
+
+def execute(
+    tasks: list[Task], ctx: Context, *, log: Callable[[str], None] | None = None
+) -> dict[str, int]:
+    """Run every task that is not done, in order, logging one line per task."""
+    say = log or (lambda line: print(line, file=sys.stderr, flush=True))
+    counts = {"done": 0, "ran": 0}
+    for i, task in enumerate(tasks, start=1):
+        prefix = f"[ablate] {i}/{len(tasks)} {'/'.join(task.experiments)}: {task.label}"
+        if is_done(task, ctx):
+            counts["done"] += 1
+            say(f"{prefix}: done")
+            continue
+        say(f"{prefix}: running")
+        run_task(task, ctx)
+        counts["ran"] += 1
+    counts["recorded"] = record_unrecorded(ctx)
+    return counts
+
+
+def status_table(tasks: list[Task], ctx: Context) -> pd.DataFrame:
+    """One row per task: kind, experiments, label, done, and the command for a missing run."""
+    rows: list[dict[str, Any]] = []
+    for task in tasks:
+        done = is_done(task, ctx)
+        command = ""
+        if task.kind == "train" and not done and task.config is not None:
+            command = train_command(task.config, results=ctx.results)
+        rows.append({"kind": task.kind, "experiments": ",".join(task.experiments),
+                     "task": task.label, "done": done, "command": command})  # fmt: skip
+    return pd.DataFrame(rows)
+
+
+def context(
+    *, results: Path, data: str | Path | None, device: str | torch.device | None
+) -> Context:
+    return Context(results=results, data=data, device=resolve_device(device))

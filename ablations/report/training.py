@@ -1,0 +1,245 @@
+"""The training report: one block per profile in runs.csv, `paper` first.
+
+A profile's block is a list of sections (PROFILE_SECTIONS), each a function of the profile's
+results (`ProfileResults`) returning Markdown and figures; a section whose runs are missing
+says how to produce them. Figure files are suffixed by the profile (`degradation_cpu.png`).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+
+from ablations import store
+from ablations.experiments import EXPERIMENTS
+from ablations.profiles import PROFILES
+from ablations.references import TEST_ERROR
+from ablations.report import claims, figures, tables
+from ablations.report.tables import Section, markdown_table
+
+PAPER = "paper"
+# The degradation experiment is CIFAR-10's; a profile with runs on several datasets is shown
+# on this one (or its most frequent), never averaged across datasets.
+PREFERRED_DATASET = "cifar10"
+
+
+def profile_order(profiles: Iterable[str]) -> list[str]:
+    """The paper's protocol first, then the other profiles alphabetically."""
+    return sorted(set(profiles), key=lambda p: (p != PAPER, p))
+
+
+@dataclass(frozen=True)
+class ProfileResults:
+    """The results of one profile: its runs on one dataset, their curves, its responses."""
+
+    profile: str
+    runs: pd.DataFrame  # every status
+    curves: pd.DataFrame
+    responses: pd.DataFrame
+    left_out: pd.DataFrame  # runs of the profile on other datasets
+
+    @property
+    def complete(self) -> pd.DataFrame:
+        return self.runs[self.runs["status"] == "complete"]
+
+    @property
+    def reduced(self) -> bool:
+        return self.profile != PAPER
+
+    def name(self, figure: str) -> str:
+        """A figure's file name (no extension) for this profile."""
+        return f"{figure}_{re.sub(r'[^A-Za-z0-9_.-]', '_', self.profile)}"
+
+    def experiment(self, name: str) -> tuple[pd.DataFrame, list[str]]:
+        """(complete runs of the experiment's variants under this profile, variants not run)."""
+        experiment = EXPERIMENTS.get(name)
+        variants = list(experiment.variants_for(self.profile)) if experiment else []
+        runs = self.complete[self.complete["variant"].isin(variants)]
+        return runs, [v for v in variants if v not in set(runs["variant"])]
+
+    def command(self, experiment: str) -> str:
+        return f"`nox -s ablate -- --experiments {experiment} --profile {self.profile}`"
+
+
+def main_dataset(runs: pd.DataFrame) -> str:
+    datasets = runs["dataset"].value_counts()
+    return PREFERRED_DATASET if PREFERRED_DATASET in datasets else str(datasets.index[0])
+
+
+def load_profiles(results: Path) -> list[ProfileResults]:
+    runs, curves, responses = store.load(results)
+    loaded = []
+    for profile in profile_order(runs["profile"]):
+        mine = runs[runs["profile"] == profile]
+        dataset = main_dataset(mine)
+        shown = mine[mine["dataset"] == dataset]
+        left_out = mine[mine["dataset"] != dataset]
+        loaded.append(ProfileResults(
+            profile=profile, runs=shown, left_out=left_out,
+            curves=curves[curves["run_id"].isin(set(shown["run_id"]))],
+            responses=responses[(responses["profile"] == profile)
+                                & ~responses["run_id"].isin(set(left_out["run_id"]))],
+        ))  # fmt: skip
+    return loaded
+
+
+def bullets(lines: Iterable[str]) -> str:
+    return "\n".join(f"- {line}" for line in lines)
+
+
+def heading_section(p: ProfileResults) -> Section:
+    """The profile's heading; a reduced budget says first that only its trends compare."""
+    profile = PROFILES.get(p.profile)
+    description = profile.description if profile else "not a profile of this version"
+    if p.reduced:
+        first = (f"**Profile `{p.profile}` is a reduced budget: its numbers are not comparable "
+                 f"to the paper's; only the trends are.** "
+                 f"{description[:1].upper()}{description[1:]}.")  # fmt: skip
+    else:
+        first = f"Profile `{p.profile}`: {description}."
+    return Section(f"## Training: profile `{p.profile}`\n\n{first}\n")
+
+
+def runs_section(p: ProfileResults) -> Section:
+    """What was run: counts, seeds, machines, device, precision, data, commits, and any mix."""
+    facts = tables.run_facts(p.runs)
+    if len(p.left_out):
+        facts.append(
+            f"**{len(p.left_out)} runs on other datasets "
+            f"({', '.join(sorted(set(p.left_out['dataset'])))}) are left out of this profile's "
+            f"sections, which show {p.runs['dataset'].iloc[0]} only.**"
+        )
+    return Section(f"### What was run\n\n{bullets(facts)}\n")
+
+
+def degradation_section(p: ProfileResults) -> Section:
+    """The paper's Fig. 6 and Table 6: claims, curves, errors against depth, the table."""
+    runs, missing = p.experiment("degradation")
+    title = "### Degradation (Fig. 6, Table 6)"
+    if runs.empty:
+        return Section(f"{title}\n\nNo complete runs of the degradation experiment: "
+                       f"{p.command('degradation')}.\n")  # fmt: skip
+    not_run = f" Not run yet: {', '.join(missing)}." if missing else ""
+    table = tables.degradation_table(runs, references=not p.reduced)
+    if p.reduced:
+        sources = ("The paper's numbers (Table 6) and public reproductions are not comparable "
+                   "at this budget, so they are not shown.")  # fmt: skip
+    else:
+        sources = "Published test errors, by source: " + "; ".join(TEST_ERROR) + "."
+    text = f"""{title}
+
+Nets: {", ".join(figures.paper_name(v) for v in dict.fromkeys(runs["variant"]))}.{not_run}
+The paper's claims, on the mean over seeds of the final training error (the running error
+over the last evaluation interval), complete runs only:
+
+{bullets(claims.verdicts(runs))}
+
+![Training and validation error against iterations]({p.name("degradation")}.png)
+
+![Final errors against depth]({p.name("depth")}.png)
+
+Validation error: the 5k images held out of the training set, evaluated during training; test
+error: the 10k test images, evaluated once, at the end.
+
+{markdown_table(table)}
+
+{sources}
+"""
+    return Section(text, {
+        p.name("degradation"): figures.degradation_figure(runs, p.curves),
+        p.name("depth"): figures.depth_figure(runs),
+    })  # fmt: skip
+
+
+def _ablation_section(p: ProfileResults, *, experiment: str, title: str, axis: str) -> Section:
+    """A table of an ablation experiment's variants; only a line when it has not been run.
+    Variants shared with the degradation experiment do not count as having run it."""
+    runs, missing = p.experiment(experiment)
+    degradation = set(p.experiment("degradation")[0]["variant"])
+    if runs.empty or set(runs["variant"]) <= degradation:
+        return Section(f"### {title}\n\nNot run under this profile: {p.command(experiment)}.\n")
+    not_run = f"\n\nNot run yet: {', '.join(missing)}." if missing else ""
+    text = (f"### {title}\n\n{EXPERIMENTS[experiment].description}.{not_run}\n\n"
+            f"{markdown_table(tables.ablation_table(runs, axis=axis))}\n")  # fmt: skip
+    return Section(text)
+
+
+def shortcuts_section(p: ProfileResults) -> Section:
+    return _ablation_section(p, experiment="shortcuts", title="Shortcut options", axis="shortcut")
+
+
+def stems_section(p: ProfileResults) -> Section:
+    return _ablation_section(p, experiment="stems", title="Stems", axis="stem")
+
+
+def tradeoff_section(p: ProfileResults) -> Section:
+    """Test error against MACs and measured images/s over all the profile's complete runs."""
+    title = "### Cost and accuracy"
+    runs = p.complete
+    if runs.empty:
+        return Section(f"{title}\n\nNo complete runs.\n")
+    gaps = "".join(
+        f" {n} of {runs['variant'].nunique()} variants have no recorded {what} (runs recorded "
+        "before it was stored) and are missing from that panel."
+        for what, n in (
+            (name, runs.loc[runs[column] <= 0, "variant"].nunique())
+            for name, column in (("MACs", "macs"), ("images/s", "images_per_s"))
+        )
+        if n
+    )
+    machines = runs["machine"].nunique()
+    speed = (
+        f" **The runs come from {machines} machines, so their images/s do not compare.**"
+        if machines > 1
+        else ""
+    )
+    text = f"""{title}
+
+Final test error against MACs per image (fvcore, at the training input size) and against the
+training images/s measured during each run on its machine (median over evaluation intervals),
+one point per variant, mean over seeds.{gaps}{speed}
+
+![Test error against MACs and images/s]({p.name("tradeoff")}.png)
+"""
+    return Section(text, {p.name("tradeoff"): figures.tradeoff_figure(runs)})
+
+
+def responses_section(p: ProfileResults) -> Section:
+    """The paper's Fig. 7 from responses.csv, or how to produce it."""
+    title = "### Layer responses (Fig. 7)"
+    if p.responses.empty:
+        command = f"ablate run --experiments responses --profile {p.profile}"
+        return Section(f"{title}\n\nNo layer responses under this profile yet: `{command}`.\n")
+    nets = ", ".join(figures.paper_name(v) for v in dict.fromkeys(p.responses["variant"]))
+    text = f"""{title}
+
+The std of each 3x3 layer's response (after BN, before the ReLU and the addition) on the test
+set, for {nets}: by layer index, and sorted in descending order. The paper finds residual
+responses generally smaller than plain ones, and smaller in deeper nets.
+
+![Std of layer responses]({p.name("responses")}.png)
+"""
+    return Section(text, {p.name("responses"): figures.responses_figure(p.responses)})
+
+
+PROFILE_SECTIONS: list[Callable[[ProfileResults], Section]] = [
+    heading_section,
+    runs_section,
+    degradation_section,
+    shortcuts_section,
+    stems_section,
+    tradeoff_section,
+    responses_section,
+]
+
+
+def training_section(results: Path) -> Section:
+    """Every profile's block, in profile order; nothing when there are no runs (the overview
+    says how to produce them)."""
+    return tables.join(
+        tables.join(make(p) for make in PROFILE_SECTIONS) for p in load_profiles(results)
+    )

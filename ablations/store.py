@@ -1,0 +1,129 @@
+"""The tidy tables of training results: one row per run, one row per curve point, one row per
+layer response. Run directories (results/runs/<run_id>/) are the primary records; these tables
+are built from them, row by row as runs finish (under a lock, so runs finishing at once lose
+nothing) or all at once by `collect` (after copying run directories from other machines).
+
+    runs.csv       RUNS: the run's config axes, outcome, cost, machine and data
+    curves.csv     CURVES: (run_id, iteration, split, metric, value)
+    responses.csv  RESPONSES: (run_id, layer, module, std) of trained nets (the paper's Fig. 7)
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from ablations.io import read_json
+from ablations.registry import Variant
+from ablations.results import Schema, read_table, upsert, write_table
+
+RUNS_FILE, CURVES_FILE, RESPONSES_FILE = "runs.csv", "curves.csv", "responses.csv"
+RUNS_DIR = "runs"
+
+RUNS = Schema(
+    name="runs",
+    columns={
+        "run_id": "str", "key": "str", "variant": "str", "family": "str", "depth": "int",
+        "block": "str", "residual": "bool", "shortcut": "str", "stem": "str", "width": "int",
+        "stride_at": "str", "dataset": "str", "profile": "str", "seed": "int",
+        "input_size": "int", "iterations": "int", "iterations_done": "int", "status": "str",
+        "diverged_at": "int", "warmup_end": "int", "train_error": "float", "train_loss": "float",
+        "val_error": "float", "best_val_error": "float", "test_error": "float",
+        "test_loss": "float", "train_s": "float", "images_per_s": "float", "params": "int",
+        "macs": "int", "machine": "str", "device": "str", "precision": "str", "torch": "str",
+        "git_commit": "str", "data_source": "str", "data_format": "str",
+        "data_checksum": "str", "finished_at": "str",
+    },
+    key=("run_id",),
+)  # fmt: skip
+CURVES = Schema(
+    name="curves",
+    columns={
+        "run_id": "str",
+        "iteration": "int",
+        "split": "str",
+        "metric": "str",
+        "value": "float",
+    },
+    key=("run_id", "iteration", "split", "metric"),
+)
+RESPONSES = Schema(
+    name="responses",
+    columns={
+        "run_id": "str",
+        "variant": "str",
+        "profile": "str",
+        "residual": "bool",
+        "depth": "int",
+        "layer": "int",
+        "module": "str",
+        "std": "float",
+    },
+    key=("run_id", "layer"),
+)
+
+
+def run_row(run_dir: Path) -> dict[str, Any]:
+    """The runs.csv row of a finished run directory (0 where an iteration does not apply)."""
+    config = read_json(run_dir / "config.json")
+    summary = read_json(run_dir / "summary.json")
+    starts = read_json(run_dir / "env.json")
+    last = starts[-1]  # the start that finished the run
+    data = last["data"]
+    variant = Variant.from_axes({**read_json(run_dir / "variant.json")})
+    metrics = ("train_error", "train_loss", "val_error", "best_val_error", "test_error",
+               "test_loss", "images_per_s")  # fmt: skip
+    return {
+        "run_id": run_dir.name, "key": summary.get("key", ""), **{
+            k: getattr(variant, k) for k in ("family", "depth", "block", "residual", "shortcut",
+                                             "stem", "width", "stride_at")},
+        "variant": config["variant"], "dataset": config["dataset"], "profile": config["profile"],
+        "seed": config["seed"], "input_size": data["input_size"],
+        "iterations": config["iterations"], "iterations_done": summary["iterations"],
+        "status": summary["status"], "diverged_at": summary.get("diverged_at") or 0,
+        "warmup_end": summary.get("warmup_end") or 0,
+        **{k: summary.get(k, math.nan) for k in metrics}, "train_s": summary["train_s"],
+        "params": summary.get("params", 0), "macs": summary.get("macs", 0),
+        "machine": last["machine"], "device": last["device"], "precision": config["precision"],
+        "torch": last["torch"], "git_commit": last["git_commit"], "data_source": data["source"],
+        "data_format": data["source_format"], "data_checksum": data["checksum"],
+        "finished_at": summary.get("finished_at", ""),
+    }  # fmt: skip
+
+
+def curve_rows(run_dir: Path) -> pd.DataFrame:
+    curves = pd.read_csv(run_dir / "curves.csv")
+    return curves.assign(run_id=run_dir.name)[list(CURVES.columns)]
+
+
+def record(run_dir: Path, results: Path) -> None:
+    """Add one finished run to runs.csv and curves.csv (replacing its earlier rows)."""
+    upsert(results / RUNS_FILE, pd.DataFrame([run_row(run_dir)]), RUNS)
+    upsert(results / CURVES_FILE, curve_rows(run_dir), CURVES)
+
+
+def finished_runs(runs_dir: Path) -> list[Path]:
+    return sorted(p.parent for p in runs_dir.glob("*/summary.json"))
+
+
+def collect(results: Path, *, run_dirs: Iterable[Path] | None = None) -> pd.DataFrame:
+    """Rebuild runs.csv and curves.csv from the run directories under results/runs."""
+    dirs = list(run_dirs) if run_dirs is not None else finished_runs(results / RUNS_DIR)
+    runs = pd.DataFrame([run_row(d) for d in dirs]) if dirs else RUNS.empty()
+    curves = pd.concat([curve_rows(d) for d in dirs]) if dirs else CURVES.empty()
+    write_table(runs, results / RUNS_FILE, RUNS)
+    write_table(curves, results / CURVES_FILE, CURVES)
+    return read_table(results / RUNS_FILE, RUNS)
+
+
+def load(results: Path) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+    """(runs, curves, responses), validated; empty tables where nothing has been recorded."""
+    return (
+        read_table(results / RUNS_FILE, RUNS),
+        read_table(results / CURVES_FILE, CURVES),
+        read_table(results / RESPONSES_FILE, RESPONSES),
+    )

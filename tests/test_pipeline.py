@@ -1,0 +1,137 @@
+from __future__ import annotations
+
+import shlex
+
+import pandas as pd
+import pytest
+import torch
+
+from ablations import pipeline, store
+from ablations.cli import TRAIN_OVERRIDES, build_parser, main
+from ablations.config import resolve_config
+from ablations.experiments import EXPERIMENTS, parse
+from ablations.registry import AblationsError
+from ablations.results import read_table
+from ablations.runners import throughput
+
+CPU = torch.device("cpu")
+
+
+def _ctx(tmp_path, data=None):
+    return pipeline.Context(results=tmp_path, data=data, device=CPU)
+
+
+def test_plan_follows_the_profile_and_shares_runs_between_experiments():
+    tasks = pipeline.plan(["degradation", "shortcuts"], profile="cpu", device=CPU)
+    train = [t for t in tasks if t.kind == "train"]
+    names = [t.config.variant for t in train]
+    assert names == ["plain20", "plain56", "resnet20", "resnet56", "resnet56-b", "resnet56-c"]
+    shared = next(t for t in train if t.config.variant == "resnet56")
+    assert shared.experiments == ("degradation", "shortcuts")
+    paper = pipeline.plan(["degradation"], profile="paper", device=CPU)
+    assert len(paper) == len(EXPERIMENTS["degradation"].variants_for("paper")) == 9
+
+
+def test_seeds_multiply_training_runs():
+    tasks = pipeline.plan(["degradation"], profile="cpu", seeds=3, device=CPU)
+    assert sorted({t.config.seed for t in tasks}) == [0, 1, 2] and len(tasks) == 12
+
+
+def test_tasks_run_in_dependency_order():
+    tasks = pipeline.plan(
+        ["throughput", "responses", "degradation", "complexity"], profile="cpu", device=CPU
+    )
+    kinds = [t.kind for t in tasks]
+    assert kinds == sorted(kinds, key=pipeline.ORDER.__getitem__)
+    assert kinds[0] == "complexity" and kinds[-1] == "throughput"
+
+
+def test_profile_default_experiments_and_unknown_names():
+    assert parse(None, profile="cpu") == ["complexity", "degradation", "responses", "throughput"]
+    assert parse("degradation, stems", profile="cpu") == ["degradation", "stems"]
+    with pytest.raises(AblationsError, match="unknown experiment 'fig6'; choose from"):
+        parse("degradation,fig6", profile="cpu")
+
+
+@pytest.mark.parametrize("variant", ["resnet20", "resnet110", "resnet18-k3"])
+@pytest.mark.parametrize("profile", ["paper", "cpu"])
+def test_dispatch_commands_reproduce_the_config_exactly(variant, profile):
+    config = resolve_config(variant, profile=profile, seed=2, device=CPU)
+    command = pipeline.train_command(config, results=pipeline.Path("results"))
+    args = build_parser().parse_args(shlex.split(command)[1:])
+    overrides = {k: getattr(args, k) for k in TRAIN_OVERRIDES if hasattr(args, k)}
+    again = resolve_config(args.variant, profile=args.profile, seed=args.seed, **overrides)
+    assert again == config and "--precision" in command
+
+
+def test_throughput_task_is_done_when_this_machine_measured_its_settings(tmp_path):
+    settings = tuple(
+        throughput.grid(["resnet20"], modes=["infer"], device="cpu", warmup=1, repeats=1, steps=1)
+    )
+    task = pipeline.Task("throughput", "t", ("throughput",), settings=settings)
+    assert not pipeline.is_done(task, _ctx(tmp_path))
+    throughput.run(settings, out=tmp_path / throughput.THROUGHPUT_FILE, show_progress=False)
+    assert pipeline.is_done(task, _ctx(tmp_path))
+    table = read_table(tmp_path / throughput.THROUGHPUT_FILE, throughput.SCHEMA)
+    table["machine"] = "another machine"
+    table.to_csv(tmp_path / throughput.THROUGHPUT_FILE, index=False)
+    assert not pipeline.is_done(task, _ctx(tmp_path))  # another machine's rows do not count
+
+
+def test_training_runs_are_recorded_and_collected(tmp_path, tiny_cifar):
+    tasks = pipeline.plan(["degradation"], profile="smoke", device=CPU)
+    ctx = _ctx(tmp_path, tiny_cifar)
+    counts = pipeline.execute(tasks, ctx, log=lambda line: None)
+    assert counts["ran"] == 4
+    runs, curves, _ = store.load(tmp_path)
+    assert sorted(runs["variant"]) == ["plain20", "plain56", "resnet20", "resnet56"]
+    assert (
+        set(runs["status"]) == {"complete"}
+        and (runs["macs"] > 0).all()
+        and (runs["params"] > 0).all()
+    )
+    assert set(curves["run_id"]) == set(runs["run_id"])
+    again = pipeline.execute(tasks, ctx, log=lambda line: None)
+    assert again["ran"] == 0 and again["done"] == 4
+    (tmp_path / store.RUNS_FILE).unlink()
+    (tmp_path / store.CURVES_FILE).unlink()
+    rebuilt = store.collect(tmp_path)
+    pd.testing.assert_frame_equal(rebuilt.sort_values("run_id").reset_index(drop=True),
+                                  runs.sort_values("run_id").reset_index(drop=True))  # fmt: skip
+
+
+def test_a_run_finished_elsewhere_is_recorded(tmp_path, tiny_cifar):
+    from ablations.runners.train import train
+
+    config = resolve_config("resnet20", profile="smoke", device=CPU)
+    train(config, out=tmp_path / store.RUNS_DIR, data=tiny_cifar, device=CPU, show_progress=False)
+    assert pipeline.record_unrecorded(_ctx(tmp_path)) == 1
+    assert list(store.load(tmp_path)[0]["run_id"]) == [config.run_id]
+
+
+def test_cli_plan_lists_missing_runs_as_commands(tmp_path, capsys):
+    code = main(
+        ["plan", "--profile", "cpu", "--experiments", "degradation", "--results", str(tmp_path)]
+    )
+    out = capsys.readouterr().out
+    assert code == 0
+    assert "4 missing training run(s)" in out
+    assert (
+        f"ablate train plain20 --profile cpu --seed 0 --out {tmp_path}/runs --precision fp32" in out
+    )
+
+
+def test_cli_run_rejects_an_unknown_experiment_in_one_line(tmp_path, capsys):
+    assert main(["run", "--experiments", "fig6", "--results", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert err.strip().splitlines()[-1].startswith("ablate: error: unknown experiment 'fig6'")
+
+
+def test_responses_follow_the_trained_degradation_runs(tmp_path, tiny_cifar):
+    tasks = pipeline.plan(["degradation", "responses"], profile="smoke", device=CPU)
+    ctx = _ctx(tmp_path, tiny_cifar)
+    pipeline.execute(tasks, ctx, log=lambda line: None)
+    _, _, responses = store.load(tmp_path)
+    layers = responses.groupby("variant")["layer"].max().to_dict()
+    assert layers == {"plain20": 19, "plain56": 55, "resnet20": 19, "resnet56": 55}
+    assert pipeline.execute(tasks, ctx, log=lambda line: None)["ran"] == 0

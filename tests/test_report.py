@@ -1,0 +1,409 @@
+"""The training report: claims, figures and the rendered reports/ from synthetic results."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from ablations import get_variant, store
+from ablations.references import TEST_ERROR
+from ablations.report import claims, figures, render
+from ablations.results import write_table
+
+MACHINE = "Test CPU (2 cores)"
+CHECKSUM = "5bbd2193f3b9982b20b3e62de1fcb9691706d5884e1bfe2840596f4c5f9b9bec"
+# Final training errors (fractions) per seed. The paper's shape: plain nets degrade, deeper
+# residual nets are better, the gap grows with depth. The "cpu" shape is this repository's
+# measured cpu-profile result: the deeper residual net trains worse.
+PAPER_ERRORS = {
+    "plain20": [0.060, 0.064], "plain56": [0.120, 0.110],
+    "resnet20": [0.050, 0.052], "resnet56": [0.030, 0.032],
+}  # fmt: skip
+CPU_ERRORS = {"plain20": [0.555], "plain56": [0.885], "resnet20": [0.440], "resnet56": [0.649]}
+
+
+def run_rows(
+    errors: dict[str, list[float]],
+    *,
+    profile: str,
+    iterations: int = 1000,
+    machine: str = MACHINE,
+    dataset: str = "cifar10",
+    source: str = "/data/cifar10.tar.gz",
+    checksum: str = CHECKSUM,
+    first_seed: int = 0,
+) -> pd.DataFrame:
+    rows = []
+    for name, per_seed in errors.items():
+        v = get_variant(name)
+        for seed, error in enumerate(per_seed, start=first_seed):
+            rows.append({
+                "run_id": f"{name}_{dataset}_{profile}_s{seed}_{machine[:4]}", "key": "k",
+                "variant": name, "family": v.family, "depth": v.depth, "block": v.block,
+                "residual": v.residual, "shortcut": v.shortcut, "stem": v.stem,
+                "width": v.width, "stride_at": v.stride_at, "dataset": dataset,
+                "profile": profile, "seed": seed, "input_size": 16, "iterations": iterations,
+                "iterations_done": iterations, "status": "complete", "diverged_at": 0,
+                "warmup_end": 0, "train_error": error, "train_loss": 1.0,
+                "val_error": error + 0.01, "best_val_error": error, "test_error": error + 0.02,
+                "test_loss": 1.0, "train_s": 50.0, "images_per_s": 1e11 / v.depth / 4e7,
+                "params": 10_000 * v.depth, "macs": 2_000_000 * v.depth, "machine": machine,
+                "device": "cpu", "precision": "fp32", "torch": "2.15.0",
+                "git_commit": "abc123", "data_source": source,
+                "data_format": "imagefolder-tar", "data_checksum": checksum,
+                "finished_at": "2026-01-01T00:00:00+00:00",
+            })  # fmt: skip
+    return store.RUNS.validate(pd.DataFrame(rows))
+
+
+def curve_rows(runs: pd.DataFrame, *, every: int = 100) -> pd.DataFrame:
+    rows = []
+    for run in runs.itertuples():
+        for it in range(every, run.iterations + 1, every):
+            # Decays from 90% to the run's final error.
+            train = run.train_error + (0.9 - run.train_error) * math.exp(-5 * it / run.iterations)
+            rows += [(run.run_id, it, "train", "error", train),
+                     (run.run_id, it, "train", "loss", 2 * train),
+                     (run.run_id, it, "val", "error", train + 0.01)]  # fmt: skip
+        rows.append((run.run_id, run.iterations, "test", "error", run.test_error))
+    columns = ["run_id", "iteration", "split", "metric", "value"]
+    return store.CURVES.validate(pd.DataFrame(rows, columns=columns))
+
+
+def response_rows(runs: pd.DataFrame) -> pd.DataFrame:
+    rows = []
+    for run in runs.itertuples():
+        for layer in range(1, run.depth - 1):
+            std = (0.5 if run.residual else 1.0) * (1 + 0.5 * math.sin(layer))
+            rows.append({"run_id": run.run_id, "variant": run.variant, "profile": run.profile,
+                         "residual": run.residual, "depth": run.depth, "layer": layer,
+                         "module": f"m{layer}", "std": std})  # fmt: skip
+    return store.RESPONSES.validate(pd.DataFrame(rows))
+
+
+def write_results(results: Path, runs: pd.DataFrame, *, responses: bool = True) -> None:
+    write_table(runs, results / store.RUNS_FILE, store.RUNS)
+    write_table(curve_rows(runs), results / store.CURVES_FILE, store.CURVES)
+    if responses:
+        write_table(response_rows(runs), results / store.RESPONSES_FILE, store.RESPONSES)
+
+
+def render_readme(tmp_path: Path, runs: pd.DataFrame, **kwargs: bool) -> tuple[Path, str]:
+    results, out = tmp_path / "results", tmp_path / "reports"
+    write_results(results, runs, **kwargs)
+    render.render(results=results, out=out)
+    return out, (out / "README.md").read_text()
+
+
+def section(readme: str, heading: str) -> str:
+    """The text of a Markdown section, from its heading to the next heading of its level."""
+    level = heading.split(" ")[0]
+    start = readme.index(heading)
+    end = readme.find(f"\n{level} ", start + len(heading))
+    return readme[start : end if end >= 0 else len(readme)]
+
+
+# --- claims -----------------------------------------------------------------------------------
+
+
+def test_claims_hold_on_the_papers_shape():
+    runs = run_rows(PAPER_ERRORS, profile="paper")
+    assert claims.plain_nets_degrade(runs) == claims.Claim(
+        "holds: plain nets degrade: plain-56 final training error 11.5% > plain-20 6.2%", True
+    )
+    assert claims.residual_nets_gain_from_depth(runs) == claims.Claim(
+        "holds: residual nets gain from depth: ResNet-56 3.1% < ResNet-20 5.1%", True
+    )
+    assert claims.shortcut_benefit_grows(runs) == claims.Claim(
+        "holds: the shortcut's benefit grows with depth: plain - residual = 8.4 points at "
+        "depth 56 vs 1.1 at depth 20",
+        True,
+    )
+
+
+def test_claims_say_plainly_what_did_not_hold():
+    cpu = run_rows(CPU_ERRORS, profile="cpu")
+    residual = claims.residual_nets_gain_from_depth(cpu)
+    assert residual == claims.Claim(
+        "does not hold at this budget: ResNet-56 64.9% vs ResNet-20 44.0% (the deeper residual "
+        "net trains worse)",
+        False,
+    )
+    flat = run_rows({"plain20": [0.5], "plain56": [0.4], "resnet20": [0.3], "resnet56": [0.35]},
+                    profile="cpu")  # fmt: skip
+    assert claims.plain_nets_degrade(flat) == claims.Claim(
+        "does not hold: plain nets do not degrade: plain-56 final training error 40.0% <= "
+        "plain-20 50.0%",
+        False,
+    )
+    assert claims.shortcut_benefit_grows(flat) == claims.Claim(
+        "does not hold: the shortcut's benefit does not grow with depth: plain - residual = "
+        "5.0 points at depth 56 vs 20.0 at depth 20",
+        False,
+    )
+
+
+def test_claims_are_none_without_the_runs_they_need():
+    only_plain = run_rows({"plain20": [0.5], "plain56": [0.8]}, profile="cpu")
+    assert claims.plain_nets_degrade(only_plain) is not None
+    assert claims.residual_nets_gain_from_depth(only_plain) is None
+    assert claims.shortcut_benefit_grows(only_plain) is None
+    one_depth = run_rows({"plain20": [0.5], "resnet20": [0.4]}, profile="cpu")
+    assert all(check.check(one_depth) is None for check in claims.CLAIMS)
+    assert claims.plain_nets_degrade(store.RUNS.empty()) is None
+    assert claims.verdicts(one_depth)[0] == (
+        "not checked: plain nets degrade with depth (needs complete runs of plain nets of two "
+        "depths)"
+    )
+
+
+def test_claims_ignore_diverged_runs_and_other_shortcuts():
+    runs = run_rows({**CPU_ERRORS, "resnet56-b": [0.1], "resnet18": [0.1]}, profile="cpu")
+    # Option B and the ImageNet-style ResNet-18 never stand in for the paper's nets.
+    assert claims.residual_nets_gain_from_depth(runs).held is False  # type: ignore[union-attr]
+    diverged = runs.assign(status=runs["status"].where(runs["variant"] != "plain56", "diverged"))
+    assert claims.plain_nets_degrade(diverged) is None
+
+
+def test_claims_average_the_seeds():
+    # Seed 0 alone would say the deeper net is worse (14% vs 10%); the means say it is better.
+    runs = run_rows({"resnet20": [0.10, 0.20], "resnet56": [0.14, 0.14]}, profile="paper")
+    assert claims.residual_nets_gain_from_depth(runs) == claims.Claim(
+        "holds: residual nets gain from depth: ResNet-56 14.0% < ResNet-20 15.0%", True
+    )
+
+
+# --- figures ----------------------------------------------------------------------------------
+
+
+def test_degradation_figure_has_plain_and_residual_panels_on_the_same_axes():
+    runs = run_rows(PAPER_ERRORS, profile="paper")
+    fig = figures.degradation_figure(runs, curve_rows(runs))
+    plain, residual = fig.axes
+    assert (plain.get_title(), residual.get_title()) == ("plain nets", "residual nets")
+    assert plain.get_ylim() == residual.get_ylim() and plain.get_xlim() == residual.get_xlim()
+    assert plain.get_ylim()[0] == 0 and plain.get_ylabel() == "error (%)"
+    # Per net: a dashed training curve, a solid validation curve, the test error as a point.
+    curves = [line for line in plain.get_lines() if len(line.get_xdata()) > 1]
+    assert sorted(line.get_linestyle() for line in curves) == ["-", "-", "--", "--"]
+    points = [line for line in plain.get_lines() if len(line.get_xdata()) == 1]
+    assert [p.get_xdata()[0] for p in points] == [1000, 1000]
+    assert sorted(round(p.get_ydata()[0], 1) for p in points) == [8.2, 13.5]
+    # The same depth has the same colour in both panels.
+    colour = {ax: {ln.get_color() for ln in ax.get_lines() if len(ln.get_xdata()) > 1}
+              for ax in fig.axes}  # fmt: skip
+    assert colour[plain] == colour[residual] and len(colour[plain]) == 2
+    labels = [t.get_text() for t in plain.get_legend().get_texts()]
+    assert labels == ["plain-20", "plain-56", "training", "validation", "test (final)"]
+    assert "mean of 2 seeds per net" in fig.get_suptitle()
+    assert "validation" in fig.get_suptitle() and "test error" in fig.get_suptitle()
+
+
+def test_degradation_figure_averages_seeds_and_survives_an_empty_panel():
+    runs = run_rows({"resnet20": [0.2, 0.4]}, profile="cpu")
+    fig = figures.degradation_figure(runs, curve_rows(runs))
+    plain, residual = fig.axes
+    assert [t.get_text() for t in plain.texts] == ["no runs"]
+    training = next(ln for ln in residual.get_lines() if ln.get_linestyle() == "--")
+    assert training.get_ydata()[-1] == pytest.approx(30 + 0.6 * math.exp(-5) * 100)
+
+
+def test_degradation_figure_without_curves_still_shows_the_test_errors():
+    runs = run_rows(CPU_ERRORS, profile="cpu")
+    fig = figures.degradation_figure(runs, store.CURVES.empty())
+    points = [ln for ax in fig.axes for ln in ax.get_lines() if len(ln.get_xdata()) == 1]
+    assert len(points) == 4 and fig.axes[0].get_ylim()[1] > 88.5
+
+
+def test_depth_figure_draws_seed_spread_only_for_several_seeds():
+    runs = run_rows({"plain20": [0.5, 0.6], "plain56": [0.8], "resnet20": [0.4],
+                     "resnet56": [0.3, 0.35]}, profile="cpu")  # fmt: skip
+    fig = figures.depth_figure(runs)
+    train_ax, test_ax = fig.axes
+    assert train_ax.get_ylabel() == "final training error (%)"
+    assert test_ax.get_ylabel() == "test error (%)"
+    assert train_ax.get_ylim() == test_ax.get_ylim()
+    assert [t.get_text() for t in train_ax.get_legend().get_texts()] == ["plain", "residual"]
+    # One error bar per line, at the depth with two seeds: plain at 20, residual at 56.
+    bars = [c for c in train_ax.collections if c.get_segments()]
+    spans = sorted((s[0][0], round(s[0][1], 1), round(s[1][1], 1))
+                   for c in bars for s in c.get_segments())  # fmt: skip
+    assert spans == [(20, 50.0, 60.0), (56, 30.0, 35.0)]
+
+
+def test_tradeoff_figure_labels_a_point_per_variant():
+    runs = run_rows(PAPER_ERRORS, profile="paper")
+    fig = figures.tradeoff_figure(runs)
+    macs_ax, speed_ax = fig.axes
+    assert macs_ax.get_xscale() == "log" and speed_ax.get_xscale() == "log"
+    assert "MACs" in macs_ax.get_xlabel() and "images/s" in speed_ax.get_xlabel()
+    assert sorted(t.get_text() for t in macs_ax.texts) == sorted(PAPER_ERRORS)
+    assert sum(len(c.get_offsets()) for c in macs_ax.collections) == 4
+
+
+def test_responses_figure_is_fig7():
+    runs = run_rows(CPU_ERRORS, profile="cpu")
+    fig = figures.responses_figure(response_rows(runs))
+    top, bottom = fig.axes
+    assert top.get_xlabel() == "layer index (original)"
+    assert bottom.get_xlabel() == "layer index (sorted by magnitude)"
+    styles = {ln.get_label(): ln.get_linestyle() for ln in top.get_lines()}
+    assert styles == {"plain-20": "--", "plain-56": "--", "ResNet-20": "-", "ResNet-56": "-"}
+    for line in bottom.get_lines():
+        ys = list(line.get_ydata())
+        assert ys == sorted(ys, reverse=True)
+
+
+def test_paper_name():
+    assert figures.paper_name("plain56") == "plain-56"
+    assert figures.paper_name("resnet110") == "ResNet-110"
+    assert figures.paper_name("resnet56-b") == "ResNet-56-b"
+    assert figures.paper_name("custom") == "custom"
+
+
+# --- the rendered report ----------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def two_profiles(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
+    runs = pd.concat([
+        run_rows(PAPER_ERRORS, profile="paper", iterations=64_000),
+        run_rows(CPU_ERRORS, profile="cpu"),
+        run_rows({"plain20": [0.565]}, profile="cpu", machine="Other CPU", first_seed=1),
+    ])  # fmt: skip
+    return render_readme(tmp_path_factory.mktemp("two"), runs)
+
+
+def test_report_writes_figures_per_profile(two_profiles):
+    out, _ = two_profiles
+    for profile in ("paper", "cpu"):
+        for figure in ("degradation", "depth", "tradeoff", "responses"):
+            for fmt in ("png", "svg"):
+                assert (out / f"{figure}_{profile}.{fmt}").stat().st_size > 0
+
+
+def test_report_is_ordered_paper_first_with_a_summary_on_top(two_profiles):
+    _, readme = two_profiles
+    assert readme.index("## Training: profile `paper`") < readme.index("## Training: profile `cpu`")
+    assert readme.index("## Training: profile `cpu`") < readme.index("## Complexity")
+    assert readme.index("## Complexity") < readme.index("## Throughput")
+    top = readme[: readme.index("## Training")]
+    assert "Generated by `ablate report` from `results/` alone" in top
+    assert "| `paper` | 8 | 1: Test CPU (2 cores) |" in top
+    assert "| `cpu` | 5 | 2: Other CPU, Test CPU (2 cores) |" in top
+
+
+def test_reduced_profile_says_so_first(two_profiles):
+    _, readme = two_profiles
+    cpu = section(readme, "## Training: profile `cpu`")
+    first = cpu.splitlines()[2]
+    assert first.startswith(
+        "**Profile `cpu` is a reduced budget: its numbers are not comparable to the paper's; "
+        "only the trends are.**"
+    )
+    assert "1,000 iterations of batch 128" in first  # the profile's description
+    paper = section(readme, "## Training: profile `paper`")
+    assert "reduced budget" not in paper
+
+
+def test_reference_columns_only_under_the_paper_profile(two_profiles):
+    _, readme = two_profiles
+    paper = section(readme, "## Training: profile `paper`")
+    cpu = section(readme, "## Training: profile `cpu`")
+    header = next(line for line in paper.splitlines() if line.startswith("| net |"))
+    assert "He et al. 2016, Table 6" in header and "nabla0001/pytorch-resnet-cifar10" in header
+    resnet56 = next(line for line in paper.splitlines() if line.startswith("| ResNet-56 |"))
+    assert "| 3.1 ± 0.1% |" in resnet56 and "| 2 |" in resnet56
+    assert f"| {TEST_ERROR[claims_source()]['resnet56']:.2f}% |" in resnet56
+    plain56 = next(line for line in paper.splitlines() if line.startswith("| plain-56 |"))
+    assert "|  |" in plain56  # no Table 6 number for plain-56: blank
+    assert not any("Table 6" in line for line in cpu.splitlines() if line.startswith("|"))
+    assert "The paper's numbers (Table 6)" in cpu and "not comparable at this budget" in cpu
+
+
+def claims_source() -> str:
+    return next(source for source in TEST_ERROR if "Table 6" in source)
+
+
+def test_report_states_the_claims_per_profile(two_profiles):
+    _, readme = two_profiles
+    paper = section(readme, "## Training: profile `paper`")
+    cpu = section(readme, "## Training: profile `cpu`")
+    assert "- holds: residual nets gain from depth: ResNet-56 3.1% < ResNet-20 5.1%" in paper
+    assert "- holds: plain nets degrade: plain-56 final training error 11.5%" in paper
+    # cpu: plain-20 is the mean of both machines' seeds (55.5% and 56.5%).
+    assert (
+        "- holds: plain nets degrade: plain-56 final training error 88.5% > plain-20 56.0%" in cpu
+    )
+    assert "- does not hold at this budget: ResNet-56 64.9% vs ResNet-20 44.0%" in cpu
+
+
+def test_report_says_when_runs_mix_machines(two_profiles):
+    _, readme = two_profiles
+    cpu = section(readme, "### What was run")  # the first: paper's
+    assert "machines" not in cpu
+    cpu = section(readme[readme.index("## Training: profile `cpu`") :], "### What was run")
+    assert "**runs from 2 machines: Test CPU (2 cores) (4 runs), Other CPU (1 run); figures " \
+           "mix them.**" in cpu  # fmt: skip
+    assert "seeds per variant: 1-2 (seeds 0, 1)" in cpu
+    assert "sha256 5bbd2193f3b9" in cpu and "git commit: abc123" in cpu
+
+
+def test_report_says_how_to_run_missing_experiments(two_profiles):
+    _, readme = two_profiles
+    cpu = section(readme, "## Training: profile `cpu`")
+    assert "`nox -s ablate -- --experiments shortcuts --profile cpu`" in cpu
+    assert "`nox -s ablate -- --experiments stems --profile cpu`" in cpu
+
+
+def test_report_with_ablations_and_a_partial_profile(tmp_path):
+    runs = pd.concat([
+        run_rows({"resnet56": [0.3], "resnet56-b": [0.28], "resnet56-c": [0.27],
+                  "resnet18": [0.4]}, profile="cpu"),
+        run_rows({"plain20": [0.6]}, profile="smoke", iterations=12),
+        run_rows({"resnet20": [0.5]}, profile="cpu", dataset="fashion-mnist"),
+    ])  # fmt: skip
+    out, readme = render_readme(tmp_path, runs, responses=False)
+    cpu = section(readme, "## Training: profile `cpu`")
+    shortcuts = section(cpu, "### Shortcut options")
+    assert "| resnet56-b | b | 560,000 | 112.0 M | 28.0% | 30.0% | 1 |" in shortcuts
+    assert "| variant | shortcut | params | MACs |" in shortcuts
+    stems = section(cpu, "### Stems")
+    assert "| resnet18 | k7 |" in stems and "Not run yet: resnet18-k3." in stems
+    assert "1 runs on other datasets (fashion-mnist) are left out" in cpu
+    assert "not checked: plain nets degrade with depth" in cpu
+    assert "`ablate run --experiments responses --profile cpu`" in cpu
+    smoke = section(readme, "## Training: profile `smoke`")
+    assert smoke.splitlines()[2].startswith("**Profile `smoke` is a reduced budget")
+    assert (out / "degradation_smoke.png").exists() and not (out / "responses_cpu.png").exists()
+
+
+def test_report_without_runs_says_how_to_produce_them(tmp_path):
+    out = tmp_path / "reports"
+    render.render(results=tmp_path / "none", out=out)
+    readme = (out / "README.md").read_text()
+    lines = [line for line in readme.splitlines() if "nox -s ablate" in line]
+    assert len(lines) == 1 and "No training runs yet" in lines[0]
+    assert "## Complexity" in readme and "## Throughput" in readme
+    assert "## Training" not in readme
+
+
+def test_report_with_an_empty_runs_table(tmp_path):
+    results = tmp_path / "results"
+    write_table(store.RUNS.empty(), results / store.RUNS_FILE, store.RUNS)
+    render.render(results=results, out=tmp_path / "reports")
+    assert "No training runs yet" in (tmp_path / "reports" / "README.md").read_text()
+
+
+def test_report_keeps_diverged_runs_out_of_the_numbers(tmp_path):
+    runs = run_rows(CPU_ERRORS, profile="cpu")
+    runs.loc[runs["variant"] == "plain56", ["status", "diverged_at"]] = ["diverged", 300]
+    _, readme = render_readme(tmp_path, runs)
+    assert "1 diverged" in readme
+    assert "diverged (left out of the tables, figures and claims): plain56 seed 0 at " \
+           "iteration 300" in readme  # fmt: skip
+    assert "| plain-56 |" not in readme
+    assert "not checked: plain nets degrade with depth" in readme

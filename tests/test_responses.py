@@ -1,0 +1,242 @@
+"""Layer responses (paper Fig. 7): which modules, the statistic, and the run-directory wrapper."""
+
+from __future__ import annotations
+
+import math
+import re
+import shutil
+
+import pandas as pd
+import pytest
+import torch
+from torch import nn
+
+from ablations import create_model
+from ablations.config import resolve_config
+from ablations.data import load_dataset
+from ablations.registry import AblationsError
+from ablations.runners.responses import layer_responses, response_modules, responses_for_run
+from ablations.runners.train import train
+from ablations.store import RESPONSES
+
+COUNTS = {"resnet20": 19, "plain20": 19, "resnet20-k7": 18, "resnet50": 16}
+
+
+def _traced(model: nn.Module) -> list[str]:
+    """BNs whose input is a 3x3 conv's output, in forward order, read off the traced graph
+    (an independent route to the answer: data flow, not module names)."""
+    modules = dict(model.named_modules())
+    found = []
+    for node in torch.fx.symbolic_trace(model).graph.nodes:
+        if node.op != "call_module" or not isinstance(modules[node.target], nn.BatchNorm2d):
+            continue
+        source = node.args[0]
+        conv = modules.get(source.target) if source.op == "call_module" else None
+        if isinstance(conv, nn.Conv2d) and conv.kernel_size == (3, 3):
+            found.append(node.target)
+    return found
+
+
+@pytest.mark.parametrize(("name", "count"), COUNTS.items())
+def test_response_modules_are_the_bns_after_3x3_convs(name, count):
+    model = create_model(name)
+    found = response_modules(model)
+    assert len(found) == count
+    assert [n for n, _ in found] == _traced(model)
+    named = dict(model.named_modules())
+    for qualified, bn in found:
+        assert isinstance(bn, nn.BatchNorm2d) and named[qualified] is bn
+        parent, _, leaf = qualified.rpartition(".")
+        conv = getattr(model.get_submodule(parent), leaf.replace("bn", "conv"))
+        assert conv.kernel_size == (3, 3) and conv.out_channels == bn.num_features
+        assert "downsample" not in qualified
+
+
+def test_plain_and_residual_nets_share_response_names():
+    assert [n for n, _ in response_modules(create_model("plain20"))] == [
+        n for n, _ in response_modules(create_model("resnet20"))
+    ]
+
+
+@pytest.mark.parametrize("name", ["resnet20-c", "resnet18", "resnet50-v1", "resnet18-k3"])
+def test_projection_and_1x1_bns_are_not_responses(name):
+    model = create_model(name)
+    assert [n for n, _ in response_modules(model)] == _traced(model)
+
+
+def _batches(n=2, size=6, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    return [(torch.randn(size, 3, 16, 16, generator=g), torch.zeros(size, dtype=torch.long))
+            for _ in range(n)]  # fmt: skip
+
+
+def _direct_std(model, batches):
+    """The definition, computed the obvious way: keep every response, pool, take the std."""
+    modules = response_modules(model)
+    kept: dict[str, list[torch.Tensor]] = {name: [] for name, _ in modules}
+
+    def keep(name):
+        # A copy: the in-place ReLU after a BN overwrites its output.
+        return lambda module, inputs, output: kept[name].append(output.detach().clone())
+
+    handles = [m.register_forward_hook(keep(name)) for name, m in modules]
+    model.eval()
+    with torch.no_grad():
+        for x, _ in batches:
+            model(x)
+    for h in handles:
+        h.remove()
+    return [torch.cat([t.flatten() for t in kept[n]]).double().std(unbiased=False).item()
+            for n, _ in modules]  # fmt: skip
+
+
+@pytest.fixture
+def trained_like():
+    """resnet20 with non-trivial BN statistics and affine parameters, so that eval-mode BN is
+    not the identity-like init and the test would see a train-mode or wrong-module slip."""
+    torch.manual_seed(0)
+    model = create_model("resnet20")
+    for m in model.modules():
+        if isinstance(m, nn.BatchNorm2d):
+            for t in (m.weight.data, m.bias.data, m.running_mean):
+                t.normal_()
+            m.running_var.uniform_(0.5, 2.0)
+    return model
+
+
+def test_layer_responses_equal_the_direct_computation(trained_like):
+    batches = _batches()
+    got = layer_responses(trained_like, batches)
+    assert list(got.columns) == ["layer", "module", "std"]
+    assert got["layer"].tolist() == list(range(1, 20))
+    assert got["module"].tolist() == [n for n, _ in response_modules(trained_like)]
+    expected = _direct_std(trained_like, batches)
+    assert got["std"].tolist() == pytest.approx(expected, rel=1e-6)
+
+
+def test_batch_order_does_not_matter(trained_like):
+    batches = _batches(n=3)
+    a = layer_responses(trained_like, batches)
+    b = layer_responses(trained_like, batches[::-1])
+    assert b["std"].tolist() == pytest.approx(a["std"].tolist(), rel=1e-9)
+
+
+def test_uses_running_statistics_and_restores_modes_and_hooks(trained_like):
+    model = trained_like.train()
+    model.layer2.eval()  # a mixed state must come back as it was
+    modes = {n: m.training for n, m in model.named_modules()}
+    stats = {k: v.clone() for k, v in model.state_dict().items()}
+    layer_responses(model, _batches())
+    assert {n: m.training for n, m in model.named_modules()} == modes
+    assert all(torch.equal(v, stats[k]) for k, v in model.state_dict().items())
+    assert all(not m._forward_hooks for m in model.modules())
+
+
+HOST_READS = ("item", "tolist", "cpu", "numpy", "__bool__", "__float__", "__int__")
+
+
+def test_no_host_reads_while_batches_run(trained_like, monkeypatch):
+    """The sums stay on the device until the last batch: on a GPU a host read per batch would
+    stall the pipeline (this CPU check catches a read slipped into the hook)."""
+    running = False
+
+    def guard(name):
+        original = getattr(torch.Tensor, name)
+
+        def method(self, *args, **kwargs):
+            if running:
+                raise AssertionError(f"Tensor.{name} called while batches run")
+            return original(self, *args, **kwargs)
+
+        monkeypatch.setattr(torch.Tensor, name, method)
+
+    def batches():
+        nonlocal running
+        running = True
+        yield from _batches(n=3)
+        running = False
+
+    for name in HOST_READS:
+        guard(name)
+    assert len(layer_responses(trained_like, batches())) == 19
+
+
+class Boom(Exception):
+    pass
+
+
+def test_hooks_and_mode_are_restored_on_error(trained_like):
+    model = trained_like.train()
+
+    def failing():
+        yield _batches(n=1)[0]
+        raise Boom
+
+    with pytest.raises(Boom):
+        layer_responses(model, failing())
+    assert all(m.training for m in model.modules())
+    assert all(not m._forward_hooks for m in model.modules())
+
+
+def test_no_batches_is_an_error():
+    with pytest.raises(AblationsError, match="no images"):
+        layer_responses(create_model("resnet20"), [])
+
+
+def test_bf16_autocast_is_close_to_fp32(trained_like):
+    batches = _batches()
+    fp32 = layer_responses(trained_like, batches)["std"]
+    bf16 = layer_responses(trained_like, batches, precision="bf16")["std"]
+    assert bf16.tolist() == pytest.approx(fp32.tolist(), rel=0.1)
+
+
+def test_plain_and_residual_nets_at_init_both_measure():
+    # The paper's finding (smaller responses with shortcuts) needs trained nets; only check
+    # that both kinds are measured on the same input.
+    batches = _batches()
+    for name in ("plain20", "resnet20"):
+        torch.manual_seed(0)
+        table = layer_responses(create_model(name), batches)
+        assert len(table) == 19
+        assert all(math.isfinite(s) and s > 0 for s in table["std"])
+
+
+# --- run directories ----------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def smoke_run(tmp_path_factory, tiny_cifar):
+    config = resolve_config("resnet20", profile="smoke", device="cpu")
+    out = tmp_path_factory.mktemp("runs")
+    return train(config, out=out, data=tiny_cifar, device="cpu", show_progress=False).run_dir
+
+
+def test_responses_for_a_finished_run(smoke_run, tiny_cifar):
+    rows = responses_for_run(smoke_run, data=tiny_cifar, device="cpu")
+    pd.testing.assert_frame_equal(rows, RESPONSES.validate(rows))
+    assert len(rows) == 19
+    assert set(rows["run_id"]) == {smoke_run.name}
+    assert set(rows["variant"]) == {"resnet20"} and set(rows["profile"]) == {"smoke"}
+    assert rows["residual"].all() and set(rows["depth"]) == {20}
+    assert rows["layer"].tolist() == list(range(1, 20))
+    assert all(math.isfinite(s) and s > 0 for s in rows["std"])
+    again = responses_for_run(smoke_run, data=tiny_cifar, device="cpu")
+    pd.testing.assert_frame_equal(rows, again)
+    # An already loaded dataset gives the same numbers.
+    loaded = load_dataset("cifar10", data=tiny_cifar)
+    pd.testing.assert_frame_equal(rows, responses_for_run(smoke_run, dataset=loaded, device="cpu"))
+
+
+def test_run_without_final_weights_is_refused(smoke_run, tmp_path, tiny_cifar):
+    unfinished = tmp_path / smoke_run.name
+    shutil.copytree(smoke_run, unfinished)
+    (unfinished / "model.pt").unlink()
+    with pytest.raises(AblationsError, match=re.escape(str(unfinished))) as err:
+        responses_for_run(unfinished, data=tiny_cifar, device="cpu")
+    assert "\n" not in str(err.value)
+
+
+def test_dataset_of_another_kind_is_refused(smoke_run, tiny_fashion):
+    fashion = load_dataset("fashion-mnist", data=tiny_fashion)
+    with pytest.raises(AblationsError, match="fashion-mnist"):
+        responses_for_run(smoke_run, dataset=fashion, device="cpu")
