@@ -10,14 +10,15 @@ import argparse
 import json
 import signal
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, NoReturn
 
 import pandas as pd
 
-from ablations import experiments, golden, pipeline, store
-from ablations.config import resolve_config
+from ablations import experiments, golden, pipeline, recipes, store
+from ablations.config import TrainConfig, resolve_config
+from ablations.data import DATASETS, resolve_source
 from ablations.profiles import PROFILES, default_profile
 from ablations.registry import REGISTRY, AblationsError, list_variants
 from ablations.report import render
@@ -129,9 +130,14 @@ def cmd_collect(args: argparse.Namespace) -> None:
 def _train_summary(summary: dict[str, Any]) -> str:
     if summary["status"] == "diverged":
         return f"diverged at iteration {summary['diverged_at']} (recorded; lower --lr?)"
+    evaluated = (
+        f"val {summary['val_error']:.2%}, " if "val_error" in summary
+        else f"best-on-test {summary['best_test_error']:.2%} (selects on the test set), "
+    )  # fmt: skip
+    budget = f" [{summary['profile']} budget]" if summary.get("recipe") else ""
     return (
-        f"complete: train error {summary['train_error']:.2%}, val {summary['val_error']:.2%}, "
-        f"test {summary['test_error']:.2%}; {summary['train_s']:.0f} s training, "
+        f"complete{budget}: train error {summary['train_error']:.2%}, {evaluated}"
+        f"final test {summary['test_error']:.2%}; {summary['train_s']:.0f} s training, "
         f"{summary['images_per_s']:,.0f} images/s"
     )
 
@@ -144,15 +150,73 @@ def cmd_train(args: argparse.Namespace) -> int:
     from ablations.runners import train  # imports the data stack only when training
 
     overrides = {k: getattr(args, k) for k in TRAIN_OVERRIDES if hasattr(args, k)}
-    config = resolve_config(
-        args.variant, profile=args.profile, dataset=args.dataset, seed=args.seed,
-        device=args.device, **overrides,
-    )  # fmt: skip
+    config = _train_config(args, overrides)
     # SIGTERM (a scheduler, `kill`) stops like Ctrl-C: the last checkpoint stays, rerun resumes.
     signal.signal(signal.SIGTERM, _raise_interrupt)
-    record = train.train(config, out=args.out, data=args.data, device=args.device)
+    data = args.data
+    if data is None and config.data_id == recipes.DEMO_DATA_ID:  # as `ablate plan` prints it
+        data = recipes.demo_data(cifar=None, budget=config.profile)
+    record = train.train(config, out=args.out, data=data, device=args.device)
     print(f"{record.run_dir}: {_train_summary(record.summary)}")
     return 1 if record.status == "diverged" else 0
+
+
+def _train_config(args: argparse.Namespace, overrides: dict[str, Any]) -> TrainConfig:
+    """`ablate train VARIANT` (a profile) or `ablate train --recipe NAME` (a budget)."""
+    if (args.variant is None) == (args.recipe is None):
+        raise AblationsError("give a variant or --recipe NAME (`ablate recipes` lists them)")
+    if args.recipe is None:
+        if args.profile == "full" or args.arm is not None:
+            raise AblationsError("--profile full and --arm apply to recipes; add --recipe NAME")
+        return resolve_config(
+            args.variant, profile=args.profile, dataset=args.dataset, seed=args.seed,
+            device=args.device, **overrides,
+        )  # fmt: skip
+    recipe = recipes.get_recipe(args.recipe)
+    if recipe.dataset == "imagefolder" and "data_id" not in overrides:
+        source = resolve_source("imagefolder", args.data)
+        if source is None:
+            raise AblationsError(
+                f"recipe {recipe.name} trains on an ImageFolder: pass --data DIR (offline, "
+                "build one with `ablate subset`)"
+            )
+        overrides["data_id"] = source.name
+    return recipes.resolve_recipe(
+        args.recipe, profile=args.profile, seed=args.seed, arm=args.arm, **overrides
+    )
+
+
+def cmd_recipes(args: argparse.Namespace) -> None:
+    rows = [{
+        "recipe": r.name, "variant": r.variant, "dataset": r.dataset,
+        "arms": ",".join(a for a in r.arms if a) or "-",
+        "full budget": f"{r.settings['epochs']} epochs, batch {r.settings['batch_size']}",
+        "claimed": "-" if r.claimed_accuracy is None else f"{r.claimed_accuracy:.2f}%",
+    } for r in recipes.RECIPES.values()]  # fmt: skip
+    print(pd.DataFrame(rows).to_string(index=False))
+    print(
+        "\nbudgets (--profile): " + "; ".join(f"{k}: {v}" for k, v in recipes.BUDGET_WORDS.items())
+    )
+    if args.verbose:
+        for r in recipes.RECIPES.values():
+            print(f"\n{r.name}: {r.tutorial}.")
+            if r.choices:
+                print(f"  choices where the tutorial is silent: {r.choices}")
+
+
+def cmd_subset(args: argparse.Namespace) -> None:
+    from ablations.data import make_subset, parse_classes  # the data stack only when needed
+
+    classes = parse_classes(args.classes)
+    out = make_subset(
+        args.dataset, data=args.data, out=args.out, classes=classes,
+        train_per_class=args.train_per_class, test_per_class=args.test_per_class, seed=args.seed,
+    )  # fmt: skip
+    print(
+        f"{out}: {len(classes)} classes, {args.train_per_class} train + {args.test_per_class} "
+        f"test images each, from {args.dataset} (seed {args.seed}); "
+        f"use it with --dataset imagefolder --data {out}"
+    )
 
 
 def cmd_train_speed(args: argparse.Namespace) -> None:
@@ -214,13 +278,22 @@ def cmd_bench(args: argparse.Namespace) -> None:
     print(f"appended to {args.out}")
 
 
-def _milestones(text: str) -> tuple[int, ...]:
-    try:
-        return tuple(int(v) for v in text.split(",") if v.strip())
-    except ValueError:
-        raise argparse.ArgumentTypeError(
-            f"expected comma-separated iterations, got {text!r}"
-        ) from None
+def _comma_separated(convert: Callable[[str], Any], what: str) -> Callable[[str], tuple[Any, ...]]:
+    """An argparse type: "a,b,c" -> (convert(a), convert(b), convert(c))."""
+
+    def parse(text: str) -> tuple[Any, ...]:
+        try:
+            return tuple(convert(v) for v in text.split(",") if v.strip())
+        except ValueError:
+            raise argparse.ArgumentTypeError(
+                f"expected comma-separated {what}, got {text!r}"
+            ) from None
+
+    return parse
+
+
+_floats = _comma_separated(float, "numbers")
+_milestones = _comma_separated(int, "iterations (or epochs, with --epochs)")
 
 
 # `ablate train` options that override the profile; absent ones stay out of the namespace.
@@ -240,7 +313,20 @@ TRAIN_OVERRIDES: dict[str, dict[str, Any]] = {
     "train_size": {"type": int},
     "val_size": {"type": int},
     "augment": {"action": argparse.BooleanOptionalAction},
-    "normalize": {"choices": ["pixel-mean", "channel"]},
+    "normalize": {"choices": ["pixel-mean", "channel", "fixed"]},
+    "mean": {"type": _floats, "metavar": "M1,M2,M3", "help": "for --normalize fixed"},
+    "std": {"type": _floats, "metavar": "S1,S2,S3", "help": "for --normalize fixed"},
+    "optimizer": {"choices": ["sgd", "adam"]},
+    "epochs": {"type": int, "help": "count the budget in epochs (milestones then in epochs)"},
+    "init_from": {
+        "metavar": "CKPT",
+        "help": "state_dict file, run:<run_id> or "
+        "torchvision:IMAGENET1K_V1; the final layer is new",
+    },
+    "freeze": {"choices": ["none", "backbone"], "help": "backbone: train the final layer only"},
+    "resize": {"type": int, "help": "shorter image side, at decode time (ImageFolder data)"},
+    "crop": {"type": int, "help": "centre crop after --resize, at decode time"},
+    "data_id": {"help": "a name for --data when it has no canonical identity (ImageFolder)"},
     "storage": {"choices": ["device", "host"], "help": "host: stream batches through a DataLoader"},
     "workers": {"type": int, "help": "DataLoader workers (with --storage host)"},
 }
@@ -284,13 +370,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--path", type=Path, default=golden.DEFAULT_PATH)
     p.set_defaults(func=cmd_golden)
 
-    p = sub.add_parser("train", help="train one variant and record its learning curves")
-    p.add_argument("variant")
-    p.add_argument("--dataset", default="cifar10", choices=["cifar10", "fashion-mnist"])
+    p = sub.add_parser("train", help="train one variant (or recipe) and record its curves")
+    p.add_argument("variant", nargs="?", help="a registered variant (or give --recipe)")
+    p.add_argument("--recipe", help="a tutorial recipe instead of a variant (`ablate recipes`)")
+    p.add_argument("--arm", help="the recipe's arm (default: its first)")
+    p.add_argument("--dataset", default="cifar10", choices=list(DATASETS))
     p.add_argument("--data", help="dataset path (default: $ABLATE_DATA, else download)")
     p.add_argument(
-        "--profile", choices=list(PROFILES),
-        help="budget (default: paper on a GPU, cpu otherwise)",
+        "--profile", choices=[*PROFILES, *(b for b in recipes.BUDGETS if b not in PROFILES)],
+        help="budget (default: paper on a GPU, cpu otherwise; recipes: full, cpu, smoke)",
     )  # fmt: skip
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", type=Path, default=Path("results/runs"), help="runs folder")
@@ -301,6 +389,20 @@ def build_parser() -> argparse.ArgumentParser:
             f"--{name.replace('_', '-')}", dest=name, default=argparse.SUPPRESS, **spec
         )
     p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("recipes", help="the tutorial recipes: variant, data, budget, claim")
+    p.add_argument("-v", "--verbose", action="store_true", help="with each tutorial's setup")
+    p.set_defaults(func=cmd_recipes)
+
+    p = sub.add_parser("subset", help="write a class subset of a dataset as an ImageFolder tree")
+    p.add_argument("--dataset", default="cifar10", choices=list(DATASETS))
+    p.add_argument("--data", help="dataset path (default: $ABLATE_DATA, else download)")
+    p.add_argument("--classes", required=True, help="comma-separated class names")
+    p.add_argument("--train-per-class", type=int, default=100)
+    p.add_argument("--test-per-class", type=int, default=50)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", type=Path, required=True, help="a folder that does not exist yet")
+    p.set_defaults(func=cmd_subset)
 
     p = sub.add_parser(
         "train-speed", help="images/s of this suite's training loop vs the conventional one"

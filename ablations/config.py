@@ -18,9 +18,11 @@ from ablations.profiles import default_profile, get_profile
 from ablations.registry import AblationsError, get_variant
 from ablations.runners.steps import PRECISIONS
 
-OPTIMIZERS = ("sgd",)
+OPTIMIZERS = ("sgd", "adam")
 STORAGES = ("device", "host")
-NORMALIZE = ("pixel-mean", "channel")
+NORMALIZE = ("pixel-mean", "channel", "fixed")
+EVAL_SPLITS = ("val", "test")
+FREEZE = ("none", "backbone")
 # Knobs that change speed, not results (both storage paths give identical batches).
 EXECUTION_ONLY = ("storage", "workers", "eval_batch_size")
 # The key hashes only fields that differ from their defaults, so adding a field whose default
@@ -43,6 +45,15 @@ class TrainConfig:
     input_size: int | None = None  # None: the dataset's own size
     augment: bool = True  # pad (4 px at 32x32) + random crop + horizontal flip
     normalize: str = "pixel-mean"  # the paper subtracts the per-pixel mean
+    mean: tuple[float, ...] = ()  # per channel, for normalize="fixed" (tutorials' constants)
+    std: tuple[float, ...] = ()
+    # Decode-time preparation of images of any size (an ImageFolder for fine-tuning): shorter
+    # side resized to `resize`, then a centre crop of `crop` (torchvision's Resize, CenterCrop).
+    resize: int | None = None
+    crop: int | None = None
+    # A name for data that has no canonical identity (dataset "imagefolder"), so that runs on
+    # different folders get different keys; `ablate train` uses the folder's name by default.
+    data_id: str | None = None
     # Optimisation (section 4.2).
     iterations: int = 64_000
     batch_size: int = 128
@@ -52,6 +63,20 @@ class TrainConfig:
     weight_decay: float = 1e-4
     lr_milestones: tuple[int, ...] = (32_000, 48_000)
     lr_gamma: float = 0.1
+    # Tutorials count in epochs: when set, the run lasts `epochs` passes over the training split
+    # (the last partial batch dropped), `lr_milestones` count epochs, and evaluation is once per
+    # epoch; `iterations` and `eval_every` are then unused.
+    epochs: int | None = None
+    # The split evaluated during training: "val" (held out of the training set), or "test", as
+    # tutorials do (their best-so-far accuracy then selects on the test set, and says so).
+    eval_split: str = "val"
+    # Transfer learning: start from a state_dict file, "torchvision:<WEIGHTS>" (e.g.
+    # torchvision:IMAGENET1K_V1), or "run:<run_id>" (a finished run's model.pt); the final linear
+    # layer is always new. freeze="backbone" trains only that layer, the rest in eval mode.
+    init_from: str | None = None
+    freeze: str = "none"
+    recipe: str | None = None  # the recipe (ablations.recipes) and arm this run belongs to
+    arm: str | None = None
     warmup_lr: float | None = None  # set for deep nets by the profile's warm-up rule
     warmup_until_error: float = 0.8
     # Execution.
@@ -64,7 +89,8 @@ class TrainConfig:
     workers: int = 0
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "lr_milestones", tuple(self.lr_milestones))
+        for name in ("lr_milestones", "mean", "std"):
+            object.__setattr__(self, name, tuple(getattr(self, name)))
         problems = _problems(self)
         if problems:
             raise AblationsError("invalid training config: " + "; ".join(problems))
@@ -82,7 +108,18 @@ class TrainConfig:
 
     @property
     def run_id(self) -> str:
-        return f"{self.variant}_{self.dataset}_{self.profile}_s{self.seed}_{self.key}"
+        what = f"{self.variant}_{self.dataset}" if self.recipe is None else self.recipe
+        if self.arm:
+            what += f"-{self.arm}"
+        return f"{what}_{self.profile}_s{self.seed}_{self.key}"
+
+    def schedule(self, steps_per_epoch: int) -> tuple[int, tuple[int, ...], int]:
+        """(iterations, lr milestones in iterations, evaluate every) for a training split of
+        `steps_per_epoch` batches."""
+        if self.epochs is None:
+            return self.iterations, self.lr_milestones, self.eval_every
+        milestones = tuple(m * steps_per_epoch for m in self.lr_milestones)
+        return self.epochs * steps_per_epoch, milestones, steps_per_epoch
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -100,6 +137,8 @@ def _problems(c: TrainConfig) -> list[str]:
         ("optimizer", c.optimizer, OPTIMIZERS),
         ("storage", c.storage, STORAGES),
         ("normalize", c.normalize, NORMALIZE),
+        ("eval_split", c.eval_split, EVAL_SPLITS),
+        ("freeze", c.freeze, FREEZE),
     ):
         if value not in allowed:
             problems.append(f"{name} {value!r} is not one of {', '.join(allowed)}")
@@ -110,6 +149,20 @@ def _problems(c: TrainConfig) -> list[str]:
         problems.append(f"lr_milestones must be increasing positive iterations: {c.lr_milestones}")
     if c.lr <= 0 or c.weight_decay < 0:
         problems.append("lr must be > 0 and weight_decay >= 0")
+    if (c.normalize == "fixed") != bool(c.mean) or len(c.mean) != len(c.std):
+        problems.append('normalize="fixed" needs mean and std, one value per channel')
+    if any(v <= 0 for v in c.std):
+        problems.append("std values must be > 0")
+    if c.epochs is not None and c.epochs < 1:
+        problems.append("epochs must be >= 1")
+    if c.eval_split == "val" and c.val_size < 1:
+        problems.append('val_size 0 leaves nothing to evaluate on: use eval_split="test"')
+    if c.freeze != "none" and c.init_from is None:
+        problems.append("freezing the backbone needs init_from (a checkpoint to start from)")
+    for name in ("resize", "crop"):
+        value = getattr(c, name)
+        if value is not None and value < 1:
+            problems.append(f"{name} must be >= 1")
     return problems
 
 

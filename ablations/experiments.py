@@ -29,7 +29,7 @@ THROUGHPUT_FULL = (*PLAIN_AND_RESIDUAL, "plain110", "resnet18", "resnet34", "res
 @dataclass(frozen=True)
 class Experiment:
     name: str
-    kind: str  # "train" | "complexity" | "throughput" | "responses"
+    kind: str  # "train" | "complexity" | "throughput" | "responses" | "recipes"
     description: str
     # Variants by profile name; "*" is used for profiles not listed.
     variants: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
@@ -74,6 +74,12 @@ EXPERIMENTS: dict[str, Experiment] = {
             description="images/s, step time and memory (a quick table on a CPU, the full "
             "settings grid on a GPU)",
             variants={"paper": THROUGHPUT_FULL, "*": THROUGHPUT_QUICK},
+        ),
+        Experiment(
+            name="recipes",
+            kind="recipes",
+            description="the classic ResNet tutorials' setups (`ablate recipes`), at the "
+            "profile's budget (paper: the tutorials' own), beside the accuracy each claims",
         ),
         Experiment(
             name="responses",

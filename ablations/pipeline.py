@@ -13,14 +13,14 @@ from __future__ import annotations
 import shlex
 import sys
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 import torch
 
-from ablations import env, store
+from ablations import env, recipes, store
 from ablations.config import TrainConfig, resolve_config, resolve_device
 from ablations.data import ArrayDataset, load_dataset
 from ablations.experiments import EXPERIMENTS
@@ -74,6 +74,11 @@ def plan(
                 known = train.get(config.run_id)
                 owners = (*known.experiments, name) if known else (name,)
                 train[config.run_id] = Task("train", _describe(config), owners, config=config)
+        elif exp.kind == "recipes":
+            for config in _recipe_configs(profile, n_seeds, device):
+                known = train.get(config.run_id)
+                owners = (*known.experiments, name) if known else (name,)
+                train[config.run_id] = Task("train", _describe(config), owners, config=config)
         elif exp.kind == "responses":
             configs = _configs(
                 EXPERIMENTS["degradation"].variants_for(profile), profile, n_seeds, device
@@ -98,17 +103,56 @@ def _configs(
             for v in variants for s in range(seeds)]  # fmt: skip
 
 
+def _recipe_configs(profile: str, seeds: int, device: torch.device) -> list[TrainConfig]:
+    """Every recipe's runs under the profile's budget; the fine-tuning recipe runs offline as a
+    demo, from this profile's CIFAR-10 resnet18 run (trained first) on a 4-class subset."""
+    budget = recipes.budget_for(profile)
+    configs: list[TrainConfig] = []
+    for recipe in recipes.RECIPES.values():
+        for config in recipes.recipe_configs(recipe.name, profile=budget, seeds=seeds):
+            if recipe.needs_checkpoint:
+                source = resolve_config(
+                    recipe.variant, profile=profile, seed=config.seed, device=device
+                )
+                configs.append(source)
+                config = replace(
+                    config, init_from=f"run:{source.run_id}", data_id=recipes.DEMO_DATA_ID
+                )
+            configs.append(config)
+    return configs
+
+
 def _describe(config: TrainConfig) -> str:
+    if config.recipe is not None:
+        arm = f" ({config.arm})" if config.arm else ""
+        return f"recipe {config.recipe}{arm} seed {config.seed} ({config.profile} budget)"
     return f"{config.variant} seed {config.seed} ({config.profile})"
+
+
+def _data_for(config: TrainConfig, ctx: Context) -> str | Path | None:
+    """Where a run's data is: --data is CIFAR-10's; Fashion-MNIST comes from its variable (or
+    the download); the fine-tuning demo's ImageFolder is written from CIFAR-10 once."""
+    if config.dataset == "cifar10":
+        return ctx.data
+    if config.data_id == recipes.DEMO_DATA_ID:
+        return recipes.demo_data(cifar=ctx.data, budget=config.profile)
+    return None
 
 
 def train_command(config: TrainConfig, *, results: Path) -> str:
     """The `ablate train` command that reproduces `config` exactly (for dispatching)."""
-    defaults = resolve_config(config.variant, profile=config.profile, seed=config.seed)
-    args = ["ablate", "train", config.variant, "--profile", config.profile,
+    if config.recipe is not None:
+        defaults = recipes.resolve_recipe(
+            config.recipe, profile=config.profile, seed=config.seed, arm=config.arm
+        )
+        what = ["--recipe", config.recipe] + (["--arm", config.arm] if config.arm else [])
+    else:
+        defaults = resolve_config(config.variant, profile=config.profile, seed=config.seed)
+        what = [config.variant]
+    args = ["ablate", "train", *what, "--profile", config.profile,
             "--seed", str(config.seed), "--out", str(results / store.RUNS_DIR)]  # fmt: skip
     for key, value in config.to_json().items():
-        if key in ("variant", "profile", "seed", "dataset"):
+        if key in ("variant", "profile", "seed", "dataset", "recipe", "arm"):
             continue
         # Precision is always spelled out: a profile's "auto" resolves per machine.
         if value == getattr(defaults, key) and key != "precision":
@@ -121,7 +165,7 @@ def train_command(config: TrainConfig, *, results: Path) -> str:
                 flag,
                 ",".join(map(str, value)) if isinstance(value, list | tuple) else str(value),
             ]
-    if config.dataset != "cifar10":
+    if config.dataset != "cifar10" and config.recipe is None:
         args += ["--dataset", config.dataset]
     return shlex.join(args)
 
@@ -172,7 +216,9 @@ def _run_train(task: Task, ctx: Context) -> None:
     from ablations.runners import train
 
     assert task.config is not None
-    record = train.train(task.config, out=ctx.runs_dir, data=ctx.data, device=ctx.device)
+    record = train.train(
+        task.config, out=ctx.runs_dir, data=_data_for(task.config, ctx), device=ctx.device
+    )
     store.record(record.run_dir, ctx.results)
 
 

@@ -44,6 +44,9 @@ def progress(
     print(f"[{desc}] {len(items)}/{len(items)} done in {time.monotonic() - start:.1f}s", file=out)
 
 
+HEARTBEAT_S = 30.0  # the longest silence of a plain-text progress log
+
+
 class TrainProgress:
     """Iteration progress with statistics. On a terminal: a tqdm bar whose postfix (loss, error,
     lr) is refreshed at each report and whose ETA tqdm keeps. Otherwise one plain line per
@@ -56,14 +59,20 @@ class TrainProgress:
         self.out = stream if stream is not None else sys.stderr
         self.total, self.desc, self.enabled = total, desc, enabled
         self.start_iteration, self.start_time = initial, time.monotonic()
+        self.iteration, self.last_line = initial, self.start_time
         self.bar: tqdm | None = None
         if enabled and _is_tty(self.out):
             self.bar = tqdm(total=total, initial=initial, desc=desc, file=self.out,
                             dynamic_ncols=True, unit="it")  # fmt: skip
 
     def advance(self, n: int = 1) -> None:
+        """One step more; without a terminal, a plain line when reports are far apart (a
+        tutorial's epoch can take many minutes between evaluations)."""
+        self.iteration += n
         if self.bar is not None:
             self.bar.update(n)
+        elif self.enabled and time.monotonic() - self.last_line > HEARTBEAT_S:
+            self._line(self.iteration, "")
 
     def report(self, iteration: int, stats: dict[str, str]) -> None:
         if not self.enabled:
@@ -71,11 +80,14 @@ class TrainProgress:
         if self.bar is not None:
             self.bar.set_postfix(stats, refresh=True)
             return
+        self._line(iteration, " ".join(f"{k} {v}" for k, v in stats.items()) + " ")
+
+    def _line(self, iteration: int, fields: str) -> None:
+        self.last_line = time.monotonic()
         done = iteration - self.start_iteration
-        elapsed = time.monotonic() - self.start_time
+        elapsed = self.last_line - self.start_time
         eta = elapsed / done * (self.total - iteration) if done else float("nan")
-        fields = " ".join(f"{k} {v}" for k, v in stats.items())
-        print(f"[{self.desc}] {iteration}/{self.total} {fields} eta {_duration(eta)}",
+        print(f"[{self.desc}] {iteration}/{self.total} {fields}eta {_duration(eta)}",
               file=self.out, flush=True)  # fmt: skip
 
     def close(self) -> None:

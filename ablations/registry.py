@@ -75,6 +75,9 @@ class Variant:
     input_size: int  # the square input the variant is defined on; params/MACs are quoted there
     in_channels: int = 3
     num_classes: int
+    # Details where tutorial ResNets differ from the paper's (e.g. d2l's textbook ResNet-18).
+    conv_bias: bool = False  # biases in every conv (redundant before BN, but some code has them)
+    projection_bn: bool = True  # BN after a projection shortcut's 1x1 conv
 
     def __post_init__(self) -> None:
         # Accept any sequence for stage_blocks but store a tuple, so variants stay hashable.
@@ -107,8 +110,10 @@ class Variant:
         return cls(**values)
 
     def fingerprint(self) -> str:
-        """A short stable hash of the architecture (every axis but the name)."""
-        spec = {k: v for k, v in self.axes().items() if k != "name"}
+        """A short stable hash of the architecture: every axis but the name, leaving out those at
+        their defaults, so that adding an axis (with a default) keeps every stored fingerprint."""
+        defaults = {f.name: f.default for f in fields(self)}
+        spec = {k: v for k, v in self.axes().items() if k != "name" and v != defaults[k]}
         return hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()[:12]
 
 

@@ -38,6 +38,7 @@ class Schema:
     name: str
     columns: Mapping[str, ColumnType]
     key: tuple[str, ...]
+    fix: str = "move the file aside or regenerate it"  # what an invalid file's error suggests
 
     def empty(self) -> pd.DataFrame:
         return self.validate(pd.DataFrame({c: pd.Series(dtype=object) for c in self.columns}))
@@ -47,7 +48,7 @@ class Schema:
         if missing:
             raise ResultsError(
                 f"{source}: not a {self.name} table (missing columns: {', '.join(missing)}); "
-                "move the file aside or regenerate it"
+                f"{self.fix}"
             )
         df = df.copy()
         for column, kind in self.columns.items():

@@ -36,9 +36,13 @@ RUNS = Schema(
         "test_loss": "float", "train_s": "float", "images_per_s": "float", "params": "int",
         "macs": "int", "machine": "str", "device": "str", "precision": "str", "torch": "str",
         "git_commit": "str", "data_source": "str", "data_format": "str",
-        "data_checksum": "str", "finished_at": "str",
+        "data_checksum": "str", "finished_at": "str", "recipe": "str", "arm": "str",
+        "epochs": "int", "best_test_error": "float", "trainable_params": "int",
+        "train_images": "int",
     },
     key=("run_id",),
+    fix="rebuild it from the run directories with `ablate collect` (an older version's file "
+    "lacks the newer columns)",
 )  # fmt: skip
 CURVES = Schema(
     name="curves",
@@ -50,6 +54,7 @@ CURVES = Schema(
         "value": "float",
     },
     key=("run_id", "iteration", "split", "metric"),
+    fix="rebuild it from the run directories with `ablate collect`",
 )
 RESPONSES = Schema(
     name="responses",
@@ -76,14 +81,15 @@ def run_row(run_dir: Path) -> dict[str, Any]:
     data = last["data"]
     variant = Variant.from_axes({**read_json(run_dir / "variant.json")})
     metrics = ("train_error", "train_loss", "val_error", "best_val_error", "test_error",
-               "test_loss", "images_per_s")  # fmt: skip
+               "test_loss", "images_per_s", "best_test_error")  # fmt: skip
     return {
         "run_id": run_dir.name, "key": summary.get("key", ""), **{
             k: getattr(variant, k) for k in ("family", "depth", "block", "residual", "shortcut",
                                              "stem", "width", "stride_at")},
         "variant": config["variant"], "dataset": config["dataset"], "profile": config["profile"],
         "seed": config["seed"], "input_size": data["input_size"],
-        "iterations": config["iterations"], "iterations_done": summary["iterations"],
+        "iterations": summary.get("planned_iterations", config["iterations"]),
+        "iterations_done": summary["iterations"], "train_images": data.get("train_images", 0),
         "status": summary["status"], "diverged_at": summary.get("diverged_at") or 0,
         "warmup_end": summary.get("warmup_end") or 0,
         **{k: summary.get(k, math.nan) for k in metrics}, "train_s": summary["train_s"],
@@ -91,7 +97,9 @@ def run_row(run_dir: Path) -> dict[str, Any]:
         "machine": last["machine"], "device": last["device"], "precision": config["precision"],
         "torch": last["torch"], "git_commit": last["git_commit"], "data_source": data["source"],
         "data_format": data["source_format"], "data_checksum": data["checksum"],
-        "finished_at": summary.get("finished_at", ""),
+        "finished_at": summary.get("finished_at", ""), "recipe": config.get("recipe") or "",
+        "arm": config.get("arm") or "", "epochs": config.get("epochs") or 0,
+        "trainable_params": summary.get("trainable_params", summary.get("params", 0)),
     }  # fmt: skip
 
 

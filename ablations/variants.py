@@ -13,7 +13,13 @@ from dataclasses import replace
 from itertools import product
 from typing import Any
 
-from ablations.registry import InvalidVariantError, Variant, cifar_stage_blocks, register_variant
+from ablations.registry import (
+    InvalidVariantError,
+    Variant,
+    cifar_stage_blocks,
+    get_variant,
+    register_variant,
+)
 
 CIFAR_DEPTHS = (20, 32, 44, 56, 110, 1202)
 IMAGENET_STAGES: dict[int, tuple[str, tuple[int, ...]]] = {
@@ -95,3 +101,17 @@ def builtin_grid() -> Iterator[tuple[Variant, list[str]]]:
 
 for _variant, _aliases in builtin_grid():
     register_variant(_variant, aliases=_aliases)
+
+# Architectures of the tutorial recipes (ablations.recipes) that the grid does not hold.
+register_variant(base_variant("cifar", 14))  # [2, 2, 2] basic blocks, 16/32/64 channels
+register_variant(
+    replace(
+        get_variant("resnet18"),
+        name="resnet18-d2l",
+        in_channels=1,
+        input_size=96,
+        num_classes=10,
+        conv_bias=True,
+        projection_bn=False,
+    )
+)  # d2l.ai's textbook ResNet-18 (ch. 8.6) for 1-channel Fashion-MNIST at 96x96

@@ -15,6 +15,7 @@ from urllib.error import URLError
 
 import numpy as np
 import pytest
+from PIL import Image
 from tiny_datasets import (
     CIFAR10_CLASSES,
     FASHION_MNIST_CLASSES,
@@ -24,6 +25,7 @@ from tiny_datasets import (
     write_idx,
     write_image,
     write_imagefolder,
+    write_mixed_imagefolder,
     write_tar,
 )
 
@@ -41,7 +43,9 @@ from ablations.data import cache as data_cache
 REAL_CIFAR10 = os.environ.get("ABLATE_DATA_CIFAR10") or os.environ.get("ABLATE_DATA")
 REAL_FASHION_MNIST = os.environ.get("ABLATE_DATA_FASHION_MNIST")
 REAL_CACHE = os.environ.get("ABLATE_CACHE")
-DATA_VARS = ("ABLATE_DATA", "ABLATE_DATA_CIFAR10", "ABLATE_DATA_FASHION_MNIST")
+DATA_VARS = (
+    "ABLATE_DATA", "ABLATE_DATA_CIFAR10", "ABLATE_DATA_FASHION_MNIST", "ABLATE_DATA_IMAGEFOLDER",
+)  # fmt: skip
 
 
 @pytest.fixture(autouse=True)
@@ -190,8 +194,10 @@ def test_describe_is_a_flat_record(tmp_path):
         "height": 32,
         "width": 32,
         "channels": 3,
+        "resize": None,
+        "crop": None,
     }
-    assert DATASETS == ("cifar10", "fashion-mnist")
+    assert DATASETS == ("cifar10", "fashion-mnist", "imagefolder")
 
 
 # --- checksums and the cache -------------------------------------------------------------------
@@ -378,7 +384,9 @@ def test_no_download_when_it_is_off(monkeypatch):
 
 
 def test_unknown_dataset():
-    assert data_error("mnist") == "unknown dataset 'mnist'; choose from cifar10, fashion-mnist"
+    assert data_error("mnist") == (
+        "unknown dataset 'mnist'; choose from cifar10, fashion-mnist, imagefolder"
+    )
 
 
 def test_missing_path(tmp_path, monkeypatch):
@@ -496,6 +504,163 @@ def test_cifar_pickle_cannot_run_code(tmp_path):
     batch.write_bytes(pickle.dumps({b"data": Exploit()}, protocol=2))
     assert "cannot unpickle data_batch_1 (UnpicklingError)" in data_error("cifar10", tmp_path)
     assert not marker.exists()
+
+
+# --- "imagefolder", and resize / crop at decode time ----------------------------------------------
+
+
+def torchvision_pixels(paths, *, resize, crop, mode="RGB") -> np.ndarray:
+    """The images at `paths` through torchvision's Resize and CenterCrop, as one array."""
+    transforms = pytest.importorskip("torchvision.transforms")
+    steps = [transforms.Resize(resize)] if resize else []
+    steps += [transforms.CenterCrop(crop)] if crop else []
+    pipeline = transforms.Compose(steps)
+    out = []
+    for path in paths:
+        with Image.open(path) as image:
+            pixels = np.asarray(pipeline(image.convert(mode)), dtype=np.uint8)
+        out.append(pixels.reshape(*pixels.shape[:2], -1))
+    return np.stack(out)
+
+
+@pytest.mark.parametrize("archived", [False, True])
+def test_imagefolder_resize_and_crop_match_torchvision(tmp_path, archived):
+    # Sizes cover: landscape and portrait, a short side already at `resize` (left untouched),
+    # and odd margins where the crop offset rounds.
+    files = write_mixed_imagefolder(tmp_path / "tree")
+    path = write_tar(tmp_path / "tree", tmp_path / "t.tar.gz") if archived else tmp_path / "tree"
+    ds = load_dataset("imagefolder", data=path, resize=12, crop=9)
+    assert ds.x_train.shape == (6, 9, 9, 3) and ds.x_test.shape == (4, 9, 9, 3)
+    for split, x, y in (("train", ds.x_train, ds.y_train), ("test", ds.x_test, ds.y_test)):
+        paths, labels = zip(*files[split], strict=True)
+        np.testing.assert_array_equal(x, torchvision_pixels(paths, resize=12, crop=9))
+        np.testing.assert_array_equal(y, labels)
+    assert ds.classes == ("cat", "dog")
+    assert ds.source_format == ("imagefolder-tar" if archived else "imagefolder")
+    assert ds.describe()["resize"] == 12 and ds.describe()["crop"] == 9
+
+
+@pytest.mark.parametrize(("resize", "crop", "side"), [(None, 11, 11), (10, None, 10)])
+def test_resize_or_crop_alone(tmp_path, resize, crop, side):
+    # One aspect ratio (3:2), two sizes: resizing alone is enough to give them one size.
+    files = write_mixed_imagefolder(tmp_path, sizes=((12, 18), (24, 36)))
+    ds = load_dataset("imagefolder", data=tmp_path, resize=resize, crop=crop)
+    assert ds.x_train.shape[1:] == ((side, side, 3) if crop else (side, side * 3 // 2, 3))
+    paths = [p for p, _ in files["train"]]
+    np.testing.assert_array_equal(ds.x_train, torchvision_pixels(paths, resize=resize, crop=crop))
+    assert (ds.resize, ds.crop) == (resize, crop)
+
+
+def test_imagefolder_has_no_fixed_shape(tmp_path):
+    tiny = write_imagefolder(tmp_path, height=20, width=30)  # neither CIFAR's nor MNIST's
+    ds = load_dataset("imagefolder", data=tmp_path)
+    assert_holds(ds, tiny)
+    assert ds.describe()["height"] == 20 and ds.describe()["width"] == 30
+
+
+def test_resize_lifts_the_shape_check_of_cifar10_and_fashion_mnist(tmp_path):
+    write_imagefolder(tmp_path / "rgb", height=48, width=48)
+    assert "holds 48x48x3 images" in data_error("cifar10", tmp_path / "rgb")
+    assert load_dataset("cifar10", data=tmp_path / "rgb", resize=32).x_train.shape[1:] == (
+        32, 32, 3,
+    )  # fmt: skip
+    write_idx(tmp_path / "idx")
+    fashion = load_dataset("fashion-mnist", data=tmp_path / "idx", resize=14, crop=12)
+    assert fashion.x_train.shape == (6, 12, 12, 1)
+
+
+def test_resize_and_crop_of_array_formats_match_torchvision(tmp_path):
+    tiny = write_cifar_batches(tmp_path)
+    ds = load_dataset("cifar10", data=tmp_path, resize=20, crop=17)
+    # The same images as PNG files, through torchvision: pickles and trees are prepared alike.
+    paths = []
+    for i, pixels in enumerate(tiny.x_test):
+        paths.append(tmp_path / "png" / f"{i}.png")
+        write_image(paths[-1], pixels)
+    np.testing.assert_array_equal(ds.x_test, torchvision_pixels(paths, resize=20, crop=17))
+    assert ds.x_train.shape == (20, 17, 17, 3)
+
+
+def test_cache_is_keyed_by_resize_and_crop(tmp_path, monkeypatch, cache_dir):
+    write_mixed_imagefolder(tmp_path)
+    first = load_dataset("imagefolder", data=tmp_path, resize=12, crop=9)
+    other = load_dataset("imagefolder", data=tmp_path, resize=12, crop=6)
+    assert first.checksum == other.checksum  # the same source ...
+    assert first.x_train.shape[1:3] == (9, 9) and other.x_train.shape[1:3] == (6, 6)  # ... apart
+    stem = f"imagefolder-{first.checksum[:16]}"
+    assert sorted(p.name for p in (cache_dir / "arrays").iterdir()) == [
+        f"{stem}-resize12-crop6.npz", f"{stem}-resize12-crop9.npz",
+    ]  # fmt: skip
+    monkeypatch.setattr(sources, "read_source", forbid)
+    again = load_dataset("imagefolder", data=tmp_path, resize=12, crop=9)
+    np.testing.assert_array_equal(again.x_train, first.x_train)
+    assert (again.resize, again.crop) == (12, 9)
+    with pytest.raises(Called):  # a transform not seen before is decoded
+        load_dataset("imagefolder", data=tmp_path, resize=12)
+
+
+def test_crop_larger_than_the_image(tmp_path):
+    write_mixed_imagefolder(tmp_path)
+    assert data_error("imagefolder", tmp_path, resize=12, crop=13) == (
+        "crop 13 is larger than resize 12 (the shorter side after resizing); "
+        "pass a crop of at most 12 or a larger resize"
+    )
+    assert data_error("imagefolder", tmp_path, crop=13) == (
+        f"{tmp_path}: train/cat/0002.png is 15x12, smaller than the 13x13 crop; "
+        "pass a crop of at most 12 (or resize first)"
+    )
+    write_cifar_batches(tmp_path / "c")
+    assert "train image 0 is 32x32, smaller than the 33x33 crop" in data_error(
+        "cifar10", tmp_path / "c", crop=33
+    )
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        ({"resize": 0}, "resize must be at least 1 pixel, got 0"),
+        ({"crop": -3}, "crop must be at least 1 pixel, got -3"),
+        ({"resize": 2.5}, "resize must be a whole number of pixels, got 2.5"),
+        ({"crop": True}, "crop must be a whole number of pixels, got True"),
+    ],
+)
+def test_bad_resize_or_crop(tmp_path, options, message):
+    assert data_error("imagefolder", tmp_path / "never-read", **options) == message
+
+
+def test_resize_without_crop_needs_one_aspect_ratio(tmp_path):
+    write_mixed_imagefolder(tmp_path)
+    # 17x31 -> 12x21: the longer side is truncated (12 * 31 / 17 = 21.9), as torchvision does.
+    assert data_error("imagefolder", tmp_path, resize=12) == (
+        f"{tmp_path}: train/cat/0001.png is 12x21 after resizing but train/cat/0000.png is 18x12;"
+        " images of different aspect ratios need a crop as well to share one size"
+    )
+
+
+def test_imagefolder_is_never_downloaded(monkeypatch):
+    torchvision_datasets = pytest.importorskip("torchvision.datasets")
+    monkeypatch.setattr(torchvision_datasets, "ImageFolder", forbid)
+    expected = (
+        "no imagefolder data configured (it is never downloaded); pass --data (or set "
+        "ABLATE_DATA_IMAGEFOLDER) to an ImageFolder tree with train/ and test/, or a .tar.gz of one"
+    )
+    assert data_error("imagefolder") == expected
+    assert data_error("imagefolder", download=False) == expected
+
+
+def test_imagefolder_environment_variable(tmp_path, monkeypatch):
+    write_imagefolder(tmp_path / "tree", classes=("x", "y"))
+    monkeypatch.setenv("ABLATE_DATA", str(tmp_path / "elsewhere"))  # CIFAR-10's, not this one's
+    monkeypatch.setenv("ABLATE_DATA_IMAGEFOLDER", str(tmp_path / "tree"))
+    assert load_dataset("imagefolder").classes == ("x", "y")
+
+
+def test_imagefolder_refuses_other_formats(tmp_path):
+    write_cifar_batches(tmp_path)
+    assert data_error("imagefolder", tmp_path).endswith(
+        "holds CIFAR-10 pickled batches, which is not imagefolder data; imagefolder accepts "
+        "an ImageFolder tree with train/ and test/, or a .tar.gz of one"
+    )
 
 
 # --- the real datasets -------------------------------------------------------------------------

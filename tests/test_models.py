@@ -71,6 +71,15 @@ def test_structure_follows_axes(name):
     assert model.conv1.kernel_size == (stem_kernel, stem_kernel)
     assert isinstance(model.maxpool, nn.MaxPool2d) == (v.stem == "k7")
     assert model.layer1[0].conv1.in_channels == v.width
+    assert all((m.bias is not None) == v.conv_bias for m in model.modules() if _is_conv(m))
+    for block in blocks:
+        if _shortcut_kind(block) == "projection":
+            has_bn = any(isinstance(m, nn.BatchNorm2d) for m in block.downsample)
+            assert has_bn == v.projection_bn
+
+
+def _is_conv(m):
+    return isinstance(m, nn.Conv2d)
 
 
 @pytest.mark.parametrize("name", ALL)
@@ -151,3 +160,60 @@ def test_create_model_overrides():
     assert model.fc.out_features == 100
     assert model.variant.name == "resnet20[shortcut=b]"
     assert model.layer2[0].downsample is not None
+
+
+class _D2lResidual(nn.Module):
+    """d2l.ai's `Residual` (ch. 8.6), as the textbook writes it."""
+
+    def __init__(self, input_channels, num_channels, use_1x1conv=False, strides=1):
+        super().__init__()
+        self.conv1 = nn.Conv2d(input_channels, num_channels, 3, padding=1, stride=strides)
+        self.conv2 = nn.Conv2d(num_channels, num_channels, 3, padding=1)
+        self.conv3 = (
+            nn.Conv2d(input_channels, num_channels, 1, stride=strides) if use_1x1conv else None
+        )
+        self.bn1, self.bn2 = nn.BatchNorm2d(num_channels), nn.BatchNorm2d(num_channels)
+
+    def forward(self, x):
+        y = torch.relu(self.bn1(self.conv1(x)))
+        y = self.bn2(self.conv2(y))
+        return torch.relu(y + (self.conv3(x) if self.conv3 is not None else x))
+
+
+def _d2l_resnet18():
+    def stage(cin, cout, first):
+        return [
+            _D2lResidual(cin, cout, use_1x1conv=not first, strides=1 if first else 2),
+            _D2lResidual(cout, cout),
+        ]
+
+    b1 = [nn.Conv2d(1, 64, 7, stride=2, padding=3), nn.BatchNorm2d(64), nn.ReLU(),
+          nn.MaxPool2d(3, stride=2, padding=1)]  # fmt: skip
+    stages = [*stage(64, 64, True), *stage(64, 128, False), *stage(128, 256, False),
+              *stage(256, 512, False)]  # fmt: skip
+    return nn.Sequential(*b1, *stages, nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(512, 10))
+
+
+def _d2l_name(ours: str) -> str:
+    """Our parameter name -> the textbook model's (nn.Sequential indices)."""
+    parts = ours.split(".")
+    if parts[0] in ("conv1", "bn1"):
+        return ".".join(["0" if parts[0] == "conv1" else "1", *parts[1:]])
+    if parts[0] == "fc":
+        return ".".join(["14", *parts[1:]])
+    stage, block = int(parts[0][len("layer") :]), int(parts[1])
+    module = "conv3" if parts[2] == "downsample" else parts[2]
+    rest = parts[4:] if parts[2] == "downsample" else parts[3:]
+    return ".".join([str(4 + 2 * (stage - 1) + block), module, *rest])
+
+
+def test_d2l_variant_is_the_textbook_network():
+    """The same tensors under the textbook's names, and the same function on the same weights."""
+    ours, theirs = create_model("resnet18-d2l").eval(), _d2l_resnet18().eval()
+    mine = {_d2l_name(k): v for k, v in ours.state_dict().items()}
+    assert {k: v.shape for k, v in mine.items()} == {
+        k: v.shape for k, v in theirs.state_dict().items()
+    }
+    theirs.load_state_dict(mine)
+    x = torch.randn(2, 1, 96, 96)
+    torch.testing.assert_close(ours(x), theirs(x))

@@ -54,7 +54,9 @@ def run_rows(
                 "device": "cpu", "precision": "fp32", "torch": "2.15.0",
                 "git_commit": "abc123", "data_source": source,
                 "data_format": "imagefolder-tar", "data_checksum": checksum,
-                "finished_at": "2026-01-01T00:00:00+00:00",
+                "finished_at": "2026-01-01T00:00:00+00:00", "recipe": "", "arm": "",
+                "epochs": 0, "best_test_error": float("nan"),
+                "trainable_params": 10_000 * v.depth, "train_images": 45_000,
             })  # fmt: skip
     return store.RUNS.validate(pd.DataFrame(rows))
 

@@ -182,3 +182,30 @@ def idx_bytes(array: np.ndarray) -> bytes:
     """`array` (uint8) in idx format: magic 0, 0, 0x08, ndim; big-endian sizes; the data."""
     header = bytes((0, 0, 8, array.ndim)) + np.array(array.shape, dtype=">u4").tobytes()
     return header + np.ascontiguousarray(array).tobytes()
+
+
+def write_mixed_imagefolder(
+    root: Path,
+    *,
+    sizes: tuple[tuple[int, int], ...] = ((20, 31), (31, 17), (12, 15), (40, 40)),
+    classes: tuple[str, ...] = ("cat", "dog"),
+    n_train: int = 3,
+    n_test: int = 2,
+    seed: int = 0,
+) -> dict[str, list[tuple[Path, int]]]:
+    """An RGB PNG ImageFolder tree whose images cycle through `sizes` (height, width); returns
+    each split's (file, label) pairs in reading order (classes sorted, then file names), for
+    tests that decode the files themselves (say with torchvision) to compare."""
+    classes = tuple(sorted(classes))
+    files: dict[str, list[tuple[Path, int]]] = {"train": [], "test": []}
+    count = 0
+    for split, n in (("train", n_train), ("test", n_test)):
+        for label, cls in enumerate(classes):
+            for i in range(n):
+                height, width = sizes[count % len(sizes)]
+                pixels = images(1, height=height, width=width, channels=3, seed=seed + count)[0]
+                path = root / split / cls / f"{i:04d}.png"
+                write_image(path, pixels)
+                files[split].append((path, label))
+                count += 1
+    return files

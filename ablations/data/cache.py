@@ -2,10 +2,10 @@
 
 A source is identified by a sha256 of its content, so results can record exactly which data they
 used and a changed copy is never mistaken for the old one. The decoded uint8 arrays are saved
-once per (dataset, checksum) as an uncompressed .npz, written atomically; a file there that does
-not load and validate is discarded with a warning and rebuilt, never trusted. Hashing a folder of
-60,000 small files takes seconds, so checksums are memoised under a cheap key of paths, sizes and
-modification times (checksums.json).
+once per (dataset, checksum, resize, crop) as an uncompressed .npz, written atomically; a file
+there that does not load and validate is discarded with a warning and rebuilt, never trusted.
+Hashing a folder of 60,000 small files takes seconds, so checksums are memoised under a cheap
+key of paths, sizes and modification times (checksums.json).
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ from typing import IO
 import numpy as np
 
 from ablations.data import sources
-from ablations.data.sources import ACCEPTED, ArrayDataset, Arrays, DataError, Source
+from ablations.data.sources import ACCEPTED, ArrayDataset, Arrays, DataError, Source, Transform
 
 CACHE_VERSION = 1  # bump when a reader's output changes, so old cache files are rebuilt
 MEMO_ENTRIES = 1000  # checksums.json keeps this many most recent sources
@@ -49,15 +49,23 @@ def load_dataset(
     data: str | os.PathLike[str] | None = None,
     cache_dir: Path | None = None,
     download: bool = True,
+    resize: int | None = None,
+    crop: int | None = None,
 ) -> ArrayDataset:
-    """Dataset `name` ("cifar10" or "fashion-mnist") as uint8 arrays: from `data`, else
-    $ABLATE_DATA_<NAME> (or $ABLATE_DATA for cifar10), else torchvision's download; decoded
-    once per source content and loaded from `cache_dir` after that."""
+    """Dataset `name` ("cifar10", "fashion-mnist" or "imagefolder") as uint8 arrays: from
+    `data`, else $ABLATE_DATA_<NAME> (or $ABLATE_DATA for cifar10), else torchvision's download
+    (never for "imagefolder"); decoded once per source content and loaded from `cache_dir` after
+    that. `resize` scales each image's shorter side to that many pixels and `crop` then cuts
+    out a centred square of that side (torchvision's Resize and CenterCrop), as images are
+    decoded, so that images of different sizes become one array."""
+    sources.check_name(name)
+    transform = Transform(resize=resize, crop=crop)  # checked before any slow step
     cache_dir = default_cache_dir() if cache_dir is None else Path(cache_dir)
     source, label = _find(name, data, cache_dir=cache_dir, download=download)
     checksum = source_checksum(source, cache_dir=cache_dir)
-    arrays = _cached_arrays(name, source, checksum, cache_dir=cache_dir)
-    _check_shape(name, arrays, label)
+    arrays = _cached_arrays(name, source, checksum, transform=transform, cache_dir=cache_dir)
+    if transform.identity:  # a resized dataset is meant to differ from the native shape
+        _check_shape(name, arrays, label)
     return ArrayDataset(
         name=name,
         x_train=arrays.x_train,
@@ -68,16 +76,19 @@ def load_dataset(
         source=label,
         source_format=source.format,
         checksum=checksum,
+        resize=resize,
+        crop=crop,
     )
 
 
 # What each dataset's images are: an ImageFolder tree of other images is refused, not trained on.
+# "imagefolder" is any tree, of any one size.
 IMAGE_SHAPE = {"cifar10": (32, 32, 3), "fashion-mnist": (28, 28, 1)}
 
 
 def _check_shape(name: str, arrays: Arrays, where: str) -> None:
     shape = tuple(arrays.x_train.shape[1:])
-    if shape != IMAGE_SHAPE[name]:
+    if name in IMAGE_SHAPE and shape != IMAGE_SHAPE[name]:
         raise DataError(
             f"{where} holds {'x'.join(map(str, shape))} images; {name} images are "
             f"{'x'.join(map(str, IMAGE_SHAPE[name]))}: is --data the right dataset?"
@@ -92,6 +103,7 @@ def _find(
     if located is not None:
         path, origin = located
         return sources.detect(path, name, origin=origin), str(path)
+    sources.check_downloadable(name)
     if not download:
         raise DataError(
             f"no {name} data configured and downloading is off; point --data or "
@@ -170,8 +182,10 @@ def _write_memo(path: Path, memo: dict[str, str]) -> None:
 # --- decoded arrays ----------------------------------------------------------------------------
 
 
-def _cached_arrays(name: str, source: Source, checksum: str, *, cache_dir: Path) -> Arrays:
-    path = cache_dir / "arrays" / f"{name}-{checksum[:16]}.npz"
+def _cached_arrays(
+    name: str, source: Source, checksum: str, *, transform: Transform, cache_dir: Path
+) -> Arrays:
+    path = cache_dir / "arrays" / f"{name}-{checksum[:16]}{transform.suffix()}.npz"
     if path.exists():
         try:
             return _load_arrays(path)
@@ -181,7 +195,7 @@ def _cached_arrays(name: str, source: Source, checksum: str, *, cache_dir: Path)
                 stacklevel=3,
             )
             path.unlink(missing_ok=True)
-    arrays = sources.read_source(source, name)
+    arrays = sources.read_source(source, name, transform=transform)
     try:
         _atomic_write(path, lambda handle: _save_arrays(handle, arrays))
     except OSError as err:

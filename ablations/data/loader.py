@@ -12,7 +12,7 @@ device, uint8 until the last step.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -24,7 +24,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from ablations.data.sources import DataError
 
-Normalize = Literal["pixel-mean", "channel"]
+Normalize = Literal["pixel-mean", "channel", "fixed"]
 # Independent random streams derived from one seed.
 _ORDER, _AUGMENT = 1, 2
 
@@ -48,12 +48,22 @@ def random_subset(n: int, size: int | None, *, seed: int) -> np.ndarray:
 
 
 def to_nchw(images: np.ndarray, *, size: int | None = None) -> Tensor:
-    """uint8 NHWC array -> uint8 NCHW tensor, resized (area averaging) when `size` differs."""
+    """uint8 NHWC array -> uint8 NCHW tensor, resized when `size` differs: by area averaging
+    when shrinking (no aliasing), bilinearly when enlarging (as torchvision's Resize, e.g.
+    Fashion-MNIST's 28x28 to d2l's 96x96)."""
     x = torch.from_numpy(np.ascontiguousarray(images)).permute(0, 3, 1, 2).contiguous()
     if size is None or size == x.shape[-1]:
         return x
-    resized = F.interpolate(x.float(), size=(size, size), mode="area")
-    return resized.round().clamp(0, 255).to(torch.uint8)
+    out = []
+    for chunk in x.split(4096):  # bounds the float copy of a large split
+        if size < x.shape[-1]:
+            resized = F.interpolate(chunk.float(), size=(size, size), mode="area")
+        else:
+            resized = F.interpolate(
+                chunk.float(), size=(size, size), mode="bilinear", align_corners=False
+            )
+        out.append(resized.round().clamp(0, 255).to(torch.uint8))
+    return torch.cat(out)
 
 
 @dataclass(frozen=True)
@@ -64,6 +74,15 @@ class Normalizer:
     mean: Tensor  # (C, H, W) or (C, 1, 1), in [0, 1] units
     std: Tensor  # (C, 1, 1); ones for "pixel-mean"
     kind: str
+
+    @classmethod
+    def fixed(cls, mean: Sequence[float], std: Sequence[float]) -> Normalizer:
+        """Given per-channel constants, as tutorials write them (e.g. ImageNet's)."""
+        return cls(
+            mean=torch.tensor(mean, dtype=torch.float32).view(-1, 1, 1),
+            std=torch.tensor(std, dtype=torch.float32).view(-1, 1, 1),
+            kind="fixed",
+        )
 
     @classmethod
     def fit(cls, x: Tensor, *, kind: str) -> Normalizer:

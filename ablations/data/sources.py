@@ -3,8 +3,11 @@
 A source is a path in one of four formats, told apart by what is there (never by a flag):
 CIFAR-10's pickled batches (a folder or the original .tar.gz), an ImageFolder tree (a folder or a
 tar archive of one, read without extracting), or Fashion-MNIST's idx files. With no path
-configured, torchvision downloads the original files and they are read the same way. Decoding is
-the slow step; `ablations.data.cache` makes sure it runs once per source content.
+configured, torchvision downloads CIFAR-10 and Fashion-MNIST and they are read the same way;
+"imagefolder" (any ImageFolder tree, for transfer learning) is never downloaded. Images can be
+resized and centre-cropped as they are decoded (`Transform`), so images of many sizes become one
+array. Decoding is the slow step; `ablations.data.cache` makes sure it runs once per source
+content and transform.
 """
 
 from __future__ import annotations
@@ -17,7 +20,7 @@ import pickle
 import tarfile
 import zlib
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import cache
 from pathlib import Path, PurePosixPath
 from typing import IO, Any
@@ -27,7 +30,7 @@ from PIL import Image
 
 from ablations.registry import AblationsError
 
-DATASETS: tuple[str, ...] = ("cifar10", "fashion-mnist")
+DATASETS: tuple[str, ...] = ("cifar10", "fashion-mnist", "imagefolder")
 FORMATS: tuple[str, ...] = ("cifar-pickle", "imagefolder", "imagefolder-tar", "idx")
 
 CIFAR_DIR = "cifar-10-batches-py"
@@ -55,10 +58,12 @@ ACCEPTED = {
         f"a folder with the four idx files ({', '.join(IDX_FILES.values())}, gzipped or not; "
         f"torchvision's FashionMNIST/raw is one), {_TREE}"
     ),
+    "imagefolder": _TREE,
 }
 _DATASET_FORMATS = {
     "cifar10": ("cifar-pickle", "imagefolder", "imagefolder-tar"),
     "fashion-mnist": ("idx", "imagefolder", "imagefolder-tar"),
+    "imagefolder": ("imagefolder", "imagefolder-tar"),
 }
 _FORMAT_WORDS = {
     "cifar-pickle": "CIFAR-10 pickled batches",
@@ -66,7 +71,9 @@ _FORMAT_WORDS = {
     "imagefolder": "an ImageFolder tree",
     "imagefolder-tar": "an ImageFolder tree",
 }
-_IMAGE_MODE = {"cifar10": "RGB", "fashion-mnist": "L"}  # what every image is converted to
+# What every image is converted to.
+_IMAGE_MODE = {"cifar10": "RGB", "fashion-mnist": "L", "imagefolder": "RGB"}
+# The datasets torchvision downloads; "imagefolder" is whatever tree the user has.
 _TORCHVISION = {
     "cifar10": ("CIFAR10", CIFAR_DIR),
     "fashion-mnist": ("FashionMNIST", "FashionMNIST/raw"),
@@ -93,8 +100,10 @@ class ArrayDataset:
     source: str  # an absolute path, or "download:<folder>"
     source_format: str  # one of FORMATS
     checksum: str  # sha256 of the source's content: results record which data they used
+    resize: int | None = None  # the decode-time `Transform` the images went through
+    crop: int | None = None
 
-    def describe(self) -> dict[str, str | int]:
+    def describe(self) -> dict[str, str | int | None]:
         """The dataset as one flat record (for logs and results rows)."""
         _, height, width, channels = self.x_train.shape
         return {
@@ -107,6 +116,8 @@ class ArrayDataset:
             "height": int(height),
             "width": int(width),
             "channels": int(channels),
+            "resize": self.resize,
+            "crop": self.crop,
         }
 
 
@@ -119,6 +130,72 @@ class Arrays:
     x_test: np.ndarray
     y_test: np.ndarray
     classes: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class Transform:
+    """How images are prepared as they are decoded: the shorter side resized to `resize` pixels
+    (bilinear), then a centred `crop` x `crop` square cut out; exactly torchvision's
+    `Resize(resize)` then `CenterCrop(crop)` on PIL images. None skips a step."""
+
+    resize: int | None = None
+    crop: int | None = None
+
+    def __post_init__(self) -> None:
+        for option in ("resize", "crop"):
+            value = getattr(self, option)
+            # bool is an int, but resize=True is surely a mistake.
+            if value is not None and (isinstance(value, bool) or not isinstance(value, int)):
+                raise DataError(f"{option} must be a whole number of pixels, got {value!r}")
+            if value is not None and value < 1:
+                raise DataError(f"{option} must be at least 1 pixel, got {value}")
+        # The shorter side is exactly `resize` after resizing: a larger crop never fits.
+        if self.resize is not None and self.crop is not None and self.crop > self.resize:
+            raise DataError(
+                f"crop {self.crop} is larger than resize {self.resize} (the shorter side after "
+                f"resizing); pass a crop of at most {self.resize} or a larger resize"
+            )
+
+    @property
+    def identity(self) -> bool:
+        return self.resize is None and self.crop is None
+
+    def suffix(self) -> str:
+        """What tells this transform's cache files apart ("" for none, so those keep their
+        names)."""
+        steps = (("resize", self.resize), ("crop", self.crop))
+        return "".join(f"-{step}{value}" for step, value in steps if value is not None)
+
+    def apply(self, image: Image.Image, *, name: str, where: str) -> Image.Image:
+        if self.resize is not None:
+            size = _resized_size(image.size, self.resize)
+            if size != image.size:  # torchvision leaves an image of the right size untouched
+                image = image.resize(size, Image.Resampling.BILINEAR)
+        if self.crop is not None:
+            width, height = image.size
+            if self.crop > min(width, height):
+                raise DataError(
+                    f"{where}: {name} is {width}x{height}, smaller than the {self.crop}x"
+                    f"{self.crop} crop; pass a crop of at most {min(width, height)} "
+                    "(or resize first)"
+                )
+            # torchvision's rounding (half to even), so the pixels match CenterCrop's exactly.
+            top = round((height - self.crop) / 2.0)
+            left = round((width - self.crop) / 2.0)
+            image = image.crop((left, top, left + self.crop, top + self.crop))
+        return image
+
+
+NO_TRANSFORM = Transform()
+
+
+def _resized_size(size: tuple[int, int], short: int) -> tuple[int, int]:
+    """(width, height) with the shorter side `short`, the longer one scaled and truncated to an
+    int, as torchvision's `Resize(short)` computes it."""
+    width, height = size
+    if width <= height:
+        return short, int(short * height / width)
+    return int(short * width / height), short
 
 
 @dataclass(frozen=True)
@@ -147,6 +224,15 @@ def env_vars(name: str) -> tuple[str, ...]:
 def env_hint(name: str) -> str:
     """The variable an error message suggests setting."""
     return env_vars(name)[-1]
+
+
+def check_downloadable(name: str) -> None:
+    """Refuse, naming the fix, a dataset that has no data configured and no download."""
+    if name not in _TORCHVISION:
+        raise DataError(
+            f"no {name} data configured (it is never downloaded); pass --data (or set "
+            f"{env_hint(name)}) to {ACCEPTED[name]}"
+        )
 
 
 def locate(name: str, data: str | os.PathLike[str] | None = None) -> tuple[Path, str] | None:
@@ -346,7 +432,12 @@ def _group(files: Iterable[str]) -> Tree:
 
 
 def _read_tree(
-    tree: Tree, fetch: Callable[[str], Path | IO[bytes]], *, mode: str, where: str
+    tree: Tree,
+    fetch: Callable[[str], Path | IO[bytes]],
+    *,
+    mode: str,
+    transform: Transform,
+    where: str,
 ) -> Arrays:
     classes = _tree_classes(tree, where)
     names = {split: [n for c in classes for n in sorted(tree[split][c])] for split in SPLITS}
@@ -355,7 +446,9 @@ def _read_tree(
         for split in SPLITS
     }
     # One pass over both splits, so that every image is checked against the same size.
-    x = _decode_images([*names["train"], *names["test"]], fetch, mode=mode, where=where)
+    x = _decode_images(
+        [*names["train"], *names["test"]], fetch, mode=mode, transform=transform, where=where
+    )
     n_train = len(names["train"])
     return Arrays(
         x_train=x[:n_train],
@@ -367,29 +460,58 @@ def _read_tree(
 
 
 def _decode_images(
-    names: list[str], fetch: Callable[[str], Path | IO[bytes]], *, mode: str, where: str
+    names: list[str],
+    fetch: Callable[[str], Path | IO[bytes]],
+    *,
+    mode: str,
+    transform: Transform,
+    where: str,
 ) -> np.ndarray:
     out: np.ndarray | None = None
     for i, name in enumerate(names):
-        pixels = _decode_image(fetch(name), mode=mode, name=name, where=where)
+        pixels = _decode_image(fetch(name), mode=mode, transform=transform, name=name, where=where)
         if out is None:
             out = np.empty((len(names), *pixels.shape), dtype=np.uint8)
         elif pixels.shape != out.shape[1:]:
-            (h, w), (h0, w0) = pixels.shape[:2], out.shape[1:3]
             raise DataError(
-                f"{where}: {name} is {w}x{h} but {names[0]} is {w0}x{h0}; "
-                "all images must have one size (resize or remove it)"
-            )
+                _size_mismatch(name, pixels, first=(names[0], out[0]), transform=transform,
+                               where=where)
+            )  # fmt: skip
         out[i] = pixels
     assert out is not None  # _tree_classes guarantees images in both splits
     return out
 
 
-def _decode_image(src: Path | IO[bytes], *, mode: str, name: str, where: str) -> np.ndarray:
+def _size_mismatch(
+    name: str,
+    pixels: np.ndarray,
+    *,
+    first: tuple[str, np.ndarray],
+    transform: Transform,
+    where: str,
+) -> str:
+    (h, w), (h0, w0) = pixels.shape[:2], first[1].shape[:2]
+    if transform.identity:
+        return (
+            f"{where}: {name} is {w}x{h} but {first[0]} is {w0}x{h0}; "
+            "all images must have one size (resize or remove it)"
+        )
+    # Only resize without crop gets here: a crop makes every image crop x crop.
+    return (
+        f"{where}: {name} is {w}x{h} after resizing but {first[0]} is {w0}x{h0}; images of "
+        "different aspect ratios need a crop as well to share one size"
+    )
+
+
+def _decode_image(
+    src: Path | IO[bytes], *, mode: str, transform: Transform, name: str, where: str
+) -> np.ndarray:
     try:
         with Image.open(src) as image:
             converted = image if image.mode == mode else image.convert(mode)
-            pixels = np.asarray(converted, dtype=np.uint8)
+            # Inside the `with`: resizing reads the file, which can still fail as a decode does.
+            prepared = transform.apply(converted, name=name, where=where)
+            pixels = np.asarray(prepared, dtype=np.uint8)
     except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as err:
         raise DataError(
             f"{where}: cannot decode {name} as an image ({type(err).__name__}); "
@@ -398,7 +520,7 @@ def _decode_image(src: Path | IO[bytes], *, mode: str, name: str, where: str) ->
     return pixels.reshape(*pixels.shape[:2], -1)  # "L" images get their channel axis
 
 
-def _read_tree_archive(path: Path, *, mode: str) -> Arrays:
+def _read_tree_archive(path: Path, *, mode: str, transform: Transform) -> Arrays:
     """An ImageFolder tree straight from a tar archive, at its root or under one top folder."""
     tree: Tree = {}
     blobs: dict[str, bytes] = {}
@@ -418,7 +540,9 @@ def _read_tree_archive(path: Path, *, mode: str) -> Arrays:
                 name = "/".join(rel)
                 images.append(name)
                 blobs[name] = _member_bytes(tar, member)
-    return _read_tree(tree, lambda n: io.BytesIO(blobs[n]), mode=mode, where=str(path))
+    return _read_tree(
+        tree, lambda n: io.BytesIO(blobs[n]), mode=mode, transform=transform, where=str(path)
+    )
 
 
 def _member_bytes(tar: tarfile.TarFile, member: tarfile.TarInfo) -> bytes:
@@ -583,25 +707,58 @@ def _check_labels(arrays: Arrays, *, where: str) -> None:
 # --- reading and downloading -------------------------------------------------------------------
 
 
-def read_source(source: Source, name: str) -> Arrays:
-    """Decode `source` into arrays (the slow step, which the cache runs once per content)."""
+def read_source(source: Source, name: str, *, transform: Transform = NO_TRANSFORM) -> Arrays:
+    """Decode `source` into arrays, each image through `transform` (the slow step, which the
+    cache runs once per content and transform)."""
     where = str(source.root)
+    mode = _IMAGE_MODE[name]
     if source.format == "cifar-pickle":
         if source.archive:
-            return _read_cifar(_cifar_archive_blobs(source.root), where=where)
-        return _read_cifar({f: (source.root / f).read_bytes() for f in source.files}, where=where)
+            arrays = _read_cifar(_cifar_archive_blobs(source.root), where=where)
+        else:
+            blobs = {f: (source.root / f).read_bytes() for f in source.files}
+            arrays = _read_cifar(blobs, where=where)
+        return _transformed(arrays, transform, where=where)
     if source.format == "idx":
-        return _read_idx(source.root, source.files, where=where)
+        arrays = _read_idx(source.root, source.files, where=where)
+        return _transformed(arrays, transform, where=where)
     if source.format == "imagefolder-tar":
-        return _read_tree_archive(source.root, mode=_IMAGE_MODE[name])
+        return _read_tree_archive(source.root, mode=mode, transform=transform)
     root = source.root
-    return _read_tree(_group(source.files), lambda n: root / n, mode=_IMAGE_MODE[name], where=where)
+    return _read_tree(
+        _group(source.files), lambda n: root / n, mode=mode, transform=transform, where=where
+    )
+
+
+def _transformed(arrays: Arrays, transform: Transform, *, where: str) -> Arrays:
+    """Arrays read whole (pickles, idx files) through `transform`, image by image as PIL sees
+    them, so they match what the same transform gives the same images as files."""
+    if transform.identity:
+        return arrays
+    return replace(
+        arrays,
+        x_train=_transform_all(arrays.x_train, transform, split="train", where=where),
+        x_test=_transform_all(arrays.x_test, transform, split="test", where=where),
+    )
+
+
+def _transform_all(x: np.ndarray, transform: Transform, *, split: str, where: str) -> np.ndarray:
+    out: np.ndarray | None = None
+    for i, pixels in enumerate(x):
+        image = Image.fromarray(pixels[..., 0] if pixels.shape[-1] == 1 else pixels)
+        prepared = transform.apply(image, name=f"{split} image {i}", where=where)
+        done = np.asarray(prepared, dtype=np.uint8)
+        if out is None:  # all the same size, as the inputs are
+            out = np.empty((len(x), *done.shape[:2], x.shape[-1]), dtype=np.uint8)
+        out[i] = done.reshape(out.shape[1:])
+    return x if out is None else out  # an empty split stays empty
 
 
 def download(name: str, folder: Path) -> Path:
     """torchvision's copy of `name` under `folder`, fetched the first time only; returns the
     folder holding the original files, which `detect` and `read_source` then read."""
     check_name(name)
+    check_downloadable(name)
     class_name, subdir = _TORCHVISION[name]
     target = folder / subdir
     if _complete(target, name):

@@ -31,12 +31,16 @@ STEMS: dict[str, StemSpec] = {
 }
 
 
-def conv3x3(in_channels: int, out_channels: int, *, stride: int = 1) -> nn.Conv2d:
-    return nn.Conv2d(in_channels, out_channels, 3, stride=stride, padding=1, bias=False)
+def conv3x3(
+    in_channels: int, out_channels: int, *, stride: int = 1, bias: bool = False
+) -> nn.Conv2d:
+    return nn.Conv2d(in_channels, out_channels, 3, stride=stride, padding=1, bias=bias)
 
 
-def conv1x1(in_channels: int, out_channels: int, *, stride: int = 1) -> nn.Conv2d:
-    return nn.Conv2d(in_channels, out_channels, 1, stride=stride, bias=False)
+def conv1x1(
+    in_channels: int, out_channels: int, *, stride: int = 1, bias: bool = False
+) -> nn.Conv2d:
+    return nn.Conv2d(in_channels, out_channels, 1, stride=stride, bias=bias)
 
 
 class ZeroPadShortcut(nn.Module):
@@ -61,14 +65,15 @@ class ZeroPadShortcut(nn.Module):
 
 
 def make_shortcut(
-    option: str, *, in_channels: int, out_channels: int, stride: int
-) -> nn.Module | None:
-    """The shortcut of one residual block; None means the plain identity."""
+    option: str, *, in_channels: int, out_channels: int, stride: int, bias: bool = False,
+    bn: bool = True,
+) -> nn.Module | None:  # fmt: skip
+    """The shortcut of one residual block; None means the plain identity. A projection is a
+    1x1 conv followed by BN (the paper's, torchvision's) or, with `bn=False`, alone (d2l's)."""
     reshapes = stride != 1 or in_channels != out_channels
     if option == "c" or (option == "b" and reshapes):
-        return nn.Sequential(
-            conv1x1(in_channels, out_channels, stride=stride), nn.BatchNorm2d(out_channels)
-        )
+        conv = conv1x1(in_channels, out_channels, stride=stride, bias=bias)
+        return nn.Sequential(conv, nn.BatchNorm2d(out_channels)) if bn else nn.Sequential(conv)
     if option == "a" and reshapes:
         return ZeroPadShortcut(extra_channels=out_channels - in_channels, stride=stride)
     if reshapes:
@@ -98,18 +103,25 @@ class BasicBlock(ResidualBlock):
 
     def __init__(
         self, in_channels: int, channels: int, *, stride: int, residual: bool, shortcut: str,
-        stride_at: str = "3x3",
+        stride_at: str = "3x3", bias: bool = False, projection_bn: bool = True,
     ) -> None:  # fmt: skip
         super().__init__()
         del stride_at  # a basic block has only 3x3 convs
         self.residual = residual
-        self.conv1 = conv3x3(in_channels, channels, stride=stride)
+        self.conv1 = conv3x3(in_channels, channels, stride=stride, bias=bias)
         self.bn1 = nn.BatchNorm2d(channels)
-        self.conv2 = conv3x3(channels, channels)
+        self.conv2 = conv3x3(channels, channels, bias=bias)
         self.bn2 = nn.BatchNorm2d(channels)
         self.relu = nn.ReLU(inplace=True)
         self.downsample = (
-            make_shortcut(shortcut, in_channels=in_channels, out_channels=channels, stride=stride)
+            make_shortcut(
+                shortcut,
+                in_channels=in_channels,
+                out_channels=channels,
+                stride=stride,
+                bias=bias,
+                bn=projection_bn,
+            )
             if residual
             else None
         )
@@ -126,21 +138,30 @@ class Bottleneck(ResidualBlock):
 
     def __init__(
         self, in_channels: int, channels: int, *, stride: int, residual: bool, shortcut: str,
-        stride_at: str = "3x3",
+        stride_at: str = "3x3", bias: bool = False, projection_bn: bool = True,
     ) -> None:  # fmt: skip
         super().__init__()
         out_channels = channels * self.expansion
         self.residual = residual
-        self.conv1 = conv1x1(in_channels, channels, stride=stride if stride_at == "1x1" else 1)
+        self.conv1 = conv1x1(
+            in_channels, channels, stride=stride if stride_at == "1x1" else 1, bias=bias
+        )
         self.bn1 = nn.BatchNorm2d(channels)
-        self.conv2 = conv3x3(channels, channels, stride=stride if stride_at == "3x3" else 1)
+        self.conv2 = conv3x3(
+            channels, channels, stride=stride if stride_at == "3x3" else 1, bias=bias
+        )
         self.bn2 = nn.BatchNorm2d(channels)
-        self.conv3 = conv1x1(channels, out_channels)
+        self.conv3 = conv1x1(channels, out_channels, bias=bias)
         self.bn3 = nn.BatchNorm2d(out_channels)
         self.relu = nn.ReLU(inplace=True)
         self.downsample = (
             make_shortcut(
-                shortcut, in_channels=in_channels, out_channels=out_channels, stride=stride
+                shortcut,
+                in_channels=in_channels,
+                out_channels=out_channels,
+                stride=stride,
+                bias=bias,
+                bn=projection_bn,
             )
             if residual
             else None
@@ -168,7 +189,7 @@ class ResNet(nn.Module):
         stem = STEMS[variant.stem]
         self.conv1 = nn.Conv2d(
             variant.in_channels, variant.width, stem.kernel, stride=stem.stride,
-            padding=stem.kernel // 2, bias=False,
+            padding=stem.kernel // 2, bias=variant.conv_bias,
         )  # fmt: skip
         self.bn1 = nn.BatchNorm2d(variant.width)
         self.relu = nn.ReLU(inplace=True)
@@ -195,6 +216,8 @@ class ResNet(nn.Module):
             residual=variant.residual,
             shortcut=variant.shortcut,
             stride_at=variant.stride_at,
+            bias=variant.conv_bias,
+            projection_bn=variant.projection_bn,
         )
         out_channels = channels * variant.expansion
         layers = [block(in_channels, channels, stride=stride)]

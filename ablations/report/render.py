@@ -17,6 +17,7 @@ import pandas as pd
 from ablations import store
 from ablations.references import GMACS, PARAMS
 from ablations.report import figures, training
+from ablations.report import recipes as recipes_report
 from ablations.report.tables import Section, markdown_table
 from ablations.results import read_table
 from ablations.runners import complexity, throughput
@@ -159,6 +160,12 @@ def overview_section(results: Path) -> Section:
     """The profiles present in runs.csv, or the one line that says how to produce runs."""
     path = results / store.RUNS_FILE
     runs = read_table(path, store.RUNS)
+    recipe_runs = int((runs["recipe"] != "").sum())
+    runs = runs[runs["recipe"] == ""]
+    if runs.empty and recipe_runs:
+        return Section(
+            f"{recipe_runs} recipe runs in `{path}` (see Recipes); no experiment runs.\n"
+        )
     if runs.empty:
         return Section(f"No training runs yet (`{path}`): `nox -s ablate` trains the default "
                        "experiments and records them there.\n")  # fmt: skip
@@ -173,12 +180,15 @@ def overview_section(results: Path) -> Section:
         "are reduced budgets whose numbers show trends only):\n\n"
         f"{markdown_table(pd.DataFrame(rows))}\n"
     )
+    if recipe_runs:
+        text += f"\nAnd {recipe_runs} runs of the tutorial recipes, in their own section.\n"
     return Section(text)
 
 
 SECTIONS: list[Callable[[Path], Section]] = [
     overview_section,
     training.training_section,
+    recipes_report.recipes_section,
     complexity_section,
     throughput_section,
 ]

@@ -72,6 +72,7 @@ def main_dataset(runs: pd.DataFrame) -> str:
 
 def load_profiles(results: Path) -> list[ProfileResults]:
     runs, curves, responses = store.load(results)
+    runs = runs[runs["recipe"] == ""]  # recipe runs have their own section
     loaded = []
     for profile in profile_order(runs["profile"]):
         mine = runs[runs["profile"] == profile]

@@ -44,18 +44,30 @@ def maybe_compile(model: nn.Module, enabled: bool) -> nn.Module:
     return cast(nn.Module, torch.compile(model)) if enabled else model
 
 
+def make_optimizer(
+    params: list[nn.Parameter], *, name: str, lr: float, momentum: float, weight_decay: float
+) -> torch.optim.Optimizer:
+    """SGD with momentum (the paper's), or Adam (tutorials'; its weight decay is L2 in the
+    gradient, as torch.optim.Adam's, and momentum is not used)."""
+    if name == "adam":
+        return torch.optim.Adam(params, lr=lr, weight_decay=weight_decay)
+    return torch.optim.SGD(params, lr=lr, momentum=momentum, weight_decay=weight_decay)
+
+
 class TrainStep:
-    """Forward under autocast, cross-entropy, backward (loss-scaled for fp16), SGD with momentum
-    and weight decay on every parameter (BN included, as the paper's Torch code did)."""
+    """Forward under autocast, cross-entropy, backward (loss-scaled for fp16), an optimizer step
+    on every trainable parameter (BN included, as the paper's Torch code did)."""
 
     def __init__(
         self, model: nn.Module, *, device: torch.device, precision: str = "fp32",
         compile: bool = False, lr: float = 0.1, momentum: float = 0.9, weight_decay: float = 1e-4,
+        optimizer: str = "sgd",
     ) -> None:  # fmt: skip
         self.model, self.device, self.precision = model, device, precision
         self.forward = maybe_compile(model, compile)
-        self.optimizer = torch.optim.SGD(
-            model.parameters(), lr=lr, momentum=momentum, weight_decay=weight_decay
+        trainable = [p for p in model.parameters() if p.requires_grad]
+        self.optimizer = make_optimizer(
+            trainable, name=optimizer, lr=lr, momentum=momentum, weight_decay=weight_decay
         )
         self.scaler = torch.amp.GradScaler(device.type, enabled=precision == "fp16")
 

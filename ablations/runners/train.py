@@ -6,6 +6,8 @@ The run directory `<out>/<run_id>/` holds:
     curves.csv     tidy rows (iteration, split, metric, value)
     checkpoint.pt  the latest resumable state, while the run is unfinished
     model.pt       the final weights
+    best.pt        the weights at the best evaluation so far (on the test split when the config
+                   evaluates there, as tutorials do: then it selects on the test set)
     summary.json   status (complete | diverged), final errors, wall time, images/s
 
 The hot loop never waits for the device: losses and errors accumulate there and are read only
@@ -45,6 +47,7 @@ from ablations.io import read_json, write_atomic, write_json
 from ablations.models import ResNet, create_model, resolve
 from ablations.progress import TrainProgress
 from ablations.registry import AblationsError
+from ablations.runners import transfer
 from ablations.runners.steps import TrainStep, autocast, set_tf32
 
 CURVE_COLUMNS = ["iteration", "split", "metric", "value"]
@@ -84,6 +87,7 @@ class State:
     warmup_end: int | None = None  # the iteration at which the warm-up ended
     warmup_window: tuple[int, int] = (0, 0)  # (errors, images) since the last warm-up check
     train_s: float = 0.0  # training time so far, evaluation excluded
+    best_error: float = math.inf  # the lowest evaluation error so far (weights in best.pt)
     rows: list[dict[str, Any]] = field(default_factory=list)
 
 
@@ -120,7 +124,7 @@ def prepare_data(config: TrainConfig, dataset: ArrayDataset, device: torch.devic
     x_test = to_nchw(dataset.x_test[test_idx], size=size)
     y = torch.from_numpy(dataset.y_train)
     y_test = torch.from_numpy(dataset.y_test[test_idx])
-    normalizer = Normalizer.fit(x_train, kind=config.normalize)
+    normalizer = _normalizer(config, x_train)
     native = dataset.x_train.shape[1]
     pad = round(4 * x_train.shape[-1] / 32) if config.augment else 0
     stream = TrainStream(
@@ -140,23 +144,47 @@ def prepare_data(config: TrainConfig, dataset: ArrayDataset, device: torch.devic
     )  # fmt: skip
 
 
-def lr_at(config: TrainConfig, iteration: int, warmup_end: int | None) -> float:
-    """Step schedule; deep nets start at `warmup_lr` until the warm-up ends (see `train`)."""
-    before_decay = not config.lr_milestones or iteration < config.lr_milestones[0]
+def _normalizer(config: TrainConfig, x_train: Tensor) -> Normalizer:
+    if config.normalize != "fixed":
+        return Normalizer.fit(x_train, kind=config.normalize)
+    if len(config.mean) != x_train.shape[1]:
+        raise AblationsError(
+            f"normalize mean/std have {len(config.mean)} values but the images have "
+            f"{x_train.shape[1]} channels; give one per channel"
+        )
+    return Normalizer.fixed(config.mean, config.std)
+
+
+def lr_at(
+    config: TrainConfig, iteration: int, warmup_end: int | None,
+    milestones: tuple[int, ...] | None = None,
+) -> float:  # fmt: skip
+    """Step schedule (milestones in iterations; the config's by default); deep nets start at
+    `warmup_lr` until the warm-up ends (see `train`)."""
+    steps = config.lr_milestones if milestones is None else milestones
+    before_decay = not steps or iteration < steps[0]
     if config.warmup_lr is not None and warmup_end is None and before_decay:
         return config.warmup_lr
-    decays = sum(iteration >= m for m in config.lr_milestones)
+    decays = sum(iteration >= m for m in steps)
     return config.lr * config.lr_gamma**decays
 
 
-def build_model(config: TrainConfig, data: Data, device: torch.device) -> ResNet:
+def build_model(
+    config: TrainConfig, data: Data, device: torch.device, *, runs_dir: Path
+) -> tuple[ResNet, dict[str, str]]:
+    """The initialised (or checkpoint-started, and maybe frozen) model, and what it was
+    started from."""
     torch.manual_seed(config.seed)  # the same initial weights for the same seed
-    model = create_model(
-        config.variant, num_classes=data.num_classes, in_channels=data.in_channels
-    ).to(device)
+    model = create_model(config.variant, num_classes=data.num_classes, in_channels=data.in_channels)
+    started: dict[str, str] = {}
+    if config.init_from is not None:
+        started = transfer.load_backbone(model, config.init_from, runs_dir=runs_dir)
+    if config.freeze == "backbone":
+        transfer.freeze_backbone(model)
+    model = model.to(device)
     if config.channels_last:
         model = model.to(memory_format=torch.channels_last)
-    return model
+    return model, started
 
 
 class Interval:
@@ -216,10 +244,14 @@ class Trainer:
         self.config, self.data, self.dir, self.device = config, data, directory, device
         self.on_iteration = on_iteration
         self.show_progress = show_progress
-        self.model = build_model(config, data, device)
+        self.iterations, self.milestones, self.eval_every = config.schedule(
+            data.train.steps_per_epoch
+        )
+        self.model, self.started = build_model(config, data, device, runs_dir=directory.parent)
         self.step = TrainStep(
             self.model, device=device, precision=config.precision, compile=config.compile,
             lr=config.lr, momentum=config.momentum, weight_decay=config.weight_decay,
+            optimizer=config.optimizer,
         )  # fmt: skip
         # The compiled module shares parameters with self.model, which is what gets saved.
         self.forward = self.step.forward
@@ -262,15 +294,15 @@ class Trainer:
         c, state = self.config, self.state
         batches = self.data.train.batches(state.iteration)
         interval = Interval(self.device)
-        self.model.train()
+        transfer.train_mode(self.model, freeze=c.freeze)
         progress = TrainProgress(
-            total=c.iterations, initial=state.iteration, desc=f"{c.variant} s{c.seed}",
+            total=self.iterations, initial=state.iteration, desc=self.label(),
             enabled=self.show_progress,
         )  # fmt: skip
         with progress:
             started = time.perf_counter()
-            while state.iteration < c.iterations:
-                lr = lr_at(c, state.iteration, state.warmup_end)
+            while state.iteration < self.iterations:
+                lr = lr_at(c, state.iteration, state.warmup_end, self.milestones)
                 self.step.set_lr(lr)
                 x, y = next(batches)
                 loss, logits = self.step(x, y)
@@ -281,7 +313,7 @@ class Trainer:
                 progress.advance()
                 if self.on_iteration is not None:
                     self.on_iteration(state.iteration)
-                if state.iteration % c.eval_every and state.iteration < c.iterations:
+                if state.iteration % self.eval_every and state.iteration < self.iterations:
                     continue
                 self.synchronize()
                 elapsed = time.perf_counter() - started
@@ -294,6 +326,13 @@ class Trainer:
                 self.save_checkpoint()
                 started = time.perf_counter()
         return self.finish(diverged=False)
+
+    def label(self) -> str:
+        """The progress line's name; a recipe's says its profile (a reduced budget shows)."""
+        c = self.config
+        if c.recipe is None:
+            return f"{c.variant} s{c.seed}"
+        return f"{c.recipe}{'-' + c.arm if c.arm else ''} [{c.profile}] s{c.seed}"
 
     def check_warmup(self, logits: Tensor, labels: Tensor) -> None:
         """The paper's warm-up for deep nets: lr 0.01 until the training error is below 80%,
@@ -325,11 +364,22 @@ class Trainer:
         stats = {"loss": f"{loss:.3f}", "err": f"{error:.1%}", "lr": f"{lr:g}"}
         if not math.isfinite(loss):
             return stats, False
-        val_loss, val_error = evaluate(
-            self.forward, self.eval_batches("val"), precision=c.precision
+        split = c.eval_split
+        eval_loss, eval_error = evaluate(
+            self.forward, self.eval_batches(split), precision=c.precision
         )
-        state.rows += _rows(state.iteration, "val", loss=val_loss, error=val_error)
-        return stats | {"val": f"{val_error:.1%}", "img/s": f"{rate:.0f}"}, True
+        transfer.train_mode(self.model, freeze=c.freeze)
+        state.rows += _rows(state.iteration, split, loss=eval_loss, error=eval_error)
+        self.keep_best(eval_error)
+        return stats | {split: f"{eval_error:.1%}", "img/s": f"{rate:.0f}"}, True
+
+    def keep_best(self, error: float) -> None:
+        """best.pt: the weights at the lowest evaluation error so far (tutorials keep these)."""
+        if error >= self.state.best_error:
+            return
+        self.state.best_error = error
+        weights = self.model.state_dict()
+        write_atomic(self.dir / "best.pt", lambda t: torch.save(weights, t))
 
     def eval_batches(self, split: str) -> Iterator[tuple[Tensor, Tensor]]:
         x, y = self.data.val if split == "val" else self.data.test
@@ -347,7 +397,8 @@ class Trainer:
         macs, _ = count_macs(
             uninitialised(variant), input_size=size, in_channels=variant.in_channels
         )
-        return {"params": count_params(self.model), "macs": macs}
+        trainable = sum(p.numel() for p in self.model.parameters() if p.requires_grad)
+        return {"params": count_params(self.model), "trainable_params": trainable, "macs": macs}
 
     def finish(self, *, diverged: bool) -> dict[str, Any]:
         """Write the final record; a diverged run keeps its curves and says where it stopped."""
@@ -355,16 +406,21 @@ class Trainer:
         summary: dict[str, Any] = {
             "status": "diverged" if diverged else "complete",
             "run_id": c.run_id, "key": c.key, "variant": c.variant, "dataset": c.dataset,
-            "profile": c.profile, "seed": c.seed, "iterations": state.iteration,
-            "warmup_end": state.warmup_end, "train_s": state.train_s,
+            "profile": c.profile, "seed": c.seed, "recipe": c.recipe, "arm": c.arm,
+            "iterations": state.iteration, "planned_iterations": self.iterations,
+            "epochs": c.epochs, "steps_per_epoch": self.data.train.steps_per_epoch,
+            "warmup_end": state.warmup_end, "train_s": state.train_s, **self.started,
             **self.cost(), "finished_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         }  # fmt: skip
         if diverged:
             summary["diverged_at"] = state.iteration
         else:
-            loss, error = evaluate(self.forward, self.eval_batches("test"), precision=c.precision)
-            state.rows += _rows(state.iteration, "test", loss=loss, error=error)
-            summary |= _final_metrics(_curves(state.rows))
+            if c.eval_split != "test":  # else the last evaluation was on the test set already
+                loss, error = evaluate(
+                    self.forward, self.eval_batches("test"), precision=c.precision
+                )
+                state.rows += _rows(state.iteration, "test", loss=loss, error=error)
+            summary |= _final_metrics(_curves(state.rows), eval_split=c.eval_split)
             weights = self.model.state_dict()
             write_atomic(self.dir / "model.pt", lambda t: torch.save(weights, t))
         self.write_curves()
@@ -373,21 +429,28 @@ class Trainer:
         return summary
 
 
-def _final_metrics(curves: pd.DataFrame) -> dict[str, Any]:
-    def last(split: str, metric: str) -> float:
-        rows = curves[(curves["split"] == split) & (curves["metric"] == metric)]
-        return float(rows["value"].iloc[-1])
+def _final_metrics(curves: pd.DataFrame, *, eval_split: str) -> dict[str, Any]:
+    """Final errors and losses, and the best evaluation during training, on `eval_split`
+    (best_test_* when the run evaluated on the test set: it then selects on it)."""
 
-    val = curves[(curves["split"] == "val") & (curves["metric"] == "error")]
-    rates = curves[(curves["split"] == "train") & (curves["metric"] == "images_per_s")]
-    return {
-        "train_error": last("train", "error"), "train_loss": last("train", "loss"),
-        "val_error": last("val", "error"), "test_error": last("test", "error"),
-        "test_loss": last("test", "loss"),
-        "best_val_error": float(val["value"].min()),
-        "best_val_iteration": int(val.loc[val["value"].idxmin(), "iteration"]),
+    def series(split: str, metric: str) -> pd.DataFrame:
+        return curves[(curves["split"] == split) & (curves["metric"] == metric)]
+
+    rates = series("train", "images_per_s")
+    out: dict[str, Any] = {
+        "train_error": float(series("train", "error")["value"].iloc[-1]),
+        "train_loss": float(series("train", "loss")["value"].iloc[-1]),
+        "test_error": float(series("test", "error")["value"].iloc[-1]),
+        "test_loss": float(series("test", "loss")["value"].iloc[-1]),
         "images_per_s": float(rates["value"].median()),
-    }  # fmt: skip
+    }
+    if eval_split == "val":
+        out["val_error"] = float(series("val", "error")["value"].iloc[-1])
+    errors = series(eval_split, "error")
+    best = errors.sort_values("value", kind="stable").iloc[0]  # the first of equal minima
+    out[f"best_{eval_split}_error"] = float(best["value"])
+    out[f"best_{eval_split}_iteration"] = int(best["iteration"])
+    return out
 
 
 def _start(config: TrainConfig, directory: Path, data: Data) -> None:
@@ -419,6 +482,20 @@ def _record_start(
     write_json(path, starts)
 
 
+def check_same_data(directory: Path, dataset: ArrayDataset) -> None:
+    """A half-finished run resumes only on the data it started on (a dataset without a
+    canonical identity, such as an ImageFolder, could otherwise change under the same key)."""
+    path = directory / "env.json"
+    if not path.exists():
+        return
+    started_on = read_json(path)[0]["data"]["checksum"]
+    if started_on != dataset.checksum:
+        raise AblationsError(
+            f"{directory} was started on other data (sha256 {started_on[:12]}, now "
+            f"{dataset.checksum[:12]}); remove it, or give this data its own --data-id"
+        )
+
+
 def train(
     config: TrainConfig,
     *,
@@ -436,13 +513,17 @@ def train(
         return finished
     dev = resolve_device(device)
     # Data problems surface before anything is written.
-    prepared = prepare_data(config, load_dataset(config.dataset, data=data), dev)
-    _start(config, directory, prepared)
+    dataset = load_dataset(config.dataset, data=data, resize=config.resize, crop=config.crop)
+    check_same_data(run_dir(config, out), dataset)
+    prepared = prepare_data(config, dataset, dev)
     if dev.type == "cuda":
         torch.backends.cudnn.benchmark = True
     set_tf32(config.precision)
+    # The model is built (and a checkpoint to start from loaded) before anything is written,
+    # so a bad checkpoint leaves no half-made run directory behind.
     trainer = Trainer(config, prepared, directory=directory, device=dev,
                       on_iteration=on_iteration, show_progress=show_progress)  # fmt: skip
+    _start(config, directory, prepared)
     trainer.restore()
     _record_start(directory, dev, config, prepared, iteration=trainer.state.iteration)
     summary = trainer.run()

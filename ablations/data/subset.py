@@ -1,0 +1,179 @@
+"""Small ImageFolder subsets of a dataset: a few classes, a few images each, as PNG files.
+
+`write_subset` draws images at random (with a fixed seed) from chosen classes and writes them as
+`out/train/<class>/<i>.png` and `out/test/<class>/<i>.png`, which `load_dataset("imagefolder",
+data=out)` (or the source dataset's own name) reads back pixel for pixel: PNG is lossless.
+`make_subset` is the same from a dataset name, for `ablate subset`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from ablations.data.cache import load_dataset
+from ablations.data.sources import SPLITS, ArrayDataset, DataError
+
+MANIFEST = "subset.json"  # what the subset was drawn from; not an image, so readers skip it
+
+
+def write_subset(
+    dataset: ArrayDataset,
+    *,
+    out: Path,
+    classes: Sequence[str],
+    train_per_class: int,
+    test_per_class: int,
+    seed: int = 0,
+) -> Path:
+    """Write `train_per_class` training and `test_per_class` test images of each of `classes`
+    (names from `dataset.classes`), drawn at random with `seed`, as an ImageFolder tree at
+    `out`; returns `out`. The tree appears whole or not at all."""
+    out = _free(out)
+    folders = _folders(dataset, classes)
+    counts = {"train": train_per_class, "test": test_per_class}
+    chosen = {split: _draw(dataset, classes, split, counts[split], seed=seed) for split in SPLITS}
+    out.parent.mkdir(parents=True, exist_ok=True)
+    # A hidden sibling, renamed at the end: an interrupted call leaves no half-written tree.
+    tmp = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}.", suffix=".tmp"))
+    try:
+        for split in SPLITS:
+            _write_split(tmp / split, dataset, split, chosen[split], folders)
+        manifest = _manifest(dataset, classes, folders, chosen, seed=seed)
+        (tmp / MANIFEST).write_text(json.dumps(manifest, indent=1) + "\n")
+        os.rename(tmp, out)  # fails (rather than merging) if `out` appeared meanwhile with files
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return out
+
+
+def make_subset(
+    name: str,
+    *,
+    data: str | os.PathLike[str] | None = None,
+    out: Path,
+    classes: Sequence[str],
+    train_per_class: int,
+    test_per_class: int,
+    seed: int = 0,
+) -> Path:
+    """`write_subset` of dataset `name`, loaded as `load_dataset` does (`data`, else its
+    environment variable, else a download); checks `out` first, before the slow load."""
+    _free(out)
+    dataset = load_dataset(name, data=data)
+    return write_subset(
+        dataset, out=out, classes=classes, train_per_class=train_per_class,
+        test_per_class=test_per_class, seed=seed,
+    )  # fmt: skip
+
+
+def parse_classes(text: str) -> tuple[str, ...]:
+    """The CLI's comma-separated class list: "airplane, bird" -> ("airplane", "bird")."""
+    names = tuple(part.strip() for part in text.split(","))
+    if not all(names):
+        raise DataError(f"empty class name in {text!r}; separate class names with single commas")
+    return names
+
+
+def _free(out: Path) -> Path:
+    """`out`, refused if something is there already (a subset is never merged or replaced)."""
+    out = Path(out)
+    if out.exists():
+        raise DataError(f"{out} already exists; choose another --out or remove it")
+    return out
+
+
+def folder_name(cls: str) -> str:
+    """A class name as one path component: Fashion-MNIST's "T-shirt/top" is "T-shirt-top"."""
+    return cls.replace("/", "-").replace("\\", "-")
+
+
+def _folders(dataset: ArrayDataset, classes: Sequence[str]) -> dict[str, str]:
+    """Class name -> folder name, for valid, distinct `classes`."""
+    if not classes:
+        raise DataError(f"no classes asked; choose from {', '.join(dataset.classes)}")
+    folders: dict[str, str] = {}
+    for cls in classes:
+        if cls not in dataset.classes:
+            raise DataError(
+                f"unknown class {cls!r} in {dataset.name}; choose from {', '.join(dataset.classes)}"
+            )
+        if cls in folders:
+            raise DataError(f"class {cls!r} is asked twice; list each class once")
+        folder = folder_name(cls)
+        # The tree readers skip hidden folders: such a class would silently vanish.
+        if folder.startswith(".") or folder in folders.values():
+            raise DataError(
+                f"class {cls!r} has no folder name of its own ({folder!r}); leave it out"
+            )
+        folders[cls] = folder
+    return folders
+
+
+def _draw(
+    dataset: ArrayDataset, classes: Sequence[str], split: str, count: int, *, seed: int
+) -> dict[str, np.ndarray]:
+    """Class -> sorted indices of `count` of its `split` images, drawn at random. Each class
+    has its own stream, seeded by (seed, label, split): a class's images stay the same when
+    other classes are added or removed."""
+    if count < 1:
+        raise DataError(f"{split} images per class must be at least 1, got {count}")
+    labels = dataset.y_train if split == "train" else dataset.y_test
+    chosen = {}
+    for cls in classes:
+        label = dataset.classes.index(cls)
+        pool = np.flatnonzero(labels == label)
+        if len(pool) < count:
+            raise DataError(
+                f"{dataset.name} has {len(pool)} {split} images of {cls!r}, fewer than the "
+                f"{count} asked; ask for at most {len(pool)} per class"
+            )
+        rng = np.random.default_rng((seed, label, SPLITS.index(split)))
+        chosen[cls] = np.sort(rng.choice(pool, size=count, replace=False))
+    return chosen
+
+
+def _write_split(
+    folder: Path,
+    dataset: ArrayDataset,
+    split: str,
+    chosen: dict[str, np.ndarray],
+    folders: dict[str, str],
+) -> None:
+    images = dataset.x_train if split == "train" else dataset.x_test
+    for cls, indices in chosen.items():
+        (folder / folders[cls]).mkdir(parents=True)
+        # Zero-padded: the readers order a class's files by name, which is then drawing order.
+        width = max(4, len(str(len(indices) - 1)))
+        for i, index in enumerate(indices):
+            pixels = images[index]
+            image = Image.fromarray(pixels[..., 0] if pixels.shape[-1] == 1 else pixels)
+            image.save(folder / folders[cls] / f"{i:0{width}d}.png")
+
+
+def _manifest(
+    dataset: ArrayDataset,
+    classes: Sequence[str],
+    folders: dict[str, str],
+    chosen: dict[str, dict[str, np.ndarray]],
+    *,
+    seed: int,
+) -> dict[str, object]:
+    """Where every image came from, so a subset can be traced to (and redrawn from) its source."""
+    return {
+        "dataset": dataset.describe(),
+        "seed": seed,
+        "classes": {cls: folders[cls] for cls in classes},
+        "indices": {
+            split: {folders[cls]: [int(i) for i in chosen[split][cls]] for cls in classes}
+            for split in SPLITS
+        },
+    }
