@@ -50,3 +50,14 @@ def test_throughput_figure_plots_images_per_s_against_macs_and_depth():
     assert sorted(ax.get_xlabel() for ax in axes) == ["MACs per image"] * 2 + ["depth"] * 2
     assert {ax.get_ylabel() for ax in axes} == {"infer images/s", "train images/s"}
     assert all(ax.get_xscale() == "log" and ax.get_yscale() == "log" for ax in axes)
+
+
+def test_cost_figure_shows_only_the_papers_grid():
+    import pandas as pd
+
+    from ablations import get_variant
+    from ablations.report.figures import family_defaults
+
+    names = ["resnet20", "resnet14", "resnet18", "resnet18-d2l", "resnet18-k3"]
+    df = pd.DataFrame([get_variant(n).axes() for n in names]).astype({"conv_bias": str})
+    assert list(family_defaults(df)["name"]) == ["resnet20", "resnet18"]

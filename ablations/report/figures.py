@@ -14,7 +14,9 @@ from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.ticker import EngFormatter, LogLocator, NullFormatter
 
-from ablations.variants import FAMILY_DEFAULTS
+from ablations.variants import CIFAR_DEPTHS, FAMILY_DEFAULTS, IMAGENET_STAGES
+
+PAPER_DEPTHS = {"cifar": CIFAR_DEPTHS, "imagenet": tuple(IMAGENET_STAGES)}
 
 FAMILY_TITLES = {"cifar": "CIFAR family (32x32)", "imagenet": "ImageNet family (224x224)"}
 METRIC_LABELS = {"params": "parameters", "macs": "MACs per image"}
@@ -31,10 +33,17 @@ def net_kind(df: pd.DataFrame) -> pd.Series:
 
 
 def family_defaults(df: pd.DataFrame) -> pd.DataFrame:
-    """Rows with their family's default stem and stride placement: the paper's own nets."""
+    """Rows with their family's default stem, stride placement and input: the paper's own nets
+    at the paper's depths (not a tutorial's resnet14 or 1-channel d2l net)."""
     keep = pd.Series(False, index=df.index)
     for family, defaults in FAMILY_DEFAULTS.items():
-        keep |= (df["family"] == family) & (df["stem"] == defaults["stem"])
+        keep |= (
+            (df["family"] == family) & (df["stem"] == defaults["stem"])
+            & (df["input_size"] == defaults["input_size"]) & df["depth"].isin(PAPER_DEPTHS[family])
+        )  # fmt: skip
+    for axis, default in (("in_channels", 3), ("conv_bias", False), ("projection_bn", True)):
+        if axis in df:  # tables written before the axis existed hold only the default
+            keep &= df[axis].astype(str) == str(default)  # extra columns are read as text
     return df[keep & (df["stride_at"] == "3x3")]
 
 
