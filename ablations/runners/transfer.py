@@ -28,10 +28,10 @@ def checkpoint_file(init_from: str, *, runs_dir: Path) -> Path | None:
         return None
     if init_from.startswith("run:"):
         path = runs_dir / init_from.removeprefix("run:") / "model.pt"
-        if not path.exists():
+        if not path.exists():  # never trained here, or a record committed without weights
             raise AblationsError(
-                f"{init_from}: {path} does not exist; train that run first (`ablate plan` "
-                "shows its command) or point init_from at a state_dict file"
+                f"{init_from}: {path} does not exist; train that run (if its record is there "
+                "without weights, remove its folder first) or point init_from at a state_dict file"
             )
         return path
     path = Path(init_from).expanduser()
