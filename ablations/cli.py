@@ -165,25 +165,29 @@ def _train_config(args: argparse.Namespace, overrides: dict[str, Any]) -> TrainC
     """`ablate train VARIANT` (a profile) or `ablate train --recipe NAME` (a budget)."""
     if (args.variant is None) == (args.recipe is None):
         raise AblationsError("give a variant or --recipe NAME (`ablate recipes` lists them)")
+    if args.recipe is None and (args.profile == "full" or args.arm is not None):
+        raise AblationsError("--profile full and --arm apply to recipes; add --recipe NAME")
+    dataset = args.dataset if args.recipe is None else recipes.get_recipe(args.recipe).dataset
+    if dataset == "imagefolder" and "data_id" not in overrides:
+        overrides["data_id"] = _folder_name(args.data)
     if args.recipe is None:
-        if args.profile == "full" or args.arm is not None:
-            raise AblationsError("--profile full and --arm apply to recipes; add --recipe NAME")
         return resolve_config(
-            args.variant, profile=args.profile, dataset=args.dataset, seed=args.seed,
+            args.variant, profile=args.profile, dataset=dataset, seed=args.seed,
             device=args.device, **overrides,
         )  # fmt: skip
-    recipe = recipes.get_recipe(args.recipe)
-    if recipe.dataset == "imagefolder" and "data_id" not in overrides:
-        source = resolve_source("imagefolder", args.data)
-        if source is None:
-            raise AblationsError(
-                f"recipe {recipe.name} trains on an ImageFolder: pass --data DIR (offline, "
-                "build one with `ablate subset`)"
-            )
-        overrides["data_id"] = source.name
     return recipes.resolve_recipe(
         args.recipe, profile=args.profile, seed=args.seed, arm=args.arm, **overrides
     )
+
+
+def _folder_name(data: str | None) -> str:
+    """An ImageFolder run's default data_id: the name of the folder it trains on."""
+    source = resolve_source("imagefolder", data)
+    if source is None:
+        raise AblationsError(
+            "ImageFolder data needs --data DIR (offline, build one with `ablate subset`)"
+        )
+    return source.name
 
 
 def cmd_recipes(args: argparse.Namespace) -> None:

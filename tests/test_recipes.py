@@ -168,7 +168,7 @@ def test_cli_lists_recipes_and_refuses_bad_input(capsys):
     assert main(["train", "resnet20", "--recipe", "cifar-resnet18-adam"]) == 2
     assert "give a variant or --recipe" in capsys.readouterr().err
     assert main(["train", "--recipe", "finetune-resnet18-frozen", "--profile", "smoke"]) == 2
-    assert "pass --data DIR" in capsys.readouterr().err
+    assert "needs --data DIR" in capsys.readouterr().err
 
 
 def _row(**values):
