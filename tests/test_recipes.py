@@ -223,3 +223,19 @@ def test_long_intervals_between_evaluations_still_show_progress(monkeypatch):
     with progress.TrainProgress(total=10, initial=0, desc="x", stream=out) as bar:
         bar.advance()
     assert out.getvalue().startswith("[x] 1/10 eta")
+
+
+def test_every_recipe_runs_end_to_end_at_the_smoke_budget(tmp_path, tiny_cifar, tiny_fashion,
+                                                          monkeypatch):  # fmt: skip
+    """`ablate run --experiments recipes --profile smoke`: the four from-scratch recipes, and
+    the offline fine-tuning demo at its real 500/224 preprocessing, recorded and reported."""
+    monkeypatch.setenv("ABLATE_DATA_FASHION_MNIST", str(tiny_fashion))
+    results, reports = tmp_path / "results", tmp_path / "reports"
+    argv = ["run", "--experiments", "recipes", "--profile", "smoke", "--data", str(tiny_cifar),
+            "--results", str(results), "--reports", str(reports), "--device", "cpu"]  # fmt: skip
+    assert main(argv) == 0
+    runs = pd.read_csv(results / "runs.csv")
+    assert set(runs["recipe"].dropna()) == set(RECIPES)
+    tuned = runs[runs["recipe"] == "finetune-resnet18-frozen"].iloc[0]
+    assert tuned["input_size"] == 224 and tuned["trainable_params"] == 512 * 4 + 4
+    assert "## Recipes" in (reports / "README.md").read_text()
