@@ -26,7 +26,7 @@ from ablations.data import ArrayDataset, load_dataset
 from ablations.experiments import EXPERIMENTS
 from ablations.io import read_json
 from ablations.profiles import get_profile
-from ablations.registry import get_variant, list_variants
+from ablations.registry import AblationsError, get_variant, list_variants
 from ablations.results import read_table, upsert
 from ablations.runners import complexity, throughput
 
@@ -69,13 +69,13 @@ def plan(
     tasks: list[Task] = []
     for name in names:
         exp = EXPERIMENTS[name]
-        if exp.kind == "train":
-            for config in _configs(exp.variants_for(profile), profile, n_seeds, device):
-                known = train.get(config.run_id)
-                owners = (*known.experiments, name) if known else (name,)
-                train[config.run_id] = Task("train", _describe(config), owners, config=config)
-        elif exp.kind == "recipes":
-            for config in _recipe_configs(profile, n_seeds, device):
+        if exp.kind in ("train", "recipes"):
+            configs = (
+                _configs(exp.variants_for(profile), profile, n_seeds, device)
+                if exp.kind == "train"
+                else _recipe_configs(profile, n_seeds, device)
+            )
+            for config in configs:
                 known = train.get(config.run_id)
                 owners = (*known.experiments, name) if known else (name,)
                 train[config.run_id] = Task("train", _describe(config), owners, config=config)
@@ -296,4 +296,11 @@ def status_table(tasks: list[Task], ctx: Context) -> pd.DataFrame:
 def context(
     *, results: Path, data: str | Path | None, device: str | torch.device | None
 ) -> Context:
+    # Checked up front: a run with nothing missing never reads the data, and a typo in --data
+    # should not pass silently there only to fail in a later run.
+    if data is not None and not Path(data).expanduser().exists():
+        raise AblationsError(
+            f"--data {data} does not exist; point it at CIFAR-10 (a cifar-10-batches-py folder, "
+            "its .tar.gz, or an ImageFolder tree or .tar.gz) or leave it out to use $ABLATE_DATA"
+        )
     return Context(results=results, data=data, device=resolve_device(device))

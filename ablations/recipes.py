@@ -232,13 +232,13 @@ def budget_for(profile: str) -> str:
 def demo_data(*, cifar: str | Path | None, budget: str) -> Path:
     """The offline fine-tuning demo's ImageFolder: DEMO_CLASSES of CIFAR-10, written once into
     the data cache (a deterministic draw, so every machine builds the same tree)."""
-    from ablations.data import default_cache_dir, load_dataset, write_subset
+    from ablations.data import default_cache_dir, make_subset
 
     train, test = DEMO_PER_CLASS[budget]
     out = default_cache_dir() / "subsets" / f"{DEMO_DATA_ID}-{train}-{test}"
     if not out.exists():
-        write_subset(
-            load_dataset("cifar10", data=cifar), out=out, classes=DEMO_CLASSES,
-            train_per_class=train, test_per_class=test, seed=0,
+        make_subset(
+            "cifar10", data=cifar, out=out, classes=DEMO_CLASSES, train_per_class=train,
+            test_per_class=test, seed=0,
         )  # fmt: skip
     return out

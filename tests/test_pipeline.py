@@ -135,3 +135,14 @@ def test_responses_follow_the_trained_degradation_runs(tmp_path, tiny_cifar):
     layers = responses.groupby("variant")["layer"].max().to_dict()
     assert layers == {"plain20": 19, "plain56": 55, "resnet20": 19, "resnet56": 55}
     assert pipeline.execute(tasks, ctx, log=lambda line: None)["ran"] == 0
+
+
+def test_a_missing_data_path_is_refused_even_with_nothing_to_run(tmp_path, capsys):
+    from ablations.cli import main
+
+    results, reports = str(tmp_path / "results"), str(tmp_path / "reports")
+    argv = ["run", "--experiments", "complexity", "--data", str(tmp_path / "nope"),
+            "--results", results, "--reports", reports]  # fmt: skip
+    assert main(argv) == 2
+    assert "does not exist; point it at CIFAR-10" in capsys.readouterr().err
+    assert not (tmp_path / "results").exists()

@@ -239,3 +239,10 @@ def test_every_recipe_runs_end_to_end_at_the_smoke_budget(tmp_path, tiny_cifar, 
     tuned = runs[runs["recipe"] == "finetune-resnet18-frozen"].iloc[0]
     assert tuned["input_size"] == 224 and tuned["trainable_params"] == 512 * 4 + 4
     assert "## Recipes" in (reports / "README.md").read_text()
+
+
+def test_evaluation_keeps_a_frozen_backbone_in_eval_mode():
+    model = create_model("resnet18")
+    transfer.train_mode(model, freeze="backbone")
+    evaluate(model, iter([(torch.randn(2, 3, 32, 32), torch.tensor([0, 1]))]), precision="fp32")
+    assert model.fc.training and not model.layer1.training and not model.bn1.training

@@ -215,8 +215,9 @@ class Interval:
 def evaluate(
     model: nn.Module, batches: Iterator[tuple[Tensor, Tensor]], *, precision: str
 ) -> tuple[float, float]:
-    """(mean loss, error rate) in eval mode (BN running statistics), no augmentation."""
-    was_training = model.training
+    """(mean loss, error rate) in eval mode (BN running statistics), no augmentation. Every
+    module's mode is restored afterwards, so a frozen backbone stays in eval mode."""
+    modes = [(m, m.training) for m in model.modules()]
     model.eval()
     loss_sum, errors, seen = 0.0, 0, 0
     for x, y in batches:
@@ -225,7 +226,8 @@ def evaluate(
         loss_sum += float(F.cross_entropy(logits.float(), y, reduction="sum"))
         errors += int((logits.argmax(dim=1) != y).sum())
         seen += len(y)
-    model.train(was_training)
+    for module, training in modes:
+        module.training = training
     return loss_sum / seen, errors / seen
 
 
@@ -368,7 +370,6 @@ class Trainer:
         eval_loss, eval_error = evaluate(
             self.forward, self.eval_batches(split), precision=c.precision
         )
-        transfer.train_mode(self.model, freeze=c.freeze)
         state.rows += _rows(state.iteration, split, loss=eval_loss, error=eval_error)
         self.keep_best(eval_error)
         return stats | {split: f"{eval_error:.1%}", "img/s": f"{rate:.0f}"}, True
