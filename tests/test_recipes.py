@@ -19,7 +19,8 @@ from ablations.recipes import RECIPES, resolve_recipe
 from ablations.registry import AblationsError
 from ablations.report.recipes import recipe_table, verdict
 from ablations.runners import transfer
-from ablations.runners.train import evaluate, train
+from ablations.runners.evaluation import evaluate
+from ablations.runners.train import train
 from ablations.store import RUNS
 
 ARMS = [(r.name, arm) for r in RECIPES.values() for arm in r.arms]

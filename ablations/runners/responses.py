@@ -36,11 +36,11 @@ from torch import Tensor, nn
 from ablations.config import TrainConfig, resolve_device
 from ablations.data import ArrayDataset, load_dataset
 from ablations.data.loader import eval_batches
+from ablations.data.prepare import prepare_data
 from ablations.io import read_json
 from ablations.models import ResNet
 from ablations.registry import AblationsError, Variant
 from ablations.runners.steps import autocast, set_tf32
-from ablations.runners.train import prepare_data
 from ablations.store import RESPONSES
 
 __all__ = ["layer_responses", "response_modules", "responses_for_run"]

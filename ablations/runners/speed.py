@@ -33,10 +33,11 @@ from torchvision import transforms
 from ablations import env
 from ablations.config import TrainConfig, resolve_device
 from ablations.data import ArrayDataset
+from ablations.data.prepare import prepare_data
 from ablations.models import create_model
 from ablations.progress import progress
 from ablations.results import Schema, upsert
-from ablations.runners.train import Trainer, prepare_data
+from ablations.runners.train import Trainer
 
 SPEED_FILE = "train_speed.csv"
 SCHEMA = Schema(

@@ -27,56 +27,31 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-import pandas as pd
 import torch
-import torch.nn.functional as F
-from torch import Tensor, nn
+from torch import Tensor
 
-from ablations import env
 from ablations.config import TrainConfig, resolve_device
-from ablations.data import ArrayDataset, load_dataset
-from ablations.data.loader import (
-    Normalizer,
-    TrainStream,
-    eval_batches,
-    random_subset,
-    split_indices,
-    to_nchw,
-)
-from ablations.io import read_json, write_atomic, write_json
-from ablations.models import ResNet, create_model, resolve
+from ablations.data import load_dataset
+from ablations.data.loader import eval_batches
+from ablations.data.prepare import Data, prepare_data
+from ablations.io import write_atomic, write_json
+from ablations.models import ResNet, create_model
 from ablations.progress import TrainProgress
-from ablations.registry import AblationsError
 from ablations.runners import transfer
-from ablations.runners.steps import TrainStep, autocast, set_tf32
+from ablations.runners.evaluation import evaluate
+from ablations.runners.records import (
+    RunRecord,
+    check_same_data,
+    curves_frame,
+    final_metrics,
+    load_record,
+    record_start,
+    run_dir,
+    start_run,
+)
+from ablations.runners.steps import TrainStep, set_tf32
 
-CURVE_COLUMNS = ["iteration", "split", "metric", "value"]
 WARMUP_CHECK_EVERY = 20  # iterations between the (host-syncing) warm-up error checks
-
-
-@dataclass
-class RunRecord:
-    run_dir: Path
-    config: TrainConfig
-    summary: dict[str, Any]
-    curves: pd.DataFrame
-
-    @property
-    def status(self) -> str:
-        return str(self.summary.get("status", "unfinished"))
-
-
-@dataclass
-class Data:
-    """A run's data, split and prepared once: uint8 NCHW tensors and the normaliser."""
-
-    train: TrainStream
-    val: tuple[Tensor, Tensor]
-    test: tuple[Tensor, Tensor]
-    normalizer: Normalizer
-    record: dict[str, Any]
-    in_channels: int
-    num_classes: int
 
 
 @dataclass
@@ -89,70 +64,6 @@ class State:
     train_s: float = 0.0  # training time so far, evaluation excluded
     best_error: float = math.inf  # the lowest evaluation error so far (weights in best.pt)
     rows: list[dict[str, Any]] = field(default_factory=list)
-
-
-def run_dir(config: TrainConfig, out: Path) -> Path:
-    return out / config.run_id
-
-
-def load_record(path: Path) -> RunRecord | None:
-    """The finished (complete or diverged) run stored at `path`, or None."""
-    if not (path / "summary.json").exists():
-        return None
-    config = TrainConfig.from_json(read_json(path / "config.json"))
-    curves = pd.read_csv(path / "curves.csv") if (path / "curves.csv").exists() else None
-    return RunRecord(path, config, read_json(path / "summary.json"), _curves(curves))
-
-
-def _curves(df: pd.DataFrame | list[dict[str, Any]] | None) -> pd.DataFrame:
-    if df is None:
-        return pd.DataFrame(columns=CURVE_COLUMNS)
-    return pd.DataFrame(df, columns=CURVE_COLUMNS)
-
-
-def prepare_data(config: TrainConfig, dataset: ArrayDataset, device: torch.device) -> Data:
-    """Split (fixed seed), subset, resize and normalise per the config."""
-    train_idx, val_idx = split_indices(
-        len(dataset.x_train), val_size=config.val_size, seed=config.split_seed
-    )
-    if config.train_size is not None:
-        train_idx = train_idx[: config.train_size]
-    size = config.input_size
-    x_train = to_nchw(dataset.x_train[train_idx], size=size)
-    x_val = to_nchw(dataset.x_train[val_idx], size=size)
-    test_idx = random_subset(len(dataset.x_test), config.test_size, seed=config.split_seed)
-    x_test = to_nchw(dataset.x_test[test_idx], size=size)
-    y = torch.from_numpy(dataset.y_train)
-    y_test = torch.from_numpy(dataset.y_test[test_idx])
-    normalizer = _normalizer(config, x_train)
-    native = dataset.x_train.shape[1]
-    pad = round(4 * x_train.shape[-1] / 32) if config.augment else 0
-    stream = TrainStream(
-        x_train, y[train_idx], batch_size=config.batch_size, seed=config.seed, device=device,
-        normalizer=normalizer, augment_pad=pad, storage=config.storage, workers=config.workers,
-        channels_last=config.channels_last,
-    )  # fmt: skip
-    record = {
-        **dataset.describe(),
-        "train_images": len(train_idx), "val_images": len(val_idx), "test_images": len(x_test),
-        "input_size": x_train.shape[-1], "native_size": native, "augment_pad": pad,
-        **normalizer.describe(),
-    }  # fmt: skip
-    return Data(
-        train=stream, val=(x_val, y[val_idx]), test=(x_test, y_test), normalizer=normalizer,
-        record=record, in_channels=x_train.shape[1], num_classes=len(dataset.classes),
-    )  # fmt: skip
-
-
-def _normalizer(config: TrainConfig, x_train: Tensor) -> Normalizer:
-    if config.normalize != "fixed":
-        return Normalizer.fit(x_train, kind=config.normalize)
-    if len(config.mean) != x_train.shape[1]:
-        raise AblationsError(
-            f"normalize mean/std have {len(config.mean)} values but the images have "
-            f"{x_train.shape[1]} channels; give one per channel"
-        )
-    return Normalizer.fixed(config.mean, config.std)
 
 
 def lr_at(
@@ -211,26 +122,6 @@ class Interval:
         return float(self.loss) / self.seen, float(self.errors) / self.seen
 
 
-@torch.inference_mode()
-def evaluate(
-    model: nn.Module, batches: Iterator[tuple[Tensor, Tensor]], *, precision: str
-) -> tuple[float, float]:
-    """(mean loss, error rate) in eval mode (BN running statistics), no augmentation. Every
-    module's mode is restored afterwards, so a frozen backbone stays in eval mode."""
-    modes = [(m, m.training) for m in model.modules()]
-    model.eval()
-    loss_sum, errors, seen = 0.0, 0, 0
-    for x, y in batches:
-        with autocast(x.device, precision):
-            logits = model(x)
-        loss_sum += float(F.cross_entropy(logits.float(), y, reduction="sum"))
-        errors += int((logits.argmax(dim=1) != y).sum())
-        seen += len(y)
-    for module, training in modes:
-        module.training = training
-    return loss_sum / seen, errors / seen
-
-
 def _rows(iteration: int, split: str, **metrics: float) -> list[dict[str, Any]]:
     return [{"iteration": iteration, "split": split, "metric": k, "value": v}
             for k, v in metrics.items()]  # fmt: skip
@@ -287,7 +178,7 @@ class Trainer:
         write_atomic(self.dir / "checkpoint.pt", lambda t: torch.save(state, t))
 
     def write_curves(self) -> None:
-        curves = _curves(self.state.rows)
+        curves = curves_frame(self.state.rows)
         write_atomic(self.dir / "curves.csv", lambda t: curves.to_csv(t, index=False))
 
     # -- the loop ----------------------------------------------------------------------------
@@ -421,80 +312,13 @@ class Trainer:
                     self.forward, self.eval_batches("test"), precision=c.precision
                 )
                 state.rows += _rows(state.iteration, "test", loss=loss, error=error)
-            summary |= _final_metrics(_curves(state.rows), eval_split=c.eval_split)
+            summary |= final_metrics(curves_frame(state.rows), eval_split=c.eval_split)
             weights = self.model.state_dict()
             write_atomic(self.dir / "model.pt", lambda t: torch.save(weights, t))
         self.write_curves()
         write_json(self.dir / "summary.json", summary)
         (self.dir / "checkpoint.pt").unlink(missing_ok=True)
         return summary
-
-
-def _final_metrics(curves: pd.DataFrame, *, eval_split: str) -> dict[str, Any]:
-    """Final errors and losses, and the best evaluation during training, on `eval_split`
-    (best_test_* when the run evaluated on the test set: it then selects on it)."""
-
-    def series(split: str, metric: str) -> pd.DataFrame:
-        return curves[(curves["split"] == split) & (curves["metric"] == metric)]
-
-    rates = series("train", "images_per_s")
-    out: dict[str, Any] = {
-        "train_error": float(series("train", "error")["value"].iloc[-1]),
-        "train_loss": float(series("train", "loss")["value"].iloc[-1]),
-        "test_error": float(series("test", "error")["value"].iloc[-1]),
-        "test_loss": float(series("test", "loss")["value"].iloc[-1]),
-        "images_per_s": float(rates["value"].median()),
-    }
-    if eval_split == "val":
-        out["val_error"] = float(series("val", "error")["value"].iloc[-1])
-    errors = series(eval_split, "error")
-    best = errors.sort_values("value", kind="stable").iloc[0]  # the first of equal minima
-    out[f"best_{eval_split}_error"] = float(best["value"])
-    out[f"best_{eval_split}_iteration"] = int(best["iteration"])
-    return out
-
-
-def _start(config: TrainConfig, directory: Path, data: Data) -> None:
-    """Create the run directory with its config and the exact architecture trained (the
-    registered variant with the dataset's head and input channels), or check that it holds
-    this very config."""
-    stored = directory / "config.json"
-    if stored.exists():
-        if TrainConfig.from_json(read_json(stored)) != config:
-            raise AblationsError(
-                f"{directory} holds a run of another config; remove it or choose another --out"
-            )
-        return
-    variant = resolve(config.variant, num_classes=data.num_classes, in_channels=data.in_channels)
-    write_json(directory / "variant.json", variant.axes())
-    write_json(stored, config.to_json())
-
-
-def _record_start(
-    directory: Path, device: torch.device, config: TrainConfig, data: Data, *, iteration: int
-) -> None:
-    """Append this start's environment to env.json: a resumed run may finish elsewhere."""
-    path = directory / "env.json"
-    starts = read_json(path) if path.exists() else []
-    starts.append({
-        "from_iteration": iteration, **env.environment(device), "dtype": config.precision,
-        "seed": config.seed, "data": data.record,
-    })  # fmt: skip
-    write_json(path, starts)
-
-
-def check_same_data(directory: Path, dataset: ArrayDataset) -> None:
-    """A half-finished run resumes only on the data it started on (a dataset without a
-    canonical identity, such as an ImageFolder, could otherwise change under the same key)."""
-    path = directory / "env.json"
-    if not path.exists():
-        return
-    started_on = read_json(path)[0]["data"]["checksum"]
-    if started_on != dataset.checksum:
-        raise AblationsError(
-            f"{directory} was started on other data (sha256 {started_on[:12]}, now "
-            f"{dataset.checksum[:12]}); remove it, or give this data its own --data-id"
-        )
 
 
 def train(
@@ -524,8 +348,8 @@ def train(
     # so a bad checkpoint leaves no half-made run directory behind.
     trainer = Trainer(config, prepared, directory=directory, device=dev,
                       on_iteration=on_iteration, show_progress=show_progress)  # fmt: skip
-    _start(config, directory, prepared)
+    start_run(config, directory, prepared)
     trainer.restore()
-    _record_start(directory, dev, config, prepared, iteration=trainer.state.iteration)
+    record_start(directory, dev, config, prepared, iteration=trainer.state.iteration)
     summary = trainer.run()
-    return RunRecord(directory, config, summary, _curves(trainer.state.rows))
+    return RunRecord(directory, config, summary, curves_frame(trainer.state.rows))

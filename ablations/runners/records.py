@@ -1,0 +1,120 @@
+"""The run directory and its record: what a run writes besides its weights, and how a finished
+run is read back (by `train`, `ablate collect` and the store). See ablations.runners.train for
+the files a run directory holds."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import torch
+
+from ablations import env
+from ablations.config import TrainConfig
+from ablations.data import ArrayDataset
+from ablations.data.prepare import Data
+from ablations.io import read_json, write_json
+from ablations.models import resolve
+from ablations.registry import AblationsError
+
+CURVE_COLUMNS = ["iteration", "split", "metric", "value"]
+
+
+@dataclass
+class RunRecord:
+    run_dir: Path
+    config: TrainConfig
+    summary: dict[str, Any]
+    curves: pd.DataFrame
+
+    @property
+    def status(self) -> str:
+        return str(self.summary.get("status", "unfinished"))
+
+
+def run_dir(config: TrainConfig, out: Path) -> Path:
+    return out / config.run_id
+
+
+def load_record(path: Path) -> RunRecord | None:
+    """The finished (complete or diverged) run stored at `path`, or None."""
+    if not (path / "summary.json").exists():
+        return None
+    config = TrainConfig.from_json(read_json(path / "config.json"))
+    curves = pd.read_csv(path / "curves.csv") if (path / "curves.csv").exists() else None
+    return RunRecord(path, config, read_json(path / "summary.json"), curves_frame(curves))
+
+
+def curves_frame(df: pd.DataFrame | list[dict[str, Any]] | None) -> pd.DataFrame:
+    if df is None:
+        return pd.DataFrame(columns=CURVE_COLUMNS)
+    return pd.DataFrame(df, columns=CURVE_COLUMNS)
+
+
+def final_metrics(curves: pd.DataFrame, *, eval_split: str) -> dict[str, Any]:
+    """Final errors and losses, and the best evaluation during training, on `eval_split`
+    (best_test_* when the run evaluated on the test set: it then selects on it)."""
+
+    def series(split: str, metric: str) -> pd.DataFrame:
+        return curves[(curves["split"] == split) & (curves["metric"] == metric)]
+
+    rates = series("train", "images_per_s")
+    out: dict[str, Any] = {
+        "train_error": float(series("train", "error")["value"].iloc[-1]),
+        "train_loss": float(series("train", "loss")["value"].iloc[-1]),
+        "test_error": float(series("test", "error")["value"].iloc[-1]),
+        "test_loss": float(series("test", "loss")["value"].iloc[-1]),
+        "images_per_s": float(rates["value"].median()),
+    }
+    if eval_split == "val":
+        out["val_error"] = float(series("val", "error")["value"].iloc[-1])
+    errors = series(eval_split, "error")
+    best = errors.sort_values("value", kind="stable").iloc[0]  # the first of equal minima
+    out[f"best_{eval_split}_error"] = float(best["value"])
+    out[f"best_{eval_split}_iteration"] = int(best["iteration"])
+    return out
+
+
+def start_run(config: TrainConfig, directory: Path, data: Data) -> None:
+    """Create the run directory with its config and the exact architecture trained (the
+    registered variant with the dataset's head and input channels), or check that it holds
+    this very config."""
+    stored = directory / "config.json"
+    if stored.exists():
+        if TrainConfig.from_json(read_json(stored)) != config:
+            raise AblationsError(
+                f"{directory} holds a run of another config; remove it or choose another --out"
+            )
+        return
+    variant = resolve(config.variant, num_classes=data.num_classes, in_channels=data.in_channels)
+    write_json(directory / "variant.json", variant.axes())
+    write_json(stored, config.to_json())
+
+
+def record_start(
+    directory: Path, device: torch.device, config: TrainConfig, data: Data, *, iteration: int
+) -> None:
+    """Append this start's environment to env.json: a resumed run may finish elsewhere."""
+    path = directory / "env.json"
+    starts = read_json(path) if path.exists() else []
+    starts.append({
+        "from_iteration": iteration, **env.environment(device), "dtype": config.precision,
+        "seed": config.seed, "data": data.record,
+    })  # fmt: skip
+    write_json(path, starts)
+
+
+def check_same_data(directory: Path, dataset: ArrayDataset) -> None:
+    """A half-finished run resumes only on the data it started on (a dataset without a
+    canonical identity, such as an ImageFolder, could otherwise change under the same key)."""
+    path = directory / "env.json"
+    if not path.exists():
+        return
+    started_on = read_json(path)[0]["data"]["checksum"]
+    if started_on != dataset.checksum:
+        raise AblationsError(
+            f"{directory} was started on other data (sha256 {started_on[:12]}, now "
+            f"{dataset.checksum[:12]}); remove it, or give this data its own --data-id"
+        )
