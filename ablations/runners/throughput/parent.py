@@ -26,7 +26,7 @@ import torch
 from ablations import env
 from ablations.progress import progress
 from ablations.registry import AblationsError, get_variant
-from ablations.results import upsert
+from ablations.results import read_table, upsert
 from ablations.runners.throughput import reference as timm
 from ablations.runners.throughput.schema import OURS, SCHEMA, THROUGHPUT_FILE, row
 from ablations.runners.throughput.settings import Setting
@@ -94,6 +94,8 @@ def run(
     device = torch.device(groups[0][0].device)
     facts = environment(device)
     path = output_path(out) if out is not None else None
+    if path is not None:
+        read_table(path, SCHEMA)  # a file that cannot take the rows fails before measuring
     tables = []
     for kind, group in progress(jobs, desc="throughput", label=_label) if show_progress else jobs:
         results = run_child(group) if kind == OURS else [timm.run_timm(group[0])]
