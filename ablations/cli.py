@@ -462,10 +462,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--input-size", type=int, help="default: each variant's own")
     p.add_argument("--device", default="auto")
     p.add_argument("--warmup", type=int, help="untimed steps (default: 10 GPU; CPU 5 / 2)")
-    p.add_argument("--repeats", type=int, help="timed repeats (default: 7 GPU; CPU 7 / 5)")
-    p.add_argument(
-        "--steps", type=int, help="steps per repeat (default: 20 GPU; CPU 10 CIFAR / 3 ImageNet)"
-    )
+    p.add_argument("--repeats", type=int, help="timed repeats (default: CIFAR / ImageNet: "
+                   "GPU 7 / 5, CPU 7 / 5)")  # fmt: skip
+    p.add_argument("--steps", type=int, help="steps per repeat (default: CIFAR / ImageNet: "
+                   "GPU 20 / 10, CPU 10 / 3)")  # fmt: skip
     p.add_argument("--runs", type=int, default=1, help="repeat the whole measurement N times")
     p.add_argument(
         "--reference", choices=["timm"],

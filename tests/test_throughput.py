@@ -266,22 +266,15 @@ def test_spread_over_repeated_runs():
     assert row["count"] == 3 and row["spread"] == pytest.approx(0.04)
 
 
-def test_cli_bench_prints_and_appends(tmp_path, capsys):
-    out = tmp_path / "t.csv"
-    code = main(["bench", "resnet20", "--mode", "infer", "--batch-size", "2", "--warmup", "1",
-                 "--repeats", "2", "--steps", "1", "--runs", "2", "--out", str(out)])  # fmt: skip
+def test_cli_bench_prints_and_appends_into_a_folder(tmp_path, capsys):
+    argv = ["bench", "resnet20", "--mode", "infer", "--batch-size", "2", "--warmup", "1",
+            "--repeats", "2", "--steps", "1", "--runs", "2", "--out", str(tmp_path)]  # fmt: skip
+    code = main(argv)
     printed = capsys.readouterr().out
     assert code == 0
-    assert "images/s" in printed and "run-to-run spread" in printed
-    assert len(read_table(out, tp.SCHEMA)) == 2
-
-
-def test_cli_bench_out_a_folder_writes_throughput_csv_in_it(tmp_path, capsys):
-    code = main(["bench", "resnet20", "--mode", "infer", "--batch-size", "2", "--warmup", "1",
-                 "--repeats", "1", "--steps", "1", "--out", str(tmp_path)])  # fmt: skip
-    assert code == 0
-    assert f"appended to {tmp_path / 'throughput.csv'}" in capsys.readouterr().out
-    assert len(read_table(tmp_path / "throughput.csv", tp.SCHEMA)) == 1
+    assert "images/s" in printed and "run-to-run spread of images/s over 2 runs (ours)" in printed
+    assert f"appended to {tmp_path / 'throughput.csv'}" in printed  # a folder: throughput.csv
+    assert len(read_table(tmp_path / "throughput.csv", tp.SCHEMA)) == 2
 
 
 def test_cli_bench_bad_input_is_one_line(capsys):

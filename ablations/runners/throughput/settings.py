@@ -61,14 +61,16 @@ class Timing:
     batch: int
 
 
-# GPU: a step is milliseconds, so 7 windows of 20 steps cost well under a second per setting.
+# GPU: a CIFAR step is milliseconds, so 7 windows of 20 steps cost well under a second per
+# setting; an ImageNet step at batch 256 is 0.1-0.5 s, where 5 windows of 10 steps (50 timed
+# steps, timm's benchmark.py times 40) keep the full GPU table within a few GPU minutes.
 # CPU: 3 repeats of 3 steps gave run-to-run IQRs of 30-70% of the median on a 2-core AMD EPYC
 # (issue 12). CIFAR nets take 20-400 ms per step at batch 32, so 7 windows of 10 steps (after 5
 # warm-up steps that settle the allocator and caches) cost 2-30 s per setting; ImageNet nets
 # take 0.15-3 s per step at batch 8, where 5 windows of 3 steps keep resnet152 training near a
 # minute. The quick CPU table (`throughput` experiment, 7 variants x 2 modes) takes about 3
 # minutes on 2 cores.
-GPU_TIMING = {"cifar": Timing(10, 7, 20, 128), "imagenet": Timing(10, 7, 20, 256)}
+GPU_TIMING = {"cifar": Timing(10, 7, 20, 128), "imagenet": Timing(10, 5, 10, 256)}
 CPU_TIMING = {"cifar": Timing(5, 7, 10, 32), "imagenet": Timing(2, 5, 3, 8)}
 
 # The GPU grid covers what training runs (bf16, channels_last) and its alternatives (TF32,
