@@ -434,7 +434,6 @@ def build_parser() -> argparse.ArgumentParser:
     )  # fmt: skip
     p.set_defaults(func=cmd_train_speed)
 
-    throughput_files = ("throughput.csv", "throughput_timm.csv")  # runners stay unimported here
     p = sub.add_parser("bench", help="images/s, step time and memory of variants")
     _add_selection(p)
     p.add_argument("--mode", choices=["infer", "train", "both"], default="both")
@@ -447,13 +446,9 @@ def build_parser() -> argparse.ArgumentParser:
         help="memory format: off (NCHW), on, or both (default: both on a GPU, off on a CPU)",
     )  # fmt: skip
     p.add_argument(
-        "--compile",
-        nargs="?",
-        const="on",
-        default="off",
-        choices=list(BOTH),
-        help="torch.compile; each compiled setting is measured in its own process",
-    )
+        "--compile", nargs="?", const="on", default="off", choices=list(BOTH),
+        help="torch.compile; each compiled setting is measured in a process of its own",
+    )  # fmt: skip
     p.add_argument(
         "--batch-size", nargs="+", type=_batch_size,
         help="one or more sizes, or 'max' (GPU: the largest that fits); "
@@ -461,7 +456,7 @@ def build_parser() -> argparse.ArgumentParser:
     )  # fmt: skip
     p.add_argument("--input-size", type=int, help="default: each variant's own")
     p.add_argument("--device", default="auto")
-    p.add_argument("--warmup", type=int, help="untimed steps (default: 10 GPU; CPU 5 / 2)")
+    p.add_argument("--warmup", type=int, help="untimed steps (default: GPU 10, CPU 5 / 2)")
     p.add_argument("--repeats", type=int, help="timed repeats (default: CIFAR / ImageNet: "
                    "GPU 7 / 5, CPU 7 / 5)")  # fmt: skip
     p.add_argument("--steps", type=int, help="steps per repeat (default: CIFAR / ImageNet: "
@@ -470,11 +465,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--reference", choices=["timm"],
         help="also measure each setting with timm's benchmark.py (needs timm installed); "
-        f"default --out results/{throughput_files[1]}",
+        "rows of both go to results/throughput_timm.csv",
     )  # fmt: skip
     p.add_argument(
         "--out", type=Path,
-        help=f"a CSV file, or a folder for {throughput_files[0]} (default: results/)",
+        help="a CSV file, or a folder to hold throughput.csv (default: results/)",
     )  # fmt: skip
     p.set_defaults(func=cmd_bench)
 
