@@ -233,15 +233,17 @@ def cmd_train_speed(args: argparse.Namespace) -> None:
         overrides["compile"] = True
     configs = [resolve_config(n, profile=args.profile, device=args.device, **overrides)
                for n in names]  # fmt: skip
+    out = args.out / speed.SPEED_FILE if args.out.is_dir() else args.out
     dataset = load_dataset("cifar10", data=args.data)
     table = speed.compare(
         configs, dataset, device=args.device, iterations=args.iterations, warmup=args.warmup,
-        workers=args.workers, out=args.out,
+        workers=args.workers, out=out,
     )  # fmt: skip
-    shown = table[["variant", "loop", "precision", "channels_last", "images_per_s", "speedup"]]
+    shown = table[["variant", "loop", "precision", "channels_last", "compile", "workers",
+                   "tf32_cudnn", "images_per_s", "speedup"]]  # fmt: skip
     print(f"# {table['machine'].iloc[0]}, batch {args.batch_size}, {args.iterations} timed steps")
     print(shown.to_string(index=False, float_format=lambda v: f"{v:,.1f}"))
-    print(f"appended to {args.out}")
+    print(f"appended to {out}")
 
 
 SPEED_DEFAULT = ("resnet20", "resnet56", "resnet110")
@@ -269,17 +271,20 @@ def cmd_bench(args: argparse.Namespace) -> None:
     settings = throughput.grid(
         names, device=args.device,
         modes=throughput.MODES if args.mode == "both" else (args.mode,),
-        precisions=args.precision, channels_last=BOTH[args.channels_last],
+        precisions=args.precision, channels_last=BOTH.get(args.channels_last),
         compile=BOTH[args.compile], batch_sizes=args.batch_size, input_size=args.input_size,
         warmup=args.warmup, repeats=args.repeats, steps=args.steps, runs=args.runs,
     )  # fmt: skip
-    table = throughput.run(settings, out=args.out)
+    name = throughput.REFERENCE_FILE if args.reference else throughput.THROUGHPUT_FILE
+    out = throughput.output_path(args.out, name) if args.out else Path("results") / name
+    table = throughput.run(settings, out=out, reference=args.reference)
     print(throughput.format_table(table))
     if args.runs > 1:
         spreads = throughput.spread(table)
-        print(f"run-to-run spread of images/s over {args.runs} runs: median "
-              f"{spreads['spread'].median():.1%}, worst {spreads['spread'].max():.1%}")  # fmt: skip
-    print(f"appended to {args.out}")
+        for reference, part in spreads.groupby("reference"):
+            print(f"run-to-run spread of images/s over {args.runs} runs ({reference}): median "
+                  f"{part['spread'].median():.1%}, worst {part['spread'].max():.1%}")  # fmt: skip
+    print(f"appended to {out}")
 
 
 def _comma_separated(convert: Callable[[str], Any], what: str) -> Callable[[str], tuple[Any, ...]]:
@@ -417,11 +422,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default="auto")
     p.add_argument("--iterations", type=int, default=50, help="timed steps per loop")
     p.add_argument("--warmup", type=int, default=10, help="untimed steps first")
-    p.add_argument("--workers", type=int, default=2, help="conventional DataLoader workers")
+    p.add_argument(
+        "--workers", type=int, help="conventional DataLoader workers (default: one per core)"
+    )
     p.add_argument("--batch-size", type=int, default=128)
     p.add_argument("--input-size", type=int, default=None, help="default: native 32x32")
     p.add_argument("--compile", action="store_true", help="torch.compile our loop's model")
-    p.add_argument("--out", type=Path, default=Path("results/train_speed.csv"))
+    p.add_argument(
+        "--out", type=Path, default=Path("results/train_speed.csv"),
+        help="a CSV file, or a folder for train_speed.csv (default: %(default)s)",
+    )  # fmt: skip
     p.set_defaults(func=cmd_train_speed)
 
     p = sub.add_parser("bench", help="images/s, step time and memory of variants")
@@ -432,10 +442,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="one or more (default: bf16 on a GPU, fp32 on a CPU)",
     )  # fmt: skip
     p.add_argument(
-        "--channels-last", nargs="?", const="on", default="off", choices=list(BOTH),
-        help="memory format: off (NCHW, default), on, or both",
+        "--channels-last", nargs="?", const="on", choices=list(BOTH),
+        help="memory format: off (NCHW), on, or both (default: both on a GPU, off on a CPU)",
     )  # fmt: skip
-    p.add_argument("--compile", nargs="?", const="on", default="off", choices=list(BOTH))
+    p.add_argument(
+        "--compile", nargs="?", const="on", default="off", choices=list(BOTH),
+        help="torch.compile; each compiled setting is measured in a process of its own",
+    )  # fmt: skip
     p.add_argument(
         "--batch-size", nargs="+", type=_batch_size,
         help="one or more sizes, or 'max' (GPU: the largest that fits); "
@@ -443,11 +456,21 @@ def build_parser() -> argparse.ArgumentParser:
     )  # fmt: skip
     p.add_argument("--input-size", type=int, help="default: each variant's own")
     p.add_argument("--device", default="auto")
-    p.add_argument("--warmup", type=int, help="untimed steps (default: 10 GPU, 2 CPU)")
-    p.add_argument("--repeats", type=int, help="timed repeats (default: 7 GPU, 3 CPU)")
-    p.add_argument("--steps", type=int, help="steps per repeat (default: 20 GPU, 3 CPU)")
+    p.add_argument("--warmup", type=int, help="untimed steps (default: GPU 10, CPU 5 / 2)")
+    p.add_argument("--repeats", type=int, help="timed repeats (default: CIFAR / ImageNet: "
+                   "GPU 7 / 5, CPU 7 / 5)")  # fmt: skip
+    p.add_argument("--steps", type=int, help="steps per repeat (default: CIFAR / ImageNet: "
+                   "GPU 20 / 10, CPU 10 / 3)")  # fmt: skip
     p.add_argument("--runs", type=int, default=1, help="repeat the whole measurement N times")
-    p.add_argument("--out", type=Path, default=Path("results") / "throughput.csv")
+    p.add_argument(
+        "--reference", choices=["timm"],
+        help="also measure each setting with timm's benchmark.py (needs timm installed); "
+        "rows of both go to results/throughput_timm.csv",
+    )  # fmt: skip
+    p.add_argument(
+        "--out", type=Path,
+        help="a CSV file, or a folder to hold throughput.csv (default: results/)",
+    )  # fmt: skip
     p.set_defaults(func=cmd_bench)
 
     p = sub.add_parser("report", help="render reports/ from results/")

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import math
+import os
 
 import pandas as pd
 import pytest
@@ -11,7 +12,9 @@ from ablations.cli import main
 from ablations.registry import AblationsError
 from ablations.results import read_table
 from ablations.runners import throughput as tp
-from ablations.runners.throughput import Setting
+from ablations.runners.throughput import child, parent, settings
+from ablations.runners.throughput import reference as timm_ref
+from ablations.runners.throughput.settings import Setting
 
 QUICK = {"warmup": 1, "repeats": 2, "steps": 1}
 
@@ -22,8 +25,8 @@ def _quick(variants, **kwargs):
 
 def test_cpu_run_measures_every_setting_in_a_subprocess(tmp_path):
     out = tmp_path / "throughput.csv"
-    settings = _quick(["resnet20"], batch_sizes=[4], channels_last=(False, True))
-    table = tp.run(settings, out=out, show_progress=False)
+    grid = _quick(["resnet20"], batch_sizes=[4], channels_last=(False, True))
+    table = tp.run(grid, out=out, show_progress=False)
     assert len(table) == 4  # infer/train x NCHW/channels_last
     assert set(table["status"]) == {"ok"}
     assert (table["images_per_s"] > 0).all() and (table["step_ms"] > 0).all()
@@ -35,10 +38,25 @@ def test_cpu_run_measures_every_setting_in_a_subprocess(tmp_path):
     ).iloc[0]
     assert ratio == pytest.approx(3)  # a training step counts 3 forward passes
     assert table["fraction_of_peak"].isna().all()  # no datasheet peak for a CPU
+    assert set(table["peak_source"]) == {""}
+    assert table["host_syncs_per_step"].isna().all()  # no device to wait for on a CPU
     assert set(table["memory_kind"]) <= {"process_peak_rss", "unavailable"}
+    assert set(table["reference"]) == {"ours"}
+    # The child flushed denormals, and checked that the flush is in effect.
+    assert set(table["protocol"]) == {"synthetic inputs, fresh weights, denormals flushed"}
     for column in ("machine", "torch", "git_commit", "created_at", "torch_threads"):
         assert table[column].astype(str).str.len().min() > 0
     assert len(read_table(out, tp.SCHEMA)) == 4
+
+
+def test_the_denormal_check_sees_the_flush():
+    try:
+        assert torch.set_flush_denormal(True)
+        assert child._denormal_state() == "flushed"
+        torch.set_flush_denormal(False)
+        assert child._denormal_state() == "kept"
+    finally:
+        torch.set_flush_denormal(False)
 
 
 def test_appending_keeps_earlier_rows(tmp_path):
@@ -61,6 +79,22 @@ def test_default_batch_follows_the_family():
     }
 
 
+def test_cpu_timing_defaults_per_family():
+    cifar, imagenet = tp.grid(["resnet20", "resnet50"], device="cpu", modes=["train"])
+    assert (cifar.warmup, cifar.repeats, cifar.steps) == (5, 7, 10)
+    assert (imagenet.warmup, imagenet.repeats, imagenet.steps) == (2, 5, 3)
+    assert (cifar.precision, cifar.channels_last) == ("fp32", False)
+
+
+def test_gpu_grid_covers_training_precision_and_both_memory_formats(monkeypatch):
+    monkeypatch.setattr(settings, "resolve_device", lambda d: torch.device("cuda"))
+    grid = tp.grid(["resnet56"])
+    assert {(s.mode, s.precision, s.channels_last) for s in grid} == {
+        (m, p, cl) for m in ("infer", "train") for p in ("bf16", "tf32") for cl in (False, True)
+    }
+    assert {(s.warmup, s.repeats, s.steps, s.device) for s in grid} == {(10, 7, 20, "cuda")}
+
+
 def test_a_variant_registered_at_run_time_is_measured(scratch_registry):
     register_variant(derive("resnet20", name="resnet20-w2", width=32))
     table = tp.run(_quick(["resnet20-w2"], modes=["infer"], batch_sizes=[2]), show_progress=False)
@@ -69,12 +103,58 @@ def test_a_variant_registered_at_run_time_is_measured(scratch_registry):
 
 
 def test_a_crashing_child_is_recorded_and_does_not_stop_the_sweep(monkeypatch):
-    monkeypatch.setattr(tp, "CHILD", "import sys; print('boom', file=sys.stderr); sys.exit(3)")
+    monkeypatch.setattr(parent, "CHILD", "import sys; print('boom', file=sys.stderr); sys.exit(3)")
     table = tp.run(
         _quick(["resnet20", "plain20"], modes=["infer"], batch_sizes=[2]), show_progress=False
     )
     assert table["status"].tolist() == ["crashed", "crashed"]
     assert set(table["error"]) == {"boom"}
+
+
+def test_each_compiled_setting_gets_a_process_of_its_own():
+    grid = _quick(["resnet20", "plain20"], compile=(False, True), runs=2)
+    groups = tp.process_groups(grid)
+    compiled = [g for g in groups if g[0].compile]
+    eager = [g for g in groups if not g[0].compile]
+    assert len(compiled) == 2 * 2 * 2 and all(len(g) == 1 for g in compiled)  # variant x mode x run
+    assert sorted((g[0].variant, g[0].run, len(g)) for g in eager) == [
+        ("plain20", 0, 2), ("plain20", 1, 2), ("resnet20", 0, 2), ("resnet20", 1, 2)]  # fmt: skip
+    assert all(not s.compile for g in eager for s in g)
+
+
+def test_dynamo_counters_count_graphs_and_the_recompile_limit_is_an_error(monkeypatch):
+    import torch._dynamo.config as config
+
+    if not hasattr(config, "fail_on_recompile_limit_hit"):
+        pytest.skip("this torch has no fail_on_recompile_limit_hit")
+    monkeypatch.setattr(config, "fail_on_recompile_limit_hit", False)
+    monkeypatch.setattr(config, "recompile_limit", 1)
+    torch._dynamo.reset()
+    before = child.dynamo_counters()["dynamo_graphs"]
+
+    def add_one(x):
+        return x + 1
+
+    compiled = torch.compile(add_one, backend="eager", dynamic=False)
+    compiled(torch.ones(2))
+    assert child.dynamo_counters()["dynamo_graphs"] == before + 1
+    child._strict_dynamo()
+    assert config.fail_on_recompile_limit_hit
+    with pytest.raises(Exception, match="recompile"):  # a second shape would need a recompile
+        compiled(torch.ones(2, dtype=torch.int64))
+    torch._dynamo.reset()
+
+
+def test_peak_memory_is_reset_after_warm_up(monkeypatch):
+    calls = []
+    monkeypatch.setattr(child, "make_step", lambda *a: lambda: None)
+    monkeypatch.setattr(child, "warm_up", lambda *a, **k: calls.append("warm-up") or 0.1)
+    monkeypatch.setattr(child, "_reset_peak_memory", lambda d: calls.append("reset"))
+    monkeypatch.setattr(child, "timed_windows", lambda *a, **k: calls.append("timed") or [0.01])
+    monkeypatch.setattr(child, "_peak_memory_mb", lambda d: calls.append("read") or (1.0, "x"))
+    row = child.measure_one(Setting(variant="resnet20"), 4, torch.device("cpu"), 1)
+    assert calls == ["warm-up", "reset", "timed", "read"]
+    assert row["images_per_s"] == pytest.approx(400)
 
 
 def _oom_above(limit):
@@ -87,8 +167,8 @@ def _oom_above(limit):
 
 
 def test_batch_sweep_steps_down_and_names_what_it_measured(monkeypatch):
-    monkeypatch.setattr(tp, "measure_one", _oom_above(512))
-    monkeypatch.setattr(tp, "_macs", lambda s: 1)
+    monkeypatch.setattr(child, "measure_one", _oom_above(512))
+    monkeypatch.setattr(child, "_macs", lambda s: 1)
     setting = Setting(variant="resnet20", device="cuda", batch_size="max")
     rows = tp.measure_setting(setting, torch.device("cpu"))
     assert [(r["status"], r["batch_size"]) for r in rows] == [
@@ -96,8 +176,8 @@ def test_batch_sweep_steps_down_and_names_what_it_measured(monkeypatch):
 
 
 def test_a_fixed_batch_that_does_not_fit_is_reported_not_shrunk(monkeypatch):
-    monkeypatch.setattr(tp, "measure_one", _oom_above(512))
-    monkeypatch.setattr(tp, "_macs", lambda s: 1)
+    monkeypatch.setattr(child, "measure_one", _oom_above(512))
+    monkeypatch.setattr(child, "_macs", lambda s: 1)
     rows = tp.measure_setting(
         Setting(variant="resnet20", device="cuda", batch_size=1024), torch.device("cpu")
     )
@@ -108,28 +188,54 @@ def test_other_errors_are_not_mistaken_for_oom(monkeypatch):
     def broken(*args):
         raise RuntimeError("cuDNN error: CUDNN_STATUS_INTERNAL_ERROR")
 
-    monkeypatch.setattr(tp, "measure_one", broken)
-    monkeypatch.setattr(tp, "_macs", lambda s: 1)
+    monkeypatch.setattr(child, "measure_one", broken)
+    monkeypatch.setattr(child, "_macs", lambda s: 1)
     with pytest.raises(RuntimeError, match="CUDNN"):
         tp.measure_setting(
             Setting(variant="resnet20", device="cuda", batch_size=64), torch.device("cpu")
         )
 
 
+# torch.cuda.get_device_name() strings as the driver reports them.
 @pytest.mark.parametrize(
-    ("name", "precision", "peak"),
+    ("name", "part", "bf16", "tf32", "fp32"),
     [
-        ("NVIDIA H100 80GB HBM3", "bf16", 989.4),
-        ("NVIDIA H100 PCIe", "bf16", 756.0),
-        ("NVIDIA H200", "tf32", 494.7),
-        ("NVIDIA A100-SXM4-80GB", "fp32", 19.5),
-        ("NVIDIA GeForce GTX 1080", "fp32", math.nan),  # unknown: no guess
-        ("NVIDIA T4", "bf16", math.nan),  # no bf16 tensor cores
+        ("NVIDIA H100 80GB HBM3", "H100 SXM5", 989.4, 494.7, 66.9),
+        ("NVIDIA H100 PCIe", "H100 PCIe", 756.5, 378.0, 51.2),
+        ("NVIDIA H100 NVL", "H100 NVL", 835.5, 417.5, 60.0),
+        ("NVIDIA H200", "H200 SXM", 989.5, 494.5, 67.0),
+        ("NVIDIA H200 NVL", "H200 NVL", 835.5, 417.5, 60.0),
+        ("NVIDIA L4", "L4", 121.0, 60.0, 30.3),
+        ("NVIDIA L40", "L40", 181.05, 90.5, 90.5),
+        ("NVIDIA L40S", "L40S", 362.05, 183.0, 91.6),
+        ("NVIDIA A10", "A10", 125.0, 62.5, 31.2),
+        ("NVIDIA A100-SXM4-80GB", "A100", 312.0, 156.0, 19.5),
+        ("NVIDIA A100 80GB PCIe", "A100", 312.0, 156.0, 19.5),
+        ("Tesla V100-SXM2-16GB", "V100 SXM2", math.nan, math.nan, 15.7),
+        ("Tesla V100-PCIE-32GB", "V100 PCIe", math.nan, math.nan, 14.0),
+        ("Tesla T4", "T4", math.nan, math.nan, 8.1),  # no bf16/TF32 tensor cores
+        ("NVIDIA A10G", None, math.nan, math.nan, math.nan),  # no NVIDIA datasheet: no guess
+        ("NVIDIA GeForce GTX 1080", None, math.nan, math.nan, math.nan),
+        ("NVIDIA H100", None, math.nan, math.nan, math.nan),  # which H100? unknown, not SXM
+        ("AMD EPYC (2 cores)", None, math.nan, math.nan, math.nan),
     ],
 )
-def test_peak_table_is_keyed_by_device_name(name, precision, peak):
-    got = tp.peak_tflops(name, precision)
-    assert (math.isnan(got) and math.isnan(peak)) or got == peak
+def test_peaks_match_the_exact_device_name(name, part, bf16, tf32, fp32):
+    sheet = tp.datasheet(name)
+    assert (sheet.part if sheet else None) == part
+    for precision, peak in (("bf16", bf16), ("tf32", tf32), ("fp32", fp32)):
+        got = tp.peak_tflops(name, precision)
+        assert (math.isnan(got) and math.isnan(peak)) or got == peak
+    if sheet:
+        assert sheet.source and tp.peak_tflops(name, "fp16") >= tp.peak_tflops(name, "fp32")
+
+
+def test_fraction_of_peak_names_its_datasheet():
+    got = child.achieved(macs=10**9, batch=100, mode="infer", step_s=0.001,
+                         device_name="NVIDIA H200", precision="bf16")  # fmt: skip
+    assert got["tflops"] == pytest.approx(200)
+    assert got["fraction_of_peak"] == pytest.approx(200 / 989.5)
+    assert got["peak_source"].startswith("H200 SXM: ")
 
 
 @pytest.mark.parametrize(
@@ -149,9 +255,10 @@ def test_invalid_settings_say_what_is_wrong(kwargs, message):
 
 def test_spread_over_repeated_runs():
     setting = {
-        "variant": "resnet20", "mode": "train", "machine": "m", "precision": "fp32",
-        "channels_last": False, "compile": False, "requested_batch_size": "32", "batch_size": 32,
-        "input_size": 32, "warmup": 2, "repeats": 3, "steps": 3, "status": "ok",
+        "variant": "resnet20", "mode": "train", "reference": "ours", "machine": "m",
+        "precision": "fp32", "channels_last": False, "compile": False,
+        "requested_batch_size": "32", "batch_size": 32, "input_size": 32, "warmup": 2,
+        "repeats": 3, "steps": 3, "status": "ok",
     }  # fmt: skip
     runs = {"run": [0, 1, 2], "images_per_s": [100.0, 102.0, 98.0]}
     rows = pd.DataFrame({k: [v] * 3 for k, v in setting.items()} | runs)
@@ -159,17 +266,92 @@ def test_spread_over_repeated_runs():
     assert row["count"] == 3 and row["spread"] == pytest.approx(0.04)
 
 
-def test_cli_bench_prints_and_appends(tmp_path, capsys):
-    out = tmp_path / "t.csv"
-    code = main(["bench", "resnet20", "--mode", "infer", "--batch-size", "2", "--warmup", "1",
-                 "--repeats", "2", "--steps", "1", "--runs", "2", "--out", str(out)])  # fmt: skip
+def test_cli_bench_prints_and_appends_into_a_folder(tmp_path, capsys):
+    argv = ["bench", "resnet20", "--mode", "infer", "--batch-size", "2", "--warmup", "1",
+            "--repeats", "2", "--steps", "1", "--runs", "2", "--out", str(tmp_path)]  # fmt: skip
+    code = main(argv)
     printed = capsys.readouterr().out
     assert code == 0
-    assert "images/s" in printed and "run-to-run spread" in printed
-    assert len(read_table(out, tp.SCHEMA)) == 2
+    assert "images/s" in printed and "run-to-run spread of images/s over 2 runs (ours)" in printed
+    assert f"appended to {tmp_path / 'throughput.csv'}" in printed  # a folder: throughput.csv
+    assert len(read_table(tmp_path / "throughput.csv", tp.SCHEMA)) == 2
 
 
 def test_cli_bench_bad_input_is_one_line(capsys):
     assert main(["bench", "resnet20", "--batch-size", "max"]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "needs a GPU" in err
+
+
+def test_a_table_from_an_older_protocol_is_refused_in_one_line(tmp_path, capsys):
+    old = tmp_path / "throughput.csv"
+    columns = [c for c in tp.SCHEMA.columns if c not in ("protocol", "reference")]
+    old.write_text(",".join(columns) + "\n")
+    assert main(["bench", "resnet20", "--mode", "infer", "--batch-size", "2", "--warmup", "1",
+                 "--repeats", "1", "--steps", "1", "--out", str(old)]) == 2  # fmt: skip
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "move it aside and re-measure" in err
+
+
+# --- timm's benchmark.py as the reference ------------------------------------------------------
+
+
+def test_reference_timm_without_timm_says_how_to_get_it(monkeypatch):
+    monkeypatch.setattr(timm_ref.importlib.util, "find_spec", lambda name: None)
+    with pytest.raises(AblationsError, match=r"pip install timm"):
+        timm_ref.check([Setting(variant="resnet50")])
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"variant": "resnet56"}, "no counterpart of 'resnet56'"),
+        ({"variant": "resnet50", "device": "cuda", "precision": "fp32"}, "use tf32"),
+        ({"variant": "resnet50", "repeats": 1, "steps": 4}, ">= 5 timed steps"),
+    ],
+)
+def test_reference_timm_refuses_what_it_cannot_match(monkeypatch, kwargs, message):
+    monkeypatch.setattr(timm_ref.importlib.util, "find_spec", lambda name: object())
+    with pytest.raises(AblationsError, match=message):
+        timm_ref.check([Setting(**kwargs)])
+
+
+def test_timm_command_uses_the_same_settings(tmp_path):
+    setting = Setting(variant="resnet50", mode="train", device="cuda", precision="bf16",
+                      channels_last=True, batch_size=256, warmup=10, repeats=7,
+                      steps=20)  # fmt: skip
+    cmd = timm_ref.command(setting, batch=256, results_file=tmp_path / "r.json")
+    text = " ".join(cmd[1:])
+    assert cmd[1].endswith(os.path.join("bench", "third_party", "timm_benchmark.py"))
+    for part in ("--model resnet50", "--bench train", "--device cuda", "-b 256",
+                 "--img-size 224", "--num-warm-iter 10", "--num-bench-iter 140",
+                 "--amp --amp-dtype bfloat16", "--channels-last", "--no-retry"):  # fmt: skip
+        assert part in text
+    assert "--torchcompile" not in text
+    assert timm_ref.SCRIPT.exists() and "source commit" in timm_ref.SCRIPT.read_text()[:600]
+
+
+def test_timm_results_become_our_columns(monkeypatch):
+    monkeypatch.setattr(timm_ref, "_macs", lambda s: 10**9)
+    setting = Setting(variant="resnet18", mode="infer", batch_size=2)
+    results = {"infer_samples_per_sec": 50.0, "infer_step_time": 40.0, "infer_batch_size": 2}
+    got = timm_ref.parse(results, setting=setting, device=torch.device("cpu"))
+    assert (got["status"], got["images_per_s"], got["step_ms"]) == ("ok", 50.0, 40.0)
+    assert got["macs"] == 10**9 and got["tflops"] == pytest.approx(2 * 10**9 * 2 / 0.04 / 1e12)
+    failed = timm_ref.parse({"error": "CUDA out of memory"}, setting=setting,
+                            device=torch.device("cpu"))  # fmt: skip
+    assert failed["status"] == "oom"
+
+
+@pytest.mark.slow
+def test_ours_and_timm_side_by_side_on_the_cpu(tmp_path, capsys):
+    pytest.importorskip("timm")
+    code = main(["bench", "resnet18", "--mode", "train", "--input-size", "32", "--batch-size",
+                 "2", "--warmup", "1", "--repeats", "1", "--steps", "5", "--reference", "timm",
+                 "--out", str(tmp_path)])  # fmt: skip
+    assert code == 0, capsys.readouterr().err
+    table = read_table(tmp_path / tp.REFERENCE_FILE, tp.SCHEMA)
+    assert sorted(table["reference"]) == ["ours", "timm"]
+    assert set(table["status"]) == {"ok"}, table["error"].tolist()
+    assert (table["images_per_s"] > 0).all()
+    assert table.set_index("reference").loc["timm", "protocol"].startswith("timm benchmark.py@")

@@ -3,17 +3,25 @@
 The conventional loop is the one most CIFAR repositories write: a dataset that turns each uint8
 image into a PIL image (what `torchvision.datasets.CIFAR10.__getitem__` does), torchvision
 `transforms` (RandomCrop(32, padding=4), RandomHorizontalFlip, ToTensor, Normalize), a
-`DataLoader` with worker processes, an fp32 NCHW model and `loss.item()` every iteration for the
-running loss. Ours is `Trainer.step` on batches from `TrainStream` (the whole split on the
-device, augmentation there in batch), with the precision and memory format of the config.
+`DataLoader`, an eager NCHW model and `loss.item()` every iteration for the running loss. Ours
+is `Trainer.step` on batches from `TrainStream` (the whole split on the device, augmentation
+there in batch), with the memory format and compile setting of the config.
 
-Both loops train the same variant with the same batch size and input size; the time of each is
-taken over `iterations` steps after `warmup` untimed steps (which absorb cuDNN autotuning and
-`torch.compile`), with the device synchronised before reading the clock.
+What the two loops share, so that the ratio measures the loops and nothing else: the device,
+the variant, batch and input size, the precision (autocast for bf16/fp16 in both), the cuDNN
+autotuning and TF32 flags (set once, the way the training runner sets them, and read back after
+each loop's timing), and the optimizer. The conventional DataLoader is given its best chance:
+one worker per core this process may use (`os.sched_getaffinity`), pinned memory on a GPU and
+persistent workers. Every row states its loop's settings, flags included.
+
+The time of each loop is taken over `iterations` steps after `warmup` untimed steps (which
+absorb worker start-up, cuDNN autotuning and `torch.compile`), with the device synchronised
+before reading the clock.
 """
 
 from __future__ import annotations
 
+import os
 import tempfile
 import time
 from collections.abc import Iterator
@@ -37,6 +45,7 @@ from ablations.data.prepare import prepare_data
 from ablations.models import create_model
 from ablations.progress import progress
 from ablations.results import Schema, upsert
+from ablations.runners.steps import autocast, set_tf32, tf32_flags
 from ablations.runners.train import Trainer
 
 SPEED_FILE = "train_speed.csv"
@@ -45,12 +54,33 @@ SCHEMA = Schema(
     columns={
         "variant": "str", "loop": "str", "device": "str", "machine": "str", "precision": "str",
         "channels_last": "bool", "compile": "bool", "batch_size": "int", "input_size": "int",
-        "workers": "int", "iterations": "int", "seconds": "float", "images_per_s": "float",
-        "speedup": "float", "torch": "str", "git_commit": "str", "created_at": "str",
+        "workers": "int", "pin_memory": "bool", "persistent_workers": "bool", "data": "str",
+        "loss_read": "str", "cudnn_benchmark": "bool", "tf32_matmul": "bool",
+        "tf32_cudnn": "bool", "cpu_cores": "int", "iterations": "int", "warmup": "int",
+        "seconds": "float", "images_per_s": "float", "speedup": "float", "torch": "str",
+        "git_commit": "str", "created_at": "str",
     },
     key=("variant", "loop", "machine", "precision", "channels_last", "compile", "batch_size",
          "input_size"),
+    fix="a table from before the loops' settings were recorded cannot take new rows: move it "
+    "aside and re-measure with `ablate train-speed`",
 )  # fmt: skip
+
+SUITE_DATA = "whole split on the device as uint8; crop, flip, normalise there in batch"
+CONVENTIONAL_DATA = "PIL image per item, torchvision transforms, DataLoader"
+
+
+def available_cores() -> int:
+    """The cores this process may run on (its affinity mask, where the OS has one)."""
+    if hasattr(os, "sched_getaffinity"):
+        return len(os.sched_getaffinity(0))
+    return os.cpu_count() or 1
+
+
+def set_flags(precision: str, device: torch.device) -> None:
+    """The flags both loops run under: the training runner's (ablations.runners.train.train)."""
+    torch.backends.cudnn.benchmark = device.type == "cuda"
+    set_tf32(precision)
 
 
 class PILImages(Dataset[tuple[Tensor, int]]):
@@ -112,15 +142,18 @@ def conventional_seconds(
                          in_channels=x.shape[-1]).to(device).train()  # fmt: skip
     optimizer = torch.optim.SGD(model.parameters(), lr=config.lr, momentum=config.momentum,
                                 weight_decay=config.weight_decay)  # fmt: skip
+    scaler = torch.amp.GradScaler(device.type, enabled=config.precision == "fp16")
     running = 0.0
 
     def step(images: Tensor, labels: Tensor) -> None:
         nonlocal running
         images, labels = images.to(device), labels.to(device)
         optimizer.zero_grad()
-        loss = F.cross_entropy(model(images), labels)
-        loss.backward()
-        optimizer.step()
+        with autocast(device, config.precision):  # the same precision as ours
+            loss = F.cross_entropy(model(images), labels)
+        scaler.scale(loss).backward()
+        scaler.step(optimizer)
+        scaler.update()
         running += loss.item()  # the per-iteration logging most repositories do
 
     return _timed(step, _endless(loader), iterations=iterations, warmup=warmup, device=device)
@@ -141,29 +174,43 @@ def suite_seconds(
 
 def compare(
     configs: list[TrainConfig], dataset: ArrayDataset, *, device: str | torch.device | None = None,
-    iterations: int = 50, warmup: int = 10, workers: int = 2, out: Path | None = None,
+    iterations: int = 50, warmup: int = 10, workers: int | None = None, out: Path | None = None,
 ) -> pd.DataFrame:  # fmt: skip
-    """Both loops for each config; rows with images/s and our speed-up over the conventional."""
+    """Both loops for each config; rows with images/s and our speed-up over the conventional.
+    `workers` (conventional DataLoader) defaults to the cores this process may use."""
     dev = resolve_device(device)
     environment = env.environment(dev)
+    cores = available_cores()
+    n_workers = cores if workers is None else workers
     rows: list[dict[str, Any]] = []
     for config in progress(configs, desc="loop speed", label=lambda c: c.variant):
+        set_flags(config.precision, dev)
         ours = suite_seconds(config, dataset, device=dev, iterations=iterations, warmup=warmup)
+        ours_flags = tf32_flags()
+        set_flags(config.precision, dev)
         theirs = conventional_seconds(config, dataset, device=dev, iterations=iterations,
-                                      warmup=warmup, workers=workers)  # fmt: skip
-        conventional = replace(config, precision="fp32", channels_last=False, compile=False)
-        for loop, seconds, cfg, n_workers in (
-            ("suite", ours, config, config.workers),
-            ("conventional", theirs, conventional, workers),
-        ):
+                                      warmup=warmup, workers=n_workers)  # fmt: skip
+        loops = (
+            ("suite", ours, config, ours_flags, {
+                "workers": config.workers, "pin_memory": False, "persistent_workers": False,
+                "data": SUITE_DATA, "loss_read": "every eval interval (no per-step sync)",
+            }),
+            ("conventional", theirs, replace(config, channels_last=False, compile=False),
+             tf32_flags(), {
+                "workers": n_workers, "pin_memory": dev.type == "cuda",
+                "persistent_workers": n_workers > 0, "data": CONVENTIONAL_DATA,
+                "loss_read": "loss.item() every step",
+            }),
+        )  # fmt: skip
+        for loop, seconds, cfg, flags, pipeline in loops:
             rows.append({
                 "variant": config.variant, "loop": loop, "device": dev.type,
                 "machine": environment["machine"], "precision": cfg.precision,
                 "channels_last": cfg.channels_last, "compile": cfg.compile,
                 "batch_size": config.batch_size,
-                "input_size": config.input_size or dataset.x_train.shape[1],
-                "workers": n_workers, "iterations": iterations, "seconds": seconds,
-                "images_per_s": iterations * config.batch_size / seconds,
+                "input_size": config.input_size or dataset.x_train.shape[1], **pipeline,
+                **flags, "cpu_cores": cores, "iterations": iterations, "warmup": warmup,
+                "seconds": seconds, "images_per_s": iterations * config.batch_size / seconds,
                 "speedup": theirs / seconds, "torch": environment["torch"],
                 "git_commit": environment["git_commit"], "created_at": environment["created_at"],
             })  # fmt: skip

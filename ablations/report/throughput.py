@@ -1,0 +1,119 @@
+"""The speed comparisons of the report, computed from results/ alone: run-to-run spread of
+`ablate bench --runs N`, ours against timm's benchmark.py (`--reference timm`), and this suite's
+training loop against the conventional one (`ablate train-speed`).
+
+Each function takes a table and returns Markdown ("" when the table has nothing to show), so
+the throughput section of render.py appends `extras(results)` to its text.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+
+from ablations.report.tables import markdown_table
+from ablations.results import read_table
+from ablations.runners import speed
+from ablations.runners.throughput import OURS, REFERENCE_FILE, SCHEMA, THROUGHPUT_FILE, spread
+
+SETTING = ["variant", "mode", "machine", "precision", "channels_last", "compile", "batch_size",
+           "input_size"]  # fmt: skip
+
+
+def _fmt(value: float, spec: str) -> str:
+    return "n/a" if value != value else format(value, spec)
+
+
+def _memory(channels_last: bool) -> str:
+    return "channels_last" if channels_last else "NCHW"
+
+
+def fidelity(table: pd.DataFrame) -> str:
+    """Spread = (max - min) / median of images/s over repeated runs, per setting measured more
+    than once (each run a fresh process)."""
+    stats = spread(table)
+    stats = stats[stats["count"] > 1]
+    if stats.empty:
+        return ""
+    shown = pd.DataFrame({
+        "variant": stats["variant"], "mode": stats["mode"], "measured by": stats["reference"],
+        "precision": stats["precision"], "memory": stats["channels_last"].map(_memory),
+        "batch": stats["batch_size"], "runs": stats["count"],
+        "median images/s": stats["median"].map("{:,.1f}".format),
+        "spread": stats["spread"].map("{:.1%}".format),
+    })  # fmt: skip
+    return (
+        "Run-to-run spread of images/s, (max - min) / median over runs (`--runs N`, each run a "
+        f"fresh process):\n\n{markdown_table(shown)}\n"
+    )
+
+
+def against_timm(table: pd.DataFrame) -> str:
+    """Ours / timm's benchmark.py, median images/s over runs of the same setting."""
+    ok = table[table["status"] == "ok"]
+    if not {OURS, "timm"} <= set(ok["reference"]):
+        return ""
+    medians = ok.groupby([*SETTING, "reference"])["images_per_s"].median().unstack("reference")
+    peak = ok[ok["reference"] == OURS].groupby(SETTING)["fraction_of_peak"].median()
+    medians = medians.dropna(subset=[OURS, "timm"]).join(peak).reset_index()
+    if medians.empty:
+        return ""
+    shown = pd.DataFrame({
+        "variant": medians["variant"], "mode": medians["mode"],
+        "precision": medians["precision"], "memory": medians["channels_last"].map(_memory),
+        "batch": medians["batch_size"], "ours images/s": medians[OURS].map("{:,.1f}".format),
+        "timm images/s": medians["timm"].map("{:,.1f}".format),
+        "ours / timm": (medians[OURS] / medians["timm"]).map("{:.2f}x".format),
+        "ours, of datasheet peak": medians["fraction_of_peak"].map(lambda f: _fmt(f, ".1%")),
+    })  # fmt: skip
+    machines = ", ".join(sorted(set(ok["machine"])))
+    return (
+        f"Ours against timm's own `benchmark.py` (vendored, run as published) on {machines}, "
+        "same settings, one command (`ablate bench ... --reference timm`); median over runs. "
+        "timm synchronises after every step, ours times windows of steps with CUDA events "
+        f"(`protocol` column):\n\n{markdown_table(shown)}\n"
+    )
+
+
+def loop_speed(table: pd.DataFrame) -> str:
+    """This suite's training loop against the conventional one, with both loops' settings."""
+    if table.empty:
+        return ""
+    keys = ["variant", "machine", "batch_size", "input_size"]
+    ours, theirs = (table[table["loop"] == loop] for loop in ("suite", "conventional"))
+    both = ours.merge(theirs, on=keys, suffixes=("_ours", "_conv"))
+    if both.empty:
+        return ""
+    flags = both.apply(lambda r: f"cudnn.benchmark {r['cudnn_benchmark_ours']}, TF32 "
+                       f"{r['tf32_cudnn_ours']}/{r['tf32_cudnn_conv']}", axis=1)  # fmt: skip
+    shown = pd.DataFrame({
+        "variant": both["variant"], "batch": both["batch_size"],
+        "precision (ours / conv.)": both["precision_ours"] + " / " + both["precision_conv"],
+        "memory (ours / conv.)": both["channels_last_ours"].map(_memory) + " / "
+        + both["channels_last_conv"].map(_memory),
+        "conv. workers": both["workers_conv"], "flags": flags,
+        "conventional images/s": both["images_per_s_conv"].map("{:,.0f}".format),
+        "ours images/s": both["images_per_s_ours"].map("{:,.0f}".format),
+        "speed-up": (both["images_per_s_ours"] / both["images_per_s_conv"]).map("{:.2f}x".format),
+    })  # fmt: skip
+    machines = ", ".join(sorted(set(both["machine"])))
+    return (
+        f"This suite's training loop against the conventional one (`ablate train-speed`, "
+        f"{machines}; settings of both loops in every row of `{speed.SPEED_FILE}`):\n\n"
+        f"{markdown_table(shown)}\n"
+    )
+
+
+def extras(results: Path) -> str:
+    """The three comparisons that have results, as Markdown paragraphs."""
+    parts = []
+    for name, schema, render in (
+        (THROUGHPUT_FILE, SCHEMA, fidelity), (REFERENCE_FILE, SCHEMA, against_timm),
+        (REFERENCE_FILE, SCHEMA, fidelity), (speed.SPEED_FILE, speed.SCHEMA, loop_speed),
+    ):  # fmt: skip
+        path = results / name
+        if path.exists():
+            text = render(read_table(path, schema))
+            parts += [text] if text else []
+    return "\n".join(parts)

@@ -1,0 +1,114 @@
+"""The measuring process tree: which settings share a child interpreter, running the children,
+and appending their rows to the table as each finishes.
+
+Eager settings of one variant (and one repeated run) share a child: a fresh interpreter per
+variant keeps one variant's allocator state or crash from distorting or stopping the next, and
+a separate child per run makes runs independent. A compiled setting always gets a child of its
+own: dynamo counts recompilations of a code object per process, and several compiled settings
+of one variant in one process pass its recompile limit, after which the later settings run
+eagerly while their rows say compile=on (issue 10).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Iterable, Sequence
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import torch
+
+from ablations import env
+from ablations.progress import progress
+from ablations.registry import AblationsError, get_variant
+from ablations.results import read_table, upsert
+from ablations.runners.throughput import reference as timm
+from ablations.runners.throughput.schema import OURS, SCHEMA, THROUGHPUT_FILE, row
+from ablations.runners.throughput.settings import Setting
+
+CHILD = "from ablations.runners.throughput.child import child_main; child_main()"
+
+
+def output_path(out: Path, name: str = THROUGHPUT_FILE) -> Path:
+    """`out`, or `out/name` where `out` is an existing directory."""
+    return out / name if out.is_dir() else out
+
+
+def process_groups(settings: Iterable[Setting]) -> list[list[Setting]]:
+    """The settings of each child: eager ones by (variant, run), each compiled one alone."""
+    groups: dict[tuple[str, int, int], list[Setting]] = {}
+    for i, s in enumerate(settings):
+        groups.setdefault((s.variant, s.run, i if s.compile else -1), []).append(s)
+    return list(groups.values())
+
+
+def run_child(settings: Sequence[Setting]) -> list[dict[str, Any]]:
+    """Measure `settings` in a fresh interpreter. The variant travels as its axes, so variants
+    registered at run time (not only built-ins) can be measured."""
+    payload = "".join(
+        json.dumps({"setting": asdict(s), "variant": get_variant(s.variant).axes()}) + "\n"
+        for s in settings
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", CHILD], input=payload, capture_output=True, text=True,
+        env={**os.environ, "PYTHONWARNINGS": "ignore"},
+    )  # fmt: skip
+    rows = [json.loads(line) for line in proc.stdout.splitlines() if line.startswith("{")]
+    done = {json.dumps(r["setting"], sort_keys=True) for r in rows}
+    tail = proc.stderr.strip().splitlines()[-1:] or [f"exit status {proc.returncode}"]
+    for s in settings:  # a crashed child: every setting it did not report is recorded as such
+        if json.dumps(asdict(s), sort_keys=True) not in done:
+            rows.append({"setting": asdict(s), "status": "crashed", "error": tail[0][:300]})
+    return rows
+
+
+def environment(device: torch.device) -> dict[str, Any]:
+    return {**env.environment(device), "driver": env.driver_version()}
+
+
+def run(
+    settings: Iterable[Setting], *, out: Path | None = None, show_progress: bool = True,
+    reference: str | None = None,
+) -> pd.DataFrame:  # fmt: skip
+    """Measure every setting (see `process_groups` for which share a process); rows are
+    appended to `out` (a file, or a directory to hold throughput.csv) as each child finishes,
+    so an interrupted sweep keeps what it measured. `reference="timm"` also measures each
+    setting with timm's benchmark.py, right after ours (so drift affects both alike)."""
+    groups = process_groups(settings)
+    if not groups:
+        raise AblationsError("nothing to measure")
+    jobs: list[tuple[str, list[Setting]]] = []
+    for group in groups:
+        jobs.append((OURS, group))
+        if reference == "timm":
+            jobs += [("timm", [s]) for s in group]
+        elif reference is not None:
+            raise AblationsError(f"unknown reference {reference!r}; the one there is: timm")
+    if reference == "timm":
+        timm.check([s for group in groups for s in group])
+    device = torch.device(groups[0][0].device)
+    facts = environment(device)
+    path = output_path(out) if out is not None else None
+    if path is not None:
+        read_table(path, SCHEMA)  # a file that cannot take the rows fails before measuring
+    tables = []
+    for kind, group in progress(jobs, desc="throughput", label=_label) if show_progress else jobs:
+        results = run_child(group) if kind == OURS else [timm.run_timm(group[0])]
+        table = SCHEMA.validate(pd.DataFrame([row(result, facts) for result in results]))
+        if path is not None:
+            upsert(path, table, SCHEMA)
+        tables.append(table)
+    return pd.concat(tables, ignore_index=True)
+
+
+def _label(job: tuple[str, list[Setting]]) -> str:
+    kind, group = job
+    s = group[0]
+    compiled = f" {s.mode} {s.precision} compiled" if s.compile else ""
+    timm_run = f" {s.mode} (timm)" if kind != OURS else ""
+    return f"{s.variant}{compiled}{timm_run}" + (f" run {s.run}" if s.run else "")
