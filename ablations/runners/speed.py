@@ -47,7 +47,9 @@ SCHEMA = Schema(
         "channels_last": "bool", "compile": "bool", "batch_size": "int", "input_size": "int",
         "workers": "int", "iterations": "int", "seconds": "float", "images_per_s": "float",
         "speedup": "float", "torch": "str", "git_commit": "str", "created_at": "str",
+        "cpu_flags": "str", "machine_id": "str",
     },
+    added=env.MACHINE_HASHES_ADDED,
     key=("variant", "loop", "machine", "precision", "channels_last", "compile", "batch_size",
          "input_size"),
 )  # fmt: skip
@@ -166,6 +168,7 @@ def compare(
                 "images_per_s": iterations * config.batch_size / seconds,
                 "speedup": theirs / seconds, "torch": environment["torch"],
                 "git_commit": environment["git_commit"], "created_at": environment["created_at"],
+                **{k: environment[k] for k in env.MACHINE_HASHES},
             })  # fmt: skip
     table = SCHEMA.validate(pd.DataFrame(rows))
     if out is not None:
