@@ -126,7 +126,7 @@ def test_permutation_puts_old_channels_in_the_middle():
 def test_akamaster_checkpoint_of_another_depth_is_refused(tmp_path):
     path = tmp_path / "resnet20.th"
     _save_as_they_do(_randomised(TheirResNet(3)), path)
-    with pytest.raises(AblationsError, match="deeper|no layer"):
+    with pytest.raises(AblationsError, match=r"deeper|no layer"):
         checkpoints.load_weights(str(path), variant=get_variant("resnet32"), runs_dir=tmp_path)
     with pytest.raises(AblationsError, match="option-A CIFAR"):
         checkpoints.load_weights(str(path), variant=get_variant("resnet20-b"), runs_dir=tmp_path)
