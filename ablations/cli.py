@@ -120,6 +120,22 @@ def cmd_plan(args: argparse.Namespace) -> None:
         print("\n".join(missing))
 
 
+def cmd_evaluate(args: argparse.Namespace) -> None:
+    from ablations.runners.evaluate import evaluate_checkpoint
+
+    row = evaluate_checkpoint(
+        args.variant, weights=args.weights, dataset=args.dataset, data=args.data,
+        results=args.results, device=args.device, batch_size=args.batch_size, limit=args.limit,
+    ).iloc[0]  # fmt: skip
+    top5 = "" if row["top5_error"] != row["top5_error"] else f", top-5 {row['top5_error']:.2%}"
+    print(
+        f"{row['variant']} from {row['weights']} ({row['weights_format']}, {row['preprocessing']})"
+        f" on {row['dataset']} {row['split']} ({row['images']} images of {row['data_source']}): "
+        f"top-1 error {row['top1_error']:.2%}{top5}, loss {row['loss']:.4f} -> "
+        f"{args.results / 'evaluations.csv'}"
+    )
+
+
 def cmd_collect(args: argparse.Namespace) -> None:
     runs = store.collect(args.results)
     print(
@@ -472,6 +488,29 @@ def build_parser() -> argparse.ArgumentParser:
         help="a CSV file, or a folder to hold throughput.csv (default: results/)",
     )  # fmt: skip
     p.set_defaults(func=cmd_bench)
+
+    p = sub.add_parser(
+        "evaluate", help="evaluate a checkpoint (ours or published) into results/evaluations.csv"
+    )
+    p.add_argument("variant", help="our architecture to load the weights into, e.g. resnet20")
+    p.add_argument(
+        "--weights", required=True,
+        help="run:<run_id>, torchvision:<IMAGENET1K_V1|file> (from $TORCH_HOME/hub/checkpoints, "
+        "never downloaded) or an akamaster .th file",
+    )  # fmt: skip
+    p.add_argument(
+        "--dataset", choices=["cifar10", "imagenet", "fashion-mnist"],
+        help="default: the run's, cifar10 for akamaster, imagenet for torchvision",
+    )  # fmt: skip
+    p.add_argument(
+        "--data",
+        help="dataset path (default: $ABLATE_DATA...; imagenet: an ImageFolder tree, train/ test/)",
+    )
+    p.add_argument("--limit", type=int, help="a fixed random subset of N test images")
+    p.add_argument("--batch-size", type=int, default=200)
+    p.add_argument("--device", default="auto")
+    p.add_argument("--results", type=Path, default=Path("results"))
+    p.set_defaults(func=cmd_evaluate)
 
     p = sub.add_parser("report", help="render reports/ from results/")
     p.add_argument("--results", type=Path, default=Path("results"))

@@ -7,6 +7,7 @@ import inspect
 import os
 import platform
 import subprocess
+import sys
 from collections.abc import Callable
 from datetime import datetime, timezone
 from functools import cache
@@ -15,6 +16,8 @@ from pathlib import Path
 from types import ModuleType
 
 import torch
+
+from ablations import versions
 
 
 def package_version(package: str) -> str:
@@ -44,7 +47,25 @@ def git_commit(cwd: Path | None = None) -> str:
         return "unknown"
     dirty = _git("status", "--porcelain", "--untracked-files=no", "--", ".",
                  ":!results", ":!reports", cwd=where)  # fmt: skip
-    return commit + ("+dirty" if dirty else "")
+    return commit + (DIRTY if dirty else "")
+
+
+DIRTY = "+dirty"  # the suffix of a commit with uncommitted changes: never in committed results
+_warned_dirty: set[str] = set()
+
+
+def warn_if_dirty(what: str) -> None:
+    """Say once per process, on stderr, that `what` is being produced from uncommitted code: its
+    rows carry a "+dirty" commit, which the report marks and committed results must not hold."""
+    commit = git_commit()
+    if commit.endswith(DIRTY) and what not in _warned_dirty:
+        _warned_dirty.add(what)
+        print(
+            f"[ablate] warning: {what} from a dirty tree (commit {commit}); commit your changes "
+            "first if these results are to be committed",
+            file=sys.stderr,
+            flush=True,
+        )
 
 
 @cache
@@ -56,6 +77,49 @@ def cpu_model() -> str:
     except OSError:
         pass
     return platform.processor() or platform.machine()
+
+
+def _short_sha256(text: str) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()[:12]
+
+
+@cache
+def cpu_flags() -> str:
+    """A short hash of the CPU's feature flags (/proc/cpuinfo): two VMs sold under one generic
+    vCPU name ("Intel Xeon Processor") often expose different instruction sets (AVX-512, AMX),
+    and with them different floating-point kernels. "" where the flags cannot be read."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith(("flags", "Features")):  # x86, ARM
+                flags = sorted(set(line.split(":", 1)[1].split()))
+                return _short_sha256(" ".join(flags))
+    except OSError:
+        pass
+    return ""
+
+
+@cache
+def machine_id() -> str:
+    """A short hash of /etc/machine-id, which tells two VMs apart; the raw id never leaves the
+    machine. "" where there is none (containers often have none)."""
+    for path in (Path("/etc/machine-id"), Path("/var/lib/dbus/machine-id")):
+        try:
+            raw = path.read_text().strip()
+        except OSError:
+            continue
+        if raw:
+            return _short_sha256("machine-id:" + raw)
+    return ""
+
+
+MACHINE_HASHES = ("cpu_flags", "machine_id")  # the columns beside "machine" in every table
+MACHINE_HASHES_ADDED = dict.fromkeys(MACHINE_HASHES, "")  # what an older table's rows read as
+
+
+def machine_columns(device: str | torch.device = "cpu") -> dict[str, str]:
+    """The columns that identify the hardware in a results row: the human name, and the hashes
+    that tell machines with the same name apart."""
+    return {"machine": device_name(device), "cpu_flags": cpu_flags(), "machine_id": machine_id()}
 
 
 @cache
@@ -83,7 +147,7 @@ def environment(device: str | torch.device = "cpu") -> dict[str, str | int]:
     """Software versions, hardware and commit, as flat columns for a results row."""
     dev = torch.device(device)
     return {
-        "machine": device_name(dev),
+        **machine_columns(dev),
         "device": dev.type,
         "cpu": cpu_model(),
         "cpu_count": os.cpu_count() or 0,
@@ -95,6 +159,7 @@ def environment(device: str | torch.device = "cpu") -> dict[str, str | int]:
         "fvcore": package_version("fvcore"),
         "cuda": torch.version.cuda or "",
         "git_commit": git_commit(),
+        "trainer_version": versions.TRAINER_VERSION,
         "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
     }
 

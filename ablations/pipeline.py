@@ -20,7 +20,7 @@ from typing import Any
 import pandas as pd
 import torch
 
-from ablations import env, recipes, store
+from ablations import env, recipes, store, versions
 from ablations.config import TrainConfig, resolve_config, resolve_device
 from ablations.data import ArrayDataset, load_dataset
 from ablations.experiments import EXPERIMENTS
@@ -28,7 +28,7 @@ from ablations.io import read_json
 from ablations.profiles import get_profile
 from ablations.registry import AblationsError, get_variant, list_variants
 from ablations.results import read_table, upsert
-from ablations.runners import complexity, throughput
+from ablations.runners import complexity, records, throughput
 
 ORDER = {"complexity": 0, "train": 1, "responses": 2, "throughput": 3}
 
@@ -176,9 +176,10 @@ def train_command(config: TrainConfig, *, results: Path) -> str:
 def is_done(task: Task, ctx: Context) -> bool:
     if task.kind == "train":
         assert task.config is not None
-        return (ctx.runs_dir / task.config.run_id / "summary.json").exists()
+        directory = ctx.runs_dir / task.config.run_id
+        return (directory / "summary.json").exists() and records.stale_label(directory) is None
     if task.kind == "responses":
-        measured = set(store.load(ctx.results)[2]["run_id"])
+        measured = _measured(ctx)
         return all(c.run_id in measured for c in _finished(task.configs, ctx))
     if task.kind == "throughput":
         return not _unmeasured(task.settings, ctx)
@@ -187,12 +188,31 @@ def is_done(task: Task, ctx: Context) -> bool:
     return len(complexity.reusable(variants, stored)) == len(variants)
 
 
+def state(task: Task, ctx: Context) -> str:
+    """ "done", "missing", or for a training run of an older trainer "stale (trainer vN, now
+    vM)" (rerunning it moves the old run aside, see ablations.runners.records.set_aside)."""
+    if task.kind == "train" and task.config is not None:
+        stale = records.stale_label(ctx.runs_dir / task.config.run_id)
+        if stale is not None:
+            return stale
+    return "done" if is_done(task, ctx) else "missing"
+
+
+def _measured(ctx: Context) -> set[str]:
+    """Runs whose layer responses were measured on weights of the current trainer (a stale
+    run's rows describe the weights it had before it was trained again)."""
+    table = store.load(ctx.results)[2]
+    return set(table.loc[table["trainer_version"] == versions.TRAINER_VERSION, "run_id"])
+
+
 def _finished(configs: tuple[TrainConfig, ...], ctx: Context) -> list[TrainConfig]:
-    """The configs whose runs finished complete (diverged runs have no final model)."""
+    """The configs whose runs finished complete (diverged runs have no final model) with the
+    current trainer."""
     done = []
     for c in configs:
         summary = ctx.runs_dir / c.run_id / "summary.json"
-        if summary.exists() and read_json(summary)["status"] == "complete":
+        if (summary.exists() and read_json(summary)["status"] == "complete"
+                and records.stale_label(summary.parent) is None):  # fmt: skip
             done.append(c)
     return done
 
@@ -225,7 +245,7 @@ def _run_train(task: Task, ctx: Context) -> None:
 def _run_responses(task: Task, ctx: Context) -> None:
     from ablations.runners import responses
 
-    measured = set(store.load(ctx.results)[2]["run_id"])
+    measured = _measured(ctx)
     todo = [c for c in _finished(task.configs, ctx) if c.run_id not in measured]
     datasets: dict[str, ArrayDataset] = {}  # decoded once, not once per run
     for config in todo:
@@ -281,15 +301,18 @@ def execute(
 
 
 def status_table(tasks: list[Task], ctx: Context) -> pd.DataFrame:
-    """One row per task: kind, experiments, label, done, and the command for a missing run."""
+    """One row per task: kind, experiments, label, done, state (done, missing or stale ...),
+    and the command for a missing or stale run."""
     rows: list[dict[str, Any]] = []
     for task in tasks:
-        done = is_done(task, ctx)
+        now = state(task, ctx)
+        done = now == "done"
         command = ""
         if task.kind == "train" and not done and task.config is not None:
             command = train_command(task.config, results=ctx.results)
         rows.append({"kind": task.kind, "experiments": ",".join(task.experiments),
-                     "task": task.label, "done": done, "command": command})  # fmt: skip
+                     "task": task.label, "done": done, "state": now,
+                     "command": command})  # fmt: skip
     return pd.DataFrame(rows)
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
@@ -39,11 +39,18 @@ class Schema:
     columns: Mapping[str, ColumnType]
     key: tuple[str, ...]
     fix: str = "move the file aside or regenerate it"  # what an invalid file's error suggests
+    # Columns added after a table was first committed, and what an older file's rows read as
+    # there ("" for an unknown machine hash, 0 for a run recorded before trainer versions): an
+    # older table stays readable, and nothing measured is lost to a schema change.
+    added: Mapping[str, str | int | float | bool] = field(default_factory=dict)
 
     def empty(self) -> pd.DataFrame:
         return self.validate(pd.DataFrame({c: pd.Series(dtype=object) for c in self.columns}))
 
     def validate(self, df: pd.DataFrame, *, source: str | Path = "<table>") -> pd.DataFrame:
+        absent = [c for c in self.added if c not in df.columns]
+        if absent:
+            df = df.assign(**{c: self.added[c] for c in absent})
         missing = [c for c in self.columns if c not in df.columns]
         if missing:
             raise ResultsError(
@@ -116,11 +123,21 @@ def write_table(df: pd.DataFrame, path: str | Path, schema: Schema) -> None:
     write_atomic(path, lambda tmp: df.to_csv(tmp, index=False))
 
 
-def upsert(path: str | Path, rows: pd.DataFrame, schema: Schema) -> pd.DataFrame:
-    """Add `rows` to the table at `path`, replacing rows with the same key; returns the table."""
+def upsert(
+    path: str | Path, rows: pd.DataFrame, schema: Schema, *, replace: tuple[str, ...] = ()
+) -> pd.DataFrame:
+    """Add `rows` to the table at `path`, replacing rows with the same key; returns the table.
+    `replace` names columns whose values identify a whole group (e.g. a run's curve): every
+    stored row of a group in `rows` goes, so a rerun with fewer points leaves none behind."""
     path = Path(path)
     with locked(path):
-        merged = merge(read_table(path, schema), schema.validate(rows, source="new rows"), schema)
+        old = read_table(path, schema)
+        new = schema.validate(rows, source="new rows")
+        if replace and len(old):
+            groups = set(new[list(replace)].astype(str).agg("\x1f".join, axis=1))
+            old_groups = old[list(replace)].astype(str).agg("\x1f".join, axis=1)
+            old = old[~old_groups.isin(groups)].reset_index(drop=True)
+        merged = merge(old, new, schema)
         write_table(merged, path, schema)
     return merged
 

@@ -6,23 +6,42 @@ nothing) or all at once by `collect` (after copying run directories from other m
     runs.csv       RUNS: the run's config axes, outcome, cost, machine and data
     curves.csv     CURVES: (run_id, iteration, split, metric, value)
     responses.csv  RESPONSES: (run_id, layer, module, std) of trained nets (the paper's Fig. 7)
+    evaluations.csv  EVALUATIONS: checkpoints (ours or published) evaluated by `ablate evaluate`
+
+Every table of measurements carries the PROVENANCE columns: no machine path, the data by name,
+format and sha256, the machine by name and hashes, the commit and the trainer version.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
+from ablations.data.sources import source_name
 from ablations.io import read_json
 from ablations.registry import Variant
-from ablations.results import Schema, read_table, upsert, write_table
+from ablations.results import ColumnType, Schema, read_table, upsert, write_table
+from ablations.versions import run_trainer_version
 
 RUNS_FILE, CURVES_FILE, RESPONSES_FILE = "runs.csv", "curves.csv", "responses.csv"
+EVALUATIONS_FILE = "evaluations.csv"
 RUNS_DIR = "runs"
+
+# Where a row of a measurement came from, the same columns in every table of measurements:
+# hardware (name and hashes), software, code version and the data (its file name, format and
+# sha256, never the producing machine's path). trainer_version is that of the run measured.
+PROVENANCE: dict[str, ColumnType] = {
+    "machine": "str", "cpu_flags": "str", "machine_id": "str", "device": "str", "torch": "str",
+    "git_commit": "str", "trainer_version": "int", "data_source": "str", "data_format": "str",
+    "data_checksum": "str", "created_at": "str",
+}  # fmt: skip
+PROVENANCE_ADDED: dict[str, str | int] = {
+    c: 0 if kind == "int" else "" for c, kind in PROVENANCE.items()
+}
 
 RUNS = Schema(
     name="runs",
@@ -38,9 +57,10 @@ RUNS = Schema(
         "git_commit": "str", "data_source": "str", "data_format": "str",
         "data_checksum": "str", "finished_at": "str", "recipe": "str", "arm": "str",
         "epochs": "int", "best_test_error": "float", "trainable_params": "int",
-        "train_images": "int",
+        "train_images": "int", "cpu_flags": "str", "machine_id": "str", "trainer_version": "int",
     },
     key=("run_id",),
+    added={"cpu_flags": "", "machine_id": "", "trainer_version": 0},
     fix="rebuild it from the run directories with `ablate collect` (an older version's file "
     "lacks the newer columns)",
 )  # fmt: skip
@@ -67,9 +87,35 @@ RESPONSES = Schema(
         "layer": "int",
         "module": "str",
         "std": "float",
+        **PROVENANCE,
     },
     key=("run_id", "layer"),
+    added=PROVENANCE_ADDED,
 )
+EVALUATIONS = Schema(
+    name="evaluations",
+    columns={
+        "variant": "str", "weights": "str", "weights_format": "str", "weights_sha256": "str",
+        "preprocessing": "str", "input_size": "int", "dataset": "str", "split": "str",
+        "images": "int", "classes": "int", "top1_error": "float", "top5_error": "float",
+        "loss": "float", "precision": "str", **PROVENANCE,
+    },
+    key=("variant", "weights", "weights_sha256", "preprocessing", "dataset", "data_checksum",
+         "split", "images", "machine"),
+)  # fmt: skip
+
+
+def provenance_row(
+    environment: Mapping[str, Any], data: Mapping[str, Any], *, trainer_version: int
+) -> dict[str, Any]:
+    """The PROVENANCE columns from `ablations.env.environment()` and a dataset's `describe()`
+    (or a run's data record)."""
+    return {
+        **{k: environment[k] for k in ("machine", "cpu_flags", "machine_id", "device", "torch",
+                                       "git_commit", "created_at")},
+        "trainer_version": trainer_version, "data_source": source_name(str(data["source"])),
+        "data_format": data["source_format"], "data_checksum": data["checksum"],
+    }  # fmt: skip
 
 
 def run_row(run_dir: Path) -> dict[str, Any]:
@@ -95,11 +141,14 @@ def run_row(run_dir: Path) -> dict[str, Any]:
         **{k: summary.get(k, math.nan) for k in metrics}, "train_s": summary["train_s"],
         "params": summary.get("params", 0), "macs": summary.get("macs", 0),
         "machine": last["machine"], "device": last["device"], "precision": config["precision"],
-        "torch": last["torch"], "git_commit": last["git_commit"], "data_source": data["source"],
+        "torch": last["torch"], "git_commit": last["git_commit"],
+        "data_source": source_name(data["source"]),  # an older record's path, cut to its name
         "data_format": data["source_format"], "data_checksum": data["checksum"],
         "finished_at": summary.get("finished_at", ""), "recipe": config.get("recipe") or "",
         "arm": config.get("arm") or "", "epochs": config.get("epochs") or 0,
         "trainable_params": summary.get("trainable_params", summary.get("params", 0)),
+        "cpu_flags": last.get("cpu_flags", ""), "machine_id": last.get("machine_id", ""),
+        "trainer_version": run_trainer_version(starts),
     }  # fmt: skip
 
 
@@ -111,7 +160,7 @@ def curve_rows(run_dir: Path) -> pd.DataFrame:
 def record(run_dir: Path, results: Path) -> None:
     """Add one finished run to runs.csv and curves.csv (replacing its earlier rows)."""
     upsert(results / RUNS_FILE, pd.DataFrame([run_row(run_dir)]), RUNS)
-    upsert(results / CURVES_FILE, curve_rows(run_dir), CURVES)
+    upsert(results / CURVES_FILE, curve_rows(run_dir), CURVES, replace=("run_id",))
 
 
 def finished_runs(runs_dir: Path) -> list[Path]:

@@ -115,7 +115,7 @@ def test_finetuning_changes_the_head_and_nothing_else(tmp_path, four_class_folde
     assert not torch.equal(tuned["fc.weight"], initial_head.weight)
     assert not torch.equal(tuned["fc.bias"], initial_head.bias)
     assert record.summary["trainable_params"] == 512 * 4 + 4
-    assert record.summary["init_sha256"] and record.summary["init_from"] == config.init_from
+    assert record.summary["init_sha256"] and record.summary["init_from"] == "source.pt"  # no path
 
 
 def test_evaluation_never_changes_the_model():

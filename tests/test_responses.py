@@ -220,11 +220,14 @@ def test_responses_for_a_finished_run(smoke_run, tiny_cifar):
     assert rows["residual"].all() and set(rows["depth"]) == {20}
     assert rows["layer"].tolist() == list(range(1, 20))
     assert all(math.isfinite(s) and s > 0 for s in rows["std"])
+    assert set(rows["data_source"]) == {tiny_cifar.name}  # provenance, by name, not path
+    measured = rows.drop(columns="created_at")  # the measurement is deterministic, not its time
     again = responses_for_run(smoke_run, data=tiny_cifar, device="cpu")
-    pd.testing.assert_frame_equal(rows, again)
+    pd.testing.assert_frame_equal(measured, again.drop(columns="created_at"))
     # An already loaded dataset gives the same numbers.
     loaded = load_dataset("cifar10", data=tiny_cifar)
-    pd.testing.assert_frame_equal(rows, responses_for_run(smoke_run, dataset=loaded, device="cpu"))
+    same = responses_for_run(smoke_run, dataset=loaded, device="cpu")
+    pd.testing.assert_frame_equal(measured, same.drop(columns="created_at"))
 
 
 def test_run_without_final_weights_is_refused(smoke_run, tmp_path, tiny_cifar):

@@ -103,12 +103,19 @@ class ArrayDataset:
     resize: int | None = None  # the decode-time `Transform` the images went through
     crop: int | None = None
 
+    @property
+    def source_name(self) -> str:
+        """The source as results record it: its file (or folder) name, never the machine's path
+        (the format and sha256 identify the content; where it lay is no part of a result)."""
+        return source_name(self.source)
+
     def describe(self) -> dict[str, str | int | None]:
-        """The dataset as one flat record (for logs and results rows)."""
+        """The dataset as one flat record (for logs and results rows): the source by name,
+        format and sha256 ("checksum"), without the producing machine's path."""
         _, height, width, channels = self.x_train.shape
         return {
             "name": self.name,
-            "source": self.source,
+            "source": self.source_name,
             "source_format": self.source_format,
             "checksum": self.checksum,
             "n_train": len(self.x_train),
@@ -119,6 +126,14 @@ class ArrayDataset:
             "resize": self.resize,
             "crop": self.crop,
         }
+
+
+def source_name(source: str) -> str:
+    """`ArrayDataset.source` without its folder: "cifar10-jpeg.tar.gz", or "torchvision
+    download" for data downloaded into the cache (an older record's absolute path is cut too)."""
+    if source.startswith("download:"):
+        return "torchvision download"
+    return os.path.basename(source.rstrip("/\\")) or source
 
 
 @dataclass(frozen=True, eq=False)

@@ -85,9 +85,11 @@ SCHEMA = Schema(
         "stride_at": "str", "input_size": "int", "in_channels": "int", "num_classes": "int",
         "params": "int", "macs": "int", "uncounted_ops": "str",
         "fingerprint": "str", "code_version": "str", "fvcore": "str", "torch": "str",
-        "machine": "str", "git_commit": "str", "created_at": "str",
+        "machine": "str", "git_commit": "str", "created_at": "str", "cpu_flags": "str",
+        "machine_id": "str",
     },
     key=("name",),
+    added=env.MACHINE_HASHES_ADDED,
 )  # fmt: skip
 # A stored row is reused only if it was computed for the same architecture by the same code.
 REUSE_KEY = ("name", "fingerprint", "code_version", "fvcore")
@@ -106,8 +108,9 @@ def complexity_row(variant: Variant) -> dict[str, Any]:
         "uncounted_ops": " ".join(uncounted),
         "fingerprint": variant.fingerprint(),
         "code_version": code_version(),
-        **{k: environment[k] for k in ("fvcore", "torch", "machine", "git_commit", "created_at")},
-    }
+        **{k: environment[k] for k in ("fvcore", "torch", "machine", "git_commit", "created_at",
+                                       *env.MACHINE_HASHES)},
+    }  # fmt: skip
 
 
 def _resolve(variants: Iterable[str | Variant]) -> list[Variant]:

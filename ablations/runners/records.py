@@ -4,6 +4,8 @@ the files a run directory holds."""
 
 from __future__ import annotations
 
+import os
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -11,7 +13,7 @@ from typing import Any
 import pandas as pd
 import torch
 
-from ablations import env
+from ablations import env, versions
 from ablations.config import TrainConfig
 from ablations.data import ArrayDataset
 from ablations.data.prepare import Data
@@ -45,6 +47,42 @@ def load_record(path: Path) -> RunRecord | None:
     config = TrainConfig.from_json(read_json(path / "config.json"))
     curves = pd.read_csv(path / "curves.csv") if (path / "curves.csv").exists() else None
     return RunRecord(path, config, read_json(path / "summary.json"), curves_frame(curves))
+
+
+def stale_label(path: Path) -> str | None:
+    """ "stale (trainer vN, now vM)" when the run at `path` (finished or not) was started by
+    another trainer version, else None (also for a folder that holds no run yet)."""
+    starts = path / "env.json"
+    if not starts.exists():
+        return None
+    return versions.stale_label(versions.run_trainer_version(read_json(starts)))
+
+
+def set_aside(path: Path) -> Path:
+    """Move the run at `path` to <runs>/.stale/<run_id>.v<N>[.k]/: nothing measured is lost,
+    and the run's own folder is free for the current trainer."""
+    version = versions.run_trainer_version(read_json(path / "env.json"))
+    parked = path.parent / versions.STALE_DIR
+    parked.mkdir(exist_ok=True)
+    target, k = parked / f"{path.name}.v{version}", 1
+    while target.exists():
+        k += 1
+        target = parked / f"{path.name}.v{version}.{k}"
+    os.replace(path, target)
+    return target
+
+
+def load_current(path: Path) -> RunRecord | None:
+    """The finished run at `path` if the current trainer made it; a run (finished or half
+    done) of another trainer version is moved aside (see `set_aside`) and None returned, so
+    that it is trained again rather than silently counting as done."""
+    label = stale_label(path)
+    if label is not None:
+        moved = set_aside(path)
+        print(f"[ablate] {path.name}: {label}; moved to {moved}, training again",
+              file=sys.stderr, flush=True)  # fmt: skip
+        return None
+    return load_record(path)
 
 
 def curves_frame(df: pd.DataFrame | list[dict[str, Any]] | None) -> pd.DataFrame:
@@ -97,6 +135,7 @@ def record_start(
     directory: Path, device: torch.device, config: TrainConfig, data: Data, *, iteration: int
 ) -> None:
     """Append this start's environment to env.json: a resumed run may finish elsewhere."""
+    env.warn_if_dirty(f"training {directory.name}")
     path = directory / "env.json"
     starts = read_json(path) if path.exists() else []
     starts.append({

@@ -33,6 +33,7 @@ import pandas as pd
 import torch
 from torch import Tensor, nn
 
+from ablations import env, versions
 from ablations.config import TrainConfig, resolve_device
 from ablations.data import ArrayDataset, load_dataset
 from ablations.data.loader import eval_batches
@@ -41,7 +42,7 @@ from ablations.io import read_json
 from ablations.models import ResNet
 from ablations.registry import AblationsError, Variant
 from ablations.runners.steps import autocast, set_tf32
-from ablations.store import RESPONSES
+from ablations.store import RESPONSES, provenance_row
 
 __all__ = ["layer_responses", "response_modules", "responses_for_run"]
 
@@ -175,9 +176,12 @@ def responses_for_run(
     )  # fmt: skip
     with _tf32(config.precision):
         table = layer_responses(model, batches, precision=config.precision)
+    env.warn_if_dirty("measuring layer responses")
+    trained_by = versions.run_trainer_version(read_json(run_dir / "env.json"))
     rows = table.assign(
         run_id=run_dir.name, variant=config.variant, profile=config.profile,
         residual=variant.residual, depth=variant.depth,
+        **provenance_row(env.environment(dev), prepared.record, trainer_version=trained_by),
     )  # fmt: skip
     return RESPONSES.validate(rows[list(RESPONSES.columns)])
 

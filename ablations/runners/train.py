@@ -44,7 +44,7 @@ from ablations.runners.records import (
     check_same_data,
     curves_frame,
     final_metrics,
-    load_record,
+    load_current,
     record_start,
     run_dir,
     start_run,
@@ -333,7 +333,7 @@ def train(
     """Run `config` to the end in `<out>/<run_id>`, resuming from its checkpoint if there is
     one; a finished run is returned as stored, not recomputed."""
     directory = run_dir(config, out)
-    finished = load_record(directory)
+    finished = load_current(directory)  # None also for a stale run, then moved aside
     if finished is not None:
         return finished
     dev = resolve_device(device)

@@ -97,7 +97,9 @@ def load_backbone(model: ResNet, init_from: str, *, runs_dir: Path) -> dict[str,
     except RuntimeError as err:  # shape mismatches
         first = str(err).split("\n\t", 1)[-1].split("\n")[0]
         raise AblationsError(f"{init_from} does not fit {model.variant.name}: {first}") from None
-    record = {"init_from": init_from}
+    # A file is recorded by name and sha256: the machine's path is no part of a result.
+    named = path is not None and not init_from.startswith("run:")
+    record = {"init_from": path.name if named and path is not None else init_from}
     if path is not None:
         record["init_sha256"] = hashlib.sha256(path.read_bytes()).hexdigest()
     return record

@@ -8,6 +8,7 @@ from typing import Any
 
 import pandas as pd
 
+from ablations import env
 from ablations.registry import get_variant
 from ablations.results import Schema
 from ablations.runners.throughput.settings import Setting
@@ -31,7 +32,7 @@ SCHEMA = Schema(
         "warmup": "int", "repeats": "int", "steps": "int", "error": "str",
         "torch": "str", "cuda": "str", "cudnn": "str", "driver": "str", "cudnn_benchmark": "bool",
         "tf32_matmul": "bool", "tf32_cudnn": "bool", "torch_threads": "int",
-        "git_commit": "str", "created_at": "str",
+        "git_commit": "str", "created_at": "str", "cpu_flags": "str", "machine_id": "str",
     },
     key=("variant", "mode", "reference", "machine", "precision", "channels_last", "compile",
          "requested_batch_size", "batch_size", "input_size", "warmup", "repeats", "steps", "run"),
@@ -73,6 +74,7 @@ def row(result: dict[str, Any], environment: dict[str, Any]) -> dict[str, Any]:
         "driver": environment["driver"], "torch": environment["torch"],
         "cuda": environment["cuda"], "git_commit": environment["git_commit"],
         "created_at": environment["created_at"],
+        **{k: environment[k] for k in env.MACHINE_HASHES},
     }  # fmt: skip
 
 

@@ -1,0 +1,89 @@
+"""The report's "Published checkpoints" section: checkpoints evaluated by `ablate evaluate`
+(results/evaluations.csv), beside our own runs of the same variant and the published errors of
+ablations.references. Pure: DataFrames in, Markdown out.
+
+Every number is shown as measured, with the data it was measured on (file name, format, sha256)
+and the preprocessing; a row produced from uncommitted code says so in bold.
+"""
+
+from __future__ import annotations
+
+import pandas as pd
+
+from ablations.references import AKAMASTER_ERR, TABLE6, TEST_ERROR
+from ablations.report.tables import markdown_table
+
+PUBLISHED = {TABLE6: "paper", AKAMASTER_ERR: "akamaster README"}  # short names for the column
+DIRTY = "+dirty"
+
+
+def _percent(value: float) -> str:
+    return "" if value != value else f"{value * 100:.2f}%"
+
+
+def _ours(runs: pd.DataFrame, variant: str, dataset: str) -> str:
+    """Our runs' final test error of `variant` on `dataset`: per profile, mean ± std over seeds."""
+    if not len(runs):
+        return ""
+    mine = runs[(runs["variant"] == variant) & (runs["dataset"] == dataset)
+                & (runs["status"] == "complete")]  # fmt: skip
+    parts = []
+    for profile, group in mine.groupby("profile", sort=True):
+        errors = group["test_error"] * 100
+        n = len(errors)
+        spread = f" ± {errors.std():.1f}" if n > 1 else ""
+        parts.append(f"{errors.mean():.1f}{spread}% ({profile}, {n} seed{'s' * (n > 1)})")
+    return "; ".join(parts)
+
+
+def _published(variant: str, dataset: str) -> str:
+    if dataset != "cifar10":
+        return ""
+    found = [f"{TEST_ERROR[src][variant]:.2f}% ({name})"
+             for src, name in PUBLISHED.items() if variant in TEST_ERROR[src]]  # fmt: skip
+    return "; ".join(found)
+
+
+def evaluations_table(evaluations: pd.DataFrame, runs: pd.DataFrame) -> pd.DataFrame:
+    """One row per evaluation, as shown: what was evaluated, how, on which data, the errors, and
+    beside them our runs and the published numbers."""
+    rows = []
+    for e in evaluations.to_dict("records"):
+        dirty = str(e["git_commit"]).endswith(DIRTY)
+        rows.append({
+            "variant": e["variant"],
+            "weights": f"{e['weights']} ({e['weights_format']})",
+            "preprocessing": e["preprocessing"],
+            "data": f"{e['dataset']} {e['split']}: {e['data_source']} ({e['data_format']}, "
+                    f"sha256 {str(e['data_checksum'])[:12]})",
+            "images": int(e["images"]),
+            "top-1 error": _percent(e["top1_error"]),
+            "top-5 error": _percent(e["top5_error"]),
+            "our runs (test error)": _ours(runs, e["variant"], e["dataset"]),
+            "published": _published(e["variant"], e["dataset"]),
+            "commit": f"**{e['git_commit']} (dirty tree)**" if dirty else str(e["git_commit"]),
+        })  # fmt: skip
+    return pd.DataFrame(rows)
+
+
+def evaluations_section(evaluations: pd.DataFrame, runs: pd.DataFrame) -> str:
+    """The section's Markdown; "" when nothing has been evaluated."""
+    if not len(evaluations):
+        return ""
+    table = evaluations_table(evaluations, runs)
+    lines = [
+        "## Published checkpoints, evaluated here",
+        "",
+        "Checkpoints trained elsewhere, loaded into our architecture (akamaster's by a channel "
+        "permutation that keeps their logits) and evaluated by our evaluation path with the "
+        "preprocessing they were trained with, by `ablate evaluate`. The errors are as measured "
+        "on the data named in each row; a gap to the published number also measures how far "
+        "that copy of the data is from the original images.",
+        "",
+        markdown_table(table),
+    ]
+    dirty = int(table["commit"].str.startswith("**").sum())
+    if dirty:
+        lines += ["", f"**{dirty} evaluation(s) above were produced from a dirty tree "
+                      "(uncommitted code); rerun them from a clean commit.**"]  # fmt: skip
+    return "\n".join(lines) + "\n"

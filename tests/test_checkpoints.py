@@ -1,0 +1,81 @@
+"""Checkpoint formats: an akamaster net, written here in their layout from the description of
+their resnet.py (module names, option A padding planes//4 zeros before and after), converts to
+our architecture with equal logits."""
+
+import hashlib
+
+import pytest
+import torch
+from akamaster_layout import TheirResNet, randomised, save_as_they_do
+
+from ablations.models import ResNet
+from ablations.registry import AblationsError, get_variant
+from ablations.runners import checkpoints
+from ablations.runners.checkpoints import akamaster, torchvision
+
+
+@pytest.mark.parametrize("depth", [20, 56])
+def test_akamaster_checkpoint_gives_their_logits(tmp_path, depth):
+    theirs = randomised(TheirResNet((depth - 2) // 6))
+    path = tmp_path / f"resnet{depth}-test.th"
+    save_as_they_do(theirs, path)
+    assert all(k.startswith("module.") for k in torch.load(path)["state_dict"])
+    variant = get_variant(f"resnet{depth}")
+    state, weights = checkpoints.load_weights(str(path), variant=variant, runs_dir=tmp_path)
+    ours = ResNet(variant)
+    ours.load_state_dict(state)  # strict: every key of our architecture, nothing else
+    x = torch.randn(2, 3, 32, 32, generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        expected, got = theirs(x), ours.eval()(x)
+    assert 0.1 < expected.std() < 100  # neither degenerate nor blown up
+    torch.testing.assert_close(got, expected, atol=1e-5, rtol=1e-5)
+    assert weights.format == "akamaster" and weights.source == path.name
+    assert weights.sha256 == hashlib.sha256(path.read_bytes()).hexdigest()
+    assert weights.preprocessing.mean == (0.485, 0.456, 0.406)
+    assert weights.preprocessing.std == (0.229, 0.224, 0.225)
+
+
+def test_permutation_puts_old_channels_in_the_middle():
+    perms = akamaster.stream_permutations(get_variant("resnet20"))
+    assert perms[0].tolist() == list(range(16))
+    assert perms[1].tolist() == [*range(8, 24), *range(8), *range(24, 32)]
+    assert perms[2][:16].tolist() == list(range(24, 40))  # stage 1's channels, twice shifted
+    assert sorted(perms[2].tolist()) == list(range(64))
+
+
+def test_akamaster_checkpoint_of_another_depth_is_refused(tmp_path):
+    path = tmp_path / "resnet20.th"
+    save_as_they_do(randomised(TheirResNet(3)), path)
+    with pytest.raises(AblationsError, match=r"deeper|no layer"):
+        checkpoints.load_weights(str(path), variant=get_variant("resnet32"), runs_dir=tmp_path)
+    with pytest.raises(AblationsError, match="option-A CIFAR"):
+        checkpoints.load_weights(str(path), variant=get_variant("resnet20-b"), runs_dir=tmp_path)
+
+
+def test_a_plain_state_dict_file_is_not_taken_for_akamaster(tmp_path):
+    path = tmp_path / "ours.pt"
+    torch.save(ResNet(get_variant("resnet20")).state_dict(), path)
+    with pytest.raises(AblationsError, match="not an akamaster checkpoint"):
+        checkpoints.load_weights(str(path), variant=get_variant("resnet20"), runs_dir=tmp_path)
+
+
+def test_torchvision_weights_are_never_downloaded(tmp_path, monkeypatch):
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
+    variant = get_variant("resnet18")
+    with pytest.raises(AblationsError, match=r"put resnet18-f37072fd\.pth at .*hub/checkpoints"):
+        checkpoints.load_weights("torchvision:IMAGENET1K_V1", variant=variant, runs_dir=tmp_path)
+    # A file in the hub cache is used as it is, with torchvision's preprocessing.
+    expected = torchvision.hub_file(variant, "IMAGENET1K_V1")
+    expected.parent.mkdir(parents=True)
+    torch.save(ResNet(variant).state_dict(), expected)
+    state, weights = checkpoints.load_weights(
+        "torchvision:IMAGENET1K_V1", variant=variant, runs_dir=tmp_path
+    )
+    ResNet(variant).load_state_dict(state)
+    assert weights.source == "torchvision:IMAGENET1K_V1" and weights.format == "torchvision"
+    assert (weights.preprocessing.resize, weights.preprocessing.crop) == (256, 224)
+
+
+def test_a_run_without_weights_says_how_to_get_them(tmp_path):
+    with pytest.raises(AblationsError, match="does not exist; train that run"):
+        checkpoints.load_weights("run:nope", variant=get_variant("resnet20"), runs_dir=tmp_path)

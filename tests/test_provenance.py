@@ -1,0 +1,196 @@
+"""Provenance that travels: no absolute path of the producing machine and no "+dirty" commit in
+what the code writes, machine hashes, trainer versions and stale runs set aside."""
+
+import json
+import re
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from ablations import env, store, versions
+from ablations.config import resolve_config
+from ablations.pipeline import Context, Task, is_done, state, status_table
+from ablations.report.evaluations import evaluations_section
+from ablations.report.provenance import provenance_notes
+from ablations.results import Schema, read_table
+from ablations.runners import records
+from ablations.runners.train import train
+
+ROOT = Path(__file__).resolve().parents[1]
+# An absolute POSIX path (/work/..., /usr/share/..., /root/.cache/...) or a Windows drive path,
+# inside a value: after a quote, comma, space, colon or at the start of a line.
+ABSOLUTE = re.compile(r"(?:^|[\s\"',:=(\[])(/(?:work|usr|root|home|tmp|mnt|opt|var|data|Users)"
+                      r"/[^\s\"',]*|[A-Za-z]:\\[^\s\"',]+)", re.M)  # fmt: skip
+
+
+def _leaks(text: str) -> list[str]:
+    found = [m.group(1) for m in ABSOLUTE.finditer(text)]
+    return found + (["+dirty"] if env.DIRTY in text else [])
+
+
+def _scan(folder: Path) -> dict[str, list[str]]:
+    leaks = {}
+    for path in sorted(folder.rglob("*")):
+        if path.is_file() and path.suffix in (".csv", ".json", ".md", ".txt"):
+            found = _leaks(path.read_text(errors="replace"))
+            if found:
+                leaks[str(path.relative_to(ROOT))] = found[:3]
+    return leaks
+
+
+@pytest.mark.committed_results
+@pytest.mark.parametrize("folder", ["results", "reports"])
+def test_committed_results_hold_no_machine_paths_or_dirty_commits(folder):
+    """The committed results/ and reports/ travel: a reviewer's rerun must not meet this
+    machine's paths, and every row comes from a clean commit. Fails until results are
+    regenerated from a clean commit by this code."""
+    leaks = _scan(ROOT / folder)
+    assert not leaks, f"{len(leaks)} files leak paths or +dirty commits: {leaks}"
+
+
+def test_the_scan_finds_paths_and_dirty_commits():
+    assert _leaks('"source": "/work/shared/datasets/cifar10-jpeg.tar.gz"')
+    assert _leaks("cifar10,/usr/share/datasets/fashion-mnist,idx")
+    assert _leaks("git 54409fc263d8+dirty")
+    assert not _leaks("cifar10-jpeg.tar.gz,imagefolder-tar,5bbd2193 see docs/a/b and run:x/y")
+
+
+def test_machine_columns_hash_the_identity_never_the_raw_id(monkeypatch):
+    columns = env.machine_columns("cpu")
+    assert set(columns) == {"machine", *env.MACHINE_HASHES}
+    assert set(env.MACHINE_HASHES) <= set(env.environment("cpu"))
+    raw = Path("/etc/machine-id")
+    if raw.exists() and raw.read_text().strip():
+        assert columns["machine_id"] and columns["machine_id"] not in raw.read_text()
+        assert len(columns["machine_id"]) == 12
+    if Path("/proc/cpuinfo").exists():
+        assert re.fullmatch(r"[0-9a-f]{12}", columns["cpu_flags"])
+    assert env.environment("cpu")["trainer_version"] == versions.TRAINER_VERSION
+
+
+def test_dirty_tree_warns_once(monkeypatch, capsys):
+    monkeypatch.setattr(env, "git_commit", lambda: "abc123+dirty")
+    monkeypatch.setattr(env, "_warned_dirty", set())
+    env.warn_if_dirty("training x")
+    env.warn_if_dirty("training x")
+    err = capsys.readouterr().err
+    assert err.count("dirty tree (commit abc123+dirty)") == 1
+
+
+def test_an_older_table_without_the_new_columns_still_reads(tmp_path):
+    schema = Schema(name="t", columns={"a": "str", "machine_id": "str", "trainer_version": "int"},
+                    key=("a",), added={"machine_id": "", "trainer_version": 0})  # fmt: skip
+    (tmp_path / "t.csv").write_text("a\nx\n")
+    table = read_table(tmp_path / "t.csv", schema)
+    assert table.to_dict("records") == [{"a": "x", "machine_id": "", "trainer_version": 0}]
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory, tiny_cifar):
+    """One smoke run of the current trainer, with its results tables."""
+    results = tmp_path_factory.mktemp("results")
+    config = resolve_config("resnet20", profile="smoke", seed=0, device="cpu")
+    record = train(config, out=results / "runs", data=tiny_cifar, device="cpu",
+                   show_progress=False)  # fmt: skip
+    store.record(record.run_dir, results)
+    return results, config, tiny_cifar
+
+
+def test_writers_record_names_not_paths(trained):
+    """Every file a run writes, and runs.csv, names the data by file name, format and sha256;
+    none holds the machine's path to it (the tiny data lies under /tmp here)."""
+    results, config, data = trained
+    run_dir = results / "runs" / config.run_id
+    for path in run_dir.glob("*.json"):
+        text = path.read_text()
+        assert str(data) not in text and str(data.parent) not in text, path.name
+    start = json.loads((run_dir / "env.json").read_text())[0]
+    assert start["data"]["source"] == data.name
+    assert start["trainer_version"] == versions.TRAINER_VERSION
+    runs = read_table(results / "runs.csv", store.RUNS)
+    row = runs.iloc[0]
+    assert row["data_source"] == data.name and row["data_format"] == "cifar-pickle"
+    assert row["trainer_version"] == versions.TRAINER_VERSION
+    assert row["cpu_flags"] == env.cpu_flags() and row["machine_id"] == env.machine_id()
+    assert not _leaks_path((results / "runs.csv").read_text(), data)
+
+
+def _leaks_path(text: str, data: Path) -> bool:
+    return str(data.parent) in text
+
+
+def test_responses_rows_carry_the_provenance_columns(trained):
+    from ablations.runners.responses import responses_for_run
+
+    results, config, data = trained
+    rows = responses_for_run(results / "runs" / config.run_id, data=data, device="cpu")
+    assert set(store.PROVENANCE) <= set(rows.columns)
+    assert set(rows["data_source"]) == {data.name}
+    assert set(rows["trainer_version"]) == {versions.TRAINER_VERSION}
+    assert all(rows["created_at"]) and all(rows["machine"])
+
+
+def test_a_stale_run_is_planned_again_and_set_aside(trained, tmp_path, monkeypatch, capsys):
+    """A run made by an older trainer is not done: `plan` says "stale (trainer vN, now vM)", and
+    training it moves the old directory to runs/.stale/<run_id>.v<N>/ (nothing is deleted)."""
+    results, config, data = trained
+    import shutil
+
+    copy = tmp_path / "results"
+    shutil.copytree(results, copy)
+    ctx = Context(results=copy, data=data, device=__import__("torch").device("cpu"))
+    task = Task("train", "x", ("degradation",), config=config)
+    assert is_done(task, ctx) and state(task, ctx) == "done"
+    monkeypatch.setattr(versions, "TRAINER_VERSION", versions.TRAINER_VERSION + 1)
+    now = versions.TRAINER_VERSION
+    assert not is_done(task, ctx)
+    assert state(task, ctx) == f"stale (trainer v{now - 1}, now v{now})"
+    table = status_table([task], ctx)
+    assert table["state"].tolist() == [state(task, ctx)] and table["command"].iloc[0]
+    old_summary = (copy / "runs" / config.run_id / "summary.json").read_text()
+    assert records.load_current(copy / "runs" / config.run_id) is None
+    parked = copy / "runs" / versions.STALE_DIR / f"{config.run_id}.v{now - 1}"
+    assert (parked / "summary.json").read_text() == old_summary
+    assert not (copy / "runs" / config.run_id).exists()
+    assert "moved to" in capsys.readouterr().err
+    assert store.finished_runs(copy / "runs") == []  # a set-aside run is not collected
+
+
+def test_report_marks_dirty_and_stale_rows():
+    runs = pd.DataFrame({"run_id": ["a", "b"], "git_commit": ["abc", "abc+dirty"],
+                         "trainer_version": [versions.TRAINER_VERSION, 0]})  # fmt: skip
+    notes = provenance_notes({"training runs": runs}, runs=runs)
+    assert "**1 of 2 training runs were produced from a dirty tree (commit abc+dirty)" in notes
+    assert f"b (stale (trainer v0, now v{versions.TRAINER_VERSION}))" in notes
+    assert provenance_notes({"training runs": runs.iloc[:1]}, runs=runs.iloc[:1]) == ""
+
+
+def test_evaluations_section_shows_our_runs_and_the_paper():
+    row = {c: 0 if kind in ("int", "float") else "" for c, kind in
+           store.EVALUATIONS.columns.items()}  # fmt: skip
+    row |= {"variant": "resnet20", "weights": "resnet20-12fca82f.th", "weights_format":
+            "akamaster", "preprocessing": "imagenet-mean-std@32", "dataset": "cifar10",
+            "split": "test", "images": 10000, "top1_error": 0.0873, "top5_error": 0.003,
+            "loss": 0.3, "data_source": "cifar10-jpeg.tar.gz", "data_format": "imagefolder-tar",
+            "data_checksum": "5bbd2193f3b9aa", "git_commit": "abc+dirty"}  # fmt: skip
+    evaluations = store.EVALUATIONS.validate(pd.DataFrame([row]))
+    runs = pd.DataFrame({"variant": ["resnet20", "resnet20"], "dataset": ["cifar10"] * 2,
+                         "status": ["complete"] * 2, "profile": ["cpu"] * 2,
+                         "test_error": [0.44, 0.46]})  # fmt: skip
+    text = evaluations_section(evaluations, runs)
+    assert "| resnet20 | resnet20-12fca82f.th (akamaster) | imagenet-mean-std@32 |" in text
+    assert "8.73%" in text and "45.0 ± 1.4% (cpu, 2 seeds)" in text
+    assert "8.75% (paper)" in text and "8.27% (akamaster README)" in text
+    assert "cifar10-jpeg.tar.gz (imagefolder-tar, sha256 5bbd2193f3b9)" in text
+    assert "**abc+dirty (dirty tree)**" in text and "produced from a dirty tree" in text
+    assert evaluations_section(store.EVALUATIONS.empty(), runs) == ""
+
+
+def test_every_measurement_table_has_the_machine_hashes():
+    from ablations.runners import complexity, speed, throughput
+
+    for schema in (store.RUNS, complexity.SCHEMA, speed.SCHEMA, throughput.SCHEMA):
+        assert set(env.MACHINE_HASHES) <= set(schema.columns), schema.name
+    for schema in (store.RESPONSES, store.EVALUATIONS):
+        assert set(store.PROVENANCE) <= set(schema.columns), schema.name
