@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import signal
 import sys
 from collections.abc import Callable, Sequence
@@ -147,17 +148,24 @@ def _raise_interrupt(signum: int, frame: object) -> None:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
+    from ablations import distributed
     from ablations.runners import train  # imports the data stack only when training
 
     overrides = {k: getattr(args, k) for k in TRAIN_OVERRIDES if hasattr(args, k)}
-    config = _train_config(args, overrides)
-    # SIGTERM (a scheduler, `kill`) stops like Ctrl-C: the last checkpoint stays, rerun resumes.
-    signal.signal(signal.SIGTERM, _raise_interrupt)
-    data = args.data
-    if data is None and config.data_id == recipes.DEMO_DATA_ID:  # as `ablate plan` prints it
-        data = recipes.demo_data(cifar=None, budget=config.profile)
-    record = train.train(config, out=args.out, data=data, device=args.device)
-    print(f"{record.run_dir}: {_train_summary(record.summary)}")
+    # Under torchrun: join the group; each rank trains on its own GPU (or the CPU, with gloo).
+    device = distributed.setup(args.device) or args.device
+    try:
+        config = distributed.for_world(_train_config(args, overrides), sync_bn=args.sync_bn)
+        # SIGTERM (a scheduler, `kill`) stops like Ctrl-C: the last checkpoint stays.
+        signal.signal(signal.SIGTERM, _raise_interrupt)
+        data = args.data
+        if data is None and config.data_id == recipes.DEMO_DATA_ID:  # as `ablate plan` prints
+            data = recipes.demo_data(cifar=None, budget=config.profile)
+        record = train.train(config, out=args.out, data=data, device=device)
+    finally:
+        distributed.teardown()
+    if distributed.launched_world() == 1 or int(os.environ.get("RANK", "0")) == 0:
+        print(f"{record.run_dir}: {_train_summary(record.summary)}")
     return 1 if record.status == "diverged" else 0
 
 
@@ -387,6 +395,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", type=Path, default=Path("results/runs"), help="runs folder")
     p.add_argument("--device", default="auto", help="auto (default), cpu, cuda, cuda:1, ...")
+    p.add_argument(
+        "--sync-bn", action="store_true",
+        help="under torchrun: BN over the global batch (the one-process run, same run key); "
+        "without it each rank's BN sees batch/G images and the key records bn_batch",
+    )  # fmt: skip
     overrides = p.add_argument_group("overrides of the profile")
     for name, spec in TRAIN_OVERRIDES.items():
         overrides.add_argument(
