@@ -1,0 +1,90 @@
+"""One run across processes: `python -m torch.distributed.run --nproc-per-node 2 -m ablations
+train` with gloo on the CPU against one process at the same global batch.
+
+Tolerance: the ranks see the same global batch, so the only differences are float reduction
+order (gradients summed per half-batch then averaged; BN sums all-reduced). Training amplifies
+such differences: at the smoke profile's lr 0.1 even one process run with 1 vs 2 threads drifts
+by ~1e-4 relative in the loss within 4 iterations (measured). So the comparison uses lr 0.001,
+where over 12 iterations synchronised BN stays within 3.4e-5 of one process (measured: train
+loss; 5e-6 val), and rtol 1e-4 leaves ~3x margin; per-rank BN (no --sync-bn) differs from the
+first interval by > 1e-3 relative, 10x the tolerance.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import pandas as pd
+import pytest
+
+from ablations.config import resolve_config
+from ablations.distributed import check_world, for_world
+from ablations.registry import AblationsError
+from ablations.runners.records import load_record
+
+ARGS = ["resnet20", "--profile", "smoke", "--device", "cpu", "--lr", "0.001"]
+
+
+def _train(out, data, *extra, nproc=1):
+    launcher = ["-m", "torch.distributed.run", "--standalone", "--nproc-per-node", str(nproc)]
+    launcher = launcher if nproc > 1 else []
+    cmd = [sys.executable, *launcher, "-m", "ablations", "train", *ARGS, "--data", str(data),
+           "--out", str(out), *extra]  # fmt: skip
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    done = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=240)
+    assert done.returncode == 0, done.stderr[-3000:]
+    [run_dir] = out.iterdir()
+    record = load_record(run_dir)
+    assert record is not None and record.status == "complete"
+    return record
+
+
+def _losses(record) -> pd.Series:
+    c = record.curves
+    rows = c[c["metric"] == "loss"]
+    return rows.set_index(["iteration", "split"])["value"]
+
+
+@pytest.fixture(scope="module")
+def one_process(tmp_path_factory, tiny_cifar):
+    return _train(tmp_path_factory.mktemp("one"), tiny_cifar)
+
+
+@pytest.mark.slow
+def test_torchrun_sync_bn_matches_one_process(tmp_path, tiny_cifar, one_process):
+    two = _train(tmp_path, tiny_cifar, "--sync-bn", nproc=2)
+    # Same math, same run key: the run could resume here with either world size.
+    assert two.config.run_id == one_process.config.run_id and two.config.bn_batch is None
+    a, b = _losses(one_process), _losses(two)
+    assert list(a.index) == list(b.index)
+    pd.testing.assert_series_equal(a, b, rtol=1e-4, atol=0)
+    # Only rank 0 wrote: one curve row per point.
+    assert len(two.curves) == len(one_process.curves)
+
+
+@pytest.mark.slow
+def test_torchrun_without_sync_bn_is_another_run(tmp_path, tiny_cifar, one_process):
+    two = _train(tmp_path, tiny_cifar, nproc=2)
+    assert two.config.bn_batch == 16 and two.config.run_id != one_process.config.run_id
+    a, b = _losses(one_process), _losses(two)
+    first = a.index[0]
+    assert abs(a[first] - b[first]) / abs(a[first]) > 1e-3  # per-rank BN statistics differ
+
+
+def test_world_size_enters_the_key_only_through_bn_batch():
+    config = resolve_config("resnet20", profile="smoke", device="cpu")
+    assert for_world(config, sync_bn=True, world=4) == config
+    assert for_world(config, sync_bn=False, world=1) == config
+    per_rank = for_world(config, sync_bn=False, world=4)
+    assert per_rank.bn_batch == 8 and per_rank.key != config.key
+    with pytest.raises(AblationsError, match="does not split"):
+        for_world(config, sync_bn=False, world=3)
+
+
+def test_a_per_rank_bn_run_refuses_another_world():
+    config = resolve_config("resnet20", profile="smoke", device="cpu")
+    assert check_world(config) is False  # one process, plain BN
+    with pytest.raises(AblationsError, match="--nproc-per-node 2"):
+        check_world(for_world(config, sync_bn=False, world=2))
