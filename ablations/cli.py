@@ -111,6 +111,7 @@ def cmd_run(args: argparse.Namespace) -> int | None:
     counts = pipeline.execute(tasks, ctx)
     print(f"[ablate] {counts['ran']} task(s) run, {counts['done']} already done", file=sys.stderr)
     cmd_report(argparse.Namespace(results=args.results, out=args.reports))
+    return None
 
 
 def _launch_options(args: argparse.Namespace) -> launch.LaunchOptions:

@@ -24,6 +24,7 @@ from datetime import timedelta
 import torch
 import torch.distributed as dist
 from torch import Tensor, nn
+from torch.nn.modules.batchnorm import _BatchNorm
 
 from ablations.config import TrainConfig
 from ablations.registry import AblationsError
@@ -143,9 +144,7 @@ def wrap(model: nn.Module, *, sync_bn: bool, device: torch.device) -> nn.Module:
 def convert_sync_bn(model: nn.Module, *, device: torch.device) -> None:
     """Replace every BatchNorm2d in place: nn.SyncBatchNorm on a GPU; on a CPU (which
     nn.SyncBatchNorm refuses) GlobalBatchNorm2d, the same statistics by all-reduce over gloo."""
-    kind: type[nn.BatchNorm2d] = GlobalBatchNorm2d
-    if device.type == "cuda":
-        kind = nn.SyncBatchNorm  # type: ignore[assignment]
+    kind: type[_BatchNorm] = nn.SyncBatchNorm if device.type == "cuda" else GlobalBatchNorm2d
     for name, child in list(model.named_children()):
         if isinstance(child, nn.BatchNorm2d) and not isinstance(child, kind):
             setattr(model, name, _converted(child, kind))
@@ -153,7 +152,7 @@ def convert_sync_bn(model: nn.Module, *, device: torch.device) -> None:
             convert_sync_bn(child, device=device)
 
 
-def _converted(bn: nn.BatchNorm2d, kind: type[nn.Module]) -> nn.Module:
+def _converted(bn: nn.BatchNorm2d, kind: type[_BatchNorm]) -> _BatchNorm:
     new = kind(bn.num_features, bn.eps, bn.momentum, bn.affine, bn.track_running_stats)
     if bn.affine:
         with torch.no_grad():

@@ -125,7 +125,15 @@ class SubmititLocal:
         )  # fmt: skip
         spec.run_dir.mkdir(parents=True, exist_ok=True)
         task = _job(spec, self.device)  # paths resolved before the snapshot's chdir
-        with pinned(snapshot):
+        # CPU jobs share the cores: each gets its share of threads unless told otherwise (the
+        # thread count changes float reduction order, not the run key; env.json records it).
+        threads = max(1, (os.cpu_count() or 1) // self.options.jobs)
+        env = (
+            {}
+            if gpu is not None or "OMP_NUM_THREADS" in os.environ
+            else {"OMP_NUM_THREADS": str(threads)}
+        )
+        with pinned(snapshot, env=env):
             job = executor.submit(task)
         jobs.submitted(spec.run_dir, executor=self.name, job_id=str(job.job_id), log_dir=folder,
                        snapshot=snapshot.tag, commit=snapshot.commit)  # fmt: skip
@@ -135,7 +143,8 @@ class SubmititLocal:
         import torch
 
         gpus = torch.cuda.device_count()
-        queue, running, handles = list(specs), {}, []
+        queue, handles = list(specs), []
+        running: dict[int, tuple[JobSpec, Any]] = {}
         while queue or running:
             for slot in range(self.options.jobs):
                 if slot in running or not queue:

@@ -142,7 +142,7 @@ def _slurm_state(record: dict[str, Any]) -> str:
     import submitit
 
     try:
-        job = submitit.SlurmJob(folder=record["log_dir"], job_id=str(record["job_id"]))
+        job: Any = submitit.SlurmJob(folder=record["log_dir"], job_id=str(record["job_id"]))
         return str(job.state).split()[0].upper()
     except Exception:  # no sacct here (a laptop reading a copied results folder)
         return "UNKNOWN"

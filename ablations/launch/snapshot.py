@@ -60,15 +60,17 @@ def take(results: Path) -> Snapshot:
 
 
 @contextmanager
-def pinned(snap: Snapshot) -> Iterator[None]:
+def pinned(snap: Snapshot, *, env: dict[str, str] | None = None) -> Iterator[None]:
     """While submitting: jobs inherit the snapshot as their working directory (python -m puts
-    the cwd first on sys.path) and PYTHONPATH, and the commit variable."""
-    saved = {k: os.environ.get(k) for k in ("PYTHONPATH", COMMIT_VAR, SNAPSHOT_VAR)}
+    the cwd first on sys.path) and PYTHONPATH, the commit variable, and `env`."""
+    extra = env or {}
+    saved = {k: os.environ.get(k) for k in ("PYTHONPATH", COMMIT_VAR, SNAPSHOT_VAR, *extra)}
     cwd = Path.cwd()
     os.environ["PYTHONPATH"] = os.pathsep.join(
         [str(snap.root), *filter(None, [saved["PYTHONPATH"]])]
     )
     os.environ[COMMIT_VAR], os.environ[SNAPSHOT_VAR] = snap.commit, snap.tag
+    os.environ.update(extra)
     os.chdir(snap.root)
     try:
         yield

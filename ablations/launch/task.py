@@ -68,4 +68,4 @@ class TrainJob(submitit.helpers.Checkpointable):
         record = jobs.read_record(self.run_dir) or {}
         jobs.update_record(self.run_dir, requeues=int(record.get("requeues", 0)) + 1,
                            requeued_at=jobs.now())  # fmt: skip
-        return super().checkpoint(*args, **kwargs)  # type: ignore[no-any-return]
+        return super().checkpoint(*args, **kwargs)
