@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import signal
 import sys
 from collections.abc import Callable, Sequence
@@ -16,7 +17,7 @@ from typing import Any, NoReturn
 
 import pandas as pd
 
-from ablations import experiments, golden, pipeline, recipes, store
+from ablations import experiments, golden, launch, pipeline, recipes, store
 from ablations.config import TrainConfig, resolve_config
 from ablations.data import DATASETS, resolve_source
 from ablations.profiles import PROFILES, default_profile
@@ -102,12 +103,51 @@ def _tasks(args: argparse.Namespace) -> tuple[list[pipeline.Task], pipeline.Cont
     return tasks, ctx
 
 
-def cmd_run(args: argparse.Namespace) -> None:
+def cmd_run(args: argparse.Namespace) -> int | None:
     tasks, ctx = _tasks(args)
     signal.signal(signal.SIGTERM, _raise_interrupt)
+    if args.executor != "inprocess":
+        return _run_submitted(args, tasks, ctx)
     counts = pipeline.execute(tasks, ctx)
     print(f"[ablate] {counts['ran']} task(s) run, {counts['done']} already done", file=sys.stderr)
     cmd_report(argparse.Namespace(results=args.results, out=args.reports))
+    return None
+
+
+def _launch_options(args: argparse.Namespace) -> launch.LaunchOptions:
+    return launch.LaunchOptions(
+        executor=args.executor, jobs=args.jobs, partition=args.slurm_partition,
+        time_min=args.slurm_time, gpus_per_task=args.gpus_per_task, nodes=args.slurm_nodes,
+        cpus_per_task=args.cpus_per_task, account=args.slurm_account,
+        max_requeues=args.max_requeues, extra=tuple(args.slurm_option),
+    )  # fmt: skip
+
+
+def _run_submitted(
+    args: argparse.Namespace, tasks: list[pipeline.Task], ctx: pipeline.Context
+) -> int:
+    counts = pipeline.execute_submitted(tasks, ctx, options=_launch_options(args))
+    print(
+        f"[ablate] {counts['submitted']} run(s) submitted, {counts['busy']} already queued or "
+        f"running, {counts['done']} done; {counts['unfinished']} unfinished",
+        file=sys.stderr,
+    )
+    if counts["unfinished"]:
+        print("[ablate] `ablate status` shows each run; `ablate run` again resubmits failed ones "
+              "(they resume) and, once all are done, runs the rest and renders reports",
+              file=sys.stderr)  # fmt: skip
+        return 1 if args.executor == "local" else 0
+    cmd_report(argparse.Namespace(results=args.results, out=args.reports))
+    return 0
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    tasks, ctx = _tasks(args)
+    table = pipeline.launch_status(tasks, ctx)
+    print(table.drop(columns="task").to_string(index=False) if len(table) else "no training runs")
+    counts = table["state"].value_counts() if len(table) else pd.Series(dtype=int)
+    print("\n" + ", ".join(f"{counts.get(s, 0)} {s}" for s in launch.STATES))
+    return 1 if counts.get("failed", 0) else 0
 
 
 def cmd_plan(args: argparse.Namespace) -> None:
@@ -163,17 +203,24 @@ def _raise_interrupt(signum: int, frame: object) -> None:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
+    from ablations import distributed
     from ablations.runners import train  # imports the data stack only when training
 
     overrides = {k: getattr(args, k) for k in TRAIN_OVERRIDES if hasattr(args, k)}
-    config = _train_config(args, overrides)
-    # SIGTERM (a scheduler, `kill`) stops like Ctrl-C: the last checkpoint stays, rerun resumes.
-    signal.signal(signal.SIGTERM, _raise_interrupt)
-    data = args.data
-    if data is None and config.data_id == recipes.DEMO_DATA_ID:  # as `ablate plan` prints it
-        data = recipes.demo_data(cifar=None, budget=config.profile)
-    record = train.train(config, out=args.out, data=data, device=args.device)
-    print(f"{record.run_dir}: {_train_summary(record.summary)}")
+    # Under torchrun: join the group; each rank trains on its own GPU (or the CPU, with gloo).
+    device = distributed.setup(args.device) or args.device
+    try:
+        config = distributed.for_world(_train_config(args, overrides), sync_bn=args.sync_bn)
+        # SIGTERM (a scheduler, `kill`) stops like Ctrl-C: the last checkpoint stays.
+        signal.signal(signal.SIGTERM, _raise_interrupt)
+        data = args.data
+        if data is None and config.data_id == recipes.DEMO_DATA_ID:  # as `ablate plan` prints
+            data = recipes.demo_data(cifar=None, budget=config.profile)
+        record = train.train(config, out=args.out, data=data, device=device)
+    finally:
+        distributed.teardown()
+    if distributed.launched_world() == 1 or int(os.environ.get("RANK", "0")) == 0:
+        print(f"{record.run_dir}: {_train_summary(record.summary)}")
     return 1 if record.status == "diverged" else 0
 
 
@@ -357,6 +404,37 @@ TRAIN_OVERRIDES: dict[str, dict[str, Any]] = {
 }
 
 
+def _add_launch_options(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("executors (training runs through submitit; see README: On a cluster)")
+    g.add_argument(
+        "--executor", choices=list(launch.EXECUTORS), default="inprocess",
+        help="inprocess (default: one run after another here), local (N submitit processes "
+        "here, one GPU each while there are enough), slurm (a job array)",
+    )  # fmt: skip
+    g.add_argument("--jobs", type=int, default=1, help="runs at once (Slurm: array parallelism)")
+    g.add_argument("--slurm-partition", metavar="P")
+    g.add_argument(
+        "--slurm-time",
+        type=int,
+        default=240,
+        metavar="MIN",
+        help="minutes per job; longer runs are requeued and resume (default 240)",
+    )
+    g.add_argument(
+        "--gpus-per-task",
+        type=int,
+        default=1,
+        metavar="G",
+        help="Slurm: G > 1 trains each run across G GPUs (DDP, synchronised BN)",
+    )
+    g.add_argument("--slurm-nodes", type=int, default=1, metavar="N", help="nodes per run")
+    g.add_argument("--cpus-per-task", type=int, metavar="C")
+    g.add_argument("--slurm-account", metavar="A")
+    g.add_argument("--max-requeues", type=int, default=5, help="timeouts/preemptions per run")
+    g.add_argument("--slurm-option", action="append", default=[], metavar="KEY=VALUE",
+                   help="any further sbatch option, e.g. qos=high (repeatable)")  # fmt: skip
+
+
 def _add_selection(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("patterns", nargs="*", metavar="GLOB", help="variant names or globs")
     parser.add_argument(
@@ -408,6 +486,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", type=Path, default=Path("results/runs"), help="runs folder")
     p.add_argument("--device", default="auto", help="auto (default), cpu, cuda, cuda:1, ...")
+    p.add_argument(
+        "--sync-bn", action="store_true",
+        help="under torchrun: BN over the global batch (the one-process run, same run key); "
+        "without it each rank's BN sees batch/G images and the key records bn_batch",
+    )  # fmt: skip
     overrides = p.add_argument_group("overrides of the profile")
     for name, spec in TRAIN_OVERRIDES.items():
         overrides.add_argument(
@@ -520,6 +603,7 @@ def build_parser() -> argparse.ArgumentParser:
     for name, func, text in (
         ("run", cmd_run, "run the missing tasks of experiments, then render reports/"),
         ("plan", cmd_plan, "list the tasks of experiments, done or missing (as commands)"),
+        ("status", cmd_status, "each training run: missing, pending, running, done, failed"),
     ):
         p = sub.add_parser(name, help=text)
         p.add_argument(
@@ -535,6 +619,8 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--device", default="auto")
         p.add_argument("--results", type=Path, default=Path("results"))
         p.add_argument("--reports", type=Path, default=Path("reports"))
+        if name == "run":
+            _add_launch_options(p)
         p.set_defaults(func=func)
 
     p = sub.add_parser("collect", help="rebuild runs.csv and curves.csv from results/runs/")

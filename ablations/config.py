@@ -79,6 +79,10 @@ class TrainConfig:
     arm: str | None = None
     warmup_lr: float | None = None  # set for deep nets by the profile's warm-up rule
     warmup_until_error: float = 0.8
+    # BatchNorm's batch: None is the whole batch (one process, or synchronised BN across
+    # processes); a number is per-rank BN over batch/G images under torchrun without --sync-bn,
+    # the one place where the result depends on the world size (see ablations.distributed).
+    bn_batch: int | None = None
     # Execution.
     precision: str = "fp32"
     channels_last: bool = False
@@ -159,6 +163,8 @@ def _problems(c: TrainConfig) -> list[str]:
         problems.append('val_size 0 leaves nothing to evaluate on: use eval_split="test"')
     if c.freeze != "none" and c.init_from is None:
         problems.append("freezing the backbone needs init_from (a checkpoint to start from)")
+    if c.bn_batch is not None and (c.bn_batch < 1 or c.batch_size % c.bn_batch):
+        problems.append(f"bn_batch {c.bn_batch} must divide batch_size {c.batch_size}")
     for name in ("resize", "crop"):
         value = getattr(c, name)
         if value is not None and value < 1:

@@ -40,7 +40,11 @@ def _git(*args: str, cwd: Path) -> str:
 @cache
 def git_commit(cwd: Path | None = None) -> str:
     """HEAD of the repository the command runs in, with "+dirty" for uncommitted changes to
-    tracked files (results/ and reports/ excluded: writing them is what commands do)."""
+    tracked files (results/ and reports/ excluded: writing them is what commands do). A job
+    started from a code snapshot (ablations.launch.snapshot) gets the snapshot's commit from
+    $ABLATE_GIT_COMMIT: its working directory is no checkout."""
+    if os.environ.get("ABLATE_GIT_COMMIT"):
+        return os.environ["ABLATE_GIT_COMMIT"]
     where = cwd or Path.cwd()
     commit = _git("rev-parse", "--short=12", "HEAD", cwd=where)
     if not commit:

@@ -20,7 +20,7 @@ import pandas as pd
 import pytest
 
 from ablations.config import resolve_config
-from ablations.distributed import for_world
+from ablations.distributed import check_world, for_world
 from ablations.registry import AblationsError
 from ablations.runners.records import load_record
 
@@ -28,8 +28,8 @@ ARGS = ["resnet20", "--profile", "smoke", "--device", "cpu", "--lr", "0.001"]
 
 
 def _train(out, data, *extra, nproc=1):
-    launcher = ["-m", "torch.distributed.run", "--nproc-per-node", str(nproc),
-                "--master-port", "0"] if nproc > 1 else []  # fmt: skip
+    launcher = ["-m", "torch.distributed.run", "--standalone", "--nproc-per-node", str(nproc)]
+    launcher = launcher if nproc > 1 else []
     cmd = [sys.executable, *launcher, "-m", "ablations", "train", *ARGS, "--data", str(data),
            "--out", str(out), *extra]  # fmt: skip
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
@@ -60,7 +60,7 @@ def test_torchrun_sync_bn_matches_one_process(tmp_path, tiny_cifar, one_process)
     a, b = _losses(one_process), _losses(two)
     assert list(a.index) == list(b.index)
     pd.testing.assert_series_equal(a, b, rtol=1e-4, atol=0)
-    # Only rank 0 wrote: one env.json start, one curve row per point.
+    # Only rank 0 wrote: one curve row per point.
     assert len(two.curves) == len(one_process.curves)
 
 
@@ -81,3 +81,10 @@ def test_world_size_enters_the_key_only_through_bn_batch():
     assert per_rank.bn_batch == 8 and per_rank.key != config.key
     with pytest.raises(AblationsError, match="does not split"):
         for_world(config, sync_bn=False, world=3)
+
+
+def test_a_per_rank_bn_run_refuses_another_world():
+    config = resolve_config("resnet20", profile="smoke", device="cpu")
+    assert check_world(config) is False  # one process, plain BN
+    with pytest.raises(AblationsError, match="--nproc-per-node 2"):
+        check_world(for_world(config, sync_bn=False, world=2))

@@ -278,5 +278,5 @@ def test_config_defaults_are_the_papers_and_pinned():
         "channels_last": False, "compile": False, "eval_every": 500, "eval_batch_size": 1000,
         "storage": "device", "workers": 0, "mean": (), "std": (), "resize": None, "crop": None,
         "data_id": None, "epochs": None, "eval_split": "val", "init_from": None, "freeze": "none",
-        "recipe": None, "arm": None,
+        "recipe": None, "arm": None, "bn_batch": None,
     }  # fmt: skip

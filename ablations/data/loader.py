@@ -23,6 +23,7 @@ from torch import Tensor
 from torch.utils.data import DataLoader, Dataset
 
 from ablations.data.sources import DataError
+from ablations.distributed import shard
 
 Normalize = Literal["pixel-mean", "channel", "fixed"]
 # Independent random streams derived from one seed.
@@ -181,10 +182,11 @@ class TrainStream:
         return out, y
 
     def batches(self, start: int = 0) -> Iterator[tuple[Tensor, Tensor]]:
-        """Batches `start`, `start + 1`, ... without end."""
+        """Batches `start`, `start + 1`, ... without end: under torchrun, this rank's shard of
+        each global batch (augmented whole first, so the images are one process's)."""
         source = self._device_batches if self.storage == "device" else self._loader_batches
         for iteration, (x, y) in enumerate(source(start), start=start):
-            yield self.finish(x, y, iteration)
+            yield shard(*self.finish(x, y, iteration))
 
     def _index_batches(self, start: int, where: torch.device) -> Iterator[Tensor]:
         """Index batches from iteration `start` on; each epoch's order is moved to `where` once,

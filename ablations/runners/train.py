@@ -30,6 +30,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from ablations import distributed
 from ablations.config import TrainConfig, resolve_device
 from ablations.data import load_dataset
 from ablations.data.loader import eval_batches
@@ -118,8 +119,9 @@ class Interval:
         self.steps += 1
 
     def read(self) -> tuple[float, float]:
-        """(mean loss, error rate); reads the device."""
-        return float(self.loss) / self.seen, float(self.errors) / self.seen
+        """(mean loss, error rate) over every rank's shard; reads the device."""
+        loss, errors, seen = distributed.sum_all(self.loss, self.errors, self.seen)
+        return loss / seen, errors / seen
 
 
 def _rows(iteration: int, split: str, **metrics: float) -> list[dict[str, Any]]:
@@ -136,18 +138,23 @@ class Trainer:
     ) -> None:  # fmt: skip
         self.config, self.data, self.dir, self.device = config, data, directory, device
         self.on_iteration = on_iteration
-        self.show_progress = show_progress
+        self.show_progress = show_progress and distributed.is_main()
         self.iterations, self.milestones, self.eval_every = config.schedule(
             data.train.steps_per_epoch
         )
         self.model, self.started = build_model(config, data, device, runs_dir=directory.parent)
+        # Under torchrun the step trains a DDP wrap; self.model stays the plain module (its
+        # state_dict is what checkpoints hold, for any world size) and evaluates eagerly.
+        trained = distributed.wrap(
+            self.model, sync_bn=distributed.check_world(config), device=device
+        )
         self.step = TrainStep(
-            self.model, device=device, precision=config.precision, compile=config.compile,
+            trained, device=device, precision=config.precision, compile=config.compile,
             lr=config.lr, momentum=config.momentum, weight_decay=config.weight_decay,
             optimizer=config.optimizer,
         )  # fmt: skip
         # The compiled module shares parameters with self.model, which is what gets saved.
-        self.forward = self.step.forward
+        self.forward = self.model if distributed.active() else self.step.forward
         self.optimizer, self.scaler = self.step.optimizer, self.step.scaler
         self.state = State()
         self.warm_errors = torch.zeros((), dtype=torch.int64, device=device)
@@ -169,8 +176,10 @@ class Trainer:
     def save_checkpoint(self) -> None:
         # Curves first: if the process dies between the two writes, the resumed run drops the
         # rows newer than its checkpoint and writes them again.
-        self.write_curves()
         self.state.warmup_window = (int(self.warm_errors), self.warm_seen)
+        if not distributed.is_main():
+            return
+        self.write_curves()
         state = {
             "model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
             "scaler": self.scaler.state_dict(), "state": self.state,
@@ -178,6 +187,8 @@ class Trainer:
         write_atomic(self.dir / "checkpoint.pt", lambda t: torch.save(state, t))
 
     def write_curves(self) -> None:
+        if not distributed.is_main():
+            return
         curves = curves_frame(self.state.rows)
         write_atomic(self.dir / "curves.csv", lambda t: curves.to_csv(t, index=False))
 
@@ -234,7 +245,8 @@ class Trainer:
         self.warm_seen += len(labels)
         if self.state.iteration % WARMUP_CHECK_EVERY:
             return
-        error = int(self.warm_errors) / self.warm_seen
+        errors, seen = distributed.sum_all(self.warm_errors, self.warm_seen)  # ranks agree
+        error = errors / seen
         self.warm_errors.zero_()
         self.warm_seen = 0
         if error < self.config.warmup_until_error:
@@ -270,6 +282,8 @@ class Trainer:
         if error >= self.state.best_error:
             return
         self.state.best_error = error
+        if not distributed.is_main():
+            return
         weights = self.model.state_dict()
         write_atomic(self.dir / "best.pt", lambda t: torch.save(weights, t))
 
@@ -313,6 +327,9 @@ class Trainer:
                 )
                 state.rows += _rows(state.iteration, "test", loss=loss, error=error)
             summary |= final_metrics(curves_frame(state.rows), eval_split=c.eval_split)
+        if not distributed.is_main():
+            return summary
+        if not diverged:
             weights = self.model.state_dict()
             write_atomic(self.dir / "model.pt", lambda t: torch.save(weights, t))
         self.write_curves()
@@ -348,8 +365,10 @@ def train(
     # so a bad checkpoint leaves no half-made run directory behind.
     trainer = Trainer(config, prepared, directory=directory, device=dev,
                       on_iteration=on_iteration, show_progress=show_progress)  # fmt: skip
-    start_run(config, directory, prepared)
+    if distributed.is_main():
+        start_run(config, directory, prepared)
     trainer.restore()
-    record_start(directory, dev, config, prepared, iteration=trainer.state.iteration)
+    if distributed.is_main():
+        record_start(directory, dev, config, prepared, iteration=trainer.state.iteration)
     summary = trainer.run()
     return RunRecord(directory, config, summary, curves_frame(trainer.state.rows))

@@ -1,0 +1,206 @@
+"""One run across processes (torchrun, or a Slurm job's tasks): process-group setup, the rank
+questions the trainer asks, the rank's shard of a global batch, and the model wrap.
+
+The trainer asks only "am I the main process?" (`is_main`: only it writes) and "my shard of this
+batch" (`shard`). The global batch and the lr stay the config's: every rank draws the same global
+batch (batches are a pure function of seed and iteration) and keeps rows
+[rank * b / G, (rank + 1) * b / G), and DDP averages the gradients, so the step equals one
+process's on the whole batch up to float reduction order.
+
+Where the math depends on the world size: BatchNorm's batch statistics. Without synchronised BN
+each rank normalises over its batch/G images, so the config records `bn_batch = batch/G` (and the
+run key changes); with `--sync-bn` (or whenever `bn_batch` is None and G > 1, e.g. a resumed run)
+BN sees the global batch and the run is the one-process run, under the same key, resumable with
+any world size.
+"""
+
+from __future__ import annotations
+
+import os
+import warnings
+from dataclasses import replace
+from datetime import timedelta
+
+import torch
+import torch.distributed as dist
+from torch import Tensor, nn
+from torch.nn.modules.batchnorm import _BatchNorm
+
+from ablations.config import TrainConfig
+from ablations.registry import AblationsError
+
+# The autograd-aware all-reduce GlobalBatchNorm2d needs has no non-deprecated public spelling yet.
+warnings.filterwarnings("ignore", message="torch.distributed.nn.functional.all_reduce is")
+
+
+def active() -> bool:
+    return dist.is_available() and dist.is_initialized()
+
+
+def rank() -> int:
+    return dist.get_rank() if active() else 0
+
+
+def world_size() -> int:
+    return dist.get_world_size() if active() else 1
+
+
+def is_main() -> bool:
+    """Only the main process writes (curves, checkpoints, summary, env, weights)."""
+    return rank() == 0
+
+
+def launched_world() -> int:
+    """The world size torchrun (or `export_submitit_env`) announced, before setup."""
+    return int(os.environ.get("WORLD_SIZE", "1"))
+
+
+def setup(device: str | None = None) -> torch.device | None:
+    """Join the process group torchrun announced (env:// init); returns this rank's device (its
+    local GPU when there are GPUs, else None: the caller's choice). A no-op for one process."""
+    if launched_world() <= 1 or active():
+        return None
+    local = int(os.environ.get("LOCAL_RANK", "0"))
+    cuda = torch.cuda.is_available() and device in (None, "auto", "cuda")
+    # NCCL for GPUs, gloo for CPUs (CI tests the gloo path).
+    dist.init_process_group("nccl" if cuda else "gloo", timeout=timedelta(minutes=30))
+    if cuda:
+        torch.cuda.set_device(local)
+        return torch.device("cuda", local)
+    return None
+
+
+def teardown() -> None:
+    if active():
+        dist.destroy_process_group()
+
+
+def export_submitit_env() -> None:
+    """Inside a submitit job with several tasks (Slurm ranks): export RANK, WORLD_SIZE,
+    MASTER_ADDR, ... so `setup` joins them as it joins torchrun's."""
+    import submitit
+
+    env = submitit.JobEnvironment()
+    if env.num_tasks > 1 and "WORLD_SIZE" not in os.environ:
+        submitit.helpers.TorchDistributedEnvironment().export(set_cuda_visible_devices=False)
+
+
+def for_world(config: TrainConfig, *, sync_bn: bool, world: int | None = None) -> TrainConfig:
+    """The config a run of `world` processes trains: `bn_batch` records per-rank BN statistics
+    (no --sync-bn); with --sync-bn, or one process, the config is unchanged."""
+    g = launched_world() if world is None else world
+    if g <= 1 or sync_bn:
+        return config
+    if config.batch_size % g:
+        raise AblationsError(
+            f"batch size {config.batch_size} does not split over {g} processes; "
+            "choose a --nproc-per-node that divides it"
+        )
+    return replace(config, bn_batch=config.batch_size // g)
+
+
+def check_world(config: TrainConfig) -> bool:
+    """Whether this world must synchronise BN to train `config`; refuses a world whose BN
+    statistics would not be the ones the run key says."""
+    g = world_size()
+    if config.batch_size % g:
+        raise AblationsError(
+            f"batch size {config.batch_size} does not split over {g} processes; "
+            "choose a world size that divides it"
+        )
+    if config.bn_batch is None:
+        return g > 1
+    if config.bn_batch * g != config.batch_size:
+        need = config.batch_size // config.bn_batch
+        raise AblationsError(
+            f"{config.run_id} normalises BN over {config.bn_batch} images per process: run it "
+            f"on {need} processes (torchrun --nproc-per-node {need}) without --sync-bn"
+        )
+    return False
+
+
+def shard(x: Tensor, y: Tensor) -> tuple[Tensor, Tensor]:
+    """This rank's contiguous slice of a global batch (the whole batch for one process)."""
+    g = world_size()
+    if g == 1:
+        return x, y
+    size = len(x) // g
+    lo = rank() * size
+    return x[lo : lo + size], y[lo : lo + size]
+
+
+def wrap(model: nn.Module, *, sync_bn: bool, device: torch.device) -> nn.Module:
+    """The module the training step calls: DistributedDataParallel over `model` (BN converted
+    to synchronised BN first when asked), or `model` itself for one process. The caller keeps
+    `model`: its state_dict (what checkpoints hold) is the same for any world size."""
+    if not active():
+        return model
+    if sync_bn:
+        convert_sync_bn(model, device=device)
+    ids = [device.index] if device.type == "cuda" else None
+    return nn.parallel.DistributedDataParallel(model, device_ids=ids)
+
+
+def convert_sync_bn(model: nn.Module, *, device: torch.device) -> None:
+    """Replace every BatchNorm2d in place: nn.SyncBatchNorm on a GPU; on a CPU (which
+    nn.SyncBatchNorm refuses) GlobalBatchNorm2d, the same statistics by all-reduce over gloo."""
+    kind: type[_BatchNorm] = nn.SyncBatchNorm if device.type == "cuda" else GlobalBatchNorm2d
+    for name, child in list(model.named_children()):
+        if isinstance(child, nn.BatchNorm2d) and not isinstance(child, kind):
+            setattr(model, name, _converted(child, kind))
+        else:
+            convert_sync_bn(child, device=device)
+
+
+def _converted(bn: nn.BatchNorm2d, kind: type[_BatchNorm]) -> _BatchNorm:
+    new = kind(bn.num_features, bn.eps, bn.momentum, bn.affine, bn.track_running_stats)
+    if bn.affine:
+        with torch.no_grad():
+            new.weight, new.bias = bn.weight, bn.bias
+    new.running_mean, new.running_var = bn.running_mean, bn.running_var
+    new.num_batches_tracked = bn.num_batches_tracked
+    new.train(bn.training)
+    return new
+
+
+class GlobalBatchNorm2d(nn.BatchNorm2d):
+    """BatchNorm2d whose training statistics are over the global batch: two-pass mean and
+    biased variance from all-reduced sums (autograd-aware, so the gradient is the global
+    batch's too); running statistics updated as BatchNorm2d does (unbiased variance). In eval
+    mode, or for one process, it is BatchNorm2d."""
+
+    def forward(self, x: Tensor) -> Tensor:
+        if not (self.training and active() and world_size() > 1):
+            return super().forward(x)
+        from torch.distributed.nn.functional import all_reduce
+
+        dims = (0, 2, 3)
+        count = x.numel() // x.shape[1] * world_size()
+        mean = all_reduce(x.sum(dims)) / count
+        centred = x - mean.view(1, -1, 1, 1)
+        var = all_reduce((centred * centred).sum(dims)) / count
+        if self.track_running_stats:
+            assert self.running_mean is not None
+            assert self.running_var is not None
+            assert self.num_batches_tracked is not None
+            with torch.no_grad():
+                m = self.momentum if self.momentum is not None else 0.1
+                self.running_mean.lerp_(mean.detach(), m)
+                self.running_var.lerp_(var.detach() * count / (count - 1), m)
+                self.num_batches_tracked.add_(1)
+        out = centred * torch.rsqrt(var + self.eps).view(1, -1, 1, 1)
+        if self.affine:
+            out = out * self.weight.view(1, -1, 1, 1) + self.bias.view(1, -1, 1, 1)
+        return out
+
+
+def sum_all(*values: Tensor | int) -> list[float]:
+    """Sums over the ranks of device scalars or ints (metrics at report time only: never per
+    step). Returns floats; for one process, the values themselves."""
+    tensors = [torch.as_tensor(v, dtype=torch.float64) for v in values]
+    stacked = torch.stack([t.detach().double().cpu() for t in tensors])
+    if active() and world_size() > 1:
+        on_gpu = dist.get_backend() == "nccl"
+        stacked = stacked.to(f"cuda:{torch.cuda.current_device()}" if on_gpu else "cpu")
+        dist.all_reduce(stacked)
+    return [float(v) for v in stacked.cpu()]

@@ -1,0 +1,222 @@
+"""Executors (ablations.launch): submitit's local executor end to end, kill + rerun resumes to
+the uninterrupted result, status from the run directories, the code snapshot, and the sbatch
+script submitit writes for Slurm options (through a stand-in `sbatch`)."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import stat
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import torch
+
+from ablations import pipeline
+from ablations.cli import main
+from ablations.config import resolve_config
+from ablations.launch import LaunchOptions, jobs, task_status
+from ablations.launch.snapshot import COMMIT_VAR
+from ablations.launch.task import TrainJob
+from ablations.runners.records import load_record
+
+TIMING = {"images_per_s", "train_s"}
+LONG = {"iterations": 60, "eval_every": 5}  # long enough to be killed half-way
+
+
+@pytest.fixture(autouse=True)
+def _one_thread_per_job(monkeypatch):
+    # Jobs inherit the environment: two jobs on two cores, one OpenMP thread each.
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+
+
+def _deterministic(curves: pd.DataFrame) -> pd.DataFrame:
+    return curves[~curves["metric"].isin(TIMING)].reset_index(drop=True)
+
+
+def _task(config):
+    return pipeline.Task("train", pipeline._describe(config), ("test",), config=config)
+
+
+def _ctx(results, data):
+    return pipeline.context(results=results, data=data, device="cpu")
+
+
+def _wait(predicate, what, timeout=90):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        time.sleep(0.05)
+    pytest.fail(f"timed out waiting for {what}")
+
+
+@pytest.mark.slow
+def test_local_executor_runs_tasks_kill_and_rerun_resumes(tmp_path, tiny_cifar):
+    long = resolve_config("resnet20", profile="smoke", device="cpu", **LONG)
+    short = resolve_config("plain20", profile="smoke", device="cpu")
+    # The uninterrupted reference runs as the jobs do: its own process, one thread (the float
+    # reduction order, which this lr amplifies, depends on the thread count).
+    subprocess.run(
+        [sys.executable, "-m", "ablations", "train", "resnet20", "--profile", "smoke",
+         "--device", "cpu", "--iterations", "60", "--eval-every", "5", "--data", str(tiny_cifar),
+         "--out", str(tmp_path / "ref")],
+        check=True, capture_output=True, env={**os.environ, "OMP_NUM_THREADS": "1"},
+    )  # fmt: skip
+    reference = load_record(tmp_path / "ref" / long.run_id)
+    assert reference is not None
+    ctx = _ctx(tmp_path / "results", tiny_cifar)
+    tasks = [_task(long), _task(short)]
+    options = LaunchOptions(executor="local", jobs=2)
+    lines: list[str] = []
+    counts: dict[str, int] = {}
+    first = threading.Thread(
+        target=lambda: counts.update(
+            pipeline.execute_submitted(tasks, ctx, options=options, log=lines.append)
+        )
+    )
+    first.start()
+    victim = ctx.runs_dir / long.run_id
+    _wait(lambda: (victim / "checkpoint.pt").exists(), "the first checkpoint")
+    assert task_status(victim).state == "running"
+    pid = json.loads((victim / jobs.HEARTBEAT_FILE).read_text())["pid"]
+    os.kill(pid, signal.SIGKILL)  # the training process, mid-run
+    first.join(timeout=120)
+    assert counts["submitted"] == 2 and counts["unfinished"] == 1, lines
+    assert task_status(ctx.runs_dir / short.run_id).state == "done"
+    killed = task_status(victim)
+    assert killed.state == "failed" and killed.submissions == 1
+    assert not (victim / "summary.json").exists()
+
+    # A second `ablate run` submits only the killed run, which resumes from its checkpoint.
+    again = pipeline.execute_submitted(tasks, ctx, options=options, log=lines.append)
+    assert again["submitted"] == 1 and again["done"] == 1 and again["unfinished"] == 0
+    resumed = pd.read_csv(victim / "curves.csv")
+    pd.testing.assert_frame_equal(_deterministic(resumed), _deterministic(reference.curves))
+    assert torch.equal(
+        torch.load(victim / "model.pt")["fc.weight"],
+        torch.load(reference.run_dir / "model.pt")["fc.weight"],
+    )
+    starts = json.loads((victim / "env.json").read_text())
+    assert len(starts) == 2 and starts[1]["from_iteration"] > 0  # resumed, not restarted
+    record = jobs.read_record(victim)
+    assert record["submissions"] == 2 and record["executor"] == "local"
+    # The job ran the snapshot's code, and recorded the snapshot's commit.
+    assert "/.snapshots/" in record["code"] and record["code"].startswith(str(ctx.results))
+    assert {s["git_commit"] for s in starts} == {record["commit"]}
+    assert (victim / jobs.LOG_LINK).is_dir()  # submitit's logs, next to the run
+    # Results reach runs.csv through the run directories only.
+    runs = pd.read_csv(ctx.results / "runs.csv")
+    assert set(runs["run_id"]) == {long.run_id, short.run_id}
+    # Nothing left to do: nothing is submitted twice.
+    third = pipeline.execute_submitted(tasks, ctx, options=options, log=lines.append)
+    assert third["submitted"] == 0 and third["done"] == 2
+
+
+def test_status_of_each_state(tmp_path, monkeypatch):
+    runs = tmp_path / "runs"
+    missing, pending, running, done, failed, lost = (runs / n for n in
+        ("missing", "pending", "running", "done", "failed", "lost"))  # fmt: skip
+    me = {"executor": "local", "job_id": str(os.getpid()), "log_dir": "", "snapshot": "s",
+          "commit": "c"}  # fmt: skip
+    for d in (pending, running, done, failed):
+        d.mkdir(parents=True)
+        jobs.submitted(d, **me)  # type: ignore[arg-type]
+    with jobs.Heartbeat(running, every=0.05):
+        time.sleep(0.1)
+        assert task_status(running).state == "running"
+    (done / "summary.json").write_text('{"status": "complete"}')
+    jobs.update_record(failed, error="RuntimeError: boom", error_submission=1)
+    lost.mkdir(parents=True)
+    jobs.submitted(lost, **(me | {"job_id": "999999999"}))  # type: ignore[arg-type]
+    (lost / "submitit").mkdir()
+    (lost / "submitit" / "1_0_log.err").write_text("step 3\nKilled\n")
+    states = {d.name: task_status(d) for d in (missing, pending, done, failed, lost)}
+    assert {k: s.state for k, s in states.items()} == {
+        "missing": "missing", "pending": "pending", "done": "done", "failed": "failed",
+        "lost": "failed",
+    }  # fmt: skip
+    assert states["failed"].detail == "RuntimeError: boom"
+    assert states["lost"].detail == "Killed"  # the log's last line
+    # A resubmission of a failed run is pending again, not failed by its old error.
+    jobs.submitted(failed, **me)  # type: ignore[arg-type]
+    assert task_status(failed).state == "pending" and task_status(failed).submissions == 2
+
+
+def test_checkpoint_counts_requeues_and_resubmits_itself(tmp_path):
+    config = resolve_config("resnet20", profile="smoke", device="cpu")
+    job = TrainJob(config.to_json(), runs_dir=str(tmp_path), data=None, device="cpu")
+    job.run_dir.mkdir(parents=True)
+    jobs.submitted(job.run_dir, executor="slurm", job_id="7_0", log_dir=tmp_path,
+                   snapshot="s", commit="c")  # fmt: skip
+    delayed = job.checkpoint()
+    assert delayed.function is job and delayed.args == () and delayed.kwargs == {}
+    job.checkpoint()
+    assert task_status(job.run_dir).requeues == 2
+
+
+@pytest.fixture
+def fake_sbatch(tmp_path, monkeypatch):
+    """A stand-in `sbatch` on PATH: keeps the script it is given and answers as Slurm does."""
+    bin_dir, kept = tmp_path / "bin", tmp_path / "sbatch-scripts"
+    bin_dir.mkdir()
+    kept.mkdir()
+    script = bin_dir / "sbatch"
+    script.write_text(f'#!/bin/sh\ncp "$1" {kept}/\necho "Submitted batch job 4242"\n')
+    script.chmod(script.stat().st_mode | stat.S_IEXEC)
+    srun = bin_dir / "srun"  # submitit looks for it to tell a Slurm machine
+    srun.write_text("#!/bin/sh\nexit 0\n")
+    srun.chmod(srun.stat().st_mode | stat.S_IEXEC)
+    monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
+    return kept
+
+
+def test_slurm_submission_writes_the_sbatch_options(tmp_path, tiny_cifar, fake_sbatch, capsys):
+    results = tmp_path / "results"
+    code = main([
+        "run", "--profile", "smoke", "--experiments", "degradation", "--seeds", "2",
+        "--data", str(tiny_cifar), "--device", "cpu", "--results", str(results),
+        "--reports", str(tmp_path / "reports"), "--executor", "slurm", "--jobs", "3",
+        "--slurm-partition", "gpu-long", "--slurm-time", "90", "--gpus-per-task", "2",
+        "--slurm-account", "lab42", "--slurm-option", "qos=high",
+    ])  # fmt: skip
+    assert code == 0
+    [script] = fake_sbatch.iterdir()
+    text = script.read_text()
+    for line in ("#SBATCH --partition=gpu-long", "#SBATCH --time=90", "#SBATCH --gpus-per-node=2",
+                 "#SBATCH --ntasks-per-node=2", "#SBATCH --account=lab42", "#SBATCH --qos=high",
+                 "#SBATCH --array=0-7%3", "#SBATCH --signal=USR2@120"):  # fmt: skip
+        assert line in text, line
+    # Tasks are keyed by run id: each run directory records its array element and logs.
+    planned = pipeline.plan(["degradation"], profile="smoke", seeds=2, device=torch.device("cpu"))
+    job_ids = set()
+    for t in planned:
+        run_dir = results / "runs" / t.config.run_id
+        record = jobs.read_record(run_dir)
+        assert record["executor"] == "slurm" and record["job_id"].startswith("4242_")
+        assert (run_dir / jobs.LOG_LINK).is_symlink()
+        assert Path(os.readlink(run_dir / jobs.LOG_LINK)).name == record["job_id"]
+        job_ids.add(record["job_id"])
+    assert len(job_ids) == 8
+    assert "8 run(s) submitted" in capsys.readouterr().err
+    # The queued runs are not submitted twice (no sacct here: their state reads as pending).
+    assert main(["status", "--profile", "smoke", "--experiments", "degradation", "--seeds", "2",
+                 "--results", str(results), "--device", "cpu"]) == 0  # fmt: skip
+    assert "8 pending" in capsys.readouterr().out
+
+
+def test_snapshot_commit_reaches_env(monkeypatch):
+    from ablations import env
+
+    env.git_commit.cache_clear()
+    monkeypatch.setenv(COMMIT_VAR, "abc123def456")
+    try:
+        assert env.environment()["git_commit"] == "abc123def456"
+    finally:
+        env.git_commit.cache_clear()
