@@ -17,12 +17,15 @@ from typing import Any
 
 import pandas as pd
 
-from ablations.io import read_json
+from ablations.io import read_json, write_json
 from ablations.registry import Variant
 from ablations.results import Schema, read_table, upsert, write_table
 
 RUNS_FILE, CURVES_FILE, RESPONSES_FILE = "runs.csv", "curves.csv", "responses.csv"
 RUNS_DIR = "runs"
+# The experiments a run was planned for, written into its directory by the pipeline, so that the
+# report selects an experiment's runs by membership, never by variant names.
+MEMBERSHIP_FILE = "experiments.json"
 
 RUNS = Schema(
     name="runs",
@@ -38,7 +41,7 @@ RUNS = Schema(
         "git_commit": "str", "data_source": "str", "data_format": "str",
         "data_checksum": "str", "finished_at": "str", "recipe": "str", "arm": "str",
         "epochs": "int", "best_test_error": "float", "trainable_params": "int",
-        "train_images": "int",
+        "train_images": "int", "experiments": "str",
     },
     key=("run_id",),
     fix="rebuild it from the run directories with `ablate collect` (an older version's file "
@@ -100,7 +103,25 @@ def run_row(run_dir: Path) -> dict[str, Any]:
         "finished_at": summary.get("finished_at", ""), "recipe": config.get("recipe") or "",
         "arm": config.get("arm") or "", "epochs": config.get("epochs") or 0,
         "trainable_params": summary.get("trainable_params", summary.get("params", 0)),
+        "experiments": ",".join(experiments_of(run_dir)),
     }  # fmt: skip
+
+
+def experiments_of(run_dir: Path) -> tuple[str, ...]:
+    """The experiments a run directory was planned for (sorted; none for a run trained on its
+    own with `ablate train`, until an `ablate run` plans it)."""
+    path = run_dir / MEMBERSHIP_FILE
+    return tuple(sorted(read_json(path))) if path.exists() else ()
+
+
+def mark_experiments(run_dir: Path, names: Iterable[str]) -> bool:
+    """Add `names` to the run directory's experiments; True when that changed anything."""
+    known = set(experiments_of(run_dir))
+    wanted = known | set(names)
+    if wanted == known or not run_dir.is_dir():
+        return False
+    write_json(run_dir / MEMBERSHIP_FILE, sorted(wanted))
+    return True
 
 
 def curve_rows(run_dir: Path) -> pd.DataFrame:

@@ -13,7 +13,8 @@ from dataclasses import dataclass, field
 import pandas as pd
 from matplotlib.figure import Figure
 
-from ablations.references import TEST_ERROR
+from ablations.references import REPRODUCTIONS, Reproduction
+from ablations.registry import get_variant
 from ablations.report.figures import paper_name, summarise_runs
 
 
@@ -61,25 +62,66 @@ def _errors(nets: pd.DataFrame, columns: tuple[str, ...]) -> dict[str, list[str]
 
 
 def short_source(source: str) -> str:
-    """A column header for a cited source: its text before the first parenthesis."""
-    return source.split(" (")[0]
+    """A column header for a cited source: "He et al. 2016, Table 6", "akamaster/..."."""
+    if source.startswith("He et al."):
+        return "He et al. 2016" + (", Table 6" if "Table 6" in source else "")
+    return source.split(" (")[0].removeprefix("github.com/").removesuffix(" README")
 
 
-def degradation_table(runs: pd.DataFrame, *, references: bool) -> pd.DataFrame:
-    """Net, depth, final training / validation / test error and seeds per net (plain nets
-    first, by depth); with `references`, a test-error column per published source, blank where
-    the source has no number for that net."""
+def degradation_table(runs: pd.DataFrame) -> pd.DataFrame:
+    """Net, depth, final training / validation / test error (mean ± std over seeds), the best
+    test error of the seeds, and seeds per net (plain nets first, by depth). The validation
+    column is left out when no run held out a validation split (the paper profile)."""
     nets = summarise_runs(runs).sort_values(["residual", "depth"], kind="stable")
+    columns = ("train_error", "val_error", "test_error")
+    if nets["val_error_mean"].isna().all():
+        columns = ("train_error", "test_error")
     table = pd.DataFrame({
         "net": nets["variant"].map(paper_name), "depth": nets["depth"],
-        **_errors(nets, ("train_error", "val_error", "test_error")), "seeds": nets["seeds"],
+        **_errors(nets, columns),
+        "best test error": [f"{b * 100:.2f}% (of {n})" if n > 1 else ""
+                            for b, n in zip(nets["test_error_min"], nets["seeds"], strict=True)],
+        "seeds": nets["seeds"],
     })  # fmt: skip
-    if references:
-        for source, errors in TEST_ERROR.items():
-            table[f"{short_source(source)}"] = [
-                f"{errors[v]:.2f}%" if v in errors else "" for v in nets["variant"]
-            ]
     return table.reset_index(drop=True)
+
+
+def _published(ref: Reproduction, variant: str) -> str:
+    if variant not in ref.test_error:
+        return ""
+    text = f"{ref.test_error[variant]:.2f}%"
+    if variant in ref.spread:
+        mean, std, n = ref.spread[variant]
+        text += f" (best of {n}; {mean:.2f} ± {std:.2f}%)"
+    return text
+
+
+def table6(runs: pd.DataFrame) -> pd.DataFrame:
+    """Table 6 side by side: for each residual net that we ran or a source reports, the test
+    error (%) each source gives, then ours as best of N and as mean ± std (ddof 1) over seeds."""
+    nets = summarise_runs(runs[runs["residual"]]) if len(runs) else summarise_runs(runs)
+    ours = {row.variant: row for row in nets.itertuples()}
+    names = {v for ref in REPRODUCTIONS for v in ref.test_error} | set(ours)
+    order = sorted(names, key=lambda v: (get_variant(v).depth, v))
+    rows = []
+    for variant in order:
+        row: dict[str, object] = {"net": paper_name(variant)}
+        for ref in REPRODUCTIONS:
+            row[short_source(ref.source)] = _published(ref, variant)
+        mine = ours.get(variant)
+        n = int(mine.seeds) if mine is not None else 0
+        row["ours: best of N"] = f"{mine.test_error_min * 100:.2f}% (N={n})" if n else ""
+        row["ours: mean ± std"] = (
+            f"{mine.test_error_mean * 100:.2f} ± {mine.test_error_std * 100:.2f}%"
+            if n > 1 else (f"{mine.test_error_mean * 100:.2f}% (1 seed)" if n else "")
+        )  # fmt: skip
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def reproduction_notes() -> list[str]:
+    """One line per published source: what it is, its protocol and its data."""
+    return [f"{short_source(r.source)}: {r.protocol}; data: {r.data}" for r in REPRODUCTIONS]
 
 
 def ablation_table(runs: pd.DataFrame, *, axis: str) -> pd.DataFrame:
