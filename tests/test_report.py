@@ -10,7 +10,7 @@ import pytest
 
 from ablations import get_variant, store
 from ablations.references import TABLE6
-from ablations.report import claims, figures, render
+from ablations.report import figures, render
 from ablations.results import write_table
 
 MACHINE = "Test CPU (2 cores)"
@@ -148,7 +148,7 @@ def test_degradation_figure_labels_test_curves_as_test():
     # "test", there is no validation curve and no separate final point.
     runs = run_rows(PAPER_ERRORS, profile="paper")
     curves = curve_rows(runs)
-    curves = curves[~((curves["split"] == "test"))].assign(
+    curves = curves[~(curves["split"] == "test")].assign(
         split=lambda c: c["split"].replace({"val": "test"})
     )
     fig = figures.degradation_figure(runs, curves)
