@@ -73,7 +73,9 @@ def plan(
             configs = (
                 _configs(exp.variants_for(profile), profile, n_seeds, device)
                 if exp.kind == "train"
-                else _recipe_configs(profile, n_seeds, device)
+                # Recipes are judged against a claimed accuracy, not by the seed rule: one seed
+                # unless --seeds asks for more (the profile's seeds are for its verdicts).
+                else _recipe_configs(profile, seeds or 1, device)
             )
             for config in configs:
                 known = train.get(config.run_id)

@@ -215,6 +215,18 @@ def test_responses_figure_is_fig7():
         assert ys == sorted(ys, reverse=True)
 
 
+def test_responses_figure_shows_the_spread_over_seeds():
+    runs = run_rows({"plain20": [0.5, 0.5, 0.5], "resnet20": [0.4, 0.4, 0.4]}, profile="cpu")
+    responses = response_rows(runs)
+    responses["std"] *= 1 + 0.1 * responses["run_id"].str.contains("_s1_")  # seeds differ
+    fig = figures.responses_figure(responses)
+    top, bottom = fig.axes
+    assert len(top.collections) == len(bottom.collections) == 2  # a band per net and panel
+    assert "3 runs per net; band: min-max over runs" in fig.get_suptitle()
+    one = figures.responses_figure(response_rows(run_rows(CPU_ERRORS, profile="cpu")))
+    assert not one.axes[0].collections and "1 run per net" in one.get_suptitle()
+
+
 def test_paper_name():
     assert figures.paper_name("plain56") == "plain-56"
     assert figures.paper_name("resnet110") == "ResNet-110"

@@ -183,8 +183,9 @@ def overview_section(results: Path) -> Section:
                             for n in training.profile_order(runs["profile"]))
     ]  # fmt: skip
     text = (
-        f"Training runs in `{path}`, by profile (`paper` is the paper's protocol, the others "
-        "are reduced budgets whose numbers show trends only):\n\n"
+        f"Training runs in `{path}`, by profile (`paper` is the paper's protocol, `paper-val` "
+        "the same on the 45k/5k split; the others are reduced budgets whose numbers show trends "
+        "only):\n\n"
         f"{markdown_table(pd.DataFrame(rows))}\n"
     )
     if recipe_runs:
