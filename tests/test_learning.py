@@ -98,6 +98,7 @@ def test_warmup_is_the_papers_nets_only():
     assert PROFILES["paper"].settings["eval_split"] == "test"  # Fig. 6 plots test error
 
 
+@pytest.mark.slow
 def test_resnet110_warms_up_at_001_until_training_error_is_below_80_percent(tmp_path, colours):
     # A tiny budget: 8x8 input, batch 16, no lr decay. The record must show lr 0.01 at every
     # evaluation up to the end of the warm-up, 0.1 after it, and the switch only once the

@@ -136,7 +136,7 @@ ERROR_COLUMNS = ("train_error", "val_error", "test_error")
 # does) or "validation" (a split held out of the training set), never one for the other.
 HELD_OUT = ("test", "val")
 SPLIT_LABELS = {"train": "training", "val": "validation", "test": "test"}
-SPLIT_STYLES = {"train": "--", "val": "-", "test": "-"}
+SPLIT_STYLES: dict[str, Any] = {"train": "--", "val": "-", "test": "-"}
 SPLIT_WIDTHS = {"train": 1.0, "val": 2.0, "test": 2.0}
 KIND_MARKERS = {"plain": "s", "residual": "o"}
 KIND_COLOURS = {"plain": "tab:red", "residual": "tab:blue"}
@@ -214,8 +214,8 @@ def _error_curves(runs: pd.DataFrame, curves: pd.DataFrame) -> pd.DataFrame:
 def _legend(ax: Axes, nets: pd.DataFrame, colours: dict[str, Any], splits: list[str],
             *, final_test: bool, band: bool) -> None:  # fmt: skip
     """Net names by colour, then what the line styles, the band and the marker mean."""
-    handles = [Line2D([], [], color=colours[row.variant], label=paper_name(row.variant))
-               for row in nets.sort_values("depth").itertuples()]  # fmt: skip
+    handles: list[Any] = [Line2D([], [], color=colours[row.variant], label=paper_name(row.variant))
+                          for row in nets.sort_values("depth").itertuples()]  # fmt: skip
     handles += [
         Line2D([], [], color="0.3", linestyle=SPLIT_STYLES[s], linewidth=SPLIT_WIDTHS[s],
                label=SPLIT_LABELS[s])
@@ -388,15 +388,13 @@ def responses_figure(responses: pd.DataFrame) -> Figure:
     residual solid. Several runs of a net: the mean line, and a band from the min to the max
     over runs (each run's stds sorted before the sorted panel's statistics)."""
     keys = ["variant", "residual", "depth", "layer"]
-    by_layer = responses.groupby(keys, as_index=False)["std"].agg(
-        std="mean", low="min", high="max", runs="count"
-    )
+    stats = {"std": ("std", "mean"), "low": ("std", "min"), "high": ("std", "max"),
+              "runs": ("std", "count")}  # fmt: skip
+    by_layer = responses.groupby(keys, as_index=False).agg(**stats)
     ranked = responses.assign(
         rank=responses.groupby("run_id")["std"].rank(ascending=False, method="first")
     )
-    by_rank = ranked.groupby(["variant", "rank"], as_index=False)["std"].agg(
-        std="mean", low="min", high="max", runs="count"
-    )
+    by_rank = ranked.groupby(["variant", "rank"], as_index=False).agg(**stats)
     colours = net_colours(by_layer["variant"].unique())
     fig = Figure(figsize=(9, 7), layout="constrained")
     top, bottom = fig.subplots(2, 1)

@@ -73,7 +73,7 @@ def degradation_table(runs: pd.DataFrame) -> pd.DataFrame:
     test error of the seeds, and seeds per net (plain nets first, by depth). The validation
     column is left out when no run held out a validation split (the paper profile)."""
     nets = summarise_runs(runs).sort_values(["residual", "depth"], kind="stable")
-    columns = ("train_error", "val_error", "test_error")
+    columns: tuple[str, ...] = ("train_error", "val_error", "test_error")
     if nets["val_error_mean"].isna().all():
         columns = ("train_error", "test_error")
     table = pd.DataFrame({
@@ -99,22 +99,22 @@ def _published(ref: Reproduction, variant: str) -> str:
 def table6(runs: pd.DataFrame) -> pd.DataFrame:
     """Table 6 side by side: for each residual net that we ran or a source reports, the test
     error (%) each source gives, then ours as best of N and as mean ± std (ddof 1) over seeds."""
-    nets = summarise_runs(runs[runs["residual"]]) if len(runs) else summarise_runs(runs)
-    ours = {row.variant: row for row in nets.itertuples()}
+    nets = summarise_runs(runs[runs["residual"]])
+    ours: dict[str, tuple[int, float, float, float]] = {
+        str(v): (int(n), float(best) * 100, float(mean) * 100, float(std) * 100)
+        for v, n, best, mean, std in zip(nets["variant"], nets["seeds"], nets["test_error_min"],
+                                         nets["test_error_mean"], nets["test_error_std"],
+                                         strict=True)
+    }  # fmt: skip
     names = {v for ref in REPRODUCTIONS for v in ref.test_error} | set(ours)
-    order = sorted(names, key=lambda v: (get_variant(v).depth, v))
     rows = []
-    for variant in order:
-        row: dict[str, object] = {"net": paper_name(variant)}
-        for ref in REPRODUCTIONS:
-            row[short_source(ref.source)] = _published(ref, variant)
-        mine = ours.get(variant)
-        n = int(mine.seeds) if mine is not None else 0
-        row["ours: best of N"] = f"{mine.test_error_min * 100:.2f}% (N={n})" if n else ""
-        row["ours: mean ± std"] = (
-            f"{mine.test_error_mean * 100:.2f} ± {mine.test_error_std * 100:.2f}%"
-            if n > 1 else (f"{mine.test_error_mean * 100:.2f}% (1 seed)" if n else "")
-        )  # fmt: skip
+    for variant in sorted(names, key=lambda v: (get_variant(v).depth, v)):
+        row = {"net": paper_name(variant)}
+        row |= {short_source(ref.source): _published(ref, variant) for ref in REPRODUCTIONS}
+        n, best, mean, std = ours.get(variant, (0, 0.0, 0.0, 0.0))
+        row["ours: best of N"] = f"{best:.2f}% (N={n})" if n else ""
+        row["ours: mean ± std"] = (f"{mean:.2f} ± {std:.2f}%" if n > 1
+                                   else f"{mean:.2f}% (1 seed)" if n else "")  # fmt: skip
         rows.append(row)
     return pd.DataFrame(rows)
 
