@@ -142,7 +142,7 @@ def _counted(values: pd.Series) -> str:
     return ", ".join(f"{value} ({n} run{'s' if n > 1 else ''})" for value, n in counts.items())
 
 
-def _distinct(values: pd.Series) -> str:
+def distinct(values: pd.Series) -> str:
     return ", ".join(map(str, sorted(set(values.astype(str))))) or "n/a"
 
 
@@ -159,7 +159,7 @@ def _seeds(runs: pd.DataFrame) -> str:
     low, high = per_variant.min(), per_variant.max()
     count = str(low) if low == high else f"{low}-{high}"
     seeds = runs["seed"].nunique()
-    return f"{count} (seed{'s' if seeds > 1 else ''} {_distinct(runs['seed'])})"
+    return f"{count} (seed{'s' if seeds > 1 else ''} {distinct(runs['seed'])})"
 
 
 # Columns whose mix within one profile the reader must be told about: what a run measured
@@ -201,12 +201,12 @@ def run_facts(runs: pd.DataFrame) -> list[str]:
         f"{len(runs)} runs ({complete} complete, {len(diverged)} diverged) of {len(variants)} "
         f"variants: {', '.join(variants)}",
         f"seeds per variant: {_seeds(runs)}",
-        f"machine: {_distinct(runs['machine'])}; device: {_distinct(runs['device'])}; "
-        f"precision: {_distinct(runs['precision'])}; torch {_distinct(runs['torch'])}",
-        f"budget: {_distinct(runs['iterations'].map('{:,}'.format))} iterations at "
-        f"{_distinct(runs['input_size'].map('{0}x{0}'.format))} input",
-        f"data: {_distinct(data_label(runs))}",
-        f"git commit: {_distinct(runs['git_commit'])}",
+        f"machine: {distinct(runs['machine'])}; device: {distinct(runs['device'])}; "
+        f"precision: {distinct(runs['precision'])}; torch {distinct(runs['torch'])}",
+        f"budget: {distinct(runs['iterations'].map('{:,}'.format))} iterations at "
+        f"{distinct(runs['input_size'].map('{0}x{0}'.format))} input",
+        f"data: {distinct(data_label(runs))}",
+        f"git commit: {distinct(runs['git_commit'])}",
         *mix_notes(runs),
     ]
     if len(diverged):

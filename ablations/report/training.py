@@ -186,7 +186,7 @@ def _table6_words(p: ProfileResults, runs: pd.DataFrame) -> str:
     if p.reduced:
         return ("The paper's numbers (Table 6) and public reproductions are not comparable at "
                 "this budget, so they are not shown.")  # fmt: skip
-    data = tables._distinct(tables.data_label(runs))
+    data = tables.distinct(tables.data_label(runs))
     notes = bullets(tables.reproduction_notes())
     return f"""#### Table 6 side by side
 
