@@ -144,7 +144,8 @@ def _held_out_words(p: ProfileResults, runs: pd.DataFrame) -> str:
             "training (the bold curves: validation, not Fig. 6's test curves); test error: the "
             "10k test images, evaluated once, at the end"
         )
-    return "; ".join(words) + "." if words else ""
+    text = "; ".join(words)
+    return f"{text[:1].upper()}{text[1:]}." if words else ""
 
 
 def degradation_section(p: ProfileResults) -> Section:
