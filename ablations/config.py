@@ -206,8 +206,8 @@ def resolve_config(
     if unknown:
         raise AblationsError(f"unknown training option {unknown[0]!r}")
     settings: dict[str, Any] = dict(prof.settings)
-    if prof.warmup_min_depth is not None and v.depth >= prof.warmup_min_depth:
-        settings["warmup_lr"] = 0.01
+    if prof.warmup_lr_for(v.name) is not None:  # the paper's warmed-up nets, named as data
+        settings["warmup_lr"] = prof.warmup_lr_for(v.name)
     settings.update(overrides)
     if "iterations" in overrides and "lr_milestones" not in overrides:
         planned = prof.settings.get("iterations", _PAPER.iterations)

@@ -11,12 +11,13 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from ablations.profiles import get_profile
+from ablations.profiles import PROFILES, get_profile
 from ablations.registry import AblationsError
 
 PLAIN_AND_RESIDUAL = ("plain20", "plain32", "plain44", "plain56",
                       "resnet20", "resnet32", "resnet44", "resnet56", "resnet110")  # fmt: skip
 FOUR_NETS = ("plain20", "plain56", "resnet20", "resnet56")
+FIG7_NETS = ("plain20", "plain56", "resnet20", "resnet56", "resnet110")  # the paper's Fig. 7
 SHORTCUTS_CIFAR = ("resnet56", "resnet56-b", "resnet56-c")
 SHORTCUTS_K3 = ("resnet18-a-k3", "resnet18-k3", "resnet18-c-k3",
                 "resnet34-a-k3", "resnet34-k3", "resnet34-c-k3")  # fmt: skip
@@ -35,6 +36,11 @@ class Experiment:
     variants: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
 
     def variants_for(self, profile: str) -> tuple[str, ...]:
+        """The variants under `profile`; a full-budget profile not listed (paper-val) runs the
+        paper's sets."""
+        known = PROFILES.get(profile)
+        if known is not None and not known.reduced and profile not in self.variants:
+            profile = "paper"
         return self.variants.get(profile, self.variants.get("*", ()))
 
 
@@ -85,7 +91,8 @@ EXPERIMENTS: dict[str, Experiment] = {
             name="responses",
             kind="responses",
             description="std of each 3x3 layer's response (after BN, before the addition and "
-            "ReLU) on the test set, for the trained degradation nets (paper Fig. 7)",
+            "ReLU) on the test set, for the trained degradation nets of the paper's Fig. 7",
+            variants={"paper": FIG7_NETS, "*": FOUR_NETS},
         ),
     )
 }

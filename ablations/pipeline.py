@@ -73,16 +73,16 @@ def plan(
             configs = (
                 _configs(exp.variants_for(profile), profile, n_seeds, device)
                 if exp.kind == "train"
-                else _recipe_configs(profile, n_seeds, device)
+                # Recipes are judged against a claimed accuracy, not by the seed rule: one seed
+                # unless --seeds asks for more (the profile's seeds are for its verdicts).
+                else _recipe_configs(profile, seeds or 1, device)
             )
             for config in configs:
                 known = train.get(config.run_id)
                 owners = (*known.experiments, name) if known else (name,)
                 train[config.run_id] = Task("train", _describe(config), owners, config=config)
         elif exp.kind == "responses":
-            configs = _configs(
-                EXPERIMENTS["degradation"].variants_for(profile), profile, n_seeds, device
-            )
+            configs = _configs(exp.variants_for(profile), profile, n_seeds, device)
             tasks.append(Task("responses", f"layer responses of {len(configs)} runs", (name,),
                               configs=tuple(configs)))  # fmt: skip
         elif exp.kind == "throughput":
@@ -239,6 +239,7 @@ def _run_train(task: Task, ctx: Context) -> None:
     record = train.train(
         task.config, out=ctx.runs_dir, data=_data_for(task.config, ctx), device=ctx.device
     )
+    store.mark_experiments(record.run_dir, task.experiments)
     store.record(record.run_dir, ctx.results)
 
 
@@ -271,6 +272,16 @@ RUNNERS: dict[str, Callable[[Task, Context], None]] = {
 }  # fmt: skip
 
 
+def _mark_done(task: Task, ctx: Context) -> None:
+    """A finished run that this plan also needs (trained by a dispatched `ablate train`, or by
+    another experiment) is marked as a member and its runs.csv row brought up to date."""
+    if task.kind != "train" or task.config is None:
+        return
+    run_dir = ctx.runs_dir / task.config.run_id
+    if store.mark_experiments(run_dir, task.experiments):
+        store.record(run_dir, ctx.results)
+
+
 def record_unrecorded(ctx: Context) -> int:
     """Finished run directories missing from runs.csv (a run finished by `ablate train`, or
     copied from another machine) are added; returns how many."""
@@ -292,6 +303,7 @@ def execute(
         if is_done(task, ctx):
             counts["done"] += 1
             say(f"{prefix}: done")
+            _mark_done(task, ctx)
             continue
         say(f"{prefix}: running")
         run_task(task, ctx)

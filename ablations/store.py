@@ -22,7 +22,7 @@ from typing import Any
 import pandas as pd
 
 from ablations.data.sources import source_name
-from ablations.io import read_json
+from ablations.io import read_json, write_json
 from ablations.registry import Variant
 from ablations.results import ColumnType, Schema, read_table, upsert, write_table
 from ablations.versions import run_trainer_version
@@ -30,6 +30,9 @@ from ablations.versions import run_trainer_version
 RUNS_FILE, CURVES_FILE, RESPONSES_FILE = "runs.csv", "curves.csv", "responses.csv"
 EVALUATIONS_FILE = "evaluations.csv"
 RUNS_DIR = "runs"
+# The experiments a run was planned for, written into its directory by the pipeline, so that the
+# report selects an experiment's runs by membership, never by variant names.
+MEMBERSHIP_FILE = "experiments.json"
 
 # Where a row of a measurement came from, the same columns in every table of measurements:
 # hardware (name and hashes), software, code version and the data (its file name, format and
@@ -58,9 +61,10 @@ RUNS = Schema(
         "data_checksum": "str", "finished_at": "str", "recipe": "str", "arm": "str",
         "epochs": "int", "best_test_error": "float", "trainable_params": "int",
         "train_images": "int", "cpu_flags": "str", "machine_id": "str", "trainer_version": "int",
+        "experiments": "str",
     },
     key=("run_id",),
-    added={"cpu_flags": "", "machine_id": "", "trainer_version": 0},
+    added={"cpu_flags": "", "machine_id": "", "trainer_version": 0, "experiments": ""},
     fix="rebuild it from the run directories with `ablate collect` (an older version's file "
     "lacks the newer columns)",
 )  # fmt: skip
@@ -149,7 +153,25 @@ def run_row(run_dir: Path) -> dict[str, Any]:
         "trainable_params": summary.get("trainable_params", summary.get("params", 0)),
         "cpu_flags": last.get("cpu_flags", ""), "machine_id": last.get("machine_id", ""),
         "trainer_version": run_trainer_version(starts),
+        "experiments": ",".join(experiments_of(run_dir)),
     }  # fmt: skip
+
+
+def experiments_of(run_dir: Path) -> tuple[str, ...]:
+    """The experiments a run directory was planned for (sorted; none for a run trained on its
+    own with `ablate train`, until an `ablate run` plans it)."""
+    path = run_dir / MEMBERSHIP_FILE
+    return tuple(sorted(read_json(path))) if path.exists() else ()
+
+
+def mark_experiments(run_dir: Path, names: Iterable[str]) -> bool:
+    """Add `names` to the run directory's experiments; True when that changed anything."""
+    known = set(experiments_of(run_dir))
+    wanted = known | set(names)
+    if wanted == known or not run_dir.is_dir():
+        return False
+    write_json(run_dir / MEMBERSHIP_FILE, sorted(wanted))
+    return True
 
 
 def curve_rows(run_dir: Path) -> pd.DataFrame:

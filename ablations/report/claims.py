@@ -1,10 +1,13 @@
-"""The paper's degradation claims, checked against the runs of one profile.
+"""The paper's degradation claims, judged from the runs of one profile by a stated rule.
 
-Each claim is a pure function of a runs table (RUNS rows of one profile and dataset): it keeps
-the complete runs of the paper's CIFAR nets (plain, and residual with the family's default
-shortcut and stem), averages the final training error over seeds, and returns a verdict line,
-or None when the runs it needs are missing. A claim that fails is said as plainly as one that
-holds: the report exists to show which parts of the paper a budget reproduces.
+Each claim is a pure function of a runs table (RUNS rows of one profile and dataset) and, for
+Fig. 7's claim, the responses table. It keeps the complete runs of the paper's CIFAR nets
+(plain, and residual with the family's default shortcut and stem), builds one arm per net (its
+seeds' final training errors, or mean layer responses), and judges a contrast of the arms with
+`ablations.stats` (Welch's t-test, alpha 0.05, at least 3 seeds per net). The verdict says how
+many seeds, each net's mean ± std, the difference with its 95% CI and p-value, and whether all
+seeds agree; a difference within the seed spread is "not resolved at this budget", never
+"holds" or "fails".
 """
 
 from __future__ import annotations
@@ -15,14 +18,37 @@ from typing import NamedTuple
 
 import pandas as pd
 
+from ablations import stats
 from ablations.report.figures import paper_name
+from ablations.stats import Arm, Verdict
 from ablations.variants import FAMILY_DEFAULTS
+
+METRIC = "train_error"  # Fig. 6's training curves: the degradation is an optimisation effect
+WORDS = {
+    stats.HOLDS: "holds",
+    stats.FAILS: "fails",
+    stats.NOT_RESOLVED: "not resolved at this budget",
+    stats.NOT_CHECKED: "not checked",
+}
+RULE = (
+    f"Welch's t-test on the seeds' values, two-sided, alpha {stats.ALPHA}, at least "
+    f"{stats.MIN_SEEDS} seeds per net; a difference of differences (the shortcut's benefit) and "
+    "an average over depths (responses) are judged the same way, with Welch-Satterthwaite "
+    "degrees of freedom. p < alpha with the claimed sign: holds; with the other sign: fails; "
+    'otherwise: not resolved at this budget. "Seeds agree": the same contrast computed seed by '
+    "seed has the sign of the mean for every seed"
+)
 
 
 @dataclass(frozen=True)
 class Claim:
-    text: str
-    held: bool
+    statement: str  # the paper's claim
+    verdict: Verdict
+    text: str  # the report's line
+
+    @property
+    def outcome(self) -> str:
+        return self.verdict.outcome
 
 
 def paper_nets(runs: pd.DataFrame) -> pd.DataFrame:
@@ -37,93 +63,158 @@ def paper_nets(runs: pd.DataFrame) -> pd.DataFrame:
     return runs[default & (runs["status"] == "complete")]
 
 
-def final_train_error(runs: pd.DataFrame, *, residual: bool) -> pd.DataFrame:
-    """(variant, depth, error in %): mean final training error over seeds, by depth."""
-    nets = paper_nets(runs)
-    nets = nets[nets["residual"] == residual]
-    mean = nets.groupby(["variant", "depth"], as_index=False)["train_error"].mean()
-    return mean.assign(error=mean["train_error"] * 100).sort_values("depth")
+@dataclass(frozen=True)
+class Net:
+    """One net's arm: its name and its seeds' values (in percent, or response std)."""
+
+    variant: str
+    depth: int
+    arm: Arm
+
+    @property
+    def name(self) -> str:
+        return paper_name(self.variant)
 
 
-def _extremes(runs: pd.DataFrame, *, residual: bool) -> tuple[pd.Series, pd.Series] | None:
-    """(deepest, shallowest) net, or None with fewer than two depths."""
-    nets = final_train_error(runs, residual=residual)
-    if nets["depth"].nunique() < 2:
-        return None
-    return nets.iloc[-1], nets.iloc[0]
+def nets(
+    runs: pd.DataFrame, *, residual: bool, column: str = METRIC, scale: float = 100.0
+) -> list[Net]:
+    """The paper's nets of one kind, by depth, each with its seeds' `column` x `scale`
+    (errors in percent by default)."""
+    chosen = paper_nets(runs)
+    chosen = chosen[chosen["residual"] == residual]
+    out = []
+    for (variant, depth), group in chosen.groupby(["variant", "depth"]):
+        values = dict(zip(group["seed"], group[column] * scale, strict=True))
+        out.append(Net(str(variant), int(depth), Arm.of(values)))
+    return sorted(out, key=lambda n: n.depth)
 
 
-def _net(row: pd.Series) -> str:
-    return paper_name(str(row["variant"]))
+def _spread(net: Net, unit: str = "%", digits: int = 1) -> str:
+    arm = net.arm
+    if arm.n < 2:
+        return f"{net.name} {arm.mean:.{digits}f}{unit} (1 seed)"
+    return f"{net.name} {arm.mean:.{digits}f} ± {arm.std:.{digits}f}{unit} ({arm.n} seeds)"
 
 
-def plain_nets_degrade(runs: pd.DataFrame) -> Claim | None:
+def _judgement(v: Verdict, unit: str = "points", digits: int = 1) -> str:
+    """ "difference +32.9 points, 95% CI [+30.1, +35.7], p = 0.0001; all 3 seeds agree"."""
+    parts = [f"difference {v.estimate:+.{digits}f} {unit}"]
+    if v.ci[0] == v.ci[0]:
+        parts[0] += (f", 95% CI [{v.ci[0]:+.{digits}f}, {v.ci[1]:+.{digits}f}], "
+                     f"p = {v.p:.2g}")  # fmt: skip
+    agree = (f"all {v.paired} seeds agree" if v.all_agree
+             else f"{v.agree} of {v.paired} seeds agree")  # fmt: skip
+    text = f"{'; '.join(parts)}; {agree}" if v.paired else parts[0]
+    return f"{text} ({v.reason})" if v.reason else text
+
+
+def _claim(statement: str, verdict: Verdict, numbers: str) -> Claim:
+    return Claim(statement, verdict, f"{WORDS[verdict.outcome]}: {statement}: {numbers}")
+
+
+def _missing(statement: str, needs: str) -> Claim:
+    verdict = stats.contrast([Arm.of({})], [1.0])
+    return Claim(statement, verdict, f"not checked: {statement} (needs complete runs of {needs})")
+
+
+def plain_nets_degrade(runs: pd.DataFrame, responses: pd.DataFrame | None = None) -> Claim:
     """The deepest plain net ends with a higher training error than the shallowest."""
-    pair = _extremes(runs, residual=False)
-    if pair is None:
-        return None
-    deep, shallow = pair
-    numbers = f"{_net(deep)} final training error {deep['error']:.1f}%"
-    if deep["error"] > shallow["error"]:
-        return Claim(f"holds: plain nets degrade: {numbers} > {_net(shallow)} "
-                     f"{shallow['error']:.1f}%", held=True)  # fmt: skip
-    return Claim(f"does not hold: plain nets do not degrade: {numbers} <= {_net(shallow)} "
-                 f"{shallow['error']:.1f}%", held=False)  # fmt: skip
+    statement = "plain nets degrade with depth"
+    plain = nets(runs, residual=False)
+    if len(plain) < 2:
+        return _missing(statement, "plain nets of two depths")
+    shallow, deep = plain[0], plain[-1]
+    verdict = stats.welch(deep.arm, shallow.arm)
+    numbers = f"final training error {_spread(deep)} vs {_spread(shallow)}; {_judgement(verdict)}"
+    return _claim(statement, verdict, numbers)
 
 
-def residual_nets_gain_from_depth(runs: pd.DataFrame) -> Claim | None:
+def residual_nets_gain_from_depth(
+    runs: pd.DataFrame, responses: pd.DataFrame | None = None
+) -> Claim:
     """The deepest residual net ends with a lower training error than the shallowest."""
-    pair = _extremes(runs, residual=True)
-    if pair is None:
-        return None
-    deep, shallow = pair
-    if deep["error"] < shallow["error"]:
-        return Claim(f"holds: residual nets gain from depth: {_net(deep)} {deep['error']:.1f}% "
-                     f"< {_net(shallow)} {shallow['error']:.1f}%", held=True)  # fmt: skip
-    worse = "trains worse" if deep["error"] > shallow["error"] else "trains no better"
-    return Claim(f"does not hold at this budget: {_net(deep)} {deep['error']:.1f}% vs "
-                 f"{_net(shallow)} {shallow['error']:.1f}% (the deeper residual net {worse})",
-                 held=False)  # fmt: skip
+    statement = "deeper residual nets train better"
+    residual = nets(runs, residual=True)
+    if len(residual) < 2:
+        return _missing(statement, "residual nets of two depths")
+    shallow, deep = residual[0], residual[-1]
+    verdict = stats.welch(shallow.arm, deep.arm)  # claimed: shallow - deep > 0
+    numbers = (f"final training error {_spread(deep)} vs {_spread(shallow)}; "
+               f"{_judgement(verdict)} (shallower minus deeper)")  # fmt: skip
+    return _claim(statement, verdict, numbers)
 
 
-def shortcut_benefit_grows(runs: pd.DataFrame) -> Claim | None:
+def shortcut_benefit_grows(runs: pd.DataFrame, responses: pd.DataFrame | None = None) -> Claim:
     """The plain-minus-residual gap in final training error is larger at the deepest depth
-    where both nets exist than at the shallowest."""
-    plain = final_train_error(runs, residual=False).set_index("depth")["error"]
-    residual = final_train_error(runs, residual=True).set_index("depth")["error"]
-    gap = (plain - residual).dropna().sort_index()
-    if len(gap) < 2:
-        return None
-    shallow, small, deep, large = gap.index[0], gap.iloc[0], gap.index[-1], gap.iloc[-1]
-    numbers = (f"plain - residual = {large:.1f} points at depth {deep} vs {small:.1f} at "
-               f"depth {shallow}")  # fmt: skip
-    if large > small:
-        return Claim(f"holds: the shortcut's benefit grows with depth: {numbers}", held=True)
-    return Claim(f"does not hold: the shortcut's benefit does not grow with depth: {numbers}",
-                 held=False)  # fmt: skip
+    where both nets exist than at the shallowest: a difference of differences."""
+    statement = "the shortcut's benefit grows with depth"
+    plain = {n.depth: n for n in nets(runs, residual=False)}
+    residual = {n.depth: n for n in nets(runs, residual=True)}
+    common = sorted(plain.keys() & residual.keys())
+    if len(common) < 2:
+        return _missing(statement, "plain and residual nets at two common depths")
+    low, high = common[0], common[-1]
+    arms = [plain[high].arm, residual[high].arm, plain[low].arm, residual[low].arm]
+    verdict = stats.contrast(arms, [1.0, -1.0, -1.0, 1.0])
+    gap_high = plain[high].arm.mean - residual[high].arm.mean
+    gap_low = plain[low].arm.mean - residual[low].arm.mean
+    numbers = (f"plain - residual final training error = {gap_high:.1f} points at depth {high} "
+               f"({_spread(plain[high])}, {_spread(residual[high])}) vs {gap_low:.1f} at depth "
+               f"{low} ({_spread(plain[low])}, {_spread(residual[low])}); "
+               f"{_judgement(verdict)} (difference of the gaps)")  # fmt: skip
+    return _claim(statement, verdict, numbers)
+
+
+def response_runs(runs: pd.DataFrame, responses: pd.DataFrame) -> pd.DataFrame:
+    """Per run of the paper's nets: its seed and the mean over layers of the response std."""
+    mean = responses.groupby("run_id", as_index=False)["std"].mean()
+    return paper_nets(runs).merge(mean, on="run_id")
+
+
+def residual_responses_smaller(runs: pd.DataFrame, responses: pd.DataFrame | None = None) -> Claim:
+    """Fig. 7: plain nets' layer responses are larger than their residual twins', on average
+    over the depths where both were measured (mean over layers of each run's response std)."""
+    statement = "residual responses are smaller than plain ones"
+    needs = "plain and residual nets of one depth with layer responses"
+    if responses is None or responses.empty:
+        return _missing(statement, needs)
+    measured = response_runs(runs, responses)
+    plain = {n.depth: n for n in nets(measured, residual=False, column="std", scale=1.0)}
+    residual = {n.depth: n for n in nets(measured, residual=True, column="std", scale=1.0)}
+    common = sorted(plain.keys() & residual.keys())
+    if not common:
+        return _missing(statement, needs)
+    arms, weights = [], []
+    for depth in common:
+        arms += [plain[depth].arm, residual[depth].arm]
+        weights += [1 / len(common), -1 / len(common)]
+    verdict = stats.contrast(arms, weights)
+    pairs = "; ".join(f"{_spread(plain[d], '', 3)} vs {_spread(residual[d], '', 3)}"
+                      for d in common)  # fmt: skip
+    numbers = (f"mean std of the 3x3 layers' responses {pairs}; "
+               f"{_judgement(verdict, 'std', 3)} "
+               "(plain minus residual, averaged over depths)")  # fmt: skip
+    return _claim(statement, verdict, numbers)
 
 
 class ClaimCheck(NamedTuple):
-    statement: str  # the paper's claim, for the line saying it could not be checked
-    needs: str  # the runs it needs
-    check: Callable[[pd.DataFrame], Claim | None]
+    statement: str
+    check: Callable[[pd.DataFrame, pd.DataFrame | None], Claim]
 
 
 CLAIMS: tuple[ClaimCheck, ...] = (
-    ClaimCheck("plain nets degrade with depth", "plain nets of two depths", plain_nets_degrade),
-    ClaimCheck("deeper residual nets are better", "residual nets of two depths",
-               residual_nets_gain_from_depth),
-    ClaimCheck("shortcuts rescue depth", "plain and residual nets at two common depths",
-               shortcut_benefit_grows),
-)  # fmt: skip
+    ClaimCheck("plain nets degrade with depth", plain_nets_degrade),
+    ClaimCheck("deeper residual nets train better", residual_nets_gain_from_depth),
+    ClaimCheck("the shortcut's benefit grows with depth", shortcut_benefit_grows),
+    ClaimCheck("residual responses are smaller", residual_responses_smaller),
+)
 
 
-def verdicts(runs: pd.DataFrame) -> list[str]:
-    """One line per claim: its verdict, or that it could not be checked and what it needs."""
-    lines = []
-    for statement, needs, check in CLAIMS:
-        claim = check(runs)
-        lines.append(
-            claim.text if claim else f"not checked: {statement} (needs complete runs of {needs})"
-        )
-    return lines
+def claims(runs: pd.DataFrame, responses: pd.DataFrame | None = None) -> list[Claim]:
+    return [check(runs, responses) for _, check in CLAIMS]
+
+
+def verdicts(runs: pd.DataFrame, responses: pd.DataFrame | None = None) -> list[str]:
+    """One line per claim: its verdict with its spread, or that it could not be checked."""
+    return [claim.text for claim in claims(runs, responses)]

@@ -12,6 +12,7 @@ import seaborn as sns
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
+from matplotlib.patches import Patch
 from matplotlib.ticker import EngFormatter, LogLocator, NullFormatter
 
 from ablations.variants import CIFAR_DEPTHS, FAMILY_DEFAULTS, IMAGENET_STAGES
@@ -130,7 +131,13 @@ def throughput_figure(df: pd.DataFrame) -> Figure:
 # --- training runs ----------------------------------------------------------------------------
 
 ERROR_COLUMNS = ("train_error", "val_error", "test_error")
-SPLIT_STYLES = {"train": "--", "val": "-"}  # the paper's Fig. 6: dashed training, bold testing
+# The paper's Fig. 6: dashed training curves, bold held-out curves. The held-out curve is named
+# by what it is: "test" (the paper profile evaluates the test set during training, as Fig. 6
+# does) or "validation" (a split held out of the training set), never one for the other.
+HELD_OUT = ("test", "val")
+SPLIT_LABELS = {"train": "training", "val": "validation", "test": "test"}
+SPLIT_STYLES: dict[str, Any] = {"train": "--", "val": "-", "test": "-"}
+SPLIT_WIDTHS = {"train": 1.0, "val": 2.0, "test": 2.0}
 KIND_MARKERS = {"plain": "s", "residual": "o"}
 KIND_COLOURS = {"plain": "tab:red", "residual": "tab:blue"}
 
@@ -181,37 +188,62 @@ def _seed_note(seeds: pd.Series) -> str:
     return f"mean of {low if low == high else f'{low}-{high}'} seeds per net"
 
 
-def _mean_error_curves(runs: pd.DataFrame, curves: pd.DataFrame) -> pd.DataFrame:
-    """(variant, split, iteration, value): training and validation error in percent, averaged
-    over the seeds of each variant at each evaluated iteration."""
+def held_out_split(curves: pd.DataFrame) -> pd.Series:
+    """Per run_id: the split evaluated during training: "val" where the run has validation
+    rows, else "test" (its test error recorded at every evaluation)."""
+    errors = curves[curves["metric"] == "error"]
+    has_val = errors.groupby("run_id")["split"].agg(lambda s: "val" in set(s))
+    return has_val.map({True: "val", False: "test"}).rename("held_out")
+
+
+def _error_curves(runs: pd.DataFrame, curves: pd.DataFrame) -> pd.DataFrame:
+    """(variant, split, iteration, value, low, high, seeds): training and held-out error in
+    percent, the mean and the min/max over the seeds of each variant at each iteration. A
+    held-out split is kept only where it was evaluated during training (more than one point)."""
     errors = curves[(curves["metric"] == "error") & curves["split"].isin(list(SPLIT_STYLES))]
     joined = errors.merge(runs[["run_id", "variant"]], on="run_id")
-    mean = joined.groupby(["variant", "split", "iteration"], as_index=False)["value"].mean()
-    return mean.assign(value=mean["value"] * 100)
+    points = joined.groupby(["run_id", "split"])["iteration"].transform("nunique")
+    joined = joined[(joined["split"] == "train") | (points > 1)]
+    keys = ["variant", "split", "iteration"]
+    stats = joined.groupby(keys, as_index=False)["value"].agg(
+        value="mean", low="min", high="max", seeds="count"
+    )
+    return stats.assign(**{c: stats[c] * 100 for c in ("value", "low", "high")})
 
 
-def _legend(ax: Axes, nets: pd.DataFrame, colours: dict[str, Any]) -> None:
-    """Net names by colour, then what the line styles and the marker mean."""
-    handles = [Line2D([], [], color=colours[row.variant], label=paper_name(row.variant))
-               for row in nets.sort_values("depth").itertuples()]  # fmt: skip
+def _legend(ax: Axes, nets: pd.DataFrame, colours: dict[str, Any], splits: list[str],
+            *, final_test: bool, band: bool) -> None:  # fmt: skip
+    """Net names by colour, then what the line styles, the band and the marker mean."""
+    handles: list[Any] = [Line2D([], [], color=colours[row.variant], label=paper_name(row.variant))
+                          for row in nets.sort_values("depth").itertuples()]  # fmt: skip
     handles += [
-        Line2D([], [], color="0.3", linestyle="--", label="training"),
-        Line2D([], [], color="0.3", linestyle="-", label="validation"),
-        Line2D([], [], color="0.3", marker="o", linestyle="", label="test (final)"),
-    ]
+        Line2D([], [], color="0.3", linestyle=SPLIT_STYLES[s], linewidth=SPLIT_WIDTHS[s],
+               label=SPLIT_LABELS[s])
+        for s in splits
+    ]  # fmt: skip
+    if band:
+        handles.append(Patch(color="0.3", alpha=0.2, label="min-max over seeds"))
+    if final_test:
+        handles.append(Line2D([], [], color="0.3", marker="o", linestyle="", label="test (final)"))
     # Below the panel: an error near chance (90%) would run under a legend inside it.
     ax.legend(handles=handles, fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.14),
               ncol=min(len(handles), 4), frameon=False)  # fmt: skip
 
 
 def degradation_figure(runs: pd.DataFrame, curves: pd.DataFrame) -> Figure:
-    """The paper's Fig. 6 (left, middle): training (dashed) and validation (solid) error in %
-    against iterations, plain nets left and residual nets right on the same axes, one colour
-    per depth; each net's final test error is a point at its last iteration. Several seeds of
-    a net are averaged. `runs` holds the complete runs to draw, `curves` their curves."""
+    """The paper's Fig. 6 (left, middle): training error (dashed) and held-out error (bold)
+    in % against iterations, plain nets left and residual nets right on the same axes, one
+    colour per depth. The held-out curve is labelled by what it is: test error where the runs
+    evaluated the test set during training (Fig. 6's own), validation error otherwise, with the
+    final test error then a point at the last iteration. Several seeds of a net: the mean
+    line and a band from the min to the max over seeds. `runs` holds the complete runs to draw,
+    `curves` their curves."""
     nets = summarise_runs(runs)
-    mean = _mean_error_curves(runs, curves)
+    mean = _error_curves(runs, curves)
     colours = net_colours(nets["variant"])
+    splits = ["train", *(s for s in HELD_OUT if s in set(mean["split"]))]
+    final_test = "test" not in splits
+    band = bool((mean["seeds"] > 1).any())
     fig = Figure(figsize=(11, 4.2), layout="constrained")
     axes = fig.subplots(1, 2, sharex=True, sharey=True)
     for ax, residual in zip(axes, (False, True), strict=True):
@@ -222,22 +254,31 @@ def degradation_figure(runs: pd.DataFrame, curves: pd.DataFrame) -> Figure:
             continue
         for net in shown.itertuples():
             colour = colours[net.variant]
-            for split, style in SPLIT_STYLES.items():
+            for split in splits:
                 line = mean[(mean["variant"] == net.variant) & (mean["split"] == split)]
-                ax.plot(line["iteration"], line["value"], linestyle=style, color=colour,
-                        linewidth=1.0 if split == "train" else 1.8)  # fmt: skip
-            # The test set is evaluated once, at the end: a point, not a curve.
-            ax.plot([net.last_iteration], [net.test_error_mean * 100], marker="o", color=colour,
-                    markersize=6, linestyle="")  # fmt: skip
-        _legend(ax, shown, colours)
+                ax.plot(line["iteration"], line["value"], linestyle=SPLIT_STYLES[split],
+                        color=colour, linewidth=SPLIT_WIDTHS[split])  # fmt: skip
+                spread = line[line["seeds"] > 1]
+                if len(spread):
+                    ax.fill_between(spread["iteration"], spread["low"], spread["high"],
+                                    color=colour, alpha=0.15, linewidth=0)  # fmt: skip
+            if final_test:  # the test set evaluated once, at the end: a point, not a curve
+                ax.plot([net.last_iteration], [net.test_error_mean * 100], marker="o",
+                        color=colour, markersize=6, linestyle="")  # fmt: skip
+        _legend(ax, shown, colours, splits, final_test=final_test, band=band)
     for ax in axes:
         ax.set(xlabel="iterations", ylim=(0, _error_top(mean, nets)))
         ax.xaxis.set_major_formatter(EngFormatter(sep=""))
         ax.grid(True, alpha=0.3)
     axes[0].set_ylabel("error (%)")
-    fig.suptitle(f"{_runs_title(runs)}: training error (dashed), validation error (solid, "
-                 f"held-out split), final test error (point); {_seed_note(nets['seeds'])}",
-                 fontsize=10)  # fmt: skip
+    held = " and ".join(
+        {"test": "test error (bold)", "val": "validation error (bold, held-out split)"}[s]
+        for s in splits[1:]
+    )
+    end = ", final test error (point)" if final_test else ""
+    spread = "; band: min-max over seeds" if band else ""
+    fig.suptitle(f"{_runs_title(runs)}: training error (dashed), {held or 'no held-out curve'}"
+                 f"{end}; {_seed_note(nets['seeds'])}{spread}", fontsize=10)  # fmt: skip
     return fig
 
 
@@ -344,26 +385,39 @@ def tradeoff_figure(runs: pd.DataFrame) -> Figure:
 def responses_figure(responses: pd.DataFrame) -> Figure:
     """The paper's Fig. 7: the std of each layer's response against the layer index (top) and
     the same stds sorted in descending order (bottom), one line per net, plain dashed and
-    residual solid; several runs of a net are averaged layer by layer."""
+    residual solid. Several runs of a net: the mean line, and a band from the min to the max
+    over runs (each run's stds sorted before the sorted panel's statistics)."""
     keys = ["variant", "residual", "depth", "layer"]
-    mean = responses.groupby(keys, as_index=False).agg(std=("std", "mean"))
-    colours = net_colours(mean["variant"].unique())
+    stats = {"std": ("std", "mean"), "low": ("std", "min"), "high": ("std", "max"),
+              "runs": ("std", "count")}  # fmt: skip
+    by_layer = responses.groupby(keys, as_index=False).agg(**stats)
+    ranked = responses.assign(
+        rank=responses.groupby("run_id")["std"].rank(ascending=False, method="first")
+    )
+    by_rank = ranked.groupby(["variant", "rank"], as_index=False).agg(**stats)
+    colours = net_colours(by_layer["variant"].unique())
     fig = Figure(figsize=(9, 7), layout="constrained")
     top, bottom = fig.subplots(2, 1)
-    nets = mean[["variant", "residual", "depth"]].drop_duplicates()
+    nets = by_layer[["variant", "residual", "depth"]].drop_duplicates()
     for net in nets.sort_values(["residual", "depth"]).itertuples():
-        line = mean[mean["variant"] == net.variant].sort_values("layer")
         style = dict(color=colours[net.variant], linestyle="-" if net.residual else "--",
                      label=paper_name(net.variant), linewidth=1.3)  # fmt: skip
-        top.plot(line["layer"], line["std"], **style)
-        ranked = np.sort(line["std"].to_numpy())[::-1]
-        bottom.plot(np.arange(1, len(ranked) + 1), ranked, **style)
+        for ax, table, x in ((top, by_layer, "layer"), (bottom, by_rank, "rank")):
+            line = table[table["variant"] == net.variant].sort_values(x)
+            ax.plot(line[x], line["std"], **style)
+            if (line["runs"] > 1).any():
+                ax.fill_between(line[x], line["low"], line["high"], color=colours[net.variant],
+                                alpha=0.15, linewidth=0)  # fmt: skip
     top.set(xlabel="layer index (original)", ylabel="std")
     bottom.set(xlabel="layer index (sorted by magnitude)", ylabel="std")
     for ax in (top, bottom):
         ax.grid(True, alpha=0.3)
     top.legend(fontsize=8, frameon=False, ncol=2)
     profiles = ", ".join(sorted(set(responses["profile"])))
+    runs = responses.groupby("variant")["run_id"].nunique()
+    count = (f"{runs.min()} run{'s' if runs.min() > 1 else ''} per net" if runs.min() == runs.max()
+             else f"{runs.min()}-{runs.max()} runs per net")  # fmt: skip
+    spread = "; band: min-max over runs" if runs.max() > 1 else ""
     fig.suptitle(f"Std of layer responses (each 3x3 conv after BN, before ReLU/addition), "
-                 f"profile {profiles}", fontsize=10)  # fmt: skip
+                 f"profile {profiles}; {count}{spread}", fontsize=10)  # fmt: skip
     return fig

@@ -13,7 +13,8 @@ from dataclasses import dataclass, field
 import pandas as pd
 from matplotlib.figure import Figure
 
-from ablations.references import TEST_ERROR
+from ablations.references import REPRODUCTIONS, Reproduction
+from ablations.registry import get_variant
 from ablations.report.figures import paper_name, summarise_runs
 
 
@@ -61,25 +62,66 @@ def _errors(nets: pd.DataFrame, columns: tuple[str, ...]) -> dict[str, list[str]
 
 
 def short_source(source: str) -> str:
-    """A column header for a cited source: its text before the first parenthesis."""
-    return source.split(" (")[0]
+    """A column header for a cited source: "He et al. 2016, Table 6", "akamaster/..."."""
+    if source.startswith("He et al."):
+        return "He et al. 2016" + (", Table 6" if "Table 6" in source else "")
+    return source.split(" (")[0].removeprefix("github.com/").removesuffix(" README")
 
 
-def degradation_table(runs: pd.DataFrame, *, references: bool) -> pd.DataFrame:
-    """Net, depth, final training / validation / test error and seeds per net (plain nets
-    first, by depth); with `references`, a test-error column per published source, blank where
-    the source has no number for that net."""
+def degradation_table(runs: pd.DataFrame) -> pd.DataFrame:
+    """Net, depth, final training / validation / test error (mean ± std over seeds), the best
+    test error of the seeds, and seeds per net (plain nets first, by depth). The validation
+    column is left out when no run held out a validation split (the paper profile)."""
     nets = summarise_runs(runs).sort_values(["residual", "depth"], kind="stable")
+    columns: tuple[str, ...] = ("train_error", "val_error", "test_error")
+    if nets["val_error_mean"].isna().all():
+        columns = ("train_error", "test_error")
     table = pd.DataFrame({
         "net": nets["variant"].map(paper_name), "depth": nets["depth"],
-        **_errors(nets, ("train_error", "val_error", "test_error")), "seeds": nets["seeds"],
+        **_errors(nets, columns),
+        "best test error": [f"{b * 100:.2f}% (of {n})" if n > 1 else ""
+                            for b, n in zip(nets["test_error_min"], nets["seeds"], strict=True)],
+        "seeds": nets["seeds"],
     })  # fmt: skip
-    if references:
-        for source, errors in TEST_ERROR.items():
-            table[f"{short_source(source)}"] = [
-                f"{errors[v]:.2f}%" if v in errors else "" for v in nets["variant"]
-            ]
     return table.reset_index(drop=True)
+
+
+def _published(ref: Reproduction, variant: str) -> str:
+    if variant not in ref.test_error:
+        return ""
+    text = f"{ref.test_error[variant]:.2f}%"
+    if variant in ref.spread:
+        mean, std, n = ref.spread[variant]
+        text += f" (best of {n}; {mean:.2f} ± {std:.2f}%)"
+    return text
+
+
+def table6(runs: pd.DataFrame) -> pd.DataFrame:
+    """Table 6 side by side: for each residual net that we ran or a source reports, the test
+    error (%) each source gives, then ours as best of N and as mean ± std (ddof 1) over seeds."""
+    nets = summarise_runs(runs[runs["residual"]])
+    ours: dict[str, tuple[int, float, float, float]] = {
+        str(v): (int(n), float(best) * 100, float(mean) * 100, float(std) * 100)
+        for v, n, best, mean, std in zip(nets["variant"], nets["seeds"], nets["test_error_min"],
+                                         nets["test_error_mean"], nets["test_error_std"],
+                                         strict=True)
+    }  # fmt: skip
+    names = {v for ref in REPRODUCTIONS for v in ref.test_error} | set(ours)
+    rows = []
+    for variant in sorted(names, key=lambda v: (get_variant(v).depth, v)):
+        row = {"net": paper_name(variant)}
+        row |= {short_source(ref.source): _published(ref, variant) for ref in REPRODUCTIONS}
+        n, best, mean, std = ours.get(variant, (0, 0.0, 0.0, 0.0))
+        row["ours: best of N"] = f"{best:.2f}% (N={n})" if n else ""
+        row["ours: mean ± std"] = (f"{mean:.2f} ± {std:.2f}%" if n > 1
+                                   else f"{mean:.2f}% (1 seed)" if n else "")  # fmt: skip
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def reproduction_notes() -> list[str]:
+    """One line per published source: what it is, its protocol and its data."""
+    return [f"{short_source(r.source)}: {r.protocol}; data: {r.data}" for r in REPRODUCTIONS]
 
 
 def ablation_table(runs: pd.DataFrame, *, axis: str) -> pd.DataFrame:
@@ -100,7 +142,7 @@ def _counted(values: pd.Series) -> str:
     return ", ".join(f"{value} ({n} run{'s' if n > 1 else ''})" for value, n in counts.items())
 
 
-def _distinct(values: pd.Series) -> str:
+def distinct(values: pd.Series) -> str:
     return ", ".join(map(str, sorted(set(values.astype(str))))) or "n/a"
 
 
@@ -117,7 +159,7 @@ def _seeds(runs: pd.DataFrame) -> str:
     low, high = per_variant.min(), per_variant.max()
     count = str(low) if low == high else f"{low}-{high}"
     seeds = runs["seed"].nunique()
-    return f"{count} (seed{'s' if seeds > 1 else ''} {_distinct(runs['seed'])})"
+    return f"{count} (seed{'s' if seeds > 1 else ''} {distinct(runs['seed'])})"
 
 
 # Columns whose mix within one profile the reader must be told about: what a run measured
@@ -159,12 +201,12 @@ def run_facts(runs: pd.DataFrame) -> list[str]:
         f"{len(runs)} runs ({complete} complete, {len(diverged)} diverged) of {len(variants)} "
         f"variants: {', '.join(variants)}",
         f"seeds per variant: {_seeds(runs)}",
-        f"machine: {_distinct(runs['machine'])}; device: {_distinct(runs['device'])}; "
-        f"precision: {_distinct(runs['precision'])}; torch {_distinct(runs['torch'])}",
-        f"budget: {_distinct(runs['iterations'].map('{:,}'.format))} iterations at "
-        f"{_distinct(runs['input_size'].map('{0}x{0}'.format))} input",
-        f"data: {_distinct(data_label(runs))}",
-        f"git commit: {_distinct(runs['git_commit'])}",
+        f"machine: {distinct(runs['machine'])}; device: {distinct(runs['device'])}; "
+        f"precision: {distinct(runs['precision'])}; torch {distinct(runs['torch'])}",
+        f"budget: {distinct(runs['iterations'].map('{:,}'.format))} iterations at "
+        f"{distinct(runs['input_size'].map('{0}x{0}'.format))} input",
+        f"data: {distinct(data_label(runs))}",
+        f"git commit: {distinct(runs['git_commit'])}",
         *mix_notes(runs),
     ]
     if len(diverged):

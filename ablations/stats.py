@@ -1,0 +1,185 @@
+"""Seed statistics and the verdict rule, as pure functions (no I/O, no pandas).
+
+A claim of the paper compares the final errors of a few nets, each trained with several seeds.
+Its estimate is a linear contrast of the nets' mean errors (A - B for "A is worse than B"; a
+difference of differences for "the gap grows with depth"), and the rule that turns it into a
+verdict is Welch's t-test, stated once here and used by the report's claims and figures:
+
+- an arm with no runs: the claim is **not checked**;
+- an arm with fewer than MIN_SEEDS seeds: **not resolved** (no spread to judge it by);
+- otherwise the contrast's standard error is sqrt(sum c_i^2 s_i^2 / n_i) (s_i: sample std,
+  ddof 1), its degrees of freedom Welch-Satterthwaite's, and the claim **holds** when the
+  two-sided p-value is below ALPHA with the claimed sign, **fails** when it is below ALPHA with
+  the other sign, and is **not resolved** otherwise (the difference lies within the seed
+  spread). p < ALPHA is the same statement as "the 95% CI of the contrast excludes 0".
+
+Whether all seeds agree is reported beside it: the contrast computed seed by seed (seed i of
+every arm), and how many of those per-seed contrasts have the sign of the mean.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+ALPHA = 0.05
+MIN_SEEDS = 3
+
+HOLDS, FAILS, NOT_RESOLVED, NOT_CHECKED = "holds", "fails", "not resolved", "not checked"
+
+
+@dataclass(frozen=True)
+class Arm:
+    """The values of one net over its seeds (seed -> value), NaNs dropped."""
+
+    values: Mapping[int, float]
+
+    @classmethod
+    def of(cls, values: Mapping[int, float]) -> Arm:
+        return cls({int(s): float(v) for s, v in values.items() if v == v})
+
+    @property
+    def n(self) -> int:
+        return len(self.values)
+
+    @property
+    def mean(self) -> float:
+        return math.fsum(self.values.values()) / self.n if self.n else math.nan
+
+    @property
+    def std(self) -> float:
+        """Sample standard deviation (ddof 1); NaN below two values."""
+        if self.n < 2:
+            return math.nan
+        m = self.mean
+        return math.sqrt(math.fsum((v - m) ** 2 for v in self.values.values()) / (self.n - 1))
+
+    @property
+    def low(self) -> float:
+        return min(self.values.values()) if self.n else math.nan
+
+    @property
+    def high(self) -> float:
+        return max(self.values.values()) if self.n else math.nan
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """A contrast of arm means judged by the rule; `estimate` > 0 is the direction claimed."""
+
+    outcome: str  # HOLDS | FAILS | NOT_RESOLVED | NOT_CHECKED
+    estimate: float
+    se: float
+    df: float
+    p: float
+    ci: tuple[float, float]  # 1 - ALPHA confidence interval of the estimate
+    seeds: tuple[int, ...]  # seeds per arm, in the contrast's order
+    agree: int  # per-seed contrasts with the sign of the estimate
+    paired: int  # seeds present in every arm (per-seed contrasts computed)
+    reason: str = ""  # why a claim is not checked or not resolved
+
+    @property
+    def all_agree(self) -> bool:
+        return self.paired > 0 and self.agree == self.paired
+
+
+def contrast(arms: Sequence[Arm], weights: Sequence[float]) -> Verdict:
+    """Judge sum(w_i * mean_i) > 0 by the module's rule (Welch's t-test, two-sided)."""
+    if len(arms) != len(weights):
+        raise ValueError("one weight per arm")
+    seeds = tuple(a.n for a in arms)
+    nan = math.nan
+    if min(seeds) == 0:
+        return Verdict(NOT_CHECKED, nan, nan, nan, nan, (nan, nan), seeds, 0, 0,
+                       reason="runs missing")  # fmt: skip
+    estimate = math.fsum(w * a.mean for a, w in zip(arms, weights, strict=True))
+    agree, paired = _agreement(arms, weights, estimate)
+    if min(seeds) < MIN_SEEDS:
+        reason = f"fewer than {MIN_SEEDS} seeds per net"
+        return Verdict(NOT_RESOLVED, estimate, nan, nan, nan, (nan, nan), seeds, agree, paired,
+                       reason=reason)  # fmt: skip
+    terms = [w * w * a.std**2 / a.n for a, w in zip(arms, weights, strict=True)]
+    se = math.sqrt(math.fsum(terms))
+    if se == 0:  # every seed gave the same value: the sign alone decides
+        df, p = math.inf, (0.0 if estimate else 1.0)
+    else:
+        df = se**4 / math.fsum(t * t / (a.n - 1) for t, a in zip(terms, arms, strict=True) if t)
+        p = two_sided_p(estimate / se, df)
+    half = t_quantile(1 - ALPHA / 2, df) * se if se else 0.0
+    if p < ALPHA:
+        outcome = HOLDS if estimate > 0 else FAILS
+        reason = ""
+    else:
+        outcome, reason = NOT_RESOLVED, "the difference lies within the seed spread"
+    return Verdict(outcome, estimate, se, df, p, (estimate - half, estimate + half), seeds,
+                   agree, paired, reason=reason)  # fmt: skip
+
+
+def welch(a: Arm, b: Arm) -> Verdict:
+    """Judge mean(a) > mean(b): Welch's two-sample t-test."""
+    return contrast([a, b], [1.0, -1.0])
+
+
+def _agreement(arms: Sequence[Arm], weights: Sequence[float], estimate: float) -> tuple[int, int]:
+    """(per-seed contrasts with the estimate's sign, seeds present in every arm)."""
+    common = set.intersection(*(set(a.values) for a in arms))
+    sign = math.copysign(1.0, estimate) if estimate else 0.0
+    per_seed = [
+        math.fsum(w * a.values[s] for a, w in zip(arms, weights, strict=True)) for s in common
+    ]
+    return sum(1 for v in per_seed if v * sign > 0), len(common)
+
+
+# --- Student's t distribution, without scipy --------------------------------------------------
+
+
+def two_sided_p(t: float, df: float) -> float:
+    """P(|T| >= |t|) for Student's t with `df` degrees of freedom (normal for df = inf)."""
+    if math.isinf(df):
+        return math.erfc(abs(t) / math.sqrt(2))
+    if math.isinf(t):
+        return 0.0
+    return _betainc(df / 2, 0.5, df / (df + t * t))
+
+
+def t_quantile(q: float, df: float) -> float:
+    """The q-quantile (0.5 < q < 1) of Student's t, by bisection on the CDF."""
+    low, high = 0.0, 1.0
+    while two_sided_p(high, df) > 2 * (1 - q):
+        high *= 2
+    for _ in range(100):
+        mid = (low + high) / 2
+        low, high = (mid, high) if two_sided_p(mid, df) > 2 * (1 - q) else (low, mid)
+    return (low + high) / 2
+
+
+def _betainc(a: float, b: float, x: float) -> float:
+    """The regularized incomplete beta function I_x(a, b) (continued fraction, Lentz)."""
+    if x <= 0:
+        return 0.0
+    if x >= 1:
+        return 1.0
+    if x > (a + 1) / (a + b + 2):  # the fraction converges fast on this side only
+        return 1.0 - _betainc(b, a, 1 - x)
+    log_front = a * math.log(x) + b * math.log1p(-x) - math.log(a) - _log_beta(a, b)
+    tiny, c, d = 1e-300, 1.0, 1.0 - (a + b) * x / (a + 1)
+    d = 1 / (d if abs(d) > tiny else tiny)
+    f = d
+    for m in range(1, 500):
+        for numerator in (
+            m * (b - m) * x / ((a + 2 * m - 1) * (a + 2 * m)),
+            -(a + m) * (a + b + m) * x / ((a + 2 * m) * (a + 2 * m + 1)),
+        ):
+            d = 1 + numerator * d
+            d = 1 / (d if abs(d) > tiny else tiny)
+            c = 1 + numerator / c
+            c = c if abs(c) > tiny else tiny
+            f *= c * d
+        if abs(c * d - 1) < 1e-15:
+            break
+    return math.exp(log_front) * f
+
+
+def _log_beta(a: float, b: float) -> float:
+    return math.lgamma(a) + math.lgamma(b) - math.lgamma(a + b)
