@@ -162,7 +162,8 @@ def test_report_marks_dirty_and_stale_rows():
                          "trainer_version": [versions.TRAINER_VERSION, 0]})  # fmt: skip
     notes = provenance_notes({"training runs": runs}, runs=runs)
     assert "**1 of 2 training runs were produced from a dirty tree (commit abc+dirty)" in notes
-    assert f"b (stale (trainer v0, now v{versions.TRAINER_VERSION}))" in notes
+    assert f"older trainer than v{versions.TRAINER_VERSION}" in notes
+    assert "again: b (trainer v0)." in notes
     assert provenance_notes({"training runs": runs.iloc[:1]}, runs=runs.iloc[:1]) == ""
 
 

@@ -10,10 +10,10 @@ from __future__ import annotations
 
 import pandas as pd
 
-from ablations.references import AKAMASTER_ERR, TABLE6, TEST_ERROR
+from ablations.references import AKAMASTER_CIFAR, TABLE6
 from ablations.report.tables import markdown_table
 
-PUBLISHED = {TABLE6: "paper", AKAMASTER_ERR: "akamaster README"}  # short names for the column
+PUBLISHED = {"paper": TABLE6, "akamaster README": AKAMASTER_CIFAR}  # short names for the column
 DIRTY = "+dirty"
 
 
@@ -39,8 +39,8 @@ def _ours(runs: pd.DataFrame, variant: str, dataset: str) -> str:
 def _published(variant: str, dataset: str) -> str:
     if dataset != "cifar10":
         return ""
-    found = [f"{TEST_ERROR[src][variant]:.2f}% ({name})"
-             for src, name in PUBLISHED.items() if variant in TEST_ERROR[src]]  # fmt: skip
+    found = [f"{src.test_error[variant]:.2f}% ({name})"
+             for name, src in PUBLISHED.items() if variant in src.test_error]  # fmt: skip
     return "; ".join(found)
 
 

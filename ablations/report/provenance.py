@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import pandas as pd
 
-from ablations.versions import TRAINER_VERSION, stale_label
+from ablations.versions import TRAINER_VERSION
 
 DIRTY = "+dirty"
 
@@ -30,10 +30,10 @@ def stale_note(runs: pd.DataFrame) -> str:
     stale = runs[runs["trainer_version"] != TRAINER_VERSION]
     if not len(stale):
         return ""
-    labels = sorted({f"{r['run_id']} ({stale_label(int(r['trainer_version']))})"
+    labels = sorted({f"{r['run_id']} (trainer v{int(r['trainer_version'])})"
                      for r in stale.to_dict("records")})  # fmt: skip
-    return (f"**{len(stale)} run(s) are stale, made by an older trainer; `ablate run` trains "
-            f"them again: {', '.join(labels)}.**")  # fmt: skip
+    return (f"**{len(stale)} run(s) are stale, made by an older trainer than v{TRAINER_VERSION}; "
+            f"`ablate run` trains them again: {', '.join(labels)}.**")  # fmt: skip
 
 
 def provenance_notes(tables: dict[str, pd.DataFrame], *, runs: pd.DataFrame | None = None) -> str:

@@ -16,8 +16,10 @@ import pandas as pd
 
 from ablations import store
 from ablations.references import GMACS, PARAMS, ROUNDED_PARAMS, TORCHVISION
-from ablations.report import figures, training
+from ablations.report import evaluations as evaluations_report
+from ablations.report import figures, provenance, training
 from ablations.report import recipes as recipes_report
+from ablations.report import throughput as throughput_report
 from ablations.report.tables import Section, markdown_table
 from ablations.results import read_table
 from ablations.runners import complexity, throughput
@@ -159,7 +161,7 @@ forward + loss + backward + SGD step, counted as 3 forward passes for TFLOP/s.
 ![images/s against MACs and depth](throughput.png)
 
 {table}
-"""
+{throughput_report.extras(results)}"""
     return Section(text, {"throughput": figures.throughput_figure(shown)})
 
 
@@ -190,13 +192,32 @@ def overview_section(results: Path) -> Section:
     )
     if recipe_runs:
         text += f"\nAnd {recipe_runs} runs of the tutorial recipes, in their own section.\n"
-    return Section(text)
+    notes = provenance.provenance_notes(_provenance_tables(results), runs=runs)
+    return Section(text + (f"\n{notes}\n" if notes else ""))
+
+
+def _provenance_tables(results: Path) -> dict[str, pd.DataFrame]:
+    """Every results table that records a commit, for the dirty-tree notes."""
+    return {
+        "training runs": read_table(results / store.RUNS_FILE, store.RUNS),
+        "layer responses": read_table(results / store.RESPONSES_FILE, store.RESPONSES),
+        "evaluations": read_table(results / store.EVALUATIONS_FILE, store.EVALUATIONS),
+        "throughput rows": read_table(results / throughput.THROUGHPUT_FILE, throughput.SCHEMA),
+        "complexity rows": read_table(results / complexity.COMPLEXITY_FILE, complexity.SCHEMA),
+    }
+
+
+def evaluations_section(results: Path) -> Section:
+    evaluations = read_table(results / store.EVALUATIONS_FILE, store.EVALUATIONS)
+    runs = read_table(results / store.RUNS_FILE, store.RUNS)
+    return Section(evaluations_report.evaluations_section(evaluations, runs))
 
 
 SECTIONS: list[Callable[[Path], Section]] = [
     overview_section,
     training.training_section,
     recipes_report.recipes_section,
+    evaluations_section,
     complexity_section,
     throughput_section,
 ]
