@@ -29,4 +29,8 @@ if [[ " $* " != *" --smoke "* ]]; then
   timeout 150 $python -m pytest tests/test_steps.py -q -p no:cacheprovider -k "gpu or graph" \
     || echo "[train_gpu] GPU step tests FAILED (see above); measuring anyway"
 fi
-$python device/train_gpu.py --out "$out" --data "${ABLATE_DATA:?set ABLATE_DATA or carry the archive}" "$@"
+# The time limit counts from this script's start (TIME_LIMIT seconds, default 540: the device's
+# 600-second command limit less a margin); a --time-limit given here overrides it.
+remaining=$(( ${TIME_LIMIT:-540} - SECONDS ))
+$python device/train_gpu.py --out "$out" --time-limit "$remaining" \
+  --data "${ABLATE_DATA:?set ABLATE_DATA or carry the archive}" "$@"

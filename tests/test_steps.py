@@ -138,8 +138,8 @@ def test_device_schedule_gives_the_reference_lr_sequence(seed, warmup):
 
 
 def test_run_curves_record_the_reference_lr(tmp_path, tiny_cifar):
-    config = resolve_config("resnet20", profile="smoke", device="cpu", **{**WARMUP,
-                            "eval_every": 5})  # fmt: skip
+    settings = {**WARMUP, **FAST, "eval_every": 5, "lr_milestones": (30, 40)}
+    config = resolve_config("resnet20", profile="smoke", device="cpu", **settings)
     record = train(config, out=tmp_path, data=tiny_cifar, device="cpu", show_progress=False)
     end = record.summary["warmup_end"]
     assert end is not None and end % WARMUP_WINDOW == 0

@@ -191,7 +191,8 @@ class GraphStep:
         self.x, self.y = x.clone(), y.clone()
         graph = torch.cuda.CUDAGraph()
         try:
-            with torch.cuda.graph(graph):
+            # thread_local: a DataLoader's pinning thread may call CUDA while this one captures.
+            with torch.cuda.graph(graph, capture_error_mode="thread_local"):
                 self.out = self.fn(self.x, self.y)
         except RuntimeError as err:
             self.eager = True
