@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import subprocess
+import sys
 import tarfile
 from pathlib import Path
 
@@ -17,7 +18,8 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def _runbook(tmp_path: Path, data: Path, out: str, *args: str) -> subprocess.CompletedProcess:
     environment = {**os.environ, "OUT": str(tmp_path / out), "ABLATE_DATA": str(data),
-                   "OMP_NUM_THREADS": "1", "RESUME_FROM": str(tmp_path / "nothing")}  # fmt: skip
+                   "OMP_NUM_THREADS": "1", "RESUME_FROM": str(tmp_path / "nothing"),
+                   "PYTHON": sys.executable}  # fmt: skip
     return subprocess.run(
         ["bash", str(ROOT / "device" / "train_gpu.sh"), "--smoke",
          "--results", str(tmp_path / "results"), *args],
