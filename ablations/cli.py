@@ -11,6 +11,7 @@ import json
 import os
 import signal
 import sys
+import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, NoReturn
@@ -25,7 +26,7 @@ from ablations.registry import REGISTRY, AblationsError, list_variants
 from ablations.report import render
 from ablations.results import read_table
 from ablations.runners import complexity
-from ablations.runners.steps import PRECISIONS
+from ablations.runners.steps import PRECISIONS, STEPS
 
 LIST_COLUMNS = [
     "name", "family", "depth", "block", "residual", "shortcut", "stem", "stride_at", "width",
@@ -184,6 +185,11 @@ def cmd_collect(args: argparse.Namespace) -> None:
 
 
 def _train_summary(summary: dict[str, Any]) -> str:
+    if summary["status"] == "stopped":
+        return (
+            f"stopped by --stop-after at iteration {summary['iterations']:,} of "
+            f"{summary['planned_iterations']:,}, checkpointed; rerun the same command to resume"
+        )
     if summary["status"] == "diverged":
         return f"diverged at iteration {summary['diverged_at']} (recorded; lower --lr?)"
     evaluated = (
@@ -209,6 +215,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     overrides = {k: getattr(args, k) for k in TRAIN_OVERRIDES if hasattr(args, k)}
     # Under torchrun: join the group; each rank trains on its own GPU (or the CPU, with gloo).
     device = distributed.setup(args.device) or args.device
+    deadline = None if args.stop_after is None else time.monotonic() + 60 * args.stop_after
     try:
         config = distributed.for_world(_train_config(args, overrides), sync_bn=args.sync_bn)
         # SIGTERM (a scheduler, `kill`) stops like Ctrl-C: the last checkpoint stays.
@@ -216,7 +223,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         data = args.data
         if data is None and config.data_id == recipes.DEMO_DATA_ID:  # as `ablate plan` prints
             data = recipes.demo_data(cifar=None, budget=config.profile)
-        record = train.train(config, out=args.out, data=data, device=device)
+        record = train.train(config, out=args.out, data=data, device=device, deadline=deadline)
     finally:
         distributed.teardown()
     if distributed.launched_world() == 1 or int(os.environ.get("RANK", "0")) == 0:
@@ -239,8 +246,9 @@ def _train_config(args: argparse.Namespace, overrides: dict[str, Any]) -> TrainC
             device=args.device, **overrides,
         )  # fmt: skip
     return recipes.resolve_recipe(
-        args.recipe, profile=args.profile, seed=args.seed, arm=args.arm, **overrides
-    )
+        args.recipe, profile=args.profile, seed=args.seed, arm=args.arm, device=args.device,
+        **overrides,
+    )  # fmt: skip
 
 
 def _folder_name(data: str | None) -> str:
@@ -401,6 +409,11 @@ TRAIN_OVERRIDES: dict[str, dict[str, Any]] = {
     "data_id": {"help": "a name for --data when it has no canonical identity (ImageFolder)"},
     "storage": {"choices": ["device", "host"], "help": "host: stream batches through a DataLoader"},
     "workers": {"type": int, "help": "DataLoader workers (with --storage host)"},
+    "step": {
+        "choices": list(STEPS),
+        "help": "graph: replay the training step as one CUDA graph; auto (default): graph on a "
+        "GPU, eager elsewhere",
+    },
 }
 
 
@@ -487,9 +500,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", type=Path, default=Path("results/runs"), help="runs folder")
     p.add_argument("--device", default="auto", help="auto (default), cpu, cuda, cuda:1, ...")
     p.add_argument(
-        "--sync-bn", action="store_true",
+        "--sync-bn",
+        action="store_true",
         help="under torchrun: BN over the global batch (the one-process run, same run key); "
         "without it each rank's BN sees batch/G images and the key records bn_batch",
+    )
+    p.add_argument(
+        "--stop-after", type=float, metavar="MIN",
+        help="stop at the first checkpoint after MIN minutes and exit 0; rerun to resume",
     )  # fmt: skip
     overrides = p.add_argument_group("overrides of the profile")
     for name, spec in TRAIN_OVERRIDES.items():

@@ -16,15 +16,18 @@ import torch
 
 from ablations.profiles import default_profile, get_profile
 from ablations.registry import AblationsError, get_variant
-from ablations.runners.steps import PRECISIONS
+from ablations.runners.steps import PRECISIONS, STEPS
 
 OPTIMIZERS = ("sgd", "adam")
 STORAGES = ("device", "host")
 NORMALIZE = ("pixel-mean", "channel", "fixed")
 EVAL_SPLITS = ("val", "test")
 FREEZE = ("none", "backbone")
-# Knobs that change speed, not results (both storage paths give identical batches).
-EXECUTION_ONLY = ("storage", "workers", "eval_batch_size")
+# Knobs that change speed, not results (both storage paths give identical batches). `step`: a
+# CUDA graph replays the very kernels the eager step launches, in the same order, so on one
+# device the two give the same numbers (tests/test_steps.py checks it on a GPU). `compile` is not
+# here: torch.compile's fusions change the arithmetic.
+EXECUTION_ONLY = ("storage", "workers", "eval_batch_size", "step")
 # The key hashes only fields that differ from their defaults, so adding a field whose default
 # keeps the old behaviour leaves every stored run's key valid. Changing a default changes the
 # meaning of old keys: bump KEY_VERSION with it (tests pin the defaults to catch this).
@@ -83,7 +86,10 @@ class TrainConfig:
     # processes); a number is per-rank BN over batch/G images under torchrun without --sync-bn,
     # the one place where the result depends on the world size (see ablations.distributed).
     bn_batch: int | None = None
-    # Execution.
+    # Execution. `device` is the kind of device the run trains on: its results depend on it
+    # (other kernels, other rounding), so a cuda run has its own key; "cpu", the default, keeps
+    # the keys of every run made before the field existed.
+    device: str = "cpu"
     precision: str = "fp32"
     channels_last: bool = False
     compile: bool = False
@@ -91,6 +97,7 @@ class TrainConfig:
     eval_batch_size: int = 1_000
     storage: str = "device"  # "device": the whole split on the device; "host": a DataLoader
     workers: int = 0
+    step: str = "auto"  # "auto" | "eager" | "graph" (ablations.runners.steps.resolve_step)
 
     def __post_init__(self) -> None:
         for name in ("lr_milestones", "mean", "std"):
@@ -143,6 +150,7 @@ def _problems(c: TrainConfig) -> list[str]:
         ("normalize", c.normalize, NORMALIZE),
         ("eval_split", c.eval_split, EVAL_SPLITS),
         ("freeze", c.freeze, FREEZE),
+        ("step", c.step, STEPS),
     ):
         if value not in allowed:
             problems.append(f"{name} {value!r} is not one of {', '.join(allowed)}")
@@ -165,6 +173,8 @@ def _problems(c: TrainConfig) -> list[str]:
         problems.append("freezing the backbone needs init_from (a checkpoint to start from)")
     if c.bn_batch is not None and (c.bn_batch < 1 or c.batch_size % c.bn_batch):
         problems.append(f"bn_batch {c.bn_batch} must divide batch_size {c.batch_size}")
+    if device_type(c.device) != c.device:
+        problems.append(f"device {c.device!r} must be a device type such as cpu or cuda")
     for name in ("resize", "crop"):
         value = getattr(c, name)
         if value is not None and value < 1:
@@ -172,7 +182,31 @@ def _problems(c: TrainConfig) -> list[str]:
     return problems
 
 
-_PAPER = TrainConfig(variant="")
+def device_type(device: str | torch.device | None = None) -> str:
+    """The kind of device a config is resolved for: "auto"/None -> cuda when torch sees a GPU,
+    else cpu; "cuda:1" -> cuda. Needs no GPU (a run can be planned for one elsewhere)."""
+    if device is None or str(device) == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    try:
+        return torch.device(device).type
+    except RuntimeError:
+        raise AblationsError(f"unknown device {device!r}; use auto, cpu, cuda or cuda:N") from None
+
+
+def resolve_precision(precision: str, device: str) -> str:
+    """ "auto": bf16 autocast on a GPU (its tensor cores), fp32 elsewhere."""
+    if precision != "auto":
+        return precision
+    return "bf16" if device == "cuda" else "fp32"
+
+
+def check_device(config: TrainConfig, device: torch.device) -> None:
+    """A run trains on the kind of device its config (and key) was resolved for."""
+    if device.type != config.device:
+        raise AblationsError(
+            f"{config.run_id} is a {config.device} run (its key says so) but would train on "
+            f"{device.type}; resolve the config for {device.type} or use --device {config.device}"
+        )
 
 
 def resolve_device(device: str | torch.device | None = None) -> torch.device:
@@ -183,6 +217,9 @@ def resolve_device(device: str | torch.device | None = None) -> torch.device:
     if resolved.type == "cuda" and not torch.cuda.is_available():
         raise AblationsError("--device cuda asked for, but torch sees no GPU; use --device cpu")
     return resolved
+
+
+_PAPER = TrainConfig(variant="")
 
 
 def resolve_config(
@@ -197,7 +234,8 @@ def resolve_config(
     """Paper defaults <- the profile <- its warm-up rule for deep nets <- explicit overrides.
 
     A changed `iterations` without explicit `lr_milestones` scales the profile's milestones, so
-    the schedule keeps its shape; "auto" precision is bf16 on a GPU and fp32 on the CPU.
+    the schedule keeps its shape; "auto" precision is bf16 on a GPU and fp32 on the CPU. The
+    config is resolved for `device`'s kind, which is part of its key.
     """
     name = profile or default_profile()
     prof = get_profile(name)
@@ -214,6 +252,8 @@ def resolve_config(
         milestones = prof.settings.get("lr_milestones", _PAPER.lr_milestones)
         scale = overrides["iterations"] / planned
         settings["lr_milestones"] = tuple(max(1, round(m * scale)) for m in milestones)
-    if settings.get("precision") == "auto":
-        settings["precision"] = "bf16" if resolve_device(device).type == "cuda" else "fp32"
-    return TrainConfig(variant=v.name, dataset=dataset, profile=name, seed=seed, **settings)
+    kind = device_type(device)
+    settings["precision"] = resolve_precision(settings.get("precision", "fp32"), kind)
+    return TrainConfig(
+        variant=v.name, dataset=dataset, profile=name, seed=seed, device=kind, **settings
+    )

@@ -194,6 +194,16 @@ class GlobalBatchNorm2d(nn.BatchNorm2d):
         return out
 
 
+def reduce_sum(value: Tensor) -> Tensor:
+    """A device tensor summed over the ranks (a collective on the device, no host read); the
+    tensor itself for one process."""
+    if not (active() and world_size() > 1):
+        return value
+    total = value.clone()
+    dist.all_reduce(total)
+    return total
+
+
 def sum_all(*values: Tensor | int) -> list[float]:
     """Sums over the ranks of device scalars or ints (metrics at report time only: never per
     step). Returns floats; for one process, the values themselves."""

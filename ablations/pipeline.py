@@ -109,7 +109,9 @@ def _recipe_configs(profile: str, seeds: int, device: torch.device) -> list[Trai
     budget = recipes.budget_for(profile)
     configs: list[TrainConfig] = []
     for recipe in recipes.RECIPES.values():
-        for config in recipes.recipe_configs(recipe.name, profile=budget, seeds=seeds):
+        for config in recipes.recipe_configs(
+            recipe.name, profile=budget, seeds=seeds, device=device.type
+        ):
             if recipe.needs_checkpoint:
                 source = resolve_config(
                     recipe.variant, profile=profile, seed=config.seed, device=device
@@ -143,16 +145,21 @@ def train_command(config: TrainConfig, *, results: Path) -> str:
     """The `ablate train` command that reproduces `config` exactly (for dispatching)."""
     if config.recipe is not None:
         defaults = recipes.resolve_recipe(
-            config.recipe, profile=config.profile, seed=config.seed, arm=config.arm
-        )
+            config.recipe, profile=config.profile, seed=config.seed, arm=config.arm,
+            device=config.device,
+        )  # fmt: skip
         what = ["--recipe", config.recipe] + (["--arm", config.arm] if config.arm else [])
     else:
-        defaults = resolve_config(config.variant, profile=config.profile, seed=config.seed)
+        defaults = resolve_config(
+            config.variant, profile=config.profile, seed=config.seed, device=config.device
+        )
         what = [config.variant]
-    args = ["ablate", "train", *what, "--profile", config.profile,
-            "--seed", str(config.seed), "--out", str(results / store.RUNS_DIR)]  # fmt: skip
+    # The device is always spelled out: "auto" would resolve to the machine the command runs on,
+    # and the device is part of the run's key.
+    args = ["ablate", "train", *what, "--profile", config.profile, "--seed", str(config.seed),
+            "--device", config.device, "--out", str(results / store.RUNS_DIR)]  # fmt: skip
     for key, value in config.to_json().items():
-        if key in ("variant", "profile", "seed", "dataset", "recipe", "arm"):
+        if key in ("variant", "profile", "seed", "dataset", "recipe", "arm", "device"):
             continue
         # Precision is always spelled out: a profile's "auto" resolves per machine.
         if value == getattr(defaults, key) and key != "precision":

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-from ablations.config import TrainConfig
+from ablations.config import TrainConfig, device_type, resolve_precision
 from ablations.registry import AblationsError, get_variant
 
 CIFAR_MEAN, CIFAR_STD = (0.4914, 0.4822, 0.4465), (0.2023, 0.1994, 0.2010)
@@ -193,19 +193,33 @@ def check_budget(budget: str) -> None:
         )
 
 
+def execution(recipe: Recipe, device: str) -> dict[str, Any]:
+    """How a recipe runs on `device`: on a GPU in bf16 autocast and channels_last, as the paper
+    profile (strict fp32 NCHW there is several times slower and not what the tutorials
+    measured either: they ran whatever their GPU's defaults were); fp32 NCHW on a CPU, as the
+    committed cpu-budget runs. A recipe whose point is fp32 numerics says
+    `precision="fp32"` in its settings and keeps it everywhere. The config records both."""
+    precision = resolve_precision(str(recipe.settings.get("precision", "auto")), device)
+    return {"precision": precision, "channels_last": device == "cuda", "device": device}
+
+
 def resolve_recipe(
     name: str, *, profile: str | None = None, seed: int = 0, arm: str | None = None,
-    **overrides: Any,
+    device: str | None = None, **overrides: Any,
 ) -> TrainConfig:  # fmt: skip
-    """The config of one arm (the first by default) of recipe `name` under a budget: the
-    recipe's settings <- the arm's <- the budget's shrink <- explicit overrides."""
+    """The config of one arm (the first by default) of recipe `name` under a budget, for the
+    kind of `device` (default: this machine's): how it runs there (`execution`) <- the recipe's
+    settings <- the arm's <- the budget's shrink <- explicit overrides."""
     recipe = get_recipe(name)
     budget = profile or default_budget()
     check_budget(budget)
     arm_name = next(iter(recipe.arms)) if arm is None else arm
     if arm_name not in recipe.arms:
         raise AblationsError(f"recipe {name} has arms {', '.join(recipe.arms)}, not {arm_name!r}")
-    settings = {**recipe.settings, **recipe.arms[arm_name], **BUDGETS[budget]}
+    settings = {
+        **recipe.settings, **execution(recipe, device_type(device)), **recipe.arms[arm_name],
+        **BUDGETS[budget],
+    }  # fmt: skip
     if budget == "smoke":
         settings["batch_size"] = min(settings["batch_size"], SMOKE_MAX_BATCH)
     settings.update(overrides)
@@ -215,10 +229,12 @@ def resolve_recipe(
     )  # fmt: skip
 
 
-def recipe_configs(name: str, *, profile: str, seeds: int = 1) -> list[TrainConfig]:
-    """Every arm x seed of recipe `name` under a budget."""
+def recipe_configs(
+    name: str, *, profile: str, seeds: int = 1, device: str | None = None
+) -> list[TrainConfig]:
+    """Every arm x seed of recipe `name` under a budget, for the kind of `device`."""
     return [
-        resolve_recipe(name, profile=profile, seed=s, arm=a)
+        resolve_recipe(name, profile=profile, seed=s, arm=a, device=device)
         for a in get_recipe(name).arms
         for s in range(seeds)
     ]

@@ -55,13 +55,16 @@ def test_profile_default_experiments_and_unknown_names():
 
 @pytest.mark.parametrize("variant", ["resnet20", "resnet110", "resnet18-k3"])
 @pytest.mark.parametrize("profile", ["paper", "cpu"])
-def test_dispatch_commands_reproduce_the_config_exactly(variant, profile):
-    config = resolve_config(variant, profile=profile, seed=2, device=CPU)
+@pytest.mark.parametrize("device", ["cpu", "cuda"])  # planning for a GPU needs none here
+def test_dispatch_commands_reproduce_the_config_exactly(variant, profile, device):
+    config = resolve_config(variant, profile=profile, seed=2, device=device)
     command = pipeline.train_command(config, results=pipeline.Path("results"))
     args = build_parser().parse_args(shlex.split(command)[1:])
     overrides = {k: getattr(args, k) for k in TRAIN_OVERRIDES if hasattr(args, k)}
-    again = resolve_config(args.variant, profile=args.profile, seed=args.seed, **overrides)
-    assert again == config and "--precision" in command
+    again = resolve_config(
+        args.variant, profile=args.profile, seed=args.seed, device=args.device, **overrides
+    )
+    assert again == config and "--precision" in command and f"--device {device}" in command
 
 
 def test_throughput_task_is_done_when_this_machine_measured_its_settings(tmp_path):

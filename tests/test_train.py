@@ -277,6 +277,7 @@ def test_config_defaults_are_the_papers_and_pinned():
         "lr_gamma": 0.1, "warmup_lr": None, "warmup_until_error": 0.8, "precision": "fp32",
         "channels_last": False, "compile": False, "eval_every": 500, "eval_batch_size": 1000,
         "storage": "device", "workers": 0, "mean": (), "std": (), "resize": None, "crop": None,
+        "device": "cpu", "step": "auto",
         "data_id": None, "epochs": None, "eval_split": "val", "init_from": None, "freeze": "none",
         "recipe": None, "arm": None, "bn_batch": None,
     }  # fmt: skip

@@ -136,6 +136,15 @@ def augment(x: Tensor, *, pad: int, generator: torch.Generator) -> Tensor:
     return padded[batch, channel, rows, cols]
 
 
+def to_device(x: Tensor, device: torch.device) -> Tensor:
+    """A host tensor on `device` without waiting for it: a copy from pageable memory to a GPU
+    synchronises the stream; one from pinned memory, non-blocking, does not (the pinned buffer
+    is kept until the copy is done by PyTorch's host allocator)."""
+    if device.type != "cuda":
+        return x.to(device)
+    return x.pin_memory().to(device, non_blocking=True)
+
+
 class TrainStream:
     """The training batches of a run, on `device`, stored there whole (small datasets) or
     streamed from host memory through a DataLoader (`workers` > 0 or host storage)."""
@@ -193,7 +202,7 @@ class TrainStream:
         so the hot loop slices it there without a host-to-device copy per step."""
         epoch, step = divmod(start, self.steps_per_epoch)
         while True:
-            order = self.order(epoch).to(where)
+            order = to_device(self.order(epoch), where)
             for s in range(step, self.steps_per_epoch):
                 yield order[s * self.batch_size : (s + 1) * self.batch_size]
             epoch, step = epoch + 1, 0

@@ -121,7 +121,8 @@ def start_run(config: TrainConfig, directory: Path, data: Data) -> None:
     this very config."""
     stored = directory / "config.json"
     if stored.exists():
-        if TrainConfig.from_json(read_json(stored)) != config:
+        # The same run id is the same run: fields that only change speed may differ.
+        if TrainConfig.from_json(read_json(stored)).run_id != config.run_id:
             raise AblationsError(
                 f"{directory} holds a run of another config; remove it or choose another --out"
             )
@@ -132,15 +133,17 @@ def start_run(config: TrainConfig, directory: Path, data: Data) -> None:
 
 
 def record_start(
-    directory: Path, device: torch.device, config: TrainConfig, data: Data, *, iteration: int
-) -> None:
-    """Append this start's environment to env.json: a resumed run may finish elsewhere."""
+    directory: Path, device: torch.device, config: TrainConfig, data: Data, *, iteration: int,
+    execution: dict[str, Any] | None = None,
+) -> None:  # fmt: skip
+    """Append this start's environment to env.json: a resumed run may finish elsewhere.
+    `execution`: how this start runs (the step taken, the optimizer, TF32 flags)."""
     env.warn_if_dirty(f"training {directory.name}")
     path = directory / "env.json"
     starts = read_json(path) if path.exists() else []
     starts.append({
         "from_iteration": iteration, **env.environment(device), "dtype": config.precision,
-        "seed": config.seed, "data": data.record,
+        "seed": config.seed, "data": data.record, **(execution or {}),
     })  # fmt: skip
     write_json(path, starts)
 

@@ -1,26 +1,36 @@
 """The steps every runner times or takes: one training step and one inference step.
 
 The training loop, the throughput runner and the bench/ suites all call these, so a benchmark
-measures exactly the step a training run takes.
+measures exactly the step a training run takes. On a GPU the training step can also be replayed
+as one CUDA graph (`GraphStep`); `resolve_step` says which step a run takes and why.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import cast
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from ablations.registry import AblationsError
+
 # Autocast dtypes; "tf32" is fp32 storage with TF32 tensor-core matmuls and convolutions.
 AUTOCAST = {"bf16": torch.bfloat16, "fp16": torch.float16}
 PRECISIONS = ("fp32", "tf32", "bf16", "fp16")
+# How the training step runs: "graph" replays it as one CUDA graph, "eager" launches each kernel
+# from Python; "auto" is the fastest correct one on the device (see resolve_step).
+STEPS = ("auto", "eager", "graph")
 
 
-def autocast(device: torch.device, precision: str) -> torch.autocast:
+def autocast(device: torch.device, precision: str, *, cache: bool = True) -> torch.autocast:
+    """`cache=False` while capturing a CUDA graph: autocast's cast-weight cache would hand the
+    graph tensors that the next eager region frees (PyTorch's CUDA-graph notes)."""
     return torch.autocast(
-        device.type, dtype=AUTOCAST.get(precision, torch.float32), enabled=precision in AUTOCAST
-    )
+        device.type, dtype=AUTOCAST.get(precision, torch.float32),
+        enabled=precision in AUTOCAST, cache_enabled=cache,
+    )  # fmt: skip
 
 
 def set_tf32(precision: str) -> None:
@@ -45,39 +55,70 @@ def maybe_compile(model: nn.Module, enabled: bool) -> nn.Module:
 
 
 def make_optimizer(
-    params: list[nn.Parameter], *, name: str, lr: float, momentum: float, weight_decay: float
-) -> torch.optim.Optimizer:
+    params: list[nn.Parameter], *, name: str, lr: float | Tensor, momentum: float,
+    weight_decay: float, fused: bool = False,
+) -> torch.optim.Optimizer:  # fmt: skip
     """SGD with momentum (the paper's), or Adam (tutorials'; its weight decay is L2 in the
-    gradient, as torch.optim.Adam's, and momentum is not used)."""
+    gradient, as torch.optim.Adam's, and momentum is not used).
+
+    `fused` (on a GPU): one kernel over all parameters that reads `lr` from a device tensor and,
+    under a GradScaler, checks for infs on the device, so the step never waits for the host and
+    a CUDA graph can capture it (Adam also keeps its step count there: `capturable`). Otherwise
+    torch's default implementation, as the CPU has always run it."""
     if name == "adam":
-        return torch.optim.Adam(params, lr=lr, weight_decay=weight_decay)
-    return torch.optim.SGD(params, lr=lr, momentum=momentum, weight_decay=weight_decay)
+        return torch.optim.Adam(
+            params, lr=lr, weight_decay=weight_decay, fused=fused or None, capturable=fused
+        )
+    return torch.optim.SGD(
+        params, lr=lr, momentum=momentum, weight_decay=weight_decay, fused=fused or None
+    )
+
+
+def fused_optimizer(device: torch.device) -> bool:
+    """Whether a training run's optimizer is the fused one (see make_optimizer): on a GPU."""
+    return device.type == "cuda"
 
 
 class TrainStep:
     """Forward under autocast, cross-entropy, backward (loss-scaled for fp16), an optimizer step
-    on every trainable parameter (BN included, as the paper's Torch code did)."""
+    on every trainable parameter (BN included, as the paper's Torch code did).
+
+    `lr` may be a 0-dim tensor on the device that the caller rewrites in place (the training
+    schedule); the optimizer then reads it at every step. `fused` defaults to "on a GPU"."""
 
     def __init__(
         self, model: nn.Module, *, device: torch.device, precision: str = "fp32",
-        compile: bool = False, lr: float = 0.1, momentum: float = 0.9, weight_decay: float = 1e-4,
-        optimizer: str = "sgd",
+        compile: bool = False, lr: float | Tensor = 0.1, momentum: float = 0.9,
+        weight_decay: float = 1e-4, optimizer: str = "sgd", fused: bool | None = None,
     ) -> None:  # fmt: skip
         self.model, self.device, self.precision = model, device, precision
         self.forward = maybe_compile(model, compile)
+        self.fused = device.type == "cuda" if fused is None else fused
         trainable = [p for p in model.parameters() if p.requires_grad]
         self.optimizer = make_optimizer(
-            trainable, name=optimizer, lr=lr, momentum=momentum, weight_decay=weight_decay
-        )
+            trainable, name=optimizer, lr=lr, momentum=momentum, weight_decay=weight_decay,
+            fused=self.fused,
+        )  # fmt: skip
+        # With a fused optimizer the scaler's inf check and skipped step stay on the device.
         self.scaler = torch.amp.GradScaler(device.type, enabled=precision == "fp16")
+        self.cache_casts = True
 
     def set_lr(self, lr: float) -> None:
         for group in self.optimizer.param_groups:
             group["lr"] = lr
 
+    def load_state(self, optimizer: dict[str, object], scaler: dict[str, object]) -> None:
+        """Restore a checkpoint's optimizer and scaler state; the rates stay the tensors this
+        step was built with (a checkpoint holds copies of them)."""
+        rates = [group["lr"] for group in self.optimizer.param_groups]
+        self.optimizer.load_state_dict(optimizer)
+        for group, lr in zip(self.optimizer.param_groups, rates, strict=True):
+            group["lr"] = lr
+        self.scaler.load_state_dict(scaler)
+
     def __call__(self, x: Tensor, y: Tensor) -> tuple[Tensor, Tensor]:
         """One step; returns the (detached) loss and logits, still on the device."""
-        with autocast(self.device, self.precision):
+        with autocast(self.device, self.precision, cache=self.cache_casts):
             logits = self.forward(x)
             loss = F.cross_entropy(logits, y)
         self.optimizer.zero_grad(set_to_none=True)
@@ -85,6 +126,105 @@ class TrainStep:
         self.scaler.step(self.optimizer)
         self.scaler.update()
         return loss.detach(), logits.detach()
+
+
+Step = Callable[[Tensor, Tensor], tuple[Tensor, Tensor]]
+
+
+class GraphStep:
+    """A training step replayed as one CUDA graph: one launch instead of the several hundred
+    kernel launches that bound a small net's step at batch 128 on a GPU.
+
+    Why a manual capture (`torch.cuda.graph` over static input buffers, PyTorch's "whole-network
+    capture") and not torch.compile's cudagraphs: the graph replays exactly the kernels the eager
+    step launches, in the same order, on the same data, so it changes speed and not numbers (the
+    run key treats the step as execution-only); it needs no compilation and can never recompile,
+    and evaluation stays an ordinary eager forward pass. torch.compile's fusions change the
+    numbers; they remain the separate `compile` option, which is part of the key.
+
+    `fn` is the whole step (the lr selection and metric sums of the training loop included, so
+    they are replayed too). The first WARMUP calls run it eagerly on a side stream, as capture
+    requires (cuDNN autotuning, the optimizer's lazily created state, the allocator's warm-up);
+    they are real training iterations with the same kernels. The next call captures, which runs
+    nothing, then replays. If capture fails the step stays eager, and says so in `note`."""
+
+    WARMUP = 3
+
+    def __init__(self, fn: Step, *, on_fallback: Callable[[str], None] | None = None) -> None:
+        self.fn, self.on_fallback = fn, on_fallback
+        self.calls = 0
+        self.graph: torch.cuda.CUDAGraph | None = None
+        self.eager = False  # capture failed: eager from then on
+        self.note = ""
+        self.side = torch.cuda.Stream()
+
+    @property
+    def kind(self) -> str:
+        return "eager" if self.eager else "graph"
+
+    def __call__(self, x: Tensor, y: Tensor) -> tuple[Tensor, Tensor]:
+        if self.graph is None:
+            self.calls += 1
+            if self.eager:
+                return self.fn(x, y)
+            if self.calls <= self.WARMUP:
+                return self._side_stream(x, y)
+            if not self._capture(x, y):
+                return self.fn(x, y)
+        self.x.copy_(x)
+        self.y.copy_(y)
+        assert self.graph is not None
+        self.graph.replay()
+        return self.out
+
+    def _side_stream(self, x: Tensor, y: Tensor) -> tuple[Tensor, Tensor]:
+        main = torch.cuda.current_stream()
+        self.side.wait_stream(main)
+        with torch.cuda.stream(self.side):
+            out = self.fn(x, y)
+        main.wait_stream(self.side)
+        return out
+
+    def _capture(self, x: Tensor, y: Tensor) -> bool:
+        """Record the step on static copies of this batch (executes nothing); False, with a
+        note, when the capture fails."""
+        self.x, self.y = x.clone(), y.clone()
+        graph = torch.cuda.CUDAGraph()
+        try:
+            # thread_local: a DataLoader's pinning thread may call CUDA while this one captures.
+            with torch.cuda.graph(graph, capture_error_mode="thread_local"):
+                self.out = self.fn(self.x, self.y)
+        except RuntimeError as err:
+            self.eager = True
+            self.note = f"CUDA graph capture failed, eager from iteration {self.calls}: {err}"
+            if self.on_fallback is not None:
+                self.on_fallback(self.note)
+            return False
+        self.graph = graph
+        return True
+
+
+def resolve_step(
+    requested: str, *, device: torch.device, precision: str, compile: bool
+) -> tuple[str, str]:
+    """(the step a run takes, why when it is not the one asked for). "auto" is "graph" on a
+    GPU and "eager" elsewhere, and eager where a graph cannot hold the step: fp16 (the dynamic
+    loss scale's state machine lives in Python; the eager step with the fused optimizer still
+    checks for infs without a host sync) and torch.compile (its own cudagraphs, mode
+    "reduce-overhead", are the way to combine the two)."""
+    if requested not in STEPS:
+        raise AblationsError(f"step {requested!r} is not one of {', '.join(STEPS)}")
+    if requested == "eager":
+        return "eager", ""
+    if device.type != "cuda":
+        if requested == "graph":
+            raise AblationsError("step 'graph' needs a CUDA device; use --step auto or eager")
+        return "eager", ""
+    if precision == "fp16":
+        return "eager", "fp16 is not graph-captured (GradScaler's dynamic scale): eager step"
+    if compile and requested == "auto":
+        return "eager", "compile: eager step around the compiled model (no manual graph)"
+    return "graph", ""
 
 
 class InferStep:

@@ -10,16 +10,20 @@ The run directory `<out>/<run_id>/` holds:
                    evaluates there, as tutorials do: then it selects on the test set)
     summary.json   status (complete | diverged), final errors, wall time, images/s
 
-The hot loop never waits for the device: losses and errors accumulate there and are read only
-every `eval_every` iterations, where the run also evaluates on the validation split and saves a
-checkpoint. An interrupted run loses at most the iterations since that checkpoint; rerunning the
-same config resumes and ends exactly as an uninterrupted run would (batches are a pure function
-of seed and iteration, see ablations.data.loader).
+The hot loop (`Trainer.advance`) never waits for the device: losses and errors accumulate
+there, the learning rate and the warm-up's end are decided there (ablations.runners.schedule),
+and the host reads them only every `eval_every` iterations, where the run also evaluates on the
+validation split, with the eager model in eval mode, and saves a checkpoint. On a GPU the step
+is replayed as one CUDA graph (ablations.runners.steps.GraphStep). An interrupted run loses at
+most the iterations since that checkpoint; rerunning the same config resumes and ends exactly
+as an uninterrupted run would (batches are a pure function of seed and iteration, see
+ablations.data.loader).
 """
 
 from __future__ import annotations
 
 import math
+import sys
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -31,7 +35,7 @@ import torch
 from torch import Tensor
 
 from ablations import distributed
-from ablations.config import TrainConfig, resolve_device
+from ablations.config import TrainConfig, check_device, resolve_device
 from ablations.data import load_dataset
 from ablations.data.loader import eval_batches
 from ablations.data.prepare import Data, prepare_data
@@ -50,9 +54,17 @@ from ablations.runners.records import (
     run_dir,
     start_run,
 )
-from ablations.runners.steps import TrainStep, set_tf32
+from ablations.runners.schedule import Schedule, Tally, lr_at
+from ablations.runners.steps import (
+    GraphStep,
+    TrainStep,
+    fused_optimizer,
+    resolve_step,
+    set_tf32,
+    tf32_flags,
+)
 
-WARMUP_CHECK_EVERY = 20  # iterations between the (host-syncing) warm-up error checks
+__all__ = ["Trainer", "build_model", "lr_at", "train"]
 
 
 @dataclass
@@ -65,20 +77,6 @@ class State:
     train_s: float = 0.0  # training time so far, evaluation excluded
     best_error: float = math.inf  # the lowest evaluation error so far (weights in best.pt)
     rows: list[dict[str, Any]] = field(default_factory=list)
-
-
-def lr_at(
-    config: TrainConfig, iteration: int, warmup_end: int | None,
-    milestones: tuple[int, ...] | None = None,
-) -> float:  # fmt: skip
-    """Step schedule (milestones in iterations; the config's by default); deep nets start at
-    `warmup_lr` until the warm-up ends (see `train`)."""
-    steps = config.lr_milestones if milestones is None else milestones
-    before_decay = not steps or iteration < steps[0]
-    if config.warmup_lr is not None and warmup_end is None and before_decay:
-        return config.warmup_lr
-    decays = sum(iteration >= m for m in steps)
-    return config.lr * config.lr_gamma**decays
 
 
 def build_model(
@@ -99,31 +97,6 @@ def build_model(
     return model, started
 
 
-class Interval:
-    """Running training loss and error since the last report, accumulated on the device."""
-
-    def __init__(self, device: torch.device) -> None:
-        self.device = device
-        self.reset()
-
-    def reset(self) -> None:
-        self.loss = torch.zeros((), device=self.device, dtype=torch.float64)
-        self.errors = torch.zeros((), device=self.device, dtype=torch.int64)
-        self.seen = 0
-        self.steps = 0
-
-    def add(self, loss: Tensor, logits: Tensor, labels: Tensor) -> None:
-        self.loss += loss.detach().double() * len(labels)
-        self.errors += (logits.detach().argmax(dim=1) != labels).sum()
-        self.seen += len(labels)
-        self.steps += 1
-
-    def read(self) -> tuple[float, float]:
-        """(mean loss, error rate) over every rank's shard; reads the device."""
-        loss, errors, seen = distributed.sum_all(self.loss, self.errors, self.seen)
-        return loss / seen, errors / seen
-
-
 def _rows(iteration: int, split: str, **metrics: float) -> list[dict[str, Any]]:
     return [{"iteration": iteration, "split": split, "metric": k, "value": v}
             for k, v in metrics.items()]  # fmt: skip
@@ -135,30 +108,62 @@ class Trainer:
     def __init__(
         self, config: TrainConfig, data: Data, *, directory: Path, device: torch.device,
         on_iteration: Callable[[int], None] | None = None, show_progress: bool = True,
+        deadline: float | None = None,
     ) -> None:  # fmt: skip
+        check_device(config, device)
         self.config, self.data, self.dir, self.device = config, data, directory, device
         self.on_iteration = on_iteration
         self.show_progress = show_progress and distributed.is_main()
+        self.deadline = deadline  # time.monotonic(): stop at the first checkpoint after it
         self.iterations, self.milestones, self.eval_every = config.schedule(
             data.train.steps_per_epoch
         )
         self.model, self.started = build_model(config, data, device, runs_dir=directory.parent)
+        fused = fused_optimizer(device)
+        self.schedule = Schedule(
+            config, self.milestones, device=device, dtype=torch.float32 if fused else torch.float64
+        )
+        self.tally = Tally(device)
         # Under torchrun the step trains a DDP wrap; self.model stays the plain module (its
         # state_dict is what checkpoints hold, for any world size) and evaluates eagerly.
         trained = distributed.wrap(
             self.model, sync_bn=distributed.check_world(config), device=device
         )
-        self.step = TrainStep(
+        self.train_step = TrainStep(
             trained, device=device, precision=config.precision, compile=config.compile,
-            lr=config.lr, momentum=config.momentum, weight_decay=config.weight_decay,
-            optimizer=config.optimizer,
+            lr=self.schedule.lr, momentum=config.momentum, weight_decay=config.weight_decay,
+            optimizer=config.optimizer, fused=fused,
         )  # fmt: skip
-        # The compiled module shares parameters with self.model, which is what gets saved.
-        self.forward = self.model if distributed.active() else self.step.forward
-        self.optimizer, self.scaler = self.step.optimizer, self.step.scaler
+        self.step_kind, self.step_note = resolve_step(
+            config.step, device=device, precision=config.precision, compile=config.compile
+        )
+        if distributed.active() and self.step_kind == "graph":
+            # DDP's bucketed all-reduce is not captured here: one graph per rank would need
+            # NCCL graph capture, which this runner does not attempt.
+            self.step_kind, self.step_note = "eager", "torchrun (DDP): eager step"
+        self.step: Callable[[Tensor, Tensor], tuple[Tensor, Tensor]] = self.whole_step
+        if self.step_kind == "graph":
+            self.train_step.cache_casts = False  # see steps.autocast
+            self.step = GraphStep(self.whole_step, on_fallback=self.fell_back)
         self.state = State()
-        self.warm_errors = torch.zeros((), dtype=torch.int64, device=device)
-        self.warm_seen = 0
+        self.schedule.prepare(0)
+
+    def whole_step(self, x: Tensor, y: Tensor) -> tuple[Tensor, Tensor]:
+        """What one iteration runs on the device (all of it captured when the step is a graph):
+        this iteration's lr, the training step, and the running sums."""
+        self.schedule.select()
+        loss, logits = self.train_step(x, y)
+        self.schedule.observe(self.tally.add(loss, logits, y))
+        return loss, logits
+
+    def fell_back(self, note: str) -> None:
+        self.step_kind, self.step_note = "eager", note
+        print(f"[{self.label()}] {note}", file=sys.stderr, flush=True)
+
+    def execution(self) -> dict[str, Any]:
+        """How this start runs, for env.json (the config holds what was asked for)."""
+        return {"step": self.step_kind, "step_note": self.step_note,
+                "fused_optimizer": self.train_step.fused, **tf32_flags()}  # fmt: skip
 
     # -- checkpoints -------------------------------------------------------------------------
     def restore(self) -> None:
@@ -167,22 +172,20 @@ class Trainer:
             return
         saved = torch.load(path, map_location=self.device, weights_only=False)
         self.model.load_state_dict(saved["model"])
-        self.optimizer.load_state_dict(saved["optimizer"])
-        self.scaler.load_state_dict(saved["scaler"])
+        self.train_step.load_state(saved["optimizer"], saved["scaler"])
         self.state = saved["state"]
-        self.warm_errors.fill_(self.state.warmup_window[0])
-        self.warm_seen = self.state.warmup_window[1]
+        self.schedule.load(self.state.warmup_end, self.state.warmup_window)
+        self.schedule.prepare(self.state.iteration)
 
     def save_checkpoint(self) -> None:
         # Curves first: if the process dies between the two writes, the resumed run drops the
         # rows newer than its checkpoint and writes them again.
-        self.state.warmup_window = (int(self.warm_errors), self.warm_seen)
         if not distributed.is_main():
             return
         self.write_curves()
         state = {
-            "model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
-            "scaler": self.scaler.state_dict(), "state": self.state,
+            "model": self.model.state_dict(), "optimizer": self.train_step.optimizer.state_dict(),
+            "scaler": self.train_step.scaler.state_dict(), "state": self.state,
         }  # fmt: skip
         write_atomic(self.dir / "checkpoint.pt", lambda t: torch.save(state, t))
 
@@ -194,42 +197,64 @@ class Trainer:
 
     # -- the loop ----------------------------------------------------------------------------
     def run(self) -> dict[str, Any]:
-        """Train to the end (or to divergence); returns the summary."""
-        c, state = self.config, self.state
+        """Train to the end (or to divergence, or to the first checkpoint past the deadline);
+        returns the summary."""
+        state = self.state
         batches = self.data.train.batches(state.iteration)
-        interval = Interval(self.device)
-        transfer.train_mode(self.model, freeze=c.freeze)
+        transfer.train_mode(self.model, freeze=self.config.freeze)
         progress = TrainProgress(
             total=self.iterations, initial=state.iteration, desc=self.label(),
             enabled=self.show_progress,
         )  # fmt: skip
         with progress:
-            started = time.perf_counter()
             while state.iteration < self.iterations:
-                lr = lr_at(c, state.iteration, state.warmup_end, self.milestones)
-                self.step.set_lr(lr)
-                x, y = next(batches)
-                loss, logits = self.step(x, y)
-                interval.add(loss, logits, y)
-                state.iteration += 1
-                if c.warmup_lr is not None and state.warmup_end is None:
-                    self.check_warmup(logits, y)
-                progress.advance()
-                if self.on_iteration is not None:
-                    self.on_iteration(state.iteration)
-                if state.iteration % self.eval_every and state.iteration < self.iterations:
-                    continue
+                started = time.perf_counter()
+                boundary = (state.iteration // self.eval_every + 1) * self.eval_every
+                self.advance(batches, until=min(boundary, self.iterations), progress=progress)
                 self.synchronize()
                 elapsed = time.perf_counter() - started
                 state.train_s += elapsed
-                stats, finite = self.report(interval, lr=lr, elapsed=elapsed)
-                interval.reset()
+                state.warmup_end, state.warmup_window = self.schedule.read()
+                stats, finite = self.report(elapsed=elapsed)
+                self.tally.reset()
                 progress.report(state.iteration, stats)
                 if not finite:
                     return self.finish(diverged=True)
                 self.save_checkpoint()
-                started = time.perf_counter()
+                if self.past_deadline() and state.iteration < self.iterations:
+                    return self.stopped()
         return self.finish(diverged=False)
+
+    def advance(
+        self, batches: Iterator[tuple[Tensor, Tensor]], *, until: int,
+        progress: TrainProgress | None = None,
+    ) -> None:  # fmt: skip
+        """The hot loop, to iteration `until`. It reads nothing from the device: every value it
+        decides on is a host integer or stays on the device (tests/test_train.py patches every
+        host read to raise around it)."""
+        state = self.state
+        while state.iteration < until:
+            self.schedule.prepare(state.iteration)
+            x, y = next(batches)
+            self.step(x, y)
+            state.iteration += 1
+            self.tally.count(len(y))
+            self.schedule.after_step(state.iteration, len(y))
+            if progress is not None:
+                progress.advance()
+            if self.on_iteration is not None:
+                self.on_iteration(state.iteration)
+
+    def past_deadline(self) -> bool:
+        return self.deadline is not None and time.monotonic() >= self.deadline
+
+    def stopped(self) -> dict[str, Any]:
+        """Stopped at a checkpoint by the deadline: nothing is final, rerunning resumes."""
+        c = self.config
+        return {"status": "stopped", "run_id": c.run_id, "key": c.key, "variant": c.variant,
+                "profile": c.profile, "seed": c.seed, "iterations": self.state.iteration,
+                "planned_iterations": self.iterations, "train_s": self.state.train_s,
+                **self.execution()}  # fmt: skip
 
     def label(self) -> str:
         """The progress line's name; a recipe's says its profile (a reduced budget shows)."""
@@ -238,40 +263,27 @@ class Trainer:
             return f"{c.variant} s{c.seed}"
         return f"{c.recipe}{'-' + c.arm if c.arm else ''} [{c.profile}] s{c.seed}"
 
-    def check_warmup(self, logits: Tensor, labels: Tensor) -> None:
-        """The paper's warm-up for deep nets: lr 0.01 until the training error is below 80%,
-        judged over windows of WARMUP_CHECK_EVERY iterations (reading the device only then)."""
-        self.warm_errors += (logits.argmax(dim=1) != labels).sum()
-        self.warm_seen += len(labels)
-        if self.state.iteration % WARMUP_CHECK_EVERY:
-            return
-        errors, seen = distributed.sum_all(self.warm_errors, self.warm_seen)  # ranks agree
-        error = errors / seen
-        self.warm_errors.zero_()
-        self.warm_seen = 0
-        if error < self.config.warmup_until_error:
-            self.state.warmup_end = self.state.iteration
-
     def synchronize(self) -> None:
         if self.device.type == "cuda":
             torch.cuda.synchronize(self.device)
 
-    def report(
-        self, interval: Interval, *, lr: float, elapsed: float
-    ) -> tuple[dict[str, str], bool]:
+    def report(self, *, elapsed: float) -> tuple[dict[str, str], bool]:
         """Curve rows for the interval just ended, the progress line's statistics, and whether
         the training loss is still finite."""
         c, state = self.config, self.state
-        loss, error = interval.read()
-        rate = interval.seen / max(elapsed, 1e-9)
+        loss, error = self.tally.read()
+        lr = self.schedule.lr_of(state.iteration - 1, state.warmup_end)
+        rate = self.tally.seen / max(elapsed, 1e-9)
         state.rows += _rows(state.iteration, "train", loss=loss, error=error, lr=lr,
                             images_per_s=rate, train_s=state.train_s)  # fmt: skip
         stats = {"loss": f"{loss:.3f}", "err": f"{error:.1%}", "lr": f"{lr:g}"}
         if not math.isfinite(loss):
             return stats, False
         split = c.eval_split
+        # The eager model: a compiled forward or a captured graph would recompile or replay
+        # the training step's shapes and mode.
         eval_loss, eval_error = evaluate(
-            self.forward, self.eval_batches(split), precision=c.precision
+            self.model, self.eval_batches(split), precision=c.precision
         )
         state.rows += _rows(state.iteration, split, loss=eval_loss, error=eval_error)
         self.keep_best(eval_error)
@@ -316,15 +328,14 @@ class Trainer:
             "iterations": state.iteration, "planned_iterations": self.iterations,
             "epochs": c.epochs, "steps_per_epoch": self.data.train.steps_per_epoch,
             "warmup_end": state.warmup_end, "train_s": state.train_s, **self.started,
+            "step": self.step_kind,
             **self.cost(), "finished_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         }  # fmt: skip
         if diverged:
             summary["diverged_at"] = state.iteration
         else:
             if c.eval_split != "test":  # else the last evaluation was on the test set already
-                loss, error = evaluate(
-                    self.forward, self.eval_batches("test"), precision=c.precision
-                )
+                loss, error = evaluate(self.model, self.eval_batches("test"), precision=c.precision)
                 state.rows += _rows(state.iteration, "test", loss=loss, error=error)
             summary |= final_metrics(curves_frame(state.rows), eval_split=c.eval_split)
         if not distributed.is_main():
@@ -346,14 +357,18 @@ def train(
     device: str | torch.device | None = None,
     on_iteration: Callable[[int], None] | None = None,
     show_progress: bool = True,
+    deadline: float | None = None,
 ) -> RunRecord:
     """Run `config` to the end in `<out>/<run_id>`, resuming from its checkpoint if there is
-    one; a finished run is returned as stored, not recomputed."""
+    one; a finished run is returned as stored, not recomputed. `device` defaults to the
+    config's kind (a cuda config on the first GPU). With a `deadline` (a time.monotonic()
+    instant) the run stops at its first checkpoint past it, with status "stopped"."""
     directory = run_dir(config, out)
     finished = load_current(directory)  # None also for a stale run, then moved aside
     if finished is not None:
         return finished
-    dev = resolve_device(device)
+    dev = resolve_device(config.device if device is None else device)
+    check_device(config, dev)
     # Data problems surface before anything is written.
     dataset = load_dataset(config.dataset, data=data, resize=config.resize, crop=config.crop)
     check_same_data(run_dir(config, out), dataset)
@@ -363,12 +378,13 @@ def train(
     set_tf32(config.precision)
     # The model is built (and a checkpoint to start from loaded) before anything is written,
     # so a bad checkpoint leaves no half-made run directory behind.
-    trainer = Trainer(config, prepared, directory=directory, device=dev,
-                      on_iteration=on_iteration, show_progress=show_progress)  # fmt: skip
+    trainer = Trainer(config, prepared, directory=directory, device=dev, on_iteration=on_iteration,
+                      show_progress=show_progress, deadline=deadline)  # fmt: skip
     if distributed.is_main():
         start_run(config, directory, prepared)
     trainer.restore()
     if distributed.is_main():
-        record_start(directory, dev, config, prepared, iteration=trainer.state.iteration)
+        record_start(directory, dev, config, prepared, iteration=trainer.state.iteration,
+                     execution=trainer.execution())  # fmt: skip
     summary = trainer.run()
     return RunRecord(directory, config, summary, curves_frame(trainer.state.rows))
