@@ -3,6 +3,7 @@ report judges claims only at the recipe's own budget."""
 
 from __future__ import annotations
 
+import json
 import shlex
 from dataclasses import replace
 
@@ -22,6 +23,7 @@ from ablations.runners import transfer
 from ablations.runners.evaluation import evaluate
 from ablations.runners.train import train
 from ablations.store import RUNS
+from ablations.versions import TRAINER_VERSION
 
 ARMS = [(r.name, arm) for r in RECIPES.values() for arm in r.arms]
 FROM_SCRATCH = [(name, arm) for name, arm in ARMS if not RECIPES[name].needs_checkpoint]
@@ -209,7 +211,8 @@ def test_resumed_run_must_use_the_same_data(tmp_path, tiny_cifar, four_class_fol
     )  # fmt: skip
     directory = tmp_path / config.run_id
     directory.mkdir()
-    (directory / "env.json").write_text('[{"data": {"checksum": "0000"}}]')
+    start = {"data": {"checksum": "0000"}, "trainer_version": TRAINER_VERSION}  # not stale
+    (directory / "env.json").write_text(json.dumps([start]))
     with pytest.raises(AblationsError, match="started on other data"):
         train(config, out=tmp_path, data=four_class_folder, device="cpu", show_progress=False)
 
