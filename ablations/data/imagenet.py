@@ -1,0 +1,373 @@
+"""ImageNet (or any large ImageFolder set) as an index of files and labels, never decoded whole.
+
+Three layouts, told apart by what is there:
+- "imagefolder": train/<wnid>/*.JPEG and val/<wnid>/*.JPEG (also torchvision's `ImageNet` root
+  once it has sorted val/ into class folders; its meta.bin is then not needed).
+- "devkit": train/<wnid>/ with a flat val/ (ILSVRC2012_val_00000001.JPEG, ...) whose labels come
+  from torchvision's meta.bin (written by `torchvision.datasets.ImageNet(root)`), or from the
+  devkit (ILSVRC2012_devkit_t12.tar.gz, or its extracted folder): meta.mat maps ILSVRC2012_ID to
+  WNID and data/ILSVRC2012_validation_ground_truth.txt gives one ID per val image, in sorted file
+  name order, as torchvision's `parse_devkit_archive` reads them (meta.mat needs scipy).
+- "tar-shards": a folder of .tar files (or one .tar) whose members are train/<wnid>/x.JPEG and
+  val/<wnid>/x.JPEG, optionally under one top folder; read by offset, never extracted.
+
+Classes are the train split's WNIDs, sorted (ImageFolder's and torchvision's class order). The
+index is cached under the data cache, keyed by a sha256 of the listing (relative paths and
+sizes, plus shard mtimes): not of the bytes, since ImageNet is about 150 GB and hashing it would
+cost minutes to hours per run. A copy whose files change in place with equal sizes is therefore
+not told apart; rebuild with `build_index(..., refresh=True)` after such an edit.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import os
+import tarfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from ablations.data.arrays import DataError
+from ablations.data.imagefolder import is_image, member_parts
+
+ENV_VAR = "ABLATE_DATA_IMAGENET"
+IMAGENET_SPLITS = ("train", "val")
+LAYOUTS = ("imagefolder", "devkit", "tar-shards")
+META_FILE = "meta.bin"  # torchvision's parsed devkit: (wnid_to_classes, val_wnids)
+DEVKIT = "ILSVRC2012_devkit_t12"
+GROUND_TRUTH = "data/ILSVRC2012_validation_ground_truth.txt"
+ACCEPTED = (
+    "an ImageNet root with train/<wnid>/ and val/ (val/ in class folders, or flat with "
+    f"torchvision's {META_FILE} or the {DEVKIT} devkit beside it), or a folder of .tar shards "
+    "holding train/<wnid>/*.JPEG and val/<wnid>/*.JPEG; ImageNet is never downloaded"
+)
+_INDEX_VERSION = 1  # bump when the index format changes: old cache entries are then ignored
+
+
+@dataclass(frozen=True, eq=False)  # eq=False: arrays
+class ImageIndex:
+    """One split's images: `files[i]` (relative to `root`, or "shard.tar:member"), its label,
+    and for tar shards where its bytes lie (`shard`, `offset`, `size`). Sorted by file name."""
+
+    root: Path
+    layout: str
+    split: str
+    files: tuple[str, ...]
+    labels: np.ndarray  # int64, index into `classes`
+    classes: tuple[str, ...]  # WNIDs, sorted
+    checksum: str  # sha256 of the listing (see the module docstring), not of the bytes
+    shards: tuple[str, ...] = ()
+    shard: np.ndarray | None = None  # int32 per file
+    offset: np.ndarray | None = None  # int64 per file
+    size: np.ndarray | None = None  # int64 per file
+
+    def __len__(self) -> int:
+        return len(self.files)
+
+    def read(self, i: int) -> bytes:
+        """The encoded bytes of image `i` (a seek and a read; safe in DataLoader workers)."""
+        if self.shard is None or self.offset is None or self.size is None:
+            return (self.root / self.files[i]).read_bytes()
+        with open(self.root / self.shards[int(self.shard[i])], "rb") as f:
+            f.seek(int(self.offset[i]))
+            return f.read(int(self.size[i]))
+
+    def describe(self) -> dict[str, str | int]:
+        return {
+            "name": "imagenet",
+            "source": os.path.basename(str(self.root).rstrip("/")),
+            "source_format": self.layout,
+            "checksum": self.checksum,
+            "split": self.split,
+            "n": len(self.files),
+            "classes": len(self.classes),
+        }
+
+
+def locate_imagenet(data: str | os.PathLike[str] | None = None) -> tuple[Path, str]:
+    """`--data`, else ABLATE_DATA_IMAGENET; an error naming both when neither is set."""
+    if data is not None and os.fspath(data):
+        return Path(os.path.abspath(Path(data).expanduser())), "--data"
+    if os.environ.get(ENV_VAR):
+        return Path(os.path.abspath(Path(os.environ[ENV_VAR]).expanduser())), ENV_VAR
+    raise DataError(f"no ImageNet data configured; pass --data (or set {ENV_VAR}) to {ACCEPTED}")
+
+
+def detect_layout(path: Path, *, origin: str = "--data") -> str:
+    if not path.exists():
+        raise DataError(f"ImageNet not found: {path} does not exist (from {origin}); {ACCEPTED}")
+    if _shard_files(path):
+        return "tar-shards"
+    if path.is_dir() and (path / "train").is_dir() and (path / "val").is_dir():
+        val = path / "val"
+        if any(e.is_dir() and e.name[0] != "." for e in os.scandir(val)):
+            return "imagefolder"
+        return "devkit"
+    raise DataError(f"{path} is no ImageNet layout this reader knows (from {origin}); {ACCEPTED}")
+
+
+def build_index(
+    split: str,
+    data: str | os.PathLike[str] | None = None,
+    *,
+    cache_dir: Path | None = None,
+    refresh: bool = False,
+) -> ImageIndex:
+    """The index of `split` ("train" or "val"), read from the cache when the listing matches."""
+    if split not in IMAGENET_SPLITS:
+        raise DataError(f"unknown split {split!r}; choose from {', '.join(IMAGENET_SPLITS)}")
+    path, origin = locate_imagenet(data)
+    layout = detect_layout(path, origin=origin)
+    listing = _listing(path, layout)
+    checksum = hashlib.sha256(
+        json.dumps([_INDEX_VERSION, layout, listing], separators=(",", ":")).encode()
+    ).hexdigest()
+    cached = _cache_file(cache_dir, checksum, split)
+    if cached is not None and cached.is_file() and not refresh:
+        return _load(cached, path)
+    if layout == "tar-shards":
+        index = _shard_index(path, split, checksum)
+    else:
+        index = _folder_index(path, split, layout, checksum)
+    if cached is not None:
+        _save(index, cached)
+    return index
+
+
+# --- listings ----------------------------------------------------------------------------------
+
+
+def _shard_files(path: Path) -> tuple[str, ...]:
+    if path.is_file():
+        return (path.name,) if tarfile.is_tarfile(path) else ()
+    if not path.is_dir():
+        return ()
+    return tuple(sorted(e.name for e in os.scandir(path) if e.name.endswith(".tar")))
+
+
+def _listing(path: Path, layout: str) -> list[list[str | int]]:
+    """What the checksum covers: shards by (name, size, mtime), trees by (path, size)."""
+    if layout == "tar-shards":
+        root = path if path.is_dir() else path.parent
+        stats = [(name, (root / name).stat()) for name in _shard_files(path)]
+        return [[name, st.st_size, st.st_mtime_ns] for name, st in stats]
+    out: list[list[str | int]] = []
+    for split in IMAGENET_SPLITS:
+        for here, dirs, files in os.walk(path / split, followlinks=True):
+            dirs[:] = sorted(d for d in dirs if d[0] != ".")
+            rel = Path(here).relative_to(path).as_posix()
+            for f in sorted(files):
+                if f[0] != "." and is_image(f):
+                    out.append([f"{rel}/{f}", os.stat(os.path.join(here, f)).st_size])
+    for extra in (META_FILE, f"{DEVKIT}.tar.gz", f"{DEVKIT}/{GROUND_TRUTH}"):
+        if (path / extra).is_file():
+            out.append([extra, (path / extra).stat().st_size])
+    return out
+
+
+# --- folders -----------------------------------------------------------------------------------
+
+
+def _class_files(path: Path, split: str) -> dict[str, list[str]]:
+    top = path / split
+    classes = sorted(d for d in os.listdir(top) if (top / d).is_dir() and d[0] != ".")
+    found: dict[str, list[str]] = {}
+    for c in classes:
+        files = []
+        for here, dirs, names in os.walk(top / c, followlinks=True):
+            dirs[:] = [d for d in dirs if d[0] != "."]
+            rel = Path(here).relative_to(path).as_posix()
+            files += [f"{rel}/{n}" for n in names if n[0] != "." and is_image(n)]
+        found[c] = sorted(files)
+    return found
+
+
+def _folder_index(path: Path, split: str, layout: str, checksum: str) -> ImageIndex:
+    train = _class_files(path, "train")
+    classes = tuple(c for c in train if train[c])
+    if not classes:
+        raise DataError(f"{path}/train has no <wnid>/ folders with images; {ACCEPTED}")
+    if split == "val" and layout == "devkit":
+        return _devkit_val(path, classes, checksum)
+    tree = train if split == "train" else _class_files(path, split)
+    unknown = sorted(set(c for c in tree if tree[c]) - set(classes))
+    if unknown:
+        raise DataError(
+            f"{path}/{split} has classes not in train/ ({', '.join(unknown[:5])}); "
+            "give both splits the same <wnid> folders"
+        )
+    files = [f for i, c in enumerate(classes) for f in tree.get(c, [])]
+    labels = np.repeat(np.arange(len(classes)), [len(tree.get(c, [])) for c in classes])
+    if not files:
+        raise DataError(f"{path}/{split} has no images; {ACCEPTED}")
+    return ImageIndex(
+        root=path, layout=layout, split=split, files=tuple(files),
+        labels=labels.astype(np.int64), classes=classes, checksum=checksum,
+    )  # fmt: skip
+
+
+def _devkit_val(path: Path, classes: tuple[str, ...], checksum: str) -> ImageIndex:
+    files = sorted(
+        f"val/{e.name}" for e in os.scandir(path / "val") if e.is_file() and is_image(e.name)
+    )
+    wnids = val_wnids(path)
+    if len(wnids) != len(files):
+        raise DataError(
+            f"{path}/val has {len(files)} images but the ground truth lists {len(wnids)}; "
+            "copy the complete val/ (50,000 images for ILSVRC2012) or sort it into class folders"
+        )
+    position = {c: i for i, c in enumerate(classes)}
+    missing = sorted(set(wnids) - set(position))
+    if missing:
+        raise DataError(f"val labels name classes not in train/: {', '.join(missing[:5])}")
+    return ImageIndex(
+        root=path, layout="devkit", split="val", files=tuple(files),
+        labels=np.array([position[w] for w in wnids], dtype=np.int64), classes=classes,
+        checksum=checksum,
+    )  # fmt: skip
+
+
+def val_wnids(path: Path) -> list[str]:
+    """The WNID of each flat val image (sorted by name): from torchvision's meta.bin, else the
+    devkit (its tar.gz or extracted folder)."""
+    if (path / META_FILE).is_file():
+        import torch
+
+        _, wnids = torch.load(path / META_FILE, weights_only=True)
+        return [str(w) for w in wnids]
+    for name in (f"{DEVKIT}.tar.gz", DEVKIT):
+        if (path / name).exists():
+            meta, truth = _devkit_files(path / name)
+            return ground_truth_wnids(_parse_meta_mat(meta), truth.decode())
+    raise DataError(
+        f"{path}/val is flat but neither {META_FILE} nor the {DEVKIT} devkit is in {path}; "
+        f"copy {DEVKIT}.tar.gz there, or sort val/ into <wnid>/ folders"
+    )
+
+
+def ground_truth_wnids(id_to_wnid: dict[int, str], text: str) -> list[str]:
+    """ILSVRC2012_validation_ground_truth.txt (one ILSVRC2012_ID per line) as WNIDs."""
+    try:
+        return [id_to_wnid[int(line)] for line in text.split()]
+    except (KeyError, ValueError) as err:
+        raise DataError(
+            f"the val ground truth names an unknown ILSVRC2012_ID ({err}); use the devkit's "
+            "own meta.mat and ground-truth file"
+        ) from None
+
+
+def _devkit_files(devkit: Path) -> tuple[bytes, bytes]:
+    wanted = ("data/meta.mat", GROUND_TRUTH)
+    if devkit.is_dir():
+        return (devkit / wanted[0]).read_bytes(), (devkit / wanted[1]).read_bytes()
+    found: dict[str, bytes] = {}
+    with tarfile.open(devkit) as tar:
+        for member in tar:
+            rel = "/".join(member_parts(member.name)[1:])
+            handle = tar.extractfile(member) if member.isfile() and rel in wanted else None
+            if handle is not None:
+                found[rel] = handle.read()
+    if len(found) != 2:
+        raise DataError(f"{devkit} lacks {' or '.join(w for w in wanted if w not in found)}")
+    return found[wanted[0]], found[wanted[1]]
+
+
+def _parse_meta_mat(raw: bytes) -> dict[int, str]:
+    """ILSVRC2012_ID -> WNID of the leaf synsets, as torchvision's `parse_meta_mat`."""
+    try:
+        import scipy.io as sio
+    except ImportError:
+        raise DataError(
+            "reading the devkit's meta.mat needs scipy (pip install scipy), or run "
+            "torchvision.datasets.ImageNet(root) once to write meta.bin"
+        ) from None
+    meta = sio.loadmat(io.BytesIO(raw), squeeze_me=True)["synsets"]
+    leaves = [m for m in meta if int(m[4]) == 0]
+    return {int(m[0]): str(m[1]) for m in leaves}
+
+
+# --- tar shards --------------------------------------------------------------------------------
+
+
+def _shard_index(path: Path, split: str, checksum: str) -> ImageIndex:
+    root = path if path.is_dir() else path.parent
+    shards = _shard_files(path)
+    rows: list[tuple[str, str, int, int, int]] = []  # (name, class, shard, offset, size)
+    classes: set[str] = set()
+    for s, shard in enumerate(shards):
+        with tarfile.open(root / shard) as tar:
+            for member in tar:
+                parts = member_parts(member.name)
+                at = next(
+                    (i for i in (0, 1) if len(parts) > i + 2 and parts[i] in IMAGENET_SPLITS), None
+                )
+                if at is None or not member.isfile() or not is_image(parts[-1]):
+                    continue
+                if parts[at] == "train":
+                    classes.add(parts[at + 1])
+                if parts[at] == split:
+                    name = "/".join(parts[at:])
+                    rows.append((name, parts[at + 1], s, member.offset_data, member.size))
+    ordered = tuple(sorted(classes))
+    if not ordered or not rows:
+        raise DataError(
+            f"{path}: no {split}/<wnid>/ images in {len(shards)} tar shard(s); {ACCEPTED}"
+        )
+    position = {c: i for i, c in enumerate(ordered)}
+    unknown = sorted({c for _, c, *_ in rows} - set(position))
+    if unknown:
+        raise DataError(f"{path}: {split} classes not in train: {', '.join(unknown[:5])}")
+    rows.sort(key=lambda r: (position[r[1]], r[0]))
+    return ImageIndex(
+        root=root, layout="tar-shards", split=split,
+        files=tuple(f"{shards[r[2]]}:{r[0]}" for r in rows),
+        labels=np.array([position[r[1]] for r in rows], dtype=np.int64), classes=ordered,
+        checksum=checksum, shards=shards,
+        shard=np.array([r[2] for r in rows], dtype=np.int32),
+        offset=np.array([r[3] for r in rows], dtype=np.int64),
+        size=np.array([r[4] for r in rows], dtype=np.int64),
+    )  # fmt: skip
+
+
+# --- the cache ---------------------------------------------------------------------------------
+
+
+def _cache_file(cache_dir: Path | None, checksum: str, split: str) -> Path | None:
+    if cache_dir is None:
+        from ablations.data.cache import default_cache_dir
+
+        cache_dir = default_cache_dir()
+    return cache_dir / "imagenet-index" / f"{checksum[:32]}-{split}.npz"
+
+
+def _save(index: ImageIndex, file: Path) -> None:
+    file.parent.mkdir(parents=True, exist_ok=True)
+    arrays = {
+        "files": np.array([f.encode() for f in index.files], dtype=bytes),
+        "labels": index.labels,
+        "classes": np.array([c.encode() for c in index.classes], dtype=bytes),
+        "shards": np.array([s.encode() for s in index.shards], dtype=bytes),
+        "meta": np.array([index.layout, index.split, index.checksum]),
+    }
+    for key in ("shard", "offset", "size"):
+        if getattr(index, key) is not None:
+            arrays[key] = getattr(index, key)
+    tmp = file.with_suffix(".tmp.npz")
+    np.savez(tmp, **arrays)  # type: ignore[arg-type]  # numpy's stub types allow_pickle only
+    os.replace(tmp, file)  # atomic: a reader never sees half an index
+
+
+def _load(file: Path, root: Path) -> ImageIndex:
+    with np.load(file) as z:
+        layout, split, checksum = (str(v) for v in z["meta"])
+        extra = {k: z[k] for k in ("shard", "offset", "size") if k in z}
+        return ImageIndex(
+            root=root if layout != "tar-shards" or root.is_dir() else root.parent,
+            layout=layout, split=split,
+            files=tuple(f.decode() for f in z["files"]), labels=z["labels"],
+            classes=tuple(c.decode() for c in z["classes"]), checksum=checksum,
+            shards=tuple(s.decode() for s in z["shards"]), **extra,
+        )  # fmt: skip
