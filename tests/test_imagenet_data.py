@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import math
+import shutil
+import tarfile
 
 import pytest
 import torch
@@ -10,7 +12,7 @@ import torchvision.transforms.v2.functional as TF
 from tiny_imagenet import WNIDS, members, write_devkit_root, write_shards, write_tree
 
 from ablations.data import DataError
-from ablations.data.imagenet import ENV_VAR, build_index, ground_truth_wnids
+from ablations.data.imagenet import ENV_VAR, build_index, ground_truth_wnids, subset_index
 from ablations.data.imagenet_augment import (
     RECIPES,
     Recipe,
@@ -248,3 +250,43 @@ def test_loader_speed_rows(tmp_path, files):
     for r in rows:
         assert r["workers"] == 0 and r["batch"] == 4 and r["images"] == 8
         assert r["images_per_s"] > 0 and r["device"] == "cpu" and r["machine"]
+
+
+@pytest.mark.parametrize("packed", [True, False])
+def test_devkit_ground_truth_file(tmp_path, files, monkeypatch, packed):
+    """The devkit (tar.gz or extracted) without meta.bin: ground-truth IDs through meta.mat's
+    ID -> WNID map (its parsing, scipy's loadmat, is stubbed: scipy is optional)."""
+    wnids = write_devkit_root(tmp_path / "in", files)
+    (tmp_path / "in" / "meta.bin").unlink()
+    ids = {w: 10 + i for i, w in enumerate(reversed(WNIDS))}  # IDs not in WNID order
+    devkit = tmp_path / "in" / "ILSVRC2012_devkit_t12"
+    (devkit / "data").mkdir(parents=True)
+    (devkit / "data" / "meta.mat").write_bytes(b"stub")
+    truth = "".join(f"{ids[w]}\n" for w in wnids)
+    (devkit / "data" / "ILSVRC2012_validation_ground_truth.txt").write_text(truth)
+    if packed:
+        with tarfile.open(f"{devkit}.tar.gz", "w:gz") as tar:
+            tar.add(devkit, arcname=devkit.name)
+        shutil.rmtree(devkit)
+    seen = []
+    monkeypatch.setattr(
+        "ablations.data.imagenet._parse_meta_mat",
+        lambda raw: seen.append(raw) or {i: w for w, i in ids.items()},
+    )
+    val = build_index("val", tmp_path / "in")
+    assert seen == [b"stub"]
+    assert [val.classes[y] for y in val.labels] == wnids
+
+
+def test_subset_index_keeps_whole_classes(tmp_path, files):
+    index = build_index("train", write_tree(tmp_path / "in", files))
+    small = subset_index(index, classes=2, per_class=3, seed=0)
+    assert len(small.classes) == 2 and len(small) == 6
+    assert set(small.classes) <= set(index.classes) and list(small.labels) == sorted(small.labels)
+    assert all(
+        f.split("/")[1] == small.classes[y] for f, y in zip(small.files, small.labels, strict=True)
+    )
+    assert small.read(0) == index.read(index.files.index(small.files[0]))
+    assert subset_index(index, classes=2, per_class=3, seed=0).files == small.files
+    val = build_index("val", tmp_path / "in")
+    assert subset_index(val, classes=small.classes, per_class=None, seed=0).classes == small.classes

@@ -25,7 +25,8 @@ import io
 import json
 import os
 import tarfile
-from dataclasses import dataclass
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -135,6 +136,41 @@ def build_index(
     if cached is not None:
         _save(index, cached)
     return index
+
+
+def subset_index(
+    index: ImageIndex, *, classes: int | Sequence[str], per_class: int | None, seed: int
+) -> ImageIndex:
+    """A class subset (for budgets that fit one GPU): `classes` WNIDs (or that many drawn with
+    `seed`), up to `per_class` images of each drawn with `seed`, relabelled 0..k-1 in WNID order.
+    Give the val split the train subset's `classes` so both share labels."""
+    if isinstance(classes, int):
+        if not 0 < classes <= len(index.classes):
+            raise DataError(f"classes must be in 1..{len(index.classes)}, got {classes}")
+        drawn = np.random.default_rng(seed).permutation(len(index.classes))[:classes]
+        chosen = tuple(sorted(index.classes[i] for i in drawn))
+    else:
+        chosen = tuple(sorted(classes))
+        unknown = sorted(set(chosen) - set(index.classes))
+        if unknown:
+            raise DataError(f"classes not in the index: {', '.join(unknown[:5])}")
+    keep: list[int] = []
+    rng = np.random.default_rng(seed + 1)
+    for c in chosen:
+        members = np.flatnonzero(index.labels == index.classes.index(c))
+        if per_class is not None and per_class < len(members):
+            members = np.sort(rng.permutation(members)[:per_class])
+        keep += members.tolist()
+    rows = np.array(keep, dtype=np.int64)
+    relabel = {index.classes.index(c): i for i, c in enumerate(chosen)}
+    pick = lambda a: None if a is None else a[rows]  # noqa: E731
+    return replace(
+        index, files=tuple(index.files[i] for i in keep),
+        labels=np.array([relabel[int(index.labels[i])] for i in keep], dtype=np.int64),
+        classes=chosen, shard=pick(index.shard), offset=pick(index.offset),
+        size=pick(index.size),
+        checksum=hashlib.sha256(f"{index.checksum}:{chosen}:{per_class}:{seed}".encode()).hexdigest(),
+    )  # fmt: skip
 
 
 # --- listings ----------------------------------------------------------------------------------
