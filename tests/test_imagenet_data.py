@@ -12,20 +12,25 @@ import torchvision.transforms.v2.functional as TF
 from tiny_imagenet import WNIDS, members, write_devkit_root, write_shards, write_tree
 
 from ablations.data import DataError
-from ablations.data.imagenet import ENV_VAR, build_index, ground_truth_wnids, subset_index
+from ablations.data.imagenet import ENV_VAR, build_index, subset_index
 from ablations.data.imagenet_augment import (
+    PCA_EIGVAL,
+    PCA_EIGVEC,
     RECIPES,
     Recipe,
     average_ten_crop_logits,
+    eval_center,
     five_boxes,
+    lighting,
     rrc_box,
     sample_geometry,
     ten_crop,
     train_sample,
 )
+from ablations.data.imagenet_devkit import ground_truth_wnids
 from ablations.data.loader import Normalizer
 from ablations.data.loader_speed import loader_speed
-from ablations.data.streaming import ImageStream, eval_batches, generator
+from ablations.data.streaming import ImageStream, decode, eval_batches, fit_normalizer, generator
 
 # torchvision 0.29's deprecation of its decoders (see ablations.data.streaming).
 pytestmark = pytest.mark.filterwarnings("ignore:The image decoding:DeprecationWarning")
@@ -270,7 +275,7 @@ def test_devkit_ground_truth_file(tmp_path, files, monkeypatch, packed):
         shutil.rmtree(devkit)
     seen = []
     monkeypatch.setattr(
-        "ablations.data.imagenet._parse_meta_mat",
+        "ablations.data.imagenet_devkit.parse_meta_mat",
         lambda raw: seen.append(raw) or {i: w for w, i in ids.items()},
     )
     val = build_index("val", tmp_path / "in")
@@ -290,3 +295,29 @@ def test_subset_index_keeps_whole_classes(tmp_path, files):
     assert subset_index(index, classes=2, per_class=3, seed=0).files == small.files
     val = build_index("val", tmp_path / "in")
     assert subset_index(val, classes=small.classes, per_class=None, seed=0).classes == small.classes
+
+
+def test_lighting_adds_one_pca_colour_per_image():
+    x = torch.rand(64, 3, 5, 5, generator=generator(0))
+    assert torch.equal(lighting(x, std=0.0, g=generator(1)), x)
+    shift = lighting(x, std=0.1, g=generator(1)) - x
+    per_image = shift[:, :, :1, :1]
+    assert torch.allclose(shift, per_image.expand_as(shift), atol=1e-6)  # one colour per image
+    # the shift lies in the eigenvectors' span with coefficients alpha_j * eigval_j:
+    coeff = per_image.flatten(1) @ torch.tensor(PCA_EIGVEC)  # eigvec is orthonormal
+    alpha = coeff / torch.tensor(PCA_EIGVAL)
+    assert 0.05 < float(alpha.std()) < 0.15  # N(0, 0.1) draws; 192 of them
+    assert torch.equal(lighting(x, std=0.1, g=generator(1)), lighting(x, std=0.1, g=generator(1)))
+
+
+def test_pixel_mean_normalizer_is_the_mean_centre_crop(tmp_path, files):
+    index = build_index("train", write_tree(tmp_path / "in", files))
+    paper = RECIPES["imagenet-paper"]
+    norm = fit_normalizer(index, paper, n=len(index), seed=0)
+    crops = torch.stack([eval_center(decode(index.read(i)), paper) for i in range(len(index))])
+    assert norm.mean.shape == (3, 224, 224)
+    assert torch.allclose(norm.mean, crops.double().mean(0).float() / 255, atol=1e-6)
+    fixed = fit_normalizer(index, RECIPES["imagenet-torchvision"], n=1, seed=0)
+    assert fixed.kind == "fixed" and fixed.mean.flatten().tolist() == pytest.approx(
+        [0.485, 0.456, 0.406]
+    )

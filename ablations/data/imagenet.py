@@ -21,7 +21,6 @@ not told apart; rebuild with `build_index(..., refresh=True)` after such an edit
 from __future__ import annotations
 
 import hashlib
-import io
 import json
 import os
 import tarfile
@@ -33,13 +32,11 @@ import numpy as np
 
 from ablations.data.arrays import DataError
 from ablations.data.imagefolder import is_image, member_parts
+from ablations.data.imagenet_devkit import DEVKIT, GROUND_TRUTH, META_FILE, val_wnids
 
 ENV_VAR = "ABLATE_DATA_IMAGENET"
 IMAGENET_SPLITS = ("train", "val")
 LAYOUTS = ("imagefolder", "devkit", "tar-shards")
-META_FILE = "meta.bin"  # torchvision's parsed devkit: (wnid_to_classes, val_wnids)
-DEVKIT = "ILSVRC2012_devkit_t12"
-GROUND_TRUTH = "data/ILSVRC2012_validation_ground_truth.txt"
 ACCEPTED = (
     "an ImageNet root with train/<wnid>/ and val/ (val/ in class folders, or flat with "
     f"torchvision's {META_FILE} or the {DEVKIT} devkit beside it), or a folder of .tar shards "
@@ -264,65 +261,6 @@ def _devkit_val(path: Path, classes: tuple[str, ...], checksum: str) -> ImageInd
         labels=np.array([position[w] for w in wnids], dtype=np.int64), classes=classes,
         checksum=checksum,
     )  # fmt: skip
-
-
-def val_wnids(path: Path) -> list[str]:
-    """The WNID of each flat val image (sorted by name): from torchvision's meta.bin, else the
-    devkit (its tar.gz or extracted folder)."""
-    if (path / META_FILE).is_file():
-        import torch
-
-        _, wnids = torch.load(path / META_FILE, weights_only=True)
-        return [str(w) for w in wnids]
-    for name in (f"{DEVKIT}.tar.gz", DEVKIT):
-        if (path / name).exists():
-            meta, truth = _devkit_files(path / name)
-            return ground_truth_wnids(_parse_meta_mat(meta), truth.decode())
-    raise DataError(
-        f"{path}/val is flat but neither {META_FILE} nor the {DEVKIT} devkit is in {path}; "
-        f"copy {DEVKIT}.tar.gz there, or sort val/ into <wnid>/ folders"
-    )
-
-
-def ground_truth_wnids(id_to_wnid: dict[int, str], text: str) -> list[str]:
-    """ILSVRC2012_validation_ground_truth.txt (one ILSVRC2012_ID per line) as WNIDs."""
-    try:
-        return [id_to_wnid[int(line)] for line in text.split()]
-    except (KeyError, ValueError) as err:
-        raise DataError(
-            f"the val ground truth names an unknown ILSVRC2012_ID ({err}); use the devkit's "
-            "own meta.mat and ground-truth file"
-        ) from None
-
-
-def _devkit_files(devkit: Path) -> tuple[bytes, bytes]:
-    wanted = ("data/meta.mat", GROUND_TRUTH)
-    if devkit.is_dir():
-        return (devkit / wanted[0]).read_bytes(), (devkit / wanted[1]).read_bytes()
-    found: dict[str, bytes] = {}
-    with tarfile.open(devkit) as tar:
-        for member in tar:
-            rel = "/".join(member_parts(member.name)[1:])
-            handle = tar.extractfile(member) if member.isfile() and rel in wanted else None
-            if handle is not None:
-                found[rel] = handle.read()
-    if len(found) != 2:
-        raise DataError(f"{devkit} lacks {' or '.join(w for w in wanted if w not in found)}")
-    return found[wanted[0]], found[wanted[1]]
-
-
-def _parse_meta_mat(raw: bytes) -> dict[int, str]:
-    """ILSVRC2012_ID -> WNID of the leaf synsets, as torchvision's `parse_meta_mat`."""
-    try:
-        import scipy.io as sio
-    except ImportError:
-        raise DataError(
-            "reading the devkit's meta.mat needs scipy (pip install scipy), or run "
-            "torchvision.datasets.ImageNet(root) once to write meta.bin"
-        ) from None
-    meta = sio.loadmat(io.BytesIO(raw), squeeze_me=True)["synsets"]
-    leaves = [m for m in meta if int(m[4]) == 0]
-    return {int(m[0]): str(m[1]) for m in leaves}
 
 
 # --- tar shards --------------------------------------------------------------------------------

@@ -31,6 +31,7 @@ from torch import Tensor
 from torch.utils.data import DataLoader, Dataset
 from torchvision.io import ImageReadMode, decode_jpeg
 
+from ablations.data.arrays import DataError
 from ablations.data.imagenet import ImageIndex
 from ablations.data.imagenet_augment import (
     Recipe,
@@ -175,7 +176,7 @@ class ImageStream:
         channels_last: bool = False,
     ) -> None:
         if not 0 < batch_size <= len(index):
-            raise ValueError(f"batch size {batch_size} must be in 1..{len(index)} images")
+            raise DataError(f"batch size {batch_size} must be in 1..{len(index)} images")
         self.index, self.recipe, self.seed = index, recipe, seed
         self.batch_size, self.device, self.decode = batch_size, device, decode
         self.workers = available_cores() if workers is None else workers
