@@ -30,6 +30,7 @@ from ablations.data.imagenet_augment import (
 from ablations.data.imagenet_devkit import ground_truth_wnids
 from ablations.data.loader import Normalizer
 from ablations.data.loader_speed import loader_speed
+from ablations.data.prepare_stream import prepare_stream
 from ablations.data.streaming import ImageStream, decode, eval_batches, fit_normalizer, generator
 
 # torchvision 0.29's deprecation of its decoders (see ablations.data.streaming).
@@ -321,3 +322,33 @@ def test_pixel_mean_normalizer_is_the_mean_centre_crop(tmp_path, files):
     assert fixed.kind == "fixed" and fixed.mean.flatten().tolist() == pytest.approx(
         [0.485, 0.456, 0.406]
     )
+
+
+def test_prepared_stream_trains_and_evaluates_a_registry_net(tmp_path, files):
+    """The contract end to end: a class subset streamed into an SGD step of ResNet-18 and its
+    evaluation with both crop protocols of the paper (tiny, on the CPU; the other recipe differs
+    only in the crop sampling tested above)."""
+    recipe = "imagenet-paper"
+    from ablations.models import create_model
+
+    root = write_shards(tmp_path / "shards", files)
+    data = prepare_stream(recipe=recipe, batch_size=2, seed=0, device=CPU, data=root, workers=0,
+                          classes=2, train_per_class=2, val_per_class=1)  # fmt: skip
+    assert data.num_classes == 2 and len(data.val) == 2 and data.train.steps_per_epoch == 2
+    assert data.record["source_format"] == "tar-shards" and data.record["recipe"] == recipe
+    model = create_model("resnet18", num_classes=2)
+    opt = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9, weight_decay=1e-4)
+    for _, (x, y) in zip(range(1), data.train.batches(0), strict=False):
+        loss = torch.nn.functional.cross_entropy(model(x), y)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    assert torch.isfinite(loss)
+    model.eval()
+    for crops in data.recipe.eval_crops:
+        with torch.no_grad():
+            logits = [model(x) for x, _ in data.eval_batches(crops=crops, batch_size=2, workers=0)]
+        scores = torch.cat(logits)
+        if crops == "ten-crop":
+            scores = average_ten_crop_logits(scores)
+        assert scores.shape == (2, 2)
