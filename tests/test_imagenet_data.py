@@ -79,6 +79,18 @@ def test_devkit_flat_val_takes_labels_from_meta_bin(tmp_path, files):
     assert val.files[0] == "val/ILSVRC2012_val_00000001.JPEG"
 
 
+def test_original_archives_are_ignored_beside_a_tree_and_refused_alone(tmp_path, files):
+    root = write_tree(tmp_path / "in", files)
+    with tarfile.open(root / "ILSVRC2012_img_val.tar", "w"):
+        pass  # torchvision's root keeps the downloads beside the extracted tree
+    assert build_index("val", root).layout == "imagefolder"
+    alone = tmp_path / "downloads"
+    alone.mkdir()
+    (root / "ILSVRC2012_img_val.tar").rename(alone / "ILSVRC2012_img_val.tar")
+    with pytest.raises(DataError, match=r"original archive.*extract it"):
+        build_index("val", alone)
+
+
 def test_ground_truth_ids_map_through_meta_mat_ids():
     # ILSVRC2012_IDs are not in WNID order: ID 1 may be any class.
     assert ground_truth_wnids({1: "n2", 2: "n1"}, "2\n1\n1\n") == ["n1", "n2", "n2"]
@@ -352,3 +364,14 @@ def test_prepared_stream_trains_and_evaluates_a_registry_net(tmp_path, files):
         if crops == "ten-crop":
             scores = average_ten_crop_logits(scores)
         assert scores.shape == (2, 2)
+
+
+def test_loader_speed_main_writes_csv(tmp_path, files, capsys):
+    from ablations.data.loader_speed import main
+
+    root = write_tree(tmp_path / "in", files)
+    out = tmp_path / "speed.csv"
+    args = ["--data", str(root), "--paths", "cpu-decode", "--workers", "0", "--batch", "4"]
+    assert main([*args, "--batches", "1", "--warmup", "1", "--out", str(out)]) == 0
+    header, row = out.read_text().splitlines()[:2]
+    assert header.startswith("path,workers,batch,") and row.startswith("cpu-decode,0,4,")

@@ -42,6 +42,7 @@ ACCEPTED = (
     f"torchvision's {META_FILE} or the {DEVKIT} devkit beside it), or a folder of .tar shards "
     "holding train/<wnid>/*.JPEG and val/<wnid>/*.JPEG; ImageNet is never downloaded"
 )
+_ORIGINAL_TARS = ("ILSVRC2012_img_",)  # the download's archives: not shards of a tree
 _INDEX_VERSION = 1  # bump when the index format changes: old cache entries are then ignored
 
 
@@ -97,13 +98,21 @@ def locate_imagenet(data: str | os.PathLike[str] | None = None) -> tuple[Path, s
 def detect_layout(path: Path, *, origin: str = "--data") -> str:
     if not path.exists():
         raise DataError(f"ImageNet not found: {path} does not exist (from {origin}); {ACCEPTED}")
-    if _shard_files(path):
-        return "tar-shards"
+    # Folders first: torchvision's root keeps ILSVRC2012_img_*.tar beside train/ and val/.
     if path.is_dir() and (path / "train").is_dir() and (path / "val").is_dir():
         val = path / "val"
         if any(e.is_dir() and e.name[0] != "." for e in os.scandir(val)):
             return "imagefolder"
         return "devkit"
+    originals = [n for n in _tar_names(path) if n.startswith(_ORIGINAL_TARS)]
+    if originals:
+        raise DataError(
+            f"{path} holds {originals[0]}, the original archive (one tar per class inside); "
+            "extract it into train/<wnid>/ and val/ (torchvision.datasets.ImageNet(root) does), "
+            "or point at tar shards of train/<wnid>/x.JPEG members"
+        )
+    if _shard_files(path):
+        return "tar-shards"
     raise DataError(f"{path} is no ImageNet layout this reader knows (from {origin}); {ACCEPTED}")
 
 
@@ -173,12 +182,16 @@ def subset_index(
 # --- listings ----------------------------------------------------------------------------------
 
 
-def _shard_files(path: Path) -> tuple[str, ...]:
+def _tar_names(path: Path) -> tuple[str, ...]:
     if path.is_file():
         return (path.name,) if tarfile.is_tarfile(path) else ()
     if not path.is_dir():
         return ()
     return tuple(sorted(e.name for e in os.scandir(path) if e.name.endswith(".tar")))
+
+
+def _shard_files(path: Path) -> tuple[str, ...]:
+    return tuple(n for n in _tar_names(path) if not n.startswith(_ORIGINAL_TARS))
 
 
 def _listing(path: Path, layout: str) -> list[list[str | int]]:
