@@ -26,6 +26,7 @@ import os
 import tarfile
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
+from functools import cached_property
 from pathlib import Path
 
 import numpy as np
@@ -67,12 +68,20 @@ class ImageIndex:
         return len(self.files)
 
     def read(self, i: int) -> bytes:
-        """The encoded bytes of image `i` (a seek and a read; safe in DataLoader workers)."""
+        """The encoded bytes of image `i` (a seek and a read)."""
+        return self.reader(i)
+
+    @cached_property
+    def reader(self) -> ByteReader:
+        """What DataLoader workers hold: numpy arrays only (a tuple of 1.28M str objects would
+        be copied into every forked worker as reference counts touch its pages)."""
         if self.shard is None or self.offset is None or self.size is None:
-            return (self.root / self.files[i]).read_bytes()
-        with open(self.root / self.shards[int(self.shard[i])], "rb") as f:
-            f.seek(int(self.offset[i]))
-            return f.read(int(self.size[i]))
+            paths = np.array([f.encode() for f in self.files], dtype=bytes)
+            return ByteReader(root=self.root, paths=paths)
+        return ByteReader(
+            root=self.root, shards=self.shards, shard=self.shard, offset=self.offset,
+            size=self.size,
+        )  # fmt: skip
 
     def describe(self) -> dict[str, str | int]:
         return {
@@ -84,6 +93,28 @@ class ImageIndex:
             "n": len(self.files),
             "classes": len(self.classes),
         }
+
+
+@dataclass(frozen=True, eq=False)
+class ByteReader:
+    """Reads image `i`'s bytes: a file under `root`, or a slice of a tar shard."""
+
+    root: Path
+    paths: np.ndarray | None = None  # bytes paths relative to root, for folder layouts
+    shards: tuple[str, ...] = ()
+    shard: np.ndarray | None = None
+    offset: np.ndarray | None = None
+    size: np.ndarray | None = None
+
+    def __call__(self, i: int) -> bytes:
+        if self.paths is not None:
+            return (self.root / self.paths[i].decode()).read_bytes()
+        assert self.shard is not None
+        assert self.offset is not None
+        assert self.size is not None
+        with open(self.root / self.shards[int(self.shard[i])], "rb") as f:
+            f.seek(int(self.offset[i]))
+            return f.read(int(self.size[i]))
 
 
 def locate_imagenet(data: str | os.PathLike[str] | None = None) -> tuple[Path, str]:

@@ -100,15 +100,16 @@ class _Samples(Dataset[Any]):
     """Items are (index, sample seed) pairs; "cpu" returns the augmented crop, "gpu" the bytes."""
 
     def __init__(self, index: ImageIndex, recipe: Recipe, *, mode: str) -> None:
-        self.index, self.recipe, self.mode = index, recipe, mode
+        self.read, self.labels = index.reader, index.labels  # numpy only: see `reader`
+        self.recipe, self.mode = recipe, mode
 
     def __len__(self) -> int:
-        return len(self.index)
+        return len(self.labels)
 
     def __getitem__(self, item: tuple[int, int]) -> tuple[Any, int]:
         i, seed = item
-        raw = self.index.read(i)
-        label = int(self.index.labels[i])
+        raw = self.read(i)
+        label = int(self.labels[i])
         if self.mode == "bytes":
             return raw, label
         image = decode(raw)
@@ -282,5 +283,6 @@ def fit_normalizer(index: ImageIndex, recipe: Recipe, *, n: int, seed: int) -> N
     if recipe.normalize == "fixed":
         return Normalizer.fixed(IMAGENET_MEAN, IMAGENET_STD)
     chosen = torch.randperm(len(index), generator=generator(seed, 4))[:n].tolist()
-    x = torch.stack([eval_center(decode(index.read(i)), recipe) for i in chosen])
+    read = index.reader
+    x = torch.stack([eval_center(decode(read(i)), recipe) for i in chosen])
     return Normalizer.fit(x, kind="pixel-mean")
