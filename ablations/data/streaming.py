@@ -12,8 +12,11 @@ Two decode paths, one contract:
 - "gpu": workers only read bytes; the batch is decoded at once by `decode_jpeg(list, device=...)`
   (nvJPEG on CUDA) and cropped there. On a CPU device the same code decodes on the CPU, which is
   how the tests cover it.
-Colour noise and normalisation run on the device in batch. `Prefetcher` moves the next batch to
-the GPU on a side stream while the current one trains (a plain iterator on the CPU).
+Both paths draw the same crops from the same seeds (tested equal on the CPU); on CUDA, nvJPEG's
+pixels differ slightly from libjpeg's, so the two paths' batches are close, not identical, while
+each path alone is reproducible. Colour noise and normalisation run on the device in batch.
+`Prefetcher` moves the next batch to the GPU on a side stream while the current one trains (a
+plain iterator on the CPU).
 """
 
 from __future__ import annotations
