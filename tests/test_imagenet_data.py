@@ -326,11 +326,11 @@ def test_lighting_adds_one_pca_colour_per_image():
 def test_pixel_mean_normalizer_is_the_mean_centre_crop(tmp_path, files):
     index = build_index("train", write_tree(tmp_path / "in", files))
     paper = RECIPES["imagenet-paper"]
-    norm = fit_normalizer(index, paper, n=len(index), seed=0)
+    norm = fit_normalizer(index, paper, n=len(index), seed=0, workers=0)
     crops = torch.stack([eval_center(decode(index.read(i)), paper) for i in range(len(index))])
     assert norm.mean.shape == (3, 224, 224)
     assert torch.allclose(norm.mean, crops.double().mean(0).float() / 255, atol=1e-6)
-    fixed = fit_normalizer(index, RECIPES["imagenet-torchvision"], n=1, seed=0)
+    fixed = fit_normalizer(index, RECIPES["imagenet-torchvision"], n=1, seed=0, workers=0)
     assert fixed.kind == "fixed" and fixed.mean.flatten().tolist() == pytest.approx(
         [0.485, 0.456, 0.406]
     )
