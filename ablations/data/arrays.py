@@ -1,0 +1,86 @@
+"""What every source decodes to: uint8 arrays with their class names (`Arrays`), the dataset
+record that carries where they came from (`ArrayDataset`), and the error every reader raises."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+import numpy as np
+
+from ablations.registry import AblationsError
+
+SPLITS = ("train", "test")  # every array dataset has both
+
+
+class DataError(AblationsError):
+    """A dataset that cannot be found, recognised or decoded; the message says how to fix it."""
+
+
+@dataclass(frozen=True, eq=False)  # eq=False: arrays have no single truth value, no hash
+class ArrayDataset:
+    """A whole dataset as uint8 NHWC images and int64 labels, with where it came from."""
+
+    name: str
+    x_train: np.ndarray
+    y_train: np.ndarray
+    x_test: np.ndarray
+    y_test: np.ndarray
+    classes: tuple[str, ...]
+    source: str  # an absolute path, or "download:<folder>"
+    source_format: str  # one of FORMATS
+    checksum: str  # sha256 of the source's content: results record which data they used
+    resize: int | None = None  # the decode-time `Transform` the images went through
+    crop: int | None = None
+
+    @property
+    def source_name(self) -> str:
+        """The source as results record it: its file (or folder) name, never the machine's path
+        (the format and sha256 identify the content; where it lay is no part of a result)."""
+        return source_name(self.source)
+
+    def describe(self) -> dict[str, str | int | None]:
+        """The dataset as one flat record (for logs and results rows): the source by name,
+        format and sha256 ("checksum"), without the producing machine's path."""
+        _, height, width, channels = self.x_train.shape
+        return {
+            "name": self.name,
+            "source": self.source_name,
+            "source_format": self.source_format,
+            "checksum": self.checksum,
+            "n_train": len(self.x_train),
+            "n_test": len(self.x_test),
+            "height": int(height),
+            "width": int(width),
+            "channels": int(channels),
+            "resize": self.resize,
+            "crop": self.crop,
+        }
+
+
+def source_name(source: str) -> str:
+    """`ArrayDataset.source` without its folder: "cifar10-jpeg.tar.gz", or "torchvision
+    download" for data downloaded into the cache (an older record's absolute path is cut too)."""
+    if source.startswith("download:"):
+        return "torchvision download"
+    return os.path.basename(source.rstrip("/\\")) or source
+
+
+@dataclass(frozen=True, eq=False)
+class Arrays:
+    """What a reader decodes (and the cache stores): the arrays and the class names."""
+
+    x_train: np.ndarray
+    y_train: np.ndarray
+    x_test: np.ndarray
+    y_test: np.ndarray
+    classes: tuple[str, ...]
+
+
+def check_labels(arrays: Arrays, *, where: str) -> None:
+    for y in (arrays.y_train, arrays.y_test):
+        if len(y) and not (y.min() >= 0 and y.max() < len(arrays.classes)):
+            raise DataError(
+                f"{where}: labels outside 0..{len(arrays.classes) - 1}; "
+                "the label files do not match the class list, use the original files"
+            )

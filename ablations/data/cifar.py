@@ -1,0 +1,107 @@
+"""CIFAR-10's pickled batches (the cifar-10-batches-py folder or the original .tar.gz), read
+with an unpickler that admits numpy arrays and nothing else."""
+
+from __future__ import annotations
+
+import io
+import pickle
+import tarfile
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ablations.data.arrays import Arrays, DataError, check_labels
+from ablations.data.imagefolder import member_bytes, member_parts
+
+CIFAR_DIR = "cifar-10-batches-py"
+CIFAR_TRAIN = tuple(f"data_batch_{i}" for i in range(1, 6))
+CIFAR_FILES = (*CIFAR_TRAIN, "test_batch", "batches.meta")
+CIFAR_SIDE = 32
+
+
+# The only globals a CIFAR batch refers to: numpy arrays (pickled by numpy 1 or 2) and bytes.
+# Anything else would be code run by pickle, which a data file has no business doing.
+_PICKLE_GLOBALS = frozenset(
+    [("numpy", "ndarray"), ("numpy", "dtype"), ("_codecs", "encode")]
+    + [
+        (f"numpy.{core}.multiarray", f)
+        for core in ("core", "_core")
+        for f in ("_reconstruct", "scalar")
+    ]
+    + [(f"numpy.{core}.numeric", "_frombuffer") for core in ("core", "_core")]
+)
+
+
+class _ArrayUnpickler(pickle.Unpickler):
+    def find_class(self, module: str, name: str) -> Any:
+        if (module, name) in _PICKLE_GLOBALS:
+            return super().find_class(module, name)
+        raise pickle.UnpicklingError(f"{module}.{name} is not allowed in a CIFAR batch")
+
+
+def _unpickle(raw: bytes, *, file: str, where: str) -> Any:
+    try:  # encoding="bytes": the batches were pickled by Python 2
+        return _ArrayUnpickler(io.BytesIO(raw), encoding="bytes").load()
+    except Exception as err:  # a damaged pickle can fail with almost any exception type
+        raise DataError(
+            f"{where}: cannot unpickle {file} ({type(err).__name__}); "
+            "replace it with the original CIFAR-10 file"
+        ) from None
+
+
+def _field(record: Any, key: str, *, file: str, where: str) -> Any:
+    """`record[key]`, whether the pickle's keys came back as bytes (Python 2) or str."""
+    if isinstance(record, dict):
+        for k in (key.encode(), key):
+            if k in record:
+                return record[k]
+    raise DataError(f"{where}: {file} has no {key!r}; replace it with the original CIFAR-10 file")
+
+
+def _cifar_batch(raw: bytes, *, file: str, where: str) -> tuple[np.ndarray, np.ndarray]:
+    batch = _unpickle(raw, file=file, where=where)
+    data = np.asarray(_field(batch, "data", file=file, where=where))
+    labels = np.asarray(_field(batch, "labels", file=file, where=where))
+    size = 3 * CIFAR_SIDE * CIFAR_SIDE
+    if data.dtype != np.uint8 or data.shape[1:] != (size,) or labels.shape != data.shape[:1]:
+        raise DataError(
+            f"{where}: {file} is not a CIFAR-10 batch (needs N x {size} uint8 data and N "
+            f"labels, has {data.dtype} {data.shape} and {labels.shape[0]} labels); "
+            "replace it with the original file"
+        )
+    images = data.reshape(-1, 3, CIFAR_SIDE, CIFAR_SIDE).transpose(0, 2, 3, 1)  # CHW -> HWC
+    return images, labels.astype(np.int64)
+
+
+def read_cifar(blobs: Mapping[str, bytes], *, where: str) -> Arrays:
+    meta = _unpickle(blobs["batches.meta"], file="batches.meta", where=where)
+    names = _field(meta, "label_names", file="batches.meta", where=where)
+    classes = tuple(n.decode() if isinstance(n, bytes) else str(n) for n in names)
+    train = [_cifar_batch(blobs[f], file=f, where=where) for f in CIFAR_TRAIN]
+    x_test, y_test = _cifar_batch(blobs["test_batch"], file="test_batch", where=where)
+    arrays = Arrays(
+        x_train=np.concatenate([x for x, _ in train]),
+        y_train=np.concatenate([y for _, y in train]),
+        x_test=np.ascontiguousarray(x_test),
+        y_test=y_test,
+        classes=classes,
+    )
+    check_labels(arrays, where=where)
+    return arrays
+
+
+def cifar_archive_blobs(path: Path) -> dict[str, bytes]:
+    blobs: dict[str, bytes] = {}
+    with tarfile.open(path) as tar:
+        for member in tar:
+            parts = member_parts(member.name)
+            if member.isfile() and parts and parts[-1] in CIFAR_FILES:
+                blobs.setdefault(parts[-1], member_bytes(tar, member))
+    missing = [f for f in CIFAR_FILES if f not in blobs]
+    if missing:
+        raise DataError(
+            f"{path} lacks {', '.join(missing)}; use the complete cifar-10-python.tar.gz"
+        )
+    return blobs

@@ -1,0 +1,198 @@
+"""The ImageNet protocols' augmentation and evaluation crops, as data (`Recipe`) plus functions on
+uint8 CHW tensors (any device: the same code runs in CPU workers and on decoded GPU images).
+
+- He et al. 2016 §3.4 ("he-scale"): shorter side resized to a uniform draw from [256, 480], a
+  random 224 crop, a horizontal flip with probability 1/2, per-pixel mean subtracted, and the
+  standard colour augmentation: AlexNet's PCA lighting noise (std 0.1) with the ImageNet
+  eigenvalues/eigenvectors (fb.resnet.torch's constants, pixels in [0, 1]).
+- torchvision's V1 recipe ("random-resized-crop"): RandomResizedCrop(224, scale (0.08, 1),
+  ratio (3/4, 4/3)) with torchvision's sampling rule, flip; ImageNet mean/std.
+- Evaluation: resize the shorter side to 256 then a centre 224 crop, or 10 crops (4 corners and
+  the centre, and their flips, torchvision's `TenCrop` order) whose logits are averaged.
+
+Geometry is drawn on the CPU from a `torch.Generator`, so a sample's crop is a pure function of
+its seed whatever device decodes it.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+import torchvision.transforms.v2.functional as TF
+from torch import Tensor
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+# AlexNet's PCA of ImageNet's RGB pixels (in [0, 1]); fb.resnet.torch's transforms.lua.
+PCA_EIGVAL = (0.2175, 0.0188, 0.0045)
+PCA_EIGVEC = (
+    (-0.5675, 0.7192, 0.4009),
+    (-0.5808, -0.0045, -0.8140),
+    (-0.5836, -0.6948, 0.4203),
+)
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """One protocol's data handling. `train` is "he-scale" or "random-resized-crop"."""
+
+    name: str
+    train: str
+    crop: int = 224
+    short_side: tuple[int, int] = (256, 480)  # he-scale
+    scale: tuple[float, float] = (0.08, 1.0)  # random-resized-crop
+    ratio: tuple[float, float] = (3 / 4, 4 / 3)
+    flip: float = 0.5
+    lighting: float = 0.0  # std of the PCA lighting noise; 0 = none
+    normalize: str = "fixed"  # "pixel-mean" (the paper) or "fixed" (IMAGENET_MEAN/STD)
+    eval_resize: int = 256
+    eval_crops: tuple[str, ...] = ("center",)  # "center" and/or "ten-crop"
+
+
+RECIPES: dict[str, Recipe] = {
+    "imagenet-paper": Recipe(
+        name="imagenet-paper", train="he-scale", lighting=0.1, normalize="pixel-mean",
+        eval_crops=("ten-crop", "center"),
+    ),
+    "imagenet-torchvision": Recipe(name="imagenet-torchvision", train="random-resized-crop"),
+}  # fmt: skip
+
+Box = tuple[int, int, int, int]  # (top, left, height, width)
+
+
+def _uniform(g: torch.Generator, low: float, high: float) -> float:
+    return low + (high - low) * float(torch.rand((), generator=g))
+
+
+def rrc_box(
+    height: int, width: int, *, scale: tuple[float, float], ratio: tuple[float, float],
+    g: torch.Generator,
+) -> Box:  # fmt: skip
+    """torchvision's `RandomResizedCrop.get_params`: 10 tries of an area fraction in `scale`
+    and a log-uniform aspect ratio in `ratio`; else the whole image, clamped to `ratio`."""
+    area = height * width
+    log_ratio = (math.log(ratio[0]), math.log(ratio[1]))
+    for _ in range(10):
+        target = area * _uniform(g, *scale)
+        aspect = math.exp(_uniform(g, *log_ratio))
+        w = round(math.sqrt(target * aspect))
+        h = round(math.sqrt(target / aspect))
+        if 0 < w <= width and 0 < h <= height:
+            top = int(torch.randint(0, height - h + 1, (1,), generator=g))
+            left = int(torch.randint(0, width - w + 1, (1,), generator=g))
+            return top, left, h, w
+    in_ratio = width / height
+    if in_ratio < min(ratio):
+        w, h = width, round(width / min(ratio))
+    elif in_ratio > max(ratio):
+        h, w = height, round(height * max(ratio))
+    else:
+        w, h = width, height
+    return (height - h) // 2, (width - w) // 2, h, w
+
+
+def resized_shape(height: int, width: int, short: int) -> tuple[int, int]:
+    """(height, width) with the shorter side `short`, as torchvision's `Resize(short)`."""
+    if width <= height:
+        return int(short * height / width), short
+    return short, int(short * width / height)
+
+
+@dataclass(frozen=True)
+class Geometry:
+    """One training sample's draw: resize to `resized` (height, width) first (he-scale; None
+    for random-resized-crop, which resizes the box), cut `box`, then flip or not."""
+
+    resized: tuple[int, int] | None
+    box: Box
+    flip: bool
+
+
+def sample_geometry(height: int, width: int, recipe: Recipe, *, g: torch.Generator) -> Geometry:
+    """The recipe's random crop (and flip) of a `height` x `width` image, drawn from `g`."""
+    size = recipe.crop
+    if recipe.train == "he-scale":
+        low, high = recipe.short_side
+        short = int(torch.randint(low, high + 1, (1,), generator=g))
+        h, w = resized_shape(height, width, short)
+        top = int(torch.randint(0, h - size + 1, (1,), generator=g))
+        left = int(torch.randint(0, w - size + 1, (1,), generator=g))
+        resized: tuple[int, int] | None = (h, w)
+        box = (top, left, size, size)
+    elif recipe.train == "random-resized-crop":
+        resized = None
+        box = rrc_box(height, width, scale=recipe.scale, ratio=recipe.ratio, g=g)
+    else:
+        raise ValueError(f"unknown train augmentation {recipe.train!r}")
+    flip = float(torch.rand((), generator=g)) < recipe.flip
+    return Geometry(resized=resized, box=box, flip=flip)
+
+
+def train_sample(image: Tensor, recipe: Recipe, *, g: torch.Generator) -> Tensor:
+    """One training crop (uint8 C x crop x crop) of a uint8 CHW image, drawn from `g`."""
+    geometry = sample_geometry(image.shape[-2], image.shape[-1], recipe, g=g)
+    if geometry.resized is not None:
+        out = _cut(TF.resize(image, list(geometry.resized), antialias=True), geometry.box)
+    else:
+        out = TF.resize(_cut(image, geometry.box), [recipe.crop] * 2, antialias=True)
+    return (out.flip(-1) if geometry.flip else out).contiguous()
+
+
+def eval_resize(image: Tensor, short: int) -> Tensor:
+    _, height, width = image.shape
+    return TF.resize(image, list(resized_shape(height, width, short)), antialias=True)
+
+
+def center_box(height: int, width: int, crop: int) -> Box:
+    """torchvision's `CenterCrop` box (its rounding)."""
+    return round((height - crop) / 2.0), round((width - crop) / 2.0), crop, crop
+
+
+def five_boxes(height: int, width: int, crop: int) -> tuple[Box, ...]:
+    """torchvision's `FiveCrop` order: top-left, top-right, bottom-left, bottom-right, centre."""
+    return (
+        (0, 0, crop, crop),
+        (0, width - crop, crop, crop),
+        (height - crop, 0, crop, crop),
+        (height - crop, width - crop, crop, crop),
+        center_box(height, width, crop),
+    )
+
+
+def _cut(image: Tensor, box: Box) -> Tensor:
+    top, left, h, w = box
+    return image[..., top : top + h, left : left + w]
+
+
+def eval_center(image: Tensor, recipe: Recipe) -> Tensor:
+    """Resize to `eval_resize` then the centre crop: uint8 C x crop x crop."""
+    resized = eval_resize(image, recipe.eval_resize)
+    return _cut(resized, center_box(resized.shape[-2], resized.shape[-1], recipe.crop)).contiguous()
+
+
+def ten_crop(image: Tensor, recipe: Recipe) -> Tensor:
+    """The 10 crops (10 x C x crop x crop) of the resized image: the five, then their flips."""
+    resized = eval_resize(image, recipe.eval_resize)
+    five = torch.stack(
+        [_cut(resized, b) for b in five_boxes(resized.shape[-2], resized.shape[-1], recipe.crop)]
+    )
+    return torch.cat([five, five.flip(-1)])
+
+
+def lighting(x: Tensor, *, std: float, g: torch.Generator) -> Tensor:
+    """AlexNet's PCA colour noise on a float batch in [0, 1] units (B x 3 x H x W): each image
+    gets eigvec @ (alpha * eigval) added to every pixel, alpha ~ N(0, std) per component."""
+    if std == 0:
+        return x
+    alpha = torch.randn(x.shape[0], 3, generator=g) * std
+    eigval = torch.tensor(PCA_EIGVAL)
+    eigvec = torch.tensor(PCA_EIGVEC)
+    rgb = (alpha * eigval) @ eigvec.T  # (B, 3): sum_j eigvec[:, j] * alpha_j * eigval_j
+    return x + rgb.to(x.device, x.dtype).view(-1, 3, 1, 1)
+
+
+def average_ten_crop_logits(logits: Tensor) -> Tensor:
+    """(B * 10, K) logits of `ten_crop` images, image-major, -> (B, K) averaged."""
+    return logits.view(-1, 10, logits.shape[-1]).mean(dim=1)
