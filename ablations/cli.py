@@ -466,6 +466,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser = Parser(prog="ablate", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
 
+    # Listed for --help; `main` hands its arguments to ablations.data.loader_speed.
+    sub.add_parser("loader-speed", help="images/s of the streaming (ImageNet) loader alone")
     p = sub.add_parser("list", help="registered variants with params and MACs")
     _add_selection(p)
     p.add_argument("--format", choices=["table", "csv", "json"], default="table")
@@ -648,8 +650,13 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    words = list(sys.argv[1:] if argv is None else argv)
     try:
+        if words[:1] == ["loader-speed"]:  # its options are the module's own parser's
+            from ablations.data import loader_speed
+
+            return loader_speed.main(words[1:])
+        args = build_parser().parse_args(words)
         code = args.func(args)
     except AblationsError as err:
         print(f"ablate: error: {err}", file=sys.stderr)
