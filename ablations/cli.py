@@ -90,9 +90,41 @@ def cmd_golden(args: argparse.Namespace) -> None:
     print(f"{args.path}: every registered variant matches")
 
 
+DEFAULT_README = Path("README.md")
+
+
 def cmd_report(args: argparse.Namespace) -> None:
+    readme_path: Path = getattr(args, "readme", DEFAULT_README)
+    if getattr(args, "check_readme", False):
+        _check_readme(readme_path, results=args.results)
+        return
     for path in render.render(results=args.results, out=args.out):
         print(path)
+    if _update_readme(readme_path, results=args.results):
+        print(readme_path)
+
+
+def _update_readme(path: Path, *, results: Path) -> bool:
+    """Regenerate the README's marked figures from `results`, but only from the results/
+    folder beside it: a run into another folder never rewrites the project's README."""
+    if not path.exists() or results.resolve() != path.resolve().parent / "results":
+        return False
+    from ablations.report import readme, readme_blocks
+
+    return readme.update(path, readme_blocks.BLOCKS, results=results)
+
+
+def _check_readme(path: Path, *, results: Path) -> None:
+    from ablations.report import readme, readme_blocks
+
+    if not path.exists():
+        raise AblationsError(f"--check-readme: {path} does not exist; give --readme PATH")
+    stale = readme.stale_blocks(path, readme_blocks.BLOCKS, results=results)
+    if stale:
+        raise AblationsError(
+            f"{path}: blocks {', '.join(stale)} differ from {results}; run `ablate report`"
+        )
+    print(f"{path}: every generated block matches {results}")
 
 
 def _tasks(args: argparse.Namespace) -> tuple[list[pipeline.Task], pipeline.Context]:
@@ -615,9 +647,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--results", type=Path, default=Path("results"))
     p.set_defaults(func=cmd_evaluate)
 
-    p = sub.add_parser("report", help="render reports/ from results/")
+    p = sub.add_parser("report", help="render reports/ (and README.md's figures) from results/")
     p.add_argument("--results", type=Path, default=Path("results"))
     p.add_argument("--out", type=Path, default=Path("reports"))
+    p.add_argument(
+        "--readme", type=Path, default=DEFAULT_README,
+        help="a README whose <!-- ablate:NAME --> blocks are regenerated (default: %(default)s)",
+    )  # fmt: skip
+    p.add_argument(
+        "--check-readme", action="store_true",
+        help="only check that the README's blocks match results/ (exit 2 if not)",
+    )  # fmt: skip
     p.set_defaults(func=cmd_report)
 
     for name, func, text in (

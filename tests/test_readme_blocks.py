@@ -50,3 +50,32 @@ def test_update_and_stale_blocks(tmp_path):
     assert readme.update(path, blocks({}), results=tmp_path)
     assert readme.stale_blocks(path, blocks({}), results=tmp_path) == []
     assert not readme.update(path, blocks({}), results=tmp_path)
+
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_committed_readme_figures_match_the_committed_results():
+    """Every number the README quotes between markers is what results/ gives now."""
+    from ablations.report import readme_blocks
+
+    readme_path = ROOT / "README.md"
+    assert readme.block_names(readme_path.read_text()), "the README has generated blocks"
+    assert readme.stale_blocks(readme_path, readme_blocks.BLOCKS, results=ROOT / "results") == []
+
+
+def test_ablate_report_rewrites_only_the_readme_beside_its_results(tmp_path, capsys):
+    from ablations.cli import main
+
+    page = tmp_path / "README.md"
+    page.write_text("x\n<!-- ablate:runs-summary -->\nold\n<!-- /ablate:runs-summary -->\n")
+    other = tmp_path / "elsewhere"
+    assert main(["report", "--results", str(other), "--out", str(tmp_path / "r1"),
+                 "--readme", str(page)]) == 0  # fmt: skip
+    assert "old" in page.read_text()
+    assert main(["report", "--results", str(tmp_path / "results"), "--out", str(tmp_path / "r2"),
+                 "--readme", str(page), "--check-readme"]) == 2  # fmt: skip
+    assert "blocks runs-summary differ" in capsys.readouterr().err
+    assert main(["report", "--results", str(tmp_path / "results"), "--out", str(tmp_path / "r2"),
+                 "--readme", str(page)]) == 0  # fmt: skip
+    assert "No training runs are committed yet." in page.read_text()

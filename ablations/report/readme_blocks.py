@@ -1,0 +1,141 @@
+"""The README's generated blocks (see ablations.report.readme): each is a function of the results
+directory, built from the same report functions as reports/README.md, so the README quotes
+exactly what the committed rows give."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+
+from ablations import store
+from ablations.report import claims, training
+from ablations.report.figures import paper_name
+from ablations.report.readme import BlockFn
+from ablations.report.recipes import recipe_table
+from ablations.report.render import published_comparison
+from ablations.report.tables import degradation_table, markdown_table, run_facts
+from ablations.results import read_table
+from ablations.runners import complexity, throughput
+
+CPU = "cpu"
+COMPLEXITY_SHOWN = ("resnet20", "resnet56", "resnet110", "resnet18", "resnet50",
+                    "resnet50-v1", "resnet152-v1")  # fmt: skip
+THROUGHPUT_SHOWN = ("resnet20", "resnet56", "resnet110", "plain20", "plain56", "resnet18",
+                    "resnet50")  # fmt: skip
+
+
+def _profile(results: Path, name: str) -> training.ProfileResults | None:
+    found = [p for p in training.load_profiles(results) if p.profile == name]
+    return found[0] if found else None
+
+
+def cpu_verdicts(results: Path) -> str:
+    """The verdict lines of the cpu profile's degradation runs, with the facts of those runs."""
+    p = _profile(results, CPU)
+    if p is None:
+        return "No `cpu`-profile runs are committed yet: `nox -s ablate` makes them."
+    runs, _ = p.experiment("degradation")
+    if runs.empty:
+        return "No complete `cpu`-profile degradation runs are committed yet."
+    facts = "\n".join(f"- {line}" for line in run_facts(runs))
+    lines = "\n".join(f"- {line}" for line in claims.verdicts(runs, p.responses))
+    return f"Verdicts:\n\n{lines}\n\nFrom these runs:\n\n{facts}"
+
+
+def cpu_runs(results: Path) -> str:
+    """The cpu profile's degradation nets: errors as mean ± std over seeds, training time."""
+    p = _profile(results, CPU)
+    if p is None:
+        return "No `cpu`-profile runs are committed yet."
+    runs, _ = p.experiment("degradation")
+    if runs.empty:
+        return "No complete `cpu`-profile degradation runs are committed yet."
+    table = degradation_table(runs)
+    cost = runs.groupby("variant", sort=False).agg(
+        train_s=("train_s", "median"), images_per_s=("images_per_s", "median")
+    )
+    by_net = cost.rename(index=lambda v: paper_name(str(v)))
+    table["training s (median)"] = table["net"].map(by_net["train_s"]).map("{:,.0f}".format)
+    table["images/s (median)"] = table["net"].map(by_net["images_per_s"]).map("{:,.0f}".format)
+    return markdown_table(table)
+
+
+def complexity_table(results: Path) -> str:
+    df = read_table(results / complexity.COMPLEXITY_FILE, complexity.SCHEMA)
+    if df.empty:
+        return "No complexity rows yet: `ablate complexity`."
+    shown = published_comparison(df[df["name"].isin(COMPLEXITY_SHOWN)])
+    order = {name: i for i, name in enumerate(COMPLEXITY_SHOWN)}
+    shown = shown.sort_values("variant", key=lambda s: s.map(order)).reset_index(drop=True)
+    machines = ", ".join(sorted(set(df["machine"])))
+    commits = ", ".join(sorted(set(df["git_commit"])))
+    return f"{markdown_table(shown)}\n(`results/complexity.csv`: {machines}; commit {commits})"
+
+
+def cpu_throughput(results: Path) -> str:
+    """Inference and training images/s of a few nets in the committed CPU table (NCHW, the CPU
+    default, at the default batch), with the protocol the rows record."""
+    df = read_table(results / throughput.THROUGHPUT_FILE, throughput.SCHEMA)
+    cpu = df[(df["device"] == "cpu") & (df["status"] == "ok")
+             & (df["reference"] == "ours") & df["variant"].isin(THROUGHPUT_SHOWN)]  # fmt: skip
+    if cpu.empty:
+        return "No CPU throughput rows yet: `ablate bench`."
+    nchw = ~cpu["channels_last"]  # the CPU default; channels_last rows where only those exist
+    cpu = cpu[nchw] if nchw.any() else cpu
+    rows = []
+    for variant in (v for v in THROUGHPUT_SHOWN if v in set(cpu["variant"])):
+        mine = cpu[cpu["variant"] == variant]
+        infer, train = mine[mine["mode"] == "infer"], mine[mine["mode"] == "train"]
+        rows.append({
+            "variant": variant, "batch": int(mine["batch_size"].iloc[0]),
+            "inference images/s": _median(infer, "images_per_s", "{:,.0f}"),
+            "training images/s": _median(train, "images_per_s", "{:,.1f}"),
+            "training step ms (IQR)": _median(train, "step_ms", "{:,.0f}")
+            + f" ({_median(train, 'step_ms_iqr', '{:,.0f}')})",
+            "training TFLOP/s": _median(train, "tflops", "{:.2f}"),
+        })  # fmt: skip
+    env = (f"{', '.join(sorted(set(cpu['machine'])))}; torch {', '.join(sorted(set(cpu['torch'])))}"
+           f"; commit {', '.join(sorted(set(cpu['git_commit'])))}; "
+           f"protocol: {', '.join(sorted(set(cpu['protocol'])))}")  # fmt: skip
+    return f"{markdown_table(pd.DataFrame(rows))}\n({env})"
+
+
+def _median(rows: pd.DataFrame, column: str, spec: str) -> str:
+    return spec.format(rows[column].median()) if len(rows) else ""
+
+
+def runs_summary(results: Path) -> str:
+    """One line per profile: how many training runs are committed, on which machines."""
+    runs = read_table(results / store.RUNS_FILE, store.RUNS)
+    runs = runs[runs["recipe"] == ""]
+    if runs.empty:
+        return "No training runs are committed yet."
+    lines = []
+    for profile in training.profile_order(runs["profile"]):
+        mine = runs[runs["profile"] == profile]
+        lines.append(
+            f"- `{profile}`: {len(mine)} runs on {', '.join(sorted(set(mine['machine'])))}"
+        )
+    return "\n".join(lines)
+
+
+def cpu_recipes(results: Path) -> str:
+    """The recipes at the cpu budget: the report's recipes table, those rows only."""
+    runs = read_table(results / store.RUNS_FILE, store.RUNS)
+    table = recipe_table(runs[runs["profile"] == CPU])
+    if table.empty:
+        return "No `cpu`-budget recipe runs are committed yet."
+    columns = ["recipe", "budget run", "test accuracy (final)", "claimed", "verdict",
+               "training time", "machine"]  # fmt: skip
+    return markdown_table(table[columns])
+
+
+BLOCKS: dict[str, BlockFn] = {
+    "cpu-recipes": cpu_recipes,
+    "cpu-verdicts": cpu_verdicts,
+    "cpu-runs": cpu_runs,
+    "complexity": complexity_table,
+    "cpu-throughput": cpu_throughput,
+    "runs-summary": runs_summary,
+}
