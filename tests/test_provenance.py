@@ -10,6 +10,7 @@ import pytest
 
 from ablations import env, store, versions
 from ablations.config import resolve_config
+from ablations.data.arrays import DataError
 from ablations.pipeline import Context, Task, is_done, state, status_table
 from ablations.report.evaluations import evaluations_section
 from ablations.report.provenance import provenance_notes
@@ -150,6 +151,11 @@ def test_a_stale_run_is_planned_again_and_set_aside(trained, tmp_path, monkeypat
     assert table["state"].tolist() == [state(task, ctx)] and table["command"].iloc[0]
     old_summary = (copy / "runs" / config.run_id / "summary.json").read_text()
     assert records.load_current(copy / "runs" / config.run_id) is None
+    assert (copy / "runs" / config.run_id / "summary.json").exists()  # untouched until trained
+    with pytest.raises(DataError):  # bad data: the stale run stays where it was
+        train(config, out=copy / "runs", data=tmp_path / "missing.tar.gz", show_progress=False)
+    assert (copy / "runs" / config.run_id / "summary.json").read_text() == old_summary
+    records.retire_stale(copy / "runs" / config.run_id)
     parked = copy / "runs" / versions.STALE_DIR / f"{config.run_id}.v{now - 1}"
     assert (parked / "summary.json").read_text() == old_summary
     assert not (copy / "runs" / config.run_id).exists()

@@ -9,6 +9,7 @@ from pathlib import Path
 import pandas as pd
 
 from ablations import store
+from ablations.experiments import THROUGHPUT_QUICK
 from ablations.report import claims, training
 from ablations.report.figures import paper_name
 from ablations.report.readme import BlockFn
@@ -21,8 +22,7 @@ from ablations.runners import complexity, throughput
 CPU = "cpu"
 COMPLEXITY_SHOWN = ("resnet20", "resnet56", "resnet110", "resnet18", "resnet50",
                     "resnet50-v1", "resnet152-v1")  # fmt: skip
-THROUGHPUT_SHOWN = ("resnet20", "resnet56", "resnet110", "plain20", "plain56", "resnet18",
-                    "resnet50")  # fmt: skip
+THROUGHPUT_SHOWN = THROUGHPUT_QUICK
 
 
 def _profile(results: Path, name: str) -> training.ProfileResults | None:
@@ -30,14 +30,23 @@ def _profile(results: Path, name: str) -> training.ProfileResults | None:
     return found[0] if found else None
 
 
-def cpu_verdicts(results: Path) -> str:
-    """The verdict lines of the cpu profile's degradation runs, with the facts of those runs."""
+def _cpu_degradation(results: Path) -> tuple[training.ProfileResults, pd.DataFrame] | str:
+    """The cpu profile and its complete degradation runs, or the line saying there are none."""
     p = _profile(results, CPU)
     if p is None:
         return "No `cpu`-profile runs are committed yet: `nox -s ablate` makes them."
     runs, _ = p.experiment("degradation")
     if runs.empty:
         return "No complete `cpu`-profile degradation runs are committed yet."
+    return p, runs
+
+
+def cpu_verdicts(results: Path) -> str:
+    """The verdict lines of the cpu profile's degradation runs, with the facts of those runs."""
+    found = _cpu_degradation(results)
+    if isinstance(found, str):
+        return found
+    p, runs = found
     facts = "\n".join(f"- {line}" for line in run_facts(runs))
     lines = "\n".join(f"- {line}" for line in claims.verdicts(runs, p.responses))
     return f"Verdicts:\n\n{lines}\n\nFrom these runs:\n\n{facts}"
@@ -45,12 +54,10 @@ def cpu_verdicts(results: Path) -> str:
 
 def cpu_runs(results: Path) -> str:
     """The cpu profile's degradation nets: errors as mean ± std over seeds, training time."""
-    p = _profile(results, CPU)
-    if p is None:
-        return "No `cpu`-profile runs are committed yet."
-    runs, _ = p.experiment("degradation")
-    if runs.empty:
-        return "No complete `cpu`-profile degradation runs are committed yet."
+    found = _cpu_degradation(results)
+    if isinstance(found, str):
+        return found
+    _, runs = found
     table = degradation_table(runs)
     cost = runs.groupby("variant", sort=False).agg(
         train_s=("train_s", "median"), images_per_s=("images_per_s", "median")

@@ -73,16 +73,20 @@ def set_aside(path: Path) -> Path:
 
 
 def load_current(path: Path) -> RunRecord | None:
-    """The finished run at `path` if the current trainer made it; a run (finished or half
-    done) of another trainer version is moved aside (see `set_aside`) and None returned, so
-    that it is trained again rather than silently counting as done."""
+    """The finished run at `path` if the current trainer made it; None for a missing,
+    unfinished or stale run (a stale one stays where it is: see `retire_stale`)."""
+    return None if stale_label(path) is not None else load_record(path)
+
+
+def retire_stale(path: Path) -> None:
+    """Move a run of another trainer version (finished or half done) aside (see `set_aside`),
+    so that it is trained again rather than silently counting as done. Called only once the
+    data is known good, so a bad --data never disturbs a measured run."""
     label = stale_label(path)
     if label is not None:
         moved = set_aside(path)
         print(f"[ablate] {path.name}: {label}; moved to {moved}, training again",
               file=sys.stderr, flush=True)  # fmt: skip
-        return None
-    return load_record(path)
 
 
 def curves_frame(df: pd.DataFrame | list[dict[str, Any]] | None) -> pd.DataFrame:

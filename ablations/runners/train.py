@@ -51,6 +51,7 @@ from ablations.runners.records import (
     final_metrics,
     load_current,
     record_start,
+    retire_stale,
     run_dir,
     start_run,
 )
@@ -364,14 +365,15 @@ def train(
     config's kind (a cuda config on the first GPU). With a `deadline` (a time.monotonic()
     instant) the run stops at its first checkpoint past it, with status "stopped"."""
     directory = run_dir(config, out)
-    finished = load_current(directory)  # None also for a stale run, then moved aside
+    finished = load_current(directory)  # None also for a stale run, retired below
     if finished is not None:
         return finished
     dev = resolve_device(config.device if device is None else device)
     check_device(config, dev)
     # Data problems surface before anything is written.
     dataset = load_dataset(config.dataset, data=data, resize=config.resize, crop=config.crop)
-    check_same_data(run_dir(config, out), dataset)
+    retire_stale(directory)
+    check_same_data(directory, dataset)
     prepared = prepare_data(config, dataset, dev)
     if dev.type == "cuda":
         torch.backends.cudnn.benchmark = True
