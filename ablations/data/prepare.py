@@ -5,16 +5,51 @@ and the layer-response measurement all prepare data here, so they see the same i
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar, Protocol
 
 import torch
 from torch import Tensor
 
 from ablations.config import TrainConfig
 from ablations.data.cache import ArrayDataset
-from ablations.data.loader import Normalizer, TrainStream, random_subset, split_indices, to_nchw
+from ablations.data.loader import (
+    Normalizer,
+    TrainStream,
+    eval_batches,
+    random_subset,
+    split_indices,
+    to_nchw,
+)
 from ablations.registry import AblationsError
+
+
+class Batches(Protocol):
+    steps_per_epoch: int
+
+    def batches(self, start: int = 0) -> Iterator[tuple[Tensor, Tensor]]: ...
+
+
+class RunData(Protocol):
+    """What the trainer sees of a run's data, in memory (`Data`) or streamed
+    (`prepare_stream.StreamData`): training batches of (x, y) on the device, a pure function of
+    (seed, iteration), and evaluation batches of a split. A "ten-crop" batch holds 10 views per
+    label (ablations.runners.evaluation averages their logits)."""
+
+    train: Batches
+    record: dict[str, Any]
+    in_channels: int
+    splits: tuple[str, ...]  # the splits it can evaluate on
+    final_crops: tuple[str, ...]  # crop protocols besides "center", evaluated once at the end
+    top5: bool  # whether runs record top-5 error beside top-1
+
+    @property
+    def num_classes(self) -> int: ...
+
+    def eval_batches(
+        self, split: str, *, crops: str = "center", batch_size: int, channels_last: bool = False
+    ) -> Iterator[tuple[Tensor, Tensor]]: ...
 
 
 @dataclass
@@ -28,6 +63,22 @@ class Data:
     record: dict[str, Any]
     in_channels: int
     num_classes: int
+    splits: ClassVar[tuple[str, ...]] = ("val", "test")
+    final_crops: ClassVar[tuple[str, ...]] = ()
+    top5: ClassVar[bool] = False  # CIFAR-size sets: top-1 only, as the paper reports
+
+    def eval_batches(
+        self, split: str, *, crops: str = "center", batch_size: int, channels_last: bool = False
+    ) -> Iterator[tuple[Tensor, Tensor]]:
+        """Every image of `split` once, in order, normalised (arrays have one view: `crops` is
+        accepted for the common interface and must be "center")."""
+        if crops != "center":
+            raise AblationsError(f"in-memory data has no {crops!r} evaluation")
+        x, y = self.val if split == "val" else self.test
+        return eval_batches(
+            x, y, batch_size=batch_size, device=self.train.device, normalizer=self.normalizer,
+            channels_last=channels_last,
+        )  # fmt: skip
 
 
 def prepare_data(config: TrainConfig, dataset: ArrayDataset, device: torch.device) -> Data:
