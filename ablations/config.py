@@ -204,7 +204,8 @@ def _stream_problems(c: TrainConfig) -> list[str]:
 
     streamed = c.dataset in STREAM_DATASETS
     if streamed and c.stream not in RECIPES:
-        return [f"dataset {c.dataset} streams: stream must be one of {', '.join(RECIPES)}"]
+        return [f"dataset {c.dataset} is streamed: use an imagenet-* profile, or --stream "
+                f"{' or '.join(RECIPES)}"]  # fmt: skip
     if not streamed and c.stream is not None:
         return [f"stream {c.stream!r} needs a streamed dataset ({', '.join(STREAM_DATASETS)})"]
     if streamed and c.eval_split != "val":

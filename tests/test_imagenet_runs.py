@@ -6,6 +6,7 @@ path, and the report's ImageNet section renders with and without runs."""
 from __future__ import annotations
 
 import json
+from itertools import islice
 
 import numpy as np
 import pandas as pd
@@ -89,8 +90,18 @@ def test_cli_trains_the_smoke_profile_and_resumes_to_the_same_curves(tree, tmp_p
     config = smoke_config("imagenet-smoke")
     args = ["train", "resnet18-a", "--profile", "imagenet-smoke", "--device", "cpu", "--data",
             str(tree), "--input-size", "32", "--workers", "0"]  # fmt: skip
-    assert main([*args, "--out", str(tmp_path / "ref")]) == 0
-    reference = pd.read_csv(tmp_path / "ref" / config.run_id / "curves.csv")
+    assert main([*args, "--out", str(tmp_path / "ref" / "runs")]) == 0
+    reference = pd.read_csv(tmp_path / "ref" / "runs" / config.run_id / "curves.csv")
+    summary = json.loads((tmp_path / "ref" / "runs" / config.run_id / "summary.json").read_text())
+    # The finished run through `ablate evaluate`: its own recipe and normaliser, the val split
+    # streamed, the very error its last evaluation recorded.
+    evaluate = ["evaluate", "resnet18-a", "--weights", f"run:{config.run_id}", "--data",
+                str(tree), "--results", str(tmp_path / "ref"), "--device", "cpu"]  # fmt: skip
+    assert main(evaluate) == 0
+    row = read_table(tmp_path / "ref" / store.EVALUATIONS_FILE, store.EVALUATIONS).iloc[0]
+    assert row["split"] == "val" and row["preprocessing"] == "run:pixel-mean@32"
+    assert row["top1_error"] == pytest.approx(summary["val_error"])
+    assert row["top5_error"] == pytest.approx(summary["val_top5_error"])
 
     class Crash(Exception):
         pass
@@ -189,3 +200,23 @@ def test_report_section_with_and_without_imagenet_runs():
     reduced = [{**r, "profile": "imagenet-short"} for r in rows]
     short = imagenet_section(_runs(reduced), store.CURVES.empty()).markdown
     assert "reduced budget" in short and "27.94%" not in short
+
+
+def test_each_rank_streams_its_shard_of_the_global_batch(tree, monkeypatch):
+    """Under torchrun a rank decodes only its contiguous slice of each global batch, with the
+    crops and colour noise that image gets in one process (so DDP steps are one process's)."""
+    from ablations import distributed
+    from ablations.data.prepare_stream import prepare_stream_run
+
+    config = smoke_config("imagenet-smoke")
+    cpu = torch.device("cpu")
+    whole = list(islice(prepare_stream_run(config, data=tree, device=cpu).train.batches(1), 3))
+    shards = []
+    for rank in (0, 1):
+        monkeypatch.setattr(distributed, "world_size", lambda: 2)
+        monkeypatch.setattr(distributed, "rank", lambda rank=rank: rank)
+        stream = prepare_stream_run(config, data=tree, device=cpu).train
+        shards.append(list(islice(stream.batches(1), 3)))
+    for (x, y), (x0, y0), (x1, y1) in zip(whole, *shards, strict=True):
+        assert len(y0) == len(y1) == len(y) // 2
+        assert torch.equal(torch.cat([y0, y1]), y) and torch.equal(torch.cat([x0, x1]), x)

@@ -26,7 +26,8 @@ from ablations.registry import AblationsError
 
 
 class Batches(Protocol):
-    steps_per_epoch: int
+    @property
+    def steps_per_epoch(self) -> int: ...
 
     def batches(self, start: int = 0) -> Iterator[tuple[Tensor, Tensor]]: ...
 
@@ -37,15 +38,29 @@ class RunData(Protocol):
     (seed, iteration), and evaluation batches of a split. A "ten-crop" batch holds 10 views per
     label (ablations.runners.evaluation averages their logits)."""
 
-    train: Batches
-    record: dict[str, Any]
-    in_channels: int
-    splits: tuple[str, ...]  # the splits it can evaluate on
-    final_crops: tuple[str, ...]  # crop protocols besides "center", evaluated once at the end
-    top5: bool  # whether runs record top-5 error beside top-1
+    @property
+    def train(self) -> Batches: ...
+
+    @property
+    def record(self) -> dict[str, Any]: ...
+
+    @property
+    def in_channels(self) -> int: ...
 
     @property
     def num_classes(self) -> int: ...
+
+    @property
+    def splits(self) -> tuple[str, ...]:
+        """The splits it can evaluate on."""
+
+    @property
+    def final_crops(self) -> tuple[str, ...]:
+        """Crop protocols besides "center", evaluated once at the end."""
+
+    @property
+    def top5(self) -> bool:
+        """Whether runs record top-5 error beside top-1."""
 
     def eval_batches(
         self, split: str, *, crops: str = "center", batch_size: int, channels_last: bool = False
@@ -100,7 +115,8 @@ def prepare_data(config: TrainConfig, dataset: ArrayDataset, device: torch.devic
     pad = round(4 * x_train.shape[-1] / 32) if config.augment else 0
     stream = TrainStream(
         x_train, y[train_idx], batch_size=config.batch_size, seed=config.seed, device=device,
-        normalizer=normalizer, augment_pad=pad, storage=config.storage, workers=config.workers,
+        normalizer=normalizer, augment_pad=pad, storage=config.storage,
+        workers=config.workers or 0,
         channels_last=config.channels_last,
     )  # fmt: skip
     record = {

@@ -16,7 +16,13 @@ from ablations.data.arrays import DataError
 from ablations.data.imagenet import ImageIndex, build_index, subset_index
 from ablations.data.imagenet_augment import RECIPES, Recipe
 from ablations.data.loader import Normalizer
-from ablations.data.streaming import Decode, ImageStream, eval_batches, fit_normalizer
+from ablations.data.streaming import (
+    Decode,
+    ImageStream,
+    available_cores,
+    eval_batches,
+    fit_normalizer,
+)
 
 if TYPE_CHECKING:
     from ablations.config import TrainConfig
@@ -139,8 +145,16 @@ def prepare_stream_run(
     `prepare.prepare_data`)."""
     return prepare_stream(
         recipe=str(config.stream), batch_size=config.batch_size, seed=config.seed, device=device,
-        data=data, decode="gpu" if config.decode == "gpu" else "cpu", workers=config.workers,
+        data=data, decode="gpu" if config.decode == "gpu" else "cpu", workers=_workers(config),
         classes=config.classes, train_per_class=config.train_per_class,
         val_per_class=config.val_per_class, split_seed=config.split_seed,
         channels_last=config.channels_last, input_size=config.input_size,
     )  # fmt: skip
+
+
+def _workers(config: TrainConfig) -> int:
+    """The config's loader workers; None: this process's share of the available cores (the
+    ranks torchrun starts on one node share them)."""
+    if config.workers is not None:
+        return config.workers
+    return max(1, available_cores() // int(os.environ.get("LOCAL_WORLD_SIZE", "1")))
