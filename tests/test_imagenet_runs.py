@@ -191,7 +191,14 @@ def test_report_section_with_and_without_imagenet_runs():
          "data_checksum": "ab" * 32, "machine": "m", "device": "cuda"}
         for v, e in paper.items() for s in range(3)
     ]  # fmt: skip
-    text = imagenet_section(_runs(rows), store.CURVES.empty()).markdown
+    curves = store.CURVES.validate(pd.DataFrame([
+        {"run_id": r["run_id"], "iteration": i, "split": split, "metric": "error", "value": v}
+        for r in rows for i in (5_000, 10_000) for split, v in (("train", 0.6), ("val", 0.5))
+    ]))  # fmt: skip
+    section = imagenet_section(_runs(rows), curves)
+    assert list(section.figures) == ["imagenet_degradation_imagenet-paper"]  # Fig. 4's curves
+    assert "](imagenet_degradation_imagenet-paper.png)" in section.markdown
+    text = section.markdown
     assert "holds: plain-34 has a higher error than plain-18" in text
     assert "holds: ResNet-34 has a lower error than ResNet-18" in text
     assert "not checked: option B is better than A" in text
