@@ -227,3 +227,11 @@ def test_each_rank_streams_its_shard_of_the_global_batch(tree, monkeypatch):
     for (x, y), (x0, y0), (x1, y1) in zip(whole, *shards, strict=True):
         assert len(y0) == len(y1) == len(y) // 2
         assert torch.equal(torch.cat([y0, y1]), y) and torch.equal(torch.cat([x0, x1]), x)
+
+
+def test_runs_tables_without_the_top5_columns_read_as_nan(tmp_path):
+    """A runs.csv written before the ImageNet columns existed stays readable: they read NaN."""
+    old = _runs([{"run_id": "resnet20_cifar10_cpu_s0_x", "variant": "resnet20", "test_error": 0.3}])
+    old.drop(columns=list(store.TOP5_COLUMNS)).to_csv(tmp_path / "runs.csv", index=False)
+    table = read_table(tmp_path / "runs.csv", store.RUNS)
+    assert table[list(store.TOP5_COLUMNS)].isna().all().all() and table["test_error"][0] == 0.3
