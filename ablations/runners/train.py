@@ -264,13 +264,18 @@ class Trainer:
         self.keep_best(metrics.error)
         return stats | {split: f"{metrics.error:.1%}", "img/s": f"{rate:.0f}"}, True
 
-    def evaluate(self, split: str, *, crops: str = "center") -> Metrics:
-        """The eager model on `split` (a compiled forward or a captured graph would recompile
-        or replay the training step's shapes and mode)."""
-        batches = self.data.eval_batches(
+    def eval_batches(
+        self, split: str, *, crops: str = "center"
+    ) -> Iterator[tuple[Tensor, Tensor]]:  # fmt: skip
+        return self.data.eval_batches(
             split, crops=crops, batch_size=self.config.eval_batch_size,
             channels_last=self.config.channels_last,
         )  # fmt: skip
+
+    def evaluate(self, split: str, *, crops: str = "center") -> Metrics:
+        """The eager model on `split` (a compiled forward or a captured graph would recompile
+        or replay the training step's shapes and mode)."""
+        batches = self.eval_batches(split, crops=crops)
         return evaluate_metrics(self.model, batches, precision=self.config.precision)
 
     def final_evaluations(self) -> None:
