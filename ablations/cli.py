@@ -19,7 +19,7 @@ from typing import Any, NoReturn
 import pandas as pd
 
 from ablations import experiments, golden, launch, pipeline, recipes, store
-from ablations.config import TrainConfig, resolve_config
+from ablations.config import DECODES, STREAM_DATASETS, TrainConfig, resolve_config
 from ablations.data import DATASETS, resolve_source
 from ablations.profiles import PROFILES, default_profile
 from ablations.registry import REGISTRY, AblationsError, list_variants
@@ -229,11 +229,23 @@ def _train_summary(summary: dict[str, Any]) -> str:
         else f"best-on-test {summary['best_test_error']:.2%} (selects on the test set), "
     )  # fmt: skip
     budget = f" [{summary['profile']} budget]" if summary.get("recipe") else ""
+    final = (f"final test {summary['test_error']:.2%}" if "test_error" in summary
+             else _val_errors(summary))  # fmt: skip
     return (
         f"complete{budget}: train error {summary['train_error']:.2%}, {evaluated}"
-        f"final test {summary['test_error']:.2%}; {summary['train_s']:.0f} s training, "
+        f"{final}; {summary['train_s']:.0f} s training, "
         f"{summary['images_per_s']:,.0f} images/s"
     )
+
+
+def _val_errors(summary: dict[str, Any]) -> str:
+    """ImageNet's final errors: top-1 / top-5 on val, centre crop and 10-crop where run."""
+    parts = []
+    for label, prefix in (("centre", ""), ("10-crop", "ten_crop_")):
+        if f"{prefix}val_error" in summary:
+            parts.append(f"{label} {summary[f'{prefix}val_error']:.2%} / "
+                         f"{summary[f'{prefix}val_top5_error']:.2%}")  # fmt: skip
+    return "final val top-1 / top-5: " + ", ".join(parts)
 
 
 def _raise_interrupt(signum: int, frame: object) -> None:
@@ -440,7 +452,12 @@ TRAIN_OVERRIDES: dict[str, dict[str, Any]] = {
     "crop": {"type": int, "help": "centre crop after --resize, at decode time"},
     "data_id": {"help": "a name for --data when it has no canonical identity (ImageFolder)"},
     "storage": {"choices": ["device", "host"], "help": "host: stream batches through a DataLoader"},
-    "workers": {"type": int, "help": "DataLoader workers (with --storage host)"},
+    "workers": {"type": int, "help": "DataLoader workers (with --storage host, or streamed)"},
+    "stream": {"help": "streamed data's protocol: imagenet-paper or imagenet-torchvision"},
+    "classes": {"type": int, "help": "streamed data: a class subset of this many classes"},
+    "train_per_class": {"type": int, "help": "streamed data: training images per class"},
+    "val_per_class": {"type": int, "help": "streamed data: val images per class"},
+    "decode": {"choices": list(DECODES), "help": "streamed data: gpu decodes JPEGs by nvJPEG"},
     "step": {
         "choices": list(STEPS),
         "help": "graph: replay the training step as one CUDA graph; auto (default): graph on a "
@@ -524,8 +541,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("variant", nargs="?", help="a registered variant (or give --recipe)")
     p.add_argument("--recipe", help="a tutorial recipe instead of a variant (`ablate recipes`)")
     p.add_argument("--arm", help="the recipe's arm (default: its first)")
-    p.add_argument("--dataset", default="cifar10", choices=list(DATASETS))
-    p.add_argument("--data", help="dataset path (default: $ABLATE_DATA, else download)")
+    p.add_argument(
+        "--dataset", choices=[*DATASETS, *STREAM_DATASETS],
+        help="default: the profile's (imagenet for the imagenet-* profiles), else cifar10",
+    )  # fmt: skip
+    p.add_argument(
+        "--data", help="dataset path (default: $ABLATE_DATA, else download; imagenet: "
+        "$ABLATE_DATA_IMAGENET, never downloaded)",
+    )  # fmt: skip
     p.add_argument(
         "--profile", choices=[*PROFILES, *(b for b in recipes.BUDGETS if b not in PROFILES)],
         help="budget (default: paper on a GPU, cpu otherwise; recipes: full, cpu, smoke)",
@@ -639,7 +662,8 @@ def build_parser() -> argparse.ArgumentParser:
     )  # fmt: skip
     p.add_argument(
         "--data",
-        help="dataset path (default: $ABLATE_DATA...; imagenet: an ImageFolder tree, train/ test/)",
+        help="dataset path (default: $ABLATE_DATA...; imagenet: an ImageNet layout, its val "
+        "split streamed, or $ABLATE_DATA_IMAGENET)",
     )
     p.add_argument("--limit", type=int, help="a fixed random subset of N test images")
     p.add_argument("--batch-size", type=int, default=200)
@@ -675,7 +699,10 @@ def build_parser() -> argparse.ArgumentParser:
             "(default: the profile's own list)",
         )
         p.add_argument("--seeds", type=int, help="runs per config (default: the profile's)")
-        p.add_argument("--data", help="CIFAR-10 path (default: $ABLATE_DATA, else download)")
+        p.add_argument(
+            "--data", help="the profile's dataset: CIFAR-10 (default: $ABLATE_DATA, else "
+            "download), or ImageNet for imagenet-* profiles ($ABLATE_DATA_IMAGENET)",
+        )  # fmt: skip
         p.add_argument("--device", default="auto")
         p.add_argument("--results", type=Path, default=Path("results"))
         p.add_argument("--reports", type=Path, default=Path("reports"))

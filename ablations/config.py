@@ -22,6 +22,10 @@ OPTIMIZERS = ("sgd", "adam")
 STORAGES = ("device", "host")
 NORMALIZE = ("pixel-mean", "channel", "fixed")
 EVAL_SPLITS = ("val", "test")
+DECODES = ("cpu", "gpu")
+# Datasets read as a stream of files (ablations.data.prepare_stream), never decoded whole: their
+# runs name a streaming recipe (`stream`), and their --data is an ImageNet layout.
+STREAM_DATASETS = ("imagenet",)
 FREEZE = ("none", "backbone")
 # Knobs that change speed, not results (both storage paths give identical batches). `step`: a
 # CUDA graph replays the very kernels the eager step launches, in the same order, so on one
@@ -96,8 +100,19 @@ class TrainConfig:
     eval_every: int = 500
     eval_batch_size: int = 1_000
     storage: str = "device"  # "device": the whole split on the device; "host": a DataLoader
-    workers: int = 0
+    workers: int | None = 0  # None: one per core (the streaming loader's default)
     step: str = "auto"  # "auto" | "eager" | "graph" (ablations.runners.steps.resolve_step)
+    # Streamed (ImageNet-size) data: `stream` names the protocol's augmentation and evaluation
+    # crops (ablations.data.imagenet_augment.RECIPES); None is the in-memory path. A class subset
+    # (`classes` drawn with split_seed, up to `*_per_class` images each) makes a short budget;
+    # `input_size` then scales the recipe's crop and resizes (smoke tests only). `decode` "gpu"
+    # decodes JPEG batches with nvJPEG: its pixels differ slightly from libjpeg's, so it is part
+    # of the key.
+    stream: str | None = None
+    classes: int | None = None
+    train_per_class: int | None = None
+    val_per_class: int | None = None
+    decode: str = "cpu"
 
     def __post_init__(self) -> None:
         for name in ("lr_milestones", "mean", "std"):
@@ -151,6 +166,7 @@ def _problems(c: TrainConfig) -> list[str]:
         ("eval_split", c.eval_split, EVAL_SPLITS),
         ("freeze", c.freeze, FREEZE),
         ("step", c.step, STEPS),
+        ("decode", c.decode, DECODES),
     ):
         if value not in allowed:
             problems.append(f"{name} {value!r} is not one of {', '.join(allowed)}")
@@ -175,11 +191,27 @@ def _problems(c: TrainConfig) -> list[str]:
         problems.append(f"bn_batch {c.bn_batch} must divide batch_size {c.batch_size}")
     if device_type(c.device) != c.device:
         problems.append(f"device {c.device!r} must be a device type such as cpu or cuda")
+    problems += _stream_problems(c)
     for name in ("resize", "crop"):
         value = getattr(c, name)
         if value is not None and value < 1:
             problems.append(f"{name} must be >= 1")
     return problems
+
+
+def _stream_problems(c: TrainConfig) -> list[str]:
+    from ablations.data.imagenet_augment import RECIPES  # torchvision only when checked
+
+    streamed = c.dataset in STREAM_DATASETS
+    if streamed and c.stream not in RECIPES:
+        return [f"dataset {c.dataset} is streamed: use an imagenet-* profile, or --stream "
+                f"{' or '.join(RECIPES)}"]  # fmt: skip
+    if not streamed and c.stream is not None:
+        return [f"stream {c.stream!r} needs a streamed dataset ({', '.join(STREAM_DATASETS)})"]
+    if streamed and c.eval_split != "val":
+        return [f"{c.dataset} is evaluated on its val split (eval_split must be val)"]
+    return [f"{name} must be >= 1" for name in ("classes", "train_per_class", "val_per_class")
+            if (getattr(c, name) or 1) < 1]  # fmt: skip
 
 
 def device_type(device: str | torch.device | None = None) -> str:
@@ -226,7 +258,7 @@ def resolve_config(
     variant: str,
     *,
     profile: str | None = None,
-    dataset: str = "cifar10",
+    dataset: str | None = None,
     seed: int = 0,
     device: str | torch.device | None = None,
     **overrides: Any,
@@ -235,7 +267,8 @@ def resolve_config(
 
     A changed `iterations` without explicit `lr_milestones` scales the profile's milestones, so
     the schedule keeps its shape; "auto" precision is bf16 on a GPU and fp32 on the CPU. The
-    config is resolved for `device`'s kind, which is part of its key.
+    config is resolved for `device`'s kind, which is part of its key. `dataset` defaults to
+    the profile's (an ImageNet profile's is imagenet), else cifar10.
     """
     name = profile or default_profile()
     prof = get_profile(name)
@@ -244,6 +277,8 @@ def resolve_config(
     if unknown:
         raise AblationsError(f"unknown training option {unknown[0]!r}")
     settings: dict[str, Any] = dict(prof.settings)
+    dataset = dataset or settings.pop("dataset", "cifar10")
+    settings.pop("dataset", None)
     if prof.warmup_lr_for(v.name) is not None:  # the paper's warmed-up nets, named as data
         settings["warmup_lr"] = prof.warmup_lr_for(v.name)
     settings.update(overrides)

@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from ablations.profiles import PROFILES, get_profile
+from ablations.profiles import PROFILES, dataset_of, get_profile
 from ablations.registry import AblationsError
 
 PLAIN_AND_RESIDUAL = ("plain20", "plain32", "plain44", "plain56",
@@ -27,6 +27,13 @@ SHORTCUTS_K3 = ("resnet18-a-k3", "resnet18-k3", "resnet18-c-k3",
 THROUGHPUT_QUICK = (*FOUR_NETS, "resnet18")
 THROUGHPUT_FULL = (*PLAIN_AND_RESIDUAL, "plain110", "resnet18", "resnet34", "resnet50",
                    "resnet101", "resnet152", "plain18", "plain34")  # fmt: skip
+# ImageNet, He et al. 2016: Table 2's ResNets use option A (identity, zero-padding), which is
+# why its ResNet-34 (25.03%) is Table 3's ResNet-34 A; Table 3's bottleneck nets use option B
+# with the stride on the first 1x1 conv (-v1), torchvision's put it on the 3x3 (v1.5).
+IMAGENET_DEGRADATION = ("plain18", "plain34", "resnet18-a", "resnet34-a")
+IMAGENET_SHORTCUTS = ("resnet34-a", "resnet34", "resnet34-c")
+IMAGENET_BOTTLENECK = ("resnet50-v1", "resnet101-v1", "resnet152-v1",
+                       "resnet50", "resnet101", "resnet152")  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -36,6 +43,7 @@ class Experiment:
     description: str
     # Variants by profile name; "*" is used for profiles not listed.
     variants: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+    dataset: str = "cifar10"  # what a "train" experiment trains on (its profile's dataset)
 
     def variants_for(self, profile: str) -> tuple[str, ...]:
         """The variants under `profile`; a full-budget profile not listed (paper-val) runs the
@@ -96,6 +104,29 @@ EXPERIMENTS: dict[str, Experiment] = {
             "ReLU) on the test set, for the trained degradation nets of the paper's Fig. 7",
             variants={"paper": FIG7_NETS, "*": FOUR_NETS},
         ),
+        Experiment(
+            name="imagenet-degradation",
+            kind="train",
+            description="plain-18/34 vs ResNet-18/34 (option A) on ImageNet (paper Fig. 4, "
+            "Table 2)",
+            variants={"*": IMAGENET_DEGRADATION},
+            dataset="imagenet",
+        ),
+        Experiment(
+            name="imagenet-shortcuts",
+            kind="train",
+            description="shortcut options A/B/C of ResNet-34 on ImageNet (paper Table 3)",
+            variants={"*": IMAGENET_SHORTCUTS},
+            dataset="imagenet",
+        ),
+        Experiment(
+            name="imagenet-bottleneck",
+            kind="train",
+            description="bottleneck ResNet-50/101/152 on ImageNet (paper Tables 3-4) with the "
+            "paper's stride placement (first 1x1 conv, -v1) and torchvision's (3x3, v1.5)",
+            variants={"*": IMAGENET_BOTTLENECK},
+            dataset="imagenet",
+        ),
     )
 }
 
@@ -111,4 +142,13 @@ def parse(spec: str | None, *, profile: str) -> list[str]:
             f"unknown experiment {unknown[0] if unknown else spec!r}; "
             f"choose from: {', '.join(EXPERIMENTS)}"
         )
+    trains = dataset_of(profile)
+    for name in names:
+        exp = EXPERIMENTS[name]
+        if exp.kind in ("train", "responses") and exp.dataset != trains:
+            fits = [p for p in PROFILES if dataset_of(p) == exp.dataset]
+            raise AblationsError(
+                f"experiment {name} trains on {exp.dataset} but profile {profile} on {trains}; "
+                f"use --profile {' or '.join(fits)}"
+            )
     return names

@@ -21,11 +21,11 @@ import pandas as pd
 import torch
 
 from ablations import env, launch, recipes, store, versions
-from ablations.config import TrainConfig, resolve_config, resolve_device
+from ablations.config import STREAM_DATASETS, TrainConfig, resolve_config, resolve_device
 from ablations.data import ArrayDataset, load_dataset
 from ablations.experiments import EXPERIMENTS
 from ablations.io import read_json
-from ablations.profiles import get_profile
+from ablations.profiles import dataset_of, get_profile
 from ablations.registry import AblationsError, get_variant, list_variants
 from ablations.results import read_table, upsert
 from ablations.runners import complexity, records, throughput
@@ -132,9 +132,10 @@ def _describe(config: TrainConfig) -> str:
 
 
 def _data_for(config: TrainConfig, ctx: Context) -> str | Path | None:
-    """Where a run's data is: --data is CIFAR-10's; Fashion-MNIST comes from its variable (or
-    the download); the fine-tuning demo's ImageFolder is written from CIFAR-10 once."""
-    if config.dataset == "cifar10":
+    """Where a run's data is: --data is the profile's dataset's (CIFAR-10, or ImageNet for the
+    imagenet profiles); Fashion-MNIST comes from its variable (or the download); the
+    fine-tuning demo's ImageFolder is written from CIFAR-10 once."""
+    if config.dataset in ("cifar10", *STREAM_DATASETS):
         return ctx.data
     if config.data_id == recipes.DEMO_DATA_ID:
         return recipes.demo_data(cifar=ctx.data, budget=config.profile)
@@ -172,7 +173,7 @@ def train_command(config: TrainConfig, *, results: Path) -> str:
                 flag,
                 ",".join(map(str, value)) if isinstance(value, list | tuple) else str(value),
             ]
-    if config.dataset != "cifar10" and config.recipe is None:
+    if config.dataset != dataset_of(config.profile) and config.recipe is None:
         args += ["--dataset", config.dataset]
     return shlex.join(args)
 
@@ -420,6 +421,7 @@ def context(
     if data is not None and not Path(data).expanduser().exists():
         raise AblationsError(
             f"--data {data} does not exist; point it at CIFAR-10 (a cifar-10-batches-py folder, "
-            "its .tar.gz, or an ImageFolder tree or .tar.gz) or leave it out to use $ABLATE_DATA"
+            "its .tar.gz, or an ImageFolder tree or .tar.gz) or leave it out to use $ABLATE_DATA "
+            "(imagenet profiles: an ImageNet copy, or $ABLATE_DATA_IMAGENET)"
         )
     return Context(results=results, data=data, device=resolve_device(device))

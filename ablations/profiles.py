@@ -68,6 +68,37 @@ PAPER_CHOICES: tuple[tuple[str, str], ...] = (
 )
 
 
+# The ImageNet protocol's open choices (He et al. 2016, section 3.4 states the rest), shown like
+# PAPER_CHOICES by the README and the report's ImageNet section.
+IMAGENET_MILESTONES = (150_000, 300_000, 450_000)
+IMAGENET_CHOICES: tuple[tuple[str, str], ...] = (
+    (
+        "plateaus",
+        "the paper divides the lr by 10 'when the error plateaus'; fixed here at "
+        f"{', '.join(f'{m:,}' for m in IMAGENET_MILESTONES)} iterations (every 30 epochs of "
+        "1.28M images at batch 256, fb.resnet.torch's step), of the paper's 600,000",
+    ),
+    (
+        "per-pixel mean",
+        "the mean 224x224 image of 10,000 training images drawn with the split seed, each "
+        "resized to 256 and centre-cropped as for evaluation, on [0, 1]-scaled pixels",
+    ),
+    (
+        "colour augmentation",
+        "AlexNet's PCA lighting noise (std 0.1, fb.resnet.torch's eigenvectors); no brightness, "
+        "contrast or saturation jitter",
+    ),
+    ("10-crop", "shorter side resized to 256, four corners and centre of 224, and their flips"),
+    (
+        "curves",
+        "validation error of the centre crop (Fig. 4's bold curves) every 5,000 iterations; "
+        "the 10-crop errors once, at the end",
+    ),
+    ("BatchNorm batch", "the whole batch of 256 (synchronised BN across GPUs with --sync-bn)"),
+    ("precision", "bf16 autocast and channels_last on a GPU (the paper: fp32)"),
+)
+
+
 @dataclass(frozen=True)
 class Profile:
     name: str
@@ -154,6 +185,94 @@ PROFILES: dict[str, Profile] = {
         ),
     )
 }
+
+
+IMAGENET_EXPERIMENTS = ("imagenet-degradation", "imagenet-shortcuts", "imagenet-bottleneck")
+# He et al. 2016, section 3.4, and torchvision's reference recipe share these.
+IMAGENET_SETTINGS = {
+    "dataset": "imagenet", "batch_size": 256, "lr": 0.1, "momentum": 0.9, "weight_decay": 1e-4,
+    "eval_split": "val", "precision": "auto", "channels_last": True, "workers": None,
+    "eval_batch_size": 100,  # images: 1,000 crops at once under 10-crop
+}  # fmt: skip
+IMAGENET_PROFILES = (
+    Profile(
+        name="imagenet-paper",
+        description="the paper's ImageNet protocol (section 3.4) for Fig. 4 and Tables 2-3: "
+        "shorter side in [256, 480], random 224 crop, flip, per-pixel mean, PCA lighting; batch "
+        "256, SGD momentum 0.9, weight decay 1e-4, lr 0.1 divided by 10 at 150k, 300k and 450k "
+        "iterations (the plateaus, fixed), 600k iterations; validation error of the centre "
+        "crop every 5k iterations, 10-crop and centre-crop errors at the end",
+        settings={
+            **IMAGENET_SETTINGS,
+            "stream": "imagenet-paper",
+            "iterations": 600_000,
+            "lr_milestones": IMAGENET_MILESTONES,
+            "eval_every": 5_000,
+        },
+        warmup=(),
+        experiments=IMAGENET_EXPERIMENTS,
+        reduced=False,
+    ),
+    Profile(
+        name="imagenet-torchvision",
+        description="the recipe behind torchvision's V1 weights: RandomResizedCrop 224, flip, "
+        "ImageNet mean/std; 90 epochs of batch 256, lr 0.1 divided by 10 at epochs 30 and 60; "
+        "evaluated on the centre 224 crop of the image resized to 256, once per epoch",
+        settings={
+            **IMAGENET_SETTINGS,
+            "stream": "imagenet-torchvision",
+            "epochs": 90,
+            "lr_milestones": (30, 60),
+        },
+        warmup=(),
+        experiments=IMAGENET_EXPERIMENTS,
+        reduced=False,
+    ),
+    Profile(
+        name="imagenet-short",
+        description="a single-GPU check of the paper's protocol: 100 classes drawn with the "
+        "split seed, 260 training images each (26,000) and all their 5,000 validation images, "
+        "40 epochs of batch 256 (about 4k iterations), lr 0.1 divided by 10 at epochs 20 and 30, "
+        "3 seeds; trends only, never the paper's numbers",
+        settings={
+            **IMAGENET_SETTINGS,
+            "stream": "imagenet-paper",
+            "classes": 100,
+            "train_per_class": 260,
+            "epochs": 40,
+            "lr_milestones": (20, 30),
+        },
+        warmup=(),
+        seeds=3,
+        experiments=IMAGENET_EXPERIMENTS,
+    ),
+    Profile(
+        name="imagenet-smoke",
+        description="seconds, for tests: 6 iterations of batch 4 at 32x32 crops (the paper's "
+        "recipe scaled down) on whatever tree --data names",
+        settings={
+            **IMAGENET_SETTINGS,
+            "stream": "imagenet-paper",
+            "iterations": 6,
+            "lr_milestones": (3, 5),
+            "batch_size": 4,
+            "eval_every": 3,
+            "input_size": 32,
+            "workers": 0,
+            "eval_batch_size": 8,
+            "precision": "fp32",
+            "channels_last": False,
+        },
+        warmup=(),
+        experiments=("imagenet-degradation",),
+    ),
+)
+PROFILES.update({p.name: p for p in IMAGENET_PROFILES})
+
+
+def dataset_of(profile: str) -> str:
+    """The dataset a profile trains on (cifar10 unless its settings say otherwise)."""
+    return str(get_profile(profile).settings.get("dataset", "cifar10"))
 
 
 def default_profile() -> str:

@@ -91,3 +91,46 @@ AKAMASTER_CIFAR = Reproduction(
     spread={},
 )  # fmt: skip
 REPRODUCTIONS: tuple[Reproduction, ...] = (TABLE6, AKAMASTER_CIFAR)
+
+
+@dataclass(frozen=True)
+class ImageNetErrors:
+    """ImageNet val errors (%) as a source gives them: top-1 and, where given, top-5."""
+
+    source: str
+    protocol: str
+    top1: dict[str, float]
+    top5: dict[str, float]
+
+
+# He et al. 2016: Table 2's ResNets use option A (so its ResNet-34 is Table 3's ResNet-34 A);
+# Table 3's bottleneck nets use option B with the stride on the first 1x1 conv: our -v1 names.
+TABLE2 = ImageNetErrors(
+    source=f"{PAPER}, Table 2",
+    protocol="top-1 error (%) on the ImageNet val set, 10-crop testing; trained at the section "
+    "3.4 protocol",
+    top1={"plain18": 27.94, "plain34": 28.54, "resnet18-a": 27.88, "resnet34-a": 25.03},
+    top5={},
+)
+TABLE3 = ImageNetErrors(
+    source=f"{PAPER}, Table 3",
+    protocol="top-1 and top-5 error (%) on the ImageNet val set, 10-crop testing",
+    top1={"plain34": 28.54, "resnet34-a": 25.03, "resnet34": 24.52, "resnet34-c": 24.19,
+          "resnet50-v1": 22.85, "resnet101-v1": 21.75, "resnet152-v1": 21.43},
+    top5={"plain34": 10.02, "resnet34-a": 7.76, "resnet34": 7.46, "resnet34-c": 7.40,
+          "resnet50-v1": 6.71, "resnet101-v1": 6.05, "resnet152-v1": 5.71},
+)  # fmt: skip
+PAPER_IMAGENET: tuple[ImageNetErrors, ...] = (TABLE2, TABLE3)
+
+TORCHVISION_ACCURACY_SOURCE = (
+    "torchvision.models documentation, ResNet*_Weights.IMAGENET1K_V1 (acc@1, acc@5 on the "
+    "ImageNet-1k val set: resize 256, centre crop 224, ImageNet mean/std)"
+)
+# (acc@1, acc@5) in %, as torchvision publishes them for its V1 weights.
+TORCHVISION_ACCURACY: dict[str, tuple[float, float]] = {
+    "resnet18": (69.758, 89.078),
+    "resnet34": (73.314, 91.420),
+    "resnet50": (76.130, 92.862),
+    "resnet101": (77.374, 93.546),
+    "resnet152": (78.312, 94.046),
+}

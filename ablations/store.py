@@ -46,6 +46,9 @@ PROVENANCE_ADDED: dict[str, str | int] = {
     c: 0 if kind == "int" else "" for c, kind in PROVENANCE.items()
 }
 
+# ImageNet runs' final top-5 error (centre crop) and 10-crop errors on the val split; NaN for
+# runs that do not record them (CIFAR, and rows written before these columns existed).
+TOP5_COLUMNS = ("val_top5_error", "ten_crop_val_error", "ten_crop_val_top5_error")
 RUNS = Schema(
     name="runs",
     columns={
@@ -61,13 +64,13 @@ RUNS = Schema(
         "data_checksum": "str", "finished_at": "str", "recipe": "str", "arm": "str",
         "epochs": "int", "best_test_error": "float", "trainable_params": "int",
         "train_images": "int", "cpu_flags": "str", "machine_id": "str", "trainer_version": "int",
-        "experiments": "str", "torch_threads": "int",
+        "experiments": "str", "torch_threads": "int", **dict.fromkeys(TOP5_COLUMNS, "float"),
     },
     key=("run_id",),
     # torch_threads: on a CPU the thread count changes the kernels' reduction order, so two runs
     # of one config on one machine differ in their last digits (the key does not include it).
     added={"cpu_flags": "", "machine_id": "", "trainer_version": 0, "experiments": "",
-           "torch_threads": 0},
+           "torch_threads": 0, **dict.fromkeys(TOP5_COLUMNS, math.nan)},
     fix="rebuild it from the run directories with `ablate collect` (an older version's file "
     "lacks the newer columns)",
 )  # fmt: skip
@@ -134,7 +137,7 @@ def run_row(run_dir: Path) -> dict[str, Any]:
     data = last["data"]
     variant = Variant.from_axes({**read_json(run_dir / "variant.json")})
     metrics = ("train_error", "train_loss", "val_error", "best_val_error", "test_error",
-               "test_loss", "images_per_s", "best_test_error")  # fmt: skip
+               "test_loss", "images_per_s", "best_test_error", *TOP5_COLUMNS)  # fmt: skip
     return {
         "run_id": run_dir.name, "key": summary.get("key", ""), **{
             k: getattr(variant, k) for k in ("family", "depth", "block", "residual", "shortcut",

@@ -279,5 +279,6 @@ def test_config_defaults_are_the_papers_and_pinned():
         "storage": "device", "workers": 0, "mean": (), "std": (), "resize": None, "crop": None,
         "device": "cpu", "step": "auto",
         "data_id": None, "epochs": None, "eval_split": "val", "init_from": None, "freeze": "none",
-        "recipe": None, "arm": None, "bn_batch": None,
+        "recipe": None, "arm": None, "bn_batch": None, "stream": None, "classes": None,
+        "train_per_class": None, "val_per_class": None, "decode": "cpu",
     }  # fmt: skip

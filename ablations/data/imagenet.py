@@ -210,6 +210,22 @@ def subset_index(
     )  # fmt: skip
 
 
+def sample_index(index: ImageIndex, n: int, *, seed: int) -> ImageIndex:
+    """A fixed random subset of `n` images (all of them when `n` >= the index's size), in index
+    order, labels and classes unchanged (`ablate evaluate --limit`)."""
+    if n < 1:
+        raise DataError(f"a subset needs at least 1 image, not {n}")
+    if n >= len(index):
+        return index
+    rows = np.sort(np.random.default_rng(seed).permutation(len(index))[:n])
+    pick = lambda a: None if a is None else a[rows]  # noqa: E731
+    return replace(
+        index, files=tuple(index.files[i] for i in rows), labels=index.labels[rows],
+        shard=pick(index.shard), offset=pick(index.offset), size=pick(index.size),
+        checksum=hashlib.sha256(f"{index.checksum}:sample:{n}:{seed}".encode()).hexdigest(),
+    )  # fmt: skip
+
+
 # --- listings ----------------------------------------------------------------------------------
 
 

@@ -181,12 +181,16 @@ def ten_crop(image: Tensor, recipe: Recipe) -> Tensor:
     return torch.cat([five, five.flip(-1)])
 
 
-def lighting(x: Tensor, *, std: float, g: torch.Generator) -> Tensor:
+def lighting(
+    x: Tensor, *, std: float, g: torch.Generator, rows: slice | None = None,
+    batch: int | None = None,
+) -> Tensor:  # fmt: skip
     """AlexNet's PCA colour noise on a float batch in [0, 1] units (B x 3 x H x W): each image
-    gets eigvec @ (alpha * eigval) added to every pixel, alpha ~ N(0, std) per component."""
+    gets eigvec @ (alpha * eigval) added to every pixel, alpha ~ N(0, std) per component. `x`
+    may be the `rows` of a global batch of `batch` images: alphas are drawn for all of it."""
     if std == 0:
         return x
-    alpha = torch.randn(x.shape[0], 3, generator=g) * std
+    alpha = torch.randn(batch or x.shape[0], 3, generator=g)[rows or slice(None)] * std
     eigval = torch.tensor(PCA_EIGVAL)
     eigvec = torch.tensor(PCA_EIGVEC)
     rgb = (alpha * eigval) @ eigvec.T  # (B, 3): sum_j eigvec[:, j] * alpha_j * eigval_j

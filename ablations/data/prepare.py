@@ -5,16 +5,66 @@ and the layer-response measurement all prepare data here, so they see the same i
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar, Protocol
 
 import torch
 from torch import Tensor
 
 from ablations.config import TrainConfig
 from ablations.data.cache import ArrayDataset
-from ablations.data.loader import Normalizer, TrainStream, random_subset, split_indices, to_nchw
+from ablations.data.loader import (
+    Normalizer,
+    TrainStream,
+    eval_batches,
+    random_subset,
+    split_indices,
+    to_nchw,
+)
 from ablations.registry import AblationsError
+
+
+class Batches(Protocol):
+    @property
+    def steps_per_epoch(self) -> int: ...
+
+    def batches(self, start: int = 0) -> Iterator[tuple[Tensor, Tensor]]: ...
+
+
+class RunData(Protocol):
+    """What the trainer sees of a run's data, in memory (`Data`) or streamed
+    (`prepare_stream.StreamData`): training batches of (x, y) on the device, a pure function of
+    (seed, iteration), and evaluation batches of a split. A "ten-crop" batch holds 10 views per
+    label (ablations.runners.evaluation averages their logits)."""
+
+    @property
+    def train(self) -> Batches: ...
+
+    @property
+    def record(self) -> dict[str, Any]: ...
+
+    @property
+    def in_channels(self) -> int: ...
+
+    @property
+    def num_classes(self) -> int: ...
+
+    @property
+    def splits(self) -> tuple[str, ...]:
+        """The splits it can evaluate on."""
+
+    @property
+    def final_crops(self) -> tuple[str, ...]:
+        """Crop protocols besides "center", evaluated once at the end."""
+
+    @property
+    def top5(self) -> bool:
+        """Whether runs record top-5 error beside top-1."""
+
+    def eval_batches(
+        self, split: str, *, crops: str = "center", batch_size: int, channels_last: bool = False
+    ) -> Iterator[tuple[Tensor, Tensor]]: ...
 
 
 @dataclass
@@ -28,6 +78,22 @@ class Data:
     record: dict[str, Any]
     in_channels: int
     num_classes: int
+    splits: ClassVar[tuple[str, ...]] = ("val", "test")
+    final_crops: ClassVar[tuple[str, ...]] = ()
+    top5: ClassVar[bool] = False  # CIFAR-size sets: top-1 only, as the paper reports
+
+    def eval_batches(
+        self, split: str, *, crops: str = "center", batch_size: int, channels_last: bool = False
+    ) -> Iterator[tuple[Tensor, Tensor]]:
+        """Every image of `split` once, in order, normalised (arrays have one view: `crops` is
+        accepted for the common interface and must be "center")."""
+        if crops != "center":
+            raise AblationsError(f"in-memory data has no {crops!r} evaluation")
+        x, y = self.val if split == "val" else self.test
+        return eval_batches(
+            x, y, batch_size=batch_size, device=self.train.device, normalizer=self.normalizer,
+            channels_last=channels_last,
+        )  # fmt: skip
 
 
 def prepare_data(config: TrainConfig, dataset: ArrayDataset, device: torch.device) -> Data:
@@ -49,7 +115,8 @@ def prepare_data(config: TrainConfig, dataset: ArrayDataset, device: torch.devic
     pad = round(4 * x_train.shape[-1] / 32) if config.augment else 0
     stream = TrainStream(
         x_train, y[train_idx], batch_size=config.batch_size, seed=config.seed, device=device,
-        normalizer=normalizer, augment_pad=pad, storage=config.storage, workers=config.workers,
+        normalizer=normalizer, augment_pad=pad, storage=config.storage,
+        workers=config.workers or 0,
         channels_last=config.channels_last,
     )  # fmt: skip
     record = {

@@ -6,8 +6,8 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator
-from dataclasses import dataclass, field
-from typing import Any
+from dataclasses import dataclass, field, replace
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import torch
 from torch import Tensor
@@ -16,7 +16,16 @@ from ablations.data.arrays import DataError
 from ablations.data.imagenet import ImageIndex, build_index, subset_index
 from ablations.data.imagenet_augment import RECIPES, Recipe
 from ablations.data.loader import Normalizer
-from ablations.data.streaming import Decode, ImageStream, eval_batches, fit_normalizer
+from ablations.data.streaming import (
+    Decode,
+    ImageStream,
+    available_cores,
+    eval_batches,
+    fit_normalizer,
+)
+
+if TYPE_CHECKING:
+    from ablations.config import TrainConfig
 
 PIXEL_MEAN_IMAGES = 10_000  # training images averaged for the paper's per-pixel mean
 
@@ -32,24 +41,40 @@ class StreamData:
     normalizer: Normalizer
     record: dict[str, Any] = field(default_factory=dict)
     in_channels: int = 3
+    workers: int | None = None  # evaluation's DataLoader workers (None: one per core)
+    # The trainer's view (ablations.data.prepare.RunData): ImageNet's labelled held-out images
+    # are its val split, so runs evaluate there, with top-5 beside top-1.
+    splits: ClassVar[tuple[str, ...]] = ("val",)
+    top5: ClassVar[bool] = True
 
     @property
     def num_classes(self) -> int:
         return len(self.train.index.classes)
 
+    @property
+    def final_crops(self) -> tuple[str, ...]:
+        return tuple(c for c in self.recipe.eval_crops if c != "center")
+
     def eval_batches(
-        self, *, crops: str, batch_size: int, workers: int | None = None
-    ) -> Iterator[tuple[Tensor, Tensor]]:
+        self, split: str = "val", *, crops: str = "center", batch_size: int,
+        workers: int | None = None, channels_last: bool = False,
+    ) -> Iterator[tuple[Tensor, Tensor]]:  # fmt: skip
         """Val batches: "center" (B images) or "ten-crop" (B * 10 images, average the logits
         with `imagenet_augment.average_ten_crop_logits`)."""
+        if split != "val":
+            raise DataError(f"streamed data evaluates on its val split, not {split!r}")
         if crops not in self.recipe.eval_crops and crops != "center":
             raise DataError(
                 f"{self.recipe.name} evaluates with {', '.join(self.recipe.eval_crops)}"
             )
-        return eval_batches(
+        batches = eval_batches(
             self.val, recipe=self.recipe, crops=crops, batch_size=batch_size,
-            device=self.train.device, normalizer=self.normalizer, workers=workers,
+            device=self.train.device, normalizer=self.normalizer,
+            workers=self.workers if workers is None else workers,
         )  # fmt: skip
+        if not channels_last:
+            return batches
+        return ((x.contiguous(memory_format=torch.channels_last), y) for x, y in batches)
 
 
 def prepare_stream(
@@ -66,12 +91,13 @@ def prepare_stream(
     val_per_class: int | None = None,
     split_seed: int = 0,
     channels_last: bool = False,
+    input_size: int | None = None,
 ) -> StreamData:
     """Index (cached), subset (`classes` and per-class caps, drawn with `split_seed`), the
     recipe's normaliser, and the stream."""
     if recipe not in RECIPES:
         raise DataError(f"unknown ImageNet recipe {recipe!r}; choose from {', '.join(RECIPES)}")
-    spec = RECIPES[recipe]
+    spec = scaled(RECIPES[recipe], input_size)
     train, val = build_index("train", data), build_index("val", data)
     if val.classes != train.classes:
         raise DataError("train/ and val/ name different classes; give both the same WNIDs")
@@ -82,7 +108,8 @@ def prepare_stream(
         )  # fmt: skip
     if train.classes != val.classes or val_per_class is not None:
         val = subset_index(val, classes=train.classes, per_class=val_per_class, seed=split_seed)
-    normalizer = fit_normalizer(train, spec, n=min(PIXEL_MEAN_IMAGES, len(train)), seed=split_seed)
+    normalizer = fit_normalizer(train, spec, n=min(PIXEL_MEAN_IMAGES, len(train)), seed=split_seed,
+                               workers=workers)  # fmt: skip
     stream = ImageStream(
         train, recipe=spec, batch_size=batch_size, seed=seed, device=device,
         normalizer=normalizer, decode=decode, workers=workers, channels_last=channels_last,
@@ -92,6 +119,42 @@ def prepare_stream(
         "name": "imagenet", "source": described["source"], "source_format": train.layout,
         "checksum": train.checksum, "train_images": len(train), "val_images": len(val),
         "classes": len(train.classes), "recipe": spec.name, "train_augment": spec.train,
-        "decode": decode, **normalizer.describe(),
+        "decode": decode, "input_size": spec.crop, **normalizer.describe(),
     }  # fmt: skip
-    return StreamData(train=stream, val=val, recipe=spec, normalizer=normalizer, record=record)
+    return StreamData(train=stream, val=val, recipe=spec, normalizer=normalizer, record=record,
+                      workers=workers)  # fmt: skip
+
+
+def scaled(recipe: Recipe, size: int | None) -> Recipe:
+    """`recipe` with its crop at `size` and every resize scaled by size/crop (smoke budgets:
+    the geometry's shape at a fraction of the pixels); None or the crop itself: unchanged."""
+    if size is None or size == recipe.crop:
+        return recipe
+    f = size / recipe.crop
+    low, high = recipe.short_side
+    return replace(
+        recipe, name=f"{recipe.name}@{size}", crop=size, eval_resize=round(recipe.eval_resize * f),
+        short_side=(max(size, round(low * f)), max(size, round(high * f))),
+    )  # fmt: skip
+
+
+def prepare_stream_run(
+    config: TrainConfig, *, data: str | os.PathLike[str] | None, device: torch.device
+) -> StreamData:
+    """A streamed run's data, as its config says (the trainer's counterpart of
+    `prepare.prepare_data`)."""
+    return prepare_stream(
+        recipe=str(config.stream), batch_size=config.batch_size, seed=config.seed, device=device,
+        data=data, decode="gpu" if config.decode == "gpu" else "cpu", workers=_workers(config),
+        classes=config.classes, train_per_class=config.train_per_class,
+        val_per_class=config.val_per_class, split_seed=config.split_seed,
+        channels_last=config.channels_last, input_size=config.input_size,
+    )  # fmt: skip
+
+
+def _workers(config: TrainConfig) -> int:
+    """The config's loader workers; None: this process's share of the available cores (the
+    ranks torchrun starts on one node share them)."""
+    if config.workers is not None:
+        return config.workers
+    return max(1, available_cores() // int(os.environ.get("LOCAL_WORLD_SIZE", "1")))

@@ -34,6 +34,7 @@ from torch import Tensor
 from torch.utils.data import DataLoader, Dataset
 from torchvision.io import ImageReadMode, decode_jpeg
 
+from ablations import distributed
 from ablations.data.arrays import DataError
 from ablations.data.imagenet import ImageIndex
 from ablations.data.imagenet_augment import (
@@ -189,6 +190,13 @@ class ImageStream:
         self.normalizer = normalizer.to(device)
         self.channels_last = channels_last
         self.steps_per_epoch = len(index) // batch_size
+        # Under torchrun each rank reads and decodes only its contiguous slice of the global
+        # batch (the slice `distributed.shard` would cut), with the same seeds per image.
+        world = distributed.world_size()
+        if batch_size % world:
+            raise DataError(f"batch size {batch_size} does not split over {world} processes")
+        self.rows = slice(distributed.rank() * (batch_size // world),
+                          (distributed.rank() + 1) * (batch_size // world))  # fmt: skip
 
     def order(self, epoch: int) -> Tensor:
         """The epoch's permutation: a pure function of (seed, epoch)."""
@@ -204,7 +212,7 @@ class ImageStream:
                 yield [
                     (order[p], mix(self.seed, _AUGMENT, epoch, p))
                     for p in range(lo, lo + self.batch_size)
-                ]
+                ][self.rows]
             epoch, step = epoch + 1, 0
 
     def _loader(self, start: int) -> DataLoader[Any]:
@@ -235,10 +243,12 @@ class ImageStream:
             yield raw, y
 
     def batches(self, start: int = 0) -> Iterator[tuple[Tensor, Tensor]]:
-        """Batches `start`, `start + 1`, ...: float, colour-noised and normalised, on the device."""
+        """Batches `start`, `start + 1`, ...: float, colour-noised and normalised, on the device
+        (under torchrun, this rank's shard of each)."""
         for iteration, (x, y) in enumerate(self.uint8_batches(start), start=start):
             out = x.float() / 255
-            out = lighting(out, std=self.recipe.lighting, g=generator(self.seed, _LIGHT, iteration))
+            out = lighting(out, std=self.recipe.lighting, g=generator(self.seed, _LIGHT, iteration),
+                           rows=self.rows, batch=self.batch_size)  # fmt: skip
             out = (out - self.normalizer.mean) / self.normalizer.std
             if self.channels_last:
                 out = out.contiguous(memory_format=torch.channels_last)

@@ -17,7 +17,7 @@ import pandas as pd
 from ablations import store
 from ablations.references import GMACS, PARAMS, ROUNDED_PARAMS, TORCHVISION
 from ablations.report import evaluations as evaluations_report
-from ablations.report import figures, provenance, training
+from ablations.report import figures, imagenet, provenance, training
 from ablations.report import recipes as recipes_report
 from ablations.report import throughput as throughput_report
 from ablations.report.tables import Section, markdown_table
@@ -213,9 +213,15 @@ def evaluations_section(results: Path) -> Section:
     return Section(evaluations_report.evaluations_section(evaluations, runs))
 
 
+def imagenet_section(results: Path) -> Section:
+    runs, curves, _ = store.load(results)
+    return imagenet.imagenet_section(runs, curves)
+
+
 SECTIONS: list[Callable[[Path], Section]] = [
     overview_section,
     training.training_section,
+    imagenet_section,
     recipes_report.recipes_section,
     evaluations_section,
     complexity_section,

@@ -15,6 +15,7 @@ from pathlib import Path
 import pandas as pd
 
 from ablations import store
+from ablations.config import STREAM_DATASETS
 from ablations.experiments import EXPERIMENTS
 from ablations.profiles import PAPER_CHOICES, PROFILES
 from ablations.report import claims, figures, tables
@@ -82,7 +83,8 @@ def main_dataset(runs: pd.DataFrame) -> str:
 
 def load_profiles(results: Path) -> list[ProfileResults]:
     runs, curves, responses = store.load(results)
-    runs = runs[runs["recipe"] == ""]  # recipe runs have their own section
+    # Recipe runs and streamed (ImageNet) runs have sections of their own.
+    runs = runs[(runs["recipe"] == "") & ~runs["dataset"].isin(STREAM_DATASETS)]
     loaded = []
     for profile in profile_order(runs["profile"]):
         mine = runs[runs["profile"] == profile]

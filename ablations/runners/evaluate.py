@@ -13,21 +13,24 @@ measures how far that copy is from the original images.
 
 from __future__ import annotations
 
-import math
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 import torch
-from torch import Tensor, nn
+from torch import Tensor
 
 from ablations import env, store, versions
-from ablations.config import TrainConfig, resolve_device
-from ablations.data import ArrayDataset, load_dataset
+from ablations.config import STREAM_DATASETS, TrainConfig, resolve_device
+from ablations.data import load_dataset
+from ablations.data.imagenet import ImageIndex, build_index, sample_index
+from ablations.data.imagenet_augment import RECIPES
 from ablations.data.loader import Normalizer, eval_batches, random_subset, to_nchw
 from ablations.data.prepare import prepare_data
+from ablations.data.prepare_stream import prepare_stream_run
+from ablations.data.streaming import eval_batches as stream_batches
 from ablations.io import read_json
 from ablations.models import ResNet, resolve
 from ablations.registry import AblationsError, Variant
@@ -39,22 +42,28 @@ from ablations.runners.checkpoints import (
     Weights,
     load_weights,
 )
-from ablations.runners.evaluation import evaluate
+from ablations.runners.evaluation import Metrics, evaluate_metrics
 
-# --dataset: what the checkpoint is evaluated on, and how our readers load it. "imagenet" is an
-# ImageFolder tree (train/ and test/, class folders named by WordNet id: sorted, they are
-# torchvision's class order), evaluated on its test/ split.
-DATASETS = {"cifar10": "cifar10", "imagenet": "imagefolder", "fashion-mnist": "fashion-mnist"}
+# --dataset: what the checkpoint is evaluated on, and how our readers load it. "imagenet" is
+# streamed from an ImageNet layout and evaluated on its val split; the others are decoded into
+# arrays and evaluated on their test split.
+DATASETS = {"cifar10": "cifar10", "imagenet": "imagenet", "fashion-mnist": "fashion-mnist"}
 DEFAULT_DATASET = {"akamaster": "cifar10", "torchvision": "imagenet"}
-IMAGENET_CLASSES = 1000
+Batches = Callable[[int], Iterator[tuple[Tensor, Tensor]]]  # batch size -> batches
 
 
 @dataclass(frozen=True)
 class _Prepared:
-    images: Tensor  # uint8 NCHW
-    labels: Tensor
-    normalizer: Normalizer
+    """The evaluation images, whichever way they are read: batches of a given size, and what a
+    results row says about them."""
+
+    batches: Batches
+    images: int
+    classes: int
+    normalizer: str  # the normaliser's kind ("run:" preprocessing names it)
     input_size: int
+    split: str
+    data: dict[str, Any]  # source, source_format, checksum
 
 
 def evaluate_checkpoint(
@@ -69,30 +78,30 @@ def evaluate_checkpoint(
     limit: int | None = None,
     precision: str = "fp32",
 ) -> pd.DataFrame:
-    """Evaluate `weights` as `variant` on the test split of `dataset`; the row, appended to
-    results/evaluations.csv. `limit` evaluates a fixed random subset of that many images."""
+    """Evaluate `weights` as `variant` on the test split of `dataset` (ImageNet: its val split);
+    the row, appended to results/evaluations.csv. `limit` evaluates a fixed random subset of
+    that many images."""
     dev = resolve_device(device)
     runs_dir = results / store.RUNS_DIR
     config = _run_config(weights, runs_dir)
     name = _dataset_name(weights, dataset, config)
-    ds = _load(name, data=data, config=config, weights=weights)
-    net = _variant(variant, weights=weights, runs_dir=runs_dir, classes=len(ds.classes))
+    prep = _preprocessing(weights)
+    prepared = _prepare(name, prep, data=data, config=config, limit=limit, device=dev)
+    net = _variant(variant, weights=weights, runs_dir=runs_dir, classes=prepared.classes)
     state, record = load_weights(weights, variant=net, runs_dir=runs_dir)
+    _check_head(state, prepared, weights=weights)
     model = ResNet(net)
     try:
         model.load_state_dict(state)
     except RuntimeError as err:
         first = str(err).split("\n\t", 1)[-1].split("\n")[0]
         raise AblationsError(f"{weights} does not fit {net.name}: {first}") from None
-    prepared = _prepare(ds, record.preprocessing, config=config, limit=limit, device=dev)
     env.warn_if_dirty("evaluating a checkpoint")
-    loss, top1, top5 = _measure(
-        model.to(dev), prepared, batch_size=batch_size, device=dev, precision=precision
-    )
-    row = _row(
-        net, record, ds, prepared, name=name, loss=loss, top1=top1, top5=top5,
-        precision=precision, device=dev,
+    metrics = evaluate_metrics(
+        model.to(dev), prepared.batches(batch_size), precision=precision
     )  # fmt: skip
+    row = _row(net, record, prepared, name=name, metrics=metrics, precision=precision,
+               device=dev)  # fmt: skip
     table = store.EVALUATIONS.validate(pd.DataFrame([row]))
     upsert(results / store.EVALUATIONS_FILE, table, store.EVALUATIONS)
     return table
@@ -121,20 +130,87 @@ def _dataset_name(weights: str, dataset: str | None, config: TrainConfig | None)
     return name
 
 
-def _load(
-    name: str, *, data: str | Path | None, config: TrainConfig | None, weights: str
-) -> ArrayDataset:
+def _preprocessing(weights: str) -> Preprocessing | None:
+    """How a checkpoint trained elsewhere takes its images (None: one of our runs)."""
+    if weights.startswith("run:"):
+        return None
+    return TORCHVISION if weights.startswith("torchvision:") else AKAMASTER
+
+
+def _prepare(
+    name: str, prep: Preprocessing | None, *, data: str | Path | None,
+    config: TrainConfig | None, limit: int | None, device: torch.device,
+) -> _Prepared:  # fmt: skip
+    if name in STREAM_DATASETS:
+        return _prepare_stream(prep, data=data, config=config, limit=limit, device=device)
+    return _prepare_arrays(name, prep, data=data, config=config, limit=limit, device=device)
+
+
+def _prepare_arrays(
+    name: str, prep: Preprocessing | None, *, data: str | Path | None,
+    config: TrainConfig | None, limit: int | None, device: torch.device,
+) -> _Prepared:  # fmt: skip
+    """A dataset decoded into arrays: the run's own split, resize and normaliser, or the
+    checkpoint's preprocessing on the test split."""
     if config is not None:  # decoded exactly as the run decoded it
-        return load_dataset(config.dataset, data=data, resize=config.resize, crop=config.crop)
-    prep = TORCHVISION if weights.startswith("torchvision:") else AKAMASTER
-    ds = load_dataset(DATASETS[name], data=data, download=False, resize=prep.resize,
-                      crop=prep.crop)  # fmt: skip
-    if name == "imagenet" and len(ds.classes) != IMAGENET_CLASSES:
-        raise AblationsError(
-            f"--data holds {len(ds.classes)} classes; ImageNet weights need all "
-            f"{IMAGENET_CLASSES} class folders (named by WordNet id) under train/ and test/"
-        )
-    return ds
+        ds = load_dataset(config.dataset, data=data, resize=config.resize, crop=config.crop)
+        run = prepare_data(replace(config, test_size=limit), ds, device)
+        x, y = run.test
+        normalizer = run.normalizer
+    else:
+        assert prep is not None
+        ds = load_dataset(DATASETS[name], data=data, download=False, resize=prep.resize,
+                          crop=prep.crop)  # fmt: skip
+        idx = random_subset(len(ds.x_test), limit, seed=0)
+        x, y = to_nchw(ds.x_test[idx]), torch.from_numpy(ds.y_test[idx])
+        normalizer = Normalizer.fixed(prep.mean, prep.std)
+
+    def batches(size: int) -> Iterator[tuple[Tensor, Tensor]]:
+        return eval_batches(x, y, batch_size=size, device=device, normalizer=normalizer)
+
+    return _Prepared(batches, len(y), len(ds.classes), normalizer.kind, int(x.shape[-1]),
+                     "test", ds.describe())  # fmt: skip
+
+
+def _prepare_stream(
+    prep: Preprocessing | None, *, data: str | Path | None, config: TrainConfig | None,
+    limit: int | None, device: torch.device,
+) -> _Prepared:  # fmt: skip
+    """ImageNet's val split, streamed: the centre crop of the run's recipe and normaliser, or
+    of the checkpoint's preprocessing (torchvision: resize 256, centre 224, mean/std)."""
+    if config is not None:
+        run = prepare_stream_run(replace(config, device=device.type), data=data, device=device)
+        val, recipe, normalizer = run.val, run.recipe, run.normalizer
+    else:
+        assert prep is not None
+        assert prep.resize is not None
+        assert prep.crop is not None
+        val = build_index("val", data)
+        recipe = replace(RECIPES["imagenet-torchvision"], name=prep.name, crop=prep.crop,
+                         eval_resize=prep.resize)  # fmt: skip
+        normalizer = Normalizer.fixed(prep.mean, prep.std)
+    index: ImageIndex = val if limit is None else sample_index(val, limit, seed=0)
+
+    def batches(size: int) -> Iterator[tuple[Tensor, Tensor]]:
+        return stream_batches(index, recipe=recipe, crops="center", batch_size=size,
+                              device=device, normalizer=normalizer)  # fmt: skip
+
+    described = {"source": str(index.root), "source_format": index.layout,
+                 "checksum": index.checksum}  # fmt: skip
+    return _Prepared(batches, len(index), len(index.classes), normalizer.kind, recipe.crop,
+                     "val", described)  # fmt: skip
+
+
+def _check_head(state: dict[str, Tensor], prepared: _Prepared, *, weights: str) -> None:
+    """A published checkpoint's head must have one output per class of the data."""
+    head = state.get("fc.weight")
+    if weights.startswith("run:") or head is None or head.shape[0] == prepared.classes:
+        return
+    raise AblationsError(
+        f"--data holds {prepared.classes} classes but {weights} has {head.shape[0]} outputs; "
+        f"point --data at a copy with all {head.shape[0]} classes (ImageNet: every WordNet-id "
+        "folder under train/)"
+    )
 
 
 def _variant(name: str, *, weights: str, runs_dir: Path, classes: int) -> Variant:
@@ -147,76 +223,23 @@ def _variant(name: str, *, weights: str, runs_dir: Path, classes: int) -> Varian
     return resolve(name, num_classes=classes)
 
 
-def _prepare(
-    ds: ArrayDataset, prep: Preprocessing, *, config: TrainConfig | None, limit: int | None,
-    device: torch.device,
-) -> _Prepared:  # fmt: skip
-    if config is not None:  # the run's own split, resize and normaliser
-        data = prepare_data(replace(config, test_size=limit), ds, device)
-        x, y = data.test
-        return _Prepared(x, y, data.normalizer, int(x.shape[-1]))
-    idx = random_subset(len(ds.x_test), limit, seed=0)
-    x = to_nchw(ds.x_test[idx])
-    y = torch.from_numpy(ds.y_test[idx])
-    return _Prepared(x, y, Normalizer.fixed(prep.mean, prep.std), int(x.shape[-1]))
-
-
-class _TopFive(nn.Module):
-    """The model, counting top-5 hits on the side: `evaluate` stays the one path for loss and
-    top-1 error, and the labels of the batch in flight are set by `batches`."""
-
-    def __init__(self, model: nn.Module) -> None:
-        super().__init__()
-        self.model = model
-        self.labels: Tensor | None = None
-        self.hits = 0
-
-    def forward(self, x: Tensor) -> Tensor:
-        logits = self.model(x)
-        if self.labels is not None and logits.shape[1] > 5:
-            top = logits.topk(5, dim=1).indices
-            self.hits += int((top == self.labels[:, None]).any(dim=1).sum())
-        return logits
-
-    def batches(self, source: Iterator[tuple[Tensor, Tensor]]) -> Iterator[tuple[Tensor, Tensor]]:
-        for x, y in source:
-            self.labels = y
-            yield x, y
-
-
-def _measure(
-    model: nn.Module, prepared: _Prepared, *, batch_size: int, device: torch.device,
-    precision: str,
-) -> tuple[float, float, float]:  # fmt: skip
-    counted = _TopFive(model)
-    batches = eval_batches(prepared.images, prepared.labels, batch_size=batch_size,
-                           device=device, normalizer=prepared.normalizer)  # fmt: skip
-    loss, top1 = evaluate(counted, counted.batches(batches), precision=precision)
-    top5 = 1 - counted.hits / len(prepared.labels) if _has_top5(model) else math.nan
-    return loss, top1, top5
-
-
-def _has_top5(model: nn.Module) -> bool:
-    head = getattr(model, "fc", None)
-    return isinstance(head, nn.Linear) and head.out_features > 5
-
-
 def _row(
-    net: Variant, record: Weights, ds: ArrayDataset, prepared: _Prepared, *, name: str,
-    loss: float, top1: float, top5: float, precision: str, device: torch.device,
+    net: Variant, record: Weights, prepared: _Prepared, *, name: str, metrics: Metrics,
+    precision: str, device: torch.device,
 ) -> dict[str, Any]:  # fmt: skip
     prep = record.preprocessing.name
     if record.format == "run":  # say which normaliser the run fitted, not just "run"
-        prep = f"run:{prepared.normalizer.kind}@{prepared.input_size}"
+        prep = f"run:{prepared.normalizer}@{prepared.input_size}"
     trained_by = 0  # a checkpoint trained elsewhere: no trainer version of ours made it
     if record.run_dir is not None:
         trained_by = versions.run_trainer_version(read_json(record.run_dir / "env.json"))
     return {
         "variant": net.name, "weights": record.source, "weights_format": record.format,
         "weights_sha256": record.sha256, "preprocessing": prep,
-        "input_size": prepared.input_size, "dataset": name, "split": "test",
-        "images": len(prepared.labels), "classes": len(ds.classes), "top1_error": top1,
-        "top5_error": top5, "loss": loss, "precision": precision,
-        **store.provenance_row(env.environment(device), ds.describe(),
+        "input_size": prepared.input_size, "dataset": name, "split": prepared.split,
+        "images": prepared.images, "classes": prepared.classes,
+        "top1_error": metrics.error, "top5_error": metrics.top5_error, "loss": metrics.loss,
+        "precision": precision,
+        **store.provenance_row(env.environment(device), prepared.data,
                                trainer_version=trained_by),
     }  # fmt: skip

@@ -1,9 +1,12 @@
 """Evaluation of a model on batches: the one path training, recipes and checkpoint evaluation
-share."""
+share. A batch may hold several views of each image (10-crop: B * 10 inputs for B labels,
+image-major); their logits are averaged before the loss and the errors."""
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterator
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
@@ -11,22 +14,59 @@ from torch import Tensor, nn
 
 from ablations.runners.steps import autocast
 
+TOP5 = 5
+
+
+@dataclass(frozen=True)
+class Metrics:
+    """Mean loss, top-1 error and top-5 error (NaN with 5 classes or fewer, where every label
+    is in the top 5)."""
+
+    loss: float
+    error: float
+    top5_error: float
+
+
+def topk_hits(logits: Tensor, y: Tensor, k: int) -> Tensor:
+    """Per image, whether its label is among the `k` largest logits (ties: torch.topk's)."""
+    return (logits.topk(k, dim=1).indices == y[:, None]).any(dim=1)
+
+
+def view_average(logits: Tensor, labels: int) -> Tensor:
+    """(B * V, K) logits of V views per image, image-major -> (B, K), averaged over views."""
+    views = len(logits) // labels
+    if views * labels != len(logits):
+        raise ValueError(f"{len(logits)} inputs do not split into views of {labels} labels")
+    return logits if views == 1 else logits.view(labels, views, -1).mean(dim=1)
+
 
 @torch.inference_mode()
-def evaluate(
+def evaluate_metrics(
     model: nn.Module, batches: Iterator[tuple[Tensor, Tensor]], *, precision: str
-) -> tuple[float, float]:
-    """(mean loss, error rate) in eval mode (BN running statistics), no augmentation. Every
+) -> Metrics:
+    """Loss, top-1 and top-5 error in eval mode (BN running statistics), no augmentation. Every
     module's mode is restored afterwards, so a frozen backbone stays in eval mode."""
     modes = [(m, m.training) for m in model.modules()]
     model.eval()
-    loss_sum, errors, seen = 0.0, 0, 0
+    loss_sum, errors, top5_hits, seen, classes = 0.0, 0, 0, 0, 0
     for x, y in batches:
         with autocast(x.device, precision):
-            logits = model(x)
-        loss_sum += float(F.cross_entropy(logits.float(), y, reduction="sum"))
+            logits = view_average(model(x), len(y)).float()
+        classes = logits.shape[1]
+        loss_sum += float(F.cross_entropy(logits, y, reduction="sum"))
         errors += int((logits.argmax(dim=1) != y).sum())
+        if classes > TOP5:
+            top5_hits += int(topk_hits(logits, y, TOP5).sum())
         seen += len(y)
     for module, training in modes:
         module.training = training
-    return loss_sum / seen, errors / seen
+    top5 = 1 - top5_hits / seen if classes > TOP5 else math.nan
+    return Metrics(loss=loss_sum / seen, error=errors / seen, top5_error=top5)
+
+
+def evaluate(
+    model: nn.Module, batches: Iterator[tuple[Tensor, Tensor]], *, precision: str
+) -> tuple[float, float]:
+    """(mean loss, error rate): `evaluate_metrics` without top-5."""
+    metrics = evaluate_metrics(model, batches, precision=precision)
+    return metrics.loss, metrics.error

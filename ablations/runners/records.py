@@ -4,6 +4,7 @@ the files a run directory holds."""
 
 from __future__ import annotations
 
+import math
 import os
 import sys
 from dataclasses import dataclass
@@ -15,11 +16,11 @@ import torch
 
 from ablations import env, versions
 from ablations.config import TrainConfig
-from ablations.data import ArrayDataset
-from ablations.data.prepare import Data
+from ablations.data.prepare import RunData
 from ablations.io import read_json, write_json
 from ablations.models import resolve
 from ablations.registry import AblationsError
+from ablations.runners.evaluation import Metrics
 
 CURVE_COLUMNS = ["iteration", "split", "metric", "value"]
 
@@ -95,23 +96,52 @@ def curves_frame(df: pd.DataFrame | list[dict[str, Any]] | None) -> pd.DataFrame
     return pd.DataFrame(df, columns=CURVE_COLUMNS)
 
 
+def metric_rows(iteration: int, split: str, **metrics: float) -> list[dict[str, Any]]:
+    return [{"iteration": iteration, "split": split, "metric": k, "value": v}
+            for k, v in metrics.items()]  # fmt: skip
+
+
+def eval_rows(
+    iteration: int, split: str, metrics: Metrics, *, top5: bool, prefix: str = ""
+) -> list[dict[str, Any]]:
+    """An evaluation's curve rows: loss and error (and top-5 error where the data reports it),
+    named with `prefix` for another crop protocol ("ten_crop_error")."""
+    values = {"loss": metrics.loss, "error": metrics.error}
+    if top5:
+        values["top5_error"] = metrics.top5_error
+    return metric_rows(iteration, split, **{prefix + k: v for k, v in values.items()})
+
+
 def final_metrics(curves: pd.DataFrame, *, eval_split: str) -> dict[str, Any]:
     """Final errors and losses, and the best evaluation during training, on `eval_split`
-    (best_test_* when the run evaluated on the test set: it then selects on it)."""
+    (best_test_* when the run evaluated on the test set: it then selects on it). Data without
+    a test split (ImageNet: its val split is the held-out set) has no test_*; top-5 and
+    10-crop errors are there where the run recorded them (val_top5_error,
+    ten_crop_val_error, ten_crop_val_top5_error)."""
 
     def series(split: str, metric: str) -> pd.DataFrame:
         return curves[(curves["split"] == split) & (curves["metric"] == metric)]
 
+    def last(split: str, metric: str) -> float:
+        values = series(split, metric)["value"]
+        return float(values.iloc[-1]) if len(values) else math.nan
+
     rates = series("train", "images_per_s")
     out: dict[str, Any] = {
-        "train_error": float(series("train", "error")["value"].iloc[-1]),
-        "train_loss": float(series("train", "loss")["value"].iloc[-1]),
-        "test_error": float(series("test", "error")["value"].iloc[-1]),
-        "test_loss": float(series("test", "loss")["value"].iloc[-1]),
+        "train_error": last("train", "error"),
+        "train_loss": last("train", "loss"),
         "images_per_s": float(rates["value"].median()),
     }
+    if len(series("test", "error")):
+        out |= {"test_error": last("test", "error"), "test_loss": last("test", "loss")}
     if eval_split == "val":
-        out["val_error"] = float(series("val", "error")["value"].iloc[-1])
+        out["val_error"] = last("val", "error")
+    split = eval_split
+    named = {"top5_error": f"{split}_top5_error", "ten_crop_error": f"ten_crop_{split}_error",
+             "ten_crop_top5_error": f"ten_crop_{split}_top5_error"}  # fmt: skip
+    for metric, name in named.items():
+        if len(series(split, metric)):
+            out[name] = last(split, metric)
     errors = series(eval_split, "error")
     best = errors.sort_values("value", kind="stable").iloc[0]  # the first of equal minima
     out[f"best_{eval_split}_error"] = float(best["value"])
@@ -119,7 +149,7 @@ def final_metrics(curves: pd.DataFrame, *, eval_split: str) -> dict[str, Any]:
     return out
 
 
-def start_run(config: TrainConfig, directory: Path, data: Data) -> None:
+def start_run(config: TrainConfig, directory: Path, data: RunData) -> None:
     """Create the run directory with its config and the exact architecture trained (the
     registered variant with the dataset's head and input channels), or check that it holds
     this very config."""
@@ -137,7 +167,7 @@ def start_run(config: TrainConfig, directory: Path, data: Data) -> None:
 
 
 def record_start(
-    directory: Path, device: torch.device, config: TrainConfig, data: Data, *, iteration: int,
+    directory: Path, device: torch.device, config: TrainConfig, data: RunData, *, iteration: int,
     execution: dict[str, Any] | None = None,
 ) -> None:  # fmt: skip
     """Append this start's environment to env.json: a resumed run may finish elsewhere.
@@ -152,15 +182,15 @@ def record_start(
     write_json(path, starts)
 
 
-def check_same_data(directory: Path, dataset: ArrayDataset) -> None:
+def check_same_data(directory: Path, checksum: str) -> None:
     """A half-finished run resumes only on the data it started on (a dataset without a
     canonical identity, such as an ImageFolder, could otherwise change under the same key)."""
     path = directory / "env.json"
     if not path.exists():
         return
     started_on = read_json(path)[0]["data"]["checksum"]
-    if started_on != dataset.checksum:
+    if started_on != checksum:
         raise AblationsError(
             f"{directory} was started on other data (sha256 {started_on[:12]}, now "
-            f"{dataset.checksum[:12]}); remove it, or give this data its own --data-id"
+            f"{checksum[:12]}); remove it, or give this data its own --data-id"
         )

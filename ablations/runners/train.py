@@ -37,19 +37,20 @@ from torch import Tensor
 from ablations import distributed
 from ablations.config import TrainConfig, check_device, resolve_device
 from ablations.data import load_dataset
-from ablations.data.loader import eval_batches
-from ablations.data.prepare import Data, prepare_data
+from ablations.data.prepare import RunData, prepare_data
+from ablations.data.prepare_stream import prepare_stream_run
 from ablations.io import write_atomic, write_json
-from ablations.models import ResNet, create_model
 from ablations.progress import TrainProgress
 from ablations.runners import transfer
-from ablations.runners.evaluation import evaluate
+from ablations.runners.evaluation import Metrics, evaluate_metrics
 from ablations.runners.records import (
     RunRecord,
     check_same_data,
     curves_frame,
+    eval_rows,
     final_metrics,
     load_current,
+    metric_rows,
     record_start,
     retire_stale,
     run_dir,
@@ -64,6 +65,7 @@ from ablations.runners.steps import (
     set_tf32,
     tf32_flags,
 )
+from ablations.runners.transfer import build_model
 
 __all__ = ["Trainer", "build_model", "lr_at", "train"]
 
@@ -80,34 +82,11 @@ class State:
     rows: list[dict[str, Any]] = field(default_factory=list)
 
 
-def build_model(
-    config: TrainConfig, data: Data, device: torch.device, *, runs_dir: Path
-) -> tuple[ResNet, dict[str, str]]:
-    """The initialised (or checkpoint-started, and maybe frozen) model, and what it was
-    started from."""
-    torch.manual_seed(config.seed)  # the same initial weights for the same seed
-    model = create_model(config.variant, num_classes=data.num_classes, in_channels=data.in_channels)
-    started: dict[str, str] = {}
-    if config.init_from is not None:
-        started = transfer.load_backbone(model, config.init_from, runs_dir=runs_dir)
-    if config.freeze == "backbone":
-        transfer.freeze_backbone(model)
-    model = model.to(device)
-    if config.channels_last:
-        model = model.to(memory_format=torch.channels_last)
-    return model, started
-
-
-def _rows(iteration: int, split: str, **metrics: float) -> list[dict[str, Any]]:
-    return [{"iteration": iteration, "split": split, "metric": k, "value": v}
-            for k, v in metrics.items()]  # fmt: skip
-
-
 class Trainer:
     """One run: the loop, its reports, checkpoints and the final record."""
 
     def __init__(
-        self, config: TrainConfig, data: Data, *, directory: Path, device: torch.device,
+        self, config: TrainConfig, data: RunData, *, directory: Path, device: torch.device,
         on_iteration: Callable[[int], None] | None = None, show_progress: bool = True,
         deadline: float | None = None,
     ) -> None:  # fmt: skip
@@ -275,20 +254,42 @@ class Trainer:
         loss, error = self.tally.read()
         lr = self.schedule.lr_of(state.iteration - 1, state.warmup_end)
         rate = self.tally.seen / max(elapsed, 1e-9)
-        state.rows += _rows(state.iteration, "train", loss=loss, error=error, lr=lr,
+        state.rows += metric_rows(state.iteration, "train", loss=loss, error=error, lr=lr,
                             images_per_s=rate, train_s=state.train_s)  # fmt: skip
         stats = {"loss": f"{loss:.3f}", "err": f"{error:.1%}", "lr": f"{lr:g}"}
         if not math.isfinite(loss):
             return stats, False
         split = c.eval_split
-        # The eager model: a compiled forward or a captured graph would recompile or replay
-        # the training step's shapes and mode.
-        eval_loss, eval_error = evaluate(
-            self.model, self.eval_batches(split), precision=c.precision
-        )
-        state.rows += _rows(state.iteration, split, loss=eval_loss, error=eval_error)
-        self.keep_best(eval_error)
-        return stats | {split: f"{eval_error:.1%}", "img/s": f"{rate:.0f}"}, True
+        metrics = self.evaluate(split)
+        state.rows += eval_rows(state.iteration, split, metrics, top5=self.data.top5)
+        self.keep_best(metrics.error)
+        return stats | {split: f"{metrics.error:.1%}", "img/s": f"{rate:.0f}"}, True
+
+    def eval_batches(
+        self, split: str, *, crops: str = "center"
+    ) -> Iterator[tuple[Tensor, Tensor]]:  # fmt: skip
+        return self.data.eval_batches(
+            split, crops=crops, batch_size=self.config.eval_batch_size,
+            channels_last=self.config.channels_last,
+        )  # fmt: skip
+
+    def evaluate(self, split: str, *, crops: str = "center") -> Metrics:
+        """The eager model on `split` (a compiled forward or a captured graph would recompile
+        or replay the training step's shapes and mode)."""
+        batches = self.eval_batches(split, crops=crops)
+        return evaluate_metrics(self.model, batches, precision=self.config.precision)
+
+    def final_evaluations(self) -> None:
+        """What is evaluated once, at the end: the test split when the curves were on another,
+        and the data's other crop protocols (10-crop) on the curves' split."""
+        c, state = self.config, self.state
+        if "test" in self.data.splits and c.eval_split != "test":
+            state.rows += eval_rows(state.iteration, "test", self.evaluate("test"),
+                                    top5=self.data.top5)  # fmt: skip
+        for crops in self.data.final_crops:
+            metrics = self.evaluate(c.eval_split, crops=crops)
+            state.rows += eval_rows(state.iteration, c.eval_split, metrics, top5=self.data.top5,
+                                    prefix=crops.replace("-", "_") + "_")  # fmt: skip
 
     def keep_best(self, error: float) -> None:
         """best.pt: the weights at the lowest evaluation error so far (tutorials keep these)."""
@@ -299,13 +300,6 @@ class Trainer:
             return
         weights = self.model.state_dict()
         write_atomic(self.dir / "best.pt", lambda t: torch.save(weights, t))
-
-    def eval_batches(self, split: str) -> Iterator[tuple[Tensor, Tensor]]:
-        x, y = self.data.val if split == "val" else self.data.test
-        return eval_batches(
-            x, y, batch_size=self.config.eval_batch_size, device=self.device,
-            normalizer=self.data.normalizer, channels_last=self.config.channels_last,
-        )  # fmt: skip
 
     def cost(self) -> dict[str, int]:
         """Params, and fvcore MACs per image at the training input size (batch 1)."""
@@ -335,9 +329,7 @@ class Trainer:
         if diverged:
             summary["diverged_at"] = state.iteration
         else:
-            if c.eval_split != "test":  # else the last evaluation was on the test set already
-                loss, error = evaluate(self.model, self.eval_batches("test"), precision=c.precision)
-                state.rows += _rows(state.iteration, "test", loss=loss, error=error)
+            self.final_evaluations()
             summary |= final_metrics(curves_frame(state.rows), eval_split=c.eval_split)
         if not distributed.is_main():
             return summary
@@ -370,11 +362,7 @@ def train(
         return finished
     dev = resolve_device(config.device if device is None else device)
     check_device(config, dev)
-    # Data problems surface before anything is written.
-    dataset = load_dataset(config.dataset, data=data, resize=config.resize, crop=config.crop)
-    retire_stale(directory)
-    check_same_data(directory, dataset)
-    prepared = prepare_data(config, dataset, dev)
+    prepared = _prepare(config, data, dev, directory=directory)
     if dev.type == "cuda":
         torch.backends.cudnn.benchmark = True
     set_tf32(config.precision)
@@ -390,3 +378,19 @@ def train(
                      execution=trainer.execution())  # fmt: skip
     summary = trainer.run()
     return RunRecord(directory, config, summary, curves_frame(trainer.state.rows))
+
+
+def _prepare(
+    config: TrainConfig, data: str | Path | None, device: torch.device, *, directory: Path
+) -> RunData:
+    """The run's data (problems surface before anything is written): streamed from an index,
+    or decoded into arrays; either way the data a half-finished run started on."""
+    if config.stream is not None:
+        prepared: RunData = prepare_stream_run(config, data=data, device=device)
+        retire_stale(directory)  # only now: a bad --data leaves a measured run where it was
+        check_same_data(directory, str(prepared.record["checksum"]))
+        return prepared
+    dataset = load_dataset(config.dataset, data=data, resize=config.resize, crop=config.crop)
+    retire_stale(directory)
+    check_same_data(directory, dataset.checksum)
+    return prepare_data(config, dataset, device)

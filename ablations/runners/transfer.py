@@ -11,13 +11,17 @@ from __future__ import annotations
 
 import hashlib
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import nn
 
-from ablations.models import ResNet
+from ablations.models import ResNet, create_model
 from ablations.registry import AblationsError
+
+if TYPE_CHECKING:
+    from ablations.config import TrainConfig
+    from ablations.data.prepare import RunData
 
 HEAD = "fc"  # the module a frozen backbone leaves trainable
 
@@ -120,3 +124,21 @@ def train_mode(model: nn.Module, *, freeze: str) -> None:
         for name, child in model.named_children():
             if name != HEAD:
                 child.eval()
+
+
+def build_model(
+    config: TrainConfig, data: RunData, device: torch.device, *, runs_dir: Path
+) -> tuple[ResNet, dict[str, str]]:
+    """The initialised (or checkpoint-started, and maybe frozen) model, and what it was
+    started from."""
+    torch.manual_seed(config.seed)  # the same initial weights for the same seed
+    model = create_model(config.variant, num_classes=data.num_classes, in_channels=data.in_channels)
+    started: dict[str, str] = {}
+    if config.init_from is not None:
+        started = load_backbone(model, config.init_from, runs_dir=runs_dir)
+    if config.freeze == "backbone":
+        freeze_backbone(model)
+    model = model.to(device)
+    if config.channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    return model, started

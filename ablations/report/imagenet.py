@@ -1,0 +1,186 @@
+"""The report's ImageNet section: the runs of the imagenet experiments beside He et al. 2016's
+Tables 2-3 (top-1 and top-5 error), Fig. 4's curves, and the paper's ImageNet claims judged by
+the verdict rule of ablations.stats (as the CIFAR claims are, ablations.report.claims). Pure:
+DataFrames in, Markdown and figures out.
+
+Errors are the val split's, 10-crop where the profile tests with it (the paper's Tables 2-3),
+else the centre crop. The paper's numbers are shown beside a full-budget profile's runs only: a
+reduced budget (a class subset) is a different task whose errors compare in trend alone.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import pandas as pd
+
+from ablations import stats
+from ablations.config import STREAM_DATASETS
+from ablations.experiments import EXPERIMENTS
+from ablations.profiles import IMAGENET_CHOICES, PROFILES
+from ablations.references import PAPER_IMAGENET, TABLE3, TORCHVISION_ACCURACY
+from ablations.report import claims, figures, tables
+from ablations.report.tables import Section, markdown_table
+from ablations.report.training import bullets, members
+from ablations.stats import Arm
+
+TITLE = "## ImageNet (He et al. 2016: Fig. 4, Tables 2-3)"
+EXPERIMENT_NAMES = ("imagenet-degradation", "imagenet-shortcuts", "imagenet-bottleneck")
+FIRST = ("imagenet-paper", "imagenet-torchvision")  # full budgets first, then the others
+# (top-1, top-5) columns of runs.csv by crop protocol, the first recorded one judged.
+CROPS = {
+    "10-crop": ("ten_crop_val_error", "ten_crop_val_top5_error"),
+    "centre crop": ("val_error", "val_top5_error"),
+}
+
+
+@dataclass(frozen=True)
+class ImageNetClaim:
+    statement: str
+    worse: str  # the variant claimed to have the higher error
+    better: str
+
+
+CLAIMS = (
+    ImageNetClaim("plain-34 has a higher error than plain-18 (degradation)", "plain34", "plain18"),
+    ImageNetClaim("ResNet-34 has a lower error than ResNet-18 (option A)", "resnet18-a",
+                  "resnet34-a"),
+    ImageNetClaim("ResNet-34 has a lower error than plain-34", "plain34", "resnet34-a"),
+    ImageNetClaim("option B is better than A (ResNet-34)", "resnet34-a", "resnet34"),
+    ImageNetClaim("option C is better than B (ResNet-34)", "resnet34", "resnet34-c"),
+    ImageNetClaim("ResNet-101 is better than ResNet-50", "resnet50-v1", "resnet101-v1"),
+    ImageNetClaim("ResNet-152 is better than ResNet-101", "resnet101-v1", "resnet152-v1"),
+)  # fmt: skip
+
+
+def imagenet_runs(runs: pd.DataFrame) -> pd.DataFrame:
+    """Complete experiment runs (not recipes) on a streamed dataset."""
+    chosen = runs["dataset"].isin(STREAM_DATASETS) & (runs["recipe"] == "")
+    return runs[chosen & (runs["status"] == "complete")]
+
+
+def judged_crops(runs: pd.DataFrame) -> str:
+    """The crop protocol the claims are judged on: 10-crop where recorded, else the centre."""
+    for crops, (top1, _) in CROPS.items():
+        if runs[top1].notna().any():
+            return crops
+    return "centre crop"
+
+
+def _arm(runs: pd.DataFrame, variant: str, column: str) -> claims.Net:
+    mine = runs[runs["variant"] == variant]
+    values = dict(zip(mine["seed"], mine[column] * 100, strict=True))
+    depth = int(mine["depth"].iloc[0]) if len(mine) else 0
+    return claims.Net(variant, depth, Arm.of(values))
+
+
+def judge(runs: pd.DataFrame, claim: ImageNetClaim) -> claims.Claim:
+    """The claim judged on the runs' val top-1 error (Welch's t-test over seeds)."""
+    crops = judged_crops(runs)
+    column = CROPS[crops][0]
+    worse, better = _arm(runs, claim.worse, column), _arm(runs, claim.better, column)
+    if not worse.arm.n or not better.arm.n:
+        return claims._missing(claim.statement, f"{claim.worse} and {claim.better}")
+    verdict = stats.welch(worse.arm, better.arm)  # claimed: worse - better > 0
+    numbers = (f"val top-1 error ({crops}) {claims._spread(worse)} vs "
+               f"{claims._spread(better)}; {claims._judgement(verdict)}")  # fmt: skip
+    return claims._claim(claim.statement, verdict, numbers)
+
+
+def _paper(variant: str, *, top5: bool) -> str:
+    for ref in PAPER_IMAGENET:
+        values = ref.top5 if top5 else ref.top1
+        if variant in values:
+            return f"{values[variant]:.2f}%"
+    return ""
+
+
+def _torchvision(variant: str) -> str:
+    """torchvision's published V1 errors (centre crop), top-1 / top-5."""
+    if variant not in TORCHVISION_ACCURACY:
+        return ""
+    acc1, acc5 = TORCHVISION_ACCURACY[variant]
+    return f"{100 - acc1:.2f} / {100 - acc5:.2f}%"
+
+
+def errors_table(runs: pd.DataFrame, *, published: bool) -> pd.DataFrame:
+    """One row per net: seeds, val top-1 / top-5 error (mean ± std over seeds) for each crop
+    protocol recorded, and (full budgets) the paper's 10-crop numbers and torchvision's."""
+    rows = []
+    for variant, group in runs.groupby("variant", sort=False):
+        n = group["seed"].nunique()
+        row: dict[str, object] = {"net": figures.paper_name(str(variant)), "seeds": n}
+        for crops, (top1, top5) in CROPS.items():
+            if runs[top1].notna().any():
+                for label, column in (("top-1", top1), ("top-5", top5)):
+                    values = group[column]
+                    row[f"{label} {crops}"] = tables.percent(values.mean(), values.std(), seeds=n)
+        if published:
+            row["paper top-1 (10-crop)"] = _paper(str(variant), top5=False)
+            row["paper top-5 (10-crop)"] = _paper(str(variant), top5=True)
+            row["torchvision V1 top-1 / top-5 (centre)"] = _torchvision(str(variant))
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def _heading(profile: str) -> tuple[str, bool]:
+    known = PROFILES.get(profile)
+    reduced = known.reduced if known is not None else True
+    description = known.description if known is not None else "not a profile of this version"
+    if reduced:
+        return (f"**Profile `{profile}` is a reduced budget: its numbers are not comparable to "
+                f"the paper's; only the trends are.** {description[:1].upper()}"
+                f"{description[1:]}.", True)  # fmt: skip
+    text = f"Profile `{profile}`: {description}."
+    if profile == "imagenet-paper":
+        choices = bullets(f"{topic}: {choice}" for topic, choice in IMAGENET_CHOICES)
+        text += f"\n\nWhere the paper is silent, this suite chose:\n\n{choices}"
+    return text, False
+
+
+def profile_section(profile: str, runs: pd.DataFrame, curves: pd.DataFrame) -> Section:
+    """One profile's ImageNet runs: claims, Fig. 4's curves, and a table per experiment."""
+    heading, reduced = _heading(profile)
+    verdicts = bullets(judge(runs, c).text for c in CLAIMS)
+    parts = [f"### Profile `{profile}`\n\n{heading}\n",
+             f"{bullets(tables.run_facts(runs))}\n",
+             f"The paper's ImageNet claims, judged on the final val top-1 error "
+             f"({judged_crops(runs)}). Rule: {claims.RULE}.\n\n{verdicts}\n"]  # fmt: skip
+    figs = {}
+    degradation = members(runs, "imagenet-degradation")
+    shown = curves[curves["run_id"].isin(set(degradation["run_id"]))]
+    if len(shown):
+        name = f"imagenet_degradation_{profile}"
+        figs[name] = figures.degradation_figure(degradation, shown)
+        parts.append(f"![Fig. 4: training and val error (centre crop) against iterations]"
+                     f"({name}.png)\n")  # fmt: skip
+    for experiment in EXPERIMENT_NAMES:
+        mine = members(runs, experiment)
+        title = f"#### {EXPERIMENTS[experiment].description}"
+        if mine.empty:
+            command = f"ablate run --experiments {experiment} --profile {profile}"
+            parts.append(f"{title}\n\nNot run under this profile: `{command}`.\n")
+            continue
+        table = markdown_table(errors_table(mine, published=not reduced))
+        parts.append(f"{title}\n\n{table}\n")
+    if not reduced:
+        parts.append(f"Paper: {TABLE3.source.split(', Table')[0]}, Tables 2-3 (10-crop, val); "
+                     "Table 2's ResNets are option A, Table 3's bottleneck nets option B with "
+                     "the stride on the first 1x1 conv (-v1). torchvision: its published V1 "
+                     "accuracies as errors, centre crop.\n")  # fmt: skip
+    return Section("\n".join(parts), figs)
+
+
+def imagenet_section(runs: pd.DataFrame, curves: pd.DataFrame) -> Section:
+    """The whole section; one line when no ImageNet run is recorded."""
+    mine = imagenet_runs(runs)
+    if mine.empty:
+        return Section(
+            f"{TITLE}\n\nNo ImageNet runs in runs.csv: `ablate run --experiments "
+            "imagenet-degradation --profile imagenet-paper --data DIR` (README: ImageNet).\n"
+        )
+    order = sorted(set(mine["profile"]), key=lambda p: (p not in FIRST, FIRST.index(p)
+                                                         if p in FIRST else 0, p))  # fmt: skip
+    sections = [profile_section(p, mine[mine["profile"] == p], curves) for p in order]
+    joined = tables.join(sections)
+    return Section(f"{TITLE}\n\n{joined.markdown}", joined.figures)
