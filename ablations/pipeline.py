@@ -353,6 +353,9 @@ def execute_submitted(
                 say(f"[ablate] {handle.run_id}: job {handle.job_id}, logs {handle.log_dir}")
     if executor.blocking:
         _wait_for([ctx.runs_dir / t.config.run_id for t in busy if t.config is not None], say)
+    for task in train:  # membership, as `execute` marks it: the report selects runs by it
+        if _launch_state(task, ctx) == "done":
+            _mark_done(task, ctx)
     counts["recorded"] = record_unrecorded(ctx)
     unfinished = [t for t in train if _launch_state(t, ctx) != "done"]
     counts["unfinished"] = len(unfinished)

@@ -114,6 +114,7 @@ def test_local_executor_runs_tasks_kill_and_rerun_resumes(tmp_path, tiny_cifar):
     # Results reach runs.csv through the run directories only.
     runs = pd.read_csv(ctx.results / "runs.csv")
     assert set(runs["run_id"]) == {long.run_id, short.run_id}
+    assert set(runs["experiments"]) == {"test"}  # the planned membership, as in-process
     # Nothing left to do: nothing is submitted twice.
     third = pipeline.execute_submitted(tasks, ctx, options=options, log=lines.append)
     assert third["submitted"] == 0 and third["done"] == 2

@@ -108,8 +108,11 @@ def _train_cli(out, data, *extra):
     cmd = [sys.executable, "-m", "ablations.cli", "train", "resnet20", "--profile", "smoke",
            "--device", "cpu", "--iterations", "300", "--eval-every", "10", "--data", str(data),
            "--out", str(out), *extra]  # fmt: skip
+    # The reference's thread count: another one changes the CPU kernels' reduction order, and
+    # so the last digits of every loss.
+    threads = {"OMP_NUM_THREADS": str(torch.get_num_threads())}
     return subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            env={**os.environ, "OMP_NUM_THREADS": "1"})  # fmt: skip
+                            env={**os.environ, **threads})  # fmt: skip
 
 
 def _wait_for_checkpoint(directory, process, timeout=120):
