@@ -62,8 +62,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--train-per-class", type=int, default=200)
     parser.add_argument("--val-per-class", type=int, default=10)
     args = parser.parse_args(argv)
-    n = write_tree(args.out, data=args.data, classes=args.classes,
-                   train_per_class=args.train_per_class, val_per_class=args.val_per_class)  # fmt: skip
+    n = write_tree(
+        args.out, data=args.data, classes=args.classes,
+        train_per_class=args.train_per_class, val_per_class=args.val_per_class,
+    )  # fmt: skip
     print(f"{args.out}: {n} JPEGs of {WIDTH}x{HEIGHT} at quality {QUALITY}")
     return 0
 
