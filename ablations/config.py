@@ -26,6 +26,10 @@ DECODES = ("cpu", "gpu")
 # Datasets read as a stream of files (ablations.data.prepare_stream), never decoded whole: their
 # runs name a streaming recipe (`stream`), and their --data is an ImageNet layout.
 STREAM_DATASETS = ("imagenet",)
+# Any ImageFolder tree with train/ and val/ class folders streams the same way when its run names a
+# `stream` recipe (an imagenet-* profile with --dataset imagefolder); without one it is decoded
+# into memory, as CIFAR-size sets are.
+STREAMABLE = (*STREAM_DATASETS, "imagefolder")
 FREEZE = ("none", "backbone")
 # Knobs that change speed, not results (both storage paths give identical batches). `step`: a
 # CUDA graph replays the very kernels the eager step launches, in the same order, so on one
@@ -202,14 +206,18 @@ def _problems(c: TrainConfig) -> list[str]:
 def _stream_problems(c: TrainConfig) -> list[str]:
     from ablations.data.imagenet_augment import RECIPES  # torchvision only when checked
 
-    streamed = c.dataset in STREAM_DATASETS
-    if streamed and c.stream not in RECIPES:
+    if c.dataset in STREAM_DATASETS and c.stream not in RECIPES:
         return [f"dataset {c.dataset} is streamed: use an imagenet-* profile, or --stream "
                 f"{' or '.join(RECIPES)}"]  # fmt: skip
-    if not streamed and c.stream is not None:
-        return [f"stream {c.stream!r} needs a streamed dataset ({', '.join(STREAM_DATASETS)})"]
-    if streamed and c.eval_split != "val":
-        return [f"{c.dataset} is evaluated on its val split (eval_split must be val)"]
+    if c.stream is not None:
+        if c.stream not in RECIPES:
+            return [f"stream {c.stream!r} is not one of {', '.join(RECIPES)}"]
+        if c.dataset not in STREAMABLE:
+            return [f"stream {c.stream!r} needs a dataset read from files "
+                    f"({', '.join(STREAMABLE)})"]  # fmt: skip
+        if c.eval_split != "val":
+            return [f"a streamed {c.dataset} run is evaluated on its val split (eval_split "
+                    "must be val)"]  # fmt: skip
     return [f"{name} must be >= 1" for name in ("classes", "train_per_class", "val_per_class")
             if (getattr(c, name) or 1) < 1]  # fmt: skip
 

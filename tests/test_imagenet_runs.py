@@ -18,9 +18,11 @@ from torch import nn
 from ablations import store
 from ablations.cli import main
 from ablations.config import resolve_config
+from ablations.data.arrays import DataError
 from ablations.data.imagenet import ENV_VAR
 from ablations.experiments import EXPERIMENTS
 from ablations.profiles import IMAGENET_PROFILES, PROFILES
+from ablations.registry import AblationsError
 from ablations.report.imagenet import imagenet_section
 from ablations.results import read_table
 from ablations.runners.evaluation import evaluate_metrics
@@ -235,3 +237,22 @@ def test_runs_tables_without_the_top5_columns_read_as_nan(tmp_path):
     old.drop(columns=list(store.TOP5_COLUMNS)).to_csv(tmp_path / "runs.csv", index=False)
     table = read_table(tmp_path / "runs.csv", store.RUNS)
     assert table[list(store.TOP5_COLUMNS)].isna().all().all() and table["test_error"][0] == 0.3
+
+
+def test_any_imagefolder_tree_streams_with_an_imagenet_profile(tmp_path, monkeypatch):
+    """--dataset imagefolder with an imagenet-* profile: the same streamed path on another tree,
+    recorded as imagefolder (never shown beside the paper's ImageNet numbers)."""
+    root = write_tree(tmp_path / "places", members(train_per_class=2, val_per_class=1,
+                                                   wnids=WNIDS_7))  # fmt: skip
+    config = smoke_config("imagenet-smoke", dataset="imagefolder")
+    assert config.dataset == "imagefolder" and config.stream is not None
+    monkeypatch.delenv("ABLATE_DATA", raising=False)
+    with pytest.raises(DataError, match="pass --data DIR"):
+        train(config, out=tmp_path / "runs", device="cpu", show_progress=False)
+    record = train(config, out=tmp_path / "runs", data=root, device="cpu", show_progress=False)
+    assert record.status == "complete" and "val_top5_error" in record.summary
+    row = store.run_row(record.run_dir)
+    assert (row["dataset"], row["stream"]) == ("imagefolder", config.stream)
+    assert row["data_source"] == "places"
+    with pytest.raises(AblationsError, match="needs a dataset read from files"):
+        resolve_config("resnet20", profile="imagenet-smoke", dataset="cifar10", device="cpu")

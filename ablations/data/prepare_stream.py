@@ -92,6 +92,7 @@ def prepare_stream(
     split_seed: int = 0,
     channels_last: bool = False,
     input_size: int | None = None,
+    name: str = "imagenet",
 ) -> StreamData:
     """Index (cached), subset (`classes` and per-class caps, drawn with `split_seed`), the
     recipe's normaliser, and the stream."""
@@ -116,7 +117,7 @@ def prepare_stream(
     )  # fmt: skip
     described = train.describe()
     record = {
-        "name": "imagenet", "source": described["source"], "source_format": train.layout,
+        "name": name, "source": described["source"], "source_format": train.layout,
         "checksum": train.checksum, "train_images": len(train), "val_images": len(val),
         "classes": len(train.classes), "recipe": spec.name, "train_augment": spec.train,
         "decode": decode, "input_size": spec.crop, **normalizer.describe(),
@@ -145,11 +146,25 @@ def prepare_stream_run(
     `prepare.prepare_data`)."""
     return prepare_stream(
         recipe=str(config.stream), batch_size=config.batch_size, seed=config.seed, device=device,
-        data=data, decode="gpu" if config.decode == "gpu" else "cpu", workers=_workers(config),
+        data=_tree(config, data), name=config.dataset, workers=_workers(config),
+        decode="gpu" if config.decode == "gpu" else "cpu",
         classes=config.classes, train_per_class=config.train_per_class,
         val_per_class=config.val_per_class, split_seed=config.split_seed,
         channels_last=config.channels_last, input_size=config.input_size,
     )  # fmt: skip
+
+
+def _tree(
+    config: TrainConfig, data: str | os.PathLike[str] | None
+) -> str | os.PathLike[str] | None:
+    """ImageNet falls back to $ABLATE_DATA_IMAGENET (in `build_index`); another ImageFolder tree
+    to --data, else $ABLATE_DATA."""
+    if config.dataset == "imagenet" or data is not None:
+        return data
+    if os.environ.get("ABLATE_DATA"):
+        return os.environ["ABLATE_DATA"]
+    raise DataError(f"a streamed {config.dataset} run reads a tree with train/ and val/ class "
+                    "folders: pass --data DIR (or set ABLATE_DATA)")  # fmt: skip
 
 
 def _workers(config: TrainConfig) -> int:

@@ -83,8 +83,10 @@ def main_dataset(runs: pd.DataFrame) -> str:
 
 def load_profiles(results: Path) -> list[ProfileResults]:
     runs, curves, responses = store.load(results)
-    # Recipe runs and streamed (ImageNet) runs have sections of their own.
-    runs = runs[(runs["recipe"] == "") & ~runs["dataset"].isin(STREAM_DATASETS)]
+    # Recipe runs have a section of their own; streamed runs (ImageNet, large ImageFolder trees)
+    # have no test split, and ImageNet's have their own section.
+    streamed = runs["dataset"].isin(STREAM_DATASETS) | (runs["stream"] != "")
+    runs = runs[(runs["recipe"] == "") & ~streamed]
     loaded = []
     for profile in profile_order(runs["profile"]):
         mine = runs[runs["profile"] == profile]

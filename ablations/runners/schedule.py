@@ -46,9 +46,8 @@ class Schedule:
         dtype: torch.dtype,
     ) -> None:  # fmt: skip
         self.config, self.milestones = config, milestones
-        zero = {"device": device, "dtype": dtype}
-        self.lr = torch.zeros((), **zero)
-        self._warm, self._scheduled = torch.zeros((), **zero), torch.zeros((), **zero)
+        self.lr = torch.zeros((), device=device, dtype=dtype)
+        self._warm, self._scheduled = torch.zeros_like(self.lr), torch.zeros_like(self.lr)
         self._written: tuple[float, float] | None = None
         self.warming = torch.zeros((), dtype=torch.bool, device=device)
         self.warmup_end = torch.zeros((), dtype=torch.int64, device=device)
