@@ -11,13 +11,14 @@ import pandas as pd
 from ablations import store
 from ablations.experiments import THROUGHPUT_QUICK
 from ablations.report import claims, training
+from ablations.report import throughput as report_throughput
 from ablations.report.figures import paper_name
 from ablations.report.readme import BlockFn
 from ablations.report.recipes import recipe_table
 from ablations.report.render import published_comparison
 from ablations.report.tables import degradation_table, markdown_table, run_facts
 from ablations.results import read_table
-from ablations.runners import complexity, throughput
+from ablations.runners import complexity, speed, throughput
 
 CPU = "cpu"
 COMPLEXITY_SHOWN = ("resnet20", "resnet56", "resnet110", "resnet18", "resnet50",
@@ -108,6 +109,18 @@ def cpu_throughput(results: Path) -> str:
     return f"{markdown_table(pd.DataFrame(rows))}\n({env})"
 
 
+def cpu_train_speed(results: Path) -> str:
+    """This suite's training loop against the conventional one on a CPU (`ablate train-speed`),
+    with the commit that measured it."""
+    path = results / speed.SPEED_FILE
+    table = read_table(path, speed.SCHEMA) if path.exists() else pd.DataFrame()
+    cpu = table[table["device"] == "cpu"] if len(table) else table
+    text = report_throughput.loop_speed(cpu)
+    if not text:
+        return "No CPU rows of `ablate train-speed` are committed yet."
+    return f"{text}(commit {', '.join(sorted(set(cpu['git_commit'])))})"
+
+
 def _median(rows: pd.DataFrame, column: str, spec: str) -> str:
     return spec.format(rows[column].median()) if len(rows) else ""
 
@@ -144,5 +157,6 @@ BLOCKS: dict[str, BlockFn] = {
     "cpu-runs": cpu_runs,
     "complexity": complexity_table,
     "cpu-throughput": cpu_throughput,
+    "cpu-train-speed": cpu_train_speed,
     "runs-summary": runs_summary,
 }
