@@ -24,6 +24,7 @@ from ablations.experiments import EXPERIMENTS
 from ablations.profiles import IMAGENET_PROFILES, PROFILES
 from ablations.registry import AblationsError
 from ablations.report.imagenet import imagenet_section
+from ablations.report.streamed import streamed_section
 from ablations.results import read_table
 from ablations.runners.evaluation import evaluate_metrics
 from ablations.runners.train import train
@@ -254,5 +255,10 @@ def test_any_imagefolder_tree_streams_with_an_imagenet_profile(tmp_path, monkeyp
     row = store.run_row(record.run_dir)
     assert (row["dataset"], row["stream"]) == ("imagefolder", config.stream)
     assert row["data_source"] == "places"
+    table = pd.DataFrame([row])
+    shown = streamed_section(table).markdown
+    assert "places" in shown and config.stream in shown and "resnet18-a" in shown
+    assert "No ImageNet runs" in imagenet_section(table, record.curves).markdown  # not ImageNet
+    assert streamed_section(table.iloc[:0]).markdown == ""
     with pytest.raises(AblationsError, match="needs a dataset read from files"):
         resolve_config("resnet20", profile="imagenet-smoke", dataset="cifar10", device="cpu")

@@ -17,7 +17,7 @@ import pandas as pd
 from ablations import store
 from ablations.references import GMACS, PARAMS, ROUNDED_PARAMS, TORCHVISION
 from ablations.report import evaluations as evaluations_report
-from ablations.report import figures, imagenet, provenance, training
+from ablations.report import figures, imagenet, provenance, streamed, training
 from ablations.report import recipes as recipes_report
 from ablations.report import throughput as throughput_report
 from ablations.report.tables import Section, markdown_table
@@ -218,10 +218,15 @@ def imagenet_section(results: Path) -> Section:
     return imagenet.imagenet_section(runs, curves)
 
 
+def streamed_section(results: Path) -> Section:
+    return streamed.streamed_section(read_table(results / store.RUNS_FILE, store.RUNS))
+
+
 SECTIONS: list[Callable[[Path], Section]] = [
     overview_section,
     training.training_section,
     imagenet_section,
+    streamed_section,
     recipes_report.recipes_section,
     evaluations_section,
     complexity_section,
