@@ -68,7 +68,7 @@ class Timing:
 # (issue 12). CIFAR nets take 20-400 ms per step at batch 32, so 7 windows of 10 steps (after 5
 # warm-up steps that settle the allocator and caches) cost 2-30 s per setting; ImageNet nets
 # take 0.15-3 s per step at batch 8, where 5 windows of 3 steps keep resnet152 training near a
-# minute. The quick CPU table (`throughput` experiment, 5 variants x 2 modes) takes about 2
+# minute. The quick CPU table (`throughput` experiment, 5 variants x 2 modes) takes about 2.5
 # minutes on 2 cores.
 GPU_TIMING = {"cifar": Timing(10, 7, 20, 128), "imagenet": Timing(10, 5, 10, 256)}
 CPU_TIMING = {"cifar": Timing(5, 7, 10, 32), "imagenet": Timing(2, 5, 3, 8)}
