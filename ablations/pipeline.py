@@ -353,11 +353,12 @@ def execute_submitted(
                 say(f"[ablate] {handle.run_id}: job {handle.job_id}, logs {handle.log_dir}")
     if executor.blocking:
         _wait_for([ctx.runs_dir / t.config.run_id for t in busy if t.config is not None], say)
+    finished = {t.label: _launch_state(t, ctx) == "done" for t in train}
     for task in train:  # membership, as `execute` marks it: the report selects runs by it
-        if _launch_state(task, ctx) == "done":
+        if finished[task.label]:
             _mark_done(task, ctx)
     counts["recorded"] = record_unrecorded(ctx)
-    unfinished = [t for t in train if _launch_state(t, ctx) != "done"]
+    unfinished = [t for t in train if not finished[t.label]]
     counts["unfinished"] = len(unfinished)
     if not unfinished:
         rest = [t for t in tasks if t.kind != "train"]

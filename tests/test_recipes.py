@@ -20,7 +20,7 @@ from ablations.recipes import RECIPES, resolve_recipe
 from ablations.registry import AblationsError
 from ablations.report.recipes import recipe_table, verdict
 from ablations.runners import transfer
-from ablations.runners.evaluation import evaluate
+from ablations.runners.evaluation import evaluate_metrics
 from ablations.runners.train import train
 from ablations.store import RUNS
 from ablations.versions import TRAINER_VERSION
@@ -124,7 +124,7 @@ def test_evaluation_never_changes_the_model():
     model = create_model("resnet20").train()
     before = {k: v.clone() for k, v in model.state_dict().items()}
     batches = [(torch.randn(8, 3, 32, 32), torch.randint(0, 10, (8,)))]
-    evaluate(model, iter(batches), precision="fp32")
+    evaluate_metrics(model, iter(batches), precision="fp32")
     assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
     assert model.training  # and leaves the mode as it found it
 
@@ -248,5 +248,7 @@ def test_every_recipe_runs_end_to_end_at_the_smoke_budget(tmp_path, tiny_cifar, 
 def test_evaluation_keeps_a_frozen_backbone_in_eval_mode():
     model = create_model("resnet18")
     transfer.train_mode(model, freeze="backbone")
-    evaluate(model, iter([(torch.randn(2, 3, 32, 32), torch.tensor([0, 1]))]), precision="fp32")
+    evaluate_metrics(
+        model, iter([(torch.randn(2, 3, 32, 32), torch.tensor([0, 1]))]), precision="fp32"
+    )
     assert model.fc.training and not model.layer1.training and not model.bn1.training

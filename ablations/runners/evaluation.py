@@ -62,11 +62,3 @@ def evaluate_metrics(
         module.training = training
     top5 = 1 - top5_hits / seen if classes > TOP5 else math.nan
     return Metrics(loss=loss_sum / seen, error=errors / seen, top5_error=top5)
-
-
-def evaluate(
-    model: nn.Module, batches: Iterator[tuple[Tensor, Tensor]], *, precision: str
-) -> tuple[float, float]:
-    """(mean loss, error rate): `evaluate_metrics` without top-5."""
-    metrics = evaluate_metrics(model, batches, precision=precision)
-    return metrics.loss, metrics.error

@@ -387,10 +387,9 @@ def _prepare(
     or decoded into arrays; either way the data a half-finished run started on."""
     if config.stream is not None:
         prepared: RunData = prepare_stream_run(config, data=data, device=device)
-        retire_stale(directory)  # only now: a bad --data leaves a measured run where it was
-        check_same_data(directory, str(prepared.record["checksum"]))
-        return prepared
-    dataset = load_dataset(config.dataset, data=data, resize=config.resize, crop=config.crop)
-    retire_stale(directory)
-    check_same_data(directory, dataset.checksum)
-    return prepare_data(config, dataset, device)
+    else:
+        dataset = load_dataset(config.dataset, data=data, resize=config.resize, crop=config.crop)
+        prepared = prepare_data(config, dataset, device)
+    retire_stale(directory)  # only now: a bad --data leaves a measured run where it was
+    check_same_data(directory, str(prepared.record["checksum"]))
+    return prepared
