@@ -32,7 +32,6 @@ from ablations.config import TrainConfig, resolve_config
 from ablations.data import load_dataset
 from ablations.data.prepare import Data, prepare_data
 from ablations.experiments import EXPERIMENTS
-from ablations.runners.evaluation import evaluate
 from ablations.runners.steps import set_tf32
 from ablations.runners.train import Trainer, train
 
@@ -64,7 +63,7 @@ def measure(config: TrainConfig, data: Data, device: torch.device, iterations: i
         seconds = time.perf_counter() - start
         for _ in range(2):
             start = time.perf_counter()
-            evaluate(trainer.model, trainer.eval_batches("val"), precision=config.precision)
+            trainer.evaluate("val")  # the eager model, as training evaluates
             eval_s = time.perf_counter() - start
         kind, note = trainer.step_kind, trainer.step_note
     return {
