@@ -1,8 +1,10 @@
 """One run across processes (torchrun, or a Slurm job's tasks): process-group setup, the rank
 questions the trainer asks, the rank's shard of a global batch, and the model wrap.
 
-The trainer asks only "am I the main process?" (`is_main`: only it writes) and "my shard of this
-batch" (`shard`). The global batch and the lr stay the config's: every rank draws the same global
+The trainer asks only "am I the main process?" (`is_main`: only it writes), "my shard of this
+batch" (`shard`) and, to evaluate, "my share of the evaluation images" (`part`: each rank
+evaluates its contiguous share once, and the sums are added, instead of every rank evaluating
+all of them). The global batch and the lr stay the config's: every rank draws the same global
 batch (batches are a pure function of seed and iteration) and keeps rows
 [rank * b / G, (rank + 1) * b / G), and DDP averages the gradients, so the step equals one
 process's on the whole batch up to float reduction order.
@@ -129,6 +131,23 @@ def shard(x: Tensor, y: Tensor) -> tuple[Tensor, Tensor]:
     return x[lo : lo + size], y[lo : lo + size]
 
 
+def part() -> tuple[int, int]:
+    """(rank, world size): which contiguous share of the evaluation images this rank takes."""
+    return rank(), world_size()
+
+
+def broadcast_buffers(model: nn.Module) -> None:
+    """Rank 0's buffers (BN running statistics) on every rank, before an evaluation. Without
+    synchronised BN each rank's last step updated them from its own images, so the ranks hold
+    different models; evaluated in shares, the metrics are then those of the model rank 0
+    checkpoints. (DDP broadcasts the same buffers at the next training forward anyway, so
+    training is unchanged.)"""
+    if not (active() and world_size() > 1):
+        return
+    for buffer in model.buffers():
+        dist.broadcast(buffer, src=0)
+
+
 def wrap(model: nn.Module, *, sync_bn: bool, device: torch.device) -> nn.Module:
     """The module the training step calls: DistributedDataParallel over `model` (BN converted
     to synchronised BN first when asked), or `model` itself for one process. The caller keeps
@@ -204,7 +223,7 @@ def reduce_sum(value: Tensor) -> Tensor:
     return total
 
 
-def sum_all(*values: Tensor | int) -> list[float]:
+def sum_all(*values: Tensor | float) -> list[float]:
     """Sums over the ranks of device scalars or ints (metrics at report time only: never per
     step). Returns floats; for one process, the values themselves."""
     tensors = [torch.as_tensor(v, dtype=torch.float64) for v in values]
@@ -214,3 +233,13 @@ def sum_all(*values: Tensor | int) -> list[float]:
         stacked = stacked.to(f"cuda:{torch.cuda.current_device()}" if on_gpu else "cpu")
         dist.all_reduce(stacked)
     return [float(v) for v in stacked.cpu()]
+
+
+def max_all(value: int) -> int:
+    """The largest of an int over the ranks (the value itself for one process)."""
+    if not (active() and world_size() > 1):
+        return value
+    on_gpu = dist.get_backend() == "nccl"
+    t = torch.tensor([value], device=f"cuda:{torch.cuda.current_device()}" if on_gpu else "cpu")
+    dist.all_reduce(t, op=dist.ReduceOp.MAX)
+    return int(t.item())

@@ -259,6 +259,12 @@ def test_eval_batches_center_and_ten_crop(tmp_path, files):
                             normalizer=PLAIN, workers=0))  # fmt: skip
     assert [x.shape[0] for x, _ in ten] == [40, 20]
     assert torch.equal(torch.cat([y for _, y in ten]), torch.from_numpy(index.labels))
+    # Under torchrun each rank decodes its share only; the shares together are the whole.
+    halves = [list(eval_batches(index, recipe=recipe, crops="ten-crop", batch_size=4, device=CPU,
+                                normalizer=PLAIN, workers=0, part=(rank, 2)))
+              for rank in range(2)]  # fmt: skip
+    assert [[x.shape[0] for x, _ in h] for h in halves] == [[30], [30]]
+    assert torch.equal(torch.cat([x for h in halves for x, _ in h]), torch.cat([x for x, _ in ten]))
 
 
 def test_loader_speed_rows(tmp_path, files):

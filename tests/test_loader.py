@@ -9,6 +9,7 @@ from ablations.data.loader import (
     TrainStream,
     augment,
     eval_batches,
+    share,
     split_indices,
     to_nchw,
 )
@@ -130,3 +131,24 @@ def test_eval_batches_cover_every_image_in_order():
     assert [len(y) for _, y in got] == [10, 10, 5]
     assert torch.equal(torch.cat([y for _, y in got]), labels)
     torch.testing.assert_close(torch.cat([x for x, _ in got]), norm(images))
+
+
+@pytest.mark.parametrize(("n", "world"), [(25, 1), (25, 2), (25, 3), (2, 4), (0, 2)])
+def test_shares_cover_every_image_once_in_order(n, world):
+    shares = [share(n, (rank, world)) for rank in range(world)]
+    assert [i for s in shares for i in s] == list(range(n))
+    assert max(map(len, shares)) - min(map(len, shares)) <= 1
+    with pytest.raises(ValueError, match="not in a world"):
+        share(n, (world, world))
+
+
+def test_eval_batches_of_the_shares_are_the_whole():
+    images, labels = _images(n=25), torch.arange(25)
+    norm = Normalizer.fit(images, kind="channel")
+    whole = eval_batches(images, labels, batch_size=10, device=torch.device("cpu"), normalizer=norm)
+    parts = [list(eval_batches(images, labels, batch_size=10, device=torch.device("cpu"),
+                               normalizer=norm, part=(rank, 3))) for rank in range(3)]  # fmt: skip
+    assert [[len(y) for _, y in p] for p in parts] == [[8], [8], [9]]
+    assert torch.equal(torch.cat([y for p in parts for _, y in p]), labels)
+    torch.testing.assert_close(torch.cat([x for p in parts for x, _ in p]),
+                               torch.cat([x for x, _ in whole]))  # fmt: skip

@@ -257,6 +257,15 @@ class _IndexSampler:
             yield idx.tolist()
 
 
+def share(n: int, part: tuple[int, int]) -> range:
+    """Share `rank` of `world` of n images, contiguous: [rank * n // world, (rank+1) * n // world).
+    The shares of all ranks cover every image once (a rank may get none when world > n)."""
+    rank, world = part
+    if not 0 <= rank < world:
+        raise ValueError(f"rank {rank} is not in a world of {world}")
+    return range(rank * n // world, (rank + 1) * n // world)
+
+
 def eval_batches(
     images: Tensor,
     labels: Tensor,
@@ -265,9 +274,13 @@ def eval_batches(
     device: torch.device,
     normalizer: Normalizer,
     channels_last: bool = False,
+    part: tuple[int, int] = (0, 1),
 ) -> Iterator[tuple[Tensor, Tensor]]:
-    """Every image once, in order, without augmentation."""
+    """Every image of share `part` (rank, world; default: all) once, in order, without
+    augmentation."""
     norm = normalizer.to(device)
+    mine = share(len(images), part)
+    images, labels = images[mine.start : mine.stop], labels[mine.start : mine.stop]
     for i in range(0, len(images), batch_size):
         x = norm(images[i : i + batch_size].to(device, non_blocking=True))
         if channels_last:

@@ -63,8 +63,9 @@ class RunData(Protocol):
         """Whether runs record top-5 error beside top-1."""
 
     def eval_batches(
-        self, split: str, *, crops: str = "center", batch_size: int, channels_last: bool = False
-    ) -> Iterator[tuple[Tensor, Tensor]]: ...
+        self, split: str, *, crops: str = "center", batch_size: int, channels_last: bool = False,
+        part: tuple[int, int] = (0, 1),
+    ) -> Iterator[tuple[Tensor, Tensor]]: ...  # fmt: skip
 
 
 @dataclass
@@ -83,16 +84,18 @@ class Data:
     top5: ClassVar[bool] = False  # CIFAR-size sets: top-1 only, as the paper reports
 
     def eval_batches(
-        self, split: str, *, crops: str = "center", batch_size: int, channels_last: bool = False
-    ) -> Iterator[tuple[Tensor, Tensor]]:
-        """Every image of `split` once, in order, normalised (arrays have one view: `crops` is
-        accepted for the common interface and must be "center")."""
+        self, split: str, *, crops: str = "center", batch_size: int, channels_last: bool = False,
+        part: tuple[int, int] = (0, 1),
+    ) -> Iterator[tuple[Tensor, Tensor]]:  # fmt: skip
+        """Every image of `split` (of its share `part`: rank, world) once, in order, normalised
+        (arrays have one view: `crops` is accepted for the common interface and must be
+        "center")."""
         if crops != "center":
             raise AblationsError(f"in-memory data has no {crops!r} evaluation")
         x, y = self.val if split == "val" else self.test
         return eval_batches(
             x, y, batch_size=batch_size, device=self.train.device, normalizer=self.normalizer,
-            channels_last=channels_last,
+            channels_last=channels_last, part=part,
         )  # fmt: skip
 
 

@@ -57,10 +57,10 @@ class StreamData:
 
     def eval_batches(
         self, split: str = "val", *, crops: str = "center", batch_size: int,
-        workers: int | None = None, channels_last: bool = False,
+        workers: int | None = None, channels_last: bool = False, part: tuple[int, int] = (0, 1),
     ) -> Iterator[tuple[Tensor, Tensor]]:  # fmt: skip
-        """Val batches: "center" (B images) or "ten-crop" (B * 10 images, average the logits
-        with `imagenet_augment.average_ten_crop_logits`)."""
+        """Val batches (of share `part`: rank, world): "center" (B images) or "ten-crop"
+        (B * 10 images, average the logits with `imagenet_augment.average_ten_crop_logits`)."""
         if split != "val":
             raise DataError(f"streamed data evaluates on its val split, not {split!r}")
         if crops not in self.recipe.eval_crops and crops != "center":
@@ -70,7 +70,7 @@ class StreamData:
         batches = eval_batches(
             self.val, recipe=self.recipe, crops=crops, batch_size=batch_size,
             device=self.train.device, normalizer=self.normalizer,
-            workers=self.workers if workers is None else workers,
+            workers=self.workers if workers is None else workers, part=part,
         )  # fmt: skip
         if not channels_last:
             return batches

@@ -46,7 +46,7 @@ from ablations.data.imagenet_augment import (
     ten_crop,
     train_sample,
 )
-from ablations.data.loader import Normalizer
+from ablations.data.loader import Normalizer, share
 
 Decode = Literal["cpu", "gpu"]
 _ORDER, _AUGMENT, _LIGHT = 1, 2, 3  # independent random streams derived from one seed
@@ -272,14 +272,17 @@ def eval_batches(
     device: torch.device,
     normalizer: Normalizer,
     workers: int | None = None,
+    part: tuple[int, int] = (0, 1),
 ) -> Iterator[tuple[Tensor, Tensor]]:
-    """Every image once, in index order: "center" gives (B, 3, 224, 224), "ten-crop" gives
-    (B * 10, 3, 224, 224), image-major (average the logits with `average_ten_crop_logits`)."""
+    """Every image of share `part` (rank, world; default: all) once, in index order: "center"
+    gives (B, 3, 224, 224), "ten-crop" gives (B * 10, 3, 224, 224), image-major (the logits'
+    views are averaged by `evaluation.view_average`)."""
     n_workers = available_cores() if workers is None else workers
+    mine = share(len(index), part)
     loader = DataLoader(
         _Samples(index, recipe, mode=crops),
-        batch_sampler=[[(i, 0) for i in range(lo, min(lo + batch_size, len(index)))]
-                       for lo in range(0, len(index), batch_size)],
+        batch_sampler=[[(i, 0) for i in range(lo, min(lo + batch_size, mine.stop))]
+                       for lo in range(mine.start, mine.stop, batch_size)],
         collate_fn=_collate,
         num_workers=n_workers,
         pin_memory=device.type == "cuda",

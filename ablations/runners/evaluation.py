@@ -40,12 +40,32 @@ def view_average(logits: Tensor, labels: int) -> Tensor:
     return logits if views == 1 else logits.view(labels, views, -1).mean(dim=1)
 
 
+@dataclass(frozen=True)
+class EvalSums:
+    """What an evaluation sums over images: additive, so shares evaluated on several ranks
+    combine by summing (`classes` is the logits' width, 0 where a share held no image)."""
+
+    loss_sum: float
+    errors: int
+    top5_hits: int
+    seen: int
+    classes: int
+
+    def metrics(self) -> Metrics:
+        if self.seen == 0:
+            raise ValueError("an evaluation over no images has no metrics")
+        top5 = 1 - self.top5_hits / self.seen if self.classes > TOP5 else math.nan
+        return Metrics(loss=self.loss_sum / self.seen, error=self.errors / self.seen,
+                       top5_error=top5)  # fmt: skip
+
+
 @torch.inference_mode()
-def evaluate_metrics(
+def eval_sums(
     model: nn.Module, batches: Iterator[tuple[Tensor, Tensor]], *, precision: str
-) -> Metrics:
-    """Loss, top-1 and top-5 error in eval mode (BN running statistics), no augmentation. Every
-    module's mode is restored afterwards, so a frozen backbone stays in eval mode."""
+) -> EvalSums:
+    """Summed loss, top-1 errors and top-5 hits in eval mode (BN running statistics), no
+    augmentation. Every module's mode is restored afterwards, so a frozen backbone stays in
+    eval mode."""
     modes = [(m, m.training) for m in model.modules()]
     model.eval()
     loss_sum, errors, top5_hits, seen, classes = 0.0, 0, 0, 0, 0
@@ -60,5 +80,12 @@ def evaluate_metrics(
         seen += len(y)
     for module, training in modes:
         module.training = training
-    top5 = 1 - top5_hits / seen if classes > TOP5 else math.nan
-    return Metrics(loss=loss_sum / seen, error=errors / seen, top5_error=top5)
+    return EvalSums(loss_sum=loss_sum, errors=errors, top5_hits=top5_hits, seen=seen,
+                 classes=classes)  # fmt: skip
+
+
+def evaluate_metrics(
+    model: nn.Module, batches: Iterator[tuple[Tensor, Tensor]], *, precision: str
+) -> Metrics:
+    """Loss, top-1 and top-5 error (NaN with 5 classes or fewer) over every batch."""
+    return eval_sums(model, batches, precision=precision).metrics()

@@ -42,7 +42,7 @@ from ablations.data.prepare_stream import prepare_stream_run
 from ablations.io import write_atomic, write_json
 from ablations.progress import TrainProgress
 from ablations.runners import transfer
-from ablations.runners.evaluation import Metrics, evaluate_metrics
+from ablations.runners.evaluation import EvalSums, Metrics, eval_sums
 from ablations.runners.records import (
     RunRecord,
     check_same_data,
@@ -226,7 +226,10 @@ class Trainer:
                 self.on_iteration(state.iteration)
 
     def past_deadline(self) -> bool:
-        return self.deadline is not None and time.monotonic() >= self.deadline
+        """Whether to stop at this checkpoint. Across processes any rank past its deadline
+        stops them all: a rank that went on alone would wait forever in its next collective."""
+        late = self.deadline is not None and time.monotonic() >= self.deadline
+        return bool(distributed.max_all(int(late)))
 
     def stopped(self) -> dict[str, Any]:
         """Stopped at a checkpoint by the deadline: nothing is final, rerunning resumes."""
@@ -270,14 +273,23 @@ class Trainer:
     ) -> Iterator[tuple[Tensor, Tensor]]:  # fmt: skip
         return self.data.eval_batches(
             split, crops=crops, batch_size=self.config.eval_batch_size,
-            channels_last=self.config.channels_last,
+            channels_last=self.config.channels_last, part=distributed.part(),
         )  # fmt: skip
 
     def evaluate(self, split: str, *, crops: str = "center") -> Metrics:
         """The eager model on `split` (a compiled forward or a captured graph would recompile
-        or replay the training step's shapes and mode)."""
-        batches = self.eval_batches(split, crops=crops)
-        return evaluate_metrics(self.model, batches, precision=self.config.precision)
+        or replay the training step's shapes and mode). Across processes each rank evaluates
+        its share of the images with rank 0's BN statistics, and the sums are added: the
+        metrics of the model rank 0 checkpoints, for 1/G of the work per rank."""
+        distributed.broadcast_buffers(self.model)
+        mine = eval_sums(self.model, self.eval_batches(split, crops=crops),
+                         precision=self.config.precision)  # fmt: skip
+        loss_sum, errors, top5_hits, seen = distributed.sum_all(
+            mine.loss_sum, mine.errors, mine.top5_hits, mine.seen
+        )  # fmt: skip
+        total = EvalSums(loss_sum=loss_sum, errors=round(errors), top5_hits=round(top5_hits),
+                         seen=round(seen), classes=distributed.max_all(mine.classes))  # fmt: skip
+        return total.metrics()
 
     def final_evaluations(self) -> None:
         """What is evaluated once, at the end: the test split when the curves were on another,
