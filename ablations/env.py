@@ -116,6 +116,15 @@ def machine_id() -> str:
     return ""
 
 
+def cpu_kernels() -> str:
+    """The instruction set PyTorch's CPU kernels were chosen for: ATen's dispatch level and
+    oneDNN's cap (ATEN_CPU_CAPABILITY / ONEDNN_MAX_CPU_ISA lower them), e.g. "aten AVX512,
+    onednn default". One machine runs other kernels under them, as another CPU would, and
+    chaotic short trainings end elsewhere: a replicate made so is told apart by this."""
+    onednn = os.environ.get("ONEDNN_MAX_CPU_ISA") or os.environ.get("DNNL_MAX_CPU_ISA") or "default"
+    return f"aten {torch.backends.cpu.get_cpu_capability()}, onednn {onednn}"
+
+
 MACHINE_HASHES = ("cpu_flags", "machine_id")  # the columns beside "machine" in every table
 MACHINE_HASHES_ADDED = dict.fromkeys(MACHINE_HASHES, "")  # what an older table's rows read as
 
@@ -156,6 +165,7 @@ def environment(device: str | torch.device = "cpu") -> dict[str, str | int]:
         "cpu": cpu_model(),
         "cpu_count": os.cpu_count() or 0,
         "torch_threads": torch.get_num_threads(),
+        "cpu_kernels": cpu_kernels(),
         "os": platform.platform(terse=True),
         "python": platform.python_version(),
         "torch": torch.__version__,

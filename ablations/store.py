@@ -64,14 +64,16 @@ RUNS = Schema(
         "data_checksum": "str", "finished_at": "str", "recipe": "str", "arm": "str",
         "epochs": "int", "best_test_error": "float", "trainable_params": "int",
         "train_images": "int", "cpu_flags": "str", "machine_id": "str", "trainer_version": "int",
-        "experiments": "str", "torch_threads": "int", "stream": "str",
+        "experiments": "str", "torch_threads": "int", "stream": "str", "cpu_kernels": "str",
         **dict.fromkeys(TOP5_COLUMNS, "float"),
     },
     key=("run_id",),
     # torch_threads: on a CPU the thread count changes the kernels' reduction order, so two runs
-    # of one config on one machine differ in their last digits (the key does not include it).
+    # of one config on one machine differ in their last digits (the key does not include it);
+    # cpu_kernels likewise (env.cpu_kernels), "" where a run did not record it.
     added={"cpu_flags": "", "machine_id": "", "trainer_version": 0, "experiments": "",
-           "torch_threads": 0, "stream": "", **dict.fromkeys(TOP5_COLUMNS, math.nan)},
+           "torch_threads": 0, "stream": "", "cpu_kernels": "",
+           **dict.fromkeys(TOP5_COLUMNS, math.nan)},
     fix="rebuild it from the run directories with `ablate collect` (an older version's file "
     "lacks the newer columns)",
 )  # fmt: skip
@@ -162,6 +164,7 @@ def run_row(run_dir: Path) -> dict[str, Any]:
         "trainer_version": run_trainer_version(starts),
         "experiments": ",".join(experiments_of(run_dir)),
         "torch_threads": last.get("torch_threads", 0),
+        "cpu_kernels": last.get("cpu_kernels", ""),
         "stream": config.get("stream") or "",  # the streaming recipe; "": decoded in memory
     }  # fmt: skip
 

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+import torch
 
 from ablations import env, store, versions
 from ablations.config import resolve_config
@@ -98,6 +99,15 @@ def trained(tmp_path_factory, tiny_cifar):
     return results, config, tiny_cifar
 
 
+def test_cpu_kernels_name_the_instruction_set_and_its_caps(monkeypatch):
+    monkeypatch.delenv("ONEDNN_MAX_CPU_ISA", raising=False)
+    monkeypatch.delenv("DNNL_MAX_CPU_ISA", raising=False)
+    aten = torch.backends.cpu.get_cpu_capability()
+    assert env.cpu_kernels() == f"aten {aten}, onednn default"
+    monkeypatch.setenv("ONEDNN_MAX_CPU_ISA", "AVX2")
+    assert env.cpu_kernels() == f"aten {aten}, onednn AVX2"
+
+
 def test_writers_record_names_not_paths(trained):
     """Every file a run writes, and runs.csv, names the data by file name, format and sha256;
     none holds the machine's path to it (the tiny data lies under /tmp here)."""
@@ -114,6 +124,7 @@ def test_writers_record_names_not_paths(trained):
     assert row["data_source"] == data.name and row["data_format"] == "cifar-pickle"
     assert row["trainer_version"] == versions.TRAINER_VERSION
     assert row["cpu_flags"] == env.cpu_flags() and row["machine_id"] == env.machine_id()
+    assert row["cpu_kernels"] == start["cpu_kernels"] == env.cpu_kernels()
     assert not _leaks_path((results / "runs.csv").read_text(), data)
 
 
