@@ -30,6 +30,7 @@ from ablations.versions import run_trainer_version
 RUNS_FILE, CURVES_FILE, RESPONSES_FILE = "runs.csv", "curves.csv", "responses.csv"
 EVALUATIONS_FILE = "evaluations.csv"
 RUNS_DIR = "runs"
+REPLICATES_DIR = "replicates"  # results/replicates/<name>/: results folders of repeat runs
 # The experiments a run was planned for, written into its directory by the pipeline, so that the
 # report selects an experiment's runs by membership, never by variant names.
 MEMBERSHIP_FILE = "experiments.json"

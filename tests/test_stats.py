@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 
 import pytest
-from test_report import response_rows, run_rows
+from test_report import MACHINE, response_rows, run_rows
 
 from ablations import stats
 from ablations.report import claims
@@ -151,3 +151,50 @@ def test_residual_responses_claim_from_responses():
     flipped = runs.assign(residual=~runs["residual"],
                           shortcut=runs["residual"].map({True: "none", False: "a"}))  # fmt: skip
     assert claims.residual_responses_smaller(flipped, swapped).outcome == stats.FAILS
+
+
+# --- replication: the same claims from replicates of the runs ---------------------------------
+
+
+def _set(name, errors, **columns):
+    runs = run_rows(errors, profile="cpu").assign(**columns)
+    return claims.Replicate(name, runs, response_rows(runs))
+
+
+def test_a_verdict_every_replicate_reaches_stands():
+    sets = [_set("the committed runs", CLEAR), _set("replicate avx2", CLEAR)]
+    lines = claims.replicated_verdicts(sets)
+    plain = claims.verdicts(sets[0].runs, sets[0].responses)
+    assert lines[:3] == [f"{line}; the same in replicate avx2" for line in plain[:3]]
+    assert claims.replicated_verdicts(sets[:1]) == plain  # no replicate: the plain verdicts
+
+
+def test_replicates_that_disagree_leave_the_claim_not_resolved():
+    sets = [_set("the committed runs", CLEAR), _set("replicate avx2", WITHIN)]
+    line = claims.replicated_verdicts(sets)[0]
+    assert line.startswith(
+        "not resolved at this budget: plain nets degrade with depth: the replicates disagree "
+        "(holds in the committed runs (p = "
+    )
+    assert "; not resolved at this budget in replicate avx2 (p = " in line
+    assert "In the committed runs: final training error plain-56 61.0 ± 1.0%" in line
+    table = claims.replication_table(sets)
+    assert list(table["runs"]) == ["the committed runs", "replicate avx2"]
+    assert table.iloc[0]["plain nets degrade with depth"].startswith("holds (p = ")
+    assert table.iloc[1]["plain nets degrade with depth"].startswith("not resolved")
+
+
+def test_a_replicate_that_cannot_judge_a_claim_does_not_overturn_it():
+    partial = {k: v for k, v in WITHIN.items() if k.endswith("20")}  # no depth-56 nets
+    sets = [_set("the committed runs", CLEAR), _set("replicate small", partial)]
+    lines = claims.replicated_verdicts(sets)
+    plain = claims.verdicts(sets[0].runs, sets[0].responses)
+    assert lines[:3] == plain[:3]
+
+
+def test_a_replicate_names_where_it_ran():
+    s = _set("replicate avx2", CLEAR, cpu_kernels="aten AVX2, onednn AVX2", torch_threads=2)
+    assert s.setting == f"{MACHINE}; aten AVX2, onednn AVX2; torch 2.15.0; 2 threads"
+    assert _set("x", CLEAR, cpu_kernels="", torch_threads=0).setting.endswith(
+        "kernels not recorded; torch 2.15.0"
+    )

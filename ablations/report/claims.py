@@ -12,7 +12,7 @@ seeds agree; a difference within the seed spread is "not resolved at this budget
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import NamedTuple
 
@@ -40,11 +40,19 @@ RULE = (
 )
 
 
+REPLICATION_RULE = (
+    "a verdict stands only where every replicate reaches it (`results/replicates/*`: the same "
+    "profile's runs made again, on another machine or with another CPU's kernels); where the "
+    "replicates differ, the claim is not resolved at this budget"
+)
+
+
 @dataclass(frozen=True)
 class Claim:
     statement: str  # the paper's claim
     verdict: Verdict
     text: str  # the report's line
+    numbers: str = ""  # the line's evidence, after the verdict and the statement
 
     @property
     def outcome(self) -> str:
@@ -110,7 +118,7 @@ def _judgement(v: Verdict, unit: str = "points", digits: int = 1) -> str:
 
 
 def _claim(statement: str, verdict: Verdict, numbers: str) -> Claim:
-    return Claim(statement, verdict, f"{WORDS[verdict.outcome]}: {statement}: {numbers}")
+    return Claim(statement, verdict, f"{WORDS[verdict.outcome]}: {statement}: {numbers}", numbers)
 
 
 def _missing(statement: str, needs: str) -> Claim:
@@ -218,3 +226,69 @@ def claims(runs: pd.DataFrame, responses: pd.DataFrame | None = None) -> list[Cl
 def verdicts(runs: pd.DataFrame, responses: pd.DataFrame | None = None) -> list[str]:
     """One line per claim: its verdict with its spread, or that it could not be checked."""
     return [claim.text for claim in claims(runs, responses)]
+
+
+class Replicate(NamedTuple):
+    """One set of runs of a profile (the committed runs, or a replicate of them): its name, its
+    runs and their layer responses."""
+
+    name: str
+    runs: pd.DataFrame
+    responses: pd.DataFrame
+
+    @property
+    def setting(self) -> str:
+        """Where and how it ran, from its rows: machine, CPU kernels, torch, threads."""
+
+        def values(column: str, unknown: str) -> str:
+            found = sorted({str(v) for v in self.runs.get(column, pd.Series(dtype=str)) if v})
+            return ", ".join(found) if found else unknown
+
+        threads = sorted({int(t) for t in self.runs.get("torch_threads", []) if int(t) > 0})
+        words = [values("machine", "machine not recorded"),
+                 values("cpu_kernels", "kernels not recorded"),
+                 f"torch {values('torch', '?')}"]  # fmt: skip
+        if threads:
+            words.append(f"{'/'.join(map(str, threads))} thread{'s' * (threads != [1])}")
+        return "; ".join(words)
+
+
+def replicated_claims(sets: Sequence[Replicate]) -> list[tuple[Claim, list[Claim]]]:
+    """Each claim judged in every set: (its claim in sets[0], the claims in all sets)."""
+    judged = [claims(s.runs, s.responses) for s in sets]
+    return [(row[0], list(row)) for row in zip(*judged, strict=True)]
+
+
+def replicated_verdicts(sets: Sequence[Replicate]) -> list[str]:
+    """One line per claim under REPLICATION_RULE: sets[0]'s line where every set that could
+    judge the claim agrees, else "not resolved" naming each set's verdict and p."""
+    lines = []
+    for claim, each in replicated_claims(sets):
+        judged = [(s, c) for s, c in zip(sets, each, strict=True)
+                  if c.outcome != stats.NOT_CHECKED]  # fmt: skip
+        if len({c.outcome for _, c in judged}) <= 1:
+            also = [s.name for s, _ in judged[1:]]
+            lines.append(claim.text + (f"; the same in {', '.join(also)}" if also else ""))
+            continue
+        verdicts = "; ".join(f"{WORDS[c.outcome]} in {s.name} (p = {c.verdict.p:.2g})"
+                             for s, c in judged)  # fmt: skip
+        lines.append(f"{WORDS[stats.NOT_RESOLVED]}: {claim.statement}: the replicates "
+                     f"disagree ({verdicts}). In {sets[0].name}: {claim.numbers}")  # fmt: skip
+    return lines
+
+
+def replication_table(sets: Sequence[Replicate]) -> pd.DataFrame:
+    """One row per set: where it ran, its seeds, and each claim's verdict and p there."""
+    rows = []
+    for s in sets:
+        row = {"runs": s.name, "setting": s.setting, "seeds": _seeds(s.runs)}
+        for claim in claims(s.runs, s.responses):
+            p = claim.verdict.p
+            row[claim.statement] = WORDS[claim.outcome] + (f" (p = {p:.2g})" if p == p else "")
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def _seeds(runs: pd.DataFrame) -> str:
+    counts = paper_nets(runs).groupby("variant")["seed"].nunique()
+    return "-".join(str(n) for n in sorted(set(counts))) + " per net" if len(counts) else "none"

@@ -10,8 +10,8 @@ import pandas as pd
 
 from ablations import store
 from ablations.experiments import THROUGHPUT_QUICK
-from ablations.report import claims, training
 from ablations.report import throughput as report_throughput
+from ablations.report import training
 from ablations.report.figures import paper_name
 from ablations.report.readme import BlockFn
 from ablations.report.recipes import recipe_table
@@ -49,8 +49,7 @@ def cpu_verdicts(results: Path) -> str:
         return found
     p, runs = found
     facts = "\n".join(f"- {line}" for line in run_facts(runs))
-    lines = "\n".join(f"- {line}" for line in claims.verdicts(runs, p.responses))
-    return f"Verdicts:\n\n{lines}\n\nFrom these runs:\n\n{facts}"
+    return f"Verdicts:{training.replication_words(p)}\n\nFrom the committed runs:\n\n{facts}"
 
 
 def cpu_runs(results: Path) -> str:

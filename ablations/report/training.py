@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import pandas as pd
@@ -41,6 +41,8 @@ class ProfileResults:
     curves: pd.DataFrame
     responses: pd.DataFrame
     left_out: pd.DataFrame  # runs of the profile on other datasets
+    # results/replicates/<name>/: the same profile's runs made again elsewhere (runs, responses)
+    replicates: dict[str, tuple[pd.DataFrame, pd.DataFrame]] = field(default_factory=dict)
 
     @property
     def complete(self) -> pd.DataFrame:
@@ -66,6 +68,21 @@ class ProfileResults:
         runs = members(self.complete, name)
         return runs, [v for v in variants if v not in set(runs["variant"])]
 
+    def replicated(self, experiment: str) -> list[claims.Replicate]:
+        """The committed runs of `experiment` and each replicate's (replicates without them
+        left out), for claims judged under claims.REPLICATION_RULE."""
+        runs, _ = self.experiment(experiment)
+        sets = [claims.Replicate("the committed runs", runs, self._responses_of(runs))]
+        for name, (replicate, responses) in self.replicates.items():
+            mine = members(replicate[replicate["status"] == "complete"], experiment)
+            if not mine.empty:
+                measured = responses[responses["run_id"].isin(set(mine["run_id"]))]
+                sets.append(claims.Replicate(f"replicate {name}", mine, measured))
+        return sets
+
+    def _responses_of(self, runs: pd.DataFrame) -> pd.DataFrame:
+        return self.responses[self.responses["run_id"].isin(set(runs["run_id"]))]
+
     def command(self, experiment: str) -> str:
         return f"`nox -s ablate -- --experiments {experiment} --profile {self.profile}`"
 
@@ -81,8 +98,20 @@ def main_dataset(runs: pd.DataFrame) -> str:
     return PREFERRED_DATASET if PREFERRED_DATASET in datasets else str(datasets.index[0])
 
 
+def load_replicates(results: Path) -> dict[str, tuple[pd.DataFrame, pd.DataFrame]]:
+    """results/replicates/<name>/, each a results folder of its own (`ablate run --results`):
+    its runs and responses, by name."""
+    found = {}
+    for folder in sorted((results / store.REPLICATES_DIR).glob("*")):
+        if (folder / store.RUNS_FILE).exists():
+            runs, _, responses = store.load(folder)
+            found[folder.name] = (runs, responses)
+    return found
+
+
 def load_profiles(results: Path) -> list[ProfileResults]:
     runs, curves, responses = store.load(results)
+    replicates = load_replicates(results)
     # Recipe runs have a section of their own; streamed runs (ImageNet, large ImageFolder trees)
     # have no test split, and ImageNet's have their own section.
     streamed = runs["dataset"].isin(STREAM_DATASETS) | (runs["stream"] != "")
@@ -98,8 +127,20 @@ def load_profiles(results: Path) -> list[ProfileResults]:
             curves=curves[curves["run_id"].isin(set(shown["run_id"]))],
             responses=responses[(responses["profile"] == profile)
                                 & ~responses["run_id"].isin(set(left_out["run_id"]))],
+            replicates={name: _same_runs(r, rr, profile=profile, dataset=dataset)
+                        for name, (r, rr) in replicates.items()},
         ))  # fmt: skip
     return loaded
+
+
+def _same_runs(
+    runs: pd.DataFrame, responses: pd.DataFrame, *, profile: str, dataset: str
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """A replicate's runs of one profile and dataset (and their responses)."""
+    mine = runs[
+        (runs["profile"] == profile) & (runs["dataset"] == dataset) & (runs["recipe"] == "")
+    ]
+    return mine, responses[responses["run_id"].isin(set(mine["run_id"]))]
 
 
 def bullets(lines: Iterable[str]) -> str:
@@ -160,15 +201,12 @@ def degradation_section(p: ProfileResults) -> Section:
         return Section(f"{title}\n\nNo complete runs of the degradation experiment: "
                        f"{p.command('degradation')}.\n")  # fmt: skip
     not_run = f" Not run yet: {', '.join(missing)}." if missing else ""
-    responses = p.responses[p.responses["run_id"].isin(set(runs["run_id"]))]
     text = f"""{title}
 
 Nets: {", ".join(figures.paper_name(v) for v in dict.fromkeys(runs["variant"]))}.{not_run}
 The paper's claims, judged from the complete runs on the final training error (the running
 error over the last evaluation interval; Fig. 7's claim on the layer responses).
-Rule: {claims.RULE}.
-
-{bullets(claims.verdicts(runs, responses))}
+Rule: {claims.RULE}.{replication_words(p)}
 
 ![Training and held-out error against iterations]({p.name("degradation")}.png)
 
@@ -184,6 +222,16 @@ Rule: {claims.RULE}.
         p.name("degradation"): figures.degradation_figure(runs, p.curves),
         p.name("depth"): figures.depth_figure(runs),
     })  # fmt: skip
+
+
+def replication_words(p: ProfileResults) -> str:
+    """The verdict lines under the replication rule and, with replicates, their table."""
+    sets = p.replicated("degradation")
+    lines = bullets(claims.replicated_verdicts(sets))
+    if len(sets) == 1:
+        return f"\n\n{lines}"
+    return (f" Replication: {claims.REPLICATION_RULE}.\n\n{lines}\n\n"
+            f"{markdown_table(claims.replication_table(sets))}")  # fmt: skip
 
 
 def _table6_words(p: ProfileResults, runs: pd.DataFrame) -> str:
