@@ -324,6 +324,26 @@ def test_report_states_the_claims_per_profile(two_profiles):
     assert "residual responses are smaller than plain ones: mean std" in cpu
 
 
+def test_report_judges_the_claims_in_every_replicate(tmp_path):
+    tight = {"plain20": [0.30, 0.31, 0.29], "plain56": [0.60, 0.62, 0.61],
+             "resnet20": [0.25, 0.26, 0.24], "resnet56": [0.15, 0.16, 0.14]}  # fmt: skip
+    loose = {"plain20": [0.40, 0.60, 0.50], "plain56": [0.45, 0.65, 0.52],
+             "resnet20": [0.30, 0.50, 0.40], "resnet56": [0.35, 0.55, 0.42]}  # fmt: skip
+    results, out = tmp_path / "results", tmp_path / "reports"
+    write_results(results, run_rows(tight, profile="cpu"))
+    replicate = run_rows(loose, profile="cpu").assign(cpu_kernels="aten AVX2, onednn AVX2")
+    write_results(results / store.REPLICATES_DIR / "avx2", replicate)
+    render.render(results=results, out=out)
+    cpu = section((out / "README.md").read_text(), "### Degradation")
+    assert "Replication: a verdict stands only where every replicate reaches it" in cpu
+    assert ("- not resolved at this budget: plain nets degrade with depth: the replicates "
+            "disagree (holds in the committed runs (p = ") in cpu  # fmt: skip
+    assert "| runs | setting | seeds |" in cpu
+    assert (
+        f"| replicate avx2 | {MACHINE}; aten AVX2, onednn AVX2; torch 2.15.0 | 3 per net |" in cpu
+    )
+
+
 def test_report_says_when_runs_mix_machines(two_profiles):
     _, readme = two_profiles
     cpu = section(readme, "### What was run")  # the first: paper's
