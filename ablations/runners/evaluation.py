@@ -1,6 +1,7 @@
 """Evaluation of a model on batches: the one path training, recipes and checkpoint evaluation
 share. A batch may hold several views of each image (10-crop: B * 10 inputs for B labels,
-image-major); their logits are averaged before the loss and the errors."""
+image-major); their logits are averaged before the loss and the errors. Across processes each
+rank evaluates its share of the images and the sums are added (`evaluate_shares`)."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from ablations import distributed
 from ablations.runners.steps import autocast
 
 TOP5 = 5
@@ -89,3 +91,18 @@ def evaluate_metrics(
 ) -> Metrics:
     """Loss, top-1 and top-5 error (NaN with 5 classes or fewer) over every batch."""
     return eval_sums(model, batches, precision=precision).metrics()
+
+
+def evaluate_shares(
+    model: nn.Module, batches: Iterator[tuple[Tensor, Tensor]], *, precision: str
+) -> Metrics:
+    """Under torchrun, `batches` are this rank's share of the images: their sums are added
+    over the ranks, so every rank returns the metrics of all images (one process: those of
+    `batches`)."""
+    mine = eval_sums(model, batches, precision=precision)
+    loss_sum, errors, top5_hits, seen = distributed.sum_all(
+        mine.loss_sum, mine.errors, mine.top5_hits, mine.seen
+    )  # fmt: skip
+    total = EvalSums(loss_sum=loss_sum, errors=round(errors), top5_hits=round(top5_hits),
+                     seen=round(seen), classes=distributed.max_all(mine.classes))  # fmt: skip
+    return total.metrics()

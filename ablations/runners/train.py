@@ -42,7 +42,7 @@ from ablations.data.prepare_stream import prepare_stream_run
 from ablations.io import write_atomic, write_json
 from ablations.progress import TrainProgress
 from ablations.runners import transfer
-from ablations.runners.evaluation import EvalSums, Metrics, eval_sums
+from ablations.runners.evaluation import Metrics, evaluate_shares
 from ablations.runners.records import (
     RunRecord,
     check_same_data,
@@ -282,14 +282,8 @@ class Trainer:
         its share of the images with rank 0's BN statistics, and the sums are added: the
         metrics of the model rank 0 checkpoints, for 1/G of the work per rank."""
         distributed.broadcast_buffers(self.model)
-        mine = eval_sums(self.model, self.eval_batches(split, crops=crops),
-                         precision=self.config.precision)  # fmt: skip
-        loss_sum, errors, top5_hits, seen = distributed.sum_all(
-            mine.loss_sum, mine.errors, mine.top5_hits, mine.seen
-        )  # fmt: skip
-        total = EvalSums(loss_sum=loss_sum, errors=round(errors), top5_hits=round(top5_hits),
-                         seen=round(seen), classes=distributed.max_all(mine.classes))  # fmt: skip
-        return total.metrics()
+        batches = self.eval_batches(split, crops=crops)
+        return evaluate_shares(self.model, batches, precision=self.config.precision)
 
     def final_evaluations(self) -> None:
         """What is evaluated once, at the end: the test split when the curves were on another,
