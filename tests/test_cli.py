@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import ast
 import io
 import json
 from pathlib import Path
@@ -7,7 +8,9 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+import ablations.cli
 from ablations.cli import main
+from ablations.cli.parser import build_parser
 from ablations.results import read_table
 from ablations.runners import complexity
 
@@ -104,6 +107,23 @@ def test_usage_errors_are_one_line(capsys):
     err = capsys.readouterr().err
     assert exit_.value.code == 2
     assert err.count("\n") == 1 and "invalid choice: 'fp8'" in err and "--help" in err
+
+
+def test_help_describes_ablate_as_the_package_docstring_does():
+    assert build_parser().description == ablations.cli.__doc__.splitlines()[0]
+
+
+@pytest.mark.parametrize("module", ["options", "report_commands", "train_commands"])
+def test_handlers_never_import_the_parser(module):
+    """The parser imports the handlers (set_defaults(func=...)); the other way would be a cycle."""
+    tree = ast.parse((Path(ablations.cli.__file__).parent / f"{module}.py").read_text())
+    imported = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom):  # `from ablations import cli` names ablations.cli
+            imported |= {node.module, *(f"{node.module}.{a.name}" for a in node.names)}
+        elif isinstance(node, ast.Import):
+            imported |= {a.name for a in node.names}
+    assert not {"ablations.cli", "ablations.cli.parser"} & imported
 
 
 def test_report_shows_throughput_without_mixing_settings(capsys, tmp_path):

@@ -7,7 +7,9 @@ import pytest
 import torch
 
 from ablations import pipeline, store
-from ablations.cli import TRAIN_OVERRIDES, build_parser, main
+from ablations.cli import main
+from ablations.cli.options import TRAIN_OVERRIDES
+from ablations.cli.parser import build_parser
 from ablations.config import resolve_config
 from ablations.experiments import EXPERIMENTS, parse
 from ablations.registry import AblationsError

@@ -12,8 +12,10 @@ import pytest
 import torch
 
 from ablations import pipeline, recipes
-from ablations.cli import TRAIN_OVERRIDES, build_parser, main
-from ablations.cli import _train_config as train_config_of
+from ablations.cli import main
+from ablations.cli.options import TRAIN_OVERRIDES
+from ablations.cli.parser import build_parser
+from ablations.cli.train_commands import _train_config as train_config_of
 from ablations.data import load_dataset, write_subset
 from ablations.models import create_model
 from ablations.recipes import RECIPES, resolve_recipe

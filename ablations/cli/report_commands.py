@@ -1,0 +1,141 @@
+"""`ablate` subcommands over the registry and the results tables: list, complexity, golden,
+recipes, report, collect; and `select`, the variant globs that every command takes."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+import pandas as pd
+
+from ablations import golden, recipes, store
+from ablations.registry import REGISTRY, AblationsError, list_variants
+from ablations.report import render
+from ablations.results import read_table
+from ablations.runners import complexity
+
+LIST_COLUMNS = [
+    "name", "family", "depth", "block", "residual", "shortcut", "stem", "stride_at", "width",
+    "input_size", "num_classes", "params", "macs",
+]  # fmt: skip
+
+
+def select(patterns: Sequence[str], exclude: Sequence[str]) -> list[str]:
+    """Registered names matching `patterns` (all if none) minus `exclude`; a pattern that
+    matches nothing is an error that suggests the closest names."""
+    for pattern in patterns:
+        if not list_variants(pattern):
+            close = REGISTRY.closest(pattern)
+            hint = f"closest: {', '.join(close)}" if close else "see `ablate list`"
+            raise AblationsError(f"no registered variant matches {pattern!r}; {hint}")
+    names = list_variants(list(patterns) or "*", exclude)
+    if not names:
+        raise AblationsError("every matching variant is excluded; loosen --exclude")
+    return names
+
+
+def _format_table(df: pd.DataFrame) -> str:
+    shown = df[LIST_COLUMNS].copy()
+    for column in ("params", "macs"):
+        shown[column] = shown[column].map("{:,}".format)
+    return f"# {complexity.MACS_CONVENTION}\n{shown.to_string(index=False)}"
+
+
+def cmd_list(args: argparse.Namespace) -> None:
+    names = select(args.patterns, args.exclude)
+    stored = read_table(args.results, complexity.SCHEMA) if args.results.exists() else None
+    df = complexity.measure(names, stored=stored)
+    columns = [*LIST_COLUMNS, "stage_blocks", "in_channels"]
+    if args.format == "csv":
+        df[columns].to_csv(sys.stdout, index=False)
+    elif args.format == "json":
+        print(json.dumps(df[columns].to_dict("records"), indent=1))
+    else:
+        print(_format_table(df))
+
+
+def cmd_complexity(args: argparse.Namespace) -> None:
+    names = select(args.patterns, args.exclude)
+    table = complexity.update(args.out, names, rerun=args.rerun)
+    print(f"{args.out}: {len(table)} rows ({len(names)} selected are up to date)")
+
+
+def cmd_golden(args: argparse.Namespace) -> None:
+    if args.write:
+        table = golden.write(args.path)
+        print(f"{args.path}: wrote {len(table)} variants")
+        return
+    problems = golden.check(args.path)
+    for line in problems:
+        print(line)
+    if problems:
+        raise AblationsError(
+            f"{len(problems)} differences from {args.path}; "
+            "if the change is intended, run `ablate golden --write`"
+        )
+    print(f"{args.path}: every registered variant matches")
+
+
+def cmd_recipes(args: argparse.Namespace) -> None:
+    rows = [{
+        "recipe": r.name, "variant": r.variant, "dataset": r.dataset,
+        "arms": ",".join(a for a in r.arms if a) or "-",
+        "full budget": f"{r.settings['epochs']} epochs, batch {r.settings['batch_size']}",
+        "claimed": "-" if r.claimed_accuracy is None else f"{r.claimed_accuracy:.2f}%",
+    } for r in recipes.RECIPES.values()]  # fmt: skip
+    print(pd.DataFrame(rows).to_string(index=False))
+    print(
+        "\nbudgets (--profile): " + "; ".join(f"{k}: {v}" for k, v in recipes.BUDGET_WORDS.items())
+    )
+    if args.verbose:
+        for r in recipes.RECIPES.values():
+            print(f"\n{r.name}: {r.tutorial}.")
+            if r.choices:
+                print(f"  choices where the tutorial is silent: {r.choices}")
+
+
+DEFAULT_README = Path("README.md")
+
+
+def cmd_report(args: argparse.Namespace) -> None:
+    readme_path: Path = getattr(args, "readme", DEFAULT_README)
+    if getattr(args, "check_readme", False):
+        _check_readme(readme_path, results=args.results)
+        return
+    for path in render.render(results=args.results, out=args.out):
+        print(path)
+    if _update_readme(readme_path, results=args.results):
+        print(readme_path)
+
+
+def _update_readme(path: Path, *, results: Path) -> bool:
+    """Regenerate the README's marked figures from `results`, but only from the results/
+    folder beside it: a run into another folder never rewrites the project's README."""
+    if not path.exists() or results.resolve() != path.resolve().parent / "results":
+        return False
+    from ablations.report import readme, readme_blocks
+
+    return readme.update(path, readme_blocks.BLOCKS, results=results)
+
+
+def _check_readme(path: Path, *, results: Path) -> None:
+    from ablations.report import readme, readme_blocks
+
+    if not path.exists():
+        raise AblationsError(f"--check-readme: {path} does not exist; give --readme PATH")
+    stale = readme.stale_blocks(path, readme_blocks.BLOCKS, results=results)
+    if stale:
+        raise AblationsError(
+            f"{path}: blocks {', '.join(stale)} differ from {results}; run `ablate report`"
+        )
+    print(f"{path}: every generated block matches {results}")
+
+
+def cmd_collect(args: argparse.Namespace) -> None:
+    runs = store.collect(args.results)
+    print(
+        f"{args.results / store.RUNS_FILE}: {len(runs)} runs from {args.results / store.RUNS_DIR}"
+    )

@@ -1,0 +1,257 @@
+"""`ablate` subcommands that train or run models: train, run / plan / status (the experiments),
+subset, evaluate, train-speed, bench."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from ablations import experiments, launch, pipeline, recipes
+from ablations.cli.options import BOTH, TRAIN_OVERRIDES
+from ablations.cli.report_commands import cmd_report, select
+from ablations.config import TrainConfig, resolve_config
+from ablations.data import resolve_source
+from ablations.profiles import default_profile
+from ablations.registry import AblationsError
+
+
+def _raise_interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from ablations import distributed
+    from ablations.runners import train  # imports the data stack only when training
+
+    overrides = {k: getattr(args, k) for k in TRAIN_OVERRIDES if hasattr(args, k)}
+    # Under torchrun: join the group; each rank trains on its own GPU (or the CPU, with gloo).
+    device = distributed.setup(args.device) or args.device
+    deadline = None if args.stop_after is None else time.monotonic() + 60 * args.stop_after
+    try:
+        config = distributed.for_world(_train_config(args, overrides), sync_bn=args.sync_bn)
+        # SIGTERM (a scheduler, `kill`) stops like Ctrl-C: the last checkpoint stays.
+        signal.signal(signal.SIGTERM, _raise_interrupt)
+        data = args.data
+        if data is None and config.data_id == recipes.DEMO_DATA_ID:  # as `ablate plan` prints
+            data = recipes.demo_data(cifar=None, budget=config.profile)
+        record = train.train(config, out=args.out, data=data, device=device, deadline=deadline)
+    finally:
+        distributed.teardown()
+    if distributed.launched_world() == 1 or int(os.environ.get("RANK", "0")) == 0:
+        print(f"{record.run_dir}: {_train_summary(record.summary)}")
+    return 1 if record.status == "diverged" else 0
+
+
+def _train_config(args: argparse.Namespace, overrides: dict[str, Any]) -> TrainConfig:
+    """`ablate train VARIANT` (a profile) or `ablate train --recipe NAME` (a budget)."""
+    if (args.variant is None) == (args.recipe is None):
+        raise AblationsError("give a variant or --recipe NAME (`ablate recipes` lists them)")
+    if args.recipe is None and (args.profile == "full" or args.arm is not None):
+        raise AblationsError("--profile full and --arm apply to recipes; add --recipe NAME")
+    dataset = args.dataset if args.recipe is None else recipes.get_recipe(args.recipe).dataset
+    if dataset == "imagefolder" and "data_id" not in overrides:
+        overrides["data_id"] = _folder_name(args.data)
+    if args.recipe is None:
+        return resolve_config(
+            args.variant, profile=args.profile, dataset=dataset, seed=args.seed,
+            device=args.device, **overrides,
+        )  # fmt: skip
+    return recipes.resolve_recipe(
+        args.recipe, profile=args.profile, seed=args.seed, arm=args.arm, device=args.device,
+        **overrides,
+    )  # fmt: skip
+
+
+def _folder_name(data: str | None) -> str:
+    """An ImageFolder run's default data_id: the name of the folder it trains on."""
+    source = resolve_source("imagefolder", data)
+    if source is None:
+        raise AblationsError(
+            "ImageFolder data needs --data DIR (offline, build one with `ablate subset`)"
+        )
+    return source.name
+
+
+def _train_summary(summary: dict[str, Any]) -> str:
+    if summary["status"] == "stopped":
+        return (
+            f"stopped by --stop-after at iteration {summary['iterations']:,} of "
+            f"{summary['planned_iterations']:,}, checkpointed; rerun the same command to resume"
+        )
+    if summary["status"] == "diverged":
+        return f"diverged at iteration {summary['diverged_at']} (recorded; lower --lr?)"
+    evaluated = (
+        f"val {summary['val_error']:.2%}, " if "val_error" in summary
+        else f"best-on-test {summary['best_test_error']:.2%} (selects on the test set), "
+    )  # fmt: skip
+    budget = f" [{summary['profile']} budget]" if summary.get("recipe") else ""
+    final = (f"final test {summary['test_error']:.2%}" if "test_error" in summary
+             else _val_errors(summary))  # fmt: skip
+    return (
+        f"complete{budget}: train error {summary['train_error']:.2%}, {evaluated}"
+        f"{final}; {summary['train_s']:.0f} s training, "
+        f"{summary['images_per_s']:,.0f} images/s"
+    )
+
+
+def _val_errors(summary: dict[str, Any]) -> str:
+    """ImageNet's final errors: top-1 / top-5 on val, centre crop and 10-crop where run."""
+    parts = []
+    for label, prefix in (("centre", ""), ("10-crop", "ten_crop_")):
+        if f"{prefix}val_error" in summary:
+            parts.append(f"{label} {summary[f'{prefix}val_error']:.2%} / "
+                         f"{summary[f'{prefix}val_top5_error']:.2%}")  # fmt: skip
+    return "final val top-1 / top-5: " + ", ".join(parts)
+
+
+def _tasks(args: argparse.Namespace) -> tuple[list[pipeline.Task], pipeline.Context]:
+    profile = args.profile or default_profile()
+    ctx = pipeline.context(results=args.results, data=args.data, device=args.device)
+    names = experiments.parse(args.experiments, profile=profile)
+    tasks = pipeline.plan(names, profile=profile, seeds=args.seeds, device=ctx.device)
+    print(f"[ablate] profile {profile}: {', '.join(names)} on {ctx.device.type}", file=sys.stderr)
+    return tasks, ctx
+
+
+def cmd_run(args: argparse.Namespace) -> int | None:
+    tasks, ctx = _tasks(args)
+    signal.signal(signal.SIGTERM, _raise_interrupt)
+    if args.executor != "inprocess":
+        return _run_submitted(args, tasks, ctx)
+    counts = pipeline.execute(tasks, ctx)
+    print(f"[ablate] {counts['ran']} task(s) run, {counts['done']} already done", file=sys.stderr)
+    cmd_report(argparse.Namespace(results=args.results, out=args.reports))
+    return None
+
+
+def _launch_options(args: argparse.Namespace) -> launch.LaunchOptions:
+    return launch.LaunchOptions(
+        executor=args.executor, jobs=args.jobs, partition=args.slurm_partition,
+        time_min=args.slurm_time, gpus_per_task=args.gpus_per_task, nodes=args.slurm_nodes,
+        cpus_per_task=args.cpus_per_task, account=args.slurm_account,
+        max_requeues=args.max_requeues, extra=tuple(args.slurm_option),
+    )  # fmt: skip
+
+
+def _run_submitted(
+    args: argparse.Namespace, tasks: list[pipeline.Task], ctx: pipeline.Context
+) -> int:
+    counts = pipeline.execute_submitted(tasks, ctx, options=_launch_options(args))
+    print(
+        f"[ablate] {counts['submitted']} run(s) submitted, {counts['busy']} already queued or "
+        f"running, {counts['done']} done; {counts['unfinished']} unfinished",
+        file=sys.stderr,
+    )
+    if counts["unfinished"]:
+        print("[ablate] `ablate status` shows each run; `ablate run` again resubmits failed ones "
+              "(they resume) and, once all are done, runs the rest and renders reports",
+              file=sys.stderr)  # fmt: skip
+        return 1 if args.executor == "local" else 0
+    cmd_report(argparse.Namespace(results=args.results, out=args.reports))
+    return 0
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    tasks, ctx = _tasks(args)
+    table = pipeline.launch_status(tasks, ctx)
+    print(table.drop(columns="task").to_string(index=False) if len(table) else "no training runs")
+    counts = table["state"].value_counts() if len(table) else pd.Series(dtype=int)
+    print("\n" + ", ".join(f"{counts.get(s, 0)} {s}" for s in launch.STATES))
+    return 1 if counts.get("failed", 0) else 0
+
+
+def cmd_plan(args: argparse.Namespace) -> None:
+    tasks, ctx = _tasks(args)
+    table = pipeline.status_table(tasks, ctx)
+    print(table.drop(columns="command").to_string(index=False))
+    missing = [c for c in table["command"] if c]
+    if missing:
+        print(f"\n# {len(missing)} missing training run(s); on any machine, then `ablate collect`:")
+        print("\n".join(missing))
+
+
+def cmd_subset(args: argparse.Namespace) -> None:
+    from ablations.data import make_subset, parse_classes  # the data stack only when needed
+
+    classes = parse_classes(args.classes)
+    out = make_subset(
+        args.dataset, data=args.data, out=args.out, classes=classes,
+        train_per_class=args.train_per_class, test_per_class=args.test_per_class, seed=args.seed,
+    )  # fmt: skip
+    print(
+        f"{out}: {len(classes)} classes, {args.train_per_class} train + {args.test_per_class} "
+        f"test images each, from {args.dataset} (seed {args.seed}); "
+        f"use it with --dataset imagefolder --data {out}"
+    )
+
+
+def cmd_evaluate(args: argparse.Namespace) -> None:
+    from ablations.runners.evaluate import evaluate_checkpoint
+
+    row = evaluate_checkpoint(
+        args.variant, weights=args.weights, dataset=args.dataset, data=args.data,
+        results=args.results, device=args.device, batch_size=args.batch_size, limit=args.limit,
+    ).iloc[0]  # fmt: skip
+    top5 = "" if row["top5_error"] != row["top5_error"] else f", top-5 {row['top5_error']:.2%}"
+    print(
+        f"{row['variant']} from {row['weights']} ({row['weights_format']}, {row['preprocessing']})"
+        f" on {row['dataset']} {row['split']} ({row['images']} images of {row['data_source']}): "
+        f"top-1 error {row['top1_error']:.2%}{top5}, loss {row['loss']:.4f} -> "
+        f"{args.results / 'evaluations.csv'}"
+    )
+
+
+SPEED_DEFAULT = ("resnet20", "resnet56", "resnet110")
+
+
+def cmd_train_speed(args: argparse.Namespace) -> None:
+    from ablations.data import load_dataset
+    from ablations.runners import speed
+
+    names = select(args.patterns or list(SPEED_DEFAULT), args.exclude)
+    overrides: dict[str, Any] = {"input_size": args.input_size, "batch_size": args.batch_size}
+    if args.compile:
+        overrides["compile"] = True
+    configs = [resolve_config(n, profile=args.profile, device=args.device, **overrides)
+               for n in names]  # fmt: skip
+    out = args.out / speed.SPEED_FILE if args.out.is_dir() else args.out
+    dataset = load_dataset("cifar10", data=args.data)
+    table = speed.compare(
+        configs, dataset, device=args.device, iterations=args.iterations, warmup=args.warmup,
+        workers=args.workers, out=out,
+    )  # fmt: skip
+    shown = table[["variant", "loop", "precision", "channels_last", "compile", "workers",
+                   "tf32_cudnn", "images_per_s", "speedup"]]  # fmt: skip
+    print(f"# {table['machine'].iloc[0]}, batch {args.batch_size}, {args.iterations} timed steps")
+    print(shown.to_string(index=False, float_format=lambda v: f"{v:,.1f}"))
+    print(f"appended to {out}")
+
+
+def cmd_bench(args: argparse.Namespace) -> None:
+    from ablations.runners import throughput
+
+    names = select(args.patterns, args.exclude)
+    settings = throughput.grid(
+        names, device=args.device,
+        modes=throughput.MODES if args.mode == "both" else (args.mode,),
+        precisions=args.precision, channels_last=BOTH.get(args.channels_last),
+        compile=BOTH[args.compile], batch_sizes=args.batch_size, input_size=args.input_size,
+        warmup=args.warmup, repeats=args.repeats, steps=args.steps, runs=args.runs,
+    )  # fmt: skip
+    name = throughput.REFERENCE_FILE if args.reference else throughput.THROUGHPUT_FILE
+    out = throughput.output_path(args.out, name) if args.out else Path("results") / name
+    table = throughput.run(settings, out=out, reference=args.reference)
+    print(throughput.format_table(table))
+    if args.runs > 1:
+        spreads = throughput.spread(table)
+        for reference, part in spreads.groupby("reference"):
+            print(f"run-to-run spread of images/s over {args.runs} runs ({reference}): median "
+                  f"{part['spread'].median():.1%}, worst {part['spread'].max():.1%}")  # fmt: skip
+    print(f"appended to {out}")
