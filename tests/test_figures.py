@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import pandas as pd
 
-from ablations.report.figures import (
+from ablations.report.cost_figures import (
     complexity_figure,
     family_defaults,
     net_kind,
@@ -56,7 +56,7 @@ def test_cost_figure_shows_only_the_papers_grid():
     import pandas as pd
 
     from ablations import get_variant
-    from ablations.report.figures import family_defaults
+    from ablations.report.cost_figures import family_defaults
 
     names = ["resnet20", "resnet14", "resnet18", "resnet18-d2l", "resnet18-k3"]
     df = pd.DataFrame([get_variant(n).axes() for n in names]).astype({"conv_bias": str})

@@ -16,8 +16,8 @@ import pandas as pd
 
 from ablations import store
 from ablations.references import GMACS, PARAMS, ROUNDED_PARAMS, TORCHVISION
+from ablations.report import cost_figures, imagenet, provenance, streamed, training
 from ablations.report import evaluations as evaluations_report
-from ablations.report import figures, imagenet, provenance, streamed, training
 from ablations.report import recipes as recipes_report
 from ablations.report import throughput as throughput_report
 from ablations.report.tables import Section, markdown_table
@@ -83,7 +83,7 @@ the first 1x1 conv), the paper's Table 1.
 
 {table}
 """
-    return Section(text, {"complexity": figures.complexity_figure(df)})
+    return Section(text, {"complexity": cost_figures.complexity_figure(df)})
 
 
 def primary_setting(df: pd.DataFrame) -> pd.DataFrame:
@@ -162,7 +162,7 @@ forward + loss + backward + SGD step, counted as 3 forward passes for TFLOP/s.
 
 {table}
 {throughput_report.extras(results)}"""
-    return Section(text, {"throughput": figures.throughput_figure(shown)})
+    return Section(text, {"throughput": cost_figures.throughput_figure(shown)})
 
 
 def overview_section(results: Path) -> Section:
