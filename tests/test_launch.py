@@ -18,7 +18,7 @@ import pandas as pd
 import pytest
 import torch
 
-from ablations import pipeline
+from ablations import pipeline, submitted
 from ablations.cli import main
 from ablations.config import resolve_config
 from ablations.launch import LaunchOptions, jobs, task_status
@@ -78,7 +78,7 @@ def test_local_executor_runs_tasks_kill_and_rerun_resumes(tmp_path, tiny_cifar):
     counts: dict[str, int] = {}
     first = threading.Thread(
         target=lambda: counts.update(
-            pipeline.execute_submitted(tasks, ctx, options=options, log=lines.append)
+            submitted.execute_submitted(tasks, ctx, options=options, log=lines.append)
         )
     )
     first.start()
@@ -95,7 +95,7 @@ def test_local_executor_runs_tasks_kill_and_rerun_resumes(tmp_path, tiny_cifar):
     assert not (victim / "summary.json").exists()
 
     # A second `ablate run` submits only the killed run, which resumes from its checkpoint.
-    again = pipeline.execute_submitted(tasks, ctx, options=options, log=lines.append)
+    again = submitted.execute_submitted(tasks, ctx, options=options, log=lines.append)
     assert again["submitted"] == 1 and again["done"] == 1 and again["unfinished"] == 0
     resumed = pd.read_csv(victim / "curves.csv")
     pd.testing.assert_frame_equal(_deterministic(resumed), _deterministic(reference.curves))
@@ -116,7 +116,7 @@ def test_local_executor_runs_tasks_kill_and_rerun_resumes(tmp_path, tiny_cifar):
     assert set(runs["run_id"]) == {long.run_id, short.run_id}
     assert set(runs["experiments"]) == {"test"}  # the planned membership, as in-process
     # Nothing left to do: nothing is submitted twice.
-    third = pipeline.execute_submitted(tasks, ctx, options=options, log=lines.append)
+    third = submitted.execute_submitted(tasks, ctx, options=options, log=lines.append)
     assert third["submitted"] == 0 and third["done"] == 2
 
 

@@ -13,7 +13,7 @@ from typing import Any
 
 import pandas as pd
 
-from ablations import experiments, launch, pipeline, recipes
+from ablations import experiments, launch, pipeline, recipes, submitted
 from ablations.cli.options import BOTH, TRAIN_OVERRIDES
 from ablations.cli.report_commands import cmd_report, select
 from ablations.config import TrainConfig, resolve_config
@@ -143,7 +143,7 @@ def _launch_options(args: argparse.Namespace) -> launch.LaunchOptions:
 def _run_submitted(
     args: argparse.Namespace, tasks: list[pipeline.Task], ctx: pipeline.Context
 ) -> int:
-    counts = pipeline.execute_submitted(tasks, ctx, options=_launch_options(args))
+    counts = submitted.execute_submitted(tasks, ctx, options=_launch_options(args))
     print(
         f"[ablate] {counts['submitted']} run(s) submitted, {counts['busy']} already queued or "
         f"running, {counts['done']} done; {counts['unfinished']} unfinished",
@@ -160,7 +160,7 @@ def _run_submitted(
 
 def cmd_status(args: argparse.Namespace) -> int:
     tasks, ctx = _tasks(args)
-    table = pipeline.launch_status(tasks, ctx)
+    table = submitted.launch_status(tasks, ctx)
     print(table.drop(columns="task").to_string(index=False) if len(table) else "no training runs")
     counts = table["state"].value_counts() if len(table) else pd.Series(dtype=int)
     print("\n" + ", ".join(f"{counts.get(s, 0)} {s}" for s in launch.STATES))
