@@ -111,8 +111,13 @@ def _train_cli(out, data, *extra):
     # The reference's thread count: another one changes the CPU kernels' reduction order, and
     # so the last digits of every loss.
     threads = {"OMP_NUM_THREADS": str(torch.get_num_threads())}
+    # SIGINT as a terminal delivers it: a suite started in the background (`cmd &`) inherits
+    # SIGINT ignored, and the child would then train on through the test's Ctrl-C.
+    def terminal_sigint() -> None:
+        signal.signal(signal.SIGINT, signal.SIG_DFL)
+
     return subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            env={**os.environ, **threads})  # fmt: skip
+                            env={**os.environ, **threads}, preexec_fn=terminal_sigint)  # fmt: skip
 
 
 def _wait_for_checkpoint(directory, process, timeout=120):
