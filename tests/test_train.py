@@ -111,6 +111,7 @@ def _train_cli(out, data, *extra):
     # The reference's thread count: another one changes the CPU kernels' reduction order, and
     # so the last digits of every loss.
     threads = {"OMP_NUM_THREADS": str(torch.get_num_threads())}
+
     # SIGINT as a terminal delivers it: a suite started in the background (`cmd &`) inherits
     # SIGINT ignored, and the child would then train on through the test's Ctrl-C.
     def terminal_sigint() -> None:
