@@ -229,8 +229,7 @@ def sum_all(*values: Tensor | float) -> list[float]:
     tensors = [torch.as_tensor(v, dtype=torch.float64) for v in values]
     stacked = torch.stack([t.detach().double().cpu() for t in tensors])
     if active() and world_size() > 1:
-        on_gpu = dist.get_backend() == "nccl"
-        stacked = stacked.to(f"cuda:{torch.cuda.current_device()}" if on_gpu else "cpu")
+        stacked = stacked.to(_collective_device())
         dist.all_reduce(stacked)
     return [float(v) for v in stacked.cpu()]
 
@@ -239,7 +238,12 @@ def max_all(value: int) -> int:
     """The largest of an int over the ranks (the value itself for one process)."""
     if not (active() and world_size() > 1):
         return value
-    on_gpu = dist.get_backend() == "nccl"
-    t = torch.tensor([value], device=f"cuda:{torch.cuda.current_device()}" if on_gpu else "cpu")
+    t = torch.tensor([value], device=_collective_device())
     dist.all_reduce(t, op=dist.ReduceOp.MAX)
     return int(t.item())
+
+
+def _collective_device() -> str:
+    """Where a host value goes for a collective: NCCL reduces on this rank's GPU, gloo on the
+    CPU."""
+    return f"cuda:{torch.cuda.current_device()}" if dist.get_backend() == "nccl" else "cpu"

@@ -241,10 +241,10 @@ class Replicate(NamedTuple):
         """Where and how it ran, from its rows: machine, CPU kernels, torch, threads."""
 
         def values(column: str, unknown: str) -> str:
-            found = sorted({str(v) for v in self.runs.get(column, pd.Series(dtype=str)) if v})
+            found = sorted({str(v) for v in self.runs[column] if v})
             return ", ".join(found) if found else unknown
 
-        threads = sorted({int(t) for t in self.runs.get("torch_threads", []) if int(t) > 0})
+        threads = sorted({int(t) for t in self.runs["torch_threads"] if int(t) > 0})
         words = [values("machine", "machine not recorded"),
                  values("cpu_kernels", "kernels not recorded"),
                  f"torch {values('torch', '?')}"]  # fmt: skip
@@ -253,17 +253,12 @@ class Replicate(NamedTuple):
         return "; ".join(words)
 
 
-def replicated_claims(sets: Sequence[Replicate]) -> list[tuple[Claim, list[Claim]]]:
-    """Each claim judged in every set: (its claim in sets[0], the claims in all sets)."""
-    judged = [claims(s.runs, s.responses) for s in sets]
-    return [(row[0], list(row)) for row in zip(*judged, strict=True)]
-
-
 def replicated_verdicts(sets: Sequence[Replicate]) -> list[str]:
     """One line per claim under REPLICATION_RULE: sets[0]'s line where every set that could
     judge the claim agrees, else "not resolved" naming each set's verdict and p."""
     lines = []
-    for claim, each in replicated_claims(sets):
+    for each in zip(*(claims(s.runs, s.responses) for s in sets), strict=True):
+        claim = each[0]
         judged = [(s, c) for s, c in zip(sets, each, strict=True)
                   if c.outcome != stats.NOT_CHECKED]  # fmt: skip
         if len({c.outcome for _, c in judged}) <= 1:

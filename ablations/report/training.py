@@ -72,16 +72,12 @@ class ProfileResults:
         """The committed runs of `experiment` and each replicate's (replicates without them
         left out), for claims judged under claims.REPLICATION_RULE."""
         runs, _ = self.experiment(experiment)
-        sets = [claims.Replicate("the committed runs", runs, self._responses_of(runs))]
+        sets = [claims.Replicate("the committed runs", runs, of_runs(self.responses, runs))]
         for name, (replicate, responses) in self.replicates.items():
             mine = members(replicate[replicate["status"] == "complete"], experiment)
             if not mine.empty:
-                measured = responses[responses["run_id"].isin(set(mine["run_id"]))]
-                sets.append(claims.Replicate(f"replicate {name}", mine, measured))
+                sets.append(claims.Replicate(f"replicate {name}", mine, of_runs(responses, mine)))
         return sets
-
-    def _responses_of(self, runs: pd.DataFrame) -> pd.DataFrame:
-        return self.responses[self.responses["run_id"].isin(set(runs["run_id"]))]
 
     def command(self, experiment: str) -> str:
         return f"`nox -s ablate -- --experiments {experiment} --profile {self.profile}`"
@@ -91,6 +87,11 @@ def members(runs: pd.DataFrame, experiment: str) -> pd.DataFrame:
     """The runs that recorded `experiment` among the experiments they were planned for."""
     planned = runs["experiments"].astype(str).str.split(",")
     return runs[planned.map(lambda names: experiment in names)]
+
+
+def of_runs(table: pd.DataFrame, runs: pd.DataFrame) -> pd.DataFrame:
+    """The rows of `table` (responses, curves) that belong to `runs`."""
+    return table[table["run_id"].isin(set(runs["run_id"]))]
 
 
 def main_dataset(runs: pd.DataFrame) -> str:
@@ -124,7 +125,7 @@ def load_profiles(results: Path) -> list[ProfileResults]:
         left_out = mine[mine["dataset"] != dataset]
         loaded.append(ProfileResults(
             profile=profile, runs=shown, left_out=left_out,
-            curves=curves[curves["run_id"].isin(set(shown["run_id"]))],
+            curves=of_runs(curves, shown),
             responses=responses[(responses["profile"] == profile)
                                 & ~responses["run_id"].isin(set(left_out["run_id"]))],
             replicates={name: _same_runs(r, rr, profile=profile, dataset=dataset)
@@ -140,7 +141,7 @@ def _same_runs(
     mine = runs[
         (runs["profile"] == profile) & (runs["dataset"] == dataset) & (runs["recipe"] == "")
     ]
-    return mine, responses[responses["run_id"].isin(set(mine["run_id"]))]
+    return mine, of_runs(responses, mine)
 
 
 def bullets(lines: Iterable[str]) -> str:
@@ -176,7 +177,7 @@ def runs_section(p: ProfileResults) -> Section:
 
 def _held_out_words(p: ProfileResults, runs: pd.DataFrame) -> str:
     """What the bold curves and the error columns are, from the runs' own curves."""
-    splits = set(figures.held_out_split(p.curves[p.curves["run_id"].isin(set(runs["run_id"]))]))
+    splits = set(figures.held_out_split(of_runs(p.curves, runs)))
     words = []
     if "test" in splits:
         words.append(

@@ -228,8 +228,9 @@ class Trainer:
     def past_deadline(self) -> bool:
         """Whether to stop at this checkpoint. Across processes any rank past its deadline
         stops them all: a rank that went on alone would wait forever in its next collective."""
-        late = self.deadline is not None and time.monotonic() >= self.deadline
-        return bool(distributed.max_all(int(late)))
+        if self.deadline is None:  # the same on every rank: no collective needed
+            return False
+        return bool(distributed.max_all(int(time.monotonic() >= self.deadline)))
 
     def stopped(self) -> dict[str, Any]:
         """Stopped at a checkpoint by the deadline: nothing is final, rerunning resumes."""
