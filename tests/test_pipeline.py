@@ -121,7 +121,7 @@ def test_cli_plan_lists_missing_runs_as_commands(tmp_path, capsys):
     )
     out = capsys.readouterr().out
     assert code == 0
-    assert "12 missing training run(s)" in out  # 4 nets x the cpu profile's 3 seeds
+    assert "20 missing training run(s)" in out  # 4 nets x the cpu profile's 5 seeds
     command = (f"ablate train plain20 --profile cpu --seed 0 --device cpu --out {tmp_path}/runs "
                "--precision fp32")  # fmt: skip
     assert command in out

@@ -13,7 +13,6 @@ import pandas as pd
 
 from ablations import golden, recipes, store
 from ablations.registry import REGISTRY, AblationsError, list_variants
-from ablations.report import render
 from ablations.results import read_table
 from ablations.runners import complexity
 
@@ -105,6 +104,8 @@ def cmd_report(args: argparse.Namespace) -> None:
     if getattr(args, "check_readme", False):
         _check_readme(readme_path, results=args.results)
         return
+    from ablations.report import render  # matplotlib: only the commands that draw pay for it
+
     for path in render.render(results=args.results, out=args.out):
         print(path)
     if _update_readme(readme_path, results=args.results):

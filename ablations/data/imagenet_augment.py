@@ -20,7 +20,6 @@ import math
 from dataclasses import dataclass
 
 import torch
-import torchvision.transforms.v2.functional as TF
 from torch import Tensor
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -130,19 +129,27 @@ def sample_geometry(height: int, width: int, recipe: Recipe, *, g: torch.Generat
     return Geometry(resized=resized, box=box, flip=flip)
 
 
+def _resize(image: Tensor, size: list[int]) -> Tensor:
+    # torchvision on first use: importing it costs seconds (it loads dynamo), and every CLI
+    # process imports this module for RECIPES.
+    import torchvision.transforms.v2.functional as TF
+
+    return TF.resize(image, size, antialias=True)
+
+
 def train_sample(image: Tensor, recipe: Recipe, *, g: torch.Generator) -> Tensor:
     """One training crop (uint8 C x crop x crop) of a uint8 CHW image, drawn from `g`."""
     geometry = sample_geometry(image.shape[-2], image.shape[-1], recipe, g=g)
     if geometry.resized is not None:
-        out = _cut(TF.resize(image, list(geometry.resized), antialias=True), geometry.box)
+        out = _cut(_resize(image, list(geometry.resized)), geometry.box)
     else:
-        out = TF.resize(_cut(image, geometry.box), [recipe.crop] * 2, antialias=True)
+        out = _resize(_cut(image, geometry.box), [recipe.crop] * 2)
     return (out.flip(-1) if geometry.flip else out).contiguous()
 
 
 def eval_resize(image: Tensor, short: int) -> Tensor:
     _, height, width = image.shape
-    return TF.resize(image, list(resized_shape(height, width, short)), antialias=True)
+    return _resize(image, list(resized_shape(height, width, short)))
 
 
 def center_box(height: int, width: int, crop: int) -> Box:

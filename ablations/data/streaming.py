@@ -25,14 +25,13 @@ import io
 import os
 import warnings
 from collections.abc import Iterable, Iterator
-from typing import Any, Literal
+from typing import Any, Literal, overload
 
 import numpy as np
 import torch
 from PIL import Image
 from torch import Tensor
 from torch.utils.data import DataLoader, Dataset
-from torchvision.io import ImageReadMode, decode_jpeg
 
 from ablations import distributed
 from ablations.data.arrays import DataError
@@ -75,11 +74,23 @@ def available_cores() -> int:
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
+@overload
+def _decode_jpeg(data: Tensor, *, device: torch.device | str) -> Tensor: ...
+@overload
+def _decode_jpeg(data: list[Tensor], *, device: torch.device | str) -> list[Tensor]: ...
+def _decode_jpeg(
+    data: Tensor | list[Tensor], *, device: torch.device | str
+) -> Tensor | list[Tensor]:
+    from torchvision.io import ImageReadMode, decode_jpeg  # on first use: seconds to import
+
+    return decode_jpeg(data, mode=ImageReadMode.RGB, device=device)
+
+
 def decode(raw: bytes, *, device: torch.device | str = "cpu") -> Tensor:
     """uint8 RGB CHW: JPEGs by torchvision's decoder, anything else by PIL (on the CPU)."""
     if raw[:2] == _JPEG_MAGIC:
         data = torch.frombuffer(bytearray(raw), dtype=torch.uint8)
-        return decode_jpeg(data, mode=ImageReadMode.RGB, device=device)
+        return _decode_jpeg(data, device=device)
     with Image.open(io.BytesIO(raw)) as image:
         pixels = np.asarray(image.convert("RGB"), dtype=np.uint8)
     return torch.from_numpy(pixels.copy()).permute(2, 0, 1).to(device)
@@ -92,9 +103,7 @@ def decode_batch(raws: list[bytes], *, device: torch.device) -> list[Tensor]:
     out: list[Tensor | None] = [None] * len(raws)
     if jpegs:
         data = [torch.frombuffer(bytearray(raws[i]), dtype=torch.uint8) for i in jpegs]
-        for i, image in zip(
-            jpegs, decode_jpeg(data, mode=ImageReadMode.RGB, device=device), strict=True
-        ):
+        for i, image in zip(jpegs, _decode_jpeg(data, device=device), strict=True):
             out[i] = image
     for i, r in enumerate(raws):
         if out[i] is None:

@@ -36,7 +36,6 @@ import torch.nn.functional as F
 from PIL import Image
 from torch import Tensor
 from torch.utils.data import DataLoader, Dataset
-from torchvision import transforms
 
 from ablations import env
 from ablations.config import TrainConfig, resolve_device
@@ -124,6 +123,8 @@ def conventional_seconds(
     warmup: int, workers: int,
 ) -> float:  # fmt: skip
     """Time `iterations` steps of the conventional loop (see module docstring)."""
+    from torchvision import transforms  # here: importing torchvision costs seconds
+
     x = dataset.x_train
     mean = tuple(float(m) for m in (x / 255).mean(axis=(0, 1, 2)))
     std = tuple(float(s) for s in (x / 255).std(axis=(0, 1, 2)))
