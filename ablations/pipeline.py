@@ -26,6 +26,7 @@ from ablations.data import ArrayDataset, load_dataset
 from ablations.experiments import EXPERIMENTS
 from ablations.io import read_json
 from ablations.profiles import dataset_of, get_profile
+from ablations.progress import progress
 from ablations.registry import AblationsError, get_variant, list_variants
 from ablations.results import read_table, upsert
 from ablations.runners import complexity, records, throughput
@@ -257,12 +258,13 @@ def _run_responses(task: Task, ctx: Context) -> None:
     measured = _measured(ctx)
     todo = [c for c in _finished(task.configs, ctx) if c.run_id not in measured]
     datasets: dict[str, ArrayDataset] = {}  # decoded once, not once per run
-    for config in todo:
+    for config in progress(todo, desc="responses", label=lambda c: c.run_id):
         if config.dataset not in datasets:
             datasets[config.dataset] = load_dataset(config.dataset, data=ctx.data)
         rows = responses.responses_for_run(
-            ctx.runs_dir / config.run_id, dataset=datasets[config.dataset], device=ctx.device
-        )
+            ctx.runs_dir / config.run_id, dataset=datasets[config.dataset], device=ctx.device,
+            images=get_profile(config.profile).response_images,
+        )  # fmt: skip
         upsert(ctx.results / store.RESPONSES_FILE, rows, store.RESPONSES)
 
 

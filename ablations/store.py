@@ -101,10 +101,11 @@ RESPONSES = Schema(
         "layer": "int",
         "module": "str",
         "std": "float",
+        "images": "int",  # test images measured (0: rows from before it was recorded)
         **PROVENANCE,
     },
     key=("run_id", "layer"),
-    added=PROVENANCE_ADDED,
+    added={**PROVENANCE_ADDED, "images": 0},
 )
 EVALUATIONS = Schema(
     name="evaluations",

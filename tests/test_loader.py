@@ -152,3 +152,24 @@ def test_eval_batches_of_the_shares_are_the_whole():
     assert torch.equal(torch.cat([y for p in parts for _, y in p]), labels)
     torch.testing.assert_close(torch.cat([x for p in parts for x, _ in p]),
                                torch.cat([x for x, _ in whole]))  # fmt: skip
+
+
+def test_runs_of_one_set_share_the_split_and_the_decoded_arrays(tiny_cifar):
+    """The runs of one `ablate run` differ by seed and net: they reuse the last split made from
+    the same arrays (and load_dataset the same arrays), but never across data settings."""
+    from ablations.config import resolve_config
+    from ablations.data import load_dataset
+    from ablations.data.prepare import prepare_data
+
+    first = load_dataset("cifar10", data=tiny_cifar)
+    again = load_dataset("cifar10", data=tiny_cifar)
+    assert again.x_train is first.x_train  # one copy per process, not one per run
+    cpu = torch.device("cpu")
+    a = prepare_data(resolve_config("resnet20", profile="smoke", seed=0), first, cpu)
+    b = prepare_data(resolve_config("plain56", profile="smoke", seed=1), again, cpu)
+    assert b.train.images is a.train.images and b.test[0] is a.test[0]
+    assert (a.train.seed, b.train.seed) == (0, 1)
+    other = prepare_data(resolve_config("resnet20", profile="smoke", val_size=64), first, cpu)
+    assert other.train.images is not a.train.images and len(other.val[0]) == 64
+    fresh = prepare_data(resolve_config("resnet20", profile="smoke", val_size=64), first, cpu)
+    assert torch.equal(fresh.normalizer.mean, other.normalizer.mean)

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import dataclasses
 import shlex
 
 import pandas as pd
@@ -12,6 +13,7 @@ from ablations.cli.options import TRAIN_OVERRIDES
 from ablations.cli.parser import build_parser
 from ablations.config import resolve_config
 from ablations.experiments import EXPERIMENTS, parse
+from ablations.profiles import PROFILES
 from ablations.registry import AblationsError
 from ablations.results import read_table
 from ablations.runners import throughput
@@ -133,13 +135,17 @@ def test_cli_run_rejects_an_unknown_experiment_in_one_line(tmp_path, capsys):
     assert err.strip().splitlines()[-1].startswith("ablate: error: unknown experiment 'fig6'")
 
 
-def test_responses_follow_the_trained_degradation_runs(tmp_path, tiny_cifar):
+def test_responses_follow_the_trained_degradation_runs(tmp_path, tiny_cifar, monkeypatch):
+    # On the profile's own subset of the test images (smoke measures all 256 by default).
+    smoke = dataclasses.replace(PROFILES["smoke"], response_images=100)
+    monkeypatch.setitem(PROFILES, "smoke", smoke)
     tasks = pipeline.plan(["degradation", "responses"], profile="smoke", device=CPU)
     ctx = _ctx(tmp_path, tiny_cifar)
     pipeline.execute(tasks, ctx, log=lambda line: None)
     _, _, responses = store.load(tmp_path)
     layers = responses.groupby("variant")["layer"].max().to_dict()
     assert layers == {"plain20": 19, "plain56": 55, "resnet20": 19, "resnet56": 55}
+    assert set(responses["images"]) == {100}
     assert pipeline.execute(tasks, ctx, log=lambda line: None)["ran"] == 0
 
 

@@ -230,6 +230,20 @@ def test_responses_for_a_finished_run(smoke_run, tiny_cifar):
     pd.testing.assert_frame_equal(measured, same.drop(columns="created_at"))
 
 
+def test_a_subset_of_the_test_images(smoke_run, tiny_cifar):
+    """`images` measures a fixed random subset (the profile's response_images): recorded in the
+    rows, the same images every time, and not the whole set's numbers."""
+    whole = responses_for_run(smoke_run, data=tiny_cifar, device="cpu")
+    part = responses_for_run(smoke_run, data=tiny_cifar, device="cpu", images=100)
+    again = responses_for_run(smoke_run, data=tiny_cifar, device="cpu", images=100)
+    assert set(part["images"]) == {100} and set(whole["images"]) == {256}  # smoke's test_size
+    assert part["std"].tolist() == again["std"].tolist()
+    assert part["std"].tolist() != whole["std"].tolist()
+    assert part["std"].sub(whole["std"]).abs().max() < 0.1 * whole["std"].min()
+    with pytest.raises(AblationsError, match=">= 1"):
+        responses_for_run(smoke_run, data=tiny_cifar, device="cpu", images=0)
+
+
 def test_run_without_final_weights_is_refused(smoke_run, tmp_path, tiny_cifar):
     unfinished = tmp_path / smoke_run.name
     shutil.copytree(smoke_run, unfinished)

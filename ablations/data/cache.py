@@ -182,13 +182,24 @@ def _write_memo(path: Path, memo: dict[str, str]) -> None:
 # --- decoded arrays ----------------------------------------------------------------------------
 
 
+# The arrays this process loaded last, by cache file and its stat: the runs of one `ablate run`
+# share one copy (and, through it, one prepared split: ablations.data.prepare) instead of
+# reading the file once per run. A rewritten file has another stat, so it is read again.
+_last_loaded: tuple[tuple[Path, int, int], Arrays] | None = None
+
+
 def _cached_arrays(
     name: str, source: Source, checksum: str, *, transform: Transform, cache_dir: Path
 ) -> Arrays:
+    global _last_loaded
     path = cache_dir / "arrays" / f"{name}-{checksum[:16]}{transform.suffix()}.npz"
     if path.exists():
+        if _last_loaded is not None and _last_loaded[0] == _stat_key(path):
+            return _last_loaded[1]
         try:
-            return _load_arrays(path)
+            arrays = _load_arrays(path)
+            _last_loaded = _stat_key(path), arrays
+            return arrays
         except _StaleCache as err:
             warnings.warn(
                 f"discarding corrupt cache file {path} ({err}); decoding {source.path} again",
@@ -203,7 +214,13 @@ def _cached_arrays(
             f"cannot write the dataset cache {path} ({type(err).__name__}); "
             "set ABLATE_CACHE to a writable folder"
         ) from None
+    _last_loaded = _stat_key(path), arrays
     return arrays
+
+
+def _stat_key(path: Path) -> tuple[Path, int, int]:
+    stat = path.stat()
+    return path.resolve(), stat.st_mtime_ns, stat.st_size
 
 
 class _StaleCache(Exception):

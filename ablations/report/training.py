@@ -316,13 +316,22 @@ def responses_section(p: ProfileResults) -> Section:
     nets = ", ".join(figures.paper_name(v) for v in dict.fromkeys(p.responses["variant"]))
     text = f"""{title}
 
-The std of each 3x3 layer's response (after BN, before the ReLU and the addition) on the test
-set, for {nets}: by layer index, and sorted in descending order. The paper finds residual
+The std of each 3x3 layer's response (after BN, before the ReLU and the addition) on
+{_response_images(p.responses)}, for {nets}: by layer index, and sorted in descending order.
+The paper finds residual
 responses generally smaller than plain ones, and smaller in deeper nets.
 
 ![Std of layer responses]({p.name("responses")}.png)
 """
     return Section(text, {p.name("responses"): figures.responses_figure(p.responses)})
+
+
+def _response_images(responses: pd.DataFrame) -> str:
+    """What the responses were measured on, from the rows' `images` (0: not recorded)."""
+    counts = sorted({int(n) for n in responses["images"] if n > 0})
+    if not counts:
+        return "the test set"
+    return f"{' or '.join(f'{n:,}' for n in counts)} test images"
 
 
 PROFILE_SECTIONS: list[Callable[[ProfileResults], Section]] = [
