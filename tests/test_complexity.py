@@ -86,6 +86,20 @@ def test_update_saves_each_row_and_resumes(tmp_path, monkeypatch):
     pd.testing.assert_frame_equal(again, first)
 
 
+def test_many_variants_are_counted_in_worker_processes(tmp_path, monkeypatch):
+    """The registry-sized path (a worker per core, deepest first): the same rows as one
+    process, each saved as it ends."""
+    names = ["resnet20", "resnet110", "plain20"]
+    one = complexity.update(tmp_path / "one.csv", names)
+    monkeypatch.setattr(complexity, "POOL_MIN_VARIANTS", 2)
+    monkeypatch.setattr(complexity.os, "sched_getaffinity", lambda pid: {0, 1}, raising=False)
+    many = complexity.update(tmp_path / "many.csv", names)
+    counts = ["name", "params", "macs", "uncounted_ops", "fingerprint", "code_version"]
+    pd.testing.assert_frame_equal(
+        many.set_index("name").loc[names].reset_index()[counts], one[counts]
+    )
+
+
 def test_stale_rows_are_recomputed(tmp_path):
     path = tmp_path / "complexity.csv"
     complexity.update(path, ["resnet20", "resnet32"])

@@ -167,7 +167,11 @@ def responses_for_run(
     `data` as `load_dataset` does."""
     run_dir = Path(run_dir)
     if not (run_dir / "model.pt").exists():
-        raise AblationsError(f"{run_dir} has no model.pt (unfinished or diverged run)")
+        raise AblationsError(
+            f"{run_dir} has no model.pt (an unfinished or diverged run, or one whose weights were "
+            "not kept: results/ commits none); move that run directory aside and rerun to "
+            "retrain it"
+        )
     config = TrainConfig.from_json(read_json(run_dir / "config.json"))
     variant = Variant.from_axes(read_json(run_dir / "variant.json"))
     if dataset is not None and dataset.name != config.dataset:
