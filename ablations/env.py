@@ -72,6 +72,13 @@ def warn_if_dirty(what: str) -> None:
         )
 
 
+def available_cores() -> int:
+    """The cores this process may run on (its affinity mask, where the OS has one)."""
+    if hasattr(os, "sched_getaffinity"):
+        return len(os.sched_getaffinity(0))
+    return os.cpu_count() or 1
+
+
 @cache
 def cpu_model() -> str:
     try:

@@ -22,7 +22,6 @@ import torch
 
 from ablations import env, recipes, store, versions
 from ablations.config import STREAM_DATASETS, TrainConfig, resolve_config, resolve_device
-from ablations.data import ArrayDataset, load_dataset
 from ablations.experiments import EXPERIMENTS
 from ablations.io import read_json
 from ablations.profiles import dataset_of, get_profile
@@ -257,12 +256,9 @@ def _run_responses(task: Task, ctx: Context) -> None:
 
     measured = _measured(ctx)
     todo = [c for c in _finished(task.configs, ctx) if c.run_id not in measured]
-    datasets: dict[str, ArrayDataset] = {}  # decoded once, not once per run
     for config in progress(todo, desc="responses", label=lambda c: c.run_id):
-        if config.dataset not in datasets:
-            datasets[config.dataset] = load_dataset(config.dataset, data=ctx.data)
-        rows = responses.responses_for_run(
-            ctx.runs_dir / config.run_id, dataset=datasets[config.dataset], device=ctx.device,
+        rows = responses.responses_for_run(  # one decoded copy per process (load_dataset's)
+            ctx.runs_dir / config.run_id, data=ctx.data, device=ctx.device,
             images=get_profile(config.profile).response_images,
         )  # fmt: skip
         upsert(ctx.results / store.RESPONSES_FILE, rows, store.RESPONSES)

@@ -22,7 +22,7 @@ from ablations import env
 from ablations.data.imagenet import build_index
 from ablations.data.imagenet_augment import IMAGENET_MEAN, IMAGENET_STD, RECIPES
 from ablations.data.loader import Normalizer
-from ablations.data.streaming import ImageStream, available_cores
+from ablations.data.streaming import ImageStream
 
 PATHS = {"cpu-decode": "cpu", "gpu-decode": "gpu"}
 Row = dict[str, str | int | float]
@@ -49,7 +49,7 @@ def loader_speed(
     machine = env.environment(dev)
     rows: list[Row] = []
     for path in paths:
-        for n_workers in workers if workers is not None else (available_cores(),):
+        for n_workers in workers if workers is not None else (env.available_cores(),):
             for batch in batch_sizes:
                 stream = ImageStream(
                     index, recipe=RECIPES[recipe], batch_size=batch, seed=seed, device=dev,

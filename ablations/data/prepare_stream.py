@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 import torch
 from torch import Tensor
 
+from ablations import env
 from ablations.data.arrays import DataError
 from ablations.data.imagenet import ImageIndex, build_index, subset_index
 from ablations.data.imagenet_augment import RECIPES, Recipe
@@ -19,7 +20,6 @@ from ablations.data.loader import Normalizer
 from ablations.data.streaming import (
     Decode,
     ImageStream,
-    available_cores,
     eval_batches,
     fit_normalizer,
 )
@@ -172,4 +172,4 @@ def _workers(config: TrainConfig) -> int:
     ranks torchrun starts on one node share them)."""
     if config.workers is not None:
         return config.workers
-    return max(1, available_cores() // int(os.environ.get("LOCAL_WORLD_SIZE", "1")))
+    return max(1, env.available_cores() // int(os.environ.get("LOCAL_WORLD_SIZE", "1")))

@@ -22,7 +22,6 @@ plain iterator on the CPU).
 from __future__ import annotations
 
 import io
-import os
 import warnings
 from collections.abc import Iterable, Iterator
 from typing import Any, Literal, overload
@@ -33,7 +32,7 @@ from PIL import Image
 from torch import Tensor
 from torch.utils.data import DataLoader, Dataset
 
-from ablations import distributed
+from ablations import distributed, env
 from ablations.data.arrays import DataError
 from ablations.data.imagenet import ImageIndex
 from ablations.data.imagenet_augment import (
@@ -68,10 +67,6 @@ def mix(*seeds: int) -> int:
 
 def generator(*seeds: int) -> torch.Generator:
     return torch.Generator().manual_seed(mix(*seeds))
-
-
-def available_cores() -> int:
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
 @overload
@@ -195,7 +190,7 @@ class ImageStream:
             raise DataError(f"batch size {batch_size} must be in 1..{len(index)} images")
         self.index, self.recipe, self.seed = index, recipe, seed
         self.batch_size, self.device, self.decode = batch_size, device, decode
-        self.workers = available_cores() if workers is None else workers
+        self.workers = env.available_cores() if workers is None else workers
         self.normalizer = normalizer.to(device)
         self.channels_last = channels_last
         self.steps_per_epoch = len(index) // batch_size
@@ -286,7 +281,7 @@ def eval_batches(
     """Every image of share `part` (rank, world; default: all) once, in index order: "center"
     gives (B, 3, 224, 224), "ten-crop" gives (B * 10, 3, 224, 224), image-major (the logits'
     views are averaged by `evaluation.view_average`)."""
-    n_workers = available_cores() if workers is None else workers
+    n_workers = env.available_cores() if workers is None else workers
     mine = share(len(index), part)
     loader = DataLoader(
         _Samples(index, recipe, mode=crops),
@@ -315,7 +310,7 @@ def fit_normalizer(
         _Samples(index, recipe, mode="center"),
         batch_sampler=[[(i, 0) for i in chosen[lo : lo + 64]] for lo in range(0, len(chosen), 64)],
         collate_fn=_collate,
-        num_workers=available_cores() if workers is None else workers,
+        num_workers=env.available_cores() if workers is None else workers,
     )
     total = torch.zeros(3, recipe.crop, recipe.crop, dtype=torch.float64)
     for x, _ in loader:

@@ -318,8 +318,8 @@ def responses_section(p: ProfileResults) -> Section:
 
 The std of each 3x3 layer's response (after BN, before the ReLU and the addition) on
 {_response_images(p.responses)}, for {nets}: by layer index, and sorted in descending order.
-The paper finds residual
-responses generally smaller than plain ones, and smaller in deeper nets.
+The paper finds residual responses generally smaller than plain ones, and smaller in deeper
+nets.
 
 ![Std of layer responses]({p.name("responses")}.png)
 """

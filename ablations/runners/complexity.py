@@ -9,7 +9,6 @@ counted; they are listed per variant in `uncounted_ops` so the convention is vis
 from __future__ import annotations
 
 import multiprocessing
-import os
 import warnings
 from collections.abc import Iterable, Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor, as_completed
@@ -166,8 +165,7 @@ def _rows(todo: list[Variant]) -> Iterator[dict[str, Any]]:
     """complexity_row of each variant, in order of completion, shown as progress. Many variants
     are counted in one worker process per core: tracing is single-threaded Python, and the
     whole registry took 77 s in one process on 2 cores."""
-    workers = min(len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity")
-                  else os.cpu_count() or 1, len(todo))  # fmt: skip
+    workers = min(env.available_cores(), len(todo))
     if workers < 2 or len(todo) < POOL_MIN_VARIANTS:
         yield from map(complexity_row, progress(todo, desc="complexity", label=_name))
         return

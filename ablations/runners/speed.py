@@ -21,7 +21,6 @@ before reading the clock.
 
 from __future__ import annotations
 
-import os
 import tempfile
 import time
 from collections.abc import Iterator
@@ -68,13 +67,6 @@ SCHEMA = Schema(
 
 SUITE_DATA = "whole split on the device as uint8; crop, flip, normalise there in batch"
 CONVENTIONAL_DATA = "PIL image per item, torchvision transforms, DataLoader"
-
-
-def available_cores() -> int:
-    """The cores this process may run on (its affinity mask, where the OS has one)."""
-    if hasattr(os, "sched_getaffinity"):
-        return len(os.sched_getaffinity(0))
-    return os.cpu_count() or 1
 
 
 def set_flags(precision: str, device: torch.device) -> None:
@@ -182,7 +174,7 @@ def compare(
     `workers` (conventional DataLoader) defaults to the cores this process may use."""
     dev = resolve_device(device)
     environment = env.environment(dev)
-    cores = available_cores()
+    cores = env.available_cores()
     n_workers = cores if workers is None else workers
     rows: list[dict[str, Any]] = []
     for config in progress(configs, desc="loop speed", label=lambda c: c.variant):
