@@ -168,7 +168,7 @@ PROFILES: dict[str, Profile] = {
                 "channels_last": True,
             },
             seeds=5,
-            # 2,000 images x 256 positions x 16+ channels per layer: the pooled std's sampling
+            # 2,000 images x 16-256 positions x 16-64 channels per layer: the pooled std's sampling
             # error is far below its spread over seeds, at a fifth of the full test set's cost.
             response_images=2000,
         ),
