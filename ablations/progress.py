@@ -27,6 +27,8 @@ def progress(
 ) -> Iterator[T]:
     """Yield `items`, reporting which one is being worked on and an ETA."""
     out = stream if stream is not None else sys.stderr
+    if not items:  # nothing to do is not progress: no "0/0 done" line
+        return
     if _is_tty(out):
         bar = tqdm(items, desc=desc, file=out, leave=False, dynamic_ncols=True)
         for item in bar:

@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from ablations.config import TrainConfig
+from ablations.env import available_cores
 from ablations.launch import jobs
 from ablations.launch.snapshot import Snapshot, pinned
 from ablations.launch.task import TrainJob
@@ -127,7 +128,7 @@ class SubmititLocal:
         task = _job(spec, self.device)  # paths resolved before the snapshot's chdir
         # CPU jobs share the cores: each gets its share of threads unless told otherwise (the
         # thread count changes float reduction order, not the run key; env.json records it).
-        threads = max(1, (os.cpu_count() or 1) // self.options.jobs)
+        threads = max(1, available_cores() // self.options.jobs)
         env = (
             {}
             if gpu is not None or "OMP_NUM_THREADS" in os.environ
