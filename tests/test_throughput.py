@@ -1,7 +1,9 @@
 from __future__ import annotations
 
 import math
+import multiprocessing as mp
 import os
+import signal
 
 import pandas as pd
 import pytest
@@ -40,7 +42,7 @@ def test_cpu_run_measures_every_setting_in_a_subprocess(tmp_path):
     assert table["fraction_of_peak"].isna().all()  # no datasheet peak for a CPU
     assert set(table["peak_source"]) == {""}
     assert table["host_syncs_per_step"].isna().all()  # no device to wait for on a CPU
-    assert set(table["memory_kind"]) <= {"process_peak_rss", "unavailable"}
+    assert set(table["memory_kind"]) <= {"forked_process_peak_rss", "unavailable"}
     assert set(table["reference"]) == {"ours"}
     # The child flushed denormals, and checked that the flush is in effect.
     assert set(table["protocol"]) == {"synthetic inputs, fresh weights, denormals flushed"}
@@ -102,13 +104,42 @@ def test_a_variant_registered_at_run_time_is_measured(scratch_registry):
     assert table["macs"].iloc[0] > 40_551_040
 
 
-def test_a_crashing_child_is_recorded_and_does_not_stop_the_sweep(monkeypatch):
-    monkeypatch.setattr(parent, "CHILD", "import sys; print('boom', file=sys.stderr); sys.exit(3)")
+def _report_one_then_exit(conn, messages, *, started):  # dies after its first setting
+    child.serve(conn, messages[:1], started=started)
+    os._exit(3)
+
+
+def _killed(conn, messages, *, started):  # as the kernel's OOM killer ends a child
+    os.kill(os.getpid(), signal.SIGKILL)
+
+
+def test_a_crashing_child_is_recorded_and_keeps_what_it_measured(monkeypatch):
+    monkeypatch.setattr(parent, "CHILD", _report_one_then_exit)
+    table = tp.run(_quick(["resnet20"], modes=["infer", "train"], batch_sizes=[2]),
+                   show_progress=False)  # fmt: skip
+    assert table["status"].tolist() == ["ok", "crashed"]
+    assert table["error"].iloc[1] == "child exited with status 3 before reporting"
+
+
+def test_a_killed_child_does_not_stop_the_sweep(monkeypatch):
+    monkeypatch.setattr(parent, "CHILD", _killed)
     table = tp.run(
         _quick(["resnet20", "plain20"], modes=["infer"], batch_sizes=[2]), show_progress=False
     )
     assert table["status"].tolist() == ["crashed", "crashed"]
-    assert set(table["error"]) == {"boom"}
+    assert set(table["error"]) == {"child killed by SIGKILL (out of memory?)"}
+
+
+def test_cpu_children_fork_from_an_import_only_server_and_gpu_children_spawn():
+    assert parent.start_method("cpu").get_start_method() == "forkserver"
+    assert parent.start_method("cuda").get_start_method() == "spawn"
+
+
+def test_a_spawned_child_measures_as_a_forked_one_does(monkeypatch):
+    monkeypatch.setattr(parent, "start_method", lambda device: mp.get_context("spawn"))
+    table = tp.run(_quick(["resnet20"], modes=["infer"], batch_sizes=[2]), show_progress=False)
+    assert table["status"].tolist() == ["ok"] and table["images_per_s"].iloc[0] > 0
+    assert table["memory_kind"].tolist() == ["process_peak_rss"]  # forked ones are labelled apart
 
 
 def test_each_compiled_setting_gets_a_process_of_its_own():

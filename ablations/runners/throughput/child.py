@@ -24,13 +24,12 @@ Protocol, per setting:
 from __future__ import annotations
 
 import contextlib
-import json
 import math
-import sys
 import time
 import warnings
 from collections.abc import Callable
 from dataclasses import asdict
+from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
 
@@ -276,15 +275,24 @@ def measure_setting(setting: Setting, device: torch.device) -> list[dict[str, An
     return [{**facts, **row} for row in rows]
 
 
-def child_main() -> None:
-    """Entry point of the child: settings as JSON lines in, rows as JSON lines out."""
+def _forked_memory(row: dict[str, Any]) -> dict[str, Any]:
+    if row.get("memory_kind") != "process_peak_rss":
+        return row
+    return {**row, "memory_kind": "forked_process_peak_rss"}
+
+
+def serve(conn: Connection, messages: list[dict[str, Any]], *, started: str) -> None:
+    """The body of a child process: measure each message's setting (a `Setting` and its
+    variant's axes) in order, sending its rows as each ends, so a crash loses only the rest.
+    `started` is how the child was started: a forked child's resident set leaves out the
+    library pages it never touched, so its CPU memory is labelled apart from a spawned one's."""
+    warnings.simplefilter("ignore")  # the parent's log shows progress, not library warnings
     protocol: str | None = None
-    for line in sys.stdin:
-        message = json.loads(line)
+    for message in messages:
         setting = Setting(**message["setting"])
         variant = Variant.from_axes(message["variant"])
         if variant.name not in REGISTRY.names():
-            register_variant(variant)
+            register_variant(variant)  # registered at run time in the parent
         device = torch.device(setting.device)
         protocol = protocol or prepare_process(device)
         if setting.compile:
@@ -293,6 +301,7 @@ def child_main() -> None:
             rows = measure_setting(setting, device)
         except Exception as err:  # one failing setting must not lose the others
             rows = [{"status": "error", "error": f"{type(err).__name__}: {err}"[:300]}]
-        for row in rows:
-            print(json.dumps({"setting": asdict(setting), "protocol": protocol, **row}),
-                  flush=True)  # fmt: skip
+        if started != "spawn":
+            rows = [_forked_memory(row) for row in rows]
+        conn.send([{"setting": asdict(setting), "protocol": protocol, **row} for row in rows])
+    conn.close()
