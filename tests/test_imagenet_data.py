@@ -120,7 +120,7 @@ def test_tar_shards_match_the_tree(tmp_path, files):
 def test_index_is_cached_by_listing(tmp_path, files, monkeypatch):
     shards = write_shards(tmp_path / "shards", files)
     first = build_index("train", shards)
-    monkeypatch.setattr("ablations.data.imagenet._shard_index", lambda *a: pytest.fail("rebuilt"))
+    monkeypatch.setattr("ablations.data.imagenet.shard_index", lambda *a: pytest.fail("rebuilt"))
     again = build_index("train", shards)
     assert again.files == first.files and again.checksum == first.checksum
     assert again.read(3) == first.read(3)

@@ -79,3 +79,21 @@ def test_ablate_report_rewrites_only_the_readme_beside_its_results(tmp_path, cap
     assert main(["report", "--results", str(tmp_path / "results"), "--out", str(tmp_path / "r2"),
                  "--readme", str(page)]) == 0  # fmt: skip
     assert "No training runs are committed yet." in page.read_text()
+
+
+def test_the_module_map_names_every_module():
+    """The README's module map stays true: every module of the package is named in it (by its
+    path under ablations/, or by file name on a line that groups several)."""
+    readme = (ROOT / "README.md").read_text()
+    start = readme.index("```\nablations/\n")
+    block = readme[start : readme.index("```", start + 4)]
+    package = ROOT / "ablations"
+
+    def named(rel: str) -> bool:
+        if rel.endswith("/__init__.py"):  # a subpackage: its folder is named
+            return rel.removesuffix("__init__.py") in block
+        return rel in block or rel.rsplit("/", 1)[-1] in block
+
+    rels = [p.relative_to(package).as_posix() for p in package.rglob("*.py")]
+    missing = [rel for rel in rels if not named(rel)]
+    assert not missing, f"add these to the README's module map: {missing}"
