@@ -291,3 +291,17 @@ def test_config_defaults_are_the_papers_and_pinned():
         "recipe": None, "arm": None, "bn_batch": None, "stream": None, "classes": None,
         "train_per_class": None, "val_per_class": None, "decode": "cpu",
     }  # fmt: skip
+
+
+def test_a_checkpoint_pickled_before_state_moved_still_loads():
+    """Checkpoints of runs started before State moved to runners.checkpoint name it as
+    ablations.runners.train.State; a rerun must still resume them."""
+    import pickle
+
+    from ablations.runners.checkpoint import State
+
+    old = pickle.dumps(State(iteration=7), protocol=0).replace(
+        b"ablations.runners.checkpoint", b"ablations.runners.train"
+    )
+    assert b"ablations.runners.train\nState" in old
+    assert pickle.loads(old).iteration == 7

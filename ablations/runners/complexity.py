@@ -73,6 +73,16 @@ def count_macs(model: nn.Module, *, input_size: int, in_channels: int = 3) -> tu
     return total, sorted(set(uncounted))
 
 
+def model_cost(model: ResNet, *, input_size: int) -> dict[str, int]:
+    """A trained model's params (all, and those its run trained) and the MACs per image of its
+    variant at `input_size` (counted on an uninitialised twin, not on the trained weights)."""
+    variant = model.variant
+    macs, _ = count_macs(uninitialised(variant), input_size=input_size,
+                         in_channels=variant.in_channels)  # fmt: skip
+    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    return {"params": count_params(model), "trainable_params": trainable, "macs": macs}
+
+
 def code_version() -> str:
     """Version of the code a count depends on: the model builder and the counting functions
     (not the rest of this module, whose edits do not change a count)."""

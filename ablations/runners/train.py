@@ -26,7 +26,6 @@ import math
 import sys
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -39,9 +38,10 @@ from ablations.config import TrainConfig, check_device, resolve_device
 from ablations.data import load_dataset
 from ablations.data.prepare import RunData, prepare_data
 from ablations.data.prepare_stream import prepare_stream_run
-from ablations.io import write_atomic, write_json
+from ablations.io import write_json
 from ablations.progress import TrainProgress
-from ablations.runners import transfer
+from ablations.runners import checkpoint, transfer
+from ablations.runners.checkpoint import State
 from ablations.runners.evaluation import Metrics, evaluate_shares
 from ablations.runners.records import (
     RunRecord,
@@ -68,18 +68,6 @@ from ablations.runners.steps import (
 from ablations.runners.transfer import build_model
 
 __all__ = ["Trainer", "build_model", "lr_at", "train"]
-
-
-@dataclass
-class State:
-    """What a checkpoint restores besides model and optimizer."""
-
-    iteration: int = 0
-    warmup_end: int | None = None  # the iteration at which the warm-up ended
-    warmup_window: tuple[int, int] = (0, 0)  # (errors, images) since the last warm-up check
-    train_s: float = 0.0  # training time so far, evaluation excluded
-    best_error: float = math.inf  # the lowest evaluation error so far (weights in best.pt)
-    rows: list[dict[str, Any]] = field(default_factory=list)
 
 
 class Trainer:
@@ -147,33 +135,21 @@ class Trainer:
 
     # -- checkpoints -------------------------------------------------------------------------
     def restore(self) -> None:
-        path = self.dir / "checkpoint.pt"
-        if not path.exists():
+        """Resume from the run's checkpoint, if it has one (ablations.runners.checkpoint)."""
+        state = checkpoint.load_checkpoint(
+            self.dir, model=self.model, step=self.train_step, device=self.device
+        )
+        if state is None:
             return
-        saved = torch.load(path, map_location=self.device, weights_only=False)
-        self.model.load_state_dict(saved["model"])
-        self.train_step.load_state(saved["optimizer"], saved["scaler"])
-        self.state = saved["state"]
-        self.schedule.load(self.state.warmup_end, self.state.warmup_window)
-        self.schedule.prepare(self.state.iteration)
+        self.state = state
+        self.schedule.load(state.warmup_end, state.warmup_window)
+        self.schedule.prepare(state.iteration)
 
     def save_checkpoint(self) -> None:
-        # Curves first: if the process dies between the two writes, the resumed run drops the
-        # rows newer than its checkpoint and writes them again.
-        if not distributed.is_main():
-            return
-        self.write_curves()
-        state = {
-            "model": self.model.state_dict(), "optimizer": self.train_step.optimizer.state_dict(),
-            "scaler": self.train_step.scaler.state_dict(), "state": self.state,
-        }  # fmt: skip
-        write_atomic(self.dir / "checkpoint.pt", lambda t: torch.save(state, t))
-
-    def write_curves(self) -> None:
-        if not distributed.is_main():
-            return
-        curves = curves_frame(self.state.rows)
-        write_atomic(self.dir / "curves.csv", lambda t: curves.to_csv(t, index=False))
+        if distributed.is_main():
+            checkpoint.save_checkpoint(
+                self.dir, model=self.model, step=self.train_step, state=self.state
+            )
 
     # -- the loop ----------------------------------------------------------------------------
     def run(self) -> dict[str, Any]:
@@ -303,22 +279,14 @@ class Trainer:
         if error >= self.state.best_error:
             return
         self.state.best_error = error
-        if not distributed.is_main():
-            return
-        weights = self.model.state_dict()
-        write_atomic(self.dir / "best.pt", lambda t: torch.save(weights, t))
+        if distributed.is_main():
+            checkpoint.save_weights(self.dir / "best.pt", self.model)
 
     def cost(self) -> dict[str, int]:
         """Params, and fvcore MACs per image at the training input size (batch 1)."""
-        from ablations.runners.complexity import count_macs, count_params, uninitialised
+        from ablations.runners.complexity import model_cost  # fvcore: only once, at the end
 
-        variant = self.model.variant
-        size = int(self.data.record["input_size"])
-        macs, _ = count_macs(
-            uninitialised(variant), input_size=size, in_channels=variant.in_channels
-        )
-        trainable = sum(p.numel() for p in self.model.parameters() if p.requires_grad)
-        return {"params": count_params(self.model), "trainable_params": trainable, "macs": macs}
+        return model_cost(self.model, input_size=int(self.data.record["input_size"]))
 
     def finish(self, *, diverged: bool) -> dict[str, Any]:
         """Write the final record; a diverged run keeps its curves and says where it stopped."""
@@ -341,11 +309,10 @@ class Trainer:
         if not distributed.is_main():
             return summary
         if not diverged:
-            weights = self.model.state_dict()
-            write_atomic(self.dir / "model.pt", lambda t: torch.save(weights, t))
-        self.write_curves()
+            checkpoint.save_weights(self.dir / "model.pt", self.model)
+        checkpoint.write_curves(self.dir, state.rows)
         write_json(self.dir / "summary.json", summary)
-        (self.dir / "checkpoint.pt").unlink(missing_ok=True)
+        checkpoint.drop_checkpoint(self.dir)
         return summary
 
 
