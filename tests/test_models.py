@@ -56,10 +56,17 @@ EXPECTED_SHORTCUT = {
 }
 
 
+def _shapes_only(name):
+    """The model's modules and parameter shapes without its init (built on the meta device):
+    what the structure tests read, at a fraction of a deep net's build time."""
+    with torch.device("meta"):
+        return create_model(name)
+
+
 @pytest.mark.parametrize("name", ALL)
 def test_structure_follows_axes(name):
     v = get_variant(name)
-    model = create_model(name)
+    model = _shapes_only(name)
     blocks = [m for m in model.modules() if hasattr(m, "residual")]
     assert len(blocks) == sum(v.stage_blocks)
     for block in blocks:
@@ -125,8 +132,8 @@ def test_option_b_adds_parameters_only_where_the_shape_changes(name):
 
 @pytest.mark.parametrize("name", list_variants("plain*"))
 def test_plain_net_has_the_parameters_of_its_option_a_twin(name):
-    plain = create_model(name)
-    residual = create_model(derive(name, residual=True, shortcut="a"))
+    plain = _shapes_only(name)
+    residual = _shapes_only(derive(name, residual=True, shortcut="a"))
     count = lambda m: sum(p.numel() for p in m.parameters())  # noqa: E731
     assert count(plain) == count(residual)
 

@@ -104,9 +104,13 @@ def test_crash_between_checkpoints_resumes_to_the_same_result(tmp_path, tiny_cif
     assert [s["from_iteration"] for s in starts] == [0, 4]
 
 
+LONG = {"iterations": 120, "eval_every": 10}  # long enough to be stopped after 10
+
+
 def _train_cli(out, data, *extra):
     cmd = [sys.executable, "-m", "ablations.cli", "train", "resnet20", "--profile", "smoke",
-           "--device", "cpu", "--iterations", "300", "--eval-every", "10", "--data", str(data),
+           "--device", "cpu", "--iterations", str(LONG["iterations"]),
+           "--eval-every", str(LONG["eval_every"]), "--data", str(data),
            "--out", str(out), *extra]  # fmt: skip
     # The reference's thread count: another one changes the CPU kernels' reduction order, and
     # so the last digits of every loss.
@@ -129,9 +133,6 @@ def _wait_for_checkpoint(directory, process, timeout=120):
         assert process.poll() is None, process.communicate()
         time.sleep(0.02)
     pytest.fail("no checkpoint appeared")
-
-
-LONG = {"iterations": 300, "eval_every": 10}  # long enough to be stopped half-way
 
 
 @pytest.fixture(scope="module")
