@@ -108,7 +108,9 @@ def run(
     """Measure every setting (see `process_groups` for which share a process); rows are
     appended to `out` (a file, or a directory to hold throughput.csv) as each child finishes,
     so an interrupted sweep keeps what it measured. `reference="timm"` also measures each
-    setting with timm's benchmark.py, right after ours (so drift affects both alike)."""
+    setting with timm's benchmark.py, right after ours (so drift affects both alike).
+    Children start through multiprocessing, so a script that calls this needs the
+    `if __name__ == "__main__":` guard (a spawned child imports the script again)."""
     groups = process_groups(settings)
     if not groups:
         raise AblationsError("nothing to measure")

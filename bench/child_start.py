@@ -1,0 +1,40 @@
+"""Does how a throughput child starts change what it measures? The quick CPU table's inference
+settings measured in children forked from the import-only server (what `ablate bench` does on a
+CPU) and in spawned children (a fresh interpreter, as before), alternating, so that drift of the
+machine affects both alike. One line per round and start method, images/s per variant.
+
+    python bench/child_start.py --variants plain56,resnet56 --rounds 3
+"""
+
+from __future__ import annotations
+
+import argparse
+import multiprocessing
+
+from ablations.runners import throughput as tp
+from ablations.runners.throughput import parent
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--variants", default="plain56,resnet56")
+    parser.add_argument("--rounds", type=int, default=3)
+    args = parser.parse_args()
+    settings = [s for s in tp.grid(args.variants.split(","), device="cpu") if s.mode == "infer"]
+    starts = {
+        "forked": parent.start_method,
+        "spawned": lambda device: multiprocessing.get_context("spawn"),
+    }
+    for round_ in range(args.rounds):
+        for name, start in starts.items():
+            parent.start_method = start
+            table = tp.run(settings, show_progress=False)
+            rates = " ".join(
+                f"{v} {r:,.0f}"
+                for v, r in zip(table["variant"], table["images_per_s"], strict=True)
+            )
+            print(f"round {round_} {name:7s} images/s: {rates}", flush=True)
+
+
+if __name__ == "__main__":  # spawned children import this module again
+    main()
