@@ -1,6 +1,7 @@
 """Sessions: `nox -s tests`, `nox -s ablate`, `nox -s lint`, `nox -s bench`, `nox -s typecheck`,
-`nox -s golden`. Each installs what it needs and reuses its environment on the next call (uv,
-when installed, makes the first install much faster: `pip install nox uv`)."""
+`nox -s golden`, `nox -s compat` (the tests at older torch releases). Each installs what it
+needs and reuses its environment on the next call (uv, when installed, makes the first install
+much faster: `pip install nox uv`)."""
 
 from __future__ import annotations
 
@@ -26,6 +27,24 @@ def install(session: nox.Session, *groups: str) -> None:
 def tests(session: nox.Session) -> None:
     """The test suite; `-- -k NAME` etc. pass through to pytest."""
     install(session, "test")
+    workers = os.environ.get("PYTEST_WORKERS", "auto")
+    session.run("pytest", "-n", workers, *session.posargs)
+
+
+# Older torch releases the suite is also tested with (on a CPU; the default session takes the
+# newest): the oldest pyproject.toml admits, and the GPU machine's image (README "On a GPU").
+TORCH_RELEASES = {
+    "oldest": ("torch==2.4.1", "torchvision==0.19.1"),
+    "gpu-image": ("torch==2.11.0", "torchvision==0.26.0"),
+}
+
+
+@nox.session
+@nox.parametrize("torch", list(TORCH_RELEASES))
+def compat(session: nox.Session, torch: str) -> None:
+    """The test suite at an older torch release; opt-in (each is a CUDA build of several GB)."""
+    deps = nox.project.dependency_groups(PYPROJECT, "test")
+    session.install("-e", ".", *deps, *TORCH_RELEASES[torch])  # one resolve: the pins hold
     workers = os.environ.get("PYTEST_WORKERS", "auto")
     session.run("pytest", "-n", workers, *session.posargs)
 

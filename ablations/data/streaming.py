@@ -78,6 +78,10 @@ def _decode_jpeg(
 ) -> Tensor | list[Tensor]:
     from torchvision.io import ImageReadMode, decode_jpeg  # on first use: seconds to import
 
+    if isinstance(data, list) and torch.device(device).type == "cpu":
+        # A list is one batched nvJPEG call on CUDA; on the CPU torchvision loops over it
+        # anyway, and before 0.20 takes no list there.
+        return [decode_jpeg(d, mode=ImageReadMode.RGB, device=device) for d in data]
     return decode_jpeg(data, mode=ImageReadMode.RGB, device=device)
 
 
