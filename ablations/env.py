@@ -111,8 +111,11 @@ def cpu_flags() -> str:
 
 @cache
 def machine_id() -> str:
-    """A short hash of /etc/machine-id, which tells two VMs apart; the raw id never leaves the
-    machine. "" where there is none (containers often have none)."""
+    """A short hash of /etc/machine-id (the raw id never leaves the machine): it tells two
+    installations apart, not two VMs cloned from one image, which share it (this project's VMs
+    of two sessions both read fb7fc6002a05). Where the CPU differs, `cpu_flags` and `machine`
+    tell it; rows of one image on other hosts are told apart by `created_at` only. "" where
+    there is none (containers often have none)."""
     for path in (Path("/etc/machine-id"), Path("/var/lib/dbus/machine-id")):
         try:
             raw = path.read_text().strip()
