@@ -17,18 +17,23 @@ nox.options.sessions = ["lint", "tests"]
 PYPROJECT = nox.project.load_toml("pyproject.toml")
 
 
-def install(session: nox.Session, *groups: str) -> None:
-    """The package (editable, so results record this checkout's commit) plus dependency groups."""
+def install(session: nox.Session, *groups: str, pins: tuple[str, ...] = ()) -> None:
+    """The package (editable, so results record this checkout's commit) plus dependency groups,
+    resolved in one install so that `pins` (exact releases) hold."""
     deps = [dep for group in groups for dep in nox.project.dependency_groups(PYPROJECT, group)]
-    session.install("-e", ".", *deps)
+    session.install("-e", ".", *deps, *pins)
+
+
+def run_tests(session: nox.Session) -> None:
+    workers = os.environ.get("PYTEST_WORKERS", "auto")
+    session.run("pytest", "-n", workers, *session.posargs)
 
 
 @nox.session
 def tests(session: nox.Session) -> None:
     """The test suite; `-- -k NAME` etc. pass through to pytest."""
     install(session, "test")
-    workers = os.environ.get("PYTEST_WORKERS", "auto")
-    session.run("pytest", "-n", workers, *session.posargs)
+    run_tests(session)
 
 
 # Older torch releases the suite is also tested with (on a CPU; the default session takes the
@@ -43,10 +48,8 @@ TORCH_RELEASES = {
 @nox.parametrize("torch", list(TORCH_RELEASES))
 def compat(session: nox.Session, torch: str) -> None:
     """The test suite at an older torch release; opt-in (each is a CUDA build of several GB)."""
-    deps = nox.project.dependency_groups(PYPROJECT, "test")
-    session.install("-e", ".", *deps, *TORCH_RELEASES[torch])  # one resolve: the pins hold
-    workers = os.environ.get("PYTEST_WORKERS", "auto")
-    session.run("pytest", "-n", workers, *session.posargs)
+    install(session, "test", pins=TORCH_RELEASES[torch])
+    run_tests(session)
 
 
 @nox.session

@@ -10,6 +10,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from functools import cached_property
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -109,14 +110,10 @@ def subset_index(
         if per_class is not None and per_class < len(members):
             members = np.sort(rng.permutation(members)[:per_class])
         keep += members.tolist()
-    rows = np.array(keep, dtype=np.int64)
     relabel = {index.classes.index(c): i for i, c in enumerate(chosen)}
-    pick = lambda a: None if a is None else a[rows]  # noqa: E731
-    return replace(
-        index, files=tuple(index.files[i] for i in keep),
+    return _take(
+        index, np.array(keep, dtype=np.int64), classes=chosen,
         labels=np.array([relabel[int(index.labels[i])] for i in keep], dtype=np.int64),
-        classes=chosen, shard=pick(index.shard), offset=pick(index.offset),
-        size=pick(index.size),
         checksum=hashlib.sha256(f"{index.checksum}:{chosen}:{per_class}:{seed}".encode()).hexdigest(),
     )  # fmt: skip
 
@@ -129,11 +126,21 @@ def sample_index(index: ImageIndex, n: int, *, seed: int) -> ImageIndex:
     if n >= len(index):
         return index
     rows = np.sort(np.random.default_rng(seed).permutation(len(index))[:n])
+    return _take(
+        index,
+        rows,
+        labels=index.labels[rows],
+        checksum=hashlib.sha256(f"{index.checksum}:sample:{n}:{seed}".encode()).hexdigest(),
+    )
+
+
+def _take(index: ImageIndex, rows: np.ndarray, **changes: Any) -> ImageIndex:
+    """`index` cut to `rows` (files and tar offsets), with `changes` (labels, classes,
+    checksum) replaced."""
     pick = lambda a: None if a is None else a[rows]  # noqa: E731
     return replace(
-        index, files=tuple(index.files[i] for i in rows), labels=index.labels[rows],
-        shard=pick(index.shard), offset=pick(index.offset), size=pick(index.size),
-        checksum=hashlib.sha256(f"{index.checksum}:sample:{n}:{seed}".encode()).hexdigest(),
+        index, files=tuple(index.files[int(i)] for i in rows), shard=pick(index.shard),
+        offset=pick(index.offset), size=pick(index.size), **changes,
     )  # fmt: skip
 
 
