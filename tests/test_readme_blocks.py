@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pandas as pd
 import pytest
 
 from ablations.registry import AblationsError
@@ -97,3 +98,28 @@ def test_the_module_map_names_every_module():
     rels = [p.relative_to(package).as_posix() for p in package.rglob("*.py")]
     missing = [rel for rel in rels if not named(rel)]
     assert not missing, f"add these to the README's module map: {missing}"
+
+
+def test_cpu_throughput_block_shows_one_machine(tmp_path: Path):
+    """A table re-measured on a second CPU holds both machines' rows: the block shows one
+    machine's numbers (the report's choice: the most measured, then the fastest) with its name
+    alone, never a median across the two."""
+    from ablations.report.readme_blocks import cpu_throughput
+    from ablations.results import read_table, write_table
+    from ablations.runners import throughput
+
+    committed = read_table(Path("results") / throughput.THROUGHPUT_FILE, throughput.SCHEMA)
+    other = committed.assign(
+        machine="Other CPU (2 cores)", cpu_flags="0123456789ab",
+        images_per_s=committed["images_per_s"] * 1000, created_at="9999-01-01T00:00:00+00:00",
+    )  # fmt: skip
+    write_table(
+        pd.concat([committed, other]), tmp_path / throughput.THROUGHPUT_FILE, throughput.SCHEMA
+    )
+    block = cpu_throughput(tmp_path)
+    assert "Other CPU (2 cores)" in block
+    assert committed["machine"].iloc[0] not in block
+    alone = tmp_path / "alone"
+    alone.mkdir()
+    write_table(other, alone / throughput.THROUGHPUT_FILE, throughput.SCHEMA)
+    assert block == cpu_throughput(alone)

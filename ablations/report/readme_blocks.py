@@ -15,7 +15,7 @@ from ablations.report import training
 from ablations.report.figures import paper_name
 from ablations.report.readme import BlockFn
 from ablations.report.recipes import recipe_table
-from ablations.report.render import published_comparison
+from ablations.report.render import primary_setting, published_comparison
 from ablations.report.tables import degradation_table, markdown_table, run_facts
 from ablations.results import read_table
 from ablations.runners import complexity, speed, throughput
@@ -89,7 +89,9 @@ def cpu_throughput(results: Path) -> str:
     if cpu.empty:
         return "No CPU throughput rows yet: `ablate bench`."
     nchw = ~cpu["channels_last"]  # the CPU default; channels_last rows where only those exist
-    cpu = cpu[nchw] if nchw.any() else cpu
+    # One setting and machine, as the report's throughput section picks it: a table re-measured
+    # on another CPU holds both machines' rows, and a median across them describes neither.
+    cpu = primary_setting(cpu[nchw] if nchw.any() else cpu)
     rows = []
     for variant in (v for v in THROUGHPUT_SHOWN if v in set(cpu["variant"])):
         mine = cpu[cpu["variant"] == variant]
