@@ -24,6 +24,8 @@ SHORTCUTS_K3 = ("resnet18-a-k3", "resnet18-k3", "resnet18-c-k3",
 # The quick CPU table: the nets the cpu profile trains, plus one ImageNet-style net. ResNet-110
 # and ResNet-50 cost half its time on 2 cores (`nox -s ablate` must end within 15 minutes);
 # `ablate bench resnet110 resnet50` measures them.
+RECIPES_EXPERIMENT = "recipes"  # its runs are reported on their own, not in a profile
+
 THROUGHPUT_QUICK = (*FOUR_NETS, "resnet18")
 THROUGHPUT_FULL = (*PLAIN_AND_RESIDUAL, "plain110", "resnet18", "resnet34", "resnet50",
                    "resnet101", "resnet152", "plain18", "plain34")  # fmt: skip
@@ -92,7 +94,7 @@ EXPERIMENTS: dict[str, Experiment] = {
             variants={"paper": THROUGHPUT_FULL, "*": THROUGHPUT_QUICK},
         ),
         Experiment(
-            name="recipes",
+            name=RECIPES_EXPERIMENT,
             kind="recipes",
             description="the classic ResNet tutorials' setups (`ablate recipes`), at the "
             "profile's budget (paper: the tutorials' own), beside the accuracy each claims",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pandas as pd
 import torch
 from test_report import render_readme, run_rows, section
 
@@ -33,10 +34,29 @@ def test_a_dispatched_run_becomes_a_member_when_a_plan_needs_it(tmp_path, tiny_c
 def test_stems_section_never_shows_the_fine_tuning_demos_checkpoint(tmp_path):
     # The demo's resnet18 (planned for the recipes experiment) is no run of the k7-vs-k3
     # comparison, though it is a resnet18 of the same profile.
-    runs = run_rows({"resnet18": [0.4]}, profile="cpu", experiments="recipes")
-    _, readme = render_readme(tmp_path, runs, responses=False)
+    other = run_rows({"resnet20": [0.4]}, profile="cpu")  # so that the profile has a block
+    demo = run_rows({"resnet18": [0.4]}, profile="cpu", experiments="recipes")
+    _, readme = render_readme(tmp_path, pd.concat([other, demo]), responses=False)
     stems = section(readme, "### Stems")
     assert "Not run under this profile" in stems and "| resnet18 |" not in stems
     member = run_rows({"resnet18": [0.4]}, profile="cpu", experiments="recipes,stems")
     _, readme = render_readme(tmp_path / "member", member, responses=False)
     assert "| resnet18 | k7 |" in section(readme, "### Stems")
+
+
+def test_the_fine_tuning_demos_checkpoint_is_counted_with_the_recipes(tmp_path):
+    # Its source net is an ordinary cpu-profile resnet18 run planned for the recipes alone: the
+    # profile's counts and cost table leave it out, the overview counts it among the recipes'.
+
+    runs = pd.concat([
+        run_rows({"resnet20": [0.4, 0.41], "resnet56": [0.3, 0.31]}, profile="cpu"),
+        run_rows({"resnet18": [0.4]}, profile="cpu", experiments="recipes"),
+    ])  # fmt: skip
+    _, readme = render_readme(tmp_path, runs, responses=False)
+    assert "4 runs (4 complete, 0 diverged) of 2 variants" in section(readme, "### What was run")
+    assert "| resnet18 |" not in section(readme, "### Cost and accuracy")
+    assert "And 1 runs of the tutorial recipes" in readme
+    also_stems = run_rows({"resnet18": [0.4]}, profile="cpu", experiments="recipes,stems")
+    _, readme = render_readme(tmp_path / "stems", pd.concat([runs[:4], also_stems]),
+                              responses=False)  # fmt: skip
+    assert "5 runs (5 complete, 0 diverged) of 3 variants" in section(readme, "### What was run")

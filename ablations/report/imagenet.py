@@ -20,6 +20,7 @@ from ablations.experiments import EXPERIMENTS
 from ablations.profiles import IMAGENET_CHOICES, PROFILES
 from ablations.references import PAPER_IMAGENET, TABLE3, TORCHVISION_ACCURACY
 from ablations.report import claims, figures, tables
+from ablations.report.recipes import recipe_runs
 from ablations.report.tables import Section, markdown_table
 from ablations.report.training import bullets, members
 from ablations.stats import Arm
@@ -55,7 +56,7 @@ CLAIMS = (
 
 def imagenet_runs(runs: pd.DataFrame) -> pd.DataFrame:
     """Complete experiment runs (not recipes) on a streamed dataset."""
-    chosen = runs["dataset"].isin(STREAM_DATASETS) & (runs["recipe"] == "")
+    chosen = runs["dataset"].isin(STREAM_DATASETS) & ~recipe_runs(runs)
     return runs[chosen & (runs["status"] == "complete")]
 
 

@@ -14,7 +14,7 @@ from ablations.report import throughput as report_throughput
 from ablations.report import training
 from ablations.report.figures import paper_name
 from ablations.report.readme import BlockFn
-from ablations.report.recipes import recipe_table
+from ablations.report.recipes import recipe_runs, recipe_table
 from ablations.report.render import primary_setting, published_comparison
 from ablations.report.tables import degradation_table, markdown_table, run_facts
 from ablations.results import read_table
@@ -129,7 +129,7 @@ def _median(rows: pd.DataFrame, column: str, spec: str) -> str:
 def runs_summary(results: Path) -> str:
     """One line per profile: how many training runs are committed, on which machines."""
     runs = read_table(results / store.RUNS_FILE, store.RUNS)
-    runs = runs[runs["recipe"] == ""]
+    runs = runs[~recipe_runs(runs)]
     if runs.empty:
         return "No training runs are committed yet."
     lines = []

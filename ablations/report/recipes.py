@@ -13,6 +13,7 @@ from pathlib import Path
 import pandas as pd
 
 from ablations import store
+from ablations.experiments import RECIPES_EXPERIMENT
 from ablations.recipes import BUDGET_WORDS, RECIPES
 from ablations.report.tables import Section, markdown_table, percent
 from ablations.results import read_table
@@ -55,6 +56,15 @@ def _order(budget: str, recipe: str, arm: str) -> tuple[int, int, int]:
         known.index(recipe) if recipe in known else len(known),
         arms.index(arm) if arm in arms else len(arms),
     )
+
+
+def recipe_runs(runs: pd.DataFrame) -> pd.Series:
+    """Which rows of runs.csv are the recipes': a recipe's own runs (`recipe` set), and runs
+    planned for the recipes experiment alone (the fine-tuning demo's source net, an ordinary
+    profile run). A run also planned for an experiment (the stems' resnet18) stays in it."""
+    planned = runs["experiments"].astype(str).str.split(",")
+    only_recipes = planned.map(lambda names: set(names) == {RECIPES_EXPERIMENT})
+    return (runs["recipe"] != "") | only_recipes.astype(bool)
 
 
 def recipe_table(runs: pd.DataFrame) -> pd.DataFrame:

@@ -169,8 +169,9 @@ def overview_section(results: Path) -> Section:
     """The profiles present in runs.csv, or the one line that says how to produce runs."""
     path = results / store.RUNS_FILE
     runs = read_table(path, store.RUNS)
-    recipe_runs = int((runs["recipe"] != "").sum())
-    runs = runs[runs["recipe"] == ""]
+    of_recipes = recipes_report.recipe_runs(runs)
+    recipe_runs = int(of_recipes.sum())
+    runs = runs[~of_recipes]
     if runs.empty and recipe_runs:
         return Section(
             f"{recipe_runs} recipe runs in `{path}` (see Recipes); no experiment runs.\n"

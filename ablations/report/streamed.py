@@ -8,6 +8,7 @@ from __future__ import annotations
 import pandas as pd
 
 from ablations.config import STREAM_DATASETS
+from ablations.report.recipes import recipe_runs
 from ablations.report.tables import Section, markdown_table, percent
 
 TITLE = "## Streamed runs on other image sets"
@@ -16,7 +17,7 @@ TITLE = "## Streamed runs on other image sets"
 def other_streamed_runs(runs: pd.DataFrame) -> pd.DataFrame:
     """Complete runs read as a stream of files from a tree that is not ImageNet."""
     streamed = (runs["stream"] != "") & ~runs["dataset"].isin(STREAM_DATASETS)
-    return runs[streamed & (runs["recipe"] == "") & (runs["status"] == "complete")]
+    return runs[streamed & ~recipe_runs(runs) & (runs["status"] == "complete")]
 
 
 def streamed_section(runs: pd.DataFrame) -> Section:

@@ -19,6 +19,7 @@ from ablations.config import STREAM_DATASETS
 from ablations.experiments import EXPERIMENTS
 from ablations.profiles import PAPER_CHOICES, PROFILES
 from ablations.report import claims, figures, tables
+from ablations.report.recipes import recipe_runs
 from ablations.report.tables import Section, markdown_table
 
 PAPER = "paper"
@@ -116,7 +117,7 @@ def load_profiles(results: Path) -> list[ProfileResults]:
     # Recipe runs have a section of their own; streamed runs (ImageNet, large ImageFolder trees)
     # have no test split, and ImageNet's have their own section.
     streamed = runs["dataset"].isin(STREAM_DATASETS) | (runs["stream"] != "")
-    runs = runs[(runs["recipe"] == "") & ~streamed]
+    runs = runs[~recipe_runs(runs) & ~streamed]
     loaded = []
     for profile in profile_order(runs["profile"]):
         mine = runs[runs["profile"] == profile]
@@ -138,9 +139,7 @@ def _same_runs(
     runs: pd.DataFrame, responses: pd.DataFrame, *, profile: str, dataset: str
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """A replicate's runs of one profile and dataset (and their responses)."""
-    mine = runs[
-        (runs["profile"] == profile) & (runs["dataset"] == dataset) & (runs["recipe"] == "")
-    ]
+    mine = runs[(runs["profile"] == profile) & (runs["dataset"] == dataset) & ~recipe_runs(runs)]
     return mine, of_runs(responses, mine)
 
 
