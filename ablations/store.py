@@ -21,6 +21,7 @@ from typing import Any
 
 import pandas as pd
 
+from ablations import env
 from ablations.data.sources import source_name
 from ablations.io import read_json, write_json
 from ablations.registry import Variant
@@ -41,7 +42,7 @@ MEMBERSHIP_FILE = "experiments.json"
 PROVENANCE: dict[str, ColumnType] = {
     "machine": "str", "cpu_flags": "str", "machine_id": "str", "device": "str", "torch": "str",
     "git_commit": "str", "trainer_version": "int", "data_source": "str", "data_format": "str",
-    "data_checksum": "str", "created_at": "str",
+    "data_checksum": "str", "created_at": "str", "torch_threads": "int", "cpu_kernels": "str",
 }  # fmt: skip
 PROVENANCE_ADDED: dict[str, str | int] = {
     c: 0 if kind == "int" else "" for c, kind in PROVENANCE.items()
@@ -102,10 +103,11 @@ RESPONSES = Schema(
         "module": "str",
         "std": "float",
         "images": "int",  # test images measured (0: rows from before it was recorded)
+        "precision": "str",  # the run's, under which it was measured ("": before it was recorded)
         **PROVENANCE,
     },
     key=("run_id", "layer"),
-    added={**PROVENANCE_ADDED, "images": 0},
+    added={**PROVENANCE_ADDED, "images": 0, "precision": ""},
 )
 EVALUATIONS = Schema(
     name="evaluations",
@@ -127,7 +129,7 @@ def provenance_row(
     (or a run's data record)."""
     return {
         **{k: environment[k] for k in ("machine", "cpu_flags", "machine_id", "device", "torch",
-                                       "git_commit", "created_at")},
+                                       "git_commit", "created_at", *env.KERNELS)},
         "trainer_version": trainer_version, "data_source": source_name(str(data["source"])),
         "data_format": data["source_format"], "data_checksum": data["checksum"],
     }  # fmt: skip

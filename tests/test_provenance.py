@@ -3,6 +3,7 @@ what the code writes, machine hashes, trainer versions and stale runs set aside.
 
 import json
 import re
+import tempfile
 from pathlib import Path
 
 import pandas as pd
@@ -20,10 +21,21 @@ from ablations.runners import records
 from ablations.runners.train import train
 
 ROOT = Path(__file__).resolve().parents[1]
-# An absolute POSIX path (/work/..., /usr/share/..., /root/.cache/...) or a Windows drive path,
-# inside a value: after a quote, comma, space, colon or at the start of a line.
-ABSOLUTE = re.compile(r"(?:^|[\s\"',:=(\[])(/(?:work|usr|root|home|tmp|mnt|opt|var|data|Users)"
-                      r"/[^\s\"',]*|[A-Za-z]:\\[^\s\"',]+)", re.M)  # fmt: skip
+# The first directory of any absolute path: every one at the root of this machine (the paths a
+# run here could write), those of the usual other machines (macOS homes, cluster filesystems),
+# and the first component of this checkout's and the temp dir's own paths.
+TOP_DIRS = sorted(
+    {p.name for p in Path("/").iterdir() if p.is_dir()}
+    | {"work", "usr", "root", "home", "tmp", "mnt", "opt", "var", "data", "Users", "Volumes",
+       "scratch", "gpfs", "lustre", "nfs", "private", "srv"}
+    | {Path(tempfile.gettempdir()).parts[1], ROOT.parts[1]}
+)  # fmt: skip
+# An absolute POSIX path under one of them, or a Windows drive path, inside a value: after a
+# quote, comma, space, colon or at the start of a line (a URL's "//host" never matches).
+ABSOLUTE = re.compile(
+    r"(?:^|[\s\"',:=(\[])(/(?:" + "|".join(map(re.escape, TOP_DIRS)) + r")/[^\s\"',]*"
+    r"|[A-Za-z]:\\[^\s\"',]+)", re.M,
+)  # fmt: skip
 
 
 def _leaks(text: str) -> list[str]:
@@ -56,6 +68,23 @@ def test_the_scan_finds_paths_and_dirty_commits():
     assert _leaks("cifar10,/usr/share/datasets/fashion-mnist,idx")
     assert _leaks("git 54409fc263d8+dirty")
     assert not _leaks("cifar10-jpeg.tar.gz,imagefolder-tar,5bbd2193 see docs/a/b and run:x/y")
+    assert not _leaks("see https://github.com/a/b, 1,096 images/s, 3.2 MB/s")
+
+
+@pytest.mark.parametrize(
+    "where",
+    [
+        ROOT,
+        Path(tempfile.gettempdir()),
+        Path.home(),
+        *sorted(p for p in Path("/").iterdir() if p.is_dir()),
+    ],
+)
+def test_the_scan_finds_a_path_under_any_directory_of_this_machine(where):
+    # Not a fixed list: a run that wrote this checkout's, the temp dir's or $HOME's path, or
+    # one under any top-level directory here, is caught wherever the machine keeps its files.
+    path = f"{where.resolve() if where != Path('/') else where}/results/x.csv"
+    assert _leaks(f'"source": "{path}"'), path
 
 
 def test_machine_columns_hash_the_identity_never_the_raw_id(monkeypatch):
@@ -141,6 +170,10 @@ def test_responses_rows_carry_the_provenance_columns(trained):
     assert set(rows["data_source"]) == {data.name}
     assert set(rows["trainer_version"]) == {versions.TRAINER_VERSION}
     assert all(rows["created_at"]) and all(rows["machine"])
+    # Which kernels measured them and under which precision, as runs.csv says of a run.
+    assert set(rows["cpu_kernels"]) == {env.cpu_kernels()}
+    assert set(rows["torch_threads"]) == {torch.get_num_threads()}
+    assert set(rows["precision"]) == {config.precision}
 
 
 def test_a_stale_run_is_planned_again_and_set_aside(trained, tmp_path, monkeypatch, capsys):
@@ -212,3 +245,6 @@ def test_every_measurement_table_has_the_machine_hashes():
         assert set(env.MACHINE_HASHES) <= set(schema.columns), schema.name
     for schema in (store.RESPONSES, store.EVALUATIONS):
         assert set(store.PROVENANCE) <= set(schema.columns), schema.name
+    # Timings and trained numbers depend on the CPU kernels that made them (complexity does not).
+    for schema in (store.RUNS, store.RESPONSES, store.EVALUATIONS, speed.SCHEMA, throughput.SCHEMA):
+        assert {*env.KERNELS, "precision"} <= set(schema.columns), schema.name

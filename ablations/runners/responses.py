@@ -195,7 +195,7 @@ def responses_for_run(
     trained_by = versions.run_trainer_version(read_json(run_dir / "env.json"))
     rows = table.assign(
         run_id=run_dir.name, variant=config.variant, profile=config.profile,
-        residual=variant.residual, depth=variant.depth, images=len(x),
+        residual=variant.residual, depth=variant.depth, images=len(x), precision=config.precision,
         **provenance_row(env.environment(dev), prepared.record, trainer_version=trained_by),
     )  # fmt: skip
     return RESPONSES.validate(rows[list(RESPONSES.columns)])

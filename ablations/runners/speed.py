@@ -57,8 +57,9 @@ SCHEMA = Schema(
         "tf32_cudnn": "bool", "cpu_cores": "int", "iterations": "int", "warmup": "int",
         "seconds": "float", "images_per_s": "float", "speedup": "float", "torch": "str",
         "git_commit": "str", "created_at": "str", "cpu_flags": "str", "machine_id": "str",
+        "torch_threads": "int", "cpu_kernels": "str",
     },
-    added=env.MACHINE_HASHES_ADDED,
+    added={**env.MACHINE_HASHES_ADDED, **env.KERNELS_ADDED},
     key=("variant", "loop", "machine", "precision", "channels_last", "compile", "batch_size",
          "input_size"),
     fix="a table from before the loops' settings were recorded cannot take new rows: move it "
@@ -207,7 +208,7 @@ def compare(
                 "seconds": seconds, "images_per_s": iterations * config.batch_size / seconds,
                 "speedup": theirs / seconds, "torch": environment["torch"],
                 "git_commit": environment["git_commit"], "created_at": environment["created_at"],
-                **{k: environment[k] for k in env.MACHINE_HASHES},
+                **{k: environment[k] for k in (*env.MACHINE_HASHES, *env.KERNELS)},
             })  # fmt: skip
     table = SCHEMA.validate(pd.DataFrame(rows))
     if out is not None:

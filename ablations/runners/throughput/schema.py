@@ -33,7 +33,9 @@ SCHEMA = Schema(
         "torch": "str", "cuda": "str", "cudnn": "str", "driver": "str", "cudnn_benchmark": "bool",
         "tf32_matmul": "bool", "tf32_cudnn": "bool", "torch_threads": "int",
         "git_commit": "str", "created_at": "str", "cpu_flags": "str", "machine_id": "str",
+        "cpu_kernels": "str",
     },
+    added={"cpu_kernels": ""},
     key=("variant", "mode", "reference", "machine", "precision", "channels_last", "compile",
          "requested_batch_size", "batch_size", "input_size", "warmup", "repeats", "steps", "run"),
     fix="a table from before the current protocol (no `protocol` column) cannot be mixed with "
@@ -75,6 +77,7 @@ def row(result: dict[str, Any], environment: dict[str, Any]) -> dict[str, Any]:
         "cuda": environment["cuda"], "git_commit": environment["git_commit"],
         "created_at": environment["created_at"],
         **{k: environment[k] for k in env.MACHINE_HASHES},
+        "cpu_kernels": environment["cpu_kernels"],  # torch_threads: the child's, above
     }  # fmt: skip
 
 
