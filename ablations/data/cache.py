@@ -176,7 +176,7 @@ def _read_memo(path: Path) -> dict[str, str]:
 def _write_memo(path: Path, memo: dict[str, str]) -> None:
     # A read-only cache still serves arrays; the checksum is then just computed each time.
     with contextlib.suppress(OSError):
-        _atomic_write(path, lambda handle: handle.write(json.dumps(memo, indent=0).encode()))
+        atomic_write(path, lambda handle: handle.write(json.dumps(memo, indent=0).encode()))
 
 
 # --- decoded arrays ----------------------------------------------------------------------------
@@ -208,7 +208,7 @@ def _cached_arrays(
             path.unlink(missing_ok=True)
     arrays = sources.read_source(source, name, transform=transform)
     try:
-        _atomic_write(path, lambda handle: _save_arrays(handle, arrays))
+        atomic_write(path, lambda handle: _save_arrays(handle, arrays))
     except OSError as err:
         raise DataError(
             f"cannot write the dataset cache {path} ({type(err).__name__}); "
@@ -271,7 +271,7 @@ def _cache_problem(loaded: dict[str, np.ndarray]) -> str | None:
     return None
 
 
-def _atomic_write(path: Path, write: Callable[[IO[bytes]], object]) -> None:
+def atomic_write(path: Path, write: Callable[[IO[bytes]], object]) -> None:
     """Write `path` through a temporary file in its folder and one `os.replace`, so a reader
     sees the old file or the new one, never half of one (and concurrent writers do not mix)."""
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -4,16 +4,23 @@ normaliser, and the record that results keep (source by name, layout, listing ch
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
+import warnings
 from collections.abc import Iterator
-from dataclasses import dataclass, field, replace
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
+import numpy as np
 import torch
 from torch import Tensor
 
 from ablations import env
+from ablations.data import imagenet_augment, streaming
 from ablations.data.arrays import DataError
+from ablations.data.cache import CACHE_VERSION, atomic_write, default_cache_dir
 from ablations.data.imagenet import ImageIndex, build_index, subset_index
 from ablations.data.imagenet_augment import RECIPES, Recipe
 from ablations.data.loader import Normalizer
@@ -109,8 +116,7 @@ def prepare_stream(
         )  # fmt: skip
     if train.classes != val.classes or val_per_class is not None:
         val = subset_index(val, classes=train.classes, per_class=val_per_class, seed=split_seed)
-    normalizer = fit_normalizer(train, spec, n=min(PIXEL_MEAN_IMAGES, len(train)), seed=split_seed,
-                               workers=workers)  # fmt: skip
+    normalizer = pixel_mean_normalizer(train, spec, seed=split_seed, workers=workers)
     stream = ImageStream(
         train, recipe=spec, batch_size=batch_size, seed=seed, device=device,
         normalizer=normalizer, decode=decode, workers=workers, channels_last=channels_last,
@@ -124,6 +130,43 @@ def prepare_stream(
     }  # fmt: skip
     return StreamData(train=stream, val=val, recipe=spec, normalizer=normalizer, record=record,
                       workers=workers)  # fmt: skip
+
+
+def pixel_mean_normalizer(
+    train: ImageIndex, recipe: Recipe, *, seed: int, workers: int | None,
+    cache_dir: Path | None = None,
+) -> Normalizer:  # fmt: skip
+    """`fit_normalizer` over PIXEL_MEAN_IMAGES training images, decoded once per (training
+    listing, recipe, seed, decoding code): every run of a profile and every resume of a run
+    averages the same crops, so the mean is kept under the data cache (pixel-means/<key>.npy);
+    a file that does not load as the expected shape is rebuilt, never trusted."""
+    n = min(PIXEL_MEAN_IMAGES, len(train))
+    if recipe.normalize == "fixed":  # nothing decoded
+        return fit_normalizer(train, recipe, n=n, seed=seed, workers=workers)
+    spec = [CACHE_VERSION, train.checksum, asdict(recipe), n, seed,
+            env.source_hash(streaming, imagenet_augment)]  # fmt: skip
+    key = hashlib.sha256(json.dumps(spec).encode()).hexdigest()[:16]
+    path = (cache_dir or default_cache_dir()) / "pixel-means" / f"{key}.npy"
+    mean = _cached_mean(path, shape=(3, recipe.crop, recipe.crop))
+    if mean is not None:
+        return Normalizer(mean=mean, std=torch.ones(3, 1, 1), kind="pixel-mean")
+    normalizer = fit_normalizer(train, recipe, n=n, seed=seed, workers=workers)
+    atomic_write(path, lambda handle: np.save(handle, normalizer.mean.numpy()))
+    return normalizer
+
+
+def _cached_mean(path: Path, *, shape: tuple[int, ...]) -> Tensor | None:
+    if not path.exists():
+        return None
+    try:
+        mean = np.load(path, allow_pickle=False)
+    except (OSError, ValueError) as e:
+        warnings.warn(f"rebuilding the pixel mean {path.name}: {e}", stacklevel=3)
+        return None
+    if mean.shape != shape or mean.dtype != np.float32 or not np.isfinite(mean).all():
+        warnings.warn(f"rebuilding the pixel mean {path.name}: not a finite {shape}", stacklevel=3)
+        return None
+    return torch.from_numpy(mean)
 
 
 def scaled(recipe: Recipe, size: int | None) -> Recipe:

@@ -1,0 +1,63 @@
+"""The paper's per-pixel mean for streamed data is decoded once per training listing, recipe
+and seed, then read from the data cache: a resumed run or another run of the profile does not
+decode 10,000 images again, and a damaged cache file is rebuilt, never trusted."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from tiny_imagenet import members, write_tree
+
+from ablations.data import prepare_stream
+from ablations.data.imagenet import build_index
+from ablations.data.imagenet_augment import RECIPES
+
+pytestmark = pytest.mark.filterwarnings("ignore:The image decoding:DeprecationWarning")
+PAPER = prepare_stream.scaled(RECIPES["imagenet-paper"], 32)
+
+
+@pytest.fixture(scope="module")
+def train_index(tmp_path_factory):
+    root = write_tree(tmp_path_factory.mktemp("in"), members(train_per_class=3))
+    return build_index("train", root)
+
+
+def _mean(index, cache, **kwargs):
+    return prepare_stream.pixel_mean_normalizer(
+        index, kwargs.pop("recipe", PAPER), seed=kwargs.pop("seed", 0), workers=0,
+        cache_dir=cache,
+    )  # fmt: skip
+
+
+def test_the_pixel_mean_is_decoded_once_then_read(train_index, tmp_path, monkeypatch):
+    first = _mean(train_index, tmp_path)
+    assert first.kind == "pixel-mean" and first.mean.shape == (3, 32, 32)
+    assert len(list((tmp_path / "pixel-means").glob("*.npy"))) == 1
+
+    def no_decoding(*args, **kwargs):
+        raise AssertionError("decoded again")
+
+    monkeypatch.setattr(prepare_stream, "fit_normalizer", no_decoding)
+    again = _mean(train_index, tmp_path)
+    torch.testing.assert_close(again.mean, first.mean, rtol=0, atol=0)
+    with pytest.raises(AssertionError, match="decoded again"):  # another seed: other images
+        _mean(train_index, tmp_path, seed=1)
+
+
+def test_a_damaged_pixel_mean_is_rebuilt(train_index, tmp_path):
+    first = _mean(train_index, tmp_path)
+    (path,) = (tmp_path / "pixel-means").glob("*.npy")
+    np.save(path, np.zeros((3, 8, 8), dtype=np.float32))  # a shape no run of this recipe has
+    with pytest.warns(UserWarning, match="rebuilding the pixel mean"):
+        rebuilt = _mean(train_index, tmp_path)
+    torch.testing.assert_close(rebuilt.mean, first.mean, rtol=0, atol=0)
+    path.write_bytes(b"not an array")
+    with pytest.warns(UserWarning, match="rebuilding the pixel mean"):
+        _mean(train_index, tmp_path)
+
+
+def test_a_fixed_normalisation_decodes_nothing(train_index, tmp_path):
+    torchvision = prepare_stream.scaled(RECIPES["imagenet-torchvision"], 32)
+    assert _mean(train_index, tmp_path, recipe=torchvision).kind == "fixed"
+    assert not (tmp_path / "pixel-means").exists()
