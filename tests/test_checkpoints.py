@@ -3,13 +3,14 @@ their resnet.py (module names, option A padding planes//4 zeros before and after
 our architecture with equal logits."""
 
 import hashlib
+from dataclasses import replace
 
 import pytest
 import torch
 from akamaster_layout import TheirResNet, randomised, save_as_they_do
 
 from ablations.models import ResNet
-from ablations.registry import AblationsError, get_variant
+from ablations.registry import AblationsError, get_variant, list_variants
 from ablations.runners import checkpoints
 from ablations.runners.checkpoints import akamaster, torchvision
 
@@ -79,3 +80,48 @@ def test_torchvision_weights_are_never_downloaded(tmp_path, monkeypatch):
 def test_a_run_without_weights_says_how_to_get_them(tmp_path):
     with pytest.raises(AblationsError, match="does not exist; train that run"):
         checkpoints.load_weights("run:nope", variant=get_variant("resnet20"), runs_dir=tmp_path)
+
+
+def _architecture(model: torch.nn.Module) -> dict[str, tuple]:
+    """Every parameter and buffer's shape, and every conv's stride, by qualified name: what a
+    state_dict fixes and what it does not (a conv's stride holds no weight)."""
+    shapes = {k: tuple(v.shape) for k, v in model.state_dict().items()}
+    strides = {f"{k}:stride": m.stride for k, m in model.named_modules()
+               if isinstance(m, torch.nn.Conv2d)}  # fmt: skip
+    return {**shapes, **strides}
+
+
+def _torchvision_architecture(depth: int) -> dict[str, tuple]:
+    from torchvision import models
+
+    with torch.device("meta"):
+        return _architecture(getattr(models, f"resnet{depth}")(weights=None))
+
+
+@pytest.mark.parametrize("name", list_variants())
+def test_torchvision_weights_are_taken_by_exactly_torchvision_s_architectures(name):
+    # Recomputed, not declared: a variant takes torchvision's weights iff building both nets
+    # gives the same tensors and the same conv strides (v1 bottlenecks and option A/C match
+    # torchvision's keys, or most of them, and would load into the wrong net otherwise).
+    variant = get_variant(name)
+    same = False
+    if variant.family == "imagenet" and variant.depth in (18, 34, 50, 101, 152):
+        with torch.device("meta"):
+            ours = _architecture(ResNet(replace(variant, num_classes=1000)))
+        same = ours == _torchvision_architecture(variant.depth)
+    if same:
+        torchvision.check_variant(variant)
+    else:
+        with pytest.raises(AblationsError, match="torchvision's weights fit only"):
+            torchvision.check_variant(variant)
+
+
+def test_a_torchvision_file_for_another_architecture_is_refused(tmp_path):
+    # resnet50's weights load key for key into resnet50-v1 (only a stride differs).
+    path = tmp_path / "resnet50-0676ba61.pth"
+    path.write_bytes(b"")  # refused before it is read
+    v1 = get_variant("resnet50-v1")
+    with pytest.raises(
+        AblationsError, match=r"stride_at '1x1' \(torchvision's: '3x3'\); use resnet50"
+    ):
+        checkpoints.load_weights(f"torchvision:{path}", variant=v1, runs_dir=tmp_path)

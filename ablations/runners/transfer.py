@@ -18,6 +18,7 @@ from torch import nn
 
 from ablations.models import ResNet, create_model
 from ablations.registry import AblationsError
+from ablations.runners.checkpoints.torchvision import check_variant
 
 if TYPE_CHECKING:
     from ablations.config import TrainConfig
@@ -48,11 +49,7 @@ def _torchvision_state(model: ResNet, weights: str) -> dict[str, torch.Tensor]:
     from torchvision.models import get_model_weights
 
     v = model.variant
-    if v.family != "imagenet" or v.stem != "k7" or not v.residual or v.conv_bias:
-        raise AblationsError(
-            f"torchvision weights exist only for the torchvision architectures (resnet18 ... "
-            f"resnet152); {v.name} is not one: use a state_dict file"
-        )
+    check_variant(v)
     try:
         enum = get_model_weights(f"resnet{v.depth}")[weights]
     except KeyError:
