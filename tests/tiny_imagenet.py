@@ -75,3 +75,16 @@ def write_shards(folder: Path, files: dict[str, bytes], *, shards: int = 2) -> P
                 info.size = len(files[name])
                 tar.addfile(info, io.BytesIO(files[name]))
     return folder
+
+
+def odd_members(wnid: str = WNIDS[0]) -> dict[str, bytes]:
+    """What real ImageNet also holds, in one class of train/: a grayscale JPEG, a CMYK JPEG and
+    a PNG named .JPEG (ILSVRC2012 train has a few of each)."""
+    rng = np.random.default_rng(7)
+    pixels = rng.integers(0, 256, (290, 310, 3), dtype=np.uint8)
+    files = {}
+    for name, mode, fmt in (("gray", "L", "JPEG"), ("cmyk", "CMYK", "JPEG"), ("png", "RGB", "PNG")):
+        out = io.BytesIO()
+        Image.fromarray(pixels).convert(mode).save(out, format=fmt)
+        files[f"train/{wnid}/{wnid}_{name}.JPEG"] = out.getvalue()
+    return files
