@@ -124,7 +124,7 @@ EXPERIMENTS: dict[str, Experiment] = {
         Experiment(
             name="imagenet-bottleneck",
             kind="train",
-            description="bottleneck ResNet-50/101/152 on ImageNet (paper Tables 3-4) with the "
+            description="bottleneck ResNet-50/101/152 on ImageNet (paper Table 3) with the "
             "paper's stride placement (first 1x1 conv, -v1) and torchvision's (3x3, v1.5)",
             variants={"*": IMAGENET_BOTTLENECK},
             dataset="imagenet",

@@ -185,14 +185,16 @@ def test_slurm_submission_writes_the_sbatch_options(tmp_path, tiny_cifar, fake_s
         "--data", str(tiny_cifar), "--device", "cpu", "--results", str(results),
         "--reports", str(tmp_path / "reports"), "--executor", "slurm", "--jobs", "3",
         "--slurm-partition", "gpu-long", "--slurm-time", "90", "--gpus-per-task", "2",
-        "--slurm-account", "lab42", "--slurm-option", "qos=high",
+        "--slurm-account", "lab42", "--slurm-option", "qos=high", "--cpus-per-task", "4",
     ])  # fmt: skip
     assert code == 0
     [script] = fake_sbatch.iterdir()
     text = script.read_text()
     for line in ("#SBATCH --partition=gpu-long", "#SBATCH --time=90", "#SBATCH --gpus-per-node=2",
                  "#SBATCH --ntasks-per-node=2", "#SBATCH --account=lab42", "#SBATCH --qos=high",
-                 "#SBATCH --array=0-7%3", "#SBATCH --signal=USR2@120"):  # fmt: skip
+                 "#SBATCH --array=0-7%3", "#SBATCH --signal=USR2@120",
+                 # per task, and a task is one rank: 2 x 4 cores per node, as the README says
+                 "#SBATCH --cpus-per-task=4"):  # fmt: skip
         assert line in text, line
     # Tasks are keyed by run id: each run directory records its array element and logs.
     planned = pipeline.plan(["degradation"], profile="smoke", seeds=2, device=torch.device("cpu"))

@@ -80,7 +80,9 @@ def _add_launch_options(p: argparse.ArgumentParser) -> None:
         help="Slurm: G > 1 trains each run across G GPUs (DDP, synchronised BN)",
     )
     g.add_argument("--slurm-nodes", type=int, default=1, metavar="N", help="nodes per run")
-    g.add_argument("--cpus-per-task", type=int, metavar="C")
+    g.add_argument("--cpus-per-task", type=int, metavar="C",
+                   help="Slurm: CPUs per task; with --gpus-per-task G a task is one rank (one "
+                   "GPU), so a node gets G x C")  # fmt: skip
     g.add_argument("--slurm-account", metavar="A")
     g.add_argument("--max-requeues", type=int, default=5, help="timeouts/preemptions per run")
     g.add_argument("--slurm-option", action="append", default=[], metavar="KEY=VALUE",
