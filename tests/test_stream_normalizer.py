@@ -1,6 +1,7 @@
-"""The paper's per-pixel mean for streamed data is decoded once per training listing, recipe
-and seed, then read from the data cache: a resumed run or another run of the profile does not
-decode 10,000 images again, and a damaged cache file is rebuilt, never trusted."""
+"""What a start of a streamed run spends its set-up on, done once: the paper's per-pixel mean is
+decoded once per training listing, recipe and seed, then read from the data cache (a resumed
+run or another run of the profile does not decode 10,000 images again; a damaged cache file is
+rebuilt, never trusted), and the tree is listed once for both splits."""
 
 from __future__ import annotations
 
@@ -61,3 +62,19 @@ def test_a_fixed_normalisation_decodes_nothing(train_index, tmp_path):
     torchvision = prepare_stream.scaled(RECIPES["imagenet-torchvision"], 32)
     assert _mean(train_index, tmp_path, recipe=torchvision).kind == "fixed"
     assert not (tmp_path / "pixel-means").exists()
+
+
+def test_a_start_lists_the_tree_once(tmp_path, monkeypatch):
+    # The checksum covers both splits: listing (a stat per file, 1.3M of them on ImageNet) once
+    # serves the train and the val index.
+    from ablations.data import imagenet
+
+    calls = []
+    listing = imagenet.layout_listing
+    monkeypatch.setattr(imagenet, "layout_listing", lambda *a: calls.append(a) or listing(*a))
+    root = write_tree(tmp_path / "in", members(train_per_class=2, val_per_class=1))
+    data = prepare_stream.prepare_stream(
+        recipe="imagenet-torchvision", batch_size=2, seed=0, device=torch.device("cpu"),
+        data=root, workers=0, input_size=32,
+    )  # fmt: skip
+    assert len(calls) == 1 and len(data.val) == 3 and data.train.steps_per_epoch == 3

@@ -21,7 +21,7 @@ from ablations import env
 from ablations.data import imagenet_augment, streaming
 from ablations.data.arrays import DataError
 from ablations.data.cache import CACHE_VERSION, atomic_write, default_cache_dir
-from ablations.data.imagenet import ImageIndex, build_index, subset_index
+from ablations.data.imagenet import ImageIndex, build_indexes, subset_index
 from ablations.data.imagenet_augment import RECIPES, Recipe
 from ablations.data.loader import Normalizer
 from ablations.data.streaming import (
@@ -106,7 +106,7 @@ def prepare_stream(
     if recipe not in RECIPES:
         raise DataError(f"unknown ImageNet recipe {recipe!r}; choose from {', '.join(RECIPES)}")
     spec = scaled(RECIPES[recipe], input_size)
-    train, val = build_index("train", data), build_index("val", data)
+    train, val = build_indexes(("train", "val"), data)
     if val.classes != train.classes:
         raise DataError("train/ and val/ name different classes; give both the same WNIDs")
     if classes is not None or train_per_class is not None:
