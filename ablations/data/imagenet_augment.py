@@ -7,8 +7,10 @@ uint8 CHW tensors (any device: the same code runs in CPU workers and on decoded 
   eigenvalues/eigenvectors (fb.resnet.torch's constants, pixels in [0, 1]).
 - torchvision's V1 recipe ("random-resized-crop"): RandomResizedCrop(224, scale (0.08, 1),
   ratio (3/4, 4/3)) with torchvision's sampling rule, flip; ImageNet mean/std.
-- Evaluation: resize the shorter side to 256 then a centre 224 crop, or 10 crops (4 corners and
-  the centre, and their flips, torchvision's `TenCrop` order) whose logits are averaged.
+- Evaluation: resize the shorter side to 256 then a centre 224 crop, or 10 crops whose logits
+  are averaged: the 4 corners and the centre (torchvision's `FiveCrop` order), then each one
+  flipped. That is `TenCrop`'s ten in another order, but for the flipped centre: `TenCrop` cuts
+  it from the flipped image, one column away when the margin is odd (tests/test_ten_crop.py).
 
 Geometry is drawn on the CPU from a `torch.Generator`, so a sample's crop is a pure function of
 its seed whatever device decodes it.
