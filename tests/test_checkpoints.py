@@ -125,3 +125,11 @@ def test_a_torchvision_file_for_another_architecture_is_refused(tmp_path):
         AblationsError, match=r"stride_at '1x1' \(torchvision's: '3x3'\); use resnet50"
     ):
         checkpoints.load_weights(f"torchvision:{path}", variant=v1, runs_dir=tmp_path)
+
+
+def test_evaluate_refuses_a_near_twin_before_reading_any_data(tmp_path):
+    from ablations.runners.evaluate import evaluate_checkpoint
+
+    with pytest.raises(AblationsError, match=r"stride_at '1x1'.*use resnet50"):
+        evaluate_checkpoint("resnet50-v1", weights="torchvision:IMAGENET1K_V1",
+                            data=tmp_path / "no-imagenet-here", results=tmp_path)  # fmt: skip

@@ -42,6 +42,7 @@ from ablations.runners.checkpoints import (
     Weights,
     load_weights,
 )
+from ablations.runners.checkpoints import torchvision as torchvision_weights
 from ablations.runners.evaluation import Metrics, evaluate_metrics
 
 # --dataset: what the checkpoint is evaluated on, and how our readers load it. "imagenet" is
@@ -86,6 +87,8 @@ def evaluate_checkpoint(
     config = _run_config(weights, runs_dir)
     name = _dataset_name(weights, dataset, config)
     prep = _preprocessing(weights)
+    if weights.startswith("torchvision:"):  # before the data: a refused net lists no ImageNet
+        torchvision_weights.check_variant(resolve(variant))
     prepared = _prepare(name, prep, data=data, config=config, limit=limit, device=dev)
     net = _variant(variant, weights=weights, runs_dir=runs_dir, classes=prepared.classes)
     state, record = load_weights(weights, variant=net, runs_dir=runs_dir)
