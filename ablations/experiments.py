@@ -21,11 +21,10 @@ FIG7_NETS = ("plain20", "plain56", "resnet20", "resnet56", "resnet110")  # the p
 SHORTCUTS_CIFAR = ("resnet56", "resnet56-b", "resnet56-c")
 SHORTCUTS_K3 = ("resnet18-a-k3", "resnet18-k3", "resnet18-c-k3",
                 "resnet34-a-k3", "resnet34-k3", "resnet34-c-k3")  # fmt: skip
+RECIPES_EXPERIMENT = "recipes"  # its runs are reported on their own, not in a profile
 # The quick CPU table: the nets the cpu profile trains, plus one ImageNet-style net. ResNet-110
 # and ResNet-50 cost half its time on 2 cores (`nox -s ablate` must end within 15 minutes);
 # `ablate bench resnet110 resnet50` measures them.
-RECIPES_EXPERIMENT = "recipes"  # its runs are reported on their own, not in a profile
-
 THROUGHPUT_QUICK = (*FOUR_NETS, "resnet18")
 THROUGHPUT_FULL = (*PLAIN_AND_RESIDUAL, "plain110", "resnet18", "resnet34", "resnet50",
                    "resnet101", "resnet152", "plain18", "plain34")  # fmt: skip
