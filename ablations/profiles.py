@@ -90,9 +90,16 @@ IMAGENET_CHOICES: tuple[tuple[str, str], ...] = (
     ),
     ("10-crop", "shorter side resized to 256, four corners and centre of 224, and their flips"),
     (
+        "multi-scale (Table 4)",
+        "the whole image at shorter sides 224, 256, 384, 480 and 640, each with its horizontal "
+        "flip (as the dense evaluation of the paper's [41], which the paper follows); the "
+        "logits averaged over the flips, then uniformly over the scales; each scale normalised "
+        "by the per-pixel mean's per-channel average (a 224x224 mean fits no other size)",
+    ),
+    (
         "curves",
         "validation error of the centre crop (Fig. 4's bold curves) every 5,000 iterations; "
-        "the 10-crop errors once, at the end",
+        "the 10-crop and multi-scale errors once, at the end",
     ),
     ("BatchNorm batch", "the whole batch of 256 (synchronised BN across GPUs with --sync-bn)"),
     ("precision", "bf16 autocast and channels_last on a GPU (the paper: fp32)"),
@@ -203,11 +210,11 @@ IMAGENET_SETTINGS = {
 IMAGENET_PROFILES = (
     Profile(
         name="imagenet-paper",
-        description="the paper's ImageNet protocol (section 3.4) for Fig. 4 and Tables 2-3: "
+        description="the paper's ImageNet protocol (section 3.4) for Fig. 4 and Tables 2-4: "
         "shorter side in [256, 480], random 224 crop, flip, per-pixel mean, PCA lighting; batch "
         "256, SGD momentum 0.9, weight decay 1e-4, lr 0.1 divided by 10 at 150k, 300k and 450k "
         "iterations (the plateaus, fixed), 600k iterations; validation error of the centre "
-        "crop every 5k iterations, 10-crop and centre-crop errors at the end",
+        "crop every 5k iterations, centre-crop, 10-crop and multi-scale errors at the end",
         settings={
             **IMAGENET_SETTINGS,
             "stream": "imagenet-paper",

@@ -48,9 +48,11 @@ PROVENANCE_ADDED: dict[str, str | int] = {
     c: 0 if kind == "int" else "" for c, kind in PROVENANCE.items()
 }
 
-# ImageNet runs' final top-5 error (centre crop) and 10-crop errors on the val split; NaN for
-# runs that do not record them (CIFAR, and rows written before these columns existed).
-TOP5_COLUMNS = ("val_top5_error", "ten_crop_val_error", "ten_crop_val_top5_error")
+# ImageNet runs' final top-5 error (centre crop), and 10-crop (Table 3) and multi-scale (Table 4)
+# errors on the val split; NaN for runs that do not record them (CIFAR, a recipe without that
+# protocol, and rows written before these columns existed).
+TOP5_COLUMNS = ("val_top5_error", "ten_crop_val_error", "ten_crop_val_top5_error",
+                "multi_scale_val_error", "multi_scale_val_top5_error")  # fmt: skip
 RUNS = Schema(
     name="runs",
     columns={

@@ -33,6 +33,7 @@ from ablations.data.loader import Normalizer
 from ablations.data.loader_speed import loader_speed
 from ablations.data.prepare_stream import prepare_stream
 from ablations.data.streaming import ImageStream, decode, eval_batches, fit_normalizer, generator
+from ablations.runners.evaluation import view_logits
 
 # torchvision 0.29's deprecation of its decoders (see ablations.data.streaming).
 pytestmark = pytest.mark.filterwarnings("ignore:The image decoding:DeprecationWarning")
@@ -402,10 +403,8 @@ def test_prepared_stream_trains_and_evaluates_a_registry_net(tmp_path, files):
     model.eval()
     for crops in data.recipe.eval_crops:
         with torch.no_grad():
-            logits = [model(x) for x, _ in data.eval_batches(crops=crops, batch_size=2, workers=0)]
-        scores = torch.cat(logits)
-        if crops == "ten-crop":
-            scores = average_ten_crop_logits(scores)
+            batches = data.eval_batches(crops=crops, batch_size=2, workers=0)
+            scores = torch.cat([view_logits(model, x, len(y)) for x, y in batches])
         assert scores.shape == (2, 2)
 
 

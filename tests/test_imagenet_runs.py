@@ -77,8 +77,9 @@ def test_every_imagenet_profile_trains_on_the_tiny_tree(profile, tree, tmp_path)
     val = curves[curves["split"] == "val"]
     assert {"loss", "error", "top5_error"} <= set(val["metric"])
     assert "test" not in set(curves["split"])  # ImageNet's held-out set is its val split
-    ten_crop = config.stream == "imagenet-paper"  # the paper tests with 10 crops
+    ten_crop = config.stream == "imagenet-paper"  # the paper tests with 10 crops and 5 scales
     assert ("ten_crop_error" in set(val["metric"])) == ten_crop
+    assert ("multi_scale_error" in set(val["metric"])) == ten_crop
     summary = record.summary
     assert summary["val_top5_error"] <= summary["val_error"]
     [start] = json.loads((record.run_dir / "env.json").read_text())
@@ -87,6 +88,7 @@ def test_every_imagenet_profile_trains_on_the_tiny_tree(profile, tree, tmp_path)
     row = read_table(tmp_path / "results" / store.RUNS_FILE, store.RUNS).iloc[0]
     assert row["val_top5_error"] == pytest.approx(summary["val_top5_error"])
     assert np.isnan(row["test_error"]) and (np.isnan(row["ten_crop_val_error"]) != ten_crop)
+    assert np.isnan(row["multi_scale_val_top5_error"]) != ten_crop
 
 
 def test_cli_trains_the_smoke_profile_and_resumes_to_the_same_curves(tree, tmp_path, capsys):

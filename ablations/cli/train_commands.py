@@ -102,9 +102,11 @@ def _train_summary(summary: dict[str, Any]) -> str:
 
 
 def _val_errors(summary: dict[str, Any]) -> str:
-    """ImageNet's final errors: top-1 / top-5 on val, centre crop and 10-crop where run."""
+    """ImageNet's final errors: top-1 / top-5 on val, centre crop, 10-crop and multi-scale
+    where run."""
     parts = []
-    for label, prefix in (("centre", ""), ("10-crop", "ten_crop_")):
+    protocols = (("centre", ""), ("10-crop", "ten_crop_"), ("multi-scale", "multi_scale_"))
+    for label, prefix in protocols:
         if f"{prefix}val_error" in summary:
             parts.append(f"{label} {summary[f'{prefix}val_error']:.2%} / "
                          f"{summary[f'{prefix}val_top5_error']:.2%}")  # fmt: skip

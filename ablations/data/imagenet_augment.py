@@ -11,6 +11,11 @@ uint8 CHW tensors (any device: the same code runs in CPU workers and on decoded 
   are averaged: the 4 corners and the centre (torchvision's `FiveCrop` order), then each one
   flipped. That is `TenCrop`'s ten in another order, but for the flipped centre: `TenCrop` cuts
   it from the flipped image, one column away when the margin is odd (tests/test_ten_crop.py).
+- Multi-scale testing (Table 4): "the fully-convolutional form ... average the scores at
+  multiple scales (images are resized such that the shorter side is in {224, 256, 384, 480,
+  640})". The whole resized image goes through the net, whose global average pool then averages
+  the classifier over every position (the fully-convolutional score map, averaged); each scale
+  with its horizontal flip, as the dense evaluation of Simonyan & Zisserman (the paper's [41]).
 
 Geometry is drawn on the CPU from a `torch.Generator`, so a sample's crop is a pure function of
 its seed whatever device decodes it.
@@ -49,13 +54,14 @@ class Recipe:
     lighting: float = 0.0  # std of the PCA lighting noise; 0 = none
     normalize: str = "fixed"  # "pixel-mean" (the paper) or "fixed" (IMAGENET_MEAN/STD)
     eval_resize: int = 256
-    eval_crops: tuple[str, ...] = ("center",)  # "center" and/or "ten-crop"
+    eval_crops: tuple[str, ...] = ("center",)  # "center", "ten-crop", "multi-scale"
+    multi_scale: tuple[int, ...] = (224, 256, 384, 480, 640)  # shorter sides, Table 4
 
 
 RECIPES: dict[str, Recipe] = {
     "imagenet-paper": Recipe(
         name="imagenet-paper", train="he-scale", lighting=0.1, normalize="pixel-mean",
-        eval_crops=("ten-crop", "center"),
+        eval_crops=("ten-crop", "center", "multi-scale"),
     ),
     "imagenet-torchvision": Recipe(name="imagenet-torchvision", train="random-resized-crop"),
 }  # fmt: skip
@@ -188,6 +194,16 @@ def ten_crop(image: Tensor, recipe: Recipe) -> Tensor:
         [_cut(resized, b) for b in five_boxes(resized.shape[-2], resized.shape[-1], recipe.crop)]
     )
     return torch.cat([five, five.flip(-1)])
+
+
+def multi_scale(image: Tensor, recipe: Recipe) -> list[Tensor]:
+    """Table 4's views: for each shorter side of `recipe.multi_scale`, the whole image resized
+    to it and its flip (2 x C x H_s x W_s); their logits are averaged (`evaluation.eval_sums`)."""
+    views = []
+    for short in recipe.multi_scale:
+        resized = eval_resize(image, short)
+        views.append(torch.stack([resized, resized.flip(-1)]))
+    return views
 
 
 def lighting(

@@ -17,6 +17,7 @@ from ablations.data.cache import ArrayDataset
 from ablations.data.loader import (
     Normalizer,
     TrainStream,
+    Views,
     eval_batches,
     random_subset,
     split_indices,
@@ -36,7 +37,8 @@ class RunData(Protocol):
     """What the trainer sees of a run's data, in memory (`Data`) or streamed
     (`prepare_stream.StreamData`): training batches of (x, y) on the device, a pure function of
     (seed, iteration), and evaluation batches of a split. A "ten-crop" batch holds 10 views per
-    label (ablations.runners.evaluation averages their logits)."""
+    label, a "multi-scale" one a list of view tensors of several sizes
+    (ablations.runners.evaluation averages their logits)."""
 
     @property
     def train(self) -> Batches: ...
@@ -65,7 +67,7 @@ class RunData(Protocol):
     def eval_batches(
         self, split: str, *, crops: str = "center", batch_size: int, channels_last: bool = False,
         part: tuple[int, int] = (0, 1),
-    ) -> Iterator[tuple[Tensor, Tensor]]: ...  # fmt: skip
+    ) -> Iterator[tuple[Views, Tensor]]: ...  # fmt: skip
 
 
 @dataclass
@@ -86,7 +88,7 @@ class Data:
     def eval_batches(
         self, split: str, *, crops: str = "center", batch_size: int, channels_last: bool = False,
         part: tuple[int, int] = (0, 1),
-    ) -> Iterator[tuple[Tensor, Tensor]]:  # fmt: skip
+    ) -> Iterator[tuple[Views, Tensor]]:  # fmt: skip
         """Every image of `split` (of its share `part`: rank, world) once, in order, normalised
         (arrays have one view: `crops` is accepted for the common interface and must be
         "center")."""

@@ -23,7 +23,7 @@ from ablations.data.arrays import DataError
 from ablations.data.cache import CACHE_VERSION, atomic_write, default_cache_dir
 from ablations.data.imagenet import ImageIndex, build_indexes, subset_index
 from ablations.data.imagenet_augment import RECIPES, Recipe
-from ablations.data.loader import Normalizer
+from ablations.data.loader import Normalizer, Views
 from ablations.data.streaming import (
     Decode,
     ImageStream,
@@ -65,9 +65,10 @@ class StreamData:
     def eval_batches(
         self, split: str = "val", *, crops: str = "center", batch_size: int,
         workers: int | None = None, channels_last: bool = False, part: tuple[int, int] = (0, 1),
-    ) -> Iterator[tuple[Tensor, Tensor]]:  # fmt: skip
-        """Val batches (of share `part`: rank, world): "center" (B images) or "ten-crop"
-        (B * 10 images, average the logits with `imagenet_augment.average_ten_crop_logits`)."""
+    ) -> Iterator[tuple[Views, Tensor]]:  # fmt: skip
+        """Val batches (of share `part`: rank, world): "center" (B images), "ten-crop" (B * 10
+        images) or "multi-scale" (one image's list of views); `evaluation.eval_sums` averages
+        the logits of each image's views."""
         if split != "val":
             raise DataError(f"streamed data evaluates on its val split, not {split!r}")
         if crops not in self.recipe.eval_crops and crops != "center":
@@ -81,7 +82,13 @@ class StreamData:
         )  # fmt: skip
         if not channels_last:
             return batches
-        return ((x.contiguous(memory_format=torch.channels_last), y) for x, y in batches)
+        return ((_channels_last(x), y) for x, y in batches)
+
+
+def _channels_last(x: Views) -> Views:
+    if isinstance(x, list):
+        return [v.contiguous(memory_format=torch.channels_last) for v in x]
+    return x.contiguous(memory_format=torch.channels_last)
 
 
 def prepare_stream(
@@ -179,6 +186,7 @@ def scaled(recipe: Recipe, size: int | None) -> Recipe:
     return replace(
         recipe, name=f"{recipe.name}@{size}", crop=size, eval_resize=round(recipe.eval_resize * f),
         short_side=(max(size, round(low * f)), max(size, round(high * f))),
+        multi_scale=tuple(round(s * f) for s in recipe.multi_scale),
     )  # fmt: skip
 
 

@@ -41,10 +41,11 @@ from ablations.data.imagenet_augment import (
     Recipe,
     eval_center,
     lighting,
+    multi_scale,
     ten_crop,
     train_sample,
 )
-from ablations.data.loader import Normalizer, share
+from ablations.data.loader import Normalizer, Views, share
 
 Decode = Literal["cpu", "gpu"]
 _ORDER, _AUGMENT, _LIGHT = 1, 2, 3  # independent random streams derived from one seed
@@ -131,6 +132,8 @@ class _Samples(Dataset[Any]):
             return eval_center(image, self.recipe), label
         if self.mode == "ten-crop":
             return ten_crop(image, self.recipe), label
+        if self.mode == "multi-scale":
+            return multi_scale(image, self.recipe), label
         return train_sample(image, self.recipe, g=generator(seed)), label
 
 
@@ -139,6 +142,10 @@ def _collate(batch: list[tuple[Any, int]]) -> tuple[Any, Tensor]:
     y = torch.tensor(labels, dtype=torch.int64)
     if isinstance(images[0], bytes):
         return list(images), y
+    if isinstance(images[0], list):  # multi-scale: one image's views, of several sizes
+        if len(images) != 1:
+            raise ValueError("multi-scale views batch one image at a time")
+        return images[0], y
     return torch.stack(images), y
 
 
@@ -161,15 +168,27 @@ class Prefetcher:
             if pending is not None:
                 yield pending
             torch.cuda.current_stream(self.device).wait_stream(stream)
-            for t in ready:
-                if isinstance(t, Tensor):
-                    t.record_stream(torch.cuda.current_stream(self.device))
+            for t in _tensors(ready):  # used on the current stream: keep them from reuse
+                t.record_stream(torch.cuda.current_stream(self.device))
             pending = ready
         if pending is not None:
             yield pending
 
 
+def _tensors(batch: tuple[Any, Tensor]) -> list[Tensor]:
+    """The batch's tensors: (x, y), x a tensor, a list of view tensors, or (bytes) neither."""
+    out = []
+    for part in batch:
+        if isinstance(part, Tensor):
+            out.append(part)
+        elif isinstance(part, list):
+            out += [v for v in part if isinstance(v, Tensor)]
+    return out
+
+
 def _to(x: Any, device: torch.device) -> Any:
+    if isinstance(x, list) and x and isinstance(x[0], Tensor):  # multi-scale views
+        return [v.to(device, non_blocking=True) for v in x]
     return x.to(device, non_blocking=True) if isinstance(x, Tensor) else x
 
 
@@ -281,21 +300,29 @@ def eval_batches(
     normalizer: Normalizer,
     workers: int | None = None,
     part: tuple[int, int] = (0, 1),
-) -> Iterator[tuple[Tensor, Tensor]]:
+) -> Iterator[tuple[Views, Tensor]]:
     """Every image of share `part` (rank, world; default: all) once, in index order: "center"
     gives (B, 3, 224, 224), "ten-crop" gives (B * 10, 3, 224, 224), image-major (the logits'
-    views are averaged by `evaluation.view_average`)."""
+    views are averaged by `evaluation.view_average`), "multi-scale" one image at a time (its
+    scales differ in size) as a list of (2, 3, H_s, W_s), normalised by the per-channel mean
+    (a per-pixel mean is 224 x 224: it fits no other size)."""
     n_workers = env.available_cores() if workers is None else workers
     mine = share(len(index), part)
+    step = 1 if crops == "multi-scale" else batch_size
     loader = DataLoader(
         _Samples(index, recipe, mode=crops),
-        batch_sampler=[[(i, 0) for i in range(lo, min(lo + batch_size, mine.stop))]
-                       for lo in range(mine.start, mine.stop, batch_size)],
+        batch_sampler=[[(i, 0) for i in range(lo, min(lo + step, mine.stop))]
+                       for lo in range(mine.start, mine.stop, step)],
         collate_fn=_collate,
         num_workers=n_workers,
         pin_memory=device.type == "cuda",
     )  # fmt: skip
     norm = normalizer.to(device)
+    if crops == "multi-scale":
+        mean = norm.mean.mean(dim=(1, 2), keepdim=True)
+        for views, y in Prefetcher(loader, device):
+            yield [(v.float() / 255 - mean) / norm.std for v in views], y
+        return
     for x, y in Prefetcher(loader, device):
         x = x.flatten(0, 1) if x.dim() == 5 else x
         yield (x.float() / 255 - norm.mean) / norm.std, y

@@ -27,7 +27,7 @@ from ablations.config import STREAM_DATASETS, TrainConfig, resolve_device
 from ablations.data import load_dataset
 from ablations.data.imagenet import ImageIndex, build_index, sample_index
 from ablations.data.imagenet_augment import RECIPES
-from ablations.data.loader import Normalizer, eval_batches, random_subset, to_nchw
+from ablations.data.loader import Normalizer, Views, eval_batches, random_subset, to_nchw
 from ablations.data.prepare import prepare_data
 from ablations.data.prepare_stream import prepare_stream_run
 from ablations.data.streaming import eval_batches as stream_batches
@@ -50,7 +50,7 @@ from ablations.runners.evaluation import Metrics, evaluate_metrics
 # arrays and evaluated on their test split.
 DATASETS = {"cifar10": "cifar10", "imagenet": "imagenet", "fashion-mnist": "fashion-mnist"}
 DEFAULT_DATASET = {"akamaster": "cifar10", "torchvision": "imagenet"}
-Batches = Callable[[int], Iterator[tuple[Tensor, Tensor]]]  # batch size -> batches
+Batches = Callable[[int], Iterator[tuple[Views, Tensor]]]  # batch size -> batches
 
 
 @dataclass(frozen=True)
@@ -194,7 +194,7 @@ def _prepare_stream(
         normalizer = Normalizer.fixed(prep.mean, prep.std)
     index: ImageIndex = val if limit is None else sample_index(val, limit, seed=0)
 
-    def batches(size: int) -> Iterator[tuple[Tensor, Tensor]]:
+    def batches(size: int) -> Iterator[tuple[Views, Tensor]]:
         return stream_batches(index, recipe=recipe, crops="center", batch_size=size,
                               device=device, normalizer=normalizer)  # fmt: skip
 

@@ -1,6 +1,7 @@
 """Evaluation of a model on batches: the one path training, recipes and checkpoint evaluation
 share. A batch may hold several views of each image (10-crop: B * 10 inputs for B labels,
-image-major); their logits are averaged before the loss and the errors. Across processes each
+image-major; multi-scale: a list of such tensors, one per size); their logits are averaged
+before the loss and the errors. Across processes each
 rank evaluates its share of the images and the sums are added (`evaluate_shares`)."""
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ablations import distributed
+from ablations.data.loader import Views
 from ablations.runners.steps import autocast
 
 TOP5 = 5
@@ -42,6 +44,16 @@ def view_average(logits: Tensor, labels: int) -> Tensor:
     return logits if views == 1 else logits.view(labels, views, -1).mean(dim=1)
 
 
+def view_logits(model: nn.Module, x: Views, labels: int) -> Tensor:
+    """(B, K) logits averaged over every view of each image: one forward per tensor of `x`
+    (one per scale for multi-scale), its views averaged first, then the tensors' averages
+    (every scale weighs the same)."""
+    if isinstance(x, Tensor):
+        return view_average(model(x), labels)
+    per_size = [view_average(model(v), labels).float() for v in x]
+    return torch.stack(per_size).mean(dim=0)
+
+
 @dataclass(frozen=True)
 class EvalSums:
     """What an evaluation sums over images: additive, so shares evaluated on several ranks
@@ -63,7 +75,7 @@ class EvalSums:
 
 @torch.inference_mode()
 def eval_sums(
-    model: nn.Module, batches: Iterator[tuple[Tensor, Tensor]], *, precision: str
+    model: nn.Module, batches: Iterator[tuple[Views, Tensor]], *, precision: str
 ) -> EvalSums:
     """Summed loss, top-1 errors and top-5 hits in eval mode (BN running statistics), no
     augmentation. Every module's mode is restored afterwards, so a frozen backbone stays in
@@ -72,8 +84,8 @@ def eval_sums(
     model.eval()
     loss_sum, errors, top5_hits, seen, classes = 0.0, 0, 0, 0, 0
     for x, y in batches:
-        with autocast(x.device, precision):
-            logits = view_average(model(x), len(y)).float()
+        with autocast(y.device, precision):
+            logits = view_logits(model, x, len(y)).float()
         classes = logits.shape[1]
         loss_sum += float(F.cross_entropy(logits, y, reduction="sum"))
         errors += int((logits.argmax(dim=1) != y).sum())
@@ -87,14 +99,14 @@ def eval_sums(
 
 
 def evaluate_metrics(
-    model: nn.Module, batches: Iterator[tuple[Tensor, Tensor]], *, precision: str
+    model: nn.Module, batches: Iterator[tuple[Views, Tensor]], *, precision: str
 ) -> Metrics:
     """Loss, top-1 and top-5 error (NaN with 5 classes or fewer) over every batch."""
     return eval_sums(model, batches, precision=precision).metrics()
 
 
 def evaluate_shares(
-    model: nn.Module, batches: Iterator[tuple[Tensor, Tensor]], *, precision: str
+    model: nn.Module, batches: Iterator[tuple[Views, Tensor]], *, precision: str
 ) -> Metrics:
     """Under torchrun, `batches` are this rank's share of the images: their sums are added
     over the ranks, so every rank returns the metrics of all images (one process: those of

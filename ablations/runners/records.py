@@ -115,9 +115,9 @@ def eval_rows(
 def final_metrics(curves: pd.DataFrame, *, eval_split: str) -> dict[str, Any]:
     """Final errors and losses, and the best evaluation during training, on `eval_split`
     (best_test_* when the run evaluated on the test set: it then selects on it). Data without
-    a test split (ImageNet: its val split is the held-out set) has no test_*; top-5 and
-    10-crop errors are there where the run recorded them (val_top5_error,
-    ten_crop_val_error, ten_crop_val_top5_error)."""
+    a test split (ImageNet: its val split is the held-out set) has no test_*; top-5, 10-crop
+    and multi-scale errors are there where the run recorded them (val_top5_error,
+    ten_crop_val_error, multi_scale_val_top5_error, ...)."""
 
     def series(split: str, metric: str) -> pd.DataFrame:
         return curves[(curves["split"] == split) & (curves["metric"] == metric)]
@@ -137,8 +137,10 @@ def final_metrics(curves: pd.DataFrame, *, eval_split: str) -> dict[str, Any]:
     if eval_split == "val":
         out["val_error"] = last("val", "error")
     split = eval_split
-    named = {"top5_error": f"{split}_top5_error", "ten_crop_error": f"ten_crop_{split}_error",
-             "ten_crop_top5_error": f"ten_crop_{split}_top5_error"}  # fmt: skip
+    named = {"top5_error": f"{split}_top5_error"}
+    for crops in ("ten_crop", "multi_scale"):  # the final crop protocols (Tables 3 and 4)
+        named |= {f"{crops}_error": f"{crops}_{split}_error",
+                  f"{crops}_top5_error": f"{crops}_{split}_top5_error"}  # fmt: skip
     for metric, name in named.items():
         if len(series(split, metric)):
             out[name] = last(split, metric)

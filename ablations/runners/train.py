@@ -36,6 +36,7 @@ from torch import Tensor
 from ablations import distributed
 from ablations.config import TrainConfig, check_device, resolve_device
 from ablations.data import load_dataset
+from ablations.data.loader import Views
 from ablations.data.prepare import RunData, prepare_data
 from ablations.data.prepare_stream import prepare_stream_run
 from ablations.io import write_json
@@ -247,7 +248,7 @@ class Trainer:
 
     def eval_batches(
         self, split: str, *, crops: str = "center"
-    ) -> Iterator[tuple[Tensor, Tensor]]:  # fmt: skip
+    ) -> Iterator[tuple[Views, Tensor]]:  # fmt: skip
         return self.data.eval_batches(
             split, crops=crops, batch_size=self.config.eval_batch_size,
             channels_last=self.config.channels_last, part=distributed.part(),
@@ -264,7 +265,7 @@ class Trainer:
 
     def final_evaluations(self) -> None:
         """What is evaluated once, at the end: the test split when the curves were on another,
-        and the data's other crop protocols (10-crop) on the curves' split."""
+        and the data's other crop protocols (10-crop, multi-scale) on the curves' split."""
         c, state = self.config, self.state
         if "test" in self.data.splits and c.eval_split != "test":
             state.rows += eval_rows(state.iteration, "test", self.evaluate("test"),

@@ -1,0 +1,151 @@
+"""Table 4's multi-scale testing: the whole image at each shorter side of {224, 256, 384, 480,
+640} and its flip through the net (fully convolutional: the global pool averages the classifier
+over every position), the logits averaged; checked against a computation written out here from
+the paper's description, on a tiny ImageNet-layout tree."""
+
+from __future__ import annotations
+
+import pandas as pd
+import pytest
+import torch
+import torchvision.transforms.v2.functional as TF
+from tiny_imagenet import members, write_tree
+
+from ablations import store
+from ablations.data.imagenet import build_index
+from ablations.data.imagenet_augment import RECIPES, multi_scale
+from ablations.data.loader import Normalizer
+from ablations.data.prepare_stream import scaled
+from ablations.data.streaming import decode, eval_batches
+from ablations.models import create_model
+from ablations.references import TABLE4
+from ablations.report.imagenet import errors_table
+from ablations.runners.evaluation import eval_sums, view_logits
+from ablations.runners.records import final_metrics
+
+pytestmark = pytest.mark.filterwarnings("ignore:The image decoding:DeprecationWarning")
+CPU = torch.device("cpu")
+PAPER = RECIPES["imagenet-paper"]
+
+
+def test_the_paper_recipe_tests_at_table_4s_scales():
+    assert "multi-scale" in PAPER.eval_crops and PAPER.multi_scale == (224, 256, 384, 480, 640)
+    # A smoke budget's crop of 32 scales every side with it, as it scales the 256 resize.
+    assert scaled(PAPER, 32).multi_scale == (32, 37, 55, 69, 91)
+
+
+@pytest.mark.parametrize("shape", [(3, 300, 400), (3, 500, 333), (3, 224, 224)])
+def test_views_are_the_whole_image_at_each_shorter_side_and_its_flip(shape):
+    image = torch.randint(
+        0, 256, shape, dtype=torch.uint8, generator=torch.Generator().manual_seed(0)
+    )
+    views = multi_scale(image, PAPER)
+    assert len(views) == len(PAPER.multi_scale)
+    for short, pair in zip(PAPER.multi_scale, views, strict=True):
+        assert pair.shape[:2] == (2, 3) and min(pair.shape[-2:]) == short
+        # torchvision's Resize(short): the shorter side to `short`, the aspect ratio kept.
+        assert torch.equal(pair[0], TF.resize(image, [short], antialias=True))
+        assert torch.equal(pair[1], pair[0].flip(-1))
+
+
+@pytest.fixture
+def val(tmp_path):
+    return build_index("val", write_tree(tmp_path / "in", members()))
+
+
+def _by_hand(model, index, recipe, mean):
+    """Each val image decoded, resized to every scale (and flipped), normalised by the
+    per-channel mean, through the net; the logits averaged over flips, then over scales."""
+    logits = []
+    for i in range(len(index)):
+        image = decode(index.reader(i))
+        per_scale = []
+        for short in recipe.multi_scale:
+            resized = TF.resize(image, [short], antialias=True).float() / 255 - mean
+            pair = torch.stack([resized, resized.flip(-1)])
+            per_scale.append(model(pair).mean(dim=0))
+        logits.append(torch.stack(per_scale).mean(dim=0))
+    return torch.stack(logits)
+
+
+@torch.no_grad()
+def test_eval_batches_and_eval_sums_average_every_scale_and_flip(val):
+    recipe = scaled(PAPER, 32)
+    torch.manual_seed(0)
+    model = create_model("resnet18", num_classes=len(val.classes)).eval()
+    # A per-pixel mean (the paper's) fits only the crop's size: every scale subtracts its
+    # per-channel average.
+    pixel_mean = torch.rand(3, 32, 32, generator=torch.Generator().manual_seed(1))
+    normalizer = Normalizer(mean=pixel_mean, std=torch.ones(3, 1, 1), kind="pixel-mean")
+    batches = list(eval_batches(val, recipe=recipe, crops="multi-scale", batch_size=4,
+                                device=CPU, normalizer=normalizer, workers=0))  # fmt: skip
+    assert [len(y) for _, y in batches] == [1] * len(val)  # one image a batch: sizes differ
+    assert all(len(views) == 5 for views, _ in batches)
+    ours = torch.cat([view_logits(model, views, len(y)) for views, y in batches])
+    expected = _by_hand(model, val, recipe, pixel_mean.mean(dim=(1, 2), keepdim=True))
+    torch.testing.assert_close(ours, expected, rtol=1e-5, atol=1e-5)
+    sums = eval_sums(model, iter(batches), precision="fp32")
+    labels = torch.from_numpy(val.labels)
+    assert sums.seen == len(val)
+    assert sums.errors == int((expected.argmax(dim=1) != labels).sum())
+
+
+def test_multi_scale_is_not_the_centre_crop(val):
+    """The protocol sees the whole image: a net whose logits depend on the image's size and
+    border gives another answer than on the 224 centre crop."""
+    recipe = scaled(PAPER, 32)
+    torch.manual_seed(0)
+    model = create_model("resnet18", num_classes=len(val.classes)).eval()
+    plain = Normalizer.fixed((0.5, 0.5, 0.5), (1.0, 1.0, 1.0))
+    kw = {"recipe": recipe, "batch_size": 8, "device": CPU, "normalizer": plain, "workers": 0}
+    with torch.no_grad():
+        centre = [model(x) for x, _ in eval_batches(val, crops="center", **kw)]
+        multi = [view_logits(model, v, 1) for v, _ in eval_batches(val, crops="multi-scale", **kw)]
+    assert not torch.allclose(torch.cat(centre), torch.cat(multi))
+
+
+def test_final_metrics_name_the_multi_scale_errors():
+    values = (("train", "error", 0.5), ("train", "loss", 1.0), ("train", "images_per_s", 9.0),
+              ("val", "error", 0.4), ("val", "top5_error", 0.2),
+              ("val", "multi_scale_error", 0.3),
+              ("val", "multi_scale_top5_error", 0.1))  # fmt: skip
+    rows = [{"iteration": 10, "split": sp, "metric": m, "value": v} for sp, m, v in values]
+    out = final_metrics(pd.DataFrame(rows), eval_split="val")
+    assert out["multi_scale_val_error"] == 0.3 and out["multi_scale_val_top5_error"] == 0.1
+    assert "ten_crop_val_error" not in out
+
+
+def _runs(rows: list[dict]) -> pd.DataFrame:
+    defaults = {"str": "", "int": 0, "float": float("nan"), "bool": False}
+    base = {c: defaults[kind] for c, kind in store.RUNS.columns.items()}
+    return store.RUNS.validate(pd.DataFrame([{**base, **r} for r in rows]))
+
+
+def test_the_report_sets_multi_scale_errors_beside_table_4():
+    rows = [{"run_id": f"{v}_s{s}", "variant": v, "seed": s, "depth": 34 if v == "resnet34" else 50,
+             "ten_crop_val_error": 0.25, "ten_crop_val_top5_error": 0.08,
+             "multi_scale_val_error": 0.22 + 0.01 * s, "multi_scale_val_top5_error": 0.06,
+             "val_error": 0.27, "val_top5_error": 0.09}
+            for v in ("resnet34", "resnet50-v1") for s in range(2)]  # fmt: skip
+    table = errors_table(_runs(rows), published=True).set_index("net")
+    assert {"top-1 multi-scale", "paper top-1 (multi-scale)", "paper top-5 (10-crop)"} <= set(
+        table.columns
+    )
+    assert table["top-1 multi-scale"].iloc[0] == "22.5 ± 0.7%"
+    assert list(table["paper top-1 (multi-scale)"]) == [
+        f"{TABLE4.top1['resnet34']:.2f}%", f"{TABLE4.top1['resnet50-v1']:.2f}%"
+    ]  # fmt: skip
+    # Runs that did not test at several scales get no Table 4 columns.
+    without = [{**r, "multi_scale_val_error": float("nan")} for r in rows]
+    assert not any("multi-scale" in c for c in errors_table(_runs(without), published=True))
+
+
+def test_the_prefetcher_guards_every_view_tensor_of_a_batch():
+    """On CUDA each tensor a side stream copied is marked used by the current stream; a
+    multi-scale batch holds a list of them (and a "gpu"-decode batch a list of bytes)."""
+    from ablations.data.streaming import _tensors
+
+    views, y = [torch.zeros(2, 3, 4, 4), torch.zeros(2, 3, 5, 6)], torch.zeros(1)
+    assert [t.shape for t in _tensors((views, y))] == [v.shape for v in views] + [y.shape]
+    assert _tensors(([b"\xff\xd8"], y)) == [y]
+    assert len(_tensors((torch.zeros(4, 3, 2, 2), y))) == 2
