@@ -117,10 +117,11 @@ EVALUATIONS = Schema(
         "variant": "str", "weights": "str", "weights_format": "str", "weights_sha256": "str",
         "preprocessing": "str", "input_size": "int", "dataset": "str", "split": "str",
         "images": "int", "classes": "int", "top1_error": "float", "top5_error": "float",
-        "loss": "float", "precision": "str", **PROVENANCE,
+        "loss": "float", "precision": "str", "crops": "str", **PROVENANCE,
     },
-    key=("variant", "weights", "weights_sha256", "preprocessing", "dataset", "data_checksum",
-         "split", "images", "machine"),
+    key=("variant", "weights", "weights_sha256", "preprocessing", "crops", "dataset",
+         "data_checksum", "split", "images", "machine"),
+    added={"crops": "center"},  # rows written before --crops tested the centre crop
 )  # fmt: skip
 
 

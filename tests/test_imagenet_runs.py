@@ -174,6 +174,27 @@ def test_evaluate_torchvision_weights_streams_the_val_split(tmp_path, capsys):
     three = write_tree(tmp_path / "three", members(train_per_class=1, val_per_class=1))
     assert main([*argv[:5], str(three), *argv[6:]]) == 2  # 3 classes, a 7-output head
     assert "has 7 outputs" in capsys.readouterr().err
+    # The paper's other test protocols, each its own row beside the centre crop's (on 2 images:
+    # 224-640 pixel views are slow on a CPU).
+    for crops in ("ten-crop", "multi-scale"):
+        assert main([*argv, "--crops", crops, "--limit", "2"]) == 0
+        assert f"{row['preprocessing']}, {crops})" in capsys.readouterr().out
+    table = read_table(results / store.EVALUATIONS_FILE, store.EVALUATIONS)
+    assert list(table["crops"]) == ["center", "ten-crop", "multi-scale"]
+    assert table["top1_error"].between(0, 1).all() and list(table["images"]) == [14, 2, 2]
+    # Older files, written before --crops, read as centre-crop rows.
+    table.drop(columns="crops").head(1).to_csv(tmp_path / "old.csv", index=False)
+    assert read_table(tmp_path / "old.csv", store.EVALUATIONS)["crops"].tolist() == ["center"]
+
+
+def test_evaluate_refuses_imagenet_crops_on_cifar_before_reading_data(tmp_path, capsys):
+    argv = ["evaluate", "resnet20", "--weights", str(tmp_path / "missing.th"), "--crops",
+            "ten-crop", "--data", str(tmp_path / "nowhere"),
+            "--results", str(tmp_path)]  # fmt: skip
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert "--crops ten-crop is an ImageNet test protocol" in err and "drop --crops" in err
+    assert not (tmp_path / store.EVALUATIONS_FILE).exists()
 
 
 def _runs(rows: list[dict]) -> pd.DataFrame:

@@ -14,7 +14,7 @@ from ablations import env, store, versions
 from ablations.config import resolve_config
 from ablations.data.arrays import DataError
 from ablations.pipeline import Context, Task, is_done, state, status_table
-from ablations.report.evaluations import evaluations_section
+from ablations.report.evaluations import evaluations_section, evaluations_table
 from ablations.report.provenance import provenance_notes
 from ablations.results import Schema, read_table
 from ablations.runners import records
@@ -224,7 +224,8 @@ def test_evaluations_section_shows_our_runs_and_the_paper():
             "akamaster", "preprocessing": "imagenet-mean-std@32", "dataset": "cifar10",
             "split": "test", "images": 10000, "top1_error": 0.0873, "top5_error": 0.003,
             "loss": 0.3, "data_source": "cifar10-jpeg.tar.gz", "data_format": "imagefolder-tar",
-            "data_checksum": "5bbd2193f3b9aa", "git_commit": "abc+dirty"}  # fmt: skip
+            "data_checksum": "5bbd2193f3b9aa", "git_commit": "abc+dirty",
+            "crops": "center"}  # fmt: skip
     evaluations = store.EVALUATIONS.validate(pd.DataFrame([row]))
     runs = pd.DataFrame({"variant": ["resnet20", "resnet20"], "dataset": ["cifar10"] * 2,
                          "status": ["complete"] * 2, "profile": ["cpu"] * 2,
@@ -248,3 +249,23 @@ def test_every_measurement_table_has_the_machine_hashes():
     # Timings and trained numbers depend on the CPU kernels that made them (complexity does not).
     for schema in (store.RUNS, store.RESPONSES, store.EVALUATIONS, speed.SCHEMA, throughput.SCHEMA):
         assert {*env.KERNELS, "precision"} <= set(schema.columns), schema.name
+
+
+def test_only_centre_crop_evaluations_are_set_beside_torchvisions_numbers():
+    row = {c: 0 if kind in ("int", "float") else "" for c, kind in
+           store.EVALUATIONS.columns.items()}  # fmt: skip
+    row |= {"variant": "resnet50", "weights": "torchvision:IMAGENET1K_V1", "weights_format":
+            "torchvision", "preprocessing": "resize256-crop224-imagenet-mean-std",
+            "dataset": "imagenet", "split": "val", "images": 50000, "top1_error": 0.2397,
+            "top5_error": 0.0724, "git_commit": "abc"}  # fmt: skip
+    rows = [row | {"crops": crops} for crops in ("center", "ten-crop", "multi-scale")]
+    evaluations = store.EVALUATIONS.validate(pd.DataFrame(rows))
+    table = evaluations_table(evaluations, pd.DataFrame())
+    assert list(table["preprocessing"]) == [
+        "resize256-crop224-imagenet-mean-std",
+        "resize256-crop224-imagenet-mean-std, ten-crop",
+        "resize256-crop224-imagenet-mean-std, multi-scale",
+    ]
+    published = list(table["published"])
+    assert "(torchvision V1, top-1 / top-5); ours +0.10 / +0.10 points" in published[0]
+    assert published[1:] == ["", ""]  # torchvision publishes no 10-crop or multi-scale numbers

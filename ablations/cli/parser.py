@@ -251,6 +251,11 @@ def build_parser() -> argparse.ArgumentParser:
         "split streamed, or $ABLATE_DATA_IMAGENET)",
     )
     p.add_argument("--limit", type=int, help="a fixed random subset of N test images")
+    p.add_argument(
+        "--crops", default="center", choices=["center", "ten-crop", "multi-scale"],
+        help="ImageNet test protocol: the centre crop (default; torchvision's published "
+        "numbers), 10 crops (the paper's Tables 2-3) or the whole image at 5 scales (Table 4)",
+    )  # fmt: skip
     p.add_argument("--batch-size", type=int, default=200)
     p.add_argument("--device", default="auto")
     p.add_argument("--results", type=Path, default=Path("results"))

@@ -200,10 +200,12 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
     row = evaluate_checkpoint(
         args.variant, weights=args.weights, dataset=args.dataset, data=args.data,
         results=args.results, device=args.device, batch_size=args.batch_size, limit=args.limit,
+        crops=args.crops,
     ).iloc[0]  # fmt: skip
     top5 = "" if row["top5_error"] != row["top5_error"] else f", top-5 {row['top5_error']:.2%}"
     print(
-        f"{row['variant']} from {row['weights']} ({row['weights_format']}, {row['preprocessing']})"
+        f"{row['variant']} from {row['weights']} ({row['weights_format']}, {row['preprocessing']}"
+        f"{'' if row['crops'] == 'center' else ', ' + row['crops']})"
         f" on {row['dataset']} {row['split']} ({row['images']} images of {row['data_source']}): "
         f"top-1 error {row['top1_error']:.2%}{top5}, loss {row['loss']:.4f} -> "
         f"{args.results / 'evaluations.csv'}"

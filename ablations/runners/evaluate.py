@@ -5,7 +5,9 @@ results/evaluations.csv (ablations.store.EVALUATIONS).
 The images are prepared as the checkpoint was trained, and the row says how (`preprocessing`):
 akamaster's CIFAR nets take per-channel ImageNet mean/std at 32x32, torchvision's weights a
 resize to 256, a centre crop of 224 and ImageNet mean/std, our runs their own preparation (the
-config's input size and the normaliser fitted on the run's training split). Whatever this
+config's input size and the normaliser fitted on the run's training split). Streamed data
+(ImageNet) may be tested with the paper's other protocols as well (`crops`: 10 crops, Table 3's;
+the whole image at five scales, Table 4's), recorded in the row's `crops`. Whatever this
 measures on the local copy of the data (e.g. CIFAR-10 re-encoded as JPEG) is reported as
 measured, with the data's name, format and sha256: the gap to a published error then also
 measures how far that copy is from the original images.
@@ -50,6 +52,7 @@ from ablations.runners.evaluation import Metrics, evaluate_metrics
 # arrays and evaluated on their test split.
 DATASETS = {"cifar10": "cifar10", "imagenet": "imagenet", "fashion-mnist": "fashion-mnist"}
 DEFAULT_DATASET = {"akamaster": "cifar10", "torchvision": "imagenet"}
+CROPS = ("center", "ten-crop", "multi-scale")  # test protocols of streamed data
 Batches = Callable[[int], Iterator[tuple[Views, Tensor]]]  # batch size -> batches
 
 
@@ -78,18 +81,21 @@ def evaluate_checkpoint(
     batch_size: int = 200,
     limit: int | None = None,
     precision: str = "fp32",
+    crops: str = "center",
 ) -> pd.DataFrame:
-    """Evaluate `weights` as `variant` on the test split of `dataset` (ImageNet: its val split);
-    the row, appended to results/evaluations.csv. `limit` evaluates a fixed random subset of
-    that many images."""
+    """Evaluate `weights` as `variant` on the test split of `dataset` (ImageNet: its val split,
+    with the `crops` protocol); the row, appended to results/evaluations.csv. `limit` evaluates
+    a fixed random subset of that many images."""
     dev = resolve_device(device)
     runs_dir = results / store.RUNS_DIR
     config = _run_config(weights, runs_dir)
     name = _dataset_name(weights, dataset, config)
+    _check_crops(crops, name)
     prep = _preprocessing(weights)
     if weights.startswith("torchvision:"):  # before the data: a refused net lists no ImageNet
         torchvision_weights.check_variant(resolve(variant))
-    prepared = _prepare(name, prep, data=data, config=config, limit=limit, device=dev)
+    prepared = _prepare(name, prep, data=data, config=config, limit=limit, device=dev,
+                        crops=crops)  # fmt: skip
     net = _variant(variant, weights=weights, runs_dir=runs_dir, classes=prepared.classes)
     state, record = load_weights(weights, variant=net, runs_dir=runs_dir)
     _check_head(state, prepared, weights=weights)
@@ -104,7 +110,7 @@ def evaluate_checkpoint(
         model.to(dev), prepared.batches(batch_size), precision=precision
     )  # fmt: skip
     row = _row(net, record, prepared, name=name, metrics=metrics, precision=precision,
-               device=dev)  # fmt: skip
+               device=dev) | {"crops": crops}  # fmt: skip
     table = store.EVALUATIONS.validate(pd.DataFrame([row]))
     upsert(results / store.EVALUATIONS_FILE, table, store.EVALUATIONS)
     return table
@@ -133,6 +139,16 @@ def _dataset_name(weights: str, dataset: str | None, config: TrainConfig | None)
     return name
 
 
+def _check_crops(crops: str, dataset: str) -> None:
+    if crops not in CROPS:
+        raise AblationsError(f"unknown --crops {crops!r}; choose from {', '.join(CROPS)}")
+    if crops != "center" and dataset not in STREAM_DATASETS:
+        raise AblationsError(
+            f"--crops {crops} is an ImageNet test protocol; {dataset} is evaluated on its whole "
+            "images: drop --crops"
+        )
+
+
 def _preprocessing(weights: str) -> Preprocessing | None:
     """How a checkpoint trained elsewhere takes its images (None: one of our runs)."""
     if weights.startswith("run:"):
@@ -142,10 +158,11 @@ def _preprocessing(weights: str) -> Preprocessing | None:
 
 def _prepare(
     name: str, prep: Preprocessing | None, *, data: str | Path | None,
-    config: TrainConfig | None, limit: int | None, device: torch.device,
+    config: TrainConfig | None, limit: int | None, device: torch.device, crops: str,
 ) -> _Prepared:  # fmt: skip
     if name in STREAM_DATASETS:
-        return _prepare_stream(prep, data=data, config=config, limit=limit, device=device)
+        return _prepare_stream(prep, data=data, config=config, limit=limit, device=device,
+                               crops=crops)  # fmt: skip
     return _prepare_arrays(name, prep, data=data, config=config, limit=limit, device=device)
 
 
@@ -177,10 +194,10 @@ def _prepare_arrays(
 
 def _prepare_stream(
     prep: Preprocessing | None, *, data: str | Path | None, config: TrainConfig | None,
-    limit: int | None, device: torch.device,
+    limit: int | None, device: torch.device, crops: str,
 ) -> _Prepared:  # fmt: skip
-    """ImageNet's val split, streamed: the centre crop of the run's recipe and normaliser, or
-    of the checkpoint's preprocessing (torchvision: resize 256, centre 224, mean/std)."""
+    """ImageNet's val split, streamed: the `crops` of the run's recipe and normaliser, or of
+    the checkpoint's preprocessing (torchvision: resize 256, centre 224, mean/std)."""
     if config is not None:
         run = prepare_stream_run(replace(config, device=device.type), data=data, device=device)
         val, recipe, normalizer = run.val, run.recipe, run.normalizer
@@ -195,7 +212,7 @@ def _prepare_stream(
     index: ImageIndex = val if limit is None else sample_index(val, limit, seed=0)
 
     def batches(size: int) -> Iterator[tuple[Views, Tensor]]:
-        return stream_batches(index, recipe=recipe, crops="center", batch_size=size,
+        return stream_batches(index, recipe=recipe, crops=crops, batch_size=size,
                               device=device, normalizer=normalizer)  # fmt: skip
 
     described = {"source": str(index.root), "source_format": index.layout,
