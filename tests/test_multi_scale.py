@@ -10,6 +10,7 @@ import pytest
 import torch
 import torchvision.transforms.v2.functional as TF
 from tiny_imagenet import members, write_tree
+from torch import Tensor
 
 from ablations import store
 from ablations.data.imagenet import build_index
@@ -77,17 +78,26 @@ def test_eval_batches_and_eval_sums_average_every_scale_and_flip(val):
     # per-channel average.
     pixel_mean = torch.rand(3, 32, 32, generator=torch.Generator().manual_seed(1))
     normalizer = Normalizer(mean=pixel_mean, std=torch.ones(3, 1, 1), kind="pixel-mean")
-    batches = list(eval_batches(val, recipe=recipe, crops="multi-scale", batch_size=4,
-                                device=CPU, normalizer=normalizer, workers=0))  # fmt: skip
-    assert [len(y) for _, y in batches] == [1] * len(val)  # one image a batch: sizes differ
-    assert all(len(views) == 5 for views, _ in batches)
-    ours = torch.cat([view_logits(model, views, len(y)) for views, y in batches])
     expected = _by_hand(model, val, recipe, pixel_mean.mean(dim=(1, 2), keepdim=True))
-    torch.testing.assert_close(ours, expected, rtol=1e-5, atol=1e-5)
-    sums = eval_sums(model, iter(batches), precision="fp32")
     labels = torch.from_numpy(val.labels)
-    assert sums.seen == len(val)
-    assert sums.errors == int((expected.argmax(dim=1) != labels).sum())
+    by_hand_loss = float(torch.nn.functional.cross_entropy(expected, labels, reduction="sum"))
+    # batch_size 2: one image per batch; 12: all six at once, grouped by size (the tiny tree's
+    # val images come in 4 sizes), so some batches stack several images per scale.
+    for batch_size, most in ((2, 1), (12, 2)):
+        batches = list(eval_batches(val, recipe=recipe, crops="multi-scale",
+                                    batch_size=batch_size, device=CPU, normalizer=normalizer,
+                                    workers=0))  # fmt: skip
+        assert sum(len(y) for _, y in batches) == len(val)
+        assert max(len(y) for _, y in batches) == most
+        for views, y in batches:
+            assert len(views) == 5 and all(v.shape[0] == 2 * len(y) for v in views)
+        if batch_size == 2:  # in index order: compare image by image
+            ours = torch.cat([view_logits(model, views, len(y)) for views, y in batches])
+            torch.testing.assert_close(ours, expected, rtol=1e-5, atol=1e-5)
+        sums = eval_sums(model, iter(batches), precision="fp32")
+        assert sums.seen == len(val)
+        assert sums.errors == int((expected.argmax(dim=1) != labels).sum())
+        assert sums.loss_sum == pytest.approx(by_hand_loss, rel=1e-5)
 
 
 def test_multi_scale_is_not_the_centre_crop(val):
@@ -140,12 +150,28 @@ def test_the_report_sets_multi_scale_errors_beside_table_4():
     assert not any("multi-scale" in c for c in errors_table(_runs(without), published=True))
 
 
+def test_images_of_one_size_share_a_batch_image_major():
+    from ablations.data.streaming import _by_shape
+
+    def views(value: float, h: int, w: int) -> list[Tensor]:
+        return [torch.full((2, 3, h * k, w * k), value) for k in (1, 2)]
+
+    images = [views(0, 3, 4), views(1, 4, 3), views(2, 3, 4)]
+    groups = list(_by_shape(images, torch.tensor([10, 11, 12])))
+    assert [g[1].tolist() for g in groups] == [[10, 12], [11]]
+    (small, large), _ = groups[0]
+    assert small.shape == (4, 3, 3, 4) and large.shape == (4, 3, 6, 8)
+    # Image-major: each image's two views (the image and its flip) side by side.
+    assert small[:, 0, 0, 0].tolist() == [0, 0, 2, 2]
+
+
 def test_the_prefetcher_guards_every_view_tensor_of_a_batch():
     """On CUDA each tensor a side stream copied is marked used by the current stream; a
     multi-scale batch holds a list of them (and a "gpu"-decode batch a list of bytes)."""
     from ablations.data.streaming import _tensors
 
-    views, y = [torch.zeros(2, 3, 4, 4), torch.zeros(2, 3, 5, 6)], torch.zeros(1)
-    assert [t.shape for t in _tensors((views, y))] == [v.shape for v in views] + [y.shape]
+    views, y = [torch.zeros(2, 3, 4, 4), torch.zeros(2, 3, 5, 6)], torch.zeros(2)
+    images = [views, [v + 1 for v in views]]  # a loader batch: each image's views
+    assert [t.shape for t in _tensors((images, y))] == [v.shape for v in views] * 2 + [y.shape]
     assert _tensors(([b"\xff\xd8"], y)) == [y]
     assert len(_tensors((torch.zeros(4, 3, 2, 2), y))) == 2

@@ -142,10 +142,8 @@ def _collate(batch: list[tuple[Any, int]]) -> tuple[Any, Tensor]:
     y = torch.tensor(labels, dtype=torch.int64)
     if isinstance(images[0], bytes):
         return list(images), y
-    if isinstance(images[0], list):  # multi-scale: one image's views, of several sizes
-        if len(images) != 1:
-            raise ValueError("multi-scale views batch one image at a time")
-        return images[0], y
+    if isinstance(images[0], list):  # multi-scale: each image's views, sizes differ by image
+        return list(images), y
     return torch.stack(images), y
 
 
@@ -175,21 +173,31 @@ class Prefetcher:
             yield pending
 
 
-def _tensors(batch: tuple[Any, Tensor]) -> list[Tensor]:
-    """The batch's tensors: (x, y), x a tensor, a list of view tensors, or (bytes) neither."""
-    out = []
-    for part in batch:
-        if isinstance(part, Tensor):
-            out.append(part)
-        elif isinstance(part, list):
-            out += [v for v in part if isinstance(v, Tensor)]
-    return out
+def _tensors(batch: Any) -> list[Tensor]:
+    """Every tensor of a batch: (x, y), x a tensor, (multi-scale) lists of view tensors per
+    image, or (gpu decode) bytes."""
+    if isinstance(batch, Tensor):
+        return [batch]
+    if isinstance(batch, list | tuple):
+        return [t for part in batch for t in _tensors(part)]
+    return []
 
 
 def _to(x: Any, device: torch.device) -> Any:
-    if isinstance(x, list) and x and isinstance(x[0], Tensor):  # multi-scale views
-        return [v.to(device, non_blocking=True) for v in x]
+    if isinstance(x, list) and x and not isinstance(x[0], bytes):  # multi-scale views
+        return [_to(v, device) for v in x]
     return x.to(device, non_blocking=True) if isinstance(x, Tensor) else x
+
+
+def _by_shape(images: list[list[Tensor]], y: Tensor) -> Iterator[tuple[list[Tensor], Tensor]]:
+    """Multi-scale batches: the images whose views have equal shapes (most photos share a few
+    sizes) stacked image-major, one tensor per scale, with their labels."""
+    groups: dict[tuple[torch.Size, ...], list[int]] = {}
+    for i, views in enumerate(images):
+        groups.setdefault(tuple(v.shape for v in views), []).append(i)
+    for members in groups.values():
+        scales = zip(*(images[i] for i in members), strict=True)
+        yield [torch.cat(views) for views in scales], y[members]
 
 
 class ImageStream:
@@ -303,12 +311,14 @@ def eval_batches(
 ) -> Iterator[tuple[Views, Tensor]]:
     """Every image of share `part` (rank, world; default: all) once, in index order: "center"
     gives (B, 3, 224, 224), "ten-crop" gives (B * 10, 3, 224, 224), image-major (the logits'
-    views are averaged by `evaluation.view_average`), "multi-scale" one image at a time (its
-    scales differ in size) as a list of (2, 3, H_s, W_s), normalised by the per-channel mean
-    (a per-pixel mean is 224 x 224: it fits no other size)."""
+    views are averaged by `evaluation.view_average`), "multi-scale" a list of (G * 2, 3, H_s,
+    W_s), one per scale, for each group of G images of one size among half of `batch_size`
+    images (its largest forward then holds about a 10-crop batch's pixels: 2 x 640 x 853 per
+    4:3 image against 10 x 224 x 224), normalised by the per-channel mean (a per-pixel mean is
+    224 x 224: it fits no other size)."""
     n_workers = env.available_cores() if workers is None else workers
     mine = share(len(index), part)
-    step = 1 if crops == "multi-scale" else batch_size
+    step = max(1, batch_size // 2) if crops == "multi-scale" else batch_size
     loader = DataLoader(
         _Samples(index, recipe, mode=crops),
         batch_sampler=[[(i, 0) for i in range(lo, min(lo + step, mine.stop))]
@@ -320,8 +330,9 @@ def eval_batches(
     norm = normalizer.to(device)
     if crops == "multi-scale":
         mean = norm.mean.mean(dim=(1, 2), keepdim=True)
-        for views, y in Prefetcher(loader, device):
-            yield [(v.float() / 255 - mean) / norm.std for v in views], y
+        for images, y in Prefetcher(loader, device):
+            for views, labels in _by_shape(images, y):
+                yield [(v.float() / 255 - mean) / norm.std for v in views], labels
         return
     for x, y in Prefetcher(loader, device):
         x = x.flatten(0, 1) if x.dim() == 5 else x
