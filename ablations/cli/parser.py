@@ -29,6 +29,7 @@ from ablations.cli.train_commands import (
 )
 from ablations.config import STREAM_DATASETS
 from ablations.data import DATASETS
+from ablations.data.imagenet_augment import EVAL_CROPS
 from ablations.profiles import PROFILES
 from ablations.runners import complexity
 from ablations.runners.steps import PRECISIONS
@@ -252,7 +253,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--limit", type=int, help="a fixed random subset of N test images")
     p.add_argument(
-        "--crops", default="center", choices=["center", "ten-crop", "multi-scale"],
+        "--crops", default="center", choices=list(EVAL_CROPS),
         help="ImageNet test protocol: the centre crop (default; torchvision's published "
         "numbers), 10 crops (the paper's Tables 2-3) or the whole image at 5 scales (Table 4)",
     )  # fmt: skip

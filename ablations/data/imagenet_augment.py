@@ -54,7 +54,7 @@ class Recipe:
     lighting: float = 0.0  # std of the PCA lighting noise; 0 = none
     normalize: str = "fixed"  # "pixel-mean" (the paper) or "fixed" (IMAGENET_MEAN/STD)
     eval_resize: int = 256
-    eval_crops: tuple[str, ...] = ("center",)  # "center", "ten-crop", "multi-scale"
+    eval_crops: tuple[str, ...] = ("center",)  # of EVAL_CROPS
     multi_scale: tuple[int, ...] = (224, 256, 384, 480, 640)  # shorter sides, Table 4
 
 
@@ -66,6 +66,8 @@ RECIPES: dict[str, Recipe] = {
     "imagenet-torchvision": Recipe(name="imagenet-torchvision", train="random-resized-crop"),
 }  # fmt: skip
 
+# Test protocols: the centre crop (the curves'), then the ones run once at the end.
+EVAL_CROPS = ("center", "ten-crop", "multi-scale")
 Box = tuple[int, int, int, int]  # (top, left, height, width)
 
 

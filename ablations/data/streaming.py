@@ -140,9 +140,7 @@ class _Samples(Dataset[Any]):
 def _collate(batch: list[tuple[Any, int]]) -> tuple[Any, Tensor]:
     images, labels = zip(*batch, strict=True)
     y = torch.tensor(labels, dtype=torch.int64)
-    if isinstance(images[0], bytes):
-        return list(images), y
-    if isinstance(images[0], list):  # multi-scale: each image's views, sizes differ by image
+    if isinstance(images[0], bytes | list):  # gpu decode's bytes; multi-scale's views per image
         return list(images), y
     return torch.stack(images), y
 

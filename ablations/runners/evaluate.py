@@ -28,7 +28,7 @@ from ablations import env, store, versions
 from ablations.config import STREAM_DATASETS, TrainConfig, resolve_device
 from ablations.data import load_dataset
 from ablations.data.imagenet import ImageIndex, build_index, sample_index
-from ablations.data.imagenet_augment import RECIPES
+from ablations.data.imagenet_augment import EVAL_CROPS, RECIPES
 from ablations.data.loader import Normalizer, Views, eval_batches, random_subset, to_nchw
 from ablations.data.prepare import prepare_data
 from ablations.data.prepare_stream import prepare_stream_run
@@ -52,7 +52,6 @@ from ablations.runners.evaluation import Metrics, evaluate_metrics
 # arrays and evaluated on their test split.
 DATASETS = {"cifar10": "cifar10", "imagenet": "imagenet", "fashion-mnist": "fashion-mnist"}
 DEFAULT_DATASET = {"akamaster": "cifar10", "torchvision": "imagenet"}
-CROPS = ("center", "ten-crop", "multi-scale")  # test protocols of streamed data
 Batches = Callable[[int], Iterator[tuple[Views, Tensor]]]  # batch size -> batches
 
 
@@ -140,8 +139,8 @@ def _dataset_name(weights: str, dataset: str | None, config: TrainConfig | None)
 
 
 def _check_crops(crops: str, dataset: str) -> None:
-    if crops not in CROPS:
-        raise AblationsError(f"unknown --crops {crops!r}; choose from {', '.join(CROPS)}")
+    if crops not in EVAL_CROPS:
+        raise AblationsError(f"unknown --crops {crops!r}; choose from {', '.join(EVAL_CROPS)}")
     if crops != "center" and dataset not in STREAM_DATASETS:
         raise AblationsError(
             f"--crops {crops} is an ImageNet test protocol; {dataset} is evaluated on its whole "

@@ -16,6 +16,7 @@ import torch
 
 from ablations import env, versions
 from ablations.config import TrainConfig
+from ablations.data.imagenet_augment import EVAL_CROPS
 from ablations.data.prepare import RunData
 from ablations.io import read_json, write_json
 from ablations.models import resolve
@@ -101,6 +102,12 @@ def metric_rows(iteration: int, split: str, **metrics: float) -> list[dict[str, 
             for k, v in metrics.items()]  # fmt: skip
 
 
+def crop_prefix(crops: str) -> str:
+    """The metric names' prefix of a test protocol: "ten-crop" -> "ten_crop_" ("" for the
+    centre crop, whose metrics are the curves' own)."""
+    return "" if crops == "center" else crops.replace("-", "_") + "_"
+
+
 def eval_rows(
     iteration: int, split: str, metrics: Metrics, *, top5: bool, prefix: str = ""
 ) -> list[dict[str, Any]]:
@@ -138,9 +145,9 @@ def final_metrics(curves: pd.DataFrame, *, eval_split: str) -> dict[str, Any]:
         out["val_error"] = last("val", "error")
     split = eval_split
     named = {"top5_error": f"{split}_top5_error"}
-    for crops in ("ten_crop", "multi_scale"):  # the final crop protocols (Tables 3 and 4)
-        named |= {f"{crops}_error": f"{crops}_{split}_error",
-                  f"{crops}_top5_error": f"{crops}_{split}_top5_error"}  # fmt: skip
+    for crops in EVAL_CROPS[1:]:  # the final protocols (Tables 2-3 and 4)
+        p = crop_prefix(crops)
+        named |= {f"{p}error": f"{p}{split}_error", f"{p}top5_error": f"{p}{split}_top5_error"}
     for metric, name in named.items():
         if len(series(split, metric)):
             out[name] = last(split, metric)

@@ -47,6 +47,7 @@ from ablations.runners.evaluation import Metrics, evaluate_shares
 from ablations.runners.records import (
     RunRecord,
     check_same_data,
+    crop_prefix,
     curves_frame,
     eval_rows,
     final_metrics,
@@ -273,7 +274,7 @@ class Trainer:
         for crops in self.data.final_crops:
             metrics = self.evaluate(c.eval_split, crops=crops)
             state.rows += eval_rows(state.iteration, c.eval_split, metrics, top5=self.data.top5,
-                                    prefix=crops.replace("-", "_") + "_")  # fmt: skip
+                                    prefix=crop_prefix(crops))  # fmt: skip
 
     def keep_best(self, error: float) -> None:
         """best.pt: the weights at the lowest evaluation error so far (tutorials keep these)."""
