@@ -18,7 +18,7 @@ from torch import nn
 
 from ablations.models import ResNet, create_model
 from ablations.registry import AblationsError
-from ablations.runners.checkpoints.torchvision import check_variant
+from ablations.runners.checkpoints.torchvision import weights_entry
 
 if TYPE_CHECKING:
     from ablations.config import TrainConfig
@@ -46,16 +46,8 @@ def checkpoint_file(init_from: str, *, runs_dir: Path) -> Path | None:
 
 
 def _torchvision_state(model: ResNet, weights: str) -> dict[str, torch.Tensor]:
-    from torchvision.models import get_model_weights
-
     v = model.variant
-    check_variant(v)
-    try:
-        enum = get_model_weights(f"resnet{v.depth}")[weights]
-    except KeyError:
-        raise AblationsError(
-            f"torchvision has no resnet{v.depth} weights {weights!r}; try IMAGENET1K_V1"
-        ) from None
+    enum = weights_entry(v, weights)
     try:
         return dict(enum.get_state_dict(progress=False))
     except OSError as err:  # URLError and friends: offline, or the download was cut
