@@ -3,12 +3,15 @@ their resnet.py (module names, option A padding planes//4 zeros before and after
 our architecture with equal logits."""
 
 import hashlib
+import re
 from dataclasses import replace
 
 import pytest
 import torch
 from akamaster_layout import TheirResNet, randomised, save_as_they_do
 
+from ablations.config import TrainConfig
+from ablations.io import write_json
 from ablations.models import ResNet
 from ablations.registry import AblationsError, get_variant, list_variants
 from ablations.runners import checkpoints
@@ -133,3 +136,29 @@ def test_evaluate_refuses_a_near_twin_before_reading_any_data(tmp_path):
     with pytest.raises(AblationsError, match=r"stride_at '1x1'.*use resnet50"):
         evaluate_checkpoint("resnet50-v1", weights="torchvision:IMAGENET1K_V1",
                             data=tmp_path / "no-imagenet-here", results=tmp_path)  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("variant", "weights", "message"),
+    [
+        ("resnet50", "torchvision:IMAGENET1K_V9", "no resnet50 weights 'IMAGENET1K_V9'"),
+        ("resnet18", "torchvision:IMAGENET1K_V1", "not found: put resnet18-"),
+        ("resnet20", "run:nope", "no run record at"),
+        ("resnet20", "run:committed", "does not exist; train that run"),  # a record, no weights
+        ("resnet20", "missing.th", "no such file"),
+    ],
+)
+def test_evaluate_refuses_missing_weights_before_reading_any_data(
+    tmp_path, monkeypatch, variant, weights, message
+):
+    from ablations.runners.evaluate import evaluate_checkpoint
+
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch-home"))  # an empty hub cache
+    weights = str(tmp_path / weights) if weights.endswith(".th") else weights
+    if weights == "run:committed":  # committed records hold no weights: config.json alone
+        run = tmp_path / "runs" / "committed"
+        run.mkdir(parents=True)
+        write_json(run / "config.json", TrainConfig(variant="resnet20").to_json())
+    with pytest.raises(AblationsError, match=re.escape(message)):
+        evaluate_checkpoint(variant, weights=weights, data=tmp_path / "no-data-here",
+                            results=tmp_path)  # fmt: skip

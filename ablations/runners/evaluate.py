@@ -43,8 +43,8 @@ from ablations.runners.checkpoints import (
     Preprocessing,
     Weights,
     load_weights,
+    weights_file,
 )
-from ablations.runners.checkpoints import torchvision as torchvision_weights
 from ablations.runners.evaluation import Metrics, evaluate_metrics
 
 # --dataset: what the checkpoint is evaluated on, and how our readers load it. "imagenet" is
@@ -91,8 +91,8 @@ def evaluate_checkpoint(
     name = _dataset_name(weights, dataset, config)
     _check_crops(crops, name)
     prep = _preprocessing(weights)
-    if weights.startswith("torchvision:"):  # before the data: a refused net lists no ImageNet
-        torchvision_weights.check_variant(resolve(variant))
+    # Before the data: a refused net or a missing file reads no image (ImageNet's val is 50k).
+    weights_file(weights, variant=resolve(variant), runs_dir=runs_dir)
     prepared = _prepare(name, prep, data=data, config=config, limit=limit, device=dev,
                         crops=crops)  # fmt: skip
     net = _variant(variant, weights=weights, runs_dir=runs_dir, classes=prepared.classes)

@@ -58,23 +58,40 @@ class Weights:
     run_dir: Path | None = None  # for run:<id>
 
 
-def load_weights(
-    source: str, *, variant: Variant, runs_dir: Path
-) -> tuple[dict[str, Tensor], Weights]:
-    """The state_dict of `source` for our `variant`, and its record."""
+def weights_file(source: str, *, variant: Variant, runs_dir: Path) -> Path:
+    """The file behind `source`, checked to exist (and, for torchvision's, to fit `variant`):
+    cheap, so a caller can refuse a bad --weights before it reads any data."""
     if source.startswith("run:"):
-        return _run_weights(source, variant=variant, runs_dir=runs_dir)
+        path = runs_dir / source.removeprefix("run:") / "model.pt"
+        if not path.is_file():
+            raise AblationsError(
+                f"{source}: {path} does not exist; train that run (a record committed without "
+                "weights must be trained again) or pass --results where it is"
+            )
+        return path
     if source.startswith("torchvision:"):
-        path = torchvision.locate(variant, source.removeprefix("torchvision:"))
-        state = _state_dict(_load(path), path)
-        name = source if path.name not in source else f"torchvision:{path.name}"
-        return state, _record(name, "torchvision", path, TORCHVISION)
+        return torchvision.locate(variant, source.removeprefix("torchvision:"))
     path = Path(source.removeprefix("akamaster:")).expanduser()
     if not path.is_file():
         raise AblationsError(
             f"--weights {source}: no such file; pass run:<run_id>, torchvision:<name|file> or "
             "an akamaster .th file"
         )
+    return path
+
+
+def load_weights(
+    source: str, *, variant: Variant, runs_dir: Path
+) -> tuple[dict[str, Tensor], Weights]:
+    """The state_dict of `source` for our `variant`, and its record."""
+    path = weights_file(source, variant=variant, runs_dir=runs_dir)
+    if source.startswith("run:"):
+        state = _state_dict(_load(path), path)
+        return state, _record(source, "run", path, RUN, run_dir=path.parent)
+    if source.startswith("torchvision:"):
+        state = _state_dict(_load(path), path)
+        name = source if path.name not in source else f"torchvision:{path.name}"
+        return state, _record(name, "torchvision", path, TORCHVISION)
     saved = _load(path)
     if not akamaster.is_akamaster(saved):
         raise AblationsError(
@@ -84,20 +101,6 @@ def load_weights(
         )
     state = akamaster.convert(saved, variant)
     return state, _record(path.name, "akamaster", path, AKAMASTER)
-
-
-def _run_weights(
-    source: str, *, variant: Variant, runs_dir: Path
-) -> tuple[dict[str, Tensor], Weights]:
-    run_dir = runs_dir / source.removeprefix("run:")
-    path = run_dir / "model.pt"
-    if not path.is_file():
-        raise AblationsError(
-            f"{source}: {path} does not exist; train that run (a record committed without "
-            "weights must be trained again) or pass --results where it is"
-        )
-    state = _state_dict(_load(path), path)
-    return state, _record(source, "run", path, RUN, run_dir=run_dir)
 
 
 def _record(
