@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import argparse
 import ast
 import io
 import json
@@ -139,3 +140,48 @@ def test_report_shows_throughput_without_mixing_settings(capsys, tmp_path):
     assert "## Throughput" in readme and "Measured on a CPU" in readme
     assert "1 other rows in the file" in readme
     assert (tmp_path / "r" / "throughput.png").exists()
+
+
+def _options():
+    """(subcommand, option action) for every option of every `ablate` subcommand."""
+    parser = build_parser()
+    (sub,) = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
+    return [(name, action) for name, p in sub.choices.items() for action in p._actions
+            if action.option_strings]  # fmt: skip
+
+
+def test_every_number_option_has_a_range():
+    # A bare int lets 0 or -1 through, where `args.steps or 10` reads 0 as unset and a row of
+    # nonsense gets recorded; every count takes options.at_least instead.
+    bare = [f"{name} {a.option_strings[-1]}" for name, a in _options() if a.type in (int, float)]
+    assert not bare
+
+
+COUNTS = [(name, a.option_strings[-1], a.type.minimum) for name, a in _options()
+          if hasattr(a.type, "minimum")]  # fmt: skip
+
+
+@pytest.mark.parametrize(("command", "option", "minimum"), COUNTS, ids=str)
+def test_a_count_below_its_minimum_is_a_one_line_usage_error(command, option, minimum, capsys):
+    with pytest.raises(SystemExit) as exit_:
+        build_parser().parse_args([command, option, str(minimum - 1)])
+    assert exit_.value.code == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and f"{option}: must be >= {minimum}" in err
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["bench", "resnet20", "--steps", "0"],  # used to record a row at the default steps
+        ["train-speed", "resnet20", "--warmup", "-1"],  # used to record a row
+        ["run", "--profile", "smoke", "--seeds", "0"],  # used to run the profile's seeds
+        ["loader-speed", "--paths", "cpu-decode,bogus"],
+        ["loader-speed", "--workers", "1,x"],
+    ],
+)
+def test_bad_counts_and_lists_are_refused_before_anything_is_written(argv, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(SystemExit) as exit_:
+        main(argv)
+    assert exit_.value.code == 2 and not any(tmp_path.iterdir())

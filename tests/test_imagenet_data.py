@@ -408,12 +408,12 @@ def test_prepared_stream_trains_and_evaluates_a_registry_net(tmp_path, files):
         assert scores.shape == (2, 2)
 
 
-def test_loader_speed_main_writes_csv(tmp_path, files, capsys):
-    from ablations.data.loader_speed import main
+def test_loader_speed_command_writes_csv(tmp_path, files, capsys):
+    from ablations.cli import main
 
     root = write_tree(tmp_path / "in", files)
     out = tmp_path / "speed.csv"
-    args = ["--data", str(root), "--paths", "cpu-decode", "--workers", "0", "--batch", "4"]
-    assert main([*args, "--batches", "1", "--warmup", "1", "--out", str(out)]) == 0
+    args = ["loader-speed", "--data", str(root), "--paths", "cpu-decode", "--workers", "0"]
+    assert main([*args, "--batch", "4", "--batches", "1", "--warmup", "1", "--out", str(out)]) == 0
     header, row = out.read_text().splitlines()[:2]
     assert header.startswith("path,workers,batch,") and row.startswith("cpu-decode,0,4,")

@@ -21,10 +21,6 @@ __all__ = ["build_parser", "main"]
 def main(argv: Sequence[str] | None = None) -> int:
     words = list(sys.argv[1:] if argv is None else argv)
     try:
-        if words[:1] == ["loader-speed"]:  # its options are the module's own parser's
-            from ablations.data import loader_speed
-
-            return loader_speed.main(words[1:])
         args = build_parser().parse_args(words)
         code = args.func(args)
     except AblationsError as err:

@@ -7,7 +7,15 @@ from pathlib import Path
 from typing import NoReturn
 
 from ablations import experiments, golden, launch, recipes
-from ablations.cli.options import BOTH, TRAIN_OVERRIDES
+from ablations.cli.options import (
+    BOTH,
+    NON_NEGATIVE,
+    POSITIVE,
+    TRAIN_OVERRIDES,
+    at_least,
+    comma_separated,
+    one_of,
+)
 from ablations.cli.report_commands import (
     DEFAULT_README,
     cmd_collect,
@@ -20,6 +28,7 @@ from ablations.cli.report_commands import (
 from ablations.cli.train_commands import (
     cmd_bench,
     cmd_evaluate,
+    cmd_loader_speed,
     cmd_plan,
     cmd_run,
     cmd_status,
@@ -29,7 +38,8 @@ from ablations.cli.train_commands import (
 )
 from ablations.config import STREAM_DATASETS
 from ablations.data import DATASETS
-from ablations.data.imagenet_augment import EVAL_CROPS
+from ablations.data.imagenet_augment import EVAL_CROPS, RECIPES
+from ablations.data.loader_speed import PATHS as LOADER_PATHS
 from ablations.profiles import PROFILES
 from ablations.runners import complexity
 from ablations.runners.steps import PRECISIONS
@@ -64,28 +74,32 @@ def _add_launch_options(p: argparse.ArgumentParser) -> None:
         help="inprocess (default: one run after another here), local (N submitit processes "
         "here, one GPU each while there are enough), slurm (a job array)",
     )  # fmt: skip
-    g.add_argument("--jobs", type=int, default=1, help="runs at once (Slurm: array parallelism)")
+    g.add_argument(
+        "--jobs", type=POSITIVE, default=1, help="runs at once (Slurm: array parallelism)"
+    )
     g.add_argument("--slurm-partition", metavar="P")
     g.add_argument(
         "--slurm-time",
-        type=int,
+        type=POSITIVE,
         default=240,
         metavar="MIN",
         help="minutes per job; longer runs are requeued and resume (default 240)",
     )
     g.add_argument(
         "--gpus-per-task",
-        type=int,
+        type=POSITIVE,
         default=1,
         metavar="G",
         help="Slurm: G > 1 trains each run across G GPUs (DDP, synchronised BN)",
     )
-    g.add_argument("--slurm-nodes", type=int, default=1, metavar="N", help="nodes per run")
-    g.add_argument("--cpus-per-task", type=int, metavar="C",
+    g.add_argument("--slurm-nodes", type=POSITIVE, default=1, metavar="N", help="nodes per run")
+    g.add_argument("--cpus-per-task", type=POSITIVE, metavar="C",
                    help="Slurm: CPUs per task; with --gpus-per-task G a task is one rank (one "
                    "GPU), so a node gets G x C")  # fmt: skip
     g.add_argument("--slurm-account", metavar="A")
-    g.add_argument("--max-requeues", type=int, default=5, help="timeouts/preemptions per run")
+    g.add_argument(
+        "--max-requeues", type=NON_NEGATIVE, default=5, help="timeouts/preemptions per run"
+    )
     g.add_argument("--slurm-option", action="append", default=[], metavar="KEY=VALUE",
                    help="any further sbatch option, e.g. qos=high (repeatable)")  # fmt: skip
 
@@ -101,8 +115,20 @@ def build_parser() -> argparse.ArgumentParser:
     parser = Parser(prog="ablate", description=DESCRIPTION)
     sub = parser.add_subparsers(dest="command", required=True)
 
-    # Listed for --help; `main` hands its arguments to ablations.data.loader_speed.
-    sub.add_parser("loader-speed", help="images/s of the streaming (ImageNet) loader alone")
+    p = sub.add_parser("loader-speed", help="images/s of the streaming (ImageNet) loader alone")
+    p.add_argument("--data", help="ImageNet root or shard folder (else $ABLATE_DATA_IMAGENET)")
+    paths = comma_separated(one_of(LOADER_PATHS), f"paths from {', '.join(LOADER_PATHS)}")
+    p.add_argument("--paths", type=paths, default=tuple(LOADER_PATHS),
+                   help=f"comma list (default: {','.join(LOADER_PATHS)})")  # fmt: skip
+    p.add_argument("--workers", type=comma_separated(NON_NEGATIVE, "worker counts"),
+                   help="comma list (default: the available cores)")  # fmt: skip
+    p.add_argument("--batch", type=comma_separated(POSITIVE, "batch sizes"), default=(256,),
+                   help="comma list of batch sizes (default: 256)")  # fmt: skip
+    p.add_argument("--batches", type=POSITIVE, default=50, help="timed batches per setting")
+    p.add_argument("--warmup", type=NON_NEGATIVE, default=5, help="untimed batches first")
+    p.add_argument("--recipe", default="imagenet-torchvision", choices=sorted(RECIPES))
+    p.add_argument("--out", type=Path, help="CSV file to write (else stdout)")
+    p.set_defaults(func=cmd_loader_speed)
     p = sub.add_parser("list", help="registered variants with params and MACs")
     _add_selection(p)
     p.add_argument("--format", choices=["table", "csv", "json"], default="table")
@@ -139,7 +165,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--profile", choices=[*PROFILES, *(b for b in recipes.BUDGETS if b not in PROFILES)],
         help="budget (default: paper on a GPU, cpu otherwise; recipes: full, cpu, smoke)",
     )  # fmt: skip
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=NON_NEGATIVE, default=0)
     p.add_argument("--out", type=Path, default=Path("results/runs"), help="runs folder")
     p.add_argument("--device", default="auto", help="auto (default), cpu, cuda, cuda:1, ...")
     p.add_argument(
@@ -149,7 +175,7 @@ def build_parser() -> argparse.ArgumentParser:
         "without it each rank's BN sees batch/G images and the key records bn_batch",
     )
     p.add_argument(
-        "--stop-after", type=float, metavar="MIN",
+        "--stop-after", type=at_least(0, float), metavar="MIN",
         help="stop at the first checkpoint after MIN minutes and exit 0; rerun to resume",
     )  # fmt: skip
     overrides = p.add_argument_group("overrides of the profile")
@@ -167,9 +193,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dataset", default="cifar10", choices=list(DATASETS))
     p.add_argument("--data", help="dataset path (default: $ABLATE_DATA, else download)")
     p.add_argument("--classes", required=True, help="comma-separated class names")
-    p.add_argument("--train-per-class", type=int, default=100)
-    p.add_argument("--test-per-class", type=int, default=50)
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--train-per-class", type=POSITIVE, default=100)
+    p.add_argument("--test-per-class", type=POSITIVE, default=50)
+    p.add_argument("--seed", type=NON_NEGATIVE, default=0)
     p.add_argument("--out", type=Path, required=True, help="a folder that does not exist yet")
     p.set_defaults(func=cmd_subset)
 
@@ -180,13 +206,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--profile", choices=list(PROFILES), help="precision and memory format")
     p.add_argument("--data", help="CIFAR-10 path (default: $ABLATE_DATA, else download)")
     p.add_argument("--device", default="auto")
-    p.add_argument("--iterations", type=int, default=50, help="timed steps per loop")
-    p.add_argument("--warmup", type=int, default=10, help="untimed steps first")
+    p.add_argument("--iterations", type=POSITIVE, default=50, help="timed steps per loop")
+    p.add_argument("--warmup", type=NON_NEGATIVE, default=10, help="untimed steps first")
     p.add_argument(
-        "--workers", type=int, help="conventional DataLoader workers (default: one per core)"
+        "--workers",
+        type=NON_NEGATIVE,
+        help="conventional DataLoader workers (default: one per core)",
     )
-    p.add_argument("--batch-size", type=int, default=128)
-    p.add_argument("--input-size", type=int, default=None, help="default: native 32x32")
+    p.add_argument("--batch-size", type=POSITIVE, default=128)
+    p.add_argument("--input-size", type=POSITIVE, default=None, help="default: native 32x32")
     p.add_argument("--compile", action="store_true", help="torch.compile our loop's model")
     p.add_argument(
         "--out", type=Path, default=Path("results/train_speed.csv"),
@@ -214,14 +242,14 @@ def build_parser() -> argparse.ArgumentParser:
         help="one or more sizes, or 'max' (GPU: the largest that fits); "
         "default 128 CIFAR / 256 ImageNet on a GPU, 32 / 8 on a CPU",
     )  # fmt: skip
-    p.add_argument("--input-size", type=int, help="default: each variant's own")
+    p.add_argument("--input-size", type=POSITIVE, help="default: each variant's own")
     p.add_argument("--device", default="auto")
-    p.add_argument("--warmup", type=int, help="untimed steps (default: GPU 10, CPU 5 / 2)")
-    p.add_argument("--repeats", type=int, help="timed repeats (default: CIFAR / ImageNet: "
+    p.add_argument("--warmup", type=POSITIVE, help="untimed steps (default: GPU 10, CPU 5 / 2)")
+    p.add_argument("--repeats", type=POSITIVE, help="timed repeats (default: CIFAR / ImageNet: "
                    "GPU 7 / 5, CPU 7 / 5)")  # fmt: skip
-    p.add_argument("--steps", type=int, help="steps per repeat (default: CIFAR / ImageNet: "
+    p.add_argument("--steps", type=POSITIVE, help="steps per repeat (default: CIFAR / ImageNet: "
                    "GPU 20 / 10, CPU 10 / 3)")  # fmt: skip
-    p.add_argument("--runs", type=int, default=1, help="repeat the whole measurement N times")
+    p.add_argument("--runs", type=POSITIVE, default=1, help="repeat the whole measurement N times")
     p.add_argument(
         "--reference", choices=["timm"],
         help="also measure each setting with timm's benchmark.py (needs timm installed); "
@@ -251,13 +279,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="dataset path (default: $ABLATE_DATA...; imagenet: an ImageNet layout, its val "
         "split streamed, or $ABLATE_DATA_IMAGENET)",
     )
-    p.add_argument("--limit", type=int, help="a fixed random subset of N test images")
+    p.add_argument("--limit", type=POSITIVE, help="a fixed random subset of N test images")
     p.add_argument(
         "--crops", default="center", choices=list(EVAL_CROPS),
         help="ImageNet test protocol: the centre crop (default; torchvision's published "
         "numbers), 10 crops (the paper's Tables 2-3) or the whole image at 5 scales (Table 4)",
     )  # fmt: skip
-    p.add_argument("--batch-size", type=int, default=200)
+    p.add_argument("--batch-size", type=POSITIVE, default=200)
     p.add_argument("--device", default="auto")
     p.add_argument("--results", type=Path, default=Path("results"))
     p.set_defaults(func=cmd_evaluate)
@@ -289,7 +317,7 @@ def build_parser() -> argparse.ArgumentParser:
             help=f"comma-separated, from: {', '.join(experiments.EXPERIMENTS)} "
             "(default: the profile's own list)",
         )
-        p.add_argument("--seeds", type=int, help="runs per config (default: the profile's)")
+        p.add_argument("--seeds", type=POSITIVE, help="runs per config (default: the profile's)")
         p.add_argument(
             "--data", help="the profile's dataset: CIFAR-10 (default: $ABLATE_DATA, else "
             "download), or ImageNet for imagenet-* profiles ($ABLATE_DATA_IMAGENET)",

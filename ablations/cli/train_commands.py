@@ -1,5 +1,5 @@
 """`ablate` subcommands that train or run models: train, run / plan / status (the experiments),
-subset, evaluate, train-speed, bench."""
+subset, evaluate, train-speed, loader-speed, bench."""
 
 from __future__ import annotations
 
@@ -236,6 +236,21 @@ def cmd_train_speed(args: argparse.Namespace) -> None:
     print(f"# {table['machine'].iloc[0]}, batch {args.batch_size}, {args.iterations} timed steps")
     print(shown.to_string(index=False, float_format=lambda v: f"{v:,.1f}"))
     print(f"appended to {out}")
+
+
+def cmd_loader_speed(args: argparse.Namespace) -> None:
+    from ablations.data import loader_speed
+
+    rows = loader_speed.loader_speed(
+        args.data, paths=args.paths, workers=args.workers, batch_sizes=args.batch,
+        batches=args.batches, warmup=args.warmup, recipe=args.recipe,
+    )  # fmt: skip
+    if args.out is None:
+        loader_speed.write_csv(rows, sys.stdout)
+        return
+    with open(args.out, "w", newline="") as handle:
+        loader_speed.write_csv(rows, handle)
+    print(f"wrote {args.out}", file=sys.stderr)
 
 
 def cmd_bench(args: argparse.Namespace) -> None:

@@ -2,18 +2,15 @@
 (decode, crop, colour noise, normalise, copy), for each decode path, worker count and batch size.
 
 Rows are tidy (one per setting) with the machine's columns from `ablations.env.environment`.
-`main(argv)` is the command-line entry (the CLI's `loader-speed` subcommand calls it).
+`ablate loader-speed` (ablations/cli) is its command line.
 """
 
 from __future__ import annotations
 
-import argparse
 import csv
 import os
-import sys
 import time
 from collections.abc import Sequence
-from pathlib import Path
 from typing import TextIO
 
 import torch
@@ -82,39 +79,7 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="ablate loader-speed", description=__doc__)
-    parser.add_argument("--data", help="ImageNet root or shard folder (else ABLATE_DATA_IMAGENET)")
-    parser.add_argument("--paths", default="cpu-decode,gpu-decode")
-    parser.add_argument("--workers", default="", help="comma list; default: the available cores")
-    parser.add_argument("--batch", default="256", help="comma list of batch sizes")
-    parser.add_argument("--batches", type=int, default=50)
-    parser.add_argument("--warmup", type=int, default=5)
-    parser.add_argument("--recipe", default="imagenet-torchvision", choices=sorted(RECIPES))
-    parser.add_argument("--out", type=Path, help="CSV file to write (else stdout)")
-    args = parser.parse_args(argv)
-    rows = loader_speed(
-        args.data,
-        paths=[p for p in args.paths.split(",") if p],
-        workers=[int(w) for w in args.workers.split(",")] if args.workers else None,
-        batch_sizes=[int(b) for b in args.batch.split(",")],
-        batches=args.batches,
-        warmup=args.warmup,
-        recipe=args.recipe,
-    )
-    if args.out is None:
-        _write_csv(rows, sys.stdout)
-    else:
-        with open(args.out, "w", newline="") as handle:
-            _write_csv(rows, handle)
-    return 0
-
-
-def _write_csv(rows: list[Row], handle: TextIO) -> None:
+def write_csv(rows: list[Row], handle: TextIO) -> None:
     writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
     writer.writeheader()
     writer.writerows(rows)
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())
