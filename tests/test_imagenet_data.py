@@ -12,7 +12,7 @@ import torch
 import torchvision.transforms.v2.functional as TF
 from tiny_imagenet import WNIDS, members, write_devkit_root, write_shards, write_tree
 
-from ablations.data import DataError
+from ablations.data import DataError, streaming
 from ablations.data.imagenet import ENV_VAR, build_index, subset_index
 from ablations.data.imagenet_augment import (
     PCA_EIGVAL,
@@ -285,6 +285,20 @@ def test_batch_decode_path_equals_worker_decode_on_cpu(tmp_path, files):
         a = take(stream(index, seed=5, recipe=recipe), 1, 2)
         b = take(stream(index, seed=5, decode="gpu", recipe=recipe), 1, 2)
         assert all(torch.equal(x1, x2) for (x1, _), (x2, _) in zip(a, b, strict=True))
+
+
+def test_a_batch_the_batched_decoder_refuses_is_decoded_one_by_one(tmp_path, files, monkeypatch):
+    """nvJPEG's batched call refuses CMYK JPEGs: the batch falls back to the CPU decoder, the
+    images the same as the CPU path's, and the run goes on."""
+    index = build_index("train", write_shards(tmp_path / "shards", files))
+    expected = take(stream(index, seed=5, decode="gpu"), 0, 2)
+
+    def refuse(data, device):
+        raise RuntimeError("nvjpegDecodeBatchedPhaseOne failed: 6 (a CMYK image)")
+
+    monkeypatch.setattr(streaming, "_decode_on_device", refuse)
+    fallen_back = take(stream(index, seed=5, decode="gpu"), 0, 2)
+    assert all(torch.equal(x1, x2) for (x1, _), (x2, _) in zip(expected, fallen_back, strict=True))
 
 
 def test_eval_batches_center_and_ten_crop(tmp_path, files):

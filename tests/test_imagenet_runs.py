@@ -285,3 +285,22 @@ def test_any_imagefolder_tree_streams_with_an_imagenet_profile(tmp_path, monkeyp
     assert streamed_section(table.iloc[:0]).markdown == ""
     with pytest.raises(AblationsError, match="needs a dataset read from files"):
         resolve_config("resnet20", profile="imagenet-smoke", dataset="cifar10", device="cpu")
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_gpu_streamed_batches_never_synchronise(tree):
+    """CUDA's own detector on the streaming loader's batches (CPU decode, pinned copies, colour
+    noise, normalisation on the GPU): a host sync per batch would stall every step."""
+    from ablations.data.prepare_stream import prepare_stream_run
+
+    config = resolve_config("resnet18-a", profile="imagenet-smoke", device="cuda",
+                            **{**SMOKE, "precision": "bf16"})  # fmt: skip
+    batches = prepare_stream_run(config, data=tree, device=torch.device("cuda")).train.batches(0)
+    next(batches)  # the loader's start (its first pinned buffers) may synchronise once
+    torch.cuda.set_sync_debug_mode("error")
+    try:
+        for _ in range(3):
+            x, _ = next(batches)
+    finally:
+        torch.cuda.set_sync_debug_mode("default")
+    assert x.is_cuda and x.dtype == torch.float32

@@ -221,6 +221,8 @@ def lighting(
     eigval = torch.tensor(PCA_EIGVAL)
     eigvec = torch.tensor(PCA_EIGVEC)
     rgb = (alpha * eigval) @ eigvec.T  # (B, 3): sum_j eigvec[:, j] * alpha_j * eigval_j
+    if x.device.type == "cuda":  # from pinned memory, without waiting: no host sync per step
+        rgb = rgb.pin_memory().to(x.device, non_blocking=True)
     return x + rgb.to(x.device, x.dtype).view(-1, 3, 1, 1)
 
 

@@ -98,17 +98,46 @@ def decode(raw: bytes, *, device: torch.device | str = "cpu") -> Tensor:
 
 def decode_batch(raws: list[bytes], *, device: torch.device) -> list[Tensor]:
     """Many images decoded at once: JPEGs in one `decode_jpeg` call on `device` (batched nvJPEG
-    on CUDA), the rest one by one."""
+    on CUDA), the rest one by one. Where the batched call refuses a file (nvJPEG takes no CMYK
+    JPEG, of which ImageNet's train split holds a few), that batch's JPEGs are decoded one by
+    one on the CPU, as the CPU path decodes them, instead of stopping the run."""
     jpegs = [i for i, r in enumerate(raws) if r[:2] == _JPEG_MAGIC]
     out: list[Tensor | None] = [None] * len(raws)
     if jpegs:
         data = [torch.frombuffer(bytearray(raws[i]), dtype=torch.uint8) for i in jpegs]
-        for i, image in zip(jpegs, _decode_jpeg(data, device=device), strict=True):
+        try:
+            images = _decode_on_device(data, device)
+        except RuntimeError:
+            images = [decode(raws[i]).to(device) for i in jpegs]
+        for i, image in zip(jpegs, images, strict=True):
             out[i] = image
     for i, r in enumerate(raws):
         if out[i] is None:
             out[i] = decode(r).to(device)
     return [t for t in out if t is not None]
+
+
+_DECODE_STREAMS: dict[torch.device, torch.cuda.Stream] = {}
+
+
+def _decode_on_device(data: list[Tensor], device: torch.device) -> list[Tensor]:
+    """`_decode_jpeg` on a stream of its own on CUDA. torchvision allocates the outputs on the
+    current stream but nvJPEG writes them on a private one that does not wait for it, so with
+    the training step queued on the current stream a freed block could be written while a
+    queued kernel still reads it (pytorch/vision#9606). The decode stream has no work of its
+    own, and each output is marked as used by the current stream before it is handed over."""
+    if device.type != "cuda":
+        return _decode_jpeg(data, device=device)
+    current = torch.cuda.current_stream(device)
+    if device not in _DECODE_STREAMS:
+        _DECODE_STREAMS[device] = torch.cuda.Stream(device=device)
+    stream = _DECODE_STREAMS[device]
+    with torch.cuda.stream(stream):
+        images = _decode_jpeg(data, device=device)
+    current.wait_stream(stream)
+    for image in images:
+        image.record_stream(current)
+    return images
 
 
 class _Samples(Dataset[Any]):
