@@ -247,8 +247,32 @@ def _run_train(task: Task, ctx: Context) -> None:
     record = train.train(
         task.config, out=ctx.runs_dir, data=data_for(task.config, ctx), device=ctx.device
     )
-    store.mark_experiments(record.run_dir, task.experiments)
-    store.record(record.run_dir, ctx.results)
+    _record_run(record.run_dir, task, ctx)
+
+
+def _record_run(run_dir: Path, task: Task, ctx: Context) -> None:
+    store.mark_experiments(run_dir, task.experiments)
+    store.record(run_dir, ctx.results)
+
+
+def _train_together(
+    tasks: list[Task], ctx: Context, *, jobs: int, say: Callable[[str], None]
+) -> None:  # fmt: skip
+    """The training tasks, `jobs` runs at once in this process (ablations.runners.together);
+    each is recorded as it ends, as one after another would be."""
+    from ablations.runners import together
+
+    by_run = {t.config.run_id: t for t in tasks if t.config is not None}
+
+    def ended(record: records.RunRecord) -> None:
+        say(f"[ablate] {record.config.run_id}: {record.status}")
+        _record_run(record.run_dir, by_run[record.config.run_id], ctx)
+
+    say(f"[ablate] training {len(by_run)} run(s), {jobs} at once in this process")
+    together.train_together(
+        [t.config for t in tasks if t.config is not None], jobs=jobs, out=ctx.runs_dir,
+        data=lambda config: data_for(config, ctx), device=ctx.device, on_record=ended,
+    )  # fmt: skip
 
 
 def _run_responses(task: Task, ctx: Context) -> None:
@@ -299,13 +323,21 @@ def record_unrecorded(ctx: Context) -> int:
 
 
 def execute(
-    tasks: list[Task], ctx: Context, *, log: Callable[[str], None] | None = None
+    tasks: list[Task], ctx: Context, *, log: Callable[[str], None] | None = None, jobs: int = 1
 ) -> dict[str, int]:
-    """Run every task that is not done, in order, logging one line per task."""
+    """Run every task that is not done, in order, logging one line per task. With `jobs` > 1
+    the missing training runs go first, that many at once (one CUDA stream each on a GPU)."""
     say = log or (lambda line: print(line, file=sys.stderr, flush=True))
     counts = {"done": 0, "ran": 0}
+    trained: set[str] = set()
+    if jobs > 1:
+        missing = [t for t in tasks if t.kind == "train" and not is_done(t, ctx)]
+        _train_together(missing, ctx, jobs=jobs, say=say)
+        counts["ran"], trained = len(missing), {id(t) for t in missing}
     for i, task in enumerate(tasks, start=1):
         prefix = f"[ablate] {i}/{len(tasks)} {'/'.join(task.experiments)}: {task.label}"
+        if id(task) in trained:  # trained above
+            continue
         if is_done(task, ctx):
             counts["done"] += 1
             say(f"{prefix}: done")

@@ -52,11 +52,12 @@ HEARTBEAT_S = 30.0  # the longest silence of a plain-text progress log
 class TrainProgress:
     """Iteration progress with statistics. On a terminal: a tqdm bar whose postfix (loss, error,
     lr) is refreshed at each report and whose ETA tqdm keeps. Otherwise one plain line per
-    report, with its own ETA. `advance` never reads device values, so it adds no host sync."""
+    report, with its own ETA. `advance` never reads device values, so it adds no host sync.
+    `position` is the bar's line where several runs train at once (each has its own bar)."""
 
     def __init__(
         self, *, total: int, initial: int, desc: str, stream: IO[str] | None = None,
-        enabled: bool = True,
+        enabled: bool = True, position: int | None = None,
     ) -> None:  # fmt: skip
         self.out = stream if stream is not None else sys.stderr
         self.total, self.desc, self.enabled = total, desc, enabled
@@ -65,7 +66,7 @@ class TrainProgress:
         self.bar: tqdm | None = None
         if enabled and _is_tty(self.out):
             self.bar = tqdm(total=total, initial=initial, desc=desc, file=self.out,
-                            dynamic_ncols=True, unit="it")  # fmt: skip
+                            dynamic_ncols=True, unit="it", position=position)  # fmt: skip
 
     def advance(self, n: int = 1) -> None:
         """One step more; without a terminal, a plain line when reports are far apart (a

@@ -85,10 +85,11 @@ def test_throughput_task_is_done_when_this_machine_measured_its_settings(tmp_pat
     assert not pipeline.is_done(task, _ctx(tmp_path))  # another machine's rows do not count
 
 
-def test_training_runs_are_recorded_and_collected(tmp_path, tiny_cifar):
+@pytest.mark.parametrize("jobs", [1, 3])  # 3: runs at once in this process (runners.together)
+def test_training_runs_are_recorded_and_collected(tmp_path, tiny_cifar, jobs):
     tasks = pipeline.plan(["degradation"], profile="smoke", device=CPU)
     ctx = _ctx(tmp_path, tiny_cifar)
-    counts = pipeline.execute(tasks, ctx, log=lambda line: None)
+    counts = pipeline.execute(tasks, ctx, log=lambda line: None, jobs=jobs)
     assert counts["ran"] == 4
     runs, curves, _ = store.load(tmp_path)
     assert sorted(runs["variant"]) == ["plain20", "plain56", "resnet20", "resnet56"]
@@ -99,7 +100,7 @@ def test_training_runs_are_recorded_and_collected(tmp_path, tiny_cifar):
     )
     assert set(curves["run_id"]) == set(runs["run_id"])
     assert set(runs["experiments"]) == {"degradation"}  # membership, rebuilt by collect below
-    again = pipeline.execute(tasks, ctx, log=lambda line: None)
+    again = pipeline.execute(tasks, ctx, log=lambda line: None, jobs=jobs)
     assert again["ran"] == 0 and again["done"] == 4
     (tmp_path / store.RUNS_FILE).unlink()
     (tmp_path / store.CURVES_FILE).unlink()

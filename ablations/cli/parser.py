@@ -71,12 +71,14 @@ def _add_launch_options(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("executors (training runs through submitit; see README: On a cluster)")
     g.add_argument(
         "--executor", choices=list(launch.EXECUTORS), default="inprocess",
-        help="inprocess (default: one run after another here), local (N submitit processes "
-        "here, one GPU each while there are enough), slurm (a job array)",
+        help="inprocess (default: here, --jobs runs at once, one CUDA stream each), local "
+        "(N submitit processes here, one GPU each while there are enough), slurm (a job array)",
     )  # fmt: skip
     g.add_argument(
-        "--jobs", type=POSITIVE, default=1, help="runs at once (Slurm: array parallelism)"
-    )
+        "--jobs", type=POSITIVE, default=1,
+        help="runs at once (inprocess: in this process, one CUDA stream each, for small nets "
+        "on one GPU; local: processes; Slurm: array parallelism)",
+    )  # fmt: skip
     g.add_argument("--slurm-partition", metavar="P")
     g.add_argument(
         "--slurm-time",

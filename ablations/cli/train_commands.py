@@ -127,7 +127,7 @@ def cmd_run(args: argparse.Namespace) -> int | None:
     signal.signal(signal.SIGTERM, _raise_interrupt)
     if args.executor != "inprocess":
         return _run_submitted(args, tasks, ctx)
-    counts = pipeline.execute(tasks, ctx)
+    counts = pipeline.execute(tasks, ctx, jobs=args.jobs)
     print(f"[ablate] {counts['ran']} task(s) run, {counts['done']} already done", file=sys.stderr)
     cmd_report(argparse.Namespace(results=args.results, out=args.reports))
     return None

@@ -69,11 +69,13 @@ from ablations.runners.steps import (
 )
 from ablations.runners.transfer import build_model
 
-__all__ = ["Trainer", "build_model", "lr_at", "train"]
+__all__ = ["Trainer", "build_model", "lr_at", "open_run", "train"]
 
 
 class Trainer:
     """One run: the loop, its reports, checkpoints and the final record."""
+
+    runs_at_once = 1  # runs trained beside this one in its process (runners.together)
 
     def __init__(
         self, config: TrainConfig, data: RunData, *, directory: Path, device: torch.device,
@@ -133,7 +135,8 @@ class Trainer:
     def execution(self) -> dict[str, Any]:
         """How this start runs, for env.json (the config holds what was asked for)."""
         return {"step": self.step_kind, "step_note": self.step_note,
-                "fused_optimizer": self.train_step.fused, **tf32_flags()}  # fmt: skip
+                "fused_optimizer": self.train_step.fused, "runs_at_once": self.runs_at_once,
+                **tf32_flags()}  # fmt: skip
 
     # -- checkpoints -------------------------------------------------------------------------
     def restore(self) -> None:
@@ -157,31 +160,55 @@ class Trainer:
     def run(self) -> dict[str, Any]:
         """Train to the end (or to divergence, or to the first checkpoint past the deadline);
         returns the summary."""
-        state = self.state
-        batches = self.data.train.batches(state.iteration)
+        self.begin()
+        with self.progress:
+            while True:
+                self.advance(self.batches, until=self.interval_end, progress=self.progress)
+                summary = self.end_interval()
+                if summary is not None:
+                    return summary
+
+    def begin(self, *, position: int | None = None) -> None:
+        """Ready the loop at the run's current iteration: its batches, the model's mode, the
+        progress display (`position`: its line among several runs' bars)."""
+        self.batches = self.data.train.batches(self.state.iteration)
         transfer.train_mode(self.model, freeze=self.config.freeze)
-        progress = TrainProgress(
-            total=self.iterations, initial=state.iteration, desc=self.label(),
-            enabled=self.show_progress,
+        self.progress = TrainProgress(
+            total=self.iterations, initial=self.state.iteration, desc=self.label(),
+            enabled=self.show_progress, position=position,
         )  # fmt: skip
-        with progress:
-            while state.iteration < self.iterations:
-                started = time.perf_counter()
-                boundary = (state.iteration // self.eval_every + 1) * self.eval_every
-                self.advance(batches, until=min(boundary, self.iterations), progress=progress)
-                self.synchronize()
-                elapsed = time.perf_counter() - started
-                state.train_s += elapsed
-                state.warmup_end, state.warmup_window = self.schedule.read()
-                stats, finite = self.report(elapsed=elapsed)
-                self.tally.reset()
-                progress.report(state.iteration, stats)
-                if not finite:
-                    return self.finish(diverged=True)
-                self.save_checkpoint()
-                if self.past_deadline() and state.iteration < self.iterations:
-                    return self.stopped()
-        return self.finish(diverged=False)
+        self._start_interval()
+
+    def boundary(self) -> int:
+        """The iteration the current interval ends at: the next evaluation, or the end."""
+        next_eval = (self.state.iteration // self.eval_every + 1) * self.eval_every
+        return min(next_eval, self.iterations)
+
+    def end_interval(self) -> dict[str, Any] | None:
+        """At a boundary: wait for the interval's steps, report and evaluate, checkpoint; the
+        summary if the run ended here (complete, diverged, or stopped by the deadline)."""
+        state = self.state
+        if state.iteration > self.interval_from:  # (none on a run resumed at its very end)
+            self.synchronize()
+            elapsed = time.perf_counter() - self.interval_start
+            state.train_s += elapsed
+            state.warmup_end, state.warmup_window = self.schedule.read()
+            stats, finite = self.report(elapsed=elapsed)
+            self.tally.reset()
+            self.progress.report(state.iteration, stats)
+            if not finite:
+                return self.finish(diverged=True)
+            self.save_checkpoint()
+            if self.past_deadline() and state.iteration < self.iterations:
+                return self.stopped()
+        if state.iteration >= self.iterations:
+            return self.finish(diverged=False)
+        self._start_interval()
+        return None
+
+    def _start_interval(self) -> None:
+        self.interval_from, self.interval_end = self.state.iteration, self.boundary()
+        self.interval_start = time.perf_counter()
 
     def advance(
         self, batches: Iterator[tuple[Tensor, Tensor]], *, until: int,
@@ -218,6 +245,9 @@ class Trainer:
                 "planned_iterations": self.iterations, "train_s": self.state.train_s,
                 **self.execution()}  # fmt: skip
 
+    def record(self, summary: dict[str, Any]) -> RunRecord:
+        return RunRecord(self.dir, self.config, summary, curves_frame(self.state.rows))
+
     def label(self) -> str:
         """The progress line's name; a recipe's says its profile (a reduced budget shows)."""
         c = self.config
@@ -226,8 +256,10 @@ class Trainer:
         return f"{c.recipe}{'-' + c.arm if c.arm else ''} [{c.profile}] s{c.seed}"
 
     def synchronize(self) -> None:
+        """Wait for this run's steps: its stream's work (the current stream, on which the step,
+        its graph and its batches run), not other runs' streams (ablations.runners.together)."""
         if self.device.type == "cuda":
-            torch.cuda.synchronize(self.device)
+            torch.cuda.current_stream(self.device).synchronize()
 
     def report(self, *, elapsed: float) -> tuple[dict[str, str], bool]:
         """Curve rows for the interval just ended, the progress line's statistics, and whether
@@ -332,6 +364,21 @@ def train(
     one; a finished run is returned as stored, not recomputed. `device` defaults to the
     config's kind (a cuda config on the first GPU). With a `deadline` (a time.monotonic()
     instant) the run stops at its first checkpoint past it, with status "stopped"."""
+    opened = open_run(config, out=out, data=data, device=device, on_iteration=on_iteration,
+                      show_progress=show_progress, deadline=deadline)  # fmt: skip
+    if isinstance(opened, RunRecord):
+        return opened
+    return opened.record(opened.run())
+
+
+def open_run(
+    config: TrainConfig, *, out: Path, data: str | Path | None = None,
+    device: str | torch.device | None = None, on_iteration: Callable[[int], None] | None = None,
+    show_progress: bool = True, deadline: float | None = None, runs_at_once: int = 1,
+) -> Trainer | RunRecord:  # fmt: skip
+    """A run ready to train (its directory started, its checkpoint restored), or its record if
+    it has finished already. `train` runs one; ablations.runners.together several at once
+    (`runs_at_once`, which env.json records: the run's images/s are then a share)."""
     directory = run_dir(config, out)
     finished = load_current(directory)  # None also for a stale run, retired below
     if finished is not None:
@@ -349,11 +396,11 @@ def train(
     if distributed.is_main():
         start_run(config, directory, prepared)
     trainer.restore()
+    trainer.runs_at_once = runs_at_once
     if distributed.is_main():
         record_start(directory, dev, config, prepared, iteration=trainer.state.iteration,
                      execution=trainer.execution())  # fmt: skip
-    summary = trainer.run()
-    return RunRecord(directory, config, summary, curves_frame(trainer.state.rows))
+    return trainer
 
 
 def _prepare(
