@@ -329,7 +329,7 @@ def execute(
     the missing training runs go first, that many at once (one CUDA stream each on a GPU)."""
     say = log or (lambda line: print(line, file=sys.stderr, flush=True))
     counts = {"done": 0, "ran": 0}
-    trained: set[str] = set()
+    trained: set[int] = set()  # id() of the tasks trained together
     if jobs > 1:
         missing = [t for t in tasks if t.kind == "train" and not is_done(t, ctx)]
         _train_together(missing, ctx, jobs=jobs, say=say)

@@ -16,7 +16,7 @@ from ablations.data import load_dataset
 from ablations.data.prepare import prepare_data
 from ablations.recipes import RECIPES, resolve_recipe
 from ablations.registry import AblationsError
-from ablations.runners import train as runner
+from ablations.runners import trainer as runner
 from ablations.runners.schedule import WARMUP_WINDOW, Schedule, lr_at
 from ablations.runners.steps import resolve_step
 from ablations.runners.train import Trainer, train

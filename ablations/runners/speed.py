@@ -44,7 +44,7 @@ from ablations.models import create_model
 from ablations.progress import progress
 from ablations.results import Schema, upsert
 from ablations.runners.steps import autocast, set_tf32, tf32_flags
-from ablations.runners.train import Trainer
+from ablations.runners.trainer import Trainer
 
 SPEED_FILE = "train_speed.csv"
 SCHEMA = Schema(

@@ -32,7 +32,8 @@ from ablations import distributed
 from ablations.config import TrainConfig, resolve_device
 from ablations.registry import AblationsError
 from ablations.runners.records import RunRecord
-from ablations.runners.train import Trainer, open_run
+from ablations.runners.train import open_run
+from ablations.runners.trainer import Trainer
 
 DataFor = Callable[[TrainConfig], str | Path | None]
 
