@@ -286,8 +286,8 @@ def test_invalid_settings_say_what_is_wrong(kwargs, message):
 
 def test_spread_over_repeated_runs():
     setting = {
-        "variant": "resnet20", "mode": "train", "reference": "ours", "machine": "m",
-        "precision": "fp32", "channels_last": False, "compile": False,
+        "variant": "resnet20", "mode": "train", "step": "eager", "reference": "ours",
+        "machine": "m", "precision": "fp32", "channels_last": False, "compile": False,
         "requested_batch_size": "32", "batch_size": 32, "input_size": 32, "warmup": 2,
         "repeats": 3, "steps": 3, "status": "ok",
     }  # fmt: skip
@@ -386,3 +386,53 @@ def test_ours_and_timm_side_by_side_on_the_cpu(tmp_path, capsys):
     assert set(table["status"]) == {"ok"}, table["error"].tolist()
     assert (table["images_per_s"] > 0).all()
     assert table.set_index("reference").loc["timm", "protocol"].startswith("timm benchmark.py@")
+
+
+CUDA = torch.device("cuda")  # resolve_step needs no GPU to decide
+
+
+@pytest.mark.parametrize(
+    ("mode", "precision", "compile", "expected"),
+    [
+        ("train", "bf16", False, "graph"),  # what `ablate train` takes on a GPU
+        ("train", "fp16", False, "eager"),  # GradScaler's dynamic scale: not captured
+        ("train", "bf16", True, "eager"),  # torch.compile: its own graphs
+        ("infer", "bf16", False, "eager"),
+    ],
+)
+def test_bench_times_the_step_training_takes(mode, precision, compile, expected):
+    assert settings._step("auto", mode=mode, device=CUDA, precision=precision,
+                          compile=compile) == expected  # fmt: skip
+    assert {s.step for s in _quick(["resnet20"])} == {"eager"}  # on a CPU: eager, as trained
+
+
+def test_a_graph_step_needs_a_gpu_and_a_warmup_past_its_capture(capsys):
+    with pytest.raises(AblationsError, match="needs a CUDA device"):
+        _quick(["resnet20"], modes=["train"], step="graph")
+    with pytest.raises(AblationsError, match="needs --warmup > 3"):
+        Setting(variant="resnet20", device="cuda", step="graph", warmup=3)
+    with pytest.raises(AblationsError, match="not eager or graph"):
+        Setting(variant="resnet20", step="auto")
+    assert main(["bench", "resnet20", "--step", "graph", "--mode", "train"]) == 2
+    assert "use --step auto or eager" in capsys.readouterr().err
+
+
+def test_rows_from_before_the_step_column_read_as_eager(tmp_path):
+    table = tp.run(_quick(["resnet20"], modes=["infer"], batch_sizes=[2]),
+                   out=tmp_path / "t.csv", show_progress=False)  # fmt: skip
+    assert set(table["step"]) == {"eager"}
+    pd.read_csv(tmp_path / "t.csv").drop(columns="step").to_csv(tmp_path / "t.csv", index=False)
+    old = read_table(tmp_path / "t.csv", tp.SCHEMA)
+    assert set(old["step"]) == {"eager"}
+    assert tp.setting_key(old.iloc[0].to_dict()) == tp.setting_key(
+        {**vars(_quick(["resnet20"], modes=["infer"], batch_sizes=[2])[0])}
+    )
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_gpu_bench_replays_the_training_step_as_a_graph(tmp_path):
+    grid = tp.grid(["resnet20"], device="cuda", modes=["train"], precisions=["bf16"],
+                   channels_last=[True], warmup=5, repeats=2, steps=5)  # fmt: skip
+    table = tp.run(grid, out=tmp_path / "t.csv", show_progress=False)
+    assert list(table["step"]) == ["graph"] and list(table["status"]) == ["ok"], table["error"]
+    assert (table["host_syncs_per_step"] == 0).all()

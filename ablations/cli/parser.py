@@ -42,7 +42,7 @@ from ablations.data.imagenet_augment import EVAL_CROPS, RECIPES
 from ablations.data.loader_speed import PATHS as LOADER_PATHS
 from ablations.profiles import PROFILES
 from ablations.runners import complexity
-from ablations.runners.steps import PRECISIONS
+from ablations.runners.steps import PRECISIONS, STEPS
 
 # The package docstring's first line (ablations/cli/__init__.py), as `ablate --help` shows it.
 DESCRIPTION = "`ablate`: thin subcommands over the library (parse -> call -> print)."
@@ -238,6 +238,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--compile", nargs="?", const="on", default="off", choices=list(BOTH),
         help="torch.compile; each compiled setting is measured in a process of its own",
+    )  # fmt: skip
+    p.add_argument(
+        "--step", choices=list(STEPS), default="auto",
+        help="the training step: auto (as `ablate train` takes it: one CUDA graph on a GPU, "
+        "eager on a CPU, with fp16 or compile), eager, or graph (GPU)",
     )  # fmt: skip
     p.add_argument(
         "--batch-size", nargs="+", type=_batch_size,

@@ -263,6 +263,7 @@ def cmd_bench(args: argparse.Namespace) -> None:
         precisions=args.precision, channels_last=BOTH.get(args.channels_last),
         compile=BOTH[args.compile], batch_sizes=args.batch_size, input_size=args.input_size,
         warmup=args.warmup, repeats=args.repeats, steps=args.steps, runs=args.runs,
+        step=args.step,
     )  # fmt: skip
     name = throughput.REFERENCE_FILE if args.reference else throughput.THROUGHPUT_FILE
     out = throughput.output_path(args.out, name) if args.out else Path("results") / name

@@ -10,13 +10,14 @@ Protocol, per setting:
    Whether the flush is in effect is measured, not assumed, and recorded in `protocol`.
    On a GPU, cuDNN autotuning is on for the fixed shapes, as in training.
 2. The first step is timed alone (`torch.compile`, cuDNN autotuning), then `warmup - 1` more.
+   A training step is the one `ablate train` takes on the device (`step`): on a GPU, replayed
+   as one CUDA graph (steps.GraphStep), captured during the warm-up; eager otherwise.
 3. Peak memory statistics are reset after warm-up, so `peak_mem_mb` covers only the timed steps
    (not autotuning workspaces or compilation).
 4. `repeats` windows of `steps` steps, bracketed by CUDA events on a GPU or the monotonic clock
    after a synchronisation; median and IQR over the windows.
 5. On a GPU, one more step runs under `torch.cuda.set_sync_debug_mode("warn")` and the host
-   synchronisations it makes are counted (`host_syncs_per_step`); fp16's GradScaler, for one,
-   reads its inf check back every step.
+   synchronisations it makes are counted (`host_syncs_per_step`).
 6. For a compiled setting, dynamo's counters (graphs, graph breaks, frames it gave up on) are
    recorded, and hitting the recompile limit is an error rather than a silent fall back to eager.
 """
@@ -40,7 +41,7 @@ import torch
 from ablations import env
 from ablations.models import ResNet
 from ablations.registry import REGISTRY, Variant, get_variant, register_variant
-from ablations.runners.steps import InferStep, TrainStep, set_tf32, tf32_flags
+from ablations.runners.steps import GraphStep, InferStep, TrainStep, set_tf32, tf32_flags
 from ablations.runners.throughput.peaks import datasheet
 from ablations.runners.throughput.settings import Setting, default_batch
 
@@ -85,9 +86,18 @@ def make_step(setting: Setting, batch: int, device: torch.device) -> Callable[[]
     if setting.mode == "train":
         train = TrainStep(model.train(), device=device, precision=setting.precision,
                           compile=setting.compile)  # fmt: skip
+        if setting.step == "graph":
+            train.cache_casts = False  # see steps.autocast
+            graph = GraphStep(train, on_fallback=_fell_back)
+            return lambda: graph(x, y)
         return lambda: train(x, y)
     infer = InferStep(model, device=device, precision=setting.precision, compile=setting.compile)
     return lambda: infer(x)
+
+
+def _fell_back(note: str) -> None:
+    """A failed capture must not pass for a graph measurement: the row becomes an error."""
+    raise RuntimeError(note)
 
 
 def _sync(device: torch.device) -> None:

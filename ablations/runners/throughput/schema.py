@@ -21,7 +21,8 @@ SCHEMA = Schema(
     name="throughput",
     columns={
         "variant": "str", "family": "str", "depth": "int", "residual": "bool", "shortcut": "str",
-        "stem": "str", "mode": "str", "reference": "str", "device": "str", "machine": "str",
+        "stem": "str", "mode": "str", "step": "str", "reference": "str", "device": "str",
+        "machine": "str",
         "precision": "str", "channels_last": "bool", "compile": "bool",
         "requested_batch_size": "str", "batch_size": "int", "input_size": "int", "run": "int",
         "status": "str", "images_per_s": "float", "step_ms": "float", "step_ms_iqr": "float",
@@ -35,8 +36,9 @@ SCHEMA = Schema(
         "git_commit": "str", "created_at": "str", "cpu_flags": "str", "machine_id": "str",
         "cpu_kernels": "str",
     },
-    added={"cpu_kernels": ""},
-    key=("variant", "mode", "reference", "machine", "precision", "channels_last", "compile",
+    # Rows from before the step column timed the eager step (the graph step came later).
+    added={"cpu_kernels": "", "step": "eager"},
+    key=("variant", "mode", "step", "reference", "machine", "precision", "channels_last", "compile",
          "requested_batch_size", "batch_size", "input_size", "warmup", "repeats", "steps", "run"),
     fix="a table from before the current protocol (no `protocol` column) cannot be mixed with "
     "new rows: move it aside and re-measure with `ablate bench`",
@@ -58,7 +60,7 @@ def row(result: dict[str, Any], environment: dict[str, Any]) -> dict[str, Any]:
     v = get_variant(setting.variant)
     return {
         "variant": v.name, "family": v.family, "depth": v.depth, "residual": v.residual,
-        "shortcut": v.shortcut, "stem": v.stem, "mode": setting.mode,
+        "shortcut": v.shortcut, "stem": v.stem, "mode": setting.mode, "step": setting.step,
         "reference": result.get("reference", OURS), "device": setting.device,
         "machine": environment["machine"], "precision": setting.precision,
         "channels_last": setting.channels_last, "compile": setting.compile,
@@ -84,7 +86,8 @@ def row(result: dict[str, Any], environment: dict[str, Any]) -> dict[str, Any]:
 def format_table(table: pd.DataFrame) -> str:
     """The measurements as a terminal table."""
     shown = pd.DataFrame({
-        "variant": table["variant"], "mode": table["mode"], "ref": table["reference"],
+        "variant": table["variant"], "mode": table["mode"], "step": table["step"],
+        "ref": table["reference"],
         "precision": table["precision"], "channels_last": table["channels_last"],
         "compile": table["compile"], "batch": table["batch_size"], "status": table["status"],
         "images/s": table["images_per_s"].map("{:,.1f}".format),

@@ -11,7 +11,7 @@ import torch
 
 from ablations.config import resolve_device
 from ablations.registry import AblationsError, get_variant
-from ablations.runners.steps import PRECISIONS
+from ablations.runners.steps import PRECISIONS, STEPS, GraphStep, resolve_step
 
 MODES = ("infer", "train")
 
@@ -26,6 +26,9 @@ class Setting:
     precision: str = "fp32"
     channels_last: bool = False
     compile: bool = False
+    # How a training step runs: "graph" (one CUDA graph, what `ablate train` takes on a GPU) or
+    # "eager"; `grid` resolves "auto" for the device, as the trainer does (steps.resolve_step).
+    step: str = "eager"
     # An int; None: the device's default for the family (see `defaults`); "max": a sweep down
     # from 4096 to the largest power of two that fits.
     batch_size: int | str | None = None
@@ -47,6 +50,11 @@ class Setting:
             problems.append("a batch-size sweep ('max') needs a GPU to run out of memory on")
         if min(self.warmup, self.repeats, self.steps) < 1:
             problems.append("warmup, repeats and steps must be >= 1")
+        if self.step not in STEPS or self.step == "auto":
+            problems.append(f"step {self.step!r} is not eager or graph (grid resolves auto)")
+        elif self.step == "graph" and self.warmup <= GraphStep.WARMUP:
+            problems.append(f"the graph step needs --warmup > {GraphStep.WARMUP} (it is "
+                            "captured after that many eager steps, before the timing)")  # fmt: skip
         if problems:
             raise AblationsError("invalid throughput setting: " + "; ".join(problems))
 
@@ -95,10 +103,11 @@ def grid(
     channels_last: Sequence[bool] | None = None, compile: Sequence[bool] = (False,),
     batch_sizes: Sequence[int | str | None] | None = None, input_size: int | None = None,
     warmup: int | None = None, repeats: int | None = None, steps: int | None = None,
-    runs: int = 1,
+    runs: int = 1, step: str = "auto",
 ) -> list[Setting]:  # fmt: skip
     """Every combination of the given settings, with the device's defaults filled in (per
-    family: timing; on a GPU also bf16 and TF32, NCHW and channels_last)."""
+    family: timing; on a GPU also bf16 and TF32, NCHW and channels_last). A training step is
+    `step`, "auto" resolved as training resolves it (a CUDA graph on a GPU where it can)."""
     dev = resolve_device(device)
     gpu = dev.type == "cuda"
     precisions = precisions or (GPU_PRECISIONS if gpu else ("fp32",))
@@ -113,11 +122,19 @@ def grid(
                 variant=name, mode=mode, device=str(dev), precision=precision, channels_last=cl,
                 compile=comp, batch_size=batch, input_size=input_size,
                 warmup=warmup or t.warmup, repeats=repeats or t.repeats, steps=steps or t.steps,
-                run=run,
+                run=run, step=_step(step, mode=mode, device=dev, precision=precision, compile=comp),
             )
             for mode, precision, cl, comp, batch, run in combos
         ]  # fmt: skip
     return settings
+
+
+def _step(requested: str, *, mode: str, device: torch.device, precision: str,
+          compile: bool) -> str:  # fmt: skip
+    """The step a training setting takes (inference has one kind)."""
+    if mode != "train":
+        return "eager"
+    return resolve_step(requested, device=device, precision=precision, compile=compile)[0]
 
 
 def default_batch(setting: Setting, device: torch.device) -> int:
@@ -129,11 +146,13 @@ def default_batch(setting: Setting, device: torch.device) -> int:
 
 def setting_key(fields: dict[str, Any]) -> tuple[Any, ...]:
     """What identifies a measurement, from a Setting's fields or a results row: the same
-    variant, mode, precision, memory format, compile, batch policy, size, timing and run."""
+    variant, mode, step, precision, memory format, compile, batch policy, size, timing and
+    run."""
     variant = get_variant(fields["variant"])
     requested = fields.get("requested_batch_size") or str(fields["batch_size"] or "default")
     return (
-        variant.name, fields["mode"], fields["precision"], bool(fields["channels_last"]),
+        variant.name, fields["mode"], fields.get("step", "eager"), fields["precision"],
+        bool(fields["channels_last"]),
         bool(fields["compile"]), str(requested), int(fields["input_size"] or variant.input_size),
         int(fields["warmup"]), int(fields["repeats"]), int(fields["steps"]), int(fields["run"]),
     )  # fmt: skip
