@@ -277,3 +277,19 @@ def test_gpu_hot_loop_never_synchronises(tmp_path, tiny_cifar):
         torch.cuda.set_sync_debug_mode("default")
     assert trainer.step_kind == "graph", trainer.step_note
     assert trainer.tally.steps == 40
+
+
+@pytest.mark.parametrize(
+    ("options", "device", "expected"),
+    [
+        ({"fused": True}, CPU, "SGD fused"),
+        ({"foreach": True}, CPU, "SGD foreach"),
+        ({}, CPU, "SGD for-loop"),  # torch's default on a CPU
+        ({}, torch.device("cuda"), "SGD foreach"),  # and on a GPU (decided without one here)
+    ],
+)
+def test_the_optimizer_implementation_is_named(options, device, expected):
+    from ablations.runners.steps import optimizer_kind
+
+    sgd = torch.optim.SGD([torch.nn.Parameter(torch.zeros(2))], lr=0.1, **options)
+    assert optimizer_kind(sgd, device) == expected

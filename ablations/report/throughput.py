@@ -95,6 +95,8 @@ def loop_speed(table: pd.DataFrame) -> str:
         "precision (ours / conv.)": both["precision_ours"] + " / " + both["precision_conv"],
         "memory (ours / conv.)": both["channels_last_ours"].map(_memory) + " / "
         + both["channels_last_conv"].map(_memory),
+        "step, optimizer (ours / conv.)": both["step_ours"] + ", " + both["optimizer_ours"]
+        + " / " + both["step_conv"] + ", " + both["optimizer_conv"],
         "conv. workers": both["workers_conv"], "flags": flags,
         "conventional images/s": both["images_per_s_conv"].map("{:,.0f}".format),
         "ours images/s": both["images_per_s_ours"].map("{:,.0f}".format),

@@ -10,9 +10,12 @@ there in batch), with the memory format and compile setting of the config.
 What the two loops share, so that the ratio measures the loops and nothing else: the device,
 the variant, batch and input size, the precision (autocast for bf16/fp16 in both), the cuDNN
 autotuning and TF32 flags (set once, the way the training runner sets them, and read back after
-each loop's timing), and the optimizer. The conventional DataLoader is given its best chance:
-one worker per core this process may use (`os.sched_getaffinity`), pinned memory on a GPU and
-persistent workers. Every row states its loop's settings, flags included.
+each loop's timing), and the optimizer's arithmetic (SGD, momentum, weight decay). How each
+loop runs it is its own: torch's default implementation in the conventional loop (foreach on a
+GPU), ours the fused kernel and, on a GPU, the whole step as one CUDA graph; the `optimizer`
+and `step` columns say which. The conventional DataLoader is given its best chance: one worker
+per core this process may use (`os.sched_getaffinity`), pinned memory on a GPU and persistent
+workers. Every row states its loop's settings, flags included.
 
 The time of each loop is taken over `iterations` steps after `warmup` untimed steps (which
 absorb worker start-up, cuDNN autotuning and `torch.compile`), with the device synchronised
@@ -43,7 +46,7 @@ from ablations.data.prepare import prepare_data
 from ablations.models import create_model
 from ablations.progress import progress
 from ablations.results import Schema, upsert
-from ablations.runners.steps import autocast, set_tf32, tf32_flags
+from ablations.runners.steps import autocast, optimizer_kind, set_tf32, tf32_flags
 from ablations.runners.trainer import Trainer
 
 SPEED_FILE = "train_speed.csv"
@@ -54,12 +57,16 @@ SCHEMA = Schema(
         "channels_last": "bool", "compile": "bool", "batch_size": "int", "input_size": "int",
         "workers": "int", "pin_memory": "bool", "persistent_workers": "bool", "data": "str",
         "loss_read": "str", "cudnn_benchmark": "bool", "tf32_matmul": "bool",
-        "tf32_cudnn": "bool", "cpu_cores": "int", "iterations": "int", "warmup": "int",
+        "tf32_cudnn": "bool", "step": "str", "optimizer": "str", "cpu_cores": "int",
+        "iterations": "int", "warmup": "int",
         "seconds": "float", "images_per_s": "float", "speedup": "float", "torch": "str",
         "git_commit": "str", "created_at": "str", "cpu_flags": "str", "machine_id": "str",
         "torch_threads": "int", "cpu_kernels": "str",
     },
-    added={**env.MACHINE_HASHES_ADDED, **env.KERNELS_ADDED},
+    # Rows from before these columns were all measured on CPUs, where both loops took the eager
+    # step and torch's default for-loop SGD.
+    added={**env.MACHINE_HASHES_ADDED, **env.KERNELS_ADDED, "step": "eager",
+           "optimizer": "SGD for-loop"},
     key=("variant", "loop", "machine", "precision", "channels_last", "compile", "batch_size",
          "input_size"),
     fix="a table from before the loops' settings were recorded cannot take new rows: move it "
@@ -114,8 +121,9 @@ def _timed(
 def conventional_seconds(
     config: TrainConfig, dataset: ArrayDataset, *, device: torch.device, iterations: int,
     warmup: int, workers: int,
-) -> float:  # fmt: skip
-    """Time `iterations` steps of the conventional loop (see module docstring)."""
+) -> tuple[float, str]:  # fmt: skip
+    """Time `iterations` steps of the conventional loop (see module docstring); with the
+    optimizer implementation torch chose for it (its default: foreach on a GPU)."""
     from torchvision import transforms  # here: importing torchvision costs seconds
 
     x = dataset.x_train
@@ -151,20 +159,24 @@ def conventional_seconds(
         scaler.update()
         running += loss.item()  # the per-iteration logging most repositories do
 
-    return _timed(step, _endless(loader), iterations=iterations, warmup=warmup, device=device)
+    seconds = _timed(step, _endless(loader), iterations=iterations, warmup=warmup, device=device)
+    return seconds, optimizer_kind(optimizer, device)
 
 
 def suite_seconds(
     config: TrainConfig, dataset: ArrayDataset, *, device: torch.device, iterations: int,
     warmup: int,
-) -> float:  # fmt: skip
-    """Time `iterations` steps of `Trainer.step` on `TrainStream` batches."""
+) -> tuple[float, str, str]:  # fmt: skip
+    """Time `iterations` steps of `Trainer.step` on `TrainStream` batches; with the step it
+    took (a CUDA graph on a GPU) and its optimizer implementation."""
     data = prepare_data(config, dataset, device)
     with tempfile.TemporaryDirectory() as scratch:
         trainer = Trainer(config, data, directory=Path(scratch), device=device, show_progress=False)
         trainer.model.train()
         batches = data.train.batches(0)
-        return _timed(trainer.step, batches, iterations=iterations, warmup=warmup, device=device)
+        seconds = _timed(trainer.step, batches, iterations=iterations, warmup=warmup,
+                         device=device)  # fmt: skip
+        return seconds, trainer.step_kind, optimizer_kind(trainer.train_step.optimizer, device)
 
 
 def compare(
@@ -180,21 +192,25 @@ def compare(
     rows: list[dict[str, Any]] = []
     for config in progress(configs, desc="loop speed", label=lambda c: c.variant):
         set_flags(config.precision, dev)
-        ours = suite_seconds(config, dataset, device=dev, iterations=iterations, warmup=warmup)
+        ours, step, our_optimizer = suite_seconds(config, dataset, device=dev,
+                                                  iterations=iterations, warmup=warmup)  # fmt: skip
         ours_flags = tf32_flags()
         set_flags(config.precision, dev)
-        theirs = conventional_seconds(config, dataset, device=dev, iterations=iterations,
-                                      warmup=warmup, workers=n_workers)  # fmt: skip
+        theirs, their_optimizer = conventional_seconds(
+            config, dataset, device=dev, iterations=iterations, warmup=warmup, workers=n_workers
+        )  # fmt: skip
         loops = (
             ("suite", ours, config, ours_flags, {
                 "workers": config.workers, "pin_memory": False, "persistent_workers": False,
                 "data": SUITE_DATA, "loss_read": "every eval interval (no per-step sync)",
+                "step": step, "optimizer": our_optimizer,
             }),
             ("conventional", theirs, replace(config, channels_last=False, compile=False),
              tf32_flags(), {
                 "workers": n_workers, "pin_memory": dev.type == "cuda",
                 "persistent_workers": n_workers > 0, "data": CONVENTIONAL_DATA,
-                "loss_read": "loss.item() every step",
+                "loss_read": "loss.item() every step", "step": "eager",
+                "optimizer": their_optimizer,
             }),
         )  # fmt: skip
         for loop, seconds, cfg, flags, pipeline in loops:

@@ -74,6 +74,19 @@ def make_optimizer(
     )
 
 
+def optimizer_kind(optimizer: torch.optim.Optimizer, device: torch.device) -> str:
+    """Which implementation `optimizer.step` runs, e.g. "SGD fused": fused, foreach (torch's
+    default on a GPU when neither is asked for) or for-loop (its default on a CPU)."""
+    fused, foreach = optimizer.defaults.get("fused"), optimizer.defaults.get("foreach")
+    if fused:
+        kind = "fused"
+    elif foreach or (foreach is None and device.type == "cuda"):
+        kind = "foreach"
+    else:
+        kind = "for-loop"
+    return f"{type(optimizer).__name__} {kind}"
+
+
 def fused_optimizer(device: torch.device) -> bool:
     """Whether a training run's optimizer is the fused one (see make_optimizer): on a GPU."""
     return device.type == "cuda"
