@@ -7,14 +7,7 @@
 # batches per setting); defaults fit about two minutes on a 16-core GPU machine.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-out=${OUT:-/tmp/loader_gpu_out}
-mkdir -p "$out"
-exec > >(tee "$out/loader_gpu.log") 2>&1
-python=${PYTHON:-python3}
-export PYTHONPATH=$PWD${PYTHONPATH:+:$PYTHONPATH} PYTHONUNBUFFERED=1
-for archive in shared/datasets/cifar10-jpeg.tar.gz carry/cifar10-jpeg.tar.gz; do
-  if [[ -z ${ABLATE_DATA:-} && -f $archive ]]; then export ABLATE_DATA=$PWD/$archive; fi
-done
+source device/common.sh loader_gpu  # log, PYTHONPATH, ABLATE_DATA
 tree=${TREE:-/tmp/synthetic-imagenet-500x375}
 $python bench/synthetic_imagenet.py --out "$tree" --classes "${CLASSES:-20}" \
   --train-per-class "${PER_CLASS:-200}" --val-per-class 2

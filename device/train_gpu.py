@@ -1,14 +1,22 @@
 """Issue 10/11's training on a lent GPU, in one command (run through device/train_gpu.sh).
 
 1. img/s of every Fig. 6 net over a few thousand iterations with the fast (CUDA-graph) step,
-   and over a few hundred with the eager step beside it: speed.csv.
+   and over a few hundred with the eager step beside it: results/gpu_speed.csv, a row saved as
+   each is measured.
 2. The projected wall time of the whole Fig. 6 set (64k iterations x 9 nets, evaluation and
-   checkpoints included) from those rates: projection.json.
-3. The paper-profile degradation runs, in order, resumable: each stops at its first checkpoint
-   past the time limit (`train(deadline=...)`), so the command ends cleanly before the device's
-   10-minute limit; rerunning it (with the packed results carried back) resumes.
-4. results.tar.gz (the run records and results/*.csv) and weights-N.tar.gz (model.pt and
-   checkpoint.pt, split under the 16 MB a returned file may have) under --out.
+   checkpoints included) from those rates, one run at a time and `--jobs` at once (from
+   results/concurrency.csv, which device/concurrency_gpu.py measures first):
+   results/gpu_projection.json.
+3. The paper-profile degradation runs, seed 0 of every net first, `--jobs` at once on their
+   own CUDA streams (ablations.runners.together), resumable: each stops at its first
+   checkpoint past the time limit, so the command ends cleanly before the device's 10-minute
+   limit; rerunning it (with the packed results carried back) resumes.
+4. The layer responses (Fig. 7) of the runs that finished, measured here from their weights,
+   so that the weights need not come back.
+5. Whatever happened above, --out gets runs.json, results.tar.gz (results/*.csv and *.json and
+   the run records) and weights-N.tar.gz parts: every unfinished run's checkpoint.pt first
+   (resuming needs it), then the model.pt of runs finished in this call, within what a device
+   call returns (8 files, 16 MB each, 64 MB in all); what did not fit is named in the log.
 
 `--smoke` runs all of it on the CPU at the smoke budget, in seconds (tests/test_device.py).
 """
@@ -21,6 +29,7 @@ import sys
 import tarfile
 import tempfile
 import time
+import traceback
 from pathlib import Path
 from typing import Any
 
@@ -32,11 +41,20 @@ from ablations.config import TrainConfig, resolve_config
 from ablations.data import load_dataset
 from ablations.data.prepare import Data, prepare_data
 from ablations.experiments import EXPERIMENTS
+from ablations.runners.records import RunRecord
 from ablations.runners.steps import set_tf32
-from ablations.runners.train import Trainer, train
+from ablations.runners.together import train_together
+from ablations.runners.trainer import Trainer
 
-PART_BYTES = 15 * 2**20  # a returned file may have 16 MB
+# What a device call returns: 8 files of at most 16 MB, 64 MB in all. The log, runs.json and
+# results.tar.gz take three files and a few MB; the weight parts share the rest.
+PART_BYTES = 15 * 2**20
+WEIGHT_PARTS = 5
+WEIGHT_BYTES = 56 * 2**20
 WARMUP_ITERATIONS = 30  # untimed: cuDNN autotuning, graph capture
+SPEED_FILE, PROJECTION_FILE, CONCURRENCY_FILE = (
+    "gpu_speed.csv", "gpu_projection.json", "concurrency.csv",
+)  # fmt: skip
 
 
 def say(line: str) -> None:
@@ -50,7 +68,7 @@ def synchronize(device: torch.device) -> None:
 
 def measure(config: TrainConfig, data: Data, device: torch.device, iterations: int) -> dict:
     """images/s of the training loop (batches, step, sums) after WARMUP_ITERATIONS, and the
-    time of one validation pass (the second: the first autotunes), for one config."""
+    time of one pass over the split the run evaluates on (the second: the first autotunes)."""
     with tempfile.TemporaryDirectory() as scratch:
         trainer = Trainer(config, data, directory=Path(scratch), device=device, show_progress=False)
         trainer.model.train()
@@ -63,16 +81,18 @@ def measure(config: TrainConfig, data: Data, device: torch.device, iterations: i
         seconds = time.perf_counter() - start
         for _ in range(2):
             start = time.perf_counter()
-            trainer.evaluate("val")  # the eager model, as training evaluates
+            trainer.evaluate(config.eval_split)  # the eager model, as training evaluates
             eval_s = time.perf_counter() - start
         kind, note = trainer.step_kind, trainer.step_note
     return {
         "variant": config.variant, "step": kind, "step_note": note, "iterations": iterations,
         "batch_size": config.batch_size, "seconds": seconds,
         "ms_per_step": 1e3 * seconds / iterations,
-        "images_per_s": iterations * config.batch_size / seconds, "eval_s": eval_s,
-        "precision": config.precision, "channels_last": config.channels_last,
+        "images_per_s": iterations * config.batch_size / seconds, "eval_split": config.eval_split,
+        "eval_s": eval_s, "precision": config.precision, "channels_last": config.channels_last,
         "machine": env.device_name(device), "torch": torch.__version__,
+        "git_commit": env.git_commit(),
+        "created_at": pd.Timestamp.now(tz="UTC").isoformat(timespec="seconds"),
     }  # fmt: skip
 
 
@@ -91,60 +111,115 @@ def project(rows: pd.DataFrame, configs: list[TrainConfig], steps_per_epoch: int
     return out
 
 
+def measure_set(configs: list[TrainConfig], *, data: str | None, device: torch.device,
+                results: Path, iterations: dict[str, int], jobs: int,
+                speedup: float) -> None:  # fmt: skip
+    """Steps 1 and 2 of the module docstring; each row is saved as soon as it is measured."""
+    dataset = load_dataset("cifar10", data=data)
+    prepared = prepare_data(configs[0], dataset, device)  # the same data for every net
+    set_tf32(configs[0].precision)
+    rows: list[dict] = []
+    for step, n in iterations.items():
+        for config in configs:
+            row = measure(TrainConfig(**{**config.to_json(), "step": step}), prepared, device, n)
+            say(f"{row['variant']:>10} {row['step']:>5}: {row['images_per_s']:9,.0f} img/s "
+                f"{row['ms_per_step']:7.2f} ms/step {row['step_note']}")  # fmt: skip
+            rows.append(row)
+            _append(results / SPEED_FILE, row)
+    projection = project(pd.DataFrame(rows), configs, prepared.train.steps_per_epoch)
+    projection |= {"runs_at_once": jobs, "combined_speedup": speedup, "machine": rows[0]["machine"],
+                   "git_commit": rows[0]["git_commit"]}  # fmt: skip
+    (results / PROJECTION_FILE).write_text(json.dumps(projection, indent=1))
+    for key, value in projection.items():
+        if key.endswith("total_minutes"):
+            at_once = f", {value / speedup:.1f} min {jobs} at once" if jobs > 1 else ""
+            say(f"projected Fig. 6 set, {key.removesuffix('_total_minutes')} step: "
+                f"{value:.1f} min one at a time{at_once}")  # fmt: skip
+
+
+def _append(path: Path, row: dict) -> None:
+    pd.DataFrame([row]).to_csv(path, mode="a", header=not path.exists(), index=False)
+
+
 def run_set(configs: list[TrainConfig], *, results: Path, data: str | None, device: torch.device,
-            deadline: float) -> list[dict]:  # fmt: skip
-    """Train the configs in order until one stops at the deadline (the first always starts,
-    so every call makes progress); each finished run is recorded in results/ as `ablate run`
-    would."""
-    done: list[dict] = []
-    for config in configs:
-        if done and time.monotonic() >= deadline:
-            say(f"time limit reached before {config.run_id}: rerun to continue")
-            break
-        record = train(config, out=results / store.RUNS_DIR, data=data, device=device,
-                       deadline=deadline)  # fmt: skip
-        done.append(
-            {
-                "run_id": config.run_id,
-                **{
-                    k: record.summary.get(k)
-                    for k in (
-                        "status",
-                        "iterations",
-                        "train_s",
-                        "test_error",
-                        "images_per_s",
-                        "step",
-                    )
-                },
-            }
-        )
-        say(f"{config.run_id}: {record.status} at iteration {record.summary.get('iterations')}")
-        if record.status == "stopped":
-            say("stopped cleanly at a checkpoint: rerun the same command to resume")
-            break
-        store.record(record.run_dir, results)
-    return done
+            deadline: float, jobs: int, done: list[dict]) -> None:  # fmt: skip
+    """Train the configs in order, `jobs` at once (ablations.runners.together), each stopping
+    at its first checkpoint past the deadline, after which none starts (the first always
+    does, so every call makes progress); each finished run is recorded in results/ as `ablate
+    run` would, and appended to `done` as it ends (so that an error later keeps it)."""
+
+    def ended(record: RunRecord) -> None:
+        keys = ("status", "iterations", "train_s", "test_error", "images_per_s", "step")
+        done.append({"run_id": record.config.run_id, **{k: record.summary.get(k) for k in keys}})
+        say(f"{record.config.run_id}: {record.status} at iteration "
+            f"{record.summary.get('iterations')}")  # fmt: skip
+        if record.status != "stopped":
+            store.record(record.run_dir, results)
+
+    train_together(configs, jobs=jobs, out=results / store.RUNS_DIR, data=data, device=device,
+                   deadline=deadline, on_record=ended)  # fmt: skip
+    if len(done) < len(configs) or any(d["status"] == "stopped" for d in done):
+        say("stopped cleanly at a checkpoint (time limit): rerun the same command to resume")
 
 
-def pack(results: Path, run_ids: list[str], out: Path) -> list[Path]:
-    """results.tar.gz: results/*.csv and the runs' records; weights-N.tar.gz: their .pt files,
-    in parts under PART_BYTES (compressed weights are about as large as raw ones)."""
-    runs = [
-        results / store.RUNS_DIR / r for r in run_ids if (results / store.RUNS_DIR / r).exists()
-    ]
-    records = [*sorted(results.glob("*.csv")), *(f for d in runs for f in sorted(d.iterdir())
-                                                 if f.suffix != ".pt")]  # fmt: skip
-    weights = [f for d in runs for f in sorted(d.glob("*.pt")) if f.name != "best.pt"]
+def choose_jobs(requested: str, measured: Path, machine: str | None = None) -> tuple[int, float]:
+    """`--jobs`: a number, or "auto": the streams K of the highest combined images/s that
+    device/concurrency_gpu.py measured (on `machine`, where given), if it beats one run alone
+    by 10%. With it, that combined rate over one run's (1.0 where nothing was measured)."""
+    rates = pd.Series(dtype=float)
+    if measured.exists():
+        table = pd.read_csv(measured)
+        mine = (table["method"] == "streams") & (machine is None or table["machine"] == machine)
+        rates = table[mine].groupby("jobs")["images_per_s"].max()
+
+    def speedup(k: int) -> float:
+        return float(rates[k] / rates[1]) if {1, k} <= set(rates.index) else 1.0
+
+    if requested != "auto":
+        return int(requested), speedup(int(requested))
+    if 1 not in rates.index:
+        return 1, 1.0
+    best = int(rates.idxmax())
+    return (best, speedup(best)) if speedup(best) >= 1.1 else (1, 1.0)
+
+
+def measure_responses(*, profile: str, results: Path, data: str | None,
+                      device: torch.device) -> None:  # fmt: skip
+    """Fig. 7's layer responses of the finished runs that have none yet, from their model.pt
+    here, before the machine (and any weights that do not fit the return) goes."""
+    tasks = pipeline.plan(["responses"], profile=profile, device=device)
+    ctx = pipeline.Context(results=results, data=data, device=device)
+    pipeline.execute(tasks, ctx, log=say)
+
+
+def pack(results: Path, trained: list[str], out: Path) -> list[Path]:
+    """results.tar.gz: results/*.csv, *.json and every run's records (not its weights);
+    weights-N.tar.gz: checkpoint.pt of each unfinished run, then model.pt of each run in
+    `trained` (finished in this call), in parts under PART_BYTES, WEIGHT_PARTS and WEIGHT_BYTES
+    in all. Returns the files written; logs the weights left out."""
+    runs = sorted(d for d in (results / store.RUNS_DIR).glob("*") if d.is_dir())
+    records = [*sorted(results.glob("*.csv")), *sorted(results.glob("*.json")),
+               *(f for d in runs for f in sorted(d.iterdir()) if f.suffix != ".pt")]  # fmt: skip
+    resumable = [d / "checkpoint.pt" for d in runs if (d / "checkpoint.pt").exists()]
+    finished = [results / store.RUNS_DIR / r / "model.pt" for r in trained]
     written = [_tar(out / "results.tar.gz", records, results.parent)]
-    part: list[Path] = []
-    for f in weights:
-        if part and sum(p.stat().st_size for p in part) + f.stat().st_size > PART_BYTES:
-            written.append(_tar(out / f"weights-{len(written)}.tar.gz", part, results.parent))
-            part = []
-        part.append(f)
-    if part:
-        written.append(_tar(out / f"weights-{len(written)}.tar.gz", part, results.parent))
+    parts: list[list[Path]] = []
+    total, left_out = 0, []
+    for f in [*resumable, *(f for f in finished if f.exists())]:
+        size = f.stat().st_size
+        joins_last = bool(parts) and sum(p.stat().st_size for p in parts[-1]) + size <= PART_BYTES
+        if (size > PART_BYTES or total + size > WEIGHT_BYTES
+                or (not joins_last and len(parts) == WEIGHT_PARTS)):  # fmt: skip
+            left_out.append(f)
+            continue
+        if not joins_last:
+            parts.append([])
+        parts[-1].append(f)
+        total += size
+    for i, part in enumerate(parts):
+        written.append(_tar(out / f"weights-{i + 1}.tar.gz", part, results.parent))
+    for f in left_out:
+        say(f"left out (over what a call returns): {f.relative_to(results.parent)}")
     return written
 
 
@@ -155,7 +230,7 @@ def _tar(path: Path, files: list[Path], root: Path) -> Path:
     return path
 
 
-def main(argv: list[str] | None = None) -> int:
+def _arguments(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--out", type=Path, required=True, help="where the returned files go")
     p.add_argument("--results", type=Path, default=Path("results"))
@@ -165,8 +240,15 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--measure-iterations", type=int, default=2000)
     p.add_argument("--eager-iterations", type=int, default=200)
     p.add_argument("--skip-measure", action="store_true", help="only train (a later session)")
+    p.add_argument("--jobs", default="auto", metavar="K|auto",
+                   help="runs at once, one CUDA stream each (auto: the best K measured in "
+                   "--results/concurrency.csv on this GPU, else 1)")  # fmt: skip
     p.add_argument("--smoke", action="store_true", help="the CPU at the smoke budget (tests)")
-    args = p.parse_args(argv)
+    return p.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _arguments(argv)
     try:  # needed at the end of every run (its MACs): fail now, not after the training
         import fvcore  # noqa: F401
     except ImportError:
@@ -180,41 +262,39 @@ def main(argv: list[str] | None = None) -> int:
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = True
     args.out.mkdir(parents=True, exist_ok=True)
+    args.results.mkdir(parents=True, exist_ok=True)
     variants = EXPERIMENTS["degradation"].variants_for(profile)
     configs = [resolve_config(v, profile=profile, device=device.type) for v in variants]
-    machine = f"{env.device_name(device)}, torch {torch.__version__}"
-    say(f"{len(configs)} nets, {profile} profile, {machine}")
-    if not args.skip_measure:
-        dataset = load_dataset("cifar10", data=args.data)
-        data = prepare_data(configs[0], dataset, device)  # the same data for every net
-        set_tf32(configs[0].precision)
-        rows = []
-        for step, n in (("auto", args.measure_iterations), ("eager", args.eager_iterations)):
-            for config in configs:
-                row = measure(TrainConfig(**{**config.to_json(), "step": step}), data, device, n)
-                say(f"{row['variant']:>10} {row['step']:>5}: {row['images_per_s']:9,.0f} img/s "
-                    f"{row['ms_per_step']:7.2f} ms/step {row['step_note']}")  # fmt: skip
-                rows.append(row)
-        table = pd.DataFrame(rows)
-        table.to_csv(args.out / "speed.csv", index=False)
-        steps_per_epoch = prepare_data(
-            configs[0], dataset, torch.device("cpu")
-        ).train.steps_per_epoch
-        projection = project(table, configs, steps_per_epoch)
-        (args.out / "projection.json").write_text(json.dumps(projection, indent=1))
-        for key, value in projection.items():
-            if key.endswith("total_minutes"):
-                step = key.removesuffix("_total_minutes")
-                say(f"projected Fig. 6 set with the {step} step: {value:.1f} min")
+    machine = env.device_name(device)
+    say(f"{len(configs)} nets, {profile} profile, {machine}, torch {torch.__version__}")
+    jobs, speedup = choose_jobs(args.jobs, args.results / CONCURRENCY_FILE, machine)
     tasks = pipeline.plan(["degradation"], profile=profile, device=device)
-    todo = [t.config for t in tasks if t.config is not None]
-    margin = 0 if args.smoke else 45  # the last interval, the final test pass, packing
-    done = run_set(todo, results=args.results, data=args.data, device=device,
-                   deadline=deadline - margin)  # fmt: skip
-    (args.out / "runs.json").write_text(json.dumps(done, indent=1))
-    for path in pack(args.results, [c.run_id for c in todo], args.out):
-        say(f"{path}: {path.stat().st_size / 2**20:.1f} MB")
-    say(f"done in {time.monotonic() - start:.0f} s")
+    # Seed 0 of every net first: the whole Fig. 6 set once before any second seed.
+    todo = sorted((t.config for t in tasks if t.config is not None), key=lambda c: c.seed)
+    unfinished = {c.run_id for c in todo if not (args.results / store.RUNS_DIR / c.run_id /
+                                                 "summary.json").exists()}  # fmt: skip
+    done: list[dict] = []
+    try:
+        if not args.skip_measure:
+            try:  # a failed measurement must not cost the training its turn
+                measure_set(configs, data=args.data, device=device, results=args.results,
+                            iterations={"auto": args.measure_iterations,
+                                        "eager": args.eager_iterations},
+                            jobs=jobs, speedup=speedup)  # fmt: skip
+            except Exception:
+                say("measuring failed (below); training anyway")
+                traceback.print_exc()
+        margin = 0 if args.smoke else 45  # the last interval, the final test pass, packing
+        say(f"training {len(unfinished)} unfinished run(s), {jobs} at once")
+        run_set(todo, results=args.results, data=args.data, device=device,
+                deadline=deadline - margin, jobs=jobs, done=done)  # fmt: skip
+        measure_responses(profile=profile, results=args.results, data=args.data, device=device)
+    finally:  # whatever happened, bring back what was made
+        (args.out / "runs.json").write_text(json.dumps(done, indent=1))
+        trained = [d["run_id"] for d in done if d["run_id"] in unfinished]
+        for path in pack(args.results, trained, args.out):
+            say(f"{path}: {path.stat().st_size / 2**20:.1f} MB")
+        say(f"done in {time.monotonic() - start:.0f} s")
     return 0
 
 

@@ -1,8 +1,11 @@
 """The GPU runbook (device/train_gpu.sh) end to end on the CPU at the smoke budget: measure,
-project, train until the time limit, pack; then a second call resumes and finishes the set."""
+project, train until the time limit, pack; then a second call resumes and finishes the set and
+measures its layer responses. Also: a failed measurement still trains and packs, and the
+weights packed stay within what a device call returns."""
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import subprocess
@@ -12,6 +15,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -27,30 +31,114 @@ def _runbook(tmp_path: Path, data: Path, out: str, *args: str) -> subprocess.Com
     )  # fmt: skip
 
 
+def _names(archive: Path) -> list[str]:
+    with tarfile.open(archive) as tar:
+        return tar.getnames()
+
+
 @pytest.mark.slow
 def test_runbook_measures_stops_cleanly_packs_and_resumes(tmp_path, tiny_cifar):
     first = _runbook(tmp_path, tiny_cifar, "out1", "--time-limit", "0",
                      "--measure-iterations", "3", "--eager-iterations", "2")  # fmt: skip
     assert first.returncode == 0, first.stdout[-3000:]
-    out = tmp_path / "out1"
-    speed = pd.read_csv(out / "speed.csv")
+    out, results = tmp_path / "out1", tmp_path / "results"
+    speed = pd.read_csv(results / "gpu_speed.csv")
     assert set(speed["step"]) == {"eager"} and len(speed) == 8  # 4 nets x (auto, eager) on a CPU
-    assert (speed["images_per_s"] > 0).all()
-    projection = json.loads((out / "projection.json").read_text())
+    assert (speed["images_per_s"] > 0).all() and set(speed["eval_split"]) == {"val"}
+    projection = json.loads((results / "gpu_projection.json").read_text())
     assert projection["nets"] == 4 and projection["eager_total_minutes"] > 0
+    assert projection["runs_at_once"] == 1 and projection["machine"]
     [stopped] = json.loads((out / "runs.json").read_text())
     assert stopped["status"] == "stopped" and stopped["iterations"] == 4
     assert "stopped cleanly at a checkpoint" in first.stdout
-    with tarfile.open(out / "weights-1.tar.gz") as tar:
-        assert any(n.endswith("checkpoint.pt") for n in tar.getnames())
-    with tarfile.open(out / "results.tar.gz") as tar:
-        names = tar.getnames()
+    assert any(n.endswith("checkpoint.pt") for n in _names(out / "weights-1.tar.gz"))
+    names = _names(out / "results.tar.gz")
     assert any(n.endswith("config.json") for n in names) and not any(".pt" in n for n in names)
+    assert {"results/gpu_speed.csv", "results/gpu_projection.json"} <= set(names)
 
-    second = _runbook(tmp_path, tiny_cifar, "out2", "--skip-measure")
+    second = _runbook(tmp_path, tiny_cifar, "out2", "--skip-measure", "--jobs", "2")
     assert second.returncode == 0, second.stdout[-3000:]
     runs = json.loads((tmp_path / "out2" / "runs.json").read_text())
     assert [r["status"] for r in runs] == ["complete"] * 4
-    assert runs[0]["run_id"] == stopped["run_id"]  # resumed, not restarted elsewhere
-    table = pd.read_csv(tmp_path / "results" / "runs.csv")
+    assert stopped["run_id"] in [r["run_id"] for r in runs]  # resumed, not restarted elsewhere
+    assert "4 unfinished run(s), 2 at once" in second.stdout
+    table = pd.read_csv(results / "runs.csv")
     assert len(table) == 4 and set(table["status"]) == {"complete"}
+    # Fig. 7 measured here, from the weights, before the machine goes.
+    responses = pd.read_csv(results / "responses.csv")
+    assert set(responses["run_id"]) == set(table["run_id"])
+    weights = [n for part in sorted((tmp_path / "out2").glob("weights-*.tar.gz"))
+               for n in _names(part)]  # fmt: skip
+    assert sorted(n for n in weights if n.endswith("model.pt")) == sorted(
+        f"results/runs/{r}/model.pt" for r in table["run_id"]
+    )  # fmt: skip
+    assert "results/responses.csv" in _names(tmp_path / "out2" / "results.tar.gz")
+
+
+def _train_gpu():
+    spec = importlib.util.spec_from_file_location("train_gpu", ROOT / "device" / "train_gpu.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.mark.slow
+def test_a_failed_measurement_still_trains_and_packs(tmp_path, tiny_cifar, monkeypatch, capsys):
+    train_gpu = _train_gpu()
+
+    def broken(*args, **kwargs):
+        raise ValueError("an evaluation over no images has no metrics")
+
+    monkeypatch.setattr(train_gpu, "measure", broken)
+    code = train_gpu.main(["--smoke", "--out", str(tmp_path / "out"), "--results",
+                           str(tmp_path / "results"), "--data", str(tiny_cifar),
+                           "--time-limit", "0"])  # fmt: skip
+    assert code == 0
+    assert "measuring failed" in capsys.readouterr().err
+    [stopped] = json.loads((tmp_path / "out" / "runs.json").read_text())
+    assert stopped["status"] == "stopped"
+    assert (tmp_path / "out" / "results.tar.gz").exists()
+
+
+def test_measure_evaluates_the_split_the_profile_evaluates(tiny_cifar, monkeypatch):
+    """The paper profile holds no validation split (it evaluates on test): measuring it must
+    time the test pass, not fail on an empty val split."""
+    from ablations.config import resolve_config
+    from ablations.data import load_dataset
+    from ablations.data.prepare import prepare_data
+
+    cpu = torch.device("cpu")
+    config = resolve_config("plain20", profile="paper", device="cpu", input_size=8)
+    data = prepare_data(config, load_dataset("cifar10", data=tiny_cifar), cpu)
+    train_gpu = _train_gpu()
+    monkeypatch.setattr(train_gpu, "WARMUP_ITERATIONS", 1)
+    row = train_gpu.measure(config, data, cpu, 1)
+    assert row["eval_split"] == "test" and row["eval_s"] > 0
+
+
+def test_packed_weights_stay_within_what_a_call_returns(tmp_path, monkeypatch, capsys):
+    """Resumable checkpoints first, then the weights of runs finished in this call; parts under
+    the part size, no more parts and bytes than the return allows; the rest named."""
+    train_gpu = _train_gpu()
+    monkeypatch.setattr(train_gpu, "PART_BYTES", 100)
+    monkeypatch.setattr(train_gpu, "WEIGHT_PARTS", 2)
+    monkeypatch.setattr(train_gpu, "WEIGHT_BYTES", 180)
+    runs = tmp_path / "results" / "runs"
+    sizes = {"a": ("checkpoint.pt", 60), "b": ("checkpoint.pt", 60), "c": ("model.pt", 50),
+             "d": ("model.pt", 40), "e": ("model.pt", 30)}  # fmt: skip
+    for run, (name, size) in sizes.items():
+        (runs / run).mkdir(parents=True)
+        (runs / run / name).write_bytes(b"\0" * size)
+        (runs / run / "config.json").write_text("{}")
+    (runs / "d" / "best.pt").write_bytes(b"\0" * 10)  # never packed
+    out = tmp_path / "out"
+    out.mkdir()
+    written = train_gpu.pack(tmp_path / "results", ["c", "d", "e"], out)
+    parts = [_names(p) for p in written[1:]]
+    # a (60) + b (60) > 100: two parts; c (50) fits neither and a third part is not allowed;
+    # d (40) joins b's part (100 bytes), e (30) fits no part (and would pass 180 in all).
+    assert parts == [["results/runs/a/checkpoint.pt"],
+                     ["results/runs/b/checkpoint.pt", "results/runs/d/model.pt"]]  # fmt: skip
+    err = capsys.readouterr().err
+    assert "left out" in err and "runs/c/model.pt" in err and "runs/e/model.pt" in err

@@ -213,8 +213,8 @@ def compare(
                 "optimizer": their_optimizer,
             }),
         )  # fmt: skip
-        for loop, seconds, cfg, flags, pipeline in loops:
-            rows.append({
+        pair = [
+            {
                 "variant": config.variant, "loop": loop, "device": dev.type,
                 "machine": environment["machine"], "precision": cfg.precision,
                 "channels_last": cfg.channels_last, "compile": cfg.compile,
@@ -225,8 +225,10 @@ def compare(
                 "speedup": theirs / seconds, "torch": environment["torch"],
                 "git_commit": environment["git_commit"], "created_at": environment["created_at"],
                 **{k: environment[k] for k in (*env.MACHINE_HASHES, *env.KERNELS)},
-            })  # fmt: skip
-    table = SCHEMA.validate(pd.DataFrame(rows))
-    if out is not None:
-        upsert(out, table, SCHEMA)
-    return table
+            }
+            for loop, seconds, cfg, flags, pipeline in loops
+        ]  # fmt: skip
+        rows += pair
+        if out is not None:  # each variant's pair as it is measured: an interrupt keeps them
+            upsert(out, SCHEMA.validate(pd.DataFrame(pair)), SCHEMA)
+    return SCHEMA.validate(pd.DataFrame(rows))
