@@ -131,6 +131,8 @@ def main(argv: list[str] | None = None) -> int:
                    help="only the methods --out has no rows of on this device")  # fmt: skip
     p.add_argument("--smoke", action="store_true", help="the CPU at the smoke budget (tests)")
     args = p.parse_args(argv)
+    if not args.smoke and not torch.cuda.is_available():
+        p.error("no CUDA device here: run this on the GPU machine, or with --smoke on a CPU")
     profile, device = (
         ("smoke", torch.device("cpu")) if args.smoke else ("paper", torch.device("cuda"))
     )

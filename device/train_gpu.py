@@ -254,6 +254,9 @@ def main(argv: list[str] | None = None) -> int:
     except ImportError:
         say("fvcore is missing: carry its wheels (../shared/device/wheels.sh .whl), see README")
         return 2
+    if not args.smoke and not torch.cuda.is_available():
+        say("no CUDA device here: run this on the GPU machine, or with --smoke on a CPU")
+        return 2
     start = time.monotonic()
     deadline = start + args.time_limit
     profile, device = (
