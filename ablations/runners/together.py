@@ -12,7 +12,8 @@ function of its seed and iteration), checkpoints and run directory, and env.json
 many ran at once (`runs_at_once`: the run's images/s are then its share). What runs in one
 process share is process-wide state: the cuDNN autotuner's choices (the same algorithms for
 the same shapes) and the TF32 flags, so runs whose precisions set those flags differently are
-never in flight together. On a CPU there are no streams: the runs take turns on the same cores
+never in flight together, and a run's first step and first evaluation (where the autotuner
+times kernels) run on an otherwise idle GPU, as they would alone. On a CPU there are no streams: the runs take turns on the same cores
 and each ends exactly as it would alone (tests/test_together.py). That is the GPU path's CPU
 test, not a way to speed up a CPU.
 """
@@ -21,8 +22,8 @@ from __future__ import annotations
 
 import contextlib
 import time
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -45,6 +46,8 @@ class _InFlight:
     trainer: Trainer
     stream: torch.cuda.Stream | None
     position: int  # its progress bar's line
+    # Work this run has not launched yet in this process: its first step, its first evaluation.
+    firsts: set[str] = field(default_factory=lambda: {"step", "evaluation"})
 
     def step(self) -> dict[str, Any] | None:
         """One iteration; at the end of an interval, its report, evaluation and checkpoint.
@@ -52,10 +55,25 @@ class _InFlight:
         t = self.trainer
         with on(self.stream):
             if t.state.iteration < t.interval_end:
-                t.advance(t.batches, until=t.state.iteration + 1, progress=t.progress)
+                with self._alone("step"):
+                    t.advance(t.batches, until=t.state.iteration + 1, progress=t.progress)
             if t.state.iteration < t.interval_end:
                 return None
-            return t.end_interval()
+            with self._alone("evaluation"):
+                return t.end_interval()
+
+    @contextlib.contextmanager
+    def _alone(self, first: str) -> Iterator[None]:
+        """The first time a run launches `first`, cuDNN's autotuner (cudnn.benchmark) times the
+        kernels for its shapes. It does so on an otherwise idle GPU, as it would alone, so that
+        the kernels it picks, and so the run's numbers, do not depend on what runs beside it."""
+        if self.stream is None or first not in self.firsts:
+            yield
+            return
+        self.firsts.discard(first)
+        torch.cuda.synchronize(self.stream.device)  # the other runs' queued work ends first
+        yield
+        self.stream.synchronize()
 
 
 def on(stream: torch.cuda.Stream | None) -> contextlib.AbstractContextManager[Any]:
