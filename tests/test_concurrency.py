@@ -33,7 +33,7 @@ def _measure(out: Path, data: Path, *extra: str) -> subprocess.CompletedProcess:
 
 
 @pytest.mark.slow
-def test_every_method_measures_on_the_cpu(tmp_path, tiny_cifar):
+def test_every_method_measures_on_the_cpu(tmp_path, tiny_cifar, capsys):
     out = tmp_path / "concurrency.csv"
     done = _measure(out, tiny_cifar, "--jobs", "1,2", "--process-jobs", "2")
     assert done.returncode == 0, done.stderr[-3000:]
@@ -43,12 +43,17 @@ def test_every_method_measures_on_the_cpu(tmp_path, tiny_cifar):
     ]  # fmt: skip
     assert (table["images_per_s"] > 0).all() and set(table["step"]) == {"eager"}
     assert not table["mps"].any() and table["machine"].notna().all()
-    # A later call with --if-missing measures only what this device has no rows of.
-    again = _measure(out, tiny_cifar, "--jobs", "1", "--methods", "streams", "--if-missing")
-    assert again.returncode == 0 and "measured on this device already" in again.stderr
+
+    # A later call with --if-missing measures only what this device has no rows of (here, in
+    # this process: the processes method is the one that needs the script's own process).
+    concurrency = _device_script("concurrency_gpu")
+    argv = ["--smoke", "--out", str(out), "--data", str(tiny_cifar), "--variant", "resnet20"]
+    assert concurrency.main([*argv, "--methods", "streams", "--if-missing"]) == 0
+    assert "measured on this device already" in capsys.readouterr().err
     assert len(pd.read_csv(out)) == 3
-    bad = _measure(out, tiny_cifar, "--methods", "threads")
-    assert bad.returncode == 2 and "unknown threads" in bad.stderr
+    with pytest.raises(SystemExit) as bad:
+        concurrency.main([*argv, "--methods", "threads"])
+    assert bad.value.code == 2
 
 
 def _table(path: Path, rates: dict[int, float]) -> Path:
