@@ -13,9 +13,9 @@ many ran at once (`runs_at_once`: the run's images/s are then its share). What r
 process share is process-wide state: the cuDNN autotuner's choices (the same algorithms for
 the same shapes) and the TF32 flags, so runs whose precisions set those flags differently are
 never in flight together, and a run's first step and first evaluation (where the autotuner
-times kernels) run on an otherwise idle GPU, as they would alone. On a CPU there are no streams: the runs take turns on the same cores
-and each ends exactly as it would alone (tests/test_together.py). That is the GPU path's CPU
-test, not a way to speed up a CPU.
+times kernels) run on an otherwise idle GPU, as they would alone. On a CPU there are no
+streams: the runs take turns on the same cores and each ends exactly as it would alone
+(tests/test_together.py). That is the GPU path's CPU test, not a way to speed up a CPU.
 """
 
 from __future__ import annotations
