@@ -20,11 +20,20 @@ finish_log() {  # the machine ends what a command leaves running: let tee write 
 trap finish_log EXIT
 export PYTHONUNBUFFERED=1
 python=${PYTHON:-python3}
-if compgen -G ".whl/*.whl" >/dev/null; then  # the GPU image has no fvcore (MAC counts)
-  $python -m pip install -q --no-index --no-deps --no-compile --target /tmp/site .whl/*.whl
+if compgen -G ".whl/*.whl" >/dev/null; then  # the GPU image has no fvcore, no submitit
+  $python -m pip install -q --no-index --no-deps --no-compile --upgrade --target /tmp/site \
+    .whl/*.whl
   export PYTHONPATH=/tmp/site:$PWD
 else
   export PYTHONPATH=$PWD${PYTHONPATH:+:$PYTHONPATH}
+fi
+# Fail in one line now, not minutes into the device's time: the CLI imports submitit (the
+# executors), a run's end fvcore (its MACs).
+if ! missing=$($python -c 'import importlib.util as u
+print(" ".join(m for m in ("fvcore", "submitit") if u.find_spec(m) is None))') || [[ -n $missing ]]; then
+  echo "[$1] missing: ${missing:-python}; carry the wheels: ../shared/device/wheels.sh .whl" \
+    "submitit (README \"On a GPU\")"
+  exit 2
 fi
 # The copy of the tree on the GPU machine may have no .git: rows then take the commit from
 # carry/COMMIT, written here before the call (`git rev-parse --short=12 HEAD > carry/COMMIT`).

@@ -142,3 +142,16 @@ def test_packed_weights_stay_within_what_a_call_returns(tmp_path, monkeypatch, c
                      ["results/runs/b/checkpoint.pt", "results/runs/d/model.pt"]]  # fmt: skip
     err = capsys.readouterr().err
     assert "left out" in err and "runs/c/model.pt" in err and "runs/e/model.pt" in err
+
+
+def test_a_call_without_the_carried_wheels_stops_in_one_line(tmp_path):
+    """The GPU image has neither fvcore nor submitit: without their wheels the runbooks stop at
+    once, naming what to carry, instead of minutes into the device's time (here a Python
+    without site-packages stands in for that image)."""
+    environment = {**os.environ, "OUT": str(tmp_path / "out"), "PYTHON": f"{sys.executable} -S"}
+    done = subprocess.run(["bash", str(ROOT / "device" / "train_gpu.sh"), "--smoke"], cwd=ROOT,
+                          env=environment, capture_output=True, text=True, timeout=60)  # fmt: skip
+    assert done.returncode == 2
+    assert "missing: fvcore submitit; carry the wheels: ../shared/device/wheels.sh .whl" in (
+        done.stdout
+    )
