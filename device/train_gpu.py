@@ -14,9 +14,10 @@
 4. The layer responses (Fig. 7) of the runs that finished, measured here from their weights,
    so that the weights need not come back.
 5. Whatever happened above, --out gets runs.json, results.tar.gz (results/*.csv and *.json and
-   the run records) and weights-N.tar.gz parts: every unfinished run's checkpoint.pt first
-   (resuming needs it), then the model.pt of runs finished in this call, within what a device
-   call returns (8 files, 16 MB each, 64 MB in all); what did not fit is named in the log.
+   the run records), checkpoints-N.tar.gz (the unfinished runs' checkpoint.pt, the furthest
+   along first, as many as a later call can carry back) and weights-N.tar.gz (the model.pt of
+   runs finished in this call), within what a device call returns (8 files, 16 MB each, 64 MB
+   in all); what did not fit is named in the log.
 
 `--smoke` runs all of it on the CPU at the smoke budget, in seconds (tests/test_device.py).
 """
@@ -47,10 +48,14 @@ from ablations.runners.together import train_together
 from ablations.runners.trainer import Trainer
 
 # What a device call returns: 8 files of at most 16 MB, 64 MB in all. The log, runs.json and
-# results.tar.gz take three files and a few MB; the weight parts share the rest.
+# results.tar.gz take three files and a few MB; the checkpoint and weight parts share the rest.
 PART_BYTES = 15 * 2**20
 WEIGHT_PARTS = 5
 WEIGHT_BYTES = 56 * 2**20
+# What a later call can carry back: 64 MB with the tree (about 6 MB), the CIFAR-10 archive
+# (20 MB), the wheels and results.tar.gz. A Fig. 6 checkpoint holds weights and momentum: about
+# 2 MB (ResNet-20) to 14 MB (ResNet-110), so about 4 unfinished runs fit.
+CARRY_BYTES = 34 * 2**20
 WARMUP_ITERATIONS = 30  # untimed: cuDNN autotuning, graph capture
 SPEED_FILE, PROJECTION_FILE, CONCURRENCY_FILE = (
     "gpu_speed.csv", "gpu_projection.json", "concurrency.csv",
@@ -194,33 +199,59 @@ def measure_responses(*, profile: str, results: Path, data: str | None,
 
 def pack(results: Path, trained: list[str], out: Path) -> list[Path]:
     """results.tar.gz: results/*.csv, *.json and every run's records (not its weights);
-    weights-N.tar.gz: checkpoint.pt of each unfinished run, then model.pt of each run in
-    `trained` (finished in this call), in parts under PART_BYTES, WEIGHT_PARTS and WEIGHT_BYTES
-    in all. Returns the files written; logs the weights left out."""
+    checkpoints-N.tar.gz: checkpoint.pt of each unfinished run, the furthest along first, within
+    CARRY_BYTES (a later call carries them back, beside the tree and the data); weights-N.tar.gz:
+    model.pt of each run in `trained` (finished in this call), for the record. Parts under
+    PART_BYTES, WEIGHT_PARTS and WEIGHT_BYTES in all. Returns the files written; logs what was
+    left out."""
     runs = sorted(d for d in (results / store.RUNS_DIR).glob("*") if d.is_dir())
     records = [*sorted(results.glob("*.csv")), *sorted(results.glob("*.json")),
                *(f for d in runs for f in sorted(d.iterdir()) if f.suffix != ".pt")]  # fmt: skip
-    resumable = [d / "checkpoint.pt" for d in runs if (d / "checkpoint.pt").exists()]
-    finished = [results / store.RUNS_DIR / r / "model.pt" for r in trained]
+    resumable = sorted((d for d in runs if (d / "checkpoint.pt").exists()), key=_progress,
+                       reverse=True)  # fmt: skip
+    finished = [f for r in trained if (f := results / store.RUNS_DIR / r / "model.pt").exists()]
     written = [_tar(out / "results.tar.gz", records, results.parent)]
+    room = {"parts": WEIGHT_PARTS, "bytes": WEIGHT_BYTES}
+    for name, files, limit, lost in (
+        ("checkpoints", [d / "checkpoint.pt" for d in resumable], CARRY_BYTES,
+         "over what a later call can carry: that run restarts"),
+        ("weights", finished, WEIGHT_BYTES, "over what a call returns"),
+    ):  # fmt: skip
+        parts, left_out = _parts(files, room=room, limit=limit)
+        written += [_tar(out / f"{name}-{i + 1}.tar.gz", part, results.parent)
+                    for i, part in enumerate(parts)]  # fmt: skip
+        for f in left_out:
+            say(f"left out ({lost}): {f.relative_to(results.parent)}")
+    return written
+
+
+def _progress(run: Path) -> int:
+    """The iteration a run's checkpoint holds (its curves end there)."""
+    curves = run / "curves.csv"
+    return int(pd.read_csv(curves)["iteration"].max()) if curves.exists() else 0
+
+
+def _parts(files: list[Path], *, room: dict[str, int],
+           limit: int) -> tuple[list[list[Path]], list[Path]]:  # fmt: skip
+    """`files` in parts of at most PART_BYTES, in order, within `room` (parts and bytes left to
+    the call's return, updated) and `limit` bytes; with the files that did not fit."""
     parts: list[list[Path]] = []
-    total, left_out = 0, []
-    for f in [*resumable, *(f for f in finished if f.exists())]:
+    left_out: list[Path] = []
+    used = 0
+    for f in files:
         size = f.stat().st_size
         joins_last = bool(parts) and sum(p.stat().st_size for p in parts[-1]) + size <= PART_BYTES
-        if (size > PART_BYTES or total + size > WEIGHT_BYTES
-                or (not joins_last and len(parts) == WEIGHT_PARTS)):  # fmt: skip
+        if (size > PART_BYTES or used + size > min(limit, room["bytes"])
+                or (not joins_last and room["parts"] == 0)):  # fmt: skip
             left_out.append(f)
             continue
         if not joins_last:
             parts.append([])
+            room["parts"] -= 1
         parts[-1].append(f)
-        total += size
-    for i, part in enumerate(parts):
-        written.append(_tar(out / f"weights-{i + 1}.tar.gz", part, results.parent))
-    for f in left_out:
-        say(f"left out (over what a call returns): {f.relative_to(results.parent)}")
-    return written
+        used += size
+    room["bytes"] -= used
+    return parts, left_out
 
 
 def _tar(path: Path, files: list[Path], root: Path) -> Path:

@@ -6,8 +6,9 @@
 # (device/concurrency_gpu.py: streams, processes, and processes under MPS where it starts; once
 # per GPU model), then runs device/train_gpu.py: img/s of each Fig. 6 net, the projected time of
 # the set, the paper-profile degradation runs until the time limit, their layer responses. Leaves
-# results.tar.gz + weights-N.tar.gz + runs.json + train_gpu.log in $OUT. Arguments go to
-# train_gpu.py (--smoke: the CPU, seconds; CONCURRENCY=1 measures runs at once there too).
+# results.tar.gz + checkpoints-N.tar.gz + weights-N.tar.gz + runs.json + train_gpu.log in $OUT.
+# Arguments go to train_gpu.py (--smoke: the CPU, seconds; CONCURRENCY=1 measures runs at once
+# there too).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source device/common.sh train_gpu  # log, fvcore wheels, PYTHONPATH, ABLATE_DATA, commit

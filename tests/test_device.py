@@ -51,7 +51,7 @@ def test_runbook_measures_stops_cleanly_packs_and_resumes(tmp_path, tiny_cifar):
     [stopped] = json.loads((out / "runs.json").read_text())
     assert stopped["status"] == "stopped" and stopped["iterations"] == 4
     assert "stopped cleanly at a checkpoint" in first.stdout
-    assert any(n.endswith("checkpoint.pt") for n in _names(out / "weights-1.tar.gz"))
+    assert any(n.endswith("checkpoint.pt") for n in _names(out / "checkpoints-1.tar.gz"))
     names = _names(out / "results.tar.gz")
     assert any(n.endswith("config.json") for n in names) and not any(".pt" in n for n in names)
     assert {"results/gpu_speed.csv", "results/gpu_projection.json"} <= set(names)
@@ -118,30 +118,37 @@ def test_measure_evaluates_the_split_the_profile_evaluates(tiny_cifar, monkeypat
 
 
 def test_packed_weights_stay_within_what_a_call_returns(tmp_path, monkeypatch, capsys):
-    """Resumable checkpoints first, then the weights of runs finished in this call; parts under
-    the part size, no more parts and bytes than the return allows; the rest named."""
+    """Checkpoints of unfinished runs first, the furthest along first, within what a later call
+    can carry; then the weights of runs finished in this call; parts under the part size, no
+    more parts and bytes than a call returns; the rest named."""
     train_gpu = _train_gpu()
-    monkeypatch.setattr(train_gpu, "PART_BYTES", 100)
-    monkeypatch.setattr(train_gpu, "WEIGHT_PARTS", 2)
-    monkeypatch.setattr(train_gpu, "WEIGHT_BYTES", 180)
+    for name, value in {"PART_BYTES": 100, "WEIGHT_PARTS": 3, "WEIGHT_BYTES": 230,
+                        "CARRY_BYTES": 120}.items():  # fmt: skip
+        monkeypatch.setattr(train_gpu, name, value)
     runs = tmp_path / "results" / "runs"
-    sizes = {"a": ("checkpoint.pt", 60), "b": ("checkpoint.pt", 60), "c": ("model.pt", 50),
-             "d": ("model.pt", 40), "e": ("model.pt", 30)}  # fmt: skip
-    for run, (name, size) in sizes.items():
+    files = {"a": ("checkpoint.pt", 60, 10), "b": ("checkpoint.pt", 60, 30),
+             "c": ("checkpoint.pt", 50, 20), "d": ("model.pt", 90, 0), "e": ("model.pt", 40, 0),
+             "f": ("model.pt", 30, 0)}  # fmt: skip
+    for run, (name, size, iteration) in files.items():
         (runs / run).mkdir(parents=True)
         (runs / run / name).write_bytes(b"\0" * size)
-        (runs / run / "config.json").write_text("{}")
+        pd.DataFrame({"iteration": [iteration]}).to_csv(runs / run / "curves.csv", index=False)
     (runs / "d" / "best.pt").write_bytes(b"\0" * 10)  # never packed
     out = tmp_path / "out"
     out.mkdir()
-    written = train_gpu.pack(tmp_path / "results", ["c", "d", "e"], out)
-    parts = [_names(p) for p in written[1:]]
-    # a (60) + b (60) > 100: two parts; c (50) fits neither and a third part is not allowed;
-    # d (40) joins b's part (100 bytes), e (30) fits no part (and would pass 180 in all).
-    assert parts == [["results/runs/a/checkpoint.pt"],
-                     ["results/runs/b/checkpoint.pt", "results/runs/d/model.pt"]]  # fmt: skip
+    written = train_gpu.pack(tmp_path / "results", ["d", "e", "f"], out)
+    assert [p.name for p in written] == ["results.tar.gz", "checkpoints-1.tar.gz",
+                                         "checkpoints-2.tar.gz", "weights-1.tar.gz"]  # fmt: skip
+    # b (iteration 30) and c (20) first: 110 bytes, over one 100-byte part; a would pass the
+    # 120 bytes a later call carries. d (90) opens the last of the 3 parts; e (40) and f (30)
+    # fit in none.
+    assert [_names(p) for p in written[1:]] == [
+        ["results/runs/b/checkpoint.pt"], ["results/runs/c/checkpoint.pt"],
+        ["results/runs/d/model.pt"],
+    ]  # fmt: skip
     err = capsys.readouterr().err
-    assert "left out" in err and "runs/c/model.pt" in err and "runs/e/model.pt" in err
+    assert "later call can carry: that run restarts): results/runs/a/checkpoint.pt" in err
+    assert "runs/e/model.pt" in err and "runs/f/model.pt" in err
 
 
 def test_a_call_without_the_carried_wheels_stops_in_one_line(tmp_path):
