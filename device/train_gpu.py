@@ -52,9 +52,9 @@ from ablations.runners.trainer import Trainer
 PART_BYTES = 15 * 2**20
 WEIGHT_PARTS = 5
 WEIGHT_BYTES = 56 * 2**20
-# What a later call can carry back: 64 MB with the tree (about 6 MB), the CIFAR-10 archive
-# (20 MB), the wheels and results.tar.gz. A Fig. 6 checkpoint holds weights and momentum: about
-# 2 MB (ResNet-20) to 14 MB (ResNet-110), so about 4 unfinished runs fit.
+# What a later call can carry back: 64 MB with the tree (5.7 MB), the CIFAR-10 archive
+# (19.6 MB), the wheels and results.tar.gz. A Fig. 6 checkpoint holds weights and momentum in
+# fp32, 8 bytes a parameter: 2.2 MB (ResNet-20) to 13.8 MB (ResNet-110), so about 4 fit.
 CARRY_BYTES = 34 * 2**20
 WARMUP_ITERATIONS = 30  # untimed: cuDNN autotuning, graph capture
 SPEED_FILE, PROJECTION_FILE, CONCURRENCY_FILE = (
