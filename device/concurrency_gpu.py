@@ -23,12 +23,12 @@ import os
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 import torch
+from train_gpu import WARMUP_ITERATIONS, append_row, ready, synchronize  # device/, beside
 
 from ablations import env
 from ablations.config import TrainConfig, resolve_config
@@ -36,30 +36,10 @@ from ablations.data import load_dataset
 from ablations.data.prepare import Data, prepare_data
 from ablations.runners import together
 from ablations.runners.steps import set_tf32
-from ablations.runners.trainer import Trainer
-
-WARMUP_ITERATIONS = 30  # untimed: cuDNN autotuning, graph capture
-
-
-def _synchronize(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
 
 
 def _seeded(config: TrainConfig, seed: int) -> TrainConfig:
     return TrainConfig(**{**config.to_json(), "seed": seed})
-
-
-def _ready(config: TrainConfig, data: Data, device: torch.device, scratch: Path,
-           stream: torch.cuda.Stream | None) -> tuple[Trainer, Iterator[Any]]:  # fmt: skip
-    """A trainer past its warm-up (graph captured), on `stream`."""
-    with together.on(stream):
-        trainer = Trainer(config, data, directory=scratch / config.run_id, device=device,
-                          show_progress=False)  # fmt: skip
-        trainer.model.train()
-        batches = data.train.batches(0)
-        trainer.advance(batches, until=WARMUP_ITERATIONS)
-    return trainer, batches
 
 
 def streams(config: TrainConfig, data: Data, device: torch.device, *, jobs: int,
@@ -70,15 +50,15 @@ def streams(config: TrainConfig, data: Data, device: torch.device, *, jobs: int,
         runs = []
         for seed in range(jobs):
             stream = together.stream_for(device)  # after the shared data's copy to the GPU
-            runs.append((*_ready(_seeded(config, seed), data, device, Path(scratch), stream),
+            runs.append((*ready(_seeded(config, seed), data, device, Path(scratch), stream),
                          stream))  # fmt: skip
-        _synchronize(device)
+        synchronize(device)
         start = time.perf_counter()
         for i in range(1, iterations + 1):
             for trainer, batches, stream in runs:
                 with together.on(stream):
                     trainer.advance(batches, until=WARMUP_ITERATIONS + i)
-        _synchronize(device)
+        synchronize(device)
         return time.perf_counter() - start, runs[0][0].step_kind
 
 
@@ -91,12 +71,12 @@ def _process(config: dict[str, Any], data: str | None, device: str, iterations: 
     torch.backends.cudnn.benchmark = dev.type == "cuda"
     set_tf32(run.precision)
     with tempfile.TemporaryDirectory() as scratch:
-        trainer, batches = _ready(run, prepared, dev, Path(scratch), None)
-        _synchronize(dev)
+        trainer, batches = ready(run, prepared, dev, Path(scratch), None)
+        synchronize(dev)
         barrier.wait()
         start = time.monotonic()  # one clock for every process
         trainer.advance(batches, until=WARMUP_ITERATIONS + iterations)
-        _synchronize(dev)
+        synchronize(dev)
         results.put((start, time.monotonic(), trainer.step_kind))
 
 
@@ -174,7 +154,7 @@ def main(argv: list[str] | None = None) -> int:
             })  # fmt: skip
             print(f"[concurrency] {method}{' (MPS)' if mps else ''} x{jobs} {config.variant}: "
                   f"{images / seconds:,.0f} img/s in all", file=sys.stderr, flush=True)  # fmt: skip
-            _append(args.out, rows[-1])  # each as it is measured: a time limit keeps the rest
+            append_row(args.out, rows[-1])  # each as it is measured: a time limit keeps the rest
     return 0
 
 
@@ -188,10 +168,6 @@ def _measured(path: Path, method: str, *, mps: bool, device: torch.device) -> bo
     table = pd.read_csv(path)
     mine = (table["machine"] == env.device_name(device)) & (table["method"] == method)
     return bool((mine & (table["mps"] == mps)).any())
-
-
-def _append(path: Path, row: dict[str, Any]) -> None:
-    pd.DataFrame([row]).to_csv(path, mode="a", header=not path.exists(), index=False)
 
 
 if __name__ == "__main__":

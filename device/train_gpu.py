@@ -31,6 +31,7 @@ import tarfile
 import tempfile
 import time
 import traceback
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -44,7 +45,7 @@ from ablations.data.prepare import Data, prepare_data
 from ablations.experiments import EXPERIMENTS
 from ablations.runners.records import RunRecord
 from ablations.runners.steps import set_tf32
-from ablations.runners.together import train_together
+from ablations.runners.together import on, train_together
 from ablations.runners.trainer import Trainer
 
 # What a device call returns: 8 files of at most 16 MB, 64 MB in all. The log, runs.json and
@@ -71,14 +72,24 @@ def synchronize(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
+def ready(config: TrainConfig, data: Data, device: torch.device, scratch: Path,
+          stream: torch.cuda.Stream | None = None) -> tuple[Trainer, Iterator[Any]]:  # fmt: skip
+    """A trainer past WARMUP_ITERATIONS (cuDNN autotuned, graph captured), its work on
+    `stream`, and its batches: what every timing here starts from."""
+    with on(stream):
+        trainer = Trainer(config, data, directory=scratch / config.run_id, device=device,
+                          show_progress=False)  # fmt: skip
+        trainer.model.train()
+        batches = data.train.batches(0)
+        trainer.advance(batches, until=WARMUP_ITERATIONS)
+    return trainer, batches
+
+
 def measure(config: TrainConfig, data: Data, device: torch.device, iterations: int) -> dict:
     """images/s of the training loop (batches, step, sums) after WARMUP_ITERATIONS, and the
     time of one pass over the split the run evaluates on (the second: the first autotunes)."""
     with tempfile.TemporaryDirectory() as scratch:
-        trainer = Trainer(config, data, directory=Path(scratch), device=device, show_progress=False)
-        trainer.model.train()
-        batches = data.train.batches(0)
-        trainer.advance(batches, until=WARMUP_ITERATIONS)
+        trainer, batches = ready(config, data, device, Path(scratch))
         synchronize(device)
         start = time.perf_counter()
         trainer.advance(batches, until=WARMUP_ITERATIONS + iterations)
@@ -130,7 +141,7 @@ def measure_set(configs: list[TrainConfig], *, data: str | None, device: torch.d
             say(f"{row['variant']:>10} {row['step']:>5}: {row['images_per_s']:9,.0f} img/s "
                 f"{row['ms_per_step']:7.2f} ms/step {row['step_note']}")  # fmt: skip
             rows.append(row)
-            _append(results / SPEED_FILE, row)
+            append_row(results / SPEED_FILE, row)
     projection = project(pd.DataFrame(rows), configs, prepared.train.steps_per_epoch)
     projection |= {"runs_at_once": jobs, "combined_speedup": speedup, "machine": rows[0]["machine"],
                    "git_commit": rows[0]["git_commit"]}  # fmt: skip
@@ -142,7 +153,8 @@ def measure_set(configs: list[TrainConfig], *, data: str | None, device: torch.d
                 f"{value:.1f} min one at a time{at_once}")  # fmt: skip
 
 
-def _append(path: Path, row: dict) -> None:
+def append_row(path: Path, row: dict[str, Any]) -> None:
+    """One row onto a CSV, as soon as it is measured (a time limit keeps what came before)."""
     pd.DataFrame([row]).to_csv(path, mode="a", header=not path.exists(), index=False)
 
 

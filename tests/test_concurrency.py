@@ -3,7 +3,6 @@ GPU runbook picks its number of runs at once from it (device/train_gpu.py choose
 
 from __future__ import annotations
 
-import importlib.util
 import os
 import subprocess
 import sys
@@ -13,14 +12,6 @@ import pandas as pd
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-
-
-def _device_script(name: str):
-    spec = importlib.util.spec_from_file_location(name, ROOT / "device" / f"{name}.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def _measure(out: Path, data: Path, *extra: str) -> subprocess.CompletedProcess:
@@ -33,7 +24,7 @@ def _measure(out: Path, data: Path, *extra: str) -> subprocess.CompletedProcess:
 
 
 @pytest.mark.slow
-def test_every_method_measures_on_the_cpu(tmp_path, tiny_cifar, capsys):
+def test_every_method_measures_on_the_cpu(tmp_path, tiny_cifar, capsys, device_script):
     out = tmp_path / "concurrency.csv"
     done = _measure(out, tiny_cifar, "--jobs", "1,2", "--process-jobs", "2")
     assert done.returncode == 0, done.stderr[-3000:]
@@ -46,7 +37,7 @@ def test_every_method_measures_on_the_cpu(tmp_path, tiny_cifar, capsys):
 
     # A later call with --if-missing measures only what this device has no rows of (here, in
     # this process: the processes method is the one that needs the script's own process).
-    concurrency = _device_script("concurrency_gpu")
+    concurrency = device_script("concurrency_gpu")
     argv = ["--smoke", "--out", str(out), "--data", str(tiny_cifar), "--variant", "resnet20"]
     assert concurrency.main([*argv, "--methods", "streams", "--if-missing"]) == 0
     assert "measured on this device already" in capsys.readouterr().err
@@ -72,11 +63,13 @@ def _table(path: Path, rates: dict[int, float]) -> Path:
         ({1: 100.0, 2: 180.0}, "3", (3, 1.0)),  # not measured: no gain claimed
     ],
 )
-def test_runs_at_once_are_chosen_from_the_measurement(tmp_path, rates, requested, expected):
-    train_gpu = _device_script("train_gpu")
+def test_runs_at_once_are_chosen_from_the_measurement(
+    tmp_path, rates, requested, expected, device_script
+):
+    train_gpu = device_script("train_gpu")
     assert train_gpu.choose_jobs(requested, _table(tmp_path / "c.csv", rates)) == expected
 
 
-def test_nothing_measured_means_one_run_at_a_time(tmp_path):
-    train_gpu = _device_script("train_gpu")
+def test_nothing_measured_means_one_run_at_a_time(tmp_path, device_script):
+    train_gpu = device_script("train_gpu")
     assert train_gpu.choose_jobs("auto", tmp_path / "missing.csv") == (1, 1.0)

@@ -5,7 +5,6 @@ weights packed stay within what a device call returns."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import subprocess
@@ -75,17 +74,11 @@ def test_runbook_measures_stops_cleanly_packs_and_resumes(tmp_path, tiny_cifar):
     assert "results/responses.csv" in _names(tmp_path / "out2" / "results.tar.gz")
 
 
-def _train_gpu():
-    spec = importlib.util.spec_from_file_location("train_gpu", ROOT / "device" / "train_gpu.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 @pytest.mark.slow
-def test_a_failed_measurement_still_trains_and_packs(tmp_path, tiny_cifar, monkeypatch, capsys):
-    train_gpu = _train_gpu()
+def test_a_failed_measurement_still_trains_and_packs(
+    tmp_path, tiny_cifar, monkeypatch, capsys, device_script
+):
+    train_gpu = device_script("train_gpu")
 
     def broken(*args, **kwargs):
         raise ValueError("an evaluation over no images has no metrics")
@@ -101,7 +94,7 @@ def test_a_failed_measurement_still_trains_and_packs(tmp_path, tiny_cifar, monke
     assert (tmp_path / "out" / "results.tar.gz").exists()
 
 
-def test_measure_evaluates_the_split_the_profile_evaluates(tiny_cifar, monkeypatch):
+def test_measure_evaluates_the_split_the_profile_evaluates(tiny_cifar, monkeypatch, device_script):
     """The paper profile holds no validation split (it evaluates on test): measuring it must
     time the test pass, not fail on an empty val split."""
     from ablations.config import resolve_config
@@ -111,17 +104,19 @@ def test_measure_evaluates_the_split_the_profile_evaluates(tiny_cifar, monkeypat
     cpu = torch.device("cpu")
     config = resolve_config("plain20", profile="paper", device="cpu", input_size=8)
     data = prepare_data(config, load_dataset("cifar10", data=tiny_cifar), cpu)
-    train_gpu = _train_gpu()
+    train_gpu = device_script("train_gpu")
     monkeypatch.setattr(train_gpu, "WARMUP_ITERATIONS", 1)
     row = train_gpu.measure(config, data, cpu, 1)
     assert row["eval_split"] == "test" and row["eval_s"] > 0
 
 
-def test_packed_weights_stay_within_what_a_call_returns(tmp_path, monkeypatch, capsys):
+def test_packed_weights_stay_within_what_a_call_returns(
+    tmp_path, monkeypatch, capsys, device_script
+):
     """Checkpoints of unfinished runs first, the furthest along first, within what a later call
     can carry; then the weights of runs finished in this call; parts under the part size, no
     more parts and bytes than a call returns; the rest named."""
-    train_gpu = _train_gpu()
+    train_gpu = device_script("train_gpu")
     for name, value in {"PART_BYTES": 100, "WEIGHT_PARTS": 3, "WEIGHT_BYTES": 230,
                         "CARRY_BYTES": 120}.items():  # fmt: skip
         monkeypatch.setattr(train_gpu, name, value)
