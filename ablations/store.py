@@ -69,14 +69,16 @@ RUNS = Schema(
         "epochs": "int", "best_test_error": "float", "trainable_params": "int",
         "train_images": "int", "cpu_flags": "str", "machine_id": "str", "trainer_version": "int",
         "experiments": "str", "torch_threads": "int", "stream": "str", "cpu_kernels": "str",
-        **dict.fromkeys(TOP5_COLUMNS, "float"),
+        "step": "str", "runs_at_once": "int", **dict.fromkeys(TOP5_COLUMNS, "float"),
     },
     key=("run_id",),
     # torch_threads: on a CPU the thread count changes the kernels' reduction order, so two runs
     # of one config on one machine differ in their last digits (the key does not include it);
-    # cpu_kernels likewise (env.cpu_kernels), "" where a run did not record it.
+    # cpu_kernels likewise (env.cpu_kernels), "" where a run did not record it. step: the
+    # training step the last start took (graph or eager; "" before it was recorded);
+    # runs_at_once: the largest `--jobs` of its starts (its img/s are then a share of the GPU).
     added={"cpu_flags": "", "machine_id": "", "trainer_version": 0, "experiments": "",
-           "torch_threads": 0, "stream": "", "cpu_kernels": "",
+           "torch_threads": 0, "stream": "", "cpu_kernels": "", "step": "", "runs_at_once": 1,
            **dict.fromkeys(TOP5_COLUMNS, math.nan)},
     fix="rebuild it from the run directories with `ablate collect` (an older version's file "
     "lacks the newer columns)",
@@ -173,6 +175,8 @@ def run_row(run_dir: Path) -> dict[str, Any]:
         "torch_threads": last.get("torch_threads", 0),
         "cpu_kernels": last.get("cpu_kernels", ""),
         "stream": config.get("stream") or "",  # the streaming recipe; "": decoded in memory
+        "step": last.get("step", ""),
+        "runs_at_once": max(int(start.get("runs_at_once", 1)) for start in starts),
     }  # fmt: skip
 
 

@@ -17,7 +17,13 @@
    the run records), checkpoints-N.tar.gz (the unfinished runs' checkpoint.pt, the furthest
    along first, as many as a later call can carry back) and weights-N.tar.gz (the model.pt of
    runs finished in this call), within what a device call returns (8 files, 16 MB each, 64 MB
-   in all); what did not fit is named in the log.
+   in all; device/packing.py); what did not fit is named in the log.
+
+`--runs recipes` (later windows, after the Fig. 6 set) trains instead every arm of the CIFAR-10
+recipes that claim an accuracy, at the tutorial's own budget, one at a time. It first times each
+for a few hundred steps and saves its checkpoint: a ResNet-18's (11M weights and their optimizer
+state) is over what a later call can carry back, so that run starts only where the whole of it
+fits the time left; a ResNet-14's resumes like a Fig. 6 run's.
 
 `--smoke` runs all of it on the CPU at the smoke budget, in seconds (tests/test_device.py).
 """
@@ -27,7 +33,6 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-import tarfile
 import tempfile
 import time
 import traceback
@@ -37,30 +42,21 @@ from typing import Any
 
 import pandas as pd
 import torch
+from packing import CARRY_BYTES, pack  # device/, beside
 
-from ablations import env, pipeline, store
+from ablations import env, pipeline, recipes, store
 from ablations.config import TrainConfig, resolve_config
 from ablations.data import load_dataset
 from ablations.data.prepare import Data, prepare_data
 from ablations.experiments import EXPERIMENTS
+from ablations.runbook import CONCURRENCY_FILE, PROJECTION_FILE, SPEED_FILE
 from ablations.runners.records import RunRecord
 from ablations.runners.steps import set_tf32
 from ablations.runners.together import on, train_together
 from ablations.runners.trainer import Trainer
 
-# What a device call returns: 8 files of at most 16 MB, 64 MB in all. The log, runs.json and
-# results.tar.gz take three files and a few MB; the checkpoint and weight parts share the rest.
-PART_BYTES = 15 * 2**20
-WEIGHT_PARTS = 5
-WEIGHT_BYTES = 56 * 2**20
-# What a later call can carry back: 64 MB with the tree (5.7 MB), the CIFAR-10 archive
-# (19.6 MB), the wheels and results.tar.gz. A Fig. 6 checkpoint holds weights and momentum in
-# fp32, 8 bytes a parameter: 2.2 MB (ResNet-20) to 13.8 MB (ResNet-110), so about 4 fit.
-CARRY_BYTES = 34 * 2**20
 WARMUP_ITERATIONS = 30  # untimed: cuDNN autotuning, graph capture
-SPEED_FILE, PROJECTION_FILE, CONCURRENCY_FILE = (
-    "gpu_speed.csv", "gpu_projection.json", "concurrency.csv",
-)  # fmt: skip
+FIT_MARGIN = 1.15  # over a run's reckoned time: a run that cannot resume must end in the call
 
 
 def say(line: str) -> None:
@@ -86,8 +82,9 @@ def ready(config: TrainConfig, data: Data, device: torch.device, scratch: Path,
 
 
 def measure(config: TrainConfig, data: Data, device: torch.device, iterations: int) -> dict:
-    """images/s of the training loop (batches, step, sums) after WARMUP_ITERATIONS, and the
-    time of one pass over the split the run evaluates on (the second: the first autotunes)."""
+    """images/s of the training loop (batches, step, sums) after WARMUP_ITERATIONS, the time of
+    one pass over the split the run evaluates on (the second: the first autotunes), and the size
+    of the run's checkpoint."""
     with tempfile.TemporaryDirectory() as scratch:
         trainer, batches = ready(config, data, device, Path(scratch))
         synchronize(device)
@@ -100,28 +97,35 @@ def measure(config: TrainConfig, data: Data, device: torch.device, iterations: i
             trainer.evaluate(config.eval_split)  # the eager model, as training evaluates
             eval_s = time.perf_counter() - start
         kind, note = trainer.step_kind, trainer.step_note
+        trainer.save_checkpoint()  # its size: whether a later call can carry it back
+        checkpoint_bytes = (trainer.dir / "checkpoint.pt").stat().st_size
     return {
         "variant": config.variant, "step": kind, "step_note": note, "iterations": iterations,
         "batch_size": config.batch_size, "seconds": seconds,
         "ms_per_step": 1e3 * seconds / iterations,
         "images_per_s": iterations * config.batch_size / seconds, "eval_split": config.eval_split,
-        "eval_s": eval_s, "precision": config.precision, "channels_last": config.channels_last,
+        "eval_s": eval_s, "checkpoint_bytes": checkpoint_bytes, "precision": config.precision,
+        "channels_last": config.channels_last,
         "machine": env.device_name(device), "torch": torch.__version__,
         "git_commit": env.git_commit(),
         "created_at": pd.Timestamp.now(tz="UTC").isoformat(timespec="seconds"),
     }  # fmt: skip
 
 
+def run_seconds(config: TrainConfig, row: pd.Series | dict, steps_per_epoch: int) -> float:
+    """Wall time of `config` at its full budget from a `measure` row: its steps and evaluations
+    (every interval's, and the final test pass, counted twice the size)."""
+    iterations, _, eval_every = config.schedule(steps_per_epoch)
+    evals = -(-iterations // eval_every) + 2
+    return float(iterations * row["ms_per_step"] / 1e3 + evals * row["eval_s"])
+
+
 def project(rows: pd.DataFrame, configs: list[TrainConfig], steps_per_epoch: int) -> dict:
     """Wall time of every config at its full budget from the measured step and eval times."""
     out: dict[str, Any] = {"nets": len(configs)}
     for step, table in rows.groupby("step"):
-        per_net = {}
-        for config in configs:
-            row = table[table["variant"] == config.variant].iloc[0]
-            iterations, _, eval_every = config.schedule(steps_per_epoch)
-            evals = -(-iterations // eval_every) + 2  # + the final test pass (twice the size)
-            per_net[config.variant] = iterations * row["ms_per_step"] / 1e3 + evals * row["eval_s"]
+        per_net = {c.variant: run_seconds(c, table[table["variant"] == c.variant].iloc[0],
+                                          steps_per_epoch) for c in configs}  # fmt: skip
         out[f"{step}_seconds"] = per_net
         out[f"{step}_total_minutes"] = sum(per_net.values()) / 60
     return out
@@ -158,12 +162,15 @@ def append_row(path: Path, row: dict[str, Any]) -> None:
     pd.DataFrame([row]).to_csv(path, mode="a", header=not path.exists(), index=False)
 
 
-def run_set(configs: list[TrainConfig], *, results: Path, data: str | None, device: torch.device,
-            deadline: float, jobs: int, done: list[dict]) -> None:  # fmt: skip
+def run_set(
+    configs: list[TrainConfig], *, experiment: str, results: Path, data: str | None,
+    device: torch.device, deadline: float, jobs: int, done: list[dict],
+) -> None:  # fmt: skip
     """Train the configs in order, `jobs` at once (ablations.runners.together), each stopping
     at its first checkpoint past the deadline, after which none starts (the first always
     does, so every call makes progress); each finished run is recorded in results/ as `ablate
-    run` would, and appended to `done` as it ends (so that an error later keeps it)."""
+    run` would, a member of `experiment` (the report selects an experiment's runs by it), and
+    appended to `done` as it ends (so that an error later keeps it)."""
 
     def ended(record: RunRecord) -> None:
         keys = ("status", "iterations", "train_s", "test_error", "images_per_s", "step")
@@ -171,6 +178,7 @@ def run_set(configs: list[TrainConfig], *, results: Path, data: str | None, devi
         say(f"{record.config.run_id}: {record.status} at iteration "
             f"{record.summary.get('iterations')}")  # fmt: skip
         if record.status != "stopped":
+            store.mark_experiments(record.run_dir, [experiment])
             store.record(record.run_dir, results)
 
     train_together(configs, jobs=jobs, out=results / store.RUNS_DIR, data=data, device=device,
@@ -196,8 +204,59 @@ def choose_jobs(requested: str, measured: Path, machine: str | None = None) -> t
         return int(requested), speedup(int(requested))
     if 1 not in rates.index:
         return 1, 1.0
-    best = int(rates.idxmax())
+    best = max((int(k) for k in rates.index), key=lambda k: float(rates[k]))
     return (best, speedup(best)) if speedup(best) >= 1.1 else (1, 1.0)
+
+
+def claimed_recipes(profile: str, device: torch.device) -> list[TrainConfig]:
+    """Issue 11's tutorial claims: every arm of each recipe that claims an accuracy on CIFAR-10
+    (the data carried), at the recipe's own budget (smoke: the smoke budget)."""
+    budget = recipes.budget_for(profile)
+    return [config for recipe in recipes.RECIPES.values()
+            if recipe.claimed_accuracy is not None and recipe.dataset == "cifar10"
+            for config in recipes.recipe_configs(recipe.name, profile=budget,
+                                                 device=device.type)]  # fmt: skip
+
+
+def within_reach(
+    configs: list[TrainConfig], *, results: Path, data: str | None, device: torch.device,
+    deadline: float, iterations: int,
+) -> list[TrainConfig]:  # fmt: skip
+    """The unfinished configs worth starting before `deadline`, from their rates measured here.
+    A run whose checkpoint a later call can carry back (CARRY_BYTES) resumes there, so it may
+    stop anywhere; one whose checkpoint cannot (a ResNet-18 holds 11M weights and their
+    optimizer state) would restart from nothing, so it starts only where its whole run (as
+    `run_seconds` reckons it, with a margin) fits the time left after those chosen before it.
+    Those go first, one at a time in the reckoning (runs at once only end sooner); the
+    resumable ones take what is left."""
+    dataset = load_dataset("cifar10", data=data)
+    whole: list[tuple[TrainConfig, float]] = []
+    resumable: list[tuple[TrainConfig, float]] = []
+    for config in configs:
+        if (results / store.RUNS_DIR / config.run_id / "summary.json").exists():
+            continue
+        prepared = prepare_data(config, dataset, device)
+        set_tf32(config.precision)
+        row = measure(config, prepared, device, iterations)
+        seconds = run_seconds(config, row, prepared.train.steps_per_epoch) * FIT_MARGIN
+        carried = row["checkpoint_bytes"] <= CARRY_BYTES
+        say(f"{config.run_id}: {row['images_per_s']:,.0f} img/s, {seconds:,.0f} s to train, "
+            f"checkpoint {row['checkpoint_bytes'] / 2**20:.1f} MB"
+            f"{'' if carried else ' (too big to carry back)'}")  # fmt: skip
+        (resumable if carried else whole).append((config, seconds))
+    chosen: list[TrainConfig] = []
+    ahead = 0.0
+    for config, seconds in whole:
+        left = deadline - time.monotonic() - ahead
+        if seconds <= left:
+            chosen.append(config)
+            ahead += seconds
+        else:
+            say(
+                f"{config.run_id}: not started: it cannot resume in a later call and needs "
+                f"{seconds:.0f} s of the {max(left, 0):.0f} s left; give it a call of its own"
+            )
+    return chosen + [config for config, _ in resumable]
 
 
 def measure_responses(*, profile: str, results: Path, data: str | None,
@@ -207,70 +266,6 @@ def measure_responses(*, profile: str, results: Path, data: str | None,
     tasks = pipeline.plan(["responses"], profile=profile, device=device)
     ctx = pipeline.Context(results=results, data=data, device=device)
     pipeline.execute(tasks, ctx, log=say)
-
-
-def pack(results: Path, trained: list[str], out: Path) -> list[Path]:
-    """results.tar.gz: results/*.csv, *.json and every run's records (not its weights);
-    checkpoints-N.tar.gz: checkpoint.pt of each unfinished run, the furthest along first, within
-    CARRY_BYTES (a later call carries them back, beside the tree and the data); weights-N.tar.gz:
-    model.pt of each run in `trained` (finished in this call), for the record. Parts under
-    PART_BYTES, WEIGHT_PARTS and WEIGHT_BYTES in all. Returns the files written; logs what was
-    left out."""
-    runs = sorted(d for d in (results / store.RUNS_DIR).glob("*") if d.is_dir())
-    records = [*sorted(results.glob("*.csv")), *sorted(results.glob("*.json")),
-               *(f for d in runs for f in sorted(d.iterdir()) if f.suffix != ".pt")]  # fmt: skip
-    resumable = sorted((d for d in runs if (d / "checkpoint.pt").exists()), key=_progress,
-                       reverse=True)  # fmt: skip
-    finished = [f for r in trained if (f := results / store.RUNS_DIR / r / "model.pt").exists()]
-    written = [_tar(out / "results.tar.gz", records, results.parent)]
-    room = {"parts": WEIGHT_PARTS, "bytes": WEIGHT_BYTES}
-    for name, files, limit, lost in (
-        ("checkpoints", [d / "checkpoint.pt" for d in resumable], CARRY_BYTES,
-         "over what a later call can carry: that run restarts"),
-        ("weights", finished, WEIGHT_BYTES, "over what a call returns"),
-    ):  # fmt: skip
-        parts, left_out = _parts(files, room=room, limit=limit)
-        written += [_tar(out / f"{name}-{i + 1}.tar.gz", part, results.parent)
-                    for i, part in enumerate(parts)]  # fmt: skip
-        for f in left_out:
-            say(f"left out ({lost}): {f.relative_to(results.parent)}")
-    return written
-
-
-def _progress(run: Path) -> int:
-    """The iteration a run's checkpoint holds (its curves end there)."""
-    curves = run / "curves.csv"
-    return int(pd.read_csv(curves)["iteration"].max()) if curves.exists() else 0
-
-
-def _parts(files: list[Path], *, room: dict[str, int],
-           limit: int) -> tuple[list[list[Path]], list[Path]]:  # fmt: skip
-    """`files` in parts of at most PART_BYTES, in order, within `room` (parts and bytes left to
-    the call's return, updated) and `limit` bytes; with the files that did not fit."""
-    parts: list[list[Path]] = []
-    left_out: list[Path] = []
-    used = 0
-    for f in files:
-        size = f.stat().st_size
-        joins_last = bool(parts) and sum(p.stat().st_size for p in parts[-1]) + size <= PART_BYTES
-        if (size > PART_BYTES or used + size > min(limit, room["bytes"])
-                or (not joins_last and room["parts"] == 0)):  # fmt: skip
-            left_out.append(f)
-            continue
-        if not joins_last:
-            parts.append([])
-            room["parts"] -= 1
-        parts[-1].append(f)
-        used += size
-    room["bytes"] -= used
-    return parts, left_out
-
-
-def _tar(path: Path, files: list[Path], root: Path) -> Path:
-    with tarfile.open(path, "w:gz") as tar:
-        for f in files:
-            tar.add(f, arcname=str(f.relative_to(root)))
-    return path
 
 
 def _arguments(argv: list[str] | None) -> argparse.Namespace:
@@ -283,9 +278,23 @@ def _arguments(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--measure-iterations", type=int, default=2000)
     p.add_argument("--eager-iterations", type=int, default=200)
     p.add_argument("--skip-measure", action="store_true", help="only train (a later session)")
+    p.add_argument(
+        "--runs",
+        choices=("degradation", "recipes"),
+        default="degradation",
+        help="the Fig. 6 set (default), or the CIFAR-10 recipes that claim an "
+        "accuracy, at their own budget (issue 11, after the Fig. 6 set)",
+    )
+    p.add_argument(
+        "--fit-iterations",
+        type=int,
+        default=300,
+        help="recipes: steps timed per run to reckon whether it ends in time",
+    )
     p.add_argument("--jobs", default="auto", metavar="K|auto",
                    help="runs at once, one CUDA stream each (auto: the best K measured in "
-                   "--results/concurrency.csv on this GPU, else 1)")  # fmt: skip
+                   "--results/concurrency.csv on this GPU, else 1; with --runs recipes, "
+                   "1)")  # fmt: skip
     p.add_argument("--smoke", action="store_true", help="the CPU at the smoke budget (tests)")
     return p.parse_args(argv)
 
@@ -301,7 +310,8 @@ def main(argv: list[str] | None = None) -> int:
         say("no CUDA device here: run this on the GPU machine, or with --smoke on a CPU")
         return 2
     start = time.monotonic()
-    deadline = start + args.time_limit
+    margin = 0 if args.smoke else 45  # the last interval, the final test pass, packing
+    deadline = start + args.time_limit - margin
     profile, device = (
         ("smoke", torch.device("cpu")) if args.smoke else ("paper", torch.device("cuda"))
     )
@@ -309,39 +319,61 @@ def main(argv: list[str] | None = None) -> int:
         torch.backends.cudnn.benchmark = True
     args.out.mkdir(parents=True, exist_ok=True)
     args.results.mkdir(parents=True, exist_ok=True)
-    variants = EXPERIMENTS["degradation"].variants_for(profile)
-    configs = [resolve_config(v, profile=profile, device=device.type) for v in variants]
     machine = env.device_name(device)
-    say(f"{len(configs)} nets, {profile} profile, {machine}, torch {torch.__version__}")
-    jobs, speedup = choose_jobs(args.jobs, args.results / CONCURRENCY_FILE, machine)
-    tasks = pipeline.plan(["degradation"], profile=profile, device=device)
-    # Seed 0 of every net first: the whole Fig. 6 set once before any second seed.
-    todo = sorted((t.config for t in tasks if t.config is not None), key=lambda c: c.seed)
+    say(f"{args.runs}, {profile} profile, {machine}, torch {torch.__version__}")
+    # Runs at once were measured on Fig. 6's nets; the recipes' fit reckons one at a time.
+    requested = "1" if args.runs == "recipes" and args.jobs == "auto" else args.jobs
+    jobs, speedup = choose_jobs(requested, args.results / CONCURRENCY_FILE, machine)
+    todo = (
+        claimed_recipes(profile, device) if args.runs == "recipes"
+        # Seed 0 of every net first: the whole Fig. 6 set once before any second seed.
+        else sorted((t.config for t in pipeline.plan(["degradation"], profile=profile,
+                                                     device=device) if t.config is not None),
+                    key=lambda c: c.seed)
+    )  # fmt: skip
     unfinished = {c.run_id for c in todo if not (args.results / store.RUNS_DIR / c.run_id /
                                                  "summary.json").exists()}  # fmt: skip
     done: list[dict] = []
     try:
-        if not args.skip_measure:
-            try:  # a failed measurement must not cost the training its turn
-                measure_set(configs, data=args.data, device=device, results=args.results,
-                            iterations={"auto": args.measure_iterations,
-                                        "eager": args.eager_iterations},
-                            jobs=jobs, speedup=speedup)  # fmt: skip
-            except Exception:
-                say("measuring failed (below); training anyway")
-                traceback.print_exc()
-        margin = 0 if args.smoke else 45  # the last interval, the final test pass, packing
-        say(f"training {len(unfinished)} unfinished run(s), {jobs} at once")
-        run_set(todo, results=args.results, data=args.data, device=device,
-                deadline=deadline - margin, jobs=jobs, done=done)  # fmt: skip
-        measure_responses(profile=profile, results=args.results, data=args.data, device=device)
+        try:  # a failed measurement must not cost the training its turn
+            todo = _measured(todo, args, profile=profile, device=device, deadline=deadline,
+                             jobs=jobs, speedup=speedup)  # fmt: skip
+        except Exception:
+            say("measuring failed (below); training anyway")
+            traceback.print_exc()
+        say(f"training {len(unfinished & {c.run_id for c in todo})} unfinished run(s), {jobs} "
+            "at once")  # fmt: skip
+        run_set(todo, experiment=args.runs, results=args.results, data=args.data,
+                device=device, deadline=deadline, jobs=jobs, done=done)  # fmt: skip
+        if args.runs == "degradation":
+            measure_responses(profile=profile, results=args.results, data=args.data,
+                              device=device)  # fmt: skip
     finally:  # whatever happened, bring back what was made
         (args.out / "runs.json").write_text(json.dumps(done, indent=1))
         trained = [d["run_id"] for d in done if d["run_id"] in unfinished]
-        for path in pack(args.results, trained, args.out):
-            say(f"{path}: {path.stat().st_size / 2**20:.1f} MB")
+        written, notes = pack(args.results, trained, args.out)
+        for line in [*notes, *(f"{p}: {p.stat().st_size / 2**20:.1f} MB" for p in written)]:
+            say(line)
         say(f"done in {time.monotonic() - start:.0f} s")
     return 0
+
+
+def _measured(todo: list[TrainConfig], args: argparse.Namespace, *, profile: str,
+              device: torch.device, deadline: float, jobs: int,
+              speedup: float) -> list[TrainConfig]:  # fmt: skip
+    """Before the training: the Fig. 6 nets' img/s and the set's projection (degradation,
+    unless --skip-measure); the recipe runs that can end in time (recipes)."""
+    if args.runs == "recipes":
+        return within_reach(todo, results=args.results, data=args.data, device=device,
+                            deadline=deadline, iterations=args.fit_iterations)  # fmt: skip
+    if not args.skip_measure:
+        variants = EXPERIMENTS["degradation"].variants_for(profile)
+        measure_set([resolve_config(v, profile=profile, device=device.type) for v in variants],
+                    data=args.data, device=device, results=args.results,
+                    iterations={"auto": args.measure_iterations,
+                                "eager": args.eager_iterations},
+                    jobs=jobs, speedup=speedup)  # fmt: skip
+    return todo
 
 
 if __name__ == "__main__":

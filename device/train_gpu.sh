@@ -1,14 +1,14 @@
 #!/usr/bin/env bash
 # Issue 10/11's GPU training in ONE device command (README "On a GPU"): installs the carried
 # fvcore wheels, points ABLATE_DATA at the carried CIFAR-10 archive, unpacks results packed by an
-# earlier call (to resume), runs the GPU tests (the graph step, runs at once, the streamed
-# loader, bench's graph step), measures how several runs at once fill the GPU
-# (device/concurrency_gpu.py: streams, processes, and processes under MPS where it starts; once
-# per GPU model), then runs device/train_gpu.py: img/s of each Fig. 6 net, the projected time of
-# the set, the paper-profile degradation runs until the time limit, their layer responses. Leaves
-# results.tar.gz + checkpoints-N.tar.gz + weights-N.tar.gz + runs.json + train_gpu.log in $OUT.
-# Arguments go to train_gpu.py (--smoke: the CPU, seconds; CONCURRENCY=1 measures runs at once
-# there too).
+# earlier call (to resume), runs the GPU tests once per GPU and commit (device/gpu_tests.py),
+# measures how several runs at once fill the GPU (device/concurrency_gpu.py: streams, processes,
+# and processes under MPS where it starts; once per GPU model), then runs device/train_gpu.py:
+# img/s of each Fig. 6 net, the projected time of the set, the paper-profile degradation runs
+# until the time limit, their layer responses (--runs recipes: the tutorials' claims instead).
+# Leaves results.tar.gz + checkpoints-N.tar.gz + weights-N.tar.gz + runs.json + train_gpu.log in
+# $OUT. Arguments go to train_gpu.py (--smoke: the CPU, seconds; CONCURRENCY=1 measures runs at
+# once there too).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source device/common.sh train_gpu  # log, fvcore wheels, PYTHONPATH, ABLATE_DATA, commit
@@ -24,9 +24,11 @@ unpack_carried "$results"  # an earlier call's results and weights, to resume
 data=${ABLATE_DATA:?set ABLATE_DATA or carry the archive}
 if (( ! smoke )); then
   nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.sm --format=csv || true
-  timeout 150 $python -m pytest -q -p no:cacheprovider -k "gpu or graph" tests/test_steps.py \
-    tests/test_together.py tests/test_imagenet_runs.py tests/test_throughput.py \
-    || echo "[train_gpu] GPU tests FAILED (see above); measuring anyway"
+  # Once per GPU, torch and commit (results/gpu_tests.json); TESTS=1 runs them again.
+  force=()
+  if [[ ${TESTS:-} == 1 ]]; then force=(--force); fi
+  $python device/gpu_tests.py --record "$results/gpu_tests.json" --timeout 150 "${force[@]}" \
+    || true
 fi
 concurrency() {  # ARGS...: device/concurrency_gpu.py into results/concurrency.csv, bounded
   timeout "${CONCURRENCY_LIMIT:-150}" $python device/concurrency_gpu.py \

@@ -16,6 +16,10 @@ import pandas as pd
 import pytest
 import torch
 
+from ablations import runbook
+from ablations.report import gpu
+from ablations.results import read_table
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -41,7 +45,7 @@ def test_runbook_measures_stops_cleanly_packs_and_resumes(tmp_path, tiny_cifar):
                      "--measure-iterations", "3", "--eager-iterations", "2")  # fmt: skip
     assert first.returncode == 0, first.stdout[-3000:]
     out, results = tmp_path / "out1", tmp_path / "results"
-    speed = pd.read_csv(results / "gpu_speed.csv")
+    speed = read_table(results / "gpu_speed.csv", runbook.SPEED)
     assert set(speed["step"]) == {"eager"} and len(speed) == 8  # 4 nets x (auto, eager) on a CPU
     assert (speed["images_per_s"] > 0).all() and set(speed["eval_split"]) == {"val"}
     projection = json.loads((results / "gpu_projection.json").read_text())
@@ -54,6 +58,8 @@ def test_runbook_measures_stops_cleanly_packs_and_resumes(tmp_path, tiny_cifar):
     names = _names(out / "results.tar.gz")
     assert any(n.endswith("config.json") for n in names) and not any(".pt" in n for n in names)
     assert {"results/gpu_speed.csv", "results/gpu_projection.json"} <= set(names)
+    shown = gpu.gpu_section(results).markdown  # the report shows what the runbook measured
+    assert "img/s, eager step" in shown and "projected, eager step" in shown
 
     second = _runbook(tmp_path, tiny_cifar, "out2", "--skip-measure", "--jobs", "2")
     assert second.returncode == 0, second.stdout[-3000:]
@@ -63,6 +69,7 @@ def test_runbook_measures_stops_cleanly_packs_and_resumes(tmp_path, tiny_cifar):
     assert "4 unfinished run(s), 2 at once" in second.stdout
     table = pd.read_csv(results / "runs.csv")
     assert len(table) == 4 and set(table["status"]) == {"complete"}
+    assert set(table["experiments"]) == {"degradation"}  # the report selects the runs by it
     # Fig. 7 measured here, from the weights, before the machine goes.
     responses = pd.read_csv(results / "responses.csv")
     assert set(responses["run_id"]) == set(table["run_id"])
@@ -110,16 +117,14 @@ def test_measure_evaluates_the_split_the_profile_evaluates(tiny_cifar, monkeypat
     assert row["eval_split"] == "test" and row["eval_s"] > 0
 
 
-def test_packed_weights_stay_within_what_a_call_returns(
-    tmp_path, monkeypatch, capsys, device_script
-):
+def test_packed_weights_stay_within_what_a_call_returns(tmp_path, monkeypatch, device_script):
     """Checkpoints of unfinished runs first, the furthest along first, within what a later call
     can carry; then the weights of runs finished in this call; parts under the part size, no
     more parts and bytes than a call returns; the rest named."""
-    train_gpu = device_script("train_gpu")
+    packing = device_script("packing")
     for name, value in {"PART_BYTES": 100, "WEIGHT_PARTS": 3, "WEIGHT_BYTES": 230,
                         "CARRY_BYTES": 120}.items():  # fmt: skip
-        monkeypatch.setattr(train_gpu, name, value)
+        monkeypatch.setattr(packing, name, value)
     runs = tmp_path / "results" / "runs"
     files = {"a": ("checkpoint.pt", 60, 10), "b": ("checkpoint.pt", 60, 30),
              "c": ("checkpoint.pt", 50, 20), "d": ("model.pt", 90, 0), "e": ("model.pt", 40, 0),
@@ -131,7 +136,7 @@ def test_packed_weights_stay_within_what_a_call_returns(
     (runs / "d" / "best.pt").write_bytes(b"\0" * 10)  # never packed
     out = tmp_path / "out"
     out.mkdir()
-    written = train_gpu.pack(tmp_path / "results", ["d", "e", "f"], out)
+    written, notes = packing.pack(tmp_path / "results", ["d", "e", "f"], out)
     assert [p.name for p in written] == ["results.tar.gz", "checkpoints-1.tar.gz",
                                          "checkpoints-2.tar.gz", "weights-1.tar.gz"]  # fmt: skip
     # b (iteration 30) and c (20) first: 110 bytes, over one 100-byte part; a would pass the
@@ -141,9 +146,12 @@ def test_packed_weights_stay_within_what_a_call_returns(
         ["results/runs/b/checkpoint.pt"], ["results/runs/c/checkpoint.pt"],
         ["results/runs/d/model.pt"],
     ]  # fmt: skip
-    err = capsys.readouterr().err
-    assert "later call can carry: that run restarts): results/runs/a/checkpoint.pt" in err
-    assert "runs/e/model.pt" in err and "runs/f/model.pt" in err
+    assert notes == [
+        "left out (over what a later call can carry: that run restarts): "
+        "results/runs/a/checkpoint.pt",
+        "left out (over what a call returns): results/runs/e/model.pt",
+        "left out (over what a call returns): results/runs/f/model.pt",
+    ]
 
 
 def test_a_call_without_the_carried_wheels_stops_in_one_line(tmp_path):
@@ -157,3 +165,71 @@ def test_a_call_without_the_carried_wheels_stops_in_one_line(tmp_path):
     assert "missing: fvcore submitit; carry the wheels: ../shared/device/wheels.sh .whl" in (
         done.stdout
     )
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("time_limit", [600, 0])
+def test_recipes_start_only_the_runs_that_end_in_time_or_resume(
+    tmp_path, tiny_cifar, monkeypatch, capsys, device_script, time_limit
+):
+    """Issue 11's tutorial claims on the GPU (`--runs recipes`): every arm of the CIFAR-10
+    recipes that claim an accuracy. A ResNet-18's checkpoint is over what a later call can carry
+    back, so such a run starts only where its measured time fits what is left (all of them, in
+    a long call; none, in a call with no time left); the small ResNet-14's resumes, so it always
+    may."""
+    from ablations import recipes
+
+    train_gpu = device_script("train_gpu")
+    monkeypatch.setattr(train_gpu, "WARMUP_ITERATIONS", 1)
+    code = train_gpu.main(["--smoke", "--runs", "recipes", "--fit-iterations", "1", "--out",
+                           str(tmp_path / "out"), "--results", str(tmp_path / "results"),
+                           "--data", str(tiny_cifar), "--time-limit", str(time_limit)])  # fmt: skip
+    assert code == 0
+    err = capsys.readouterr().err
+    claimed = [r for r in recipes.RECIPES.values()
+               if r.claimed_accuracy is not None and r.dataset == "cifar10"]  # fmt: skip
+    expected = {c.run_id for r in claimed for c in recipes.recipe_configs(r.name, profile="smoke")}
+    big = {run for run in expected if "resnet18" in run}
+    assert big and len(expected - big) == 1  # the ResNet-18 recipes' arms, and ResNet-14's
+    ran = {
+        r["run_id"]: r["status"] for r in json.loads((tmp_path / "out" / "runs.json").read_text())
+    }
+    if time_limit:
+        assert ran == dict.fromkeys(expected, "complete")
+        assert "(too big to carry back)" in err and "not started" not in err
+        table = pd.read_csv(tmp_path / "results" / "runs.csv")
+        assert set(table["recipe"]) == {r.name for r in claimed}
+    else:
+        assert set(ran) == expected - big
+        assert all(f"{run}: not started: it cannot resume in a later call" in err for run in big)
+
+
+def test_gpu_tests_run_once_per_machine_and_commit_and_record_how_they_ended(
+    tmp_path, device_script
+):
+    """device/gpu_tests.py: a record of what ran where; a second call with a passing record for
+    this machine, torch and commit skips the tests; a failure, a timeout or --force runs them."""
+    gpu_tests = device_script("gpu_tests")
+    record = tmp_path / "results" / "gpu_tests.json"
+    tests = tmp_path / "probe"
+    tests.mkdir()
+    (tests / "test_ok.py").write_text("def test_gpu_ok():\n    pass\n\n"
+                                      "def test_other():\n    raise AssertionError\n")  # fmt: skip
+    (tests / "test_bad.py").write_text("def test_gpu_bad():\n    raise AssertionError\n")
+    (tests / "test_slow.py").write_text("import time\n\ndef test_gpu_slow():\n"
+                                        "    time.sleep(30)\n")  # fmt: skip
+
+    def call(name: str, *args: str) -> tuple[int, dict]:
+        code = gpu_tests.main(["--record", str(record), *args, str(tests / name)])
+        return code, json.loads(record.read_text())
+
+    code, first = call("test_ok.py")  # only the selected test runs: test_other is not
+    assert code == 0 and first["passed"] and first["ran_and_passed"] == 1
+    assert first["failed"] == 0 and first["machine"] and first["git_commit"]
+    assert call("test_ok.py") == (0, first)  # skipped: the record stands as it was
+    code, bad = call("test_bad.py", "--force")
+    assert code == 1 and not bad["passed"] and bad["failed"] == 1
+    code, again = call("test_ok.py")  # after a failure they run again
+    assert code == 0 and again["passed"] and again["created_at"] >= bad["created_at"]
+    code, slow = call("test_slow.py", "--force", "--timeout", "3")
+    assert code == 1 and not slow["passed"] and slow["exit"] == "timed out after 3 s"

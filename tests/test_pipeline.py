@@ -100,6 +100,8 @@ def test_training_runs_are_recorded_and_collected(tmp_path, tiny_cifar, jobs):
     )
     assert set(curves["run_id"]) == set(runs["run_id"])
     assert set(runs["experiments"]) == {"degradation"}  # membership, rebuilt by collect below
+    # The step each took and how many shared the device (4 runs, 3 at a time: at most 3).
+    assert set(runs["step"]) == {"eager"} and set(runs["runs_at_once"]) == {jobs}
     again = pipeline.execute(tasks, ctx, log=lambda line: None, jobs=jobs)
     assert again["ran"] == 0 and again["done"] == 4
     (tmp_path / store.RUNS_FILE).unlink()

@@ -87,7 +87,7 @@ class ProfileResults:
 def members(runs: pd.DataFrame, experiment: str) -> pd.DataFrame:
     """The runs that recorded `experiment` among the experiments they were planned for."""
     planned = runs["experiments"].astype(str).str.split(",")
-    return runs[planned.map(lambda names: experiment in names)]
+    return runs[planned.map(lambda names: experiment in names).astype(bool)]  # bool when empty
 
 
 def of_runs(table: pd.DataFrame, runs: pd.DataFrame) -> pd.DataFrame:

@@ -1,0 +1,87 @@
+"""The report's GPU section (ablations.report.gpu) from the runbook's tables: the tests' outcome,
+img/s by step kind with the graph step over the eager, the set's projected time beside the GPU
+time its runs took (each run's share), runs at once over one alone; and, before any GPU ran the
+runbook, the line that says how to. The rows here are made up: the runbook's real ones come
+from a GPU (tests/test_device.py checks the section on the rows its CPU smoke run writes)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pandas as pd
+
+from ablations import runbook, store
+from ablations.report import gpu
+from ablations.report.render import render
+from ablations.results import write_table
+
+GPU = "NVIDIA H100 80GB HBM3"
+COMMON = {"precision": "bf16", "channels_last": True, "batch_size": 128, "machine": GPU,
+          "torch": "2.11.0", "git_commit": "abc123def456"}  # fmt: skip
+
+
+def _speed(variant: str, step: str, images_per_s: float, created_at: str = "2026-12-06") -> dict:
+    return {"variant": variant, "step": step, "step_note": "", "iterations": 2000,
+            "seconds": 2000 * 128 / images_per_s, "ms_per_step": 128e3 / images_per_s,
+            "images_per_s": images_per_s, "eval_split": "test", "eval_s": 0.5,
+            "checkpoint_bytes": 2_300_000, "created_at": created_at, **COMMON}  # fmt: skip
+
+
+def _concurrency(method: str, jobs: int, images_per_s: float, *, mps: bool = False) -> dict:
+    return {"method": method, "mps": mps, "jobs": jobs, "variant": "resnet56", "step": "graph",
+            "iterations": 300, "seconds": 1.0, "images_per_s": images_per_s,
+            "created_at": "2026-12-06", **COMMON}  # fmt: skip
+
+
+def test_before_any_gpu_the_section_says_how_to_measure(tmp_path):
+    text = gpu.gpu_section(tmp_path).markdown
+    assert text.startswith(gpu.TITLE) and "Not measured yet" in text
+    assert "device/train_gpu.sh" in text and runbook.SPEED_FILE in text
+
+
+def test_the_section_shows_what_the_runbook_measured(tmp_path):
+    speed = pd.DataFrame([
+        _speed("resnet20", "graph", 40_000.0, "2026-12-01"),  # superseded by the next
+        _speed("resnet20", "graph", 50_000.0), _speed("resnet20", "eager", 10_000.0),
+        _speed("resnet110", "graph", 8_000.0), _speed("resnet110", "eager", 4_000.0),
+    ])  # fmt: skip
+    write_table(speed, tmp_path / runbook.SPEED_FILE, runbook.SPEED)
+    write_table(pd.DataFrame([_concurrency("streams", 1, 20_000.0),
+                              _concurrency("streams", 4, 50_000.0),
+                              _concurrency("processes", 2, 30_000.0, mps=True)]),
+                tmp_path / runbook.CONCURRENCY_FILE, runbook.CONCURRENCY)  # fmt: skip
+    projection = {"nets": 9, "graph_total_minutes": 12.0, "runs_at_once": 4,
+                  "combined_speedup": 2.5, "machine": GPU}  # fmt: skip
+    (tmp_path / runbook.PROJECTION_FILE).write_text(json.dumps(projection))
+    (tmp_path / runbook.TESTS_FILE).write_text(json.dumps({
+        "machine": GPU, "torch": "2.11.0", "git_commit": "abc123def456", "passed": True,
+        "exit": 0, "selection": "gpu or graph", "ran_and_passed": 12, "skipped": 1, "failed": 0,
+    }))  # fmt: skip
+    text = gpu.gpu_section(tmp_path).markdown
+    assert "passed on NVIDIA H100 80GB HBM3" in text and "12 ran and passed, 1 skipped" in text
+    assert "| ResNet-20 | 50,000 | 10,000 |" in text and "40,000" not in text
+    assert "5.00x" in text and "2.00x" in text  # graph over eager, per net
+    assert "12.0 min one at a time, 4.8 min 4 at once" in text
+    assert "| streams | 4 | 50,000 | 2.50x |" in text and "| processes (MPS) | 2 |" in text
+    assert "measured:" not in text  # no paper-profile GPU run yet
+
+
+def test_the_set_time_counts_each_run_by_its_share_of_the_gpu():
+    blank = {"str": "", "int": 0, "float": float("nan"), "bool": False}
+    base = {column: blank[kind] for column, kind in store.RUNS.columns.items()}
+    rows = [{**base, "variant": v, "profile": "paper", "device": "cuda", "seed": 0,
+             "status": "complete", "experiments": "degradation", "train_s": 600.0,
+             "runs_at_once": k, "machine": GPU, "run_id": v}
+            for v, k in (("resnet20", 1), ("resnet56", 2), ("plain20", 2))]  # fmt: skip
+    others = [{**rows[0], "seed": 1, "run_id": "a"}, {**rows[0], "device": "cpu", "run_id": "b"},
+              {**rows[0], "experiments": "imagenet-degradation", "run_id": "c"}]  # fmt: skip
+    text = gpu.set_time(None, store.RUNS.validate(pd.DataFrame(rows + others)))
+    # 600 s alone + 2 x 600 s shared by 2 = 20 min, over the 3 seed-0 GPU degradation runs.
+    assert "20.0 min of GPU time for the 3 nets trained so far" in text
+    assert "ResNet-20, ResNet-56, plain-20" in text
+
+
+def test_the_rendered_report_holds_the_section(tmp_path: Path):
+    render(results=tmp_path, out=tmp_path / "reports")
+    assert gpu.TITLE in (tmp_path / "reports" / "README.md").read_text()
