@@ -1,8 +1,9 @@
 """The report's GPU section (ablations.report.gpu) from the runbook's tables: the tests' outcome,
 img/s by step kind with the graph step over the eager, the set's projected time beside the GPU
-time its runs took (each run's share), runs at once over one alone; and, before any GPU ran the
-runbook, the line that says how to. The rows here are made up: the runbook's real ones come
-from a GPU (tests/test_device.py checks the section on the rows its CPU smoke run writes)."""
+time its runs took (each run's share), runs at once over one alone; the README's GPU blocks
+(train-speed, timm, the GPU table) from GPU rows only; and, before any GPU measured, the line
+that says how to. The rows here are made up: the real ones come from a GPU (tests/test_device.py
+checks the section on the rows its CPU smoke run writes)."""
 
 from __future__ import annotations
 
@@ -12,9 +13,10 @@ from pathlib import Path
 import pandas as pd
 
 from ablations import runbook, store
-from ablations.report import gpu
+from ablations.report import gpu, readme_blocks
 from ablations.report.render import render
-from ablations.results import write_table
+from ablations.results import Schema, write_table
+from ablations.runners import speed, throughput
 
 GPU = "NVIDIA H100 80GB HBM3"
 COMMON = {"precision": "bf16", "channels_last": True, "batch_size": 128, "machine": GPU,
@@ -68,15 +70,13 @@ def test_the_section_shows_what_the_runbook_measured(tmp_path):
 
 
 def test_the_set_time_counts_each_run_by_its_share_of_the_gpu():
-    blank = {"str": "", "int": 0, "float": float("nan"), "bool": False}
-    base = {column: blank[kind] for column, kind in store.RUNS.columns.items()}
-    rows = [{**base, "variant": v, "profile": "paper", "device": "cuda", "seed": 0,
-             "status": "complete", "experiments": "degradation", "train_s": 600.0,
-             "runs_at_once": k, "machine": GPU, "run_id": v}
+    rows = [{"variant": v, "profile": "paper", "device": "cuda", "seed": 0, "status": "complete",
+             "experiments": "degradation", "train_s": 600.0, "runs_at_once": k, "machine": GPU,
+             "run_id": v}
             for v, k in (("resnet20", 1), ("resnet56", 2), ("plain20", 2))]  # fmt: skip
     others = [{**rows[0], "seed": 1, "run_id": "a"}, {**rows[0], "device": "cpu", "run_id": "b"},
               {**rows[0], "experiments": "imagenet-degradation", "run_id": "c"}]  # fmt: skip
-    text = gpu.set_time(None, store.RUNS.validate(pd.DataFrame(rows + others)))
+    text = gpu.set_time(None, _table(store.RUNS, rows + others))
     # 600 s alone + 2 x 600 s shared by 2 = 20 min, over the 3 seed-0 GPU degradation runs.
     assert "20.0 min of GPU time for the 3 nets trained so far" in text
     assert "ResNet-20, ResNet-56, plain-20" in text
@@ -85,3 +85,50 @@ def test_the_set_time_counts_each_run_by_its_share_of_the_gpu():
 def test_the_rendered_report_holds_the_section(tmp_path: Path):
     render(results=tmp_path, out=tmp_path / "reports")
     assert gpu.TITLE in (tmp_path / "reports" / "README.md").read_text()
+
+
+def _table(schema: Schema, rows: list[dict]) -> pd.DataFrame:
+    """Rows of a results table, every column the schema names blank but those given."""
+    blank = {"str": "", "int": 0, "float": float("nan"), "bool": False}
+    base = {column: blank[kind] for column, kind in schema.columns.items()}
+    return schema.validate(pd.DataFrame([{**base, **row} for row in rows]))
+
+
+def test_the_readme_gpu_blocks_say_how_to_measure_before_any_gpu(tmp_path):
+    for name in ("gpu-runbook", "gpu-throughput", "gpu-timm", "gpu-train-speed"):
+        text = readme_blocks.BLOCKS[name](tmp_path)
+        assert text.startswith(("Not measured", "No GPU rows")) and "device/" in text, name
+
+
+def test_the_readme_gpu_blocks_show_only_gpu_rows(tmp_path):
+    on = {"device": "cuda", "machine": GPU, "status": "ok", "torch": "2.11.0",
+          "git_commit": "abc123def456", "batch_size": 256, "input_size": 224}  # fmt: skip
+    cpu = {**on, "device": "cpu", "machine": "AMD EPYC (2 cores)"}
+    grid = [{**on, "variant": "resnet50", "mode": mode, "reference": "ours", "precision": p,
+             "channels_last": cl, "images_per_s": base * (2 if p == "bf16" else 1)
+             * (1.5 if cl else 1)}
+            for mode, base in (("train", 1000.0), ("infer", 3000.0))
+            for p in ("bf16", "tf32") for cl in (True, False)]  # fmt: skip
+    grid.append({**grid[0], **cpu, "images_per_s": 10.0})
+    write_table(_table(throughput.SCHEMA, grid), tmp_path / throughput.THROUGHPUT_FILE,
+                throughput.SCHEMA)  # fmt: skip
+    table = readme_blocks.gpu_throughput(tmp_path)
+    assert "| resnet50 | train | 3,000 | 2,000 | 1,500 | 1,000 |" in table
+    assert "bf16, channels_last" in table and "tf32, NCHW" in table and GPU in table
+    assert "| 10 |" not in table  # the CPU row stays in the CPU table
+
+    timm = [
+        {**grid[0], "step": "graph", "fraction_of_peak": 0.3},
+        {**grid[0], "reference": "timm", "images_per_s": 2000.0},
+    ]
+    write_table(_table(throughput.SCHEMA, timm), tmp_path / throughput.REFERENCE_FILE,
+                throughput.SCHEMA)  # fmt: skip
+    assert "1.50x" in readme_blocks.gpu_timm(tmp_path)
+
+    loops = [{**on, "variant": "resnet20", "loop": loop, "images_per_s": ips, "step": "graph",
+              "optimizer": "SGD fused", "batch_size": 128, "input_size": 32}
+             for loop, ips in (("suite", 60_000.0), ("conventional", 10_000.0))]  # fmt: skip
+    loops.append({**loops[0], **cpu, "images_per_s": 500.0})
+    write_table(_table(speed.SCHEMA, loops), tmp_path / speed.SPEED_FILE, speed.SCHEMA)
+    shown = readme_blocks.gpu_train_speed(tmp_path)
+    assert "6.00x" in shown and GPU in shown and "AMD EPYC" not in shown

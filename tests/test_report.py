@@ -411,3 +411,16 @@ def test_report_keeps_diverged_runs_out_of_the_numbers(tmp_path):
            "iteration 300" in readme  # fmt: skip
     assert "| plain-56 |" not in readme
     assert "not checked: plain nets degrade with depth" in readme
+
+
+def test_the_readme_shows_the_paper_replica_once_its_runs_are_committed(two_profiles, tmp_path):
+    """The README's first figure: the cpu budget's until paper-profile runs exist, then the
+    paper's protocol with what its runs are, and it names a figure the report wrote."""
+    from ablations.report import readme_blocks
+
+    out, _ = two_profiles
+    shown = readme_blocks.replica(out.parent / "results")
+    assert "](reports/degradation_paper.png)" in shown and (out / "degradation_paper.png").exists()
+    assert "64,000 iterations" in shown and "cpu budget" not in shown
+    write_results(tmp_path, run_rows(CPU_ERRORS, profile="cpu"))
+    assert "](reports/degradation_cpu.png)" in readme_blocks.replica(tmp_path)

@@ -69,9 +69,17 @@ def speed_table(speed: pd.DataFrame) -> str:
 
 
 def set_time(projection: dict[str, Any] | None, runs: pd.DataFrame) -> str:
-    """The Fig. 6 set's projected wall time beside what its paper-profile GPU runs took: each
-    run's training seconds over the runs that shared its GPU (its share), seed 0 of each net."""
-    lines = []
+    """The Fig. 6 set's projected wall time beside what its runs took, as a paragraph."""
+    lines = set_time_lines(projection, runs)
+    return ("The whole Fig. 6 set, 64k iterations of each net:\n\n" + "\n".join(lines) + "\n"
+            if lines else "")  # fmt: skip
+
+
+def set_time_lines(projection: dict[str, Any] | None, runs: pd.DataFrame) -> list[str]:
+    """Bullets: the Fig. 6 set's projected wall time, and what its paper-profile GPU runs took:
+    each run's training seconds over the runs that shared its GPU (its share), seed 0 of each
+    net."""
+    lines: list[str] = []
     if projection is not None:
         at_once = projection.get("runs_at_once", 1)
         for key, minutes in projection.items():
@@ -94,8 +102,7 @@ def set_time(projection: dict[str, Any] | None, runs: pd.DataFrame) -> str:
             f"(seed 0: {nets}), each run's training seconds over the runs that shared its GPU "
             f"({', '.join(sorted(set(done['machine'])))}; `results/{store.RUNS_FILE}`)"
         )
-    return ("The whole Fig. 6 set, 64k iterations of each net:\n\n" + "\n".join(lines) + "\n"
-            if lines else "")  # fmt: skip
+    return lines
 
 
 def concurrency_table(table: pd.DataFrame) -> str:

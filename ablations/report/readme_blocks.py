@@ -10,8 +10,8 @@ import pandas as pd
 
 from ablations import store
 from ablations.experiments import THROUGHPUT_QUICK
+from ablations.report import gpu, training
 from ablations.report import throughput as report_throughput
-from ablations.report import training
 from ablations.report.figures import paper_name
 from ablations.report.readme import BlockFn
 from ablations.report.recipes import recipe_runs, recipe_table
@@ -24,6 +24,7 @@ CPU = "cpu"
 COMPLEXITY_SHOWN = ("resnet20", "resnet56", "resnet110", "resnet18", "resnet50",
                     "resnet50-v1", "resnet152-v1")  # fmt: skip
 THROUGHPUT_SHOWN = THROUGHPUT_QUICK
+SPEED_RUNBOOK = '`bash device/speed_gpu.sh` (README "On a GPU")'
 
 
 def _profile(results: Path, name: str) -> training.ProfileResults | None:
@@ -40,6 +41,24 @@ def _cpu_degradation(results: Path) -> tuple[training.ProfileResults, pd.DataFra
     if runs.empty:
         return "No complete `cpu`-profile degradation runs are committed yet."
     return p, runs
+
+
+def replica(results: Path) -> str:
+    """The Fig. 6 replica the README shows first: the paper's protocol once its runs are
+    committed (what they are, and the GPU time they took), the cpu budget's until then."""
+    p = _profile(results, training.PAPER)
+    runs = p.experiment("degradation")[0] if p is not None else pd.DataFrame()
+    if runs.empty:
+        return (
+            "![Fig. 6 replica at the cpu budget](reports/degradation_cpu.png)\n\n"
+            "The `cpu` budget's replica, trends only: the paper's protocol (the `paper` profile, "
+            '64k iterations) needs a GPU and has not run yet (README "On a GPU").'
+        )
+    assert p is not None
+    facts = "\n".join(f"- {line}" for line in run_facts(runs))
+    took = "\n".join(gpu.set_time_lines(None, runs))
+    return (f"![Fig. 6 replica at the paper's protocol](reports/{p.name('degradation')}.png)"
+            f"\n\n{facts}\n{took}")  # fmt: skip
 
 
 def cpu_verdicts(results: Path) -> str:
@@ -113,13 +132,68 @@ def cpu_throughput(results: Path) -> str:
 def cpu_train_speed(results: Path) -> str:
     """This suite's training loop against the conventional one on a CPU (`ablate train-speed`),
     with the commit that measured it."""
+    return _train_speed(results, CPU) or "No CPU rows of `ablate train-speed` are committed yet."
+
+
+def gpu_train_speed(results: Path) -> str:
+    """The same on a GPU (issue 10's target: at least 5x), or how to measure it."""
+    return _train_speed(results, "cuda") or (
+        "Not measured on a GPU yet (issue 10's target: at least 5x on ResNet-20 and ResNet-56): "
+        f"{SPEED_RUNBOOK}, stage `train-speed`."
+    )
+
+
+def _train_speed(results: Path, device: str) -> str:
     path = results / speed.SPEED_FILE
     table = read_table(path, speed.SCHEMA) if path.exists() else pd.DataFrame()
-    cpu = table[table["device"] == "cpu"] if len(table) else table
-    text = report_throughput.loop_speed(cpu)
-    if not text:
-        return "No CPU rows of `ablate train-speed` are committed yet."
-    return f"{text}(commit {', '.join(sorted(set(cpu['git_commit'])))})"
+    mine = table[table["device"] == device] if len(table) else table
+    text = report_throughput.loop_speed(mine)
+    return f"{text}(commit {', '.join(sorted(set(mine['git_commit'])))})" if text else ""
+
+
+def gpu_timm(results: Path) -> str:
+    """Ours against timm's benchmark.py on a GPU and the run-to-run spread, or how to measure."""
+    path = results / throughput.REFERENCE_FILE
+    table = read_table(path, throughput.SCHEMA)
+    cuda = table[table["device"] == "cuda"]
+    text = "\n".join(t for t in (report_throughput.against_timm(cuda),
+                                 report_throughput.fidelity(cuda)) if t)  # fmt: skip
+    return text or (
+        "Not measured on a GPU yet (issue 10's targets: ours at least 1.0x timm's, a spread "
+        f"under 2% over `--runs 3` for resnet50 training at batch 256): {SPEED_RUNBOOK}, stage "
+        "`timm`."
+    )
+
+
+def gpu_throughput(results: Path) -> str:
+    """The GPU table beside the CPU one: images/s of each net and mode under every precision
+    and memory layout measured on the GPU that measured the most."""
+    df = read_table(results / throughput.THROUGHPUT_FILE, throughput.SCHEMA)
+    cuda = df[(df["device"] == "cuda") & (df["status"] == "ok") & (df["reference"] == "ours")]
+    if cuda.empty:
+        return (
+            f"No GPU rows yet: {SPEED_RUNBOOK}, stage `table` (`ablate run --profile paper "
+            "--experiments throughput`: both families, bf16/tf32, channels_last on/off)."
+        )
+    machine = cuda["machine"].value_counts().index[0]
+    cuda = cuda[cuda["machine"] == machine]
+    setting = (
+        cuda["precision"] + ", " + cuda["channels_last"].map({True: "channels_last", False: "NCHW"})
+    )
+    table = (cuda.assign(setting=setting)
+             .pivot_table(index=["variant", "mode"], columns="setting", values="images_per_s",
+                          aggfunc="median", sort=False)
+             .map(lambda v: "" if v != v else f"{v:,.0f}").reset_index())  # fmt: skip
+    env = (f"{machine}; images/s, median over runs; torch "
+           f"{', '.join(sorted(set(cuda['torch'])))}; commit "
+           f"{', '.join(sorted(set(cuda['git_commit'])))}")  # fmt: skip
+    return f"{markdown_table(table)}\n({env})"
+
+
+def gpu_runbook(results: Path) -> str:
+    """The report's GPU section, without its title: the GPU tests, the Fig. 6 nets' img/s, the
+    set's projected and taken time, runs at once; or the line saying no GPU has run it."""
+    return gpu.gpu_section(results).markdown.removeprefix(gpu.TITLE).strip()
 
 
 def _median(rows: pd.DataFrame, column: str, spec: str) -> str:
@@ -153,6 +227,7 @@ def cpu_recipes(results: Path) -> str:
 
 
 BLOCKS: dict[str, BlockFn] = {
+    "replica": replica,
     "cpu-recipes": cpu_recipes,
     "cpu-verdicts": cpu_verdicts,
     "cpu-runs": cpu_runs,
@@ -160,4 +235,8 @@ BLOCKS: dict[str, BlockFn] = {
     "cpu-throughput": cpu_throughput,
     "cpu-train-speed": cpu_train_speed,
     "runs-summary": runs_summary,
+    "gpu-runbook": gpu_runbook,
+    "gpu-throughput": gpu_throughput,
+    "gpu-timm": gpu_timm,
+    "gpu-train-speed": gpu_train_speed,
 }
