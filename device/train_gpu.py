@@ -121,31 +121,41 @@ def run_seconds(config: TrainConfig, row: pd.Series | dict, steps_per_epoch: int
 
 
 def project(rows: pd.DataFrame, configs: list[TrainConfig], steps_per_epoch: int) -> dict:
-    """Wall time of every config at its full budget from the measured step and eval times."""
+    """Wall time of every config at its full budget from the measured step and eval times; a
+    net the time limit left unmeasured is named (`STEP_unmeasured`) and counted in no total."""
     out: dict[str, Any] = {"nets": len(configs)}
     for step, table in rows.groupby("step"):
+        measured = [c for c in configs if c.variant in set(table["variant"])]
         per_net = {c.variant: run_seconds(c, table[table["variant"] == c.variant].iloc[0],
-                                          steps_per_epoch) for c in configs}  # fmt: skip
+                                          steps_per_epoch) for c in measured}  # fmt: skip
         out[f"{step}_seconds"] = per_net
         out[f"{step}_total_minutes"] = sum(per_net.values()) / 60
+        if len(measured) < len(configs):
+            out[f"{step}_unmeasured"] = [c.variant for c in configs if c not in measured]
     return out
 
 
 def measure_set(configs: list[TrainConfig], *, data: str | None, device: torch.device,
-                results: Path, iterations: dict[str, int], jobs: int,
-                speedup: float) -> None:  # fmt: skip
-    """Steps 1 and 2 of the module docstring; each row is saved as soon as it is measured."""
+                results: Path, iterations: dict[str, int], jobs: int, speedup: float,
+                deadline: float) -> None:  # fmt: skip
+    """Steps 1 and 2 of the module docstring; each row is saved as soon as it is measured, and
+    none starts past `deadline` (the fast step of every net first, then the eager)."""
     dataset = load_dataset("cifar10", data=data)
     prepared = prepare_data(configs[0], dataset, device)  # the same data for every net
     set_tf32(configs[0].precision)
     rows: list[dict] = []
-    for step, n in iterations.items():
-        for config in configs:
-            row = measure(TrainConfig(**{**config.to_json(), "step": step}), prepared, device, n)
-            say(f"{row['variant']:>10} {row['step']:>5}: {row['images_per_s']:9,.0f} img/s "
-                f"{row['ms_per_step']:7.2f} ms/step {row['step_note']}")  # fmt: skip
-            rows.append(row)
-            append_row(results / SPEED_FILE, row)
+    for step, config in ((step, c) for step in iterations for c in configs):
+        if time.monotonic() >= deadline:
+            say(f"measuring stopped at the time limit, before {config.variant} ({step} step)")
+            break
+        row = measure(TrainConfig(**{**config.to_json(), "step": step}), prepared, device,
+                      iterations[step])  # fmt: skip
+        say(f"{row['variant']:>10} {row['step']:>5}: {row['images_per_s']:9,.0f} img/s "
+            f"{row['ms_per_step']:7.2f} ms/step {row['step_note']}")  # fmt: skip
+        rows.append(row)
+        append_row(results / SPEED_FILE, row)
+    if not rows:
+        return
     projection = project(pd.DataFrame(rows), configs, prepared.train.steps_per_epoch)
     projection |= {"runs_at_once": jobs, "combined_speedup": speedup, "machine": rows[0]["machine"],
                    "git_commit": rows[0]["git_commit"]}  # fmt: skip
@@ -372,7 +382,7 @@ def _measured(todo: list[TrainConfig], args: argparse.Namespace, *, profile: str
                     data=args.data, device=device, results=args.results,
                     iterations={"auto": args.measure_iterations,
                                 "eager": args.eager_iterations},
-                    jobs=jobs, speedup=speedup)  # fmt: skip
+                    jobs=jobs, speedup=speedup, deadline=deadline)  # fmt: skip
     return todo
 
 

@@ -10,6 +10,7 @@ import os
 import subprocess
 import sys
 import tarfile
+import time
 from pathlib import Path
 
 import pandas as pd
@@ -41,28 +42,35 @@ def _names(archive: Path) -> list[str]:
 
 @pytest.mark.slow
 def test_runbook_measures_stops_cleanly_packs_and_resumes(tmp_path, tiny_cifar):
-    first = _runbook(tmp_path, tiny_cifar, "out1", "--time-limit", "0",
-                     "--measure-iterations", "3", "--eager-iterations", "2")  # fmt: skip
+    # No time: nothing is measured, and the first run still starts and stops at a checkpoint.
+    first = _runbook(tmp_path, tiny_cifar, "out1", "--time-limit", "0")
     assert first.returncode == 0, first.stdout[-3000:]
     out, results = tmp_path / "out1", tmp_path / "results"
-    speed = read_table(results / "gpu_speed.csv", runbook.SPEED)
-    assert set(speed["step"]) == {"eager"} and len(speed) == 8  # 4 nets x (auto, eager) on a CPU
-    assert (speed["images_per_s"] > 0).all() and set(speed["eval_split"]) == {"val"}
-    projection = json.loads((results / "gpu_projection.json").read_text())
-    assert projection["nets"] == 4 and projection["eager_total_minutes"] > 0
-    assert projection["runs_at_once"] == 1 and projection["machine"]
+    assert "measuring stopped at the time limit, before plain20" in first.stdout
+    assert not (results / "gpu_speed.csv").exists()
     [stopped] = json.loads((out / "runs.json").read_text())
     assert stopped["status"] == "stopped" and stopped["iterations"] == 4
     assert "stopped cleanly at a checkpoint" in first.stdout
     assert any(n.endswith("checkpoint.pt") for n in _names(out / "checkpoints-1.tar.gz"))
     names = _names(out / "results.tar.gz")
     assert any(n.endswith("config.json") for n in names) and not any(".pt" in n for n in names)
-    assert {"results/gpu_speed.csv", "results/gpu_projection.json"} <= set(names)
+
+    # Time: measure every net, project, then resume the stopped run and finish the set.
+    second = _runbook(tmp_path, tiny_cifar, "out2", "--jobs", "2", "--measure-iterations", "3",
+                      "--eager-iterations", "2")  # fmt: skip
+    assert second.returncode == 0, second.stdout[-3000:]
+    speed = read_table(results / "gpu_speed.csv", runbook.SPEED)
+    assert set(speed["step"]) == {"eager"} and len(speed) == 8  # 4 nets x (auto, eager) on a CPU
+    assert (speed["images_per_s"] > 0).all() and set(speed["eval_split"]) == {"val"}
+    assert (speed["checkpoint_bytes"] > 0).all()
+    projection = json.loads((results / "gpu_projection.json").read_text())
+    assert projection["nets"] == 4 and projection["eager_total_minutes"] > 0
+    assert projection["runs_at_once"] == 2 and projection["machine"]
+    assert {"results/gpu_speed.csv", "results/gpu_projection.json"} <= set(
+        _names(tmp_path / "out2" / "results.tar.gz")
+    )
     shown = gpu.gpu_section(results).markdown  # the report shows what the runbook measured
     assert "img/s, eager step" in shown and "projected, eager step" in shown
-
-    second = _runbook(tmp_path, tiny_cifar, "out2", "--skip-measure", "--jobs", "2")
-    assert second.returncode == 0, second.stdout[-3000:]
     runs = json.loads((tmp_path / "out2" / "runs.json").read_text())
     assert [r["status"] for r in runs] == ["complete"] * 4
     assert stopped["run_id"] in [r["run_id"] for r in runs]  # resumed, not restarted elsewhere
@@ -87,13 +95,14 @@ def test_a_failed_measurement_still_trains_and_packs(
 ):
     train_gpu = device_script("train_gpu")
 
-    def broken(*args, **kwargs):
+    def broken(*args, **kwargs):  # slow, then failing: the time limit passes meanwhile
+        time.sleep(1.5)
         raise ValueError("an evaluation over no images has no metrics")
 
     monkeypatch.setattr(train_gpu, "measure", broken)
     code = train_gpu.main(["--smoke", "--out", str(tmp_path / "out"), "--results",
                            str(tmp_path / "results"), "--data", str(tiny_cifar),
-                           "--time-limit", "0"])  # fmt: skip
+                           "--time-limit", "1"])  # fmt: skip
     assert code == 0
     assert "measuring failed" in capsys.readouterr().err
     [stopped] = json.loads((tmp_path / "out" / "runs.json").read_text())
@@ -233,3 +242,17 @@ def test_gpu_tests_run_once_per_machine_and_commit_and_record_how_they_ended(
     assert code == 0 and again["passed"] and again["created_at"] >= bad["created_at"]
     code, slow = call("test_slow.py", "--force", "--timeout", "3")
     assert code == 1 and not slow["passed"] and slow["exit"] == "timed out after 3 s"
+
+
+def test_the_projection_counts_only_the_nets_measured(device_script):
+    from ablations.config import resolve_config
+
+    train_gpu = device_script("train_gpu")
+    configs = [resolve_config(v, profile="paper", device="cpu") for v in ("resnet20", "resnet56")]
+    rows = pd.DataFrame([{"variant": "resnet20", "step": "graph", "ms_per_step": 2.0,
+                          "eval_s": 1.0}])  # fmt: skip
+    projection = train_gpu.project(rows, configs, steps_per_epoch=391)
+    # 64k steps of 2 ms; 128 evaluations (every 500 steps) and the final test pass (counted
+    # twice) of 1 s each.
+    assert projection["graph_seconds"] == {"resnet20": pytest.approx(64_000 * 2e-3 + 130 * 1.0)}
+    assert projection["graph_unmeasured"] == ["resnet56"] and projection["nets"] == 2

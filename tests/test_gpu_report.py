@@ -64,7 +64,7 @@ def test_the_section_shows_what_the_runbook_measured(tmp_path):
     assert "passed on NVIDIA H100 80GB HBM3" in text and "12 ran and passed, 1 skipped" in text
     assert "| ResNet-20 | 50,000 | 10,000 |" in text and "40,000" not in text
     assert "5.00x" in text and "2.00x" in text  # graph over eager, per net
-    assert "12.0 min one at a time, 4.8 min 4 at once" in text
+    assert "12.0 min one at a time, 4.8 min 4 at once (9 nets;" in text
     assert "| streams | 4 | 50,000 | 2.50x |" in text and "| processes (MPS) | 2 |" in text
     assert "measured:" not in text  # no paper-profile GPU run yet
 
@@ -132,3 +132,10 @@ def test_the_readme_gpu_blocks_show_only_gpu_rows(tmp_path):
     write_table(_table(speed.SCHEMA, loops), tmp_path / speed.SPEED_FILE, speed.SCHEMA)
     shown = readme_blocks.gpu_train_speed(tmp_path)
     assert "6.00x" in shown and GPU in shown and "AMD EPYC" not in shown
+
+
+def test_a_projection_cut_short_names_the_nets_it_did_not_measure():
+    projection = {"nets": 9, "graph_total_minutes": 3.0, "graph_unmeasured": ["resnet110"],
+                  "machine": GPU}  # fmt: skip
+    [line] = gpu.set_time_lines(projection, store.RUNS.empty())
+    assert "3.0 min one at a time (8 of 9 nets: ResNet-110 not measured;" in line

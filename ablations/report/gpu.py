@@ -71,7 +71,7 @@ def speed_table(speed: pd.DataFrame) -> str:
 def set_time(projection: dict[str, Any] | None, runs: pd.DataFrame) -> str:
     """The Fig. 6 set's projected wall time beside what its runs took, as a paragraph."""
     lines = set_time_lines(projection, runs)
-    return ("The whole Fig. 6 set, 64k iterations of each net:\n\n" + "\n".join(lines) + "\n"
+    return ("The whole Fig. 6 set, each net at its full budget:\n\n" + "\n".join(lines) + "\n"
             if lines else "")  # fmt: skip
 
 
@@ -87,9 +87,13 @@ def set_time_lines(projection: dict[str, Any] | None, runs: pd.DataFrame) -> lis
                 step = key.removesuffix("_total_minutes")
                 shared = (f", {minutes / projection.get('combined_speedup', 1):.1f} min "
                           f"{at_once} at once" if at_once > 1 else "")  # fmt: skip
+                nets, missing = projection.get("nets", 0), projection.get(f"{step}_unmeasured", [])
+                count = (f"{nets - len(missing)} of {nets} nets: "
+                         f"{', '.join(map(paper_name, missing))} not measured" if missing
+                         else f"{nets} nets")  # fmt: skip
                 lines.append(
                     f"- projected, {step} step: {minutes:.1f} min one at a time{shared}"
-                    f" ({projection.get('nets')} nets, {projection.get('machine')})"
+                    f" ({count}; {projection.get('machine')})"
                 )
     done = members(runs, "degradation")
     done = done[(done["profile"] == "paper") & (done["device"] == "cuda") & (done["seed"] == 0)
