@@ -19,13 +19,14 @@ TESTS_FILE = "gpu_tests.json"
 SPEED = Schema(
     name="gpu speed",
     columns={
-        "variant": "str", "step": "str", "step_note": "str", "iterations": "int",
+        "variant": "str", "requested_step": "str", "step": "str", "step_note": "str",
+        "iterations": "int",
         "batch_size": "int", "seconds": "float", "ms_per_step": "float",
         "images_per_s": "float", "eval_split": "str", "eval_s": "float",
         "checkpoint_bytes": "int", "precision": "str", "channels_last": "bool", "machine": "str",
         "torch": "str", "git_commit": "str", "created_at": "str",
     },
-    key=("machine", "variant", "step", "created_at"),
+    key=("machine", "variant", "requested_step", "created_at"),
     fix="it is device/train_gpu.py's; move it aside and measure again",
 )  # fmt: skip
 CONCURRENCY = Schema(

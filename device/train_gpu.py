@@ -49,7 +49,8 @@ from ablations.config import TrainConfig, resolve_config
 from ablations.data import load_dataset
 from ablations.data.prepare import Data, prepare_data
 from ablations.experiments import EXPERIMENTS
-from ablations.runbook import CONCURRENCY_FILE, PROJECTION_FILE, SPEED_FILE
+from ablations.results import read_table
+from ablations.runbook import CONCURRENCY_FILE, PROJECTION_FILE, SPEED, SPEED_FILE
 from ablations.runners.records import RunRecord
 from ablations.runners.steps import set_tf32
 from ablations.runners.together import on, train_together
@@ -100,7 +101,8 @@ def measure(config: TrainConfig, data: Data, device: torch.device, iterations: i
         trainer.save_checkpoint()  # its size: whether a later call can carry it back
         checkpoint_bytes = (trainer.dir / "checkpoint.pt").stat().st_size
     return {
-        "variant": config.variant, "step": kind, "step_note": note, "iterations": iterations,
+        "variant": config.variant, "requested_step": config.step, "step": kind,
+        "step_note": note, "iterations": iterations,
         "batch_size": config.batch_size, "seconds": seconds,
         "ms_per_step": 1e3 * seconds / iterations,
         "images_per_s": iterations * config.batch_size / seconds, "eval_split": config.eval_split,
@@ -138,13 +140,18 @@ def project(rows: pd.DataFrame, configs: list[TrainConfig], steps_per_epoch: int
 def measure_set(configs: list[TrainConfig], *, data: str | None, device: torch.device,
                 results: Path, iterations: dict[str, int], jobs: int, speedup: float,
                 deadline: float) -> None:  # fmt: skip
-    """Steps 1 and 2 of the module docstring; each row is saved as soon as it is measured, and
-    none starts past `deadline` (the fast step of every net first, then the eager)."""
-    dataset = load_dataset("cifar10", data=data)
-    prepared = prepare_data(configs[0], dataset, device)  # the same data for every net
+    """Steps 1 and 2 of the module docstring; each row is saved as soon as it is measured, none
+    starts past `deadline` (the fast step of every net first, then the eager), and a net this
+    machine measured at this commit is not measured again (a call cut short is continued)."""
+    # A later call measures only what an earlier one (same machine and commit) left out.
+    rows = _measured_here(results / SPEED_FILE, device)
+    done = {(r["variant"], r["requested_step"]) for r in rows}
+    todo = [(step, c) for step in iterations for c in configs if (c.variant, step) not in done]
+    if not todo:
+        return
+    prepared = prepare_data(configs[0], load_dataset("cifar10", data=data), device)  # one for all
     set_tf32(configs[0].precision)
-    rows: list[dict] = []
-    for step, config in ((step, c) for step in iterations for c in configs):
+    for step, config in todo:
         if time.monotonic() >= deadline:
             say(f"measuring stopped at the time limit, before {config.variant} ({step} step)")
             break
@@ -165,6 +172,15 @@ def measure_set(configs: list[TrainConfig], *, data: str | None, device: torch.d
             at_once = f", {value / speedup:.1f} min {jobs} at once" if jobs > 1 else ""
             say(f"projected Fig. 6 set, {key.removesuffix('_total_minutes')} step: "
                 f"{value:.1f} min one at a time{at_once}")  # fmt: skip
+
+
+def _measured_here(path: Path, device: torch.device) -> list[dict]:
+    """The rows of `path` this machine measured at this commit."""
+    if not path.exists():
+        return []
+    table = read_table(path, SPEED)
+    here = (table["machine"] == env.device_name(device)) & (table["git_commit"] == env.git_commit())
+    return table[here].to_dict("records")
 
 
 def append_row(path: Path, row: dict[str, Any]) -> None:
@@ -287,7 +303,7 @@ def _arguments(argv: list[str] | None) -> argparse.Namespace:
                    help="seconds for the whole command, from its start (default 540)")  # fmt: skip
     p.add_argument("--measure-iterations", type=int, default=2000)
     p.add_argument("--eager-iterations", type=int, default=200)
-    p.add_argument("--skip-measure", action="store_true", help="only train (a later session)")
+    p.add_argument("--skip-measure", action="store_true", help="no measuring, only training")
     p.add_argument(
         "--runs",
         choices=("degradation", "recipes"),

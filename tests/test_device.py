@@ -256,3 +256,28 @@ def test_the_projection_counts_only_the_nets_measured(device_script):
     # twice) of 1 s each.
     assert projection["graph_seconds"] == {"resnet20": pytest.approx(64_000 * 2e-3 + 130 * 1.0)}
     assert projection["graph_unmeasured"] == ["resnet56"] and projection["nets"] == 2
+
+
+@pytest.mark.slow
+def test_a_later_call_measures_only_what_an_earlier_one_left_out(
+    tmp_path, tiny_cifar, monkeypatch, device_script
+):
+    from ablations.config import resolve_config
+
+    train_gpu = device_script("train_gpu")
+    monkeypatch.setattr(train_gpu, "WARMUP_ITERATIONS", 1)
+    configs = [resolve_config(v, profile="smoke", device="cpu") for v in ("resnet20", "plain20")]
+
+    def call(iterations: dict[str, int]) -> pd.DataFrame:
+        train_gpu.measure_set(configs, data=str(tiny_cifar), device=torch.device("cpu"),
+                              results=tmp_path, iterations=iterations, jobs=1, speedup=1.0,
+                              deadline=time.monotonic() + 600)  # fmt: skip
+        return read_table(tmp_path / runbook.SPEED_FILE, runbook.SPEED)
+
+    first = call({"auto": 1})
+    assert sorted(first["variant"]) == ["plain20", "resnet20"]
+    second = call({"auto": 1, "eager": 1})  # the auto rows stand; only the eager ones are new
+    assert len(second) == 4 and set(second["requested_step"]) == {"auto", "eager"}
+    pd.testing.assert_frame_equal(second.iloc[:2], first)
+    projection = json.loads((tmp_path / runbook.PROJECTION_FILE).read_text())
+    assert set(projection["eager_seconds"]) == {"resnet20", "plain20"}  # both calls' rows
