@@ -24,7 +24,9 @@ COMMON = {"precision": "bf16", "channels_last": True, "batch_size": 128, "machin
 
 
 def _speed(variant: str, step: str, images_per_s: float, created_at: str = "2026-12-06") -> dict:
-    return {"variant": variant, "step": step, "step_note": "", "iterations": 2000,
+    requested = "auto" if step == "graph" else step
+    return {"variant": variant, "requested_step": requested, "step": step, "step_note": "",
+            "iterations": 2000,
             "seconds": 2000 * 128 / images_per_s, "ms_per_step": 128e3 / images_per_s,
             "images_per_s": images_per_s, "eval_split": "test", "eval_s": 0.5,
             "checkpoint_bytes": 2_300_000, "created_at": created_at, **COMMON}  # fmt: skip
