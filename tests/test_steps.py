@@ -236,14 +236,16 @@ def _weights(trainer: Trainer) -> dict[str, torch.Tensor]:
 
 
 @CUDA
-@pytest.mark.parametrize("precision", ["bf16", "fp32"])
-def test_graph_step_replays_the_eager_step_exactly(tmp_path, tiny_cifar, precision):
+@pytest.mark.parametrize(
+    ("precision", "optimizer"), [("bf16", "sgd"), ("fp32", "sgd"), ("bf16", "adam")]
+)  # adam: the tutorials' recipes, fused and capturable in the graph
+def test_graph_step_replays_the_eager_step_exactly(tmp_path, tiny_cifar, precision, optimizer):
     gpu = torch.device("cuda")
     torch.backends.cudnn.benchmark = True
     results = {}
     for step in ("eager", "graph", "eager"):
         trainer = _trainer(tmp_path / step, tiny_cifar, device=gpu, precision=precision,
-                           step=step, **WARMUP)  # fmt: skip
+                           step=step, optimizer=optimizer, **WARMUP)  # fmt: skip
         assert trainer.step_kind == step
         trainer.advance(trainer.data.train.batches(0), until=40)
         torch.cuda.synchronize()
