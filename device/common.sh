@@ -7,8 +7,9 @@
 #   package runs from the tree (PYTHONPATH) with `python` ($PYTHON, default python3);
 # - ABLATE_DATA points at the carried CIFAR-10 archive unless it is set, and ABLATE_GIT_COMMIT
 #   at carry/COMMIT where the copy has no .git;
-# - `unpack_carried DIR [GLOB]` unpacks an earlier call's tarballs (members under results/) from
-#   ${RESUME_FROM:-carry/gpu-results} into DIR, so that a later call continues from them.
+# - `unpack_carried DIR [GLOB]` merges an earlier call's tarballs (members under results/) from
+#   ${RESUME_FROM:-carry/gpu-results} into DIR (`ablate merge`: no row committed since is
+#   lost), so that a later call continues from them.
 out=${OUT:-/tmp/${1:?source device/common.sh NAME}_out}
 mkdir -p "$out"
 exec > >(tee "$out/$1.log") 2>&1
@@ -48,13 +49,14 @@ for archive in shared/datasets/cifar10-jpeg.tar.gz carry/cifar10-jpeg.tar.gz; do
   if [[ -z ${ABLATE_DATA:-} && -f $archive ]]; then export ABLATE_DATA=$PWD/$archive; fi
 done
 
-unpack_carried() {  # DIR [GLOB]: the packers write results/... members; they land in DIR
+unpack_carried() {  # DIR [GLOB]: the packers write results/... members; they merge into DIR
   local packed
   mkdir -p "$1"
   for packed in "${RESUME_FROM:-carry/gpu-results}"/${2:-*.tar.gz}; do
     if [[ -f $packed ]]; then
-      echo "[$(basename "$0" .sh)] unpacking $packed into $1"
-      tar -xzf "$packed" -C "$1" --strip-components=1
+      echo "[$(basename "$0" .sh)] merging $packed into $1"
+      # Merged, not unpacked over: a carried table must not drop rows committed since.
+      $python -m ablations.cli merge "$packed" --results "$1"
     fi
   done
 }

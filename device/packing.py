@@ -35,7 +35,7 @@ def pack(results: Path, trained: list[str], out: Path) -> tuple[list[Path], list
     resumable = sorted((d for d in runs if (d / "checkpoint.pt").exists()), key=_progress,
                        reverse=True)  # fmt: skip
     finished = [f for r in trained if (f := results / store.RUNS_DIR / r / "model.pt").exists()]
-    written = [_tar(out / "results.tar.gz", records, results.parent)]
+    written = [_tar(out / "results.tar.gz", records, results)]
     notes: list[str] = []
     room = {"parts": WEIGHT_PARTS, "bytes": WEIGHT_BYTES}
     for name, files, limit, lost in (
@@ -44,7 +44,7 @@ def pack(results: Path, trained: list[str], out: Path) -> tuple[list[Path], list
         ("weights", finished, WEIGHT_BYTES, "over what a call returns"),
     ):  # fmt: skip
         parts, left_out = _parts(files, room=room, limit=limit)
-        written += [_tar(out / f"{name}-{i + 1}.tar.gz", part, results.parent)
+        written += [_tar(out / f"{name}-{i + 1}.tar.gz", part, results)
                     for i, part in enumerate(parts)]  # fmt: skip
         notes += [f"left out ({lost}): {f.relative_to(results.parent)}" for f in left_out]
     return written, notes
@@ -79,8 +79,9 @@ def _parts(files: list[Path], *, room: dict[str, int],
     return parts, left_out
 
 
-def _tar(path: Path, files: list[Path], root: Path) -> Path:
+def _tar(path: Path, files: list[Path], results: Path) -> Path:
+    """Members results/..., whatever the folder is called here (`ablate merge` takes them)."""
     with tarfile.open(path, "w:gz") as tar:
         for f in files:
-            tar.add(f, arcname=str(f.relative_to(root)))
+            tar.add(f, arcname=f"results/{f.relative_to(results)}")
     return path

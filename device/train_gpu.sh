@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Issue 10/11's GPU training in ONE device command (README "On a GPU"): installs the carried
-# fvcore wheels, points ABLATE_DATA at the carried CIFAR-10 archive, unpacks results packed by an
-# earlier call (to resume), runs the GPU tests once per GPU and commit (device/gpu_tests.py),
+# fvcore wheels, points ABLATE_DATA at the carried CIFAR-10 archive, merges in the results an
+# earlier call packed (to resume), runs the GPU tests once per GPU and commit (device/gpu_tests.py),
 # measures how several runs at once fill the GPU (device/concurrency_gpu.py: streams, processes,
 # and processes under MPS where it starts; once per GPU model), then runs device/train_gpu.py:
 # img/s of each Fig. 6 net, the projected time of the set, the paper-profile degradation runs

@@ -24,13 +24,16 @@ from ablations.results import read_table
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def _runbook(tmp_path: Path, data: Path, out: str, *args: str) -> subprocess.CompletedProcess:
+def _runbook(tmp_path: Path, data: Path, out: str, *args: str, results: str = "results",
+             carried: str = "nothing") -> subprocess.CompletedProcess:  # fmt: skip
+    """The runbook in --smoke, its results in tmp_path/`results`, carrying back the tarballs in
+    tmp_path/`carried` (an earlier call's $OUT), as a later device call would."""
     environment = {**os.environ, "OUT": str(tmp_path / out), "ABLATE_DATA": str(data),
-                   "OMP_NUM_THREADS": "1", "RESUME_FROM": str(tmp_path / "nothing"),
+                   "OMP_NUM_THREADS": "1", "RESUME_FROM": str(tmp_path / carried),
                    "PYTHON": sys.executable}  # fmt: skip
     return subprocess.run(
         ["bash", str(ROOT / "device" / "train_gpu.sh"), "--smoke",
-         "--results", str(tmp_path / "results"), *args],
+         "--results", str(tmp_path / results), *args],
         cwd=ROOT, env=environment, capture_output=True, text=True, timeout=600,
     )  # fmt: skip
 
@@ -55,10 +58,15 @@ def test_runbook_measures_stops_cleanly_packs_and_resumes(tmp_path, tiny_cifar):
     names = _names(out / "results.tar.gz")
     assert any(n.endswith("config.json") for n in names) and not any(".pt" in n for n in names)
 
-    # Time: measure every net, project, then resume the stopped run and finish the set.
+    # A later call on a fresh copy of the tree, carrying the first call's tarballs back: with
+    # time, it measures every net, projects, resumes the stopped run and finishes the set.
     second = _runbook(tmp_path, tiny_cifar, "out2", "--jobs", "2", "--measure-iterations", "3",
-                      "--eager-iterations", "2")  # fmt: skip
+                      "--eager-iterations", "2", results="results2", carried="out1")  # fmt: skip
     assert second.returncode == 0, second.stdout[-3000:]
+    assert second.stdout.count("merging") == 2  # results.tar.gz and checkpoints-1.tar.gz
+    results = tmp_path / "results2"
+    starts = json.loads((results / "runs" / stopped["run_id"] / "env.json").read_text())
+    assert [s["from_iteration"] for s in starts] == [0, 4]  # resumed from the carried checkpoint
     speed = read_table(results / "gpu_speed.csv", runbook.SPEED)
     assert set(speed["step"]) == {"eager"} and len(speed) == 8  # 4 nets x (auto, eager) on a CPU
     assert (speed["images_per_s"] > 0).all() and set(speed["eval_split"]) == {"val"}

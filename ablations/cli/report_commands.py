@@ -1,5 +1,5 @@
 """`ablate` subcommands over the registry and the results tables: list, complexity, golden,
-recipes, report, collect; and `select`, the variant globs that every command takes."""
+recipes, report, collect, merge; and `select`, the variant globs that every command takes."""
 
 from __future__ import annotations
 
@@ -140,3 +140,16 @@ def cmd_collect(args: argparse.Namespace) -> None:
     print(
         f"{args.results / store.RUNS_FILE}: {len(runs)} runs from {args.results / store.RUNS_DIR}"
     )
+
+
+def cmd_merge(args: argparse.Namespace) -> None:
+    from ablations import merge
+
+    missing = [str(s) for s in args.sources if not s.exists()]
+    if missing:
+        raise AblationsError(
+            f"no such file or folder: {', '.join(missing)}; give the files a runbook returned "
+            "(its files_at folder) or a results folder"
+        )
+    recorded = merge.merge(args.sources, args.results)
+    print(f"{args.results}: {recorded} finished run(s) recorded; `ablate report` renders them")

@@ -1,0 +1,160 @@
+"""Bring results made elsewhere into a results folder without losing a row (`ablate merge`).
+
+The GPU runbooks (device/) return whole tables: the device's copy of results/ with its new rows.
+Two calls' tarballs, or one carried back into a later call, hold different versions of the same
+table, and unpacking one over another keeps whichever came last: rows measured in between are
+lost. Merging keeps every row instead. A source is a results folder or a tarball whose members
+are results/... (as the runbooks pack them); each is merged in turn:
+
+- a run directory is copied where this folder has none; over an unfinished one where the
+  incoming run finished, or got as far or further (its curves); its checkpoint only where it
+  holds a later iteration. A finished run here is never replaced (it is never recomputed
+  either), but takes the files it lacks (weights packed apart). Finished runs merged are
+  recorded in runs.csv and curves.csv, as `ablate collect` would;
+- a table with a schema takes the incoming rows by key, the later `created_at` winning a key
+  both hold (the incoming row where neither says); other CSV tables take the rows they lack;
+- a JSON record (gpu_projection.json, gpu_tests.json) is replaced by a newer one.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import tarfile
+import tempfile
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import pandas as pd
+import torch
+
+from ablations import runbook, store
+from ablations.registry import AblationsError
+from ablations.results import Schema, locked, read_table, write_table
+from ablations.runners import complexity, speed, throughput
+
+SCHEMAS: dict[str, Schema] = {
+    store.RESPONSES_FILE: store.RESPONSES, store.EVALUATIONS_FILE: store.EVALUATIONS,
+    complexity.COMPLEXITY_FILE: complexity.SCHEMA, throughput.THROUGHPUT_FILE: throughput.SCHEMA,
+    throughput.REFERENCE_FILE: throughput.SCHEMA, speed.SPEED_FILE: speed.SCHEMA,
+    runbook.SPEED_FILE: runbook.SPEED, runbook.CONCURRENCY_FILE: runbook.CONCURRENCY,
+}  # fmt: skip
+# Rebuilt from the run directories, never merged as tables.
+FROM_RUNS = (store.RUNS_FILE, store.CURVES_FILE)
+CHECKPOINT = "checkpoint.pt"
+
+
+def merge(sources: list[Path], results: Path, *, log: Callable[[str], None] = print) -> int:
+    """Merge each source into `results` in turn; returns the finished runs recorded."""
+    recorded = 0
+    for source in sources:
+        with _opened(source) as incoming:
+            recorded += _merge_folder(incoming, results, log=log)
+            log(f"[merge] {source}: merged into {results}")
+    return recorded
+
+
+@contextmanager
+def _opened(source: Path) -> Iterator[Path]:
+    """The results folder a source holds: itself, or a tarball's results/ unpacked."""
+    if source.is_dir():
+        yield source
+        return
+    if not tarfile.is_tarfile(source):
+        raise AblationsError(f"{source}: not a results folder or a tarball of results/...; "
+                             "give the files a runbook returned")  # fmt: skip
+    with tempfile.TemporaryDirectory() as scratch, tarfile.open(source) as tar:
+        try:  # refuses links out of the folder and device files (Python 3.12, 3.11.4, ...)
+            tar.extractall(scratch, filter="data")
+        except TypeError:  # a Python without extraction filters: the runbooks' own tarballs
+            tar.extractall(scratch)
+        folders = [p for p in Path(scratch).iterdir() if p.is_dir()]
+        if len(folders) != 1:
+            raise AblationsError(f"{source}: its members must lie under one folder "
+                                 "(results/...), as the runbooks pack them")  # fmt: skip
+        yield folders[0]
+
+
+def _merge_folder(incoming: Path, results: Path, *, log: Callable[[str], None]) -> int:
+    results.mkdir(parents=True, exist_ok=True)
+    for table in sorted(incoming.glob("*.csv")):
+        if table.name not in FROM_RUNS:
+            _merge_table(table, results / table.name)
+    for record in sorted(incoming.glob("*.json")):
+        _merge_record(record, results / record.name)
+    finished = [d for d in sorted((incoming / store.RUNS_DIR).glob("*")) if d.is_dir()
+                and _merge_run(d, results / store.RUNS_DIR / d.name, log=log)]  # fmt: skip
+    for run in finished:
+        store.record(results / store.RUNS_DIR / run.name, results)
+    return len(finished)
+
+
+def _merge_table(incoming: Path, ours: Path) -> None:
+    schema = SCHEMAS.get(ours.name)
+    with locked(ours):
+        if schema is None:  # no key known: every distinct row once
+            new = pd.read_csv(incoming, dtype=str, keep_default_na=False)
+            old = (pd.read_csv(ours, dtype=str, keep_default_na=False) if ours.exists()
+                   else new.iloc[:0])  # fmt: skip
+            merged = pd.concat([old, new], ignore_index=True).drop_duplicates()
+            merged.to_csv(ours, index=False)
+            return
+        combined = pd.concat([read_table(ours, schema), read_table(incoming, schema)],
+                             ignore_index=True)  # fmt: skip
+        if "created_at" in combined.columns:  # stable: the incoming row wins a tie
+            combined = combined.sort_values("created_at", kind="stable")
+        merged = combined.drop_duplicates(list(schema.key), keep="last")
+        write_table(merged.sort_index(), ours, schema)
+
+
+def _merge_record(incoming: Path, ours: Path) -> None:
+    def created(path: Path) -> str:
+        return str(json.loads(path.read_text()).get("created_at", ""))
+
+    if not ours.exists() or created(incoming) >= created(ours):
+        shutil.copyfile(incoming, ours)
+
+
+def _merge_run(incoming: Path, ours: Path, *, log: Callable[[str], None]) -> bool:
+    """One run directory (see the module docstring); True when a finished run came in."""
+    if not ours.exists():
+        shutil.copytree(incoming, ours)
+        return _finished(ours)
+    if _finished(ours):
+        for f in incoming.iterdir():  # the weights packed apart, say
+            if f.name != CHECKPOINT and not (ours / f.name).exists():
+                shutil.copy2(f, ours / f.name)
+        return False
+    if _finished(incoming):
+        shutil.rmtree(ours)
+        shutil.copytree(incoming, ours)
+        return True
+    if (incoming / "curves.csv").exists() and _progress(incoming) >= _progress(ours):
+        for f in incoming.iterdir():
+            if f.name != CHECKPOINT:
+                shutil.copy2(f, ours / f.name)
+    if (incoming / CHECKPOINT).exists():
+        if _checkpoint_at(incoming) > _checkpoint_at(ours):
+            shutil.copy2(incoming / CHECKPOINT, ours / CHECKPOINT)
+        else:
+            log(f"[merge] {ours.name}: kept our checkpoint (iteration "
+                f"{_checkpoint_at(ours):,}), the incoming one is not later")  # fmt: skip
+    return False
+
+
+def _finished(run: Path) -> bool:
+    return (run / "summary.json").exists()
+
+
+def _progress(run: Path) -> int:
+    curves = run / "curves.csv"
+    return int(pd.read_csv(curves)["iteration"].max()) if curves.exists() else -1
+
+
+def _checkpoint_at(run: Path) -> int:
+    """The iteration a run's checkpoint holds (-1: none)."""
+    path = run / CHECKPOINT
+    if not path.exists():
+        return -1
+    return int(torch.load(path, map_location="cpu", weights_only=False)["state"].iteration)
