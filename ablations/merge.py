@@ -3,8 +3,9 @@
 The GPU runbooks (device/) return whole tables: the device's copy of results/ with its new rows.
 Two calls' tarballs, or one carried back into a later call, hold different versions of the same
 table, and unpacking one over another keeps whichever came last: rows measured in between are
-lost. Merging keeps every row instead. A source is a results folder or a tarball whose members
-are results/... (as the runbooks pack them); each is merged in turn:
+lost. Merging keeps every row instead. A source is a results folder, a tarball whose members
+are results/... (as the runbooks pack them) or one CSV table (named as in results/); each is
+merged in turn:
 
 - a run directory is copied where this folder has none; over an unfinished one where the
   incoming run finished, or got as far or further (its curves); its checkpoint only where it
@@ -30,6 +31,7 @@ import pandas as pd
 import torch
 
 from ablations import runbook, store
+from ablations.io import write_atomic
 from ablations.registry import AblationsError
 from ablations.results import Schema, locked, read_table, write_table
 from ablations.runners import complexity, speed, throughput
@@ -49,6 +51,11 @@ def merge(sources: list[Path], results: Path, *, log: Callable[[str], None] = pr
     """Merge each source into `results` in turn; returns the finished runs recorded."""
     recorded = 0
     for source in sources:
+        if source.suffix == ".csv":  # one table, as loader_gpu.sh returns its rows
+            results.mkdir(parents=True, exist_ok=True)
+            _merge_table(source, results / source.name)
+            log(f"[merge] {source}: merged into {results / source.name}")
+            continue
         with _opened(source) as incoming:
             recorded += _merge_folder(incoming, results, log=log)
             log(f"[merge] {source}: merged into {results}")
@@ -98,7 +105,7 @@ def _merge_table(incoming: Path, ours: Path) -> None:
             old = (pd.read_csv(ours, dtype=str, keep_default_na=False) if ours.exists()
                    else new.iloc[:0])  # fmt: skip
             merged = pd.concat([old, new], ignore_index=True).drop_duplicates()
-            merged.to_csv(ours, index=False)
+            write_atomic(ours, lambda tmp: merged.to_csv(tmp, index=False))
             return
         combined = pd.concat([read_table(ours, schema), read_table(incoming, schema)],
                              ignore_index=True)  # fmt: skip

@@ -56,7 +56,9 @@ def test_tables_and_records_keep_every_row_and_the_newer_one(tmp_path, order):
         )
     sources = [older, newer] if order == "older first" else [newer, older]
     ours = tmp_path / "results"
-    merge([_tar(s, tmp_path / f"{s.name}.tar.gz") for s in sources], ours, log=lambda _: None)
+    merge([_tar(s, tmp_path / f"{s.name}.tar.gz") for s in sources[:1]], ours, log=lambda _: None)
+    merge([sources[1]], ours, log=lambda _: None)  # a folder
+    merge([sources[1] / throughput.THROUGHPUT_FILE], ours, log=lambda _: None)  # one table
     bench = read_table(ours / throughput.THROUGHPUT_FILE, throughput.SCHEMA)
     # Every setting once; resnet20's measured twice (one key): the later measurement stands.
     assert bench.set_index("variant")["images_per_s"].to_dict() == {

@@ -340,18 +340,11 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("collect", help="rebuild runs.csv and curves.csv from results/runs/")
     p.add_argument("--results", type=Path, default=Path("results"))
     p.set_defaults(func=cmd_collect)
-    p = sub.add_parser(
-        "merge",
-        help="merge results made elsewhere (a runbook's tarballs, a "
-        "results folder) into --results without losing a row",
-    )
-    p.add_argument(
-        "sources",
-        nargs="+",
-        type=Path,
-        metavar="SOURCE",
-        help="a results folder or a tarball of results/..., merged in the order given",
-    )
+    p = sub.add_parser("merge", help="merge results made elsewhere (a runbook's tarballs, a "
+                       "results folder) into --results without losing a row")  # fmt: skip
+    p.add_argument("sources", nargs="+", type=Path, metavar="SOURCE",
+                   help="a results folder, a tarball of results/... or one CSV table, merged "
+                   "in the order given")  # fmt: skip
     p.add_argument("--results", type=Path, default=Path("results"))
     p.set_defaults(func=cmd_merge)
     return parser
