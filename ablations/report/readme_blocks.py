@@ -24,7 +24,8 @@ CPU = "cpu"
 COMPLEXITY_SHOWN = ("resnet20", "resnet56", "resnet110", "resnet18", "resnet50",
                     "resnet50-v1", "resnet152-v1")  # fmt: skip
 THROUGHPUT_SHOWN = THROUGHPUT_QUICK
-SPEED_RUNBOOK = '`bash device/speed_gpu.sh` (README "On a GPU")'
+ON_A_GPU = "[On a GPU](#on-a-gpu)"  # these blocks stand in the README itself
+SPEED_RUNBOOK = f"`bash device/speed_gpu.sh` ({ON_A_GPU})"
 
 
 def _profile(results: Path, name: str) -> training.ProfileResults | None:
@@ -52,7 +53,7 @@ def replica(results: Path) -> str:
         return (
             "![Fig. 6 replica at the cpu budget](reports/degradation_cpu.png)\n\n"
             "The `cpu` budget's replica, trends only: the paper's protocol (the `paper` profile, "
-            '64k iterations) needs a GPU and has not run yet (README "On a GPU").'
+            f"64k iterations) needs a GPU and has not run yet ({ON_A_GPU})."
         )
     assert p is not None
     facts = "\n".join(f"- {line}" for line in run_facts(runs))
@@ -193,7 +194,8 @@ def gpu_throughput(results: Path) -> str:
 def gpu_runbook(results: Path) -> str:
     """The report's GPU section, without its title: the GPU tests, the Fig. 6 nets' img/s, the
     set's projected and taken time, runs at once; or the line saying no GPU has run it."""
-    return gpu.gpu_section(results).markdown.removeprefix(gpu.TITLE).strip()
+    text = gpu.gpu_section(results).markdown.removeprefix(gpu.TITLE).strip()
+    return text.replace(gpu.RUNBOOK, f"`bash device/train_gpu.sh` ({ON_A_GPU})")
 
 
 def _median(rows: pd.DataFrame, column: str, spec: str) -> str:
