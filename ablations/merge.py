@@ -28,13 +28,13 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import pandas as pd
-import torch
 
 from ablations import runbook, store
 from ablations.io import write_atomic
 from ablations.registry import AblationsError
-from ablations.results import Schema, locked, read_table, write_table
+from ablations.results import Schema, locked, read_table, upsert
 from ablations.runners import complexity, speed, throughput
+from ablations.runners.checkpoint import CHECKPOINT, checkpoint_iteration, progress
 
 SCHEMAS: dict[str, Schema] = {
     store.RESPONSES_FILE: store.RESPONSES, store.EVALUATIONS_FILE: store.EVALUATIONS,
@@ -44,7 +44,6 @@ SCHEMAS: dict[str, Schema] = {
 }  # fmt: skip
 # Rebuilt from the run directories, never merged as tables.
 FROM_RUNS = (store.RUNS_FILE, store.CURVES_FILE)
-CHECKPOINT = "checkpoint.pt"
 
 
 def merge(sources: list[Path], results: Path, *, log: Callable[[str], None] = print) -> int:
@@ -99,20 +98,21 @@ def _merge_folder(incoming: Path, results: Path, *, log: Callable[[str], None]) 
 
 def _merge_table(incoming: Path, ours: Path) -> None:
     schema = SCHEMAS.get(ours.name)
-    with locked(ours):
-        if schema is None:  # no key known: every distinct row once
+    if schema is None:  # no key known: every distinct row once
+        with locked(ours):
             new = pd.read_csv(incoming, dtype=str, keep_default_na=False)
             old = (pd.read_csv(ours, dtype=str, keep_default_na=False) if ours.exists()
                    else new.iloc[:0])  # fmt: skip
             merged = pd.concat([old, new], ignore_index=True).drop_duplicates()
             write_atomic(ours, lambda tmp: merged.to_csv(tmp, index=False))
-            return
-        combined = pd.concat([read_table(ours, schema), read_table(incoming, schema)],
-                             ignore_index=True)  # fmt: skip
-        if "created_at" in combined.columns:  # stable: the incoming row wins a tie
-            combined = combined.sort_values("created_at", kind="stable")
-        merged = combined.drop_duplicates(list(schema.key), keep="last")
-        write_table(merged.sort_index(), ours, schema)
+        return
+    new, key = read_table(incoming, schema), list(schema.key)
+    # A row older than ours stays out (a key that holds the time cannot be older).
+    if "created_at" in new.columns and "created_at" not in key and ours.exists():
+        theirs = read_table(ours, schema)[[*key, "created_at"]]
+        paired = new[key].astype(str).merge(theirs.astype(str), on=key, how="left")
+        new = new[~(paired["created_at"].fillna("") > new["created_at"]).to_numpy()]
+    upsert(ours, new, schema)
 
 
 def _merge_record(incoming: Path, ours: Path) -> None:
@@ -137,31 +137,19 @@ def _merge_run(incoming: Path, ours: Path, *, log: Callable[[str], None]) -> boo
         shutil.rmtree(ours)
         shutil.copytree(incoming, ours)
         return True
-    if (incoming / "curves.csv").exists() and _progress(incoming) >= _progress(ours):
+    if (incoming / "curves.csv").exists() and progress(incoming) >= progress(ours):
         for f in incoming.iterdir():
             if f.name != CHECKPOINT:
                 shutil.copy2(f, ours / f.name)
     if (incoming / CHECKPOINT).exists():
-        if _checkpoint_at(incoming) > _checkpoint_at(ours):
+        at = checkpoint_iteration(ours)
+        if checkpoint_iteration(incoming) > at:
             shutil.copy2(incoming / CHECKPOINT, ours / CHECKPOINT)
         else:
-            log(f"[merge] {ours.name}: kept our checkpoint (iteration "
-                f"{_checkpoint_at(ours):,}), the incoming one is not later")  # fmt: skip
+            log(f"[merge] {ours.name}: kept our checkpoint (iteration {at:,}), the incoming "
+                "one is not later")  # fmt: skip
     return False
 
 
 def _finished(run: Path) -> bool:
     return (run / "summary.json").exists()
-
-
-def _progress(run: Path) -> int:
-    curves = run / "curves.csv"
-    return int(pd.read_csv(curves)["iteration"].max()) if curves.exists() else -1
-
-
-def _checkpoint_at(run: Path) -> int:
-    """The iteration a run's checkpoint holds (-1: none)."""
-    path = run / CHECKPOINT
-    if not path.exists():
-        return -1
-    return int(torch.load(path, map_location="cpu", weights_only=False)["state"].iteration)

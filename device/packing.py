@@ -7,9 +7,8 @@ from __future__ import annotations
 import tarfile
 from pathlib import Path
 
-import pandas as pd
-
 from ablations import store
+from ablations.runners.checkpoint import progress
 
 # What a device call returns: 8 files of at most 16 MB, 64 MB in all. The log, runs.json and
 # results.tar.gz take three files and a few MB; the checkpoint and weight parts share the rest.
@@ -32,7 +31,7 @@ def pack(results: Path, trained: list[str], out: Path) -> tuple[list[Path], list
     runs = sorted(d for d in (results / store.RUNS_DIR).glob("*") if d.is_dir())
     records = [*sorted(results.glob("*.csv")), *sorted(results.glob("*.json")),
                *(f for d in runs for f in sorted(d.iterdir()) if f.suffix != ".pt")]  # fmt: skip
-    resumable = sorted((d for d in runs if (d / "checkpoint.pt").exists()), key=_progress,
+    resumable = sorted((d for d in runs if (d / "checkpoint.pt").exists()), key=progress,
                        reverse=True)  # fmt: skip
     finished = [f for r in trained if (f := results / store.RUNS_DIR / r / "model.pt").exists()]
     written = [_tar(out / "results.tar.gz", records, results)]
@@ -48,12 +47,6 @@ def pack(results: Path, trained: list[str], out: Path) -> tuple[list[Path], list
                     for i, part in enumerate(parts)]  # fmt: skip
         notes += [f"left out ({lost}): {f.relative_to(results.parent)}" for f in left_out]
     return written, notes
-
-
-def _progress(run: Path) -> int:
-    """The iteration a run's checkpoint holds (its curves end there)."""
-    curves = run / "curves.csv"
-    return int(pd.read_csv(curves)["iteration"].max()) if curves.exists() else 0
 
 
 def _parts(files: list[Path], *, room: dict[str, int],

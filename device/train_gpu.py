@@ -51,7 +51,7 @@ from ablations.data.prepare import Data, prepare_data
 from ablations.experiments import EXPERIMENTS
 from ablations.results import read_table
 from ablations.runbook import CONCURRENCY_FILE, PROJECTION_FILE, SPEED, SPEED_FILE
-from ablations.runners.records import RunRecord
+from ablations.runners.records import RunRecord, load_current
 from ablations.runners.steps import set_tf32
 from ablations.runners.together import on, train_together
 from ablations.runners.trainer import Trainer
@@ -245,10 +245,10 @@ def claimed_recipes(profile: str, device: torch.device) -> list[TrainConfig]:
 
 
 def within_reach(
-    configs: list[TrainConfig], *, results: Path, data: str | None, device: torch.device,
-    deadline: float, iterations: int,
+    configs: list[TrainConfig], *, data: str | None, device: torch.device, deadline: float,
+    iterations: int,
 ) -> list[TrainConfig]:  # fmt: skip
-    """The unfinished configs worth starting before `deadline`, from their rates measured here.
+    """The configs (unfinished) worth starting before `deadline`, from their rates measured here.
     A run whose checkpoint a later call can carry back (CARRY_BYTES) resumes there, so it may
     stop anywhere; one whose checkpoint cannot (a ResNet-18 holds 11M weights and their
     optimizer state) would restart from nothing, so it starts only where its whole run (as
@@ -259,8 +259,6 @@ def within_reach(
     whole: list[tuple[TrainConfig, float]] = []
     resumable: list[tuple[TrainConfig, float]] = []
     for config in configs:
-        if (results / store.RUNS_DIR / config.run_id / "summary.json").exists():
-            continue
         prepared = prepare_data(config, dataset, device)
         set_tf32(config.precision)
         row = measure(config, prepared, device, iterations)
@@ -357,8 +355,8 @@ def main(argv: list[str] | None = None) -> int:
                                                      device=device) if t.config is not None),
                     key=lambda c: c.seed)
     )  # fmt: skip
-    unfinished = {c.run_id for c in todo if not (args.results / store.RUNS_DIR / c.run_id /
-                                                 "summary.json").exists()}  # fmt: skip
+    runs_dir = args.results / store.RUNS_DIR  # a stale finished run counts as unfinished
+    todo = [c for c in todo if load_current(runs_dir / c.run_id) is None]
     done: list[dict] = []
     try:
         try:  # a failed measurement must not cost the training its turn
@@ -367,8 +365,7 @@ def main(argv: list[str] | None = None) -> int:
         except Exception:
             say("measuring failed (below); training anyway")
             traceback.print_exc()
-        say(f"training {len(unfinished & {c.run_id for c in todo})} unfinished run(s), {jobs} "
-            "at once")  # fmt: skip
+        say(f"training {len(todo)} unfinished run(s), {jobs} at once")
         run_set(todo, experiment=args.runs, results=args.results, data=args.data,
                 device=device, deadline=deadline, jobs=jobs, done=done)  # fmt: skip
         if args.runs == "degradation":
@@ -376,8 +373,7 @@ def main(argv: list[str] | None = None) -> int:
                               device=device)  # fmt: skip
     finally:  # whatever happened, bring back what was made
         (args.out / "runs.json").write_text(json.dumps(done, indent=1))
-        trained = [d["run_id"] for d in done if d["run_id"] in unfinished]
-        written, notes = pack(args.results, trained, args.out)
+        written, notes = pack(args.results, [d["run_id"] for d in done], args.out)
         for line in [*notes, *(f"{p}: {p.stat().st_size / 2**20:.1f} MB" for p in written)]:
             say(line)
         say(f"done in {time.monotonic() - start:.0f} s")
@@ -390,8 +386,8 @@ def _measured(todo: list[TrainConfig], args: argparse.Namespace, *, profile: str
     """Before the training: the Fig. 6 nets' img/s and the set's projection (degradation,
     unless --skip-measure); the recipe runs that can end in time (recipes)."""
     if args.runs == "recipes":
-        return within_reach(todo, results=args.results, data=args.data, device=device,
-                            deadline=deadline, iterations=args.fit_iterations)  # fmt: skip
+        return within_reach(todo, data=args.data, device=device, deadline=deadline,
+                            iterations=args.fit_iterations)  # fmt: skip
     if not args.skip_measure:
         variants = EXPERIMENTS["degradation"].variants_for(profile)
         measure_set([resolve_config(v, profile=profile, device=device.type) for v in variants],

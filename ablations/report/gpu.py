@@ -134,7 +134,9 @@ def _json(path: Path) -> dict[str, Any] | None:
     return json.loads(path.read_text()) if path.exists() else None
 
 
-def gpu_section(results: Path) -> Section:
+def gpu_section(results: Path, *, runbook_at: str = RUNBOOK) -> Section:
+    """The section; `runbook_at` names the runbook where nothing is measured yet (the README's
+    own blocks link to its section instead)."""
     speed = read_table(results / runbook.SPEED_FILE, runbook.SPEED)
     concurrency = read_table(results / runbook.CONCURRENCY_FILE, runbook.CONCURRENCY)
     runs = read_table(results / store.RUNS_FILE, store.RUNS)
@@ -148,7 +150,7 @@ def gpu_section(results: Path) -> Section:
     body = "\n".join(p for p in parts if p)
     if not body:
         body = (
-            f"Not measured yet: no GPU has run the runbook, {RUNBOOK}. It writes the GPU "
+            f"Not measured yet: no GPU has run the runbook, {runbook_at}. It writes the GPU "
             f"tests' outcome (`results/{runbook.TESTS_FILE}`), the Fig. 6 nets' training "
             f"img/s (`results/{runbook.SPEED_FILE}`), the set's projected time "
             f"(`results/{runbook.PROJECTION_FILE}`) and runs at once "

@@ -48,14 +48,12 @@ def replica(results: Path) -> str:
     """The Fig. 6 replica the README shows first: the paper's protocol once its runs are
     committed (what they are, and the GPU time they took), the cpu budget's until then."""
     p = _profile(results, training.PAPER)
-    runs = p.experiment("degradation")[0] if p is not None else pd.DataFrame()
-    if runs.empty:
+    if p is None or (runs := p.experiment("degradation")[0]).empty:
         return (
             "![Fig. 6 replica at the cpu budget](reports/degradation_cpu.png)\n\n"
             "The `cpu` budget's replica, trends only: the paper's protocol (the `paper` profile, "
             f"64k iterations) needs a GPU and has not run yet ({ON_A_GPU})."
         )
-    assert p is not None
     facts = "\n".join(f"- {line}" for line in run_facts(runs))
     took = "\n".join(gpu.set_time_lines(None, runs))
     return (f"![Fig. 6 replica at the paper's protocol](reports/{p.name('degradation')}.png)"
@@ -194,8 +192,8 @@ def gpu_throughput(results: Path) -> str:
 def gpu_runbook(results: Path) -> str:
     """The report's GPU section, without its title: the GPU tests, the Fig. 6 nets' img/s, the
     set's projected and taken time, runs at once; or the line saying no GPU has run it."""
-    text = gpu.gpu_section(results).markdown.removeprefix(gpu.TITLE).strip()
-    return text.replace(gpu.RUNBOOK, f"`bash device/train_gpu.sh` ({ON_A_GPU})")
+    section = gpu.gpu_section(results, runbook_at=f"`bash device/train_gpu.sh` ({ON_A_GPU})")
+    return section.markdown.removeprefix(gpu.TITLE).strip()
 
 
 def _median(rows: pd.DataFrame, column: str, spec: str) -> str:

@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import pandas as pd
 import torch
 from torch import nn
 
@@ -66,6 +67,21 @@ def write_curves(directory: Path, rows: list[dict[str, Any]]) -> None:
 def save_weights(path: Path, model: nn.Module) -> None:
     weights = model.state_dict()
     write_atomic(path, lambda t: torch.save(weights, t))
+
+
+def progress(directory: Path) -> int:
+    """The last iteration a run's curves reach (its checkpoint's, while it trains); -1: none."""
+    curves = directory / "curves.csv"
+    return int(pd.read_csv(curves)["iteration"].max()) if curves.exists() else -1
+
+
+def checkpoint_iteration(directory: Path) -> int:
+    """The iteration a run's checkpoint holds, read from the checkpoint itself; -1: none."""
+    path = directory / CHECKPOINT
+    if not path.exists():
+        return -1
+    state: State = torch.load(path, map_location="cpu", weights_only=False)["state"]
+    return state.iteration
 
 
 def drop_checkpoint(directory: Path) -> None:
