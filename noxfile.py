@@ -1,7 +1,12 @@
 """Sessions: `nox -s tests`, `nox -s ablate`, `nox -s lint`, `nox -s bench`, `nox -s typecheck`,
-`nox -s golden`, `nox -s compat` (the tests at older torch releases). Each installs what it
-needs and reuses its environment on the next call (uv, when installed, makes the first install
-much faster: `pip install nox uv`)."""
+`nox -s golden`, `nox -s compat` (the tests at older torch releases), `nox -s latest` (the tests
+at the newest releases) and `nox -s lock`. Each installs what it needs and reuses its
+environment on the next call (uv, when installed, makes the first install much faster:
+`pip install nox uv`).
+
+Every session but `compat` and `latest` installs the exact releases of
+requirements/constraints.txt, so a new release of a dependency changes nothing until
+`nox -s lock` takes it in; `nox -s latest` shows first what it would break."""
 
 from __future__ import annotations
 
@@ -15,13 +20,16 @@ nox.options.reuse_venv = "yes"
 nox.options.sessions = ["lint", "tests"]
 
 PYPROJECT = nox.project.load_toml("pyproject.toml")
+CONSTRAINTS = "requirements/constraints.txt"
+GROUPS = ("test", "lint", "bench", "typecheck")  # what the lock file covers
 
 
 def install(session: nox.Session, *groups: str, pins: tuple[str, ...] = ()) -> None:
     """The package (editable, so results record this checkout's commit) plus dependency groups,
-    resolved in one install so that `pins` (exact releases) hold."""
+    resolved in one install: at the locked releases, or with `pins` (exact releases) holding."""
     deps = [dep for group in groups for dep in nox.project.dependency_groups(PYPROJECT, group)]
-    session.install("-e", ".", *deps, *pins)
+    lock = () if pins else ("-c", CONSTRAINTS)
+    session.install(*lock, "-e", ".", *deps, *pins)
 
 
 def run_tests(session: nox.Session) -> None:
@@ -53,6 +61,25 @@ def compat(session: nox.Session, torch: str) -> None:
 
 
 @nox.session
+def latest(session: nox.Session) -> None:
+    """The test suite at the newest release of every dependency; opt-in, ahead of `nox -s lock`."""
+    session.install("--upgrade", "-e", ".", *nox.project.dependency_groups(PYPROJECT, "test"))
+    run_tests(session)
+
+
+@nox.session(venv_backend="uv")
+def lock(session: nox.Session) -> None:
+    """Resolve requirements/constraints.txt anew: the newest releases for every Python the
+    package admits, which all other sessions then install."""
+    groups = [arg for group in GROUPS for arg in ("--group", group)]
+    session.run(
+        "uv", "pip", "compile", "pyproject.toml", "requirements/tools.in", *groups,
+        "--universal", "--python-version", "3.10", "--upgrade",
+        "--custom-compile-command", "nox -s lock", "-o", CONSTRAINTS,
+    )  # fmt: skip
+
+
+@nox.session
 def ablate(session: nox.Session) -> None:
     """Run the missing runs of the default experiments, then regenerate reports/.
     `nox -s ablate -- --experiments complexity` chooses experiments."""
@@ -69,8 +96,7 @@ def bench(session: nox.Session) -> None:
 
 @nox.session
 def lint(session: nox.Session) -> None:
-    install_only = nox.project.dependency_groups(PYPROJECT, "lint")
-    session.install(*install_only)
+    session.install("-c", CONSTRAINTS, *nox.project.dependency_groups(PYPROJECT, "lint"))
     session.run("ruff", "check", ".")
     session.run("ruff", "format", "--check", ".")
 

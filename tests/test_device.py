@@ -230,17 +230,18 @@ def test_gpu_tests_run_once_per_machine_and_commit_and_record_how_they_ended(
     record = tmp_path / "results" / "gpu_tests.json"
     tests = tmp_path / "probe"
     tests.mkdir()
-    (tests / "test_ok.py").write_text("def test_gpu_ok():\n    pass\n\n"
-                                      "def test_other():\n    raise AssertionError\n")  # fmt: skip
-    (tests / "test_bad.py").write_text("def test_gpu_bad():\n    raise AssertionError\n")
-    (tests / "test_slow.py").write_text("import time\n\ndef test_gpu_slow():\n"
-                                        "    time.sleep(30)\n")  # fmt: skip
+    gpu = "import time\nimport pytest\n\n@pytest.mark.gpu\n"
+    (tests / "test_ok.py").write_text(f"{gpu}def test_ok():\n    pass\n\n"
+                                      "def test_gpu_named_but_unmarked():\n"
+                                      "    raise AssertionError\n")  # fmt: skip
+    (tests / "test_bad.py").write_text(f"{gpu}def test_bad():\n    raise AssertionError\n")
+    (tests / "test_slow.py").write_text(f"{gpu}def test_slow():\n    time.sleep(30)\n")
 
     def call(name: str, *args: str) -> tuple[int, dict]:
         code = gpu_tests.main(["--record", str(record), *args, str(tests / name)])
         return code, json.loads(record.read_text())
 
-    code, first = call("test_ok.py")  # only the selected test runs: test_other is not
+    code, first = call("test_ok.py")  # only the marked test runs, whatever the names
     assert code == 0 and first["passed"] and first["ran_and_passed"] == 1
     assert first["failed"] == 0 and first["machine"] and first["git_commit"]
     assert call("test_ok.py") == (0, first)  # skipped: the record stands as it was

@@ -60,7 +60,7 @@ def test_the_section_shows_what_the_runbook_measured(tmp_path):
     (tmp_path / runbook.PROJECTION_FILE).write_text(json.dumps(projection))
     (tmp_path / runbook.TESTS_FILE).write_text(json.dumps({
         "machine": GPU, "torch": "2.11.0", "git_commit": "abc123def456", "passed": True,
-        "exit": 0, "selection": "gpu or graph", "ran_and_passed": 12, "skipped": 1, "failed": 0,
+        "exit": 0, "selection": "gpu", "ran_and_passed": 12, "skipped": 1, "failed": 0,
     }))  # fmt: skip
     text = gpu.gpu_section(tmp_path).markdown
     assert "passed on NVIDIA H100 80GB HBM3" in text and "12 ran and passed, 1 skipped" in text

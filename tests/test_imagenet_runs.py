@@ -287,7 +287,7 @@ def test_any_imagefolder_tree_streams_with_an_imagenet_profile(tmp_path, monkeyp
         resolve_config("resnet20", profile="imagenet-smoke", dataset="cifar10", device="cpu")
 
 
-@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+@pytest.mark.gpu
 def test_gpu_streamed_batches_never_synchronise(tree):
     """CUDA's own detector on the streaming loader's batches (CPU decode, pinned copies, colour
     noise, normalisation on the GPU): a host sync per batch would stall every step."""

@@ -22,7 +22,6 @@ from ablations.runners.steps import resolve_step
 from ablations.runners.train import Trainer, train
 
 CPU = torch.device("cpu")
-CUDA = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 HOST_READS = ("item", "tolist", "numpy", "__bool__", "__float__", "__int__", "__index__")
 
 
@@ -235,7 +234,7 @@ def _weights(trainer: Trainer) -> dict[str, torch.Tensor]:
     return {k: v.detach().clone() for k, v in trainer.model.state_dict().items()}
 
 
-@CUDA
+@pytest.mark.gpu
 @pytest.mark.parametrize(
     ("precision", "optimizer"), [("bf16", "sgd"), ("fp32", "sgd"), ("bf16", "adam")]
 )  # adam: the tutorials' recipes, fused and capturable in the graph
@@ -263,7 +262,7 @@ def test_graph_step_replays_the_eager_step_exactly(tmp_path, tiny_cifar, precisi
             assert (graph[k].double() - eager[k].double()).abs().max() <= 4 * spread + 1e-6, k
 
 
-@CUDA
+@pytest.mark.gpu
 def test_gpu_hot_loop_never_synchronises(tmp_path, tiny_cifar):
     """CUDA's own detector: any synchronising call in the loop raises. Turned on after the
     graph is captured (capture itself synchronises once); the loop crosses an epoch."""

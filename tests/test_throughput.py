@@ -429,7 +429,7 @@ def test_rows_from_before_the_step_column_read_as_eager(tmp_path):
     )
 
 
-@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+@pytest.mark.gpu
 def test_gpu_bench_replays_the_training_step_as_a_graph(tmp_path):
     grid = tp.grid(["resnet20"], device="cuda", modes=["train"], precisions=["bf16"],
                    channels_last=[True], warmup=5, repeats=2, steps=5)  # fmt: skip

@@ -114,7 +114,7 @@ def test_bad_jobs_is_refused():
         together.train_together([], jobs=0, out=None)  # type: ignore[arg-type]
 
 
-@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+@pytest.mark.gpu
 def test_gpu_runs_at_once_on_their_streams_end_as_each_alone(tmp_path, tiny_cifar):
     """On a GPU each run's graph replays on its own stream: the runs must end where one alone
     does (exactly, where cuDNN's kernels are deterministic; else within alone's own spread)."""
