@@ -23,6 +23,8 @@ import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
+from scipy.stats import t as student_t
+
 ALPHA = 0.05
 MIN_SEEDS = 3
 
@@ -131,55 +133,11 @@ def _agreement(arms: Sequence[Arm], weights: Sequence[float], estimate: float) -
     return sum(1 for v in per_seed if v * sign > 0), len(common)
 
 
-# --- Student's t distribution, without scipy --------------------------------------------------
-
-
 def two_sided_p(t: float, df: float) -> float:
     """P(|T| >= |t|) for Student's t with `df` degrees of freedom (normal for df = inf)."""
-    if math.isinf(df):
-        return math.erfc(abs(t) / math.sqrt(2))
-    if math.isinf(t):
-        return 0.0
-    return _betainc(df / 2, 0.5, df / (df + t * t))
+    return float(2 * student_t.sf(abs(t), df))
 
 
 def t_quantile(q: float, df: float) -> float:
-    """The q-quantile (0.5 < q < 1) of Student's t, by bisection on the CDF."""
-    low, high = 0.0, 1.0
-    while two_sided_p(high, df) > 2 * (1 - q):
-        high *= 2
-    for _ in range(100):
-        mid = (low + high) / 2
-        low, high = (mid, high) if two_sided_p(mid, df) > 2 * (1 - q) else (low, mid)
-    return (low + high) / 2
-
-
-def _betainc(a: float, b: float, x: float) -> float:
-    """The regularized incomplete beta function I_x(a, b) (continued fraction, Lentz)."""
-    if x <= 0:
-        return 0.0
-    if x >= 1:
-        return 1.0
-    if x > (a + 1) / (a + b + 2):  # the fraction converges fast on this side only
-        return 1.0 - _betainc(b, a, 1 - x)
-    log_front = a * math.log(x) + b * math.log1p(-x) - math.log(a) - _log_beta(a, b)
-    tiny, c, d = 1e-300, 1.0, 1.0 - (a + b) * x / (a + 1)
-    d = 1 / (d if abs(d) > tiny else tiny)
-    f = d
-    for m in range(1, 500):
-        for numerator in (
-            m * (b - m) * x / ((a + 2 * m - 1) * (a + 2 * m)),
-            -(a + m) * (a + b + m) * x / ((a + 2 * m) * (a + 2 * m + 1)),
-        ):
-            d = 1 + numerator * d
-            d = 1 / (d if abs(d) > tiny else tiny)
-            c = 1 + numerator / c
-            c = c if abs(c) > tiny else tiny
-            f *= c * d
-        if abs(c * d - 1) < 1e-15:
-            break
-    return math.exp(log_front) * f
-
-
-def _log_beta(a: float, b: float) -> float:
-    return math.lgamma(a) + math.lgamma(b) - math.lgamma(a + b)
+    """The q-quantile of Student's t with `df` degrees of freedom (normal for df = inf)."""
+    return float(student_t.ppf(q, df))

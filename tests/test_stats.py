@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import itertools
 import math
+from pathlib import Path
 
+import pandas as pd
 import pytest
+from scipy.stats import ttest_ind
 from test_report import MACHINE, response_rows, run_rows
 
 from ablations import stats
@@ -23,6 +27,29 @@ def test_t_quantile_and_p_value_match_the_printed_table(df, critical):
     assert stats.t_quantile(0.975, df) == pytest.approx(critical, abs=6e-4)
     assert stats.two_sided_p(critical, df) == pytest.approx(0.05, abs=2e-4)
     assert stats.two_sided_p(0.0, df) == pytest.approx(1.0)
+
+
+COMMITTED_RUNS = sorted(Path(__file__).parents[1].glob("results/**/runs.csv"))
+
+
+@pytest.mark.parametrize("table", COMMITTED_RUNS, ids=lambda p: str(p.parent.name))
+def test_welch_on_the_committed_runs_matches_scipys_own_welch_test(table):
+    """Every pair of nets with seeds in a committed runs table: the contrast's p-value is the one
+    scipy's Welch test gives on the same errors."""
+    runs = pd.read_csv(table)
+    checked = 0
+    for _, nets in runs.groupby(["profile", "dataset"]):
+        errors = {v: g.set_index("seed").test_error.dropna().to_dict()
+                  for v, g in nets.groupby("variant")}  # fmt: skip
+        for a, b in itertools.combinations(sorted(errors), 2):
+            verdict = stats.welch(Arm.of(errors[a]), Arm.of(errors[b]))
+            if math.isnan(verdict.p) or verdict.se == 0:
+                continue
+            expected = ttest_ind(list(errors[a].values()), list(errors[b].values()),
+                                 equal_var=False).pvalue  # fmt: skip
+            assert verdict.p == pytest.approx(expected, abs=1e-9)
+            checked += 1
+    assert checked
 
 
 def test_welch_by_hand():
@@ -103,7 +130,7 @@ def test_a_difference_within_the_seed_spread_is_not_resolved():
 
 
 def test_a_single_seed_is_never_a_verdict():
-    # Issue 12's committed cpu numbers: one seed said "holds" for a claim another CPU overturned.
+    # One seed per net can say "holds" for a claim that another CPU overturns: never a verdict.
     one = {"plain20": [0.555], "plain56": [0.885], "resnet20": [0.440], "resnet56": [0.649]}
     outcomes, runs = _outcomes(one)
     assert outcomes[:3] == [stats.NOT_RESOLVED] * 3
