@@ -60,7 +60,7 @@ _warned_dirty: set[str] = set()
 
 def warn_if_dirty(what: str) -> None:
     """Say once per process, on stderr, that `what` is being produced from uncommitted code: its
-    rows carry a "+dirty" commit, which the report marks and committed results must not hold."""
+    rows hold a "+dirty" commit, which the report marks and committed results must not hold."""
     commit = git_commit()
     if commit.endswith(DIRTY) and what not in _warned_dirty:
         _warned_dirty.add(what)
@@ -112,10 +112,9 @@ def cpu_flags() -> str:
 @cache
 def machine_id() -> str:
     """A short hash of /etc/machine-id (the raw id never leaves the machine): it tells two
-    installations apart, not two VMs cloned from one image, which share it (this project's VMs
-    of two sessions both read fb7fc6002a05). Where the CPU differs, `cpu_flags` and `machine`
-    tell it; rows of one image on other hosts are told apart by `created_at` only. "" where
-    there is none (containers often have none)."""
+    installations apart, not two VMs cloned from one image, which share it. Where the CPU
+    differs, `cpu_flags` and `machine` tell it; rows of one image on other hosts are told apart
+    by `created_at` only. "" where there is none (containers often have none)."""
     for path in (Path("/etc/machine-id"), Path("/var/lib/dbus/machine-id")):
         try:
             raw = path.read_text().strip()

@@ -8,7 +8,7 @@ nothing) or all at once by `collect` (after copying run directories from other m
     responses.csv  RESPONSES: (run_id, layer, module, std) of trained nets (the paper's Fig. 7)
     evaluations.csv  EVALUATIONS: checkpoints (ours or published) evaluated by `ablate evaluate`
 
-Every table of measurements carries the PROVENANCE columns: no machine path, the data by name,
+Every table of measurements has the PROVENANCE columns: no machine path, the data by name,
 format and sha256, the machine by name and hashes, the commit and the trainer version.
 """
 

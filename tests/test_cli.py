@@ -173,9 +173,9 @@ def test_a_count_below_its_minimum_is_a_one_line_usage_error(command, option, mi
 @pytest.mark.parametrize(
     "argv",
     [
-        ["bench", "resnet20", "--steps", "0"],  # used to record a row at the default steps
-        ["train-speed", "resnet20", "--warmup", "-1"],  # used to record a row
-        ["run", "--profile", "smoke", "--seeds", "0"],  # used to run the profile's seeds
+        ["bench", "resnet20", "--steps", "0"],  # refused, not read as the default steps
+        ["train-speed", "resnet20", "--warmup", "-1"],  # refused, no row recorded
+        ["run", "--profile", "smoke", "--seeds", "0"],  # refused, not read as the profile's seeds
         ["loader-speed", "--paths", "cpu-decode,bogus"],
         ["loader-speed", "--workers", "1,x"],
     ],

@@ -1,5 +1,5 @@
-"""Issue 10's measurement of runs at once (device/concurrency_gpu.py) on the CPU, and how the
-GPU runbook picks its number of runs at once from it (device/train_gpu.py choose_jobs)."""
+"""The measurement of runs at once (device/concurrency_gpu.py) on the CPU, and how GPU training
+picks its number of runs at once from it (device/train_gpu.py choose_jobs)."""
 
 from __future__ import annotations
 
@@ -35,7 +35,7 @@ def test_every_method_measures_on_the_cpu(tmp_path, tiny_cifar, capsys, device_s
     assert (table["images_per_s"] > 0).all() and set(table["step"]) == {"eager"}
     assert not table["mps"].any() and table["machine"].notna().all()
 
-    # A later call with --if-missing measures only what this device has no rows of (here, in
+    # A second run with --if-missing measures only what this device has no rows of (here, in
     # this process: the processes method is the one that needs the script's own process).
     concurrency = device_script("concurrency_gpu")
     argv = ["--smoke", "--out", str(out), "--data", str(tiny_cifar), "--variant", "resnet20"]

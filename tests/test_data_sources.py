@@ -313,8 +313,8 @@ def test_environment_variable_is_loaded(tmp_path, monkeypatch):
 def test_relative_paths_are_made_absolute(tmp_path, monkeypatch):
     (tmp_path / "work").mkdir()
     monkeypatch.chdir(tmp_path / "work")
-    monkeypatch.setenv("ABLATE_DATA", "../shared/data.tar.gz")
-    assert resolve_source("cifar10") == tmp_path / "shared" / "data.tar.gz"
+    monkeypatch.setenv("ABLATE_DATA", "../datasets/data.tar.gz")
+    assert resolve_source("cifar10") == tmp_path / "datasets" / "data.tar.gz"
 
 
 def test_default_cache_dir(tmp_path, monkeypatch):

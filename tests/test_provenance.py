@@ -64,7 +64,7 @@ def test_committed_results_hold_no_machine_paths_or_dirty_commits(folder):
 
 
 def test_the_scan_finds_paths_and_dirty_commits():
-    assert _leaks('"source": "/work/shared/datasets/cifar10-jpeg.tar.gz"')
+    assert _leaks('"source": "/home/alice/datasets/cifar10-jpeg.tar.gz"')
     assert _leaks("cifar10,/usr/share/datasets/fashion-mnist,idx")
     assert _leaks("git 54409fc263d8+dirty")
     assert not _leaks("cifar10-jpeg.tar.gz,imagefolder-tar,5bbd2193 see docs/a/b and run:x/y")

@@ -1,5 +1,5 @@
 """What every source decodes to: uint8 arrays with their class names (`Arrays`), the dataset
-record that carries where they came from (`ArrayDataset`), and the error every reader raises."""
+record that says where they came from (`ArrayDataset`), and the error every reader raises."""
 
 from __future__ import annotations
 

@@ -4,9 +4,9 @@ Protocol, per setting:
 
 1. Process: on a CPU, denormals are flushed to zero (`torch.set_flush_denormal(True)`). A freshly
    He-initialised net produces denormal activations and gradients that a trained one does not;
-   x86 cores run those ~100x slower, so a fresh net timed without the flush runs about half as
-   fast as the same net after a few seconds of training (issue 12: resnet20 at batch 64, 1,300
-   vs 2,600 img/s on a 2-core EPYC). Flushed, a fresh net predicts the speed of a trained one.
+   x86 cores run those ~100x slower, so a fresh net timed without the flush can run at about
+   half the speed of the same net after a few seconds of training. Flushed, a fresh net predicts
+   the speed of a trained one.
    Whether the flush is in effect is measured, not assumed, and recorded in `protocol`.
    On a GPU, cuDNN autotuning is on for the fixed shapes, as in training.
 2. The first step is timed alone (`torch.compile`, cuDNN autotuning), then `warmup - 1` more.

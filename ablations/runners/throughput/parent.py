@@ -5,12 +5,12 @@ Eager settings of one variant (and one repeated run) share a child: a fresh proc
 variant keeps one variant's allocator state or crash from distorting or stopping the next, and
 a separate child per run makes runs independent. On a CPU the children are forked from a server
 that has only imported the measuring code, never run an op (so no thread pool, allocator or
-denormal state is inherited): that saves each child torch's import, 3-7 s on 2 cores, which was
-a third of `nox -s ablate`'s throughput task. On a GPU each child is spawned, a new interpreter,
-so that no CUDA state can ever cross a fork. A compiled setting always gets a child of its
+denormal state is inherited): that saves each child torch's import, several seconds each on 2
+cores. On a GPU each child is spawned, a new interpreter, so that no CUDA state can ever cross a
+fork. A compiled setting always gets a child of its
 own: dynamo counts recompilations of a code object per process, and several compiled settings
-of one variant in one process pass its recompile limit, after which the later settings run
-eagerly while their rows say compile=on (issue 10).
+of one variant in one process pass its recompile limit, after which the later settings would
+run eagerly while their rows say compile=on.
 """
 
 from __future__ import annotations

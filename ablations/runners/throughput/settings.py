@@ -72,8 +72,8 @@ class Timing:
 # GPU: a CIFAR step is milliseconds, so 7 windows of 20 steps cost well under a second per
 # setting; an ImageNet step at batch 256 is 0.1-0.5 s, where 5 windows of 10 steps (50 timed
 # steps, timm's benchmark.py times 40) keep the full GPU table within a few GPU minutes.
-# CPU: 3 repeats of 3 steps gave run-to-run IQRs of 30-70% of the median on a 2-core AMD EPYC
-# (issue 12). CIFAR nets take 20-400 ms per step at batch 32, so 7 windows of 10 steps (after 5
+# CPU: 3 repeats of 3 steps leave run-to-run IQRs of a large fraction of the median on 2 cores.
+# CIFAR nets take 20-400 ms per step at batch 32, so 7 windows of 10 steps (after 5
 # warm-up steps that settle the allocator and caches) cost 2-30 s per setting; ImageNet nets
 # take 0.15-3 s per step at batch 8, where 5 windows of 3 steps keep resnet152 training near a
 # minute. The quick CPU table (`throughput` experiment, 5 variants x 2 modes) takes about 2.5
