@@ -16,25 +16,27 @@ import torch
 
 from ablations.profiles import default_profile, get_profile
 from ablations.registry import AblationsError, get_variant
-from ablations.runners.steps import PRECISIONS, STEPS
+
+# The values of the config's fields; the stages below import them from here.
+PRECISIONS = ("fp32", "tf32", "bf16", "fp16")  # "tf32": fp32 storage, TF32 tensor-core math
+# "graph" replays the training step as one CUDA graph, "eager" launches each kernel from Python;
+# "auto" is the fastest correct one on the device (ablations.runners.steps.resolve_step).
+STEPS = ("auto", "eager", "graph")
+STREAMS = ("imagenet-paper", "imagenet-torchvision")  # streamed data's protocols
+EVAL_CROPS = ("center", "ten-crop", "multi-scale")  # test protocols, the curves' crop first
 
 OPTIMIZERS = ("sgd", "adam")
 STORAGES = ("device", "host")
 NORMALIZE = ("pixel-mean", "channel", "fixed")
 EVAL_SPLITS = ("val", "test")
 DECODES = ("cpu", "gpu")
-# Datasets read as a stream of files (ablations.data.prepare_stream), never decoded whole: their
-# runs name a streaming recipe (`stream`), and their --data is an ImageNet layout.
+# Datasets always read as a stream of files, never decoded whole; their --data is an ImageNet
+# layout. An ImageFolder tree streams too when its run names a `stream`.
 STREAM_DATASETS = ("imagenet",)
-# Any ImageFolder tree with train/ and val/ class folders streams the same way when its run names a
-# `stream` recipe (an imagenet-* profile with --dataset imagefolder); without one it is decoded
-# into memory, as CIFAR-size sets are.
 STREAMABLE = (*STREAM_DATASETS, "imagefolder")
 FREEZE = ("none", "backbone")
-# Knobs that change speed, not results (both storage paths give identical batches). `step`: a
-# CUDA graph replays the very kernels the eager step launches, in the same order, so on one
-# device the two give the same numbers (tests/test_steps.py checks it on a GPU). `compile` is not
-# here: torch.compile's fusions change the arithmetic.
+# Knobs that change speed, not results. A CUDA graph replays the eager step's very kernels in
+# order (a GPU test checks it); `compile` is not here: its fusions change the arithmetic.
 EXECUTION_ONLY = ("storage", "workers", "eval_batch_size", "step")
 # The key hashes only fields that differ from their defaults, so adding a field whose default
 # keeps the old behaviour leaves every stored run's key valid. Changing a default changes the
@@ -107,7 +109,7 @@ class TrainConfig:
     workers: int | None = 0  # None: one per core (the streaming loader's default)
     step: str = "auto"  # "auto" | "eager" | "graph" (ablations.runners.steps.resolve_step)
     # Streamed (ImageNet-size) data: `stream` names the protocol's augmentation and evaluation
-    # crops (ablations.data.imagenet_augment.RECIPES); None is the in-memory path. A class subset
+    # crops (one of STREAMS); None is the in-memory path. A class subset
     # (`classes` drawn with split_seed, up to `*_per_class` images each) makes a short budget;
     # `input_size` then scales the recipe's crop and resizes (smoke tests only). `decode` "gpu"
     # decodes JPEG batches with nvJPEG: its pixels differ slightly from libjpeg's, so it is part
@@ -196,30 +198,25 @@ def _problems(c: TrainConfig) -> list[str]:
     if device_type(c.device) != c.device:
         problems.append(f"device {c.device!r} must be a device type such as cpu or cuda")
     problems += _stream_problems(c)
-    for name in ("resize", "crop"):
-        value = getattr(c, name)
-        if value is not None and value < 1:
-            problems.append(f"{name} must be >= 1")
-    return problems
+    sizes = {n: getattr(c, n) for n in ("resize", "crop", "classes", "train_per_class",
+                                         "val_per_class")}  # fmt: skip
+    return problems + [f"{n} must be >= 1" for n, v in sizes.items() if v is not None and v < 1]
 
 
 def _stream_problems(c: TrainConfig) -> list[str]:
-    from ablations.data.imagenet_augment import RECIPES  # torchvision only when checked
-
-    if c.dataset in STREAM_DATASETS and c.stream not in RECIPES:
+    if c.dataset in STREAM_DATASETS and c.stream not in STREAMS:
         return [f"dataset {c.dataset} is streamed: use an imagenet-* profile, or --stream "
-                f"{' or '.join(RECIPES)}"]  # fmt: skip
+                f"{' or '.join(STREAMS)}"]  # fmt: skip
     if c.stream is not None:
-        if c.stream not in RECIPES:
-            return [f"stream {c.stream!r} is not one of {', '.join(RECIPES)}"]
+        if c.stream not in STREAMS:
+            return [f"stream {c.stream!r} is not one of {', '.join(STREAMS)}"]
         if c.dataset not in STREAMABLE:
             return [f"stream {c.stream!r} needs a dataset read from files "
                     f"({', '.join(STREAMABLE)})"]  # fmt: skip
         if c.eval_split != "val":
             return [f"a streamed {c.dataset} run is evaluated on its val split (eval_split "
                     "must be val)"]  # fmt: skip
-    return [f"{name} must be >= 1" for name in ("classes", "train_per_class", "val_per_class")
-            if (getattr(c, name) or 1) < 1]  # fmt: skip
+    return []
 
 
 def device_type(device: str | torch.device | None = None) -> str:

@@ -8,8 +8,7 @@ import argparse
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from ablations.config import DECODES
-from ablations.runners.steps import PRECISIONS, STEPS
+from ablations.config import DECODES, PRECISIONS, STEPS
 
 
 def comma_separated(convert: Callable[[str], Any], what: str) -> Callable[[str], tuple[Any, ...]]:

@@ -54,10 +54,11 @@ class Recipe:
     lighting: float = 0.0  # std of the PCA lighting noise; 0 = none
     normalize: str = "fixed"  # "pixel-mean" (the paper) or "fixed" (IMAGENET_MEAN/STD)
     eval_resize: int = 256
-    eval_crops: tuple[str, ...] = ("center",)  # of EVAL_CROPS
+    eval_crops: tuple[str, ...] = ("center",)  # of ablations.config.EVAL_CROPS
     multi_scale: tuple[int, ...] = (224, 256, 384, 480, 640)  # shorter sides, Table 4
 
 
+# One per name in ablations.config.STREAMS (a test checks they agree).
 RECIPES: dict[str, Recipe] = {
     "imagenet-paper": Recipe(
         name="imagenet-paper", train="he-scale", lighting=0.1, normalize="pixel-mean",
@@ -66,8 +67,6 @@ RECIPES: dict[str, Recipe] = {
     "imagenet-torchvision": Recipe(name="imagenet-torchvision", train="random-resized-crop"),
 }  # fmt: skip
 
-# Test protocols: the centre crop (the curves'), then the ones run once at the end.
-EVAL_CROPS = ("center", "ten-crop", "multi-scale")
 Box = tuple[int, int, int, int]  # (top, left, height, width)
 
 

@@ -25,10 +25,10 @@ import torch
 from torch import Tensor
 
 from ablations import env, store, versions
-from ablations.config import STREAM_DATASETS, TrainConfig, resolve_device
+from ablations.config import EVAL_CROPS, STREAM_DATASETS, TrainConfig, resolve_device
 from ablations.data import load_dataset
 from ablations.data.imagenet import ImageIndex, build_index, sample_index
-from ablations.data.imagenet_augment import EVAL_CROPS, RECIPES
+from ablations.data.imagenet_augment import RECIPES
 from ablations.data.loader import Normalizer, Views, eval_batches, random_subset, to_nchw
 from ablations.data.prepare import prepare_data
 from ablations.data.prepare_stream import prepare_stream_run

@@ -15,8 +15,7 @@ import pandas as pd
 import torch
 
 from ablations import env, versions
-from ablations.config import TrainConfig
-from ablations.data.imagenet_augment import EVAL_CROPS
+from ablations.config import EVAL_CROPS, TrainConfig
 from ablations.data.prepare import RunData
 from ablations.io import read_json, write_json
 from ablations.models import resolve

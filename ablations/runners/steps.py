@@ -14,14 +14,11 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from ablations.config import STEPS
 from ablations.registry import AblationsError
 
 # Autocast dtypes; "tf32" is fp32 storage with TF32 tensor-core matmuls and convolutions.
 AUTOCAST = {"bf16": torch.bfloat16, "fp16": torch.float16}
-PRECISIONS = ("fp32", "tf32", "bf16", "fp16")
-# How the training step runs: "graph" replays it as one CUDA graph, "eager" launches each kernel
-# from Python; "auto" is the fastest correct one on the device (see resolve_step).
-STEPS = ("auto", "eager", "graph")
 
 
 def autocast(device: torch.device, precision: str, *, cache: bool = True) -> torch.autocast:

@@ -9,9 +9,9 @@ from typing import Any
 
 import torch
 
-from ablations.config import resolve_device
+from ablations.config import PRECISIONS, STEPS, resolve_device
 from ablations.registry import AblationsError, get_variant
-from ablations.runners.steps import PRECISIONS, STEPS, GraphStep, resolve_step
+from ablations.runners.steps import GraphStep, resolve_step
 
 MODES = ("infer", "train")
 
