@@ -9,7 +9,7 @@ import tempfile
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 
 @contextmanager
@@ -30,6 +30,12 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
 def write_atomic(path: str | Path, write: Callable[[Path], object]) -> None:
     with atomic_path(path) as tmp:
         write(tmp)
+
+
+def write_binary(path: str | Path, write: Callable[[IO[bytes]], object]) -> None:
+    """`write_atomic` for a writer that takes an open binary file (numpy's save, say)."""
+    with atomic_path(path) as tmp, tmp.open("wb") as handle:
+        write(handle)
 
 
 def write_json(path: str | Path, record: Any) -> None:

@@ -14,11 +14,9 @@ import contextlib
 import hashlib
 import json
 import os
-import tempfile
 import time
 import warnings
 import zipfile
-from collections.abc import Callable
 from pathlib import Path
 from typing import IO
 
@@ -26,6 +24,7 @@ import numpy as np
 
 from ablations.data import sources
 from ablations.data.sources import ACCEPTED, ArrayDataset, Arrays, DataError, Source, Transform
+from ablations.io import write_binary, write_json
 
 CACHE_VERSION = 1  # bump when a reader's output changes, so old cache files are rebuilt
 MEMO_ENTRIES = 1000  # checksums.json keeps this many most recent sources
@@ -176,7 +175,7 @@ def _read_memo(path: Path) -> dict[str, str]:
 def _write_memo(path: Path, memo: dict[str, str]) -> None:
     # A read-only cache still serves arrays; the checksum is then just computed each time.
     with contextlib.suppress(OSError):
-        atomic_write(path, lambda handle: handle.write(json.dumps(memo, indent=0).encode()))
+        write_json(path, memo)
 
 
 # --- decoded arrays ----------------------------------------------------------------------------
@@ -208,7 +207,7 @@ def _cached_arrays(
             path.unlink(missing_ok=True)
     arrays = sources.read_source(source, name, transform=transform)
     try:
-        atomic_write(path, lambda handle: _save_arrays(handle, arrays))
+        write_binary(path, lambda handle: _save_arrays(handle, arrays))
     except OSError as err:
         raise DataError(
             f"cannot write the dataset cache {path} ({type(err).__name__}); "
@@ -269,17 +268,3 @@ def _cache_problem(loaded: dict[str, np.ndarray]) -> str | None:
     if loaded["x_train"].shape[1:] != loaded["x_test"].shape[1:]:
         return "train and test images differ in shape"
     return None
-
-
-def atomic_write(path: Path, write: Callable[[IO[bytes]], object]) -> None:
-    """Write `path` through a temporary file in its folder and one `os.replace`, so a reader
-    sees the old file or the new one, never half of one (and concurrent writers do not mix)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            write(handle)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise

@@ -20,7 +20,7 @@ from torch import Tensor
 from ablations import env
 from ablations.data import imagenet_augment, streaming
 from ablations.data.arrays import DataError
-from ablations.data.cache import CACHE_VERSION, atomic_write, default_cache_dir
+from ablations.data.cache import CACHE_VERSION, default_cache_dir
 from ablations.data.imagenet import ImageIndex, build_indexes, subset_index
 from ablations.data.imagenet_augment import RECIPES, Recipe
 from ablations.data.loader import Normalizer, Views
@@ -30,6 +30,7 @@ from ablations.data.streaming import (
     eval_batches,
     fit_normalizer,
 )
+from ablations.io import write_binary
 
 if TYPE_CHECKING:
     from ablations.config import TrainConfig
@@ -158,7 +159,7 @@ def pixel_mean_normalizer(
     if mean is not None:
         return Normalizer(mean=mean, std=torch.ones(3, 1, 1), kind="pixel-mean")
     normalizer = fit_normalizer(train, recipe, n=n, seed=seed, workers=workers)
-    atomic_write(path, lambda handle: np.save(handle, normalizer.mean.numpy()))
+    write_binary(path, lambda handle: np.save(handle, normalizer.mean.numpy()))
     return normalizer
 
 
