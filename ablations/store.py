@@ -21,9 +21,8 @@ from typing import Any
 
 import pandas as pd
 
-from ablations import env
+from ablations import env, rundir
 from ablations.data.sources import source_name
-from ablations.io import read_json, write_json
 from ablations.registry import Variant
 from ablations.results import ColumnType, Schema, read_table, upsert, write_table
 from ablations.versions import run_trainer_version
@@ -32,9 +31,6 @@ RUNS_FILE, CURVES_FILE, RESPONSES_FILE = "runs.csv", "curves.csv", "responses.cs
 EVALUATIONS_FILE = "evaluations.csv"
 RUNS_DIR = "runs"
 REPLICATES_DIR = "replicates"  # results/replicates/<name>/: results folders of repeat runs
-# The experiments a run was planned for, written into its directory by the pipeline, so that the
-# report selects an experiment's runs by membership, never by variant names.
-MEMBERSHIP_FILE = "experiments.json"
 
 # Where a row of a measurement came from, the same columns in every table of measurements:
 # hardware (name and hashes), software, code version and the data (its file name, format and
@@ -142,12 +138,11 @@ def provenance_row(
 
 def run_row(run_dir: Path) -> dict[str, Any]:
     """The runs.csv row of a finished run directory (0 where an iteration does not apply)."""
-    config = read_json(run_dir / "config.json")
-    summary = read_json(run_dir / "summary.json")
-    starts = read_json(run_dir / "env.json")
+    config, summary = rundir.config(run_dir), rundir.summary(run_dir)
+    starts = rundir.starts(run_dir)
     last = starts[-1]  # the start that finished the run
     data = last["data"]
-    variant = Variant.from_axes({**read_json(run_dir / "variant.json")})
+    variant = Variant.from_axes(rundir.variant_axes(run_dir))
     metrics = ("train_error", "train_loss", "val_error", "best_val_error", "test_error",
                "test_loss", "images_per_s", "best_test_error", *TOP5_COLUMNS)  # fmt: skip
     return {
@@ -171,7 +166,7 @@ def run_row(run_dir: Path) -> dict[str, Any]:
         "trainable_params": summary.get("trainable_params", summary.get("params", 0)),
         "cpu_flags": last.get("cpu_flags", ""), "machine_id": last.get("machine_id", ""),
         "trainer_version": run_trainer_version(starts),
-        "experiments": ",".join(experiments_of(run_dir)),
+        "experiments": ",".join(rundir.experiments(run_dir)),
         "torch_threads": last.get("torch_threads", 0),
         "cpu_kernels": last.get("cpu_kernels", ""),
         "stream": config.get("stream") or "",  # the streaming recipe; "": decoded in memory
@@ -180,25 +175,8 @@ def run_row(run_dir: Path) -> dict[str, Any]:
     }  # fmt: skip
 
 
-def experiments_of(run_dir: Path) -> tuple[str, ...]:
-    """The experiments a run directory was planned for (sorted; none for a run trained on its
-    own with `ablate train`, until an `ablate run` plans it)."""
-    path = run_dir / MEMBERSHIP_FILE
-    return tuple(sorted(read_json(path))) if path.exists() else ()
-
-
-def mark_experiments(run_dir: Path, names: Iterable[str]) -> bool:
-    """Add `names` to the run directory's experiments; True when that changed anything."""
-    known = set(experiments_of(run_dir))
-    wanted = known | set(names)
-    if wanted == known or not run_dir.is_dir():
-        return False
-    write_json(run_dir / MEMBERSHIP_FILE, sorted(wanted))
-    return True
-
-
 def curve_rows(run_dir: Path) -> pd.DataFrame:
-    curves = pd.read_csv(run_dir / "curves.csv")
+    curves = pd.read_csv(run_dir / rundir.CURVES)
     return curves.assign(run_id=run_dir.name)[list(CURVES.columns)]
 
 
@@ -208,13 +186,9 @@ def record(run_dir: Path, results: Path) -> None:
     upsert(results / CURVES_FILE, curve_rows(run_dir), CURVES, replace=("run_id",))
 
 
-def finished_runs(runs_dir: Path) -> list[Path]:
-    return sorted(p.parent for p in runs_dir.glob("*/summary.json"))
-
-
 def collect(results: Path, *, run_dirs: Iterable[Path] | None = None) -> pd.DataFrame:
     """Rebuild runs.csv and curves.csv from the run directories under results/runs."""
-    dirs = list(run_dirs) if run_dirs is not None else finished_runs(results / RUNS_DIR)
+    dirs = list(run_dirs) if run_dirs is not None else rundir.finished_runs(results / RUNS_DIR)
     runs = pd.DataFrame([run_row(d) for d in dirs]) if dirs else RUNS.empty()
     curves = pd.concat([curve_rows(d) for d in dirs]) if dirs else CURVES.empty()
     write_table(runs, results / RUNS_FILE, RUNS)

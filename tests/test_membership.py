@@ -6,7 +6,7 @@ import pandas as pd
 import torch
 from test_report import render_readme, run_rows, section
 
-from ablations import pipeline, store
+from ablations import pipeline, rundir, store
 from ablations.config import resolve_config
 from ablations.runners.train import train
 
@@ -23,11 +23,11 @@ def test_a_dispatched_run_becomes_a_member_when_a_plan_needs_it(tmp_path, tiny_c
     tasks = [t for t in pipeline.plan(["degradation", "shortcuts"], profile="smoke", device=CPU)
              if t.config is not None and t.config.run_id == config.run_id]  # fmt: skip
     assert pipeline.execute(tasks, ctx, log=lambda line: None)["ran"] == 0
-    assert store.experiments_of(runs_dir / config.run_id) == ("degradation",)
+    assert rundir.experiments(runs_dir / config.run_id) == ("degradation",)
     assert list(store.load(tmp_path)[0]["experiments"]) == ["degradation"]
     # A second experiment adds to the record; collect rebuilds the column from the directory.
-    assert store.mark_experiments(runs_dir / config.run_id, ["stems"])
-    assert not store.mark_experiments(runs_dir / config.run_id, ["stems"])
+    assert rundir.add_experiments(runs_dir / config.run_id, ["stems"])
+    assert not rundir.add_experiments(runs_dir / config.run_id, ["stems"])
     assert list(store.collect(tmp_path)["experiments"]) == ["degradation,stems"]
 
 

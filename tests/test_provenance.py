@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 import torch
 
-from ablations import env, store, versions
+from ablations import env, rundir, store, versions
 from ablations.config import resolve_config
 from ablations.data.arrays import DataError
 from ablations.pipeline import Context, Task, is_done, state, status_table
@@ -204,7 +204,7 @@ def test_a_stale_run_is_planned_again_and_set_aside(trained, tmp_path, monkeypat
     assert (parked / "summary.json").read_text() == old_summary
     assert not (copy / "runs" / config.run_id).exists()
     assert "moved to" in capsys.readouterr().err
-    assert store.finished_runs(copy / "runs") == []  # a set-aside run is not collected
+    assert rundir.finished_runs(copy / "runs") == []  # a set-aside run is not collected
 
 
 def test_report_marks_dirty_and_stale_rows():

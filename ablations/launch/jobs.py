@@ -23,6 +23,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+from ablations import rundir
 from ablations.io import read_json, write_json
 
 JOB_FILE, HEARTBEAT_FILE, LOG_LINK = "job.json", "heartbeat", "submitit"
@@ -170,8 +171,8 @@ def task_status(run_dir: Path, *, stale_s: float = 6 * HEARTBEAT_S) -> TaskStatu
                 "job_id": str(record.get("job_id", "")),
                 "requeues": int(record.get("requeues", 0)),
                 "submissions": int(record.get("submissions", 0))}  # fmt: skip
-    if (run_dir / "summary.json").exists():
-        status = read_json(run_dir / "summary.json").get("status", "complete")
+    if rundir.is_finished(run_dir):
+        status = rundir.summary(run_dir).get("status", "complete")
         return TaskStatus(run_dir.name, "done", detail=str(status), **base)
     if record is None:
         return TaskStatus(run_dir.name, "missing")

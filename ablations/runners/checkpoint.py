@@ -1,6 +1,6 @@
-"""What a run keeps on disk while it trains, so that a rerun resumes exactly: `checkpoint.pt`
-(weights, optimizer and scaler state, and the loop's `State`), `curves.csv` up to it, and the
-weights files (`best.pt`, `model.pt`). Every write is atomic: a process killed mid-write leaves
+"""The torch files of a run directory (ablations.rundir), so that a rerun resumes exactly: the
+checkpoint (weights, optimizer and scaler state, and the loop's `State`), the curves up to it,
+and the weights files. Every write is atomic: a process killed mid-write leaves
 the previous file whole. Only rank 0 calls these under torchrun (the trainer decides)."""
 
 from __future__ import annotations
@@ -10,15 +10,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import pandas as pd
 import torch
 from torch import nn
 
+from ablations import rundir
 from ablations.io import write_atomic
 from ablations.runners.records import curves_frame
 from ablations.runners.steps import TrainStep
-
-CHECKPOINT = "checkpoint.pt"
 
 
 @dataclass
@@ -41,7 +39,7 @@ def save_checkpoint(directory: Path, *, model: nn.Module, step: TrainStep, state
         "model": model.state_dict(), "optimizer": step.optimizer.state_dict(),
         "scaler": step.scaler.state_dict(), "state": state,
     }  # fmt: skip
-    write_atomic(directory / CHECKPOINT, lambda t: torch.save(saved, t))
+    write_atomic(rundir.checkpoint(directory), lambda t: torch.save(saved, t))
 
 
 def load_checkpoint(
@@ -49,7 +47,7 @@ def load_checkpoint(
 ) -> State | None:
     """Restore model and optimizer from `directory`'s checkpoint and return its `State`; None
     (nothing touched) when the run has none."""
-    path = directory / CHECKPOINT
+    path = rundir.checkpoint(directory)
     if not path.exists():
         return None
     saved = torch.load(path, map_location=device, weights_only=False)
@@ -60,8 +58,7 @@ def load_checkpoint(
 
 
 def write_curves(directory: Path, rows: list[dict[str, Any]]) -> None:
-    curves = curves_frame(rows)
-    write_atomic(directory / "curves.csv", lambda t: curves.to_csv(t, index=False))
+    rundir.write_curves(directory, curves_frame(rows))
 
 
 def save_weights(path: Path, model: nn.Module) -> None:
@@ -69,15 +66,9 @@ def save_weights(path: Path, model: nn.Module) -> None:
     write_atomic(path, lambda t: torch.save(weights, t))
 
 
-def progress(directory: Path) -> int:
-    """The last iteration a run's curves reach (its checkpoint's, while it trains); -1: none."""
-    curves = directory / "curves.csv"
-    return int(pd.read_csv(curves)["iteration"].max()) if curves.exists() else -1
-
-
 def checkpoint_iteration(directory: Path) -> int:
     """The iteration a run's checkpoint holds, read from the checkpoint itself; -1: none."""
-    path = directory / CHECKPOINT
+    path = rundir.checkpoint(directory)
     if not path.exists():
         return -1
     state: State = torch.load(path, map_location="cpu", weights_only=False)["state"]
@@ -86,4 +77,4 @@ def checkpoint_iteration(directory: Path) -> int:
 
 def drop_checkpoint(directory: Path) -> None:
     """A finished run keeps its weights and curves, not the resumable state."""
-    (directory / CHECKPOINT).unlink(missing_ok=True)
+    rundir.checkpoint(directory).unlink(missing_ok=True)

@@ -24,7 +24,7 @@ import pandas as pd
 import torch
 from torch import Tensor
 
-from ablations import env, store, versions
+from ablations import env, rundir, store, versions
 from ablations.config import EVAL_CROPS, STREAM_DATASETS, TrainConfig, resolve_device
 from ablations.data import load_dataset
 from ablations.data.imagenet import ImageIndex, build_index, sample_index
@@ -33,7 +33,6 @@ from ablations.data.loader import Normalizer, Views, eval_batches, random_subset
 from ablations.data.prepare import prepare_data
 from ablations.data.prepare_stream import prepare_stream_run
 from ablations.data.streaming import eval_batches as stream_batches
-from ablations.io import read_json
 from ablations.models import ResNet, resolve
 from ablations.registry import AblationsError, Variant
 from ablations.results import upsert
@@ -118,10 +117,10 @@ def evaluate_checkpoint(
 def _run_config(weights: str, runs_dir: Path) -> TrainConfig | None:
     if not weights.startswith("run:"):
         return None
-    path = runs_dir / weights.removeprefix("run:") / "config.json"
-    if not path.exists():
-        raise AblationsError(f"{weights}: no run record at {path.parent}; pass --results")
-    return TrainConfig.from_json(read_json(path))
+    run = runs_dir / weights.removeprefix("run:")
+    if not rundir.is_started(run):
+        raise AblationsError(f"{weights}: no run record at {run}; pass --results")
+    return TrainConfig.from_json(rundir.config(run))
 
 
 def _dataset_name(weights: str, dataset: str | None, config: TrainConfig | None) -> str:
@@ -234,8 +233,7 @@ def _check_head(state: dict[str, Tensor], prepared: _Prepared, *, weights: str) 
 
 def _variant(name: str, *, weights: str, runs_dir: Path, classes: int) -> Variant:
     if weights.startswith("run:"):
-        trained = Variant.from_axes(read_json(runs_dir / weights.removeprefix("run:") /
-                                              "variant.json"))  # fmt: skip
+        trained = Variant.from_axes(rundir.variant_axes(runs_dir / weights.removeprefix("run:")))
         if trained.name != name and resolve(name).name != trained.name:
             raise AblationsError(f"{weights} is a {trained.name}, not {name}; pass that variant")
         return trained
@@ -251,7 +249,7 @@ def _row(
         prep = f"run:{prepared.normalizer}@{prepared.input_size}"
     trained_by = 0  # a checkpoint trained elsewhere: no trainer version of ours made it
     if record.run_dir is not None:
-        trained_by = versions.run_trainer_version(read_json(record.run_dir / "env.json"))
+        trained_by = versions.run_trainer_version(rundir.starts(record.run_dir))
     return {
         "variant": net.name, "weights": record.source, "weights_format": record.format,
         "weights_sha256": record.sha256, "preprocessing": prep,

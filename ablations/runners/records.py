@@ -14,10 +14,9 @@ from typing import Any
 import pandas as pd
 import torch
 
-from ablations import env, versions
+from ablations import env, rundir, versions
 from ablations.config import EVAL_CROPS, TrainConfig
 from ablations.data.prepare import RunData
-from ablations.io import read_json, write_json
 from ablations.models import resolve
 from ablations.registry import AblationsError
 from ablations.runners.evaluation import Metrics
@@ -43,26 +42,23 @@ def run_dir(config: TrainConfig, out: Path) -> Path:
 
 def load_record(path: Path) -> RunRecord | None:
     """The finished (complete or diverged) run stored at `path`, or None."""
-    if not (path / "summary.json").exists():
+    if not rundir.is_finished(path):
         return None
-    config = TrainConfig.from_json(read_json(path / "config.json"))
-    curves = pd.read_csv(path / "curves.csv") if (path / "curves.csv").exists() else None
-    return RunRecord(path, config, read_json(path / "summary.json"), curves_frame(curves))
+    config = TrainConfig.from_json(rundir.config(path))
+    return RunRecord(path, config, rundir.summary(path), curves_frame(rundir.curves(path)))
 
 
 def stale_label(path: Path) -> str | None:
     """ "stale (trainer vN, now vM)" when the run at `path` (finished or not) was started by
     another trainer version, else None (also for a folder that holds no run yet)."""
-    starts = path / "env.json"
-    if not starts.exists():
-        return None
-    return versions.stale_label(versions.run_trainer_version(read_json(starts)))
+    starts = rundir.starts(path)
+    return versions.stale_label(versions.run_trainer_version(starts)) if starts else None
 
 
 def set_aside(path: Path) -> Path:
     """Move the run at `path` to <runs>/.stale/<run_id>.v<N>[.k]/: nothing measured is lost,
     and the run's own folder is free for the current trainer."""
-    version = versions.run_trainer_version(read_json(path / "env.json"))
+    version = versions.run_trainer_version(rundir.starts(path))
     parked = path.parent / versions.STALE_DIR
     parked.mkdir(exist_ok=True)
     target, k = parked / f"{path.name}.v{version}", 1
@@ -161,17 +157,15 @@ def start_run(config: TrainConfig, directory: Path, data: RunData) -> None:
     """Create the run directory with its config and the exact architecture trained (the
     registered variant with the dataset's head and input channels), or check that it holds
     this very config."""
-    stored = directory / "config.json"
-    if stored.exists():
+    if rundir.is_started(directory):
         # The same run id is the same run: fields that only change speed may differ.
-        if TrainConfig.from_json(read_json(stored)).run_id != config.run_id:
+        if TrainConfig.from_json(rundir.config(directory)).run_id != config.run_id:
             raise AblationsError(
                 f"{directory} holds a run of another config; remove it or choose another --out"
             )
         return
     variant = resolve(config.variant, num_classes=data.num_classes, in_channels=data.in_channels)
-    write_json(directory / "variant.json", variant.axes())
-    write_json(stored, config.to_json())
+    rundir.write_config(directory, config=config.to_json(), variant=variant.axes())
 
 
 def record_start(
@@ -181,22 +175,19 @@ def record_start(
     """Append this start's environment to env.json: a resumed run may finish elsewhere.
     `execution`: how this start runs (the step taken, the optimizer, TF32 flags)."""
     env.warn_if_dirty(f"training {directory.name}")
-    path = directory / "env.json"
-    starts = read_json(path) if path.exists() else []
-    starts.append({
+    rundir.add_start(directory, {
         "from_iteration": iteration, **env.environment(device), "dtype": config.precision,
         "seed": config.seed, "data": data.record, **(execution or {}),
     })  # fmt: skip
-    write_json(path, starts)
 
 
 def check_same_data(directory: Path, checksum: str) -> None:
     """A half-finished run resumes only on the data it started on (a dataset without a
     canonical identity, such as an ImageFolder, could otherwise change under the same key)."""
-    path = directory / "env.json"
-    if not path.exists():
+    starts = rundir.starts(directory)
+    if not starts:
         return
-    started_on = read_json(path)[0]["data"]["checksum"]
+    started_on = starts[0]["data"]["checksum"]
     if started_on != checksum:
         raise AblationsError(
             f"{directory} was started on other data (sha256 {started_on[:12]}, now "

@@ -35,12 +35,11 @@ import pandas as pd
 import torch
 from torch import Tensor, nn
 
-from ablations import env, versions
+from ablations import env, rundir, versions
 from ablations.config import TrainConfig, resolve_device
 from ablations.data import ArrayDataset, load_dataset
 from ablations.data.loader import eval_batches, random_subset
 from ablations.data.prepare import prepare_data
-from ablations.io import read_json
 from ablations.models import ResNet
 from ablations.registry import AblationsError, Variant
 from ablations.runners.steps import autocast, set_tf32
@@ -166,14 +165,14 @@ def responses_for_run(
     `dataset` (already loaded) saves decoding the data once per run; otherwise it is loaded from
     `data` as `load_dataset` does."""
     run_dir = Path(run_dir)
-    if not (run_dir / "model.pt").exists():
+    if not rundir.weights(run_dir).exists():
         raise AblationsError(
             f"{run_dir} has no model.pt (an unfinished or diverged run, or one whose weights were "
             "not kept: results/ commits none); move that run directory aside and rerun to "
             "retrain it"
         )
-    config = TrainConfig.from_json(read_json(run_dir / "config.json"))
-    variant = Variant.from_axes(read_json(run_dir / "variant.json"))
+    config = TrainConfig.from_json(rundir.config(run_dir))
+    variant = Variant.from_axes(rundir.variant_axes(run_dir))
     if dataset is not None and dataset.name != config.dataset:
         raise AblationsError(f"{run_dir} was trained on {config.dataset}, not {dataset.name}")
     dev = resolve_device(device)
@@ -192,7 +191,7 @@ def responses_for_run(
     with _tf32(config.precision):
         table = layer_responses(model, batches, precision=config.precision)
     env.warn_if_dirty("measuring layer responses")
-    trained_by = versions.run_trainer_version(read_json(run_dir / "env.json"))
+    trained_by = versions.run_trainer_version(rundir.starts(run_dir))
     rows = table.assign(
         run_id=run_dir.name, variant=config.variant, profile=config.profile,
         residual=variant.residual, depth=variant.depth, images=len(x), precision=config.precision,
@@ -206,7 +205,7 @@ def _load_model(
 ) -> ResNet:
     """The run's final weights in the exact architecture trained (variant.json)."""
     model = ResNet(variant)
-    weights = torch.load(run_dir / "model.pt", map_location="cpu", weights_only=True)
+    weights = torch.load(rundir.weights(run_dir), map_location="cpu", weights_only=True)
     model.load_state_dict(weights)
     model = model.to(device)
     return model.to(memory_format=torch.channels_last) if channels_last else model

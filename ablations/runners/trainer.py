@@ -22,11 +22,10 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from ablations import distributed
+from ablations import distributed, rundir
 from ablations.config import TrainConfig, check_device
 from ablations.data.loader import Views
 from ablations.data.prepare import RunData
-from ablations.io import write_json
 from ablations.progress import TrainProgress
 from ablations.runners import checkpoint, transfer
 from ablations.runners.checkpoint import State
@@ -292,7 +291,7 @@ class Trainer:
             return
         self.state.best_error = error
         if distributed.is_main():
-            checkpoint.save_weights(self.dir / "best.pt", self.model)
+            checkpoint.save_weights(rundir.best_weights(self.dir), self.model)
 
     def cost(self) -> dict[str, int]:
         """Params, and fvcore MACs per image at the training input size (batch 1)."""
@@ -321,8 +320,8 @@ class Trainer:
         if not distributed.is_main():
             return summary
         if not diverged:
-            checkpoint.save_weights(self.dir / "model.pt", self.model)
+            checkpoint.save_weights(rundir.weights(self.dir), self.model)
         checkpoint.write_curves(self.dir, state.rows)
-        write_json(self.dir / "summary.json", summary)
+        rundir.write_summary(self.dir, summary)
         checkpoint.drop_checkpoint(self.dir)
         return summary

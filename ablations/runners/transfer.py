@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 from torch import nn
 
+from ablations import rundir
 from ablations.models import ResNet, create_model
 from ablations.registry import AblationsError
 from ablations.runners.checkpoints.torchvision import weights_entry
@@ -32,7 +33,7 @@ def checkpoint_file(init_from: str, *, runs_dir: Path) -> Path | None:
     if init_from.startswith("torchvision:"):
         return None
     if init_from.startswith("run:"):
-        path = runs_dir / init_from.removeprefix("run:") / "model.pt"
+        path = rundir.weights(runs_dir / init_from.removeprefix("run:"))
         if not path.exists():  # never trained here, or a record committed without weights
             raise AblationsError(
                 f"{init_from}: {path} does not exist; train that run (if its record is there "

@@ -21,6 +21,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from ablations import rundir
 from ablations.registry import AblationsError, Variant
 from ablations.runners.checkpoints import akamaster, torchvision
 
@@ -62,7 +63,7 @@ def weights_file(source: str, *, variant: Variant, runs_dir: Path) -> Path:
     """The file behind `source`, checked to exist (and, for torchvision's, to fit `variant`):
     cheap, so a caller can refuse a bad --weights before it reads any data."""
     if source.startswith("run:"):
-        path = runs_dir / source.removeprefix("run:") / "model.pt"
+        path = rundir.weights(runs_dir / source.removeprefix("run:"))
         if not path.is_file():
             raise AblationsError(
                 f"{source}: {path} does not exist; train that run (a record committed without "
