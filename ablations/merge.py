@@ -1,10 +1,11 @@
 """Bring results made elsewhere into a results folder without losing a row (`ablate merge`).
 
-The GPU runbooks (device/) return whole tables: the device's copy of results/ with its new rows.
-Two calls' tarballs, or one carried back into a later call, hold different versions of the same
-table, and unpacking one over another keeps whichever came last: rows measured in between are
-lost. Merging keeps every row instead. A source is a results folder, a tarball whose members
-are results/... (as the runbooks pack them) or one CSV table (named as in results/); each is
+A machine that trains elsewhere (a cloud instance, a notebook service, a cluster job) returns
+whole tables: its copy of results/ with its new rows (`ablate pack`). Two machines' tarballs, or
+one taken back to the machine that made it, hold different versions of the same table, and
+unpacking one over another keeps whichever came last: rows measured in between are lost.
+Merging keeps every row instead. A source is a results folder, a tarball whose members are
+results/... (as `ablate pack` writes them) or one CSV table (named as in results/); each is
 merged in turn:
 
 - a run directory is copied where this folder has none; over an unfinished one where the
@@ -14,7 +15,7 @@ merged in turn:
   recorded in runs.csv and curves.csv, as `ablate collect` would;
 - a table with a schema takes the incoming rows by key, the later `created_at` winning a key
   both hold (the incoming row where neither says); other CSV tables take the rows they lack;
-- a JSON record (gpu_projection.json, gpu_tests.json) is replaced by a newer one.
+- a JSON record (projection.json) is replaced by a newer one.
 """
 
 from __future__ import annotations
@@ -29,18 +30,20 @@ from pathlib import Path
 
 import pandas as pd
 
-from ablations import runbook, store
+from ablations import planning, store
 from ablations.io import write_atomic
 from ablations.registry import AblationsError
 from ablations.results import Schema, locked, read_table, upsert
+from ablations.rundir import CHECKPOINT, progress
 from ablations.runners import complexity, speed, throughput
-from ablations.runners.checkpoint import CHECKPOINT, checkpoint_iteration, progress
+from ablations.runners.checkpoint import checkpoint_iteration
 
 SCHEMAS: dict[str, Schema] = {
     store.RESPONSES_FILE: store.RESPONSES, store.EVALUATIONS_FILE: store.EVALUATIONS,
     complexity.COMPLEXITY_FILE: complexity.SCHEMA, throughput.THROUGHPUT_FILE: throughput.SCHEMA,
     throughput.REFERENCE_FILE: throughput.SCHEMA, speed.SPEED_FILE: speed.SCHEMA,
-    runbook.SPEED_FILE: runbook.SPEED, runbook.CONCURRENCY_FILE: runbook.CONCURRENCY,
+    planning.STEP_SPEED_FILE: planning.STEP_SPEED,
+    planning.RUNS_AT_ONCE_FILE: planning.RUNS_AT_ONCE,
 }  # fmt: skip
 # Rebuilt from the run directories, never merged as tables.
 FROM_RUNS = (store.RUNS_FILE, store.CURVES_FILE)
@@ -50,7 +53,7 @@ def merge(sources: list[Path], results: Path, *, log: Callable[[str], None] = pr
     """Merge each source into `results` in turn; returns the finished runs recorded."""
     recorded = 0
     for source in sources:
-        if source.suffix == ".csv":  # one table, as loader_gpu.sh returns its rows
+        if source.suffix == ".csv":  # one table, as `ablate loader-speed --out` writes it
             results.mkdir(parents=True, exist_ok=True)
             _merge_table(source, results / source.name)
             log(f"[merge] {source}: merged into {results / source.name}")
@@ -69,16 +72,16 @@ def _opened(source: Path) -> Iterator[Path]:
         return
     if not tarfile.is_tarfile(source):
         raise AblationsError(f"{source}: not a results folder or a tarball of results/...; "
-                             "give the files a runbook returned")  # fmt: skip
+                             "give tarballs written by `ablate pack`")  # fmt: skip
     with tempfile.TemporaryDirectory() as scratch, tarfile.open(source) as tar:
         try:  # refuses links out of the folder and device files (Python 3.12, 3.11.4, ...)
             tar.extractall(scratch, filter="data")
-        except TypeError:  # a Python without extraction filters: the runbooks' own tarballs
+        except TypeError:  # a Python without extraction filters: trusted tarballs only
             tar.extractall(scratch)
         folders = [p for p in Path(scratch).iterdir() if p.is_dir()]
         if len(folders) != 1:
             raise AblationsError(f"{source}: its members must lie under one folder "
-                                 "(results/...), as the runbooks pack them")  # fmt: skip
+                                 "(results/...), as `ablate pack` writes them")  # fmt: skip
         yield folders[0]
 
 

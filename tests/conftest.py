@@ -1,10 +1,8 @@
 from __future__ import annotations
 
-import importlib
 import os
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
-from types import ModuleType
 
 import pytest
 import torch
@@ -65,10 +63,3 @@ def tiny_fashion(tmp_path_factory: pytest.TempPathFactory) -> Path:
     folder = tmp_path_factory.mktemp("tiny-fashion")
     write_idx(folder, n_train=700, n_test=300)
     return folder
-
-
-@pytest.fixture
-def device_script(monkeypatch: pytest.MonkeyPatch) -> Callable[[str], ModuleType]:
-    """device/NAME.py as a module, as the GPU runbooks run it (beside the others it imports)."""
-    monkeypatch.syspath_prepend(str(Path(__file__).resolve().parents[1] / "device"))
-    return importlib.import_module

@@ -1,9 +1,9 @@
-"""The report's GPU section (ablations.report.gpu) from the runbook's tables: the tests' outcome,
-img/s by step kind with the graph step over the eager, the set's projected time beside the GPU
-time its runs took (each run's share), runs at once over one alone; the README's GPU blocks
-(train-speed, timm, the GPU table) from GPU rows only; and, before any GPU measured, the line
-that says how to. The rows here are made up: the real ones come from a GPU (tests/test_device.py
-checks the section on the rows its CPU smoke run writes)."""
+"""The report's planning section (ablations.report.planning) from the tables of
+ablations.planning: img/s by step kind with the graph step over the eager, the set's projected
+time beside the GPU time its runs took (each run's share), runs at once over one alone; the
+README's GPU blocks (train-speed, timm, the GPU table) from GPU rows only; and, before anything
+is measured, the line that says how to. The rows here are made up, as a GPU would write them
+(tests/test_time_limited_gpu.py checks the section on the rows a CPU smoke run writes)."""
 
 from __future__ import annotations
 
@@ -12,8 +12,9 @@ from pathlib import Path
 
 import pandas as pd
 
-from ablations import runbook, store
-from ablations.report import gpu, readme_blocks
+from ablations import planning, store
+from ablations.report import planning as section
+from ablations.report import readme_blocks
 from ablations.report.render import render
 from ablations.results import Schema, write_table
 from ablations.runners import speed, throughput
@@ -38,35 +39,32 @@ def _concurrency(method: str, jobs: int, images_per_s: float, *, mps: bool = Fal
             "created_at": "2026-12-06", **COMMON}  # fmt: skip
 
 
-def test_before_any_gpu_the_section_says_how_to_measure(tmp_path):
-    text = gpu.gpu_section(tmp_path).markdown
-    assert text.startswith(gpu.TITLE) and "Not measured yet" in text
-    assert "device/train_gpu.sh" in text and runbook.SPEED_FILE in text
+def test_before_any_measurement_the_section_says_how_to_measure(tmp_path):
+    text = section.planning_section(tmp_path).markdown
+    assert text.startswith(section.TITLE) and "Not measured yet" in text
+    assert "`ablate plan --measure`" in text and planning.STEP_SPEED_FILE in text
+    assert "`ablate runs-at-once`" in text
 
 
-def test_the_section_shows_what_the_runbook_measured(tmp_path):
+def test_the_section_shows_what_was_measured(tmp_path):
     speed = pd.DataFrame([
         _speed("resnet20", "graph", 40_000.0, "2026-12-01"),  # superseded by the next
         _speed("resnet20", "graph", 50_000.0), _speed("resnet20", "eager", 10_000.0),
         _speed("resnet110", "graph", 8_000.0), _speed("resnet110", "eager", 4_000.0),
     ])  # fmt: skip
-    write_table(speed, tmp_path / runbook.SPEED_FILE, runbook.SPEED)
+    write_table(speed, tmp_path / planning.STEP_SPEED_FILE, planning.STEP_SPEED)
     write_table(pd.DataFrame([_concurrency("streams", 1, 20_000.0),
                               _concurrency("streams", 4, 50_000.0),
                               _concurrency("processes", 2, 30_000.0, mps=True)]),
-                tmp_path / runbook.CONCURRENCY_FILE, runbook.CONCURRENCY)  # fmt: skip
-    projection = {"nets": 9, "graph_total_minutes": 12.0, "runs_at_once": 4,
-                  "combined_speedup": 2.5, "machine": GPU}  # fmt: skip
-    (tmp_path / runbook.PROJECTION_FILE).write_text(json.dumps(projection))
-    (tmp_path / runbook.TESTS_FILE).write_text(json.dumps({
-        "machine": GPU, "torch": "2.11.0", "git_commit": "abc123def456", "passed": True,
-        "exit": 0, "selection": "gpu", "ran_and_passed": 12, "skipped": 1, "failed": 0,
-    }))  # fmt: skip
-    text = gpu.gpu_section(tmp_path).markdown
-    assert "passed on NVIDIA H100 80GB HBM3" in text and "12 ran and passed, 1 skipped" in text
+                tmp_path / planning.RUNS_AT_ONCE_FILE, planning.RUNS_AT_ONCE)  # fmt: skip
+    projection = {"runs": 9, "graph_seconds": dict.fromkeys("abcdefghi", 80.0),
+                  "graph_total_minutes": 12.0, "runs_at_once": 4, "combined_speedup": 2.5,
+                  "machine": GPU}  # fmt: skip
+    (tmp_path / planning.PROJECTION_FILE).write_text(json.dumps(projection))
+    text = section.planning_section(tmp_path).markdown
     assert "| ResNet-20 | 50,000 | 10,000 |" in text and "40,000" not in text
     assert "5.00x" in text and "2.00x" in text  # graph over eager, per net
-    assert "12.0 min one at a time, 4.8 min 4 at once (9 nets;" in text
+    assert "12.0 min one at a time, 4.8 min 4 at once (9 runs;" in text
     assert "| streams | 4 | 50,000 | 2.50x |" in text and "| processes (MPS) | 2 |" in text
     assert "measured:" not in text  # no paper-profile GPU run yet
 
@@ -78,7 +76,7 @@ def test_the_set_time_counts_each_run_by_its_share_of_the_gpu():
             for v, k in (("resnet20", 1), ("resnet56", 2), ("plain20", 2))]  # fmt: skip
     others = [{**rows[0], "seed": 1, "run_id": "a"}, {**rows[0], "device": "cpu", "run_id": "b"},
               {**rows[0], "experiments": "imagenet-degradation", "run_id": "c"}]  # fmt: skip
-    text = gpu.set_time(None, _table(store.RUNS, rows + others))
+    text = section.set_time(None, _table(store.RUNS, rows + others))
     # 600 s alone + 2 x 600 s shared by 2 = 20 min, over the 3 seed-0 GPU degradation runs.
     assert "20.0 min of GPU time for the 3 nets trained so far" in text
     assert "ResNet-20, ResNet-56, plain-20" in text
@@ -86,7 +84,7 @@ def test_the_set_time_counts_each_run_by_its_share_of_the_gpu():
 
 def test_the_rendered_report_holds_the_section(tmp_path: Path):
     render(results=tmp_path, out=tmp_path / "reports")
-    assert gpu.TITLE in (tmp_path / "reports" / "README.md").read_text()
+    assert section.TITLE in (tmp_path / "reports" / "README.md").read_text()
 
 
 def _table(schema: Schema, rows: list[dict]) -> pd.DataFrame:
@@ -97,9 +95,11 @@ def _table(schema: Schema, rows: list[dict]) -> pd.DataFrame:
 
 
 def test_the_readme_gpu_blocks_say_how_to_measure_before_any_gpu(tmp_path):
-    for name in ("gpu-runbook", "gpu-throughput", "gpu-timm", "gpu-train-speed"):
+    for name in ("planning", "gpu-throughput", "gpu-timm", "gpu-train-speed"):
         text = readme_blocks.BLOCKS[name](tmp_path)
-        assert text.startswith(("Not measured", "No GPU rows")) and "device/" in text, name
+        assert text.startswith(("Not measured", "No GPU rows")), name
+        assert "`ablate " in text, name
+        assert name == "planning" or "(#time-limited-gpus)" in text, name
 
 
 def test_the_readme_gpu_blocks_show_only_gpu_rows(tmp_path):
@@ -137,7 +137,8 @@ def test_the_readme_gpu_blocks_show_only_gpu_rows(tmp_path):
 
 
 def test_a_projection_cut_short_names_the_nets_it_did_not_measure():
-    projection = {"nets": 9, "graph_total_minutes": 3.0, "graph_unmeasured": ["resnet110"],
+    projection = {"runs": 9, "graph_seconds": dict.fromkeys("abcdefgh", 22.5),
+                  "graph_total_minutes": 3.0, "graph_unmeasured": ["resnet110"],
                   "machine": GPU}  # fmt: skip
-    [line] = gpu.set_time_lines(projection, store.RUNS.empty())
-    assert "3.0 min one at a time (8 of 9 nets: ResNet-110 not measured;" in line
+    [line] = section.set_time_lines(projection, store.RUNS.empty())
+    assert "3.0 min one at a time (8 of 9 runs: ResNet-110 not measured;" in line

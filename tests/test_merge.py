@@ -1,7 +1,7 @@
 """`ablate merge` (ablations.merge): results made elsewhere come in without losing a row, in
 whatever order their tarballs are merged: tables by key (the newer row wins), JSON records when
 newer, run directories by how far each got (a finished run is never replaced), checkpoints
-only when later. Runs here are real smoke runs stopped and resumed by a deadline."""
+only when later. Runs here are real smoke runs stopped and resumed by a time limit."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from ablations import runbook, store
+from ablations import planning, store
 from ablations.cli import main
 from ablations.config import resolve_config
 from ablations.merge import merge
@@ -26,7 +26,7 @@ CONFIG = resolve_config("plain20", profile="smoke", device="cpu")
 
 
 def _tar(folder: Path, archive: Path) -> Path:
-    """A tarball with members results/..., as the runbooks pack them."""
+    """A tarball with members results/..., as `ablate pack` writes them."""
     with tarfile.open(archive, "w:gz") as tar:
         tar.add(folder, arcname="results")
     return archive
@@ -48,9 +48,9 @@ def test_tables_and_records_keep_every_row_and_the_newer_one(tmp_path, order):
         rows = [_row(throughput.SCHEMA, variant=v, images_per_s=ips, created_at=created)
                 for v, ips in bench.items()]  # fmt: skip
         write_table(pd.DataFrame(rows), folder / throughput.THROUGHPUT_FILE, throughput.SCHEMA)
-        write_table(pd.DataFrame([_row(runbook.SPEED, variant=speed, created_at=created)]),
-                    folder / runbook.SPEED_FILE, runbook.SPEED)  # fmt: skip
-        (folder / runbook.TESTS_FILE).write_text(json.dumps({"created_at": created}))
+        write_table(pd.DataFrame([_row(planning.STEP_SPEED, variant=speed, created_at=created)]),
+                    folder / planning.STEP_SPEED_FILE, planning.STEP_SPEED)  # fmt: skip
+        (folder / planning.PROJECTION_FILE).write_text(json.dumps({"created_at": created}))
         pd.DataFrame({"path": ["cpu-decode"], "made": [created]}).to_csv(
             folder / "loader_speed.csv", index=False
         )
@@ -64,11 +64,10 @@ def test_tables_and_records_keep_every_row_and_the_newer_one(tmp_path, order):
     assert bench.set_index("variant")["images_per_s"].to_dict() == {
         "resnet20": 3.0, "resnet56": 2.0, "plain20": 4.0
     }  # fmt: skip
-    # The runbook's speed table keeps every measurement (its key holds the time).
-    assert sorted(read_table(ours / runbook.SPEED_FILE, runbook.SPEED)["created_at"]) == [
-        "2026-12-01", "2026-12-05"
-    ]  # fmt: skip
-    assert json.loads((ours / runbook.TESTS_FILE).read_text())["created_at"] == "2026-12-05"
+    # The step speed table keeps every measurement (its key holds the time).
+    speeds = read_table(ours / planning.STEP_SPEED_FILE, planning.STEP_SPEED)
+    assert sorted(speeds["created_at"]) == ["2026-12-01", "2026-12-05"]
+    assert json.loads((ours / planning.PROJECTION_FILE).read_text())["created_at"] == "2026-12-05"
     assert sorted(pd.read_csv(ours / "loader_speed.csv")["made"]) == ["2026-12-01", "2026-12-05"]
 
 
@@ -94,7 +93,7 @@ def test_runs_come_in_as_far_as_they_got_and_finished_ones_stay(tmp_path, tiny_c
     assert merge([second], ours, log=lambda _: None) == 0
     assert progress() == 8 and (run / "checkpoint.pt").exists()
     merged: list[str] = []
-    merge([first], ours, log=merged.append)  # an older call's tarball: nothing goes back
+    merge([first], ours, log=merged.append)  # an older machine's results: nothing goes back
     assert progress() == 8 and "kept our checkpoint (iteration 8)" in merged[0]
     assert merge([_tar(done, tmp_path / "done.tar.gz")], ours, log=lambda _: None) == 1
     assert (run / "summary.json").exists() and not (run / "checkpoint.pt").exists()

@@ -161,3 +161,39 @@ def test_a_missing_data_path_is_refused_even_with_nothing_to_run(tmp_path, capsy
     assert main(argv) == 2
     assert "does not exist; point it at CIFAR-10" in capsys.readouterr().err
     assert not (tmp_path / "results").exists()
+
+
+@pytest.mark.slow
+def test_a_time_limit_stops_the_runs_and_the_same_command_resumes(tmp_path, tiny_cifar, capsys):
+    """`ablate run --time-limit`: a run stops at its first checkpoint past the limit, none
+    starts after it (the first always does), the command exits 0 and renders nothing; the same
+    command goes on from the checkpoint. Once with runs at once, once one after another."""
+    results, reports = tmp_path / "results", tmp_path / "reports"
+    argv = ["run", "--profile", "smoke", "--experiments", "degradation", "--device", "cpu",
+            "--data", str(tiny_cifar), "--results", str(results),
+            "--reports", str(reports)]  # fmt: skip
+    assert main([*argv, "--time-limit", "0", "--jobs", "2"]) == 0
+    assert "stopped at the time limit with 4 task(s) left" in capsys.readouterr().err
+    [stopped] = [d for d in (results / store.RUNS_DIR).iterdir()]
+    assert (stopped / "checkpoint.pt").exists() and not (stopped / "summary.json").exists()
+    assert not (results / store.RUNS_FILE).exists() and not reports.exists()
+    assert main([*argv, "--time-limit", "0s"]) == 0  # resumes that run, starts no other
+    err = capsys.readouterr().err
+    assert "plain20 seed 0 (smoke): stopped at a checkpoint (time limit)" in err
+    assert "plain56 seed 0 (smoke): not started (time limit)" in err
+    assert main(argv) == 0
+    runs = read_table(results / store.RUNS_FILE, store.RUNS)
+    assert sorted(runs["variant"]) == ["plain20", "plain56", "resnet20", "resnet56"]
+    starts = pd.read_json(stopped / "env.json")["from_iteration"].tolist()
+    assert starts == [0, 4, 8] and (reports / "README.md").exists()
+
+
+def test_a_time_limit_in_another_form_is_refused_in_one_line(tmp_path, capsys):
+    with pytest.raises(SystemExit) as exit_:
+        main(["run", "--time-limit", "soon", "--results", str(tmp_path)])
+    err = capsys.readouterr().err
+    assert exit_.value.code == 2 and err.count("\n") == 1
+    assert "expected a duration such as 90s, 45m, 1.5h or a number of minutes" in err
+    assert main(["run", "--executor", "local", "--time-limit", "1h", "--experiments",
+                 "degradation", "--profile", "smoke", "--results", str(tmp_path)]) == 2  # fmt: skip
+    assert "--slurm-time" in capsys.readouterr().err

@@ -216,13 +216,13 @@ def test_deadline_stops_at_a_checkpoint_and_resumes_to_the_same_result(tmp_path,
     )
 
 
-def test_cli_stop_after_exits_zero_with_a_resume_line(tmp_path, tiny_cifar, capsys):
+def test_cli_time_limit_exits_zero_with_a_resume_line(tmp_path, tiny_cifar, capsys):
     from ablations.cli import main
 
     argv = ["train", "resnet20", "--profile", "smoke", "--device", "cpu", "--data",
             str(tiny_cifar), "--out", str(tmp_path), "--step", "eager"]  # fmt: skip
-    assert main([*argv, "--stop-after", "0"]) == 0
-    assert "stopped by --stop-after at iteration 4 of 12" in capsys.readouterr().out
+    assert main([*argv, "--time-limit", "0s"]) == 0
+    assert "stopped by --time-limit at iteration 4 of 12" in capsys.readouterr().out
     assert main(argv) == 0  # resumes, with the same run id (the step is execution-only)
     assert "complete: train error" in capsys.readouterr().out
 

@@ -3,18 +3,16 @@
 from __future__ import annotations
 
 import argparse
+import re
 from pathlib import Path
 from typing import NoReturn
 
 from ablations import experiments, golden, launch, recipes
 from ablations.cli.options import (
-    BOTH,
     NON_NEGATIVE,
     POSITIVE,
     TRAIN_OVERRIDES,
     at_least,
-    comma_separated,
-    one_of,
 )
 from ablations.cli.report_commands import (
     DEFAULT_README,
@@ -23,49 +21,45 @@ from ablations.cli.report_commands import (
     cmd_golden,
     cmd_list,
     cmd_merge,
+    cmd_pack,
     cmd_recipes,
     cmd_report,
 )
+from ablations.cli.speed_parser import add_selection, add_speed_commands
 from ablations.cli.train_commands import (
-    cmd_bench,
     cmd_evaluate,
-    cmd_loader_speed,
     cmd_plan,
     cmd_run,
     cmd_status,
     cmd_subset,
     cmd_train,
-    cmd_train_speed,
 )
-from ablations.config import STREAM_DATASETS
+from ablations.config import EVAL_CROPS, STREAM_DATASETS
 from ablations.data import DATASETS
-from ablations.data.imagenet_augment import EVAL_CROPS, RECIPES
-from ablations.data.loader_speed import PATHS as LOADER_PATHS
 from ablations.profiles import PROFILES
 from ablations.runners import complexity
-from ablations.runners.steps import PRECISIONS, STEPS
 
 # The package docstring's first line (ablations/cli/__init__.py), as `ablate --help` shows it.
 DESCRIPTION = "`ablate`: thin subcommands over the library (parse -> call -> print)."
+DURATION = re.compile(r"(?P<number>\d+(\.\d*)?|\.\d+)(?P<unit>[smh]?)")
+SECONDS = {"s": 1, "m": 60, "h": 3600, "": 60}
 
 
-def _batch_size(text: str) -> int | str:
-    if text == "max":
-        return text
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a batch size or 'max', got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"batch size must be >= 1, got {value}")
-    return value
+def duration(text: str) -> float:
+    """An argparse type: 90s, 45m, 1.5h, or a plain number of minutes, in seconds."""
+    match = DURATION.fullmatch(text.strip().lower())
+    if match is None:
+        raise argparse.ArgumentTypeError(
+            f"expected a duration such as 90s, 45m, 1.5h or a number of minutes, got {text!r}"
+        )
+    return float(match["number"]) * SECONDS[match["unit"]]
 
 
-def _add_selection(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("patterns", nargs="*", metavar="GLOB", help="variant names or globs")
-    parser.add_argument(
-        "--exclude", action="append", default=[], metavar="GLOB", help="drop matches (repeatable)"
-    )
+def _add_time_limit(p: argparse._ActionsContainer, what: str) -> None:
+    p.add_argument(
+        "--time-limit", type=duration, metavar="DURATION",
+        help=f"{what}; then exit 0, and the same command resumes (90s, 45m, 1.5h, or minutes)",
+    )  # fmt: skip
 
 
 def _add_launch_options(p: argparse.ArgumentParser) -> None:
@@ -118,22 +112,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser = Parser(prog="ablate", description=DESCRIPTION)
     sub = parser.add_subparsers(dest="command", required=True)
 
-    p = sub.add_parser("loader-speed", help="images/s of the streaming (ImageNet) loader alone")
-    p.add_argument("--data", help="ImageNet root or shard folder (else $ABLATE_DATA_IMAGENET)")
-    paths = comma_separated(one_of(LOADER_PATHS), f"paths from {', '.join(LOADER_PATHS)}")
-    p.add_argument("--paths", type=paths, default=tuple(LOADER_PATHS),
-                   help=f"comma list (default: {','.join(LOADER_PATHS)})")  # fmt: skip
-    p.add_argument("--workers", type=comma_separated(NON_NEGATIVE, "worker counts"),
-                   help="comma list (default: the available cores)")  # fmt: skip
-    p.add_argument("--batch", type=comma_separated(POSITIVE, "batch sizes"), default=(256,),
-                   help="comma list of batch sizes (default: 256)")  # fmt: skip
-    p.add_argument("--batches", type=POSITIVE, default=50, help="timed batches per setting")
-    p.add_argument("--warmup", type=NON_NEGATIVE, default=5, help="untimed batches first")
-    p.add_argument("--recipe", default="imagenet-torchvision", choices=sorted(RECIPES))
-    p.add_argument("--out", type=Path, help="CSV file to write (else stdout)")
-    p.set_defaults(func=cmd_loader_speed)
     p = sub.add_parser("list", help="registered variants with params and MACs")
-    _add_selection(p)
+    add_selection(p)
     p.add_argument("--format", choices=["table", "csv", "json"], default="table")
     p.add_argument(
         "--results", type=Path, default=Path("results") / complexity.COMPLEXITY_FILE,
@@ -142,7 +122,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_list)
 
     p = sub.add_parser("complexity", help="measure params and MACs into a results table")
-    _add_selection(p)
+    add_selection(p)
     p.add_argument("--out", type=Path, default=Path("results") / complexity.COMPLEXITY_FILE)
     p.add_argument("--rerun", action="store_true", help="recompute rows that are up to date")
     p.set_defaults(func=cmd_complexity)
@@ -177,10 +157,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="under torchrun: BN over the global batch (the one-process run, same run key); "
         "without it each rank's BN sees batch/G images and the key records bn_batch",
     )
-    p.add_argument(
-        "--stop-after", type=at_least(0, float), metavar="MIN",
-        help="stop at the first checkpoint after MIN minutes and exit 0; rerun to resume",
-    )  # fmt: skip
+    _add_time_limit(p, "stop at the first checkpoint past it")
     overrides = p.add_argument_group("overrides of the profile")
     for name, spec in TRAIN_OVERRIDES.items():
         overrides.add_argument(
@@ -201,73 +178,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=NON_NEGATIVE, default=0)
     p.add_argument("--out", type=Path, required=True, help="a folder that does not exist yet")
     p.set_defaults(func=cmd_subset)
-
-    p = sub.add_parser(
-        "train-speed", help="images/s of this suite's training loop vs the conventional one"
-    )
-    _add_selection(p)
-    p.add_argument("--profile", choices=list(PROFILES), help="precision and memory format")
-    p.add_argument("--data", help="CIFAR-10 path (default: $ABLATE_DATA, else download)")
-    p.add_argument("--device", default="auto")
-    p.add_argument("--iterations", type=POSITIVE, default=50, help="timed steps per loop")
-    p.add_argument("--warmup", type=NON_NEGATIVE, default=10, help="untimed steps first")
-    p.add_argument(
-        "--workers",
-        type=NON_NEGATIVE,
-        help="conventional DataLoader workers (default: one per core)",
-    )
-    p.add_argument("--batch-size", type=POSITIVE, default=128)
-    p.add_argument("--input-size", type=POSITIVE, default=None, help="default: native 32x32")
-    p.add_argument("--compile", action="store_true", help="torch.compile our loop's model")
-    p.add_argument(
-        "--out", type=Path, default=Path("results/train_speed.csv"),
-        help="a CSV file, or a folder for train_speed.csv (default: %(default)s)",
-    )  # fmt: skip
-    p.set_defaults(func=cmd_train_speed)
-
-    p = sub.add_parser("bench", help="images/s, step time and memory of variants")
-    _add_selection(p)
-    p.add_argument("--mode", choices=["infer", "train", "both"], default="both")
-    p.add_argument(
-        "--precision", nargs="+", choices=list(PRECISIONS),
-        help="one or more (default: bf16 on a GPU, fp32 on a CPU)",
-    )  # fmt: skip
-    p.add_argument(
-        "--channels-last", nargs="?", const="on", choices=list(BOTH),
-        help="memory format: off (NCHW), on, or both (default: both on a GPU, off on a CPU)",
-    )  # fmt: skip
-    p.add_argument(
-        "--compile", nargs="?", const="on", default="off", choices=list(BOTH),
-        help="torch.compile; each compiled setting is measured in a process of its own",
-    )  # fmt: skip
-    p.add_argument(
-        "--step", choices=list(STEPS), default="auto",
-        help="the training step: auto (as `ablate train` takes it: one CUDA graph on a GPU, "
-        "eager on a CPU, with fp16 or compile), eager, or graph (GPU)",
-    )  # fmt: skip
-    p.add_argument(
-        "--batch-size", nargs="+", type=_batch_size,
-        help="one or more sizes, or 'max' (GPU: the largest that fits); "
-        "default 128 CIFAR / 256 ImageNet on a GPU, 32 / 8 on a CPU",
-    )  # fmt: skip
-    p.add_argument("--input-size", type=POSITIVE, help="default: each variant's own")
-    p.add_argument("--device", default="auto")
-    p.add_argument("--warmup", type=POSITIVE, help="untimed steps (default: GPU 10, CPU 5 / 2)")
-    p.add_argument("--repeats", type=POSITIVE, help="timed repeats (default: CIFAR / ImageNet: "
-                   "GPU 7 / 5, CPU 7 / 5)")  # fmt: skip
-    p.add_argument("--steps", type=POSITIVE, help="steps per repeat (default: CIFAR / ImageNet: "
-                   "GPU 20 / 10, CPU 10 / 3)")  # fmt: skip
-    p.add_argument("--runs", type=POSITIVE, default=1, help="repeat the whole measurement N times")
-    p.add_argument(
-        "--reference", choices=["timm"],
-        help="also measure each setting with timm's benchmark.py (needs timm installed); "
-        "rows of both go to results/throughput_timm.csv",
-    )  # fmt: skip
-    p.add_argument(
-        "--out", type=Path,
-        help="a CSV file, or a folder to hold throughput.csv (default: results/)",
-    )  # fmt: skip
-    p.set_defaults(func=cmd_bench)
+    add_speed_commands(sub)
 
     p = sub.add_parser(
         "evaluate", help="evaluate a checkpoint (ours or published) into results/evaluations.csv"
@@ -334,17 +245,37 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--results", type=Path, default=Path("results"))
         p.add_argument("--reports", type=Path, default=Path("reports"))
         if name == "run":
+            _add_time_limit(p, "each run stops at its first checkpoint past it, none starts after")
             _add_launch_options(p)
+        if name == "plan":
+            g = p.add_argument_group("measuring (the rows go to step_speed.csv in --results)")
+            g.add_argument("--measure", action="store_true",
+                           help="time a few steps of each planned run here, and project the "
+                           "set's time (projection.json)")  # fmt: skip
+            g.add_argument("--iterations", type=POSITIVE, default=200, help="timed steps")
+            g.add_argument("--warmup", type=NON_NEGATIVE, default=30, help="untimed steps first")
+            _add_time_limit(g, "no measurement starts past it")
         p.set_defaults(func=func)
 
     p = sub.add_parser("collect", help="rebuild runs.csv and curves.csv from results/runs/")
     p.add_argument("--results", type=Path, default=Path("results"))
     p.set_defaults(func=cmd_collect)
-    p = sub.add_parser("merge", help="merge results made elsewhere (a runbook's tarballs, a "
-                       "results folder) into --results without losing a row")  # fmt: skip
+    p = sub.add_parser("merge", help="merge results made elsewhere (tarballs written by `ablate "
+                       "pack`, a results folder, or one CSV table) into --results without "
+                       "losing a row")  # fmt: skip
     p.add_argument("sources", nargs="+", type=Path, metavar="SOURCE",
                    help="a results folder, a tarball of results/... or one CSV table, merged "
                    "in the order given")  # fmt: skip
     p.add_argument("--results", type=Path, default=Path("results"))
     p.set_defaults(func=cmd_merge)
+    p = sub.add_parser("pack", help="tarballs of --results to take elsewhere: tables and run "
+                       "records, then checkpoints and weights within --max-mb")  # fmt: skip
+    p.add_argument("out", type=Path, metavar="OUT", help="the folder the tarballs go to")
+    p.add_argument("--results", type=Path, default=Path("results"))
+    mb = at_least(0, float)
+    p.add_argument("--max-mb", type=mb, metavar="N",
+                   help="all tarballs together (default: no limit; tables always go)")  # fmt: skip
+    p.add_argument("--part-mb", type=mb, metavar="N",
+                   help="each checkpoints-N / weights-N tarball (default: no limit)")  # fmt: skip
+    p.set_defaults(func=cmd_pack)
     return parser

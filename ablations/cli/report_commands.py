@@ -1,5 +1,6 @@
 """`ablate` subcommands over the registry and the results tables: list, complexity, golden,
-recipes, report, collect, merge; and `select`, the variant globs that every command takes."""
+recipes, report, collect, merge, pack; and `select`, the variant globs that every command
+takes."""
 
 from __future__ import annotations
 
@@ -148,8 +149,26 @@ def cmd_merge(args: argparse.Namespace) -> None:
     missing = [str(s) for s in args.sources if not s.exists()]
     if missing:
         raise AblationsError(
-            f"no such file or folder: {', '.join(missing)}; give the files a runbook returned "
-            "(its files_at folder) or a results folder"
+            f"no such file or folder: {', '.join(missing)}; give tarballs written by `ablate "
+            "pack`, a results folder, or one CSV table"
         )
     recorded = merge.merge(args.sources, args.results)
     print(f"{args.results}: {recorded} finished run(s) recorded; `ablate report` renders them")
+
+
+def cmd_pack(args: argparse.Namespace) -> None:
+    from ablations import pack
+
+    if not args.results.is_dir():
+        raise AblationsError(f"--results {args.results} is not a folder; give a results folder")
+    max_bytes, part_bytes = (None if mb is None else int(mb * 2**20)
+                             for mb in (args.max_mb, args.part_mb))  # fmt: skip
+    written, left_out = pack.pack(args.results, args.out, max_bytes=max_bytes,
+                                  part_bytes=part_bytes)  # fmt: skip
+    for path in written:
+        print(f"{path}: {pack.size_text(path.stat().st_size)}")
+    if max_bytes is not None and written[0].stat().st_size > max_bytes:
+        print(f"ablate pack: {written[0].name} alone is over --max-mb {args.max_mb:g}; it is "
+              "written anyway (the tables always go)", file=sys.stderr)  # fmt: skip
+    for item in left_out:
+        print(f"ablate pack: {item.line()}", file=sys.stderr)

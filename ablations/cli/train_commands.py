@@ -1,5 +1,5 @@
 """`ablate` subcommands that train or run models: train, run / plan / status (the experiments),
-subset, evaluate, train-speed, loader-speed, bench."""
+subset, evaluate."""
 
 from __future__ import annotations
 
@@ -8,14 +8,13 @@ import os
 import signal
 import sys
 import time
-from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
 from ablations import experiments, launch, pipeline, recipes, submitted
-from ablations.cli.options import BOTH, TRAIN_OVERRIDES
-from ablations.cli.report_commands import cmd_report, select
+from ablations.cli.options import TRAIN_OVERRIDES
+from ablations.cli.report_commands import cmd_report
 from ablations.config import TrainConfig, resolve_config
 from ablations.data import resolve_source
 from ablations.profiles import default_profile
@@ -26,6 +25,12 @@ def _raise_interrupt(signum: int, frame: object) -> None:
     raise KeyboardInterrupt
 
 
+def _deadline(args: argparse.Namespace) -> float | None:
+    """--time-limit (seconds) as a time.monotonic() instant, counted from now."""
+    limit = getattr(args, "time_limit", None)
+    return None if limit is None else time.monotonic() + limit
+
+
 def cmd_train(args: argparse.Namespace) -> int:
     from ablations import distributed
     from ablations.runners import train  # imports the data stack only when training
@@ -33,7 +38,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     overrides = {k: getattr(args, k) for k in TRAIN_OVERRIDES if hasattr(args, k)}
     # Under torchrun: join the group; each rank trains on its own GPU (or the CPU, with gloo).
     device = distributed.setup(args.device) or args.device
-    deadline = None if args.stop_after is None else time.monotonic() + 60 * args.stop_after
+    deadline = _deadline(args)
     try:
         config = distributed.for_world(_train_config(args, overrides), sync_bn=args.sync_bn)
         # SIGTERM (a scheduler, `kill`) stops like Ctrl-C: the last checkpoint stays.
@@ -82,7 +87,7 @@ def _folder_name(data: str | None) -> str:
 def _train_summary(summary: dict[str, Any]) -> str:
     if summary["status"] == "stopped":
         return (
-            f"stopped by --stop-after at iteration {summary['iterations']:,} of "
+            f"stopped by --time-limit at iteration {summary['iterations']:,} of "
             f"{summary['planned_iterations']:,}, checkpointed; rerun the same command to resume"
         )
     if summary["status"] == "diverged":
@@ -115,7 +120,8 @@ def _val_errors(summary: dict[str, Any]) -> str:
 
 def _tasks(args: argparse.Namespace) -> tuple[list[pipeline.Task], pipeline.Context]:
     profile = args.profile or default_profile()
-    ctx = pipeline.context(results=args.results, data=args.data, device=args.device)
+    ctx = pipeline.context(results=args.results, data=args.data, device=args.device,
+                           deadline=_deadline(args))  # fmt: skip
     names = experiments.parse(args.experiments, profile=profile)
     tasks = pipeline.plan(names, profile=profile, seeds=args.seeds, device=ctx.device)
     print(f"[ablate] profile {profile}: {', '.join(names)} on {ctx.device.type}", file=sys.stderr)
@@ -126,9 +132,18 @@ def cmd_run(args: argparse.Namespace) -> int | None:
     tasks, ctx = _tasks(args)
     signal.signal(signal.SIGTERM, _raise_interrupt)
     if args.executor != "inprocess":
+        if args.time_limit is not None:
+            raise AblationsError(
+                "--time-limit stops runs trained by this process (--executor inprocess, with "
+                "--jobs); Slurm and local jobs have --slurm-time, and resume when run again"
+            )
         return _run_submitted(args, tasks, ctx)
     counts = pipeline.execute(tasks, ctx, jobs=args.jobs)
     print(f"[ablate] {counts['ran']} task(s) run, {counts['done']} already done", file=sys.stderr)
+    if counts["left"]:
+        print(f"[ablate] stopped at the time limit with {counts['left']} task(s) left; the "
+              "same command resumes them, then renders the reports", file=sys.stderr)  # fmt: skip
+        return 0
     cmd_report(argparse.Namespace(results=args.results, out=args.reports))
     return None
 
@@ -177,6 +192,30 @@ def cmd_plan(args: argparse.Namespace) -> None:
     if missing:
         print(f"\n# {len(missing)} missing training run(s); on any machine, then `ablate collect`:")
         print("\n".join(missing))
+    if args.measure:
+        _measure(tasks, ctx, iterations=args.iterations, warmup=args.warmup)
+
+
+def _measure(
+    tasks: list[pipeline.Task], ctx: pipeline.Context, *, iterations: int, warmup: int
+) -> None:  # fmt: skip
+    """`ablate plan --measure`: time each planned run here, print the set's projected time."""
+    from ablations import planning
+    from ablations.runners import step_speed
+
+    train = [t for t in tasks if t.kind == "train" and t.config is not None]
+    if not train:
+        print("\n# no training runs to measure")
+        return
+    projection = step_speed.measure_plan(
+        [t.config for t in train if t.config is not None], results=ctx.results,
+        data=lambda config: pipeline.data_for(config, ctx), device=ctx.device,
+        iterations=iterations, warmup=warmup, deadline=ctx.deadline,
+        log=lambda line: print(line, file=sys.stderr, flush=True),
+    )  # fmt: skip
+    missing = {t.config.run_id for t in train if t.config and not pipeline.is_done(t, ctx)}
+    print(f"\n# projected on {projection['machine']} (`{ctx.results / planning.PROJECTION_FILE}`):")
+    print("\n".join(planning.describe(projection, missing=missing)))
 
 
 def cmd_subset(args: argparse.Namespace) -> None:
@@ -210,68 +249,3 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
         f"top-1 error {row['top1_error']:.2%}{top5}, loss {row['loss']:.4f} -> "
         f"{args.results / 'evaluations.csv'}"
     )
-
-
-SPEED_DEFAULT = ("resnet20", "resnet56", "resnet110")
-
-
-def cmd_train_speed(args: argparse.Namespace) -> None:
-    from ablations.data import load_dataset
-    from ablations.runners import speed
-
-    names = select(args.patterns or list(SPEED_DEFAULT), args.exclude)
-    overrides: dict[str, Any] = {"input_size": args.input_size, "batch_size": args.batch_size}
-    if args.compile:
-        overrides["compile"] = True
-    configs = [resolve_config(n, profile=args.profile, device=args.device, **overrides)
-               for n in names]  # fmt: skip
-    out = args.out / speed.SPEED_FILE if args.out.is_dir() else args.out
-    dataset = load_dataset("cifar10", data=args.data)
-    table = speed.compare(
-        configs, dataset, device=args.device, iterations=args.iterations, warmup=args.warmup,
-        workers=args.workers, out=out,
-    )  # fmt: skip
-    shown = table[["variant", "loop", "precision", "channels_last", "compile", "workers",
-                   "tf32_cudnn", "images_per_s", "speedup"]]  # fmt: skip
-    print(f"# {table['machine'].iloc[0]}, batch {args.batch_size}, {args.iterations} timed steps")
-    print(shown.to_string(index=False, float_format=lambda v: f"{v:,.1f}"))
-    print(f"appended to {out}")
-
-
-def cmd_loader_speed(args: argparse.Namespace) -> None:
-    from ablations.data import loader_speed
-
-    rows = loader_speed.loader_speed(
-        args.data, paths=args.paths, workers=args.workers, batch_sizes=args.batch,
-        batches=args.batches, warmup=args.warmup, recipe=args.recipe,
-    )  # fmt: skip
-    if args.out is None:
-        loader_speed.write_csv(rows, sys.stdout)
-        return
-    with open(args.out, "w", newline="") as handle:
-        loader_speed.write_csv(rows, handle)
-    print(f"wrote {args.out}", file=sys.stderr)
-
-
-def cmd_bench(args: argparse.Namespace) -> None:
-    from ablations.runners import throughput
-
-    names = select(args.patterns, args.exclude)
-    settings = throughput.grid(
-        names, device=args.device,
-        modes=throughput.MODES if args.mode == "both" else (args.mode,),
-        precisions=args.precision, channels_last=BOTH.get(args.channels_last),
-        compile=BOTH[args.compile], batch_sizes=args.batch_size, input_size=args.input_size,
-        warmup=args.warmup, repeats=args.repeats, steps=args.steps, runs=args.runs,
-        step=args.step,
-    )  # fmt: skip
-    name = throughput.REFERENCE_FILE if args.reference else throughput.THROUGHPUT_FILE
-    out = throughput.output_path(args.out, name) if args.out else Path("results") / name
-    table = throughput.run(settings, out=out, reference=args.reference)
-    print(throughput.format_table(table))
-    if args.runs > 1:
-        spreads = throughput.spread(table)
-        for reference, part in spreads.groupby("reference"):
-            print(f"run-to-run spread of images/s over {args.runs} runs ({reference}): median "
-                  f"{part['spread'].median():.1%}, worst {part['spread'].max():.1%}")  # fmt: skip
-    print(f"appended to {out}")

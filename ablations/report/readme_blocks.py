@@ -10,7 +10,7 @@ import pandas as pd
 
 from ablations import store
 from ablations.experiments import THROUGHPUT_QUICK
-from ablations.report import gpu, training
+from ablations.report import planning, training
 from ablations.report import throughput as report_throughput
 from ablations.report.figures import paper_name
 from ablations.report.readme import BlockFn
@@ -24,8 +24,7 @@ CPU = "cpu"
 COMPLEXITY_SHOWN = ("resnet20", "resnet56", "resnet110", "resnet18", "resnet50",
                     "resnet50-v1", "resnet152-v1")  # fmt: skip
 THROUGHPUT_SHOWN = THROUGHPUT_QUICK
-ON_A_GPU = "[On a GPU](#on-a-gpu)"  # these blocks stand in the README itself
-SPEED_RUNBOOK = f"`bash device/speed_gpu.sh` ({ON_A_GPU})"
+TIME_LIMITED = "[Time-limited GPUs](#time-limited-gpus)"  # these blocks stand in the README
 
 
 def _profile(results: Path, name: str) -> training.ProfileResults | None:
@@ -52,10 +51,10 @@ def replica(results: Path) -> str:
         return (
             "![Fig. 6 replica at the cpu budget](reports/degradation_cpu.png)\n\n"
             "The `cpu` budget's replica, trends only: the paper's protocol (the `paper` profile, "
-            f"64k iterations) needs a GPU and has not run yet ({ON_A_GPU})."
+            f"64k iterations) needs a GPU and has not run yet ({TIME_LIMITED})."
         )
     facts = "\n".join(f"- {line}" for line in run_facts(runs))
-    took = "\n".join(gpu.set_time_lines(None, runs))
+    took = "\n".join(planning.set_time_lines(None, runs))
     return (f"![Fig. 6 replica at the paper's protocol](reports/{p.name('degradation')}.png)"
             f"\n\n{facts}\n{took}")  # fmt: skip
 
@@ -135,10 +134,10 @@ def cpu_train_speed(results: Path) -> str:
 
 
 def gpu_train_speed(results: Path) -> str:
-    """The same on a GPU (issue 10's target: at least 5x), or how to measure it."""
+    """The same on a GPU, or how to measure it."""
     return _train_speed(results, "cuda") or (
-        "Not measured on a GPU yet (issue 10's target: at least 5x on ResNet-20 and ResNet-56): "
-        f"{SPEED_RUNBOOK}, stage `train-speed`."
+        "Not measured on a GPU yet (the target: at least 5x on ResNet-20 and ResNet-56): "
+        f"`ablate train-speed resnet20 resnet56` on a GPU ({TIME_LIMITED})."
     )
 
 
@@ -158,9 +157,10 @@ def gpu_timm(results: Path) -> str:
     text = "\n".join(t for t in (report_throughput.against_timm(cuda),
                                  report_throughput.fidelity(cuda)) if t)  # fmt: skip
     return text or (
-        "Not measured on a GPU yet (issue 10's targets: ours at least 1.0x timm's, a spread "
-        f"under 2% over `--runs 3` for resnet50 training at batch 256): {SPEED_RUNBOOK}, stage "
-        "`timm`."
+        "Not measured on a GPU yet (the targets: ours at least 1.0x timm's, a spread under 2% "
+        "over `--runs 3` for resnet50 training at batch 256): `ablate bench resnet50 --mode both "
+        "--precision bf16 --channels-last on --batch-size 256 --runs 3 --reference timm` on a "
+        f"GPU ({TIME_LIMITED})."
     )
 
 
@@ -171,8 +171,8 @@ def gpu_throughput(results: Path) -> str:
     cuda = df[(df["device"] == "cuda") & (df["status"] == "ok") & (df["reference"] == "ours")]
     if cuda.empty:
         return (
-            f"No GPU rows yet: {SPEED_RUNBOOK}, stage `table` (`ablate run --profile paper "
-            "--experiments throughput`: both families, bf16/tf32, channels_last on/off)."
+            "No GPU rows yet: `ablate run --profile paper --experiments throughput` on a GPU "
+            f"(both families, bf16/tf32, channels_last on/off; {TIME_LIMITED})."
         )
     machine = cuda["machine"].value_counts().index[0]
     cuda = cuda[cuda["machine"] == machine]
@@ -189,11 +189,10 @@ def gpu_throughput(results: Path) -> str:
     return f"{markdown_table(table)}\n({env})"
 
 
-def gpu_runbook(results: Path) -> str:
-    """The report's GPU section, without its title: the GPU tests, the Fig. 6 nets' img/s, the
-    set's projected and taken time, runs at once; or the line saying no GPU has run it."""
-    section = gpu.gpu_section(results, runbook_at=f"`bash device/train_gpu.sh` ({ON_A_GPU})")
-    return section.markdown.removeprefix(gpu.TITLE).strip()
+def planning_block(results: Path) -> str:
+    """The report's planning section, without its title: the nets' img/s by step kind, the
+    set's projected and taken time, runs at once; or the line saying how to measure them."""
+    return planning.planning_section(results).markdown.removeprefix(planning.TITLE).strip()
 
 
 def _median(rows: pd.DataFrame, column: str, spec: str) -> str:
@@ -235,7 +234,7 @@ BLOCKS: dict[str, BlockFn] = {
     "cpu-throughput": cpu_throughput,
     "cpu-train-speed": cpu_train_speed,
     "runs-summary": runs_summary,
-    "gpu-runbook": gpu_runbook,
+    "planning": planning_block,
     "gpu-throughput": gpu_throughput,
     "gpu-timm": gpu_timm,
     "gpu-train-speed": gpu_train_speed,

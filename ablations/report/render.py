@@ -16,7 +16,7 @@ import pandas as pd
 
 from ablations import store
 from ablations.references import GMACS, PARAMS, ROUNDED_PARAMS, TORCHVISION
-from ablations.report import cost_figures, gpu, imagenet, provenance, streamed, training
+from ablations.report import cost_figures, imagenet, planning, provenance, streamed, training
 from ablations.report import evaluations as evaluations_report
 from ablations.report import recipes as recipes_report
 from ablations.report import throughput as throughput_report
@@ -231,7 +231,7 @@ SECTIONS: list[Callable[[Path], Section]] = [
     recipes_report.recipes_section,
     evaluations_section,
     complexity_section,
-    gpu.gpu_section,
+    planning.planning_section,
     throughput_section,
 ]
 

@@ -1,6 +1,6 @@
-"""Several training runs at once in one process, each on its own CUDA stream (issue 10).
+"""Several training runs at once in one process, each on its own CUDA stream.
 
-A CIFAR net at batch 128 leaves most of an H100 idle even with its step replayed as one CUDA
+A CIFAR net at batch 128 leaves most of a large GPU idle even with its step replayed as one CUDA
 graph: its kernels are too small to fill the SMs. Without MPS, kernels of different processes
 never run at the same time on one GPU (it time-slices between their contexts); kernels on
 different streams of one process do. So `train_together` keeps up to `jobs` runs in flight and

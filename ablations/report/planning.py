@@ -1,8 +1,7 @@
-"""The GPU runbook's measurements in the report (issues 10 and 11): whether the GPU tests passed,
-the Fig. 6 nets' training speed on a GPU by step kind, the whole set's projected time beside the
-time its runs took, and several runs at once by method. All of it from results/ alone (the
-tables of ablations.runbook, and runs.csv); until a GPU has run the runbook the section says so,
-and how to run it.
+"""The report's planning section: each measured net's training speed by step kind, the planned
+set's projected time beside the time its paper-profile GPU runs took, and several runs at once
+by method. All of it from results/ alone (the tables of ablations.planning, and runs.csv); until
+something is measured the section says how to measure it.
 """
 
 from __future__ import annotations
@@ -13,35 +12,22 @@ from typing import Any
 
 import pandas as pd
 
-from ablations import runbook, store
+from ablations import planning, store
 from ablations.report.figures import paper_name
 from ablations.report.tables import Section, markdown_table
 from ablations.report.training import members
 from ablations.results import read_table
 
-TITLE = "## Speed on a GPU: the Fig. 6 set"
-RUNBOOK = '`bash device/train_gpu.sh` (README "On a GPU")'
+TITLE = "## Planning: training speed, the set's time, runs at once"
 
 
 def _newest(table: pd.DataFrame, by: list[str]) -> pd.DataFrame:
-    """The last measurement of each `by` (a later GPU session measures again)."""
+    """The last measurement of each `by` (a machine may measure again)."""
     return table.sort_values("created_at").groupby(by, sort=False).tail(1)
 
 
-def tests_line(record: dict[str, Any] | None) -> str:
-    if record is None:
-        return ""
-    ended = "passed" if record.get("passed") else f"FAILED (exit {record.get('exit')})"
-    return (
-        f'GPU tests (`device/gpu_tests.py`, `-k "{record.get("selection", "")}"`): {ended} on '
-        f"{record.get('machine')} (torch {record.get('torch')}, commit "
-        f"{record.get('git_commit')}): {record.get('ran_and_passed', 0)} ran and passed, "
-        f"{record.get('skipped', 0)} skipped, {record.get('failed', 0)} failed.\n"
-    )
-
-
 def speed_table(speed: pd.DataFrame) -> str:
-    """Per machine, each Fig. 6 net's img/s by step kind, and the graph step over the eager."""
+    """Per machine, each net's img/s by step kind, and the graph step over the eager."""
     parts = []
     for machine, rows in _newest(speed, ["machine", "variant", "step"]).groupby("machine"):
         by = rows.pivot_table(index="variant", columns="step", values="images_per_s",
@@ -69,16 +55,17 @@ def speed_table(speed: pd.DataFrame) -> str:
 
 
 def set_time(projection: dict[str, Any] | None, runs: pd.DataFrame) -> str:
-    """The Fig. 6 set's projected wall time beside what its runs took, as a paragraph."""
+    """The planned set's projected wall time beside what the Fig. 6 runs took, as a
+    paragraph."""
     lines = set_time_lines(projection, runs)
-    return ("The whole Fig. 6 set, each net at its full budget:\n\n" + "\n".join(lines) + "\n"
+    return ("The planned set, each run at its full budget:\n\n" + "\n".join(lines) + "\n"
             if lines else "")  # fmt: skip
 
 
 def set_time_lines(projection: dict[str, Any] | None, runs: pd.DataFrame) -> list[str]:
-    """Bullets: the Fig. 6 set's projected wall time, and what its paper-profile GPU runs took:
-    each run's training seconds over the runs that shared its GPU (its share), seed 0 of each
-    net."""
+    """Bullets: the planned set's projected wall time (`ablate plan --measure`), and what the
+    Fig. 6 set's paper-profile GPU runs took: each run's training seconds over the runs that
+    shared its GPU (its share), seed 0 of each net."""
     lines: list[str] = []
     if projection is not None:
         at_once = projection.get("runs_at_once", 1)
@@ -87,10 +74,12 @@ def set_time_lines(projection: dict[str, Any] | None, runs: pd.DataFrame) -> lis
                 step = key.removesuffix("_total_minutes")
                 shared = (f", {minutes / projection.get('combined_speedup', 1):.1f} min "
                           f"{at_once} at once" if at_once > 1 else "")  # fmt: skip
-                nets, missing = projection.get("nets", 0), projection.get(f"{step}_unmeasured", [])
-                count = (f"{nets - len(missing)} of {nets} nets: "
+                planned = projection.get("runs", 0)
+                missing = projection.get(f"{step}_unmeasured", [])
+                counted = len(projection.get(f"{step}_seconds", {}))
+                count = (f"{counted} of {planned} runs: "
                          f"{', '.join(map(paper_name, missing))} not measured" if missing
-                         else f"{nets} nets")  # fmt: skip
+                         else f"{planned} runs")  # fmt: skip
                 lines.append(
                     f"- projected, {step} step: {minutes:.1f} min one at a time{shared}"
                     f" ({count}; {projection.get('machine')})"
@@ -125,7 +114,7 @@ def concurrency_table(table: pd.DataFrame) -> str:
         })  # fmt: skip
         first = rows.iloc[0]
         parts.append(f"Several runs at once on {machine} ({paper_name(first['variant'])}, "
-                     f"`device/concurrency_gpu.py`, `results/{runbook.CONCURRENCY_FILE}`):\n\n"
+                     f"`ablate runs-at-once`, `results/{planning.RUNS_AT_ONCE_FILE}`):\n\n"
                      f"{markdown_table(shown)}\n")  # fmt: skip
     return "\n".join(parts)
 
@@ -134,26 +123,23 @@ def _json(path: Path) -> dict[str, Any] | None:
     return json.loads(path.read_text()) if path.exists() else None
 
 
-def gpu_section(results: Path, *, runbook_at: str = RUNBOOK) -> Section:
-    """The section; `runbook_at` names the runbook where nothing is measured yet (the README's
-    own blocks link to its section instead)."""
-    speed = read_table(results / runbook.SPEED_FILE, runbook.SPEED)
-    concurrency = read_table(results / runbook.CONCURRENCY_FILE, runbook.CONCURRENCY)
+def planning_section(results: Path) -> Section:
+    """The section, or the line that says how to measure what it shows."""
+    speed = read_table(results / planning.STEP_SPEED_FILE, planning.STEP_SPEED)
+    at_once = read_table(results / planning.RUNS_AT_ONCE_FILE, planning.RUNS_AT_ONCE)
     runs = read_table(results / store.RUNS_FILE, store.RUNS)
     parts = [
-        tests_line(_json(results / runbook.TESTS_FILE)),
-        "" if speed.empty else (f"Training img/s of the Fig. 6 nets (`device/train_gpu.py`, "
-                                f"`results/{runbook.SPEED_FILE}`):\n\n{speed_table(speed)}"),
-        set_time(_json(results / runbook.PROJECTION_FILE), runs),
-        concurrency_table(concurrency),
+        "" if speed.empty else (f"Training img/s by step kind (`ablate plan --measure`, "
+                                f"`results/{planning.STEP_SPEED_FILE}`):\n\n{speed_table(speed)}"),
+        set_time(_json(results / planning.PROJECTION_FILE), runs),
+        concurrency_table(at_once),
     ]  # fmt: skip
     body = "\n".join(p for p in parts if p)
     if not body:
         body = (
-            f"Not measured yet: no GPU has run the runbook, {runbook_at}. It writes the GPU "
-            f"tests' outcome (`results/{runbook.TESTS_FILE}`), the Fig. 6 nets' training "
-            f"img/s (`results/{runbook.SPEED_FILE}`), the set's projected time "
-            f"(`results/{runbook.PROJECTION_FILE}`) and runs at once "
-            f"(`results/{runbook.CONCURRENCY_FILE}`), and this section shows them.\n"
+            "Not measured yet. `ablate plan --measure` times a few steps of each planned run "
+            f"(`results/{planning.STEP_SPEED_FILE}`) and projects the set's time "
+            f"(`results/{planning.PROJECTION_FILE}`); `ablate runs-at-once` measures several "
+            f"runs at once (`results/{planning.RUNS_AT_ONCE_FILE}`). This section shows them.\n"
         )
     return Section(f"{TITLE}\n\n{body}")

@@ -1,0 +1,32 @@
+"""ablations.runners.runs_at_once (`ablate runs-at-once`) on the CPU: every method measures and
+appends its rows; the numbers mean little on a CPU, the code path is what is checked."""
+
+from __future__ import annotations
+
+import pytest
+
+from ablations import planning
+from ablations.cli import main
+from ablations.results import read_table
+
+
+@pytest.mark.slow
+def test_every_method_measures_on_the_cpu(tmp_path, tiny_cifar, capsys):
+    argv = ["runs-at-once", "resnet20", "--profile", "smoke", "--device", "cpu", "--data",
+            str(tiny_cifar), "--results", str(tmp_path), "--iterations", "2",
+            "--warmup", "1"]  # fmt: skip
+    assert main([*argv, "--streams", "1,2", "--processes", "2"]) == 0
+    assert "3 row(s) appended" in capsys.readouterr().out
+    table = read_table(tmp_path / planning.RUNS_AT_ONCE_FILE, planning.RUNS_AT_ONCE)
+    assert list(zip(table["method"], table["jobs"], strict=True)) == [
+        ("streams", 1), ("streams", 2), ("processes", 2)
+    ]  # fmt: skip
+    assert (table["images_per_s"] > 0).all() and set(table["step"]) == {"eager"}
+    assert not table["mps"].any() and (table["machine"] != "").all()
+    assert main([*argv, "--streams", "1", "--processes", ""]) == 0  # rows are added, never lost
+    assert len(read_table(tmp_path / planning.RUNS_AT_ONCE_FILE, planning.RUNS_AT_ONCE)) == 4
+
+
+def test_an_unknown_net_is_refused_in_one_line(tmp_path, capsys):
+    assert main(["runs-at-once", "resnet21", "--results", str(tmp_path)]) == 2
+    assert "no registered variant matches 'resnet21'" in capsys.readouterr().err
