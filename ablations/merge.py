@@ -30,7 +30,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from ablations import planning, store
+from ablations import planning, rundir, store
 from ablations.io import write_atomic
 from ablations.registry import AblationsError
 from ablations.results import Schema, locked, read_table, upsert
@@ -130,29 +130,25 @@ def _merge_run(incoming: Path, ours: Path, *, log: Callable[[str], None]) -> boo
     """One run directory (see the module docstring); True when a finished run came in."""
     if not ours.exists():
         shutil.copytree(incoming, ours)
-        return _finished(ours)
-    if _finished(ours):
+        return rundir.is_finished(ours)
+    if rundir.is_finished(ours):
         for f in incoming.iterdir():  # the weights packed apart, say
             if f.name != CHECKPOINT and not (ours / f.name).exists():
                 shutil.copy2(f, ours / f.name)
         return False
-    if _finished(incoming):
+    if rundir.is_finished(incoming):
         shutil.rmtree(ours)
         shutil.copytree(incoming, ours)
         return True
-    if (incoming / "curves.csv").exists() and progress(incoming) >= progress(ours):
+    if progress(incoming) >= max(progress(ours), 0):
         for f in incoming.iterdir():
             if f.name != CHECKPOINT:
                 shutil.copy2(f, ours / f.name)
-    if (incoming / CHECKPOINT).exists():
+    if rundir.checkpoint(incoming).exists():
         at = checkpoint_iteration(ours)
         if checkpoint_iteration(incoming) > at:
-            shutil.copy2(incoming / CHECKPOINT, ours / CHECKPOINT)
+            shutil.copy2(rundir.checkpoint(incoming), rundir.checkpoint(ours))
         else:
             log(f"[merge] {ours.name}: kept our checkpoint (iteration {at:,}), the incoming "
                 "one is not later")  # fmt: skip
     return False
-
-
-def _finished(run: Path) -> bool:
-    return (run / "summary.json").exists()

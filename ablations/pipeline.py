@@ -23,7 +23,6 @@ import pandas as pd
 
 from ablations import env, rundir, store, versions
 from ablations.config import TrainConfig
-from ablations.io import read_json
 from ablations.profiles import get_profile
 from ablations.progress import progress
 from ablations.registry import get_variant, list_variants
@@ -54,7 +53,7 @@ def is_done(task: Task, ctx: Context) -> bool:
     if task.kind == "train":
         assert task.config is not None
         directory = ctx.runs_dir / task.config.run_id
-        return (directory / "summary.json").exists() and records.stale_label(directory) is None
+        return rundir.is_finished(directory) and records.stale_label(directory) is None
     if task.kind == "responses":
         measured = _measured(ctx)
         return all(c.run_id in measured for c in _finished(task.configs, ctx))
@@ -87,9 +86,9 @@ def _finished(configs: tuple[TrainConfig, ...], ctx: Context) -> list[TrainConfi
     current trainer."""
     done = []
     for c in configs:
-        summary = ctx.runs_dir / c.run_id / "summary.json"
-        if (summary.exists() and read_json(summary)["status"] == "complete"
-                and records.stale_label(summary.parent) is None):  # fmt: skip
+        run = ctx.runs_dir / c.run_id
+        if (rundir.is_finished(run) and rundir.summary(run)["status"] == "complete"
+                and records.stale_label(run) is None):  # fmt: skip
             done.append(c)
     return done
 

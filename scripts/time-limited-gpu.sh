@@ -3,7 +3,7 @@
 # limit), from start to end: merge the results packed on an earlier machine, run the GPU tests,
 # time the planned runs, train until the time limit, and pack what the next machine needs to go
 # on. It installs nothing. Settings come from the environment:
-#   OUT          the folder the tarballs (`ablate pack`) and the GPU tests' JUnit XML go to
+#   PACK_DIR     the folder the tarballs (`ablate pack`) and the GPU tests' JUnit XML go to
 #   RESUME_FROM  a folder of tarballs an earlier machine packed, merged into RESULTS first
 #   TIME_LIMIT   the training's time limit, as `ablate run --time-limit` takes it (default 45m)
 #   MAX_MB       what the tarballs may hold in all (`ablate pack --max-mb`; default: no limit)
@@ -17,7 +17,7 @@
 # commit, where the checkout has no .git.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-out=$(printenv OUT) || { echo "set OUT to the folder the packed results go to" >&2; exit 2; }
+out=${PACK_DIR:?set PACK_DIR to the folder the packed results go to}
 python=${PYTHON:-python3}
 profile=${PROFILE:-paper}
 results=${RESULTS:-results}

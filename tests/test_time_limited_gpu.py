@@ -23,10 +23,10 @@ SCRIPT = ROOT / "scripts" / "time-limited-gpu.sh"
 
 def _script(tmp_path: Path, data: Path, machine: str, **settings: str) -> str:
     """The script with its results in tmp_path/machine and its tarballs in .../out."""
-    own = ("OUT", "RESUME_FROM", "TIME_LIMIT", "MAX_MB", "PROFILE", "EXPERIMENTS", "JOBS")
+    own = ("PACK_DIR", "RESUME_FROM", "TIME_LIMIT", "MAX_MB", "PROFILE", "EXPERIMENTS", "JOBS")
     environment = {k: v for k, v in os.environ.items() if k not in own}
     environment |= {
-        "OUT": str(tmp_path / machine / "out"), "PROFILE": "smoke", "ABLATE_DATA": str(data),
+        "PACK_DIR": str(tmp_path / machine / "out"), "PROFILE": "smoke", "ABLATE_DATA": str(data),
         "RESULTS": str(tmp_path / machine / "results"),
         "REPORTS": str(tmp_path / machine / "reports"), "TESTS": "tests/test_together.py",
         "PYTHON": sys.executable, "OMP_NUM_THREADS": "1", **settings,
