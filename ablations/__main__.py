@@ -1,5 +1,5 @@
 """`python -m ablations ...` is `ablate ...`; so is `torchrun --nproc-per-node G -m ablations
-train VARIANT ...` (one run across G processes, see ablations.distributed)."""
+train VARIANT ...` (one run across G processes, see ablations.cluster.distributed)."""
 
 import sys
 

@@ -20,7 +20,7 @@ from ablations.registry import AblationsError, get_variant
 # The values of the config's fields; the stages below import them from here.
 PRECISIONS = ("fp32", "tf32", "bf16", "fp16")  # "tf32": fp32 storage, TF32 tensor-core math
 # "graph" replays the training step as one CUDA graph, "eager" launches each kernel from Python;
-# "auto" is the fastest correct one on the device (ablations.runners.steps.resolve_step).
+# "auto" is the fastest correct one on the device (ablations.train.steps.resolve_step).
 STEPS = ("auto", "eager", "graph")
 STREAMS = ("imagenet-paper", "imagenet-torchvision")  # streamed data's protocols
 EVAL_CROPS = ("center", "ten-crop", "multi-scale")  # test protocols, the curves' crop first
@@ -94,7 +94,7 @@ class TrainConfig:
     warmup_until_error: float = 0.8
     # BatchNorm's batch: None is the whole batch (one process, or synchronised BN across
     # processes); a number is per-rank BN over batch/G images under torchrun without --sync-bn,
-    # the one place where the result depends on the world size (see ablations.distributed).
+    # the one place where the result depends on the world size (see ablations.cluster.distributed).
     bn_batch: int | None = None
     # Execution. `device` is the kind of device the run trains on: its results depend on it
     # (other kernels, other rounding), so a cuda run has its own key; "cpu", the default, keeps
@@ -107,7 +107,7 @@ class TrainConfig:
     eval_batch_size: int = 1_000
     storage: str = "device"  # "device": the whole split on the device; "host": a DataLoader
     workers: int | None = 0  # None: one per core (the streaming loader's default)
-    step: str = "auto"  # "auto" | "eager" | "graph" (ablations.runners.steps.resolve_step)
+    step: str = "auto"  # "auto" | "eager" | "graph" (ablations.train.steps.resolve_step)
     # Streamed (ImageNet-size) data: `stream` names the protocol's augmentation and evaluation
     # crops (one of STREAMS); None is the in-memory path. A class subset
     # (`classes` drawn with split_seed, up to `*_per_class` images each) makes a short budget;

@@ -21,13 +21,14 @@ from typing import Any
 
 import pandas as pd
 
-from ablations import env, rundir, store, versions
+from ablations import rundir, versions
 from ablations.config import TrainConfig
+from ablations.measure import complexity, throughput
 from ablations.profiles import get_profile
 from ablations.progress import progress
 from ablations.registry import get_variant, list_variants
-from ablations.results import read_table, upsert
-from ablations.runners import complexity, records, throughput
+from ablations.results import collect, provenance
+from ablations.results.table import read_table, upsert
 from ablations.tasks import (  # the tasks and their context, as callers know them from here
     ORDER,
     Context,
@@ -38,6 +39,7 @@ from ablations.tasks import (  # the tasks and their context, as callers know th
     plan,
     train_command,
 )
+from ablations.train import records
 
 __all__ = [
     "ORDER", "Context", "Task", "_describe", "context", "data_for", "execute", "is_done",
@@ -66,7 +68,7 @@ def is_done(task: Task, ctx: Context) -> bool:
 
 def state(task: Task, ctx: Context) -> str:
     """ "done", "missing", or for a training run of an older trainer "stale (trainer vN, now
-    vM)" (rerunning it moves the old run aside, see ablations.runners.records.set_aside)."""
+    vM)" (rerunning it moves the old run aside, see ablations.train.records.set_aside)."""
     if task.kind == "train" and task.config is not None:
         stale = records.stale_label(ctx.runs_dir / task.config.run_id)
         if stale is not None:
@@ -77,7 +79,7 @@ def state(task: Task, ctx: Context) -> str:
 def _measured(ctx: Context) -> set[str]:
     """Runs whose layer responses were measured on weights of the current trainer (a stale
     run's rows describe the weights it had before it was trained again)."""
-    table = store.load(ctx.results)[2]
+    table = collect.load(ctx.results)[2]
     return set(table.loc[table["trainer_version"] == versions.TRAINER_VERSION, "run_id"])
 
 
@@ -96,7 +98,7 @@ def _finished(configs: tuple[TrainConfig, ...], ctx: Context) -> list[TrainConfi
 def _unmeasured(settings: tuple[throughput.Setting, ...], ctx: Context) -> list[throughput.Setting]:
     """Settings with no row for this machine yet."""
     table = read_table(ctx.results / throughput.THROUGHPUT_FILE, throughput.SCHEMA)
-    mine = table[table["machine"] == env.device_name(ctx.device)]
+    mine = table[table["machine"] == provenance.device_name(ctx.device)]
     have = {throughput.setting_key(row) for row in mine.to_dict("records")}
     return [s for s in settings if throughput.setting_key(asdict(s)) not in have]
 
@@ -109,10 +111,10 @@ def run_task(task: Task, ctx: Context) -> None:
 
 
 def _run_train(task: Task, ctx: Context) -> None:
-    from ablations.runners import train
+    from ablations.train import run
 
     assert task.config is not None
-    record = train.train(
+    record = run.train(
         task.config, out=ctx.runs_dir, data=data_for(task.config, ctx), device=ctx.device,
         deadline=ctx.deadline,
     )  # fmt: skip
@@ -122,15 +124,15 @@ def _run_train(task: Task, ctx: Context) -> None:
 
 def _record_run(run_dir: Path, task: Task, ctx: Context) -> None:
     rundir.add_experiments(run_dir, task.experiments)
-    store.record(run_dir, ctx.results)
+    collect.record(run_dir, ctx.results)
 
 
 def _train_together(
     tasks: list[Task], ctx: Context, *, jobs: int, say: Callable[[str], None]
 ) -> None:  # fmt: skip
-    """The training tasks, `jobs` runs at once in this process (ablations.runners.together);
+    """The training tasks, `jobs` runs at once in this process (ablations.gpu.streams);
     each is recorded as it ends, as one after another would be."""
-    from ablations.runners import together
+    from ablations.gpu import streams
 
     by_run = {t.config.run_id: t for t in tasks if t.config is not None}
 
@@ -140,7 +142,7 @@ def _train_together(
             _record_run(record.run_dir, by_run[record.config.run_id], ctx)
 
     say(f"[ablate] training {len(by_run)} run(s), {jobs} at once in this process")
-    together.train_together(
+    streams.train_together(
         [t.config for t in tasks if t.config is not None], jobs=jobs, out=ctx.runs_dir,
         data=lambda config: data_for(config, ctx), device=ctx.device, on_record=ended,
         deadline=ctx.deadline,
@@ -148,7 +150,7 @@ def _train_together(
 
 
 def _run_responses(task: Task, ctx: Context) -> None:
-    from ablations.runners import responses
+    from ablations.measure import responses
 
     measured = _measured(ctx)
     todo = [c for c in _finished(task.configs, ctx) if c.run_id not in measured]
@@ -157,7 +159,7 @@ def _run_responses(task: Task, ctx: Context) -> None:
             ctx.runs_dir / config.run_id, data=ctx.data, device=ctx.device,
             images=get_profile(config.profile).response_images,
         )  # fmt: skip
-        upsert(ctx.results / store.RESPONSES_FILE, rows, store.RESPONSES)
+        upsert(ctx.results / collect.RESPONSES_FILE, rows, collect.RESPONSES)
 
 
 def _run_throughput(task: Task, ctx: Context) -> None:
@@ -181,16 +183,16 @@ def mark_done(task: Task, ctx: Context) -> None:
         return
     run_dir = ctx.runs_dir / task.config.run_id
     if rundir.add_experiments(run_dir, task.experiments):
-        store.record(run_dir, ctx.results)
+        collect.record(run_dir, ctx.results)
 
 
 def record_unrecorded(ctx: Context) -> int:
     """Finished run directories missing from runs.csv (a run finished by `ablate train`, or
     copied from another machine) are added; returns how many."""
-    runs = read_table(ctx.results / store.RUNS_FILE, store.RUNS)
+    runs = read_table(ctx.results / collect.RUNS_FILE, collect.RUNS)
     fresh = [d for d in rundir.finished_runs(ctx.runs_dir) if d.name not in set(runs["run_id"])]
     for directory in fresh:
-        store.record(directory, ctx.results)
+        collect.record(directory, ctx.results)
     return len(fresh)
 
 

@@ -11,7 +11,7 @@
     experiments.json  the experiments the run was planned for (the report selects by it)
 
 Everyone else asks this module for a path or a record, never spells a file name. It reads and
-writes JSON and CSV only; the torch files are written by ablations.runners.checkpoint.
+writes JSON and CSV only; the torch files are written by ablations.train.resume.
 """
 
 from __future__ import annotations

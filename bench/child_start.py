@@ -13,8 +13,8 @@ from __future__ import annotations
 import argparse
 import multiprocessing
 
-from ablations.runners import throughput as tp
-from ablations.runners.throughput import parent
+from ablations.measure import throughput as tp
+from ablations.measure.throughput import parent
 
 
 def main() -> None:

@@ -1,5 +1,5 @@
 """pytest-benchmark suites over the registry, timing the runners' own steps
-(`ablations.runners.throughput.make_step`: the training runner's `TrainStep` and `InferStep`) on
+(`ablations.measure.throughput.make_step`: the training runner's `TrainStep` and `InferStep`) on
 synthetic inputs already on the device. Compare with a saved run: `nox -s bench --
 --benchmark-compare`. For the careful, isolated measurement that fills results/, use
 `ablate bench`."""
@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from ablations import get_variant
-from ablations.runners.throughput import Setting, defaults, make_step
+from ablations.measure.throughput import Setting, defaults, make_step
 
 DEVICE = torch.device("cuda" if torch.cuda.is_available() else "cpu")
 

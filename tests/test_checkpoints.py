@@ -14,8 +14,7 @@ from ablations.config import TrainConfig
 from ablations.io import write_json
 from ablations.models import ResNet
 from ablations.registry import AblationsError, get_variant, list_variants
-from ablations.runners import checkpoints
-from ablations.runners.checkpoints import akamaster, torchvision
+from ablations.weights import akamaster, load_weights, torchvision
 
 
 @pytest.mark.parametrize("depth", [20, 56])
@@ -25,7 +24,7 @@ def test_akamaster_checkpoint_gives_their_logits(tmp_path, depth):
     save_as_they_do(theirs, path)
     assert all(k.startswith("module.") for k in torch.load(path)["state_dict"])
     variant = get_variant(f"resnet{depth}")
-    state, weights = checkpoints.load_weights(str(path), variant=variant, runs_dir=tmp_path)
+    state, weights = load_weights(str(path), variant=variant, runs_dir=tmp_path)
     ours = ResNet(variant)
     ours.load_state_dict(state)  # strict: every key of our architecture, nothing else
     x = torch.randn(2, 3, 32, 32, generator=torch.Generator().manual_seed(1))
@@ -51,30 +50,28 @@ def test_akamaster_checkpoint_of_another_depth_is_refused(tmp_path):
     path = tmp_path / "resnet20.th"
     save_as_they_do(randomised(TheirResNet(3)), path)
     with pytest.raises(AblationsError, match=r"deeper|no layer"):
-        checkpoints.load_weights(str(path), variant=get_variant("resnet32"), runs_dir=tmp_path)
+        load_weights(str(path), variant=get_variant("resnet32"), runs_dir=tmp_path)
     with pytest.raises(AblationsError, match="option-A CIFAR"):
-        checkpoints.load_weights(str(path), variant=get_variant("resnet20-b"), runs_dir=tmp_path)
+        load_weights(str(path), variant=get_variant("resnet20-b"), runs_dir=tmp_path)
 
 
 def test_a_plain_state_dict_file_is_not_taken_for_akamaster(tmp_path):
     path = tmp_path / "ours.pt"
     torch.save(ResNet(get_variant("resnet20")).state_dict(), path)
     with pytest.raises(AblationsError, match="not an akamaster checkpoint"):
-        checkpoints.load_weights(str(path), variant=get_variant("resnet20"), runs_dir=tmp_path)
+        load_weights(str(path), variant=get_variant("resnet20"), runs_dir=tmp_path)
 
 
 def test_torchvision_weights_are_never_downloaded(tmp_path, monkeypatch):
     monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
     variant = get_variant("resnet18")
     with pytest.raises(AblationsError, match=r"put resnet18-f37072fd\.pth at .*hub/checkpoints"):
-        checkpoints.load_weights("torchvision:IMAGENET1K_V1", variant=variant, runs_dir=tmp_path)
+        load_weights("torchvision:IMAGENET1K_V1", variant=variant, runs_dir=tmp_path)
     # A file in the hub cache is used as it is, with torchvision's preprocessing.
     expected = torchvision.hub_file(variant, "IMAGENET1K_V1")
     expected.parent.mkdir(parents=True)
     torch.save(ResNet(variant).state_dict(), expected)
-    state, weights = checkpoints.load_weights(
-        "torchvision:IMAGENET1K_V1", variant=variant, runs_dir=tmp_path
-    )
+    state, weights = load_weights("torchvision:IMAGENET1K_V1", variant=variant, runs_dir=tmp_path)
     ResNet(variant).load_state_dict(state)
     assert weights.source == "torchvision:IMAGENET1K_V1" and weights.format == "torchvision"
     assert (weights.preprocessing.resize, weights.preprocessing.crop) == (256, 224)
@@ -82,7 +79,7 @@ def test_torchvision_weights_are_never_downloaded(tmp_path, monkeypatch):
 
 def test_a_run_without_weights_says_how_to_get_them(tmp_path):
     with pytest.raises(AblationsError, match="does not exist; train that run"):
-        checkpoints.load_weights("run:nope", variant=get_variant("resnet20"), runs_dir=tmp_path)
+        load_weights("run:nope", variant=get_variant("resnet20"), runs_dir=tmp_path)
 
 
 def _architecture(model: torch.nn.Module) -> dict[str, tuple]:
@@ -127,11 +124,11 @@ def test_a_torchvision_file_for_another_architecture_is_refused(tmp_path):
     with pytest.raises(
         AblationsError, match=r"stride_at '1x1' \(torchvision's: '3x3'\); use resnet50"
     ):
-        checkpoints.load_weights(f"torchvision:{path}", variant=v1, runs_dir=tmp_path)
+        load_weights(f"torchvision:{path}", variant=v1, runs_dir=tmp_path)
 
 
 def test_evaluate_refuses_a_near_twin_before_reading_any_data(tmp_path):
-    from ablations.runners.evaluate import evaluate_checkpoint
+    from ablations.weights.evaluate import evaluate_checkpoint
 
     with pytest.raises(AblationsError, match=r"stride_at '1x1'.*use resnet50"):
         evaluate_checkpoint("resnet50-v1", weights="torchvision:IMAGENET1K_V1",
@@ -151,7 +148,7 @@ def test_evaluate_refuses_a_near_twin_before_reading_any_data(tmp_path):
 def test_evaluate_refuses_missing_weights_before_reading_any_data(
     tmp_path, monkeypatch, variant, weights, message
 ):
-    from ablations.runners.evaluate import evaluate_checkpoint
+    from ablations.weights.evaluate import evaluate_checkpoint
 
     monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch-home"))  # an empty hub cache
     weights = str(tmp_path / weights) if weights.endswith(".th") else weights

@@ -12,8 +12,8 @@ import pytest
 import ablations.cli
 from ablations.cli import main
 from ablations.cli.parser import build_parser
-from ablations.results import read_table
-from ablations.runners import complexity
+from ablations.measure import complexity
+from ablations.results.table import read_table
 
 
 def run(capsys, *argv):
@@ -128,7 +128,7 @@ def test_handlers_never_import_the_parser(module):
 
 
 def test_report_shows_throughput_without_mixing_settings(capsys, tmp_path):
-    from ablations.runners import throughput
+    from ablations.measure import throughput
 
     results = tmp_path / "results"
     quick = {"device": "cpu", "modes": ["infer"], "warmup": 1, "repeats": 1, "steps": 1}

@@ -7,10 +7,10 @@ import pytest
 import torchvision
 
 from ablations import derive, get_variant, list_variants, references
-from ablations.golden import SCHEMA as GOLDEN_SCHEMA
-from ablations.golden import differences
-from ablations.results import read_table
-from ablations.runners import complexity
+from ablations.measure import complexity
+from ablations.measure.golden import SCHEMA as GOLDEN_SCHEMA
+from ablations.measure.golden import differences
+from ablations.results.table import read_table
 
 ROOT = Path(__file__).resolve().parent.parent
 GOLDEN = read_table(ROOT / "tests/golden/complexity.csv", GOLDEN_SCHEMA).set_index("name")
@@ -92,7 +92,7 @@ def test_many_variants_are_counted_in_worker_processes(tmp_path, monkeypatch):
     names = ["resnet20", "resnet110", "plain20"]
     one = complexity.update(tmp_path / "one.csv", names)
     monkeypatch.setattr(complexity, "POOL_MIN_VARIANTS", 2)
-    monkeypatch.setattr(complexity.env, "available_cores", lambda: 2)
+    monkeypatch.setattr(complexity.provenance, "available_cores", lambda: 2)
     many = complexity.update(tmp_path / "many.csv", names)
     counts = ["name", "params", "macs", "uncounted_ops", "fingerprint", "code_version"]
     pd.testing.assert_frame_equal(

@@ -14,8 +14,8 @@ from ablations.config import resolve_config
 from ablations.data import load_dataset
 from ablations.data.prepare import prepare_data
 from ablations.models import ResNet, resolve
-from ablations.results import read_table
-from ablations.store import EVALUATIONS
+from ablations.results.collect import EVALUATIONS
+from ablations.results.table import read_table
 
 
 def _their_error(net, ds, limit):

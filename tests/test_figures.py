@@ -2,13 +2,13 @@ from __future__ import annotations
 
 import pandas as pd
 
+from ablations.measure import complexity
 from ablations.report.cost_figures import (
     complexity_figure,
     family_defaults,
     net_kind,
     throughput_figure,
 )
-from ablations.runners import complexity
 
 
 def test_complexity_figure_has_a_panel_per_metric_and_family():

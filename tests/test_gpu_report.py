@@ -1,7 +1,7 @@
 """The report's planning section (ablations.report.planning) from the tables of
-ablations.planning: img/s by step kind with the graph step over the eager, the set's projected
-time beside the GPU time its runs took (each run's share), runs at once over one alone; the
-README's GPU blocks (train-speed, timm, the GPU table) from GPU rows only; and, before anything
+ablations.measure.planning: img/s by step kind with the graph step over the eager, the set's
+projected time beside the GPU time its runs took (each run's share), runs at once over one alone;
+the README's GPU blocks (train-speed, timm, the GPU table) from GPU rows only; and, before anything
 is measured, the line that says how to. The rows here are made up, as a GPU would write them
 (tests/test_time_limited_gpu.py checks the section on the rows a CPU smoke run writes)."""
 
@@ -12,12 +12,12 @@ from pathlib import Path
 
 import pandas as pd
 
-from ablations import planning, store
+from ablations.measure import planning, throughput, train_speed
 from ablations.report import planning as section
 from ablations.report import readme_blocks
 from ablations.report.render import render
-from ablations.results import Schema, write_table
-from ablations.runners import speed, throughput
+from ablations.results import collect
+from ablations.results.table import Schema, write_table
 
 GPU = "NVIDIA H100 80GB HBM3"
 COMMON = {"precision": "bf16", "channels_last": True, "batch_size": 128, "machine": GPU,
@@ -76,7 +76,7 @@ def test_the_set_time_counts_each_run_by_its_share_of_the_gpu():
             for v, k in (("resnet20", 1), ("resnet56", 2), ("plain20", 2))]  # fmt: skip
     others = [{**rows[0], "seed": 1, "run_id": "a"}, {**rows[0], "device": "cpu", "run_id": "b"},
               {**rows[0], "experiments": "imagenet-degradation", "run_id": "c"}]  # fmt: skip
-    text = section.set_time(None, _table(store.RUNS, rows + others))
+    text = section.set_time(None, _table(collect.RUNS, rows + others))
     # 600 s alone + 2 x 600 s shared by 2 = 20 min, over the 3 seed-0 GPU degradation runs.
     assert "20.0 min of GPU time for the 3 nets trained so far" in text
     assert "ResNet-20, ResNet-56, plain-20" in text
@@ -131,7 +131,9 @@ def test_the_readme_gpu_blocks_show_only_gpu_rows(tmp_path):
               "optimizer": "SGD fused", "batch_size": 128, "input_size": 32}
              for loop, ips in (("suite", 60_000.0), ("conventional", 10_000.0))]  # fmt: skip
     loops.append({**loops[0], **cpu, "images_per_s": 500.0})
-    write_table(_table(speed.SCHEMA, loops), tmp_path / speed.SPEED_FILE, speed.SCHEMA)
+    write_table(
+        _table(train_speed.SCHEMA, loops), tmp_path / train_speed.SPEED_FILE, train_speed.SCHEMA
+    )
     shown = readme_blocks.gpu_train_speed(tmp_path)
     assert "6.00x" in shown and GPU in shown and "AMD EPYC" not in shown
 
@@ -140,5 +142,5 @@ def test_a_projection_cut_short_names_the_nets_it_did_not_measure():
     projection = {"runs": 9, "graph_seconds": dict.fromkeys("abcdefgh", 22.5),
                   "graph_total_minutes": 3.0, "graph_unmeasured": ["resnet110"],
                   "machine": GPU}  # fmt: skip
-    [line] = section.set_time_lines(projection, store.RUNS.empty())
+    [line] = section.set_time_lines(projection, collect.RUNS.empty())
     assert "3.0 min one at a time (8 of 9 runs: ResNet-110 not measured;" in line

@@ -12,9 +12,10 @@ import torch
 import torchvision.transforms.v2.functional as TF
 from tiny_imagenet import WNIDS, members, write_devkit_root, write_shards, write_tree
 
-from ablations.data import DataError, streaming
-from ablations.data.imagenet import ENV_VAR, build_index, subset_index
-from ablations.data.imagenet_augment import (
+from ablations.data import DataError
+from ablations.data.loader import Normalizer
+from ablations.imagenet import streaming
+from ablations.imagenet.augment import (
     PCA_EIGVAL,
     PCA_EIGVEC,
     RECIPES,
@@ -28,14 +29,20 @@ from ablations.data.imagenet_augment import (
     ten_crop,
     train_sample,
 )
-from ablations.data.imagenet_devkit import ground_truth_wnids
-from ablations.data.loader import Normalizer
-from ablations.data.loader_speed import loader_speed
-from ablations.data.prepare_stream import prepare_stream
-from ablations.data.streaming import ImageStream, decode, eval_batches, fit_normalizer, generator
-from ablations.runners.evaluation import view_logits
+from ablations.imagenet.devkit import ground_truth_wnids
+from ablations.imagenet.index import ENV_VAR, build_index, subset_index
+from ablations.imagenet.prepare import prepare_stream
+from ablations.imagenet.streaming import (
+    ImageStream,
+    decode,
+    eval_batches,
+    fit_normalizer,
+    generator,
+)
+from ablations.measure.loader_speed import loader_speed
+from ablations.train.evaluation import view_logits
 
-# torchvision 0.29's deprecation of its decoders (see ablations.data.streaming).
+# torchvision 0.29's deprecation of its decoders (see ablations.imagenet.streaming).
 pytestmark = pytest.mark.filterwarnings("ignore:The image decoding:DeprecationWarning")
 CPU = torch.device("cpu")
 PLAIN = Normalizer.fixed((0.0, 0.0, 0.0), (1.0, 1.0, 1.0))
@@ -122,7 +129,7 @@ def test_tar_shards_match_the_tree(tmp_path, files):
 def test_index_is_cached_by_listing(tmp_path, files, monkeypatch):
     shards = write_shards(tmp_path / "shards", files)
     first = build_index("train", shards)
-    monkeypatch.setattr("ablations.data.imagenet.shard_index", lambda *a: pytest.fail("rebuilt"))
+    monkeypatch.setattr("ablations.imagenet.index.shard_index", lambda *a: pytest.fail("rebuilt"))
     again = build_index("train", shards)
     assert again.files == first.files and again.checksum == first.checksum
     assert again.read(3) == first.read(3)
@@ -346,7 +353,7 @@ def test_devkit_ground_truth_file(tmp_path, files, monkeypatch, packed):
         shutil.rmtree(devkit)
     seen = []
     monkeypatch.setattr(
-        "ablations.data.imagenet_devkit.parse_meta_mat",
+        "ablations.imagenet.devkit.parse_meta_mat",
         lambda raw: seen.append(raw) or {i: w for w, i in ids.items()},
     )
     val = build_index("val", tmp_path / "in")

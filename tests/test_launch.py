@@ -1,4 +1,4 @@
-"""Executors (ablations.launch): submitit's local executor end to end, kill + rerun resumes to
+"""Executors (ablations.cluster): submitit's local executor end to end, kill + rerun resumes to
 the uninterrupted result, status from the run directories, the code snapshot, and the sbatch
 script submitit writes for Slurm options (through a stand-in `sbatch`)."""
 
@@ -18,13 +18,13 @@ import pandas as pd
 import pytest
 import torch
 
-from ablations import pipeline, submitted
+from ablations import pipeline
 from ablations.cli import main
+from ablations.cluster import LaunchOptions, jobs, submit, task_status
+from ablations.cluster.snapshot import COMMIT_VAR
+from ablations.cluster.task import TrainJob
 from ablations.config import resolve_config
-from ablations.launch import LaunchOptions, jobs, task_status
-from ablations.launch.snapshot import COMMIT_VAR
-from ablations.launch.task import TrainJob
-from ablations.runners.records import load_record
+from ablations.train.records import load_record
 
 TIMING = {"images_per_s", "train_s"}
 LONG = {"iterations": 60, "eval_every": 5}  # long enough to be killed half-way
@@ -78,7 +78,7 @@ def test_local_executor_runs_tasks_kill_and_rerun_resumes(tmp_path, tiny_cifar):
     counts: dict[str, int] = {}
     first = threading.Thread(
         target=lambda: counts.update(
-            submitted.execute_submitted(tasks, ctx, options=options, log=lines.append)
+            submit.execute_submitted(tasks, ctx, options=options, log=lines.append)
         )
     )
     first.start()
@@ -95,7 +95,7 @@ def test_local_executor_runs_tasks_kill_and_rerun_resumes(tmp_path, tiny_cifar):
     assert not (victim / "summary.json").exists()
 
     # A second `ablate run` submits only the killed run, which resumes from its checkpoint.
-    again = submitted.execute_submitted(tasks, ctx, options=options, log=lines.append)
+    again = submit.execute_submitted(tasks, ctx, options=options, log=lines.append)
     assert again["submitted"] == 1 and again["done"] == 1 and again["unfinished"] == 0
     resumed = pd.read_csv(victim / "curves.csv")
     pd.testing.assert_frame_equal(_deterministic(resumed), _deterministic(reference.curves))
@@ -116,7 +116,7 @@ def test_local_executor_runs_tasks_kill_and_rerun_resumes(tmp_path, tiny_cifar):
     assert set(runs["run_id"]) == {long.run_id, short.run_id}
     assert set(runs["experiments"]) == {"test"}  # the planned membership, as in-process
     # Nothing left to do: nothing is submitted twice.
-    third = submitted.execute_submitted(tasks, ctx, options=options, log=lines.append)
+    third = submit.execute_submitted(tasks, ctx, options=options, log=lines.append)
     assert third["submitted"] == 0 and third["done"] == 2
 
 
@@ -215,11 +215,11 @@ def test_slurm_submission_writes_the_sbatch_options(tmp_path, tiny_cifar, fake_s
 
 
 def test_snapshot_commit_reaches_env(monkeypatch):
-    from ablations import env
+    from ablations.results import provenance
 
-    env.git_commit.cache_clear()
+    provenance.git_commit.cache_clear()
     monkeypatch.setenv(COMMIT_VAR, "abc123def456")
     try:
-        assert env.environment()["git_commit"] == "abc123def456"
+        assert provenance.environment()["git_commit"] == "abc123def456"
     finally:
-        env.git_commit.cache_clear()
+        provenance.git_commit.cache_clear()

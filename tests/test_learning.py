@@ -13,7 +13,7 @@ import pytest
 
 from ablations.config import resolve_config
 from ablations.profiles import PAPER_WARMUP, PROFILES
-from ablations.runners.train import train
+from ablations.train.run import train
 
 # Ten colours (the corners of the RGB cube and two greys): a class is its colour, which no crop
 # or flip changes, so a net separates them in a few dozen steps.

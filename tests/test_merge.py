@@ -1,4 +1,4 @@
-"""`ablate merge` (ablations.merge): results made elsewhere come in without losing a row, in
+"""`ablate merge` (ablations.results.merge): results made elsewhere come in without losing a row, in
 whatever order their tarballs are merged: tables by key (the newer row wins), JSON records when
 newer, run directories by how far each got (a finished run is never replaced), checkpoints
 only when later. Runs here are real smoke runs stopped and resumed by a time limit."""
@@ -14,13 +14,13 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from ablations import planning, store
 from ablations.cli import main
 from ablations.config import resolve_config
-from ablations.merge import merge
-from ablations.results import Schema, read_table, write_table
-from ablations.runners import throughput
-from ablations.runners.train import train
+from ablations.measure import planning, throughput
+from ablations.results import collect
+from ablations.results.merge import merge
+from ablations.results.table import Schema, read_table, write_table
+from ablations.train.run import train
 
 CONFIG = resolve_config("plain20", profile="smoke", device="cpu")
 
@@ -74,7 +74,7 @@ def test_tables_and_records_keep_every_row_and_the_newer_one(tmp_path, order):
 @pytest.mark.slow
 def test_runs_come_in_as_far_as_they_got_and_finished_ones_stay(tmp_path, tiny_cifar):
     def run_until(results: Path, *, stop: bool) -> None:
-        train(CONFIG, out=results / store.RUNS_DIR, data=tiny_cifar, device="cpu",
+        train(CONFIG, out=results / collect.RUNS_DIR, data=tiny_cifar, device="cpu",
               show_progress=False, deadline=time.monotonic() if stop else None)  # fmt: skip
 
     first, second, done = (tmp_path / n for n in ("first", "second", "done"))
@@ -83,9 +83,9 @@ def test_runs_come_in_as_far_as_they_got_and_finished_ones_stay(tmp_path, tiny_c
     run_until(second, stop=True)  # resumed, stopped at 8
     shutil.copytree(second, done)
     run_until(done, stop=False)
-    store.record(done / store.RUNS_DIR / CONFIG.run_id, done)
+    collect.record(done / collect.RUNS_DIR / CONFIG.run_id, done)
     ours = tmp_path / "results"
-    run = ours / store.RUNS_DIR / CONFIG.run_id
+    run = ours / collect.RUNS_DIR / CONFIG.run_id
 
     def progress() -> int:
         return int(pd.read_csv(run / "curves.csv")["iteration"].max())
@@ -97,7 +97,7 @@ def test_runs_come_in_as_far_as_they_got_and_finished_ones_stay(tmp_path, tiny_c
     assert progress() == 8 and "kept our checkpoint (iteration 8)" in merged[0]
     assert merge([_tar(done, tmp_path / "done.tar.gz")], ours, log=lambda _: None) == 1
     assert (run / "summary.json").exists() and not (run / "checkpoint.pt").exists()
-    assert read_table(ours / store.RUNS_FILE, store.RUNS)["status"].tolist() == ["complete"]
+    assert read_table(ours / collect.RUNS_FILE, collect.RUNS)["status"].tolist() == ["complete"]
     merge([second], ours, log=lambda _: None)  # a finished run is never replaced
     assert (run / "summary.json").exists() and not (run / "checkpoint.pt").exists()
 

@@ -12,17 +12,17 @@ import torchvision.transforms.v2.functional as TF
 from tiny_imagenet import members, write_tree
 from torch import Tensor
 
-from ablations import store
-from ablations.data.imagenet import build_index
-from ablations.data.imagenet_augment import RECIPES, multi_scale
 from ablations.data.loader import Normalizer
-from ablations.data.prepare_stream import scaled
-from ablations.data.streaming import decode, eval_batches
+from ablations.imagenet.augment import RECIPES, multi_scale
+from ablations.imagenet.index import build_index
+from ablations.imagenet.prepare import scaled
+from ablations.imagenet.streaming import decode, eval_batches
 from ablations.models import create_model
 from ablations.references import TABLE4
 from ablations.report.imagenet import errors_table
-from ablations.runners.evaluation import eval_sums, view_logits
-from ablations.runners.records import final_metrics
+from ablations.results import collect
+from ablations.train.evaluation import eval_sums, view_logits
+from ablations.train.records import final_metrics
 
 pytestmark = pytest.mark.filterwarnings("ignore:The image decoding:DeprecationWarning")
 CPU = torch.device("cpu")
@@ -127,8 +127,8 @@ def test_final_metrics_name_the_multi_scale_errors():
 
 def _runs(rows: list[dict]) -> pd.DataFrame:
     defaults = {"str": "", "int": 0, "float": float("nan"), "bool": False}
-    base = {c: defaults[kind] for c, kind in store.RUNS.columns.items()}
-    return store.RUNS.validate(pd.DataFrame([{**base, **r} for r in rows]))
+    base = {c: defaults[kind] for c, kind in collect.RUNS.columns.items()}
+    return collect.RUNS.validate(pd.DataFrame([{**base, **r} for r in rows]))
 
 
 def test_the_report_sets_multi_scale_errors_beside_table_4():
@@ -151,7 +151,7 @@ def test_the_report_sets_multi_scale_errors_beside_table_4():
 
 
 def test_images_of_one_size_share_a_batch_image_major():
-    from ablations.data.streaming import _by_shape
+    from ablations.imagenet.streaming import _by_shape
 
     def views(value: float, h: int, w: int) -> list[Tensor]:
         return [torch.full((2, 3, h * k, w * k), value) for k in (1, 2)]
@@ -168,7 +168,7 @@ def test_images_of_one_size_share_a_batch_image_major():
 def test_the_prefetcher_guards_every_view_tensor_of_a_batch():
     """On CUDA each tensor a side stream copied is marked used by the current stream; a
     multi-scale batch holds a list of them (and a "gpu"-decode batch a list of bytes)."""
-    from ablations.data.streaming import _tensors
+    from ablations.imagenet.streaming import _tensors
 
     views, y = [torch.zeros(2, 3, 4, 4), torch.zeros(2, 3, 5, 6)], torch.zeros(2)
     images = [views, [v + 1 for v in views]]  # a loader batch: each image's views

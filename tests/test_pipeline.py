@@ -7,16 +7,17 @@ import pandas as pd
 import pytest
 import torch
 
-from ablations import pipeline, store
+from ablations import pipeline
 from ablations.cli import main
 from ablations.cli.options import TRAIN_OVERRIDES
 from ablations.cli.parser import build_parser
 from ablations.config import resolve_config
 from ablations.experiments import EXPERIMENTS, parse
+from ablations.measure import throughput
 from ablations.profiles import PROFILES
 from ablations.registry import AblationsError
-from ablations.results import read_table
-from ablations.runners import throughput
+from ablations.results import collect
+from ablations.results.table import read_table
 
 CPU = torch.device("cpu")
 
@@ -85,13 +86,13 @@ def test_throughput_task_is_done_when_this_machine_measured_its_settings(tmp_pat
     assert not pipeline.is_done(task, _ctx(tmp_path))  # another machine's rows do not count
 
 
-@pytest.mark.parametrize("jobs", [1, 3])  # 3: runs at once in this process (runners.together)
+@pytest.mark.parametrize("jobs", [1, 3])  # 3: runs at once in this process (ablations.gpu.streams)
 def test_training_runs_are_recorded_and_collected(tmp_path, tiny_cifar, jobs):
     tasks = pipeline.plan(["degradation"], profile="smoke", device=CPU)
     ctx = _ctx(tmp_path, tiny_cifar)
     counts = pipeline.execute(tasks, ctx, log=lambda line: None, jobs=jobs)
     assert counts["ran"] == 4
-    runs, curves, _ = store.load(tmp_path)
+    runs, curves, _ = collect.load(tmp_path)
     assert sorted(runs["variant"]) == ["plain20", "plain56", "resnet20", "resnet56"]
     assert (
         set(runs["status"]) == {"complete"}
@@ -104,20 +105,20 @@ def test_training_runs_are_recorded_and_collected(tmp_path, tiny_cifar, jobs):
     assert set(runs["step"]) == {"eager"} and set(runs["runs_at_once"]) == {jobs}
     again = pipeline.execute(tasks, ctx, log=lambda line: None, jobs=jobs)
     assert again["ran"] == 0 and again["done"] == 4
-    (tmp_path / store.RUNS_FILE).unlink()
-    (tmp_path / store.CURVES_FILE).unlink()
-    rebuilt = store.collect(tmp_path)
+    (tmp_path / collect.RUNS_FILE).unlink()
+    (tmp_path / collect.CURVES_FILE).unlink()
+    rebuilt = collect.collect(tmp_path)
     pd.testing.assert_frame_equal(rebuilt.sort_values("run_id").reset_index(drop=True),
                                   runs.sort_values("run_id").reset_index(drop=True))  # fmt: skip
 
 
 def test_a_run_finished_elsewhere_is_recorded(tmp_path, tiny_cifar):
-    from ablations.runners.train import train
+    from ablations.train.run import train
 
     config = resolve_config("resnet20", profile="smoke", device=CPU)
-    train(config, out=tmp_path / store.RUNS_DIR, data=tiny_cifar, device=CPU, show_progress=False)
+    train(config, out=tmp_path / collect.RUNS_DIR, data=tiny_cifar, device=CPU, show_progress=False)
     assert pipeline.record_unrecorded(_ctx(tmp_path)) == 1
-    assert list(store.load(tmp_path)[0]["run_id"]) == [config.run_id]
+    assert list(collect.load(tmp_path)[0]["run_id"]) == [config.run_id]
 
 
 def test_cli_plan_lists_missing_runs_as_commands(tmp_path, capsys):
@@ -145,7 +146,7 @@ def test_responses_follow_the_trained_degradation_runs(tmp_path, tiny_cifar, mon
     tasks = pipeline.plan(["degradation", "responses"], profile="smoke", device=CPU)
     ctx = _ctx(tmp_path, tiny_cifar)
     pipeline.execute(tasks, ctx, log=lambda line: None)
-    _, _, responses = store.load(tmp_path)
+    _, _, responses = collect.load(tmp_path)
     layers = responses.groupby("variant")["layer"].max().to_dict()
     assert layers == {"plain20": 19, "plain56": 55, "resnet20": 19, "resnet56": 55}
     assert set(responses["images"]) == {100}
@@ -174,15 +175,15 @@ def test_a_time_limit_stops_the_runs_and_the_same_command_resumes(tmp_path, tiny
             "--reports", str(reports)]  # fmt: skip
     assert main([*argv, "--time-limit", "0", "--jobs", "2"]) == 0
     assert "stopped at the time limit with 4 task(s) left" in capsys.readouterr().err
-    [stopped] = [d for d in (results / store.RUNS_DIR).iterdir()]
+    [stopped] = [d for d in (results / collect.RUNS_DIR).iterdir()]
     assert (stopped / "checkpoint.pt").exists() and not (stopped / "summary.json").exists()
-    assert not (results / store.RUNS_FILE).exists() and not reports.exists()
+    assert not (results / collect.RUNS_FILE).exists() and not reports.exists()
     assert main([*argv, "--time-limit", "0s"]) == 0  # resumes that run, starts no other
     err = capsys.readouterr().err
     assert "plain20 seed 0 (smoke): stopped at a checkpoint (time limit)" in err
     assert "plain56 seed 0 (smoke): not started (time limit)" in err
     assert main(argv) == 0
-    runs = read_table(results / store.RUNS_FILE, store.RUNS)
+    runs = read_table(results / collect.RUNS_FILE, collect.RUNS)
     assert sorted(runs["variant"]) == ["plain20", "plain56", "resnet20", "resnet56"]
     starts = pd.read_json(stopped / "env.json")["from_iteration"].tolist()
     assert starts == [0, 4, 8] and (reports / "README.md").exists()

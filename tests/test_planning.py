@@ -1,13 +1,13 @@
-"""ablations.planning: the projection of a planned set from measured step times, the number of
-runs at once chosen from a measurement, and the lines `ablate plan --measure` prints."""
+"""ablations.measure.planning: the projection of a planned set from measured step times, the
+number of runs at once chosen from a measurement, and the lines `ablate plan --measure` prints."""
 
 from __future__ import annotations
 
 import pandas as pd
 import pytest
 
-from ablations import planning
 from ablations.config import resolve_config
+from ablations.measure import planning
 
 MACHINE = "NVIDIA H100 80GB HBM3"
 

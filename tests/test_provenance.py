@@ -10,15 +10,16 @@ import pandas as pd
 import pytest
 import torch
 
-from ablations import env, rundir, store, versions
+from ablations import rundir, versions
 from ablations.config import resolve_config
 from ablations.data.arrays import DataError
 from ablations.pipeline import Context, Task, is_done, state, status_table
 from ablations.report.evaluations import evaluations_section, evaluations_table
 from ablations.report.provenance import provenance_notes
-from ablations.results import Schema, read_table
-from ablations.runners import records
-from ablations.runners.train import train
+from ablations.results import collect, provenance
+from ablations.results.table import Schema, read_table
+from ablations.train import records
+from ablations.train.run import train
 
 ROOT = Path(__file__).resolve().parents[1]
 # The first directory of any absolute path: every one at the root of this machine (the paths a
@@ -40,7 +41,7 @@ ABSOLUTE = re.compile(
 
 def _leaks(text: str) -> list[str]:
     found = [m.group(1) for m in ABSOLUTE.finditer(text)]
-    return found + (["+dirty"] if env.DIRTY in text else [])
+    return found + (["+dirty"] if provenance.DIRTY in text else [])
 
 
 def _scan(folder: Path) -> dict[str, list[str]]:
@@ -88,23 +89,23 @@ def test_the_scan_finds_a_path_under_any_directory_of_this_machine(where):
 
 
 def test_machine_columns_hash_the_identity_never_the_raw_id(monkeypatch):
-    columns = env.machine_columns("cpu")
-    assert set(columns) == {"machine", *env.MACHINE_HASHES}
-    assert set(env.MACHINE_HASHES) <= set(env.environment("cpu"))
+    columns = provenance.machine_columns("cpu")
+    assert set(columns) == {"machine", *provenance.MACHINE_HASHES}
+    assert set(provenance.MACHINE_HASHES) <= set(provenance.environment("cpu"))
     raw = Path("/etc/machine-id")
     if raw.exists() and raw.read_text().strip():
         assert columns["machine_id"] and columns["machine_id"] not in raw.read_text()
         assert len(columns["machine_id"]) == 12
     if Path("/proc/cpuinfo").exists():
         assert re.fullmatch(r"[0-9a-f]{12}", columns["cpu_flags"])
-    assert env.environment("cpu")["trainer_version"] == versions.TRAINER_VERSION
+    assert provenance.environment("cpu")["trainer_version"] == versions.TRAINER_VERSION
 
 
 def test_dirty_tree_warns_once(monkeypatch, capsys):
-    monkeypatch.setattr(env, "git_commit", lambda: "abc123+dirty")
-    monkeypatch.setattr(env, "_warned_dirty", set())
-    env.warn_if_dirty("training x")
-    env.warn_if_dirty("training x")
+    monkeypatch.setattr(provenance, "git_commit", lambda: "abc123+dirty")
+    monkeypatch.setattr(provenance, "_warned_dirty", set())
+    provenance.warn_if_dirty("training x")
+    provenance.warn_if_dirty("training x")
     err = capsys.readouterr().err
     assert err.count("dirty tree (commit abc123+dirty)") == 1
 
@@ -124,7 +125,7 @@ def trained(tmp_path_factory, tiny_cifar):
     config = resolve_config("resnet20", profile="smoke", seed=0, device="cpu")
     record = train(config, out=results / "runs", data=tiny_cifar, device="cpu",
                    show_progress=False)  # fmt: skip
-    store.record(record.run_dir, results)
+    collect.record(record.run_dir, results)
     return results, config, tiny_cifar
 
 
@@ -132,9 +133,9 @@ def test_cpu_kernels_name_the_instruction_set_and_its_caps(monkeypatch):
     monkeypatch.delenv("ONEDNN_MAX_CPU_ISA", raising=False)
     monkeypatch.delenv("DNNL_MAX_CPU_ISA", raising=False)
     aten = torch.backends.cpu.get_cpu_capability()
-    assert env.cpu_kernels() == f"aten {aten}, onednn default"
+    assert provenance.cpu_kernels() == f"aten {aten}, onednn default"
     monkeypatch.setenv("ONEDNN_MAX_CPU_ISA", "AVX2")
-    assert env.cpu_kernels() == f"aten {aten}, onednn AVX2"
+    assert provenance.cpu_kernels() == f"aten {aten}, onednn AVX2"
 
 
 def test_writers_record_names_not_paths(trained):
@@ -148,12 +149,14 @@ def test_writers_record_names_not_paths(trained):
     start = json.loads((run_dir / "env.json").read_text())[0]
     assert start["data"]["source"] == data.name
     assert start["trainer_version"] == versions.TRAINER_VERSION
-    runs = read_table(results / "runs.csv", store.RUNS)
+    runs = read_table(results / "runs.csv", collect.RUNS)
     row = runs.iloc[0]
     assert row["data_source"] == data.name and row["data_format"] == "cifar-pickle"
     assert row["trainer_version"] == versions.TRAINER_VERSION
-    assert row["cpu_flags"] == env.cpu_flags() and row["machine_id"] == env.machine_id()
-    assert row["cpu_kernels"] == start["cpu_kernels"] == env.cpu_kernels()
+    assert (
+        row["cpu_flags"] == provenance.cpu_flags() and row["machine_id"] == provenance.machine_id()
+    )
+    assert row["cpu_kernels"] == start["cpu_kernels"] == provenance.cpu_kernels()
     assert not _leaks_path((results / "runs.csv").read_text(), data)
 
 
@@ -162,16 +165,16 @@ def _leaks_path(text: str, data: Path) -> bool:
 
 
 def test_responses_rows_carry_the_provenance_columns(trained):
-    from ablations.runners.responses import responses_for_run
+    from ablations.measure.responses import responses_for_run
 
     results, config, data = trained
     rows = responses_for_run(results / "runs" / config.run_id, data=data, device="cpu")
-    assert set(store.PROVENANCE) <= set(rows.columns)
+    assert set(collect.PROVENANCE) <= set(rows.columns)
     assert set(rows["data_source"]) == {data.name}
     assert set(rows["trainer_version"]) == {versions.TRAINER_VERSION}
     assert all(rows["created_at"]) and all(rows["machine"])
     # Which kernels measured them and under which precision, as runs.csv says of a run.
-    assert set(rows["cpu_kernels"]) == {env.cpu_kernels()}
+    assert set(rows["cpu_kernels"]) == {provenance.cpu_kernels()}
     assert set(rows["torch_threads"]) == {torch.get_num_threads()}
     assert set(rows["precision"]) == {config.precision}
 
@@ -219,14 +222,14 @@ def test_report_marks_dirty_and_stale_rows():
 
 def test_evaluations_section_shows_our_runs_and_the_paper():
     row = {c: 0 if kind in ("int", "float") else "" for c, kind in
-           store.EVALUATIONS.columns.items()}  # fmt: skip
+           collect.EVALUATIONS.columns.items()}  # fmt: skip
     row |= {"variant": "resnet20", "weights": "resnet20-12fca82f.th", "weights_format":
             "akamaster", "preprocessing": "imagenet-mean-std@32", "dataset": "cifar10",
             "split": "test", "images": 10000, "top1_error": 0.0873, "top5_error": 0.003,
             "loss": 0.3, "data_source": "cifar10-jpeg.tar.gz", "data_format": "imagefolder-tar",
             "data_checksum": "5bbd2193f3b9aa", "git_commit": "abc+dirty",
             "crops": "center"}  # fmt: skip
-    evaluations = store.EVALUATIONS.validate(pd.DataFrame([row]))
+    evaluations = collect.EVALUATIONS.validate(pd.DataFrame([row]))
     runs = pd.DataFrame({"variant": ["resnet20", "resnet20"], "dataset": ["cifar10"] * 2,
                          "status": ["complete"] * 2, "profile": ["cpu"] * 2,
                          "test_error": [0.44, 0.46]})  # fmt: skip
@@ -236,30 +239,36 @@ def test_evaluations_section_shows_our_runs_and_the_paper():
     assert "8.75% (paper)" in text and "8.27% (akamaster README)" in text
     assert "cifar10-jpeg.tar.gz (imagefolder-tar, sha256 5bbd2193f3b9)" in text
     assert "**abc+dirty (dirty tree)**" in text and "produced from a dirty tree" in text
-    assert evaluations_section(store.EVALUATIONS.empty(), runs) == ""
+    assert evaluations_section(collect.EVALUATIONS.empty(), runs) == ""
 
 
 def test_every_measurement_table_has_the_machine_hashes():
-    from ablations.runners import complexity, speed, throughput
+    from ablations.measure import complexity, throughput, train_speed
 
-    for schema in (store.RUNS, complexity.SCHEMA, speed.SCHEMA, throughput.SCHEMA):
-        assert set(env.MACHINE_HASHES) <= set(schema.columns), schema.name
-    for schema in (store.RESPONSES, store.EVALUATIONS):
-        assert set(store.PROVENANCE) <= set(schema.columns), schema.name
+    for schema in (collect.RUNS, complexity.SCHEMA, train_speed.SCHEMA, throughput.SCHEMA):
+        assert set(provenance.MACHINE_HASHES) <= set(schema.columns), schema.name
+    for schema in (collect.RESPONSES, collect.EVALUATIONS):
+        assert set(collect.PROVENANCE) <= set(schema.columns), schema.name
     # Timings and trained numbers depend on the CPU kernels that made them (complexity does not).
-    for schema in (store.RUNS, store.RESPONSES, store.EVALUATIONS, speed.SCHEMA, throughput.SCHEMA):
-        assert {*env.KERNELS, "precision"} <= set(schema.columns), schema.name
+    for schema in (
+        collect.RUNS,
+        collect.RESPONSES,
+        collect.EVALUATIONS,
+        train_speed.SCHEMA,
+        throughput.SCHEMA,
+    ):
+        assert {*provenance.KERNELS, "precision"} <= set(schema.columns), schema.name
 
 
 def test_only_centre_crop_evaluations_are_set_beside_torchvisions_numbers():
     row = {c: 0 if kind in ("int", "float") else "" for c, kind in
-           store.EVALUATIONS.columns.items()}  # fmt: skip
+           collect.EVALUATIONS.columns.items()}  # fmt: skip
     row |= {"variant": "resnet50", "weights": "torchvision:IMAGENET1K_V1", "weights_format":
             "torchvision", "preprocessing": "resize256-crop224-imagenet-mean-std",
             "dataset": "imagenet", "split": "val", "images": 50000, "top1_error": 0.2397,
             "top5_error": 0.0724, "git_commit": "abc"}  # fmt: skip
     rows = [row | {"crops": crops} for crops in ("center", "ten-crop", "multi-scale")]
-    evaluations = store.EVALUATIONS.validate(pd.DataFrame(rows))
+    evaluations = collect.EVALUATIONS.validate(pd.DataFrame(rows))
     table = evaluations_table(evaluations, pd.DataFrame())
     assert list(table["preprocessing"]) == [
         "resize256-crop224-imagenet-mean-std",

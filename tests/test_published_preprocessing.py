@@ -14,11 +14,11 @@ import torch
 from PIL import Image
 from tiny_imagenet import jpeg, members, odd_members, write_tree
 
-from ablations.data.imagenet import build_index
-from ablations.data.imagenet_augment import IMAGENET_MEAN, IMAGENET_STD, RECIPES, eval_center
 from ablations.data.loader import Normalizer
-from ablations.data.streaming import decode, eval_batches
-from ablations.runners.checkpoints import TORCHVISION
+from ablations.imagenet.augment import IMAGENET_MEAN, IMAGENET_STD, RECIPES, eval_center
+from ablations.imagenet.index import build_index
+from ablations.imagenet.streaming import decode, eval_batches
+from ablations.weights import TORCHVISION
 
 pytestmark = pytest.mark.filterwarnings("ignore:The image decoding:DeprecationWarning")
 SHAPES = [(500, 375), (333, 500), (200, 150), (256, 256), (257, 401), (640, 480), (224, 300)]

@@ -104,9 +104,9 @@ def test_cpu_throughput_block_shows_one_machine(tmp_path: Path):
     """A table re-measured on a second CPU holds both machines' rows: the block shows one
     machine's numbers (the report's choice: the most measured, then the fastest) with its name
     alone, never a median across the two."""
+    from ablations.measure import throughput
     from ablations.report.readme_blocks import cpu_throughput
-    from ablations.results import read_table, write_table
-    from ablations.runners import throughput
+    from ablations.results.table import read_table, write_table
 
     committed = read_table(Path("results") / throughput.THROUGHPUT_FILE, throughput.SCHEMA)
     other = committed.assign(

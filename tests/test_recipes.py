@@ -21,11 +21,11 @@ from ablations.models import create_model
 from ablations.recipes import RECIPES, resolve_recipe
 from ablations.registry import AblationsError
 from ablations.report.recipes import recipe_table, verdict
-from ablations.runners import transfer
-from ablations.runners.evaluation import evaluate_metrics
-from ablations.runners.train import train
-from ablations.store import RUNS
+from ablations.results.collect import RUNS
+from ablations.train.evaluation import evaluate_metrics
+from ablations.train.run import train
 from ablations.versions import TRAINER_VERSION
+from ablations.weights import finetune
 
 ARMS = [(r.name, arm) for r in RECIPES.values() for arm in r.arms]
 FROM_SCRATCH = [(name, arm) for name, arm in ARMS if not RECIPES[name].needs_checkpoint]
@@ -133,14 +133,14 @@ def test_evaluation_never_changes_the_model():
 
 def test_a_frozen_backbone_stays_in_eval_mode():
     model = create_model("resnet18")
-    transfer.train_mode(model, freeze="backbone")
+    finetune.train_mode(model, freeze="backbone")
     assert model.fc.training and not model.layer1.training and not model.bn1.training
 
 
 def test_checkpoint_of_another_architecture_is_refused(tmp_path):
     torch.save(create_model("resnet20").state_dict(), tmp_path / "other.pt")
     with pytest.raises(AblationsError, match="does not fit resnet18"):
-        transfer.load_backbone(create_model("resnet18"), str(tmp_path / "other.pt"),
+        finetune.load_backbone(create_model("resnet18"), str(tmp_path / "other.pt"),
                                runs_dir=tmp_path)  # fmt: skip
 
 
@@ -249,7 +249,7 @@ def test_every_recipe_runs_end_to_end_at_the_smoke_budget(tmp_path, tiny_cifar, 
 
 def test_evaluation_keeps_a_frozen_backbone_in_eval_mode():
     model = create_model("resnet18")
-    transfer.train_mode(model, freeze="backbone")
+    finetune.train_mode(model, freeze="backbone")
     evaluate_metrics(
         model, iter([(torch.randn(2, 3, 32, 32), torch.tensor([0, 1]))]), precision="fp32"
     )

@@ -8,10 +8,11 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from ablations import get_variant, store
+from ablations import get_variant
 from ablations.references import TABLE6
 from ablations.report import figures, render, training
-from ablations.results import write_table
+from ablations.results import collect
+from ablations.results.table import write_table
 
 MACHINE = "Test CPU (2 cores)"
 CHECKSUM = "5bbd2193f3b9982b20b3e62de1fcb9691706d5884e1bfe2840596f4c5f9b9bec"
@@ -60,7 +61,7 @@ def run_rows(
                 "trainable_params": 10_000 * v.depth, "train_images": 45_000,
                 "experiments": experiments,
             })  # fmt: skip
-    return store.RUNS.validate(pd.DataFrame(rows))
+    return collect.RUNS.validate(pd.DataFrame(rows))
 
 
 def curve_rows(runs: pd.DataFrame, *, every: int = 100) -> pd.DataFrame:
@@ -74,7 +75,7 @@ def curve_rows(runs: pd.DataFrame, *, every: int = 100) -> pd.DataFrame:
                      (run.run_id, it, "val", "error", train + 0.01)]  # fmt: skip
         rows.append((run.run_id, run.iterations, "test", "error", run.test_error))
     columns = ["run_id", "iteration", "split", "metric", "value"]
-    return store.CURVES.validate(pd.DataFrame(rows, columns=columns))
+    return collect.CURVES.validate(pd.DataFrame(rows, columns=columns))
 
 
 def response_rows(runs: pd.DataFrame) -> pd.DataFrame:
@@ -85,14 +86,14 @@ def response_rows(runs: pd.DataFrame) -> pd.DataFrame:
             rows.append({"run_id": run.run_id, "variant": run.variant, "profile": run.profile,
                          "residual": run.residual, "depth": run.depth, "layer": layer,
                          "module": f"m{layer}", "std": std})  # fmt: skip
-    return store.RESPONSES.validate(pd.DataFrame(rows))
+    return collect.RESPONSES.validate(pd.DataFrame(rows))
 
 
 def write_results(results: Path, runs: pd.DataFrame, *, responses: bool = True) -> None:
-    write_table(runs, results / store.RUNS_FILE, store.RUNS)
-    write_table(curve_rows(runs), results / store.CURVES_FILE, store.CURVES)
+    write_table(runs, results / collect.RUNS_FILE, collect.RUNS)
+    write_table(curve_rows(runs), results / collect.CURVES_FILE, collect.CURVES)
     if responses:
-        write_table(response_rows(runs), results / store.RESPONSES_FILE, store.RESPONSES)
+        write_table(response_rows(runs), results / collect.RESPONSES_FILE, collect.RESPONSES)
 
 
 def render_readme(tmp_path: Path, runs: pd.DataFrame, **kwargs: bool) -> tuple[Path, str]:
@@ -171,7 +172,7 @@ def test_degradation_figure_averages_seeds_and_survives_an_empty_panel():
 
 def test_degradation_figure_without_curves_still_shows_the_test_errors():
     runs = run_rows(CPU_ERRORS, profile="cpu")
-    fig = figures.degradation_figure(runs, store.CURVES.empty())
+    fig = figures.degradation_figure(runs, collect.CURVES.empty())
     points = [ln for ax in fig.axes for ln in ax.get_lines() if len(ln.get_xdata()) == 1]
     assert len(points) == 4 and fig.axes[0].get_ylim()[1] > 88.5
 
@@ -332,7 +333,7 @@ def test_report_judges_the_claims_in_every_replicate(tmp_path):
     results = tmp_path / "results"
     write_results(results, run_rows(tight, profile="cpu"))
     replicate = run_rows(loose, profile="cpu").assign(cpu_kernels="aten AVX2, onednn AVX2")
-    write_results(results / store.REPLICATES_DIR / "avx2", replicate)
+    write_results(results / collect.REPLICATES_DIR / "avx2", replicate)
     [profile] = training.load_profiles(results)  # the degradation section's words, no figures
     cpu = training.replication_words(profile)
     assert "Replication: a verdict stands only where every replicate reaches it" in cpu
@@ -397,7 +398,7 @@ def test_report_without_runs_says_how_to_produce_them(tmp_path):
 
 def test_report_with_an_empty_runs_table(tmp_path):
     results = tmp_path / "results"
-    write_table(store.RUNS.empty(), results / store.RUNS_FILE, store.RUNS)
+    write_table(collect.RUNS.empty(), results / collect.RUNS_FILE, collect.RUNS)
     render.render(results=results, out=tmp_path / "reports")
     assert "No training runs yet" in (tmp_path / "reports" / "README.md").read_text()
 

@@ -5,7 +5,14 @@ import multiprocessing
 import pandas as pd
 import pytest
 
-from ablations.results import ResultsError, Schema, merge, read_table, upsert, write_table
+from ablations.results.table import (
+    ResultsError,
+    Schema,
+    merge,
+    read_table,
+    upsert,
+    write_table,
+)
 
 SCHEMA = Schema(name="toy", columns={"name": "str", "n": "int", "x": "float", "ok": "bool"},
                 key=("name",))  # fmt: skip

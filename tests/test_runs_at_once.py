@@ -1,13 +1,13 @@
-"""ablations.runners.runs_at_once (`ablate runs-at-once`) on the CPU: every method measures and
+"""ablations.measure.runs_at_once (`ablate runs-at-once`) on the CPU: every method measures and
 appends its rows; the numbers mean little on a CPU, the code path is what is checked."""
 
 from __future__ import annotations
 
 import pytest
 
-from ablations import planning
 from ablations.cli import main
-from ablations.results import read_table
+from ablations.measure import planning
+from ablations.results.table import read_table
 
 
 @pytest.mark.slow

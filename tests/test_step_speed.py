@@ -1,4 +1,4 @@
-"""ablations.runners.step_speed (`ablate plan --measure`) on the CPU: a row per distinct run
+"""ablations.measure.step_speed (`ablate plan --measure`) on the CPU: a row per distinct run
 and step kind, saved as measured; a second measurement takes only what the first left out; the
 time limit stops measuring; the projection counts every planned run."""
 
@@ -10,13 +10,12 @@ import time
 import pandas as pd
 import torch
 
-from ablations import planning
 from ablations.cli import main
 from ablations.config import resolve_config
 from ablations.data import load_dataset
 from ablations.data.prepare import prepare_data
-from ablations.results import read_table
-from ablations.runners import step_speed
+from ablations.measure import planning, step_speed
+from ablations.results.table import read_table
 
 CPU = torch.device("cpu")
 

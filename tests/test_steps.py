@@ -16,10 +16,10 @@ from ablations.data import load_dataset
 from ablations.data.prepare import prepare_data
 from ablations.recipes import RECIPES, resolve_recipe
 from ablations.registry import AblationsError
-from ablations.runners import trainer as runner
-from ablations.runners.schedule import WARMUP_WINDOW, Schedule, lr_at
-from ablations.runners.steps import resolve_step
-from ablations.runners.train import Trainer, train
+from ablations.train import trainer as runner
+from ablations.train.run import Trainer, train
+from ablations.train.schedule import WARMUP_WINDOW, Schedule, lr_at
+from ablations.train.steps import resolve_step
 
 CPU = torch.device("cpu")
 HOST_READS = ("item", "tolist", "numpy", "__bool__", "__float__", "__int__", "__index__")
@@ -290,7 +290,7 @@ def test_gpu_hot_loop_never_synchronises(tmp_path, tiny_cifar):
     ],
 )
 def test_the_optimizer_implementation_is_named(options, device, expected):
-    from ablations.runners.steps import optimizer_kind
+    from ablations.train.steps import optimizer_kind
 
     sgd = torch.optim.SGD([torch.nn.Parameter(torch.zeros(2))], lr=0.1, **options)
     assert optimizer_kind(sgd, device) == expected

@@ -10,12 +10,12 @@ import pytest
 import torch
 from tiny_imagenet import members, write_tree
 
-from ablations.data import prepare_stream
-from ablations.data.imagenet import build_index
-from ablations.data.imagenet_augment import RECIPES
+from ablations.imagenet import prepare
+from ablations.imagenet.augment import RECIPES
+from ablations.imagenet.index import build_index
 
 pytestmark = pytest.mark.filterwarnings("ignore:The image decoding:DeprecationWarning")
-PAPER = prepare_stream.scaled(RECIPES["imagenet-paper"], 32)
+PAPER = prepare.scaled(RECIPES["imagenet-paper"], 32)
 
 
 @pytest.fixture(scope="module")
@@ -25,7 +25,7 @@ def train_index(tmp_path_factory):
 
 
 def _mean(index, cache, **kwargs):
-    return prepare_stream.pixel_mean_normalizer(
+    return prepare.pixel_mean_normalizer(
         index, kwargs.pop("recipe", PAPER), seed=kwargs.pop("seed", 0), workers=0,
         cache_dir=cache,
     )  # fmt: skip
@@ -39,7 +39,7 @@ def test_the_pixel_mean_is_decoded_once_then_read(train_index, tmp_path, monkeyp
     def no_decoding(*args, **kwargs):
         raise AssertionError("decoded again")
 
-    monkeypatch.setattr(prepare_stream, "fit_normalizer", no_decoding)
+    monkeypatch.setattr(prepare, "fit_normalizer", no_decoding)
     again = _mean(train_index, tmp_path)
     torch.testing.assert_close(again.mean, first.mean, rtol=0, atol=0)
     with pytest.raises(AssertionError, match="decoded again"):  # another seed: other images
@@ -59,7 +59,7 @@ def test_a_damaged_pixel_mean_is_rebuilt(train_index, tmp_path):
 
 
 def test_a_fixed_normalisation_decodes_nothing(train_index, tmp_path):
-    torchvision = prepare_stream.scaled(RECIPES["imagenet-torchvision"], 32)
+    torchvision = prepare.scaled(RECIPES["imagenet-torchvision"], 32)
     assert _mean(train_index, tmp_path, recipe=torchvision).kind == "fixed"
     assert not (tmp_path / "pixel-means").exists()
 
@@ -67,13 +67,13 @@ def test_a_fixed_normalisation_decodes_nothing(train_index, tmp_path):
 def test_a_start_lists_the_tree_once(tmp_path, monkeypatch):
     # The checksum covers both splits: listing (a stat per file, 1.3M of them on ImageNet) once
     # serves the train and the val index.
-    from ablations.data import imagenet
+    from ablations.imagenet import index
 
     calls = []
-    listing = imagenet.layout_listing
-    monkeypatch.setattr(imagenet, "layout_listing", lambda *a: calls.append(a) or listing(*a))
+    listing = index.layout_listing
+    monkeypatch.setattr(index, "layout_listing", lambda *a: calls.append(a) or listing(*a))
     root = write_tree(tmp_path / "in", members(train_per_class=2, val_per_class=1))
-    data = prepare_stream.prepare_stream(
+    data = prepare.prepare_stream(
         recipe="imagenet-torchvision", batch_size=2, seed=0, device=torch.device("cpu"),
         data=root, workers=0, input_size=32,
     )  # fmt: skip

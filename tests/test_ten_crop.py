@@ -8,7 +8,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from ablations.data.imagenet_augment import RECIPES, ten_crop
+from ablations.imagenet.augment import RECIPES, ten_crop
 
 # TenCrop flips the image and then cuts its five crops, so its flipped half lists the flip of
 # the top-right crop first; ours flips each of the five crops. ours[k] is theirs[ORDER[k]].

@@ -11,12 +11,12 @@ import torch
 
 from ablations import derive, register_variant
 from ablations.cli import main
+from ablations.measure import throughput as tp
+from ablations.measure.throughput import child, parent, settings
+from ablations.measure.throughput import reference as timm_ref
+from ablations.measure.throughput.settings import Setting
 from ablations.registry import AblationsError
-from ablations.results import read_table
-from ablations.runners import throughput as tp
-from ablations.runners.throughput import child, parent, settings
-from ablations.runners.throughput import reference as timm_ref
-from ablations.runners.throughput.settings import Setting
+from ablations.results.table import read_table
 
 QUICK = {"warmup": 1, "repeats": 2, "steps": 1}
 

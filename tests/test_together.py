@@ -1,4 +1,4 @@
-"""Several runs trained at once in one process (ablations.runners.together) end exactly as each
+"""Several runs trained at once in one process (ablations.gpu.streams) end exactly as each
 does alone: on a CPU the runs take turns, which is the CPU path of the GPU's one-stream-per-run
 training. Also: slots are refilled in order, finished runs are not retrained, the deadline
 stops runs at a checkpoint and a second call resumes them, and TF32 runs never fly beside
@@ -14,9 +14,9 @@ import pytest
 import torch
 
 from ablations.config import resolve_config
+from ablations.gpu import streams
 from ablations.registry import AblationsError
-from ablations.runners import together
-from ablations.runners.train import train
+from ablations.train.run import train
 
 TIMING = {"images_per_s", "train_s"}  # wall-clock metrics differ between identical runs
 
@@ -34,7 +34,7 @@ def _weights(record) -> dict[str, torch.Tensor]:
 
 
 def _together(configs, out, data, **kwargs):
-    return together.train_together(configs, out=out, data=data, device="cpu",
+    return streams.train_together(configs, out=out, data=data, device="cpu",
                                    show_progress=False, **kwargs)  # fmt: skip
 
 
@@ -66,7 +66,7 @@ def test_runs_at_once_end_as_each_alone(tmp_path, tiny_cifar):
 def test_finished_runs_are_returned_not_retrained(tmp_path, tiny_cifar, monkeypatch):
     config = _smoke("resnet20")
     first = train(config, out=tmp_path, data=tiny_cifar, device="cpu", show_progress=False)
-    monkeypatch.setattr("ablations.runners.train.prepare_data",
+    monkeypatch.setattr("ablations.train.run.prepare_data",
                         lambda *a, **k: pytest.fail("retrained"))  # fmt: skip
     [again] = _together([config], tmp_path, tiny_cifar, jobs=2)
     assert again.summary == first.summary
@@ -93,15 +93,15 @@ def test_tf32_runs_never_fly_beside_others(tmp_path, tiny_cifar, monkeypatch):
     """TF32 is a process-wide flag: a tf32 run waits until the runs in flight have ended, and
     the runs after it wait for it. (CPU configs cannot be tf32, so the grouping is checked on
     the open/end order with tf32_group patched to read the seed instead.)"""
-    monkeypatch.setattr(together, "tf32_group", lambda config: config.seed == 1)
+    monkeypatch.setattr(streams, "tf32_group", lambda config: config.seed == 1)
     events: list[str] = []
-    opened = together.open_run
+    opened = streams.open_run
 
     def logged_open(config, **kwargs):
         events.append(f"open {config.seed}")
         return opened(config, **kwargs)
 
-    monkeypatch.setattr(together, "open_run", logged_open)
+    monkeypatch.setattr(streams, "open_run", logged_open)
     configs = [_smoke("resnet20", seed=s) for s in (0, 2, 1, 3)]
     _together(configs, tmp_path, tiny_cifar, jobs=4,
               on_record=lambda r: events.append(f"end {r.config.seed}"))  # fmt: skip
@@ -111,7 +111,7 @@ def test_tf32_runs_never_fly_beside_others(tmp_path, tiny_cifar, monkeypatch):
 
 def test_bad_jobs_is_refused():
     with pytest.raises(AblationsError, match="jobs must be >= 1"):
-        together.train_together([], jobs=0, out=None)  # type: ignore[arg-type]
+        streams.train_together([], jobs=0, out=None)  # type: ignore[arg-type]
 
 
 @pytest.mark.gpu
@@ -120,7 +120,7 @@ def test_gpu_runs_at_once_on_their_streams_end_as_each_alone(tmp_path, tiny_cifa
     does (exactly, where cuDNN's kernels are deterministic; else within alone's own spread)."""
     configs = [resolve_config(v, profile="smoke", device="cuda", precision="bf16",
                               channels_last=True) for v in ("resnet20", "plain20")]  # fmt: skip
-    at_once = together.train_together(configs, jobs=2, out=tmp_path / "together",
+    at_once = streams.train_together(configs, jobs=2, out=tmp_path / "together",
                                       data=tiny_cifar, show_progress=False)  # fmt: skip
     for record in at_once:
         starts = json.loads((record.run_dir / "env.json").read_text())

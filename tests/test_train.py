@@ -14,8 +14,8 @@ import torch
 from ablations.cli import main
 from ablations.config import TrainConfig, resolve_config
 from ablations.registry import AblationsError
-from ablations.runners import train as runner
-from ablations.runners.train import lr_at, train
+from ablations.train import run as runner
+from ablations.train.run import lr_at, train
 
 TIMING = {"images_per_s", "train_s"}  # wall-clock metrics differ between identical runs
 
@@ -297,15 +297,20 @@ def test_config_defaults_are_the_papers_and_pinned():
     }  # fmt: skip
 
 
-def test_a_checkpoint_pickled_before_state_moved_still_loads():
-    """Checkpoints of runs started before State moved to runners.checkpoint name it as
-    ablations.runners.train.State; a rerun must still resume them."""
+@pytest.mark.parametrize("module", [b"ablations.runners.train", b"ablations.runners.checkpoint"])
+def test_a_checkpoint_that_names_state_where_it_once_lived_still_loads(tmp_path, module):
+    """Checkpoints name the module of `State` as it was when they were written; a rerun must
+    still resume them."""
+    import io
     import pickle
 
-    from ablations.runners.checkpoint import State
+    from ablations.train import resume
 
-    old = pickle.dumps(State(iteration=7), protocol=0).replace(
-        b"ablations.runners.checkpoint", b"ablations.runners.train"
+    old = pickle.dumps(resume.State(iteration=7), protocol=0).replace(
+        b"ablations.train.resume", module
     )
-    assert b"ablations.runners.train\nState" in old
-    assert pickle.loads(old).iteration == 7
+    assert module + b"\nState" in old
+    assert resume.UNPICKLING.Unpickler(io.BytesIO(old)).load().iteration == 7
+    path = tmp_path / "checkpoint.pt"
+    torch.save({"state": resume.State(iteration=9)}, path)
+    assert resume.checkpoint_iteration(tmp_path) == 9  # torch.load takes the same unpickler

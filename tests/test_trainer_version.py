@@ -18,7 +18,7 @@ import torch
 
 from ablations import versions
 from ablations.config import TrainConfig
-from ablations.runners.train import train
+from ablations.train.run import train
 
 GOLDEN = Path(__file__).parent / "golden" / "trainer.json"
 REWRITE = "ABLATE_WRITE_GOLDEN=1 pytest tests/test_trainer_version.py"

@@ -7,7 +7,7 @@ import re
 from pathlib import Path
 from typing import NoReturn
 
-from ablations import experiments, golden, launch, recipes
+from ablations import cluster, experiments, recipes
 from ablations.cli.options import (
     NON_NEGATIVE,
     POSITIVE,
@@ -36,8 +36,8 @@ from ablations.cli.train_commands import (
 )
 from ablations.config import EVAL_CROPS, STREAM_DATASETS
 from ablations.data import DATASETS
+from ablations.measure import complexity, golden
 from ablations.profiles import PROFILES
-from ablations.runners import complexity
 
 # The package docstring's first line (ablations/cli/__init__.py), as `ablate --help` shows it.
 DESCRIPTION = "`ablate`: thin subcommands over the library (parse -> call -> print)."
@@ -65,7 +65,7 @@ def _add_time_limit(p: argparse._ActionsContainer, what: str) -> None:
 def _add_launch_options(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("executors (training runs through submitit; see README: On a cluster)")
     g.add_argument(
-        "--executor", choices=list(launch.EXECUTORS), default="inprocess",
+        "--executor", choices=list(cluster.EXECUTORS), default="inprocess",
         help="inprocess (default: here, --jobs runs at once, one CUDA stream each), local "
         "(N submitit processes here, one GPU each while there are enough), slurm (a job array)",
     )  # fmt: skip

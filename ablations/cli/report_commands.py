@@ -12,10 +12,11 @@ from pathlib import Path
 
 import pandas as pd
 
-from ablations import golden, recipes, store
+from ablations import recipes
+from ablations.measure import complexity, golden
 from ablations.registry import REGISTRY, AblationsError, list_variants
-from ablations.results import read_table
-from ablations.runners import complexity
+from ablations.results import collect
+from ablations.results.table import read_table
 
 LIST_COLUMNS = [
     "name", "family", "depth", "block", "residual", "shortcut", "stem", "stride_at", "width",
@@ -137,14 +138,13 @@ def _check_readme(path: Path, *, results: Path) -> None:
 
 
 def cmd_collect(args: argparse.Namespace) -> None:
-    runs = store.collect(args.results)
-    print(
-        f"{args.results / store.RUNS_FILE}: {len(runs)} runs from {args.results / store.RUNS_DIR}"
-    )
+    runs = collect.collect(args.results)
+    runs_dir = args.results / collect.RUNS_DIR
+    print(f"{args.results / collect.RUNS_FILE}: {len(runs)} runs from {runs_dir}")
 
 
 def cmd_merge(args: argparse.Namespace) -> None:
-    from ablations import merge
+    from ablations.results import merge
 
     missing = [str(s) for s in args.sources if not s.exists()]
     if missing:
@@ -157,7 +157,7 @@ def cmd_merge(args: argparse.Namespace) -> None:
 
 
 def cmd_pack(args: argparse.Namespace) -> None:
-    from ablations import pack
+    from ablations.results import pack
 
     if not args.results.is_dir():
         raise AblationsError(f"--results {args.results} is not a folder; give a results folder")

@@ -17,7 +17,7 @@ SPEED_DEFAULT = ("resnet20", "resnet56", "resnet110")
 
 def cmd_train_speed(args: argparse.Namespace) -> None:
     from ablations.data import load_dataset
-    from ablations.runners import speed
+    from ablations.measure import train_speed
 
     names = select(args.patterns or list(SPEED_DEFAULT), args.exclude)
     overrides: dict[str, Any] = {"input_size": args.input_size, "batch_size": args.batch_size}
@@ -25,9 +25,9 @@ def cmd_train_speed(args: argparse.Namespace) -> None:
         overrides["compile"] = True
     configs = [resolve_config(n, profile=args.profile, device=args.device, **overrides)
                for n in names]  # fmt: skip
-    out = args.out / speed.SPEED_FILE if args.out.is_dir() else args.out
+    out = args.out / train_speed.SPEED_FILE if args.out.is_dir() else args.out
     dataset = load_dataset("cifar10", data=args.data)
-    table = speed.compare(
+    table = train_speed.compare(
         configs, dataset, device=args.device, iterations=args.iterations, warmup=args.warmup,
         workers=args.workers, out=out,
     )  # fmt: skip
@@ -39,7 +39,7 @@ def cmd_train_speed(args: argparse.Namespace) -> None:
 
 
 def cmd_loader_speed(args: argparse.Namespace) -> None:
-    from ablations.data import loader_speed
+    from ablations.measure import loader_speed
 
     rows = loader_speed.loader_speed(
         args.data, paths=args.paths, workers=args.workers, batch_sizes=args.batch,
@@ -54,7 +54,7 @@ def cmd_loader_speed(args: argparse.Namespace) -> None:
 
 
 def cmd_bench(args: argparse.Namespace) -> None:
-    from ablations.runners import throughput
+    from ablations.measure import throughput
 
     names = select(args.patterns, args.exclude)
     settings = throughput.grid(
@@ -78,8 +78,8 @@ def cmd_bench(args: argparse.Namespace) -> None:
 
 
 def cmd_runs_at_once(args: argparse.Namespace) -> None:
-    from ablations import pipeline, planning
-    from ablations.runners import runs_at_once
+    from ablations import pipeline
+    from ablations.measure import planning, runs_at_once
 
     [variant] = select([args.variant], [])
     ctx = pipeline.context(results=args.results, data=args.data, device=args.device)

@@ -15,7 +15,7 @@ from ablations.cli.speed_commands import (
     cmd_train_speed,
 )
 from ablations.config import PRECISIONS, STEPS, STREAMS
-from ablations.data.loader_speed import PATHS as LOADER_PATHS
+from ablations.measure.loader_speed import PATHS as LOADER_PATHS
 from ablations.profiles import PROFILES
 
 Subparsers = Any  # argparse's _SubParsersAction, which it does not export

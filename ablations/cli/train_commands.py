@@ -12,9 +12,10 @@ from typing import Any
 
 import pandas as pd
 
-from ablations import experiments, launch, pipeline, recipes, submitted
+from ablations import cluster, experiments, pipeline, recipes
 from ablations.cli.options import TRAIN_OVERRIDES
 from ablations.cli.report_commands import cmd_report
+from ablations.cluster import submit
 from ablations.config import TrainConfig, resolve_config
 from ablations.data import resolve_source
 from ablations.profiles import default_profile
@@ -32,8 +33,8 @@ def _deadline(args: argparse.Namespace) -> float | None:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from ablations import distributed
-    from ablations.runners import train  # imports the data stack only when training
+    from ablations.cluster import distributed
+    from ablations.train import run  # imports the data stack only when training
 
     overrides = {k: getattr(args, k) for k in TRAIN_OVERRIDES if hasattr(args, k)}
     # Under torchrun: join the group; each rank trains on its own GPU (or the CPU, with gloo).
@@ -46,7 +47,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         data = args.data
         if data is None and config.data_id == recipes.DEMO_DATA_ID:  # as `ablate plan` prints
             data = recipes.demo_data(cifar=None, budget=config.profile)
-        record = train.train(config, out=args.out, data=data, device=device, deadline=deadline)
+        record = run.train(config, out=args.out, data=data, device=device, deadline=deadline)
     finally:
         distributed.teardown()
     if distributed.launched_world() == 1 or int(os.environ.get("RANK", "0")) == 0:
@@ -148,8 +149,8 @@ def cmd_run(args: argparse.Namespace) -> int | None:
     return None
 
 
-def _launch_options(args: argparse.Namespace) -> launch.LaunchOptions:
-    return launch.LaunchOptions(
+def _launch_options(args: argparse.Namespace) -> cluster.LaunchOptions:
+    return cluster.LaunchOptions(
         executor=args.executor, jobs=args.jobs, partition=args.slurm_partition,
         time_min=args.slurm_time, gpus_per_task=args.gpus_per_task, nodes=args.slurm_nodes,
         cpus_per_task=args.cpus_per_task, account=args.slurm_account,
@@ -160,7 +161,7 @@ def _launch_options(args: argparse.Namespace) -> launch.LaunchOptions:
 def _run_submitted(
     args: argparse.Namespace, tasks: list[pipeline.Task], ctx: pipeline.Context
 ) -> int:
-    counts = submitted.execute_submitted(tasks, ctx, options=_launch_options(args))
+    counts = submit.execute_submitted(tasks, ctx, options=_launch_options(args))
     print(
         f"[ablate] {counts['submitted']} run(s) submitted, {counts['busy']} already queued or "
         f"running, {counts['done']} done; {counts['unfinished']} unfinished",
@@ -177,10 +178,10 @@ def _run_submitted(
 
 def cmd_status(args: argparse.Namespace) -> int:
     tasks, ctx = _tasks(args)
-    table = submitted.launch_status(tasks, ctx)
+    table = submit.launch_status(tasks, ctx)
     print(table.drop(columns="task").to_string(index=False) if len(table) else "no training runs")
     counts = table["state"].value_counts() if len(table) else pd.Series(dtype=int)
-    print("\n" + ", ".join(f"{counts.get(s, 0)} {s}" for s in launch.STATES))
+    print("\n" + ", ".join(f"{counts.get(s, 0)} {s}" for s in cluster.STATES))
     return 1 if counts.get("failed", 0) else 0
 
 
@@ -200,8 +201,7 @@ def _measure(
     tasks: list[pipeline.Task], ctx: pipeline.Context, *, iterations: int, warmup: int
 ) -> None:  # fmt: skip
     """`ablate plan --measure`: time each planned run here, print the set's projected time."""
-    from ablations import planning
-    from ablations.runners import step_speed
+    from ablations.measure import planning, step_speed
 
     train = [t for t in tasks if t.kind == "train" and t.config is not None]
     if not train:
@@ -234,7 +234,7 @@ def cmd_subset(args: argparse.Namespace) -> None:
 
 
 def cmd_evaluate(args: argparse.Namespace) -> None:
-    from ablations.runners.evaluate import evaluate_checkpoint
+    from ablations.weights.evaluate import evaluate_checkpoint
 
     row = evaluate_checkpoint(
         args.variant, weights=args.weights, dataset=args.dataset, data=args.data,

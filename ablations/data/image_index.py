@@ -1,6 +1,6 @@
 """One split of a large image set as files and labels, never decoded whole: `ImageIndex`, the
 reader DataLoader workers hold, the subsets short budgets train on, and the index's on-disk form
-(the cache `ablations.data.imagenet.build_index` reads before listing a tree again)."""
+(the cache `ablations.imagenet.index.build_index` reads before listing a tree again)."""
 
 from __future__ import annotations
 

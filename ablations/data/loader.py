@@ -22,13 +22,13 @@ import torch.nn.functional as F
 from torch import Tensor
 from torch.utils.data import DataLoader, Dataset
 
+from ablations.cluster.distributed import shard
 from ablations.data.sources import DataError
-from ablations.distributed import shard
 
 Normalize = Literal["pixel-mean", "channel", "fixed"]
 # An evaluation batch's input: a tensor of equal-sized views (B or B * V images), or a list of
-# such tensors of several sizes for the same labels (multi-scale testing); `runners.evaluation`
-# averages the logits of every view of an image.
+# such tensors of several sizes for the same labels (multi-scale testing). Evaluation
+# (ablations.train.evaluation) averages the logits of every view of an image.
 Views = Tensor | list[Tensor]
 # Independent random streams derived from one seed.
 _ORDER, _AUGMENT = 1, 2

@@ -38,7 +38,7 @@ class RunData(Protocol):
     (`prepare_stream.StreamData`): training batches of (x, y) on the device, a pure function of
     (seed, iteration), and evaluation batches of a split. A "ten-crop" batch holds 10 views per
     label, a "multi-scale" one a list of view tensors of several sizes
-    (ablations.runners.evaluation averages their logits)."""
+    (ablations.train.evaluation averages their logits)."""
 
     @property
     def train(self) -> Batches: ...

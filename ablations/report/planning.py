@@ -1,7 +1,7 @@
 """The report's planning section: each measured net's training speed by step kind, the planned
 set's projected time beside the time its paper-profile GPU runs took, and several runs at once
-by method. All of it from results/ alone (the tables of ablations.planning, and runs.csv); until
-something is measured the section says how to measure it.
+by method. All of it from results/ alone (the tables of ablations.measure.planning, and
+runs.csv); until something is measured the section says how to measure it.
 """
 
 from __future__ import annotations
@@ -12,11 +12,12 @@ from typing import Any
 
 import pandas as pd
 
-from ablations import planning, store
+from ablations.measure import planning
 from ablations.report.figures import paper_name
 from ablations.report.tables import Section, markdown_table
 from ablations.report.training import members
-from ablations.results import read_table
+from ablations.results import collect
+from ablations.results.table import read_table
 
 TITLE = "## Planning: training speed, the set's time, runs at once"
 
@@ -93,7 +94,7 @@ def set_time_lines(projection: dict[str, Any] | None, runs: pd.DataFrame) -> lis
         lines.append(
             f"- measured: {share:.1f} min of GPU time for the {len(done)} nets trained so far "
             f"(seed 0: {nets}), each run's training seconds over the runs that shared its GPU "
-            f"({', '.join(sorted(set(done['machine'])))}; `results/{store.RUNS_FILE}`)"
+            f"({', '.join(sorted(set(done['machine'])))}; `results/{collect.RUNS_FILE}`)"
         )
     return lines
 
@@ -127,7 +128,7 @@ def planning_section(results: Path) -> Section:
     """The section, or the line that says how to measure what it shows."""
     speed = read_table(results / planning.STEP_SPEED_FILE, planning.STEP_SPEED)
     at_once = read_table(results / planning.RUNS_AT_ONCE_FILE, planning.RUNS_AT_ONCE)
-    runs = read_table(results / store.RUNS_FILE, store.RUNS)
+    runs = read_table(results / collect.RUNS_FILE, collect.RUNS)
     parts = [
         "" if speed.empty else (f"Training img/s by step kind (`ablate plan --measure`, "
                                 f"`results/{planning.STEP_SPEED_FILE}`):\n\n{speed_table(speed)}"),

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from ablations import store
 from ablations.experiments import THROUGHPUT_QUICK
+from ablations.measure import complexity, throughput, train_speed
 from ablations.report import planning, training
 from ablations.report import throughput as report_throughput
 from ablations.report.figures import paper_name
@@ -17,8 +17,8 @@ from ablations.report.readme import BlockFn
 from ablations.report.recipes import recipe_runs, recipe_table
 from ablations.report.render import primary_setting, published_comparison
 from ablations.report.tables import degradation_table, markdown_table, run_facts
-from ablations.results import read_table
-from ablations.runners import complexity, speed, throughput
+from ablations.results import collect
+from ablations.results.table import read_table
 
 CPU = "cpu"
 COMPLEXITY_SHOWN = ("resnet20", "resnet56", "resnet110", "resnet18", "resnet50",
@@ -142,8 +142,8 @@ def gpu_train_speed(results: Path) -> str:
 
 
 def _train_speed(results: Path, device: str) -> str:
-    path = results / speed.SPEED_FILE
-    table = read_table(path, speed.SCHEMA) if path.exists() else pd.DataFrame()
+    path = results / train_speed.SPEED_FILE
+    table = read_table(path, train_speed.SCHEMA) if path.exists() else pd.DataFrame()
     mine = table[table["device"] == device] if len(table) else table
     text = report_throughput.loop_speed(mine)
     return f"{text}(commit {', '.join(sorted(set(mine['git_commit'])))})" if text else ""
@@ -201,7 +201,7 @@ def _median(rows: pd.DataFrame, column: str, spec: str) -> str:
 
 def runs_summary(results: Path) -> str:
     """One line per profile: how many training runs are committed, on which machines."""
-    runs = read_table(results / store.RUNS_FILE, store.RUNS)
+    runs = read_table(results / collect.RUNS_FILE, collect.RUNS)
     runs = runs[~recipe_runs(runs)]
     if runs.empty:
         return "No training runs are committed yet."
@@ -216,7 +216,7 @@ def runs_summary(results: Path) -> str:
 
 def cpu_recipes(results: Path) -> str:
     """The recipes at the cpu budget: the report's recipes table, those rows only."""
-    runs = read_table(results / store.RUNS_FILE, store.RUNS)
+    runs = read_table(results / collect.RUNS_FILE, collect.RUNS)
     table = recipe_table(runs[runs["profile"] == CPU])
     if table.empty:
         return "No `cpu`-budget recipe runs are committed yet."

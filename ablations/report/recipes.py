@@ -12,11 +12,11 @@ from pathlib import Path
 
 import pandas as pd
 
-from ablations import store
 from ablations.experiments import RECIPES_EXPERIMENT
 from ablations.recipes import BUDGET_WORDS, RECIPES
 from ablations.report.tables import Section, markdown_table, percent
-from ablations.results import read_table
+from ablations.results import collect
+from ablations.results.table import read_table
 
 BUDGET_ORDER = ("full", "cpu", "smoke")
 # Within this many points of the claim counts as reproduced (seed-to-seed spread of a CIFAR-10
@@ -94,7 +94,7 @@ def recipe_table(runs: pd.DataFrame) -> pd.DataFrame:
 
 
 def recipes_section(results: Path) -> Section:
-    runs = read_table(results / store.RUNS_FILE, store.RUNS)
+    runs = read_table(results / collect.RUNS_FILE, collect.RUNS)
     if runs.empty:  # the overview says how to produce runs
         return Section("")
     table = recipe_table(runs)

@@ -14,15 +14,15 @@ from pathlib import Path
 import matplotlib.pyplot as plt
 import pandas as pd
 
-from ablations import store
+from ablations.measure import complexity, throughput
 from ablations.references import GMACS, PARAMS, ROUNDED_PARAMS, TORCHVISION
-from ablations.report import cost_figures, imagenet, planning, provenance, streamed, training
+from ablations.report import cost_figures, image_folders, imagenet, planning, provenance, training
 from ablations.report import evaluations as evaluations_report
 from ablations.report import recipes as recipes_report
 from ablations.report import throughput as throughput_report
 from ablations.report.tables import Section, markdown_table
-from ablations.results import read_table
-from ablations.runners import complexity, throughput
+from ablations.results import collect
+from ablations.results.table import read_table
 
 __all__ = ["SECTIONS", "Section", "markdown_table", "render"]
 
@@ -167,8 +167,8 @@ forward + loss + backward + SGD step, counted as 3 forward passes for TFLOP/s.
 
 def overview_section(results: Path) -> Section:
     """The profiles present in runs.csv, or the one line that says how to produce runs."""
-    path = results / store.RUNS_FILE
-    runs = read_table(path, store.RUNS)
+    path = results / collect.RUNS_FILE
+    runs = read_table(path, collect.RUNS)
     of_recipes = recipes_report.recipe_runs(runs)
     recipe_runs = int(of_recipes.sum())
     runs = runs[~of_recipes]
@@ -200,27 +200,27 @@ def overview_section(results: Path) -> Section:
 def _provenance_tables(results: Path) -> dict[str, pd.DataFrame]:
     """Every results table that records a commit, for the dirty-tree notes."""
     return {
-        "training runs": read_table(results / store.RUNS_FILE, store.RUNS),
-        "layer responses": read_table(results / store.RESPONSES_FILE, store.RESPONSES),
-        "evaluations": read_table(results / store.EVALUATIONS_FILE, store.EVALUATIONS),
+        "training runs": read_table(results / collect.RUNS_FILE, collect.RUNS),
+        "layer responses": read_table(results / collect.RESPONSES_FILE, collect.RESPONSES),
+        "evaluations": read_table(results / collect.EVALUATIONS_FILE, collect.EVALUATIONS),
         "throughput rows": read_table(results / throughput.THROUGHPUT_FILE, throughput.SCHEMA),
         "complexity rows": read_table(results / complexity.COMPLEXITY_FILE, complexity.SCHEMA),
     }
 
 
 def evaluations_section(results: Path) -> Section:
-    evaluations = read_table(results / store.EVALUATIONS_FILE, store.EVALUATIONS)
-    runs = read_table(results / store.RUNS_FILE, store.RUNS)
+    evaluations = read_table(results / collect.EVALUATIONS_FILE, collect.EVALUATIONS)
+    runs = read_table(results / collect.RUNS_FILE, collect.RUNS)
     return Section(evaluations_report.evaluations_section(evaluations, runs))
 
 
 def imagenet_section(results: Path) -> Section:
-    runs, curves, _ = store.load(results)
+    runs, curves, _ = collect.load(results)
     return imagenet.imagenet_section(runs, curves)
 
 
 def streamed_section(results: Path) -> Section:
-    return streamed.streamed_section(read_table(results / store.RUNS_FILE, store.RUNS))
+    return image_folders.streamed_section(read_table(results / collect.RUNS_FILE, collect.RUNS))
 
 
 SECTIONS: list[Callable[[Path], Section]] = [

@@ -12,10 +12,10 @@ from pathlib import Path
 
 import pandas as pd
 
+from ablations.measure import train_speed
+from ablations.measure.throughput import OURS, REFERENCE_FILE, SCHEMA, THROUGHPUT_FILE, spread
 from ablations.report.tables import markdown_table
-from ablations.results import read_table
-from ablations.runners import speed
-from ablations.runners.throughput import OURS, REFERENCE_FILE, SCHEMA, THROUGHPUT_FILE, spread
+from ablations.results.table import read_table
 
 SETTING = ["variant", "mode", "machine", "precision", "channels_last", "compile", "batch_size",
            "input_size"]  # fmt: skip
@@ -105,7 +105,7 @@ def loop_speed(table: pd.DataFrame) -> str:
     machines = ", ".join(sorted(set(both["machine"])))
     return (
         f"This suite's training loop against the conventional one (`ablate train-speed`, "
-        f"{machines}; settings of both loops in every row of `{speed.SPEED_FILE}`):\n\n"
+        f"{machines}; settings of both loops in every row of `{train_speed.SPEED_FILE}`):\n\n"
         f"{markdown_table(shown)}\n"
     )
 
@@ -115,7 +115,8 @@ def extras(results: Path) -> str:
     parts = []
     for name, schema, render in (
         (THROUGHPUT_FILE, SCHEMA, fidelity), (REFERENCE_FILE, SCHEMA, against_timm),
-        (REFERENCE_FILE, SCHEMA, fidelity), (speed.SPEED_FILE, speed.SCHEMA, loop_speed),
+        (REFERENCE_FILE, SCHEMA, fidelity),
+        (train_speed.SPEED_FILE, train_speed.SCHEMA, loop_speed),
     ):  # fmt: skip
         path = results / name
         if path.exists():

@@ -14,13 +14,13 @@ from pathlib import Path
 
 import pandas as pd
 
-from ablations import store
 from ablations.config import STREAM_DATASETS
 from ablations.experiments import EXPERIMENTS
 from ablations.profiles import PAPER_CHOICES, PROFILES
 from ablations.report import claims, figures, tables
 from ablations.report.recipes import recipe_runs
 from ablations.report.tables import Section, markdown_table
+from ablations.results import collect
 
 PAPER = "paper"
 # The degradation experiment is CIFAR-10's; a profile with runs on several datasets is shown
@@ -104,15 +104,15 @@ def load_replicates(results: Path) -> dict[str, tuple[pd.DataFrame, pd.DataFrame
     """results/replicates/<name>/, each a results folder of its own (`ablate run --results`):
     its runs and responses, by name."""
     found = {}
-    for folder in sorted((results / store.REPLICATES_DIR).glob("*")):
-        if (folder / store.RUNS_FILE).exists():
-            runs, _, responses = store.load(folder)
+    for folder in sorted((results / collect.REPLICATES_DIR).glob("*")):
+        if (folder / collect.RUNS_FILE).exists():
+            runs, _, responses = collect.load(folder)
             found[folder.name] = (runs, responses)
     return found
 
 
 def load_profiles(results: Path) -> list[ProfileResults]:
-    runs, curves, responses = store.load(results)
+    runs, curves, responses = collect.load(results)
     replicates = load_replicates(results)
     # Recipe runs have a section of their own; streamed runs (ImageNet, large ImageFolder trees)
     # have no test split, and ImageNet's have their own section.

@@ -4,7 +4,7 @@
 # you may not use this file except in compliance with the License. A copy is in LICENSE-timm
 # next to this file, and at http://www.apache.org/licenses/LICENSE-2.0. Distributed on an "AS
 # IS" BASIS, WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
-# Changes: none below this header (ablations.runners.throughput.reference runs it as a script).
+# Changes: none below this header (ablations.measure.throughput.reference runs it as a script).
 #!/usr/bin/env python3
 """ Model Benchmark Script
 

@@ -1,0 +1,389 @@
+"""Training and evaluation batches streamed from an `ImageIndex`: decoded on the fly, never held
+in memory whole (ImageNet-size data; the in-memory `TrainStream` stays for CIFAR-size sets).
+
+`ImageStream.batches(start)` yields (x, y) on the device, as `TrainStream` does, and batch `i` is
+a pure function of (seed, i): the epoch's order is a permutation seeded by (seed, epoch), and each
+sample's crop and flip come from a generator seeded by (seed, epoch, position in the epoch), so a
+run resumed at iteration k skips to that position and sees the uninterrupted stream's batches.
+
+Two decode paths, one contract:
+- "cpu": DataLoader workers read, decode (`torchvision.io.decode_jpeg`, PIL for other formats)
+  and crop each image; uint8 batches travel through pinned memory to the device.
+- "gpu": workers only read bytes; the batch is decoded at once by `decode_jpeg(list, device=...)`
+  (nvJPEG on CUDA) and cropped there. On a CPU device the same code decodes on the CPU, which is
+  how the tests cover it.
+Both paths draw the same crops from the same seeds (tested equal on the CPU); on CUDA, nvJPEG's
+pixels differ slightly from libjpeg's, so the two paths' batches are close, not identical, while
+each path alone is reproducible. Colour noise and normalisation run on the device in batch.
+`Prefetcher` moves the next batch to the GPU on a side stream while the current one trains (a
+plain iterator on the CPU).
+"""
+
+from __future__ import annotations
+
+import io
+import warnings
+from collections.abc import Iterable, Iterator
+from typing import Any, Literal, overload
+
+import numpy as np
+import torch
+from PIL import Image
+from torch import Tensor
+from torch.utils.data import DataLoader, Dataset
+
+from ablations.cluster import distributed
+from ablations.data.arrays import DataError
+from ablations.data.loader import Normalizer, Views, share
+from ablations.imagenet.augment import (
+    IMAGENET_MEAN,
+    IMAGENET_STD,
+    Recipe,
+    eval_center,
+    lighting,
+    multi_scale,
+    ten_crop,
+    train_sample,
+)
+from ablations.imagenet.index import ImageIndex
+from ablations.results import provenance
+
+Decode = Literal["cpu", "gpu"]
+_ORDER, _AUGMENT, _LIGHT = 1, 2, 3  # independent random streams derived from one seed
+_JPEG_MAGIC = b"\xff\xd8"
+# torchvision 0.29 deprecates its decoders in favour of torchcodec, warning on every call (once per
+# image, in every worker); they still work, and moving to torchcodec is a separate change.
+warnings.filterwarnings(
+    "ignore", message="The image decoding and encoding capabilities of TorchVision",
+    category=DeprecationWarning,
+)  # fmt: skip
+
+
+def mix(*seeds: int) -> int:
+    """A fixed, collision-poor mix of small non-negative integers into one seed."""
+    mixed = 0
+    for s in seeds:
+        mixed = (mixed * 1_000_003 + s) % (2**63 - 1)
+    return mixed
+
+
+def generator(*seeds: int) -> torch.Generator:
+    return torch.Generator().manual_seed(mix(*seeds))
+
+
+@overload
+def _decode_jpeg(data: Tensor, *, device: torch.device | str) -> Tensor: ...
+@overload
+def _decode_jpeg(data: list[Tensor], *, device: torch.device | str) -> list[Tensor]: ...
+def _decode_jpeg(
+    data: Tensor | list[Tensor], *, device: torch.device | str
+) -> Tensor | list[Tensor]:
+    from torchvision.io import ImageReadMode, decode_jpeg  # on first use: seconds to import
+
+    if isinstance(data, list) and torch.device(device).type == "cpu":
+        # A list is one batched nvJPEG call on CUDA; on the CPU torchvision loops over it
+        # anyway, and before 0.20 takes no list there.
+        return [decode_jpeg(d, mode=ImageReadMode.RGB, device=device) for d in data]
+    return decode_jpeg(data, mode=ImageReadMode.RGB, device=device)
+
+
+def decode(raw: bytes, *, device: torch.device | str = "cpu") -> Tensor:
+    """uint8 RGB CHW: JPEGs by torchvision's decoder, anything else by PIL (on the CPU)."""
+    if raw[:2] == _JPEG_MAGIC:
+        data = torch.frombuffer(bytearray(raw), dtype=torch.uint8)
+        return _decode_jpeg(data, device=device)
+    with Image.open(io.BytesIO(raw)) as image:
+        pixels = np.asarray(image.convert("RGB"), dtype=np.uint8)
+    return torch.from_numpy(pixels.copy()).permute(2, 0, 1).to(device)
+
+
+def decode_batch(raws: list[bytes], *, device: torch.device) -> list[Tensor]:
+    """Many images decoded at once: JPEGs in one `decode_jpeg` call on `device` (batched nvJPEG
+    on CUDA), the rest one by one. Where the batched call refuses a file (nvJPEG takes no CMYK
+    JPEG, of which ImageNet's train split holds a few), that batch's JPEGs are decoded one by
+    one on the CPU, as the CPU path decodes them, instead of stopping the run."""
+    jpegs = [i for i, r in enumerate(raws) if r[:2] == _JPEG_MAGIC]
+    out: list[Tensor | None] = [None] * len(raws)
+    if jpegs:
+        data = [torch.frombuffer(bytearray(raws[i]), dtype=torch.uint8) for i in jpegs]
+        try:
+            images = _decode_on_device(data, device)
+        except RuntimeError:
+            images = [decode(raws[i]).to(device) for i in jpegs]
+        for i, image in zip(jpegs, images, strict=True):
+            out[i] = image
+    for i, r in enumerate(raws):
+        if out[i] is None:
+            out[i] = decode(r).to(device)
+    return [t for t in out if t is not None]
+
+
+_DECODE_STREAMS: dict[torch.device, torch.cuda.Stream] = {}
+
+
+def _decode_on_device(data: list[Tensor], device: torch.device) -> list[Tensor]:
+    """`_decode_jpeg` on a stream of its own on CUDA. torchvision allocates the outputs on the
+    current stream but nvJPEG writes them on a private one that does not wait for it, so with
+    the training step queued on the current stream a freed block could be written while a
+    queued kernel still reads it (pytorch/vision#9606). The decode stream has no work of its
+    own, and each output is marked as used by the current stream before it is handed over."""
+    if device.type != "cuda":
+        return _decode_jpeg(data, device=device)
+    current = torch.cuda.current_stream(device)
+    if device not in _DECODE_STREAMS:
+        _DECODE_STREAMS[device] = torch.cuda.Stream(device=device)
+    stream = _DECODE_STREAMS[device]
+    with torch.cuda.stream(stream):
+        images = _decode_jpeg(data, device=device)
+    current.wait_stream(stream)
+    for image in images:
+        image.record_stream(current)
+    return images
+
+
+class _Samples(Dataset[Any]):
+    """Items are (index, sample seed) pairs; "cpu" returns the augmented crop, "gpu" the bytes."""
+
+    def __init__(self, index: ImageIndex, recipe: Recipe, *, mode: str) -> None:
+        self.read, self.labels = index.reader, index.labels  # numpy only: see `reader`
+        self.recipe, self.mode = recipe, mode
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def __getitem__(self, item: tuple[int, int]) -> tuple[Any, int]:
+        i, seed = item
+        raw = self.read(i)
+        label = int(self.labels[i])
+        if self.mode == "bytes":
+            return raw, label
+        image = decode(raw)
+        if self.mode == "center":
+            return eval_center(image, self.recipe), label
+        if self.mode == "ten-crop":
+            return ten_crop(image, self.recipe), label
+        if self.mode == "multi-scale":
+            return multi_scale(image, self.recipe), label
+        return train_sample(image, self.recipe, g=generator(seed)), label
+
+
+def _collate(batch: list[tuple[Any, int]]) -> tuple[Any, Tensor]:
+    images, labels = zip(*batch, strict=True)
+    y = torch.tensor(labels, dtype=torch.int64)
+    if isinstance(images[0], bytes | list):  # gpu decode's bytes; multi-scale's views per image
+        return list(images), y
+    return torch.stack(images), y
+
+
+class Prefetcher:
+    """Moves each batch to `device` one step ahead, on a side CUDA stream (copies overlap the
+    current step); on the CPU it is the plain iterator."""
+
+    def __init__(self, batches: Iterable[tuple[Any, Tensor]], device: torch.device) -> None:
+        self.batches, self.device = batches, device
+
+    def __iter__(self) -> Iterator[tuple[Any, Tensor]]:
+        if self.device.type != "cuda":
+            yield from ((_to(x, self.device), y.to(self.device)) for x, y in self.batches)
+            return
+        stream = torch.cuda.Stream(device=self.device)
+        pending: tuple[Any, Tensor] | None = None
+        for x, y in self.batches:
+            with torch.cuda.stream(stream):
+                ready = (_to(x, self.device), y.to(self.device, non_blocking=True))
+            if pending is not None:
+                yield pending
+            torch.cuda.current_stream(self.device).wait_stream(stream)
+            for t in _tensors(ready):  # used on the current stream: keep them from reuse
+                t.record_stream(torch.cuda.current_stream(self.device))
+            pending = ready
+        if pending is not None:
+            yield pending
+
+
+def _tensors(batch: Any) -> list[Tensor]:
+    """Every tensor of a batch: (x, y), x a tensor, (multi-scale) lists of view tensors per
+    image, or (gpu decode) bytes."""
+    if isinstance(batch, Tensor):
+        return [batch]
+    if isinstance(batch, list | tuple):
+        return [t for part in batch for t in _tensors(part)]
+    return []
+
+
+def _to(x: Any, device: torch.device) -> Any:
+    if isinstance(x, list) and x and not isinstance(x[0], bytes):  # multi-scale views
+        return [_to(v, device) for v in x]
+    return x.to(device, non_blocking=True) if isinstance(x, Tensor) else x
+
+
+def _by_shape(images: list[list[Tensor]], y: Tensor) -> Iterator[tuple[list[Tensor], Tensor]]:
+    """Multi-scale batches: the images whose views have equal shapes (most photos share a few
+    sizes) stacked image-major, one tensor per scale, with their labels."""
+    groups: dict[tuple[torch.Size, ...], list[int]] = {}
+    for i, views in enumerate(images):
+        groups.setdefault(tuple(v.shape for v in views), []).append(i)
+    for members in groups.values():
+        scales = zip(*(images[i] for i in members), strict=True)
+        yield [torch.cat(views) for views in scales], y[members]
+
+
+class ImageStream:
+    """The training batches of a run over `index`, on `device` (the `TrainStream` contract:
+    `batches(start)` without end, `steps_per_epoch`, the last partial batch dropped)."""
+
+    def __init__(
+        self,
+        index: ImageIndex,
+        *,
+        recipe: Recipe,
+        batch_size: int,
+        seed: int,
+        device: torch.device,
+        normalizer: Normalizer,
+        decode: Decode = "cpu",
+        workers: int | None = None,
+        channels_last: bool = False,
+    ) -> None:
+        if not 0 < batch_size <= len(index):
+            raise DataError(f"batch size {batch_size} must be in 1..{len(index)} images")
+        self.index, self.recipe, self.seed = index, recipe, seed
+        self.batch_size, self.device, self.decode = batch_size, device, decode
+        self.workers = provenance.available_cores() if workers is None else workers
+        self.normalizer = normalizer.to(device)
+        self.channels_last = channels_last
+        self.steps_per_epoch = len(index) // batch_size
+        # Under torchrun each rank reads and decodes only its contiguous slice of the global
+        # batch (the slice `distributed.shard` would cut), with the same seeds per image.
+        world = distributed.world_size()
+        if batch_size % world:
+            raise DataError(f"batch size {batch_size} does not split over {world} processes")
+        self.rows = slice(distributed.rank() * (batch_size // world),
+                          (distributed.rank() + 1) * (batch_size // world))  # fmt: skip
+
+    def order(self, epoch: int) -> Tensor:
+        """The epoch's permutation: a pure function of (seed, epoch)."""
+        return torch.randperm(len(self.index), generator=generator(self.seed, _ORDER, epoch))
+
+    def sample_seeds(self, start: int) -> Iterator[list[tuple[int, int]]]:
+        """Batches of (image index, sample seed) from iteration `start` on."""
+        epoch, step = divmod(start, self.steps_per_epoch)
+        while True:
+            order = self.order(epoch).tolist()
+            for s in range(step, self.steps_per_epoch):
+                lo = s * self.batch_size
+                yield [
+                    (order[p], mix(self.seed, _AUGMENT, epoch, p))
+                    for p in range(lo, lo + self.batch_size)
+                ][self.rows]
+            epoch, step = epoch + 1, 0
+
+    def _loader(self, start: int) -> DataLoader[Any]:
+        mode = "bytes" if self.decode == "gpu" else "train"
+        return DataLoader(
+            _Samples(self.index, self.recipe, mode=mode),
+            batch_sampler=_Batches(self.sample_seeds(start)),
+            collate_fn=_collate,
+            num_workers=self.workers,
+            pin_memory=self.device.type == "cuda" and mode == "train",
+            persistent_workers=self.workers > 0,
+            prefetch_factor=4 if self.workers > 0 else None,
+        )
+
+    def uint8_batches(self, start: int = 0) -> Iterator[tuple[Tensor, Tensor]]:
+        """Augmented uint8 batches (before colour noise and normalisation) on the device."""
+        seeds = self.sample_seeds(start)
+        for raw, y in Prefetcher(self._loader(start), self.device):
+            if self.decode == "gpu":
+                images = decode_batch(raw, device=self.device)
+                batch_seeds = [s for _, s in next(seeds)]
+                raw = torch.stack(
+                    [
+                        train_sample(im, self.recipe, g=generator(s))
+                        for im, s in zip(images, batch_seeds, strict=True)
+                    ]
+                )
+            yield raw, y
+
+    def batches(self, start: int = 0) -> Iterator[tuple[Tensor, Tensor]]:
+        """Batches `start`, `start + 1`, ...: float, colour-noised and normalised, on the device
+        (under torchrun, this rank's shard of each)."""
+        for iteration, (x, y) in enumerate(self.uint8_batches(start), start=start):
+            out = x.float() / 255
+            out = lighting(out, std=self.recipe.lighting, g=generator(self.seed, _LIGHT, iteration),
+                           rows=self.rows, batch=self.batch_size)  # fmt: skip
+            out = (out - self.normalizer.mean) / self.normalizer.std
+            if self.channels_last:
+                out = out.contiguous(memory_format=torch.channels_last)
+            yield out, y
+
+
+class _Batches:
+    def __init__(self, batches: Iterator[list[tuple[int, int]]]) -> None:
+        self._batches = batches
+
+    def __iter__(self) -> Iterator[list[tuple[int, int]]]:
+        return self._batches
+
+
+def eval_batches(
+    index: ImageIndex,
+    *,
+    recipe: Recipe,
+    crops: str,
+    batch_size: int,
+    device: torch.device,
+    normalizer: Normalizer,
+    workers: int | None = None,
+    part: tuple[int, int] = (0, 1),
+) -> Iterator[tuple[Views, Tensor]]:
+    """Every image of share `part` (rank, world; default: all) once, in index order: "center"
+    gives (B, 3, 224, 224), "ten-crop" gives (B * 10, 3, 224, 224), image-major (the logits'
+    views are averaged by `evaluation.view_average`), "multi-scale" a list of (G * 2, 3, H_s,
+    W_s), one per scale, for each group of G images of one size among half of `batch_size`
+    images (its largest forward then holds about a 10-crop batch's pixels: 2 x 640 x 853 per
+    4:3 image against 10 x 224 x 224), normalised by the per-channel mean (a per-pixel mean is
+    224 x 224: it fits no other size)."""
+    n_workers = provenance.available_cores() if workers is None else workers
+    mine = share(len(index), part)
+    step = max(1, batch_size // 2) if crops == "multi-scale" else batch_size
+    loader = DataLoader(
+        _Samples(index, recipe, mode=crops),
+        batch_sampler=[[(i, 0) for i in range(lo, min(lo + step, mine.stop))]
+                       for lo in range(mine.start, mine.stop, step)],
+        collate_fn=_collate,
+        num_workers=n_workers,
+        pin_memory=device.type == "cuda",
+    )  # fmt: skip
+    norm = normalizer.to(device)
+    if crops == "multi-scale":
+        mean = norm.mean.mean(dim=(1, 2), keepdim=True)
+        for images, y in Prefetcher(loader, device):
+            for views, labels in _by_shape(images, y):
+                yield [(v.float() / 255 - mean) / norm.std for v in views], labels
+        return
+    for x, y in Prefetcher(loader, device):
+        x = x.flatten(0, 1) if x.dim() == 5 else x
+        yield (x.float() / 255 - norm.mean) / norm.std, y
+
+
+def fit_normalizer(
+    index: ImageIndex, recipe: Recipe, *, n: int, seed: int, workers: int | None = None
+) -> Normalizer:
+    """The recipe's normalisation: ImageNet's mean/std, or (the paper) the per-pixel mean of
+    `n` training images drawn with `seed`, each resized and centre-cropped as for evaluation;
+    decoded by workers and summed batch by batch (10,000 crops would be 1.5 GB held at once)."""
+    if recipe.normalize == "fixed":
+        return Normalizer.fixed(IMAGENET_MEAN, IMAGENET_STD)
+    chosen = torch.randperm(len(index), generator=generator(seed, 4))[:n].tolist()
+    loader = DataLoader(
+        _Samples(index, recipe, mode="center"),
+        batch_sampler=[[(i, 0) for i in chosen[lo : lo + 64]] for lo in range(0, len(chosen), 64)],
+        collate_fn=_collate,
+        num_workers=provenance.available_cores() if workers is None else workers,
+    )
+    total = torch.zeros(3, recipe.crop, recipe.crop, dtype=torch.float64)
+    for x, _ in loader:
+        total += x.double().sum(dim=0)
+    mean = total / (255 * len(chosen))
+    return Normalizer(mean=mean.float(), std=torch.ones(3, 1, 1), kind="pixel-mean")

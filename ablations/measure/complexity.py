@@ -1,0 +1,197 @@
+"""Complexity runner: parameters and multiply-accumulates of a variant, measured, not derived.
+
+`macs` is fvcore's count, which counts one multiply-add as one "flop": convolutions and linear
+layers only (the convention of the paper's Table 1 and of torchvision's published GFLOPS), at the
+variant's `input_size`, batch 1. BatchNorm, ReLU, pooling and the shortcut additions are not
+counted; they are listed per variant in `uncounted_ops` so the convention is visible in the data.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import warnings
+from collections.abc import Iterable, Iterator, Sequence
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from pathlib import Path
+from typing import Any, cast
+
+import pandas as pd
+import torch
+from torch import nn
+
+from ablations.models import ResNet, resnet
+from ablations.progress import progress
+from ablations.registry import Variant, get_variant
+from ablations.results import provenance
+from ablations.results.table import Schema, read_table, upsert
+
+# fvcore.nn scripts a loss function when imported, which torch >= 2.10 warns about.
+with warnings.catch_warnings():
+    warnings.simplefilter("ignore", FutureWarning)
+    from fvcore.nn import FlopCountAnalysis
+    from fvcore.nn.jit_handles import (
+        addmm_flop_jit,
+        conv_flop_jit,
+        linear_flop_jit,
+        matmul_flop_jit,
+    )
+
+COUNTED_OPS = {
+    "aten::_convolution": conv_flop_jit,
+    "aten::addmm": addmm_flop_jit,
+    "aten::linear": linear_flop_jit,
+    "aten::matmul": matmul_flop_jit,
+    "aten::mm": matmul_flop_jit,
+}
+COMPLEXITY_FILE = "complexity.csv"
+MACS_CONVENTION = (
+    "macs = fvcore count (1 multiply-add = 1), conv + linear layers, batch 1 at input_size"
+)
+
+
+def uninitialised(variant: Variant) -> ResNet:
+    """The model with uninitialised CPU storage: counting needs shapes, not He init, and
+    skipping init makes the 19M-parameter resnet1202 ten times faster to build."""
+    with torch.device("meta"):
+        model = ResNet(variant)
+    return model.to_empty(device="cpu").eval()
+
+
+def count_params(model: nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters())
+
+
+def count_macs(model: nn.Module, *, input_size: int, in_channels: int = 3) -> tuple[int, list[str]]:
+    """fvcore's conv + linear count at batch 1; also the names of the ops it did not count."""
+    x = torch.zeros(1, in_channels, input_size, input_size)
+    analysis = FlopCountAnalysis(model, x).clear_op_handles().set_op_handle(**COUNTED_OPS)
+    analysis.unsupported_ops_warnings(False).uncalled_modules_warnings(False)
+    with warnings.catch_warnings(), torch.no_grad():
+        warnings.simplefilter("ignore")  # the tracer's notes on Python control flow
+        total = int(analysis.total())
+    uncounted = sorted(op.removeprefix("aten::").rstrip("_") for op in analysis.unsupported_ops())
+    return total, sorted(set(uncounted))
+
+
+def model_cost(model: ResNet, *, input_size: int) -> dict[str, int]:
+    """A trained model's params (all, and those its run trained) and the MACs per image of its
+    variant at `input_size` (counted on an uninitialised twin, not on the trained weights)."""
+    variant = model.variant
+    macs, _ = count_macs(uninitialised(variant), input_size=input_size,
+                         in_channels=variant.in_channels)  # fmt: skip
+    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    return {"params": count_params(model), "trainable_params": trainable, "macs": macs}
+
+
+def code_version() -> str:
+    """Version of the code a count depends on: the model builder and the counting functions
+    (not the rest of this module, whose edits do not change a count)."""
+    return provenance.source_hash(resnet, uninitialised, count_params, count_macs)
+
+
+SCHEMA = Schema(
+    name="complexity",
+    columns={
+        "name": "str", "family": "str", "depth": "int", "block": "str", "residual": "bool",
+        "shortcut": "str", "stem": "str", "width": "int", "stage_blocks": "str",
+        "stride_at": "str", "input_size": "int", "in_channels": "int", "num_classes": "int",
+        "params": "int", "macs": "int", "uncounted_ops": "str",
+        "fingerprint": "str", "code_version": "str", "fvcore": "str", "torch": "str",
+        "machine": "str", "git_commit": "str", "created_at": "str", "cpu_flags": "str",
+        "machine_id": "str",
+    },
+    key=("name",),
+    added=provenance.MACHINE_HASHES_ADDED,
+)  # fmt: skip
+# A stored row is reused only if it was computed for the same architecture by the same code.
+REUSE_KEY = ("name", "fingerprint", "code_version", "fvcore")
+
+
+def complexity_row(variant: Variant) -> dict[str, Any]:
+    model = uninitialised(variant)
+    macs, uncounted = count_macs(
+        model, input_size=variant.input_size, in_channels=variant.in_channels
+    )
+    environment = provenance.environment()
+    return {
+        **variant.axes(),
+        "params": count_params(model),
+        "macs": macs,
+        "uncounted_ops": " ".join(uncounted),
+        "fingerprint": variant.fingerprint(),
+        "code_version": code_version(),
+        **{k: environment[k] for k in ("fvcore", "torch", "machine", "git_commit", "created_at",
+                                       *provenance.MACHINE_HASHES)},
+    }  # fmt: skip
+
+
+def _resolve(variants: Iterable[str | Variant]) -> list[Variant]:
+    return [get_variant(v) if isinstance(v, str) else v for v in variants]
+
+
+def reusable(variants: Sequence[Variant], stored: pd.DataFrame) -> dict[str, dict[str, Any]]:
+    """Stored rows computed for the same architecture by the same code and fvcore, by name."""
+    current = {"code_version": code_version(), "fvcore": provenance.package_version("fvcore")}
+    fingerprints = {v.name: v.fingerprint() for v in variants}
+    records = cast(list[dict[str, Any]], stored.to_dict("records"))
+    return {
+        row["name"]: row
+        for row in records
+        if fingerprints.get(row["name"]) == row["fingerprint"]
+        and all(row[k] == value for k, value in current.items())
+    }
+
+
+def measure(
+    variants: Iterable[str | Variant], *, stored: pd.DataFrame | None = None
+) -> pd.DataFrame:
+    """One row per variant: its axes, `params` and `macs` (see module docstring). Rows of
+    `stored` computed for the same architecture by the same code are reused, not recomputed."""
+    resolved = _resolve(variants)
+    reuse = reusable(resolved, stored) if stored is not None else {}
+    todo = [v for v in resolved if v.name not in reuse]
+    fresh = {v.name: complexity_row(v) for v in progress(todo, desc="complexity", label=_name)}
+    return SCHEMA.validate(pd.DataFrame([reuse.get(v.name) or fresh[v.name] for v in resolved]))
+
+
+def update(
+    path: str | Path, variants: Iterable[str | Variant], *, rerun: bool = False
+) -> pd.DataFrame:
+    """Bring the table at `path` up to date for `variants`: compute what is missing or stale,
+    saving each row as it is done, so an interrupted run resumes where it stopped."""
+    resolved = _resolve(variants)
+    stored = read_table(path, SCHEMA)
+    reuse = {} if rerun else reusable(resolved, stored)
+    todo = [v for v in resolved if v.name not in reuse]
+    for row in _rows(todo):
+        stored = upsert(path, pd.DataFrame([row]), SCHEMA)
+    return stored
+
+
+POOL_MIN_VARIANTS = 16  # below this, starting worker processes costs more than it saves
+
+
+def _rows(todo: list[Variant]) -> Iterator[dict[str, Any]]:
+    """complexity_row of each variant, in order of completion, shown as progress. Many variants
+    are counted in one worker process per core: tracing is single-threaded Python, and the
+    whole registry took 77 s in one process on 2 cores."""
+    workers = min(provenance.available_cores(), len(todo))
+    if workers < 2 or len(todo) < POOL_MIN_VARIANTS:
+        yield from map(complexity_row, progress(todo, desc="complexity", label=_name))
+        return
+    # The deepest first, so that no worker is left with a 1202-layer net at the end. Spawned,
+    # not forked: a fork of a process whose OpenMP pool has started can hang.
+    order = sorted(todo, key=lambda v: -sum(v.stage_blocks))
+    context = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(workers, mp_context=context, initializer=_one_thread) as pool:
+        finished = as_completed([pool.submit(complexity_row, v) for v in order])
+        for _ in progress(order, desc="complexity", label=_name):  # a row as each one ends
+            yield next(finished).result()
+
+
+def _one_thread() -> None:
+    torch.set_num_threads(1)  # one worker per core
+
+
+def _name(variant: Variant) -> str:
+    return variant.name

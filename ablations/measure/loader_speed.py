@@ -1,0 +1,86 @@
+"""The streaming loader alone, in images/s: no model, just `ImageStream.batches` on the device
+(decode, crop, colour noise, normalise, copy), for each decode path, worker count and batch size.
+
+Rows are tidy (one per setting), with the machine's columns from
+`ablations.results.provenance.environment`.
+`ablate loader-speed` (ablations/cli) is its command line.
+"""
+
+from __future__ import annotations
+
+import csv
+import os
+import time
+from collections.abc import Sequence
+from typing import TextIO
+
+import torch
+
+from ablations.data.loader import Normalizer
+from ablations.imagenet.augment import IMAGENET_MEAN, IMAGENET_STD, RECIPES
+from ablations.imagenet.index import build_index
+from ablations.imagenet.streaming import ImageStream
+from ablations.results import provenance
+
+PATHS = {"cpu-decode": "cpu", "gpu-decode": "gpu"}
+Row = dict[str, str | int | float]
+
+
+def loader_speed(
+    data: str | os.PathLike[str] | None,
+    *,
+    paths: Sequence[str] = ("cpu-decode", "gpu-decode"),
+    workers: Sequence[int] | None = None,
+    batch_sizes: Sequence[int] = (256,),
+    batches: int = 50,
+    warmup: int = 5,
+    recipe: str = "imagenet-torchvision",
+    split: str = "train",
+    device: torch.device | None = None,
+    seed: int = 0,
+) -> list[Row]:
+    """images/s of the training stream per (path, workers, batch), timed over `batches` batches
+    after `warmup` (worker start-up and the first decode excluded); one row each."""
+    dev = device or torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    index = build_index(split, data)
+    normalizer = Normalizer.fixed(IMAGENET_MEAN, IMAGENET_STD)
+    machine = provenance.environment(dev)
+    rows: list[Row] = []
+    for path in paths:
+        for n_workers in workers if workers is not None else (provenance.available_cores(),):
+            for batch in batch_sizes:
+                stream = ImageStream(
+                    index, recipe=RECIPES[recipe], batch_size=batch, seed=seed, device=dev,
+                    normalizer=normalizer, decode=PATHS[path], workers=n_workers,  # type: ignore[arg-type]
+                )  # fmt: skip
+                seconds = _time(stream, warmup=warmup, batches=batches, device=dev)
+                rows.append({
+                    "path": path, "workers": n_workers, "batch": batch, "recipe": recipe,
+                    "images": batch * batches, "seconds": round(seconds, 4),
+                    "images_per_s": round(batch * batches / seconds, 1),
+                    "dataset": index.describe()["source"], "n_images": len(index), **machine,
+                })  # fmt: skip
+    return rows
+
+
+def _time(stream: ImageStream, *, warmup: int, batches: int, device: torch.device) -> float:
+    it = stream.batches(0)
+    for _ in range(warmup):
+        next(it)
+    _sync(device)
+    start = time.perf_counter()
+    for _ in range(batches):
+        next(it)
+    _sync(device)
+    return time.perf_counter() - start
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def write_csv(rows: list[Row], handle: TextIO) -> None:
+    writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
+    writer.writeheader()
+    writer.writerows(rows)

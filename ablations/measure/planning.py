@@ -1,0 +1,129 @@
+"""The tables that plan training on a machine: each run's training img/s by step kind
+(`ablate plan --measure`), the planned set's projected time, and several runs at once
+(`ablate runs-at-once`). The commands that write them and the report that reads them share this
+module, so neither spells a file name or a column the other does not. It imports no torch.
+
+Each table keeps every measurement (one row per net or setting and measurement, `created_at` in
+its key): measuring again on another machine or commit adds rows beside the old ones, and the
+report shows the newest of each machine.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any
+
+import pandas as pd
+
+from ablations.results.table import Schema
+
+if TYPE_CHECKING:
+    from ablations.config import TrainConfig
+
+STEP_SPEED_FILE = "step_speed.csv"
+PROJECTION_FILE = "projection.json"
+RUNS_AT_ONCE_FILE = "runs_at_once.csv"
+
+STEP_SPEED = Schema(
+    name="step speed",
+    columns={
+        "variant": "str", "requested_step": "str", "step": "str", "step_note": "str",
+        "iterations": "int",
+        "batch_size": "int", "seconds": "float", "ms_per_step": "float",
+        "images_per_s": "float", "eval_split": "str", "eval_s": "float",
+        "checkpoint_bytes": "int", "precision": "str", "channels_last": "bool", "machine": "str",
+        "torch": "str", "git_commit": "str", "created_at": "str",
+    },
+    key=("machine", "variant", "requested_step", "created_at"),
+    fix="`ablate plan --measure` writes it; move it aside and measure again",
+)  # fmt: skip
+RUNS_AT_ONCE = Schema(
+    name="runs at once",
+    columns={
+        "method": "str", "mps": "bool", "jobs": "int", "variant": "str", "step": "str",
+        "precision": "str", "channels_last": "bool", "batch_size": "int", "iterations": "int",
+        "seconds": "float", "images_per_s": "float", "machine": "str", "torch": "str",
+        "git_commit": "str", "created_at": "str",
+    },
+    key=("machine", "method", "mps", "jobs", "created_at"),
+    fix="`ablate runs-at-once` writes it; move it aside and measure again",
+)  # fmt: skip
+
+# What makes two runs train at the same speed: the seed does not.
+SHAPE = ("variant", "batch_size", "precision", "channels_last")
+
+
+def shape(config: TrainConfig | Mapping[str, Any]) -> tuple[Any, ...]:
+    """The columns of SHAPE for a config or a row of STEP_SPEED."""
+    if isinstance(config, Mapping):
+        return tuple(config[column] for column in SHAPE)
+    return tuple(getattr(config, column) for column in SHAPE)
+
+
+def run_seconds(config: TrainConfig, row: Mapping[str, Any], steps_per_epoch: int) -> float:
+    """Wall time of `config` at its full budget from a STEP_SPEED row: its steps, and its
+    evaluations (every interval's, and the final test pass, counted twice the size)."""
+    iterations, _, eval_every = config.schedule(steps_per_epoch)
+    evals = -(-iterations // eval_every) + 2
+    return float(iterations * row["ms_per_step"] / 1e3 + evals * row["eval_s"])
+
+
+def project(
+    rows: pd.DataFrame, configs: Sequence[TrainConfig], steps_per_epoch: Mapping[str, int]
+) -> dict[str, Any]:
+    """Wall time of every config at its full budget, by step kind, from the measured rows
+    (`steps_per_epoch` by run id). A config with no row of a step kind, or no epoch length, is
+    named in `STEP_unmeasured` (by variant) and counted in no total."""
+    out: dict[str, Any] = {"runs": len(configs)}
+    for step, table in rows.groupby("step"):
+        newest = {shape(r): r for r in table.sort_values("created_at").to_dict("records")}
+        seconds = {c.run_id: run_seconds(c, newest[shape(c)], steps_per_epoch[c.run_id])
+                   for c in configs
+                   if shape(c) in newest and c.run_id in steps_per_epoch}  # fmt: skip
+        out[f"{step}_seconds"] = seconds
+        out[f"{step}_total_minutes"] = sum(seconds.values()) / 60
+        unmeasured = [c.variant for c in configs if c.run_id not in seconds]
+        if unmeasured:
+            out[f"{step}_unmeasured"] = list(dict.fromkeys(unmeasured))
+    return out
+
+
+def best_runs_at_once(table: pd.DataFrame, machine: str) -> tuple[int, float]:
+    """The number of runs at once as streams (`ablate run --jobs K`) of the highest combined
+    img/s measured on `machine`, where it beats one run alone by 10%; with that combined rate
+    over one run's. (1, 1.0) where nothing was measured."""
+    mine = table[(table["method"] == "streams") & (table["machine"] == machine)]
+    rates = mine.sort_values("created_at").groupby("jobs")["images_per_s"].last()
+    if 1 not in rates.index:
+        return 1, 1.0
+    best = int(rates.idxmax())
+    speedup = float(rates[best] / rates[1])
+    return (best, speedup) if speedup >= 1.1 else (1, 1.0)
+
+
+def describe(projection: Mapping[str, Any], *, missing: set[str]) -> list[str]:
+    """Lines for the terminal: each step kind's projected total, one run at a time and with
+    the best number at once, and the part still to train (`missing`: run ids)."""
+    lines = []
+    jobs, speedup = projection.get("runs_at_once", 1), projection.get("combined_speedup", 1.0)
+    for key, minutes in projection.items():
+        if not key.endswith("_total_minutes"):
+            continue
+        step = key.removesuffix("_total_minutes")
+        seconds: dict[str, float] = projection[f"{step}_seconds"]
+        left = sum(s for run, s in seconds.items() if run in missing)
+        at_once = f", {span(60 * minutes / speedup)} {jobs} at once" if jobs > 1 else ""
+        unmeasured = projection.get(f"{step}_unmeasured", [])
+        lines.append(
+            f"{step} step: {span(60 * minutes)} for {len(seconds)} run(s) one at a time"
+            f"{at_once}; {span(left)} of it still to train"
+            + (f"; not measured: {', '.join(unmeasured)}" if unmeasured else "")
+        )
+    return lines or ["nothing measured yet"]
+
+
+def span(seconds: float) -> str:
+    """A duration as people read it: 42 s, 3.5 min, 2.1 h."""
+    if seconds < 60:
+        return f"{seconds:.0f} s"
+    return f"{seconds / 60:.1f} min" if seconds < 3600 else f"{seconds / 3600:.1f} h"

@@ -1,0 +1,137 @@
+"""`ablate runs-at-once`: which way of training K runs at once fills a machine best.
+
+For K copies of one net (seeds 0..K-1, the profile's precision, memory format and step), the
+combined training img/s over the same number of steps per run:
+
+- `streams`: K runs in this process, one CUDA stream each, stepped in turn: what `ablate run
+  --jobs K` does (ablations.gpu.streams);
+- `processes`: K processes (spawned), started together at a barrier: what `ablate run
+  --executor local --jobs K` does on one GPU. Without MPS a GPU runs one process's kernels at a
+  time, so the `mps` column says whether an MPS daemon served them (CUDA_MPS_PIPE_DIRECTORY
+  set, as `nvidia-cuda-mps-control -d` needs).
+
+Rows go to results/runs_at_once.csv with the machine, torch and commit, each as it is measured.
+On a CPU every method runs too (the runs take turns on the same cores): the numbers say little
+there, the code path is what such a run checks.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import tempfile
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import torch
+
+from ablations.config import TrainConfig
+from ablations.data.prepare import RunData
+from ablations.gpu import streams as cuda_streams
+from ablations.measure import planning
+from ablations.measure.step_speed import append_row, prepared, ready, synchronize
+from ablations.results import provenance
+
+METHODS = ("streams", "processes")
+
+
+def _seeded(config: TrainConfig, seed: int) -> TrainConfig:
+    return TrainConfig(**{**config.to_json(), "seed": seed})
+
+
+def streams(
+    config: TrainConfig, data: RunData, device: torch.device, *, jobs: int, iterations: int,
+    warmup: int,
+) -> tuple[float, str]:  # fmt: skip
+    """Seconds for `iterations` steps of each of `jobs` runs issued in turn on their streams,
+    and the step they took."""
+    with tempfile.TemporaryDirectory() as scratch:
+        runs = []
+        for seed in range(jobs):
+            stream = cuda_streams.stream_for(device)  # after the shared data's copy to the GPU
+            trainer, batches = ready(_seeded(config, seed), data, device, Path(scratch),
+                                     warmup=warmup, stream=stream)  # fmt: skip
+            runs.append((trainer, batches, stream))
+        synchronize(device)
+        start = time.perf_counter()
+        for i in range(1, iterations + 1):
+            for trainer, batches, stream in runs:
+                with cuda_streams.on(stream):
+                    trainer.advance(batches, until=warmup + i)
+        synchronize(device)
+        return time.perf_counter() - start, runs[0][0].step_kind
+
+
+def _process(config: dict[str, Any], data: str | None, device: str, iterations: int,
+             warmup: int, barrier: Any, results: Any) -> None:  # fmt: skip
+    """One run of the `processes` method, in its own interpreter."""
+    dev = torch.device(device)
+    run = TrainConfig.from_json(config)
+    run_data = prepared(run, data, dev)
+    with tempfile.TemporaryDirectory() as scratch:
+        trainer, batches = ready(run, run_data, dev, Path(scratch), warmup=warmup)
+        synchronize(dev)
+        barrier.wait()
+        start = time.monotonic()  # one clock for every process
+        trainer.advance(batches, until=warmup + iterations)
+        synchronize(dev)
+        results.put((start, time.monotonic(), trainer.step_kind))
+
+
+def processes(
+    config: TrainConfig, data: str | None, device: torch.device, *, jobs: int, iterations: int,
+    warmup: int,
+) -> tuple[float, str]:  # fmt: skip
+    """Seconds from the first process's start to the last one's end, `jobs` processes."""
+    context = multiprocessing.get_context("spawn")
+    barrier, results = context.Barrier(jobs), context.Queue()
+    children = [
+        context.Process(target=_process, args=(_seeded(config, seed).to_json(), data,
+                                               str(device), iterations, warmup, barrier,
+                                               results))
+        for seed in range(jobs)
+    ]  # fmt: skip
+    for child in children:
+        child.start()
+    spans = [results.get(timeout=600) for _ in children]
+    for child in children:
+        child.join()
+    return max(s[1] for s in spans) - min(s[0] for s in spans), spans[0][2]
+
+
+def measure(
+    config: TrainConfig, *, results: Path, data: str | None, device: torch.device,
+    counts: dict[str, Sequence[int]], iterations: int, warmup: int,
+    log: Callable[[str], None] = print,
+) -> list[dict[str, Any]]:  # fmt: skip
+    """Each method of `counts` at each of its K, a row appended to results/runs_at_once.csv as
+    it is measured; returns the rows."""
+    mps = device.type == "cuda" and os.environ.get("CUDA_MPS_PIPE_DIRECTORY") is not None
+    shared = prepared(config, data, device) if counts.get("streams") else None
+    rows = []
+    for method, ks in counts.items():
+        for jobs in ks:
+            if method == "streams":
+                assert shared is not None
+                seconds, step = streams(config, shared, device, jobs=jobs,
+                                        iterations=iterations, warmup=warmup)  # fmt: skip
+            else:
+                seconds, step = processes(config, data, device, jobs=jobs,
+                                          iterations=iterations, warmup=warmup)  # fmt: skip
+            images = jobs * iterations * config.batch_size
+            rows.append({
+                "method": method, "mps": mps, "jobs": jobs, "variant": config.variant,
+                "step": step, "precision": config.precision,
+                "channels_last": config.channels_last, "batch_size": config.batch_size,
+                "iterations": iterations, "seconds": seconds,
+                "images_per_s": images / seconds, "machine": provenance.device_name(device),
+                "torch": torch.__version__, "git_commit": provenance.git_commit(),
+                "created_at": pd.Timestamp.now(tz="UTC").isoformat(timespec="seconds"),
+            })  # fmt: skip
+            log(f"[runs-at-once] {method}{' (MPS)' if mps else ''} x{jobs} {config.variant}: "
+                f"{images / seconds:,.0f} img/s in all")  # fmt: skip
+            append_row(results / planning.RUNS_AT_ONCE_FILE, rows[-1])
+    return rows

@@ -1,0 +1,166 @@
+"""`ablate plan --measure`: a few timed steps of each planned run, and the set's projected time.
+
+Each distinct run (its seed aside: ablations.measure.planning.SHAPE) is timed with its own step
+(`--step auto`: one CUDA graph on a GPU) and, where that is not the eager step, with the eager
+one beside it: img/s of the training loop after a warm-up, the time of one pass over the split
+the run evaluates on, and the size of its checkpoint (what `ablate pack` has to hold). A row is
+saved as soon as it is measured, no measurement starts past the time limit, and a run this
+machine measured at this commit is not measured again, so a cut measurement continues where
+it stopped. The projection sums every planned run at its full budget (ablations.measure.planning).
+"""
+
+from __future__ import annotations
+
+import tempfile
+import time
+from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import torch
+
+from ablations import rundir
+from ablations.config import TrainConfig
+from ablations.data import load_dataset
+from ablations.data.prepare import RunData, prepare_data
+from ablations.gpu.streams import on
+from ablations.imagenet.prepare import prepare_stream_run
+from ablations.io import write_json
+from ablations.measure import planning
+from ablations.results import provenance
+from ablations.results.table import read_table
+from ablations.train.steps import set_tf32
+from ablations.train.trainer import Trainer
+
+DataFor = Callable[[TrainConfig], str | Path | None]
+WARMUP = 30  # untimed steps first: cuDNN autotuning, graph capture
+
+
+def synchronize(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def prepared(config: TrainConfig, data: str | Path | None, device: torch.device) -> RunData:
+    """The run's data, as training prepares it (streamed from an index, or decoded)."""
+    if config.stream is not None:
+        return prepare_stream_run(config, data=data, device=device)
+    dataset = load_dataset(config.dataset, data=data, resize=config.resize, crop=config.crop)
+    return prepare_data(config, dataset, device)
+
+
+def ready(
+    config: TrainConfig, data: RunData, device: torch.device, scratch: Path, *, warmup: int,
+    stream: torch.cuda.Stream | None = None,
+) -> tuple[Trainer, Iterator[Any]]:  # fmt: skip
+    """A trainer past `warmup` steps (cuDNN autotuned, graph captured), its work on `stream`,
+    and its batches: what every timing starts from."""
+    if device.type == "cuda":
+        torch.backends.cudnn.benchmark = True
+    set_tf32(config.precision)
+    with on(stream):
+        trainer = Trainer(config, data, directory=scratch / config.run_id, device=device,
+                          show_progress=False)  # fmt: skip
+        trainer.model.train()
+        batches = data.train.batches(0)
+        trainer.advance(batches, until=warmup)
+    return trainer, batches
+
+
+def measure(
+    config: TrainConfig, data: RunData, device: torch.device, *, iterations: int, warmup: int
+) -> dict[str, Any]:
+    """A STEP_SPEED row: img/s of the training loop (batches, step, sums) after `warmup`
+    steps, the time of one pass over the split the run evaluates on (the second: the first
+    autotunes), and the size of the run's checkpoint."""
+    with tempfile.TemporaryDirectory() as scratch:
+        trainer, batches = ready(config, data, device, Path(scratch), warmup=warmup)
+        synchronize(device)
+        start = time.perf_counter()
+        trainer.advance(batches, until=warmup + iterations)
+        synchronize(device)
+        seconds = time.perf_counter() - start
+        for _ in range(2):
+            start = time.perf_counter()
+            trainer.evaluate(config.eval_split)  # the eager model, as training evaluates
+            eval_s = time.perf_counter() - start
+        trainer.save_checkpoint()
+        checkpoint_bytes = rundir.checkpoint(trainer.dir).stat().st_size
+    return {
+        "variant": config.variant, "requested_step": config.step, "step": trainer.step_kind,
+        "step_note": trainer.step_note, "iterations": iterations,
+        "batch_size": config.batch_size, "seconds": seconds,
+        "ms_per_step": 1e3 * seconds / iterations,
+        "images_per_s": iterations * config.batch_size / seconds, "eval_split": config.eval_split,
+        "eval_s": eval_s, "checkpoint_bytes": checkpoint_bytes, "precision": config.precision,
+        "channels_last": config.channels_last,
+        "machine": provenance.device_name(device), "torch": torch.__version__,
+        "git_commit": provenance.git_commit(),
+        "created_at": pd.Timestamp.now(tz="UTC").isoformat(timespec="seconds"),
+    }  # fmt: skip
+
+
+def measure_plan(
+    configs: Sequence[TrainConfig], *, results: Path, data: DataFor, device: torch.device,
+    iterations: int, warmup: int = WARMUP, deadline: float | None = None,
+    log: Callable[[str], None] = print,
+) -> dict[str, Any]:  # fmt: skip
+    """Measure the runs of `configs` this machine has not measured at this commit (each row
+    saved to results/step_speed.csv as it is measured, none started past `deadline`), then
+    write and return the projection (results/projection.json)."""
+    path = results / planning.STEP_SPEED_FILE
+    rows = _measured_here(path, device)
+    done = {(*planning.shape(r), r["requested_step"]) for r in rows}
+    done |= {(*planning.shape(r), "eager") for r in rows if r["step"] == "eager"}
+    steps_per_epoch: dict[str, int] = {}
+    late = False
+    for config in configs:
+        if config.init_from is not None:
+            log(f"[measure] {config.run_id}: not measured (it starts from another run's weights)")
+            continue
+        own = dict.fromkeys((config.step, "eager"))  # its own step, and the eager one
+        todo = [] if late else [s for s in own if (*planning.shape(config), s) not in done]
+        if not todo and config.epochs is None:
+            steps_per_epoch[config.run_id] = 0  # an iteration budget needs no epoch length
+            continue
+        run_data = prepared(config, data(config), device)
+        steps_per_epoch[config.run_id] = run_data.train.steps_per_epoch
+        for requested in todo:
+            if (*planning.shape(config), requested) in done:
+                continue  # its own step was the eager one
+            if deadline is not None and time.monotonic() >= deadline:
+                log(f"[measure] stopped at the time limit, before {config.run_id} ({requested})")
+                late = True
+                break
+            timed = TrainConfig(**{**config.to_json(), "step": requested})
+            row = measure(timed, run_data, device, iterations=iterations, warmup=warmup)
+            log(f"[measure] {config.variant:>10} {row['step']:>5}: {row['images_per_s']:9,.0f} "
+                f"img/s {row['ms_per_step']:8.2f} ms/step {row['step_note']}")  # fmt: skip
+            rows.append(row)
+            append_row(path, row)
+            done |= {(*planning.shape(config), requested), (*planning.shape(config), row["step"])}
+    table = pd.DataFrame(rows, columns=list(planning.STEP_SPEED.columns))
+    projection = planning.project(table, configs, steps_per_epoch)
+    machine = provenance.device_name(device)
+    at_once = read_table(results / planning.RUNS_AT_ONCE_FILE, planning.RUNS_AT_ONCE)
+    jobs, speedup = planning.best_runs_at_once(at_once, machine)
+    projection |= {"runs_at_once": jobs, "combined_speedup": speedup, "machine": machine,
+                   "git_commit": provenance.git_commit()}  # fmt: skip
+    write_json(results / planning.PROJECTION_FILE, projection)
+    return projection
+
+
+def _measured_here(path: Path, device: torch.device) -> list[dict[str, Any]]:
+    """The rows of `path` this machine measured at this commit."""
+    table = read_table(path, planning.STEP_SPEED)
+    here = (table["machine"] == provenance.device_name(device)) & (
+        table["git_commit"] == provenance.git_commit()
+    )
+    return table[here].to_dict("records")
+
+
+def append_row(path: Path, row: dict[str, Any]) -> None:
+    """One row onto the table, as soon as it is measured (a time limit keeps what came before)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    pd.DataFrame([row]).to_csv(path, mode="a", header=not path.exists(), index=False)

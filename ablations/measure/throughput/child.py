@@ -1,0 +1,317 @@
+"""The measurement itself, run inside a fresh child interpreter (see `parent.py` for why).
+
+Protocol, per setting:
+
+1. Process: on a CPU, denormals are flushed to zero (`torch.set_flush_denormal(True)`). A freshly
+   He-initialised net produces denormal activations and gradients that a trained one does not;
+   x86 cores run those ~100x slower, so a fresh net timed without the flush can run at about
+   half the speed of the same net after a few seconds of training. Flushed, a fresh net predicts
+   the speed of a trained one.
+   Whether the flush is in effect is measured, not assumed, and recorded in `protocol`.
+   On a GPU, cuDNN autotuning is on for the fixed shapes, as in training.
+2. The first step is timed alone (`torch.compile`, cuDNN autotuning), then `warmup - 1` more.
+   A training step is the one `ablate train` takes on the device (`step`): on a GPU, replayed
+   as one CUDA graph (steps.GraphStep), captured during the warm-up; eager otherwise.
+3. Peak memory statistics are reset after warm-up, so `peak_mem_mb` covers only the timed steps
+   (not autotuning workspaces or compilation).
+4. `repeats` windows of `steps` steps, bracketed by CUDA events on a GPU or the monotonic clock
+   after a synchronisation; median and IQR over the windows.
+5. On a GPU, one more step runs under `torch.cuda.set_sync_debug_mode("warn")` and the host
+   synchronisations it makes are counted (`host_syncs_per_step`).
+6. For a compiled setting, dynamo's counters (graphs, graph breaks, frames it gave up on) are
+   recorded, and hitting the recompile limit is an error rather than a silent fall back to eager.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import time
+import warnings
+from collections.abc import Callable
+from dataclasses import asdict
+from multiprocessing.connection import Connection
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+
+from ablations.measure.throughput.peaks import datasheet
+from ablations.measure.throughput.settings import Setting, default_batch
+from ablations.models import ResNet
+from ablations.registry import REGISTRY, Variant, get_variant, register_variant
+from ablations.results import provenance
+from ablations.train.steps import GraphStep, InferStep, TrainStep, set_tf32, tf32_flags
+
+TRAIN_FLOPS_FACTOR = 3  # forward + backward (activation and weight gradients) ~ 3 forwards
+
+
+def prepare_process(device: torch.device) -> str:
+    """Process-wide settings of the protocol; returns the `protocol` column's text."""
+    if device.type == "cuda":
+        # Fixed shapes: let cuDNN pick the fastest kernels, as the training runner does.
+        torch.backends.cudnn.benchmark = True
+        return "synthetic inputs, fresh weights"
+    torch.set_flush_denormal(True)
+    return f"synthetic inputs, fresh weights, denormals {_denormal_state()}"
+
+
+def _denormal_state() -> str:
+    """'flushed' if denormal floats are really treated as zero now, else 'kept'."""
+    tiny = torch.tensor([1e-39], dtype=torch.float32)  # below float32's normal range (1.2e-38)
+    return "flushed" if float((tiny * 1.0).item()) == 0.0 else "kept"
+
+
+def _inputs(
+    setting: Setting, batch: int, device: torch.device
+) -> tuple[torch.Tensor, torch.Tensor]:
+    v = get_variant(setting.variant)
+    size = setting.input_size or v.input_size
+    x = torch.randn(batch, v.in_channels, size, size, device=device)
+    if setting.channels_last:
+        x = x.contiguous(memory_format=torch.channels_last)
+    return x, torch.randint(0, v.num_classes, (batch,), device=device)
+
+
+def make_step(setting: Setting, batch: int, device: torch.device) -> Callable[[], object]:
+    """A zero-argument callable running one step of `setting` on synthetic device inputs."""
+    set_tf32(setting.precision)
+    torch.manual_seed(0)
+    model = ResNet(get_variant(setting.variant)).to(device)
+    if setting.channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    x, y = _inputs(setting, batch, device)
+    if setting.mode == "train":
+        train = TrainStep(model.train(), device=device, precision=setting.precision,
+                          compile=setting.compile)  # fmt: skip
+        if setting.step == "graph":
+            train.cache_casts = False  # see steps.autocast
+            graph = GraphStep(train, on_fallback=_fell_back)
+            return lambda: graph(x, y)
+        return lambda: train(x, y)
+    infer = InferStep(model, device=device, precision=setting.precision, compile=setting.compile)
+    return lambda: infer(x)
+
+
+def _fell_back(note: str) -> None:
+    """A failed capture must not pass for a graph measurement: the row becomes an error."""
+    raise RuntimeError(note)
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def warm_up(step: Callable[[], object], *, warmup: int, device: torch.device) -> float:
+    """Run the first step (timed alone: compilation, autotuning) and `warmup - 1` more."""
+    start = time.perf_counter()
+    step()
+    _sync(device)
+    first = time.perf_counter() - start
+    for _ in range(warmup - 1):
+        step()
+    _sync(device)
+    return first
+
+
+def timed_windows(
+    step: Callable[[], object], *, repeats: int, steps: int, device: torch.device
+) -> list[float]:
+    """Seconds per step in each of `repeats` windows of `steps` steps."""
+    times = []
+    for _ in range(repeats):
+        if device.type == "cuda":
+            begin, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+            begin.record()
+            for _ in range(steps):
+                step()
+            end.record()
+            end.synchronize()
+            times.append(begin.elapsed_time(end) / 1000 / steps)
+        else:
+            t0 = time.perf_counter()
+            for _ in range(steps):
+                step()
+            times.append((time.perf_counter() - t0) / steps)
+    return times
+
+
+def host_syncs_per_step(step: Callable[[], object], device: torch.device) -> float:
+    """Host synchronisations one step makes (CUDA's sync debug mode warns on each); NaN on a
+    CPU, where there is no device to wait for."""
+    if device.type != "cuda":
+        return math.nan
+    _sync(device)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        torch.cuda.set_sync_debug_mode("warn")
+        try:
+            step()
+        finally:
+            torch.cuda.set_sync_debug_mode("default")
+    _sync(device)
+    return float(sum("synchroniz" in str(w.message) for w in caught))
+
+
+def dynamo_counters() -> dict[str, int]:
+    """Graphs dynamo captured, graph breaks, and frames it tried and gave up on (those ran
+    eagerly) in this process so far."""
+    from torch._dynamo.utils import counters
+
+    frames = counters["frames"]
+    return {
+        "dynamo_graphs": int(counters["stats"]["unique_graphs"]),
+        "dynamo_graph_breaks": int(sum(counters["graph_break"].values())),
+        "dynamo_frames_skipped": int(frames["total"] - frames["ok"]),
+    }
+
+
+def _strict_dynamo() -> None:
+    """Hitting the recompile limit raises (recorded as an error) instead of running eagerly."""
+    import torch._dynamo.config as config
+
+    if hasattr(config, "fail_on_recompile_limit_hit"):
+        config.fail_on_recompile_limit_hit = True
+
+
+def _reset_peak_memory(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+        return
+    with contextlib.suppress(OSError):  # Linux: "5" resets this process's peak RSS (VmHWM)
+        Path("/proc/self/clear_refs").write_text("5")
+
+
+def _peak_memory_mb(device: torch.device) -> tuple[float, str]:
+    if device.type == "cuda":
+        return torch.cuda.max_memory_allocated(device) / 2**20, "cuda_max_allocated"
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024, "process_peak_rss"
+    except OSError:
+        pass
+    return math.nan, "unavailable"
+
+
+GOLDEN = Path(__file__).resolve().parents[3] / "tests" / "golden" / "complexity.csv"
+
+
+def _macs(setting: Setting) -> int:
+    """fvcore's MAC count at this input size; without fvcore (the GPU machine has none), the
+    golden file's count at the variant's own size, else 0 (TFLOP/s then unknown)."""
+    v = get_variant(setting.variant)
+    size = setting.input_size or v.input_size
+    try:
+        from ablations.measure.complexity import count_macs, uninitialised  # fvcore: child only
+
+        macs, _ = count_macs(uninitialised(v), input_size=size, in_channels=v.in_channels)
+        return macs
+    except ImportError:
+        if size != v.input_size or not GOLDEN.exists():
+            return 0
+        golden = pd.read_csv(GOLDEN)
+        match = golden[golden["name"] == v.name]
+        return int(match["macs"].iloc[0]) if len(match) else 0
+
+
+def achieved(
+    *, macs: int, batch: int, mode: str, step_s: float, device_name: str, precision: str
+) -> dict[str, Any]:
+    """TFLOP/s (2 x MACs x batch per step, a training step counted as 3 forwards) and the
+    fraction of this device's datasheet peak (NaN for a device not in the table)."""
+    flops = 2 * macs * batch * (TRAIN_FLOPS_FACTOR if mode == "train" else 1)
+    tflops = flops / step_s / 1e12 if macs > 0 else math.nan
+    sheet = datasheet(device_name)
+    peak = sheet.tflops.get(precision, math.nan) if sheet else math.nan
+    return {
+        "tflops": tflops, "peak_tflops": peak, "fraction_of_peak": tflops / peak,
+        "peak_source": f"{sheet.part}: {sheet.source}" if sheet else "",
+    }  # fmt: skip
+
+
+def measure_one(setting: Setting, batch: int, device: torch.device, macs: int) -> dict[str, Any]:
+    """Measure one batch size; raises torch.cuda.OutOfMemoryError when it does not fit."""
+    step = make_step(setting, batch, device)
+    first = warm_up(step, warmup=setting.warmup, device=device)
+    _reset_peak_memory(device)
+    times = timed_windows(step, repeats=setting.repeats, steps=setting.steps, device=device)
+    peak_mb, memory_kind = _peak_memory_mb(device)
+    syncs = host_syncs_per_step(step, device)
+    median = float(np.median(times))
+    q25, q75 = np.percentile(times, [25, 75])
+    name = provenance.device_name(device) if device.type == "cuda" else ""
+    return {
+        "status": "ok", "batch_size": batch, "images_per_s": batch / median,
+        "step_ms": median * 1e3, "step_ms_iqr": (q75 - q25) * 1e3, "first_step_s": first,
+        "peak_mem_mb": peak_mb, "memory_kind": memory_kind, "host_syncs_per_step": syncs,
+        **achieved(macs=macs, batch=batch, mode=setting.mode, step_s=median, device_name=name,
+                   precision=setting.precision),
+    }  # fmt: skip
+
+
+def _is_oom(err: BaseException) -> bool:
+    return isinstance(err, torch.cuda.OutOfMemoryError) or "out of memory" in str(err).lower()
+
+
+def measure_setting(setting: Setting, device: torch.device) -> list[dict[str, Any]]:
+    """Rows for one setting: one per batch tried (an "oom" row for each that did not fit)."""
+    macs = _macs(setting)
+    batch = default_batch(setting, device)
+    rows: list[dict[str, Any]] = []
+    while batch >= 1:
+        try:
+            rows.append(measure_one(setting, batch, device, macs))
+            break
+        except (RuntimeError, torch.cuda.OutOfMemoryError) as err:
+            if not _is_oom(err):
+                raise
+            rows.append({"status": "oom", "batch_size": batch, "error": "out of memory"})
+            if device.type == "cuda":
+                torch.cuda.empty_cache()
+            if setting.batch_size != "max":
+                break  # a fixed batch is reported as not fitting, never silently shrunk
+            batch //= 2
+    facts = {
+        "macs": macs,
+        **tf32_flags(),
+        "torch_threads": torch.get_num_threads(),
+        "cudnn": str(torch.backends.cudnn.version() or "") if device.type == "cuda" else "",
+        **(dynamo_counters() if setting.compile else {}),
+    }
+    return [{**facts, **row} for row in rows]
+
+
+def _forked_memory(row: dict[str, Any]) -> dict[str, Any]:
+    if row.get("memory_kind") != "process_peak_rss":
+        return row
+    return {**row, "memory_kind": "forked_process_peak_rss"}
+
+
+def serve(conn: Connection, messages: list[dict[str, Any]], *, started: str) -> None:
+    """The body of a child process: measure each message's setting (a `Setting` and its
+    variant's axes) in order, sending its rows as each ends, so a crash loses only the rest.
+    `started` is how the child was started: a forked child's resident set leaves out the
+    library pages it never touched, so its CPU memory is labelled apart from a spawned one's."""
+    warnings.simplefilter("ignore")  # the parent's log shows progress, not library warnings
+    protocol: str | None = None
+    for message in messages:
+        setting = Setting(**message["setting"])
+        variant = Variant.from_axes(message["variant"])
+        if variant.name not in REGISTRY.names():
+            register_variant(variant)  # registered at run time in the parent
+        device = torch.device(setting.device)
+        protocol = protocol or prepare_process(device)
+        if setting.compile:
+            _strict_dynamo()
+        try:
+            rows = measure_setting(setting, device)
+        except Exception as err:  # one failing setting must not lose the others
+            rows = [{"status": "error", "error": f"{type(err).__name__}: {err}"[:300]}]
+        if started != "spawn":
+            rows = [_forked_memory(row) for row in rows]
+        conn.send([{"setting": asdict(setting), "protocol": protocol, **row} for row in rows])
+    conn.close()

@@ -1,0 +1,234 @@
+"""Training-loop speed: this suite's loop against the conventional one, same device, one process.
+
+The conventional loop is the one most CIFAR repositories write: a dataset that turns each uint8
+image into a PIL image (what `torchvision.datasets.CIFAR10.__getitem__` does), torchvision
+`transforms` (RandomCrop(32, padding=4), RandomHorizontalFlip, ToTensor, Normalize), a
+`DataLoader`, an eager NCHW model and `loss.item()` every iteration for the running loss. Ours
+is `Trainer.step` on batches from `TrainStream` (the whole split on the device, augmentation
+there in batch), with the memory format and compile setting of the config.
+
+What the two loops share, so that the ratio measures the loops and nothing else: the device,
+the variant, batch and input size, the precision (autocast for bf16/fp16 in both), the cuDNN
+autotuning and TF32 flags (set once, the way the training runner sets them, and read back after
+each loop's timing), and the optimizer's arithmetic (SGD, momentum, weight decay). How each
+loop runs it is its own: torch's default implementation in the conventional loop (foreach on a
+GPU), ours the fused kernel and, on a GPU, the whole step as one CUDA graph; the `optimizer`
+and `step` columns say which. The conventional DataLoader is given its best chance: one worker
+per core this process may use (`os.sched_getaffinity`), pinned memory on a GPU and persistent
+workers. Every row states its loop's settings, flags included.
+
+The time of each loop is taken over `iterations` steps after `warmup` untimed steps (which
+absorb worker start-up, cuDNN autotuning and `torch.compile`), with the device synchronised
+before reading the clock.
+"""
+
+from __future__ import annotations
+
+import tempfile
+import time
+from collections.abc import Iterator
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+import torch.nn.functional as F
+from PIL import Image
+from torch import Tensor
+from torch.utils.data import DataLoader, Dataset
+
+from ablations.config import TrainConfig, resolve_device
+from ablations.data import ArrayDataset
+from ablations.data.prepare import prepare_data
+from ablations.models import create_model
+from ablations.progress import progress
+from ablations.results import provenance
+from ablations.results.table import Schema, upsert
+from ablations.train.steps import autocast, optimizer_kind, set_tf32, tf32_flags
+from ablations.train.trainer import Trainer
+
+SPEED_FILE = "train_speed.csv"
+SCHEMA = Schema(
+    name="training-loop speed",
+    columns={
+        "variant": "str", "loop": "str", "device": "str", "machine": "str", "precision": "str",
+        "channels_last": "bool", "compile": "bool", "batch_size": "int", "input_size": "int",
+        "workers": "int", "pin_memory": "bool", "persistent_workers": "bool", "data": "str",
+        "loss_read": "str", "cudnn_benchmark": "bool", "tf32_matmul": "bool",
+        "tf32_cudnn": "bool", "step": "str", "optimizer": "str", "cpu_cores": "int",
+        "iterations": "int", "warmup": "int",
+        "seconds": "float", "images_per_s": "float", "speedup": "float", "torch": "str",
+        "git_commit": "str", "created_at": "str", "cpu_flags": "str", "machine_id": "str",
+        "torch_threads": "int", "cpu_kernels": "str",
+    },
+    # Rows from before these columns were all measured on CPUs, where both loops took the eager
+    # step and torch's default for-loop SGD.
+    added={**provenance.MACHINE_HASHES_ADDED, **provenance.KERNELS_ADDED, "step": "eager",
+           "optimizer": "SGD for-loop"},
+    key=("variant", "loop", "machine", "precision", "channels_last", "compile", "batch_size",
+         "input_size"),
+    fix="a table from before the loops' settings were recorded cannot take new rows: move it "
+    "aside and re-measure with `ablate train-speed`",
+)  # fmt: skip
+
+SUITE_DATA = "whole split on the device as uint8; crop, flip, normalise there in batch"
+CONVENTIONAL_DATA = "PIL image per item, torchvision transforms, DataLoader"
+
+
+def set_flags(precision: str, device: torch.device) -> None:
+    """The flags both loops run under: the training runner's (ablations.train.run.train)."""
+    torch.backends.cudnn.benchmark = device.type == "cuda"
+    set_tf32(precision)
+
+
+class PILImages(Dataset[tuple[Tensor, int]]):
+    """torchvision.datasets.CIFAR10's item access: uint8 array -> PIL image -> transforms."""
+
+    def __init__(self, images: np.ndarray, labels: np.ndarray, transform: Any) -> None:
+        self.images, self.labels, self.transform = images, labels, transform
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def __getitem__(self, i: int) -> tuple[Tensor, int]:
+        pixels = self.images[i]
+        image = Image.fromarray(pixels[..., 0] if pixels.shape[-1] == 1 else pixels)
+        return self.transform(image), int(self.labels[i])
+
+
+def _endless(loader: DataLoader[Any]) -> Iterator[Any]:
+    while True:
+        yield from loader
+
+
+def _timed(
+    step: Any, batches: Iterator[Any], *, iterations: int, warmup: int, device: torch.device
+) -> float:
+    for _ in range(warmup):
+        step(*next(batches))
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    start = time.perf_counter()
+    for _ in range(iterations):
+        step(*next(batches))
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    return time.perf_counter() - start
+
+
+def conventional_seconds(
+    config: TrainConfig, dataset: ArrayDataset, *, device: torch.device, iterations: int,
+    warmup: int, workers: int,
+) -> tuple[float, str]:  # fmt: skip
+    """Time `iterations` steps of the conventional loop (see module docstring); with the
+    optimizer implementation torch chose for it (its default: foreach on a GPU)."""
+    from torchvision import transforms  # here: importing torchvision costs seconds
+
+    x = dataset.x_train
+    mean = tuple(float(m) for m in (x / 255).mean(axis=(0, 1, 2)))
+    std = tuple(float(s) for s in (x / 255).std(axis=(0, 1, 2)))
+    size = config.input_size or x.shape[1]
+    resize = [transforms.Resize(size)] if size != x.shape[1] else []
+    transform = transforms.Compose([
+        *resize, transforms.RandomCrop(size, padding=round(4 * size / 32)),
+        transforms.RandomHorizontalFlip(), transforms.ToTensor(), transforms.Normalize(mean, std),
+    ])  # fmt: skip
+    loader = DataLoader(
+        PILImages(x, dataset.y_train, transform), batch_size=config.batch_size, shuffle=True,
+        num_workers=workers, pin_memory=device.type == "cuda", drop_last=True,
+        persistent_workers=workers > 0,
+    )  # fmt: skip
+    torch.manual_seed(config.seed)
+    model = create_model(config.variant, num_classes=len(dataset.classes),
+                         in_channels=x.shape[-1]).to(device).train()  # fmt: skip
+    optimizer = torch.optim.SGD(model.parameters(), lr=config.lr, momentum=config.momentum,
+                                weight_decay=config.weight_decay)  # fmt: skip
+    scaler = torch.amp.GradScaler(device.type, enabled=config.precision == "fp16")
+    running = 0.0
+
+    def step(images: Tensor, labels: Tensor) -> None:
+        nonlocal running
+        images, labels = images.to(device), labels.to(device)
+        optimizer.zero_grad()
+        with autocast(device, config.precision):  # the same precision as ours
+            loss = F.cross_entropy(model(images), labels)
+        scaler.scale(loss).backward()
+        scaler.step(optimizer)
+        scaler.update()
+        running += loss.item()  # the per-iteration logging most repositories do
+
+    seconds = _timed(step, _endless(loader), iterations=iterations, warmup=warmup, device=device)
+    return seconds, optimizer_kind(optimizer, device)
+
+
+def suite_seconds(
+    config: TrainConfig, dataset: ArrayDataset, *, device: torch.device, iterations: int,
+    warmup: int,
+) -> tuple[float, str, str]:  # fmt: skip
+    """Time `iterations` steps of `Trainer.step` on `TrainStream` batches; with the step it
+    took (a CUDA graph on a GPU) and its optimizer implementation."""
+    data = prepare_data(config, dataset, device)
+    with tempfile.TemporaryDirectory() as scratch:
+        trainer = Trainer(config, data, directory=Path(scratch), device=device, show_progress=False)
+        trainer.model.train()
+        batches = data.train.batches(0)
+        seconds = _timed(trainer.step, batches, iterations=iterations, warmup=warmup,
+                         device=device)  # fmt: skip
+        return seconds, trainer.step_kind, optimizer_kind(trainer.train_step.optimizer, device)
+
+
+def compare(
+    configs: list[TrainConfig], dataset: ArrayDataset, *, device: str | torch.device | None = None,
+    iterations: int = 50, warmup: int = 10, workers: int | None = None, out: Path | None = None,
+) -> pd.DataFrame:  # fmt: skip
+    """Both loops for each config; rows with images/s and our speed-up over the conventional.
+    `workers` (conventional DataLoader) defaults to the cores this process may use."""
+    dev = resolve_device(device)
+    environment = provenance.environment(dev)
+    cores = provenance.available_cores()
+    n_workers = cores if workers is None else workers
+    rows: list[dict[str, Any]] = []
+    for config in progress(configs, desc="loop speed", label=lambda c: c.variant):
+        set_flags(config.precision, dev)
+        ours, step, our_optimizer = suite_seconds(config, dataset, device=dev,
+                                                  iterations=iterations, warmup=warmup)  # fmt: skip
+        ours_flags = tf32_flags()
+        set_flags(config.precision, dev)
+        theirs, their_optimizer = conventional_seconds(
+            config, dataset, device=dev, iterations=iterations, warmup=warmup, workers=n_workers
+        )  # fmt: skip
+        loops = (
+            ("suite", ours, config, ours_flags, {
+                "workers": config.workers, "pin_memory": False, "persistent_workers": False,
+                "data": SUITE_DATA, "loss_read": "every eval interval (no per-step sync)",
+                "step": step, "optimizer": our_optimizer,
+            }),
+            ("conventional", theirs, replace(config, channels_last=False, compile=False),
+             tf32_flags(), {
+                "workers": n_workers, "pin_memory": dev.type == "cuda",
+                "persistent_workers": n_workers > 0, "data": CONVENTIONAL_DATA,
+                "loss_read": "loss.item() every step", "step": "eager",
+                "optimizer": their_optimizer,
+            }),
+        )  # fmt: skip
+        pair = [
+            {
+                "variant": config.variant, "loop": loop, "device": dev.type,
+                "machine": environment["machine"], "precision": cfg.precision,
+                "channels_last": cfg.channels_last, "compile": cfg.compile,
+                "batch_size": config.batch_size,
+                "input_size": config.input_size or dataset.x_train.shape[1], **pipeline,
+                **flags, "cpu_cores": cores, "iterations": iterations, "warmup": warmup,
+                "seconds": seconds, "images_per_s": iterations * config.batch_size / seconds,
+                "speedup": theirs / seconds, "torch": environment["torch"],
+                "git_commit": environment["git_commit"], "created_at": environment["created_at"],
+                **{k: environment[k] for k in (*provenance.MACHINE_HASHES, *provenance.KERNELS)},
+            }
+            for loop, seconds, cfg, flags, pipeline in loops
+        ]  # fmt: skip
+        rows += pair
+        if out is not None:  # each variant's pair as it is measured: an interrupt keeps them
+            upsert(out, SCHEMA.validate(pd.DataFrame(pair)), SCHEMA)
+    return SCHEMA.validate(pd.DataFrame(rows))

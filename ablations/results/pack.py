@@ -1,0 +1,122 @@
+"""`ablate pack OUT`: a results folder as tarballs to take elsewhere, within limits the user
+gives, for machines whose disk goes when they do (spot instances, notebook services, jobs with
+a time limit). `ablate merge` takes the tarballs back without losing a row.
+
+- `results.tar.gz`, always: the tables (the folder's top-level CSV and JSON files) and every
+  run's records (config, curves, summary, ...), without weights;
+- `checkpoints-N.tar.gz`: the unfinished runs' `checkpoint.pt`, the furthest along first, so
+  that `ablate run` resumes them elsewhere;
+- `weights-N.tar.gz`: the finished runs' `model.pt`, the most recently finished first.
+
+Checkpoints and weights go in as long as the whole stays within `max_bytes`, in parts of at most
+`part_bytes` each; what does not fit is left out and named. Members are `results/...` whatever
+the folder is called here, as `ablate merge` expects.
+"""
+
+from __future__ import annotations
+
+import tarfile
+from dataclasses import dataclass
+from pathlib import Path
+
+from ablations import rundir
+from ablations.results import collect
+
+ARCHIVE_BYTES = 1024  # a tarball's own end blocks and compression header, at most
+OWN = ("results.tar.gz", "checkpoints-*.tar.gz", "weights-*.tar.gz")
+
+
+@dataclass(frozen=True)
+class LeftOut:
+    """A file that did not fit, and why."""
+
+    member: str  # results/runs/<run>/checkpoint.pt
+    size: int
+    why: str
+
+    def line(self) -> str:
+        return f"left out ({self.why}): {self.member} ({size_text(self.size)})"
+
+
+def size_text(size: int) -> str:
+    """12 kB, 2.1 MB (powers of 1024, as --max-mb counts)."""
+    return f"{size / 2**20:.1f} MB" if size >= 2**20 else f"{size / 2**10:.0f} kB"
+
+
+def cost(size: int) -> int:
+    """At most what a file of `size` bytes adds to a gzipped tarball: its data (incompressible
+    at worst, with deflate's block headers), a 512-byte header and padding to 512 bytes."""
+    return size + size // 1000 + 1024
+
+
+def pack(
+    results: Path, out: Path, *, max_bytes: int | None = None, part_bytes: int | None = None
+) -> tuple[list[Path], list[LeftOut]]:
+    """Write the tarballs of the module docstring into `out` (replacing any that an earlier
+    pack left there); returns the files written and those left out."""
+    out.mkdir(parents=True, exist_ok=True)
+    for pattern in OWN:
+        for old in out.glob(pattern):
+            old.unlink()
+    runs = sorted(d for d in (results / collect.RUNS_DIR).glob("*") if d.is_dir())
+    records = [*sorted(f for f in results.iterdir() if f.suffix in (".csv", ".json")),
+               *(f for d in runs for f in sorted(d.iterdir()) if f.suffix != ".pt")]  # fmt: skip
+    written = [_tar(out / "results.tar.gz", [f for f in records if _plain(f)], results, level=6)]
+    unfinished = [d for d in runs if rundir.checkpoint(d).exists() and not rundir.is_finished(d)]
+    unfinished.sort(key=rundir.progress, reverse=True)
+    finished = [d for d in runs if rundir.is_finished(d) and rundir.weights(d).exists()]
+    finished.sort(key=lambda d: str(rundir.summary(d).get("finished_at", "")), reverse=True)
+    room = None if max_bytes is None else max_bytes - written[0].stat().st_size
+    left_out: list[LeftOut] = []
+    for name, files in (("checkpoints", [rundir.checkpoint(d) for d in unfinished]),
+                        ("weights", [rundir.weights(d) for d in finished])):  # fmt: skip
+        parts, room = _parts(files, results, room=room, part_bytes=part_bytes, left_out=left_out)
+        written += [_tar(out / f"{name}-{i}.tar.gz", part, results, level=1)
+                    for i, part in enumerate(parts, start=1)]  # fmt: skip
+    return written, left_out
+
+
+def _parts(
+    files: list[Path], results: Path, *, room: int | None, part_bytes: int | None,
+    left_out: list[LeftOut],
+) -> tuple[list[list[Path]], int | None]:  # fmt: skip
+    """`files` in order, in parts of at most `part_bytes`, within `room` bytes (None: no
+    limit); the files that do not fit go to `left_out`. Returns the parts and the room left."""
+    parts: list[list[Path]] = []
+    filled = 0  # the last part's bytes
+    for f in files:
+        size = f.stat().st_size
+        need = cost(size)
+        if part_bytes is not None and need + ARCHIVE_BYTES > part_bytes:
+            left_out.append(LeftOut(_member(f, results), size, "over --part-mb"))
+            continue
+        joins = bool(parts) and (part_bytes is None or filled + need <= part_bytes)
+        needed = need if joins else need + ARCHIVE_BYTES
+        if room is not None and needed > room:
+            left_out.append(LeftOut(_member(f, results), size, "over --max-mb"))
+            continue
+        if not joins:
+            parts.append([])
+            filled = ARCHIVE_BYTES
+        parts[-1].append(f)
+        filled += need
+        if room is not None:
+            room -= needed
+    return parts, room
+
+
+def _plain(path: Path) -> bool:
+    """A regular file: a link (a job's log folder, say) stays out of the tarball."""
+    return path.is_file() and not path.is_symlink()
+
+
+def _member(path: Path, results: Path) -> str:
+    return f"results/{path.relative_to(results).as_posix()}"
+
+
+def _tar(path: Path, files: list[Path], results: Path, *, level: int) -> Path:
+    """A gzipped tarball; weights compress little, so they take the fastest `level`."""
+    with tarfile.open(path, "w:gz", compresslevel=level) as tar:
+        for f in files:
+            tar.add(f, arcname=_member(f, results))
+    return path

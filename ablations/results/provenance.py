@@ -1,0 +1,201 @@
+"""The environment a result was produced in, recorded next to every result."""
+
+from __future__ import annotations
+
+import hashlib
+import inspect
+import os
+import platform
+import subprocess
+import sys
+from collections.abc import Callable
+from datetime import datetime, timezone
+from functools import cache
+from importlib import metadata
+from pathlib import Path
+from types import ModuleType
+
+import torch
+
+from ablations import versions
+
+
+def package_version(package: str) -> str:
+    try:
+        return metadata.version(package)
+    except metadata.PackageNotFoundError:
+        return "not installed"
+
+
+def _git(*args: str, cwd: Path) -> str:
+    try:
+        out = subprocess.run(
+            ["git", *args], cwd=cwd, capture_output=True, text=True, timeout=10, check=True
+        )
+    except (OSError, subprocess.SubprocessError):
+        return ""
+    return out.stdout.strip()
+
+
+@cache
+def git_commit(cwd: Path | None = None) -> str:
+    """HEAD of the repository the command runs in, with "+dirty" for uncommitted changes to
+    tracked files (results/ and reports/ excluded: writing them is what commands do). A job
+    started from a code snapshot (ablations.cluster.snapshot) gets the snapshot's commit from
+    $ABLATE_GIT_COMMIT: its working directory is no checkout."""
+    if os.environ.get("ABLATE_GIT_COMMIT"):
+        return os.environ["ABLATE_GIT_COMMIT"]
+    where = cwd or Path.cwd()
+    commit = _git("rev-parse", "--short=12", "HEAD", cwd=where)
+    if not commit:
+        return "unknown"
+    dirty = _git("status", "--porcelain", "--untracked-files=no", "--", ".",
+                 ":!results", ":!reports", cwd=where)  # fmt: skip
+    return commit + (DIRTY if dirty else "")
+
+
+DIRTY = "+dirty"  # the suffix of a commit with uncommitted changes: never in committed results
+_warned_dirty: set[str] = set()
+
+
+def warn_if_dirty(what: str) -> None:
+    """Say once per process, on stderr, that `what` is being produced from uncommitted code: its
+    rows hold a "+dirty" commit, which the report marks and committed results must not hold."""
+    commit = git_commit()
+    if commit.endswith(DIRTY) and what not in _warned_dirty:
+        _warned_dirty.add(what)
+        print(
+            f"[ablate] warning: {what} from a dirty tree (commit {commit}); commit your changes "
+            "first if these results are to be committed",
+            file=sys.stderr,
+            flush=True,
+        )
+
+
+def available_cores() -> int:
+    """The cores this process may run on (its affinity mask, where the OS has one)."""
+    if hasattr(os, "sched_getaffinity"):
+        return len(os.sched_getaffinity(0))
+    return os.cpu_count() or 1
+
+
+@cache
+def cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def _short_sha256(text: str) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()[:12]
+
+
+@cache
+def cpu_flags() -> str:
+    """A short hash of the CPU's feature flags (/proc/cpuinfo): two VMs sold under one generic
+    vCPU name ("Intel Xeon Processor") often expose different instruction sets (AVX-512, AMX),
+    and with them different floating-point kernels. "" where the flags cannot be read."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith(("flags", "Features")):  # x86, ARM
+                flags = sorted(set(line.split(":", 1)[1].split()))
+                return _short_sha256(" ".join(flags))
+    except OSError:
+        pass
+    return ""
+
+
+@cache
+def machine_id() -> str:
+    """A short hash of /etc/machine-id (the raw id never leaves the machine): it tells two
+    installations apart, not two VMs cloned from one image, which share it. Where the CPU
+    differs, `cpu_flags` and `machine` tell it; rows of one image on other hosts are told apart
+    by `created_at` only. "" where there is none (containers often have none)."""
+    for path in (Path("/etc/machine-id"), Path("/var/lib/dbus/machine-id")):
+        try:
+            raw = path.read_text().strip()
+        except OSError:
+            continue
+        if raw:
+            return _short_sha256("machine-id:" + raw)
+    return ""
+
+
+def cpu_kernels() -> str:
+    """The instruction set PyTorch's CPU kernels were chosen for: ATen's dispatch level and
+    oneDNN's cap (ATEN_CPU_CAPABILITY / ONEDNN_MAX_CPU_ISA lower them), e.g. "aten AVX512,
+    onednn default". One machine runs other kernels under them, as another CPU would, and
+    chaotic short trainings end elsewhere: a replicate made so is told apart by this."""
+    onednn = os.environ.get("ONEDNN_MAX_CPU_ISA") or os.environ.get("DNNL_MAX_CPU_ISA") or "default"
+    return f"aten {torch.backends.cpu.get_cpu_capability()}, onednn {onednn}"
+
+
+MACHINE_HASHES = ("cpu_flags", "machine_id")  # the columns beside "machine" in every table
+MACHINE_HASHES_ADDED = dict.fromkeys(MACHINE_HASHES, "")  # what an older table's rows read as
+# Which CPU kernels ran, beside the machine in every table of timings or trained numbers: the
+# thread count changes reductions' order, the kernels' instruction set (cpu_kernels) changes
+# their arithmetic, and both change step times. What an older table's rows read as: 0 and "".
+KERNELS = ("torch_threads", "cpu_kernels")
+KERNELS_ADDED: dict[str, str | int] = {"torch_threads": 0, "cpu_kernels": ""}
+
+
+def machine_columns(device: str | torch.device = "cpu") -> dict[str, str]:
+    """The columns that identify the hardware in a results row: the human name, and the hashes
+    that tell machines with the same name apart."""
+    return {"machine": device_name(device), "cpu_flags": cpu_flags(), "machine_id": machine_id()}
+
+
+@cache
+def driver_version() -> str:
+    """The NVIDIA driver version (nvidia-smi), or "" without one."""
+    try:
+        out = subprocess.run(
+            ["nvidia-smi", "--query-gpu=driver_version", "--format=csv,noheader"],
+            capture_output=True, text=True, timeout=20, check=True,
+        )  # fmt: skip
+    except (OSError, subprocess.SubprocessError):
+        return ""
+    return out.stdout.strip().splitlines()[0] if out.stdout.strip() else ""
+
+
+def device_name(device: str | torch.device = "cpu") -> str:
+    """A human name for the device, e.g. "NVIDIA H100 80GB HBM3" or "AMD EPYC 7B13 (2 cores)"."""
+    dev = torch.device(device)
+    if dev.type == "cuda":
+        return torch.cuda.get_device_name(dev)
+    return f"{cpu_model()} ({os.cpu_count()} cores)"
+
+
+def environment(device: str | torch.device = "cpu") -> dict[str, str | int]:
+    """Software versions, hardware and commit, as flat columns for a results row."""
+    dev = torch.device(device)
+    return {
+        **machine_columns(dev),
+        "device": dev.type,
+        "cpu": cpu_model(),
+        "cpu_count": os.cpu_count() or 0,
+        "torch_threads": torch.get_num_threads(),
+        "cpu_kernels": cpu_kernels(),
+        "os": platform.platform(terse=True),
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "torchvision": package_version("torchvision"),
+        "fvcore": package_version("fvcore"),
+        "cuda": torch.version.cuda or "",
+        "git_commit": git_commit(),
+        "trainer_version": versions.TRAINER_VERSION,
+        "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+    }
+
+
+def source_hash(*objects: ModuleType | Callable[..., object]) -> str:
+    """A short hash of the source code of modules or functions: a result computed by other code
+    is stale."""
+    digest = hashlib.sha256()
+    for obj in objects:
+        digest.update(inspect.getsource(obj).encode())
+    return digest.hexdigest()[:12]

@@ -1,1 +1,0 @@
-"""Runners: a variant (or a run config) in, measured rows out."""

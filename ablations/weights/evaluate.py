@@ -1,0 +1,263 @@
+"""`ablate evaluate`: a checkpoint trained elsewhere (or one of our runs), evaluated with our
+model and our evaluation path (ablations.train.evaluation.evaluate), one tidy row appended to
+results/evaluations.csv (ablations.results.collect.EVALUATIONS).
+
+The images are prepared as the checkpoint was trained, and the row says how (`preprocessing`):
+akamaster's CIFAR nets take per-channel ImageNet mean/std at 32x32, torchvision's weights a
+resize to 256, a centre crop of 224 and ImageNet mean/std, our runs their own preparation (the
+config's input size and the normaliser fitted on the run's training split). Streamed data
+(ImageNet) may be tested with the paper's other protocols as well (`crops`: 10 crops, Table 3's;
+the whole image at five scales, Table 4's), recorded in the row's `crops`. Whatever this
+measures on the local copy of the data (e.g. CIFAR-10 re-encoded as JPEG) is reported as
+measured, with the data's name, format and sha256: the gap to a published error then also
+measures how far that copy is from the original images.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import torch
+from torch import Tensor
+
+from ablations import rundir, versions
+from ablations.config import EVAL_CROPS, STREAM_DATASETS, TrainConfig, resolve_device
+from ablations.data import load_dataset
+from ablations.data.loader import Normalizer, Views, eval_batches, random_subset, to_nchw
+from ablations.data.prepare import prepare_data
+from ablations.imagenet.augment import RECIPES
+from ablations.imagenet.index import ImageIndex, build_index, sample_index
+from ablations.imagenet.prepare import prepare_stream_run
+from ablations.imagenet.streaming import eval_batches as stream_batches
+from ablations.models import ResNet, resolve
+from ablations.registry import AblationsError, Variant
+from ablations.results import collect, provenance
+from ablations.results.table import upsert
+from ablations.train.evaluation import Metrics, evaluate_metrics
+from ablations.weights import (
+    AKAMASTER,
+    TORCHVISION,
+    Preprocessing,
+    Weights,
+    load_weights,
+    weights_file,
+)
+
+# --dataset: what the checkpoint is evaluated on, and how our readers load it. "imagenet" is
+# streamed from an ImageNet layout and evaluated on its val split; the others are decoded into
+# arrays and evaluated on their test split.
+DATASETS = {"cifar10": "cifar10", "imagenet": "imagenet", "fashion-mnist": "fashion-mnist"}
+DEFAULT_DATASET = {"akamaster": "cifar10", "torchvision": "imagenet"}
+Batches = Callable[[int], Iterator[tuple[Views, Tensor]]]  # batch size -> batches
+
+
+@dataclass(frozen=True)
+class _Prepared:
+    """The evaluation images, whichever way they are read: batches of a given size, and what a
+    results row says about them."""
+
+    batches: Batches
+    images: int
+    classes: int
+    normalizer: str  # the normaliser's kind ("run:" preprocessing names it)
+    input_size: int
+    split: str
+    data: dict[str, Any]  # source, source_format, checksum
+
+
+def evaluate_checkpoint(
+    variant: str,
+    *,
+    weights: str,
+    dataset: str | None = None,
+    data: str | Path | None = None,
+    results: Path = Path("results"),
+    device: str | torch.device | None = None,
+    batch_size: int = 200,
+    limit: int | None = None,
+    precision: str = "fp32",
+    crops: str = "center",
+) -> pd.DataFrame:
+    """Evaluate `weights` as `variant` on the test split of `dataset` (ImageNet: its val split,
+    with the `crops` protocol); the row, appended to results/evaluations.csv. `limit` evaluates
+    a fixed random subset of that many images."""
+    dev = resolve_device(device)
+    runs_dir = results / collect.RUNS_DIR
+    config = _run_config(weights, runs_dir)
+    name = _dataset_name(weights, dataset, config)
+    _check_crops(crops, name)
+    prep = _preprocessing(weights)
+    # Before the data: a refused net or a missing file reads no image (ImageNet's val is 50k).
+    weights_file(weights, variant=resolve(variant), runs_dir=runs_dir)
+    prepared = _prepare(name, prep, data=data, config=config, limit=limit, device=dev,
+                        crops=crops)  # fmt: skip
+    net = _variant(variant, weights=weights, runs_dir=runs_dir, classes=prepared.classes)
+    state, record = load_weights(weights, variant=net, runs_dir=runs_dir)
+    _check_head(state, prepared, weights=weights)
+    model = ResNet(net)
+    try:
+        model.load_state_dict(state)
+    except RuntimeError as err:
+        first = str(err).split("\n\t", 1)[-1].split("\n")[0]
+        raise AblationsError(f"{weights} does not fit {net.name}: {first}") from None
+    provenance.warn_if_dirty("evaluating a checkpoint")
+    metrics = evaluate_metrics(
+        model.to(dev), prepared.batches(batch_size), precision=precision
+    )  # fmt: skip
+    row = _row(net, record, prepared, name=name, metrics=metrics, precision=precision,
+               device=dev) | {"crops": crops}  # fmt: skip
+    table = collect.EVALUATIONS.validate(pd.DataFrame([row]))
+    upsert(results / collect.EVALUATIONS_FILE, table, collect.EVALUATIONS)
+    return table
+
+
+def _run_config(weights: str, runs_dir: Path) -> TrainConfig | None:
+    if not weights.startswith("run:"):
+        return None
+    run = runs_dir / weights.removeprefix("run:")
+    if not rundir.is_started(run):
+        raise AblationsError(f"{weights}: no run record at {run}; pass --results")
+    return TrainConfig.from_json(rundir.config(run))
+
+
+def _dataset_name(weights: str, dataset: str | None, config: TrainConfig | None) -> str:
+    if config is not None:
+        if dataset is not None and dataset != config.dataset:
+            raise AblationsError(
+                f"{weights} was trained on {config.dataset}; evaluate it there (drop --dataset)"
+            )
+        return config.dataset
+    fmt = "torchvision" if weights.startswith("torchvision:") else "akamaster"
+    name = dataset or DEFAULT_DATASET[fmt]
+    if name not in DATASETS:
+        raise AblationsError(f"unknown --dataset {name!r}; choose from {', '.join(DATASETS)}")
+    return name
+
+
+def _check_crops(crops: str, dataset: str) -> None:
+    if crops not in EVAL_CROPS:
+        raise AblationsError(f"unknown --crops {crops!r}; choose from {', '.join(EVAL_CROPS)}")
+    if crops != "center" and dataset not in STREAM_DATASETS:
+        raise AblationsError(
+            f"--crops {crops} is an ImageNet test protocol; {dataset} is evaluated on its whole "
+            "images: drop --crops"
+        )
+
+
+def _preprocessing(weights: str) -> Preprocessing | None:
+    """How a checkpoint trained elsewhere takes its images (None: one of our runs)."""
+    if weights.startswith("run:"):
+        return None
+    return TORCHVISION if weights.startswith("torchvision:") else AKAMASTER
+
+
+def _prepare(
+    name: str, prep: Preprocessing | None, *, data: str | Path | None,
+    config: TrainConfig | None, limit: int | None, device: torch.device, crops: str,
+) -> _Prepared:  # fmt: skip
+    if name in STREAM_DATASETS:
+        return _prepare_stream(prep, data=data, config=config, limit=limit, device=device,
+                               crops=crops)  # fmt: skip
+    return _prepare_arrays(name, prep, data=data, config=config, limit=limit, device=device)
+
+
+def _prepare_arrays(
+    name: str, prep: Preprocessing | None, *, data: str | Path | None,
+    config: TrainConfig | None, limit: int | None, device: torch.device,
+) -> _Prepared:  # fmt: skip
+    """A dataset decoded into arrays: the run's own split, resize and normaliser, or the
+    checkpoint's preprocessing on the test split."""
+    if config is not None:  # decoded exactly as the run decoded it
+        ds = load_dataset(config.dataset, data=data, resize=config.resize, crop=config.crop)
+        run = prepare_data(replace(config, test_size=limit), ds, device)
+        x, y = run.test
+        normalizer = run.normalizer
+    else:
+        assert prep is not None
+        ds = load_dataset(DATASETS[name], data=data, download=False, resize=prep.resize,
+                          crop=prep.crop)  # fmt: skip
+        idx = random_subset(len(ds.x_test), limit, seed=0)
+        x, y = to_nchw(ds.x_test[idx]), torch.from_numpy(ds.y_test[idx])
+        normalizer = Normalizer.fixed(prep.mean, prep.std)
+
+    def batches(size: int) -> Iterator[tuple[Tensor, Tensor]]:
+        return eval_batches(x, y, batch_size=size, device=device, normalizer=normalizer)
+
+    return _Prepared(batches, len(y), len(ds.classes), normalizer.kind, int(x.shape[-1]),
+                     "test", ds.describe())  # fmt: skip
+
+
+def _prepare_stream(
+    prep: Preprocessing | None, *, data: str | Path | None, config: TrainConfig | None,
+    limit: int | None, device: torch.device, crops: str,
+) -> _Prepared:  # fmt: skip
+    """ImageNet's val split, streamed: the `crops` of the run's recipe and normaliser, or of
+    the checkpoint's preprocessing (torchvision: resize 256, centre 224, mean/std)."""
+    if config is not None:
+        run = prepare_stream_run(replace(config, device=device.type), data=data, device=device)
+        val, recipe, normalizer = run.val, run.recipe, run.normalizer
+    else:
+        assert prep is not None
+        assert prep.resize is not None
+        assert prep.crop is not None
+        val = build_index("val", data)
+        recipe = replace(RECIPES["imagenet-torchvision"], name=prep.name, crop=prep.crop,
+                         eval_resize=prep.resize)  # fmt: skip
+        normalizer = Normalizer.fixed(prep.mean, prep.std)
+    index: ImageIndex = val if limit is None else sample_index(val, limit, seed=0)
+
+    def batches(size: int) -> Iterator[tuple[Views, Tensor]]:
+        return stream_batches(index, recipe=recipe, crops=crops, batch_size=size,
+                              device=device, normalizer=normalizer)  # fmt: skip
+
+    described = {"source": str(index.root), "source_format": index.layout,
+                 "checksum": index.checksum}  # fmt: skip
+    return _Prepared(batches, len(index), len(index.classes), normalizer.kind, recipe.crop,
+                     "val", described)  # fmt: skip
+
+
+def _check_head(state: dict[str, Tensor], prepared: _Prepared, *, weights: str) -> None:
+    """A published checkpoint's head must have one output per class of the data."""
+    head = state.get("fc.weight")
+    if weights.startswith("run:") or head is None or head.shape[0] == prepared.classes:
+        return
+    raise AblationsError(
+        f"--data holds {prepared.classes} classes but {weights} has {head.shape[0]} outputs; "
+        f"point --data at a copy with all {head.shape[0]} classes (ImageNet: every WordNet-id "
+        "folder under train/)"
+    )
+
+
+def _variant(name: str, *, weights: str, runs_dir: Path, classes: int) -> Variant:
+    if weights.startswith("run:"):
+        trained = Variant.from_axes(rundir.variant_axes(runs_dir / weights.removeprefix("run:")))
+        if trained.name != name and resolve(name).name != trained.name:
+            raise AblationsError(f"{weights} is a {trained.name}, not {name}; pass that variant")
+        return trained
+    return resolve(name, num_classes=classes)
+
+
+def _row(
+    net: Variant, record: Weights, prepared: _Prepared, *, name: str, metrics: Metrics,
+    precision: str, device: torch.device,
+) -> dict[str, Any]:  # fmt: skip
+    prep = record.preprocessing.name
+    if record.format == "run":  # say which normaliser the run fitted, not just "run"
+        prep = f"run:{prepared.normalizer}@{prepared.input_size}"
+    trained_by = 0  # a checkpoint trained elsewhere: no trainer version of ours made it
+    if record.run_dir is not None:
+        trained_by = versions.run_trainer_version(rundir.starts(record.run_dir))
+    return {
+        "variant": net.name, "weights": record.source, "weights_format": record.format,
+        "weights_sha256": record.sha256, "preprocessing": prep,
+        "input_size": prepared.input_size, "dataset": name, "split": prepared.split,
+        "images": prepared.images, "classes": prepared.classes,
+        "top1_error": metrics.error, "top5_error": metrics.top5_error, "loss": metrics.loss,
+        "precision": precision,
+        **collect.provenance_row(provenance.environment(device), prepared.data,
+                               trainer_version=trained_by),
+    }  # fmt: skip
