@@ -23,7 +23,7 @@ PATTERNS: dict[str, tuple[str, ...]] = {
     "issue number": (r"\b[Ii]ssues? #?[0-9]+", "issue"),
     "bare issue reference": (r"(?<![\w/&])#[0-9]+\b", "#[0-9]"),  # not "owner/repo#14"
     "session": (r"\b[Ss]essions?\b", "session"),
-    "carry": (r"\b[Cc]arr(?:y|ied|ies|ying)\b", "carr"),
+    "carry": (r"\b[Cc]arr(?:y|ied|ying)\b", "carr"),
     "$OUT": (r"\$\{?OUT\b", r"\$\{?out"),
     "files_at": (r"\bfiles_at\b", "files_at"),
     "timeout_s": (r"\btimeout_s\b", "timeout_s"),

@@ -99,7 +99,7 @@ class ResidualBlock(nn.Module):
 
 
 class BasicBlock(ResidualBlock):
-    """Two 3x3 convs; the first has the stride."""
+    """Two 3x3 convs; the first carries the stride."""
 
     def __init__(
         self, in_channels: int, channels: int, *, stride: int, residual: bool, shortcut: str,
