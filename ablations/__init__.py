@@ -1,9 +1,15 @@
 """resnet-ablations: the architecture ablations of He et al. (2016) as a registry, runners and
 reports. Public API: the registry (`Variant`, `register_variant`, `get_variant`, `list_variants`,
-`derive`) and `create_model`."""
+`derive`) and `create_model`.
 
-from ablations import variants as _builtin_variants  # noqa: F401  (registers the built-in grid)
-from ablations.models import create_model, resolve
+Importing the package loads no torch: the registry, the results tables and the report work
+without it, and `create_model` imports the models when it is first used."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from ablations import variants as _builtin_variants  # noqa: F401  (the built-in grid)
 from ablations.registry import (
     AblationsError,
     InvalidVariantError,
@@ -14,6 +20,9 @@ from ablations.registry import (
     list_variants,
     register_variant,
 )
+
+if TYPE_CHECKING:
+    from ablations.models import create_model, resolve
 
 __all__ = [
     "AblationsError",
@@ -27,3 +36,11 @@ __all__ = [
     "register_variant",
     "resolve",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    if name in ("create_model", "resolve"):
+        from ablations import models
+
+        return getattr(models, name)
+    raise AttributeError(f"module 'ablations' has no attribute {name!r}")

@@ -10,12 +10,13 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import asdict, dataclass, fields
-from typing import Any
-
-import torch
+from typing import TYPE_CHECKING, Any
 
 from ablations.profiles import default_profile, get_profile
 from ablations.registry import AblationsError, get_variant
+
+if TYPE_CHECKING:
+    import torch
 
 # The values of the config's fields; the stages below import them from here.
 PRECISIONS = ("fp32", "tf32", "bf16", "fp16")  # "tf32": fp32 storage, TF32 tensor-core math
@@ -83,22 +84,18 @@ class TrainConfig:
     # The split evaluated during training: "val" (held out of the training set), or "test", as
     # tutorials do (their best-so-far accuracy then selects on the test set, and says so).
     eval_split: str = "val"
-    # Transfer learning: start from a state_dict file, "torchvision:<WEIGHTS>" (e.g.
-    # torchvision:IMAGENET1K_V1), or "run:<run_id>" (a finished run's model.pt); the final linear
-    # layer is always new. freeze="backbone" trains only that layer, the rest in eval mode.
+    # Transfer learning: init from a state_dict file, "torchvision:<WEIGHTS>" or "run:<run_id>",
+    # always with a new final layer; freeze="backbone" trains only that layer.
     init_from: str | None = None
     freeze: str = "none"
     recipe: str | None = None  # the recipe (ablations.recipes) and arm this run belongs to
     arm: str | None = None
     warmup_lr: float | None = None  # set for deep nets by the profile's warm-up rule
     warmup_until_error: float = 0.8
-    # BatchNorm's batch: None is the whole batch (one process, or synchronised BN across
-    # processes); a number is per-rank BN over batch/G images under torchrun without --sync-bn,
-    # the one place where the result depends on the world size (see ablations.cluster.distributed).
+    # BatchNorm's batch: None is the whole batch (one process, or --sync-bn); a number is
+    # per-rank BN under torchrun, where the result depends on the world size.
     bn_batch: int | None = None
-    # Execution. `device` is the kind of device the run trains on: its results depend on it
-    # (other kernels, other rounding), so a cuda run has its own key; "cpu", the default, keeps
-    # the keys of every run made before the field existed.
+    # Execution. The kind of device is part of the key: other kernels round otherwise.
     device: str = "cpu"
     precision: str = "fp32"
     channels_last: bool = False
@@ -195,7 +192,7 @@ def _problems(c: TrainConfig) -> list[str]:
         problems.append("freezing the backbone needs init_from (a checkpoint to start from)")
     if c.bn_batch is not None and (c.bn_batch < 1 or c.batch_size % c.bn_batch):
         problems.append(f"bn_batch {c.bn_batch} must divide batch_size {c.batch_size}")
-    if device_type(c.device) != c.device:
+    if c.device not in ("cpu", "cuda") and device_type(c.device) != c.device:  # no torch needed
         problems.append(f"device {c.device!r} must be a device type such as cpu or cuda")
     problems += _stream_problems(c)
     sizes = {n: getattr(c, n) for n in ("resize", "crop", "classes", "train_per_class",
@@ -222,6 +219,8 @@ def _stream_problems(c: TrainConfig) -> list[str]:
 def device_type(device: str | torch.device | None = None) -> str:
     """The kind of device a config is resolved for: "auto"/None -> cuda when torch sees a GPU,
     else cpu; "cuda:1" -> cuda. Needs no GPU (a run can be planned for one elsewhere)."""
+    import torch  # only when a device is resolved: the report needs none
+
     if device is None or str(device) == "auto":
         return "cuda" if torch.cuda.is_available() else "cpu"
     try:
@@ -248,6 +247,8 @@ def check_device(config: TrainConfig, device: torch.device) -> None:
 
 def resolve_device(device: str | torch.device | None = None) -> torch.device:
     """ "auto"/None -> the first GPU when there is one, else the CPU."""
+    import torch  # only when a device is resolved: the report needs none
+
     if device is None or str(device) == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     resolved = torch.device(device)

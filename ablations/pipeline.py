@@ -27,7 +27,7 @@ from ablations.measure import complexity, throughput
 from ablations.profiles import get_profile
 from ablations.progress import progress
 from ablations.registry import get_variant, list_variants
-from ablations.results import collect, provenance
+from ablations.results import collect, provenance, schemas
 from ablations.results.table import read_table, upsert
 from ablations.tasks import (  # the tasks and their context, as callers know them from here
     ORDER,
@@ -61,7 +61,7 @@ def is_done(task: Task, ctx: Context) -> bool:
         return all(c.run_id in measured for c in _finished(task.configs, ctx))
     if task.kind == "throughput":
         return not _unmeasured(task.settings, ctx)
-    stored = read_table(ctx.results / complexity.COMPLEXITY_FILE, complexity.SCHEMA)
+    stored = read_table(ctx.results / schemas.COMPLEXITY_FILE, schemas.COMPLEXITY)
     variants = [get_variant(n) for n in list_variants()]
     return len(complexity.reusable(variants, stored)) == len(variants)
 
@@ -79,7 +79,7 @@ def state(task: Task, ctx: Context) -> str:
 def _measured(ctx: Context) -> set[str]:
     """Runs whose layer responses were measured on weights of the current trainer (a stale
     run's rows describe the weights it had before it was trained again)."""
-    table = collect.load(ctx.results)[2]
+    table = schemas.load(ctx.results)[2]
     return set(table.loc[table["trainer_version"] == versions.TRAINER_VERSION, "run_id"])
 
 
@@ -97,7 +97,7 @@ def _finished(configs: tuple[TrainConfig, ...], ctx: Context) -> list[TrainConfi
 
 def _unmeasured(settings: tuple[throughput.Setting, ...], ctx: Context) -> list[throughput.Setting]:
     """Settings with no row for this machine yet."""
-    table = read_table(ctx.results / throughput.THROUGHPUT_FILE, throughput.SCHEMA)
+    table = read_table(ctx.results / schemas.THROUGHPUT_FILE, schemas.THROUGHPUT)
     mine = table[table["machine"] == provenance.device_name(ctx.device)]
     have = {throughput.setting_key(row) for row in mine.to_dict("records")}
     return [s for s in settings if throughput.setting_key(asdict(s)) not in have]
@@ -159,15 +159,15 @@ def _run_responses(task: Task, ctx: Context) -> None:
             ctx.runs_dir / config.run_id, data=ctx.data, device=ctx.device,
             images=get_profile(config.profile).response_images,
         )  # fmt: skip
-        upsert(ctx.results / collect.RESPONSES_FILE, rows, collect.RESPONSES)
+        upsert(ctx.results / schemas.RESPONSES_FILE, rows, schemas.RESPONSES)
 
 
 def _run_throughput(task: Task, ctx: Context) -> None:
-    throughput.run(_unmeasured(task.settings, ctx), out=ctx.results / throughput.THROUGHPUT_FILE)
+    throughput.run(_unmeasured(task.settings, ctx), out=ctx.results / schemas.THROUGHPUT_FILE)
 
 
 def _run_complexity(task: Task, ctx: Context) -> None:
-    complexity.update(ctx.results / complexity.COMPLEXITY_FILE, list_variants())
+    complexity.update(ctx.results / schemas.COMPLEXITY_FILE, list_variants())
 
 
 RUNNERS: dict[str, Callable[[Task, Context], None]] = {
@@ -189,7 +189,7 @@ def mark_done(task: Task, ctx: Context) -> None:
 def record_unrecorded(ctx: Context) -> int:
     """Finished run directories missing from runs.csv (a run finished by `ablate train`, or
     copied from another machine) are added; returns how many."""
-    runs = read_table(ctx.results / collect.RUNS_FILE, collect.RUNS)
+    runs = read_table(ctx.results / schemas.RUNS_FILE, schemas.RUNS)
     fresh = [d for d in rundir.finished_runs(ctx.runs_dir) if d.name not in set(runs["run_id"])]
     for directory in fresh:
         collect.record(directory, ctx.results)

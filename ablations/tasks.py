@@ -17,7 +17,7 @@ from ablations.experiments import EXPERIMENTS
 from ablations.measure import throughput
 from ablations.profiles import dataset_of, get_profile
 from ablations.registry import AblationsError
-from ablations.results import collect
+from ablations.results import schemas
 
 ORDER = {"complexity": 0, "train": 1, "responses": 2, "throughput": 3}
 
@@ -45,7 +45,7 @@ class Context:
 
     @property
     def runs_dir(self) -> Path:
-        return self.results / collect.RUNS_DIR
+        return self.results / schemas.RUNS_DIR
 
 
 def plan(
@@ -147,7 +147,7 @@ def train_command(config: TrainConfig, *, results: Path) -> str:
     # The device is always spelled out: "auto" would resolve to the machine the command runs on,
     # and the device is part of the run's key.
     args = ["ablate", "train", *what, "--profile", config.profile, "--seed", str(config.seed),
-            "--device", config.device, "--out", str(results / collect.RUNS_DIR)]  # fmt: skip
+            "--device", config.device, "--out", str(results / schemas.RUNS_DIR)]  # fmt: skip
     for key, value in config.to_json().items():
         if key in ("variant", "profile", "seed", "dataset", "recipe", "arm", "device"):
             continue

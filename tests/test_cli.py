@@ -13,6 +13,7 @@ import ablations.cli
 from ablations.cli import main
 from ablations.cli.parser import build_parser
 from ablations.measure import complexity
+from ablations.results import schemas
 from ablations.results.table import read_table
 
 
@@ -79,11 +80,11 @@ def test_corrupt_results_file_is_named_and_kept(capsys, tmp_path):
 
 def test_complexity_then_report(capsys, tmp_path):
     results, reports = tmp_path / "results", tmp_path / "reports"
-    out_csv = results / complexity.COMPLEXITY_FILE
+    out_csv = results / schemas.COMPLEXITY_FILE
     names = ["resnet20", "resnet56", "plain20", "plain56", "resnet18", "resnet34", "plain18"]
     code, _, _ = run(capsys, "complexity", *names, "--out", str(out_csv))
     assert code == 0
-    table = read_table(out_csv, complexity.SCHEMA)
+    table = read_table(out_csv, schemas.COMPLEXITY)
     assert len(table) == 7 and set(table["machine"]) and set(table["git_commit"])
     code, _, _ = run(capsys, "report", "--results", str(results), "--out", str(reports))
     assert code == 0
@@ -134,7 +135,7 @@ def test_report_shows_throughput_without_mixing_settings(capsys, tmp_path):
     quick = {"device": "cpu", "modes": ["infer"], "warmup": 1, "repeats": 1, "steps": 1}
     settings = throughput.grid(["resnet20", "plain20"], **quick)
     settings += throughput.grid(["resnet20"], channels_last=(True,), **quick)  # another setting
-    throughput.run(settings, out=results / throughput.THROUGHPUT_FILE, show_progress=False)
+    throughput.run(settings, out=results / schemas.THROUGHPUT_FILE, show_progress=False)
     assert run(capsys, "report", "--results", str(results), "--out", str(tmp_path / "r"))[0] == 0
     readme = (tmp_path / "r" / "README.md").read_text()
     assert "## Throughput" in readme and "Measured on a CPU" in readme

@@ -8,8 +8,9 @@ import torchvision
 
 from ablations import derive, get_variant, list_variants, references
 from ablations.measure import complexity
-from ablations.measure.golden import SCHEMA as GOLDEN_SCHEMA
 from ablations.measure.golden import differences
+from ablations.results import schemas
+from ablations.results.schemas import GOLDEN as GOLDEN_SCHEMA
 from ablations.results.table import read_table
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -65,17 +66,17 @@ def test_plain_nets_cost_what_their_option_a_twins_cost(name):
 
 
 def test_committed_results_agree_with_the_golden_file():
-    path = ROOT / "results" / complexity.COMPLEXITY_FILE
+    path = ROOT / "results" / schemas.COMPLEXITY_FILE
     if not path.exists():
         pytest.skip("no committed results/complexity.csv")
-    committed = read_table(path, complexity.SCHEMA)
+    committed = read_table(path, schemas.COMPLEXITY)
     assert not differences(GOLDEN.reset_index(), committed[list(GOLDEN_SCHEMA.columns)])
 
 
 def test_update_saves_each_row_and_resumes(tmp_path, monkeypatch):
     path = tmp_path / "complexity.csv"
     complexity.update(path, ["resnet20", "plain20"])
-    first = read_table(path, complexity.SCHEMA)
+    first = read_table(path, schemas.COMPLEXITY)
     assert list(first["name"]) == ["resnet20", "plain20"]
 
     def fail(variant):
@@ -103,7 +104,7 @@ def test_many_variants_are_counted_in_worker_processes(tmp_path, monkeypatch):
 def test_stale_rows_are_recomputed(tmp_path):
     path = tmp_path / "complexity.csv"
     complexity.update(path, ["resnet20", "resnet32"])
-    table = read_table(path, complexity.SCHEMA)
+    table = read_table(path, schemas.COMPLEXITY)
     table.loc[table["name"] == "resnet20", ["code_version", "params"]] = ["old-code", 1]
     table.to_csv(path, index=False)
     fresh = complexity.update(path, ["resnet20", "resnet32"])

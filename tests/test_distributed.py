@@ -31,7 +31,7 @@ from ablations.config import resolve_config
 from ablations.data import load_dataset
 from ablations.data.prepare import prepare_data
 from ablations.registry import AblationsError
-from ablations.results import collect
+from ablations.results import schemas
 from ablations.train.records import load_record
 from ablations.train.run import Trainer
 from ablations.weights.evaluate import evaluate_checkpoint
@@ -79,7 +79,7 @@ def test_torchrun_sync_bn_matches_one_process(tmp_path, tiny_cifar, one_process)
 
 @pytest.mark.slow
 def test_torchrun_without_sync_bn_is_another_run(tmp_path, tiny_cifar, one_process):
-    two = _train(tmp_path / collect.RUNS_DIR, tiny_cifar, nproc=2)
+    two = _train(tmp_path / schemas.RUNS_DIR, tiny_cifar, nproc=2)
     assert two.config.bn_batch == 16 and two.config.run_id != one_process.config.run_id
     a, b = _losses(one_process), _losses(two)
     first = a.index[0]

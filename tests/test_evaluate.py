@@ -14,7 +14,7 @@ from ablations.config import resolve_config
 from ablations.data import load_dataset
 from ablations.data.prepare import prepare_data
 from ablations.models import ResNet, resolve
-from ablations.results.collect import EVALUATIONS
+from ablations.results.schemas import EVALUATIONS
 from ablations.results.table import read_table
 
 

@@ -12,11 +12,10 @@ from pathlib import Path
 
 import pandas as pd
 
-from ablations.measure import planning, throughput, train_speed
 from ablations.report import planning as section
 from ablations.report import readme_blocks
 from ablations.report.render import render
-from ablations.results import collect
+from ablations.results import schemas
 from ablations.results.table import Schema, write_table
 
 GPU = "NVIDIA H100 80GB HBM3"
@@ -42,7 +41,7 @@ def _concurrency(method: str, jobs: int, images_per_s: float, *, mps: bool = Fal
 def test_before_any_measurement_the_section_says_how_to_measure(tmp_path):
     text = section.planning_section(tmp_path).markdown
     assert text.startswith(section.TITLE) and "Not measured yet" in text
-    assert "`ablate plan --measure`" in text and planning.STEP_SPEED_FILE in text
+    assert "`ablate plan --measure`" in text and schemas.STEP_SPEED_FILE in text
     assert "`ablate runs-at-once`" in text
 
 
@@ -52,15 +51,15 @@ def test_the_section_shows_what_was_measured(tmp_path):
         _speed("resnet20", "graph", 50_000.0), _speed("resnet20", "eager", 10_000.0),
         _speed("resnet110", "graph", 8_000.0), _speed("resnet110", "eager", 4_000.0),
     ])  # fmt: skip
-    write_table(speed, tmp_path / planning.STEP_SPEED_FILE, planning.STEP_SPEED)
+    write_table(speed, tmp_path / schemas.STEP_SPEED_FILE, schemas.STEP_SPEED)
     write_table(pd.DataFrame([_concurrency("streams", 1, 20_000.0),
                               _concurrency("streams", 4, 50_000.0),
                               _concurrency("processes", 2, 30_000.0, mps=True)]),
-                tmp_path / planning.RUNS_AT_ONCE_FILE, planning.RUNS_AT_ONCE)  # fmt: skip
+                tmp_path / schemas.RUNS_AT_ONCE_FILE, schemas.RUNS_AT_ONCE)  # fmt: skip
     projection = {"runs": 9, "graph_seconds": dict.fromkeys("abcdefghi", 80.0),
                   "graph_total_minutes": 12.0, "runs_at_once": 4, "combined_speedup": 2.5,
                   "machine": GPU}  # fmt: skip
-    (tmp_path / planning.PROJECTION_FILE).write_text(json.dumps(projection))
+    (tmp_path / schemas.PROJECTION_FILE).write_text(json.dumps(projection))
     text = section.planning_section(tmp_path).markdown
     assert "| ResNet-20 | 50,000 | 10,000 |" in text and "40,000" not in text
     assert "5.00x" in text and "2.00x" in text  # graph over eager, per net
@@ -76,7 +75,7 @@ def test_the_set_time_counts_each_run_by_its_share_of_the_gpu():
             for v, k in (("resnet20", 1), ("resnet56", 2), ("plain20", 2))]  # fmt: skip
     others = [{**rows[0], "seed": 1, "run_id": "a"}, {**rows[0], "device": "cpu", "run_id": "b"},
               {**rows[0], "experiments": "imagenet-degradation", "run_id": "c"}]  # fmt: skip
-    text = section.set_time(None, _table(collect.RUNS, rows + others))
+    text = section.set_time(None, _table(schemas.RUNS, rows + others))
     # 600 s alone + 2 x 600 s shared by 2 = 20 min, over the 3 seed-0 GPU degradation runs.
     assert "20.0 min of GPU time for the 3 nets trained so far" in text
     assert "ResNet-20, ResNet-56, plain-20" in text
@@ -112,8 +111,8 @@ def test_the_readme_gpu_blocks_show_only_gpu_rows(tmp_path):
             for mode, base in (("train", 1000.0), ("infer", 3000.0))
             for p in ("bf16", "tf32") for cl in (True, False)]  # fmt: skip
     grid.append({**grid[0], **cpu, "images_per_s": 10.0})
-    write_table(_table(throughput.SCHEMA, grid), tmp_path / throughput.THROUGHPUT_FILE,
-                throughput.SCHEMA)  # fmt: skip
+    write_table(_table(schemas.THROUGHPUT, grid), tmp_path / schemas.THROUGHPUT_FILE,
+                schemas.THROUGHPUT)  # fmt: skip
     table = readme_blocks.gpu_throughput(tmp_path)
     assert "| resnet50 | train | 3,000 | 2,000 | 1,500 | 1,000 |" in table
     assert "bf16, channels_last" in table and "tf32, NCHW" in table and GPU in table
@@ -123,8 +122,8 @@ def test_the_readme_gpu_blocks_show_only_gpu_rows(tmp_path):
         {**grid[0], "step": "graph", "fraction_of_peak": 0.3},
         {**grid[0], "reference": "timm", "images_per_s": 2000.0},
     ]
-    write_table(_table(throughput.SCHEMA, timm), tmp_path / throughput.REFERENCE_FILE,
-                throughput.SCHEMA)  # fmt: skip
+    write_table(_table(schemas.THROUGHPUT, timm), tmp_path / schemas.REFERENCE_FILE,
+                schemas.THROUGHPUT)  # fmt: skip
     assert "1.50x" in readme_blocks.gpu_timm(tmp_path)
 
     loops = [{**on, "variant": "resnet20", "loop": loop, "images_per_s": ips, "step": "graph",
@@ -132,7 +131,7 @@ def test_the_readme_gpu_blocks_show_only_gpu_rows(tmp_path):
              for loop, ips in (("suite", 60_000.0), ("conventional", 10_000.0))]  # fmt: skip
     loops.append({**loops[0], **cpu, "images_per_s": 500.0})
     write_table(
-        _table(train_speed.SCHEMA, loops), tmp_path / train_speed.SPEED_FILE, train_speed.SCHEMA
+        _table(schemas.TRAIN_SPEED, loops), tmp_path / schemas.TRAIN_SPEED_FILE, schemas.TRAIN_SPEED
     )
     shown = readme_blocks.gpu_train_speed(tmp_path)
     assert "6.00x" in shown and GPU in shown and "AMD EPYC" not in shown
@@ -142,5 +141,5 @@ def test_a_projection_cut_short_names_the_nets_it_did_not_measure():
     projection = {"runs": 9, "graph_seconds": dict.fromkeys("abcdefgh", 22.5),
                   "graph_total_minutes": 3.0, "graph_unmeasured": ["resnet110"],
                   "machine": GPU}  # fmt: skip
-    [line] = section.set_time_lines(projection, collect.RUNS.empty())
+    [line] = section.set_time_lines(projection, schemas.RUNS.empty())
     assert "3.0 min one at a time (8 of 9 runs: ResNet-110 not measured;" in line

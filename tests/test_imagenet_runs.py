@@ -24,7 +24,7 @@ from ablations.profiles import IMAGENET_PROFILES, PROFILES
 from ablations.registry import AblationsError
 from ablations.report.image_folders import streamed_section
 from ablations.report.imagenet import imagenet_section
-from ablations.results import collect
+from ablations.results import collect, schemas
 from ablations.results.table import read_table
 from ablations.train.evaluation import evaluate_metrics
 from ablations.train.run import train
@@ -85,7 +85,7 @@ def test_every_imagenet_profile_trains_on_the_tiny_tree(profile, tree, tmp_path)
     [start] = json.loads((record.run_dir / "env.json").read_text())
     assert start["data"]["source_format"] == "tar-shards" and start["data"]["input_size"] == 32
     collect.record(record.run_dir, tmp_path / "results")
-    row = read_table(tmp_path / "results" / collect.RUNS_FILE, collect.RUNS).iloc[0]
+    row = read_table(tmp_path / "results" / schemas.RUNS_FILE, schemas.RUNS).iloc[0]
     assert row["val_top5_error"] == pytest.approx(summary["val_top5_error"])
     assert np.isnan(row["test_error"]) and (np.isnan(row["ten_crop_val_error"]) != ten_crop)
     assert np.isnan(row["multi_scale_val_top5_error"]) != ten_crop
@@ -103,7 +103,7 @@ def test_cli_trains_the_smoke_profile_and_resumes_to_the_same_curves(tree, tmp_p
     evaluate = ["evaluate", "resnet18-a", "--weights", f"run:{config.run_id}", "--data",
                 str(tree), "--results", str(tmp_path / "ref"), "--device", "cpu"]  # fmt: skip
     assert main(evaluate) == 0
-    row = read_table(tmp_path / "ref" / collect.EVALUATIONS_FILE, collect.EVALUATIONS).iloc[0]
+    row = read_table(tmp_path / "ref" / schemas.EVALUATIONS_FILE, schemas.EVALUATIONS).iloc[0]
     assert row["split"] == "val" and row["preprocessing"] == "run:pixel-mean@32"
     assert row["top1_error"] == pytest.approx(summary["val_error"])
     assert row["top5_error"] == pytest.approx(summary["val_top5_error"])
@@ -166,7 +166,7 @@ def test_evaluate_torchvision_weights_streams_the_val_split(tmp_path, capsys):
             "--results", str(results), "--device", "cpu", "--batch-size", "8"]  # fmt: skip
     assert main(argv) == 0
     assert "top-5" in capsys.readouterr().out
-    row = read_table(results / collect.EVALUATIONS_FILE, collect.EVALUATIONS).iloc[0]
+    row = read_table(results / schemas.EVALUATIONS_FILE, schemas.EVALUATIONS).iloc[0]
     assert row["dataset"] == "imagenet" and row["split"] == "val" and row["images"] == 14
     assert row["preprocessing"] == "resize256-crop224-imagenet-mean-std"
     assert row["input_size"] == 224 and row["data_format"] == "imagefolder"
@@ -179,12 +179,12 @@ def test_evaluate_torchvision_weights_streams_the_val_split(tmp_path, capsys):
     for crops in ("ten-crop", "multi-scale"):
         assert main([*argv, "--crops", crops, "--limit", "2"]) == 0
         assert f"{row['preprocessing']}, {crops})" in capsys.readouterr().out
-    table = read_table(results / collect.EVALUATIONS_FILE, collect.EVALUATIONS)
+    table = read_table(results / schemas.EVALUATIONS_FILE, schemas.EVALUATIONS)
     assert list(table["crops"]) == ["center", "ten-crop", "multi-scale"]
     assert table["top1_error"].between(0, 1).all() and list(table["images"]) == [14, 2, 2]
     # Older files, written before --crops, read as centre-crop rows.
     table.drop(columns="crops").head(1).to_csv(tmp_path / "old.csv", index=False)
-    assert read_table(tmp_path / "old.csv", collect.EVALUATIONS)["crops"].tolist() == ["center"]
+    assert read_table(tmp_path / "old.csv", schemas.EVALUATIONS)["crops"].tolist() == ["center"]
 
 
 def test_evaluate_refuses_imagenet_crops_on_cifar_before_reading_data(tmp_path, capsys):
@@ -194,17 +194,17 @@ def test_evaluate_refuses_imagenet_crops_on_cifar_before_reading_data(tmp_path, 
     assert main(argv) == 2
     err = capsys.readouterr().err
     assert "--crops ten-crop is an ImageNet test protocol" in err and "drop --crops" in err
-    assert not (tmp_path / collect.EVALUATIONS_FILE).exists()
+    assert not (tmp_path / schemas.EVALUATIONS_FILE).exists()
 
 
 def _runs(rows: list[dict]) -> pd.DataFrame:
     defaults = {"str": "", "int": 0, "float": float("nan"), "bool": False}
-    base = {c: defaults[kind] for c, kind in collect.RUNS.columns.items()}
-    return collect.RUNS.validate(pd.DataFrame([{**base, **r} for r in rows]))
+    base = {c: defaults[kind] for c, kind in schemas.RUNS.columns.items()}
+    return schemas.RUNS.validate(pd.DataFrame([{**base, **r} for r in rows]))
 
 
 def test_report_section_with_and_without_imagenet_runs():
-    empty = imagenet_section(collect.RUNS.empty(), collect.CURVES.empty())
+    empty = imagenet_section(schemas.RUNS.empty(), schemas.CURVES.empty())
     assert "No ImageNet runs" in empty.markdown and len(empty.markdown.splitlines()) == 3
     paper = {"plain18": 27.94, "plain34": 28.54, "resnet18-a": 27.88, "resnet34-a": 25.03}
     rows = [
@@ -217,7 +217,7 @@ def test_report_section_with_and_without_imagenet_runs():
          "data_checksum": "ab" * 32, "machine": "m", "device": "cuda"}
         for v, e in paper.items() for s in range(3)
     ]  # fmt: skip
-    curves = collect.CURVES.validate(pd.DataFrame([
+    curves = schemas.CURVES.validate(pd.DataFrame([
         {"run_id": r["run_id"], "iteration": i, "split": split, "metric": "error", "value": v}
         for r in rows for i in (5_000, 10_000) for split, v in (("train", 0.6), ("val", 0.5))
     ]))  # fmt: skip
@@ -231,7 +231,7 @@ def test_report_section_with_and_without_imagenet_runs():
     assert "28.6 ± 0.1%" in text and "27.94%" in text and "10.02%" in text
     assert "Not run under this profile: `ablate run --experiments imagenet-shortcuts" in text
     reduced = [{**r, "profile": "imagenet-short"} for r in rows]
-    short = imagenet_section(_runs(reduced), collect.CURVES.empty()).markdown
+    short = imagenet_section(_runs(reduced), schemas.CURVES.empty()).markdown
     assert "reduced budget" in short and "27.94%" not in short
 
 
@@ -258,9 +258,9 @@ def test_each_rank_streams_its_shard_of_the_global_batch(tree, monkeypatch):
 def test_runs_tables_without_the_top5_columns_read_as_nan(tmp_path):
     """A runs.csv written before the ImageNet columns existed stays readable: they read NaN."""
     old = _runs([{"run_id": "resnet20_cifar10_cpu_s0_x", "variant": "resnet20", "test_error": 0.3}])
-    old.drop(columns=list(collect.TOP5_COLUMNS)).to_csv(tmp_path / "runs.csv", index=False)
-    table = read_table(tmp_path / "runs.csv", collect.RUNS)
-    assert table[list(collect.TOP5_COLUMNS)].isna().all().all() and table["test_error"][0] == 0.3
+    old.drop(columns=list(schemas.TOP5_COLUMNS)).to_csv(tmp_path / "runs.csv", index=False)
+    table = read_table(tmp_path / "runs.csv", schemas.RUNS)
+    assert table[list(schemas.TOP5_COLUMNS)].isna().all().all() and table["test_error"][0] == 0.3
 
 
 def test_any_imagefolder_tree_streams_with_an_imagenet_profile(tmp_path, monkeypatch):

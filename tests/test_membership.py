@@ -8,7 +8,7 @@ from test_report import render_readme, run_rows, section
 
 from ablations import pipeline, rundir
 from ablations.config import resolve_config
-from ablations.results import collect
+from ablations.results import collect, schemas
 from ablations.train.run import train
 
 CPU = torch.device("cpu")
@@ -16,16 +16,16 @@ CPU = torch.device("cpu")
 
 def test_a_dispatched_run_becomes_a_member_when_a_plan_needs_it(tmp_path, tiny_cifar):
     config = resolve_config("resnet20", profile="smoke", device=CPU)
-    runs_dir = tmp_path / collect.RUNS_DIR
+    runs_dir = tmp_path / schemas.RUNS_DIR
     train(config, out=runs_dir, data=tiny_cifar, device=CPU, show_progress=False)  # `ablate train`
     ctx = pipeline.Context(results=tmp_path, data=tiny_cifar, device=CPU)
     assert pipeline.record_unrecorded(ctx) == 1
-    assert list(collect.load(tmp_path)[0]["experiments"]) == [""]  # planned for nothing yet
+    assert list(schemas.load(tmp_path)[0]["experiments"]) == [""]  # planned for nothing yet
     tasks = [t for t in pipeline.plan(["degradation", "shortcuts"], profile="smoke", device=CPU)
              if t.config is not None and t.config.run_id == config.run_id]  # fmt: skip
     assert pipeline.execute(tasks, ctx, log=lambda line: None)["ran"] == 0
     assert rundir.experiments(runs_dir / config.run_id) == ("degradation",)
-    assert list(collect.load(tmp_path)[0]["experiments"]) == ["degradation"]
+    assert list(schemas.load(tmp_path)[0]["experiments"]) == ["degradation"]
     # A second experiment adds to the record; collect rebuilds the column from the directory.
     assert rundir.add_experiments(runs_dir / config.run_id, ["stems"])
     assert not rundir.add_experiments(runs_dir / config.run_id, ["stems"])

@@ -16,8 +16,7 @@ import pytest
 
 from ablations.cli import main
 from ablations.config import resolve_config
-from ablations.measure import planning, throughput
-from ablations.results import collect
+from ablations.results import collect, schemas
 from ablations.results.merge import merge
 from ablations.results.table import Schema, read_table, write_table
 from ablations.train.run import train
@@ -45,12 +44,12 @@ def test_tables_and_records_keep_every_row_and_the_newer_one(tmp_path, order):
         (newer, "2026-12-05", {"resnet20": 3.0, "plain20": 4.0}, "resnet20"),
     ):
         folder.mkdir()
-        rows = [_row(throughput.SCHEMA, variant=v, images_per_s=ips, created_at=created)
+        rows = [_row(schemas.THROUGHPUT, variant=v, images_per_s=ips, created_at=created)
                 for v, ips in bench.items()]  # fmt: skip
-        write_table(pd.DataFrame(rows), folder / throughput.THROUGHPUT_FILE, throughput.SCHEMA)
-        write_table(pd.DataFrame([_row(planning.STEP_SPEED, variant=speed, created_at=created)]),
-                    folder / planning.STEP_SPEED_FILE, planning.STEP_SPEED)  # fmt: skip
-        (folder / planning.PROJECTION_FILE).write_text(json.dumps({"created_at": created}))
+        write_table(pd.DataFrame(rows), folder / schemas.THROUGHPUT_FILE, schemas.THROUGHPUT)
+        write_table(pd.DataFrame([_row(schemas.STEP_SPEED, variant=speed, created_at=created)]),
+                    folder / schemas.STEP_SPEED_FILE, schemas.STEP_SPEED)  # fmt: skip
+        (folder / schemas.PROJECTION_FILE).write_text(json.dumps({"created_at": created}))
         pd.DataFrame({"path": ["cpu-decode"], "made": [created]}).to_csv(
             folder / "loader_speed.csv", index=False
         )
@@ -58,23 +57,23 @@ def test_tables_and_records_keep_every_row_and_the_newer_one(tmp_path, order):
     ours = tmp_path / "results"
     merge([_tar(s, tmp_path / f"{s.name}.tar.gz") for s in sources[:1]], ours, log=lambda _: None)
     merge([sources[1]], ours, log=lambda _: None)  # a folder
-    merge([sources[1] / throughput.THROUGHPUT_FILE], ours, log=lambda _: None)  # one table
-    bench = read_table(ours / throughput.THROUGHPUT_FILE, throughput.SCHEMA)
+    merge([sources[1] / schemas.THROUGHPUT_FILE], ours, log=lambda _: None)  # one table
+    bench = read_table(ours / schemas.THROUGHPUT_FILE, schemas.THROUGHPUT)
     # Every setting once; resnet20's measured twice (one key): the later measurement stands.
     assert bench.set_index("variant")["images_per_s"].to_dict() == {
         "resnet20": 3.0, "resnet56": 2.0, "plain20": 4.0
     }  # fmt: skip
     # The step speed table keeps every measurement (its key holds the time).
-    speeds = read_table(ours / planning.STEP_SPEED_FILE, planning.STEP_SPEED)
+    speeds = read_table(ours / schemas.STEP_SPEED_FILE, schemas.STEP_SPEED)
     assert sorted(speeds["created_at"]) == ["2026-12-01", "2026-12-05"]
-    assert json.loads((ours / planning.PROJECTION_FILE).read_text())["created_at"] == "2026-12-05"
+    assert json.loads((ours / schemas.PROJECTION_FILE).read_text())["created_at"] == "2026-12-05"
     assert sorted(pd.read_csv(ours / "loader_speed.csv")["made"]) == ["2026-12-01", "2026-12-05"]
 
 
 @pytest.mark.slow
 def test_runs_come_in_as_far_as_they_got_and_finished_ones_stay(tmp_path, tiny_cifar):
     def run_until(results: Path, *, stop: bool) -> None:
-        train(CONFIG, out=results / collect.RUNS_DIR, data=tiny_cifar, device="cpu",
+        train(CONFIG, out=results / schemas.RUNS_DIR, data=tiny_cifar, device="cpu",
               show_progress=False, deadline=time.monotonic() if stop else None)  # fmt: skip
 
     first, second, done = (tmp_path / n for n in ("first", "second", "done"))
@@ -83,9 +82,9 @@ def test_runs_come_in_as_far_as_they_got_and_finished_ones_stay(tmp_path, tiny_c
     run_until(second, stop=True)  # resumed, stopped at 8
     shutil.copytree(second, done)
     run_until(done, stop=False)
-    collect.record(done / collect.RUNS_DIR / CONFIG.run_id, done)
+    collect.record(done / schemas.RUNS_DIR / CONFIG.run_id, done)
     ours = tmp_path / "results"
-    run = ours / collect.RUNS_DIR / CONFIG.run_id
+    run = ours / schemas.RUNS_DIR / CONFIG.run_id
 
     def progress() -> int:
         return int(pd.read_csv(run / "curves.csv")["iteration"].max())
@@ -97,7 +96,7 @@ def test_runs_come_in_as_far_as_they_got_and_finished_ones_stay(tmp_path, tiny_c
     assert progress() == 8 and "kept our checkpoint (iteration 8)" in merged[0]
     assert merge([_tar(done, tmp_path / "done.tar.gz")], ours, log=lambda _: None) == 1
     assert (run / "summary.json").exists() and not (run / "checkpoint.pt").exists()
-    assert read_table(ours / collect.RUNS_FILE, collect.RUNS)["status"].tolist() == ["complete"]
+    assert read_table(ours / schemas.RUNS_FILE, schemas.RUNS)["status"].tolist() == ["complete"]
     merge([second], ours, log=lambda _: None)  # a finished run is never replaced
     assert (run / "summary.json").exists() and not (run / "checkpoint.pt").exists()
 

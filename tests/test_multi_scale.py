@@ -20,7 +20,7 @@ from ablations.imagenet.streaming import decode, eval_batches
 from ablations.models import create_model
 from ablations.references import TABLE4
 from ablations.report.imagenet import errors_table
-from ablations.results import collect
+from ablations.results import schemas
 from ablations.train.evaluation import eval_sums, view_logits
 from ablations.train.records import final_metrics
 
@@ -127,8 +127,8 @@ def test_final_metrics_name_the_multi_scale_errors():
 
 def _runs(rows: list[dict]) -> pd.DataFrame:
     defaults = {"str": "", "int": 0, "float": float("nan"), "bool": False}
-    base = {c: defaults[kind] for c, kind in collect.RUNS.columns.items()}
-    return collect.RUNS.validate(pd.DataFrame([{**base, **r} for r in rows]))
+    base = {c: defaults[kind] for c, kind in schemas.RUNS.columns.items()}
+    return schemas.RUNS.validate(pd.DataFrame([{**base, **r} for r in rows]))
 
 
 def test_the_report_sets_multi_scale_errors_beside_table_4():

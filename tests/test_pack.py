@@ -14,7 +14,7 @@ import pandas as pd
 
 from ablations.cli import main
 from ablations.config import resolve_config
-from ablations.results import collect
+from ablations.results import schemas
 from ablations.results.pack import cost, pack
 from ablations.train.run import train
 
@@ -28,7 +28,7 @@ def _results(tmp_path: Path) -> Path:
     """Runs a, b, c unfinished (checkpoints of 120, 60 and 50 kB at iterations 10, 30, 20) and
     d, e, f finished (weights of 90, 40 and 30 kB, d the newest); a table and a log link."""
     results = tmp_path / "results"
-    runs = results / collect.RUNS_DIR
+    runs = results / schemas.RUNS_DIR
     files = {"a": ("checkpoint.pt", 120, 10), "b": ("checkpoint.pt", 60, 30),
              "c": ("checkpoint.pt", 50, 20), "d": ("model.pt", 90, 3), "e": ("model.pt", 40, 2),
              "f": ("model.pt", 30, 1)}  # fmt: skip
@@ -102,14 +102,14 @@ def test_ablate_pack_says_what_it_wrote_and_left_out(tmp_path, capsys):
 def test_a_packed_run_merges_elsewhere_and_resumes_from_its_checkpoint(tmp_path, tiny_cifar):
     config = resolve_config("plain20", profile="smoke", device="cpu")
     here = tmp_path / "here"
-    stopped = train(config, out=here / collect.RUNS_DIR, data=tiny_cifar, device="cpu",
+    stopped = train(config, out=here / schemas.RUNS_DIR, data=tiny_cifar, device="cpu",
                     show_progress=False, deadline=time.monotonic())  # fmt: skip
     assert stopped.status == "stopped" and stopped.summary["iterations"] == 4
     written, left_out = pack(here, tmp_path / "packed")
     assert not left_out and [p.name for p in written] == ["results.tar.gz", "checkpoints-1.tar.gz"]
     elsewhere = tmp_path / "elsewhere"
     assert main(["merge", *map(str, written), "--results", str(elsewhere)]) == 0
-    done = train(config, out=elsewhere / collect.RUNS_DIR, data=tiny_cifar, device="cpu",
+    done = train(config, out=elsewhere / schemas.RUNS_DIR, data=tiny_cifar, device="cpu",
                  show_progress=False)  # fmt: skip
     starts = json.loads((done.run_dir / "env.json").read_text())
     assert done.status == "complete" and [s["from_iteration"] for s in starts] == [0, 4]

@@ -16,7 +16,7 @@ from ablations.experiments import EXPERIMENTS, parse
 from ablations.measure import throughput
 from ablations.profiles import PROFILES
 from ablations.registry import AblationsError
-from ablations.results import collect
+from ablations.results import collect, schemas
 from ablations.results.table import read_table
 
 CPU = torch.device("cpu")
@@ -78,11 +78,11 @@ def test_throughput_task_is_done_when_this_machine_measured_its_settings(tmp_pat
     )
     task = pipeline.Task("throughput", "t", ("throughput",), settings=settings)
     assert not pipeline.is_done(task, _ctx(tmp_path))
-    throughput.run(settings, out=tmp_path / throughput.THROUGHPUT_FILE, show_progress=False)
+    throughput.run(settings, out=tmp_path / schemas.THROUGHPUT_FILE, show_progress=False)
     assert pipeline.is_done(task, _ctx(tmp_path))
-    table = read_table(tmp_path / throughput.THROUGHPUT_FILE, throughput.SCHEMA)
+    table = read_table(tmp_path / schemas.THROUGHPUT_FILE, schemas.THROUGHPUT)
     table["machine"] = "another machine"
-    table.to_csv(tmp_path / throughput.THROUGHPUT_FILE, index=False)
+    table.to_csv(tmp_path / schemas.THROUGHPUT_FILE, index=False)
     assert not pipeline.is_done(task, _ctx(tmp_path))  # another machine's rows do not count
 
 
@@ -92,7 +92,7 @@ def test_training_runs_are_recorded_and_collected(tmp_path, tiny_cifar, jobs):
     ctx = _ctx(tmp_path, tiny_cifar)
     counts = pipeline.execute(tasks, ctx, log=lambda line: None, jobs=jobs)
     assert counts["ran"] == 4
-    runs, curves, _ = collect.load(tmp_path)
+    runs, curves, _ = schemas.load(tmp_path)
     assert sorted(runs["variant"]) == ["plain20", "plain56", "resnet20", "resnet56"]
     assert (
         set(runs["status"]) == {"complete"}
@@ -105,8 +105,8 @@ def test_training_runs_are_recorded_and_collected(tmp_path, tiny_cifar, jobs):
     assert set(runs["step"]) == {"eager"} and set(runs["runs_at_once"]) == {jobs}
     again = pipeline.execute(tasks, ctx, log=lambda line: None, jobs=jobs)
     assert again["ran"] == 0 and again["done"] == 4
-    (tmp_path / collect.RUNS_FILE).unlink()
-    (tmp_path / collect.CURVES_FILE).unlink()
+    (tmp_path / schemas.RUNS_FILE).unlink()
+    (tmp_path / schemas.CURVES_FILE).unlink()
     rebuilt = collect.collect(tmp_path)
     pd.testing.assert_frame_equal(rebuilt.sort_values("run_id").reset_index(drop=True),
                                   runs.sort_values("run_id").reset_index(drop=True))  # fmt: skip
@@ -116,9 +116,9 @@ def test_a_run_finished_elsewhere_is_recorded(tmp_path, tiny_cifar):
     from ablations.train.run import train
 
     config = resolve_config("resnet20", profile="smoke", device=CPU)
-    train(config, out=tmp_path / collect.RUNS_DIR, data=tiny_cifar, device=CPU, show_progress=False)
+    train(config, out=tmp_path / schemas.RUNS_DIR, data=tiny_cifar, device=CPU, show_progress=False)
     assert pipeline.record_unrecorded(_ctx(tmp_path)) == 1
-    assert list(collect.load(tmp_path)[0]["run_id"]) == [config.run_id]
+    assert list(schemas.load(tmp_path)[0]["run_id"]) == [config.run_id]
 
 
 def test_cli_plan_lists_missing_runs_as_commands(tmp_path, capsys):
@@ -146,7 +146,7 @@ def test_responses_follow_the_trained_degradation_runs(tmp_path, tiny_cifar, mon
     tasks = pipeline.plan(["degradation", "responses"], profile="smoke", device=CPU)
     ctx = _ctx(tmp_path, tiny_cifar)
     pipeline.execute(tasks, ctx, log=lambda line: None)
-    _, _, responses = collect.load(tmp_path)
+    _, _, responses = schemas.load(tmp_path)
     layers = responses.groupby("variant")["layer"].max().to_dict()
     assert layers == {"plain20": 19, "plain56": 55, "resnet20": 19, "resnet56": 55}
     assert set(responses["images"]) == {100}
@@ -175,15 +175,15 @@ def test_a_time_limit_stops_the_runs_and_the_same_command_resumes(tmp_path, tiny
             "--reports", str(reports)]  # fmt: skip
     assert main([*argv, "--time-limit", "0", "--jobs", "2"]) == 0
     assert "stopped at the time limit with 4 task(s) left" in capsys.readouterr().err
-    [stopped] = [d for d in (results / collect.RUNS_DIR).iterdir()]
+    [stopped] = [d for d in (results / schemas.RUNS_DIR).iterdir()]
     assert (stopped / "checkpoint.pt").exists() and not (stopped / "summary.json").exists()
-    assert not (results / collect.RUNS_FILE).exists() and not reports.exists()
+    assert not (results / schemas.RUNS_FILE).exists() and not reports.exists()
     assert main([*argv, "--time-limit", "0s"]) == 0  # resumes that run, starts no other
     err = capsys.readouterr().err
     assert "plain20 seed 0 (smoke): stopped at a checkpoint (time limit)" in err
     assert "plain56 seed 0 (smoke): not started (time limit)" in err
     assert main(argv) == 0
-    runs = read_table(results / collect.RUNS_FILE, collect.RUNS)
+    runs = read_table(results / schemas.RUNS_FILE, schemas.RUNS)
     assert sorted(runs["variant"]) == ["plain20", "plain56", "resnet20", "resnet56"]
     starts = pd.read_json(stopped / "env.json")["from_iteration"].tolist()
     assert starts == [0, 4, 8] and (reports / "README.md").exists()

@@ -8,6 +8,7 @@ import pytest
 
 from ablations.config import resolve_config
 from ablations.measure import planning
+from ablations.results import schemas
 
 MACHINE = "NVIDIA H100 80GB HBM3"
 
@@ -60,7 +61,7 @@ def test_runs_at_once_are_chosen_from_the_measurement(rates, expected):
 def test_another_machines_measurement_chooses_nothing():
     table = _at_once({1: 100.0, 4: 250.0}, machine="another GPU")
     assert planning.best_runs_at_once(table, MACHINE) == (1, 1.0)
-    assert planning.best_runs_at_once(planning.RUNS_AT_ONCE.empty(), MACHINE) == (1, 1.0)
+    assert planning.best_runs_at_once(schemas.RUNS_AT_ONCE.empty(), MACHINE) == (1, 1.0)
 
 
 def test_the_printed_projection_says_what_is_left_and_what_was_not_measured():

@@ -16,7 +16,7 @@ from ablations.data.arrays import DataError
 from ablations.pipeline import Context, Task, is_done, state, status_table
 from ablations.report.evaluations import evaluations_section, evaluations_table
 from ablations.report.provenance import provenance_notes
-from ablations.results import collect, provenance
+from ablations.results import collect, provenance, schemas
 from ablations.results.table import Schema, read_table
 from ablations.train import records
 from ablations.train.run import train
@@ -90,8 +90,8 @@ def test_the_scan_finds_a_path_under_any_directory_of_this_machine(where):
 
 def test_machine_columns_hash_the_identity_never_the_raw_id(monkeypatch):
     columns = provenance.machine_columns("cpu")
-    assert set(columns) == {"machine", *provenance.MACHINE_HASHES}
-    assert set(provenance.MACHINE_HASHES) <= set(provenance.environment("cpu"))
+    assert set(columns) == {"machine", *schemas.MACHINE_HASHES}
+    assert set(schemas.MACHINE_HASHES) <= set(provenance.environment("cpu"))
     raw = Path("/etc/machine-id")
     if raw.exists() and raw.read_text().strip():
         assert columns["machine_id"] and columns["machine_id"] not in raw.read_text()
@@ -149,7 +149,7 @@ def test_writers_record_names_not_paths(trained):
     start = json.loads((run_dir / "env.json").read_text())[0]
     assert start["data"]["source"] == data.name
     assert start["trainer_version"] == versions.TRAINER_VERSION
-    runs = read_table(results / "runs.csv", collect.RUNS)
+    runs = read_table(results / "runs.csv", schemas.RUNS)
     row = runs.iloc[0]
     assert row["data_source"] == data.name and row["data_format"] == "cifar-pickle"
     assert row["trainer_version"] == versions.TRAINER_VERSION
@@ -169,7 +169,7 @@ def test_responses_rows_carry_the_provenance_columns(trained):
 
     results, config, data = trained
     rows = responses_for_run(results / "runs" / config.run_id, data=data, device="cpu")
-    assert set(collect.PROVENANCE) <= set(rows.columns)
+    assert set(schemas.PROVENANCE) <= set(rows.columns)
     assert set(rows["data_source"]) == {data.name}
     assert set(rows["trainer_version"]) == {versions.TRAINER_VERSION}
     assert all(rows["created_at"]) and all(rows["machine"])
@@ -222,14 +222,14 @@ def test_report_marks_dirty_and_stale_rows():
 
 def test_evaluations_section_shows_our_runs_and_the_paper():
     row = {c: 0 if kind in ("int", "float") else "" for c, kind in
-           collect.EVALUATIONS.columns.items()}  # fmt: skip
+           schemas.EVALUATIONS.columns.items()}  # fmt: skip
     row |= {"variant": "resnet20", "weights": "resnet20-12fca82f.th", "weights_format":
             "akamaster", "preprocessing": "imagenet-mean-std@32", "dataset": "cifar10",
             "split": "test", "images": 10000, "top1_error": 0.0873, "top5_error": 0.003,
             "loss": 0.3, "data_source": "cifar10-jpeg.tar.gz", "data_format": "imagefolder-tar",
             "data_checksum": "5bbd2193f3b9aa", "git_commit": "abc+dirty",
             "crops": "center"}  # fmt: skip
-    evaluations = collect.EVALUATIONS.validate(pd.DataFrame([row]))
+    evaluations = schemas.EVALUATIONS.validate(pd.DataFrame([row]))
     runs = pd.DataFrame({"variant": ["resnet20", "resnet20"], "dataset": ["cifar10"] * 2,
                          "status": ["complete"] * 2, "profile": ["cpu"] * 2,
                          "test_error": [0.44, 0.46]})  # fmt: skip
@@ -239,36 +239,35 @@ def test_evaluations_section_shows_our_runs_and_the_paper():
     assert "8.75% (paper)" in text and "8.27% (akamaster README)" in text
     assert "cifar10-jpeg.tar.gz (imagefolder-tar, sha256 5bbd2193f3b9)" in text
     assert "**abc+dirty (dirty tree)**" in text and "produced from a dirty tree" in text
-    assert evaluations_section(collect.EVALUATIONS.empty(), runs) == ""
+    assert evaluations_section(schemas.EVALUATIONS.empty(), runs) == ""
 
 
 def test_every_measurement_table_has_the_machine_hashes():
-    from ablations.measure import complexity, throughput, train_speed
 
-    for schema in (collect.RUNS, complexity.SCHEMA, train_speed.SCHEMA, throughput.SCHEMA):
-        assert set(provenance.MACHINE_HASHES) <= set(schema.columns), schema.name
-    for schema in (collect.RESPONSES, collect.EVALUATIONS):
-        assert set(collect.PROVENANCE) <= set(schema.columns), schema.name
+    for schema in (schemas.RUNS, schemas.COMPLEXITY, schemas.TRAIN_SPEED, schemas.THROUGHPUT):
+        assert set(schemas.MACHINE_HASHES) <= set(schema.columns), schema.name
+    for schema in (schemas.RESPONSES, schemas.EVALUATIONS):
+        assert set(schemas.PROVENANCE) <= set(schema.columns), schema.name
     # Timings and trained numbers depend on the CPU kernels that made them (complexity does not).
     for schema in (
-        collect.RUNS,
-        collect.RESPONSES,
-        collect.EVALUATIONS,
-        train_speed.SCHEMA,
-        throughput.SCHEMA,
+        schemas.RUNS,
+        schemas.RESPONSES,
+        schemas.EVALUATIONS,
+        schemas.TRAIN_SPEED,
+        schemas.THROUGHPUT,
     ):
-        assert {*provenance.KERNELS, "precision"} <= set(schema.columns), schema.name
+        assert {*schemas.KERNELS, "precision"} <= set(schema.columns), schema.name
 
 
 def test_only_centre_crop_evaluations_are_set_beside_torchvisions_numbers():
     row = {c: 0 if kind in ("int", "float") else "" for c, kind in
-           collect.EVALUATIONS.columns.items()}  # fmt: skip
+           schemas.EVALUATIONS.columns.items()}  # fmt: skip
     row |= {"variant": "resnet50", "weights": "torchvision:IMAGENET1K_V1", "weights_format":
             "torchvision", "preprocessing": "resize256-crop224-imagenet-mean-std",
             "dataset": "imagenet", "split": "val", "images": 50000, "top1_error": 0.2397,
             "top5_error": 0.0724, "git_commit": "abc"}  # fmt: skip
     rows = [row | {"crops": crops} for crops in ("center", "ten-crop", "multi-scale")]
-    evaluations = collect.EVALUATIONS.validate(pd.DataFrame(rows))
+    evaluations = schemas.EVALUATIONS.validate(pd.DataFrame(rows))
     table = evaluations_table(evaluations, pd.DataFrame())
     assert list(table["preprocessing"]) == [
         "resize256-crop224-imagenet-mean-std",

@@ -9,6 +9,7 @@ import pytest
 
 from ablations.registry import AblationsError
 from ablations.report import readme
+from ablations.results import schemas
 
 TEXT = """intro
 <!-- ablate:alpha -->
@@ -104,22 +105,21 @@ def test_cpu_throughput_block_shows_one_machine(tmp_path: Path):
     """A table re-measured on a second CPU holds both machines' rows: the block shows one
     machine's numbers (the report's choice: the most measured, then the fastest) with its name
     alone, never a median across the two."""
-    from ablations.measure import throughput
     from ablations.report.readme_blocks import cpu_throughput
     from ablations.results.table import read_table, write_table
 
-    committed = read_table(Path("results") / throughput.THROUGHPUT_FILE, throughput.SCHEMA)
+    committed = read_table(Path("results") / schemas.THROUGHPUT_FILE, schemas.THROUGHPUT)
     other = committed.assign(
         machine="Other CPU (2 cores)", cpu_flags="0123456789ab",
         images_per_s=committed["images_per_s"] * 1000, created_at="9999-01-01T00:00:00+00:00",
     )  # fmt: skip
     write_table(
-        pd.concat([committed, other]), tmp_path / throughput.THROUGHPUT_FILE, throughput.SCHEMA
+        pd.concat([committed, other]), tmp_path / schemas.THROUGHPUT_FILE, schemas.THROUGHPUT
     )
     block = cpu_throughput(tmp_path)
     assert "Other CPU (2 cores)" in block
     assert committed["machine"].iloc[0] not in block
     alone = tmp_path / "alone"
     alone.mkdir()
-    write_table(other, alone / throughput.THROUGHPUT_FILE, throughput.SCHEMA)
+    write_table(other, alone / schemas.THROUGHPUT_FILE, schemas.THROUGHPUT)
     assert block == cpu_throughput(alone)

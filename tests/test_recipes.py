@@ -21,7 +21,7 @@ from ablations.models import create_model
 from ablations.recipes import RECIPES, resolve_recipe
 from ablations.registry import AblationsError
 from ablations.report.recipes import recipe_table, verdict
-from ablations.results.collect import RUNS
+from ablations.results.schemas import RUNS
 from ablations.train.evaluation import evaluate_metrics
 from ablations.train.run import train
 from ablations.versions import TRAINER_VERSION

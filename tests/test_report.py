@@ -11,7 +11,7 @@ import pytest
 from ablations import get_variant
 from ablations.references import TABLE6
 from ablations.report import figures, render, training
-from ablations.results import collect
+from ablations.results import schemas
 from ablations.results.table import write_table
 
 MACHINE = "Test CPU (2 cores)"
@@ -61,7 +61,7 @@ def run_rows(
                 "trainable_params": 10_000 * v.depth, "train_images": 45_000,
                 "experiments": experiments,
             })  # fmt: skip
-    return collect.RUNS.validate(pd.DataFrame(rows))
+    return schemas.RUNS.validate(pd.DataFrame(rows))
 
 
 def curve_rows(runs: pd.DataFrame, *, every: int = 100) -> pd.DataFrame:
@@ -75,7 +75,7 @@ def curve_rows(runs: pd.DataFrame, *, every: int = 100) -> pd.DataFrame:
                      (run.run_id, it, "val", "error", train + 0.01)]  # fmt: skip
         rows.append((run.run_id, run.iterations, "test", "error", run.test_error))
     columns = ["run_id", "iteration", "split", "metric", "value"]
-    return collect.CURVES.validate(pd.DataFrame(rows, columns=columns))
+    return schemas.CURVES.validate(pd.DataFrame(rows, columns=columns))
 
 
 def response_rows(runs: pd.DataFrame) -> pd.DataFrame:
@@ -86,14 +86,14 @@ def response_rows(runs: pd.DataFrame) -> pd.DataFrame:
             rows.append({"run_id": run.run_id, "variant": run.variant, "profile": run.profile,
                          "residual": run.residual, "depth": run.depth, "layer": layer,
                          "module": f"m{layer}", "std": std})  # fmt: skip
-    return collect.RESPONSES.validate(pd.DataFrame(rows))
+    return schemas.RESPONSES.validate(pd.DataFrame(rows))
 
 
 def write_results(results: Path, runs: pd.DataFrame, *, responses: bool = True) -> None:
-    write_table(runs, results / collect.RUNS_FILE, collect.RUNS)
-    write_table(curve_rows(runs), results / collect.CURVES_FILE, collect.CURVES)
+    write_table(runs, results / schemas.RUNS_FILE, schemas.RUNS)
+    write_table(curve_rows(runs), results / schemas.CURVES_FILE, schemas.CURVES)
     if responses:
-        write_table(response_rows(runs), results / collect.RESPONSES_FILE, collect.RESPONSES)
+        write_table(response_rows(runs), results / schemas.RESPONSES_FILE, schemas.RESPONSES)
 
 
 def render_readme(tmp_path: Path, runs: pd.DataFrame, **kwargs: bool) -> tuple[Path, str]:
@@ -172,7 +172,7 @@ def test_degradation_figure_averages_seeds_and_survives_an_empty_panel():
 
 def test_degradation_figure_without_curves_still_shows_the_test_errors():
     runs = run_rows(CPU_ERRORS, profile="cpu")
-    fig = figures.degradation_figure(runs, collect.CURVES.empty())
+    fig = figures.degradation_figure(runs, schemas.CURVES.empty())
     points = [ln for ax in fig.axes for ln in ax.get_lines() if len(ln.get_xdata()) == 1]
     assert len(points) == 4 and fig.axes[0].get_ylim()[1] > 88.5
 
@@ -333,7 +333,7 @@ def test_report_judges_the_claims_in_every_replicate(tmp_path):
     results = tmp_path / "results"
     write_results(results, run_rows(tight, profile="cpu"))
     replicate = run_rows(loose, profile="cpu").assign(cpu_kernels="aten AVX2, onednn AVX2")
-    write_results(results / collect.REPLICATES_DIR / "avx2", replicate)
+    write_results(results / schemas.REPLICATES_DIR / "avx2", replicate)
     [profile] = training.load_profiles(results)  # the degradation section's words, no figures
     cpu = training.replication_words(profile)
     assert "Replication: a verdict stands only where every replicate reaches it" in cpu
@@ -398,7 +398,7 @@ def test_report_without_runs_says_how_to_produce_them(tmp_path):
 
 def test_report_with_an_empty_runs_table(tmp_path):
     results = tmp_path / "results"
-    write_table(collect.RUNS.empty(), results / collect.RUNS_FILE, collect.RUNS)
+    write_table(schemas.RUNS.empty(), results / schemas.RUNS_FILE, schemas.RUNS)
     render.render(results=results, out=tmp_path / "reports")
     assert "No training runs yet" in (tmp_path / "reports" / "README.md").read_text()
 

@@ -16,7 +16,7 @@ from ablations.config import resolve_config
 from ablations.data import load_dataset
 from ablations.measure.responses import layer_responses, response_modules, responses_for_run
 from ablations.registry import AblationsError
-from ablations.results.collect import RESPONSES
+from ablations.results.schemas import RESPONSES
 from ablations.train.run import train
 
 COUNTS = {"resnet20": 19, "plain20": 19, "resnet20-k7": 18, "resnet50": 16}

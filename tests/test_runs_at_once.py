@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from ablations.cli import main
-from ablations.measure import planning
+from ablations.results import schemas
 from ablations.results.table import read_table
 
 
@@ -17,14 +17,14 @@ def test_every_method_measures_on_the_cpu(tmp_path, tiny_cifar, capsys):
             "--warmup", "1"]  # fmt: skip
     assert main([*argv, "--streams", "1,2", "--processes", "2"]) == 0
     assert "3 row(s) appended" in capsys.readouterr().out
-    table = read_table(tmp_path / planning.RUNS_AT_ONCE_FILE, planning.RUNS_AT_ONCE)
+    table = read_table(tmp_path / schemas.RUNS_AT_ONCE_FILE, schemas.RUNS_AT_ONCE)
     assert list(zip(table["method"], table["jobs"], strict=True)) == [
         ("streams", 1), ("streams", 2), ("processes", 2)
     ]  # fmt: skip
     assert (table["images_per_s"] > 0).all() and set(table["step"]) == {"eager"}
     assert not table["mps"].any() and (table["machine"] != "").all()
     assert main([*argv, "--streams", "1", "--processes", ""]) == 0  # rows are added, never lost
-    assert len(read_table(tmp_path / planning.RUNS_AT_ONCE_FILE, planning.RUNS_AT_ONCE)) == 4
+    assert len(read_table(tmp_path / schemas.RUNS_AT_ONCE_FILE, schemas.RUNS_AT_ONCE)) == 4
 
 
 def test_an_unknown_net_is_refused_in_one_line(tmp_path, capsys):

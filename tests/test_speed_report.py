@@ -9,9 +9,9 @@ import pandas as pd
 import pytest
 
 from ablations.cli import main
-from ablations.measure import train_speed
-from ablations.measure.throughput import SCHEMA
 from ablations.report import throughput as report
+from ablations.results import schemas
+from ablations.results.schemas import THROUGHPUT as SCHEMA
 from ablations.results.table import read_table
 
 SETTING = {
@@ -41,7 +41,7 @@ def test_ours_against_timm_is_a_ratio_of_medians():
 def test_nothing_to_compare_renders_nothing():
     assert report.against_timm(pd.DataFrame(_rows("ours", [1.0]))) == ""
     assert report.fidelity(pd.DataFrame(_rows("ours", [1.0]))) == ""  # one run: no spread
-    assert report.loop_speed(train_speed.SCHEMA.empty()) == ""
+    assert report.loop_speed(schemas.TRAIN_SPEED.empty()) == ""
 
 
 def test_extras_reads_results_alone(tmp_path):
@@ -58,7 +58,7 @@ def test_train_speed_compares_equal_settings_and_records_them(tiny_cifar, tmp_pa
                  "--iterations", "1", "--warmup", "1", "--batch-size", "8", "--input-size",
                  "16", "--out", str(tmp_path)])  # fmt: skip
     assert code == 0, capsys.readouterr().err
-    table = read_table(tmp_path / train_speed.SPEED_FILE, train_speed.SCHEMA).set_index("loop")
+    table = read_table(tmp_path / schemas.TRAIN_SPEED_FILE, schemas.TRAIN_SPEED).set_index("loop")
     ours, theirs = table.loc["suite"], table.loc["conventional"]
     for column in ("precision", "batch_size", "input_size", "cudnn_benchmark", "tf32_matmul",
                    "tf32_cudnn", "iterations", "warmup"):  # fmt: skip
@@ -72,5 +72,5 @@ def test_train_speed_compares_equal_settings_and_records_them(tiny_cifar, tmp_pa
     assert ours["optimizer"] == theirs["optimizer"] == "SGD for-loop"
     assert ours["speedup"] == pytest.approx(theirs["seconds"] / ours["seconds"])
     assert "speed-up" in report.loop_speed(
-        read_table(tmp_path / train_speed.SPEED_FILE, train_speed.SCHEMA)
+        read_table(tmp_path / schemas.TRAIN_SPEED_FILE, schemas.TRAIN_SPEED)
     )

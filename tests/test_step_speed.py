@@ -14,7 +14,8 @@ from ablations.cli import main
 from ablations.config import resolve_config
 from ablations.data import load_dataset
 from ablations.data.prepare import prepare_data
-from ablations.measure import planning, step_speed
+from ablations.measure import step_speed
+from ablations.results import schemas
 from ablations.results.table import read_table
 
 CPU = torch.device("cpu")
@@ -41,19 +42,19 @@ def test_a_second_measurement_takes_only_what_the_first_left_out(tmp_path, tiny_
         )  # fmt: skip
 
     cut = measure(deadline=time.monotonic())  # the limit has passed: nothing is measured
-    assert not (tmp_path / planning.STEP_SPEED_FILE).exists()
+    assert not (tmp_path / schemas.STEP_SPEED_FILE).exists()
     assert cut["runs"] == 4 and "eager_seconds" not in cut
     measure(deadline=time.monotonic() + 600)
-    first = read_table(tmp_path / planning.STEP_SPEED_FILE, planning.STEP_SPEED)
+    first = read_table(tmp_path / schemas.STEP_SPEED_FILE, schemas.STEP_SPEED)
     # One row per net (the seeds train alike); on a CPU the own step is the eager one.
     assert sorted(first["variant"]) == ["plain20", "resnet20"]
     assert set(first["requested_step"]) == {"auto"} and set(first["step"]) == {"eager"}
     projection = measure(deadline=None)
     pd.testing.assert_frame_equal(
-        read_table(tmp_path / planning.STEP_SPEED_FILE, planning.STEP_SPEED), first
+        read_table(tmp_path / schemas.STEP_SPEED_FILE, schemas.STEP_SPEED), first
     )  # measured already here at this commit: nothing new
     assert set(projection["eager_seconds"]) == {c.run_id for c in configs}
-    assert projection == json.loads((tmp_path / planning.PROJECTION_FILE).read_text())
+    assert projection == json.loads((tmp_path / schemas.PROJECTION_FILE).read_text())
     assert projection["runs_at_once"] == 1 and projection["machine"]
 
 
@@ -64,5 +65,5 @@ def test_ablate_plan_measure_prints_the_projection(tmp_path, tiny_cifar, capsys)
     assert main([*argv, "--measure", "--iterations", "1", "--warmup", "1"]) == 0
     out = capsys.readouterr().out
     assert "# projected on" in out and "eager step:" in out and "for 4 run(s)" in out
-    table = read_table(results / planning.STEP_SPEED_FILE, planning.STEP_SPEED)
+    table = read_table(results / schemas.STEP_SPEED_FILE, schemas.STEP_SPEED)
     assert len(table) == 4 and (table["iterations"] == 1).all()

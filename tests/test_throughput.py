@@ -16,6 +16,8 @@ from ablations.measure.throughput import child, parent, settings
 from ablations.measure.throughput import reference as timm_ref
 from ablations.measure.throughput.settings import Setting
 from ablations.registry import AblationsError
+from ablations.report import throughput as throughput_report
+from ablations.results import schemas
 from ablations.results.table import read_table
 
 QUICK = {"warmup": 1, "repeats": 2, "steps": 1}
@@ -48,7 +50,7 @@ def test_cpu_run_measures_every_setting_in_a_subprocess(tmp_path):
     assert set(table["protocol"]) == {"synthetic inputs, fresh weights, denormals flushed"}
     for column in ("machine", "torch", "git_commit", "created_at", "torch_threads"):
         assert table[column].astype(str).str.len().min() > 0
-    assert len(read_table(out, tp.SCHEMA)) == 4
+    assert len(read_table(out, schemas.THROUGHPUT)) == 4
 
 
 def test_the_denormal_check_sees_the_flush():
@@ -65,7 +67,7 @@ def test_appending_keeps_earlier_rows(tmp_path):
     out = tmp_path / "throughput.csv"
     tp.run(_quick(["resnet20"], modes=["infer"], batch_sizes=[2]), out=out, show_progress=False)
     tp.run(_quick(["plain20"], modes=["infer"], batch_sizes=[2]), out=out, show_progress=False)
-    assert list(read_table(out, tp.SCHEMA)["variant"]) == ["resnet20", "plain20"]
+    assert list(read_table(out, schemas.THROUGHPUT)["variant"]) == ["resnet20", "plain20"]
 
 
 def test_default_batch_follows_the_family():
@@ -293,7 +295,7 @@ def test_spread_over_repeated_runs():
     }  # fmt: skip
     runs = {"run": [0, 1, 2], "images_per_s": [100.0, 102.0, 98.0]}
     rows = pd.DataFrame({k: [v] * 3 for k, v in setting.items()} | runs)
-    [row] = tp.spread(rows).to_dict("records")
+    [row] = throughput_report.spread(rows).to_dict("records")
     assert row["count"] == 3 and row["spread"] == pytest.approx(0.04)
 
 
@@ -305,7 +307,7 @@ def test_cli_bench_prints_and_appends_into_a_folder(tmp_path, capsys):
     assert code == 0
     assert "images/s" in printed and "run-to-run spread of images/s over 2 runs (ours)" in printed
     assert f"appended to {tmp_path / 'throughput.csv'}" in printed  # a folder: throughput.csv
-    assert len(read_table(tmp_path / "throughput.csv", tp.SCHEMA)) == 2
+    assert len(read_table(tmp_path / "throughput.csv", schemas.THROUGHPUT)) == 2
 
 
 def test_cli_bench_bad_input_is_one_line(capsys):
@@ -316,7 +318,7 @@ def test_cli_bench_bad_input_is_one_line(capsys):
 
 def test_a_table_from_an_older_protocol_is_refused_in_one_line(tmp_path, capsys):
     old = tmp_path / "throughput.csv"
-    columns = [c for c in tp.SCHEMA.columns if c not in ("protocol", "reference")]
+    columns = [c for c in schemas.THROUGHPUT.columns if c not in ("protocol", "reference")]
     old.write_text(",".join(columns) + "\n")
     assert main(["bench", "resnet20", "--mode", "infer", "--batch-size", "2", "--warmup", "1",
                  "--repeats", "1", "--steps", "1", "--out", str(old)]) == 2  # fmt: skip
@@ -381,7 +383,7 @@ def test_ours_and_timm_side_by_side_on_the_cpu(tmp_path, capsys):
                  "2", "--warmup", "1", "--repeats", "1", "--steps", "5", "--reference", "timm",
                  "--out", str(tmp_path)])  # fmt: skip
     assert code == 0, capsys.readouterr().err
-    table = read_table(tmp_path / tp.REFERENCE_FILE, tp.SCHEMA)
+    table = read_table(tmp_path / schemas.REFERENCE_FILE, schemas.THROUGHPUT)
     assert sorted(table["reference"]) == ["ours", "timm"]
     assert set(table["status"]) == {"ok"}, table["error"].tolist()
     assert (table["images_per_s"] > 0).all()
@@ -422,7 +424,7 @@ def test_rows_from_before_the_step_column_read_as_eager(tmp_path):
                    out=tmp_path / "t.csv", show_progress=False)  # fmt: skip
     assert set(table["step"]) == {"eager"}
     pd.read_csv(tmp_path / "t.csv").drop(columns="step").to_csv(tmp_path / "t.csv", index=False)
-    old = read_table(tmp_path / "t.csv", tp.SCHEMA)
+    old = read_table(tmp_path / "t.csv", schemas.THROUGHPUT)
     assert set(old["step"]) == {"eager"}
     assert tp.setting_key(old.iloc[0].to_dict()) == tp.setting_key(
         {**vars(_quick(["resnet20"], modes=["infer"], batch_sizes=[2])[0])}

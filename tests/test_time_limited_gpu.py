@@ -13,9 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from ablations.measure import planning
 from ablations.report import planning as section
-from ablations.results import collect
+from ablations.results import schemas
 from ablations.results.table import read_table
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -52,7 +51,7 @@ def test_the_script_trains_to_the_time_limit_packs_and_resumes_elsewhere(tmp_pat
         "checkpoints-1.tar.gz", "gpu-tests.xml", "results.tar.gz"
     ]  # fmt: skip
     assert 'skipped="1"' in (out / "gpu-tests.xml").read_text()  # no CUDA here
-    speed = read_table(results / planning.STEP_SPEED_FILE, planning.STEP_SPEED)
+    speed = read_table(results / schemas.STEP_SPEED_FILE, schemas.STEP_SPEED)
     assert sorted(speed["variant"]) == ["plain20", "plain56", "resnet20", "resnet56"]
     assert {"results/step_speed.csv", "results/projection.json"} <= set(
         _names(out / "results.tar.gz")
@@ -62,11 +61,11 @@ def test_the_script_trains_to_the_time_limit_packs_and_resumes_elsewhere(tmp_pat
     log = _script(tmp_path, tiny_cifar, "second", RESUME_FROM=str(out), MAX_MB="0.5")
     results = tmp_path / "second" / "results"
     assert "[measure]" not in log  # measured already on this machine at this commit
-    runs = read_table(results / collect.RUNS_FILE, collect.RUNS)
+    runs = read_table(results / schemas.RUNS_FILE, schemas.RUNS)
     assert sorted(runs["variant"]) == ["plain20", "plain56", "resnet20", "resnet56"]
     stopped = results / Path(checkpoint).parent.relative_to("results")
     assert [s["from_iteration"] for s in json.loads((stopped / "env.json").read_text())] == [0, 4]
-    assert not read_table(results / collect.RESPONSES_FILE, collect.RESPONSES).empty
+    assert not read_table(results / schemas.RESPONSES_FILE, schemas.RESPONSES).empty
     packed = tmp_path / "second" / "out"
     assert "left out (over --max-mb): results/runs/" in log  # weights over half a MB
     assert "results/runs.csv" in _names(packed / "results.tar.gz")

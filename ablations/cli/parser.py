@@ -36,8 +36,9 @@ from ablations.cli.train_commands import (
 )
 from ablations.config import EVAL_CROPS, STREAM_DATASETS
 from ablations.data import DATASETS
-from ablations.measure import complexity, golden
+from ablations.measure import golden
 from ablations.profiles import PROFILES
+from ablations.results import schemas
 
 # The package docstring's first line (ablations/cli/__init__.py), as `ablate --help` shows it.
 DESCRIPTION = "`ablate`: thin subcommands over the library (parse -> call -> print)."
@@ -116,14 +117,14 @@ def build_parser() -> argparse.ArgumentParser:
     add_selection(p)
     p.add_argument("--format", choices=["table", "csv", "json"], default="table")
     p.add_argument(
-        "--results", type=Path, default=Path("results") / complexity.COMPLEXITY_FILE,
+        "--results", type=Path, default=Path("results") / schemas.COMPLEXITY_FILE,
         help="reuse up-to-date counts from this table when it exists (default: %(default)s)",
     )  # fmt: skip
     p.set_defaults(func=cmd_list)
 
     p = sub.add_parser("complexity", help="measure params and MACs into a results table")
     add_selection(p)
-    p.add_argument("--out", type=Path, default=Path("results") / complexity.COMPLEXITY_FILE)
+    p.add_argument("--out", type=Path, default=Path("results") / schemas.COMPLEXITY_FILE)
     p.add_argument("--rerun", action="store_true", help="recompute rows that are up to date")
     p.set_defaults(func=cmd_complexity)
 

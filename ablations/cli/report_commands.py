@@ -15,7 +15,7 @@ import pandas as pd
 from ablations import recipes
 from ablations.measure import complexity, golden
 from ablations.registry import REGISTRY, AblationsError, list_variants
-from ablations.results import collect
+from ablations.results import collect, schemas
 from ablations.results.table import read_table
 
 LIST_COLUMNS = [
@@ -42,12 +42,12 @@ def _format_table(df: pd.DataFrame) -> str:
     shown = df[LIST_COLUMNS].copy()
     for column in ("params", "macs"):
         shown[column] = shown[column].map("{:,}".format)
-    return f"# {complexity.MACS_CONVENTION}\n{shown.to_string(index=False)}"
+    return f"# {schemas.MACS_CONVENTION}\n{shown.to_string(index=False)}"
 
 
 def cmd_list(args: argparse.Namespace) -> None:
     names = select(args.patterns, args.exclude)
-    stored = read_table(args.results, complexity.SCHEMA) if args.results.exists() else None
+    stored = read_table(args.results, schemas.COMPLEXITY) if args.results.exists() else None
     df = complexity.measure(names, stored=stored)
     columns = [*LIST_COLUMNS, "stage_blocks", "in_channels"]
     if args.format == "csv":
@@ -139,8 +139,8 @@ def _check_readme(path: Path, *, results: Path) -> None:
 
 def cmd_collect(args: argparse.Namespace) -> None:
     runs = collect.collect(args.results)
-    runs_dir = args.results / collect.RUNS_DIR
-    print(f"{args.results / collect.RUNS_FILE}: {len(runs)} runs from {runs_dir}")
+    runs_dir = args.results / schemas.RUNS_DIR
+    print(f"{args.results / schemas.RUNS_FILE}: {len(runs)} runs from {runs_dir}")
 
 
 def cmd_merge(args: argparse.Namespace) -> None:

@@ -11,6 +11,7 @@ from ablations.cli.options import BOTH
 from ablations.cli.report_commands import select
 from ablations.config import resolve_config
 from ablations.profiles import default_profile
+from ablations.results import schemas
 
 SPEED_DEFAULT = ("resnet20", "resnet56", "resnet110")
 
@@ -25,7 +26,7 @@ def cmd_train_speed(args: argparse.Namespace) -> None:
         overrides["compile"] = True
     configs = [resolve_config(n, profile=args.profile, device=args.device, **overrides)
                for n in names]  # fmt: skip
-    out = args.out / train_speed.SPEED_FILE if args.out.is_dir() else args.out
+    out = args.out / schemas.TRAIN_SPEED_FILE if args.out.is_dir() else args.out
     dataset = load_dataset("cifar10", data=args.data)
     table = train_speed.compare(
         configs, dataset, device=args.device, iterations=args.iterations, warmup=args.warmup,
@@ -55,6 +56,7 @@ def cmd_loader_speed(args: argparse.Namespace) -> None:
 
 def cmd_bench(args: argparse.Namespace) -> None:
     from ablations.measure import throughput
+    from ablations.report import throughput as throughput_report
 
     names = select(args.patterns, args.exclude)
     settings = throughput.grid(
@@ -65,12 +67,12 @@ def cmd_bench(args: argparse.Namespace) -> None:
         warmup=args.warmup, repeats=args.repeats, steps=args.steps, runs=args.runs,
         step=args.step,
     )  # fmt: skip
-    name = throughput.REFERENCE_FILE if args.reference else throughput.THROUGHPUT_FILE
+    name = schemas.REFERENCE_FILE if args.reference else schemas.THROUGHPUT_FILE
     out = throughput.output_path(args.out, name) if args.out else Path("results") / name
     table = throughput.run(settings, out=out, reference=args.reference)
     print(throughput.format_table(table))
     if args.runs > 1:
-        spreads = throughput.spread(table)
+        spreads = throughput_report.spread(table)
         for reference, part in spreads.groupby("reference"):
             print(f"run-to-run spread of images/s over {args.runs} runs ({reference}): median "
                   f"{part['spread'].median():.1%}, worst {part['spread'].max():.1%}")  # fmt: skip
@@ -79,7 +81,7 @@ def cmd_bench(args: argparse.Namespace) -> None:
 
 def cmd_runs_at_once(args: argparse.Namespace) -> None:
     from ablations import pipeline
-    from ablations.measure import planning, runs_at_once
+    from ablations.measure import runs_at_once
 
     [variant] = select([args.variant], [])
     ctx = pipeline.context(results=args.results, data=args.data, device=args.device)
@@ -90,4 +92,4 @@ def cmd_runs_at_once(args: argparse.Namespace) -> None:
         counts={m: k for m, k in counts.items() if k}, iterations=args.iterations,
         warmup=args.warmup, log=lambda line: print(line, file=sys.stderr, flush=True),
     )  # fmt: skip
-    print(f"{len(rows)} row(s) appended to {args.results / planning.RUNS_AT_ONCE_FILE}")
+    print(f"{len(rows)} row(s) appended to {args.results / schemas.RUNS_AT_ONCE_FILE}")

@@ -20,6 +20,7 @@ from ablations.config import TrainConfig, resolve_config
 from ablations.data import resolve_source
 from ablations.profiles import default_profile
 from ablations.registry import AblationsError
+from ablations.results import schemas
 
 
 def _raise_interrupt(signum: int, frame: object) -> None:
@@ -214,7 +215,7 @@ def _measure(
         log=lambda line: print(line, file=sys.stderr, flush=True),
     )  # fmt: skip
     missing = {t.config.run_id for t in train if t.config and not pipeline.is_done(t, ctx)}
-    print(f"\n# projected on {projection['machine']} (`{ctx.results / planning.PROJECTION_FILE}`):")
+    print(f"\n# projected on {projection['machine']} (`{ctx.results / schemas.PROJECTION_FILE}`):")
     print("\n".join(planning.describe(projection, missing=missing)))
 
 

@@ -22,8 +22,9 @@ from torch import nn
 from ablations.models import ResNet, resnet
 from ablations.progress import progress
 from ablations.registry import Variant, get_variant
-from ablations.results import provenance
-from ablations.results.table import Schema, read_table, upsert
+from ablations.results import provenance, schemas
+from ablations.results.schemas import COMPLEXITY
+from ablations.results.table import read_table, upsert
 
 # fvcore.nn scripts a loss function when imported, which torch >= 2.10 warns about.
 with warnings.catch_warnings():
@@ -43,10 +44,6 @@ COUNTED_OPS = {
     "aten::matmul": matmul_flop_jit,
     "aten::mm": matmul_flop_jit,
 }
-COMPLEXITY_FILE = "complexity.csv"
-MACS_CONVENTION = (
-    "macs = fvcore count (1 multiply-add = 1), conv + linear layers, batch 1 at input_size"
-)
 
 
 def uninitialised(variant: Variant) -> ResNet:
@@ -89,20 +86,6 @@ def code_version() -> str:
     return provenance.source_hash(resnet, uninitialised, count_params, count_macs)
 
 
-SCHEMA = Schema(
-    name="complexity",
-    columns={
-        "name": "str", "family": "str", "depth": "int", "block": "str", "residual": "bool",
-        "shortcut": "str", "stem": "str", "width": "int", "stage_blocks": "str",
-        "stride_at": "str", "input_size": "int", "in_channels": "int", "num_classes": "int",
-        "params": "int", "macs": "int", "uncounted_ops": "str",
-        "fingerprint": "str", "code_version": "str", "fvcore": "str", "torch": "str",
-        "machine": "str", "git_commit": "str", "created_at": "str", "cpu_flags": "str",
-        "machine_id": "str",
-    },
-    key=("name",),
-    added=provenance.MACHINE_HASHES_ADDED,
-)  # fmt: skip
 # A stored row is reused only if it was computed for the same architecture by the same code.
 REUSE_KEY = ("name", "fingerprint", "code_version", "fvcore")
 
@@ -121,7 +104,7 @@ def complexity_row(variant: Variant) -> dict[str, Any]:
         "fingerprint": variant.fingerprint(),
         "code_version": code_version(),
         **{k: environment[k] for k in ("fvcore", "torch", "machine", "git_commit", "created_at",
-                                       *provenance.MACHINE_HASHES)},
+                                       *schemas.MACHINE_HASHES)},
     }  # fmt: skip
 
 
@@ -151,7 +134,7 @@ def measure(
     reuse = reusable(resolved, stored) if stored is not None else {}
     todo = [v for v in resolved if v.name not in reuse]
     fresh = {v.name: complexity_row(v) for v in progress(todo, desc="complexity", label=_name)}
-    return SCHEMA.validate(pd.DataFrame([reuse.get(v.name) or fresh[v.name] for v in resolved]))
+    return COMPLEXITY.validate(pd.DataFrame([reuse.get(v.name) or fresh[v.name] for v in resolved]))
 
 
 def update(
@@ -160,11 +143,11 @@ def update(
     """Bring the table at `path` up to date for `variants`: compute what is missing or stale,
     saving each row as it is done, so an interrupted run resumes where it stopped."""
     resolved = _resolve(variants)
-    stored = read_table(path, SCHEMA)
+    stored = read_table(path, COMPLEXITY)
     reuse = {} if rerun else reusable(resolved, stored)
     todo = [v for v in resolved if v.name not in reuse]
     for row in _rows(todo):
-        stored = upsert(path, pd.DataFrame([row]), SCHEMA)
+        stored = upsert(path, pd.DataFrame([row]), COMPLEXITY)
     return stored
 
 

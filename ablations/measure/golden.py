@@ -12,19 +12,15 @@ import pandas as pd
 
 from ablations.measure import complexity
 from ablations.registry import list_variants
-from ablations.results.table import Schema, read_table, write_table
+from ablations.results.schemas import GOLDEN
+from ablations.results.table import read_table, write_table
 
 DEFAULT_PATH = Path("tests/golden/complexity.csv")
-SCHEMA = Schema(
-    name="golden complexity",
-    columns={"name": "str", "input_size": "int", "params": "int", "macs": "int"},
-    key=("name",),
-)
 
 
 def compute() -> pd.DataFrame:
     """Fresh counts for every registered variant (nothing reused)."""
-    return complexity.measure(list_variants())[list(SCHEMA.columns)]
+    return complexity.measure(list_variants())[list(GOLDEN.columns)]
 
 
 def differences(expected: pd.DataFrame, actual: pd.DataFrame) -> list[str]:
@@ -46,10 +42,10 @@ def differences(expected: pd.DataFrame, actual: pd.DataFrame) -> list[str]:
 
 
 def check(path: Path = DEFAULT_PATH) -> list[str]:
-    return differences(read_table(path, SCHEMA), compute())
+    return differences(read_table(path, GOLDEN), compute())
 
 
 def write(path: Path = DEFAULT_PATH) -> pd.DataFrame:
     table = compute()
-    write_table(table, path, SCHEMA)
+    write_table(table, path, GOLDEN)
     return table

@@ -15,39 +15,9 @@ from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
-from ablations.results.table import Schema
-
 if TYPE_CHECKING:
     from ablations.config import TrainConfig
 
-STEP_SPEED_FILE = "step_speed.csv"
-PROJECTION_FILE = "projection.json"
-RUNS_AT_ONCE_FILE = "runs_at_once.csv"
-
-STEP_SPEED = Schema(
-    name="step speed",
-    columns={
-        "variant": "str", "requested_step": "str", "step": "str", "step_note": "str",
-        "iterations": "int",
-        "batch_size": "int", "seconds": "float", "ms_per_step": "float",
-        "images_per_s": "float", "eval_split": "str", "eval_s": "float",
-        "checkpoint_bytes": "int", "precision": "str", "channels_last": "bool", "machine": "str",
-        "torch": "str", "git_commit": "str", "created_at": "str",
-    },
-    key=("machine", "variant", "requested_step", "created_at"),
-    fix="`ablate plan --measure` writes it; move it aside and measure again",
-)  # fmt: skip
-RUNS_AT_ONCE = Schema(
-    name="runs at once",
-    columns={
-        "method": "str", "mps": "bool", "jobs": "int", "variant": "str", "step": "str",
-        "precision": "str", "channels_last": "bool", "batch_size": "int", "iterations": "int",
-        "seconds": "float", "images_per_s": "float", "machine": "str", "torch": "str",
-        "git_commit": "str", "created_at": "str",
-    },
-    key=("machine", "method", "mps", "jobs", "created_at"),
-    fix="`ablate runs-at-once` writes it; move it aside and measure again",
-)  # fmt: skip
 
 # What makes two runs train at the same speed: the seed does not.
 SHAPE = ("variant", "batch_size", "precision", "channels_last")

@@ -43,7 +43,8 @@ from ablations.data.prepare import prepare_data
 from ablations.models import ResNet
 from ablations.registry import AblationsError, Variant
 from ablations.results import provenance
-from ablations.results.collect import RESPONSES, provenance_row
+from ablations.results.collect import provenance_row
+from ablations.results.schemas import RESPONSES
 from ablations.train.steps import autocast, set_tf32
 
 __all__ = ["layer_responses", "response_modules", "responses_for_run"]

@@ -31,9 +31,8 @@ import torch
 from ablations.config import TrainConfig
 from ablations.data.prepare import RunData
 from ablations.gpu import streams as cuda_streams
-from ablations.measure import planning
 from ablations.measure.step_speed import append_row, prepared, ready, synchronize
-from ablations.results import provenance
+from ablations.results import provenance, schemas
 
 METHODS = ("streams", "processes")
 
@@ -133,5 +132,5 @@ def measure(
             })  # fmt: skip
             log(f"[runs-at-once] {method}{' (MPS)' if mps else ''} x{jobs} {config.variant}: "
                 f"{images / seconds:,.0f} img/s in all")  # fmt: skip
-            append_row(results / planning.RUNS_AT_ONCE_FILE, rows[-1])
+            append_row(results / schemas.RUNS_AT_ONCE_FILE, rows[-1])
     return rows

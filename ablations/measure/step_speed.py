@@ -28,7 +28,7 @@ from ablations.gpu.streams import on
 from ablations.imagenet.prepare import prepare_stream_run
 from ablations.io import write_json
 from ablations.measure import planning
-from ablations.results import provenance
+from ablations.results import provenance, schemas
 from ablations.results.table import read_table
 from ablations.train.steps import set_tf32
 from ablations.train.trainer import Trainer
@@ -109,7 +109,7 @@ def measure_plan(
     """Measure the runs of `configs` this machine has not measured at this commit (each row
     saved to results/step_speed.csv as it is measured, none started past `deadline`), then
     write and return the projection (results/projection.json)."""
-    path = results / planning.STEP_SPEED_FILE
+    path = results / schemas.STEP_SPEED_FILE
     rows = _measured_here(path, device)
     done = {(*planning.shape(r), r["requested_step"]) for r in rows}
     done |= {(*planning.shape(r), "eager") for r in rows if r["step"] == "eager"}
@@ -140,20 +140,20 @@ def measure_plan(
             rows.append(row)
             append_row(path, row)
             done |= {(*planning.shape(config), requested), (*planning.shape(config), row["step"])}
-    table = pd.DataFrame(rows, columns=list(planning.STEP_SPEED.columns))
+    table = pd.DataFrame(rows, columns=list(schemas.STEP_SPEED.columns))
     projection = planning.project(table, configs, steps_per_epoch)
     machine = provenance.device_name(device)
-    at_once = read_table(results / planning.RUNS_AT_ONCE_FILE, planning.RUNS_AT_ONCE)
+    at_once = read_table(results / schemas.RUNS_AT_ONCE_FILE, schemas.RUNS_AT_ONCE)
     jobs, speedup = planning.best_runs_at_once(at_once, machine)
     projection |= {"runs_at_once": jobs, "combined_speedup": speedup, "machine": machine,
                    "git_commit": provenance.git_commit()}  # fmt: skip
-    write_json(results / planning.PROJECTION_FILE, projection)
+    write_json(results / schemas.PROJECTION_FILE, projection)
     return projection
 
 
 def _measured_here(path: Path, device: torch.device) -> list[dict[str, Any]]:
     """The rows of `path` this machine measured at this commit."""
-    table = read_table(path, planning.STEP_SPEED)
+    table = read_table(path, schemas.STEP_SPEED)
     here = (table["machine"] == provenance.device_name(device)) & (
         table["git_commit"] == provenance.git_commit()
     )

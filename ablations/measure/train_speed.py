@@ -44,34 +44,11 @@ from ablations.data import ArrayDataset
 from ablations.data.prepare import prepare_data
 from ablations.models import create_model
 from ablations.progress import progress
-from ablations.results import provenance
-from ablations.results.table import Schema, upsert
+from ablations.results import provenance, schemas
+from ablations.results.schemas import TRAIN_SPEED
+from ablations.results.table import upsert
 from ablations.train.steps import autocast, optimizer_kind, set_tf32, tf32_flags
 from ablations.train.trainer import Trainer
-
-SPEED_FILE = "train_speed.csv"
-SCHEMA = Schema(
-    name="training-loop speed",
-    columns={
-        "variant": "str", "loop": "str", "device": "str", "machine": "str", "precision": "str",
-        "channels_last": "bool", "compile": "bool", "batch_size": "int", "input_size": "int",
-        "workers": "int", "pin_memory": "bool", "persistent_workers": "bool", "data": "str",
-        "loss_read": "str", "cudnn_benchmark": "bool", "tf32_matmul": "bool",
-        "tf32_cudnn": "bool", "step": "str", "optimizer": "str", "cpu_cores": "int",
-        "iterations": "int", "warmup": "int",
-        "seconds": "float", "images_per_s": "float", "speedup": "float", "torch": "str",
-        "git_commit": "str", "created_at": "str", "cpu_flags": "str", "machine_id": "str",
-        "torch_threads": "int", "cpu_kernels": "str",
-    },
-    # Rows from before these columns were all measured on CPUs, where both loops took the eager
-    # step and torch's default for-loop SGD.
-    added={**provenance.MACHINE_HASHES_ADDED, **provenance.KERNELS_ADDED, "step": "eager",
-           "optimizer": "SGD for-loop"},
-    key=("variant", "loop", "machine", "precision", "channels_last", "compile", "batch_size",
-         "input_size"),
-    fix="a table from before the loops' settings were recorded cannot take new rows: move it "
-    "aside and re-measure with `ablate train-speed`",
-)  # fmt: skip
 
 SUITE_DATA = "whole split on the device as uint8; crop, flip, normalise there in batch"
 CONVENTIONAL_DATA = "PIL image per item, torchvision transforms, DataLoader"
@@ -224,11 +201,11 @@ def compare(
                 "seconds": seconds, "images_per_s": iterations * config.batch_size / seconds,
                 "speedup": theirs / seconds, "torch": environment["torch"],
                 "git_commit": environment["git_commit"], "created_at": environment["created_at"],
-                **{k: environment[k] for k in (*provenance.MACHINE_HASHES, *provenance.KERNELS)},
+                **{k: environment[k] for k in (*schemas.MACHINE_HASHES, *schemas.KERNELS)},
             }
             for loop, seconds, cfg, flags, pipeline in loops
         ]  # fmt: skip
         rows += pair
         if out is not None:  # each variant's pair as it is measured: an interrupt keeps them
-            upsert(out, SCHEMA.validate(pd.DataFrame(pair)), SCHEMA)
-    return SCHEMA.validate(pd.DataFrame(rows))
+            upsert(out, TRAIN_SPEED.validate(pd.DataFrame(pair)), TRAIN_SPEED)
+    return TRAIN_SPEED.validate(pd.DataFrame(rows))

@@ -12,11 +12,10 @@ from typing import Any
 
 import pandas as pd
 
-from ablations.measure import planning
 from ablations.report.figures import paper_name
 from ablations.report.tables import Section, markdown_table
 from ablations.report.training import members
-from ablations.results import collect
+from ablations.results import schemas
 from ablations.results.table import read_table
 
 TITLE = "## Planning: training speed, the set's time, runs at once"
@@ -94,7 +93,7 @@ def set_time_lines(projection: dict[str, Any] | None, runs: pd.DataFrame) -> lis
         lines.append(
             f"- measured: {share:.1f} min of GPU time for the {len(done)} nets trained so far "
             f"(seed 0: {nets}), each run's training seconds over the runs that shared its GPU "
-            f"({', '.join(sorted(set(done['machine'])))}; `results/{collect.RUNS_FILE}`)"
+            f"({', '.join(sorted(set(done['machine'])))}; `results/{schemas.RUNS_FILE}`)"
         )
     return lines
 
@@ -115,7 +114,7 @@ def concurrency_table(table: pd.DataFrame) -> str:
         })  # fmt: skip
         first = rows.iloc[0]
         parts.append(f"Several runs at once on {machine} ({paper_name(first['variant'])}, "
-                     f"`ablate runs-at-once`, `results/{planning.RUNS_AT_ONCE_FILE}`):\n\n"
+                     f"`ablate runs-at-once`, `results/{schemas.RUNS_AT_ONCE_FILE}`):\n\n"
                      f"{markdown_table(shown)}\n")  # fmt: skip
     return "\n".join(parts)
 
@@ -126,21 +125,21 @@ def _json(path: Path) -> dict[str, Any] | None:
 
 def planning_section(results: Path) -> Section:
     """The section, or the line that says how to measure what it shows."""
-    speed = read_table(results / planning.STEP_SPEED_FILE, planning.STEP_SPEED)
-    at_once = read_table(results / planning.RUNS_AT_ONCE_FILE, planning.RUNS_AT_ONCE)
-    runs = read_table(results / collect.RUNS_FILE, collect.RUNS)
+    speed = read_table(results / schemas.STEP_SPEED_FILE, schemas.STEP_SPEED)
+    at_once = read_table(results / schemas.RUNS_AT_ONCE_FILE, schemas.RUNS_AT_ONCE)
+    runs = read_table(results / schemas.RUNS_FILE, schemas.RUNS)
     parts = [
         "" if speed.empty else (f"Training img/s by step kind (`ablate plan --measure`, "
-                                f"`results/{planning.STEP_SPEED_FILE}`):\n\n{speed_table(speed)}"),
-        set_time(_json(results / planning.PROJECTION_FILE), runs),
+                                f"`results/{schemas.STEP_SPEED_FILE}`):\n\n{speed_table(speed)}"),
+        set_time(_json(results / schemas.PROJECTION_FILE), runs),
         concurrency_table(at_once),
     ]  # fmt: skip
     body = "\n".join(p for p in parts if p)
     if not body:
         body = (
             "Not measured yet. `ablate plan --measure` times a few steps of each planned run "
-            f"(`results/{planning.STEP_SPEED_FILE}`) and projects the set's time "
-            f"(`results/{planning.PROJECTION_FILE}`); `ablate runs-at-once` measures several "
-            f"runs at once (`results/{planning.RUNS_AT_ONCE_FILE}`). This section shows them.\n"
+            f"(`results/{schemas.STEP_SPEED_FILE}`) and projects the set's time "
+            f"(`results/{schemas.PROJECTION_FILE}`); `ablate runs-at-once` measures several "
+            f"runs at once (`results/{schemas.RUNS_AT_ONCE_FILE}`). This section shows them.\n"
         )
     return Section(f"{TITLE}\n\n{body}")

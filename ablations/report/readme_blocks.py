@@ -9,7 +9,6 @@ from pathlib import Path
 import pandas as pd
 
 from ablations.experiments import THROUGHPUT_QUICK
-from ablations.measure import complexity, throughput, train_speed
 from ablations.report import planning, training
 from ablations.report import throughput as report_throughput
 from ablations.report.figures import paper_name
@@ -17,7 +16,7 @@ from ablations.report.readme import BlockFn
 from ablations.report.recipes import recipe_runs, recipe_table
 from ablations.report.render import primary_setting, published_comparison
 from ablations.report.tables import degradation_table, markdown_table, run_facts
-from ablations.results import collect
+from ablations.results import schemas
 from ablations.results.table import read_table
 
 CPU = "cpu"
@@ -86,7 +85,7 @@ def cpu_runs(results: Path) -> str:
 
 
 def complexity_table(results: Path) -> str:
-    df = read_table(results / complexity.COMPLEXITY_FILE, complexity.SCHEMA)
+    df = read_table(results / schemas.COMPLEXITY_FILE, schemas.COMPLEXITY)
     if df.empty:
         return "No complexity rows yet: `ablate complexity`."
     shown = published_comparison(df[df["name"].isin(COMPLEXITY_SHOWN)])
@@ -100,7 +99,7 @@ def complexity_table(results: Path) -> str:
 def cpu_throughput(results: Path) -> str:
     """Inference and training images/s of a few nets in the committed CPU table (NCHW, the CPU
     default, at the default batch), with the protocol the rows record."""
-    df = read_table(results / throughput.THROUGHPUT_FILE, throughput.SCHEMA)
+    df = read_table(results / schemas.THROUGHPUT_FILE, schemas.THROUGHPUT)
     cpu = df[(df["device"] == "cpu") & (df["status"] == "ok")
              & (df["reference"] == "ours") & df["variant"].isin(THROUGHPUT_SHOWN)]  # fmt: skip
     if cpu.empty:
@@ -142,8 +141,8 @@ def gpu_train_speed(results: Path) -> str:
 
 
 def _train_speed(results: Path, device: str) -> str:
-    path = results / train_speed.SPEED_FILE
-    table = read_table(path, train_speed.SCHEMA) if path.exists() else pd.DataFrame()
+    path = results / schemas.TRAIN_SPEED_FILE
+    table = read_table(path, schemas.TRAIN_SPEED) if path.exists() else pd.DataFrame()
     mine = table[table["device"] == device] if len(table) else table
     text = report_throughput.loop_speed(mine)
     return f"{text}(commit {', '.join(sorted(set(mine['git_commit'])))})" if text else ""
@@ -151,8 +150,8 @@ def _train_speed(results: Path, device: str) -> str:
 
 def gpu_timm(results: Path) -> str:
     """Ours against timm's benchmark.py on a GPU and the run-to-run spread, or how to measure."""
-    path = results / throughput.REFERENCE_FILE
-    table = read_table(path, throughput.SCHEMA)
+    path = results / schemas.REFERENCE_FILE
+    table = read_table(path, schemas.THROUGHPUT)
     cuda = table[table["device"] == "cuda"]
     text = "\n".join(t for t in (report_throughput.against_timm(cuda),
                                  report_throughput.fidelity(cuda)) if t)  # fmt: skip
@@ -167,7 +166,7 @@ def gpu_timm(results: Path) -> str:
 def gpu_throughput(results: Path) -> str:
     """The GPU table beside the CPU one: images/s of each net and mode under every precision
     and memory layout measured on the GPU that measured the most."""
-    df = read_table(results / throughput.THROUGHPUT_FILE, throughput.SCHEMA)
+    df = read_table(results / schemas.THROUGHPUT_FILE, schemas.THROUGHPUT)
     cuda = df[(df["device"] == "cuda") & (df["status"] == "ok") & (df["reference"] == "ours")]
     if cuda.empty:
         return (
@@ -201,7 +200,7 @@ def _median(rows: pd.DataFrame, column: str, spec: str) -> str:
 
 def runs_summary(results: Path) -> str:
     """One line per profile: how many training runs are committed, on which machines."""
-    runs = read_table(results / collect.RUNS_FILE, collect.RUNS)
+    runs = read_table(results / schemas.RUNS_FILE, schemas.RUNS)
     runs = runs[~recipe_runs(runs)]
     if runs.empty:
         return "No training runs are committed yet."
@@ -216,7 +215,7 @@ def runs_summary(results: Path) -> str:
 
 def cpu_recipes(results: Path) -> str:
     """The recipes at the cpu budget: the report's recipes table, those rows only."""
-    runs = read_table(results / collect.RUNS_FILE, collect.RUNS)
+    runs = read_table(results / schemas.RUNS_FILE, schemas.RUNS)
     table = recipe_table(runs[runs["profile"] == CPU])
     if table.empty:
         return "No `cpu`-budget recipe runs are committed yet."

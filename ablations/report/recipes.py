@@ -15,7 +15,7 @@ import pandas as pd
 from ablations.experiments import RECIPES_EXPERIMENT
 from ablations.recipes import BUDGET_WORDS, RECIPES
 from ablations.report.tables import Section, markdown_table, percent
-from ablations.results import collect
+from ablations.results import schemas
 from ablations.results.table import read_table
 
 BUDGET_ORDER = ("full", "cpu", "smoke")
@@ -94,7 +94,7 @@ def recipe_table(runs: pd.DataFrame) -> pd.DataFrame:
 
 
 def recipes_section(results: Path) -> Section:
-    runs = read_table(results / collect.RUNS_FILE, collect.RUNS)
+    runs = read_table(results / schemas.RUNS_FILE, schemas.RUNS)
     if runs.empty:  # the overview says how to produce runs
         return Section("")
     table = recipe_table(runs)

@@ -14,14 +14,13 @@ from pathlib import Path
 import matplotlib.pyplot as plt
 import pandas as pd
 
-from ablations.measure import complexity, throughput
 from ablations.references import GMACS, PARAMS, ROUNDED_PARAMS, TORCHVISION
 from ablations.report import cost_figures, image_folders, imagenet, planning, provenance, training
 from ablations.report import evaluations as evaluations_report
 from ablations.report import recipes as recipes_report
 from ablations.report import throughput as throughput_report
 from ablations.report.tables import Section, markdown_table
-from ablations.results import collect
+from ablations.results import schemas
 from ablations.results.table import read_table
 
 __all__ = ["SECTIONS", "Section", "markdown_table", "render"]
@@ -60,8 +59,8 @@ def published_comparison(df: pd.DataFrame) -> pd.DataFrame:
 
 
 def complexity_section(results: Path) -> Section:
-    path = results / complexity.COMPLEXITY_FILE
-    df = read_table(path, complexity.SCHEMA)
+    path = results / schemas.COMPLEXITY_FILE
+    df = read_table(path, schemas.COMPLEXITY)
     if df.empty:
         return Section(f"## Complexity\n\nNo results yet: run `ablate complexity` ({path}).\n")
     table = markdown_table(published_comparison(df))
@@ -69,7 +68,7 @@ def complexity_section(results: Path) -> Section:
 
 `{path}`: {len(df)} variants, measured by `ablate complexity`
 ({_provenance(df, ["machine", "fvcore", "torch", "git_commit"])}).
-{complexity.MACS_CONVENTION}.
+{schemas.MACS_CONVENTION}.
 
 ![Params and MACs against depth](complexity.png)
 
@@ -96,8 +95,8 @@ def primary_setting(df: pd.DataFrame) -> pd.DataFrame:
 
 
 def throughput_section(results: Path) -> Section:
-    path = results / throughput.THROUGHPUT_FILE
-    df = read_table(path, throughput.SCHEMA)
+    path = results / schemas.THROUGHPUT_FILE
+    df = read_table(path, schemas.THROUGHPUT)
     if df.empty:
         return Section(f"## Throughput\n\nNo results yet: run `ablate bench` ({path}).\n")
     shown = primary_setting(df)
@@ -167,8 +166,8 @@ forward + loss + backward + SGD step, counted as 3 forward passes for TFLOP/s.
 
 def overview_section(results: Path) -> Section:
     """The profiles present in runs.csv, or the one line that says how to produce runs."""
-    path = results / collect.RUNS_FILE
-    runs = read_table(path, collect.RUNS)
+    path = results / schemas.RUNS_FILE
+    runs = read_table(path, schemas.RUNS)
     of_recipes = recipes_report.recipe_runs(runs)
     recipe_runs = int(of_recipes.sum())
     runs = runs[~of_recipes]
@@ -200,27 +199,27 @@ def overview_section(results: Path) -> Section:
 def _provenance_tables(results: Path) -> dict[str, pd.DataFrame]:
     """Every results table that records a commit, for the dirty-tree notes."""
     return {
-        "training runs": read_table(results / collect.RUNS_FILE, collect.RUNS),
-        "layer responses": read_table(results / collect.RESPONSES_FILE, collect.RESPONSES),
-        "evaluations": read_table(results / collect.EVALUATIONS_FILE, collect.EVALUATIONS),
-        "throughput rows": read_table(results / throughput.THROUGHPUT_FILE, throughput.SCHEMA),
-        "complexity rows": read_table(results / complexity.COMPLEXITY_FILE, complexity.SCHEMA),
+        "training runs": read_table(results / schemas.RUNS_FILE, schemas.RUNS),
+        "layer responses": read_table(results / schemas.RESPONSES_FILE, schemas.RESPONSES),
+        "evaluations": read_table(results / schemas.EVALUATIONS_FILE, schemas.EVALUATIONS),
+        "throughput rows": read_table(results / schemas.THROUGHPUT_FILE, schemas.THROUGHPUT),
+        "complexity rows": read_table(results / schemas.COMPLEXITY_FILE, schemas.COMPLEXITY),
     }
 
 
 def evaluations_section(results: Path) -> Section:
-    evaluations = read_table(results / collect.EVALUATIONS_FILE, collect.EVALUATIONS)
-    runs = read_table(results / collect.RUNS_FILE, collect.RUNS)
+    evaluations = read_table(results / schemas.EVALUATIONS_FILE, schemas.EVALUATIONS)
+    runs = read_table(results / schemas.RUNS_FILE, schemas.RUNS)
     return Section(evaluations_report.evaluations_section(evaluations, runs))
 
 
 def imagenet_section(results: Path) -> Section:
-    runs, curves, _ = collect.load(results)
+    runs, curves, _ = schemas.load(results)
     return imagenet.imagenet_section(runs, curves)
 
 
 def streamed_section(results: Path) -> Section:
-    return image_folders.streamed_section(read_table(results / collect.RUNS_FILE, collect.RUNS))
+    return image_folders.streamed_section(read_table(results / schemas.RUNS_FILE, schemas.RUNS))
 
 
 SECTIONS: list[Callable[[Path], Section]] = [

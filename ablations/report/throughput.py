@@ -12,9 +12,9 @@ from pathlib import Path
 
 import pandas as pd
 
-from ablations.measure import train_speed
-from ablations.measure.throughput import OURS, REFERENCE_FILE, SCHEMA, THROUGHPUT_FILE, spread
 from ablations.report.tables import markdown_table
+from ablations.results import schemas
+from ablations.results.schemas import OURS, REFERENCE_FILE, THROUGHPUT, THROUGHPUT_FILE
 from ablations.results.table import read_table
 
 SETTING = ["variant", "mode", "machine", "precision", "channels_last", "compile", "batch_size",
@@ -105,7 +105,7 @@ def loop_speed(table: pd.DataFrame) -> str:
     machines = ", ".join(sorted(set(both["machine"])))
     return (
         f"This suite's training loop against the conventional one (`ablate train-speed`, "
-        f"{machines}; settings of both loops in every row of `{train_speed.SPEED_FILE}`):\n\n"
+        f"{machines}; settings of both loops in every row of `{schemas.TRAIN_SPEED_FILE}`):\n\n"
         f"{markdown_table(shown)}\n"
     )
 
@@ -114,12 +114,22 @@ def extras(results: Path) -> str:
     """The three comparisons that have results, as Markdown paragraphs."""
     parts = []
     for name, schema, render in (
-        (THROUGHPUT_FILE, SCHEMA, fidelity), (REFERENCE_FILE, SCHEMA, against_timm),
-        (REFERENCE_FILE, SCHEMA, fidelity),
-        (train_speed.SPEED_FILE, train_speed.SCHEMA, loop_speed),
+        (THROUGHPUT_FILE, THROUGHPUT, fidelity), (REFERENCE_FILE, THROUGHPUT, against_timm),
+        (REFERENCE_FILE, THROUGHPUT, fidelity),
+        (schemas.TRAIN_SPEED_FILE, schemas.TRAIN_SPEED, loop_speed),
     ):  # fmt: skip
         path = results / name
         if path.exists():
             text = render(read_table(path, schema))
             parts += [text] if text else []
     return "\n".join(parts)
+
+
+def spread(table: pd.DataFrame) -> pd.DataFrame:
+    """Run-to-run spread of images/s over repeated runs of the same setting:
+    (max - min) / median, per setting (and per reference: ours, timm)."""
+    keys = [k for k in THROUGHPUT.key if k != "run"]
+    ok = table[table["status"] == "ok"]
+    stats = ok.groupby(keys)["images_per_s"].agg(["count", "median", "min", "max"]).reset_index()
+    stats["spread"] = (stats["max"] - stats["min"]) / stats["median"]
+    return stats

@@ -20,7 +20,7 @@ from ablations.profiles import PAPER_CHOICES, PROFILES
 from ablations.report import claims, figures, tables
 from ablations.report.recipes import recipe_runs
 from ablations.report.tables import Section, markdown_table
-from ablations.results import collect
+from ablations.results import schemas
 
 PAPER = "paper"
 # The degradation experiment is CIFAR-10's; a profile with runs on several datasets is shown
@@ -104,15 +104,15 @@ def load_replicates(results: Path) -> dict[str, tuple[pd.DataFrame, pd.DataFrame
     """results/replicates/<name>/, each a results folder of its own (`ablate run --results`):
     its runs and responses, by name."""
     found = {}
-    for folder in sorted((results / collect.REPLICATES_DIR).glob("*")):
-        if (folder / collect.RUNS_FILE).exists():
-            runs, _, responses = collect.load(folder)
+    for folder in sorted((results / schemas.REPLICATES_DIR).glob("*")):
+        if (folder / schemas.RUNS_FILE).exists():
+            runs, _, responses = schemas.load(folder)
             found[folder.name] = (runs, responses)
     return found
 
 
 def load_profiles(results: Path) -> list[ProfileResults]:
-    runs, curves, responses = collect.load(results)
+    runs, curves, responses = schemas.load(results)
     replicates = load_replicates(results)
     # Recipe runs have a section of their own; streamed runs (ImageNet, large ImageFolder trees)
     # have no test split, and ImageNet's have their own section.

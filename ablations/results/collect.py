@@ -24,104 +24,17 @@ import pandas as pd
 from ablations import rundir
 from ablations.data.sources import source_name
 from ablations.registry import Variant
-from ablations.results import provenance
-from ablations.results.table import ColumnType, Schema, read_table, upsert, write_table
+from ablations.results import schemas
+from ablations.results.schemas import (
+    CURVES,
+    CURVES_FILE,
+    RUNS,
+    RUNS_DIR,
+    RUNS_FILE,
+    TOP5_COLUMNS,
+)
+from ablations.results.table import read_table, upsert, write_table
 from ablations.versions import run_trainer_version
-
-RUNS_FILE, CURVES_FILE, RESPONSES_FILE = "runs.csv", "curves.csv", "responses.csv"
-EVALUATIONS_FILE = "evaluations.csv"
-RUNS_DIR = "runs"
-REPLICATES_DIR = "replicates"  # results/replicates/<name>/: results folders of repeat runs
-
-# Where a row of a measurement came from, the same columns in every table of measurements:
-# hardware (name and hashes), software, code version and the data (its file name, format and
-# sha256, never the producing machine's path). trainer_version is that of the run measured.
-PROVENANCE: dict[str, ColumnType] = {
-    "machine": "str", "cpu_flags": "str", "machine_id": "str", "device": "str", "torch": "str",
-    "git_commit": "str", "trainer_version": "int", "data_source": "str", "data_format": "str",
-    "data_checksum": "str", "created_at": "str", "torch_threads": "int", "cpu_kernels": "str",
-}  # fmt: skip
-PROVENANCE_ADDED: dict[str, str | int] = {
-    c: 0 if kind == "int" else "" for c, kind in PROVENANCE.items()
-}
-
-# ImageNet runs' final top-5 error (centre crop), and 10-crop (Table 3) and multi-scale (Table 4)
-# errors on the val split; NaN for runs that do not record them (CIFAR, a recipe without that
-# protocol, and rows written before these columns existed).
-TOP5_COLUMNS = ("val_top5_error", "ten_crop_val_error", "ten_crop_val_top5_error",
-                "multi_scale_val_error", "multi_scale_val_top5_error")  # fmt: skip
-RUNS = Schema(
-    name="runs",
-    columns={
-        "run_id": "str", "key": "str", "variant": "str", "family": "str", "depth": "int",
-        "block": "str", "residual": "bool", "shortcut": "str", "stem": "str", "width": "int",
-        "stride_at": "str", "dataset": "str", "profile": "str", "seed": "int",
-        "input_size": "int", "iterations": "int", "iterations_done": "int", "status": "str",
-        "diverged_at": "int", "warmup_end": "int", "train_error": "float", "train_loss": "float",
-        "val_error": "float", "best_val_error": "float", "test_error": "float",
-        "test_loss": "float", "train_s": "float", "images_per_s": "float", "params": "int",
-        "macs": "int", "machine": "str", "device": "str", "precision": "str", "torch": "str",
-        "git_commit": "str", "data_source": "str", "data_format": "str",
-        "data_checksum": "str", "finished_at": "str", "recipe": "str", "arm": "str",
-        "epochs": "int", "best_test_error": "float", "trainable_params": "int",
-        "train_images": "int", "cpu_flags": "str", "machine_id": "str", "trainer_version": "int",
-        "experiments": "str", "torch_threads": "int", "stream": "str", "cpu_kernels": "str",
-        "step": "str", "runs_at_once": "int", **dict.fromkeys(TOP5_COLUMNS, "float"),
-    },
-    key=("run_id",),
-    # torch_threads: on a CPU the thread count changes the kernels' reduction order, so two runs
-    # of one config on one machine differ in their last digits (the key does not include it);
-    # cpu_kernels likewise (provenance.cpu_kernels), "" where a run did not record it. step: the
-    # training step the last start took (graph or eager; "" before it was recorded);
-    # runs_at_once: the largest `--jobs` of its starts (its img/s are then a share of the GPU).
-    added={"cpu_flags": "", "machine_id": "", "trainer_version": 0, "experiments": "",
-           "torch_threads": 0, "stream": "", "cpu_kernels": "", "step": "", "runs_at_once": 1,
-           **dict.fromkeys(TOP5_COLUMNS, math.nan)},
-    fix="rebuild it from the run directories with `ablate collect` (an older version's file "
-    "lacks the newer columns)",
-)  # fmt: skip
-CURVES = Schema(
-    name="curves",
-    columns={
-        "run_id": "str",
-        "iteration": "int",
-        "split": "str",
-        "metric": "str",
-        "value": "float",
-    },
-    key=("run_id", "iteration", "split", "metric"),
-    fix="rebuild it from the run directories with `ablate collect`",
-)
-RESPONSES = Schema(
-    name="responses",
-    columns={
-        "run_id": "str",
-        "variant": "str",
-        "profile": "str",
-        "residual": "bool",
-        "depth": "int",
-        "layer": "int",
-        "module": "str",
-        "std": "float",
-        "images": "int",  # test images measured (0: rows from before it was recorded)
-        "precision": "str",  # the run's, under which it was measured ("": before it was recorded)
-        **PROVENANCE,
-    },
-    key=("run_id", "layer"),
-    added={**PROVENANCE_ADDED, "images": 0, "precision": ""},
-)
-EVALUATIONS = Schema(
-    name="evaluations",
-    columns={
-        "variant": "str", "weights": "str", "weights_format": "str", "weights_sha256": "str",
-        "preprocessing": "str", "input_size": "int", "dataset": "str", "split": "str",
-        "images": "int", "classes": "int", "top1_error": "float", "top5_error": "float",
-        "loss": "float", "precision": "str", "crops": "str", **PROVENANCE,
-    },
-    key=("variant", "weights", "weights_sha256", "preprocessing", "crops", "dataset",
-         "data_checksum", "split", "images", "machine"),
-    added={"crops": "center"},  # rows written before --crops tested the centre crop
-)  # fmt: skip
 
 
 def provenance_row(
@@ -131,7 +44,7 @@ def provenance_row(
     a run's data record)."""
     return {
         **{k: environment[k] for k in ("machine", "cpu_flags", "machine_id", "device", "torch",
-                                       "git_commit", "created_at", *provenance.KERNELS)},
+                                       "git_commit", "created_at", *schemas.KERNELS)},
         "trainer_version": trainer_version, "data_source": source_name(str(data["source"])),
         "data_format": data["source_format"], "data_checksum": data["checksum"],
     }  # fmt: skip
@@ -195,12 +108,3 @@ def collect(results: Path, *, run_dirs: Iterable[Path] | None = None) -> pd.Data
     write_table(runs, results / RUNS_FILE, RUNS)
     write_table(curves, results / CURVES_FILE, CURVES)
     return read_table(results / RUNS_FILE, RUNS)
-
-
-def load(results: Path) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
-    """(runs, curves, responses), validated; empty tables where nothing has been recorded."""
-    return (
-        read_table(results / RUNS_FILE, RUNS),
-        read_table(results / CURVES_FILE, CURVES),
-        read_table(results / RESPONSES_FILE, RESPONSES),
-    )

@@ -32,22 +32,21 @@ import pandas as pd
 
 from ablations import rundir
 from ablations.io import write_atomic
-from ablations.measure import complexity, planning, throughput, train_speed
 from ablations.registry import AblationsError
-from ablations.results import collect
+from ablations.results import collect, schemas
 from ablations.results.table import Schema, locked, read_table, upsert
 from ablations.rundir import CHECKPOINT, progress
 from ablations.train.resume import checkpoint_iteration
 
 SCHEMAS: dict[str, Schema] = {
-    collect.RESPONSES_FILE: collect.RESPONSES, collect.EVALUATIONS_FILE: collect.EVALUATIONS,
-    complexity.COMPLEXITY_FILE: complexity.SCHEMA, throughput.THROUGHPUT_FILE: throughput.SCHEMA,
-    throughput.REFERENCE_FILE: throughput.SCHEMA, train_speed.SPEED_FILE: train_speed.SCHEMA,
-    planning.STEP_SPEED_FILE: planning.STEP_SPEED,
-    planning.RUNS_AT_ONCE_FILE: planning.RUNS_AT_ONCE,
+    schemas.RESPONSES_FILE: schemas.RESPONSES, schemas.EVALUATIONS_FILE: schemas.EVALUATIONS,
+    schemas.COMPLEXITY_FILE: schemas.COMPLEXITY, schemas.THROUGHPUT_FILE: schemas.THROUGHPUT,
+    schemas.REFERENCE_FILE: schemas.THROUGHPUT, schemas.TRAIN_SPEED_FILE: schemas.TRAIN_SPEED,
+    schemas.STEP_SPEED_FILE: schemas.STEP_SPEED,
+    schemas.RUNS_AT_ONCE_FILE: schemas.RUNS_AT_ONCE,
 }  # fmt: skip
 # Rebuilt from the run directories, never merged as tables.
-FROM_RUNS = (collect.RUNS_FILE, collect.CURVES_FILE)
+FROM_RUNS = (schemas.RUNS_FILE, schemas.CURVES_FILE)
 
 
 def merge(sources: list[Path], results: Path, *, log: Callable[[str], None] = print) -> int:
@@ -93,10 +92,10 @@ def _merge_folder(incoming: Path, results: Path, *, log: Callable[[str], None]) 
             _merge_table(table, results / table.name)
     for record in sorted(incoming.glob("*.json")):
         _merge_record(record, results / record.name)
-    finished = [d for d in sorted((incoming / collect.RUNS_DIR).glob("*")) if d.is_dir()
-                and _merge_run(d, results / collect.RUNS_DIR / d.name, log=log)]  # fmt: skip
+    finished = [d for d in sorted((incoming / schemas.RUNS_DIR).glob("*")) if d.is_dir()
+                and _merge_run(d, results / schemas.RUNS_DIR / d.name, log=log)]  # fmt: skip
     for run in finished:
-        collect.record(results / collect.RUNS_DIR / run.name, results)
+        collect.record(results / schemas.RUNS_DIR / run.name, results)
     return len(finished)
 
 

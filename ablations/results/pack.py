@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ablations import rundir
-from ablations.results import collect
+from ablations.results import schemas
 
 ARCHIVE_BYTES = 1024  # a tarball's own end blocks and compression header, at most
 OWN = ("results.tar.gz", "checkpoints-*.tar.gz", "weights-*.tar.gz")
@@ -58,7 +58,7 @@ def pack(
     for pattern in OWN:
         for old in out.glob(pattern):
             old.unlink()
-    runs = sorted(d for d in (results / collect.RUNS_DIR).glob("*") if d.is_dir())
+    runs = sorted(d for d in (results / schemas.RUNS_DIR).glob("*") if d.is_dir())
     records = [*sorted(f for f in results.iterdir() if f.suffix in (".csv", ".json")),
                *(f for d in runs for f in sorted(d.iterdir()) if f.suffix != ".pt")]  # fmt: skip
     written = [_tar(out / "results.tar.gz", [f for f in records if _plain(f)], results, level=6)]

@@ -134,15 +134,6 @@ def cpu_kernels() -> str:
     return f"aten {torch.backends.cpu.get_cpu_capability()}, onednn {onednn}"
 
 
-MACHINE_HASHES = ("cpu_flags", "machine_id")  # the columns beside "machine" in every table
-MACHINE_HASHES_ADDED = dict.fromkeys(MACHINE_HASHES, "")  # what an older table's rows read as
-# Which CPU kernels ran, beside the machine in every table of timings or trained numbers: the
-# thread count changes reductions' order, the kernels' instruction set (cpu_kernels) changes
-# their arithmetic, and both change step times. What an older table's rows read as: 0 and "".
-KERNELS = ("torch_threads", "cpu_kernels")
-KERNELS_ADDED: dict[str, str | int] = {"torch_threads": 0, "cpu_kernels": ""}
-
-
 def machine_columns(device: str | torch.device = "cpu") -> dict[str, str]:
     """The columns that identify the hardware in a results row: the human name, and the hashes
     that tell machines with the same name apart."""

@@ -1,6 +1,6 @@
 """`ablate evaluate`: a checkpoint trained elsewhere (or one of our runs), evaluated with our
 model and our evaluation path (ablations.train.evaluation.evaluate), one tidy row appended to
-results/evaluations.csv (ablations.results.collect.EVALUATIONS).
+results/evaluations.csv (ablations.results.schemas.EVALUATIONS).
 
 The images are prepared as the checkpoint was trained, and the row says how (`preprocessing`):
 akamaster's CIFAR nets take per-channel ImageNet mean/std at 32x32, torchvision's weights a
@@ -35,7 +35,7 @@ from ablations.imagenet.prepare import prepare_stream_run
 from ablations.imagenet.streaming import eval_batches as stream_batches
 from ablations.models import ResNet, resolve
 from ablations.registry import AblationsError, Variant
-from ablations.results import collect, provenance
+from ablations.results import collect, provenance, schemas
 from ablations.results.table import upsert
 from ablations.train.evaluation import Metrics, evaluate_metrics
 from ablations.weights import (
@@ -86,7 +86,7 @@ def evaluate_checkpoint(
     with the `crops` protocol); the row, appended to results/evaluations.csv. `limit` evaluates
     a fixed random subset of that many images."""
     dev = resolve_device(device)
-    runs_dir = results / collect.RUNS_DIR
+    runs_dir = results / schemas.RUNS_DIR
     config = _run_config(weights, runs_dir)
     name = _dataset_name(weights, dataset, config)
     _check_crops(crops, name)
@@ -110,8 +110,8 @@ def evaluate_checkpoint(
     )  # fmt: skip
     row = _row(net, record, prepared, name=name, metrics=metrics, precision=precision,
                device=dev) | {"crops": crops}  # fmt: skip
-    table = collect.EVALUATIONS.validate(pd.DataFrame([row]))
-    upsert(results / collect.EVALUATIONS_FILE, table, collect.EVALUATIONS)
+    table = schemas.EVALUATIONS.validate(pd.DataFrame([row]))
+    upsert(results / schemas.EVALUATIONS_FILE, table, schemas.EVALUATIONS)
     return table
 
 

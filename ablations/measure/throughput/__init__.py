@@ -16,14 +16,7 @@ A batch size that runs out of memory is recorded as such (status "oom") and, in 
 from ablations.measure.throughput.child import TRAIN_FLOPS_FACTOR, make_step, measure_setting
 from ablations.measure.throughput.parent import output_path, process_groups, run
 from ablations.measure.throughput.peaks import DEVICE_NAMES, datasheet, peak_tflops
-from ablations.measure.throughput.schema import (
-    OURS,
-    REFERENCE_FILE,
-    SCHEMA,
-    THROUGHPUT_FILE,
-    format_table,
-    spread,
-)
+from ablations.measure.throughput.schema import format_table
 from ablations.measure.throughput.settings import (
     MODES,
     Setting,
@@ -34,8 +27,8 @@ from ablations.measure.throughput.settings import (
 )
 
 __all__ = [
-    "DEVICE_NAMES", "MODES", "OURS", "REFERENCE_FILE", "SCHEMA", "THROUGHPUT_FILE",
+    "DEVICE_NAMES", "MODES",
     "TRAIN_FLOPS_FACTOR", "Setting", "datasheet", "defaults", "format_table", "grid",
     "make_step", "measure_setting", "output_path", "peak_tflops", "process_groups", "run",
-    "setting_key", "spread", "timing",
+    "setting_key", "timing",
 ]  # fmt: skip

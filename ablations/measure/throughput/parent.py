@@ -28,11 +28,13 @@ import torch
 
 from ablations.measure.throughput import child
 from ablations.measure.throughput import reference as timm
-from ablations.measure.throughput.schema import OURS, SCHEMA, THROUGHPUT_FILE, row
+from ablations.measure.throughput.schema import row
 from ablations.measure.throughput.settings import Setting
 from ablations.progress import progress
 from ablations.registry import AblationsError, get_variant
 from ablations.results import provenance
+from ablations.results.schemas import OURS, THROUGHPUT_FILE
+from ablations.results.schemas import THROUGHPUT as SCHEMA
 from ablations.results.table import read_table, upsert
 
 if TYPE_CHECKING:  # ForkServerContext exists only where fork does

@@ -10,39 +10,8 @@ import pandas as pd
 
 from ablations.measure.throughput.settings import Setting
 from ablations.registry import get_variant
-from ablations.results import provenance
-from ablations.results.table import Schema
-
-THROUGHPUT_FILE = "throughput.csv"
-REFERENCE_FILE = "throughput_timm.csv"  # ours and timm's benchmark.py, same settings
-OURS = "ours"
-
-SCHEMA = Schema(
-    name="throughput",
-    columns={
-        "variant": "str", "family": "str", "depth": "int", "residual": "bool", "shortcut": "str",
-        "stem": "str", "mode": "str", "step": "str", "reference": "str", "device": "str",
-        "machine": "str",
-        "precision": "str", "channels_last": "bool", "compile": "bool",
-        "requested_batch_size": "str", "batch_size": "int", "input_size": "int", "run": "int",
-        "status": "str", "images_per_s": "float", "step_ms": "float", "step_ms_iqr": "float",
-        "first_step_s": "float", "peak_mem_mb": "float", "memory_kind": "str", "macs": "int",
-        "tflops": "float", "peak_tflops": "float", "fraction_of_peak": "float",
-        "peak_source": "str", "host_syncs_per_step": "float", "dynamo_graphs": "int",
-        "dynamo_graph_breaks": "int", "dynamo_frames_skipped": "int", "protocol": "str",
-        "warmup": "int", "repeats": "int", "steps": "int", "error": "str",
-        "torch": "str", "cuda": "str", "cudnn": "str", "driver": "str", "cudnn_benchmark": "bool",
-        "tf32_matmul": "bool", "tf32_cudnn": "bool", "torch_threads": "int",
-        "git_commit": "str", "created_at": "str", "cpu_flags": "str", "machine_id": "str",
-        "cpu_kernels": "str",
-    },
-    # Rows from before the step column timed the eager step (the graph step came later).
-    added={"cpu_kernels": "", "step": "eager"},
-    key=("variant", "mode", "step", "reference", "machine", "precision", "channels_last", "compile",
-         "requested_batch_size", "batch_size", "input_size", "warmup", "repeats", "steps", "run"),
-    fix="a table from before the current protocol (no `protocol` column) cannot be mixed with "
-    "new rows: move it aside and re-measure with `ablate bench`",
-)  # fmt: skip
+from ablations.results import schemas
+from ablations.results.schemas import OURS
 
 MEASURED = ("images_per_s", "step_ms", "step_ms_iqr", "first_step_s", "peak_mem_mb", "tflops",
             "peak_tflops", "fraction_of_peak", "host_syncs_per_step")  # fmt: skip
@@ -78,7 +47,7 @@ def row(result: dict[str, Any], environment: dict[str, Any]) -> dict[str, Any]:
         "driver": environment["driver"], "torch": environment["torch"],
         "cuda": environment["cuda"], "git_commit": environment["git_commit"],
         "created_at": environment["created_at"],
-        **{k: environment[k] for k in provenance.MACHINE_HASHES},
+        **{k: environment[k] for k in schemas.MACHINE_HASHES},
         "cpu_kernels": environment["cpu_kernels"],  # torch_threads: the child's, above
     }  # fmt: skip
 
@@ -98,13 +67,3 @@ def format_table(table: pd.DataFrame) -> str:
         "of peak": table["fraction_of_peak"].map(lambda f: "" if f != f else f"{f:.1%}"),
     })  # fmt: skip
     return f"# {table['machine'].iloc[0]}\n{shown.to_string(index=False)}"
-
-
-def spread(table: pd.DataFrame) -> pd.DataFrame:
-    """Run-to-run spread of images/s over repeated runs of the same setting:
-    (max - min) / median, per setting (and per reference: ours, timm)."""
-    keys = [k for k in SCHEMA.key if k != "run"]
-    ok = table[table["status"] == "ok"]
-    stats = ok.groupby(keys)["images_per_s"].agg(["count", "median", "min", "max"]).reset_index()
-    stats["spread"] = (stats["max"] - stats["min"]) / stats["median"]
-    return stats

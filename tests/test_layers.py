@@ -1,0 +1,32 @@
+"""The one-way flow, registry -> config -> run -> tables -> report: a stage imports nothing of
+the stages after it, and the report reads tables without the training stack (no torch)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+TRAINING = ("torch", "torchvision", "ablations.data", "ablations.imagenet", "ablations.train",
+            "ablations.measure", "ablations.gpu", "ablations.weights",
+            "ablations.cluster")  # fmt: skip
+LAYERS = {
+    "ablations": TRAINING,  # the registry and the public API
+    "ablations.config": TRAINING[2:],
+    "ablations.results.schemas": TRAINING,
+    "ablations.report.render": TRAINING,
+    "ablations.report.readme_blocks": TRAINING,
+}
+
+
+def loaded(module: str) -> list[str]:
+    probe = f"import sys, {module}; print(' '.join(sys.modules))"
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
+    return done.stdout.split()
+
+
+@pytest.mark.parametrize(("module", "later"), LAYERS.items())
+def test_a_stage_imports_nothing_of_the_stages_after_it(module, later):
+    imported = [m for m in loaded(module) if any(m == p or m.startswith(f"{p}.") for p in later)]
+    assert imported == [], imported[:10]
