@@ -1,5 +1,6 @@
 """The one-way flow, registry -> config -> run -> tables -> report: a stage imports nothing of
-the stages after it, and the report reads tables without the training stack (no torch)."""
+the stages after it, and the report reads tables without the training stack (no torch). The
+optional capabilities (clusters, GPU-only machinery, streamed data) load only when used."""
 
 from __future__ import annotations
 
@@ -17,6 +18,8 @@ LAYERS = {
     "ablations.results.schemas": TRAINING,
     "ablations.report.render": TRAINING,
     "ablations.report.readme_blocks": TRAINING,
+    # Training in this process needs none of the optional capabilities.
+    "ablations.train.trainer": ("submitit", "ablations.cluster.executors", "ablations.gpu"),
 }
 
 
