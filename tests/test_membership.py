@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pandas as pd
 import torch
-from test_report import render_readme, run_rows, section
+from report_rows import render_readme, run_rows, section
 
 from ablations import pipeline, rundir
 from ablations.config import resolve_config

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+from report_rows import MACHINE, response_rows, run_rows
 from scipy.stats import ttest_ind
-from test_report import MACHINE, response_rows, run_rows
 
 from ablations import stats
 from ablations.report import claims
