@@ -4,8 +4,10 @@ optional capabilities (clusters, GPU-only machinery, streamed data) load only wh
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -33,3 +35,11 @@ def loaded(module: str) -> list[str]:
 def test_a_stage_imports_nothing_of_the_stages_after_it(module, later):
     imported = [m for m in loaded(module) if any(m == p or m.startswith(f"{p}.") for p in later)]
     assert imported == [], imported[:10]
+
+
+def test_no_test_module_imports_another():
+    """Shared helpers live in conftest.py or a fixtures module, never in a test module."""
+    tests = Path(__file__).parent
+    imports = re.compile(r"^\s*(?:from|import) (test_\w+)", re.M)
+    found = {p.name: imports.findall(p.read_text()) for p in tests.rglob("test_*.py")}
+    assert {name: mods for name, mods in found.items() if mods} == {}
