@@ -1,19 +1,23 @@
-"""A run's data, prepared once from a decoded dataset and its config: the fixed train/val split,
-the training subset, the resize to the run's input size, the normaliser fitted on the training
-split, and the device-resident (or DataLoader) training stream. Training, the speed comparison
-and the layer-response measurement all prepare data here, so they see the same images."""
+"""A run's data, prepared once from its config: `prepare_data` is the one function every caller
+asks (training, `ablate evaluate`, the speed measurements, the layer responses), so they all see
+the same images. Arrays (`Data`): the fixed train/val split, the training subset, the resize to
+the run's input size, the normaliser fitted on the training split, and the device-resident (or
+DataLoader) training stream. A config that names a `stream` is streamed from an image index
+instead (ablations.imagenet.prepare.StreamData), imported only then: a CIFAR run never loads the
+ImageNet stack. Either is a `RunData`, the trainer's view."""
 
 from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any, ClassVar, Protocol
+from os import PathLike
+from typing import Any, ClassVar, Protocol, overload
 
 import torch
 from torch import Tensor
 
 from ablations.config import TrainConfig
-from ablations.data.cache import ArrayDataset
+from ablations.data.cache import ArrayDataset, load_dataset
 from ablations.data.loader import (
     Normalizer,
     TrainStream,
@@ -35,9 +39,9 @@ class Batches(Protocol):
 
 class RunData(Protocol):
     """What the trainer sees of a run's data, in memory (`Data`) or streamed
-    (`prepare_stream.StreamData`): training batches of (x, y) on the device, a pure function of
-    (seed, iteration), and evaluation batches of a split. A "ten-crop" batch holds 10 views per
-    label, a "multi-scale" one a list of view tensors of several sizes
+    (`ablations.imagenet.prepare.StreamData`): training batches of (x, y) on the device, a pure
+    function of (seed, iteration), and evaluation batches of a split. A "ten-crop" batch holds
+    10 views per label, a "multi-scale" one a list of view tensors of several sizes
     (ablations.train.evaluation averages their logits)."""
 
     @property
@@ -150,7 +154,39 @@ def _split(config: TrainConfig, dataset: ArrayDataset) -> _Split:
     return split
 
 
-def prepare_data(config: TrainConfig, dataset: ArrayDataset, device: torch.device) -> Data:
+@overload
+def prepare_data(config: TrainConfig, source: ArrayDataset, device: torch.device) -> Data: ...
+
+
+@overload
+def prepare_data(
+    config: TrainConfig, source: str | PathLike[str] | None, device: torch.device
+) -> RunData: ...
+
+
+def prepare_data(
+    config: TrainConfig, source: ArrayDataset | str | PathLike[str] | None, device: torch.device
+) -> RunData:
+    """`config`'s data on `device`: streamed when the config names a `stream`, else decoded
+    into arrays. `source` is where the data lives (--data; None: the dataset's usual place), or
+    the dataset already decoded (callers that prepare several configs of one dataset decode it
+    once; a streamed run reads its files and takes no arrays)."""
+    if isinstance(source, ArrayDataset):
+        if config.stream is not None:
+            raise AblationsError(
+                f"a streamed {config.dataset} run reads its image files: pass where they are, "
+                "not decoded arrays"
+            )
+        return _prepare_arrays(config, source, device)
+    if config.stream is not None:
+        from ablations.imagenet.prepare import prepare_stream_run  # only for streamed runs
+
+        return prepare_stream_run(config, data=source, device=device)
+    dataset = load_dataset(config.dataset, data=source, resize=config.resize, crop=config.crop)
+    return _prepare_arrays(config, dataset, device)
+
+
+def _prepare_arrays(config: TrainConfig, dataset: ArrayDataset, device: torch.device) -> Data:
     """Split (fixed seed), subset, resize and normalise per the config."""
     split = _split(config, dataset)
     x_train, normalizer = split.x_train, split.normalizer

@@ -1,5 +1,6 @@
-"""A run's streamed data (ImageNet-size), the counterpart of `prepare.prepare_data` for arrays:
-the train index as an `ImageStream`, the val index for evaluation with the recipe's crops, the
+"""A run's streamed data (ImageNet-size), the counterpart of the arrays in
+ablations.data.prepare, whose `prepare_data` comes here for a config that names a `stream`: the
+train index as an `ImageStream`, the val index for evaluation with the recipe's crops, the
 normaliser, and the record that results keep (source by name, layout, listing checksum)."""
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from ablations.config import EVAL_CROPS
 from ablations.data.arrays import DataError
 from ablations.data.cache import CACHE_VERSION, default_cache_dir
 from ablations.data.loader import Normalizer, Views
@@ -64,13 +66,13 @@ class StreamData:
     ) -> Iterator[tuple[Views, Tensor]]:  # fmt: skip
         """Val batches (of share `part`: rank, world): "center" (B images), "ten-crop" (B * 10
         images) or "multi-scale" (one image's list of views); `evaluation.eval_sums` averages
-        the logits of each image's views."""
+        the logits of each image's views. Any of these protocols, not only the recipe's own
+        (`final_crops`, what a run evaluates at its end): `ablate evaluate --crops` tests a
+        run's weights with the paper's others too."""
         if split != "val":
             raise DataError(f"streamed data evaluates on its val split, not {split!r}")
-        if crops not in self.recipe.eval_crops and crops != "center":
-            raise DataError(
-                f"{self.recipe.name} evaluates with {', '.join(self.recipe.eval_crops)}"
-            )
+        if crops not in EVAL_CROPS:
+            raise DataError(f"unknown crops {crops!r}; choose from {', '.join(EVAL_CROPS)}")
         batches = eval_batches(
             self.val, recipe=self.recipe, crops=crops, batch_size=batch_size,
             device=self.train.device, normalizer=self.normalizer,
@@ -189,8 +191,8 @@ def scaled(recipe: Recipe, size: int | None) -> Recipe:
 def prepare_stream_run(
     config: TrainConfig, *, data: str | os.PathLike[str] | None, device: torch.device
 ) -> StreamData:
-    """A streamed run's data, as its config says (the trainer's counterpart of
-    `prepare.prepare_data`)."""
+    """A streamed run's data, as its config says (reached through
+    ablations.data.prepare.prepare_data, which every caller asks)."""
     return prepare_stream(
         recipe=str(config.stream), batch_size=config.batch_size, seed=config.seed, device=device,
         data=_tree(config, data), name=config.dataset, workers=_workers(config),

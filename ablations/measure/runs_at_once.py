@@ -29,9 +29,9 @@ import pandas as pd
 import torch
 
 from ablations.config import TrainConfig
-from ablations.data.prepare import RunData
+from ablations.data.prepare import RunData, prepare_data
 from ablations.gpu import streams as cuda_streams
-from ablations.measure.step_speed import append_row, prepared, ready, synchronize
+from ablations.measure.step_speed import append_row, ready, synchronize
 from ablations.results import provenance, schemas
 
 METHODS = ("streams", "processes")
@@ -69,7 +69,7 @@ def _process(config: dict[str, Any], data: str | None, device: str, iterations: 
     """One run of the `processes` method, in its own interpreter."""
     dev = torch.device(device)
     run = TrainConfig.from_json(config)
-    run_data = prepared(run, data, dev)
+    run_data = prepare_data(run, data, dev)
     with tempfile.TemporaryDirectory() as scratch:
         trainer, batches = ready(run, run_data, dev, Path(scratch), warmup=warmup)
         synchronize(dev)
@@ -109,7 +109,7 @@ def measure(
     """Each method of `counts` at each of its K, a row appended to results/runs_at_once.csv as
     it is measured; returns the rows."""
     mps = device.type == "cuda" and os.environ.get("CUDA_MPS_PIPE_DIRECTORY") is not None
-    shared = prepared(config, data, device) if counts.get("streams") else None
+    shared = prepare_data(config, data, device) if counts.get("streams") else None
     rows = []
     for method, ks in counts.items():
         for jobs in ks:

@@ -22,10 +22,8 @@ import torch
 
 from ablations import rundir
 from ablations.config import TrainConfig
-from ablations.data import load_dataset
 from ablations.data.prepare import RunData, prepare_data
 from ablations.gpu.streams import on
-from ablations.imagenet.prepare import prepare_stream_run
 from ablations.io import write_json
 from ablations.measure import planning
 from ablations.results import provenance, schemas
@@ -40,14 +38,6 @@ WARMUP = 30  # untimed steps first: cuDNN autotuning, graph capture
 def synchronize(device: torch.device) -> None:
     if device.type == "cuda":
         torch.cuda.synchronize(device)
-
-
-def prepared(config: TrainConfig, data: str | Path | None, device: torch.device) -> RunData:
-    """The run's data, as training prepares it (streamed from an index, or decoded)."""
-    if config.stream is not None:
-        return prepare_stream_run(config, data=data, device=device)
-    dataset = load_dataset(config.dataset, data=data, resize=config.resize, crop=config.crop)
-    return prepare_data(config, dataset, device)
 
 
 def ready(
@@ -124,7 +114,7 @@ def measure_plan(
         if not todo and config.epochs is None:
             steps_per_epoch[config.run_id] = 0  # an iteration budget needs no epoch length
             continue
-        run_data = prepared(config, data(config), device)
+        run_data = prepare_data(config, data(config), device)
         steps_per_epoch[config.run_id] = run_data.train.steps_per_epoch
         for requested in todo:
             if (*planning.shape(config), requested) in done:

@@ -25,9 +25,7 @@ import torch
 
 from ablations.cluster import distributed
 from ablations.config import TrainConfig, check_device, resolve_device
-from ablations.data import load_dataset
 from ablations.data.prepare import RunData, prepare_data
-from ablations.imagenet.prepare import prepare_stream_run
 from ablations.train.records import (
     RunRecord,
     check_same_data,
@@ -103,11 +101,7 @@ def _prepare(
 ) -> RunData:
     """The run's data (problems surface before anything is written): streamed from an index,
     or decoded into arrays; either way the data a half-finished run started on."""
-    if config.stream is not None:
-        prepared: RunData = prepare_stream_run(config, data=data, device=device)
-    else:
-        dataset = load_dataset(config.dataset, data=data, resize=config.resize, crop=config.crop)
-        prepared = prepare_data(config, dataset, device)
+    prepared = prepare_data(config, data, device)
     retire_stale(directory)  # only now: a bad --data leaves a measured run where it was
     check_same_data(directory, str(prepared.record["checksum"]))
     return prepared

@@ -1,14 +1,18 @@
-"""Checkpoints trained elsewhere, as weights of our architecture, with the preprocessing they
-were trained with. One small converter per format:
+"""Weights from elsewhere, as weights of our architecture: the one place a weights name becomes
+a local file and a state_dict (`resolve`), for `ablate evaluate` (--weights) and for training's
+init_from (ablations.weights.finetune). One small converter per format:
 
     run:<run_id>             our own run's model.pt (its variant.json and config say the rest)
     torchvision:<name|file>  torchvision's ImageNet weights (see .torchvision), never downloaded
-    akamaster:<file>, or a   akamaster/pytorch_resnet_cifar10's .th files (see .akamaster),
-    .th file                 converted by permuting channels
+    akamaster:<file>         akamaster/pytorch_resnet_cifar10's .th files (see .akamaster),
+                             converted by permuting channels
+    <file>                   an akamaster file (recognised by its layout), or a state_dict of
+                             our architecture (also a resumable checkpoint.pt of this suite)
 
-`load_weights` returns the state_dict for `ablations.models.ResNet(variant)` (loaded strictly
-by the caller) and a `Weights` record: what a results row says about the checkpoint (its file
-name and sha256, never the machine's path) and how images must be prepared for it.
+`resolve` returns the state_dict for `ablations.models.ResNet(variant)` and a `Weights` record:
+what a results row says about the checkpoint (its file name and sha256, never the machine's
+path) and how images must be prepared for it. `load_weights` is `ablate evaluate`'s resolve: it
+refuses a bare state_dict file, which says nothing of how its images were prepared.
 """
 
 from __future__ import annotations
@@ -25,7 +29,7 @@ from ablations import rundir
 from ablations.registry import AblationsError, Variant
 from ablations.weights import akamaster, torchvision
 
-FORMATS = ("run", "torchvision", "akamaster")
+FORMATS = ("run", "torchvision", "akamaster", "file")  # "file": a state_dict of our architecture
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -48,6 +52,7 @@ TORCHVISION = Preprocessing(
     resize=torchvision.RESIZE, crop=torchvision.CROP, mean=torchvision.MEAN, std=torchvision.STD,
 )  # fmt: skip
 RUN = Preprocessing(name="run")
+UNKNOWN = Preprocessing(name="unknown")  # a bare state_dict file says nothing of its images
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -59,49 +64,90 @@ class Weights:
     run_dir: Path | None = None  # for run:<id>
 
 
-def weights_file(source: str, *, variant: Variant, runs_dir: Path) -> Path:
-    """The file behind `source`, checked to exist (and, for torchvision's, to fit `variant`):
-    cheap, so a caller can refuse a bad --weights before it reads any data."""
-    if source.startswith("run:"):
-        path = rundir.weights(runs_dir / source.removeprefix("run:"))
+@dataclass(frozen=True)
+class WeightsName:
+    """A weights name taken apart, before any file is read."""
+
+    name: str
+    format: str  # one of FORMATS; "file": a path, whose contents tell akamaster from ours
+    ref: str  # the run id, torchvision's weights name or file, or the path
+
+    def run_dir(self, runs_dir: Path) -> Path | None:
+        """Where a run:<run_id>'s record is (None for other formats)."""
+        return runs_dir / self.ref if self.format == "run" else None
+
+
+def parse(name: str) -> WeightsName:
+    """`name` by its prefix: run:, torchvision:, akamaster:, or none (a file)."""
+    for fmt in ("run", "torchvision", "akamaster"):
+        if name.startswith(f"{fmt}:"):
+            return WeightsName(name, fmt, name.removeprefix(f"{fmt}:"))
+    return WeightsName(name, "file", name)
+
+
+def weights_file(name: str, *, variant: Variant, runs_dir: Path) -> Path:
+    """The file behind `name`, checked to exist (and, for torchvision's, to fit `variant`):
+    cheap, so a caller can refuse a bad name before it reads any data."""
+    return _locate(parse(name), variant=variant, runs_dir=runs_dir)
+
+
+def resolve(name: str, *, variant: Variant, runs_dir: Path) -> tuple[dict[str, Tensor], Weights]:
+    """The state_dict `name` holds, in our `variant`'s keys and channel order, and its record."""
+    named = parse(name)
+    path = _locate(named, variant=variant, runs_dir=runs_dir)
+    saved = _load(path)
+    if named.format == "run":
+        return _state_dict(saved, path), _record(name, "run", path, RUN, run_dir=path.parent)
+    if named.format == "torchvision":
+        source = name if path.name not in name else f"torchvision:{path.name}"
+        return _state_dict(saved, path), _record(source, "torchvision", path, TORCHVISION)
+    if akamaster.is_akamaster(saved):
+        state = akamaster.convert(saved, variant)
+        return state, _record(path.name, "akamaster", path, AKAMASTER)
+    if named.format == "akamaster":
+        raise _not_akamaster(path)
+    return _state_dict(saved, path), _record(path.name, "file", path, UNKNOWN)
+
+
+def load_weights(
+    name: str, *, variant: Variant, runs_dir: Path
+) -> tuple[dict[str, Tensor], Weights]:
+    """`resolve` for evaluation: only weights whose preprocessing is known (a bare state_dict
+    file of ours is evaluated as its run, run:<run_id>)."""
+    state, weights = resolve(name, variant=variant, runs_dir=runs_dir)
+    if weights.format == "file":
+        raise _not_akamaster(Path(weights.source))
+    return state, weights
+
+
+def _locate(named: WeightsName, *, variant: Variant, runs_dir: Path) -> Path:
+    run = named.run_dir(runs_dir)
+    if run is not None:
+        path = rundir.weights(run)
         if not path.is_file():
             raise AblationsError(
-                f"{source}: {path} does not exist; train that run (a record committed without "
-                "weights must be trained again) or pass --results where it is"
+                f"{named.name}: {path} does not exist; train that run (a record committed "
+                "without weights must be moved aside and trained again) or point at the "
+                "results folder that holds it"
             )
         return path
-    if source.startswith("torchvision:"):
-        return torchvision.locate(variant, source.removeprefix("torchvision:"))
-    path = Path(source.removeprefix("akamaster:")).expanduser()
+    if named.format == "torchvision":
+        return torchvision.locate(variant, named.ref)
+    path = Path(named.ref).expanduser()
     if not path.is_file():
         raise AblationsError(
-            f"--weights {source}: no such file; pass run:<run_id>, torchvision:<name|file> or "
-            "an akamaster .th file"
+            f"{named.name}: no such file; pass run:<run_id>, torchvision:<name|file>, an "
+            "akamaster .th file or a state_dict file"
         )
     return path
 
 
-def load_weights(
-    source: str, *, variant: Variant, runs_dir: Path
-) -> tuple[dict[str, Tensor], Weights]:
-    """The state_dict of `source` for our `variant`, and its record."""
-    path = weights_file(source, variant=variant, runs_dir=runs_dir)
-    if source.startswith("run:"):
-        state = _state_dict(_load(path), path)
-        return state, _record(source, "run", path, RUN, run_dir=path.parent)
-    if source.startswith("torchvision:"):
-        state = _state_dict(_load(path), path)
-        name = source if path.name not in source else f"torchvision:{path.name}"
-        return state, _record(name, "torchvision", path, TORCHVISION)
-    saved = _load(path)
-    if not akamaster.is_akamaster(saved):
-        raise AblationsError(
-            f"{path.name} is not an akamaster checkpoint (a dict with a 'state_dict' of "
-            "'module.' keys and a 'linear' head); for torchvision weights pass "
-            "torchvision:<file>, for our runs run:<run_id>"
-        )
-    state = akamaster.convert(saved, variant)
-    return state, _record(path.name, "akamaster", path, AKAMASTER)
+def _not_akamaster(path: Path) -> AblationsError:
+    return AblationsError(
+        f"{path.name} is not an akamaster checkpoint (a dict with a 'state_dict' of "
+        "'module.' keys and a 'linear' head); for torchvision weights pass "
+        "torchvision:<file>, for our runs run:<run_id>"
+    )
 
 
 def _record(

@@ -15,7 +15,7 @@ measures how far that copy is from the original images.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -27,12 +27,9 @@ from torch import Tensor
 from ablations import rundir, versions
 from ablations.config import EVAL_CROPS, STREAM_DATASETS, TrainConfig, resolve_device
 from ablations.data import load_dataset
+from ablations.data.image_index import ImageIndex, sample_index
 from ablations.data.loader import Normalizer, Views, eval_batches, random_subset, to_nchw
 from ablations.data.prepare import prepare_data
-from ablations.imagenet.augment import RECIPES
-from ablations.imagenet.index import ImageIndex, build_index, sample_index
-from ablations.imagenet.prepare import prepare_stream_run
-from ablations.imagenet.streaming import eval_batches as stream_batches
 from ablations.models import ResNet, resolve
 from ablations.registry import AblationsError, Variant
 from ablations.results import collect, provenance, schemas
@@ -43,7 +40,9 @@ from ablations.weights import (
     TORCHVISION,
     Preprocessing,
     Weights,
+    WeightsName,
     load_weights,
+    parse,
     weights_file,
 )
 
@@ -51,14 +50,14 @@ from ablations.weights import (
 # streamed from an ImageNet layout and evaluated on its val split; the others are decoded into
 # arrays and evaluated on their test split.
 DATASETS = {"cifar10": "cifar10", "imagenet": "imagenet", "fashion-mnist": "fashion-mnist"}
-DEFAULT_DATASET = {"akamaster": "cifar10", "torchvision": "imagenet"}
+DEFAULT_DATASET = {"akamaster": "cifar10", "file": "cifar10", "torchvision": "imagenet"}
 Batches = Callable[[int], Iterator[tuple[Views, Tensor]]]  # batch size -> batches
 
 
 @dataclass(frozen=True)
 class _Prepared:
-    """The evaluation images, whichever way they are read: batches of a given size, and what a
-    results row says about them."""
+    """The split a checkpoint is evaluated on, whichever way it was prepared: batches of a given
+    size, and what a results row says about them."""
 
     batches: Batches
     images: int
@@ -66,7 +65,7 @@ class _Prepared:
     normalizer: str  # the normaliser's kind ("run:" preprocessing names it)
     input_size: int
     split: str
-    data: dict[str, Any]  # source, source_format, checksum
+    data: Mapping[str, Any]  # source, source_format, checksum
 
 
 def evaluate_checkpoint(
@@ -87,17 +86,18 @@ def evaluate_checkpoint(
     a fixed random subset of that many images."""
     dev = resolve_device(device)
     runs_dir = results / schemas.RUNS_DIR
-    config = _run_config(weights, runs_dir)
-    name = _dataset_name(weights, dataset, config)
+    named = parse(weights)
+    run = named.run_dir(runs_dir)
+    config = _run_config(named, run)
+    name = _dataset_name(named, dataset, config)
     _check_crops(crops, name)
-    prep = _preprocessing(weights)
     # Before the data: a refused net or a missing file reads no image (ImageNet's val is 50k).
     weights_file(weights, variant=resolve(variant), runs_dir=runs_dir)
-    prepared = _prepare(name, prep, data=data, config=config, limit=limit, device=dev,
-                        crops=crops)  # fmt: skip
-    net = _variant(variant, weights=weights, runs_dir=runs_dir, classes=prepared.classes)
+    prepared = _prepare(name, _preprocessing(named), data=data, config=config, limit=limit,
+                        device=dev, crops=crops)  # fmt: skip
+    net = _variant(variant, weights=weights, run=run, classes=prepared.classes)
     state, record = load_weights(weights, variant=net, runs_dir=runs_dir)
-    _check_head(state, prepared, weights=weights)
+    _check_head(state, prepared, record)
     model = ResNet(net)
     try:
         model.load_state_dict(state)
@@ -115,24 +115,22 @@ def evaluate_checkpoint(
     return table
 
 
-def _run_config(weights: str, runs_dir: Path) -> TrainConfig | None:
-    if not weights.startswith("run:"):
+def _run_config(named: WeightsName, run: Path | None) -> TrainConfig | None:
+    if run is None:
         return None
-    run = runs_dir / weights.removeprefix("run:")
     if not rundir.is_started(run):
-        raise AblationsError(f"{weights}: no run record at {run}; pass --results")
+        raise AblationsError(f"{named.name}: no run record at {run}; pass --results")
     return TrainConfig.from_json(rundir.config(run))
 
 
-def _dataset_name(weights: str, dataset: str | None, config: TrainConfig | None) -> str:
+def _dataset_name(named: WeightsName, dataset: str | None, config: TrainConfig | None) -> str:
     if config is not None:
         if dataset is not None and dataset != config.dataset:
             raise AblationsError(
-                f"{weights} was trained on {config.dataset}; evaluate it there (drop --dataset)"
+                f"{named.name} was trained on {config.dataset}; evaluate it there (drop --dataset)"
             )
         return config.dataset
-    fmt = "torchvision" if weights.startswith("torchvision:") else "akamaster"
-    name = dataset or DEFAULT_DATASET[fmt]
+    name = dataset or DEFAULT_DATASET[named.format]
     if name not in DATASETS:
         raise AblationsError(f"unknown --dataset {name!r}; choose from {', '.join(DATASETS)}")
     return name
@@ -148,43 +146,69 @@ def _check_crops(crops: str, dataset: str) -> None:
         )
 
 
-def _preprocessing(weights: str) -> Preprocessing | None:
-    """How a checkpoint trained elsewhere takes its images (None: one of our runs)."""
-    if weights.startswith("run:"):
+def _preprocessing(named: WeightsName) -> Preprocessing | None:
+    """How a checkpoint trained elsewhere takes its images (None: one of our runs). A file is
+    taken for akamaster's (load_weights refuses any other: a bare state_dict says nothing of
+    its images)."""
+    if named.format == "run":
         return None
-    return TORCHVISION if weights.startswith("torchvision:") else AKAMASTER
+    return TORCHVISION if named.format == "torchvision" else AKAMASTER
 
 
 def _prepare(
     name: str, prep: Preprocessing | None, *, data: str | Path | None,
     config: TrainConfig | None, limit: int | None, device: torch.device, crops: str,
 ) -> _Prepared:  # fmt: skip
+    if config is not None:
+        return _prepare_run(config, data=data, limit=limit, device=device, crops=crops)
+    # Weights trained elsewhere come with no run config and no training split to prepare: only
+    # the held-out split, read with the preprocessing they were trained with, so they are
+    # prepared here rather than by the trainer's prepare_data.
+    assert prep is not None
     if name in STREAM_DATASETS:
-        return _prepare_stream(prep, data=data, config=config, limit=limit, device=device,
-                               crops=crops)  # fmt: skip
-    return _prepare_arrays(name, prep, data=data, config=config, limit=limit, device=device)
+        return _prepare_stream(prep, data=data, limit=limit, device=device, crops=crops)
+    return _prepare_arrays(name, prep, data=data, limit=limit, device=device)
+
+
+def _prepare_run(
+    config: TrainConfig, *, data: str | Path | None, limit: int | None, device: torch.device,
+    crops: str,
+) -> _Prepared:  # fmt: skip
+    """One of our runs, its data prepared as training prepared it (prepare_data: the run's
+    split, resize, recipe and fitted normaliser), on its held-out split: the test split of
+    arrays (`limit`: the run's own test subset), the val split of a stream."""
+    run = prepare_data(replace(config, device=device.type, test_size=limit), data, device)
+    split = run.splits[-1]
+    record = run.record
+    images, described = int(record[f"{split}_images"]), record
+    if config.stream is not None:
+        # A stream's config subsets val by class, not by count: `limit` samples the val index
+        # here, and the row names that listing (the images evaluated, as for published weights).
+        from ablations.imagenet.prepare import StreamData
+
+        assert isinstance(run, StreamData)
+        run = replace(run, val=run.val if limit is None else sample_index(run.val, limit, seed=0))
+        images, described = len(run.val), _listing(run.val)
+
+    def batches(size: int) -> Iterator[tuple[Views, Tensor]]:
+        return run.eval_batches(split, crops=crops, batch_size=size)
+
+    return _Prepared(batches, images, run.num_classes, str(record["normalize"]),
+                     int(record["input_size"]), split, described)  # fmt: skip
 
 
 def _prepare_arrays(
-    name: str, prep: Preprocessing | None, *, data: str | Path | None,
-    config: TrainConfig | None, limit: int | None, device: torch.device,
+    name: str, prep: Preprocessing, *, data: str | Path | None, limit: int | None,
+    device: torch.device,
 ) -> _Prepared:  # fmt: skip
-    """A dataset decoded into arrays: the run's own split, resize and normaliser, or the
-    checkpoint's preprocessing on the test split."""
-    if config is not None:  # decoded exactly as the run decoded it
-        ds = load_dataset(config.dataset, data=data, resize=config.resize, crop=config.crop)
-        run = prepare_data(replace(config, test_size=limit), ds, device)
-        x, y = run.test
-        normalizer = run.normalizer
-    else:
-        assert prep is not None
-        ds = load_dataset(DATASETS[name], data=data, download=False, resize=prep.resize,
-                          crop=prep.crop)  # fmt: skip
-        idx = random_subset(len(ds.x_test), limit, seed=0)
-        x, y = to_nchw(ds.x_test[idx]), torch.from_numpy(ds.y_test[idx])
-        normalizer = Normalizer.fixed(prep.mean, prep.std)
+    """The test split decoded into arrays, with the checkpoint's preprocessing."""
+    ds = load_dataset(DATASETS[name], data=data, download=False, resize=prep.resize,
+                      crop=prep.crop)  # fmt: skip
+    idx = random_subset(len(ds.x_test), limit, seed=0)
+    x, y = to_nchw(ds.x_test[idx]), torch.from_numpy(ds.y_test[idx])
+    normalizer = Normalizer.fixed(prep.mean, prep.std)
 
-    def batches(size: int) -> Iterator[tuple[Tensor, Tensor]]:
+    def batches(size: int) -> Iterator[tuple[Views, Tensor]]:
         return eval_batches(x, y, batch_size=size, device=device, normalizer=normalizer)
 
     return _Prepared(batches, len(y), len(ds.classes), normalizer.kind, int(x.shape[-1]),
@@ -192,49 +216,50 @@ def _prepare_arrays(
 
 
 def _prepare_stream(
-    prep: Preprocessing | None, *, data: str | Path | None, config: TrainConfig | None,
-    limit: int | None, device: torch.device, crops: str,
+    prep: Preprocessing, *, data: str | Path | None, limit: int | None, device: torch.device,
+    crops: str,
 ) -> _Prepared:  # fmt: skip
-    """ImageNet's val split, streamed: the `crops` of the run's recipe and normaliser, or of
-    the checkpoint's preprocessing (torchvision: resize 256, centre 224, mean/std)."""
-    if config is not None:
-        run = prepare_stream_run(replace(config, device=device.type), data=data, device=device)
-        val, recipe, normalizer = run.val, run.recipe, run.normalizer
-    else:
-        assert prep is not None
-        assert prep.resize is not None
-        assert prep.crop is not None
-        val = build_index("val", data)
-        recipe = replace(RECIPES["imagenet-torchvision"], name=prep.name, crop=prep.crop,
-                         eval_resize=prep.resize)  # fmt: skip
-        normalizer = Normalizer.fixed(prep.mean, prep.std)
-    index: ImageIndex = val if limit is None else sample_index(val, limit, seed=0)
+    """ImageNet's val split, streamed with the `crops` of the checkpoint's preprocessing
+    (torchvision: resize 256, centre 224, mean/std)."""
+    from ablations.imagenet.augment import RECIPES
+    from ablations.imagenet.index import build_index
+    from ablations.imagenet.streaming import eval_batches as stream_batches
+
+    assert prep.resize is not None
+    assert prep.crop is not None
+    val = build_index("val", data)
+    recipe = replace(RECIPES["imagenet-torchvision"], name=prep.name, crop=prep.crop,
+                     eval_resize=prep.resize)  # fmt: skip
+    normalizer = Normalizer.fixed(prep.mean, prep.std)
+    index = val if limit is None else sample_index(val, limit, seed=0)
 
     def batches(size: int) -> Iterator[tuple[Views, Tensor]]:
         return stream_batches(index, recipe=recipe, crops=crops, batch_size=size,
                               device=device, normalizer=normalizer)  # fmt: skip
 
-    described = {"source": str(index.root), "source_format": index.layout,
-                 "checksum": index.checksum}  # fmt: skip
     return _Prepared(batches, len(index), len(index.classes), normalizer.kind, recipe.crop,
-                     "val", described)  # fmt: skip
+                     "val", _listing(index))  # fmt: skip
 
 
-def _check_head(state: dict[str, Tensor], prepared: _Prepared, *, weights: str) -> None:
+def _listing(index: ImageIndex) -> dict[str, Any]:
+    return {"source": str(index.root), "source_format": index.layout, "checksum": index.checksum}
+
+
+def _check_head(state: dict[str, Tensor], prepared: _Prepared, record: Weights) -> None:
     """A published checkpoint's head must have one output per class of the data."""
     head = state.get("fc.weight")
-    if weights.startswith("run:") or head is None or head.shape[0] == prepared.classes:
+    if record.format == "run" or head is None or head.shape[0] == prepared.classes:
         return
     raise AblationsError(
-        f"--data holds {prepared.classes} classes but {weights} has {head.shape[0]} outputs; "
-        f"point --data at a copy with all {head.shape[0]} classes (ImageNet: every WordNet-id "
-        "folder under train/)"
+        f"--data holds {prepared.classes} classes but {record.source} has {head.shape[0]} "
+        f"outputs; point --data at a copy with all {head.shape[0]} classes (ImageNet: every "
+        "WordNet-id folder under train/)"
     )
 
 
-def _variant(name: str, *, weights: str, runs_dir: Path, classes: int) -> Variant:
-    if weights.startswith("run:"):
-        trained = Variant.from_axes(rundir.variant_axes(runs_dir / weights.removeprefix("run:")))
+def _variant(name: str, *, weights: str, run: Path | None, classes: int) -> Variant:
+    if run is not None:
+        trained = Variant.from_axes(rundir.variant_axes(run))
         if trained.name != name and resolve(name).name != trained.name:
             raise AblationsError(f"{weights} is a {trained.name}, not {name}; pass that variant")
         return trained

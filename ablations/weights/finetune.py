@@ -1,25 +1,26 @@
 """Transfer learning: start a model from a checkpoint with a new head, and freeze the backbone.
 
-A checkpoint is named by a string, so that it is part of a run's config (and key):
-    "torchvision:IMAGENET1K_V1"  torchvision's weights for the variant's depth (downloaded once)
+A checkpoint is named by a string, so that it is part of a run's config (and key), and resolved
+as `ablate evaluate` resolves --weights (ablations.weights.resolve):
+    "torchvision:IMAGENET1K_V1"  torchvision's weights for the variant's depth, from the torch
+                                 hub cache (never downloaded)
     "run:<run_id>"               a finished run's model.pt, under the same runs folder
-    any other string             a file holding a state_dict (or a checkpoint with "model" in it)
+    any other string             a file holding a state_dict (or a checkpoint with "model" in it,
+                                 or an akamaster .th file)
 The final linear layer is never loaded: its shape follows the new dataset's class count.
 """
 
 from __future__ import annotations
 
-import hashlib
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import torch
 from torch import nn
 
-from ablations import rundir
 from ablations.models import ResNet, create_model
 from ablations.registry import AblationsError
-from ablations.weights.torchvision import weights_entry
+from ablations.weights import resolve
 
 if TYPE_CHECKING:
     from ablations.config import TrainConfig
@@ -28,55 +29,10 @@ if TYPE_CHECKING:
 HEAD = "fc"  # the module a frozen backbone leaves trainable
 
 
-def checkpoint_file(init_from: str, *, runs_dir: Path) -> Path | None:
-    """The local file `init_from` names (None for torchvision weights)."""
-    if init_from.startswith("torchvision:"):
-        return None
-    if init_from.startswith("run:"):
-        path = rundir.weights(runs_dir / init_from.removeprefix("run:"))
-        if not path.exists():  # never trained here, or a record committed without weights
-            raise AblationsError(
-                f"{init_from}: {path} does not exist; train that run (if its record is there "
-                "without weights, remove its folder first) or point init_from at a state_dict file"
-            )
-        return path
-    path = Path(init_from).expanduser()
-    if not path.is_file():
-        raise AblationsError(f"checkpoint {path} does not exist; pass an existing state_dict file")
-    return path
-
-
-def _torchvision_state(model: ResNet, weights: str) -> dict[str, torch.Tensor]:
-    v = model.variant
-    enum = weights_entry(v, weights)
-    try:
-        return dict(enum.get_state_dict(progress=False))
-    except OSError as err:  # URLError and friends: offline, or the download was cut
-        raise AblationsError(
-            f"could not fetch torchvision's resnet{v.depth} {weights} ({type(err).__name__}; "
-            "offline?); pass --init-from a state_dict file or run:<run_id> instead"
-        ) from None
-
-
-def _file_state(path: Path) -> dict[str, torch.Tensor]:
-    try:
-        saved: Any = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:  # torch raises several unrelated types for a bad file
-        raise AblationsError(
-            f"{path} is not a loadable checkpoint ({type(err).__name__}); pass a state_dict file"
-        ) from None
-    if isinstance(saved, dict) and isinstance(saved.get("model"), dict):
-        saved = saved["model"]  # a resumable checkpoint.pt of this suite
-    if not isinstance(saved, dict):
-        raise AblationsError(f"{path} holds no state_dict; pass a file saved from one")
-    return saved
-
-
 def load_backbone(model: ResNet, init_from: str, *, runs_dir: Path) -> dict[str, str]:
     """Copy every weight but the head from `init_from` into `model`, strictly; returns what
-    was loaded, for the run's record (the source and, for a file, its sha256)."""
-    path = checkpoint_file(init_from, runs_dir=runs_dir)
-    state = _file_state(path) if path else _torchvision_state(model, init_from.split(":", 1)[1])
+    was loaded, for the run's record (the source as results name it, and the file's sha256)."""
+    state, weights = resolve(init_from, variant=model.variant, runs_dir=runs_dir)
     backbone = {k: v for k, v in state.items() if not k.startswith(f"{HEAD}.")}
     wanted = {k for k in model.state_dict() if not k.startswith(f"{HEAD}.")}
     missing, unexpected = sorted(wanted - set(backbone)), sorted(set(backbone) - wanted)
@@ -91,12 +47,7 @@ def load_backbone(model: ResNet, init_from: str, *, runs_dir: Path) -> dict[str,
     except RuntimeError as err:  # shape mismatches
         first = str(err).split("\n\t", 1)[-1].split("\n")[0]
         raise AblationsError(f"{init_from} does not fit {model.variant.name}: {first}") from None
-    # A file is recorded by name and sha256: the machine's path is no part of a result.
-    named = path is not None and not init_from.startswith("run:")
-    record = {"init_from": path.name if named and path is not None else init_from}
-    if path is not None:
-        record["init_sha256"] = hashlib.sha256(path.read_bytes()).hexdigest()
-    return record
+    return {"init_from": weights.source, "init_sha256": weights.sha256}
 
 
 def freeze_backbone(model: nn.Module) -> None:
