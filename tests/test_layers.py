@@ -14,6 +14,7 @@ import pytest
 TRAINING = ("torch", "torchvision", "ablations.data", "ablations.imagenet", "ablations.train",
             "ablations.measure", "ablations.gpu", "ablations.weights",
             "ablations.cluster")  # fmt: skip
+OPTIONAL = ("submitit", "ablations.cluster.executors", "ablations.gpu")
 LAYERS = {
     "ablations": TRAINING,  # the registry and the public API
     "ablations.config": TRAINING[2:],
@@ -21,7 +22,8 @@ LAYERS = {
     "ablations.report.render": TRAINING,
     "ablations.report.readme_blocks": TRAINING,
     # Training in this process needs none of the optional capabilities.
-    "ablations.train.trainer": ("submitit", "ablations.cluster.executors", "ablations.gpu"),
+    "ablations.train.trainer": OPTIONAL,
+    "ablations.cli": (*OPTIONAL, "ablations.imagenet"),
 }
 
 

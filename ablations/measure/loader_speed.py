@@ -12,15 +12,15 @@ import csv
 import os
 import time
 from collections.abc import Sequence
-from typing import TextIO
+from typing import TYPE_CHECKING, TextIO
 
 import torch
 
 from ablations.data.loader import Normalizer
-from ablations.imagenet.augment import IMAGENET_MEAN, IMAGENET_STD, RECIPES
-from ablations.imagenet.index import build_index
-from ablations.imagenet.streaming import ImageStream
 from ablations.results import provenance
+
+if TYPE_CHECKING:
+    from ablations.imagenet.streaming import ImageStream
 
 PATHS = {"cpu-decode": "cpu", "gpu-decode": "gpu"}
 Row = dict[str, str | int | float]
@@ -42,6 +42,11 @@ def loader_speed(
     """images/s of the training stream per (path, workers, batch), timed over `batches` batches
     after `warmup` (worker start-up and the first decode excluded); one row each."""
     dev = device or torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    # The streaming stack loads when measured, not when the CLI lists this command.
+    from ablations.imagenet.augment import IMAGENET_MEAN, IMAGENET_STD, RECIPES
+    from ablations.imagenet.index import build_index
+    from ablations.imagenet.streaming import ImageStream
+
     index = build_index(split, data)
     normalizer = Normalizer.fixed(IMAGENET_MEAN, IMAGENET_STD)
     machine = provenance.environment(dev)
