@@ -14,7 +14,7 @@ from tiny_imagenet import WNIDS, members, write_devkit_root, write_shards, write
 
 from ablations.data import DataError
 from ablations.data.loader import Normalizer
-from ablations.imagenet import streaming
+from ablations.imagenet import decoding
 from ablations.imagenet.augment import (
     PCA_EIGVAL,
     PCA_EIGVEC,
@@ -42,7 +42,7 @@ from ablations.imagenet.streaming import (
 from ablations.measure.loader_speed import loader_speed
 from ablations.train.evaluation import view_logits
 
-# torchvision 0.29's deprecation of its decoders (see ablations.imagenet.streaming).
+# torchvision 0.29's deprecation of its decoders (see ablations.imagenet.decoding).
 pytestmark = pytest.mark.filterwarnings("ignore:The image decoding:DeprecationWarning")
 CPU = torch.device("cpu")
 PLAIN = Normalizer.fixed((0.0, 0.0, 0.0), (1.0, 1.0, 1.0))
@@ -303,7 +303,7 @@ def test_a_batch_the_batched_decoder_refuses_is_decoded_one_by_one(tmp_path, fil
     def refuse(data, device):
         raise RuntimeError("nvjpegDecodeBatchedPhaseOne failed: 6 (a CMYK image)")
 
-    monkeypatch.setattr(streaming, "_decode_on_device", refuse)
+    monkeypatch.setattr(decoding, "_decode_on_device", refuse)
     fallen_back = take(stream(index, seed=5, decode="gpu"), 0, 2)
     assert all(torch.equal(x1, x2) for (x1, _), (x2, _) in zip(expected, fallen_back, strict=True))
 

@@ -168,7 +168,7 @@ def test_images_of_one_size_share_a_batch_image_major():
 def test_the_prefetcher_guards_every_view_tensor_of_a_batch():
     """On CUDA each tensor a side stream copied is marked used by the current stream; a
     multi-scale batch holds a list of them (and a "gpu"-decode batch a list of bytes)."""
-    from ablations.imagenet.streaming import _tensors
+    from ablations.imagenet.prefetch import _tensors
 
     views, y = [torch.zeros(2, 3, 4, 4), torch.zeros(2, 3, 5, 6)], torch.zeros(2)
     images = [views, [v + 1 for v in views]]  # a loader batch: each image's views

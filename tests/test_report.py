@@ -20,7 +20,7 @@ from report_rows import (
 )
 
 from ablations.references import TABLE6
-from ablations.report import figures, render, training
+from ablations.report import figures, profile_results, render, training
 from ablations.results import schemas
 from ablations.results.table import write_table
 
@@ -247,7 +247,7 @@ def test_report_judges_the_claims_in_every_replicate(tmp_path):
     write_results(results, run_rows(tight, profile="cpu"))
     replicate = run_rows(loose, profile="cpu").assign(cpu_kernels="aten AVX2, onednn AVX2")
     write_results(results / schemas.REPLICATES_DIR / "avx2", replicate)
-    [profile] = training.load_profiles(results)  # the degradation section's words, no figures
+    [profile] = profile_results.load_profiles(results)  # the degradation section's words only
     cpu = training.replication_words(profile)
     assert "Replication: a verdict stands only where every replicate reaches it" in cpu
     assert ("- not resolved at this budget: plain nets degrade with depth: the replicates "

@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import json
 import random
+import subprocess
+import sys
 
 import pandas as pd
 import pytest
@@ -191,6 +193,22 @@ def test_step_is_execution_only_and_resolves_per_device():
     assert resolve_step("auto", device=gpu, precision="bf16", compile=True)[0] == "eager"
     with pytest.raises(AblationsError, match="needs a CUDA device"):
         resolve_step("graph", device=CPU, precision="fp32", compile=False)
+    kind, note = resolve_step("auto", device=gpu, precision="bf16", compile=False, ddp=True)
+    assert kind == "eager" and "DDP" in note
+
+
+def test_a_cpu_run_never_imports_the_cuda_graph_machinery():
+    """ablations.gpu.graph is imported only where a graph step is built: the trainer, the
+    throughput child and an eager training step taken on the CPU leave it unloaded."""
+    code = (
+        "import sys, torch\n"
+        "import ablations.train.trainer\n"
+        "from ablations.measure.throughput import Setting, make_step\n"
+        "make_step(Setting(variant='resnet20'), 2, torch.device('cpu'))()\n"
+        "assert 'ablations.gpu.graph' not in sys.modules, 'graph machinery imported'\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
 
 
 def test_a_run_trains_only_on_the_device_kind_of_its_key(tmp_path, tiny_cifar):

@@ -12,7 +12,7 @@ import torch
 from ablations import derive, register_variant
 from ablations.cli import main
 from ablations.measure import throughput as tp
-from ablations.measure.throughput import child, parent, settings
+from ablations.measure.throughput import child, flops, parent, settings
 from ablations.measure.throughput import reference as timm_ref
 from ablations.measure.throughput.settings import Setting
 from ablations.registry import AblationsError
@@ -201,7 +201,7 @@ def _oom_above(limit):
 
 def test_batch_sweep_steps_down_and_names_what_it_measured(monkeypatch):
     monkeypatch.setattr(child, "measure_one", _oom_above(512))
-    monkeypatch.setattr(child, "_macs", lambda s: 1)
+    monkeypatch.setattr(child, "setting_macs", lambda s: 1)
     setting = Setting(variant="resnet20", device="cuda", batch_size="max")
     rows = tp.measure_setting(setting, torch.device("cpu"))
     assert [(r["status"], r["batch_size"]) for r in rows] == [
@@ -210,7 +210,7 @@ def test_batch_sweep_steps_down_and_names_what_it_measured(monkeypatch):
 
 def test_a_fixed_batch_that_does_not_fit_is_reported_not_shrunk(monkeypatch):
     monkeypatch.setattr(child, "measure_one", _oom_above(512))
-    monkeypatch.setattr(child, "_macs", lambda s: 1)
+    monkeypatch.setattr(child, "setting_macs", lambda s: 1)
     rows = tp.measure_setting(
         Setting(variant="resnet20", device="cuda", batch_size=1024), torch.device("cpu")
     )
@@ -222,7 +222,7 @@ def test_other_errors_are_not_mistaken_for_oom(monkeypatch):
         raise RuntimeError("cuDNN error: CUDNN_STATUS_INTERNAL_ERROR")
 
     monkeypatch.setattr(child, "measure_one", broken)
-    monkeypatch.setattr(child, "_macs", lambda s: 1)
+    monkeypatch.setattr(child, "setting_macs", lambda s: 1)
     with pytest.raises(RuntimeError, match="CUDNN"):
         tp.measure_setting(
             Setting(variant="resnet20", device="cuda", batch_size=64), torch.device("cpu")
@@ -264,7 +264,7 @@ def test_peaks_match_the_exact_device_name(name, part, bf16, tf32, fp32):
 
 
 def test_fraction_of_peak_names_its_datasheet():
-    got = child.achieved(macs=10**9, batch=100, mode="infer", step_s=0.001,
+    got = flops.achieved(macs=10**9, batch=100, mode="infer", step_s=0.001,
                          device_name="NVIDIA H200", precision="bf16")  # fmt: skip
     assert got["tflops"] == pytest.approx(200)
     assert got["fraction_of_peak"] == pytest.approx(200 / 989.5)
@@ -365,7 +365,7 @@ def test_timm_command_uses_the_same_settings(tmp_path):
 
 
 def test_timm_results_become_our_columns(monkeypatch):
-    monkeypatch.setattr(timm_ref, "_macs", lambda s: 10**9)
+    monkeypatch.setattr(timm_ref, "setting_macs", lambda s: 10**9)
     setting = Setting(variant="resnet18", mode="infer", batch_size=2)
     results = {"infer_samples_per_sec": 50.0, "infer_step_time": 40.0, "infer_batch_size": 2}
     got = timm_ref.parse(results, setting=setting, device=torch.device("cpu"))

@@ -6,7 +6,7 @@ a pure function of (seed, i): the epoch's order is a permutation seeded by (seed
 sample's crop and flip come from a generator seeded by (seed, epoch, position in the epoch), so a
 run resumed at iteration k skips to that position and sees the uninterrupted stream's batches.
 
-Two decode paths, one contract:
+Two decode paths (decoding.py), one contract:
 - "cpu": DataLoader workers read, decode (`torchvision.io.decode_jpeg`, PIL for other formats)
   and crop each image; uint8 batches travel through pinned memory to the device.
 - "gpu": workers only read bytes; the batch is decoded at once by `decode_jpeg(list, device=...)`
@@ -15,20 +15,16 @@ Two decode paths, one contract:
 Both paths draw the same crops from the same seeds (tested equal on the CPU); on CUDA, nvJPEG's
 pixels differ slightly from libjpeg's, so the two paths' batches are close, not identical, while
 each path alone is reproducible. Colour noise and normalisation run on the device in batch.
-`Prefetcher` moves the next batch to the GPU on a side stream while the current one trains (a
-plain iterator on the CPU).
+`Prefetcher` (prefetch.py) moves the next batch to the GPU on a side stream while the current
+one trains (a plain iterator on the CPU).
 """
 
 from __future__ import annotations
 
-import io
-import warnings
-from collections.abc import Iterable, Iterator
-from typing import Any, Literal, overload
+from collections.abc import Iterator
+from typing import Any, Literal
 
-import numpy as np
 import torch
-from PIL import Image
 from torch import Tensor
 from torch.utils.data import DataLoader, Dataset
 
@@ -45,18 +41,13 @@ from ablations.imagenet.augment import (
     ten_crop,
     train_sample,
 )
+from ablations.imagenet.decoding import decode, decode_batch
 from ablations.imagenet.index import ImageIndex
+from ablations.imagenet.prefetch import Prefetcher
 from ablations.results import provenance
 
 Decode = Literal["cpu", "gpu"]
 _ORDER, _AUGMENT, _LIGHT = 1, 2, 3  # independent random streams derived from one seed
-_JPEG_MAGIC = b"\xff\xd8"
-# torchvision 0.29 deprecates its decoders in favour of torchcodec, warning on every call (once per
-# image, in every worker); they still work, and moving to torchcodec is a separate change.
-warnings.filterwarnings(
-    "ignore", message="The image decoding and encoding capabilities of TorchVision",
-    category=DeprecationWarning,
-)  # fmt: skip
 
 
 def mix(*seeds: int) -> int:
@@ -69,76 +60,6 @@ def mix(*seeds: int) -> int:
 
 def generator(*seeds: int) -> torch.Generator:
     return torch.Generator().manual_seed(mix(*seeds))
-
-
-@overload
-def _decode_jpeg(data: Tensor, *, device: torch.device | str) -> Tensor: ...
-@overload
-def _decode_jpeg(data: list[Tensor], *, device: torch.device | str) -> list[Tensor]: ...
-def _decode_jpeg(
-    data: Tensor | list[Tensor], *, device: torch.device | str
-) -> Tensor | list[Tensor]:
-    from torchvision.io import ImageReadMode, decode_jpeg  # on first use: seconds to import
-
-    if isinstance(data, list) and torch.device(device).type == "cpu":
-        # A list is one batched nvJPEG call on CUDA; on the CPU torchvision loops over it
-        # anyway, and before 0.20 takes no list there.
-        return [decode_jpeg(d, mode=ImageReadMode.RGB, device=device) for d in data]
-    return decode_jpeg(data, mode=ImageReadMode.RGB, device=device)
-
-
-def decode(raw: bytes, *, device: torch.device | str = "cpu") -> Tensor:
-    """uint8 RGB CHW: JPEGs by torchvision's decoder, anything else by PIL (on the CPU)."""
-    if raw[:2] == _JPEG_MAGIC:
-        data = torch.frombuffer(bytearray(raw), dtype=torch.uint8)
-        return _decode_jpeg(data, device=device)
-    with Image.open(io.BytesIO(raw)) as image:
-        pixels = np.asarray(image.convert("RGB"), dtype=np.uint8)
-    return torch.from_numpy(pixels.copy()).permute(2, 0, 1).to(device)
-
-
-def decode_batch(raws: list[bytes], *, device: torch.device) -> list[Tensor]:
-    """Many images decoded at once: JPEGs in one `decode_jpeg` call on `device` (batched nvJPEG
-    on CUDA), the rest one by one. Where the batched call refuses a file (nvJPEG takes no CMYK
-    JPEG, of which ImageNet's train split holds a few), that batch's JPEGs are decoded one by
-    one on the CPU, as the CPU path decodes them, instead of stopping the run."""
-    jpegs = [i for i, r in enumerate(raws) if r[:2] == _JPEG_MAGIC]
-    out: list[Tensor | None] = [None] * len(raws)
-    if jpegs:
-        data = [torch.frombuffer(bytearray(raws[i]), dtype=torch.uint8) for i in jpegs]
-        try:
-            images = _decode_on_device(data, device)
-        except RuntimeError:
-            images = [decode(raws[i]).to(device) for i in jpegs]
-        for i, image in zip(jpegs, images, strict=True):
-            out[i] = image
-    for i, r in enumerate(raws):
-        if out[i] is None:
-            out[i] = decode(r).to(device)
-    return [t for t in out if t is not None]
-
-
-_DECODE_STREAMS: dict[torch.device, torch.cuda.Stream] = {}
-
-
-def _decode_on_device(data: list[Tensor], device: torch.device) -> list[Tensor]:
-    """`_decode_jpeg` on a stream of its own on CUDA. torchvision allocates the outputs on the
-    current stream but nvJPEG writes them on a private one that does not wait for it, so with
-    the training step queued on the current stream a freed block could be written while a
-    queued kernel still reads it (pytorch/vision#9606). The decode stream has no work of its
-    own, and each output is marked as used by the current stream before it is handed over."""
-    if device.type != "cuda":
-        return _decode_jpeg(data, device=device)
-    current = torch.cuda.current_stream(device)
-    if device not in _DECODE_STREAMS:
-        _DECODE_STREAMS[device] = torch.cuda.Stream(device=device)
-    stream = _DECODE_STREAMS[device]
-    with torch.cuda.stream(stream):
-        images = _decode_jpeg(data, device=device)
-    current.wait_stream(stream)
-    for image in images:
-        image.record_stream(current)
-    return images
 
 
 class _Samples(Dataset[Any]):
@@ -173,48 +94,6 @@ def _collate(batch: list[tuple[Any, int]]) -> tuple[Any, Tensor]:
     if isinstance(images[0], bytes | list):  # gpu decode's bytes; multi-scale's views per image
         return list(images), y
     return torch.stack(images), y
-
-
-class Prefetcher:
-    """Moves each batch to `device` one step ahead, on a side CUDA stream (copies overlap the
-    current step); on the CPU it is the plain iterator."""
-
-    def __init__(self, batches: Iterable[tuple[Any, Tensor]], device: torch.device) -> None:
-        self.batches, self.device = batches, device
-
-    def __iter__(self) -> Iterator[tuple[Any, Tensor]]:
-        if self.device.type != "cuda":
-            yield from ((_to(x, self.device), y.to(self.device)) for x, y in self.batches)
-            return
-        stream = torch.cuda.Stream(device=self.device)
-        pending: tuple[Any, Tensor] | None = None
-        for x, y in self.batches:
-            with torch.cuda.stream(stream):
-                ready = (_to(x, self.device), y.to(self.device, non_blocking=True))
-            if pending is not None:
-                yield pending
-            torch.cuda.current_stream(self.device).wait_stream(stream)
-            for t in _tensors(ready):  # used on the current stream: keep them from reuse
-                t.record_stream(torch.cuda.current_stream(self.device))
-            pending = ready
-        if pending is not None:
-            yield pending
-
-
-def _tensors(batch: Any) -> list[Tensor]:
-    """Every tensor of a batch: (x, y), x a tensor, (multi-scale) lists of view tensors per
-    image, or (gpu decode) bytes."""
-    if isinstance(batch, Tensor):
-        return [batch]
-    if isinstance(batch, list | tuple):
-        return [t for part in batch for t in _tensors(part)]
-    return []
-
-
-def _to(x: Any, device: torch.device) -> Any:
-    if isinstance(x, list) and x and not isinstance(x[0], bytes):  # multi-scale views
-        return [_to(v, device) for v in x]
-    return x.to(device, non_blocking=True) if isinstance(x, Tensor) else x
 
 
 def _by_shape(images: list[list[Tensor]], y: Tensor) -> Iterator[tuple[list[Tensor], Tensor]]:

@@ -19,7 +19,7 @@ from typing import NamedTuple
 import pandas as pd
 
 from ablations import stats
-from ablations.report.figures import paper_name
+from ablations.report.nets import paper_name
 from ablations.stats import Arm, Verdict
 from ablations.variants import FAMILY_DEFAULTS
 

@@ -16,7 +16,8 @@ from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
 from matplotlib.ticker import EngFormatter, LogLocator, NullFormatter
 
-ERROR_COLUMNS = ("train_error", "val_error", "test_error")
+from ablations.report.nets import paper_name, summarise_runs
+
 # The paper's Fig. 6: dashed training curves, bold held-out curves. The held-out curve is named
 # by what it is: "test" (the paper profile evaluates the test set during training, as Fig. 6
 # does) or "validation" (a split held out of the training set), never one for the other.
@@ -26,29 +27,6 @@ SPLIT_STYLES: dict[str, Any] = {"train": "--", "val": "-", "test": "-"}
 SPLIT_WIDTHS = {"train": 1.0, "val": 2.0, "test": 2.0}
 KIND_MARKERS = {"plain": "s", "residual": "o"}
 KIND_COLOURS = {"plain": "tab:red", "residual": "tab:blue"}
-
-
-def paper_name(variant: str) -> str:
-    """The paper's spelling of a net: plain56 -> plain-56, resnet56 -> ResNet-56 (a suffix that
-    sets an axis is kept: resnet56-b -> ResNet-56-b)."""
-    match = re.fullmatch(r"(resnet|plain)(\d+)(.*)", variant)
-    if not match:
-        return variant
-    prefix, depth, suffix = match.groups()
-    return f"{'ResNet' if prefix == 'resnet' else 'plain'}-{depth}{suffix}"
-
-
-def summarise_runs(runs: pd.DataFrame) -> pd.DataFrame:
-    """One row per variant: its axes, the seed count, and the mean, std (ddof 1), min and max
-    over seeds of each final error, with the mean cost (MACs, images/s); in run order."""
-    groups = runs.groupby("variant", sort=False)
-    stats = groups[list(ERROR_COLUMNS)].agg(["mean", "std", "min", "max"])
-    stats.columns = ["_".join(pair) for pair in stats.columns]  # train_error_mean, ...
-    first = groups[["family", "depth", "residual", "shortcut", "stem"]].first()
-    cost = groups[["params", "macs", "images_per_s"]].mean()
-    seeds = groups["seed"].nunique().rename("seeds")
-    last = groups["iterations_done"].max().rename("last_iteration")
-    return pd.concat([first, seeds, last, cost, stats], axis=1).reset_index()
 
 
 def _twin_key(variant: str) -> tuple[int, str]:

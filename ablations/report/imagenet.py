@@ -27,9 +27,10 @@ from ablations.references import (
     ImageNetErrors,
 )
 from ablations.report import claims, figures, tables
+from ablations.report.profile_results import members
 from ablations.report.recipes import recipe_runs
 from ablations.report.tables import Section, markdown_table
-from ablations.report.training import bullets, members
+from ablations.report.training import bullets
 from ablations.stats import Arm
 
 TITLE = "## ImageNet (He et al. 2016: Fig. 4, Tables 2-4)"

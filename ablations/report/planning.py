@@ -12,9 +12,9 @@ from typing import Any
 
 import pandas as pd
 
-from ablations.report.figures import paper_name
+from ablations.report.nets import paper_name
+from ablations.report.profile_results import members
 from ablations.report.tables import Section, markdown_table
-from ablations.report.training import members
 from ablations.results import schemas
 from ablations.results.table import read_table
 

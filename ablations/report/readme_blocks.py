@@ -9,9 +9,9 @@ from pathlib import Path
 import pandas as pd
 
 from ablations.experiments import THROUGHPUT_QUICK
-from ablations.report import planning, training
+from ablations.report import planning, profile_results, training
 from ablations.report import throughput as report_throughput
-from ablations.report.figures import paper_name
+from ablations.report.nets import paper_name
 from ablations.report.readme import BlockFn
 from ablations.report.recipes import recipe_runs, recipe_table
 from ablations.report.render import primary_setting, published_comparison
@@ -26,12 +26,12 @@ THROUGHPUT_SHOWN = THROUGHPUT_QUICK
 TIME_LIMITED = "[Time-limited GPUs](#time-limited-gpus)"  # these blocks stand in the README
 
 
-def _profile(results: Path, name: str) -> training.ProfileResults | None:
-    found = [p for p in training.load_profiles(results) if p.profile == name]
+def _profile(results: Path, name: str) -> profile_results.ProfileResults | None:
+    found = [p for p in profile_results.load_profiles(results) if p.profile == name]
     return found[0] if found else None
 
 
-def _cpu_degradation(results: Path) -> tuple[training.ProfileResults, pd.DataFrame] | str:
+def _cpu_degradation(results: Path) -> tuple[profile_results.ProfileResults, pd.DataFrame] | str:
     """The cpu profile and its complete degradation runs, or the line saying there are none."""
     p = _profile(results, CPU)
     if p is None:
@@ -45,7 +45,7 @@ def _cpu_degradation(results: Path) -> tuple[training.ProfileResults, pd.DataFra
 def replica(results: Path) -> str:
     """The Fig. 6 replica the README shows first: the paper's protocol once its runs are
     committed (what they are, and the GPU time they took), the cpu budget's until then."""
-    p = _profile(results, training.PAPER)
+    p = _profile(results, profile_results.PAPER)
     if p is None or (runs := p.experiment("degradation")[0]).empty:
         return (
             "![Fig. 6 replica at the cpu budget](reports/degradation_cpu.png)\n\n"
@@ -205,7 +205,7 @@ def runs_summary(results: Path) -> str:
     if runs.empty:
         return "No training runs are committed yet."
     lines = []
-    for profile in training.profile_order(runs["profile"]):
+    for profile in profile_results.profile_order(runs["profile"]):
         mine = runs[runs["profile"] == profile]
         lines.append(
             f"- `{profile}`: {len(mine)} runs on {', '.join(sorted(set(mine['machine'])))}"

@@ -19,6 +19,7 @@ from ablations.report import cost_figures, image_folders, imagenet, planning, pr
 from ablations.report import evaluations as evaluations_report
 from ablations.report import recipes as recipes_report
 from ablations.report import throughput as throughput_report
+from ablations.report.profile_results import profile_order
 from ablations.report.tables import Section, markdown_table
 from ablations.results import schemas
 from ablations.results.table import read_table
@@ -182,7 +183,7 @@ def overview_section(results: Path) -> Section:
         {"profile": f"`{name}`", "runs": len(group),
          "machines": f"{group['machine'].nunique()}: {', '.join(sorted(set(group['machine'])))}"}
         for name, group in ((n, runs[runs["profile"] == n])
-                            for n in training.profile_order(runs["profile"]))
+                            for n in profile_order(runs["profile"]))
     ]  # fmt: skip
     text = (
         f"Training runs in `{path}`, by profile (`paper` is the paper's protocol, `paper-val` "

@@ -15,7 +15,7 @@ from matplotlib.figure import Figure
 
 from ablations.references import REPRODUCTIONS, Reproduction
 from ablations.registry import get_variant
-from ablations.report.figures import paper_name, summarise_runs
+from ablations.report.nets import paper_name, summarise_runs
 
 
 @dataclass

@@ -2,7 +2,8 @@
 
 The training loop, the throughput runner and the bench/ suites all call these, so a benchmark
 measures exactly the step a training run takes. On a GPU the training step can also be replayed
-as one CUDA graph (`GraphStep`); `resolve_step` says which step a run takes and why.
+as one CUDA graph (ablations.gpu.graph.GraphStep); `resolve_step` says which step a run takes
+and why, and `step_of_kind` builds it, importing the graph machinery only for a graph step.
 """
 
 from __future__ import annotations
@@ -139,89 +140,20 @@ class TrainStep:
 
 
 Step = Callable[[Tensor, Tensor], tuple[Tensor, Tensor]]
-
-
-class GraphStep:
-    """A training step replayed as one CUDA graph: one launch instead of the several hundred
-    kernel launches that bound a small net's step at batch 128 on a GPU.
-
-    Why a manual capture (`torch.cuda.graph` over static input buffers, PyTorch's "whole-network
-    capture") and not torch.compile's cudagraphs: the graph replays exactly the kernels the eager
-    step launches, in the same order, on the same data, so it changes speed and not numbers (the
-    run key treats the step as execution-only); it needs no compilation and can never recompile,
-    and evaluation stays an ordinary eager forward pass. torch.compile's fusions change the
-    numbers; they remain the separate `compile` option, which is part of the key.
-
-    `fn` is the whole step (the lr selection and metric sums of the training loop included, so
-    they are replayed too). The first WARMUP calls run it eagerly on a side stream, as capture
-    requires (cuDNN autotuning, the optimizer's lazily created state, the allocator's warm-up);
-    they are real training iterations with the same kernels. The next call captures, which runs
-    nothing, then replays. If capture fails the step stays eager, and says so in `note`."""
-
-    WARMUP = 3
-
-    def __init__(self, fn: Step, *, on_fallback: Callable[[str], None] | None = None) -> None:
-        self.fn, self.on_fallback = fn, on_fallback
-        self.calls = 0
-        self.graph: torch.cuda.CUDAGraph | None = None
-        self.eager = False  # capture failed: eager from then on
-        self.note = ""
-        self.side = torch.cuda.Stream()
-
-    @property
-    def kind(self) -> str:
-        return "eager" if self.eager else "graph"
-
-    def __call__(self, x: Tensor, y: Tensor) -> tuple[Tensor, Tensor]:
-        if self.graph is None:
-            self.calls += 1
-            if self.eager:
-                return self.fn(x, y)
-            if self.calls <= self.WARMUP:
-                return self._side_stream(x, y)
-            if not self._capture(x, y):
-                return self.fn(x, y)
-        self.x.copy_(x)
-        self.y.copy_(y)
-        assert self.graph is not None
-        self.graph.replay()
-        return self.out
-
-    def _side_stream(self, x: Tensor, y: Tensor) -> tuple[Tensor, Tensor]:
-        main = torch.cuda.current_stream()
-        self.side.wait_stream(main)
-        with torch.cuda.stream(self.side):
-            out = self.fn(x, y)
-        main.wait_stream(self.side)
-        return out
-
-    def _capture(self, x: Tensor, y: Tensor) -> bool:
-        """Record the step on static copies of this batch (executes nothing); False, with a
-        note, when the capture fails."""
-        self.x, self.y = x.clone(), y.clone()
-        graph = torch.cuda.CUDAGraph()
-        try:
-            # thread_local: a DataLoader's pinning thread may call CUDA while this one captures.
-            with torch.cuda.graph(graph, capture_error_mode="thread_local"):
-                self.out = self.fn(self.x, self.y)
-        except RuntimeError as err:
-            self.eager = True
-            self.note = f"CUDA graph capture failed, eager from iteration {self.calls}: {err}"
-            if self.on_fallback is not None:
-                self.on_fallback(self.note)
-            return False
-        self.graph = graph
-        return True
+# Eager calls a graph step runs before it captures (ablations.gpu.graph.GraphStep.WARMUP).
+GRAPH_WARMUP = 3
 
 
 def resolve_step(
-    requested: str, *, device: torch.device, precision: str, compile: bool
+    requested: str, *, device: torch.device, precision: str, compile: bool, ddp: bool = False
 ) -> tuple[str, str]:
     """(the step a run takes, why when it is not the one asked for). "auto" is "graph" on a
     GPU and "eager" elsewhere, and eager where a graph cannot hold the step: fp16 (the dynamic
     loss scale's state machine lives in Python; the eager step with the fused optimizer still
-    checks for infs without a host sync) and torch.compile (its own cudagraphs, mode
-    "reduce-overhead", are the way to combine the two)."""
+    checks for infs without a host sync), torch.compile (its own cudagraphs, mode
+    "reduce-overhead", are the way to combine the two) and `ddp` (under torchrun DDP's bucketed
+    all-reduce is not captured: one graph per rank would need NCCL graph capture, which this
+    runner does not attempt)."""
     if requested not in STEPS:
         raise AblationsError(f"step {requested!r} is not one of {', '.join(STEPS)}")
     if requested == "eager":
@@ -234,7 +166,24 @@ def resolve_step(
         return "eager", "fp16 is not graph-captured (GradScaler's dynamic scale): eager step"
     if compile and requested == "auto":
         return "eager", "compile: eager step around the compiled model (no manual graph)"
+    if ddp:
+        return "eager", "torchrun (DDP): eager step"
     return "graph", ""
+
+
+def step_of_kind(
+    step: Step, kind: str, *, train: TrainStep, on_fallback: Callable[[str], None]
+) -> Step:
+    """`step` itself for the "eager" kind; for "graph", `step` replayed as one CUDA graph
+    (ablations.gpu.graph, imported here and only here). `train` is the TrainStep that `step`
+    calls: its autocast keeps no cast cache under capture (see `autocast`). `on_fallback` hears
+    why, when the capture fails and the step stays eager."""
+    if kind != "graph":
+        return step
+    from ablations.gpu.graph import GraphStep  # the CUDA machinery: never loaded on a CPU
+
+    train.cache_casts = False
+    return GraphStep(step, on_fallback=on_fallback)
 
 
 class InferStep:

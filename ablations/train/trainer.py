@@ -1,12 +1,12 @@
 """The training loop of one run (`Trainer`): its steps, evaluations, checkpoints and final
-record. ablations.train.run opens a run and runs it; ablations.gpu.streams runs
-several at once.
+record (its summary: ablations.train.summary). ablations.train.run opens a run and runs it;
+ablations.gpu.streams runs several at once.
 
 The hot loop (`Trainer.advance`) never waits for the device: losses and errors accumulate
 there, the learning rate and the warm-up's end are decided there (ablations.train.schedule),
 and the host reads them only every `eval_every` iterations (`end_interval`), where the run also
 evaluates, with the eager model in eval mode, and saves a checkpoint. On a GPU the step is
-replayed as one CUDA graph (ablations.train.steps.GraphStep).
+replayed as one CUDA graph (ablations.gpu.graph.GraphStep).
 """
 
 from __future__ import annotations
@@ -15,7 +15,6 @@ import math
 import sys
 import time
 from collections.abc import Callable, Iterator
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
@@ -30,17 +29,11 @@ from ablations.data.prepare import RunData
 from ablations.progress import TrainProgress
 from ablations.train import resume
 from ablations.train.evaluation import Metrics, evaluate_shares
-from ablations.train.records import (
-    RunRecord,
-    crop_prefix,
-    curves_frame,
-    eval_rows,
-    final_metrics,
-    metric_rows,
-)
+from ablations.train.records import RunRecord, crop_prefix, curves_frame, eval_rows, metric_rows
 from ablations.train.resume import State
 from ablations.train.schedule import Schedule, Tally
-from ablations.train.steps import GraphStep, TrainStep, fused_optimizer, resolve_step, tf32_flags
+from ablations.train.steps import TrainStep, fused_optimizer, resolve_step, step_of_kind, tf32_flags
+from ablations.train.summary import ended_summary, outcome, stopped_summary
 from ablations.weights import finetune
 from ablations.weights.finetune import build_model
 
@@ -80,16 +73,12 @@ class Trainer:
             optimizer=config.optimizer, fused=fused,
         )  # fmt: skip
         self.step_kind, self.step_note = resolve_step(
-            config.step, device=device, precision=config.precision, compile=config.compile
+            config.step, device=device, precision=config.precision, compile=config.compile,
+            ddp=distributed.active(),
+        )  # fmt: skip
+        self.step = step_of_kind(
+            self.whole_step, self.step_kind, train=self.train_step, on_fallback=self.fell_back
         )
-        if distributed.active() and self.step_kind == "graph":
-            # DDP's bucketed all-reduce is not captured here: one graph per rank would need
-            # NCCL graph capture, which this runner does not attempt.
-            self.step_kind, self.step_note = "eager", "torchrun (DDP): eager step"
-        self.step: Callable[[Tensor, Tensor], tuple[Tensor, Tensor]] = self.whole_step
-        if self.step_kind == "graph":
-            self.train_step.cache_casts = False  # see steps.autocast
-            self.step = GraphStep(self.whole_step, on_fallback=self.fell_back)
         self.state = State()
         self.schedule.prepare(0)
 
@@ -173,7 +162,9 @@ class Trainer:
                 return self.finish(diverged=True)
             self.save_checkpoint()
             if self.past_deadline() and state.iteration < self.iterations:
-                return self.stopped()
+                return stopped_summary(
+                    self.config, state, planned=self.iterations, execution=self.execution()
+                )
         if state.iteration >= self.iterations:
             return self.finish(diverged=False)
         self._start_interval()
@@ -210,14 +201,6 @@ class Trainer:
             return False
         return bool(distributed.max_all(int(time.monotonic() >= self.deadline)))
 
-    def stopped(self) -> dict[str, Any]:
-        """Stopped at a checkpoint by the deadline: nothing is final, rerunning resumes."""
-        c = self.config
-        return {"status": "stopped", "run_id": c.run_id, "key": c.key, "variant": c.variant,
-                "profile": c.profile, "seed": c.seed, "iterations": self.state.iteration,
-                "planned_iterations": self.iterations, "train_s": self.state.train_s,
-                **self.execution()}  # fmt: skip
-
     def record(self, summary: dict[str, Any]) -> RunRecord:
         return RunRecord(self.dir, self.config, summary, curves_frame(self.state.rows))
 
@@ -252,9 +235,7 @@ class Trainer:
         self.keep_best(metrics.error)
         return stats | {split: f"{metrics.error:.1%}", "img/s": f"{rate:.0f}"}, True
 
-    def eval_batches(
-        self, split: str, *, crops: str = "center"
-    ) -> Iterator[tuple[Views, Tensor]]:  # fmt: skip
+    def eval_batches(self, split: str, *, crops: str = "center") -> Iterator[tuple[Views, Tensor]]:
         return self.data.eval_batches(
             split, crops=crops, batch_size=self.config.eval_batch_size,
             channels_last=self.config.channels_last, part=distributed.part(),
@@ -298,21 +279,13 @@ class Trainer:
     def finish(self, *, diverged: bool) -> dict[str, Any]:
         """Write the final record; a diverged run keeps its curves and says where it stopped."""
         c, state = self.config, self.state
-        summary: dict[str, Any] = {
-            "status": "diverged" if diverged else "complete",
-            "run_id": c.run_id, "key": c.key, "variant": c.variant, "dataset": c.dataset,
-            "profile": c.profile, "seed": c.seed, "recipe": c.recipe, "arm": c.arm,
-            "iterations": state.iteration, "planned_iterations": self.iterations,
-            "epochs": c.epochs, "steps_per_epoch": self.data.train.steps_per_epoch,
-            "warmup_end": state.warmup_end, "train_s": state.train_s, **self.started,
-            "step": self.step_kind,
-            **self.cost(), "finished_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        }  # fmt: skip
-        if diverged:
-            summary["diverged_at"] = state.iteration
-        else:
+        summary = ended_summary(
+            c, state, diverged=diverged, planned=self.iterations, started=self.started,
+            steps_per_epoch=self.data.train.steps_per_epoch, step=self.step_kind, cost=self.cost(),
+        )  # fmt: skip
+        if not diverged:
             self.final_evaluations()
-            summary |= final_metrics(curves_frame(state.rows), eval_split=c.eval_split)
+        summary |= outcome(state, diverged=diverged, eval_split=c.eval_split)
         if not distributed.is_main():
             return summary
         if not diverged:

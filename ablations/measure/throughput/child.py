@@ -11,7 +11,7 @@ Protocol, per setting:
    On a GPU, cuDNN autotuning is on for the fixed shapes, as in training.
 2. The first step is timed alone (`torch.compile`, cuDNN autotuning), then `warmup - 1` more.
    A training step is the one `ablate train` takes on the device (`step`): on a GPU, replayed
-   as one CUDA graph (steps.GraphStep), captured during the warm-up; eager otherwise.
+   as one CUDA graph (ablations.gpu.graph), captured during the warm-up; eager otherwise.
 3. Peak memory statistics are reset after warm-up, so `peak_mem_mb` covers only the timed steps
    (not autotuning workspaces or compilation).
 4. `repeats` windows of `steps` steps, bracketed by CUDA events on a GPU or the monotonic clock
@@ -35,17 +35,14 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import pandas as pd
 import torch
 
-from ablations.measure.throughput.peaks import datasheet
+from ablations.measure.throughput.flops import achieved, setting_macs
 from ablations.measure.throughput.settings import Setting, default_batch
 from ablations.models import ResNet
 from ablations.registry import REGISTRY, Variant, get_variant, register_variant
 from ablations.results import provenance
-from ablations.train.steps import GraphStep, InferStep, TrainStep, set_tf32, tf32_flags
-
-TRAIN_FLOPS_FACTOR = 3  # forward + backward (activation and weight gradients) ~ 3 forwards
+from ablations.train.steps import InferStep, TrainStep, set_tf32, step_of_kind, tf32_flags
 
 
 def prepare_process(device: torch.device) -> str:
@@ -86,11 +83,8 @@ def make_step(setting: Setting, batch: int, device: torch.device) -> Callable[[]
     if setting.mode == "train":
         train = TrainStep(model.train(), device=device, precision=setting.precision,
                           compile=setting.compile)  # fmt: skip
-        if setting.step == "graph":
-            train.cache_casts = False  # see steps.autocast
-            graph = GraphStep(train, on_fallback=_fell_back)
-            return lambda: graph(x, y)
-        return lambda: train(x, y)
+        step = step_of_kind(train, setting.step, train=train, on_fallback=_fell_back)
+        return lambda: step(x, y)
     infer = InferStep(model, device=device, precision=setting.precision, compile=setting.compile)
     return lambda: infer(x)
 
@@ -197,42 +191,6 @@ def _peak_memory_mb(device: torch.device) -> tuple[float, str]:
     return math.nan, "unavailable"
 
 
-GOLDEN = Path(__file__).resolve().parents[3] / "tests" / "golden" / "complexity.csv"
-
-
-def _macs(setting: Setting) -> int:
-    """fvcore's MAC count at this input size; without fvcore (the GPU machine has none), the
-    golden file's count at the variant's own size, else 0 (TFLOP/s then unknown)."""
-    v = get_variant(setting.variant)
-    size = setting.input_size or v.input_size
-    try:
-        from ablations.measure.complexity import count_macs, uninitialised  # fvcore: child only
-
-        macs, _ = count_macs(uninitialised(v), input_size=size, in_channels=v.in_channels)
-        return macs
-    except ImportError:
-        if size != v.input_size or not GOLDEN.exists():
-            return 0
-        golden = pd.read_csv(GOLDEN)
-        match = golden[golden["name"] == v.name]
-        return int(match["macs"].iloc[0]) if len(match) else 0
-
-
-def achieved(
-    *, macs: int, batch: int, mode: str, step_s: float, device_name: str, precision: str
-) -> dict[str, Any]:
-    """TFLOP/s (2 x MACs x batch per step, a training step counted as 3 forwards) and the
-    fraction of this device's datasheet peak (NaN for a device not in the table)."""
-    flops = 2 * macs * batch * (TRAIN_FLOPS_FACTOR if mode == "train" else 1)
-    tflops = flops / step_s / 1e12 if macs > 0 else math.nan
-    sheet = datasheet(device_name)
-    peak = sheet.tflops.get(precision, math.nan) if sheet else math.nan
-    return {
-        "tflops": tflops, "peak_tflops": peak, "fraction_of_peak": tflops / peak,
-        "peak_source": f"{sheet.part}: {sheet.source}" if sheet else "",
-    }  # fmt: skip
-
-
 def measure_one(setting: Setting, batch: int, device: torch.device, macs: int) -> dict[str, Any]:
     """Measure one batch size; raises torch.cuda.OutOfMemoryError when it does not fit."""
     step = make_step(setting, batch, device)
@@ -259,7 +217,7 @@ def _is_oom(err: BaseException) -> bool:
 
 def measure_setting(setting: Setting, device: torch.device) -> list[dict[str, Any]]:
     """Rows for one setting: one per batch tried (an "oom" row for each that did not fit)."""
-    macs = _macs(setting)
+    macs = setting_macs(setting)
     batch = default_batch(setting, device)
     rows: list[dict[str, Any]] = []
     while batch >= 1:

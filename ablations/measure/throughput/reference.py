@@ -29,7 +29,7 @@ from typing import Any
 
 import torch
 
-from ablations.measure.throughput.child import _macs, achieved
+from ablations.measure.throughput.flops import achieved, setting_macs
 from ablations.measure.throughput.settings import Setting, default_batch
 from ablations.registry import AblationsError, get_variant
 
@@ -117,7 +117,7 @@ def parse(results: dict[str, Any], *, setting: Setting, device: torch.device) ->
     prefix = "train" if setting.mode == "train" else "infer"
     batch = int(results[f"{prefix}_batch_size"])
     step_ms = float(results[f"{prefix}_step_time"])
-    macs = _macs(setting)
+    macs = setting_macs(setting)
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else ""
     gpu = device.type == "cuda"
     return {

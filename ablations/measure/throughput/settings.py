@@ -11,7 +11,7 @@ import torch
 
 from ablations.config import PRECISIONS, STEPS, resolve_device
 from ablations.registry import AblationsError, get_variant
-from ablations.train.steps import GraphStep, resolve_step
+from ablations.train.steps import GRAPH_WARMUP, resolve_step
 
 MODES = ("infer", "train")
 
@@ -52,8 +52,8 @@ class Setting:
             problems.append("warmup, repeats and steps must be >= 1")
         if self.step not in STEPS or self.step == "auto":
             problems.append(f"step {self.step!r} is not eager or graph (grid resolves auto)")
-        elif self.step == "graph" and self.warmup <= GraphStep.WARMUP:
-            problems.append(f"the graph step needs --warmup > {GraphStep.WARMUP} (it is "
+        elif self.step == "graph" and self.warmup <= GRAPH_WARMUP:
+            problems.append(f"the graph step needs --warmup > {GRAPH_WARMUP} (it is "
                             "captured after that many eager steps, before the timing)")  # fmt: skip
         if problems:
             raise AblationsError("invalid throughput setting: " + "; ".join(problems))

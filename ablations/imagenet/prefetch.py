@@ -1,0 +1,54 @@
+"""Batches moved to the device one step ahead (`Prefetcher`): on CUDA the copies run on a side
+stream and overlap the current training step; on a CPU it is the plain iterator. A batch is
+(x, y) with x a tensor, a list of view tensors per image (multi-scale) or bytes (GPU decode).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from typing import Any
+
+import torch
+from torch import Tensor
+
+
+class Prefetcher:
+    """Moves each batch to `device` one step ahead, on a side CUDA stream (copies overlap the
+    current step); on the CPU it is the plain iterator."""
+
+    def __init__(self, batches: Iterable[tuple[Any, Tensor]], device: torch.device) -> None:
+        self.batches, self.device = batches, device
+
+    def __iter__(self) -> Iterator[tuple[Any, Tensor]]:
+        if self.device.type != "cuda":
+            yield from ((_to(x, self.device), y.to(self.device)) for x, y in self.batches)
+            return
+        stream = torch.cuda.Stream(device=self.device)
+        pending: tuple[Any, Tensor] | None = None
+        for x, y in self.batches:
+            with torch.cuda.stream(stream):
+                ready = (_to(x, self.device), y.to(self.device, non_blocking=True))
+            if pending is not None:
+                yield pending
+            torch.cuda.current_stream(self.device).wait_stream(stream)
+            for t in _tensors(ready):  # used on the current stream: keep them from reuse
+                t.record_stream(torch.cuda.current_stream(self.device))
+            pending = ready
+        if pending is not None:
+            yield pending
+
+
+def _tensors(batch: Any) -> list[Tensor]:
+    """Every tensor of a batch: (x, y), x a tensor, (multi-scale) lists of view tensors per
+    image, or (gpu decode) bytes."""
+    if isinstance(batch, Tensor):
+        return [batch]
+    if isinstance(batch, list | tuple):
+        return [t for part in batch for t in _tensors(part)]
+    return []
+
+
+def _to(x: Any, device: torch.device) -> Any:
+    if isinstance(x, list) and x and not isinstance(x[0], bytes):  # multi-scale views
+        return [_to(v, device) for v in x]
+    return x.to(device, non_blocking=True) if isinstance(x, Tensor) else x
