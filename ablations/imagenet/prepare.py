@@ -22,7 +22,7 @@ from ablations.config import EVAL_CROPS
 from ablations.data.arrays import DataError
 from ablations.data.cache import CACHE_VERSION, default_cache_dir
 from ablations.data.loader import Normalizer, Views
-from ablations.imagenet import augment, streaming
+from ablations.imagenet import augment, decoding, streaming
 from ablations.imagenet.augment import RECIPES, Recipe
 from ablations.imagenet.index import ImageIndex, build_indexes, subset_index
 from ablations.imagenet.streaming import Decode, ImageStream, eval_batches, fit_normalizer
@@ -149,7 +149,7 @@ def pixel_mean_normalizer(
     if recipe.normalize == "fixed":  # nothing decoded
         return fit_normalizer(train, recipe, n=n, seed=seed, workers=workers)
     spec = [CACHE_VERSION, train.checksum, asdict(recipe), n, seed,
-            provenance.source_hash(streaming, augment)]  # fmt: skip
+            provenance.source_hash(streaming, decoding, augment)]  # fmt: skip
     key = hashlib.sha256(json.dumps(spec).encode()).hexdigest()[:16]
     path = (cache_dir or default_cache_dir()) / "pixel-means" / f"{key}.npy"
     mean = _cached_mean(path, shape=(3, recipe.crop, recipe.crop))
