@@ -3,7 +3,7 @@ is flagged stale instead of silently counting as done.
 
 TRAINER_VERSION is bumped by hand whenever a change to training (loop, data preparation,
 evaluation, initialisation) changes what a run with the same config produces; a change that
-forgets it fails tests/test_trainer_version.py, which trains two pinned short runs and compares
+forgets it fails tests/test_versions.py, which trains two pinned short runs and compares
 their losses with tests/golden/trainer.json, written at this version. It is recorded in
 every start of a run (env.json, next to the git commit) and in runs.csv; `ablate plan` shows a
 run recorded by another version as "stale (trainer vN, now vM)", `ablate run` retrains it, and

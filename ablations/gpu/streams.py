@@ -15,7 +15,7 @@ the same shapes) and the TF32 flags, so runs whose precisions set those flags di
 never in flight together, and a run's first step and first evaluation (where the autotuner
 times kernels) run on an otherwise idle GPU, as they would alone. On a CPU there are no
 streams: the runs take turns on the same cores and each ends exactly as it would alone
-(tests/test_together.py). That is the GPU path's CPU test, not a way to speed up a CPU.
+(tests/gpu/test_streams.py). That is the GPU path's CPU test, not a way to speed up a CPU.
 """
 
 from __future__ import annotations

@@ -10,7 +10,8 @@ uint8 CHW tensors (any device: the same code runs in CPU workers and on decoded 
 - Evaluation: resize the shorter side to 256 then a centre 224 crop, or 10 crops whose logits
   are averaged: the 4 corners and the centre (torchvision's `FiveCrop` order), then each one
   flipped. That is `TenCrop`'s ten in another order, but for the flipped centre: `TenCrop` cuts
-  it from the flipped image, one column away when the margin is odd (tests/test_ten_crop.py).
+  it from the flipped image, one column away when the margin is odd
+  (tests/imagenet/test_augment.py).
 - Multi-scale testing (Table 4): "the fully-convolutional form ... average the scores at
   multiple scales (images are resized such that the shorter side is in {224, 256, 384, 480,
   640})". The whole resized image goes through the net, whose global average pool then averages

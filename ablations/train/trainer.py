@@ -179,7 +179,7 @@ class Trainer:
         progress: TrainProgress | None = None,
     ) -> None:  # fmt: skip
         """The hot loop, to iteration `until`. It reads nothing from the device: every value it
-        decides on is a host integer or stays on the device (tests/test_train.py patches every
+        decides on is a host integer or stays on the device (tests/train/test_run.py patches every
         host read to raise around it)."""
         state = self.state
         while state.iteration < until:

@@ -4,7 +4,7 @@ otherwise. Two pinned short runs are trained here and their loss curves compared
 tests/golden/trainer.json, written at the current TRAINER_VERSION.
 
 After a deliberate change: bump TRAINER_VERSION in ablations/versions.py, then rewrite the
-golden file with `ABLATE_WRITE_GOLDEN=1 pytest tests/test_trainer_version.py` and commit both.
+golden file with `ABLATE_WRITE_GOLDEN=1 pytest tests/test_versions.py` and commit both.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from ablations.config import TrainConfig
 from ablations.train.run import train
 
 GOLDEN = Path(__file__).parent / "golden" / "trainer.json"
-REWRITE = "ABLATE_WRITE_GOLDEN=1 pytest tests/test_trainer_version.py"
+REWRITE = "ABLATE_WRITE_GOLDEN=1 pytest tests/test_versions.py"
 # Pinned here, not read from a profile: editing a profile is no change to the trainer. Two
 # runs cover the loop's two ways of counting (iterations, with lr milestones and the val split;
 # epochs, Adam, fixed normalisation, no augmentation, the test split).

@@ -21,7 +21,7 @@ from ablations.results.table import Schema, read_table
 from ablations.train import records
 from ablations.train.run import train
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 # The first directory of any absolute path: every one at the root of this machine (the paths a
 # run here could write), those of the usual other machines (macOS homes, cluster filesystems),
 # and the first component of this checkout's and the temp dir's own paths.

@@ -3,7 +3,7 @@ ablations.measure.planning: img/s by step kind with the graph step over the eage
 projected time beside the GPU time its runs took (each run's share), runs at once over one alone;
 the README's GPU blocks (train-speed, timm, the GPU table) from GPU rows only; and, before anything
 is measured, the line that says how to. The rows here are made up, as a GPU would write them
-(tests/test_time_limited_gpu.py checks the section on the rows a CPU smoke run writes)."""
+(tests/scripts/test_time_limited_gpu.py checks the section on the rows a CPU smoke run writes)."""
 
 from __future__ import annotations
 

@@ -13,7 +13,7 @@ from ablations.results import schemas
 from ablations.results.schemas import GOLDEN as GOLDEN_SCHEMA
 from ablations.results.table import read_table
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 GOLDEN = read_table(ROOT / "tests/golden/complexity.csv", GOLDEN_SCHEMA).set_index("name")
 ALL = list_variants()
 

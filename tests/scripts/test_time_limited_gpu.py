@@ -17,7 +17,7 @@ from ablations.report import planning as section
 from ablations.results import schemas
 from ablations.results.table import read_table
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 SCRIPT = ROOT / "scripts" / "time-limited-gpu.sh"
 
 
@@ -28,7 +28,7 @@ def _script(tmp_path: Path, data: Path, machine: str, **settings: str) -> str:
     environment |= {
         "PACK_DIR": str(tmp_path / machine / "out"), "PROFILE": "smoke", "ABLATE_DATA": str(data),
         "RESULTS": str(tmp_path / machine / "results"),
-        "REPORTS": str(tmp_path / machine / "reports"), "TESTS": "tests/test_together.py",
+        "REPORTS": str(tmp_path / machine / "reports"), "TESTS": "tests/gpu/test_streams.py",
         "PYTHON": sys.executable, "OMP_NUM_THREADS": "1", **settings,
     }  # fmt: skip
     done = subprocess.run(["bash", str(SCRIPT)], cwd=tmp_path, env=environment,

@@ -54,7 +54,7 @@ def test_update_and_stale_blocks(tmp_path):
     assert not readme.update(path, blocks({}), results=tmp_path)
 
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_committed_readme_figures_match_the_committed_results():
