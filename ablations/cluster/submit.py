@@ -12,12 +12,15 @@ from pathlib import Path
 
 import pandas as pd
 
-from ablations import cluster
+from ablations.cluster import executors
+from ablations.cluster.executors import JobSpec, LaunchOptions, make_executor
+from ablations.cluster.jobs import task_status
+from ablations.cluster.snapshot import take
 from ablations.pipeline import Context, Task, data_for, execute, mark_done, record_unrecorded
 
 
 def execute_submitted(
-    tasks: list[Task], ctx: Context, *, options: cluster.LaunchOptions,
+    tasks: list[Task], ctx: Context, *, options: LaunchOptions,
     log: Callable[[str], None] | None = None,
 ) -> dict[str, int]:  # fmt: skip
     """Submit the training runs that are neither done nor queued/running (a failed or lost one
@@ -33,12 +36,12 @@ def execute_submitted(
               "busy": len(busy), "ran": 0}  # fmt: skip
     for task in busy:
         say(f"[ablate] {task.label}: {states[task.label]} (submitted earlier; not resubmitted)")
-    executor = cluster.make_executor(
+    executor = make_executor(
         options, results=ctx.results, device=ctx.device.type, log=say
     )  # fmt: skip
     if todo:
-        snap = cluster.take(ctx.results)
-        specs = [cluster.JobSpec(t.config, ctx.runs_dir, _data_str(t, ctx)) for t in todo]  # type: ignore[arg-type]
+        snap = take(ctx.results)
+        specs = [JobSpec(t.config, ctx.runs_dir, _data_str(t, ctx)) for t in todo]  # type: ignore[arg-type]
         say(f"[ablate] submitting {len(specs)} run(s) to {options.executor} "
             f"(code snapshot {snap.tag}, commit {snap.commit})")  # fmt: skip
         for handle in executor.submit(specs, snapshot=snap):
@@ -61,7 +64,7 @@ def execute_submitted(
 
 def _launch_state(task: Task, ctx: Context) -> str:
     assert task.config is not None
-    return cluster.task_status(ctx.runs_dir / task.config.run_id).state
+    return task_status(ctx.runs_dir / task.config.run_id).state
 
 
 def _data_str(task: Task, ctx: Context) -> str | None:
@@ -73,9 +76,9 @@ def _data_str(task: Task, ctx: Context) -> str | None:
 def _wait_for(run_dirs: list[Path], say: Callable[[str], None]) -> None:
     """Wait for runs another `ablate run` submitted (still queued or running) to end."""
     while run_dirs:
-        time.sleep(cluster.executors.POLL_S)
+        time.sleep(executors.POLL_S)
         for run_dir in list(run_dirs):
-            status = cluster.task_status(run_dir)
+            status = task_status(run_dir)
             if status.state not in ("pending", "running"):
                 run_dirs.remove(run_dir)
                 say(f"[ablate] {run_dir.name}: {status.state} {status.detail}".rstrip())
@@ -84,7 +87,7 @@ def _wait_for(run_dirs: list[Path], say: Callable[[str], None]) -> None:
 def launch_status(tasks: list[Task], ctx: Context) -> pd.DataFrame:
     """`ablate status`: one row per training run, its state read from its run directory."""
     rows = [
-        {"task": t.label, **cluster.task_status(ctx.runs_dir / t.config.run_id).row()}
+        {"task": t.label, **task_status(ctx.runs_dir / t.config.run_id).row()}
         for t in tasks if t.kind == "train" and t.config is not None
     ]  # fmt: skip
     columns = ["task", "run_id", "state", "executor", "job_id", "requeues", "submissions",
