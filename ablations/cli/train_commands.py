@@ -15,7 +15,6 @@ import pandas as pd
 from ablations import cluster, experiments, pipeline, recipes
 from ablations.cli.options import TRAIN_OVERRIDES
 from ablations.cli.report_commands import cmd_report
-from ablations.cluster import submit
 from ablations.config import TrainConfig, resolve_config
 from ablations.data import resolve_source
 from ablations.profiles import default_profile
@@ -162,6 +161,8 @@ def _launch_options(args: argparse.Namespace) -> cluster.LaunchOptions:
 def _run_submitted(
     args: argparse.Namespace, tasks: list[pipeline.Task], ctx: pipeline.Context
 ) -> int:
+    from ablations.cluster import submit  # the executors and submitit load only when asked
+
     counts = submit.execute_submitted(tasks, ctx, options=_launch_options(args))
     print(
         f"[ablate] {counts['submitted']} run(s) submitted, {counts['busy']} already queued or "
@@ -178,6 +179,8 @@ def _run_submitted(
 
 
 def cmd_status(args: argparse.Namespace) -> int:
+    from ablations.cluster import submit
+
     tasks, ctx = _tasks(args)
     table = submit.launch_status(tasks, ctx)
     print(table.drop(columns="task").to_string(index=False) if len(table) else "no training runs")
