@@ -18,7 +18,8 @@ import pandas as pd
 from ablations import stats
 from ablations.config import STREAM_DATASETS
 from ablations.experiments import EXPERIMENTS
-from ablations.profiles import IMAGENET_CHOICES, PROFILES
+from ablations.profiles import PROFILES
+from ablations.protocol import IMAGENET_CHOICES
 from ablations.references import (
     PAPER_IMAGENET,
     PAPER_MULTI_SCALE,

@@ -14,7 +14,8 @@ from pathlib import Path
 import pandas as pd
 
 from ablations.experiments import EXPERIMENTS
-from ablations.profiles import PAPER_CHOICES, PROFILES
+from ablations.profiles import PROFILES
+from ablations.protocol import PAPER_CHOICES
 from ablations.report import claims, figures, tables
 from ablations.report.nets import paper_name
 from ablations.report.profile_results import ProfileResults, load_profiles, of_runs
