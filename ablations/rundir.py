@@ -33,8 +33,6 @@ WEIGHTS = "model.pt"
 BEST = "best.pt"
 SUMMARY = "summary.json"
 MEMBERSHIP = "experiments.json"
-# What a run directory holds, in the order a copy of a finished run needs them.
-RECORD_FILES = (CONFIG, VARIANT, ENV, CURVES, SUMMARY, MEMBERSHIP)
 
 
 def is_started(run: Path) -> bool:
