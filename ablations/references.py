@@ -134,10 +134,6 @@ TABLE4 = ImageNetErrors(
 PAPER_IMAGENET: tuple[ImageNetErrors, ...] = (TABLE2, TABLE3)  # 10-crop
 PAPER_MULTI_SCALE: tuple[ImageNetErrors, ...] = (TABLE4,)
 
-TORCHVISION_ACCURACY_SOURCE = (
-    "torchvision.models documentation, ResNet*_Weights.IMAGENET1K_V1 (acc@1, acc@5 on the "
-    "ImageNet-1k val set: resize 256, centre crop 224, ImageNet mean/std)"
-)
 # (acc@1, acc@5) in %, as torchvision publishes them for its V1 weights.
 TORCHVISION_ACCURACY: dict[str, tuple[float, float]] = {
     "resnet18": (69.758, 89.078),

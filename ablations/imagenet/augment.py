@@ -224,8 +224,3 @@ def lighting(
     if x.device.type == "cuda":  # from pinned memory, without waiting: no host sync per step
         rgb = rgb.pin_memory().to(x.device, non_blocking=True)
     return x + rgb.to(x.device, x.dtype).view(-1, 3, 1, 1)
-
-
-def average_ten_crop_logits(logits: Tensor) -> Tensor:
-    """(B * 10, K) logits of `ten_crop` images, image-major, -> (B, K) averaged."""
-    return logits.view(-1, 10, logits.shape[-1]).mean(dim=1)

@@ -34,8 +34,6 @@ from ablations.gpu import streams as cuda_streams
 from ablations.measure.step_speed import append_row, ready, synchronize
 from ablations.results import provenance, schemas
 
-METHODS = ("streams", "processes")
-
 
 def _seeded(config: TrainConfig, seed: int) -> TrainConfig:
     return TrainConfig(**{**config.to_json(), "seed": seed})

@@ -114,10 +114,6 @@ class TrainStep:
         self.scaler = torch.amp.GradScaler(device.type, enabled=precision == "fp16")
         self.cache_casts = True
 
-    def set_lr(self, lr: float) -> None:
-        for group in self.optimizer.param_groups:
-            group["lr"] = lr
-
     def load_state(self, optimizer: dict[str, object], scaler: dict[str, object]) -> None:
         """Restore a checkpoint's optimizer and scaler state; the rates stay the tensors this
         step was built with (a checkpoint holds copies of them)."""

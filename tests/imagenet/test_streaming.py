@@ -20,7 +20,6 @@ from ablations.imagenet.augment import (
     PCA_EIGVEC,
     RECIPES,
     Recipe,
-    average_ten_crop_logits,
     eval_center,
     five_boxes,
     lighting,
@@ -40,7 +39,7 @@ from ablations.imagenet.streaming import (
     generator,
 )
 from ablations.measure.loader_speed import loader_speed
-from ablations.train.evaluation import view_logits
+from ablations.train.evaluation import view_average, view_logits
 
 # torchvision 0.29's deprecation of its decoders (see ablations.imagenet.decoding).
 pytestmark = pytest.mark.filterwarnings("ignore:The image decoding:DeprecationWarning")
@@ -243,7 +242,7 @@ def test_ten_crop_geometry_on_coordinate_image():
         assert torch.equal(crops[k, 1, 0], torch.arange(left, left + 4, dtype=torch.uint8))
         assert torch.equal(crops[k + 5], crops[k].flip(-1))
     logits = torch.arange(20.0).view(2 * 10, 1)
-    assert average_ten_crop_logits(logits).flatten().tolist() == [4.5, 14.5]
+    assert view_average(logits, 2).flatten().tolist() == [4.5, 14.5]
 
 
 # --- the stream --------------------------------------------------------------------------------
