@@ -3,12 +3,15 @@ reports. Public API: the registry (`Variant`, `register_variant`, `get_variant`,
 `derive`) and `create_model`.
 
 Importing the package loads no torch: the registry, the results tables and the report work
-without it, and `create_model` imports the models when it is first used."""
+without it, and `create_model` imports the models when it is first used. It also loads the
+plugins that ABLATE_PLUGINS names (ablations.plugins), so that a process `ablate` starts holds
+the variants its parent loaded."""
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from ablations import plugins as _plugins
 from ablations import variants as _builtin_variants  # noqa: F401  (the built-in grid)
 from ablations.registry import (
     AblationsError,
@@ -44,3 +47,8 @@ def __getattr__(name: str) -> Any:
 
         return getattr(models, name)
     raise AttributeError(f"module 'ablations' has no attribute {name!r}")
+
+
+# Last, so that a plugin may import any of the names above. A plugin that fails is skipped
+# here: `ablate` loads the same list again and reports it in one line.
+_plugins.load_environment(defer=True)

@@ -1,7 +1,9 @@
 """`ablate`: thin subcommands over the library (parse -> call -> print).
 
 Errors a user can fix print one line naming the fix and exit 2; an interrupt exits 130 and keeps
-everything already saved (runners write each result as it completes).
+everything already saved (runners write each result as it completes). Plugins (entry points,
+ABLATE_PLUGINS, `--plugin PATH.py`) load before the parser is built, so that the variants,
+experiments and profiles they register are choices like the built-in ones.
 
 The parser is in parser.py; the handlers are in report_commands.py (registry and results) and
 train_commands.py (training and measuring); options.py holds what both read.
@@ -12,15 +14,32 @@ from __future__ import annotations
 import sys
 from collections.abc import Sequence
 
+from ablations import plugins
 from ablations.cli.parser import build_parser
 from ablations.registry import AblationsError
 
-__all__ = ["build_parser", "main"]
+__all__ = ["build_parser", "main", "plugin_options"]
+
+
+def plugin_options(words: Sequence[str]) -> list[str]:
+    """The values of the leading `--plugin PATH` options (global options come before the
+    subcommand); the parser checks the same words again, for help and usage errors."""
+    found, rest = [], list(words)
+    while rest:
+        word = rest.pop(0)
+        if word == "--plugin" and rest:
+            found.append(rest.pop(0))
+        elif word.startswith("--plugin="):
+            found.append(word.removeprefix("--plugin="))
+        else:
+            break
+    return found
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     words = list(sys.argv[1:] if argv is None else argv)
     try:
+        plugins.load(plugin_options(words))
         args = build_parser().parse_args(words)
         code = args.func(args)
     except AblationsError as err:

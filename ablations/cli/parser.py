@@ -111,6 +111,11 @@ class Parser(argparse.ArgumentParser):
 
 def build_parser() -> argparse.ArgumentParser:
     parser = Parser(prog="ablate", description=DESCRIPTION)
+    parser.add_argument(
+        "--plugin", action="append", default=[], metavar="PATH.py",
+        help="a Python file that registers variants, experiments or profiles, loaded first "
+        "(repeatable; also ABLATE_PLUGINS and the entry points of the group ablations.plugins)",
+    )  # fmt: skip
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("list", help="registered variants with params and MACs")
@@ -129,8 +134,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_complexity)
 
     p = sub.add_parser("golden", help="check (or --write) the golden complexity file")
-    p.add_argument("--write", action="store_true", help="regenerate the file from the registry")
+    p.add_argument(
+        "--write", action="store_true",
+        help="bring the complexity table up to date (computing only what changed), then write "
+        "the golden file from it",
+    )  # fmt: skip
     p.add_argument("--path", type=Path, default=golden.DEFAULT_PATH)
+    p.add_argument(
+        "--results", type=Path, default=golden.DEFAULT_RESULTS,
+        help=f"the results folder whose {schemas.COMPLEXITY_FILE} the golden file is the "
+        "projection of (default: %(default)s)",
+    )  # fmt: skip
     p.set_defaults(func=cmd_golden)
 
     p = sub.add_parser("train", help="train one variant (or recipe) and record its curves")

@@ -65,19 +65,24 @@ def cmd_complexity(args: argparse.Namespace) -> None:
 
 
 def cmd_golden(args: argparse.Namespace) -> None:
+    where = golden.table_path(args.results)
     if args.write:
-        table = golden.write(args.path)
-        print(f"{args.path}: wrote {len(table)} variants")
+        todo = golden.outdated(args.results)
+        counted = f"counting {len(todo)}: {', '.join(todo[:8])}{' ...' if len(todo) > 8 else ''}"
+        print(f"{where}: {len(list_variants()) - len(todo)} registered variants up to date"
+              f"{'; ' + counted if todo else ''}", file=sys.stderr, flush=True)  # fmt: skip
+        table = golden.write(args.path, results=args.results)
+        print(f"{args.path}: wrote {len(table)} variants, the projection of {where}")
         return
-    problems = golden.check(args.path)
+    problems = golden.check(args.path, results=args.results)
     for line in problems:
         print(line)
     if problems:
         raise AblationsError(
-            f"{len(problems)} differences from {args.path}; "
+            f"{len(problems)} differences between {args.path} and {where}; "
             "if the change is intended, run `ablate golden --write`"
         )
-    print(f"{args.path}: every registered variant matches")
+    print(f"{args.path}: every registered variant matches {where}")
 
 
 def cmd_recipes(args: argparse.Namespace) -> None:
