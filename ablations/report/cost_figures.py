@@ -1,6 +1,10 @@
 """Figures of what the nets cost, as pure functions of tidy tables: params and MACs against
 depth (complexity.csv) and images/s against depth (throughput.csv). The training runs' figures
-are in figures.py."""
+are in figures.py.
+
+A line of the complexity figure is one kind of net (plain, residual A/B/C) and one value of every
+other axis that tells nets at one depth apart (width, block, ...), so two distinct nets are never
+averaged into one point; its legend label names those values."""
 
 from __future__ import annotations
 
@@ -9,6 +13,7 @@ import pandas as pd
 import seaborn as sns
 from matplotlib.figure import Figure
 
+from ablations.registry import axis_names
 from ablations.variants import CIFAR_DEPTHS, FAMILY_DEFAULTS, IMAGENET_STAGES
 
 PAPER_DEPTHS = {"cifar": CIFAR_DEPTHS, "imagenet": tuple(IMAGENET_STAGES)}
@@ -18,6 +23,12 @@ METRIC_LABELS = {"params": "parameters", "macs": "MACs per image"}
 KIND_ORDER = ["plain", "residual A", "residual B", "residual C"]
 # Plain nets cost exactly what option A costs; a thick line under A keeps both visible.
 LINE_WIDTHS = {"plain": 5.0, "residual A": 1.5, "residual B": 1.5, "residual C": 1.5}
+# Axes that may tell two nets of one kind at one depth apart. Depth is the x axis, the family the
+# panel, residual and shortcut the kind; stage_blocks follows depth and block.
+LINE_AXES = tuple(
+    a for a in axis_names()
+    if a not in ("name", "depth", "stage_blocks", "family", "residual", "shortcut")
+)  # fmt: skip
 
 
 def net_kind(df: pd.DataFrame) -> pd.Series:
@@ -42,6 +53,32 @@ def family_defaults(df: pd.DataFrame) -> pd.DataFrame:
     return df[keep & (df["stride_at"] == "3x3")]
 
 
+def distinguishing_axes(df: pd.DataFrame) -> list[str]:
+    """The axes that take more than one value among the nets of one kind at one depth of one
+    family: left out of a line's key, they would average distinct nets into one point."""
+    columns = [a for a in LINE_AXES if a in df]
+    if df.empty or not columns:
+        return []
+    spread = df.assign(net=net_kind(df)).groupby(["family", "depth", "net"])[columns].nunique()
+    return [a for a in columns if bool((spread[a] > 1).any())]
+
+
+def line_labels(df: pd.DataFrame) -> pd.Series:
+    """Each row's line: its kind and, where its family has nets of that kind at one depth that
+    differ in other axes, their values, e.g. "residual A, width=32"."""
+    labels = net_kind(df)
+    for _, rows in df.groupby("family"):
+        for axis in distinguishing_axes(rows):
+            labels.loc[rows.index] = labels.loc[rows.index] + f", {axis}=" + rows[axis].astype(str)
+    return labels
+
+
+def _line_order(data: pd.DataFrame) -> list[str]:
+    """Line labels grouped by kind (plain, then residual A, B, C), then alphabetically."""
+    pairs = set(zip(data["kind"], data["net"], strict=True))
+    return [line for _, line in sorted(pairs, key=lambda p: (KIND_ORDER.index(p[0]), p[1]))]
+
+
 def _sparse_labels(ticks: list[int], *, min_ratio: float = 1.45) -> list[str]:
     """Tick labels that do not collide on a log axis: skip a tick too close to the last label."""
     labels, last = [], 0.0
@@ -53,17 +90,21 @@ def _sparse_labels(ticks: list[int], *, min_ratio: float = 1.45) -> list[str]:
 
 
 def complexity_figure(df: pd.DataFrame) -> Figure:
-    """Params and MACs against depth, plain vs residual (shortcut A/B/C), one column per family."""
-    data = family_defaults(df).assign(net=net_kind)
+    """Params and MACs against depth, plain vs residual (shortcut A/B/C), one column per family;
+    one line per distinct net at each depth (`line_labels`), never a mean over several."""
+    data = family_defaults(df)
+    data = data.assign(kind=net_kind(data), net=line_labels(data))  # `net` titles the legend
     long = data.melt(
-        id_vars=["family", "depth", "net"], value_vars=["params", "macs"], var_name="metric",
-        value_name="count",
+        id_vars=["family", "depth", "net"], value_vars=["params", "macs"],
+        var_name="metric", value_name="count",
     )  # fmt: skip
+    lines = _line_order(data)
+    widths = dict(zip(data["net"], data["kind"].map(LINE_WIDTHS), strict=True))
     grid = sns.relplot(
         data=long, x="depth", y="count", hue="net", style="net", row="metric", col="family",
         kind="line", markers=True, dashes=True, height=3.2, aspect=1.25, alpha=0.8,
-        hue_order=KIND_ORDER, size="net", sizes=LINE_WIDTHS, size_order=KIND_ORDER,
-        row_order=list(METRIC_LABELS),
+        hue_order=lines, style_order=lines, size="net", sizes=widths, size_order=lines,
+        errorbar=None, row_order=list(METRIC_LABELS),
         col_order=[f for f in FAMILY_TITLES if f in set(long["family"])],
         facet_kws={"sharex": False, "sharey": False},
     )  # fmt: skip

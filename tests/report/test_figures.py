@@ -5,7 +5,9 @@ import pandas as pd
 from ablations.measure import complexity
 from ablations.report.cost_figures import (
     complexity_figure,
+    distinguishing_axes,
     family_defaults,
+    line_labels,
     net_kind,
     throughput_figure,
 )
@@ -61,3 +63,42 @@ def test_cost_figure_shows_only_the_papers_grid():
     names = ["resnet20", "resnet14", "resnet18", "resnet18-d2l", "resnet18-k3"]
     df = pd.DataFrame([get_variant(n).axes() for n in names]).astype({"conv_bias": str})
     assert list(family_defaults(df)["name"]) == ["resnet20", "resnet18"]
+
+
+def _cost_rows(variants):
+    """Complexity rows of `variants` with made-up counts, distinct per net."""
+    return pd.DataFrame(
+        [{**v.axes(), "params": 1000 * (i + 1), "macs": 10_000 * (i + 1)}
+         for i, v in enumerate(variants)]
+    )  # fmt: skip
+
+
+def _points(fig, title, ylabel):
+    """(depth, count) of every line drawn in one panel."""
+    [ax] = [a for a in fig.axes if a.get_title() == title and a.get_ylabel() == ylabel]
+    return sorted((x, y) for line in ax.get_lines() for x, y in zip(*line.get_data(), strict=True))
+
+
+def test_a_wider_net_is_its_own_line_never_averaged_with_the_default_width():
+    from ablations import derive, get_variant
+
+    nets = [get_variant("resnet20"), get_variant("resnet56"),
+            derive("resnet56", name="resnet56-double", width=32)]  # fmt: skip
+    df = _cost_rows(nets)
+    assert list(line_labels(df)) == ["residual A, width=16"] * 2 + ["residual A, width=32"]
+    fig = complexity_figure(df)
+    # Each net is a point of its own: 2,000 and 3,000 params at depth 56, no 2,500 between.
+    assert _points(fig, "CIFAR family (32x32)", "parameters") == [(20, 1000), (56, 2000),
+                                                                  (56, 3000)]  # fmt: skip
+    labels = {t.get_text() for legend in fig.legends for t in legend.get_texts()}
+    assert {"residual A, width=16", "residual A, width=32"} <= labels
+
+
+def test_lines_name_only_the_axes_that_tell_nets_apart():
+    from ablations import get_variant
+
+    df = _cost_rows([get_variant(n) for n in ("resnet20", "plain20", "resnet56", "resnet18",
+                                              "resnet50")])  # fmt: skip
+    # ImageNet's block changes with depth, never at one depth: the lines stay the paper's.
+    assert distinguishing_axes(df) == []
+    assert sorted(set(line_labels(df))) == ["plain", "residual A", "residual B"]
