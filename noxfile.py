@@ -1,8 +1,8 @@
 """Sessions: `nox -s tests`, `nox -s ablate`, `nox -s lint`, `nox -s bench`, `nox -s typecheck`,
-`nox -s golden`, `nox -s compat` (the tests at older torch releases), `nox -s latest` (the tests
-at the newest releases) and `nox -s lock`. Each installs what it needs and reuses its
-environment on the next call (uv, when installed, makes the first install much faster:
-`pip install nox uv`).
+`nox -s golden`, `nox -s docs` (the docs site), `nox -s compat` (the tests at older torch
+releases), `nox -s latest` (the tests at the newest releases) and `nox -s lock`. Each installs
+what it needs and reuses its environment on the next call (uv, when installed, makes the first
+install much faster: `pip install nox uv`).
 
 Every session but `compat` and `latest` installs the exact releases of
 requirements/constraints.txt, so a new release of a dependency changes nothing until
@@ -21,7 +21,7 @@ nox.options.sessions = ["lint", "tests"]
 
 PYPROJECT = nox.project.load_toml("pyproject.toml")
 CONSTRAINTS = "requirements/constraints.txt"
-GROUPS = ("test", "lint", "bench", "typecheck")  # what the lock file covers
+GROUPS = ("test", "lint", "bench", "typecheck", "docs")  # what the lock file covers
 
 
 def install(session: nox.Session, *groups: str, pins: tuple[str, ...] = ()) -> None:
@@ -106,6 +106,16 @@ def lint(session: nox.Session) -> None:
 def typecheck(session: nox.Session) -> None:
     install(session, "typecheck")
     session.run("mypy")
+
+
+@nox.session
+def docs(session: nox.Session) -> None:
+    """The prose check on docs/, then the site in strict mode into site/: a broken link, anchor
+    or page fails the build. `nox -s docs -- serve` serves it at localhost:8000 instead."""
+    install(session, "docs")  # the package too: the CLI page is written from its parser
+    session.run("python", "scripts/prose.py", "docs")
+    command = session.posargs or ["build"]
+    session.run("mkdocs", *command, "--strict", env={"NO_MKDOCS_2_WARNING": "1"})
 
 
 @nox.session

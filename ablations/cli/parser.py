@@ -134,11 +134,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_complexity)
 
     p = sub.add_parser("golden", help="check (or --write) the golden complexity file")
-    p.add_argument(
-        "--write", action="store_true",
-        help="bring the complexity table up to date (computing only what changed), then write "
-        "the golden file from it",
-    )  # fmt: skip
+    p.add_argument("--write", action="store_true", help="bring the complexity table up to "
+                   "date (counting only what changed), then write the file from it")  # fmt: skip
     p.add_argument("--path", type=Path, default=golden.DEFAULT_PATH)
     p.add_argument(
         "--results", type=Path, default=golden.DEFAULT_RESULTS,
@@ -258,7 +255,9 @@ def build_parser() -> argparse.ArgumentParser:
         )  # fmt: skip
         p.add_argument("--device", default="auto")
         p.add_argument("--results", type=Path, default=Path("results"))
-        p.add_argument("--reports", type=Path, default=Path("reports"))
+        p.add_argument("--reports", type=Path, metavar="DIR", help="where the report goes "
+                       "(default: reports/ and README.md's blocks for the committed profiles "
+                       "on results/, RESULTS/report/ for any other run)")  # fmt: skip
         if name == "run":
             _add_time_limit(p, "each run stops at its first checkpoint past it, none starts after")
             _add_launch_options(p)

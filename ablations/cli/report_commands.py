@@ -104,6 +104,12 @@ def cmd_recipes(args: argparse.Namespace) -> None:
 
 
 DEFAULT_README = Path("README.md")
+DEFAULT_REPORTS = Path("reports")
+SCRATCH_REPORT = "report"  # a run's own report: <results>/report/
+# The profiles whose runs the committed reports/ and README.md show. A run of another profile (a
+# smoke test, a plugin's budget) or into another results folder reports beside its results.
+COMMITTED_PROFILES = ("paper", "paper-val", "cpu", "imagenet-paper", "imagenet-torchvision",
+                      "imagenet-short")  # fmt: skip
 
 
 def cmd_report(args: argparse.Namespace) -> None:
@@ -111,12 +117,37 @@ def cmd_report(args: argparse.Namespace) -> None:
     if getattr(args, "check_readme", False):
         _check_readme(readme_path, results=args.results)
         return
+    _render(args.results, out=args.out, readme=readme_path)
+
+
+def _render(results: Path, *, out: Path, readme: Path | None) -> None:
     from ablations.report import render  # matplotlib: only the commands that draw pay for it
 
-    for path in render.render(results=args.results, out=args.out):
+    for path in render.render(results=results, out=out):
         print(path)
-    if _update_readme(readme_path, results=args.results):
-        print(readme_path)
+    if readme is not None and _update_readme(readme, results=results):
+        print(readme)
+
+
+def is_committed(results: Path, *, profile: str) -> bool:
+    """Whether a run writes the committed reports: a committed profile, into the results/
+    folder beside the README."""
+    project = DEFAULT_README.resolve().parent / "results"
+    return profile in COMMITTED_PROFILES and results.resolve() == project
+
+
+def report_run(results: Path, *, profile: str, reports: Path | None) -> Path:
+    """The report `ablate run` ends with; returns its folder. A committed run (`is_committed`)
+    renders reports/ and the README's blocks; any other renders `<results>/report/` and leaves
+    them alone. `reports` (--reports) chooses the folder either way."""
+    committed = is_committed(results, profile=profile)
+    out = reports or (DEFAULT_REPORTS if committed else results / SCRATCH_REPORT)
+    _render(results, out=out, readme=DEFAULT_README if committed else None)
+    if not committed:
+        print(f"[ablate] report: {out / 'README.md'} (profile {profile} into {results}: the "
+              f"committed {DEFAULT_REPORTS}/ and {DEFAULT_README} are left alone)",
+              file=sys.stderr)  # fmt: skip
+    return out
 
 
 def _update_readme(path: Path, *, results: Path) -> bool:

@@ -14,7 +14,7 @@ import pandas as pd
 
 from ablations import cluster, experiments, pipeline, recipes
 from ablations.cli.options import TRAIN_OVERRIDES
-from ablations.cli.report_commands import cmd_report
+from ablations.cli.report_commands import report_run
 from ablations.config import TrainConfig, resolve_config
 from ablations.data import resolve_source
 from ablations.profiles import default_profile
@@ -119,8 +119,12 @@ def _val_errors(summary: dict[str, Any]) -> str:
     return "final val top-1 / top-5: " + ", ".join(parts)
 
 
+def _profile(args: argparse.Namespace) -> str:
+    return str(args.profile or default_profile())
+
+
 def _tasks(args: argparse.Namespace) -> tuple[list[pipeline.Task], pipeline.Context]:
-    profile = args.profile or default_profile()
+    profile = _profile(args)
     ctx = pipeline.context(results=args.results, data=args.data, device=args.device,
                            deadline=_deadline(args))  # fmt: skip
     names = experiments.parse(args.experiments, profile=profile)
@@ -145,7 +149,7 @@ def cmd_run(args: argparse.Namespace) -> int | None:
         print(f"[ablate] stopped at the time limit with {counts['left']} task(s) left; the "
               "same command resumes them, then renders the reports", file=sys.stderr)  # fmt: skip
         return 0
-    cmd_report(argparse.Namespace(results=args.results, out=args.reports))
+    report_run(args.results, profile=_profile(args), reports=args.reports)
     return None
 
 
@@ -174,7 +178,7 @@ def _run_submitted(
               "(they resume) and, once all are done, runs the rest and renders reports",
               file=sys.stderr)  # fmt: skip
         return 1 if args.executor == "local" else 0
-    cmd_report(argparse.Namespace(results=args.results, out=args.reports))
+    report_run(args.results, profile=_profile(args), reports=args.reports)
     return 0
 
 

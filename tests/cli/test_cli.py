@@ -12,7 +12,9 @@ import pytest
 import ablations.cli
 from ablations.cli import main
 from ablations.cli.parser import build_parser
+from ablations.cli.report_commands import COMMITTED_PROFILES
 from ablations.measure import complexity
+from ablations.profiles import PROFILES
 from ablations.results import schemas
 from ablations.results.table import read_table
 
@@ -186,3 +188,55 @@ def test_bad_counts_and_lists_are_refused_before_anything_is_written(argv, tmp_p
     with pytest.raises(SystemExit) as exit_:
         main(argv)
     assert exit_.value.code == 2 and not any(tmp_path.iterdir())
+
+
+# --- where `ablate run` reports --------------------------------------------------------------
+
+BLOCK = "<!-- ablate:runs-summary -->\nold\n<!-- /ablate:runs-summary -->\n"
+
+
+@pytest.fixture
+def project(tmp_path, monkeypatch):
+    """A project folder (README.md with a generated block, a committed reports/) as the working
+    directory, and `ablate run` with nothing left to run."""
+    from ablations import pipeline
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "README.md").write_text(BLOCK)
+    (tmp_path / "reports").mkdir()
+    (tmp_path / "reports" / "kept.txt").write_text("committed")
+    done = {"ran": 0, "done": 0, "left": 0, "recorded": 0}
+    monkeypatch.setattr(pipeline, "execute", lambda tasks, ctx, **options: done)
+    return tmp_path
+
+
+def _run(*argv):
+    return main(["run", "--experiments", "degradation", "--device", "cpu", *argv])
+
+
+@pytest.mark.parametrize(
+    ("argv", "report"),
+    [
+        (["--profile", "smoke"], "results/report"),  # the project's results/, a scratch profile
+        (["--profile", "cpu", "--results", "scratch"], "scratch/report"),  # another folder
+        (["--profile", "smoke", "--reports", "mine"], "mine"),  # asked for
+    ],
+)
+def test_a_scratch_run_reports_beside_its_results(project, capsys, argv, report):
+    assert _run(*argv) == 0
+    assert (project / report / "README.md").exists()
+    assert (project / "README.md").read_text() == BLOCK
+    assert [p.name for p in (project / "reports").iterdir()] == ["kept.txt"]
+    assert f"[ablate] report: {Path(report) / 'README.md'}" in capsys.readouterr().err
+
+
+def test_a_committed_run_renders_reports_and_the_readme(project, capsys):
+    assert _run("--profile", "cpu") == 0
+    assert (project / "reports" / "README.md").exists()
+    assert "old" not in (project / "README.md").read_text()  # the block is regenerated
+    assert "[ablate] report:" not in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("profile", sorted(PROFILES))
+def test_every_built_in_profile_but_the_smoke_tests_is_committed(profile):
+    assert (profile in COMMITTED_PROFILES) == ("smoke" not in profile)
