@@ -19,7 +19,7 @@ NEW = "resnet20-golden-new"
 
 
 def counted(monkeypatch: pytest.MonkeyPatch) -> list[str]:
-    """The names complexity_row counts from now on."""
+    """A list that collects the name of each variant complexity_row counts."""
     seen: list[str] = []
     real = complexity.complexity_row
 
