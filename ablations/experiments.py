@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
+from ablations.claims import Contrast, GapGrows, Lower, Nets
 from ablations.profiles import PROFILES, dataset_of, get_profile
 from ablations.registry import AblationsError
 
@@ -36,15 +37,38 @@ IMAGENET_SHORTCUTS = ("resnet34-a", "resnet34", "resnet34-c")
 IMAGENET_BOTTLENECK = ("resnet50-v1", "resnet101-v1", "resnet152-v1",
                        "resnet50", "resnet101", "resnet152")  # fmt: skip
 
+# The paper's CIFAR nets: plain, and residual with option A (the family's default), so that a
+# projection shortcut never stands in for the identity one.
+PLAIN = Nets(where={"family": "cifar", "residual": False}, label="plain")
+RESIDUAL = Nets(where={"family": "cifar", "residual": True, "shortcut": "a"}, label="residual")
+# Fig. 6 and Fig. 7's claims, judged on the final training error (Fig. 7: the layer responses).
+DEGRADATION_CLAIMS: tuple[Contrast, ...] = (
+    Lower("plain nets degrade with depth", lower=PLAIN.at("min"), higher=PLAIN.at("max")),
+    Lower("deeper residual nets train better", lower=RESIDUAL.at("max"),
+          higher=RESIDUAL.at("min")),
+    GapGrows("the shortcut's benefit grows with depth", lower=RESIDUAL, higher=PLAIN),
+    Lower("residual responses are smaller than plain ones", lower=RESIDUAL, higher=PLAIN,
+          metric="response_std"),
+)  # fmt: skip
+
 
 @dataclass(frozen=True)
 class Experiment:
+    """A named set of runs; a "train" experiment's report section shows its nets, their curves
+    and a verdict on each claim it declares (ablations.claims)."""
+
     name: str
     kind: str  # "train" | "complexity" | "throughput" | "responses" | "recipes"
     description: str
     # Variants by profile name; "*" is used for profiles not listed.
     variants: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
     dataset: str = "cifar10"  # what a "train" experiment trains on (its profile's dataset)
+    title: str = ""  # the report's heading (the name where empty)
+    claims: tuple[Contrast, ...] = ()  # what its runs are judged on, in the report's order
+
+    @property
+    def heading(self) -> str:
+        return self.title or self.name
 
     def variants_for(self, profile: str) -> tuple[str, ...]:
         """The variants under `profile`; a full-budget profile not listed (paper-val) runs the
@@ -69,6 +93,8 @@ EXPERIMENTS: dict[str, Experiment] = {
             description="plain-20/32/44/56 vs ResNet-20/32/44/56/110 on CIFAR-10 "
             "(paper Fig. 6, Table 6)",
             variants={"paper": PLAIN_AND_RESIDUAL, "*": FOUR_NETS},
+            title="Degradation (Fig. 6, Table 6)",
+            claims=DEGRADATION_CLAIMS,
         ),
         Experiment(
             name="shortcuts",
@@ -77,6 +103,7 @@ EXPERIMENTS: dict[str, Experiment] = {
             "Table 3): CIFAR ResNet-56 and, under the paper profile, ImageNet-style "
             "ResNet-18/34 with the k3 stem at 32x32",
             variants={"paper": SHORTCUTS_CIFAR + SHORTCUTS_K3, "*": SHORTCUTS_CIFAR},
+            title="Shortcut options",
         ),
         Experiment(
             name="stems",
@@ -84,6 +111,7 @@ EXPERIMENTS: dict[str, Experiment] = {
             description="k7 vs k3 stem on 32x32 inputs: ResNet-18 as for ImageNet and as "
             "CIFAR-style code writes it",
             variants={"*": ("resnet18", "resnet18-k3")},
+            title="Stems",
         ),
         Experiment(
             name="throughput",

@@ -1,29 +1,29 @@
-"""The paper's degradation claims, judged from the runs of one profile by a stated rule.
+"""The claims an experiment declares (ablations.claims), judged from its runs by a stated rule.
 
-Each claim is a pure function of a runs table (RUNS rows of one profile and dataset) and, for
-Fig. 7's claim, the responses table. It keeps the complete runs of the paper's CIFAR nets
-(plain, and residual with the family's default shortcut and stem), builds one arm per net (its
-seeds' final training errors, or mean layer responses), and judges a contrast of the arms with
-`ablations.stats` (Welch's t-test, alpha 0.05, at least 3 seeds per net). The verdict says how
-many seeds, each net's mean ± std, the difference with its 95% CI and p-value, and whether all
-seeds agree; a difference within the seed spread is "not resolved at this budget", never
-"holds" or "fails".
+Each claim is judged from the experiment's complete runs (those that recorded it in runs.csv's
+`experiments`) and, for the layer responses, the responses table. A side of a claim is a
+selection of those runs (`Nets`); each net on it is one arm, its seeds' values of the claim's
+metric. `ablations.stats` judges the contrast of the arms (Welch's t-test, alpha 0.05, at least
+3 seeds per net). The verdict says how many seeds, each net's mean ± std, the difference with
+its 95% CI and p-value, and whether all seeds agree; a difference within the seed spread is
+"not resolved at this budget", never "holds" or "fails".
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import NamedTuple
 
 import pandas as pd
 
 from ablations import stats
-from ablations.report.nets import paper_name
+from ablations.claims import RESPONSE_STD, Contrast, GapGrows, Lower, Nets
+from ablations.experiments import Experiment
+from ablations.report.arms import Metric, Net, measured, metric, select
+from ablations.report.nets import members
 from ablations.stats import Arm, Verdict
-from ablations.variants import FAMILY_DEFAULTS
 
-METRIC = "train_error"  # Fig. 6's training curves: the degradation is an optimisation effect
 WORDS = {
     stats.HOLDS: "holds",
     stats.FAILS: "fails",
@@ -32,11 +32,12 @@ WORDS = {
 }
 RULE = (
     f"Welch's t-test on the seeds' values, two-sided, alpha {stats.ALPHA}, at least "
-    f"{stats.MIN_SEEDS} seeds per net; a difference of differences (the shortcut's benefit) and "
-    "an average over depths (responses) are judged the same way, with Welch-Satterthwaite "
-    "degrees of freedom. p < alpha with the claimed sign: holds; with the other sign: fails; "
-    'otherwise: not resolved at this budget. "Seeds agree": the same contrast computed seed by '
-    "seed has the sign of the mean for every seed"
+    f"{stats.MIN_SEEDS} seeds per net; a difference of differences (a gap that grows with depth) "
+    "and an average over depths (nets paired by depth) are judged the same way, with "
+    "Welch-Satterthwaite degrees of freedom. A line names the side claimed higher first, and its "
+    "difference is that side minus the other. p < alpha with the claimed sign: holds; with the "
+    'other sign: fails; otherwise: not resolved at this budget. "Seeds agree": the same contrast '
+    "computed seed by seed has the sign of the mean for every seed"
 )
 
 
@@ -49,7 +50,7 @@ REPLICATION_RULE = (
 
 @dataclass(frozen=True)
 class Claim:
-    statement: str  # the paper's claim
+    statement: str  # what the experiment claims
     verdict: Verdict
     text: str  # the report's line
     numbers: str = ""  # the line's evidence, after the verdict and the statement
@@ -57,45 +58,6 @@ class Claim:
     @property
     def outcome(self) -> str:
         return self.verdict.outcome
-
-
-def paper_nets(runs: pd.DataFrame) -> pd.DataFrame:
-    """Complete runs of the degradation comparison's nets: CIFAR plain nets and option-A
-    residual nets with the k3 stem, so that option B/C or other stems never stand in for them."""
-    cifar = FAMILY_DEFAULTS["cifar"]
-    default = (
-        (runs["family"] == "cifar") & (runs["stem"] == cifar["stem"]) &
-        (runs["width"] == cifar["width"]) &
-        (runs["shortcut"] == runs["residual"].map({True: cifar["shortcut"], False: "none"}))
-    )  # fmt: skip
-    return runs[default & (runs["status"] == "complete")]
-
-
-@dataclass(frozen=True)
-class Net:
-    """One net's arm: its name and its seeds' values (in percent, or response std)."""
-
-    variant: str
-    depth: int
-    arm: Arm
-
-    @property
-    def name(self) -> str:
-        return paper_name(self.variant)
-
-
-def nets(
-    runs: pd.DataFrame, *, residual: bool, column: str = METRIC, scale: float = 100.0
-) -> list[Net]:
-    """The paper's nets of one kind, by depth, each with its seeds' `column` x `scale`
-    (errors in percent by default)."""
-    chosen = paper_nets(runs)
-    chosen = chosen[chosen["residual"] == residual]
-    out = []
-    for (variant, depth), group in chosen.groupby(["variant", "depth"]):
-        values = dict(zip(group["seed"], group[column] * scale, strict=True))
-        out.append(Net(str(variant), int(depth), Arm.of(values)))
-    return sorted(out, key=lambda n: n.depth)
 
 
 def _spread(net: Net, unit: str = "%", digits: int = 1) -> str:
@@ -107,7 +69,7 @@ def _spread(net: Net, unit: str = "%", digits: int = 1) -> str:
 
 def _judgement(v: Verdict, unit: str = "points", digits: int = 1) -> str:
     """ "difference +32.9 points, 95% CI [+30.1, +35.7], p = 0.0001; all 3 seeds agree"."""
-    parts = [f"difference {v.estimate:+.{digits}f} {unit}"]
+    parts = [f"difference {v.estimate:+.{digits}f}{f' {unit}' if unit else ''}"]
     if v.ci[0] == v.ci[0]:
         parts[0] += (f", 95% CI [{v.ci[0]:+.{digits}f}, {v.ci[1]:+.{digits}f}], "
                      f"p = {v.p:.2g}")  # fmt: skip
@@ -122,110 +84,126 @@ def _claim(statement: str, verdict: Verdict, numbers: str) -> Claim:
 
 
 def _missing(statement: str, needs: str) -> Claim:
+    return _unjudged(statement, f"needs complete runs of {needs}")
+
+
+def _unjudged(statement: str, why: str) -> Claim:
+    """A claim that cannot be judged, and why."""
     verdict = stats.contrast([Arm.of({})], [1.0])
-    return Claim(statement, verdict, f"not checked: {statement} (needs complete runs of {needs})")
+    return Claim(statement, verdict, f"not checked: {statement} ({why})")
 
 
-def plain_nets_degrade(runs: pd.DataFrame, responses: pd.DataFrame | None = None) -> Claim:
-    """The deepest plain net ends with a higher training error than the shallowest."""
-    statement = "plain nets degrade with depth"
-    plain = nets(runs, residual=False)
-    if len(plain) < 2:
-        return _missing(statement, "plain nets of two depths")
-    shallow, deep = plain[0], plain[-1]
-    verdict = stats.welch(deep.arm, shallow.arm)
-    numbers = f"final training error {_spread(deep)} vs {_spread(shallow)}; {_judgement(verdict)}"
-    return _claim(statement, verdict, numbers)
+class Unjudged(Exception):
+    """A claim its runs cannot judge, with the reason its line gives."""
 
 
-def residual_nets_gain_from_depth(
-    runs: pd.DataFrame, responses: pd.DataFrame | None = None
-) -> Claim:
-    """The deepest residual net ends with a lower training error than the shallowest."""
-    statement = "deeper residual nets train better"
-    residual = nets(runs, residual=True)
-    if len(residual) < 2:
-        return _missing(statement, "residual nets of two depths")
-    shallow, deep = residual[0], residual[-1]
-    verdict = stats.welch(shallow.arm, deep.arm)  # claimed: shallow - deep > 0
-    numbers = (f"final training error {_spread(deep)} vs {_spread(shallow)}; "
-               f"{_judgement(verdict)} (shallower minus deeper)")  # fmt: skip
-    return _claim(statement, verdict, numbers)
+def _needs(claim: Contrast) -> str:
+    """What judging the claim takes, as its "not checked" line says."""
+    low, high = claim.lower, claim.higher
+    responses = " with layer responses" if claim.metric == RESPONSE_STD else ""
+    if isinstance(claim, GapGrows):
+        return f"{high.name} and {low.name} nets at two common depths{responses}"
+    if low.where == high.where:
+        return f"{low.name} nets of two depths{responses}"
+    one = " of one depth" if low.depth is None and high.depth is None else ""
+    return f"{high.name} and {low.name} nets{one}{responses}"
 
 
-def shortcut_benefit_grows(runs: pd.DataFrame, responses: pd.DataFrame | None = None) -> Claim:
-    """The plain-minus-residual gap in final training error is larger at the deepest depth
-    where both nets exist than at the shallowest: a difference of differences."""
-    statement = "the shortcut's benefit grows with depth"
-    plain = {n.depth: n for n in nets(runs, residual=False)}
-    residual = {n.depth: n for n in nets(runs, residual=True)}
-    common = sorted(plain.keys() & residual.keys())
-    if len(common) < 2:
-        return _missing(statement, "plain and residual nets at two common depths")
-    low, high = common[0], common[-1]
-    arms = [plain[high].arm, residual[high].arm, plain[low].arm, residual[low].arm]
-    verdict = stats.contrast(arms, [1.0, -1.0, -1.0, 1.0])
-    gap_high = plain[high].arm.mean - residual[high].arm.mean
-    gap_low = plain[low].arm.mean - residual[low].arm.mean
-    numbers = (f"plain - residual final training error = {gap_high:.1f} points at depth {high} "
-               f"({_spread(plain[high])}, {_spread(residual[high])}) vs {gap_low:.1f} at depth "
-               f"{low} ({_spread(plain[low])}, {_spread(residual[low])}); "
-               f"{_judgement(verdict)} (difference of the gaps)")  # fmt: skip
-    return _claim(statement, verdict, numbers)
+def _by_depth(side: Nets, nets: list[Net]) -> dict[int, Net]:
+    """A side's nets by depth; two nets of one depth cannot be paired."""
+    found: dict[int, Net] = {}
+    for net in nets:
+        if net.depth in found:
+            raise Unjudged(f"{side.name} selects two nets of depth {net.depth}: "
+                           f"{found[net.depth].name} and {net.name}")  # fmt: skip
+        found[net.depth] = net
+    return found
 
 
-def response_runs(runs: pd.DataFrame, responses: pd.DataFrame) -> pd.DataFrame:
-    """Per run of the paper's nets: its seed and the mean over layers of the response std."""
-    mean = responses.groupby("run_id", as_index=False)["std"].mean()
-    return paper_nets(runs).merge(mean, on="run_id")
-
-
-def residual_responses_smaller(runs: pd.DataFrame, responses: pd.DataFrame | None = None) -> Claim:
-    """Fig. 7: plain nets' layer responses are larger than their residual twins', on average
-    over the depths where both were measured (mean over layers of each run's response std)."""
-    statement = "residual responses are smaller than plain ones"
-    needs = "plain and residual nets of one depth with layer responses"
-    if responses is None or responses.empty:
-        return _missing(statement, needs)
-    measured = response_runs(runs, responses)
-    plain = {n.depth: n for n in nets(measured, residual=False, column="std", scale=1.0)}
-    residual = {n.depth: n for n in nets(measured, residual=True, column="std", scale=1.0)}
-    common = sorted(plain.keys() & residual.keys())
+def _lower(claim: Lower, lower: list[Net], higher: list[Net], m: Metric) -> Claim:
+    """One net per side: higher minus lower. Several: the mean over the depths both sides have
+    of the paired differences (weights 1/k, -1/k)."""
+    if len(lower) == 1 and len(higher) == 1:
+        h, lo = higher[0], lower[0]
+        verdict = stats.contrast([h.arm, lo.arm], [1.0, -1.0])
+        numbers = (f"{m.words} {_spread(h, m.unit, m.digits)} vs {_spread(lo, m.unit, m.digits)}; "
+                   f"{_judgement(verdict, m.difference, m.digits)}")  # fmt: skip
+        return _claim(claim.statement, verdict, numbers)
+    highs, lows = _by_depth(claim.higher, higher), _by_depth(claim.lower, lower)
+    common = sorted(highs.keys() & lows.keys())
     if not common:
-        return _missing(statement, needs)
+        raise Unjudged(f"needs complete runs of {_needs(claim)}")
     arms, weights = [], []
     for depth in common:
-        arms += [plain[depth].arm, residual[depth].arm]
+        arms += [highs[depth].arm, lows[depth].arm]
         weights += [1 / len(common), -1 / len(common)]
     verdict = stats.contrast(arms, weights)
-    pairs = "; ".join(f"{_spread(plain[d], '', 3)} vs {_spread(residual[d], '', 3)}"
-                      for d in common)  # fmt: skip
-    numbers = (f"mean std of the 3x3 layers' responses {pairs}; "
-               f"{_judgement(verdict, 'std', 3)} "
-               "(plain minus residual, averaged over depths)")  # fmt: skip
-    return _claim(statement, verdict, numbers)
+    pairs = "; ".join(f"{_spread(highs[d], m.unit, m.digits)} vs "
+                      f"{_spread(lows[d], m.unit, m.digits)}" for d in common)  # fmt: skip
+    averaged = (f" ({claim.higher.name} minus {claim.lower.name}, averaged over depths)"
+                if len(common) > 1 else "")  # fmt: skip
+    numbers = f"{m.words} {pairs}; {_judgement(verdict, m.difference, m.digits)}{averaged}"
+    return _claim(claim.statement, verdict, numbers)
 
 
-class ClaimCheck(NamedTuple):
-    statement: str
-    check: Callable[[pd.DataFrame, pd.DataFrame | None], Claim]
+def _gap_grows(claim: GapGrows, lower: list[Net], higher: list[Net], m: Metric) -> Claim:
+    """(higher - lower) at the deepest common depth minus the same at the shallowest."""
+    highs, lows = _by_depth(claim.higher, higher), _by_depth(claim.lower, lower)
+    common = sorted(highs.keys() & lows.keys())
+    if len(common) < 2:
+        raise Unjudged(f"needs complete runs of {_needs(claim)}")
+    low, high = common[0], common[-1]
+    arms = [highs[high].arm, lows[high].arm, highs[low].arm, lows[low].arm]
+    verdict = stats.contrast(arms, [1.0, -1.0, -1.0, 1.0])
+    gap_high = highs[high].arm.mean - lows[high].arm.mean
+    gap_low = highs[low].arm.mean - lows[low].arm.mean
+    d, unit = m.digits, f" {m.difference}" if m.difference else ""
+
+    def both(depth: int) -> str:
+        return (f"{_spread(highs[depth], m.unit, d)}, "
+                f"{_spread(lows[depth], m.unit, d)}")  # fmt: skip
+
+    numbers = (f"{claim.higher.name} - {claim.lower.name} {m.words} = {gap_high:.{d}f}{unit} at "
+               f"depth {high} ({both(high)}) vs {gap_low:.{d}f} at depth {low} ({both(low)}); "
+               f"{_judgement(verdict, m.difference, d)} (difference of the gaps)")  # fmt: skip
+    return _claim(claim.statement, verdict, numbers)
 
 
-CLAIMS: tuple[ClaimCheck, ...] = (
-    ClaimCheck("plain nets degrade with depth", plain_nets_degrade),
-    ClaimCheck("deeper residual nets train better", residual_nets_gain_from_depth),
-    ClaimCheck("the shortcut's benefit grows with depth", shortcut_benefit_grows),
-    ClaimCheck("residual responses are smaller", residual_responses_smaller),
-)
+def judge(claim: Contrast, runs: pd.DataFrame, responses: pd.DataFrame | None = None) -> Claim:
+    """One declared claim, judged on the complete runs of `runs` (and their layer responses,
+    for the responses' std); "not checked", with the reason, where they cannot judge it."""
+    reading = metric(claim.metric, runs)
+    try:
+        if reading is None:
+            raise Unjudged(f"no metric {claim.metric!r}: {RESPONSE_STD} or a numeric column of "
+                           "runs.csv")  # fmt: skip
+        unknown = [c for s in (claim.lower, claim.higher) for c in s.where if c not in runs]
+        if unknown:
+            raise Unjudged(f"runs.csv has no column {unknown[0]!r}")
+        values = measured(runs, responses, claim.metric, reading)
+        lower, higher = select(values, claim.lower), select(values, claim.higher)
+        if not lower or not higher or {n.variant for n in lower} & {n.variant for n in higher}:
+            raise Unjudged(f"needs complete runs of {_needs(claim)}")
+        if isinstance(claim, GapGrows):
+            return _gap_grows(claim, lower, higher, reading)
+        return _lower(claim, lower, higher, reading)
+    except Unjudged as why:
+        return _unjudged(claim.statement, str(why))
 
 
-def claims(runs: pd.DataFrame, responses: pd.DataFrame | None = None) -> list[Claim]:
-    return [check(runs, responses) for _, check in CLAIMS]
+def claims(
+    experiment: Experiment, runs: pd.DataFrame, responses: pd.DataFrame | None = None
+) -> list[Claim]:
+    """Each claim the experiment declares, judged on its runs (those that recorded it)."""
+    mine = members(runs, experiment.name)
+    return [judge(claim, mine, responses) for claim in experiment.claims]
 
 
-def verdicts(runs: pd.DataFrame, responses: pd.DataFrame | None = None) -> list[str]:
+def verdicts(
+    experiment: Experiment, runs: pd.DataFrame, responses: pd.DataFrame | None = None
+) -> list[str]:
     """One line per claim: its verdict with its spread, or that it could not be checked."""
-    return [claim.text for claim in claims(runs, responses)]
+    return [claim.text for claim in claims(experiment, runs, responses)]
 
 
 class Replicate(NamedTuple):
@@ -253,11 +231,12 @@ class Replicate(NamedTuple):
         return "; ".join(words)
 
 
-def replicated_verdicts(sets: Sequence[Replicate]) -> list[str]:
+def replicated_verdicts(experiment: Experiment, sets: Sequence[Replicate]) -> list[str]:
     """One line per claim under REPLICATION_RULE: sets[0]'s line where every set that could
     judge the claim agrees, else "not resolved" naming each set's verdict and p."""
     lines = []
-    for each in zip(*(claims(s.runs, s.responses) for s in sets), strict=True):
+    judged_sets = [claims(experiment, s.runs, s.responses) for s in sets]
+    for each in zip(*judged_sets, strict=True):
         claim = each[0]
         judged = [(s, c) for s, c in zip(sets, each, strict=True)
                   if c.outcome != stats.NOT_CHECKED]  # fmt: skip
@@ -272,18 +251,19 @@ def replicated_verdicts(sets: Sequence[Replicate]) -> list[str]:
     return lines
 
 
-def replication_table(sets: Sequence[Replicate]) -> pd.DataFrame:
+def replication_table(experiment: Experiment, sets: Sequence[Replicate]) -> pd.DataFrame:
     """One row per set: where it ran, its seeds, and each claim's verdict and p there."""
     rows = []
     for s in sets:
-        row = {"runs": s.name, "setting": s.setting, "seeds": _seeds(s.runs)}
-        for claim in claims(s.runs, s.responses):
+        row = {"runs": s.name, "setting": s.setting, "seeds": _seeds(experiment, s.runs)}
+        for claim in claims(experiment, s.runs, s.responses):
             p = claim.verdict.p
             row[claim.statement] = WORDS[claim.outcome] + (f" (p = {p:.2g})" if p == p else "")
         rows.append(row)
     return pd.DataFrame(rows)
 
 
-def _seeds(runs: pd.DataFrame) -> str:
-    counts = paper_nets(runs).groupby("variant")["seed"].nunique()
+def _seeds(experiment: Experiment, runs: pd.DataFrame) -> str:
+    complete = members(runs[runs["status"] == "complete"], experiment.name)
+    counts = complete.groupby("variant")["seed"].nunique()
     return "-".join(str(n) for n in sorted(set(counts))) + " per net" if len(counts) else "none"

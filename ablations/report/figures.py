@@ -1,11 +1,12 @@
 """Figures of the training runs as pure functions of tidy tables: `(DataFrame, ...) -> Figure`,
-no I/O: Fig. 6 and Fig. 7 replicas, errors against depth, cost against accuracy. What the nets
-cost to run (complexity, throughput) is drawn by cost_figures.py."""
+no I/O: the training curves of any set of nets (Fig. 6), Fig. 7, errors against depth, cost
+against accuracy. What the nets cost to run (complexity, throughput) is drawn by
+cost_figures.py."""
 
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 import pandas as pd
@@ -95,13 +96,21 @@ def _legend(ax: Axes, nets: pd.DataFrame, colours: dict[str, Any], splits: list[
 
 
 def degradation_figure(runs: pd.DataFrame, curves: pd.DataFrame) -> Figure:
-    """The paper's Fig. 6 (left, middle): training error (dashed) and held-out error (bold)
-    in % against iterations, plain nets left and residual nets right on the same axes, one
-    colour per depth. The held-out curve is labelled by what it is: test error where the runs
-    evaluated the test set during training (Fig. 6's own), validation error otherwise, with the
-    final test error then a point at the last iteration. Several seeds of a net: the mean
-    line and a band from the min to the max over seeds. `runs` holds the complete runs to draw,
-    `curves` their curves."""
+    """The paper's Fig. 6 (left, middle): `curves_figure` with plain nets left and residual
+    nets right, a panel saying "no runs" where a kind has none."""
+    return curves_figure(runs, curves, kinds=(False, True))
+
+
+def curves_figure(
+    runs: pd.DataFrame, curves: pd.DataFrame, *, kinds: Sequence[bool] = ()
+) -> Figure:
+    """Training error (dashed) and held-out error (bold) in % against iterations, one line per
+    net and one panel per kind (`kinds`: False plain, True residual; by default those present),
+    on the same axes, a plain net and its residual twin in one colour. The held-out curve is
+    labelled by what it is: test error where the runs evaluated the test set during training
+    (Fig. 6's own), validation error otherwise, with the final test error then a point at the
+    last iteration. Several seeds of a net: the mean line and a band from the min to the max
+    over seeds. `runs` holds the complete runs to draw, `curves` their curves."""
     nets = summarise_runs(runs)
     mean = _error_curves(runs, curves)
     colours = net_colours(nets["variant"])
@@ -109,9 +118,10 @@ def degradation_figure(runs: pd.DataFrame, curves: pd.DataFrame) -> Figure:
     # A point for the final test error, where the runs have one (ImageNet runs have no test split).
     final_test = "test" not in splits and bool(runs["test_error"].notna().any())
     band = bool((mean["seeds"] > 1).any())
-    fig = Figure(figsize=(11, 4.2), layout="constrained")
-    axes = fig.subplots(1, 2, sharex=True, sharey=True)
-    for ax, residual in zip(axes, (False, True), strict=True):
+    kinds = tuple(kinds) or tuple(sorted(set(nets["residual"]))) or (True,)
+    fig = Figure(figsize=(5.5 * len(kinds), 4.2), layout="constrained")
+    axes = fig.subplots(1, len(kinds), sharex=True, sharey=True, squeeze=False)[0]
+    for ax, residual in zip(axes, kinds, strict=True):
         shown = nets[nets["residual"] == residual]
         ax.set_title("residual nets" if residual else "plain nets", fontsize=10)
         if shown.empty:

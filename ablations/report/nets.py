@@ -1,5 +1,6 @@
 """The nets of a runs table as the report names and summarises them: the paper's spelling of a
-net, and one row per variant over its seeds. The tables and claims use them as the figures do."""
+net, one row per variant over its seeds, and which runs belong to an experiment. The tables and
+claims use them as the figures do."""
 
 from __future__ import annotations
 
@@ -7,7 +8,21 @@ import re
 
 import pandas as pd
 
+from ablations.registry import axis_names
+
 ERROR_COLUMNS = ("train_error", "val_error", "test_error")
+
+
+def axis_columns(runs: pd.DataFrame) -> list[str]:
+    """The registry's axes that the runs table records, in the registry's order (the variant's
+    name is the `variant` column)."""
+    return [axis for axis in axis_names() if axis != "name" and axis in runs.columns]
+
+
+def members(runs: pd.DataFrame, experiment: str) -> pd.DataFrame:
+    """The runs that recorded `experiment` among the experiments they were planned for."""
+    planned = runs["experiments"].astype(str).str.split(",")
+    return runs[planned.map(lambda names: experiment in names).astype(bool)]  # bool when empty
 
 
 def paper_name(variant: str) -> str:
@@ -21,12 +36,13 @@ def paper_name(variant: str) -> str:
 
 
 def summarise_runs(runs: pd.DataFrame) -> pd.DataFrame:
-    """One row per variant: its axes, the seed count, and the mean, std (ddof 1), min and max
-    over seeds of each final error, with the mean cost (MACs, images/s); in run order."""
+    """One row per variant: every axis the runs record, the seed count, and the mean, std
+    (ddof 1), min and max over seeds of each final error, with the mean cost (MACs, images/s);
+    in run order."""
     groups = runs.groupby("variant", sort=False)
     stats = groups[list(ERROR_COLUMNS)].agg(["mean", "std", "min", "max"])
     stats.columns = ["_".join(pair) for pair in stats.columns]  # train_error_mean, ...
-    first = groups[["family", "depth", "residual", "shortcut", "stem"]].first()
+    first = groups[axis_columns(runs)].first()
     cost = groups[["params", "macs", "images_per_s"]].mean()
     seeds = groups["seed"].nunique().rename("seeds")
     last = groups["iterations_done"].max().rename("last_iteration")

@@ -1,6 +1,7 @@
 """A profile's results, as the training report reads them from results/: its complete runs on
 one dataset, their curves, its layer responses and its replicates (`ProfileResults`), and which
-runs belong to an experiment (`members`). ablations.report.training turns them into sections.
+runs belong to an experiment (`members`, from ablations.report.nets). ablations.report.training
+turns them into sections.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from ablations.config import STREAM_DATASETS
 from ablations.experiments import EXPERIMENTS
 from ablations.profiles import PROFILES
 from ablations.report import claims
+from ablations.report.nets import members
 from ablations.report.recipes import recipe_runs
 from ablations.results import schemas
 
@@ -45,6 +47,11 @@ class ProfileResults:
     @property
     def complete(self) -> pd.DataFrame:
         return self.runs[self.runs["status"] == "complete"]
+
+    @property
+    def dataset(self) -> str:
+        """The dataset its runs trained on (one per profile block)."""
+        return str(self.runs["dataset"].iloc[0]) if len(self.runs) else ""
 
     @property
     def reduced(self) -> bool:
@@ -79,12 +86,6 @@ class ProfileResults:
 
     def command(self, experiment: str) -> str:
         return f"`nox -s ablate -- --experiments {experiment} --profile {self.profile}`"
-
-
-def members(runs: pd.DataFrame, experiment: str) -> pd.DataFrame:
-    """The runs that recorded `experiment` among the experiments they were planned for."""
-    planned = runs["experiments"].astype(str).str.split(",")
-    return runs[planned.map(lambda names: experiment in names).astype(bool)]  # bool when empty
 
 
 def of_runs(table: pd.DataFrame, runs: pd.DataFrame) -> pd.DataFrame:

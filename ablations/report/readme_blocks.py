@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from ablations.experiments import THROUGHPUT_QUICK
+from ablations.experiments import EXPERIMENTS, THROUGHPUT_QUICK
 from ablations.report import planning, profile_results, training
 from ablations.report import throughput as report_throughput
 from ablations.report.nets import paper_name
@@ -65,7 +65,8 @@ def cpu_verdicts(results: Path) -> str:
         return found
     p, runs = found
     facts = "\n".join(f"- {line}" for line in run_facts(runs))
-    return f"Verdicts:{training.replication_words(p)}\n\nFrom the committed runs:\n\n{facts}"
+    words = training.replication_words(p, EXPERIMENTS["degradation"])
+    return f"Verdicts:{words}\n\nFrom the committed runs:\n\n{facts}"
 
 
 def cpu_runs(results: Path) -> str:

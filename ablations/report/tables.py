@@ -7,7 +7,7 @@ several seeds is "mean ± std" (std with ddof 1), a single seed's value is shown
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
 import pandas as pd
@@ -15,7 +15,7 @@ from matplotlib.figure import Figure
 
 from ablations.references import REPRODUCTIONS, Reproduction
 from ablations.registry import get_variant
-from ablations.report.nets import paper_name, summarise_runs
+from ablations.report.nets import axis_columns, paper_name, summarise_runs
 
 
 @dataclass
@@ -124,16 +124,29 @@ def reproduction_notes() -> list[str]:
     return [f"{short_source(r.source)}: {r.protocol}; data: {r.data}" for r in REPRODUCTIONS]
 
 
-def ablation_table(runs: pd.DataFrame, *, axis: str) -> pd.DataFrame:
-    """Variant, the ablated axis (shortcut or stem), params, MACs per image, final training
-    error, test error and seeds, one row per variant (mean over seeds)."""
-    nets = summarise_runs(runs)
-    return pd.DataFrame({
-        "variant": nets["variant"], axis: nets[axis],
+def nets_table(runs: pd.DataFrame, *, order: Sequence[str] = ()) -> pd.DataFrame:
+    """One row per net, mean over seeds: the axes on which the nets differ, params, MACs per
+    image, final training / validation / test error (mean ± std), the best test error of the
+    seeds, and seeds per net. The validation column is left out when no run held out a
+    validation split (the paper profile). Rows follow `order`, then the runs' order."""
+    rank = {variant: i for i, variant in enumerate(order)}
+    nets = summarise_runs(runs).sort_values(
+        "variant", key=lambda v: v.map(lambda name: rank.get(name, len(rank))), kind="stable"
+    )
+    differ = [axis for axis in axis_columns(runs) if nets[axis].nunique() > 1]
+    columns: tuple[str, ...] = ("train_error", "val_error", "test_error")
+    if nets["val_error_mean"].isna().all():
+        columns = ("train_error", "test_error")
+    table = pd.DataFrame({
+        "net": nets["variant"].map(paper_name), **{axis: nets[axis] for axis in differ},
         "params": nets["params"].map(lambda p: f"{p:,.0f}" if p > 0 else "n/a"),
         "MACs": nets["macs"].map(lambda m: f"{m / 1e6:,.1f} M" if m > 0 else "n/a"),
-        **_errors(nets, ("train_error", "test_error")), "seeds": nets["seeds"],
+        **_errors(nets, columns),
+        "best test error": [f"{b * 100:.2f}% (of {n})" if n > 1 else ""
+                            for b, n in zip(nets["test_error_min"], nets["seeds"], strict=True)],
+        "seeds": nets["seeds"],
     })  # fmt: skip
+    return table.reset_index(drop=True)
 
 
 def _counted(values: pd.Series) -> str:

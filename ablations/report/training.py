@@ -1,9 +1,10 @@
 """The training report: one block per profile in runs.csv, `paper` first.
 
 A profile's block is a list of sections (PROFILE_SECTIONS), each a function of the profile's
-results (`ProfileResults`, profile_results.py) returning Markdown and figures; a section whose
-runs are missing says how to produce them. Figure files are suffixed by the profile
-(`degradation_cpu.png`).
+results (`ProfileResults`, profile_results.py) returning Markdown and figures. Every training
+experiment the profile ran gets a section of the same shape: its nets, the verdicts on the
+claims it declares, their curves and a table; an experiment may add more (EXTRAS). Figure files
+are suffixed by the profile (`degradation_cpu.png`).
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from ablations.experiments import EXPERIMENTS
+from ablations.experiments import EXPERIMENTS, Experiment
 from ablations.profiles import PROFILES
 from ablations.protocol import PAPER_CHOICES
 from ablations.report import claims, figures, tables
@@ -72,45 +73,68 @@ def _held_out_words(p: ProfileResults, runs: pd.DataFrame) -> str:
     return f"{text[:1].upper()}{text[1:]}." if words else ""
 
 
-def degradation_section(p: ProfileResults) -> Section:
-    """The paper's Fig. 6 and Table 6: claims, curves, errors against depth, the tables."""
-    runs, missing = p.experiment("degradation")
-    title = "### Degradation (Fig. 6, Table 6)"
-    if runs.empty:
-        return Section(f"{title}\n\nNo complete runs of the degradation experiment: "
-                       f"{p.command('degradation')}.\n")  # fmt: skip
+def claims_words(p: ProfileResults, experiment: Experiment) -> str:
+    """The rule and one verdict line per claim the experiment declares; nothing without."""
+    if not experiment.claims:
+        return ""
+    return ("\n\nThe claims it tests, each judged from its complete runs on the metric its line "
+            "names (the final training error is the running error over the last evaluation "
+            f"interval).\nRule: {claims.RULE}.{replication_words(p, experiment)}")  # fmt: skip
+
+
+def experiment_section(p: ProfileResults, experiment: Experiment) -> Section:
+    """A training experiment's runs: what it is, its nets, the verdicts on its claims, their
+    curves and a table; then its add-on (EXTRAS), if it has one."""
+    runs, missing = p.experiment(experiment.name)
+    table = tables.nets_table(runs, order=experiment.variants_for(p.profile))
     not_run = f" Not run yet: {', '.join(missing)}." if missing else ""
-    text = f"""{title}
+    what = experiment.description
+    figure = p.name(experiment.name)
+    text = f"""### {experiment.heading}
 
-Nets: {", ".join(paper_name(v) for v in dict.fromkeys(runs["variant"]))}.{not_run}
-The paper's claims, judged from the complete runs on the final training error (the running
-error over the last evaluation interval; Fig. 7's claim on the layer responses).
-Rule: {claims.RULE}.{replication_words(p)}
+{what[:1].upper()}{what[1:]}.
 
-![Training and held-out error against iterations]({p.name("degradation")}.png)
+Nets: {", ".join(table["net"])}.{not_run}{claims_words(p, experiment)}
 
-![Final errors against depth]({p.name("depth")}.png)
+![Training and held-out error against iterations]({figure}.png)
 
-{_held_out_words(p, runs)}
-
-{markdown_table(tables.degradation_table(runs))}
-
-{_table6_words(p, runs)}
+{markdown_table(table)}
 """
-    return Section(text, {
-        p.name("degradation"): figures.degradation_figure(runs, p.curves),
-        p.name("depth"): figures.depth_figure(runs),
-    })  # fmt: skip
+    section = Section(text, {figure: figures.curves_figure(runs, p.curves)})
+    extra = EXTRAS.get(experiment.name)
+    return tables.join([section, extra(p, runs)]) if extra else section
 
 
-def replication_words(p: ProfileResults) -> str:
+def experiment_sections(p: ProfileResults) -> Section:
+    """A section per training experiment of the profile's dataset that has complete runs under
+    the profile, in EXPERIMENTS order; an experiment not run has none."""
+    return tables.join(
+        experiment_section(p, e)
+        for e in EXPERIMENTS.values()
+        if e.kind == "train" and e.dataset == p.dataset and not p.experiment(e.name)[0].empty
+    )
+
+
+def replication_words(p: ProfileResults, experiment: Experiment) -> str:
     """The verdict lines under the replication rule and, with replicates, their table."""
-    sets = p.replicated("degradation")
-    lines = bullets(claims.replicated_verdicts(sets))
+    sets = p.replicated(experiment.name)
+    lines = bullets(claims.replicated_verdicts(experiment, sets))
     if len(sets) == 1:
         return f"\n\n{lines}"
     return (f" Replication: {claims.REPLICATION_RULE}.\n\n{lines}\n\n"
-            f"{markdown_table(claims.replication_table(sets))}")  # fmt: skip
+            f"{markdown_table(claims.replication_table(experiment, sets))}")  # fmt: skip
+
+
+def degradation_extras(p: ProfileResults, runs: pd.DataFrame) -> Section:
+    """The degradation experiment's add-on: errors against depth, what the held-out curves
+    are, and Table 6 beside the paper's."""
+    text = f"""![Final errors against depth]({p.name("depth")}.png)
+
+{_held_out_words(p, runs)}
+
+{_table6_words(p, runs).rstrip()}
+"""
+    return Section(text, {p.name("depth"): figures.depth_figure(runs)})
 
 
 def _table6_words(p: ProfileResults, runs: pd.DataFrame) -> str:
@@ -131,26 +155,6 @@ source gives it, beside ours (best of our N seeds, and mean ± std over them). O
 
 {notes}
 """
-
-
-def _ablation_section(p: ProfileResults, *, experiment: str, title: str, axis: str) -> Section:
-    """A table of an ablation experiment's runs (by membership); only a line when it has not
-    been run."""
-    runs, missing = p.experiment(experiment)
-    if runs.empty:
-        return Section(f"### {title}\n\nNot run under this profile: {p.command(experiment)}.\n")
-    not_run = f"\n\nNot run yet: {', '.join(missing)}." if missing else ""
-    text = (f"### {title}\n\n{EXPERIMENTS[experiment].description}.{not_run}\n\n"
-            f"{markdown_table(tables.ablation_table(runs, axis=axis))}\n")  # fmt: skip
-    return Section(text)
-
-
-def shortcuts_section(p: ProfileResults) -> Section:
-    return _ablation_section(p, experiment="shortcuts", title="Shortcut options", axis="shortcut")
-
-
-def stems_section(p: ProfileResults) -> Section:
-    return _ablation_section(p, experiment="stems", title="Stems", axis="stem")
 
 
 def tradeoff_section(p: ProfileResults) -> Section:
@@ -212,12 +216,15 @@ def _response_images(responses: pd.DataFrame) -> str:
     return f"{' or '.join(f'{n:,}' for n in counts)} test images"
 
 
+# Sections an experiment adds after its generic one, by experiment name.
+EXTRAS: dict[str, Callable[[ProfileResults, pd.DataFrame], Section]] = {
+    "degradation": degradation_extras,
+}
+
 PROFILE_SECTIONS: list[Callable[[ProfileResults], Section]] = [
     heading_section,
     runs_section,
-    degradation_section,
-    shortcuts_section,
-    stems_section,
+    experiment_sections,
     tradeoff_section,
     responses_section,
 ]
