@@ -1,6 +1,6 @@
 """resnet-ablations: the architecture ablations of He et al. (2016) as a registry, runners and
 reports. Public API: the registry (`Variant`, `register_variant`, `get_variant`, `list_variants`,
-`derive`) and `create_model`.
+`derive`), block types (`register_block`, `unregister_block`, `BlockSpec`) and `create_model`.
 
 Importing the package loads no torch: the registry, the results tables and the report work
 without it, and `create_model` imports the models when it is first used. It also loads the
@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 from ablations import plugins as _plugins
 from ablations import variants as _builtin_variants  # noqa: F401  (the built-in grid)
+from ablations.blocks import BlockSpec, register_block, unregister_block
 from ablations.registry import (
     AblationsError,
     InvalidVariantError,
@@ -29,6 +30,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "AblationsError",
+    "BlockSpec",
     "InvalidVariantError",
     "UnknownVariantError",
     "Variant",
@@ -36,8 +38,10 @@ __all__ = [
     "derive",
     "get_variant",
     "list_variants",
+    "register_block",
     "register_variant",
     "resolve",
+    "unregister_block",
 ]
 
 

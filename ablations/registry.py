@@ -2,7 +2,9 @@
 
 Every field of `Variant` is a plain value (str, int, bool, or a tuple of ints) so that a variant
 turns into one row of a results table with the same words as column names. Validation happens at
-construction, so an invalid spec fails where it is written, not when a model is built.
+construction, so an invalid spec fails where it is written, not when a model is built. The
+`block` axis names a declared block type (ablations.blocks): its declaration, not a list here,
+says which depths, families and stride placements it allows.
 """
 
 from __future__ import annotations
@@ -15,44 +17,28 @@ from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass, fields, replace
 from typing import Any, Literal
 
+from ablations.blocks import FAMILIES, STRIDE_AT, block_names, get_block
+from ablations.errors import AblationsError as AblationsError
+from ablations.errors import InvalidVariantError, UnknownVariantError
+
 Family = Literal["cifar", "imagenet"]
-Block = Literal["basic", "bottleneck"]
 Shortcut = Literal["a", "b", "c", "none"]
 Stem = Literal["k3", "k7"]
 StrideAt = Literal["3x3", "1x1"]
 
-FAMILIES: tuple[str, ...] = ("cifar", "imagenet")
-BLOCKS: tuple[str, ...] = ("basic", "bottleneck")
 SHORTCUTS: tuple[str, ...] = ("a", "b", "c")  # residual nets; plain nets have shortcut="none"
 STEMS: tuple[str, ...] = ("k3", "k7")
-STRIDE_AT: tuple[str, ...] = ("3x3", "1x1")
-
-# Weighted layers per block; depth = stem conv + blocks * this + the final linear layer.
-LAYERS_PER_BLOCK = {"basic": 2, "bottleneck": 3}
-EXPANSION = {"basic": 1, "bottleneck": 4}
 
 
-class AblationsError(Exception):
-    """An error the user can fix; the CLI prints its message as one line and exits non-zero."""
-
-
-class UnknownVariantError(AblationsError, LookupError):
-    """A name that is neither registered nor an alias."""
-
-    def __str__(self) -> str:  # LookupError would quote the message like a dict key
-        return str(self.args[0])
-
-
-class InvalidVariantError(AblationsError, ValueError):
-    """A spec that breaks the rules of its axes, or a duplicate registration."""
-
-
-def cifar_stage_blocks(depth: int) -> tuple[int, int, int]:
-    """Blocks per stage of a CIFAR net of `depth` = 6n+2 layers: (n, n, n)."""
-    n, rest = divmod(depth - 2, 6)
+def cifar_stage_blocks(depth: int, *, block: str) -> tuple[int, int, int]:
+    """Blocks per stage of a CIFAR net of `depth` layers: (n, n, n) for depth = 2 + 3 * n *
+    (the block's layers), e.g. 6n+2 for basic blocks and 9n+2 for bottlenecks."""
+    per_n = 3 * get_block(block).layers
+    n, rest = divmod(depth - 2, per_n)
     if rest or n < 1:
+        examples = ", ".join(str(2 + per_n * k) for k in (1, 2, 3))
         raise InvalidVariantError(
-            f"CIFAR depth must be 6n+2 with n >= 1 (8, 14, 20, 32, 44, 56, 110, 1202, ...); "
+            f"CIFAR depth of {block} blocks must be {per_n}n+2 with n >= 1 ({examples}, ...); "
             f"got {depth}"
         )
     return (n, n, n)
@@ -63,15 +49,15 @@ class Variant:
     """One architecture: the axes the paper ablates, plus what the model's input and head are."""
 
     name: str
-    family: Family  # "cifar": 3 stages of 6n+2 basic layers; "imagenet": 4 stages, 224x224 input
+    family: Family  # "cifar": 3 equal stages, 32x32 input; "imagenet": 4 stages, 224x224 input
     depth: int  # weighted layers: stem conv + block convs + final linear (projections not counted)
-    block: Block
+    block: str  # a registered block type (ablations.blocks): basic, bottleneck, preact, ...
     residual: bool  # False = "plain" net: the same layers with no shortcut at all
     shortcut: Shortcut  # a: zero-pad identity, b: projection where shape changes, c: always
     stem: Stem  # k7: 7x7/s2 conv + 3x3/s2 maxpool; k3: 3x3/s1 conv, no pool
     width: int  # channels of the first stage; stage i has width * 2**i (times 4 in bottlenecks)
     stage_blocks: tuple[int, ...]
-    stride_at: StrideAt = "3x3"  # bottleneck: stride on the 3x3 conv (v1.5) or the first 1x1 (v1)
+    stride_at: StrideAt = "3x3"  # bottlenecks: stride on the 3x3 conv (v1.5) or the first 1x1 (v1)
     input_size: int  # the square input the variant is defined on; params/MACs are quoted there
     in_channels: int = 3
     num_classes: int
@@ -88,7 +74,7 @@ class Variant:
 
     @property
     def expansion(self) -> int:
-        return EXPANSION[self.block]
+        return get_block(self.block).expansion
 
     @property
     def stage_widths(self) -> tuple[int, ...]:
@@ -130,7 +116,6 @@ def _choice(axis: str, value: object, allowed: Sequence[str]) -> list[str]:
 def _problems(v: Variant) -> list[str]:
     problems = [
         *_choice("family", v.family, FAMILIES),
-        *_choice("block", v.block, BLOCKS),
         *_choice("stem", v.stem, STEMS),
         *_choice("stride_at", v.stride_at, STRIDE_AT),
     ]
@@ -140,28 +125,45 @@ def _problems(v: Variant) -> list[str]:
         problems += _choice("shortcut", v.shortcut, SHORTCUTS)
     elif v.shortcut != "none":
         problems.append("plain nets have no shortcut: use shortcut='none'")
-    if v.stride_at == "1x1" and v.block != "bottleneck":
-        problems.append("stride_at='1x1' (v1) applies to bottleneck blocks only")
     for axis in ("width", "input_size", "in_channels", "num_classes"):
         if not (isinstance(getattr(v, axis), int) and getattr(v, axis) >= 1):
             problems.append(f"{axis} must be a positive integer")
+    if v.block not in block_names():
+        return [*problems, f"unknown block {v.block!r}; registered: {', '.join(block_names())}"]
+    problems += _block_problems(v)
     if not v.stage_blocks or any(not isinstance(n, int) or n < 1 for n in v.stage_blocks):
         problems.append("stage_blocks must be a non-empty tuple of positive integers")
-    elif v.block in LAYERS_PER_BLOCK:
+    else:
         problems += _depth_problems(v)
+    return problems
+
+
+def _block_problems(v: Variant) -> list[str]:
+    """What the block's declaration rules out: other families, a plain form, a stride placement."""
+    spec = get_block(v.block)
+    problems = []
+    if v.family not in spec.families:
+        problems.append(f"{v.block} blocks are declared for {', '.join(spec.families)} nets only")
+    if not v.residual and not spec.plain:
+        problems.append(f"{v.block} blocks have no plain form: residual must be True")
+    if v.stride_at in STRIDE_AT and v.stride_at not in spec.stride_at:
+        problems.append(
+            f"stride_at {v.stride_at!r} is no placement of {v.block} blocks; "
+            f"allowed: {', '.join(spec.stride_at)}"
+        )
     return problems
 
 
 def _depth_problems(v: Variant) -> list[str]:
     if v.family == "cifar":
         try:
-            expected_blocks = cifar_stage_blocks(v.depth)
+            expected_blocks = cifar_stage_blocks(v.depth, block=v.block)
         except InvalidVariantError as err:
             return [str(err)]
-        if v.block != "basic" or v.stage_blocks != expected_blocks:
-            return [f"a CIFAR net of depth {v.depth} has basic blocks {expected_blocks}"]
+        if v.stage_blocks != expected_blocks:
+            return [f"a CIFAR net of depth {v.depth} has {v.block} blocks {expected_blocks}"]
         return []
-    expected = 2 + LAYERS_PER_BLOCK[v.block] * sum(v.stage_blocks)
+    expected = 2 + get_block(v.block).layers * sum(v.stage_blocks)
     if v.depth != expected:
         return [
             f"depth {v.depth} does not match stage_blocks {v.stage_blocks} of {v.block} blocks "
@@ -250,8 +252,11 @@ def derive(base: str | Variant, *, name: str | None = None, **overrides: Any) ->
         # The head size follows the dataset and is its own column, so it does not rename.
         tag = ",".join(f"{k}={_plain(v)}" for k, v in changed.items() if k != "num_classes")
         name = f"{variant.name}[{tag}]" if tag else variant.name
-    if variant.family == "cifar" and "depth" in changed and "stage_blocks" not in changed:
-        changed["stage_blocks"] = cifar_stage_blocks(changed["depth"])
+    # A CIFAR net's stage sizes follow from its depth and its block's layers.
+    reshaped = "depth" in changed or "block" in changed
+    if variant.family == "cifar" and reshaped and "stage_blocks" not in changed:
+        depth, block = changed.get("depth", variant.depth), changed.get("block", variant.block)
+        changed["stage_blocks"] = cifar_stage_blocks(depth, block=block)
     return replace(variant, name=name, **changed)
 
 

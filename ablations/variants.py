@@ -1,9 +1,11 @@
 """The built-in grid: every architecture the paper ablates, declared as data.
 
-Names follow one grammar: ``{resnet|plain}{depth}[-{a|b|c}][-{k3|k7}][-v1]``. A suffix is written
-only where the axis differs from its family's default (CIFAR: shortcut A, stem k3; ImageNet:
-shortcut B, stem k7, stride on the 3x3 conv), and the spelled-out defaults are aliases, so
-``resnet56-a`` and ``resnet18-b-k7`` resolve too. Plain nets have no shortcut suffix.
+Names follow one grammar: ``{resnet|plain|preresnet}{depth}[-{a|b|c}][-{k3|k7}][-v1]``. A suffix
+is written only where the axis differs from its family's default (CIFAR: shortcut A, stem k3;
+ImageNet: shortcut B, stem k7, stride on the 3x3 conv), and the spelled-out defaults are aliases,
+so ``resnet56-a`` and ``resnet18-b-k7`` resolve too. Plain nets have no shortcut suffix. The
+``preresnet`` nets are the pre-activation CIFAR nets of He et al. (2016b), registered at the
+family's defaults only (``preresnet110`` is also ``preresnet110-a-k3``); other axes are derived.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from dataclasses import replace
 from itertools import product
 from typing import Any
 
+from ablations.blocks import get_block
 from ablations.registry import (
     InvalidVariantError,
     Variant,
@@ -29,6 +32,12 @@ IMAGENET_STAGES: dict[int, tuple[str, tuple[int, ...]]] = {
     101: ("bottleneck", (3, 4, 23, 3)),
     152: ("bottleneck", (3, 8, 36, 3)),
 }
+
+# He et al. (2016b), Table 3: pre-activation nets of two-conv blocks up to 110 layers (6n+2),
+# bottlenecks beyond (9n+2).
+PREACT_DEPTHS: dict[int, str] = {20: "preact", 32: "preact", 44: "preact", 56: "preact",
+                                 110: "preact", 164: "preact-bottleneck",
+                                 1001: "preact-bottleneck"}  # fmt: skip
 
 FAMILY_DEFAULTS: dict[str, dict[str, Any]] = {
     "cifar": dict(family="cifar", block="basic", shortcut="a", stem="k3", width=16,
@@ -54,7 +63,7 @@ def base_variant(family: str, depth: int, *, residual: bool = True) -> Variant:
     axes = dict(FAMILY_DEFAULTS[family])
     blocks: tuple[int, ...]
     if family == "cifar":
-        blocks = cifar_stage_blocks(depth)
+        blocks = cifar_stage_blocks(depth, block=axes["block"])
     elif depth in IMAGENET_STAGES:
         axes["block"], blocks = IMAGENET_STAGES[depth]
     else:
@@ -69,7 +78,7 @@ def base_variant(family: str, depth: int, *, residual: bool = True) -> Variant:
 def _suffix_options(base: Variant) -> Iterator[tuple[str, ...]]:
     """Every combination of suffixes that applies to `base`, each in canonical order."""
     shortcuts = ("a", "b", "c") if base.residual else ("",)
-    strides = ("", "v1") if base.block == "bottleneck" else ("",)
+    strides = ("", "v1") if "1x1" in get_block(base.block).stride_at else ("",)
     for combo in product(shortcuts, ("k3", "k7"), strides):
         yield tuple(s for s in combo if s)
 
@@ -99,8 +108,20 @@ def builtin_grid() -> Iterator[tuple[Variant, list[str]]]:
                 yield replace(base, name=name, **overrides), aliases
 
 
+def preact_variant(depth: int) -> Variant:
+    """The pre-activation CIFAR net of `depth` layers (He et al. 2016b), at the family defaults."""
+    block = PREACT_DEPTHS[depth]
+    axes = {**FAMILY_DEFAULTS["cifar"], "block": block}
+    return Variant(**axes, name=f"preresnet{depth}", depth=depth, residual=True,
+                   stage_blocks=cifar_stage_blocks(depth, block=block))  # fmt: skip
+
+
 for _variant, _aliases in builtin_grid():
     register_variant(_variant, aliases=_aliases)
+
+for _depth in PREACT_DEPTHS:
+    _base = preact_variant(_depth)
+    register_variant(_base, aliases=_spellings(_base, ("a", "k3"))[1])
 
 # Architectures of the tutorial recipes (ablations.recipes) that the grid does not hold.
 register_variant(base_variant("cifar", 14))  # [2, 2, 2] basic blocks, 16/32/64 channels

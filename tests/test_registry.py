@@ -7,6 +7,7 @@ import pytest
 
 import ablations
 from ablations import variants
+from ablations.blocks import block_names, get_block
 from ablations.registry import (
     InvalidVariantError,
     UnknownVariantError,
@@ -99,9 +100,65 @@ def test_plain_net_with_shortcut_is_invalid():
         derive("plain20", shortcut="b")
 
 
-def test_v1_placement_needs_bottlenecks():
-    with pytest.raises(InvalidVariantError, match="bottleneck blocks only"):
+def test_v1_placement_needs_a_block_that_declares_it():
+    with pytest.raises(InvalidVariantError, match="'1x1' is no placement of basic blocks"):
         derive("resnet18", stride_at="1x1")
+    assert derive("resnet50", name="resnet50-v1", stride_at="1x1") == get_variant("resnet50-v1")
+
+
+def test_unknown_block_is_one_line_listing_the_registered_ones():
+    with pytest.raises(InvalidVariantError) as err:
+        replace(get_variant("resnet18"), block="bottlenek")
+    message = str(err.value)
+    assert "\n" not in message
+    assert "unknown block 'bottlenek'; registered: " in message
+    assert all(name in message for name in block_names())
+
+
+@pytest.mark.parametrize(("block", "depth", "n"), [("basic", 20, 3), ("bottleneck", 29, 3),
+                                                   ("preact-bottleneck", 164, 18)])  # fmt: skip
+def test_cifar_depth_follows_the_blocks_layers(block, depth, n):
+    """depth = 2 + 3 * n * (layers per block): 6n+2 for two-conv blocks, 9n+2 for bottlenecks."""
+    v = derive("resnet20", block=block, depth=depth)
+    assert v.stage_blocks == (n, n, n)
+    assert depth == 2 + 3 * n * get_block(block).layers
+    with pytest.raises(InvalidVariantError, match=r"must be \d+n\+2 with n >= 1.*got"):
+        derive("resnet20", block=block, depth=depth + 1)
+
+
+def test_changing_the_block_of_a_cifar_net_keeps_its_depth_where_it_can():
+    assert derive("resnet56", block="bottleneck").stage_blocks == (6, 6, 6)  # 56 = 9 * 6 + 2
+    with pytest.raises(InvalidVariantError, match=r"9n\+2.*got 32"):
+        derive("resnet32", block="bottleneck")
+
+
+def test_a_block_declaration_limits_families_and_plain_nets():
+    with pytest.raises(InvalidVariantError, match="preact blocks are declared for cifar nets"):
+        derive("resnet18", block="preact")
+    with pytest.raises(InvalidVariantError, match="preact blocks have no plain form"):
+        derive("preresnet20", residual=False, shortcut="none")
+
+
+@pytest.mark.parametrize("name", ALL)
+def test_depth_counts_the_declared_layers(name):
+    v = get_variant(name)
+    assert v.depth == 2 + get_block(v.block).layers * sum(v.stage_blocks)
+    assert v.expansion == get_block(v.block).expansion
+
+
+def test_preactivation_nets_of_the_paper():
+    """He et al. (2016b): two-conv pre-activation blocks up to 110 layers, bottlenecks beyond;
+    CIFAR family defaults (shortcut A, k3 stem), spelled-out defaults as aliases."""
+    nets = {f"preresnet{d}": "preact" for d in (20, 32, 44, 56, 110)}
+    nets |= {"preresnet164": "preact-bottleneck", "preresnet1001": "preact-bottleneck"}
+    assert list_variants("preresnet*") == list(nets)
+    for name, block in nets.items():
+        v = get_variant(name)
+        assert (v.family, v.block, v.residual, v.shortcut, v.stem) == (
+            "cifar", block, True, "a", "k3",
+        )  # fmt: skip
+        assert get_variant(f"{name}-a") is get_variant(f"{name}-a-k3") is v
+    assert get_variant("preresnet1001").stage_blocks == (111, 111, 111)
 
 
 def test_imagenet_depth_must_match_blocks():

@@ -8,6 +8,8 @@ counted; they are listed per variant in `uncounted_ops` so the convention is vis
 
 from __future__ import annotations
 
+import hashlib
+import inspect
 import multiprocessing
 import warnings
 from collections.abc import Iterable, Iterator, Sequence
@@ -19,7 +21,9 @@ import pandas as pd
 import torch
 from torch import nn
 
+from ablations.blocks import get_block
 from ablations.models import ResNet, resnet
+from ablations.models.resnet import block_class
 from ablations.progress import progress
 from ablations.registry import Variant, get_variant
 from ablations.results import provenance, schemas
@@ -80,10 +84,29 @@ def model_cost(model: ResNet, *, input_size: int) -> dict[str, int]:
     return {"params": count_params(model), "trainable_params": trainable, "macs": macs}
 
 
-def code_version() -> str:
-    """Version of the code a count depends on: the model builder and the counting functions
-    (not the rest of this module, whose edits do not change a count)."""
-    return provenance.source_hash(resnet, uninitialised, count_params, count_macs)
+def code_version(variant: Variant) -> str:
+    """Version of the code a count of `variant` depends on: the model builder, the counting
+    functions (not the rest of this module, whose edits do not change a count), and the
+    variant's block: its declaration and the source of its class and the classes it inherits.
+    Another block's code is not part of it, so adding or editing one leaves this row valid."""
+    declared = get_block(variant.block)
+    cls = block_class(declared)
+    inherited = cls.__mro__[: cls.__mro__.index(nn.Module)]
+    digest = hashlib.sha256()
+    digest.update(provenance.source_hash(resnet, uninitialised, count_params, count_macs).encode())
+    digest.update(declared.declared().encode())
+    for klass in inherited:
+        digest.update(_source(klass).encode())
+    return digest.hexdigest()[:12]
+
+
+def _source(cls: type) -> str:
+    """A class's source; its qualified name where there is no source file to read (a class
+    typed into an interactive interpreter)."""
+    try:
+        return inspect.getsource(cls)
+    except (OSError, TypeError):
+        return f"{cls.__module__}:{cls.__qualname__}"
 
 
 # A stored row is reused only if it was computed for the same architecture by the same code.
@@ -102,7 +125,7 @@ def complexity_row(variant: Variant) -> dict[str, Any]:
         "macs": macs,
         "uncounted_ops": " ".join(uncounted),
         "fingerprint": variant.fingerprint(),
-        "code_version": code_version(),
+        "code_version": code_version(variant),
         **{k: environment[k] for k in ("fvcore", "torch", "machine", "git_commit", "created_at",
                                        *schemas.MACHINE_HASHES)},
     }  # fmt: skip
@@ -113,15 +136,21 @@ def _resolve(variants: Iterable[str | Variant]) -> list[Variant]:
 
 
 def reusable(variants: Sequence[Variant], stored: pd.DataFrame) -> dict[str, dict[str, Any]]:
-    """Stored rows computed for the same architecture by the same code and fvcore, by name."""
-    current = {"code_version": code_version(), "fvcore": provenance.package_version("fvcore")}
-    fingerprints = {v.name: v.fingerprint() for v in variants}
+    """Stored rows computed for the same architecture by the same code (the code of its own
+    variant's block, `code_version`) and fvcore, by name."""
+    fvcore = provenance.package_version("fvcore")
+    by_block: dict[str, str] = {}  # one hash per block type, not per variant
+    current = {}
+    for v in variants:
+        if v.block not in by_block:
+            by_block[v.block] = code_version(v)
+        current[v.name] = (v.fingerprint(), by_block[v.block])
     records = cast(list[dict[str, Any]], stored.to_dict("records"))
     return {
         row["name"]: row
         for row in records
-        if fingerprints.get(row["name"]) == row["fingerprint"]
-        and all(row[k] == value for k, value in current.items())
+        if current.get(row["name"]) == (row["fingerprint"], row["code_version"])
+        and row["fvcore"] == fvcore
     }
 
 

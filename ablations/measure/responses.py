@@ -9,7 +9,10 @@ What is measured here, per trained run:
     basic block, the middle conv of a bottleneck). Projection shortcuts and 1x1 convs are not
     layers here;
   - the response of a layer: the output of the BatchNorm right after its conv, i.e. before the
-    ReLU, or before the shortcut addition for a branch's last 3x3 conv;
+    ReLU, or before the shortcut addition for a branch's last 3x3 conv. In a pre-activation
+    net a 3x3 conv may meet no BN before the addition (a pre-activation block's last conv, the
+    stem conv): its response is the conv's own output. The model names these modules
+    (`ResNet.responses`, from each block's `Block.responses`); nothing here reads module names;
   - the images: the run's test images, prepared exactly as the run prepared them (same
     resizing and normaliser, no augmentation), BN in eval mode (running statistics), in the
     run's precision; all of them, or a fixed random subset of `images` of them (the profile's
@@ -50,30 +53,11 @@ from ablations.train.steps import autocast, set_tf32
 __all__ = ["layer_responses", "response_modules", "responses_for_run"]
 
 
-def response_modules(model: ResNet) -> list[tuple[str, nn.BatchNorm2d]]:
-    """(qualified module name, BN module) of the BN after every 3x3 conv, in forward order:
-    the stem's bn1 when the stem conv is 3x3, then in every block of every stage the BN of
-    each 3x3 conv (bn1 and bn2 of a basic block, bn2 of a bottleneck). Projection shortcuts'
-    BNs are not responses."""
-    found = _after_3x3(model, prefix="")  # the stem: conv1 -> bn1
-    for stage in model.stages:
-        for index, block in enumerate(getattr(model, stage)):
-            found += _after_3x3(block, prefix=f"{stage}.{index}.")
-    return found
-
-
-def _after_3x3(parent: nn.Module, *, prefix: str) -> list[tuple[str, nn.BatchNorm2d]]:
-    """The bnK of `parent` whose convK is 3x3, for K = 1, 2, ...: the modules are read, not the
-    block type, so a block's own convs decide (both blocks pair convK with bnK, torchvision's
-    names)."""
-    found = []
-    k = 1
-    while isinstance(conv := getattr(parent, f"conv{k}", None), nn.Conv2d):
-        bn = getattr(parent, f"bn{k}")
-        if conv.kernel_size == (3, 3):
-            found.append((f"{prefix}bn{k}", bn))
-        k += 1
-    return found
+def response_modules(model: ResNet) -> list[tuple[str, nn.Module]]:
+    """(qualified module name, module) of every response, in forward order, as the model names
+    them (`ResNet.responses`: the stem's, then each block's `Block.responses`). Projection
+    shortcuts and 1x1 convs have none."""
+    return [(name, model.get_submodule(name)) for name in model.responses()]
 
 
 class _Moments:

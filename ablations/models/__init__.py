@@ -1,13 +1,14 @@
-"""Model construction: a registered name (or a Variant) in, an `nn.Module` out."""
+"""Model construction: a registered name (or a Variant) in, an `nn.Module` out. `Block` is the
+contract a block class keeps (ablations.blocks declares each block type)."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from ablations.models.resnet import ResNet
+from ablations.models.resnet import Block, ResNet
 from ablations.registry import Variant, derive
 
-__all__ = ["ResNet", "create_model", "resolve"]
+__all__ = ["Block", "ResNet", "create_model", "resolve"]
 
 
 def resolve(name: str | Variant, *, num_classes: int | None = None, **overrides: Any) -> Variant:

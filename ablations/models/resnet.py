@@ -1,19 +1,24 @@
-"""One network builder for every variant: stems, blocks and shortcuts are chosen by string.
+"""One network builder for every variant: the stem, the shortcuts, `ResNet` and its init.
 
-Module and parameter names follow torchvision's `ResNet` (conv1, bn1, layerN.M.convK,
-layerN.M.downsample.{0,1}, fc), so torchvision checkpoints load with `strict=True`.
+The blocks are not chosen here: the variant's block declaration (ablations.blocks) names the
+class, and says whether the stem has a BN-ReLU and whether the head has one before the pool.
+`Block` is the contract every block class keeps. Module and parameter names follow torchvision's
+`ResNet` (conv1, bn1, layerN.M.convK, layerN.M.downsample.{0,1}, fc), so torchvision checkpoints
+load with `strict=True`.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from functools import partial
+from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ablations.registry import Variant
+from ablations.blocks import BlockSpec, get_block
+from ablations.registry import InvalidVariantError, Variant
 
 
 @dataclass(frozen=True)
@@ -81,138 +86,71 @@ def make_shortcut(
     return None
 
 
-class ResidualBlock(nn.Module):
-    """Shared forward of both blocks: residual branch, then (if residual) the shortcut sum."""
+class Block(nn.Module):
+    """The contract between the builder and a block class; subclass it for a new block type.
+
+    The builder calls ``cls(in_channels, channels, *, stride, residual, shortcut, stride_at,
+    bias, projection_bn)`` with the variant's axes. The block maps `in_channels` to `channels`
+    times its declared expansion, at 1/`stride` of the input resolution; `make_shortcut` builds
+    its shortcut. It sets `residual` (False: a plain block, no shortcut at all) and `downsample`
+    (the shortcut's module; None for the identity and in a plain block): tests and checkpoint
+    converters read both.
+    """
 
     residual: bool
     downsample: nn.Module | None
-    relu: nn.ReLU
 
-    def branch(self, x: Tensor) -> Tensor:
+    def responses(self) -> list[str]:
+        """Names, relative to the block and in forward order, of the modules whose outputs are
+        the responses of He et al. (2016), Fig. 7: each 3x3 conv's output after its BN, before
+        ReLU or addition; where no BN follows a 3x3 conv (pre-activation), the conv itself."""
         raise NotImplementedError
-
-    def forward(self, x: Tensor) -> Tensor:
-        out = self.branch(x)
-        if self.residual:
-            out = out + (x if self.downsample is None else self.downsample(x))
-        return self.relu(out)
-
-
-class BasicBlock(ResidualBlock):
-    """Two 3x3 convs; the first carries the stride."""
-
-    def __init__(
-        self, in_channels: int, channels: int, *, stride: int, residual: bool, shortcut: str,
-        stride_at: str = "3x3", bias: bool = False, projection_bn: bool = True,
-    ) -> None:  # fmt: skip
-        super().__init__()
-        del stride_at  # a basic block has only 3x3 convs
-        self.residual = residual
-        self.conv1 = conv3x3(in_channels, channels, stride=stride, bias=bias)
-        self.bn1 = nn.BatchNorm2d(channels)
-        self.conv2 = conv3x3(channels, channels, bias=bias)
-        self.bn2 = nn.BatchNorm2d(channels)
-        self.relu = nn.ReLU(inplace=True)
-        self.downsample = (
-            make_shortcut(
-                shortcut,
-                in_channels=in_channels,
-                out_channels=channels,
-                stride=stride,
-                bias=bias,
-                bn=projection_bn,
-            )
-            if residual
-            else None
-        )
-
-    def branch(self, x: Tensor) -> Tensor:
-        out = self.relu(self.bn1(self.conv1(x)))
-        return self.bn2(self.conv2(out))
-
-
-class Bottleneck(ResidualBlock):
-    """1x1 reduce, 3x3, 1x1 expand (x4); the stride sits on the 3x3 (v1.5) or the first 1x1 (v1)."""
-
-    expansion = 4
-
-    def __init__(
-        self, in_channels: int, channels: int, *, stride: int, residual: bool, shortcut: str,
-        stride_at: str = "3x3", bias: bool = False, projection_bn: bool = True,
-    ) -> None:  # fmt: skip
-        super().__init__()
-        out_channels = channels * self.expansion
-        self.residual = residual
-        self.conv1 = conv1x1(
-            in_channels, channels, stride=stride if stride_at == "1x1" else 1, bias=bias
-        )
-        self.bn1 = nn.BatchNorm2d(channels)
-        self.conv2 = conv3x3(
-            channels, channels, stride=stride if stride_at == "3x3" else 1, bias=bias
-        )
-        self.bn2 = nn.BatchNorm2d(channels)
-        self.conv3 = conv1x1(channels, out_channels, bias=bias)
-        self.bn3 = nn.BatchNorm2d(out_channels)
-        self.relu = nn.ReLU(inplace=True)
-        self.downsample = (
-            make_shortcut(
-                shortcut,
-                in_channels=in_channels,
-                out_channels=out_channels,
-                stride=stride,
-                bias=bias,
-                bn=projection_bn,
-            )
-            if residual
-            else None
-        )
-
-    def branch(self, x: Tensor) -> Tensor:
-        out = self.relu(self.bn1(self.conv1(x)))
-        out = self.relu(self.bn2(self.conv2(out)))
-        return self.bn3(self.conv3(out))
-
-
-BLOCKS: dict[str, type[BasicBlock] | type[Bottleneck]] = {
-    "basic": BasicBlock,
-    "bottleneck": Bottleneck,
-}
 
 
 class ResNet(nn.Module):
-    """Stem, stages of blocks (the first block of every stage after the first halves the
-    resolution), global average pool, linear classifier."""
+    """Stem (the conv, BN-ReLU where the block declares it, the k7 stem's max pool), stages of
+    blocks (the first block of every stage after the first halves the resolution), BN-ReLU where
+    the block declares it, global average pool, linear classifier."""
+
+    bn1: nn.BatchNorm2d | None  # the stem's BN, where the block declares a stem BN-ReLU
+    bn: nn.BatchNorm2d | None  # the head's BN before the pool, where the block declares one
 
     def __init__(self, variant: Variant) -> None:
         super().__init__()
         self.variant = variant
+        declared = get_block(variant.block)
         stem = STEMS[variant.stem]
         self.conv1 = nn.Conv2d(
             variant.in_channels, variant.width, stem.kernel, stride=stem.stride,
             padding=stem.kernel // 2, bias=variant.conv_bias,
         )  # fmt: skip
-        self.bn1 = nn.BatchNorm2d(variant.width)
+        self.bn1 = nn.BatchNorm2d(variant.width) if declared.stem_bn_relu else None
         self.relu = nn.ReLU(inplace=True)
         self.maxpool = nn.MaxPool2d(3, stride=2, padding=1) if stem.maxpool else nn.Identity()
         in_channels = variant.width
+        cls = block_class(declared)
         self.stages: list[str] = []
         for i, (blocks, channels) in enumerate(
             zip(variant.stage_blocks, variant.stage_widths, strict=True)
         ):
-            stage = self._stage(variant, in_channels, channels, blocks, stride=1 if i == 0 else 2)
+            stage = self._stage(
+                variant, cls, in_channels, channels, blocks, stride=1 if i == 0 else 2
+            )
             self.add_module(f"layer{i + 1}", stage)
             self.stages.append(f"layer{i + 1}")
             in_channels = channels * variant.expansion
+        self.bn = nn.BatchNorm2d(in_channels) if declared.head_bn_relu else None
         self.avgpool = nn.AdaptiveAvgPool2d(1)
         self.fc = nn.Linear(in_channels, variant.num_classes)
         init_weights(self)
 
     @staticmethod
     def _stage(
-        variant: Variant, in_channels: int, channels: int, blocks: int, *, stride: int
-    ) -> nn.Sequential:
+        variant: Variant, cls: type[Block], in_channels: int, channels: int, blocks: int, *,
+        stride: int,
+    ) -> nn.Sequential:  # fmt: skip
         block = partial(
-            BLOCKS[variant.block],
+            cls,
             residual=variant.residual,
             shortcut=variant.shortcut,
             stride_at=variant.stride_at,
@@ -225,10 +163,42 @@ class ResNet(nn.Module):
         return nn.Sequential(*layers)
 
     def forward(self, x: Tensor) -> Tensor:
-        x = self.maxpool(self.relu(self.bn1(self.conv1(x))))
+        x = self.conv1(x)
+        if self.bn1 is not None:
+            x = self.relu(self.bn1(x))
+        x = self.maxpool(x)
         for name in self.stages:
             x = getattr(self, name)(x)
+        if self.bn is not None:
+            x = self.relu(self.bn(x))
         return self.fc(torch.flatten(self.avgpool(x), 1))
+
+    def blocks(self) -> list[tuple[str, Block]]:
+        """(qualified name, block) of every block, in forward order."""
+        return [
+            (f"{stage}.{index}", block)
+            for stage in self.stages
+            for index, block in enumerate(getattr(self, stage))
+        ]
+
+    def responses(self) -> list[str]:
+        """Qualified names of the modules whose outputs are Fig. 7's responses, in forward
+        order: the stem's when its conv is 3x3 (its BN, or the conv where it has none), then
+        each block's own (`Block.responses`)."""
+        stem = []
+        if self.conv1.kernel_size == (3, 3):
+            stem = ["conv1" if self.bn1 is None else "bn1"]
+        return stem + [f"{name}.{m}" for name, block in self.blocks() for m in block.responses()]
+
+
+def block_class(declared: BlockSpec) -> type[Block]:
+    """The class a block declaration names, checked to keep the builder's contract."""
+    cls: Any = declared.load()
+    if not issubclass(cls, Block):
+        raise InvalidVariantError(
+            f"block {declared.name!r}: {declared.path} must subclass ablations.models.Block"
+        )
+    return cls
 
 
 def init_weights(model: nn.Module) -> None:

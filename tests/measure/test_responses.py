@@ -15,41 +15,59 @@ from ablations import create_model
 from ablations.config import resolve_config
 from ablations.data import load_dataset
 from ablations.measure.responses import layer_responses, response_modules, responses_for_run
-from ablations.registry import AblationsError
+from ablations.registry import AblationsError, list_variants
 from ablations.results.schemas import RESPONSES
 from ablations.train.run import train
 
-COUNTS = {"resnet20": 19, "plain20": 19, "resnet20-k7": 18, "resnet50": 16}
+COUNTS = {"resnet20": 19, "plain20": 19, "resnet20-k7": 18, "resnet50": 16, "preresnet20": 19,
+          "preresnet164": 55}  # fmt: skip
 
 
 def _traced(model: nn.Module) -> list[str]:
-    """BNs whose input is a 3x3 conv's output, in forward order, read off the traced graph
-    (an independent route to the answer: data flow, not module names)."""
+    """The response of every 3x3 conv in forward order, read off the traced graph (an independent
+    route to the answer: data flow, not module names): the BN the conv's output feeds when that is
+    its only use (BN before ReLU or addition), else the conv itself (pre-activation)."""
     modules = dict(model.named_modules())
     found = []
     for node in torch.fx.symbolic_trace(model).graph.nodes:
-        if node.op != "call_module" or not isinstance(modules[node.target], nn.BatchNorm2d):
+        conv = modules.get(node.target) if node.op == "call_module" else None
+        if not (isinstance(conv, nn.Conv2d) and conv.kernel_size == (3, 3)):
             continue
-        source = node.args[0]
-        conv = modules.get(source.target) if source.op == "call_module" else None
-        if isinstance(conv, nn.Conv2d) and conv.kernel_size == (3, 3):
-            found.append(node.target)
+        users = list(node.users)
+        bn = modules.get(users[0].target) if users[0].op == "call_module" else None
+        found.append(users[0].target if len(users) == 1 and isinstance(bn, nn.BatchNorm2d)
+                     else node.target)  # fmt: skip
     return found
 
 
 @pytest.mark.parametrize(("name", "count"), COUNTS.items())
-def test_response_modules_are_the_bns_after_3x3_convs(name, count):
+def test_response_modules_are_the_3x3_convs_outputs(name, count):
     model = create_model(name)
     found = response_modules(model)
     assert len(found) == count
     assert [n for n, _ in found] == _traced(model)
     named = dict(model.named_modules())
-    for qualified, bn in found:
-        assert isinstance(bn, nn.BatchNorm2d) and named[qualified] is bn
-        parent, _, leaf = qualified.rpartition(".")
-        conv = getattr(model.get_submodule(parent), leaf.replace("bn", "conv"))
-        assert conv.kernel_size == (3, 3) and conv.out_channels == bn.num_features
+    for qualified, module in found:
+        assert named[qualified] is module
         assert "downsample" not in qualified
+
+
+@pytest.mark.parametrize("name", list_variants())
+def test_every_variant_names_its_responses_as_its_graph_does(name):
+    with torch.device("meta"):  # shapes only: tracing runs no arithmetic
+        model = create_model(name)
+    assert [n for n, _ in response_modules(model)] == _traced(model)
+
+
+def test_existing_names_are_kept():
+    """Stored response rows name their modules; the post-activation nets' names stay theirs."""
+    names = [n for n, _ in response_modules(create_model("resnet20"))]
+    assert names[:4] == ["bn1", "layer1.0.bn1", "layer1.0.bn2", "layer1.1.bn1"]
+    assert [n for n, _ in response_modules(create_model("resnet50"))][:2] == [
+        "layer1.0.bn2", "layer1.1.bn2",
+    ]  # fmt: skip
+    preact = [n for n, _ in response_modules(create_model("preresnet20"))]
+    assert preact[:3] == ["conv1", "layer1.0.bn2", "layer1.0.conv2"]
 
 
 def test_plain_and_residual_nets_share_response_names():
@@ -90,12 +108,11 @@ def _direct_std(model, batches):
             for n, _ in modules]  # fmt: skip
 
 
-@pytest.fixture
-def trained_like():
-    """resnet20 with non-trivial BN statistics and affine parameters, so that eval-mode BN is
+def _trained_like(name):
+    """The net with non-trivial BN statistics and affine parameters, so that eval-mode BN is
     not the identity-like init and the test would see a train-mode or wrong-module slip."""
     torch.manual_seed(0)
-    model = create_model("resnet20")
+    model = create_model(name)
     for m in model.modules():
         if isinstance(m, nn.BatchNorm2d):
             for t in (m.weight.data, m.bias.data, m.running_mean):
@@ -104,13 +121,20 @@ def trained_like():
     return model
 
 
-def test_layer_responses_equal_the_direct_computation(trained_like):
+@pytest.fixture
+def trained_like():
+    return _trained_like("resnet20")
+
+
+@pytest.mark.parametrize("name", ["resnet20", "preresnet20"])
+def test_layer_responses_equal_the_direct_computation(name):
+    model = _trained_like(name)
     batches = _batches()
-    got = layer_responses(trained_like, batches)
+    got = layer_responses(model, batches)
     assert list(got.columns) == ["layer", "module", "std"]
     assert got["layer"].tolist() == list(range(1, 20))
-    assert got["module"].tolist() == [n for n, _ in response_modules(trained_like)]
-    expected = _direct_std(trained_like, batches)
+    assert got["module"].tolist() == [n for n, _ in response_modules(model)]
+    expected = _direct_std(model, batches)
     assert got["std"].tolist() == pytest.approx(expected, rel=1e-6)
 
 

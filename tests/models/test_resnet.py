@@ -6,6 +6,8 @@ import torchvision
 from torch import nn
 
 from ablations import create_model, derive, get_variant, list_variants
+from ablations.blocks import get_block
+from ablations.models import Block
 from ablations.models.resnet import ZeroPadShortcut
 
 ALL = list_variants()
@@ -29,14 +31,6 @@ def test_variant_builds_runs_and_backpropagates(name):
     out.logsumexp(dim=1).sum().backward()
     missing = [n for n, p in model.named_parameters() if p.grad is None or not p.grad.abs().sum()]
     assert not missing, f"no gradient reached {missing[:3]}"
-
-
-def _reshapes(block):
-    """Does the block's residual branch change the shape of its input?"""
-    branch = [c for c in (block.conv1, block.conv2, getattr(block, "conv3", None)) if c is not None]
-    return branch[0].in_channels != branch[-1].out_channels or any(
-        c.stride != (1, 1) for c in branch
-    )
 
 
 def _shortcut_kind(block):
@@ -63,26 +57,89 @@ def _shapes_only(name):
         return create_model(name)
 
 
+def _block_shapes(model, v):
+    """(block, input shape, output shape) of every block (the `Block` contract), in forward
+    order, from a forward pass on the meta device: shapes without arithmetic."""
+    blocks = [m for m in model.modules() if isinstance(m, Block)]
+    seen = []
+    hooks = [b.register_forward_hook(lambda m, i, o: seen.append((m, i[0].shape, o.shape)))
+             for b in blocks]  # fmt: skip
+    model(torch.empty(1, v.in_channels, _size(v), _size(v), device="meta"))
+    for hook in hooks:
+        hook.remove()
+    assert [b for b, _, _ in seen] == blocks
+    return seen
+
+
+def _branch_convs(block):
+    """The block's weighted layers: its convs outside the shortcut."""
+    shortcut = set(block.downsample.modules()) if block.downsample is not None else set()
+    return [m for m in block.modules() if _is_conv(m) and m not in shortcut]
+
+
 @pytest.mark.parametrize("name", ALL)
-def test_structure_follows_axes(name):
+def test_structure_follows_axes_and_the_block_declaration(name):
     v = get_variant(name)
+    declared = get_block(v.block)
     model = _shapes_only(name)
-    blocks = [m for m in model.modules() if hasattr(m, "residual")]
-    assert len(blocks) == sum(v.stage_blocks)
-    for block in blocks:
+    shapes = _block_shapes(model, v)
+    assert len(shapes) == sum(v.stage_blocks)
+    assert shapes[0][1][1] == v.width  # the stem's output feeds the first block
+    widths = [w for w, n in zip(v.stage_widths, v.stage_blocks, strict=True) for _ in range(n)]
+    for (block, before, after), width in zip(shapes, widths, strict=True):
+        assert len(_branch_convs(block)) == declared.layers
+        assert after[1] == width * declared.expansion
         changes, stays = EXPECTED_SHORTCUT[v.shortcut]
-        assert _shortcut_kind(block) == (changes if _reshapes(block) else stays)
-    branch_convs = [m for b in blocks for m in (b.conv1, b.conv2, getattr(b, "conv3", None)) if m]
-    assert 1 + len(branch_convs) + 1 == v.depth  # stem conv + branches + the linear layer
+        assert _shortcut_kind(block) == (changes if before != after else stays)
+    branch_convs = sum(len(_branch_convs(b)) for b, _, _ in shapes)
+    assert 1 + branch_convs + 1 == v.depth  # stem conv + branches + the linear layer
     stem_kernel = {"k3": 3, "k7": 7}[v.stem]
     assert model.conv1.kernel_size == (stem_kernel, stem_kernel)
     assert isinstance(model.maxpool, nn.MaxPool2d) == (v.stem == "k7")
-    assert model.layer1[0].conv1.in_channels == v.width
     assert all((m.bias is not None) == v.conv_bias for m in model.modules() if _is_conv(m))
-    for block in blocks:
+    for block, _, _ in shapes:
         if _shortcut_kind(block) == "projection":
             has_bn = any(isinstance(m, nn.BatchNorm2d) for m in block.downsample)
             assert has_bn == v.projection_bn
+
+
+@pytest.mark.parametrize("name", ALL)
+def test_stem_and_head_activations_are_the_declared_ones(name):
+    """BNs outside the blocks: the stem's (after its conv) and the head's (before the pool) where
+    the block's declaration asks for them, read off the traced graph."""
+    v = get_variant(name)
+    declared = get_block(v.block)
+    model = _shapes_only(name)
+    inside = {m for b in model.modules() if isinstance(b, Block) for m in b.modules()}
+    modules = dict(model.named_modules())
+    order = [n.target for n in torch.fx.symbolic_trace(model).graph.nodes
+             if n.op == "call_module" and modules[n.target] not in inside]  # fmt: skip
+    kinds = [type(modules[t]) for t in order]
+    norms = [i for i, kind in enumerate(kinds) if kind is nn.BatchNorm2d]
+    assert len(norms) == declared.stem_bn_relu + declared.head_bn_relu
+    if declared.stem_bn_relu:  # the stem conv, then BN-ReLU
+        assert kinds[:3] == [nn.Conv2d, nn.BatchNorm2d, nn.ReLU]
+        assert modules[order[1]].num_features == v.width
+    if declared.head_bn_relu:  # the last block's sum, then BN-ReLU, the pool and the classifier
+        assert kinds[-4:] == [nn.BatchNorm2d, nn.ReLU, nn.AdaptiveAvgPool2d, nn.Linear]
+        assert modules[order[-4]].num_features == model.fc.in_features
+
+
+@pytest.mark.parametrize("name", ALL)
+def test_every_3x3_conv_has_one_response(name):
+    """Fig. 7's responses, as the blocks name them: one per 3x3 conv of the stem and the
+    branches, each a module of the model outside the shortcuts."""
+    v = get_variant(name)
+    model = _shapes_only(name)
+    blocks = [m for m in model.modules() if isinstance(m, Block)]
+    convs = [c for b in blocks for c in _branch_convs(b) if c.kernel_size == (3, 3)]
+    assert len(model.responses()) == (v.stem == "k3") + len(convs)
+    for block in blocks:
+        threes = [c for c in _branch_convs(block) if c.kernel_size == (3, 3)]
+        assert len(block.responses()) == len(threes)
+        assert all("downsample" not in r for r in block.responses())
+    named = dict(model.named_modules())
+    assert all(r in named for r in model.responses())
 
 
 def _is_conv(m):
