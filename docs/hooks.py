@@ -27,7 +27,7 @@ REPORTS = "reports"
 REPORT_FILES = ("*.md", "*.png", "*.svg")
 CLI_PAGE = "cli.md"
 CLI_MARKER = "<!-- cli:reference -->"
-WIDTH = 88  # usage lines wrap here, whatever the terminal is
+WIDTH = 78  # usage lines wrap here, whatever the terminal is: a code block's width
 
 BLOCK = re.compile(r"<!-- ablate:(?P<name>[a-z0-9-]+) -->\n.*?<!-- /ablate:(?P=name) -->", re.S)
 HEADING = re.compile(r"^#{1,6}\s+(.+?)\s*#*\s*$", re.M)
@@ -137,7 +137,7 @@ def command_section(title: str, parser: argparse.ArgumentParser, help: str) -> s
         if rows:
             title = {"positional arguments": "arguments", "optional arguments": "options"}
             parts += [f"**{title.get(group.title or '', group.title)}**", ""]
-            parts += ["| option | default | what it sets |", "|---|---|---|", *rows, ""]
+            parts += ["| option | what it sets |", "|---|---|", *rows, ""]
     return "\n".join(parts)
 
 
@@ -161,7 +161,9 @@ def option_row(parser: argparse.ArgumentParser, action: argparse.Action) -> str:
         text += f" (one of {', '.join(f'`{c}`' for c in action.choices)})"
     if action.required and action.option_strings:
         text += " (required)"
-    return f"| {cell(names)} | {cell(default(action))} | {cell(text.strip())} |"
+    if (value := default(action)) and "default" not in text:
+        text += f" (default: {value})"
+    return f"| {cell(names)} | {cell(text.strip())} |"
 
 
 def default(action: argparse.Action) -> str:
