@@ -4,7 +4,8 @@
 - The CLI reference: `cli.md` gets every `ablate` command's usage and options, written from the
   argparse parser that `ablate` itself runs.
 - Generated blocks: a block that `ablate report` writes links to README headings; here such a
-  link points at the page that holds the heading now.
+  link points at the page that holds the heading now. Each block stands in one page only, so
+  one number is never quoted twice.
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ BLOCK = re.compile(r"<!-- ablate:(?P<name>[a-z0-9-]+) -->\n.*?<!-- /ablate:(?P=n
 HEADING = re.compile(r"^#{1,6}\s+(.+?)\s*#*\s*$", re.M)
 FENCE = re.compile(r"^(```|~~~).*?^\1", re.M | re.S)
 IN_PAGE_LINK = re.compile(r"\]\(#(?P<anchor>[\w-]+)\)")
+LIST_ITEM = re.compile(r"^(?:[-*+]|\d+\.)\s")
 
 _anchors: dict[str, set[str]] = {}  # page -> the heading anchors it holds
 
@@ -52,8 +54,13 @@ def on_files(files: Files, *, config: MkDocsConfig) -> Files:
                 )
             )
     _anchors.clear()
+    seen: dict[str, str] = {}
     for file in files.documentation_pages():
-        _anchors[file.src_uri] = heading_anchors(Path(file.abs_src_path).read_text("utf-8"))
+        text = Path(file.abs_src_path).read_text("utf-8")
+        _anchors[file.src_uri] = heading_anchors(text)
+        for match in BLOCK.finditer(text):
+            if (other := seen.setdefault(match["name"], file.src_uri)) != file.src_uri:
+                raise PluginError(f"block {match['name']!r} is in {other} and {file.src_uri}")
     return files
 
 
@@ -63,7 +70,7 @@ def on_page_markdown(markdown: str, *, page: Page, config: MkDocsConfig, files: 
             raise PluginError(f"{CLI_PAGE} lacks {CLI_MARKER}, where the reference goes")
         markdown = markdown.replace(CLI_MARKER, cli_reference())
     markdown = BLOCK.sub(lambda m: relink(m[0], page=page.file.src_uri), markdown)
-    return end_tables(markdown)
+    return separate_blocks(markdown)
 
 
 def heading_anchors(markdown: str) -> set[str]:
@@ -89,16 +96,25 @@ def relink(block: str, *, page: str) -> str:
     return IN_PAGE_LINK.sub(point, block)
 
 
-def end_tables(markdown: str) -> str:
-    """A blank line between a table and a line of text right under it, which Markdown would
-    otherwise read as one more row."""
-    lines = markdown.split("\n")
+def separate_blocks(markdown: str) -> str:
+    """Blank lines where GitHub needs none but Python-Markdown does: between a table and a line
+    of text right under it (else one more row), and between a lead-in ending in a colon and the
+    list right under it (else one paragraph)."""
     out: list[str] = []
-    for line in lines:
-        if out and out[-1].startswith("|") and line.strip() and not line.startswith("|"):
+    in_fence = False
+    for line in markdown.split("\n"):
+        if line.lstrip().startswith(("```", "~~~")):
+            in_fence = not in_fence
+        elif not in_fence and out and line.strip() and _needs_blank(out[-1], line):
             out.append("")
         out.append(line)
     return "\n".join(out)
+
+
+def _needs_blank(previous: str, line: str) -> bool:
+    after_table = previous.startswith("|") and not line.startswith("|")
+    list_after_lead_in = bool(LIST_ITEM.match(line)) and previous.rstrip().endswith(":")
+    return after_table or (list_after_lead_in and not LIST_ITEM.match(previous))
 
 
 @functools.cache
