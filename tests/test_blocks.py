@@ -30,31 +30,6 @@ def scratch_blocks():
         unregister_block(name)
 
 
-class _Single(Block):
-    """One 3x3 conv and its BN, plus the shortcut, then ReLU: the smallest residual block."""
-
-    def __init__(self, in_channels, channels, *, stride, residual, shortcut, stride_at="3x3",
-                 bias=False, projection_bn=True):  # fmt: skip
-        super().__init__()
-        self.residual = residual
-        self.conv = nn.Conv2d(in_channels, channels, 3, stride=stride, padding=1, bias=bias)
-        self.norm = nn.BatchNorm2d(channels)
-        self.downsample = (
-            make_shortcut(shortcut, in_channels=in_channels, out_channels=channels,
-                          stride=stride, bias=bias, bn=projection_bn)
-            if residual else None
-        )  # fmt: skip
-
-    def forward(self, x):
-        out = self.norm(self.conv(x))
-        if self.residual:
-            out = out + (x if self.downsample is None else self.downsample(x))
-        return torch.relu(out)
-
-    def responses(self):
-        return ["norm"]
-
-
 def test_built_in_blocks_are_declared_by_import_path():
     """Importing the registry imports no block class (tests/test_layers.py checks: no torch)."""
     assert {"basic", "bottleneck", "preact", "preact-bottleneck"} <= set(block_names())
@@ -67,7 +42,33 @@ def test_built_in_blocks_are_declared_by_import_path():
 def test_a_block_type_in_one_file(scratch_registry, scratch_blocks):
     """The whole of adding a block type: a class and its declaration, then a variant of it, which
     builds, trains, names its responses and has its complexity counted, like any other."""
-    register_block("single", _Single, layers=1, families=("cifar",))
+
+    @register_block("single", layers=1, families=("cifar",))
+    class Single(Block):
+        """One 3x3 conv and its BN, plus the shortcut, then ReLU: the smallest residual block."""
+
+        def __init__(self, in_channels, channels, *, stride, residual, shortcut,
+                     stride_at="3x3", bias=False, projection_bn=True):  # fmt: skip
+            super().__init__()
+            self.residual = residual
+            self.conv = nn.Conv2d(in_channels, channels, 3, stride=stride, padding=1, bias=bias)
+            self.norm = nn.BatchNorm2d(channels)
+            self.downsample = (
+                make_shortcut(shortcut, in_channels=in_channels, out_channels=channels,
+                              stride=stride, bias=bias, bn=projection_bn)
+                if residual else None
+            )  # fmt: skip
+
+        def forward(self, x):
+            out = self.norm(self.conv(x))
+            if self.residual:
+                out = out + (x if self.downsample is None else self.downsample(x))
+            return torch.relu(out)
+
+        def responses(self):
+            return ["norm"]
+
+    assert get_block("single").load() is Single
     variant = register_variant(derive("resnet20", name="single11", block="single", depth=11))
     assert variant.stage_blocks == (3, 3, 3)  # depth 11 = 2 + 3 * 3 * 1
     assert "single11" in list_variants()
@@ -91,20 +92,24 @@ def test_a_block_type_in_one_file(scratch_registry, scratch_blocks):
     assert row["params"] == convs + bns + 64 * 10 + 10
 
 
-def test_register_block_decorates_a_class(scratch_blocks):
-    @register_block("single-decorated", layers=1)
-    class Decorated(_Single):
+def test_register_block_decorates_a_class_or_takes_it(scratch_blocks):
+    @register_block("decorated", layers=1)
+    class Decorated(Block):
         pass
 
-    assert get_block("single-decorated").load() is Decorated
-    assert get_block("single-decorated").path.endswith(":" + Decorated.__qualname__)
-    unregister_block("single-decorated")
-    assert "single-decorated" not in block_names()
+    assert Decorated.__name__ == "Decorated"  # the decorator returns the class itself
+    assert get_block("decorated").load() is Decorated
+    assert get_block("decorated").path.endswith(":" + Decorated.__qualname__)
+    declared = register_block("given", Decorated, layers=2, expansion=4)
+    assert declared is get_block("given") and declared.load() is Decorated
+    for name in ("decorated", "given"):
+        unregister_block(name)
+        assert name not in block_names()
 
 
 def test_duplicate_block_names_are_refused(scratch_blocks):
     with pytest.raises(InvalidVariantError, match="block 'basic' is already registered"):
-        register_block("basic", _Single, layers=1)
+        register_block("basic", Block, layers=1)
 
 
 @pytest.mark.parametrize(("options", "problem"), [
@@ -115,7 +120,7 @@ def test_duplicate_block_names_are_refused(scratch_blocks):
 ])  # fmt: skip
 def test_an_invalid_declaration_says_what_is_wrong(scratch_blocks, options, problem):
     with pytest.raises(InvalidVariantError, match=problem) as err:
-        register_block("broken", _Single, **options)
+        register_block("broken", Block, **options)
     assert "\n" not in str(err.value)
     assert "broken" not in block_names()
 
