@@ -1,10 +1,10 @@
 """Block types as declarations: what the registry and the builder know about a block.
 
-A declaration names a value of the `block` axis and says how many weighted layers one block has,
-how it widens its stage, which nets may use it, what the net around it needs (the stem's and the
-head's activations), and where its nn.Module class lives. The registry validates variants against
-it and the builder asks it for the class, so a new block type is one class and one declaration,
-in a file of the user's own:
+A declaration names a value of the `block` axis. It says how many weighted layers one block has,
+how it widens its stage and which nets may use it. It also says what the net around it needs (the
+stem's and the head's activations) and where its nn.Module class lives. The registry validates
+variants against it and the builder asks it for the class. So a new block type is one class and
+one declaration, in a file of the user's own:
 
     @register_block("mine", layers=2)
     class MyBlock(Block):  # ablations.models.Block: the contract the builder calls

@@ -85,10 +85,10 @@ def model_cost(model: ResNet, *, input_size: int) -> dict[str, int]:
 
 
 def code_version(variant: Variant) -> str:
-    """Version of the code a count of `variant` depends on: the model builder, the counting
-    functions (not the rest of this module, whose edits do not change a count), and the
-    variant's block: its declaration and the source of its class and the classes it inherits.
-    Another block's code is not part of it, so adding or editing one leaves this row valid."""
+    """Version of the code a count of `variant` depends on. It covers the model builder, the
+    counting functions and the variant's block: its declaration, and the source of its class and
+    of the classes it inherits. The rest of this module changes no count. Another block's code
+    is not part of it, so adding or editing one leaves this row valid."""
     declared = get_block(variant.block)
     cls = block_class(declared)
     inherited = cls.__mro__[: cls.__mro__.index(nn.Module)]

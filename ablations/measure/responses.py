@@ -10,9 +10,9 @@ What is measured here, per trained run:
     layers here;
   - the response of a layer: the output of the BatchNorm right after its conv, i.e. before the
     ReLU, or before the shortcut addition for a branch's last 3x3 conv. In a pre-activation
-    net a 3x3 conv may meet no BN before the addition (a pre-activation block's last conv, the
-    stem conv): its response is the conv's own output. The model names these modules
-    (`ResNet.responses`, from each block's `Block.responses`); nothing here reads module names;
+    net a 3x3 conv may meet no BN before the addition (a block's last conv, the stem conv): its
+    response is the conv's own output. The model names these modules (`ResNet.responses`);
+    nothing here reads module names;
   - the images: the run's test images, prepared exactly as the run prepared them (same
     resizing and normaliser, no augmentation), BN in eval mode (running statistics), in the
     run's precision; all of them, or a fixed random subset of `images` of them (the profile's
