@@ -41,6 +41,29 @@ IMAGENET_BOTTLENECK = ("resnet50-v1", "resnet101-v1", "resnet152-v1",
 # projection shortcut never stands in for the identity one.
 PLAIN = Nets(where={"family": "cifar", "residual": False}, label="plain")
 RESIDUAL = Nets(where={"family": "cifar", "residual": True, "shortcut": "a"}, label="residual")
+# He et al. 2016b: the same nets with BN-ReLU before each conv and nothing after the addition.
+PREACT_NETS = (
+    "resnet20",
+    "resnet32",
+    "resnet44",
+    "resnet56",
+    "resnet110",
+    "preresnet20",
+    "preresnet32",
+    "preresnet44",
+    "preresnet56",
+    "preresnet110",
+)
+PREACT_QUICK = ("resnet20", "resnet56", "preresnet20", "preresnet56")
+POST = Nets(where={"block": "basic"}, label="post-activation")
+PRE = Nets(where={"block": "preact"}, label="pre-activation")
+# Each claim pairs the two orderings at every depth both have run, and averages the gaps.
+PREACT_CLAIMS: tuple[Contrast, ...] = (
+    Lower("pre-activation nets train better", lower=PRE, higher=POST),
+    Lower("pre-activation nets test better", lower=PRE, higher=POST, metric="test_error"),
+    GapGrows("the pre-activation gain grows with depth", lower=PRE, higher=POST,
+             metric="test_error"),
+)  # fmt: skip
 # Fig. 6 and Fig. 7's claims, judged on the final training error (Fig. 7: the layer responses).
 DEGRADATION_CLAIMS: tuple[Contrast, ...] = (
     Lower("plain nets degrade with depth", lower=PLAIN.at("min"), higher=PLAIN.at("max")),
@@ -112,6 +135,16 @@ EXPERIMENTS: dict[str, Experiment] = {
             "CIFAR-style code writes it",
             variants={"*": ("resnet18", "resnet18-k3")},
             title="Stems",
+        ),
+        Experiment(
+            name="preact",
+            kind="train",
+            description="pre-activation ResNets (He et al. 2016b: BN-ReLU before each conv, "
+            "identity after the addition) against the original ones, block for block at the "
+            "same depths, shortcut A",
+            variants={"paper": PREACT_NETS, "*": PREACT_QUICK},
+            title="Pre-activation (He et al. 2016b)",
+            claims=PREACT_CLAIMS,
         ),
         Experiment(
             name="throughput",
