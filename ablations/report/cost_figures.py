@@ -16,7 +16,7 @@ from matplotlib.figure import Figure
 from ablations.registry import axis_names
 from ablations.variants import CIFAR_DEPTHS, FAMILY_DEFAULTS, IMAGENET_STAGES
 
-PAPER_DEPTHS = {"cifar": CIFAR_DEPTHS, "imagenet": tuple(IMAGENET_STAGES)}
+PAPER_DEPTHS = {*CIFAR_DEPTHS, *IMAGENET_STAGES}  # labelled first on a crowded depth axis
 
 FAMILY_TITLES = {"cifar": "CIFAR family (32x32)", "imagenet": "ImageNet family (224x224)"}
 METRIC_LABELS = {"params": "parameters", "macs": "MACs per image"}
@@ -39,13 +39,13 @@ def net_kind(df: pd.DataFrame) -> pd.Series:
 
 
 def family_defaults(df: pd.DataFrame) -> pd.DataFrame:
-    """Rows with their family's default stem, stride placement and input: the paper's own nets
-    at the paper's depths (not a tutorial's resnet14 or 1-channel d2l net)."""
+    """Rows with their family's default stem, stride placement and input: nets of the paper's
+    form at any depth (not a k3 ResNet-18 at 32x32 or the 1-channel d2l net)."""
     keep = pd.Series(False, index=df.index)
     for family, defaults in FAMILY_DEFAULTS.items():
         keep |= (
             (df["family"] == family) & (df["stem"] == defaults["stem"])
-            & (df["input_size"] == defaults["input_size"]) & df["depth"].isin(PAPER_DEPTHS[family])
+            & (df["input_size"] == defaults["input_size"])
         )  # fmt: skip
     for axis, default in (("in_channels", 3), ("conv_bias", False), ("projection_bn", True)):
         if axis in df:  # tables written before the axis existed hold only the default
@@ -65,11 +65,15 @@ def distinguishing_axes(df: pd.DataFrame) -> list[str]:
 
 def line_labels(df: pd.DataFrame) -> pd.Series:
     """Each row's line: its kind and, where its family has nets of that kind at one depth that
-    differ in other axes, their values, e.g. "residual A, width=32"."""
+    differ in other axes, the values that differ from the family's usual one, e.g.
+    "residual A, width=32". The usual nets keep the bare kind, so a legend entry means the same
+    line in every panel."""
     labels = net_kind(df)
     for _, rows in df.groupby("family"):
         for axis in distinguishing_axes(rows):
-            labels.loc[rows.index] = labels.loc[rows.index] + f", {axis}=" + rows[axis].astype(str)
+            values = rows[axis].astype(str)
+            unusual = rows.index[values != values.mode().iloc[0]]
+            labels.loc[unusual] = labels.loc[unusual] + f", {axis}=" + values.loc[unusual]
     return labels
 
 
@@ -80,13 +84,18 @@ def _line_order(data: pd.DataFrame) -> list[str]:
 
 
 def _sparse_labels(ticks: list[int], *, min_ratio: float = 1.45) -> list[str]:
-    """Tick labels that do not collide on a log axis: skip a tick too close to the last label."""
-    labels, last = [], 0.0
-    for tick in ticks:
-        show = not last or tick / last >= min_ratio
-        labels.append(str(tick) if show else "")
-        last = tick if show else last
-    return labels
+    """Tick labels that do not collide on a log axis: the paper's depths first, then any other
+    depth far enough from every label already chosen. A wider axis packs its labels tighter, so
+    the ratio between neighbours grows with the axis's range."""
+    if not ticks:
+        return []
+    min_ratio = max(min_ratio, (max(ticks) / min(ticks)) ** 0.1)
+    chosen: list[int] = []
+    paper = [t for t in ticks if t in PAPER_DEPTHS]
+    for tick in [*paper, *(t for t in ticks if t not in PAPER_DEPTHS)]:
+        if all(max(tick, c) / min(tick, c) >= min_ratio for c in chosen):
+            chosen.append(tick)
+    return [str(t) if t in chosen else "" for t in ticks]
 
 
 def complexity_figure(df: pd.DataFrame) -> Figure:

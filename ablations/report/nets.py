@@ -25,14 +25,17 @@ def members(runs: pd.DataFrame, experiment: str) -> pd.DataFrame:
     return runs[planned.map(lambda names: experiment in names).astype(bool)]  # bool when empty
 
 
+PAPER_PREFIXES = {"preresnet": "PreResNet", "resnet": "ResNet", "plain": "plain"}
+
+
 def paper_name(variant: str) -> str:
-    """The paper's spelling of a net: plain56 -> plain-56, resnet56 -> ResNet-56 (a suffix that
-    sets an axis is kept: resnet56-b -> ResNet-56-b)."""
-    match = re.fullmatch(r"(resnet|plain)(\d+)(.*)", variant)
+    """The papers' spelling of a net: plain56 -> plain-56, resnet56 -> ResNet-56, preresnet56 ->
+    PreResNet-56 (a suffix that sets an axis is kept: resnet56-b -> ResNet-56-b)."""
+    match = re.fullmatch(r"(preresnet|resnet|plain)(\d+)(.*)", variant)
     if not match:
         return variant
     prefix, depth, suffix = match.groups()
-    return f"{'ResNet' if prefix == 'resnet' else 'plain'}-{depth}{suffix}"
+    return f"{PAPER_PREFIXES[prefix]}-{depth}{suffix}"
 
 
 def summarise_runs(runs: pd.DataFrame) -> pd.DataFrame:

@@ -54,7 +54,7 @@ def test_throughput_figure_plots_images_per_s_against_macs_and_depth():
     assert all(ax.get_xscale() == "log" and ax.get_yscale() == "log" for ax in axes)
 
 
-def test_cost_figure_shows_only_the_papers_grid():
+def test_cost_figure_shows_nets_of_the_papers_form_at_any_depth():
     import pandas as pd
 
     from ablations import get_variant
@@ -62,7 +62,7 @@ def test_cost_figure_shows_only_the_papers_grid():
 
     names = ["resnet20", "resnet14", "resnet18", "resnet18-d2l", "resnet18-k3"]
     df = pd.DataFrame([get_variant(n).axes() for n in names]).astype({"conv_bias": str})
-    assert list(family_defaults(df)["name"]) == ["resnet20", "resnet18"]
+    assert list(family_defaults(df)["name"]) == ["resnet20", "resnet14", "resnet18"]
 
 
 def _cost_rows(variants):
@@ -85,13 +85,14 @@ def test_a_wider_net_is_its_own_line_never_averaged_with_the_default_width():
     nets = [get_variant("resnet20"), get_variant("resnet56"),
             derive("resnet56", name="resnet56-double", width=32)]  # fmt: skip
     df = _cost_rows(nets)
-    assert list(line_labels(df)) == ["residual A, width=16"] * 2 + ["residual A, width=32"]
+    # The usual width keeps the bare kind, so its legend entry matches the other panels'.
+    assert list(line_labels(df)) == ["residual A"] * 2 + ["residual A, width=32"]
     fig = complexity_figure(df)
     # Each net is a point of its own: 2,000 and 3,000 params at depth 56, no 2,500 between.
     assert _points(fig, "CIFAR family (32x32)", "parameters") == [(20, 1000), (56, 2000),
                                                                   (56, 3000)]  # fmt: skip
     labels = {t.get_text() for legend in fig.legends for t in legend.get_texts()}
-    assert {"residual A, width=16", "residual A, width=32"} <= labels
+    assert {"residual A", "residual A, width=32"} <= labels
 
 
 def test_lines_name_only_the_axes_that_tell_nets_apart():

@@ -39,4 +39,5 @@ def test_paper_name():
     assert paper_name("plain56") == "plain-56"
     assert paper_name("resnet110") == "ResNet-110"
     assert paper_name("resnet56-b") == "ResNet-56-b"
+    assert paper_name("preresnet1001") == "PreResNet-1001"
     assert paper_name("custom") == "custom"
