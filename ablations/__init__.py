@@ -1,6 +1,8 @@
 """resnet-ablations: the architecture ablations of He et al. (2016) as a registry, runners and
 reports. Public API: the registry (`Variant`, `register_variant`, `get_variant`, `list_variants`,
-`derive`), block types (`register_block`, `unregister_block`, `BlockSpec`) and `create_model`.
+`derive`), block types (`register_block`, `unregister_block`, `BlockSpec`), experiments and
+their claims (`Experiment`, `register_experiment`, `Lower`, `GapGrows`, `Nets`) and
+`create_model`.
 
 Importing the package loads no torch: the registry, the results tables and the report work
 without it, and `create_model` imports the models when it is first used. It also loads the
@@ -14,6 +16,8 @@ from typing import TYPE_CHECKING, Any
 from ablations import plugins as _plugins
 from ablations import variants as _builtin_variants  # noqa: F401  (the built-in grid)
 from ablations.blocks import BlockSpec, register_block, unregister_block
+from ablations.claims import GapGrows, Lower, Nets
+from ablations.experiments import Experiment, register_experiment, unregister_experiment
 from ablations.registry import (
     AblationsError,
     InvalidVariantError,
@@ -31,7 +35,11 @@ if TYPE_CHECKING:
 __all__ = [
     "AblationsError",
     "BlockSpec",
+    "Experiment",
+    "GapGrows",
     "InvalidVariantError",
+    "Lower",
+    "Nets",
     "UnknownVariantError",
     "Variant",
     "create_model",
@@ -39,9 +47,11 @@ __all__ = [
     "get_variant",
     "list_variants",
     "register_block",
+    "register_experiment",
     "register_variant",
     "resolve",
     "unregister_block",
+    "unregister_experiment",
 ]
 
 

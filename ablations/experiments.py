@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 
 from ablations.claims import Contrast, GapGrows, Lower, Nets
 from ablations.profiles import PROFILES, dataset_of, get_profile
-from ablations.registry import AblationsError
+from ablations.registry import AblationsError, get_variant
 
 PLAIN_AND_RESIDUAL = ("plain20", "plain32", "plain44", "plain56",
                       "resnet20", "resnet32", "resnet44", "resnet56", "resnet110")  # fmt: skip
@@ -134,8 +134,8 @@ EXPERIMENTS: dict[str, Experiment] = {
         Experiment(
             name="stems",
             kind="train",
-            description="k7 vs k3 stem on 32x32 inputs: ResNet-18 as for ImageNet and as "
-            "CIFAR-style code writes it",
+            description="the k7 stem against the k3 stem on 32x32 inputs: ResNet-18 as for "
+            "ImageNet and as CIFAR-style code writes it",
             variants={"*": ("resnet18", "resnet18-k3")},
             title="Stems",
         ),
@@ -194,6 +194,32 @@ EXPERIMENTS: dict[str, Experiment] = {
         ),
     )
 }
+
+
+KINDS = ("train", "complexity", "throughput", "responses", "recipes")
+
+
+def register_experiment(experiment: Experiment) -> Experiment:
+    """Add `experiment`, so that `ablate plan/run --experiments NAME` run it and the report draws
+    its section; returns it. Its variants must be registered first: a typo fails here, not
+    halfway through a sweep."""
+    if experiment.name in EXPERIMENTS:
+        raise AblationsError(
+            f"experiment name {experiment.name!r} is already registered; choose another name"
+        )
+    if experiment.kind not in KINDS:
+        raise AblationsError(f"unknown experiment kind {experiment.kind!r}; one of: {KINDS}")
+    for names in experiment.variants.values():
+        for name in names:
+            get_variant(name)  # raises UnknownVariantError with the closest names
+    EXPERIMENTS[experiment.name] = experiment
+    return experiment
+
+
+def unregister_experiment(name: str) -> None:
+    """Remove an experiment added by `register_experiment` (tests, notebooks)."""
+    if EXPERIMENTS.pop(name, None) is None:
+        raise AblationsError(f"no experiment {name!r}; registered: {', '.join(EXPERIMENTS)}")
 
 
 def parse(spec: str | None, *, profile: str) -> list[str]:
