@@ -42,18 +42,10 @@ class BasicBlock(ResidualBlock):
         self.conv2 = conv3x3(channels, channels, bias=bias)
         self.bn2 = nn.BatchNorm2d(channels)
         self.relu = nn.ReLU(inplace=True)
-        self.downsample = (
-            make_shortcut(
-                shortcut,
-                in_channels=in_channels,
-                out_channels=channels,
-                stride=stride,
-                bias=bias,
-                bn=projection_bn,
-            )
-            if residual
-            else None
-        )
+        self.downsample = make_shortcut(
+            shortcut, in_channels=in_channels, out_channels=channels, stride=stride, bias=bias,
+            bn=projection_bn,
+        )  # fmt: skip
 
     def branch(self, x: Tensor) -> Tensor:
         out = self.relu(self.bn1(self.conv1(x)))
@@ -86,18 +78,10 @@ class Bottleneck(ResidualBlock):
         self.conv3 = conv1x1(channels, out_channels, bias=bias)
         self.bn3 = nn.BatchNorm2d(out_channels)
         self.relu = nn.ReLU(inplace=True)
-        self.downsample = (
-            make_shortcut(
-                shortcut,
-                in_channels=in_channels,
-                out_channels=out_channels,
-                stride=stride,
-                bias=bias,
-                bn=projection_bn,
-            )
-            if residual
-            else None
-        )
+        self.downsample = make_shortcut(
+            shortcut, in_channels=in_channels, out_channels=out_channels, stride=stride, bias=bias,
+            bn=projection_bn,
+        )  # fmt: skip
 
     def branch(self, x: Tensor) -> Tensor:
         out = self.relu(self.bn1(self.conv1(x)))

@@ -30,10 +30,9 @@ class PreActBlock(Block):
         self.bn2 = nn.BatchNorm2d(channels)
         self.conv2 = conv3x3(channels, channels, bias=bias)
         self.relu = nn.ReLU(inplace=True)
-        self.downsample = (
-            make_shortcut(shortcut, in_channels=in_channels, out_channels=channels,
-                          stride=stride, bias=bias, bn=projection_bn)
-            if residual else None
+        self.downsample = make_shortcut(
+            shortcut, in_channels=in_channels, out_channels=channels, stride=stride, bias=bias,
+            bn=projection_bn,
         )  # fmt: skip
 
     def forward(self, x: Tensor) -> Tensor:
@@ -72,10 +71,9 @@ class PreActBottleneck(Block):
         self.bn3 = nn.BatchNorm2d(channels)
         self.conv3 = conv1x1(channels, out_channels, bias=bias)
         self.relu = nn.ReLU(inplace=True)
-        self.downsample = (
-            make_shortcut(shortcut, in_channels=in_channels, out_channels=out_channels,
-                          stride=stride, bias=bias, bn=projection_bn)
-            if residual else None
+        self.downsample = make_shortcut(
+            shortcut, in_channels=in_channels, out_channels=out_channels, stride=stride, bias=bias,
+            bn=projection_bn,
         )  # fmt: skip
 
     def forward(self, x: Tensor) -> Tensor:

@@ -73,8 +73,11 @@ def make_shortcut(
     option: str, *, in_channels: int, out_channels: int, stride: int, bias: bool = False,
     bn: bool = True,
 ) -> nn.Module | None:  # fmt: skip
-    """The shortcut of one residual block; None means the plain identity. A projection is a
-    1x1 conv followed by BN (the paper's, torchvision's) or, with `bn=False`, alone (d2l's)."""
+    """The shortcut of one block, its `downsample`: None is the plain identity, or no shortcut at
+    all for option "none" (a plain net). A projection is a 1x1 conv followed by BN (the paper's,
+    torchvision's) or, with `bn=False`, alone (d2l's)."""
+    if option == "none":
+        return None
     reshapes = stride != 1 or in_channels != out_channels
     if option == "c" or (option == "b" and reshapes):
         conv = conv1x1(in_channels, out_channels, stride=stride, bias=bias)
