@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from ablations import get_variant
+from ablations import Experiment, Lower, Nets, get_variant, stats
 from ablations.report import render
 from ablations.results import schemas
 from ablations.results.table import write_table
@@ -108,3 +108,18 @@ def section(readme: str, heading: str) -> str:
     start = readme.index(heading)
     end = readme.find(f"\n{level} ", start + len(heading))
     return readme[start : end if end >= 0 else len(readme)]
+
+
+# A user's own experiment: options A and C at two depths, with one declared claim.
+OPTION_C = Lower("option C trains better than option A", lower=Nets({"shortcut": "c"}),
+                 higher=Nets({"shortcut": "a"}, label="option A"))  # fmt: skip
+PROJECTIONS = Experiment(
+    name="projections", kind="train", title="Projections", description="options A and C",
+    variants={"*": ("resnet20", "resnet20-c", "resnet56", "resnet56-c")}, claims=(OPTION_C,),
+)  # fmt: skip
+# Final errors of option A and option C (3 seeds each) that reach each verdict of the rule.
+VERDICT_CASES = [
+    ([0.50, 0.51, 0.49], [0.30, 0.31, 0.29], stats.HOLDS),
+    ([0.30, 0.31, 0.29], [0.50, 0.51, 0.49], stats.FAILS),
+    ([0.40, 0.60, 0.50], [0.35, 0.55, 0.45], stats.NOT_RESOLVED),
+]

@@ -6,12 +6,12 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from report_rows import MACHINE, response_rows, run_rows
+from report_rows import MACHINE, PROJECTIONS, VERDICT_CASES, response_rows, run_rows
 from scipy.stats import ttest_ind
 
 from ablations import stats
 from ablations.claims import GapGrows, Lower, Nets
-from ablations.experiments import EXPERIMENTS, Experiment
+from ablations.experiments import EXPERIMENTS
 from ablations.report import claims
 from ablations.report.profile_results import load_profiles, of_runs
 
@@ -175,12 +175,6 @@ def test_a_claim_on_two_nets_is_scipys_welch_test(committed_cpu, claim, higher, 
 
 # --- a claim of one's own ---------------------------------------------------------------------
 
-OPTION_C = Lower("option C trains better than option A", lower=Nets({"shortcut": "c"}),
-                 higher=Nets({"shortcut": "a"}, label="option A"))  # fmt: skip
-PROJECTIONS = Experiment(name="projections", kind="train", description="options A and C",
-                         variants={"*": ("resnet20", "resnet20-c", "resnet56", "resnet56-c")},
-                         claims=(OPTION_C,))  # fmt: skip
-
 
 def _projections(a: list[float], c: list[float], *, depths=(56,)) -> list[claims.Claim]:
     errors = {}
@@ -189,12 +183,7 @@ def _projections(a: list[float], c: list[float], *, depths=(56,)) -> list[claims
     return claims.claims(PROJECTIONS, run_rows(errors, profile="cpu", experiments="projections"))
 
 
-@pytest.mark.parametrize(
-    ("a", "c", "outcome"),
-    [([0.50, 0.51, 0.49], [0.30, 0.31, 0.29], stats.HOLDS),
-     ([0.30, 0.31, 0.29], [0.50, 0.51, 0.49], stats.FAILS),
-     ([0.40, 0.60, 0.50], [0.35, 0.55, 0.45], stats.NOT_RESOLVED)],
-)  # fmt: skip
+@pytest.mark.parametrize(("a", "c", "outcome"), VERDICT_CASES)
 def test_a_declared_claim_reaches_every_verdict(a, c, outcome):
     [claim] = _projections(a, c)
     assert claim.outcome == outcome

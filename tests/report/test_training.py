@@ -7,22 +7,14 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from report_rows import run_rows, section, write_results
+from report_rows import PROJECTIONS, VERDICT_CASES, run_rows, section, write_results
 
-from ablations import stats
-from ablations.claims import Lower, Nets
 from ablations.experiments import EXPERIMENTS, Experiment
 from ablations.report import claims, training
 from ablations.report.tables import Section
 
 CLEAR = {"plain20": [0.30, 0.31, 0.29], "plain56": [0.60, 0.62, 0.61],
          "resnet20": [0.25, 0.26, 0.24], "resnet56": [0.15, 0.16, 0.14]}  # fmt: skip
-PROJECTIONS = Experiment(
-    name="projections", kind="train", title="Projections", description="options A and C",
-    variants={"*": ("resnet20", "resnet20-c", "resnet56", "resnet56-c")},
-    claims=(Lower("option C trains better than option A", lower=Nets({"shortcut": "c"}),
-                  higher=Nets({"shortcut": "a"}, label="option A")),),
-)  # fmt: skip
 
 
 def _report(tmp_path: Path, *runs: pd.DataFrame) -> Section:
@@ -36,12 +28,7 @@ def projections(monkeypatch: pytest.MonkeyPatch) -> Experiment:
     return PROJECTIONS
 
 
-@pytest.mark.parametrize(
-    ("a", "c", "outcome"),
-    [([0.50, 0.51, 0.49], [0.30, 0.31, 0.29], stats.HOLDS),
-     ([0.30, 0.31, 0.29], [0.50, 0.51, 0.49], stats.FAILS),
-     ([0.40, 0.60, 0.50], [0.35, 0.55, 0.45], stats.NOT_RESOLVED)],
-)  # fmt: skip
+@pytest.mark.parametrize(("a", "c", "outcome"), VERDICT_CASES)
 def test_a_declared_experiment_gets_a_section(tmp_path, projections, a, c, outcome):
     errors = {"resnet56": a, "resnet56-c": c}
     report = _report(tmp_path, run_rows(errors, profile="cpu", experiments="projections"))
