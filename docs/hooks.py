@@ -3,9 +3,11 @@
 - The report: `reports/README.md` and its figures join the site as they are committed.
 - The CLI reference: `cli.md` gets every `ablate` command's usage and options, written from the
   argparse parser that `ablate` itself runs.
-- Generated blocks: a block that `ablate report` writes links to README headings; here such a
-  link points at the page that holds the heading now. Each block stands in one page only, so
-  one number is never quoted twice.
+- The report's links into docs/: the report links `../docs/PAGE.md` from reports/ in the
+  repository; in the site the pages sit one level up, at `../PAGE.md`.
+
+`ablate report` writes the generated blocks with links as each page reaches them (in the site
+for docs pages), so they need nothing here.
 """
 
 from __future__ import annotations
@@ -13,7 +15,6 @@ from __future__ import annotations
 import argparse
 import copy
 import functools
-import posixpath
 import re
 from pathlib import Path
 
@@ -30,13 +31,8 @@ CLI_PAGE = "cli.md"
 CLI_MARKER = "<!-- cli:reference -->"
 WIDTH = 78  # usage lines wrap here, whatever the terminal is: a code block's width
 
-BLOCK = re.compile(r"<!-- ablate:(?P<name>[a-z0-9-]+) -->\n.*?<!-- /ablate:(?P=name) -->", re.S)
-HEADING = re.compile(r"^#{1,6}\s+(.+?)\s*#*\s*$", re.M)
-FENCE = re.compile(r"^(```|~~~).*?^\1", re.M | re.S)
-IN_PAGE_LINK = re.compile(r"\]\(#(?P<anchor>[\w-]+)\)")
 LIST_ITEM = re.compile(r"^(?:[-*+]|\d+\.)\s")
-
-_anchors: dict[str, set[str]] = {}  # page -> the heading anchors it holds
+DOCS_LINK = re.compile(r"\]\(\.\./docs/")  # a report's link to a docs page, from reports/
 
 
 def on_files(files: Files, *, config: MkDocsConfig) -> Files:
@@ -53,14 +49,6 @@ def on_files(files: Files, *, config: MkDocsConfig) -> Files:
                     use_directory_urls=config.use_directory_urls,
                 )
             )
-    _anchors.clear()
-    seen: dict[str, str] = {}
-    for file in files.documentation_pages():
-        text = Path(file.abs_src_path).read_text("utf-8")
-        _anchors[file.src_uri] = heading_anchors(text)
-        for match in BLOCK.finditer(text):
-            if (other := seen.setdefault(match["name"], file.src_uri)) != file.src_uri:
-                raise PluginError(f"block {match['name']!r} is in {other} and {file.src_uri}")
     return files
 
 
@@ -69,31 +57,9 @@ def on_page_markdown(markdown: str, *, page: Page, config: MkDocsConfig, files: 
         if CLI_MARKER not in markdown:
             raise PluginError(f"{CLI_PAGE} lacks {CLI_MARKER}, where the reference goes")
         markdown = markdown.replace(CLI_MARKER, cli_reference())
-    markdown = BLOCK.sub(lambda m: relink(m[0], page=page.file.src_uri), markdown)
+    if page.file.src_uri.startswith(f"{REPORTS}/"):
+        markdown = DOCS_LINK.sub("](../", markdown)
     return separate_blocks(markdown)
-
-
-def heading_anchors(markdown: str) -> set[str]:
-    """The anchors of a page's headings, as the toc extension spells them."""
-    text = FENCE.sub("", markdown)
-    return {slugify(re.sub(r"[`*]", "", m[1]), "-") for m in HEADING.finditer(text)}
-
-
-def relink(block: str, *, page: str) -> str:
-    """A generated block with each in-page link it cannot resolve pointed at the one page that
-    has the heading (the blocks are written for the README, where every heading is one page)."""
-
-    def point(match: re.Match[str]) -> str:
-        anchor = match["anchor"]
-        if anchor in _anchors.get(page, set()):
-            return match[0]
-        owners = [uri for uri, anchors in _anchors.items() if anchor in anchors]
-        if len(owners) != 1:
-            return match[0]  # strict mode then reports it
-        target = posixpath.relpath(owners[0], posixpath.dirname(page) or ".")
-        return f"]({target}#{anchor})"
-
-    return IN_PAGE_LINK.sub(point, block)
 
 
 def separate_blocks(markdown: str) -> str:

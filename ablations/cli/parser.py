@@ -64,7 +64,7 @@ def _add_time_limit(p: argparse._ActionsContainer, what: str) -> None:
 
 
 def _add_launch_options(p: argparse.ArgumentParser) -> None:
-    g = p.add_argument_group("executors (training runs through submitit; see README: On a cluster)")
+    g = p.add_argument_group("executors (training runs through submitit; see docs/clusters.md)")
     g.add_argument(
         "--executor", choices=list(cluster.EXECUTORS), default="inprocess",
         help="inprocess (default: here, --jobs runs at once, one CUDA stream each), local "
@@ -221,16 +221,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--results", type=Path, default=Path("results"))
     p.set_defaults(func=cmd_evaluate)
 
-    p = sub.add_parser("report", help="render reports/ (and README.md's figures) from results/")
+    p = sub.add_parser("report", help="render reports/ (and README and docs figures) from results/")
     p.add_argument("--results", type=Path, default=Path("results"))
     p.add_argument("--out", type=Path, default=Path("reports"))
     p.add_argument(
         "--readme", type=Path, default=DEFAULT_README,
-        help="a README whose <!-- ablate:NAME --> blocks are regenerated (default: %(default)s)",
+        help="the README whose <!-- ablate:NAME --> blocks are regenerated, with those of the "
+        "docs/*.md pages beside it (default: %(default)s)",
     )  # fmt: skip
     p.add_argument(
         "--check-readme", action="store_true",
-        help="only check that the README's blocks match results/ (exit 2 if not)",
+        help="only check that the README's and docs pages' blocks match results/ (exit 2 if not)",
     )  # fmt: skip
     p.set_defaults(func=cmd_report)
 
@@ -256,7 +257,7 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--device", default="auto")
         p.add_argument("--results", type=Path, default=Path("results"))
         p.add_argument("--reports", type=Path, metavar="DIR", help="where the report goes "
-                       "(default: reports/ and README.md's blocks for the committed profiles "
+                       "(default: reports/ and the pages' blocks for the committed profiles "
                        "on results/, RESULTS/report/ for any other run)")  # fmt: skip
         if name == "run":
             _add_time_limit(p, "each run stops at its first checkpoint past it, none starts after")

@@ -125,8 +125,8 @@ def _render(results: Path, *, out: Path, readme: Path | None) -> None:
 
     for path in render.render(results=results, out=out):
         print(path)
-    if readme is not None and _update_readme(readme, results=results):
-        print(readme)
+    for page in _update_pages(readme, results=results) if readme is not None else []:
+        print(page)
 
 
 def is_committed(results: Path, *, profile: str) -> bool:
@@ -138,39 +138,43 @@ def is_committed(results: Path, *, profile: str) -> bool:
 
 def report_run(results: Path, *, profile: str, reports: Path | None) -> Path:
     """The report `ablate run` ends with; returns its folder. A committed run (`is_committed`)
-    renders reports/ and the README's blocks; any other renders `<results>/report/` and leaves
+    renders reports/ and the pages' blocks; any other renders `<results>/report/` and leaves
     them alone. `reports` (--reports) chooses the folder either way."""
     committed = is_committed(results, profile=profile)
     out = reports or (DEFAULT_REPORTS if committed else results / SCRATCH_REPORT)
     _render(results, out=out, readme=DEFAULT_README if committed else None)
     if not committed:
         print(f"[ablate] report: {out / 'README.md'} (profile {profile} into {results}: the "
-              f"committed {DEFAULT_REPORTS}/ and {DEFAULT_README} are left alone)",
+              f"committed {DEFAULT_REPORTS}/, {DEFAULT_README} and docs pages are left alone)",
               file=sys.stderr)  # fmt: skip
     return out
 
 
-def _update_readme(path: Path, *, results: Path) -> bool:
-    """Regenerate the README's marked figures from `results`, but only from the results/
-    folder beside it: a run into another folder never rewrites the project's README."""
-    if not path.exists() or results.resolve() != path.resolve().parent / "results":
-        return False
-    from ablations.report import readme, readme_blocks
+def _update_pages(readme: Path, *, results: Path) -> list[Path]:
+    """Regenerate the marked figures of the README and the docs pages beside it from `results`,
+    but only from the results/ folder beside them: a run into another folder never rewrites the
+    project's pages. Returns the pages rewritten."""
+    if results.resolve() != readme.resolve().parent / "results":
+        return []
+    from ablations.report import readme_blocks
+    from ablations.report.readme import update
 
-    return readme.update(path, readme_blocks.BLOCKS, results=results)
+    return update(readme, readme_blocks.BLOCKS, results=results)
 
 
 def _check_readme(path: Path, *, results: Path) -> None:
     from ablations.report import readme, readme_blocks
 
-    if not path.exists():
-        raise AblationsError(f"--check-readme: {path} does not exist; give --readme PATH")
+    found = readme.pages(path)
+    if not found:
+        raise AblationsError(
+            f"--check-readme: no {path} and no {path.parent / readme.DOCS}/*.md; give --readme PATH"
+        )
     stale = readme.stale_blocks(path, readme_blocks.BLOCKS, results=results)
     if stale:
-        raise AblationsError(
-            f"{path}: blocks {', '.join(stale)} differ from {results}; run `ablate report`"
-        )
-    print(f"{path}: every generated block matches {results}")
+        pages = "; ".join(f"{page}: blocks {', '.join(names)}" for page, names in stale.items())
+        raise AblationsError(f"{pages} differ from {results}; run `ablate report`")
+    print(f"{', '.join(found)}: every generated block matches {results}")
 
 
 def cmd_collect(args: argparse.Namespace) -> None:

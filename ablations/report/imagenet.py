@@ -198,7 +198,7 @@ def imagenet_section(runs: pd.DataFrame, curves: pd.DataFrame) -> Section:
     if mine.empty:
         return Section(
             f"{TITLE}\n\nNo ImageNet runs in runs.csv: `ablate run --experiments "
-            "imagenet-degradation --profile imagenet-paper --data DIR` (README: ImageNet).\n"
+            "imagenet-degradation --profile imagenet-paper --data DIR` (docs/imagenet.md).\n"
         )
     order = sorted(set(mine["profile"]), key=lambda p: (p not in FIRST, FIRST.index(p)
                                                          if p in FIRST else 0, p))  # fmt: skip

@@ -1,6 +1,7 @@
-"""The README's generated blocks (see ablations.report.readme): each is a function of the results
-directory, built from the same report functions as reports/README.md, so the README quotes
-exactly what the committed rows give."""
+"""The pages' generated blocks (see ablations.report.readme): each is a function of the results
+directory, built from the same report functions as reports/README.md, so the README and the
+docs pages quote exactly what the committed rows give. Links are written from the project root
+(`reports/x.png`, `#heading`); readme.fill points them from the page a block stands in."""
 
 from __future__ import annotations
 
@@ -23,7 +24,7 @@ CPU = "cpu"
 COMPLEXITY_SHOWN = ("resnet20", "resnet56", "resnet110", "resnet18", "resnet50",
                     "resnet50-v1", "resnet152-v1")  # fmt: skip
 THROUGHPUT_SHOWN = THROUGHPUT_QUICK
-TIME_LIMITED = "[Time-limited GPUs](#time-limited-gpus)"  # these blocks stand in the README
+TIME_LIMITED = "[Time-limited GPUs](#time-limited-gpus)"  # to whichever page holds the heading
 
 
 def _profile(results: Path, name: str) -> profile_results.ProfileResults | None:
@@ -33,7 +34,7 @@ def _profile(results: Path, name: str) -> profile_results.ProfileResults | None:
 
 def _cpu_degradation(results: Path) -> tuple[profile_results.ProfileResults, pd.DataFrame] | str:
     """The cpu profile and its complete degradation runs, or the line saying there are none."""
-    p = _profile(results, CPU)
+    p = _profile(results, profile_results.QUOTED)
     if p is None:
         return "No `cpu`-profile runs are committed yet: `nox -s ablate` makes them."
     runs, _ = p.experiment("degradation")
@@ -43,7 +44,7 @@ def _cpu_degradation(results: Path) -> tuple[profile_results.ProfileResults, pd.
 
 
 def replica(results: Path) -> str:
-    """The Fig. 6 replica the README shows first: the paper's protocol once its runs are
+    """The Fig. 6 replica the project shows first: the paper's protocol once its runs are
     committed (what they are, and the GPU time they took), the cpu budget's until then."""
     p = _profile(results, profile_results.PAPER)
     if p is None or (runs := p.experiment("degradation")[0]).empty:
