@@ -231,10 +231,19 @@ class Replicate(NamedTuple):
         return "; ".join(words)
 
 
-def replicated_verdicts(experiment: Experiment, sets: Sequence[Replicate]) -> list[str]:
-    """One line per claim under REPLICATION_RULE: sets[0]'s line where every set that could
-    judge the claim agrees, else "not resolved" naming each set's verdict and p."""
-    lines = []
+class Replicated(NamedTuple):
+    """A claim under REPLICATION_RULE: its statement, the outcome every set agrees on (else not
+    resolved), and the report's line."""
+
+    statement: str
+    outcome: str
+    line: str
+
+
+def replicated(experiment: Experiment, sets: Sequence[Replicate]) -> list[Replicated]:
+    """Each claim under REPLICATION_RULE: sets[0]'s line where every set that could judge the
+    claim agrees, else "not resolved" naming each set's verdict and p."""
+    found = []
     judged_sets = [claims(experiment, s.runs, s.responses) for s in sets]
     for each in zip(*judged_sets, strict=True):
         claim = each[0]
@@ -242,13 +251,20 @@ def replicated_verdicts(experiment: Experiment, sets: Sequence[Replicate]) -> li
                   if c.outcome != stats.NOT_CHECKED]  # fmt: skip
         if len({c.outcome for _, c in judged}) <= 1:
             also = [s.name for s, _ in judged[1:]]
-            lines.append(claim.text + (f"; the same in {', '.join(also)}" if also else ""))
+            line = claim.text + (f"; the same in {', '.join(also)}" if also else "")
+            found.append(Replicated(claim.statement, claim.outcome, line))
             continue
         verdicts = "; ".join(f"{WORDS[c.outcome]} in {s.name} (p = {c.verdict.p:.2g})"
                              for s, c in judged)  # fmt: skip
-        lines.append(f"{WORDS[stats.NOT_RESOLVED]}: {claim.statement}: the replicates "
-                     f"disagree ({verdicts}). In {sets[0].name}: {claim.numbers}")  # fmt: skip
-    return lines
+        line = (f"{WORDS[stats.NOT_RESOLVED]}: {claim.statement}: the replicates disagree "
+                f"({verdicts}). In {sets[0].name}: {claim.numbers}")  # fmt: skip
+        found.append(Replicated(claim.statement, stats.NOT_RESOLVED, line))
+    return found
+
+
+def replicated_verdicts(experiment: Experiment, sets: Sequence[Replicate]) -> list[str]:
+    """One line per claim under REPLICATION_RULE (`replicated`)."""
+    return [claim.line for claim in replicated(experiment, sets)]
 
 
 def replication_table(experiment: Experiment, sets: Sequence[Replicate]) -> pd.DataFrame:

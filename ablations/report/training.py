@@ -14,12 +14,19 @@ from pathlib import Path
 
 import pandas as pd
 
+from ablations import stats
 from ablations.experiments import EXPERIMENTS, Experiment
 from ablations.profiles import PROFILES
 from ablations.protocol import PAPER_CHOICES
 from ablations.report import claims, figures, tables
 from ablations.report.nets import paper_name
-from ablations.report.profile_results import ProfileResults, load_profiles, of_runs
+from ablations.report.profile_results import (
+    PAPER,
+    QUOTED,
+    ProfileResults,
+    load_profiles,
+    of_runs,
+)
 from ablations.report.tables import Section, markdown_table
 
 
@@ -105,14 +112,17 @@ Nets: {", ".join(table["net"])}.{not_run}{claims_words(p, experiment)}
     return tables.join([section, extra(p, runs)]) if extra else section
 
 
+def experiments_run(p: ProfileResults) -> list[Experiment]:
+    """The training experiments of the profile's dataset that have complete runs under the
+    profile, in EXPERIMENTS order."""
+    return [e for e in EXPERIMENTS.values()
+            if e.kind == "train" and e.dataset == p.dataset
+            and not p.experiment(e.name)[0].empty]  # fmt: skip
+
+
 def experiment_sections(p: ProfileResults) -> Section:
-    """A section per training experiment of the profile's dataset that has complete runs under
-    the profile, in EXPERIMENTS order; an experiment not run has none."""
-    return tables.join(
-        experiment_section(p, e)
-        for e in EXPERIMENTS.values()
-        if e.kind == "train" and e.dataset == p.dataset and not p.experiment(e.name)[0].empty
-    )
+    """A section per experiment run (`experiments_run`); an experiment not run has none."""
+    return tables.join(experiment_section(p, e) for e in experiments_run(p))
 
 
 def replication_words(p: ProfileResults, experiment: Experiment) -> str:
@@ -228,6 +238,43 @@ PROFILE_SECTIONS: list[Callable[[ProfileResults], Section]] = [
     tradeoff_section,
     responses_section,
 ]
+
+
+# The report opens with these profiles' verdicts: the paper's protocol, and the budget the
+# README quotes. At most four lines, so the summary with its methodology line fits in five.
+SUMMARY_PROFILES = (PAPER, QUOTED)
+MAX_SUMMARY_LINES = 4
+OUTCOMES = (stats.HOLDS, stats.FAILS, stats.NOT_RESOLVED, stats.NOT_CHECKED)
+
+
+def summary(results: Path) -> list[str]:
+    """The report's first lines: for the paper's protocol and the quoted budget (those with
+    complete runs; else the first profiles that have them), the budget and its claims'
+    statements by outcome."""
+    profiles = [p for p in load_profiles(results) if not p.complete.empty]
+    shown = [p for p in profiles if p.profile in SUMMARY_PROFILES] or profiles
+    return [summary_line(p) for p in shown[:MAX_SUMMARY_LINES]]
+
+
+def summary_line(p: ProfileResults) -> str:
+    """One profile: its budget, then each outcome's claims (under the replication rule)."""
+    found: dict[str, list[str]] = {}
+    for experiment in experiments_run(p):
+        for claim in claims.replicated(experiment, p.replicated(experiment.name)):
+            found.setdefault(claim.outcome, []).append(claim.statement)
+    groups = [f"**{claims.WORDS[o][:1].upper()}{claims.WORDS[o][1:]}:** {'; '.join(found[o])}."
+              for o in OUTCOMES if o in found]  # fmt: skip
+    return f"- {budget_words(p)}. {' '.join(groups) or 'No claims judged.'}"
+
+
+def budget_words(p: ProfileResults) -> str:
+    """ "Profile `cpu`: 5 seeds per net, 200 iterations, a reduced budget (trends only)"."""
+    runs = p.complete
+    seeds = sorted(set(runs.groupby("variant")["seed"].nunique()))
+    per_net = f"{seeds[0]}-{seeds[-1]}" if len(seeds) > 1 else str(seeds[0])
+    iterations = ", ".join(f"{int(n):,}" for n in sorted(set(runs["iterations"])))
+    reduced = ", a reduced budget (trends only)" if p.reduced else ""
+    return f"Profile `{p.profile}`: {per_net} seeds per net, {iterations} iterations{reduced}"
 
 
 def training_section(results: Path) -> Section:
