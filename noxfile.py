@@ -110,10 +110,10 @@ def typecheck(session: nox.Session) -> None:
 
 @nox.session
 def docs(session: nox.Session) -> None:
-    """The prose check on docs/, then the site in strict mode into site/: a broken link, anchor
-    or page fails the build. `nox -s docs -- serve` serves it at localhost:8000 instead."""
+    """The prose check on README.md and docs/, then the site in strict mode into site/: a broken
+    link, anchor or page fails the build. `nox -s docs -- serve` serves it at localhost:8000."""
     install(session, "docs")  # the package too: the CLI page is written from its parser
-    session.run("python", "scripts/prose.py", "docs")
+    session.run("python", "scripts/prose.py", "README.md", "docs")
     command = session.posargs or ["build"]
     session.run("mkdocs", *command, "--strict", env={"NO_MKDOCS_2_WARNING": "1"})
 

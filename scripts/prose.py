@@ -6,8 +6,9 @@ word. Each paragraph and each list item is split into sentences at `.`, `!` or `
 a space and a capital, a digit or an opening mark; abbreviations ("e.g.", "Fig.", "et al."),
 version numbers and file names do not end a sentence.
 
-`python scripts/prose.py docs` (or any Markdown files) prints each page's statistics. It exits 1
-when a page's median sentence is longer than 20 words, or any sentence is longer than 45.
+`python scripts/prose.py README.md docs` (any Markdown files, or folders of them) prints each
+page's statistics. It exits 1 when a page's median sentence is longer than 20 words, or any
+sentence is longer than 45.
 """
 
 from __future__ import annotations

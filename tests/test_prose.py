@@ -1,5 +1,5 @@
-"""The docs read in short plain sentences: scripts/prose.py on every page of docs/, and the
-check's own rules (what counts as prose, where a sentence ends)."""
+"""The docs read in short plain sentences: scripts/prose.py on the README and every page of
+docs/, and the check's own rules (what counts as prose, where a sentence ends)."""
 
 from __future__ import annotations
 
@@ -10,14 +10,15 @@ import pytest
 from scripts import prose
 
 ROOT = Path(__file__).resolve().parents[1]
-PAGES = sorted((ROOT / "docs").glob("*.md"))
+DOCS = sorted((ROOT / "docs").glob("*.md"))
+PAGES = [ROOT / "README.md", *DOCS]
 
 
 def test_there_are_pages_to_check():
-    assert len(PAGES) >= 10, "docs/ holds the site's pages"
+    assert len(DOCS) >= 10, "docs/ holds the site's pages"
 
 
-@pytest.mark.parametrize("page", PAGES, ids=lambda p: p.name)
+@pytest.mark.parametrize("page", PAGES, ids=lambda p: p.relative_to(ROOT).as_posix())
 def test_each_page_reads_in_short_sentences(page: Path):
     stats = prose.check_text(page.read_text(encoding="utf-8"))
     assert stats.lengths, f"{page.name}: no prose found"
