@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 import torch
@@ -25,7 +25,6 @@ from torch.utils.data import DataLoader, Dataset
 from ablations.cluster.distributed import shard
 from ablations.data.sources import DataError
 
-Normalize = Literal["pixel-mean", "channel", "fixed"]
 # An evaluation batch's input: a tensor of equal-sized views (B or B * V images), or a list of
 # such tensors of several sizes for the same labels (multi-scale testing). Evaluation
 # (ablations.train.evaluation) averages the logits of every view of an image.
@@ -117,13 +116,16 @@ class Normalizer:
         }
 
 
-def _generator(device: torch.device, *seeds: int) -> torch.Generator:
-    g = torch.Generator(device=device)
+def mix(*seeds: int) -> int:
+    """A fixed, collision-poor mix of small non-negative integers into one seed."""
     mixed = 0
-    for s in seeds:  # a fixed, collision-poor mix of small non-negative integers
+    for s in seeds:
         mixed = (mixed * 1_000_003 + s) % (2**63 - 1)
-    g.manual_seed(mixed)
-    return g
+    return mixed
+
+
+def generator(*seeds: int, device: torch.device | str = "cpu") -> torch.Generator:
+    return torch.Generator(device=device).manual_seed(mix(*seeds))
 
 
 def augment(x: Tensor, *, pad: int, generator: torch.Generator) -> Tensor:
@@ -180,15 +182,13 @@ class TrainStream:
     def order(self, epoch: int) -> Tensor:
         """The epoch's permutation of the training images (on CPU: cheap, and device-agnostic
         so that both storage paths see the same order)."""
-        g = _generator(torch.device("cpu"), self.seed, _ORDER, epoch)
-        return torch.randperm(len(self.images), generator=g)
+        return torch.randperm(len(self.images), generator=generator(self.seed, _ORDER, epoch))
 
     def finish(self, x: Tensor, y: Tensor, iteration: int) -> tuple[Tensor, Tensor]:
         """Augment (seeded by the iteration) and normalise a uint8 batch already on the device."""
         if self.pad:
-            x = augment(
-                x, pad=self.pad, generator=_generator(self.device, self.seed, _AUGMENT, iteration)
-            )
+            g = generator(self.seed, _AUGMENT, iteration, device=self.device)
+            x = augment(x, pad=self.pad, generator=g)
         out = self.normalizer(x)
         if self.channels_last:
             out = out.contiguous(memory_format=torch.channels_last)
@@ -216,13 +216,13 @@ class TrainStream:
             yield self.images[idx], self.labels[idx]
 
     def _loader_batches(self, start: int) -> Iterator[tuple[Tensor, Tensor]]:
+        indices = self._index_batches(start, torch.device("cpu"))
         loader = DataLoader(
             _Pairs(self.images, self.labels),
-            batch_sampler=_IndexSampler(self._index_batches(start, torch.device("cpu"))),
+            batch_sampler=(idx.tolist() for idx in indices),
             collate_fn=_as_batch,
             num_workers=self.workers,
             pin_memory=self.device.type == "cuda",
-            persistent_workers=False,
         )
         for x, y in loader:
             yield x.to(self.device, non_blocking=True), y.to(self.device, non_blocking=True)
@@ -248,17 +248,6 @@ class _Pairs(Dataset[tuple[Tensor, Tensor]]):
 def _as_batch(batch: Any) -> Any:
     """The identity: `__getitems__` already returns whole (images, labels) batches."""
     return batch
-
-
-class _IndexSampler:
-    """A batch sampler over precomputed index batches (an endless stream)."""
-
-    def __init__(self, batches: Iterator[Tensor]) -> None:
-        self._batches = batches
-
-    def __iter__(self) -> Iterator[list[int]]:
-        for idx in self._batches:
-            yield idx.tolist()
 
 
 def share(n: int, part: tuple[int, int]) -> range:

@@ -30,7 +30,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from ablations.cluster import distributed
 from ablations.data.arrays import DataError
-from ablations.data.loader import Normalizer, Views, share
+from ablations.data.loader import Normalizer, Views, generator, mix, share
 from ablations.imagenet.augment import (
     IMAGENET_MEAN,
     IMAGENET_STD,
@@ -48,18 +48,6 @@ from ablations.results import provenance
 
 Decode = Literal["cpu", "gpu"]
 _ORDER, _AUGMENT, _LIGHT = 1, 2, 3  # independent random streams derived from one seed
-
-
-def mix(*seeds: int) -> int:
-    """A fixed, collision-poor mix of small non-negative integers into one seed."""
-    mixed = 0
-    for s in seeds:
-        mixed = (mixed * 1_000_003 + s) % (2**63 - 1)
-    return mixed
-
-
-def generator(*seeds: int) -> torch.Generator:
-    return torch.Generator().manual_seed(mix(*seeds))
 
 
 class _Samples(Dataset[Any]):
@@ -161,7 +149,7 @@ class ImageStream:
         mode = "bytes" if self.decode == "gpu" else "train"
         return DataLoader(
             _Samples(self.index, self.recipe, mode=mode),
-            batch_sampler=_Batches(self.sample_seeds(start)),
+            batch_sampler=self.sample_seeds(start),
             collate_fn=_collate,
             num_workers=self.workers,
             pin_memory=self.device.type == "cuda" and mode == "train",
@@ -195,14 +183,6 @@ class ImageStream:
             if self.channels_last:
                 out = out.contiguous(memory_format=torch.channels_last)
             yield out, y
-
-
-class _Batches:
-    def __init__(self, batches: Iterator[list[tuple[int, int]]]) -> None:
-        self._batches = batches
-
-    def __iter__(self) -> Iterator[list[tuple[int, int]]]:
-        return self._batches
 
 
 def eval_batches(
