@@ -47,9 +47,9 @@ class Transform:
 
     def apply(self, image: Image.Image, *, name: str, where: str) -> Image.Image:
         if self.resize is not None:
-            size = _resized_size(image.size, self.resize)
-            if size != image.size:  # torchvision leaves an image of the right size untouched
-                image = image.resize(size, Image.Resampling.BILINEAR)
+            height, width = resized_shape(image.height, image.width, self.resize)
+            if (width, height) != image.size:  # torchvision leaves the right size untouched
+                image = image.resize((width, height), Image.Resampling.BILINEAR)
         if self.crop is not None:
             width, height = image.size
             if self.crop > min(width, height):
@@ -58,9 +58,7 @@ class Transform:
                     f"{self.crop} crop; pass a crop of at most {min(width, height)} "
                     "(or resize first)"
                 )
-            # torchvision's rounding (half to even), so the pixels match CenterCrop's exactly.
-            top = round((height - self.crop) / 2.0)
-            left = round((width - self.crop) / 2.0)
+            top, left, _, _ = center_box(height, width, self.crop)
             image = image.crop((left, top, left + self.crop, top + self.crop))
         return image
 
@@ -68,13 +66,20 @@ class Transform:
 NO_TRANSFORM = Transform()
 
 
-def _resized_size(size: tuple[int, int], short: int) -> tuple[int, int]:
-    """(width, height) with the shorter side `short`, the longer one scaled and truncated to an
+Box = tuple[int, int, int, int]  # (top, left, height, width)
+
+
+def resized_shape(height: int, width: int, short: int) -> tuple[int, int]:
+    """(height, width) with the shorter side `short`, the longer one scaled and truncated to an
     int, as torchvision's `Resize(short)` computes it."""
-    width, height = size
     if width <= height:
-        return short, int(short * height / width)
-    return int(short * width / height), short
+        return int(short * height / width), short
+    return short, int(short * width / height)
+
+
+def center_box(height: int, width: int, crop: int) -> Box:
+    """torchvision's `CenterCrop` box: its rounding (half to even), so the pixels match."""
+    return round((height - crop) / 2.0), round((width - crop) / 2.0), crop, crop
 
 
 def transformed(arrays: Arrays, transform: Transform, *, where: str) -> Arrays:

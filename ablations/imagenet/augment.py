@@ -30,6 +30,8 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
+from ablations.data.transform import Box, center_box, resized_shape
+
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 # AlexNet's PCA of ImageNet's RGB pixels (in [0, 1]); fb.resnet.torch's transforms.lua.
@@ -68,8 +70,6 @@ RECIPES: dict[str, Recipe] = {
     "imagenet-torchvision": Recipe(name="imagenet-torchvision", train="random-resized-crop"),
 }  # fmt: skip
 
-Box = tuple[int, int, int, int]  # (top, left, height, width)
-
 
 def _uniform(g: torch.Generator, low: float, high: float) -> float:
     return low + (high - low) * float(torch.rand((), generator=g))
@@ -100,13 +100,6 @@ def rrc_box(
     else:
         w, h = width, height
     return (height - h) // 2, (width - w) // 2, h, w
-
-
-def resized_shape(height: int, width: int, short: int) -> tuple[int, int]:
-    """(height, width) with the shorter side `short`, as torchvision's `Resize(short)`."""
-    if width <= height:
-        return int(short * height / width), short
-    return short, int(short * width / height)
 
 
 @dataclass(frozen=True)
@@ -160,11 +153,6 @@ def train_sample(image: Tensor, recipe: Recipe, *, g: torch.Generator) -> Tensor
 def eval_resize(image: Tensor, short: int) -> Tensor:
     _, height, width = image.shape
     return _resize(image, list(resized_shape(height, width, short)))
-
-
-def center_box(height: int, width: int, crop: int) -> Box:
-    """torchvision's `CenterCrop` box (its rounding)."""
-    return round((height - crop) / 2.0), round((width - crop) / 2.0), crop, crop
 
 
 def five_boxes(height: int, width: int, crop: int) -> tuple[Box, ...]:
