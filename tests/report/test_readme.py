@@ -3,6 +3,7 @@ pages and report match results/ and link only to what exists."""
 
 from __future__ import annotations
 
+import argparse
 from pathlib import Path
 
 import pandas as pd
@@ -201,8 +202,8 @@ def site_texts() -> dict[str, str]:
     from ablations.cli import build_parser
 
     texts = {page: path.read_text() for page, path in readme.pages(README).items()}
-    commands = next(a.choices for a in build_parser()._actions if hasattr(a, "choices") and
-                    isinstance(a.choices, dict))  # fmt: skip
+    [commands] = [action.choices for action in build_parser()._actions
+                  if isinstance(action, argparse._SubParsersAction)]  # fmt: skip
     texts["docs/cli.md"] += "".join(f"\n## ablate {name}\n" for name in commands)
     texts["reports/README.md"] = (ROOT / "reports" / "README.md").read_text()
     return texts
