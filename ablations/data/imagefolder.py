@@ -36,22 +36,25 @@ def member_parts(member_name: str) -> tuple[str, ...]:
     return () if any(p.startswith(".") or p == "__MACOSX" for p in parts) else parts
 
 
-def split_index(parts: tuple[str, ...]) -> int | None:
-    """Where "train"/"test" sits in an image path: 0 at the archive root, 1 under a top folder."""
+def split_index(parts: tuple[str, ...], *, splits: tuple[str, ...] = SPLITS) -> int | None:
+    """Where the split ("train", ...) sits in an image path: 0 at the archive root, 1 under a
+    top folder."""
     for i in (0, 1):
-        if len(parts) > i + 2 and parts[i] in SPLITS:
+        if len(parts) > i + 2 and parts[i] in splits:
             return i
     return None
 
 
 def folder_tree(root: Path) -> Tree:
-    tree: Tree = {}
-    for split in SPLITS:
-        top = root / split
-        if top.is_dir():
-            classes = sorted(d for d in os.listdir(top) if (top / d).is_dir() and d[0] != ".")
-            tree[split] = {c: _images_under(top / c, root) for c in classes}
-    return tree
+    return {split: class_files(root, split) for split in SPLITS if (root / split).is_dir()}
+
+
+def class_files(root: Path, split: str) -> dict[str, list[str]]:
+    """Class -> its images under `root/split/<class>/` (paths relative to `root`, sorted);
+    hidden files and folders are skipped."""
+    top = root / split
+    classes = sorted(d for d in os.listdir(top) if (top / d).is_dir() and d[0] != ".")
+    return {c: _images_under(top / c, root) for c in classes}
 
 
 def _images_under(folder: Path, root: Path) -> list[str]:

@@ -12,7 +12,7 @@ import numpy as np
 
 from ablations.data.arrays import DataError
 from ablations.data.image_index import ImageIndex
-from ablations.data.imagefolder import is_image, member_parts
+from ablations.data.imagefolder import class_files, is_image, member_parts, split_index
 from ablations.imagenet.devkit import DEVKIT, GROUND_TRUTH, META_FILE, val_wnids
 
 IMAGENET_SPLITS = ("train", "val")
@@ -84,28 +84,14 @@ def layout_listing(path: Path, layout: str) -> list[list[str | int]]:
 # --- folders -----------------------------------------------------------------------------------
 
 
-def _class_files(path: Path, split: str) -> dict[str, list[str]]:
-    top = path / split
-    classes = sorted(d for d in os.listdir(top) if (top / d).is_dir() and d[0] != ".")
-    found: dict[str, list[str]] = {}
-    for c in classes:
-        files = []
-        for here, dirs, names in os.walk(top / c, followlinks=True):
-            dirs[:] = [d for d in dirs if d[0] != "."]
-            rel = Path(here).relative_to(path).as_posix()
-            files += [f"{rel}/{n}" for n in names if n[0] != "." and is_image(n)]
-        found[c] = sorted(files)
-    return found
-
-
 def folder_index(path: Path, split: str, layout: str, checksum: str) -> ImageIndex:
-    train = _class_files(path, "train")
+    train = class_files(path, "train")
     classes = tuple(c for c in train if train[c])
     if not classes:
         raise DataError(f"{path}/train has no <wnid>/ folders with images; {ACCEPTED}")
     if split == "val" and layout == "devkit":
         return _devkit_val(path, classes, checksum)
-    tree = train if split == "train" else _class_files(path, split)
+    tree = train if split == "train" else class_files(path, split)
     unknown = sorted(set(c for c in tree if tree[c]) - set(classes))
     if unknown:
         raise DataError(
@@ -155,9 +141,7 @@ def shard_index(path: Path, split: str, checksum: str) -> ImageIndex:
         with tarfile.open(root / shard) as tar:
             for member in tar:
                 parts = member_parts(member.name)
-                at = next(
-                    (i for i in (0, 1) if len(parts) > i + 2 and parts[i] in IMAGENET_SPLITS), None
-                )
+                at = split_index(parts, splits=IMAGENET_SPLITS)
                 if at is None or not member.isfile() or not is_image(parts[-1]):
                     continue
                 if parts[at] == "train":
