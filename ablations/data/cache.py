@@ -37,7 +37,7 @@ _ARRAY_KEYS = ("x_train", "y_train", "x_test", "y_test")
 def default_cache_dir() -> Path:
     """$ABLATE_CACHE, else $XDG_CACHE_HOME/resnet-ablations, else ~/.cache/resnet-ablations."""
     if os.environ.get("ABLATE_CACHE"):
-        return Path(os.path.abspath(Path(os.environ["ABLATE_CACHE"]).expanduser()))
+        return sources.absolute(os.environ["ABLATE_CACHE"])
     base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
     return Path(base) / "resnet-ablations"
 

@@ -129,23 +129,23 @@ def check_downloadable(name: str) -> None:
 def locate(name: str, data: str | os.PathLike[str] | None = None) -> tuple[Path, str] | None:
     """The configured path of `name`'s data and what configured it ("--data" or a variable);
     None when nothing is configured (the caller downloads)."""
-    check_name(name)
     if data is not None and os.fspath(data):
-        return _absolute(data), "--data"
+        return absolute(data), "--data"
     for var in env_vars(name):
         if os.environ.get(var):
-            return _absolute(os.environ[var]), var
+            return absolute(os.environ[var]), var
     return None
 
 
 def resolve_source(name: str, data: str | os.PathLike[str] | None = None) -> Path | None:
     """Where `name` is read from: `data`, else ABLATE_DATA_<NAME> (then ABLATE_DATA for
     cifar10); None means torchvision's download."""
+    check_name(name)
     located = locate(name, data)
     return None if located is None else located[0]
 
 
-def _absolute(path: str | os.PathLike[str]) -> Path:
+def absolute(path: str | os.PathLike[str]) -> Path:
     # abspath, not resolve(): normalises "../x" against the working directory, keeps symlinks.
     return Path(os.path.abspath(Path(path).expanduser()))
 

@@ -26,40 +26,19 @@ import os
 from pathlib import Path
 
 from ablations.data.arrays import DataError
-from ablations.data.image_index import (
-    ByteReader,
-    ImageIndex,
-    load_index,
-    sample_index,
-    save_index,
-    subset_index,
-)
+from ablations.data.image_index import ImageIndex, load_index, save_index
+from ablations.data.sources import locate
 from ablations.imagenet.layouts import (
     ACCEPTED,
     IMAGENET_SPLITS,
-    LAYOUTS,
     detect_layout,
     folder_index,
     layout_listing,
     shard_index,
 )
 
-__all__ = [
-    "ACCEPTED", "ENV_VAR", "IMAGENET_SPLITS", "LAYOUTS", "ByteReader", "ImageIndex", "build_index",
-    "build_indexes", "detect_layout", "locate_imagenet", "sample_index", "subset_index",
-]  # fmt: skip
-
 ENV_VAR = "ABLATE_DATA_IMAGENET"
 _INDEX_VERSION = 1  # bump when the index format changes: old cache entries are then ignored
-
-
-def locate_imagenet(data: str | os.PathLike[str] | None = None) -> tuple[Path, str]:
-    """`--data`, else ABLATE_DATA_IMAGENET; an error naming both when neither is set."""
-    if data is not None and os.fspath(data):
-        return Path(os.path.abspath(Path(data).expanduser())), "--data"
-    if os.environ.get(ENV_VAR):
-        return Path(os.path.abspath(Path(os.environ[ENV_VAR]).expanduser())), ENV_VAR
-    raise DataError(f"no ImageNet data configured; pass --data (or set {ENV_VAR}) to {ACCEPTED}")
 
 
 def build_index(
@@ -86,7 +65,12 @@ def build_indexes(
     for split in splits:
         if split not in IMAGENET_SPLITS:
             raise DataError(f"unknown split {split!r}; choose from {', '.join(IMAGENET_SPLITS)}")
-    path, origin = locate_imagenet(data)
+    located = locate("imagenet", data)  # --data, else ENV_VAR
+    if located is None:
+        raise DataError(
+            f"no ImageNet data configured; pass --data (or set {ENV_VAR}) to {ACCEPTED}"
+        )
+    path, origin = located
     layout = detect_layout(path, origin=origin)
     listed = layout_listing(path, layout)
     checksum = hashlib.sha256(

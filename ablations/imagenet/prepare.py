@@ -21,10 +21,11 @@ from torch import Tensor
 from ablations.config import EVAL_CROPS
 from ablations.data.arrays import DataError
 from ablations.data.cache import CACHE_VERSION, default_cache_dir
+from ablations.data.image_index import ImageIndex, subset_index
 from ablations.data.loader import Normalizer, Views
 from ablations.imagenet import augment, decoding, streaming
 from ablations.imagenet.augment import RECIPES, Recipe
-from ablations.imagenet.index import ImageIndex, build_indexes, subset_index
+from ablations.imagenet.index import build_indexes
 from ablations.imagenet.streaming import Decode, ImageStream, eval_batches, fit_normalizer
 from ablations.io import write_binary
 from ablations.results import provenance

@@ -13,6 +13,7 @@ import torchvision.transforms.v2.functional as TF
 from tiny_imagenet import WNIDS, members, write_devkit_root, write_shards, write_tree
 
 from ablations.data import DataError
+from ablations.data.image_index import subset_index
 from ablations.data.loader import Normalizer
 from ablations.imagenet import decoding
 from ablations.imagenet.augment import (
@@ -29,7 +30,7 @@ from ablations.imagenet.augment import (
     train_sample,
 )
 from ablations.imagenet.devkit import ground_truth_wnids
-from ablations.imagenet.index import ENV_VAR, build_index, subset_index
+from ablations.imagenet.index import ENV_VAR, build_index
 from ablations.imagenet.prepare import prepare_stream
 from ablations.imagenet.streaming import (
     ImageStream,
