@@ -5,8 +5,9 @@ cached by content checksum. Public API: `load_dataset`, `ArrayDataset`, `DataErr
 `DATASETS`, `resolve_source`, `default_cache_dir`, and `write_subset` / `make_subset` /
 `parse_classes` for small ImageFolder subsets."""
 
+from ablations.data.arrays import ArrayDataset, DataError
 from ablations.data.cache import default_cache_dir, load_dataset
-from ablations.data.sources import DATASETS, ArrayDataset, DataError, resolve_source
+from ablations.data.sources import DATASETS, resolve_source
 from ablations.data.subset import make_subset, parse_classes, write_subset
 
 __all__ = [

@@ -28,7 +28,7 @@ class ArrayDataset:
     y_test: np.ndarray
     classes: tuple[str, ...]
     source: str  # an absolute path, or "download:<folder>"
-    source_format: str  # one of FORMATS
+    source_format: str  # "cifar-pickle", "idx", "imagefolder" or "imagefolder-tar"
     checksum: str  # sha256 of the source's content: results record which data they used
     resize: int | None = None  # the decode-time `Transform` the images went through
     crop: int | None = None

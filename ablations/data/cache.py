@@ -23,7 +23,9 @@ from typing import IO
 import numpy as np
 
 from ablations.data import sources
-from ablations.data.sources import ACCEPTED, ArrayDataset, Arrays, DataError, Source, Transform
+from ablations.data.arrays import ArrayDataset, Arrays, DataError
+from ablations.data.sources import ACCEPTED, Source
+from ablations.data.transform import Transform
 from ablations.io import write_binary, write_json
 
 CACHE_VERSION = 1  # bump when a reader's output changes, so old cache files are rebuilt

@@ -23,7 +23,7 @@ from torch import Tensor
 from torch.utils.data import DataLoader, Dataset
 
 from ablations.cluster.distributed import shard
-from ablations.data.sources import DataError
+from ablations.data.arrays import DataError
 
 # An evaluation batch's input: a tensor of equal-sized views (B or B * V images), or a list of
 # such tensors of several sizes for the same labels (multi-scale testing). Evaluation

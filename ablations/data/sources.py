@@ -10,10 +10,8 @@ resized and centre-cropped as they are decoded (`Transform`), so images of many 
 array. Decoding is the slow step; `ablations.data.cache` makes sure it runs once per source
 content and transform.
 
-This module locates (`locate`, `resolve_source`), detects (`detect`), reads (`read_source`) and
-downloads (`download`); each format's reader is its own module: `imagefolder`, `cifar`, `idx`,
-with the shared `arrays` (DataError, Arrays, ArrayDataset) and `transform` (Transform). Their
-public names are re-exported here, where the rest of the suite imports them from.
+This module locates (`locate`), detects (`detect`), reads (`read_source`) and downloads
+(`download`); each format's reader is its own module: `imagefolder`, `cifar`, `idx`.
 """
 
 from __future__ import annotations
@@ -24,16 +22,9 @@ import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
-from ablations.data.arrays import ArrayDataset, Arrays, DataError, source_name
-from ablations.data.cifar import (
-    CIFAR_DIR,
-    CIFAR_FILES,
-    CIFAR_SIDE,
-    CIFAR_TRAIN,
-    cifar_archive_blobs,
-    read_cifar,
-)
-from ablations.data.idx import FASHION_MNIST_CLASSES, IDX_FILES, idx_file, read_idx
+from ablations.data.arrays import Arrays, DataError
+from ablations.data.cifar import CIFAR_DIR, CIFAR_FILES, cifar_archive_blobs, read_cifar
+from ablations.data.idx import IDX_FILES, idx_file, read_idx
 from ablations.data.imagefolder import (
     SPLITS,
     folder_tree,
@@ -47,15 +38,7 @@ from ablations.data.imagefolder import (
 )
 from ablations.data.transform import NO_TRANSFORM, Transform, transformed
 
-__all__ = [
-    "ACCEPTED", "CIFAR_DIR", "CIFAR_FILES", "CIFAR_SIDE", "CIFAR_TRAIN", "DATASETS",
-    "FASHION_MNIST_CLASSES", "FORMATS", "IDX_FILES", "NO_TRANSFORM", "SPLITS", "ArrayDataset",
-    "Arrays", "DataError", "Source", "Transform", "check_downloadable", "check_name", "detect",
-    "download", "env_hint", "env_vars", "locate", "read_source", "resolve_source", "source_name",
-]  # fmt: skip
-
 DATASETS: tuple[str, ...] = ("cifar10", "fashion-mnist", "imagefolder")
-FORMATS: tuple[str, ...] = ("cifar-pickle", "imagefolder", "imagefolder-tar", "idx")
 
 _TREE = "an ImageFolder tree with train/ and test/, or a .tar.gz of one"
 ACCEPTED = {

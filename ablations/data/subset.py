@@ -18,8 +18,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from ablations.data.arrays import SPLITS, ArrayDataset, DataError
 from ablations.data.cache import load_dataset
-from ablations.data.sources import SPLITS, ArrayDataset, DataError
 
 MANIFEST = "subset.json"  # what the subset was drawn from; not an image, so readers skip it
 

@@ -22,7 +22,7 @@ from typing import Any
 import pandas as pd
 
 from ablations import rundir
-from ablations.data.sources import source_name
+from ablations.data.arrays import source_name
 from ablations.registry import Variant
 from ablations.results import schemas
 from ablations.results.schemas import (

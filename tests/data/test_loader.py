@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 import torch
 
+from ablations.data import DataError
 from ablations.data.loader import (
     Normalizer,
     TrainStream,
@@ -13,7 +14,6 @@ from ablations.data.loader import (
     split_indices,
     to_nchw,
 )
-from ablations.data.sources import DataError
 
 
 def _images(n=40, size=8, channels=3, seed=0):
