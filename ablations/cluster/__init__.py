@@ -3,24 +3,34 @@ array (`executors`); status read back from the run directories (`jobs`); code sn
 (`snapshot`); the job a task runs (`task`); `ablate run --executor` (`submit`); and runs
 across GPUs with torchrun (`distributed`).
 
-The names below load their module on first use, so training in this process (which needs
-only `distributed`) never imports the executors or submitit."""
+The launch options live here, so the command line reads them without loading the executors or
+submitit."""
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from dataclasses import dataclass
 
-_HOMES = {
-    "EXECUTORS": "executors", "Executor": "executors", "Handle": "executors",
-    "JobSpec": "executors", "LaunchOptions": "executors", "make_executor": "executors",
-    "STATES": "jobs", "TaskStatus": "jobs", "task_status": "jobs",
-    "Snapshot": "snapshot", "take": "snapshot",
-}  # fmt: skip
-__all__ = sorted(_HOMES)
+from ablations.registry import AblationsError
+
+EXECUTORS = ("inprocess", "local", "slurm")
+STATES = ("missing", "pending", "running", "done", "failed")  # a task's (jobs.task_status)
 
 
-def __getattr__(name: str) -> Any:
-    if name not in _HOMES:
-        raise AttributeError(f"module 'ablations.cluster' has no attribute {name!r}")
-    return getattr(importlib.import_module(f"ablations.cluster.{_HOMES[name]}"), name)
+@dataclass(frozen=True, kw_only=True)
+class LaunchOptions:
+    executor: str = "inprocess"
+    jobs: int = 1  # runs at once (local processes; Slurm array parallelism)
+    partition: str | None = None
+    time_min: int = 240  # per job; a run that needs longer is requeued and resumes
+    gpus_per_task: int = 1  # Slurm: >1 trains one run across them (DDP, synchronised BN)
+    nodes: int = 1
+    cpus_per_task: int | None = None
+    account: str | None = None
+    max_requeues: int = 5
+    extra: tuple[str, ...] = ()  # further sbatch options, "key=value"
+
+    def __post_init__(self) -> None:
+        if self.executor not in EXECUTORS:
+            raise AblationsError(f"--executor {self.executor!r}: choose {', '.join(EXECUTORS)}")
+        if self.jobs < 1 or self.time_min < 1 or self.gpus_per_task < 0 or self.nodes < 1:
+            raise AblationsError("--jobs, --slurm-time and --slurm-nodes must be >= 1")

@@ -13,11 +13,12 @@ scheduler's word on whether the job is still alive (a local pid, Slurm's sacct).
 
 from __future__ import annotations
 
-import json
 import os
 import socket
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -28,7 +29,6 @@ from ablations.io import read_json, write_json
 
 JOB_FILE, HEARTBEAT_FILE, LOG_LINK = "job.json", "heartbeat", "submitit"
 HEARTBEAT_S = 10.0
-STATES = ("missing", "pending", "running", "done", "failed")
 # Slurm states in which a job may still run (sacct); anything else is over.
 SLURM_ALIVE = {"PENDING", "RUNNING", "REQUEUED", "REQUEUE_HOLD", "REQUEUE_FED", "RESIZING",
                "SUSPENDED", "CONFIGURING", "COMPLETING", "READY", "UNKNOWN"}  # fmt: skip
@@ -48,34 +48,22 @@ class TaskStatus:
     submissions: int = 0
     detail: str = ""  # the failure's last line, or the latest progress line
 
-    def row(self) -> dict[str, Any]:
-        return {"run_id": self.run_id, "state": self.state, "executor": self.executor,
-                "job_id": self.job_id, "requeues": self.requeues,
-                "submissions": self.submissions, "detail": self.detail}  # fmt: skip
-
 
 def read_record(run_dir: Path) -> dict[str, Any] | None:
     path = run_dir / JOB_FILE
-    try:
-        return dict(read_json(path)) if path.exists() else None
-    except json.JSONDecodeError:  # a half-written file cannot exist (atomic writes); be safe
-        return None
-
-
-def write_record(run_dir: Path, record: dict[str, Any]) -> None:
-    write_json(run_dir / JOB_FILE, record)
+    return dict(read_json(path)) if path.exists() else None
 
 
 def update_record(run_dir: Path, **changes: Any) -> None:
     record = read_record(run_dir) or {"run_id": run_dir.name}
-    write_record(run_dir, record | changes)
+    write_json(run_dir / JOB_FILE, record | changes)
 
 
 def submitted(run_dir: Path, *, executor: str, job_id: str, log_dir: Path,
               snapshot: str, commit: str) -> None:  # fmt: skip
     """The record of a (re)submission; earlier requeues and submissions are counted on."""
     old = read_record(run_dir) or {}
-    write_record(run_dir, {
+    write_json(run_dir / JOB_FILE, {
         "run_id": run_dir.name, "executor": executor, "job_id": job_id,
         "host": socket.gethostname(), "submitted_at": now(), "log_dir": str(log_dir),
         "snapshot": snapshot, "commit": commit, "requeues": int(old.get("requeues", 0)),
@@ -83,40 +71,31 @@ def submitted(run_dir: Path, *, executor: str, job_id: str, log_dir: Path,
     })  # fmt: skip
 
 
-class Heartbeat:
+@contextmanager
+def heartbeat(run_dir: Path, *, every: float = HEARTBEAT_S) -> Iterator[None]:
     """A daemon thread that rewrites <run_dir>/heartbeat every `every` seconds while a job
     trains (pid, host, time), so that `ablate status` tells running from queued or lost."""
+    stop = threading.Event()
 
-    def __init__(self, run_dir: Path, *, every: float = HEARTBEAT_S) -> None:
-        self.path, self.every = run_dir / HEARTBEAT_FILE, every
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._beat, daemon=True)
-
-    def _beat(self) -> None:
+    def beats() -> None:
         while True:
-            write_json(self.path, {"pid": os.getpid(), "host": socket.gethostname(),
-                                   "at": time.time()})  # fmt: skip
-            if self._stop.wait(self.every):
+            beat = {"pid": os.getpid(), "host": socket.gethostname(), "at": time.time()}
+            write_json(run_dir / HEARTBEAT_FILE, beat)
+            if stop.wait(every):
                 return
 
-    def __enter__(self) -> Heartbeat:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        self._thread.join()
+    thread = threading.Thread(target=beats, daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join()
 
 
 def heartbeat_age(run_dir: Path) -> float | None:
     path = run_dir / HEARTBEAT_FILE
-    if not path.exists():
-        return None
-    try:
-        return time.time() - float(read_json(path)["at"])
-    except (json.JSONDecodeError, KeyError, ValueError):
-        return None
+    return time.time() - float(read_json(path)["at"]) if path.exists() else None
 
 
 def alive(record: dict[str, Any]) -> bool:
@@ -153,8 +132,8 @@ def last_log_line(run_dir: Path) -> str:
     """The last non-empty line of the job's logs (stderr first: tracebacks and progress)."""
     record = read_record(run_dir) or {}
     folder = Path(record["log_dir"]) if record.get("log_dir") else run_dir / LOG_LINK
-    logs = sorted(folder.glob("*.err")) + sorted(folder.glob("*.out")) if folder.exists() else []
-    for log in sorted(logs, key=lambda p: (p.suffix != ".err", -p.stat().st_mtime)):
+    logs = [*folder.glob("*.err"), *folder.glob("*.out")]
+    for log in sorted(logs, key=lambda p: (p.suffix != ".err", -p.stat().st_mtime, p.name)):
         lines = [line.strip() for line in log.read_text(errors="replace").splitlines()]
         lines = [line for line in lines if line]
         if lines:

@@ -8,13 +8,14 @@ from __future__ import annotations
 import sys
 import time
 from collections.abc import Callable
+from dataclasses import asdict, fields
 from pathlib import Path
 
 import pandas as pd
 
-from ablations.cluster import executors
-from ablations.cluster.executors import JobSpec, LaunchOptions, make_executor
-from ablations.cluster.jobs import task_status
+from ablations.cluster import LaunchOptions, executors
+from ablations.cluster.executors import JobSpec
+from ablations.cluster.jobs import TaskStatus, task_status
 from ablations.cluster.snapshot import take
 from ablations.pipeline import Context, Task, data_for, execute, mark_done, record_unrecorded
 
@@ -24,9 +25,9 @@ def execute_submitted(
     log: Callable[[str], None] | None = None,
 ) -> dict[str, int]:  # fmt: skip
     """Submit the training runs that are neither done nor queued/running (a failed or lost one
-    is resubmitted and resumes from its checkpoint) to the executor, from a snapshot of the
-    code; a blocking executor's runs are waited for, then the other tasks run here once every
-    run they read has finished (with Slurm: on a later `ablate run`)."""
+    is resubmitted and resumes from its checkpoint) to the local or Slurm executor, from a
+    snapshot of the code. Local runs are waited for; the other tasks run here once every run
+    they read has finished (with Slurm: on a later `ablate run`)."""
     say = log or (lambda line: print(line, file=sys.stderr, flush=True))
     train = [t for t in tasks if t.kind == "train" and t.config is not None]
     states = {t.label: _launch_state(t, ctx) for t in train}
@@ -36,18 +37,19 @@ def execute_submitted(
               "busy": len(busy), "ran": 0}  # fmt: skip
     for task in busy:
         say(f"[ablate] {task.label}: {states[task.label]} (submitted earlier; not resubmitted)")
-    executor = make_executor(
-        options, results=ctx.results, device=ctx.device.type, log=say
-    )  # fmt: skip
+    local = options.executor != "slurm"
     if todo:
         snap = take(ctx.results)
         specs = [JobSpec(t.config, ctx.runs_dir, _data_str(t, ctx)) for t in todo]  # type: ignore[arg-type]
         say(f"[ablate] submitting {len(specs)} run(s) to {options.executor} "
             f"(code snapshot {snap.tag}, commit {snap.commit})")  # fmt: skip
-        for handle in executor.submit(specs, snapshot=snap):
-            if not executor.blocking:
-                say(f"[ablate] {handle.run_id}: job {handle.job_id}, logs {handle.log_dir}")
-    if executor.blocking:
+        if local:
+            executors.run_local(specs, options=options, device=ctx.device.type, snapshot=snap,
+                                log=say)  # fmt: skip
+        else:
+            executors.submit_slurm(specs, options=options, results=ctx.results, snapshot=snap,
+                                   log=say)  # fmt: skip
+    if local:
         _wait_for([ctx.runs_dir / t.config.run_id for t in busy if t.config is not None], say)
     finished = {t.label: _launch_state(t, ctx) == "done" for t in train}
     for task in train:  # membership, as `execute` marks it: the report selects runs by it
@@ -87,9 +89,7 @@ def _wait_for(run_dirs: list[Path], say: Callable[[str], None]) -> None:
 def launch_status(tasks: list[Task], ctx: Context) -> pd.DataFrame:
     """`ablate status`: one row per training run, its state read from its run directory."""
     rows = [
-        {"task": t.label, **task_status(ctx.runs_dir / t.config.run_id).row()}
+        {"task": t.label, **asdict(task_status(ctx.runs_dir / t.config.run_id))}
         for t in tasks if t.kind == "train" and t.config is not None
     ]  # fmt: skip
-    columns = ["task", "run_id", "state", "executor", "job_id", "requeues", "submissions",
-               "detail"]  # fmt: skip
-    return pd.DataFrame(rows, columns=columns)
+    return pd.DataFrame(rows, columns=["task", *(f.name for f in fields(TaskStatus))])

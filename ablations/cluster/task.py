@@ -8,6 +8,7 @@ directory, read by `ablate status` and `ablate collect`.
 
 from __future__ import annotations
 
+import contextlib
 import sys
 import traceback
 from pathlib import Path
@@ -16,6 +17,7 @@ from typing import Any
 import submitit
 
 from ablations.cluster import jobs
+from ablations.config import TrainConfig
 
 
 class TrainJob(submitit.helpers.Checkpointable):
@@ -26,28 +28,22 @@ class TrainJob(submitit.helpers.Checkpointable):
 
     @property
     def run_dir(self) -> Path:
-        from ablations.config import TrainConfig
-
         return Path(self.runs_dir) / TrainConfig.from_json(self.config).run_id
 
     def __call__(self) -> str:
-        from ablations.cluster import distributed
-        from ablations.config import TrainConfig
+        from ablations.cluster import distributed  # torch: loaded in the job, not the submitter
         from ablations.train import run
 
         config = TrainConfig.from_json(self.config)
         distributed.export_submitit_env()  # a job of several tasks is one run across them
         device = distributed.setup(self.device) or self.device
-        main = distributed.is_main()
+        main = distributed.is_main()  # only it writes job.json and the heartbeat
         try:
             if main:
                 jobs.update_record(self.run_dir, code=str(Path(run.__file__).resolve()))
-                with jobs.Heartbeat(self.run_dir):
-                    record = run.train(config, out=Path(self.runs_dir), data=self.data,
-                                         device=device)  # fmt: skip
-            else:
+            with jobs.heartbeat(self.run_dir) if main else contextlib.nullcontext():
                 record = run.train(config, out=Path(self.runs_dir), data=self.data,
-                                     device=device, show_progress=False)  # fmt: skip
+                                   device=device, show_progress=main)  # fmt: skip
         except Exception as err:
             if main:
                 self._record_error(err)

@@ -20,7 +20,8 @@ import torch
 
 from ablations import pipeline
 from ablations.cli import main
-from ablations.cluster import LaunchOptions, jobs, submit, task_status
+from ablations.cluster import LaunchOptions, jobs, submit
+from ablations.cluster.jobs import task_status
 from ablations.cluster.snapshot import COMMIT_VAR
 from ablations.cluster.task import TrainJob
 from ablations.config import resolve_config
@@ -129,7 +130,7 @@ def test_status_of_each_state(tmp_path, monkeypatch):
     for d in (pending, running, done, failed):
         d.mkdir(parents=True)
         jobs.submitted(d, **me)  # type: ignore[arg-type]
-    with jobs.Heartbeat(running, every=0.05):
+    with jobs.heartbeat(running, every=0.05):
         time.sleep(0.1)
         assert task_status(running).state == "running"
     (done / "summary.json").write_text('{"status": "complete"}')
