@@ -18,34 +18,35 @@ class DataError(AblationsError):
 
 
 @dataclass(frozen=True, eq=False)  # eq=False: arrays have no single truth value, no hash
-class ArrayDataset:
-    """A whole dataset as uint8 NHWC images and int64 labels, with where it came from."""
+class Arrays:
+    """What a reader decodes (and the cache stores): the arrays and the class names."""
 
-    name: str
     x_train: np.ndarray
     y_train: np.ndarray
     x_test: np.ndarray
     y_test: np.ndarray
     classes: tuple[str, ...]
+
+
+@dataclass(frozen=True, eq=False)
+class ArrayDataset(Arrays):
+    """A whole dataset as uint8 NHWC images and int64 labels, with where it came from."""
+
+    name: str
     source: str  # an absolute path, or "download:<folder>"
     source_format: str  # "cifar-pickle", "idx", "imagefolder" or "imagefolder-tar"
     checksum: str  # sha256 of the source's content: results record which data they used
     resize: int | None = None  # the decode-time `Transform` the images went through
     crop: int | None = None
 
-    @property
-    def source_name(self) -> str:
-        """The source as results record it: its file (or folder) name, never the machine's path
-        (the format and sha256 identify the content; where it lay is no part of a result)."""
-        return source_name(self.source)
-
     def describe(self) -> dict[str, str | int | None]:
         """The dataset as one flat record (for logs and results rows): the source by name,
-        format and sha256 ("checksum"), without the producing machine's path."""
+        format and sha256 ("checksum"), without the producing machine's path (where it lay is
+        no part of a result)."""
         _, height, width, channels = self.x_train.shape
         return {
             "name": self.name,
-            "source": self.source_name,
+            "source": source_name(self.source),
             "source_format": self.source_format,
             "checksum": self.checksum,
             "n_train": len(self.x_train),
@@ -64,17 +65,6 @@ def source_name(source: str) -> str:
     if source.startswith("download:"):
         return "torchvision download"
     return os.path.basename(source.rstrip("/\\")) or source
-
-
-@dataclass(frozen=True, eq=False)
-class Arrays:
-    """What a reader decodes (and the cache stores): the arrays and the class names."""
-
-    x_train: np.ndarray
-    y_train: np.ndarray
-    x_test: np.ndarray
-    y_test: np.ndarray
-    classes: tuple[str, ...]
 
 
 def check_labels(arrays: Arrays, *, where: str) -> None:

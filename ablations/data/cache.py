@@ -68,12 +68,8 @@ def load_dataset(
     if transform.identity:  # a resized dataset is meant to differ from the native shape
         _check_shape(name, arrays, label)
     return ArrayDataset(
+        **vars(arrays),
         name=name,
-        x_train=arrays.x_train,
-        y_train=arrays.y_train,
-        x_test=arrays.x_test,
-        y_test=arrays.y_test,
-        classes=arrays.classes,
         source=label,
         source_format=source.format,
         checksum=checksum,
@@ -123,9 +119,8 @@ def source_checksum(source: Source, *, cache_dir: Path) -> str:
     paths and contents); memoised in cache_dir/checksums.json while the files stay unchanged."""
     files = _files(source)
     stats = {rel: path.stat() for rel, path in files.items()}
-    stat_key = _sha256_json(
-        [str(source.root), [[rel, st.st_size, st.st_mtime_ns] for rel, st in stats.items()]]
-    )
+    listing = [str(source.root), [[rel, st.st_size, st.st_mtime_ns] for rel, st in stats.items()]]
+    stat_key = hashlib.sha256(json.dumps(listing).encode()).hexdigest()
     memo_path = cache_dir / "checksums.json"
     memo = _read_memo(memo_path)
     if stat_key in memo:
@@ -133,9 +128,10 @@ def source_checksum(source: Source, *, cache_dir: Path) -> str:
     checksum = _content_checksum(source, files)
     settled = time.time_ns() - int(RACY_SECONDS * 1e9)
     if all(st.st_mtime_ns < settled for st in stats.values()):
-        memo.pop(stat_key, None)
         memo[stat_key] = checksum
-        _write_memo(memo_path, dict(list(memo.items())[-MEMO_ENTRIES:]))
+        # A read-only cache still serves arrays; the checksum is then just computed each time.
+        with contextlib.suppress(OSError):
+            write_json(memo_path, dict(list(memo.items())[-MEMO_ENTRIES:]))
     return checksum
 
 
@@ -160,10 +156,6 @@ def _content_checksum(source: Source, files: dict[str, Path]) -> str:
     return digest.hexdigest()
 
 
-def _sha256_json(value: object) -> str:
-    return hashlib.sha256(json.dumps(value).encode()).hexdigest()
-
-
 def _read_memo(path: Path) -> dict[str, str]:
     try:
         memo = json.loads(path.read_text())
@@ -172,12 +164,6 @@ def _read_memo(path: Path) -> dict[str, str]:
     if not isinstance(memo, dict):
         return {}
     return {k: v for k, v in memo.items() if isinstance(k, str) and isinstance(v, str)}
-
-
-def _write_memo(path: Path, memo: dict[str, str]) -> None:
-    # A read-only cache still serves arrays; the checksum is then just computed each time.
-    with contextlib.suppress(OSError):
-        write_json(path, memo)
 
 
 # --- decoded arrays ----------------------------------------------------------------------------
@@ -231,10 +217,7 @@ class _StaleCache(Exception):
 def _save_arrays(handle: IO[bytes], arrays: Arrays) -> None:
     np.savez(
         handle,
-        x_train=arrays.x_train,
-        y_train=arrays.y_train,
-        x_test=arrays.x_test,
-        y_test=arrays.y_test,
+        **{key: getattr(arrays, key) for key in _ARRAY_KEYS},
         classes=np.array(arrays.classes, dtype=str),  # a str array: loads without pickle
         version=np.array(CACHE_VERSION),
     )
@@ -249,9 +232,8 @@ def _load_arrays(path: Path) -> Arrays:
     problem = _cache_problem(loaded)
     if problem:
         raise _StaleCache(problem)
-    x_train, y_train, x_test, y_test = (loaded[key] for key in _ARRAY_KEYS)
     classes = tuple(str(c) for c in loaded["classes"])
-    return Arrays(x_train=x_train, y_train=y_train, x_test=x_test, y_test=y_test, classes=classes)
+    return Arrays(**{key: loaded[key] for key in _ARRAY_KEYS}, classes=classes)
 
 
 def _cache_problem(loaded: dict[str, np.ndarray]) -> str | None:
