@@ -67,7 +67,7 @@ def cpu_verdicts(results: Path) -> str:
     p, runs = found
     facts = "\n".join(f"- {line}" for line in run_facts(runs))
     words = training.replication_words(p, EXPERIMENTS["degradation"])
-    return f"Verdicts:{words}\n\nFrom the committed runs:\n\n{facts}"
+    return f"The degradation claims.{words}\n\nFrom the committed runs:\n\n{facts}"
 
 
 def cpu_runs(results: Path) -> str:
