@@ -93,23 +93,21 @@ def for_world(config: TrainConfig, *, sync_bn: bool, world: int | None = None) -
     g = launched_world() if world is None else world
     if g <= 1 or sync_bn:
         return config
-    if config.batch_size % g:
-        raise AblationsError(
-            f"batch size {config.batch_size} does not split over {g} processes; "
-            "choose a --nproc-per-node that divides it"
-        )
+    _splits(config, g, choose="a --nproc-per-node")
     return replace(config, bn_batch=config.batch_size // g)
+
+
+def _splits(config: TrainConfig, g: int, *, choose: str) -> None:
+    if config.batch_size % g:
+        raise AblationsError(f"batch size {config.batch_size} does not split over {g} processes; "
+                             f"choose {choose} that divides it")  # fmt: skip
 
 
 def check_world(config: TrainConfig) -> bool:
     """Whether this world must synchronise BN to train `config`; refuses a world whose BN
     statistics would not be the ones the run key says."""
     g = world_size()
-    if config.batch_size % g:
-        raise AblationsError(
-            f"batch size {config.batch_size} does not split over {g} processes; "
-            "choose a world size that divides it"
-        )
+    _splits(config, g, choose="a world size")
     if config.bn_batch is None:
         return g > 1
     if config.bn_batch * g != config.batch_size:
@@ -142,7 +140,7 @@ def broadcast_buffers(model: nn.Module) -> None:
     different models; evaluated in shares, the metrics are then those of the model rank 0
     checkpoints. (DDP broadcasts the same buffers at the next training forward anyway, so
     training is unchanged.)"""
-    if not (active() and world_size() > 1):
+    if world_size() == 1:
         return
     for buffer in model.buffers():
         dist.broadcast(buffer, src=0)
@@ -189,7 +187,7 @@ class GlobalBatchNorm2d(nn.BatchNorm2d):
     mode, or for one process, it is BatchNorm2d."""
 
     def forward(self, x: Tensor) -> Tensor:
-        if not (self.training and active() and world_size() > 1):
+        if not self.training or world_size() == 1:
             return super().forward(x)
         from torch.distributed.nn.functional import all_reduce
 
@@ -216,7 +214,7 @@ class GlobalBatchNorm2d(nn.BatchNorm2d):
 def reduce_sum(value: Tensor) -> Tensor:
     """A device tensor summed over the ranks (a collective on the device, no host read); the
     tensor itself for one process."""
-    if not (active() and world_size() > 1):
+    if world_size() == 1:
         return value
     total = value.clone()
     dist.all_reduce(total)
@@ -226,9 +224,8 @@ def reduce_sum(value: Tensor) -> Tensor:
 def sum_all(*values: Tensor | float) -> list[float]:
     """Sums over the ranks of device scalars or ints (metrics at report time only: never per
     step). Returns floats; for one process, the values themselves."""
-    tensors = [torch.as_tensor(v, dtype=torch.float64) for v in values]
-    stacked = torch.stack([t.detach().double().cpu() for t in tensors])
-    if active() and world_size() > 1:
+    stacked = torch.stack([torch.as_tensor(v, dtype=torch.float64).detach().cpu() for v in values])
+    if world_size() > 1:
         stacked = stacked.to(_collective_device())
         dist.all_reduce(stacked)
     return [float(v) for v in stacked.cpu()]
@@ -236,7 +233,7 @@ def sum_all(*values: Tensor | float) -> list[float]:
 
 def max_all(value: int) -> int:
     """The largest of an int over the ranks (the value itself for one process)."""
-    if not (active() and world_size() > 1):
+    if world_size() == 1:
         return value
     t = torch.tensor([value], device=_collective_device())
     dist.all_reduce(t, op=dist.ReduceOp.MAX)

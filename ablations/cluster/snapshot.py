@@ -29,13 +29,10 @@ class Snapshot:
     commit: str
 
 
-def _files(package: Path) -> list[Path]:
-    return sorted(p for p in package.rglob("*") if p.is_file() and "__pycache__" not in p.parts)
-
-
 def code_hash(package: Path) -> str:
     digest = hashlib.sha256()
-    for path in _files(package):
+    files = (p for p in package.rglob("*") if p.is_file() and "__pycache__" not in p.parts)
+    for path in sorted(files):
         digest.update(str(path.relative_to(package)).encode() + b"\0" + path.read_bytes())
     return digest.hexdigest()[:12]
 
