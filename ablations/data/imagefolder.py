@@ -139,34 +139,18 @@ def _decode_images(
         if out is None:
             out = np.empty((len(names), *pixels.shape), dtype=np.uint8)
         elif pixels.shape != out.shape[1:]:
+            (h, w), (h0, w0) = pixels.shape[:2], out[0].shape[:2]
+            if transform.identity:
+                resized, fix = "", "all images must have one size (resize or remove it)"
+            else:  # only a resize without crop gets here: a crop makes every image one size
+                resized = " after resizing"
+                fix = "images of different aspect ratios need a crop as well to share one size"
             raise DataError(
-                _size_mismatch(name, pixels, first=(names[0], out[0]), transform=transform,
-                               where=where)
-            )  # fmt: skip
+                f"{where}: {name} is {w}x{h}{resized} but {names[0]} is {w0}x{h0}; {fix}"
+            )
         out[i] = pixels
     assert out is not None  # tree_classes guarantees images in both splits
     return out
-
-
-def _size_mismatch(
-    name: str,
-    pixels: np.ndarray,
-    *,
-    first: tuple[str, np.ndarray],
-    transform: Transform,
-    where: str,
-) -> str:
-    (h, w), (h0, w0) = pixels.shape[:2], first[1].shape[:2]
-    if transform.identity:
-        return (
-            f"{where}: {name} is {w}x{h} but {first[0]} is {w0}x{h0}; "
-            "all images must have one size (resize or remove it)"
-        )
-    # Only resize without crop gets here: a crop makes every image crop x crop.
-    return (
-        f"{where}: {name} is {w}x{h} after resizing but {first[0]} is {w0}x{h0}; images of "
-        "different aspect ratios need a crop as well to share one size"
-    )
 
 
 def _decode_image(
@@ -213,7 +197,6 @@ def read_tree_archive(path: Path, *, mode: str, transform: Transform) -> Arrays:
 
 def member_bytes(tar: tarfile.TarFile, member: tarfile.TarInfo) -> bytes:
     handle = tar.extractfile(member)
-    if handle is None:  # pragma: no cover  (isfile() members always have content)
-        raise DataError(f"cannot read archive member {member.name}; recreate the archive")
+    assert handle is not None  # isfile() members always have content
     with handle:
         return handle.read()

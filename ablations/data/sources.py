@@ -224,31 +224,23 @@ def _used_files(root: Path, fmt: str) -> tuple[str, ...]:
 def read_source(source: Source, name: str, *, transform: Transform = NO_TRANSFORM) -> Arrays:
     """Decode `source` into arrays, each image through `transform` (the slow step, which the
     cache runs once per content and transform)."""
-    where = str(source.root)
-    mode = _IMAGE_MODE[name]
+    root, where, mode = source.root, str(source.root), _IMAGE_MODE[name]
     if source.format == "cifar-pickle":
-        if source.archive:
-            arrays = read_cifar(cifar_archive_blobs(source.root), where=where)
-        else:
-            blobs = {f: (source.root / f).read_bytes() for f in source.files}
-            arrays = read_cifar(blobs, where=where)
+        blobs = {f: (root / f).read_bytes() for f in source.files}
+        arrays = read_cifar(cifar_archive_blobs(root) if source.archive else blobs, where=where)
         return transformed(arrays, transform, where=where)
     if source.format == "idx":
-        arrays = read_idx(source.root, source.files, where=where)
-        return transformed(arrays, transform, where=where)
+        return transformed(read_idx(root, source.files, where=where), transform, where=where)
     if source.format == "imagefolder-tar":
-        return read_tree_archive(source.root, mode=mode, transform=transform)
-    root = source.root
+        return read_tree_archive(root, mode=mode, transform=transform)
     return read_tree(
         group(source.files), lambda n: root / n, mode=mode, transform=transform, where=where
     )
 
 
 def download(name: str, folder: Path) -> Path:
-    """torchvision's copy of `name` under `folder`, fetched the first time only; returns the
-    folder holding the original files, which `detect` and `read_source` then read."""
-    check_name(name)
-    check_downloadable(name)
+    """torchvision's copy of `name` (a dataset `check_downloadable` passes) under `folder`,
+    fetched the first time only; returns the folder holding the original files."""
     class_name, subdir = _TORCHVISION[name]
     target = folder / subdir
     if _complete(target, name):

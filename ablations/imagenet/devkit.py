@@ -11,7 +11,7 @@ import tarfile
 from pathlib import Path
 
 from ablations.data.arrays import DataError
-from ablations.data.imagefolder import member_parts
+from ablations.data.imagefolder import member_bytes, member_parts
 
 META_FILE = "meta.bin"  # torchvision's parsed devkit: (wnid_to_classes, val_wnids)
 DEVKIT = "ILSVRC2012_devkit_t12"
@@ -55,9 +55,8 @@ def devkit_files(devkit: Path) -> tuple[bytes, bytes]:
     with tarfile.open(devkit) as tar:
         for member in tar:
             rel = "/".join(member_parts(member.name)[1:])
-            handle = tar.extractfile(member) if member.isfile() and rel in wanted else None
-            if handle is not None:
-                found[rel] = handle.read()
+            if member.isfile() and rel in wanted:
+                found[rel] = member_bytes(tar, member)
     if len(found) != 2:
         raise DataError(f"{devkit} lacks {' or '.join(w for w in wanted if w not in found)}")
     return found[wanted[0]], found[wanted[1]]
