@@ -1,8 +1,5 @@
-"""The training step replayed as one CUDA graph (`GraphStep`).
-
-Imported only where a graph step is built (ablations.train.steps.step_of_kind), so a CPU run
-never loads it; ablations.train.steps.resolve_step says when a run takes it.
-"""
+"""The training step replayed as one CUDA graph (`GraphStep`). Imported only where a graph step
+is built (ablations.train.steps.step_of_kind), so a CPU run never loads it."""
 
 from __future__ import annotations
 
@@ -26,31 +23,25 @@ class GraphStep:
     numbers; they remain the separate `compile` option, which is part of the key.
 
     `fn` is the whole step (the lr selection and metric sums of the training loop included, so
-    they are replayed too). The first WARMUP calls run it eagerly on a side stream, as capture
-    requires (cuDNN autotuning, the optimizer's lazily created state, the allocator's warm-up);
-    they are real training iterations with the same kernels. The next call captures, which runs
-    nothing, then replays. If capture fails the step stays eager, and says so in `note`."""
+    they are replayed too). The first GRAPH_WARMUP calls run it eagerly on a side stream, as
+    capture requires (cuDNN autotuning, the optimizer's lazily created state, the allocator's
+    warm-up); they are real training iterations with the same kernels. The next call captures,
+    which runs nothing, then replays. If capture fails the step stays eager, and tells
+    `on_fallback` why."""
 
-    WARMUP = GRAPH_WARMUP
-
-    def __init__(self, fn: Step, *, on_fallback: Callable[[str], None] | None = None) -> None:
+    def __init__(self, fn: Step, *, on_fallback: Callable[[str], None]) -> None:
         self.fn, self.on_fallback = fn, on_fallback
         self.calls = 0
         self.graph: torch.cuda.CUDAGraph | None = None
         self.eager = False  # capture failed: eager from then on
-        self.note = ""
         self.side = torch.cuda.Stream()
-
-    @property
-    def kind(self) -> str:
-        return "eager" if self.eager else "graph"
 
     def __call__(self, x: Tensor, y: Tensor) -> tuple[Tensor, Tensor]:
         if self.graph is None:
             self.calls += 1
             if self.eager:
                 return self.fn(x, y)
-            if self.calls <= self.WARMUP:
+            if self.calls <= GRAPH_WARMUP:
                 return self._side_stream(x, y)
             if not self._capture(x, y):
                 return self.fn(x, y)
@@ -69,8 +60,8 @@ class GraphStep:
         return out
 
     def _capture(self, x: Tensor, y: Tensor) -> bool:
-        """Record the step on static copies of this batch (executes nothing); False, with a
-        note, when the capture fails."""
+        """Record the step on static copies of this batch (executes nothing); False when the
+        capture fails."""
         self.x, self.y = x.clone(), y.clone()
         graph = torch.cuda.CUDAGraph()
         try:
@@ -79,9 +70,7 @@ class GraphStep:
                 self.out = self.fn(self.x, self.y)
         except RuntimeError as err:
             self.eager = True
-            self.note = f"CUDA graph capture failed, eager from iteration {self.calls}: {err}"
-            if self.on_fallback is not None:
-                self.on_fallback(self.note)
+            self.on_fallback(f"CUDA graph capture failed, eager from iteration {self.calls}: {err}")
             return False
         self.graph = graph
         return True

@@ -10,12 +10,11 @@ at a run's own evaluations, and then for that run's stream alone (Trainer.synchr
 Each run stays what it is alone: its own Trainer, data on the device, CUDA graph, batches (a
 function of its seed and iteration), checkpoints and run directory, and env.json records how
 many ran at once (`runs_at_once`: the run's images/s are then its share). What runs in one
-process share is process-wide state: the cuDNN autotuner's choices (the same algorithms for
-the same shapes) and the TF32 flags, so runs whose precisions set those flags differently are
-never in flight together, and a run's first step and first evaluation (where the autotuner
-times kernels) run on an otherwise idle GPU, as they would alone. On a CPU there are no
-streams: the runs take turns on the same cores and each ends exactly as it would alone
-(tests/gpu/test_streams.py). That is the GPU path's CPU test, not a way to speed up a CPU.
+process share is process-wide state: the cuDNN autotuner's choices and the TF32 flags. So runs
+whose precisions set those flags differently are never in flight together, and a run's first
+step and first evaluation (where the autotuner times kernels) run on an otherwise idle GPU, as
+they would alone. On a CPU there are no streams: the runs take turns on the same cores, each
+ending exactly as it would alone, which is how the GPU path is tested without a GPU.
 """
 
 from __future__ import annotations

@@ -136,7 +136,7 @@ class TrainStep:
 
 
 Step = Callable[[Tensor, Tensor], tuple[Tensor, Tensor]]
-# Eager calls a graph step runs before it captures (ablations.gpu.graph.GraphStep.WARMUP).
+# Eager calls a graph step runs before it captures (ablations.gpu.graph.GraphStep).
 GRAPH_WARMUP = 3
 
 
