@@ -45,7 +45,7 @@ class ImageIndex:
     def reader(self) -> ByteReader:
         """What DataLoader workers hold: numpy arrays only (a tuple of 1.28M str objects would
         be copied into every forked worker as reference counts touch its pages)."""
-        if self.shard is None or self.offset is None or self.size is None:
+        if self.shard is None:  # a folder layout (tar shards set shard, offset and size)
             paths = np.array([f.encode() for f in self.files], dtype=bytes)
             return ByteReader(root=self.root, paths=paths)
         return ByteReader(

@@ -26,6 +26,7 @@ import os
 from pathlib import Path
 
 from ablations.data.arrays import DataError
+from ablations.data.cache import default_cache_dir
 from ablations.data.image_index import ImageIndex, load_index, save_index
 from ablations.data.sources import locate
 from ablations.imagenet.layouts import (
@@ -76,30 +77,22 @@ def build_indexes(
     checksum = hashlib.sha256(
         json.dumps([_INDEX_VERSION, layout, listed], separators=(",", ":")).encode()
     ).hexdigest()
+    folder = (default_cache_dir() if cache_dir is None else cache_dir) / "imagenet-index"
     return tuple(
-        _split_index(path, split, layout, checksum, cache_dir=cache_dir, refresh=refresh)
+        _split_index(path, split, layout, checksum, folder=folder, refresh=refresh)
         for split in splits
     )
 
 
 def _split_index(
-    path: Path, split: str, layout: str, checksum: str, *, cache_dir: Path | None, refresh: bool
+    path: Path, split: str, layout: str, checksum: str, *, folder: Path, refresh: bool
 ) -> ImageIndex:
-    cached = _cache_file(cache_dir, checksum, split)
-    if cached is not None and cached.is_file() and not refresh:
+    cached = folder / f"{checksum[:32]}-{split}.npz"
+    if cached.is_file() and not refresh:
         return load_index(cached, path)
     if layout == "tar-shards":
         index = shard_index(path, split, checksum)
     else:
         index = folder_index(path, split, layout, checksum)
-    if cached is not None:
-        save_index(index, cached)
+    save_index(index, cached)
     return index
-
-
-def _cache_file(cache_dir: Path | None, checksum: str, split: str) -> Path | None:
-    if cache_dir is None:
-        from ablations.data.cache import default_cache_dir
-
-        cache_dir = default_cache_dir()
-    return cache_dir / "imagenet-index" / f"{checksum[:32]}-{split}.npz"
