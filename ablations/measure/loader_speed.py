@@ -10,17 +10,15 @@ from __future__ import annotations
 
 import csv
 import os
-import time
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, TextIO
+from functools import partial
+from typing import TextIO
 
 import torch
 
 from ablations.data.loader import Normalizer
+from ablations.measure import timed
 from ablations.results import provenance
-
-if TYPE_CHECKING:
-    from ablations.imagenet.streaming import ImageStream
 
 PATHS = {"cpu-decode": "cpu", "gpu-decode": "gpu"}
 Row = dict[str, str | int | float]
@@ -58,7 +56,8 @@ def loader_speed(
                     index, recipe=RECIPES[recipe], batch_size=batch, seed=seed, device=dev,
                     normalizer=normalizer, decode=PATHS[path], workers=n_workers,  # type: ignore[arg-type]
                 )  # fmt: skip
-                seconds = _time(stream, warmup=warmup, batches=batches, device=dev)
+                batch_of = partial(next, stream.batches(0))
+                seconds = timed(batch_of, device=dev, steps=batches, warmup=warmup)
                 rows.append({
                     "path": path, "workers": n_workers, "batch": batch, "recipe": recipe,
                     "images": batch * batches, "seconds": round(seconds, 4),
@@ -66,23 +65,6 @@ def loader_speed(
                     "dataset": index.describe()["source"], "n_images": len(index), **machine,
                 })  # fmt: skip
     return rows
-
-
-def _time(stream: ImageStream, *, warmup: int, batches: int, device: torch.device) -> float:
-    it = stream.batches(0)
-    for _ in range(warmup):
-        next(it)
-    _sync(device)
-    start = time.perf_counter()
-    for _ in range(batches):
-        next(it)
-    _sync(device)
-    return time.perf_counter() - start
-
-
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
 
 
 def write_csv(rows: list[Row], handle: TextIO) -> None:

@@ -1,7 +1,6 @@
 """The tables that plan training on a machine: each run's training img/s by step kind
 (`ablate plan --measure`), the planned set's projected time, and several runs at once
-(`ablate runs-at-once`). The commands that write them and the report that reads them share this
-module, so neither spells a file name or a column the other does not. It imports no torch.
+(`ablate runs-at-once`).
 
 Each table keeps every measurement (one row per net or setting and measurement, `created_at` in
 its key): measuring again on another machine or commit adds rows beside the old ones, and the

@@ -22,6 +22,7 @@ import os
 import tempfile
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -31,12 +32,9 @@ import torch
 from ablations.config import TrainConfig
 from ablations.data.prepare import RunData, prepare_data
 from ablations.gpu import streams as cuda_streams
-from ablations.measure.step_speed import append_row, ready, synchronize
+from ablations.measure import synchronize
+from ablations.measure.step_speed import append_row, ready
 from ablations.results import provenance, schemas
-
-
-def _seeded(config: TrainConfig, seed: int) -> TrainConfig:
-    return TrainConfig(**{**config.to_json(), "seed": seed})
 
 
 def streams(
@@ -49,7 +47,7 @@ def streams(
         runs = []
         for seed in range(jobs):
             stream = cuda_streams.stream_for(device)  # after the shared data's copy to the GPU
-            trainer, batches = ready(_seeded(config, seed), data, device, Path(scratch),
+            trainer, batches = ready(replace(config, seed=seed), data, device, Path(scratch),
                                      warmup=warmup, stream=stream)  # fmt: skip
             runs.append((trainer, batches, stream))
         synchronize(device)
@@ -86,7 +84,7 @@ def processes(
     context = multiprocessing.get_context("spawn")
     barrier, results = context.Barrier(jobs), context.Queue()
     children = [
-        context.Process(target=_process, args=(_seeded(config, seed).to_json(), data,
+        context.Process(target=_process, args=(replace(config, seed=seed).to_json(), data,
                                                str(device), iterations, warmup, barrier,
                                                results))
         for seed in range(jobs)

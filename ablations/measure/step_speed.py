@@ -14,6 +14,7 @@ from __future__ import annotations
 import tempfile
 import time
 from collections.abc import Callable, Iterator, Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -23,21 +24,15 @@ import torch
 from ablations import rundir
 from ablations.config import TrainConfig
 from ablations.data.prepare import RunData, prepare_data
-from ablations.gpu.streams import on
+from ablations.gpu.streams import DataFor, on
 from ablations.io import write_json
-from ablations.measure import planning
+from ablations.measure import planning, timed
 from ablations.results import provenance, schemas
 from ablations.results.table import read_table
 from ablations.train.steps import set_tf32
 from ablations.train.trainer import Trainer
 
-DataFor = Callable[[TrainConfig], str | Path | None]
 WARMUP = 30  # untimed steps first: cuDNN autotuning, graph capture
-
-
-def synchronize(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
 
 
 def ready(
@@ -66,11 +61,7 @@ def measure(
     autotunes), and the size of the run's checkpoint."""
     with tempfile.TemporaryDirectory() as scratch:
         trainer, batches = ready(config, data, device, Path(scratch), warmup=warmup)
-        synchronize(device)
-        start = time.perf_counter()
-        trainer.advance(batches, until=warmup + iterations)
-        synchronize(device)
-        seconds = time.perf_counter() - start
+        seconds = timed(lambda: trainer.advance(batches, until=warmup + iterations), device=device)
         for _ in range(2):
             start = time.perf_counter()
             trainer.evaluate(config.eval_split)  # the eager model, as training evaluates
@@ -123,8 +114,8 @@ def measure_plan(
                 log(f"[measure] stopped at the time limit, before {config.run_id} ({requested})")
                 late = True
                 break
-            timed = TrainConfig(**{**config.to_json(), "step": requested})
-            row = measure(timed, run_data, device, iterations=iterations, warmup=warmup)
+            row = measure(replace(config, step=requested), run_data, device,
+                          iterations=iterations, warmup=warmup)  # fmt: skip
             log(f"[measure] {config.variant:>10} {row['step']:>5}: {row['images_per_s']:9,.0f} "
                 f"img/s {row['ms_per_step']:8.2f} ms/step {row['step_note']}")  # fmt: skip
             rows.append(row)

@@ -25,7 +25,6 @@ before reading the clock.
 from __future__ import annotations
 
 import tempfile
-import time
 from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
@@ -42,6 +41,7 @@ from torch.utils.data import DataLoader, Dataset
 from ablations.config import TrainConfig, resolve_device
 from ablations.data import ArrayDataset
 from ablations.data.prepare import prepare_data
+from ablations.measure import timed
 from ablations.models import create_model
 from ablations.progress import progress
 from ablations.results import provenance, schemas
@@ -78,21 +78,6 @@ class PILImages(Dataset[tuple[Tensor, int]]):
 def _endless(loader: DataLoader[Any]) -> Iterator[Any]:
     while True:
         yield from loader
-
-
-def _timed(
-    step: Any, batches: Iterator[Any], *, iterations: int, warmup: int, device: torch.device
-) -> float:
-    for _ in range(warmup):
-        step(*next(batches))
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-    start = time.perf_counter()
-    for _ in range(iterations):
-        step(*next(batches))
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-    return time.perf_counter() - start
 
 
 def conventional_seconds(
@@ -136,7 +121,8 @@ def conventional_seconds(
         scaler.update()
         running += loss.item()  # the per-iteration logging most repositories do
 
-    seconds = _timed(step, _endless(loader), iterations=iterations, warmup=warmup, device=device)
+    batches = _endless(loader)
+    seconds = timed(lambda: step(*next(batches)), device=device, steps=iterations, warmup=warmup)
     return seconds, optimizer_kind(optimizer, device)
 
 
@@ -151,8 +137,8 @@ def suite_seconds(
         trainer = Trainer(config, data, directory=Path(scratch), device=device, show_progress=False)
         trainer.model.train()
         batches = data.train.batches(0)
-        seconds = _timed(trainer.step, batches, iterations=iterations, warmup=warmup,
-                         device=device)  # fmt: skip
+        seconds = timed(lambda: trainer.step(*next(batches)), device=device, steps=iterations,
+                        warmup=warmup)  # fmt: skip
         return seconds, trainer.step_kind, optimizer_kind(trainer.train_step.optimizer, device)
 
 

@@ -37,6 +37,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from ablations.measure import synchronize
 from ablations.measure.throughput.flops import achieved, setting_macs
 from ablations.measure.throughput.settings import Setting, default_batch
 from ablations.models import ResNet
@@ -94,20 +95,15 @@ def _fell_back(note: str) -> None:
     raise RuntimeError(note)
 
 
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
 def warm_up(step: Callable[[], object], *, warmup: int, device: torch.device) -> float:
     """Run the first step (timed alone: compilation, autotuning) and `warmup - 1` more."""
     start = time.perf_counter()
     step()
-    _sync(device)
+    synchronize(device)
     first = time.perf_counter() - start
     for _ in range(warmup - 1):
         step()
-    _sync(device)
+    synchronize(device)
     return first
 
 
@@ -138,7 +134,7 @@ def host_syncs_per_step(step: Callable[[], object], device: torch.device) -> flo
     CPU, where there is no device to wait for."""
     if device.type != "cuda":
         return math.nan
-    _sync(device)
+    synchronize(device)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         torch.cuda.set_sync_debug_mode("warn")
@@ -146,7 +142,7 @@ def host_syncs_per_step(step: Callable[[], object], device: torch.device) -> flo
             step()
         finally:
             torch.cuda.set_sync_debug_mode("default")
-    _sync(device)
+    synchronize(device)
     return float(sum("synchroniz" in str(w.message) for w in caught))
 
 
