@@ -12,13 +12,13 @@ import warnings
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import Any, ClassVar
 
 import numpy as np
 import torch
 from torch import Tensor
 
-from ablations.config import EVAL_CROPS
+from ablations.config import EVAL_CROPS, TrainConfig
 from ablations.data.arrays import DataError
 from ablations.data.cache import CACHE_VERSION, default_cache_dir
 from ablations.data.image_index import ImageIndex, subset_index
@@ -29,9 +29,6 @@ from ablations.imagenet.index import build_indexes
 from ablations.imagenet.streaming import Decode, ImageStream, eval_batches, fit_normalizer
 from ablations.io import write_binary
 from ablations.results import provenance
-
-if TYPE_CHECKING:
-    from ablations.config import TrainConfig
 
 PIXEL_MEAN_IMAGES = 10_000  # training images averaged for the paper's per-pixel mean
 
@@ -90,46 +87,38 @@ def _channels_last(x: Views) -> Views:
     return x.contiguous(memory_format=torch.channels_last)
 
 
-def prepare_stream(
-    *,
-    recipe: str,
-    batch_size: int,
-    seed: int,
-    device: torch.device,
-    data: str | os.PathLike[str] | None = None,
-    decode: Decode = "cpu",
-    workers: int | None = None,
-    classes: int | None = None,
-    train_per_class: int | None = None,
-    val_per_class: int | None = None,
-    split_seed: int = 0,
-    channels_last: bool = False,
-    input_size: int | None = None,
-    name: str = "imagenet",
+def prepare_stream_run(
+    config: TrainConfig, *, data: str | os.PathLike[str] | None, device: torch.device
 ) -> StreamData:
-    """Index (cached), subset (`classes` and per-class caps, drawn with `split_seed`), the
-    recipe's normaliser, and the stream."""
+    """A streamed run's data, as its config says (reached through
+    ablations.data.prepare.prepare_data, which every caller asks): the index (cached), the
+    subset (`classes` and per-class caps, drawn with `split_seed`), the recipe's normaliser,
+    and the stream."""
+    recipe = str(config.stream)
     if recipe not in RECIPES:
         raise DataError(f"unknown ImageNet recipe {recipe!r}; choose from {', '.join(RECIPES)}")
-    spec = scaled(RECIPES[recipe], input_size)
-    train, val = build_indexes(("train", "val"), data)
+    spec = scaled(RECIPES[recipe], config.input_size)
+    train, val = build_indexes(("train", "val"), _tree(config, data))
     if val.classes != train.classes:
         raise DataError("train/ and val/ name different classes; give both the same WNIDs")
-    if classes is not None or train_per_class is not None:
+    seed = config.split_seed
+    if config.classes is not None or config.train_per_class is not None:
         train = subset_index(
-            train, classes=classes or len(train.classes), per_class=train_per_class,
-            seed=split_seed,
+            train, classes=config.classes or len(train.classes),
+            per_class=config.train_per_class, seed=seed,
         )  # fmt: skip
-    if train.classes != val.classes or val_per_class is not None:
-        val = subset_index(val, classes=train.classes, per_class=val_per_class, seed=split_seed)
-    normalizer = pixel_mean_normalizer(train, spec, seed=split_seed, workers=workers)
+    if train.classes != val.classes or config.val_per_class is not None:
+        val = subset_index(val, classes=train.classes, per_class=config.val_per_class, seed=seed)
+    workers = _workers(config)
+    decode: Decode = "gpu" if config.decode == "gpu" else "cpu"
+    normalizer = pixel_mean_normalizer(train, spec, seed=seed, workers=workers)
     stream = ImageStream(
-        train, recipe=spec, batch_size=batch_size, seed=seed, device=device,
-        normalizer=normalizer, decode=decode, workers=workers, channels_last=channels_last,
+        train, recipe=spec, batch_size=config.batch_size, seed=config.seed, device=device,
+        normalizer=normalizer, decode=decode, workers=workers, channels_last=config.channels_last,
     )  # fmt: skip
     described = train.describe()
     record = {
-        "name": name, "source": described["source"], "source_format": train.layout,
+        "name": config.dataset, "source": described["source"], "source_format": train.layout,
         "checksum": train.checksum, "train_images": len(train), "val_images": len(val),
         "classes": len(train.classes), "recipe": spec.name, "train_augment": spec.train,
         "decode": decode, "input_size": spec.crop, **normalizer.describe(),
@@ -186,21 +175,6 @@ def scaled(recipe: Recipe, size: int | None) -> Recipe:
         recipe, name=f"{recipe.name}@{size}", crop=size, eval_resize=round(recipe.eval_resize * f),
         short_side=(max(size, round(low * f)), max(size, round(high * f))),
         multi_scale=tuple(round(s * f) for s in recipe.multi_scale),
-    )  # fmt: skip
-
-
-def prepare_stream_run(
-    config: TrainConfig, *, data: str | os.PathLike[str] | None, device: torch.device
-) -> StreamData:
-    """A streamed run's data, as its config says (reached through
-    ablations.data.prepare.prepare_data, which every caller asks)."""
-    return prepare_stream(
-        recipe=str(config.stream), batch_size=config.batch_size, seed=config.seed, device=device,
-        data=_tree(config, data), name=config.dataset, workers=_workers(config),
-        decode="gpu" if config.decode == "gpu" else "cpu",
-        classes=config.classes, train_per_class=config.train_per_class,
-        val_per_class=config.val_per_class, split_seed=config.split_seed,
-        channels_last=config.channels_last, input_size=config.input_size,
     )  # fmt: skip
 
 

@@ -222,8 +222,7 @@ def eval_batches(
                 yield [(v.float() / 255 - mean) / norm.std for v in views], labels
         return
     for x, y in Prefetcher(loader, device):
-        x = x.flatten(0, 1) if x.dim() == 5 else x
-        yield (x.float() / 255 - norm.mean) / norm.std, y
+        yield norm(x.flatten(0, 1) if x.dim() == 5 else x), y
 
 
 def fit_normalizer(

@@ -10,6 +10,7 @@ import pytest
 import torch
 from tiny_imagenet import members, write_tree
 
+from ablations.config import TrainConfig
 from ablations.imagenet import prepare
 from ablations.imagenet.augment import RECIPES
 from ablations.imagenet.index import build_index
@@ -73,8 +74,7 @@ def test_a_start_lists_the_tree_once(tmp_path, monkeypatch):
     listing = index.layout_listing
     monkeypatch.setattr(index, "layout_listing", lambda *a: calls.append(a) or listing(*a))
     root = write_tree(tmp_path / "in", members(train_per_class=2, val_per_class=1))
-    data = prepare.prepare_stream(
-        recipe="imagenet-torchvision", batch_size=2, seed=0, device=torch.device("cpu"),
-        data=root, workers=0, input_size=32,
-    )  # fmt: skip
+    config = TrainConfig(variant="resnet18", dataset="imagenet", stream="imagenet-torchvision",
+                         batch_size=2, workers=0, input_size=32)  # fmt: skip
+    data = prepare.prepare_stream_run(config, data=root, device=torch.device("cpu"))
     assert len(calls) == 1 and len(data.val) == 3 and data.train.steps_per_epoch == 3

@@ -12,6 +12,7 @@ import torch
 import torchvision.transforms.v2.functional as TF
 from tiny_imagenet import WNIDS, members, write_devkit_root, write_shards, write_tree
 
+from ablations.config import TrainConfig
 from ablations.data import DataError
 from ablations.data.image_index import subset_index
 from ablations.data.loader import Normalizer
@@ -31,7 +32,7 @@ from ablations.imagenet.augment import (
 )
 from ablations.imagenet.devkit import ground_truth_wnids
 from ablations.imagenet.index import ENV_VAR, build_index
-from ablations.imagenet.prepare import prepare_stream
+from ablations.imagenet.prepare import prepare_stream_run
 from ablations.imagenet.streaming import (
     ImageStream,
     decode,
@@ -409,8 +410,9 @@ def test_prepared_stream_trains_and_evaluates_a_registry_net(tmp_path, files):
     from ablations.models import create_model
 
     root = write_shards(tmp_path / "shards", files)
-    data = prepare_stream(recipe=recipe, batch_size=2, seed=0, device=CPU, data=root, workers=0,
-                          classes=2, train_per_class=2, val_per_class=1)  # fmt: skip
+    config = TrainConfig(variant="resnet18", dataset="imagenet", stream=recipe, batch_size=2,
+                         workers=0, classes=2, train_per_class=2, val_per_class=1)  # fmt: skip
+    data = prepare_stream_run(config, data=root, device=CPU)
     assert data.num_classes == 2 and len(data.val) == 2 and data.train.steps_per_epoch == 2
     assert data.record["source_format"] == "tar-shards" and data.record["recipe"] == recipe
     model = create_model("resnet18", num_classes=2)
