@@ -20,6 +20,9 @@ DEPTHS: tuple[Depth, ...] = ("min", "max")
 # A run's mean over its 3x3 layers of the responses table's std (the paper's Fig. 7). Every other
 # metric is a numeric column of the runs table; errors are shown in percent.
 RESPONSE_STD = "response_std"
+# ImageNet's val top-1 error under the best crop protocol its runs recorded: 10-crop (the
+# paper's Tables 2-3), multi-scale, else the centre crop.
+VAL_TOP1 = "val_top1_error"
 DEFAULT_METRIC = "train_error"  # Fig. 6's curves: the degradation is an optimisation effect
 
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from ablations.claims import Contrast, GapGrows, Lower, Nets
+from ablations.claims import VAL_TOP1, Contrast, GapGrows, Lower, Nets
 from ablations.profiles import PROFILES, dataset_of, get_profile
 from ablations.registry import AblationsError, get_variant
 
@@ -36,6 +36,30 @@ IMAGENET_DEGRADATION = ("plain18", "plain34", "resnet18-a", "resnet34-a")
 IMAGENET_SHORTCUTS = ("resnet34-a", "resnet34", "resnet34-c")
 IMAGENET_BOTTLENECK = ("resnet50-v1", "resnet101-v1", "resnet152-v1",
                        "resnet50", "resnet101", "resnet152")  # fmt: skip
+
+
+def _net(variant: str) -> Nets:
+    return Nets(where={"variant": variant})
+
+
+def _better(statement: str, better: str, worse: str) -> Lower:
+    """ImageNet's claims: one net has a lower val top-1 error than another (Tables 2-3)."""
+    return Lower(statement, lower=_net(better), higher=_net(worse), metric=VAL_TOP1)
+
+
+IMAGENET_DEGRADATION_CLAIMS = (
+    _better("plain-34 has a higher error than plain-18 (degradation)", "plain18", "plain34"),
+    _better("ResNet-34 has a lower error than ResNet-18 (option A)", "resnet34-a", "resnet18-a"),
+    _better("ResNet-34 has a lower error than plain-34", "resnet34-a", "plain34"),
+)
+IMAGENET_SHORTCUTS_CLAIMS = (
+    _better("option B is better than A (ResNet-34)", "resnet34", "resnet34-a"),
+    _better("option C is better than B (ResNet-34)", "resnet34-c", "resnet34"),
+)
+IMAGENET_BOTTLENECK_CLAIMS = (
+    _better("ResNet-101 is better than ResNet-50", "resnet101-v1", "resnet50-v1"),
+    _better("ResNet-152 is better than ResNet-101", "resnet152-v1", "resnet101-v1"),
+)
 
 # The paper's CIFAR nets: plain, and residual with option A (the family's default), so that a
 # projection shortcut never stands in for the identity one.
@@ -176,6 +200,7 @@ EXPERIMENTS: dict[str, Experiment] = {
             "Table 2)",
             variants={"*": IMAGENET_DEGRADATION},
             dataset="imagenet",
+            claims=IMAGENET_DEGRADATION_CLAIMS,
         ),
         Experiment(
             name="imagenet-shortcuts",
@@ -183,6 +208,7 @@ EXPERIMENTS: dict[str, Experiment] = {
             description="shortcut options A/B/C of ResNet-34 on ImageNet (paper Table 3)",
             variants={"*": IMAGENET_SHORTCUTS},
             dataset="imagenet",
+            claims=IMAGENET_SHORTCUTS_CLAIMS,
         ),
         Experiment(
             name="imagenet-bottleneck",
@@ -191,6 +217,7 @@ EXPERIMENTS: dict[str, Experiment] = {
             "paper's stride placement (first 1x1 conv, -v1) and torchvision's (3x3, v1.5)",
             variants={"*": IMAGENET_BOTTLENECK},
             dataset="imagenet",
+            claims=IMAGENET_BOTTLENECK_CLAIMS,
         ),
     )
 }

@@ -9,7 +9,7 @@ import sys
 import pytest
 
 from ablations import get_variant
-from ablations.claims import RESPONSE_STD, GapGrows, Lower, Nets
+from ablations.claims import RESPONSE_STD, VAL_TOP1, GapGrows, Lower, Nets
 from ablations.experiments import EXPERIMENTS
 from ablations.registry import AblationsError
 from ablations.results import schemas
@@ -44,7 +44,7 @@ def test_the_degradation_experiment_declares_the_papers_four_claims():
                          ids=[f"{e.name}: {c.statement}" for e, c in DECLARED])  # fmt: skip
 def test_a_declared_claim_names_a_metric_and_selects_the_experiments_nets(experiment, claim):
     assert experiment.kind == "train"
-    assert claim.metric == RESPONSE_STD or claim.metric in NUMERIC
+    assert claim.metric in (RESPONSE_STD, VAL_TOP1) or claim.metric in NUMERIC
     variants = {v for names in experiment.variants.values() for v in names}
     for side in (claim.lower, claim.higher):
         assert set(side.where) <= set(schemas.RUNS.columns), side

@@ -9,8 +9,9 @@ from typing import NamedTuple
 
 import pandas as pd
 
-from ablations.claims import RESPONSE_STD, Nets
+from ablations.claims import RESPONSE_STD, VAL_TOP1, Nets
 from ablations.report.nets import paper_name
+from ablations.results.schemas import VAL_CROPS
 from ablations.stats import Arm
 
 
@@ -42,11 +43,26 @@ ERROR_WORDS = {"train_error": "final training error", "val_error": "validation e
 RESPONSES = Metric("mean std of the 3x3 layers' responses", difference="std")
 
 
+def judged_crops(runs: pd.DataFrame) -> str:
+    """The crop protocol ImageNet claims are judged on: the first of VAL_CROPS recorded."""
+    for crops, (top1, _) in VAL_CROPS.items():
+        if top1 in runs and runs[top1].notna().any():
+            return crops
+    return "centre crop"
+
+
+def column_of(name: str, runs: pd.DataFrame) -> str:
+    """The runs column a metric reads: VAL_TOP1 resolves to its crop protocol's column."""
+    return VAL_CROPS[judged_crops(runs)][0] if name == VAL_TOP1 else name
+
+
 def metric(name: str, runs: pd.DataFrame) -> Metric | None:
     """The metric's reading, or None where it is neither the responses' std nor a numeric
     column of `runs` (errors, stored as fractions, read in percent)."""
     if name == RESPONSE_STD:
         return RESPONSES
+    if name == VAL_TOP1:
+        return Metric(f"val top-1 error ({judged_crops(runs)})", 100.0, "%", "points", 1)
     column = runs.get(name)
     if column is None or column.dtype == bool or not pd.api.types.is_numeric_dtype(column):
         return None
@@ -66,7 +82,7 @@ def measured(
         mean = stds.groupby("run_id")["std"].mean().rename("value")
         complete = complete.merge(mean, left_on="run_id", right_index=True)
     else:
-        complete = complete.assign(value=complete[name] * reading.scale)
+        complete = complete.assign(value=complete[column_of(name, runs)] * reading.scale)
     return complete[complete["value"].notna()]
 
 

@@ -1,7 +1,7 @@
 """The report's ImageNet section: the runs of the imagenet experiments beside He et al. 2016's
-Tables 2-4 (top-1 and top-5 error), Fig. 4's curves, and the paper's ImageNet claims judged by
-the verdict rule of ablations.stats (as the CIFAR claims are, ablations.report.claims). Pure:
-DataFrames in, Markdown and figures out.
+Tables 2-4 (top-1 and top-5 error), Fig. 4's curves, and the claims those experiments declare,
+judged by the rule every claim is (ablations.report.claims). Pure: DataFrames in, Markdown and
+figures out.
 
 Errors are the val split's: claims are judged 10-crop where the profile tests with it (the
 paper's Tables 2-3), else on the centre crop; multi-scale errors stand beside Table 4's. The
@@ -11,11 +11,8 @@ subset) is a different task whose errors compare in trend alone.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import pandas as pd
 
-from ablations import stats
 from ablations.config import STREAM_DATASETS
 from ablations.experiments import EXPERIMENTS
 from ablations.profiles import PROFILES
@@ -28,78 +25,26 @@ from ablations.references import (
     ImageNetErrors,
 )
 from ablations.report import claims, figures, tables
+from ablations.report.arms import judged_crops
 from ablations.report.profile_results import members
 from ablations.report.recipes import recipe_runs
 from ablations.report.tables import Section, markdown_table
 from ablations.report.training import bullets
-from ablations.stats import Arm
+from ablations.results.schemas import VAL_CROPS
 
 TITLE = "## ImageNet (He et al. 2016: Fig. 4, Tables 2-4)"
 EXPERIMENT_NAMES = ("imagenet-degradation", "imagenet-shortcuts", "imagenet-bottleneck")
 FIRST = ("imagenet-paper", "imagenet-torchvision")  # full budgets first, then the others
-# (top-1, top-5) columns of runs.csv by crop protocol, the first recorded one judged.
-CROPS = {
-    "10-crop": ("ten_crop_val_error", "ten_crop_val_top5_error"),
-    "multi-scale": ("multi_scale_val_error", "multi_scale_val_top5_error"),
-    "centre crop": ("val_error", "val_top5_error"),
-}
 # The paper's numbers by crop protocol: Tables 2-3 test with 10 crops, Table 4 at 5 scales.
 PAPER_TABLES: dict[str, tuple[ImageNetErrors, ...]] = {
     "10-crop": PAPER_IMAGENET, "multi-scale": PAPER_MULTI_SCALE,
 }  # fmt: skip
 
 
-@dataclass(frozen=True)
-class ImageNetClaim:
-    statement: str
-    worse: str  # the variant claimed to have the higher error
-    better: str
-
-
-CLAIMS = (
-    ImageNetClaim("plain-34 has a higher error than plain-18 (degradation)", "plain34", "plain18"),
-    ImageNetClaim("ResNet-34 has a lower error than ResNet-18 (option A)", "resnet18-a",
-                  "resnet34-a"),
-    ImageNetClaim("ResNet-34 has a lower error than plain-34", "plain34", "resnet34-a"),
-    ImageNetClaim("option B is better than A (ResNet-34)", "resnet34-a", "resnet34"),
-    ImageNetClaim("option C is better than B (ResNet-34)", "resnet34", "resnet34-c"),
-    ImageNetClaim("ResNet-101 is better than ResNet-50", "resnet50-v1", "resnet101-v1"),
-    ImageNetClaim("ResNet-152 is better than ResNet-101", "resnet101-v1", "resnet152-v1"),
-)  # fmt: skip
-
-
 def imagenet_runs(runs: pd.DataFrame) -> pd.DataFrame:
     """Complete experiment runs (not recipes) on a streamed dataset."""
     chosen = runs["dataset"].isin(STREAM_DATASETS) & ~recipe_runs(runs)
     return runs[chosen & (runs["status"] == "complete")]
-
-
-def judged_crops(runs: pd.DataFrame) -> str:
-    """The crop protocol the claims are judged on: 10-crop where recorded, else the centre."""
-    for crops, (top1, _) in CROPS.items():
-        if runs[top1].notna().any():
-            return crops
-    return "centre crop"
-
-
-def _arm(runs: pd.DataFrame, variant: str, column: str) -> claims.Net:
-    mine = runs[runs["variant"] == variant]
-    values = dict(zip(mine["seed"], mine[column] * 100, strict=True))
-    depth = int(mine["depth"].iloc[0]) if len(mine) else 0
-    return claims.Net(variant, depth, Arm.of(values))
-
-
-def judge(runs: pd.DataFrame, claim: ImageNetClaim) -> claims.Claim:
-    """The claim judged on the runs' val top-1 error (Welch's t-test over seeds)."""
-    crops = judged_crops(runs)
-    column = CROPS[crops][0]
-    worse, better = _arm(runs, claim.worse, column), _arm(runs, claim.better, column)
-    if not worse.arm.n or not better.arm.n:
-        return claims._missing(claim.statement, f"{claim.worse} and {claim.better}")
-    verdict = stats.welch(worse.arm, better.arm)  # claimed: worse - better > 0
-    numbers = (f"val top-1 error ({crops}) {claims._spread(worse)} vs "
-               f"{claims._spread(better)}; {claims._judgement(verdict)}")  # fmt: skip
-    return claims._claim(claim.statement, verdict, numbers)
 
 
 def _paper(variant: str, *, top5: bool, crops: str) -> str:
@@ -126,14 +71,14 @@ def errors_table(runs: pd.DataFrame, *, published: bool) -> pd.DataFrame:
     for variant, group in runs.groupby("variant", sort=False):
         n = group["seed"].nunique()
         row: dict[str, object] = {"net": figures.paper_name(str(variant)), "seeds": n}
-        for crops, (top1, top5_column) in CROPS.items():
+        for crops, (top1, top5_column) in VAL_CROPS.items():
             if runs[top1].notna().any():
                 for label, column in (("top-1", top1), ("top-5", top5_column)):
                     values = group[column]
                     row[f"{label} {crops}"] = tables.percent(values.mean(), values.std(), seeds=n)
         if published:
             for crops in PAPER_TABLES:
-                if crops == "10-crop" or runs[CROPS[crops][0]].notna().any():
+                if crops == "10-crop" or runs[VAL_CROPS[crops][0]].notna().any():
                     for label, top5 in (("top-1", False), ("top-5", True)):
                         row[f"paper {label} ({crops})"] = _paper(str(variant), top5=top5,
                                                                  crops=crops)  # fmt: skip
@@ -160,7 +105,8 @@ def _heading(profile: str) -> tuple[str, bool]:
 def profile_section(profile: str, runs: pd.DataFrame, curves: pd.DataFrame) -> Section:
     """One profile's ImageNet runs: claims, Fig. 4's curves, and a table per experiment."""
     heading, reduced = _heading(profile)
-    verdicts = bullets(judge(runs, c).text for c in CLAIMS)
+    verdicts = bullets(line for name in EXPERIMENT_NAMES
+                       for line in claims.verdicts(EXPERIMENTS[name], runs))  # fmt: skip
     parts = [f"### Profile `{profile}`\n\n{heading}\n",
              f"{bullets(tables.run_facts(runs))}\n",
              f"The paper's ImageNet claims, judged on the final val top-1 error "

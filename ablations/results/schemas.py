@@ -53,6 +53,12 @@ PROVENANCE_ADDED: dict[str, str | int] = {
 # protocol, and rows written before these columns existed).
 TOP5_COLUMNS = ("val_top5_error", "ten_crop_val_error", "ten_crop_val_top5_error",
                 "multi_scale_val_error", "multi_scale_val_top5_error")  # fmt: skip
+# The val split's (top-1, top-5) error columns by crop protocol, in the order a claim prefers them.
+VAL_CROPS = {
+    "10-crop": ("ten_crop_val_error", "ten_crop_val_top5_error"),
+    "multi-scale": ("multi_scale_val_error", "multi_scale_val_top5_error"),
+    "centre crop": ("val_error", "val_top5_error"),
+}
 RUNS = Schema(
     name="runs",
     columns={
