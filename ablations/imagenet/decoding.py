@@ -56,19 +56,14 @@ def decode_batch(raws: list[bytes], *, device: torch.device) -> list[Tensor]:
     JPEG, of which ImageNet's train split holds a few), that batch's JPEGs are decoded one by
     one on the CPU, as the CPU path decodes them, instead of stopping the run."""
     jpegs = [i for i, r in enumerate(raws) if r[:2] == _JPEG_MAGIC]
-    out: list[Tensor | None] = [None] * len(raws)
+    decoded: dict[int, Tensor] = {}
     if jpegs:
         data = [torch.frombuffer(bytearray(raws[i]), dtype=torch.uint8) for i in jpegs]
         try:
-            images = _decode_on_device(data, device)
+            decoded = dict(zip(jpegs, _decode_on_device(data, device), strict=True))
         except RuntimeError:
-            images = [decode(raws[i]).to(device) for i in jpegs]
-        for i, image in zip(jpegs, images, strict=True):
-            out[i] = image
-    for i, r in enumerate(raws):
-        if out[i] is None:
-            out[i] = decode(r).to(device)
-    return [t for t in out if t is not None]
+            decoded = {i: decode(raws[i]).to(device) for i in jpegs}
+    return [decoded[i] if i in decoded else decode(r).to(device) for i, r in enumerate(raws)]
 
 
 _DECODE_STREAMS: dict[torch.device, torch.cuda.Stream] = {}
