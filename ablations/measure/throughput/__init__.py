@@ -1,14 +1,6 @@
-"""Throughput: images/s, step time and peak memory of variants, measured the careful way.
-
-Where to look:
-
-- `settings.py`  what one measurement is (`Setting`), the per-device defaults, the grid
-- `parent.py`    which settings share a child process, running the children, appending rows
-- `child.py`     the measurement protocol itself (timing, memory, denormals, dynamo counters)
-- `flops.py`     a setting's MACs, and the TFLOP/s and fraction of peak a step time makes
-- `peaks.py`     datasheet peaks by exact device name, with their sources
-- `schema.py`    the results table, terminal formatting, run-to-run spread
-- `reference.py` timm's own benchmark.py on the same settings (`--reference timm`)
+"""Throughput: images/s, step time and peak memory of variants, measured the careful way:
+each setting in a fresh child process (`parent`), by one protocol (`child`), against datasheet
+peaks (`peaks`) and, on request, timm's own benchmark (`reference`).
 
 A batch size that runs out of memory is recorded as such (status "oom") and, in a sweep
 (`batch_size="max"`), halved until it fits; every row names the batch it actually measured.

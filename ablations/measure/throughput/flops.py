@@ -10,7 +10,7 @@ from typing import Any
 
 import pandas as pd
 
-from ablations.measure.throughput.peaks import datasheet
+from ablations.measure.throughput.peaks import datasheet, peak_tflops
 from ablations.measure.throughput.settings import Setting
 from ablations.registry import get_variant
 
@@ -43,8 +43,7 @@ def achieved(
     fraction of this device's datasheet peak (NaN for a device not in the table)."""
     flops = 2 * macs * batch * (TRAIN_FLOPS_FACTOR if mode == "train" else 1)
     tflops = flops / step_s / 1e12 if macs > 0 else math.nan
-    sheet = datasheet(device_name)
-    peak = sheet.tflops.get(precision, math.nan) if sheet else math.nan
+    sheet, peak = datasheet(device_name), peak_tflops(device_name, precision)
     return {
         "tflops": tflops, "peak_tflops": peak, "fraction_of_peak": tflops / peak,
         "peak_source": f"{sheet.part}: {sheet.source}" if sheet else "",

@@ -99,10 +99,6 @@ def _exit_text(code: int | None) -> str:
     return f"child exited with status {code} before reporting"
 
 
-def environment(device: torch.device) -> dict[str, Any]:
-    return {**provenance.environment(device), "driver": provenance.driver_version()}
-
-
 def run(
     settings: Iterable[Setting], *, out: Path | None = None, show_progress: bool = True,
     reference: str | None = None,
@@ -116,17 +112,15 @@ def run(
     groups = process_groups(settings)
     if not groups:
         raise AblationsError("nothing to measure")
+    if reference not in (None, "timm"):
+        raise AblationsError(f"unknown reference {reference!r}; the one there is: timm")
     jobs: list[tuple[str, list[Setting]]] = []
     for group in groups:
-        jobs.append((OURS, group))
-        if reference == "timm":
-            jobs += [("timm", [s]) for s in group]
-        elif reference is not None:
-            raise AblationsError(f"unknown reference {reference!r}; the one there is: timm")
-    if reference == "timm":
+        jobs += [(OURS, group), *(("timm", [s]) for s in group if reference)]
+    if reference:
         timm.check([s for group in groups for s in group])
     device = torch.device(groups[0][0].device)
-    facts = environment(device)
+    facts = {**provenance.environment(device), "driver": provenance.driver_version()}
     path = output_path(out) if out is not None else None
     if path is not None:
         read_table(path, SCHEMA)  # a file that cannot take the rows fails before measuring

@@ -21,58 +21,46 @@ class Datasheet:
     source: str
 
 
+def _rates(fp32: float, tf32: float, half: float) -> dict[str, float]:
+    """The fp32 rate, and the tensor-core rates: tf32, and bf16 and fp16 (one rate)."""
+    return {"fp32": fp32, "tf32": tf32, "bf16": half, "fp16": half}
+
+
 _H100 = "NVIDIA H100 Tensor Core GPU Architecture whitepaper v1.04, Table 1 (dense)"
 _H100_NVL = "nvidia.com/en-us/data-center/h100 datasheet (sparse / 2)"
 _H200 = "nvidia.com/en-us/data-center/h200 datasheet (sparse / 2)"
-_A100 = "NVIDIA A100 Tensor Core GPU datasheet (dense column)"
 _L40S = "NVIDIA L40S datasheet (dense column)"
 _L40 = "NVIDIA L40 datasheet (dense column)"
 _L4 = "NVIDIA L4 Tensor Core GPU datasheet (sparse / 2)"
 _A10 = "NVIDIA A10 Tensor Core GPU datasheet (dense column)"
 _V100 = "NVIDIA Tesla V100 GPU datasheet (Tensor Performance = fp16 with fp32 accumulate)"
 _T4 = "NVIDIA T4 Tensor Core GPU datasheet (mixed precision FP16/FP32)"
-
-H100_SXM5 = Datasheet("H100 SXM5", {"fp32": 66.9, "tf32": 494.7, "bf16": 989.4, "fp16": 989.4},
-                      _H100)  # fmt: skip
-H100_PCIE = Datasheet("H100 PCIe", {"fp32": 51.2, "tf32": 378.0, "bf16": 756.5, "fp16": 756.5},
-                      _H100)  # fmt: skip
-H100_NVL = Datasheet("H100 NVL", {"fp32": 60.0, "tf32": 417.5, "bf16": 835.5, "fp16": 835.5},
-                     _H100_NVL)  # fmt: skip
-H200_SXM = Datasheet("H200 SXM", {"fp32": 67.0, "tf32": 494.5, "bf16": 989.5, "fp16": 989.5},
-                     _H200)  # fmt: skip
-H200_NVL = Datasheet("H200 NVL", {"fp32": 60.0, "tf32": 417.5, "bf16": 835.5, "fp16": 835.5},
-                     _H200)  # fmt: skip
-A100 = Datasheet("A100", {"fp32": 19.5, "tf32": 156.0, "bf16": 312.0, "fp16": 312.0}, _A100)
-L40S = Datasheet("L40S", {"fp32": 91.6, "tf32": 183.0, "bf16": 362.05, "fp16": 362.05}, _L40S)
-L40 = Datasheet("L40", {"fp32": 90.5, "tf32": 90.5, "bf16": 181.05, "fp16": 181.05}, _L40)
-L4 = Datasheet("L4", {"fp32": 30.3, "tf32": 60.0, "bf16": 121.0, "fp16": 121.0}, _L4)
-A10 = Datasheet("A10", {"fp32": 31.2, "tf32": 62.5, "bf16": 125.0, "fp16": 125.0}, _A10)
+_A100_SHEET = "NVIDIA A100 Tensor Core GPU datasheet (dense column)"
+A100 = Datasheet("A100", _rates(19.5, 156.0, 312.0), _A100_SHEET)
 V100_SXM2 = Datasheet("V100 SXM2", {"fp32": 15.7, "fp16": 125.0}, _V100)
 V100_PCIE = Datasheet("V100 PCIe", {"fp32": 14.0, "fp16": 112.0}, _V100)
-V100S_PCIE = Datasheet("V100S PCIe", {"fp32": 16.4, "fp16": 130.0}, _V100)
-T4 = Datasheet("T4", {"fp32": 8.1, "fp16": 65.0}, _T4)
 
 # torch.cuda.get_device_name() as the driver reports it (the marketing name of the board).
 DEVICE_NAMES: dict[str, Datasheet] = {
-    "NVIDIA H100 80GB HBM3": H100_SXM5,
-    "NVIDIA H100 PCIe": H100_PCIE,
-    "NVIDIA H100 NVL": H100_NVL,
-    "NVIDIA H200": H200_SXM,
-    "NVIDIA H200 NVL": H200_NVL,
+    "NVIDIA H100 80GB HBM3": Datasheet("H100 SXM5", _rates(66.9, 494.7, 989.4), _H100),
+    "NVIDIA H100 PCIe": Datasheet("H100 PCIe", _rates(51.2, 378.0, 756.5), _H100),
+    "NVIDIA H100 NVL": Datasheet("H100 NVL", _rates(60.0, 417.5, 835.5), _H100_NVL),
+    "NVIDIA H200": Datasheet("H200 SXM", _rates(67.0, 494.5, 989.5), _H200),
+    "NVIDIA H200 NVL": Datasheet("H200 NVL", _rates(60.0, 417.5, 835.5), _H200),
     "NVIDIA A100-SXM4-40GB": A100,
     "NVIDIA A100-SXM4-80GB": A100,
     "NVIDIA A100-PCIE-40GB": A100,
     "NVIDIA A100 80GB PCIe": A100,
-    "NVIDIA L40S": L40S,
-    "NVIDIA L40": L40,
-    "NVIDIA L4": L4,
-    "NVIDIA A10": A10,
+    "NVIDIA L40S": Datasheet("L40S", _rates(91.6, 183.0, 362.05), _L40S),
+    "NVIDIA L40": Datasheet("L40", _rates(90.5, 90.5, 181.05), _L40),
+    "NVIDIA L4": Datasheet("L4", _rates(30.3, 60.0, 121.0), _L4),
+    "NVIDIA A10": Datasheet("A10", _rates(31.2, 62.5, 125.0), _A10),
     "Tesla V100-SXM2-16GB": V100_SXM2,
     "Tesla V100-SXM2-32GB": V100_SXM2,
     "Tesla V100-PCIE-16GB": V100_PCIE,
     "Tesla V100-PCIE-32GB": V100_PCIE,
-    "Tesla V100S-PCIE-32GB": V100S_PCIE,
-    "Tesla T4": T4,
+    "Tesla V100S-PCIE-32GB": Datasheet("V100S PCIe", {"fp32": 16.4, "fp16": 130.0}, _V100),
+    "Tesla T4": Datasheet("T4", {"fp32": 8.1, "fp16": 65.0}, _T4),
 }
 
 

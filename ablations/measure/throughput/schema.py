@@ -18,15 +18,12 @@ MEASURED = ("images_per_s", "step_ms", "step_ms_iqr", "first_step_s", "peak_mem_
 COUNTERS = ("dynamo_graphs", "dynamo_graph_breaks", "dynamo_frames_skipped")
 
 
-def _requested(setting: Setting) -> int:
-    """The batch of a setting that produced no measurement (0 where none was fixed)."""
-    return setting.batch_size if isinstance(setting.batch_size, int) else 0
-
-
 def row(result: dict[str, Any], environment: dict[str, Any]) -> dict[str, Any]:
     """A results row: the setting, what was measured and reported, the environment."""
     setting = Setting(**result["setting"])
     v = get_variant(setting.variant)
+    # A setting that measured nothing: its fixed batch, or 0 where none was fixed.
+    requested = setting.batch_size if isinstance(setting.batch_size, int) else 0
     return {
         "variant": v.name, "family": v.family, "depth": v.depth, "residual": v.residual,
         "shortcut": v.shortcut, "stem": v.stem, "mode": setting.mode, "step": setting.step,
@@ -34,7 +31,7 @@ def row(result: dict[str, Any], environment: dict[str, Any]) -> dict[str, Any]:
         "machine": environment["machine"], "precision": setting.precision,
         "channels_last": setting.channels_last, "compile": setting.compile,
         "requested_batch_size": str(setting.batch_size or "default"),
-        "batch_size": result.get("batch_size", _requested(setting)),
+        "batch_size": result.get("batch_size", requested),
         "input_size": setting.input_size or v.input_size, "run": setting.run,
         "warmup": setting.warmup, "repeats": setting.repeats, "steps": setting.steps,
         "error": result.get("error", ""), "macs": result.get("macs", 0),
