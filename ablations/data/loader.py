@@ -229,16 +229,11 @@ class TrainStream:
 
 
 class _Pairs(Dataset[tuple[Tensor, Tensor]]):
-    """Images and labels; whole batches are gathered at once (`__getitems__`), not per image."""
+    """Images and labels; the DataLoader gathers whole batches at once (`__getitems__`), never
+    single images."""
 
     def __init__(self, images: Tensor, labels: Tensor) -> None:
         self.images, self.labels = images, labels
-
-    def __len__(self) -> int:
-        return len(self.images)
-
-    def __getitem__(self, i: int) -> tuple[Tensor, Tensor]:
-        return self.images[i], self.labels[i]
 
     def __getitems__(self, indices: list[int]) -> tuple[Tensor, Tensor]:
         idx = torch.tensor(indices)
