@@ -50,8 +50,6 @@ from ablations.results.collect import provenance_row
 from ablations.results.schemas import RESPONSES
 from ablations.train.steps import autocast, set_tf32
 
-__all__ = ["layer_responses", "response_modules", "responses_for_run"]
-
 
 def response_modules(model: ResNet) -> list[tuple[str, nn.Module]]:
     """(qualified module name, module) of every response, in forward order, as the model names
@@ -87,7 +85,9 @@ def layer_responses(
 
     Runs in eval mode under inference_mode and autocast per `precision`; every module's
     training flag is restored and the hooks are removed afterwards, also on error."""
-    modules = response_modules(_as_resnet(model))
+    if not isinstance(model, ResNet):
+        raise TypeError(f"layer responses are defined for ResNet models; got {type(model)}")
+    modules = response_modules(model)
     moments = [_Moments() for _ in modules]
     handles = [
         module.register_forward_hook(m) for (_, module), m in zip(modules, moments, strict=True)
@@ -101,12 +101,6 @@ def layer_responses(
         for handle in handles:
             handle.remove()
     return _table([name for name, _ in modules], moments)
-
-
-def _as_resnet(model: nn.Module) -> ResNet:
-    if not isinstance(model, ResNet):
-        raise TypeError(f"layer responses are defined for ResNet models; got {type(model)}")
-    return model
 
 
 @contextmanager
