@@ -16,7 +16,6 @@ from ablations.data.imagefolder import class_files, is_image, member_parts, spli
 from ablations.imagenet.devkit import DEVKIT, GROUND_TRUTH, META_FILE, val_wnids
 
 IMAGENET_SPLITS = ("train", "val")
-LAYOUTS = ("imagefolder", "devkit", "tar-shards")
 ACCEPTED = (
     "an ImageNet root with train/<wnid>/ and val/ (val/ in class folders, or flat with "
     f"torchvision's {META_FILE} or the {DEVKIT} devkit beside it), or a folder of .tar shards "
