@@ -92,23 +92,23 @@ def measure_plan(
     write and return the projection (results/projection.json)."""
     path = results / schemas.STEP_SPEED_FILE
     rows = _measured_here(path, device)
-    done = {(*planning.shape(r), r["requested_step"]) for r in rows}
-    done |= {(*planning.shape(r), "eager") for r in rows if r["step"] == "eager"}
+    done = {(planning.shape(r), r["requested_step"]) for r in rows}  # (shape, step) pairs
+    done |= {(planning.shape(r), "eager") for r in rows if r["step"] == "eager"}
     steps_per_epoch: dict[str, int] = {}
     late = False
     for config in configs:
         if config.init_from is not None:
             log(f"[measure] {config.run_id}: not measured (it starts from another run's weights)")
             continue
-        own = dict.fromkeys((config.step, "eager"))  # its own step, and the eager one
-        todo = [] if late else [s for s in own if (*planning.shape(config), s) not in done]
+        shape, own = planning.shape(config), dict.fromkeys((config.step, "eager"))
+        todo = [] if late else [s for s in own if (shape, s) not in done]  # own step, and eager
         if not todo and config.epochs is None:
             steps_per_epoch[config.run_id] = 0  # an iteration budget needs no epoch length
             continue
         run_data = prepare_data(config, data(config), device)
         steps_per_epoch[config.run_id] = run_data.train.steps_per_epoch
         for requested in todo:
-            if (*planning.shape(config), requested) in done:
+            if (shape, requested) in done:
                 continue  # its own step was the eager one
             if deadline is not None and time.monotonic() >= deadline:
                 log(f"[measure] stopped at the time limit, before {config.run_id} ({requested})")
@@ -120,7 +120,7 @@ def measure_plan(
                 f"img/s {row['ms_per_step']:8.2f} ms/step {row['step_note']}")  # fmt: skip
             rows.append(row)
             append_row(path, row)
-            done |= {(*planning.shape(config), requested), (*planning.shape(config), row["step"])}
+            done |= {(shape, requested), (shape, row["step"])}
     table = pd.DataFrame(rows, columns=list(schemas.STEP_SPEED.columns))
     projection = planning.project(table, configs, steps_per_epoch)
     machine = provenance.device_name(device)

@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import tempfile
 from collections.abc import Iterator
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -80,13 +79,15 @@ def _endless(loader: DataLoader[Any]) -> Iterator[Any]:
         yield from loader
 
 
-def conventional_seconds(
+def conventional(
     config: TrainConfig, dataset: ArrayDataset, *, device: torch.device, iterations: int,
     warmup: int, workers: int,
-) -> tuple[float, str]:  # fmt: skip
-    """Time `iterations` steps of the conventional loop (see module docstring); with the
-    optimizer implementation torch chose for it (its default: foreach on a GPU)."""
+) -> dict[str, Any]:  # fmt: skip
+    """The conventional loop's columns: `iterations` steps timed (see module docstring), the
+    optimizer implementation torch chose for it (its default: foreach on a GPU), its flags."""
     from torchvision import transforms  # here: importing torchvision costs seconds
+
+    set_flags(config.precision, device)
 
     x = dataset.x_train
     mean = tuple(float(m) for m in (x / 255).mean(axis=(0, 1, 2)))
@@ -123,15 +124,22 @@ def conventional_seconds(
 
     batches = _endless(loader)
     seconds = timed(lambda: step(*next(batches)), device=device, steps=iterations, warmup=warmup)
-    return seconds, optimizer_kind(optimizer, device)
+    return {
+        "loop": "conventional", "precision": config.precision, "channels_last": False,
+        "compile": False, "workers": workers, "pin_memory": device.type == "cuda",
+        "persistent_workers": workers > 0, "data": CONVENTIONAL_DATA,
+        "loss_read": "loss.item() every step", "step": "eager",
+        "optimizer": optimizer_kind(optimizer, device), **tf32_flags(), "seconds": seconds,
+    }  # fmt: skip
 
 
-def suite_seconds(
+def suite(
     config: TrainConfig, dataset: ArrayDataset, *, device: torch.device, iterations: int,
     warmup: int,
-) -> tuple[float, str, str]:  # fmt: skip
-    """Time `iterations` steps of `Trainer.step` on `TrainStream` batches; with the step it
-    took (a CUDA graph on a GPU) and its optimizer implementation."""
+) -> dict[str, Any]:  # fmt: skip
+    """Our loop's columns: `iterations` steps of `Trainer.step` on `TrainStream` batches timed,
+    the step it took (a CUDA graph on a GPU), its optimizer implementation and its flags."""
+    set_flags(config.precision, device)
     data = prepare_data(config, dataset, device)
     with tempfile.TemporaryDirectory() as scratch:
         trainer = Trainer(config, data, directory=Path(scratch), device=device, show_progress=False)
@@ -139,7 +147,15 @@ def suite_seconds(
         batches = data.train.batches(0)
         seconds = timed(lambda: trainer.step(*next(batches)), device=device, steps=iterations,
                         warmup=warmup)  # fmt: skip
-        return seconds, trainer.step_kind, optimizer_kind(trainer.train_step.optimizer, device)
+        return {
+            "loop": "suite", "precision": config.precision,
+            "channels_last": config.channels_last, "compile": config.compile,
+            "workers": config.workers, "pin_memory": False, "persistent_workers": False,
+            "data": SUITE_DATA, "loss_read": "every eval interval (no per-step sync)",
+            "step": trainer.step_kind,
+            "optimizer": optimizer_kind(trainer.train_step.optimizer, device), **tf32_flags(),
+            "seconds": seconds,
+        }  # fmt: skip
 
 
 def compare(
@@ -154,42 +170,24 @@ def compare(
     n_workers = cores if workers is None else workers
     rows: list[dict[str, Any]] = []
     for config in progress(configs, desc="loop speed", label=lambda c: c.variant):
-        set_flags(config.precision, dev)
-        ours, step, our_optimizer = suite_seconds(config, dataset, device=dev,
-                                                  iterations=iterations, warmup=warmup)  # fmt: skip
-        ours_flags = tf32_flags()
-        set_flags(config.precision, dev)
-        theirs, their_optimizer = conventional_seconds(
-            config, dataset, device=dev, iterations=iterations, warmup=warmup, workers=n_workers
-        )  # fmt: skip
         loops = (
-            ("suite", ours, config, ours_flags, {
-                "workers": config.workers, "pin_memory": False, "persistent_workers": False,
-                "data": SUITE_DATA, "loss_read": "every eval interval (no per-step sync)",
-                "step": step, "optimizer": our_optimizer,
-            }),
-            ("conventional", theirs, replace(config, channels_last=False, compile=False),
-             tf32_flags(), {
-                "workers": n_workers, "pin_memory": dev.type == "cuda",
-                "persistent_workers": n_workers > 0, "data": CONVENTIONAL_DATA,
-                "loss_read": "loss.item() every step", "step": "eager",
-                "optimizer": their_optimizer,
-            }),
+            suite(config, dataset, device=dev, iterations=iterations, warmup=warmup),
+            conventional(config, dataset, device=dev, iterations=iterations, warmup=warmup,
+                         workers=n_workers),
         )  # fmt: skip
+        theirs = loops[1]["seconds"]
         pair = [
             {
-                "variant": config.variant, "loop": loop, "device": dev.type,
-                "machine": environment["machine"], "precision": cfg.precision,
-                "channels_last": cfg.channels_last, "compile": cfg.compile,
+                "variant": config.variant, "device": dev.type, "machine": environment["machine"],
                 "batch_size": config.batch_size,
-                "input_size": config.input_size or dataset.x_train.shape[1], **pipeline,
-                **flags, "cpu_cores": cores, "iterations": iterations, "warmup": warmup,
-                "seconds": seconds, "images_per_s": iterations * config.batch_size / seconds,
-                "speedup": theirs / seconds, "torch": environment["torch"],
+                "input_size": config.input_size or dataset.x_train.shape[1], **loop,
+                "cpu_cores": cores, "iterations": iterations, "warmup": warmup,
+                "images_per_s": iterations * config.batch_size / loop["seconds"],
+                "speedup": theirs / loop["seconds"], "torch": environment["torch"],
                 "git_commit": environment["git_commit"], "created_at": environment["created_at"],
                 **{k: environment[k] for k in (*schemas.MACHINE_HASHES, *schemas.KERNELS)},
             }
-            for loop, seconds, cfg, flags, pipeline in loops
+            for loop in loops
         ]  # fmt: skip
         rows += pair
         if out is not None:  # each variant's pair as it is measured: an interrupt keeps them
