@@ -15,8 +15,6 @@ Two decode paths (decoding.py), one contract:
 Both paths draw the same crops from the same seeds (tested equal on the CPU); on CUDA, nvJPEG's
 pixels differ slightly from libjpeg's, so the two paths' batches are close, not identical, while
 each path alone is reproducible. Colour noise and normalisation run on the device in batch.
-`Prefetcher` (prefetch.py) moves the next batch to the GPU on a side stream while the current
-one trains (a plain iterator on the CPU).
 """
 
 from __future__ import annotations
@@ -50,15 +48,16 @@ Decode = Literal["cpu", "gpu"]
 _ORDER, _AUGMENT, _LIGHT = 1, 2, 3  # independent random streams derived from one seed
 
 
+_VIEWS = {"center": eval_center, "ten-crop": ten_crop, "multi-scale": multi_scale}
+
+
 class _Samples(Dataset[Any]):
-    """Items are (index, sample seed) pairs; "cpu" returns the augmented crop, "gpu" the bytes."""
+    """Items are (index, sample seed) pairs, given as the image's bytes (mode "bytes"), its
+    training crop ("train") or the views of an evaluation protocol (its name, in `_VIEWS`)."""
 
     def __init__(self, index: ImageIndex, recipe: Recipe, *, mode: str) -> None:
         self.read, self.labels = index.reader, index.labels  # numpy only: see `reader`
         self.recipe, self.mode = recipe, mode
-
-    def __len__(self) -> int:
-        return len(self.labels)
 
     def __getitem__(self, item: tuple[int, int]) -> tuple[Any, int]:
         i, seed = item
@@ -67,12 +66,8 @@ class _Samples(Dataset[Any]):
         if self.mode == "bytes":
             return raw, label
         image = decode(raw)
-        if self.mode == "center":
-            return eval_center(image, self.recipe), label
-        if self.mode == "ten-crop":
-            return ten_crop(image, self.recipe), label
-        if self.mode == "multi-scale":
-            return multi_scale(image, self.recipe), label
+        if self.mode in _VIEWS:
+            return _VIEWS[self.mode](image, self.recipe), label
         return train_sample(image, self.recipe, g=generator(seed)), label
 
 
