@@ -1,25 +1,16 @@
 """The measurement itself, run inside a fresh child interpreter (see `parent.py` for why).
 
-Protocol, per setting:
+On a CPU, denormals are flushed to zero (`torch.set_flush_denormal(True)`). A freshly
+He-initialised net produces denormal activations and gradients that a trained one does not;
+x86 cores run those ~100x slower, so a fresh net timed without the flush can run at about half
+the speed of the same net after a few seconds of training. Flushed, a fresh net predicts the
+speed of a trained one. Whether the flush is in effect is measured, not assumed, and recorded
+in `protocol`. On a GPU, cuDNN autotuning is on for the fixed shapes, as in training.
 
-1. Process: on a CPU, denormals are flushed to zero (`torch.set_flush_denormal(True)`). A freshly
-   He-initialised net produces denormal activations and gradients that a trained one does not;
-   x86 cores run those ~100x slower, so a fresh net timed without the flush can run at about
-   half the speed of the same net after a few seconds of training. Flushed, a fresh net predicts
-   the speed of a trained one.
-   Whether the flush is in effect is measured, not assumed, and recorded in `protocol`.
-   On a GPU, cuDNN autotuning is on for the fixed shapes, as in training.
-2. The first step is timed alone (`torch.compile`, cuDNN autotuning), then `warmup - 1` more.
-   A training step is the one `ablate train` takes on the device (`step`): on a GPU, replayed
-   as one CUDA graph (ablations.gpu.graph), captured during the warm-up; eager otherwise.
-3. Peak memory statistics are reset after warm-up, so `peak_mem_mb` covers only the timed steps
-   (not autotuning workspaces or compilation).
-4. `repeats` windows of `steps` steps, bracketed by CUDA events on a GPU or the monotonic clock
-   after a synchronisation; median and IQR over the windows.
-5. On a GPU, one more step runs under `torch.cuda.set_sync_debug_mode("warn")` and the host
-   synchronisations it makes are counted (`host_syncs_per_step`).
-6. For a compiled setting, dynamo's counters (graphs, graph breaks, frames it gave up on) are
-   recorded, and hitting the recompile limit is an error rather than a silent fall back to eager.
+`measure_one` is the protocol for one batch, in order: the warm-up, the peak memory reset (so
+`peak_mem_mb` covers only the timed steps), `repeats` timed windows of `steps` steps (median
+and IQR), and one more step that counts host synchronisations. A training step is the one
+`ablate train` takes on the device (`step`): on a GPU, one CUDA graph, captured in the warm-up.
 """
 
 from __future__ import annotations
@@ -220,7 +211,7 @@ def measure_setting(setting: Setting, device: torch.device) -> list[dict[str, An
         try:
             rows.append(measure_one(setting, batch, device, macs))
             break
-        except (RuntimeError, torch.cuda.OutOfMemoryError) as err:
+        except RuntimeError as err:  # torch.cuda.OutOfMemoryError is one
             if not _is_oom(err):
                 raise
             rows.append({"status": "oom", "batch_size": batch, "error": "out of memory"})

@@ -7,10 +7,10 @@ a separate child per run makes runs independent. On a CPU the children are forke
 that has only imported the measuring code, never run an op (so no thread pool, allocator or
 denormal state is inherited): that saves each child torch's import, several seconds each on 2
 cores. On a GPU each child is spawned, a new interpreter, so that no CUDA state can ever cross a
-fork. A compiled setting always gets a child of its
-own: dynamo counts recompilations of a code object per process, and several compiled settings
-of one variant in one process pass its recompile limit, after which the later settings would
-run eagerly while their rows say compile=on.
+fork. A compiled setting always gets a child of its own: dynamo counts recompilations of a code
+object per process, and several compiled settings of one variant in one process pass its
+recompile limit, after which the later settings would run eagerly while their rows say
+compile=on.
 """
 
 from __future__ import annotations
