@@ -133,8 +133,7 @@ def sample_geometry(height: int, width: int, recipe: Recipe, *, g: torch.Generat
 
 
 def _resize(image: Tensor, size: list[int]) -> Tensor:
-    # torchvision on first use: importing it costs seconds (it loads dynamo), and every CLI
-    # process imports this module for RECIPES.
+    # torchvision on first use: importing it costs seconds (it loads dynamo).
     import torchvision.transforms.v2.functional as TF
 
     return TF.resize(image, size, antialias=True)

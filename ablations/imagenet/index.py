@@ -4,10 +4,7 @@ Three layouts, told apart by what is there:
 - "imagefolder": train/<wnid>/*.JPEG and val/<wnid>/*.JPEG (also torchvision's `ImageNet` root
   once it has sorted val/ into class folders; its meta.bin is then not needed).
 - "devkit": train/<wnid>/ with a flat val/ (ILSVRC2012_val_00000001.JPEG, ...) whose labels come
-  from torchvision's meta.bin (written by `torchvision.datasets.ImageNet(root)`), or from the
-  devkit (ILSVRC2012_devkit_t12.tar.gz, or its extracted folder): meta.mat maps ILSVRC2012_ID to
-  WNID and data/ILSVRC2012_validation_ground_truth.txt gives one ID per val image, in sorted file
-  name order, as torchvision's `parse_devkit_archive` reads them (meta.mat needs scipy).
+  from torchvision's meta.bin or the ILSVRC2012 devkit beside it (ablations.imagenet.devkit).
 - "tar-shards": a folder of .tar files (or one .tar) whose members are train/<wnid>/x.JPEG and
   val/<wnid>/x.JPEG, optionally under one top folder; read by offset, never extracted.
 

@@ -97,7 +97,7 @@ def folder_index(path: Path, split: str, layout: str, checksum: str) -> ImageInd
             f"{path}/{split} has classes not in train/ ({', '.join(unknown[:5])}); "
             "give both splits the same <wnid> folders"
         )
-    files = [f for i, c in enumerate(classes) for f in tree.get(c, [])]
+    files = [f for c in classes for f in tree.get(c, [])]
     labels = np.repeat(np.arange(len(classes)), [len(tree.get(c, [])) for c in classes])
     if not files:
         raise DataError(f"{path}/{split} has no images; {ACCEPTED}")
