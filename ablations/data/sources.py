@@ -36,7 +36,7 @@ from ablations.data.imagefolder import (
     split_index,
     tree_classes,
 )
-from ablations.data.transform import NO_TRANSFORM, Transform, transformed
+from ablations.data.transform import Transform, transformed
 
 DATASETS: tuple[str, ...] = ("cifar10", "fashion-mnist", "imagefolder")
 
@@ -221,7 +221,7 @@ def _used_files(root: Path, fmt: str) -> tuple[str, ...]:
 # --- reading and downloading -------------------------------------------------------------------
 
 
-def read_source(source: Source, name: str, *, transform: Transform = NO_TRANSFORM) -> Arrays:
+def read_source(source: Source, name: str, *, transform: Transform) -> Arrays:
     """Decode `source` into arrays, each image through `transform` (the slow step, which the
     cache runs once per content and transform)."""
     root, where, mode = source.root, str(source.root), _IMAGE_MODE[name]

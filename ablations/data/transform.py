@@ -63,9 +63,6 @@ class Transform:
         return image
 
 
-NO_TRANSFORM = Transform()
-
-
 Box = tuple[int, int, int, int]  # (top, left, height, width)
 
 
