@@ -107,14 +107,12 @@ class Data:
 
 @dataclass(frozen=True)
 class _Split:
-    """The seed-independent part of a run's data: what the runs of one set share."""
+    """The seed-independent part of a run's data, (images, labels) per split: what the runs of
+    one set share."""
 
-    x_train: Tensor
-    y_train: Tensor
-    x_val: Tensor
-    y_val: Tensor
-    x_test: Tensor
-    y_test: Tensor
+    train: tuple[Tensor, Tensor]
+    val: tuple[Tensor, Tensor]
+    test: tuple[Tensor, Tensor]
     normalizer: Normalizer
 
 
@@ -142,14 +140,13 @@ def _split(config: TrainConfig, dataset: ArrayDataset) -> _Split:
     size = config.input_size
     x_train = to_nchw(dataset.x_train[train_idx], size=size)
     test_idx = random_subset(len(dataset.x_test), config.test_size, seed=config.split_seed)
-    y = torch.from_numpy(dataset.y_train)
+    y_train, y_test = torch.from_numpy(dataset.y_train), torch.from_numpy(dataset.y_test)
     split = _Split(
-        x_train=x_train, y_train=y[train_idx],
-        x_val=to_nchw(dataset.x_train[val_idx], size=size), y_val=y[val_idx],
-        x_test=to_nchw(dataset.x_test[test_idx], size=size),
-        y_test=torch.from_numpy(dataset.y_test[test_idx]),
+        train=(x_train, y_train[train_idx]),
+        val=(to_nchw(dataset.x_train[val_idx], size=size), y_train[val_idx]),
+        test=(to_nchw(dataset.x_test[test_idx], size=size), y_test[test_idx]),
         normalizer=_normalizer(config, x_train),
-    )  # fmt: skip
+    )
     _last_split = arrays, fields, split
     return split
 
@@ -189,24 +186,24 @@ def prepare_data(
 def _prepare_arrays(config: TrainConfig, dataset: ArrayDataset, device: torch.device) -> Data:
     """Split (fixed seed), subset, resize and normalise per the config."""
     split = _split(config, dataset)
-    x_train, normalizer = split.x_train, split.normalizer
+    (x_train, y_train), normalizer = split.train, split.normalizer
     native = dataset.x_train.shape[1]
     pad = round(4 * x_train.shape[-1] / 32) if config.augment else 0
     stream = TrainStream(
-        x_train, split.y_train, batch_size=config.batch_size, seed=config.seed, device=device,
+        x_train, y_train, batch_size=config.batch_size, seed=config.seed, device=device,
         normalizer=normalizer, augment_pad=pad, storage=config.storage,
         workers=config.workers or 0,
         channels_last=config.channels_last,
     )  # fmt: skip
     record = {
         **dataset.describe(),
-        "train_images": len(x_train), "val_images": len(split.x_val),
-        "test_images": len(split.x_test),
+        "train_images": len(x_train), "val_images": len(split.val[0]),
+        "test_images": len(split.test[0]),
         "input_size": x_train.shape[-1], "native_size": native, "augment_pad": pad,
         **normalizer.describe(),
     }  # fmt: skip
     return Data(
-        train=stream, val=(split.x_val, split.y_val), test=(split.x_test, split.y_test),
+        train=stream, val=split.val, test=split.test,
         normalizer=normalizer,
         record=record, in_channels=x_train.shape[1], num_classes=len(dataset.classes),
     )  # fmt: skip
