@@ -10,7 +10,7 @@ import json
 import os
 import warnings
 from collections.abc import Iterator
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -42,7 +42,7 @@ class StreamData:
     val: ImageIndex
     recipe: Recipe
     normalizer: Normalizer
-    record: dict[str, Any] = field(default_factory=dict)
+    record: dict[str, Any]
     in_channels: int = 3
     workers: int | None = None  # evaluation's DataLoader workers (None: one per core)
     # The trainer's view (ablations.data.prepare.RunData): ImageNet's labelled held-out images
@@ -62,11 +62,9 @@ class StreamData:
         self, split: str = "val", *, crops: str = "center", batch_size: int,
         workers: int | None = None, channels_last: bool = False, part: tuple[int, int] = (0, 1),
     ) -> Iterator[tuple[Views, Tensor]]:  # fmt: skip
-        """Val batches (of share `part`: rank, world): "center" (B images), "ten-crop" (B * 10
-        images) or "multi-scale" (one image's list of views); `evaluation.eval_sums` averages
-        the logits of each image's views. Any of these protocols, not only the recipe's own
-        (`final_crops`, what a run evaluates at its end): `ablate evaluate --crops` tests a
-        run's weights with the paper's others too."""
+        """Val batches (of share `part`: rank, world) of any crop protocol (shapes as
+        `streaming.eval_batches` gives them), not only the recipe's own (`final_crops`, what a run
+        evaluates at its end): `ablate evaluate --crops` tests a run's weights with the others."""
         if split != "val":
             raise DataError(f"streamed data evaluates on its val split, not {split!r}")
         if crops not in EVAL_CROPS:
