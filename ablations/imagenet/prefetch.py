@@ -1,4 +1,4 @@
-"""Batches moved to the device one step ahead (`Prefetcher`): on CUDA the copies run on a side
+"""Batches moved to the device one step ahead (`prefetched`): on CUDA the copies run on a side
 stream and overlap the current training step; on a CPU it is the plain iterator. A batch is
 (x, y) with x a tensor, a list of view tensors per image (multi-scale) or bytes (GPU decode).
 """
@@ -12,30 +12,26 @@ import torch
 from torch import Tensor
 
 
-class Prefetcher:
-    """Moves each batch to `device` one step ahead, on a side CUDA stream (copies overlap the
-    current step); on the CPU it is the plain iterator."""
-
-    def __init__(self, batches: Iterable[tuple[Any, Tensor]], device: torch.device) -> None:
-        self.batches, self.device = batches, device
-
-    def __iter__(self) -> Iterator[tuple[Any, Tensor]]:
-        if self.device.type != "cuda":
-            yield from ((_to(x, self.device), y.to(self.device)) for x, y in self.batches)
-            return
-        stream = torch.cuda.Stream(device=self.device)
-        pending: tuple[Any, Tensor] | None = None
-        for x, y in self.batches:
-            with torch.cuda.stream(stream):
-                ready = (_to(x, self.device), y.to(self.device, non_blocking=True))
-            if pending is not None:
-                yield pending
-            torch.cuda.current_stream(self.device).wait_stream(stream)
-            for t in _tensors(ready):  # used on the current stream: keep them from reuse
-                t.record_stream(torch.cuda.current_stream(self.device))
-            pending = ready
+def prefetched(
+    batches: Iterable[tuple[Any, Tensor]], device: torch.device
+) -> Iterator[tuple[Any, Tensor]]:
+    """Each batch moved to `device` one step ahead."""
+    if device.type != "cuda":
+        yield from ((_to(x, device), y.to(device)) for x, y in batches)
+        return
+    stream = torch.cuda.Stream(device=device)
+    pending: tuple[Any, Tensor] | None = None
+    for x, y in batches:
+        with torch.cuda.stream(stream):
+            ready = (_to(x, device), y.to(device, non_blocking=True))
         if pending is not None:
             yield pending
+        torch.cuda.current_stream(device).wait_stream(stream)
+        for t in _tensors(ready):  # used on the current stream: keep them from reuse
+            t.record_stream(torch.cuda.current_stream(device))
+        pending = ready
+    if pending is not None:
+        yield pending
 
 
 def _tensors(batch: Any) -> list[Tensor]:

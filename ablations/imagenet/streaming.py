@@ -41,7 +41,7 @@ from ablations.imagenet.augment import (
 )
 from ablations.imagenet.decoding import decode, decode_batch
 from ablations.imagenet.index import ImageIndex
-from ablations.imagenet.prefetch import Prefetcher
+from ablations.imagenet.prefetch import prefetched
 from ablations.results import provenance
 
 Decode = Literal["cpu", "gpu"]
@@ -155,7 +155,7 @@ class ImageStream:
     def uint8_batches(self, start: int = 0) -> Iterator[tuple[Tensor, Tensor]]:
         """Augmented uint8 batches (before colour noise and normalisation) on the device."""
         seeds = self.sample_seeds(start)
-        for raw, y in Prefetcher(self._loader(start), self.device):
+        for raw, y in prefetched(self._loader(start), self.device):
             if self.decode == "gpu":
                 images = decode_batch(raw, device=self.device)
                 batch_seeds = [s for _, s in next(seeds)]
@@ -212,11 +212,11 @@ def eval_batches(
     norm = normalizer.to(device)
     if crops == "multi-scale":
         mean = norm.mean.mean(dim=(1, 2), keepdim=True)
-        for images, y in Prefetcher(loader, device):
+        for images, y in prefetched(loader, device):
             for views, labels in _by_shape(images, y):
                 yield [(v.float() / 255 - mean) / norm.std for v in views], labels
         return
-    for x, y in Prefetcher(loader, device):
+    for x, y in prefetched(loader, device):
         yield norm(x.flatten(0, 1) if x.dim() == 5 else x), y
 
 
