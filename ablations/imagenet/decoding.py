@@ -17,7 +17,7 @@ from torch import Tensor
 
 _JPEG_MAGIC = b"\xff\xd8"
 # torchvision 0.29 deprecates its decoders in favour of torchcodec, warning on every call (once per
-# image, in every worker); they still work, and moving to torchcodec is a separate change.
+# image, in every worker); they still work.
 warnings.filterwarnings(
     "ignore", message="The image decoding and encoding capabilities of TorchVision",
     category=DeprecationWarning,
