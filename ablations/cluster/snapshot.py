@@ -19,7 +19,6 @@ from ablations.results import provenance
 
 SNAPSHOTS_DIR = ".snapshots"
 COMMIT_VAR = "ABLATE_GIT_COMMIT"  # read by ablations.results.provenance.git_commit
-SNAPSHOT_VAR = "ABLATE_SNAPSHOT"
 
 
 @dataclass(frozen=True)
@@ -61,12 +60,12 @@ def pinned(snap: Snapshot, *, env: dict[str, str] | None = None) -> Iterator[Non
     """While submitting: jobs inherit the snapshot as their working directory (python -m puts
     the cwd first on sys.path) and PYTHONPATH, the commit variable, and `env`."""
     extra = env or {}
-    saved = {k: os.environ.get(k) for k in ("PYTHONPATH", COMMIT_VAR, SNAPSHOT_VAR, *extra)}
+    saved = {k: os.environ.get(k) for k in ("PYTHONPATH", COMMIT_VAR, *extra)}
     cwd = Path.cwd()
     os.environ["PYTHONPATH"] = os.pathsep.join(
         [str(snap.root), *filter(None, [saved["PYTHONPATH"]])]
     )
-    os.environ[COMMIT_VAR], os.environ[SNAPSHOT_VAR] = snap.commit, snap.tag
+    os.environ[COMMIT_VAR] = snap.commit
     os.environ.update(extra)
     os.chdir(snap.root)
     try:

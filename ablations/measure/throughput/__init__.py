@@ -7,22 +7,12 @@ A batch size that runs out of memory is recorded as such (status "oom") and, in 
 """
 
 from ablations.measure.throughput.child import make_step, measure_setting
-from ablations.measure.throughput.flops import TRAIN_FLOPS_FACTOR
 from ablations.measure.throughput.parent import output_path, process_groups, run
-from ablations.measure.throughput.peaks import DEVICE_NAMES, datasheet, peak_tflops
+from ablations.measure.throughput.peaks import datasheet, peak_tflops
 from ablations.measure.throughput.schema import format_table
-from ablations.measure.throughput.settings import (
-    MODES,
-    Setting,
-    defaults,
-    grid,
-    setting_key,
-    timing,
-)
+from ablations.measure.throughput.settings import MODES, Setting, defaults, grid, setting_key
 
 __all__ = [
-    "DEVICE_NAMES", "MODES",
-    "TRAIN_FLOPS_FACTOR", "Setting", "datasheet", "defaults", "format_table", "grid",
-    "make_step", "measure_setting", "output_path", "peak_tflops", "process_groups", "run",
-    "setting_key", "timing",
+    "MODES", "Setting", "datasheet", "defaults", "format_table", "grid", "make_step",
+    "measure_setting", "output_path", "peak_tflops", "process_groups", "run", "setting_key",
 ]  # fmt: skip
