@@ -1,9 +1,6 @@
-"""Small ImageFolder subsets of a dataset: a few classes, a few images each, as PNG files.
-
-`write_subset` draws images at random (with a fixed seed) from chosen classes and writes them as
-`out/train/<class>/<i>.png` and `out/test/<class>/<i>.png`, which `load_dataset("imagefolder",
-data=out)` (or the source dataset's own name) reads back pixel for pixel: PNG is lossless.
-`make_subset` is the same from a dataset name, for `ablate subset`.
+"""Small ImageFolder subsets of a dataset: a few classes, a few images each, as PNG files
+(`out/train/<class>/<i>.png`, `out/test/...`), which `load_dataset("imagefolder", data=out)` (or
+the source dataset's own name) reads back pixel for pixel: PNG is lossless.
 """
 
 from __future__ import annotations
