@@ -1,4 +1,4 @@
-"""Where training runs execute: in this process, as submitit local jobs, or as a Slurm job
+"""Where training runs execute outside this process: as submitit local jobs or a Slurm job
 array (`executors`); status read back from the run directories (`jobs`); code snapshots
 (`snapshot`); the job a task runs (`task`); `ablate run --executor` (`submit`); and runs
 across GPUs with torchrun (`distributed`).
