@@ -138,7 +138,6 @@ def absolute(path: str | os.PathLike[str]) -> Path:
 
 def detect(path: Path, name: str, *, origin: str = "--data") -> Source:
     """The source at `path` for dataset `name`, its format checked and its files listed."""
-    check_name(name)
     if not path.exists():
         raise DataError(
             f"{name} data not found: {path} does not exist (from {origin}); "
