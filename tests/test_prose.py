@@ -108,3 +108,10 @@ def test_the_command_fails_on_a_long_winded_page(tmp_path: Path, capsys):
     out = capsys.readouterr().out
     assert "bad.md: 1 sentences, median 50 words" in out
     assert "too long (50 words)" in out
+
+
+def test_the_readme_is_a_front_door():
+    """At most 250 lines: what it is, set-up, quick start, the report, your own ablation and
+    links; the reference lives in docs/."""
+    lines = (ROOT / "README.md").read_text().splitlines()
+    assert len(lines) <= 250, f"README.md has {len(lines)} lines; move reference to docs/"
