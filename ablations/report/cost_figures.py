@@ -14,6 +14,7 @@ import seaborn as sns
 from matplotlib.figure import Figure
 
 from ablations.registry import axis_names
+from ablations.report.tables import memory_format
 from ablations.variants import CIFAR_DEPTHS, FAMILY_DEFAULTS, IMAGENET_STAGES
 
 PAPER_DEPTHS = {*CIFAR_DEPTHS, *IMAGENET_STAGES}  # labelled first on a crowded depth axis
@@ -166,7 +167,7 @@ def throughput_figure(df: pd.DataFrame) -> Figure:
     if len(axes[0][1].get_lines()):
         sns.move_legend(axes[0][1], "upper left", bbox_to_anchor=(1.02, 1), frameon=False)
     first = df.iloc[0]
-    memory = "channels_last" if first.get("channels_last") else "NCHW"
-    fig.suptitle(f"{first.get('machine', '')}: {first.get('precision', '')}, {memory}, "
+    fig.suptitle(f"{first.get('machine', '')}: {first.get('precision', '')}, "
+                 f"{memory_format(bool(first.get('channels_last')))}, "
                  f"batch {first.get('requested_batch_size', '')}", fontsize=10)  # fmt: skip
     return fig

@@ -12,10 +12,10 @@ import pandas as pd
 
 from ablations.config import STREAM_DATASETS
 from ablations.references import AKAMASTER_CIFAR, TABLE6, TORCHVISION_ACCURACY
+from ablations.report.provenance import DIRTY
 from ablations.report.tables import markdown_table
 
 PUBLISHED = {"paper": TABLE6, "akamaster README": AKAMASTER_CIFAR}  # short names for the column
-DIRTY = "+dirty"
 
 
 def _percent(value: float) -> str:

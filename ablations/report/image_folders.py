@@ -9,7 +9,7 @@ import pandas as pd
 
 from ablations.config import STREAM_DATASETS
 from ablations.report.recipes import recipe_runs
-from ablations.report.tables import Section, markdown_table, percent
+from ablations.report.tables import Section, distinct, markdown_table, percent
 
 TITLE = "## Streamed runs on other image sets"
 
@@ -35,7 +35,7 @@ def streamed_section(runs: pd.DataFrame) -> Section:
             "val top-1 error": percent(g["val_error"].mean(), g["val_error"].std(), seeds=n),
             "val top-5 error": percent(g["val_top5_error"].mean(), g["val_top5_error"].std(),
                                        seeds=n),
-            "machine": ", ".join(sorted(set(g["machine"]))),
+            "machine": distinct(g["machine"]),
         })  # fmt: skip
     return Section(
         f"{TITLE}\n\nTrained with an imagenet-* profile on ImageFolder trees that are not "

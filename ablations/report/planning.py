@@ -14,7 +14,7 @@ import pandas as pd
 
 from ablations.report.nets import paper_name
 from ablations.report.profile_results import members
-from ablations.report.tables import Section, markdown_table
+from ablations.report.tables import Section, distinct, markdown_table, memory_format
 from ablations.results import schemas
 from ablations.results.table import read_table
 
@@ -46,7 +46,7 @@ def speed_table(speed: pd.DataFrame) -> str:
         first = fast.iloc[0]
         parts.append(
             f"{machine}, {first['precision']}, "
-            f"{'channels_last' if first['channels_last'] else 'NCHW'}, batch "
+            f"{memory_format(first['channels_last'])}, batch "
             f"{first['batch_size']}, torch {first['torch']}, commit {first['git_commit']}; "
             f"{first['iterations']:,} timed steps of the {main} step after warm-up (evaluation: "
             f"one pass over the {first['eval_split']} split):\n\n{markdown_table(table)}\n"
@@ -93,7 +93,7 @@ def set_time_lines(projection: dict[str, Any] | None, runs: pd.DataFrame) -> lis
         lines.append(
             f"- measured: {share:.1f} min of GPU time for the {len(done)} nets trained so far "
             f"(seed 0: {nets}), each run's training seconds over the runs that shared its GPU "
-            f"({', '.join(sorted(set(done['machine'])))}; `results/{schemas.RUNS_FILE}`)"
+            f"({distinct(done['machine'])}; `results/{schemas.RUNS_FILE}`)"
         )
     return lines
 

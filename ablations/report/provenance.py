@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import pandas as pd
 
+from ablations.report.tables import distinct
 from ablations.versions import TRAINER_VERSION
 
 DIRTY = "+dirty"
@@ -13,22 +14,18 @@ DIRTY = "+dirty"
 
 def dirty_note(df: pd.DataFrame, *, what: str) -> str:
     """A bold line naming the rows of `df` whose git_commit ends in "+dirty"; "" for none."""
-    if "git_commit" not in df.columns or not len(df):
-        return ""
     dirty = df[df["git_commit"].astype(str).str.endswith(DIRTY)]
-    if not len(dirty):
+    if dirty.empty:
         return ""
-    commits = ", ".join(sorted(set(dirty["git_commit"].astype(str))))
     return (f"**{len(dirty)} of {len(df)} {what} were produced from a dirty tree (commit "
-            f"{commits}): uncommitted code; regenerate them from a clean commit.**")  # fmt: skip
+            f"{distinct(dirty['git_commit'])}): uncommitted code; regenerate them from a clean "
+            "commit.**")  # fmt: skip
 
 
 def stale_note(runs: pd.DataFrame) -> str:
     """A bold line naming the runs recorded by another trainer version; "" for none."""
-    if "trainer_version" not in runs.columns or not len(runs):
-        return ""
     stale = runs[runs["trainer_version"] != TRAINER_VERSION]
-    if not len(stale):
+    if stale.empty:
         return ""
     labels = sorted({f"{r['run_id']} (trainer v{int(r['trainer_version'])})"
                      for r in stale.to_dict("records")})  # fmt: skip

@@ -16,14 +16,19 @@ from ablations.report.nets import paper_name
 from ablations.report.readme import BlockFn
 from ablations.report.recipes import recipe_runs, recipe_table
 from ablations.report.render import primary_setting, published_comparison
-from ablations.report.tables import degradation_table, markdown_table, run_facts
+from ablations.report.tables import (
+    degradation_table,
+    distinct,
+    markdown_table,
+    memory_format,
+    run_facts,
+)
 from ablations.results import schemas
 from ablations.results.table import read_table
 
 CPU = "cpu"
 COMPLEXITY_SHOWN = ("resnet20", "resnet56", "resnet110", "resnet18", "resnet50",
                     "resnet50-v1", "resnet152-v1")  # fmt: skip
-THROUGHPUT_SHOWN = THROUGHPUT_QUICK
 TIME_LIMITED = "[Time-limited GPUs](#time-limited-gpus)"  # to whichever page holds the heading
 
 
@@ -93,9 +98,8 @@ def complexity_table(results: Path) -> str:
     shown = published_comparison(df[df["name"].isin(COMPLEXITY_SHOWN)])
     order = {name: i for i, name in enumerate(COMPLEXITY_SHOWN)}
     shown = shown.sort_values("variant", key=lambda s: s.map(order)).reset_index(drop=True)
-    machines = ", ".join(sorted(set(df["machine"])))
-    commits = ", ".join(sorted(set(df["git_commit"])))
-    return f"{markdown_table(shown)}\n(`results/complexity.csv`: {machines}; commit {commits})"
+    return (f"{markdown_table(shown)}\n(`results/complexity.csv`: {distinct(df['machine'])}; "
+            f"commit {distinct(df['git_commit'])})")  # fmt: skip
 
 
 def cpu_throughput(results: Path) -> str:
@@ -103,7 +107,7 @@ def cpu_throughput(results: Path) -> str:
     default, at the default batch), with the protocol the rows record."""
     df = read_table(results / schemas.THROUGHPUT_FILE, schemas.THROUGHPUT)
     cpu = df[(df["device"] == "cpu") & (df["status"] == "ok")
-             & (df["reference"] == "ours") & df["variant"].isin(THROUGHPUT_SHOWN)]  # fmt: skip
+             & (df["reference"] == "ours") & df["variant"].isin(THROUGHPUT_QUICK)]  # fmt: skip
     if cpu.empty:
         return "No CPU throughput rows yet: `ablate bench`."
     nchw = ~cpu["channels_last"]  # the CPU default; channels_last rows where only those exist
@@ -111,7 +115,7 @@ def cpu_throughput(results: Path) -> str:
     # on another CPU holds both machines' rows, and a median across them describes neither.
     cpu = primary_setting(cpu[nchw] if nchw.any() else cpu)
     rows = []
-    for variant in (v for v in THROUGHPUT_SHOWN if v in set(cpu["variant"])):
+    for variant in (v for v in THROUGHPUT_QUICK if v in set(cpu["variant"])):
         mine = cpu[cpu["variant"] == variant]
         infer, train = mine[mine["mode"] == "infer"], mine[mine["mode"] == "train"]
         rows.append({
@@ -122,9 +126,8 @@ def cpu_throughput(results: Path) -> str:
             + f" ({_median(train, 'step_ms_iqr', '{:,.0f}')})",
             "training TFLOP/s": _median(train, "tflops", "{:.2f}"),
         })  # fmt: skip
-    env = (f"{', '.join(sorted(set(cpu['machine'])))}; torch {', '.join(sorted(set(cpu['torch'])))}"
-           f"; commit {', '.join(sorted(set(cpu['git_commit'])))}; "
-           f"protocol: {', '.join(sorted(set(cpu['protocol'])))}")  # fmt: skip
+    env = (f"{distinct(cpu['machine'])}; torch {distinct(cpu['torch'])}; commit "
+           f"{distinct(cpu['git_commit'])}; protocol: {distinct(cpu['protocol'])}")  # fmt: skip
     return f"{markdown_table(pd.DataFrame(rows))}\n({env})"
 
 
@@ -147,7 +150,7 @@ def _train_speed(results: Path, device: str) -> str:
     table = read_table(path, schemas.TRAIN_SPEED) if path.exists() else pd.DataFrame()
     mine = table[table["device"] == device] if len(table) else table
     text = report_throughput.loop_speed(mine)
-    return f"{text}(commit {', '.join(sorted(set(mine['git_commit'])))})" if text else ""
+    return f"{text}(commit {distinct(mine['git_commit'])})" if text else ""
 
 
 def gpu_timm(results: Path) -> str:
@@ -177,16 +180,13 @@ def gpu_throughput(results: Path) -> str:
         )
     machine = cuda["machine"].value_counts().index[0]
     cuda = cuda[cuda["machine"] == machine]
-    setting = (
-        cuda["precision"] + ", " + cuda["channels_last"].map({True: "channels_last", False: "NCHW"})
-    )
+    setting = cuda["precision"] + ", " + cuda["channels_last"].map(memory_format)
     table = (cuda.assign(setting=setting)
              .pivot_table(index=["variant", "mode"], columns="setting", values="images_per_s",
                           aggfunc="median", sort=False)
              .map(lambda v: "" if v != v else f"{v:,.0f}").reset_index())  # fmt: skip
-    env = (f"{machine}; images/s, median over runs; torch "
-           f"{', '.join(sorted(set(cuda['torch'])))}; commit "
-           f"{', '.join(sorted(set(cuda['git_commit'])))}")  # fmt: skip
+    env = (f"{machine}; images/s, median over runs; torch {distinct(cuda['torch'])}; commit "
+           f"{distinct(cuda['git_commit'])}")  # fmt: skip
     return f"{markdown_table(table)}\n({env})"
 
 
@@ -209,9 +209,7 @@ def runs_summary(results: Path) -> str:
     lines = []
     for profile in profile_results.profile_order(runs["profile"]):
         mine = runs[runs["profile"] == profile]
-        lines.append(
-            f"- `{profile}`: {len(mine)} runs on {', '.join(sorted(set(mine['machine'])))}"
-        )
+        lines.append(f"- `{profile}`: {len(mine)} runs on {distinct(mine['machine'])}")
     return "\n".join(lines)
 
 

@@ -14,7 +14,7 @@ import pandas as pd
 
 from ablations.experiments import RECIPES_EXPERIMENT
 from ablations.recipes import BUDGET_WORDS, RECIPES
-from ablations.report.tables import Section, markdown_table, percent
+from ablations.report.tables import Section, distinct, markdown_table, percent
 from ablations.results import schemas
 from ablations.results.table import read_table
 
@@ -85,7 +85,7 @@ def recipe_table(runs: pd.DataFrame) -> pd.DataFrame:
             "verdict": verdict(accuracy.mean(), claimed, budget=budget),
             "params": _params(group), "GMACs": f"{group['macs'].iloc[0] / 1e9:.3f}",
             "training time": f"{group['train_s'].mean():,.0f} s",
-            "machine": ", ".join(sorted(set(group["machine"]))),
+            "machine": distinct(group["machine"]),
         })  # fmt: skip
     table = pd.DataFrame(rows)
     if table.empty:

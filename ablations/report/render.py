@@ -22,7 +22,7 @@ from ablations.report import evaluations as evaluations_report
 from ablations.report import recipes as recipes_report
 from ablations.report import throughput as throughput_report
 from ablations.report.profile_results import profile_order
-from ablations.report.tables import Section, markdown_table
+from ablations.report.tables import Section, distinct, markdown_table, memory_format
 from ablations.results import schemas
 from ablations.results.table import read_table
 
@@ -35,12 +35,8 @@ plt.rcParams["svg.hashsalt"] = "resnet-ablations"
 
 
 def _provenance(df: pd.DataFrame, columns: list[str]) -> str:
-    """ "machine X; torch Y; commit Z" from the distinct values in a table's env columns."""
-    parts = []
-    for column in columns:
-        values = sorted(set(df[column].astype(str)))
-        parts.append(f"{column} {', '.join(values)}")
-    return "; ".join(parts)
+    """ "machine X; torch Y; git_commit Z" from the distinct values in a table's env columns."""
+    return "; ".join(f"{column} {distinct(df[column])}" for column in columns)
 
 
 def published_comparison(df: pd.DataFrame) -> pd.DataFrame:
@@ -107,7 +103,7 @@ def throughput_section(results: Path) -> Section:
     others = len(df) - len(shown)
     setting = (
         f"{first['machine']}, {first['precision']}, "
-        f"{'channels_last' if first['channels_last'] else 'NCHW'}, "
+        f"{memory_format(first['channels_last'])}, "
         f"compile {'on' if first['compile'] else 'off'}, batch {first['requested_batch_size']}"
     )
     ok = shown[shown["status"] == "ok"]
@@ -183,7 +179,7 @@ def overview_section(results: Path) -> Section:
                        "experiments and records them there.\n")  # fmt: skip
     rows = [
         {"profile": f"`{name}`", "runs": len(group),
-         "machines": f"{group['machine'].nunique()}: {', '.join(sorted(set(group['machine'])))}"}
+         "machines": f"{group['machine'].nunique()}: {distinct(group['machine'])}"}
         for name, group in ((n, runs[runs["profile"] == n])
                             for n in profile_order(runs["profile"]))
     ]  # fmt: skip

@@ -51,14 +51,23 @@ def percent(mean: float, std: float, *, seeds: int) -> str:
     return f"{mean * 100:.1f} ± {std * 100:.1f}%"
 
 
-def _errors(nets: pd.DataFrame, columns: tuple[str, ...]) -> dict[str, list[str]]:
-    return {
+def _errors(nets: pd.DataFrame) -> dict[str, object]:
+    """A nets table's error columns: the final errors (mean ± std over seeds; validation only
+    where a run held out a validation split, unlike the paper profile), the best test error of
+    the seeds, and the seeds per net."""
+    held_out = nets["val_error_mean"].notna().any()
+    columns = [c for c in ERROR_HEADERS if c != "val_error" or held_out]
+    shown: dict[str, object] = {
         ERROR_HEADERS[c]: [
             percent(m, s, seeds=n)
             for m, s, n in zip(nets[f"{c}_mean"], nets[f"{c}_std"], nets["seeds"], strict=True)
         ]
         for c in columns
     }
+    best = zip(nets["test_error_min"], nets["seeds"], strict=True)
+    shown["best test error"] = [f"{b * 100:.2f}% (of {n})" if n > 1 else "" for b, n in best]
+    shown["seeds"] = nets["seeds"]
+    return shown
 
 
 def short_source(source: str) -> str:
@@ -69,20 +78,10 @@ def short_source(source: str) -> str:
 
 
 def degradation_table(runs: pd.DataFrame) -> pd.DataFrame:
-    """Net, depth, final training / validation / test error (mean ± std over seeds), the best
-    test error of the seeds, and seeds per net (plain nets first, by depth). The validation
-    column is left out when no run held out a validation split (the paper profile)."""
+    """Net, depth and the error columns (`_errors`), plain nets first, by depth."""
     nets = summarise_runs(runs).sort_values(["residual", "depth"], kind="stable")
-    columns: tuple[str, ...] = ("train_error", "val_error", "test_error")
-    if nets["val_error_mean"].isna().all():
-        columns = ("train_error", "test_error")
-    table = pd.DataFrame({
-        "net": nets["variant"].map(paper_name), "depth": nets["depth"],
-        **_errors(nets, columns),
-        "best test error": [f"{b * 100:.2f}% (of {n})" if n > 1 else ""
-                            for b, n in zip(nets["test_error_min"], nets["seeds"], strict=True)],
-        "seeds": nets["seeds"],
-    })  # fmt: skip
+    table = pd.DataFrame({"net": nets["variant"].map(paper_name), "depth": nets["depth"],
+                          **_errors(nets)})  # fmt: skip
     return table.reset_index(drop=True)
 
 
@@ -126,25 +125,17 @@ def reproduction_notes() -> list[str]:
 
 def nets_table(runs: pd.DataFrame, *, order: Sequence[str] = ()) -> pd.DataFrame:
     """One row per net, mean over seeds: the axes on which the nets differ, params, MACs per
-    image, final training / validation / test error (mean ± std), the best test error of the
-    seeds, and seeds per net. The validation column is left out when no run held out a
-    validation split (the paper profile). Rows follow `order`, then the runs' order."""
+    image and the error columns (`_errors`). Rows follow `order`, then the runs' order."""
     rank = {variant: i for i, variant in enumerate(order)}
     nets = summarise_runs(runs).sort_values(
         "variant", key=lambda v: v.map(lambda name: rank.get(name, len(rank))), kind="stable"
     )
     differ = [axis for axis in axis_columns(runs) if nets[axis].nunique() > 1]
-    columns: tuple[str, ...] = ("train_error", "val_error", "test_error")
-    if nets["val_error_mean"].isna().all():
-        columns = ("train_error", "test_error")
     table = pd.DataFrame({
         "net": nets["variant"].map(paper_name), **{axis: nets[axis] for axis in differ},
         "params": nets["params"].map(lambda p: f"{p:,.0f}" if p > 0 else "n/a"),
         "MACs": nets["macs"].map(lambda m: f"{m / 1e6:,.1f} M" if m > 0 else "n/a"),
-        **_errors(nets, columns),
-        "best test error": [f"{b * 100:.2f}% (of {n})" if n > 1 else ""
-                            for b, n in zip(nets["test_error_min"], nets["seeds"], strict=True)],
-        "seeds": nets["seeds"],
+        **_errors(nets),
     })  # fmt: skip
     return table.reset_index(drop=True)
 
@@ -156,7 +147,12 @@ def _counted(values: pd.Series) -> str:
 
 
 def distinct(values: pd.Series) -> str:
-    return ", ".join(map(str, sorted(set(values.astype(str))))) or "n/a"
+    """ "a, b": the distinct values, sorted as text; "n/a" for none."""
+    return ", ".join(sorted(set(values.astype(str)))) or "n/a"
+
+
+def memory_format(channels_last: bool) -> str:
+    return "channels_last" if channels_last else "NCHW"
 
 
 def data_label(runs: pd.DataFrame) -> pd.Series:

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from ablations.report.tables import markdown_table
+from ablations.report.tables import distinct, markdown_table, memory_format
 from ablations.results import schemas
 from ablations.results.schemas import OURS, REFERENCE_FILE, THROUGHPUT, THROUGHPUT_FILE
 from ablations.results.table import read_table
@@ -25,10 +25,6 @@ def _fmt(value: float, spec: str) -> str:
     return "n/a" if value != value else format(value, spec)
 
 
-def _memory(channels_last: bool) -> str:
-    return "channels_last" if channels_last else "NCHW"
-
-
 def fidelity(table: pd.DataFrame) -> str:
     """Spread = (max - min) / median of images/s over repeated runs, per setting measured more
     than once (each run a fresh process)."""
@@ -38,7 +34,7 @@ def fidelity(table: pd.DataFrame) -> str:
         return ""
     shown = pd.DataFrame({
         "variant": stats["variant"], "mode": stats["mode"], "measured by": stats["reference"],
-        "precision": stats["precision"], "memory": stats["channels_last"].map(_memory),
+        "precision": stats["precision"], "memory": stats["channels_last"].map(memory_format),
         "batch": stats["batch_size"], "runs": stats["count"],
         "median images/s": stats["median"].map("{:,.1f}".format),
         "spread": stats["spread"].map("{:.1%}".format),
@@ -62,17 +58,17 @@ def against_timm(table: pd.DataFrame) -> str:
         return ""
     shown = pd.DataFrame({
         "variant": medians["variant"], "mode": medians["mode"],
-        "precision": medians["precision"], "memory": medians["channels_last"].map(_memory),
+        "precision": medians["precision"], "memory": medians["channels_last"].map(memory_format),
         "batch": medians["batch_size"], "our step": medians["step"],
         "ours images/s": medians[OURS].map("{:,.1f}".format),
         "timm images/s": medians["timm"].map("{:,.1f}".format),
         "ours / timm": (medians[OURS] / medians["timm"]).map("{:.2f}x".format),
         "ours, of datasheet peak": medians["fraction_of_peak"].map(lambda f: _fmt(f, ".1%")),
     })  # fmt: skip
-    machines = ", ".join(sorted(set(ok["machine"])))
     return (
-        f"Ours against timm's own `benchmark.py` (vendored, run as published) on {machines}, "
-        "same settings, one command (`ablate bench ... --reference timm`); median over runs. "
+        "Ours against timm's own `benchmark.py` (vendored, run as published) on "
+        f"{distinct(ok['machine'])}, same settings, one command (`ablate bench ... --reference "
+        "timm`); median over runs. "
         "timm synchronises after every step, ours times windows of steps with CUDA events "
         "(`protocol` column); timm's training step is eager, ours the step `ablate train` "
         f"takes (`our step`: a CUDA graph on a GPU):\n\n{markdown_table(shown)}\n"
@@ -93,8 +89,8 @@ def loop_speed(table: pd.DataFrame) -> str:
     shown = pd.DataFrame({
         "variant": both["variant"], "batch": both["batch_size"],
         "precision (ours / conv.)": both["precision_ours"] + " / " + both["precision_conv"],
-        "memory (ours / conv.)": both["channels_last_ours"].map(_memory) + " / "
-        + both["channels_last_conv"].map(_memory),
+        "memory (ours / conv.)": both["channels_last_ours"].map(memory_format) + " / "
+        + both["channels_last_conv"].map(memory_format),
         "step, optimizer (ours / conv.)": both["step_ours"] + ", " + both["optimizer_ours"]
         + " / " + both["step_conv"] + ", " + both["optimizer_conv"],
         "conv. workers": both["workers_conv"], "flags": flags,
@@ -102,10 +98,10 @@ def loop_speed(table: pd.DataFrame) -> str:
         "ours images/s": both["images_per_s_ours"].map("{:,.0f}".format),
         "speed-up": (both["images_per_s_ours"] / both["images_per_s_conv"]).map("{:.2f}x".format),
     })  # fmt: skip
-    machines = ", ".join(sorted(set(both["machine"])))
     return (
         f"This suite's training loop against the conventional one (`ablate train-speed`, "
-        f"{machines}; settings of both loops in every row of `{schemas.TRAIN_SPEED_FILE}`):\n\n"
+        f"{distinct(both['machine'])}; settings of both loops in every row of "
+        f"`{schemas.TRAIN_SPEED_FILE}`):\n\n"
         f"{markdown_table(shown)}\n"
     )
 
