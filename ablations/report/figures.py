@@ -26,8 +26,11 @@ HELD_OUT = ("test", "val")
 SPLIT_LABELS = {"train": "training", "val": "validation", "test": "test"}
 SPLIT_STYLES: dict[str, Any] = {"train": "--", "val": "-", "test": "-"}
 SPLIT_WIDTHS = {"train": 1.0, "val": 2.0, "test": 2.0}
-KIND_MARKERS = {"plain": "s", "residual": "o"}
-KIND_COLOURS = {"plain": "tab:red", "residual": "tab:blue"}
+# Plain (False) and residual (True) nets in the depth and cost figures.
+KIND_STYLES: dict[bool, dict[str, Any]] = {
+    False: {"label": "plain", "marker": "s", "color": "tab:red"},
+    True: {"label": "residual", "marker": "o", "color": "tab:blue"},
+}
 
 
 def _twin_key(variant: str) -> tuple[int, str]:
@@ -172,10 +175,6 @@ def _runs_title(runs: pd.DataFrame) -> str:
     return f"{datasets}, profile {profiles}" if profiles else datasets
 
 
-def _kind(residual: bool) -> str:
-    return "residual" if residual else "plain"
-
-
 def depth_figure(runs: pd.DataFrame) -> Figure:
     """Final training error and final test error (%) against depth, plain vs residual; the
     bars span the seeds (min to max), and a net with one seed has none."""
@@ -190,14 +189,13 @@ def depth_figure(runs: pd.DataFrame) -> Figure:
             if line.empty:
                 continue
             mean = line[f"{column}_mean"] * 100
-            ax.plot(line["depth"], mean, marker=KIND_MARKERS[_kind(residual)],
-                    linestyle="-" if residual else "--", label=_kind(residual),
-                    color=KIND_COLOURS[_kind(residual)])  # fmt: skip
+            ax.plot(line["depth"], mean, linestyle="-" if residual else "--",
+                    **KIND_STYLES[residual])  # fmt: skip
             spread = line["seeds"] > 1
             below = (mean - line[f"{column}_min"] * 100)[spread]
             above = (line[f"{column}_max"] * 100 - mean)[spread]
             ax.errorbar(line["depth"][spread], mean[spread], yerr=[below, above], fmt="none",
-                        capsize=4, color=KIND_COLOURS[_kind(residual)])  # fmt: skip
+                        capsize=4, color=KIND_STYLES[residual]["color"])  # fmt: skip
         ax.set(xlabel="depth (weighted layers)", ylabel=label)
         ax.set_xticks(sorted(nets["depth"].unique()))
         ax.grid(True, alpha=0.3)
@@ -222,9 +220,8 @@ def _cost_panel(ax: Axes, nets: pd.DataFrame, column: str, label: str) -> bool:
         points = nets[nets["residual"] == residual]
         if points.empty:
             continue
-        ax.scatter(points[column], points["test_error_mean"] * 100, label=_kind(residual),
-                   marker=KIND_MARKERS[_kind(residual)], color=KIND_COLOURS[_kind(residual)],
-                   s=40, zorder=3)  # fmt: skip
+        ax.scatter(points[column], points["test_error_mean"] * 100, s=40, zorder=3,
+                   **KIND_STYLES[residual])  # fmt: skip
         for point in points.itertuples():
             ax.annotate(point.variant, (getattr(point, column), point.test_error_mean * 100),
                         textcoords="offset points", xytext=(5, 4), fontsize=8)  # fmt: skip
