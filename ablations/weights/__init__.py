@@ -26,10 +26,9 @@ import torch
 from torch import Tensor
 
 from ablations import rundir
+from ablations.imagenet.augment import IMAGENET_MEAN, IMAGENET_STD
 from ablations.registry import AblationsError, Variant
 from ablations.weights import akamaster, torchvision
-
-FORMATS = ("run", "torchvision", "akamaster", "file")  # "file": a state_dict of our architecture
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -44,12 +43,11 @@ class Preprocessing:
     std: tuple[float, ...] = ()
 
 
-AKAMASTER = Preprocessing(
-    name="imagenet-mean-std@32", mean=akamaster.MEAN, std=akamaster.STD
-)  # their trainer.py: ToTensor + Normalize(ImageNet mean/std) on 32x32 CIFAR-10
+# akamaster's trainer.py: ToTensor + Normalize(ImageNet mean/std) on 32x32 CIFAR-10.
+AKAMASTER = Preprocessing(name="imagenet-mean-std@32", mean=IMAGENET_MEAN, std=IMAGENET_STD)
 TORCHVISION = Preprocessing(
     name=f"resize{torchvision.RESIZE}-crop{torchvision.CROP}-imagenet-mean-std",
-    resize=torchvision.RESIZE, crop=torchvision.CROP, mean=torchvision.MEAN, std=torchvision.STD,
+    resize=torchvision.RESIZE, crop=torchvision.CROP, mean=IMAGENET_MEAN, std=IMAGENET_STD,
 )  # fmt: skip
 RUN = Preprocessing(name="run")
 UNKNOWN = Preprocessing(name="unknown")  # a bare state_dict file says nothing of its images
@@ -58,7 +56,7 @@ UNKNOWN = Preprocessing(name="unknown")  # a bare state_dict file says nothing o
 @dataclass(frozen=True, kw_only=True)
 class Weights:
     source: str  # as results record it: "run:<id>", "torchvision:IMAGENET1K_V1", a file name
-    format: str  # one of FORMATS
+    format: str  # run, torchvision, akamaster or file (a state_dict of our architecture)
     sha256: str
     preprocessing: Preprocessing
     run_dir: Path | None = None  # for run:<id>
@@ -69,7 +67,7 @@ class WeightsName:
     """A weights name taken apart, before any file is read."""
 
     name: str
-    format: str  # one of FORMATS; "file": a path, whose contents tell akamaster from ours
+    format: str  # as Weights.format; "file": a path, whose contents tell akamaster from ours
     ref: str  # the run id, torchvision's weights name or file, or the path
 
     def run_dir(self, runs_dir: Path) -> Path | None:

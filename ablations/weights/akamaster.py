@@ -28,8 +28,6 @@ from torch import Tensor
 
 from ablations.registry import AblationsError, Variant
 
-MEAN = (0.485, 0.456, 0.406)
-STD = (0.229, 0.224, 0.225)
 PREFIX = "module."
 
 

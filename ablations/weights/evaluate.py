@@ -46,10 +46,10 @@ from ablations.weights import (
     weights_file,
 )
 
-# --dataset: what the checkpoint is evaluated on, and how our readers load it. "imagenet" is
-# streamed from an ImageNet layout and evaluated on its val split; the others are decoded into
-# arrays and evaluated on their test split.
-DATASETS = {"cifar10": "cifar10", "imagenet": "imagenet", "fashion-mnist": "fashion-mnist"}
+# --dataset: what the checkpoint is evaluated on. "imagenet" is streamed from an ImageNet layout
+# and evaluated on its val split; the others are decoded into arrays and evaluated on their test
+# split.
+DATASETS = ("cifar10", "imagenet", "fashion-mnist")
 DEFAULT_DATASET = {"akamaster": "cifar10", "file": "cifar10", "torchvision": "imagenet"}
 Batches = Callable[[int], Iterator[tuple[Views, Tensor]]]  # batch size -> batches
 
@@ -202,7 +202,7 @@ def _prepare_arrays(
     device: torch.device,
 ) -> _Prepared:  # fmt: skip
     """The test split decoded into arrays, with the checkpoint's preprocessing."""
-    ds = load_dataset(DATASETS[name], data=data, download=False, resize=prep.resize,
+    ds = load_dataset(name, data=data, download=False, resize=prep.resize,
                       crop=prep.crop)  # fmt: skip
     idx = random_subset(len(ds.x_test), limit, seed=0)
     x, y = to_nchw(ds.x_test[idx]), torch.from_numpy(ds.y_test[idx])

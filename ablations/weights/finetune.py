@@ -1,13 +1,8 @@
 """Transfer learning: start a model from a checkpoint with a new head, and freeze the backbone.
 
 A checkpoint is named by a string, so that it is part of a run's config (and key), and resolved
-as `ablate evaluate` resolves --weights (ablations.weights.resolve):
-    "torchvision:IMAGENET1K_V1"  torchvision's weights for the variant's depth, from the torch
-                                 hub cache (never downloaded)
-    "run:<run_id>"               a finished run's model.pt, under the same runs folder
-    any other string             a file holding a state_dict (or a checkpoint with "model" in it,
-                                 or an akamaster .th file)
-The final linear layer is never loaded: its shape follows the new dataset's class count.
+as `ablate evaluate` resolves --weights (ablations.weights lists the names it takes). The final
+linear layer is never loaded: its shape follows the new dataset's class count.
 """
 
 from __future__ import annotations

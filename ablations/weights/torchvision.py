@@ -17,8 +17,6 @@ from ablations.registry import AblationsError, Variant, get_variant
 if TYPE_CHECKING:
     from torchvision.models import WeightsEnum
 
-MEAN = (0.485, 0.456, 0.406)
-STD = (0.229, 0.224, 0.225)
 RESIZE, CROP = 256, 224
 
 
