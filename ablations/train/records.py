@@ -1,6 +1,6 @@
 """The run directory and its record: what a run writes besides its weights, and how a finished
-run is read back (by `train`, `ablate collect` and the store). See ablations.train.run for
-the files a run directory holds."""
+run is read back (by `train`, `ablate collect` and the store). ablations.rundir names its
+files."""
 
 from __future__ import annotations
 
@@ -35,10 +35,6 @@ class RunRecord:
     @property
     def status(self) -> str:
         return str(self.summary.get("status", "unfinished"))
-
-
-def run_dir(config: TrainConfig, out: Path) -> Path:
-    return out / config.run_id
 
 
 def load_record(path: Path) -> RunRecord | None:
@@ -88,8 +84,6 @@ def retire_stale(path: Path) -> None:
 
 
 def curves_frame(df: pd.DataFrame | list[dict[str, Any]] | None) -> pd.DataFrame:
-    if df is None:
-        return pd.DataFrame(columns=CURVE_COLUMNS)
     return pd.DataFrame(df, columns=CURVE_COLUMNS)
 
 

@@ -1,14 +1,5 @@
-"""Training runner: a `TrainConfig` in, a run directory and its record out.
-
-The run directory `<out>/<run_id>/` holds:
-    config.json    the resolved config (the run is a pure function of it)
-    env.json       machine, versions, commit, device, dtype, seed, data source and checksum
-    curves.csv     tidy rows (iteration, split, metric, value)
-    checkpoint.pt  the latest resumable state, while the run is unfinished
-    model.pt       the final weights
-    best.pt        the weights at the best evaluation so far (on the test split when the config
-                   evaluates there, as tutorials do: then it selects on the test set)
-    summary.json   status (complete | diverged), final errors, wall time, images/s
+"""Training runner: a `TrainConfig` in, a run directory `<out>/<run_id>/` (ablations.rundir)
+and its record out.
 
 `open_run` finds or starts that directory and readies a `Trainer` (ablations.train.trainer,
 the loop); `train` runs it. An interrupted run loses at most the iterations since its last
@@ -32,7 +23,6 @@ from ablations.train.records import (
     load_current,
     record_start,
     retire_stale,
-    run_dir,
     start_run,
 )
 from ablations.train.schedule import lr_at
@@ -72,7 +62,7 @@ def open_run(
     """A run ready to train (its directory started, its checkpoint restored), or its record if
     it has finished already. `train` runs one; ablations.gpu.streams several at once
     (`runs_at_once`, which env.json records: the run's images/s are then a share)."""
-    directory = run_dir(config, out)
+    directory = out / config.run_id
     finished = load_current(directory)  # None also for a stale run, retired below
     if finished is not None:
         return finished
