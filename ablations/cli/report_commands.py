@@ -113,11 +113,10 @@ COMMITTED_PROFILES = ("paper", "paper-val", "cpu", "imagenet-paper", "imagenet-t
 
 
 def cmd_report(args: argparse.Namespace) -> None:
-    readme_path: Path = getattr(args, "readme", DEFAULT_README)
-    if getattr(args, "check_readme", False):
-        _check_readme(readme_path, results=args.results)
+    if args.check_readme:
+        _check_readme(args.readme, results=args.results)
         return
-    _render(args.results, out=args.out, readme=readme_path)
+    _render(args.results, out=args.out, readme=args.readme)
 
 
 def _render(results: Path, *, out: Path, readme: Path | None) -> None:

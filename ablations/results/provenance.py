@@ -79,15 +79,21 @@ def available_cores() -> int:
     return os.cpu_count() or 1
 
 
-@cache
-def cpu_model() -> str:
+def _cpuinfo(*fields: str) -> str | None:
+    """The value of the first /proc/cpuinfo line naming one of `fields` (None: no such line)."""
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
+            if line.startswith(fields):
                 return line.split(":", 1)[1].strip()
     except OSError:
         pass
-    return platform.processor() or platform.machine()
+    return None
+
+
+@cache
+def cpu_model() -> str:
+    model = _cpuinfo("model name")
+    return (platform.processor() or platform.machine()) if model is None else model
 
 
 def _short_sha256(text: str) -> str:
@@ -99,14 +105,8 @@ def cpu_flags() -> str:
     """A short hash of the CPU's feature flags (/proc/cpuinfo): two VMs sold under one generic
     vCPU name ("Intel Xeon Processor") often expose different instruction sets (AVX-512, AMX),
     and with them different floating-point kernels. "" where the flags cannot be read."""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith(("flags", "Features")):  # x86, ARM
-                flags = sorted(set(line.split(":", 1)[1].split()))
-                return _short_sha256(" ".join(flags))
-    except OSError:
-        pass
-    return ""
+    flags = _cpuinfo("flags", "Features")  # x86, ARM
+    return "" if flags is None else _short_sha256(" ".join(sorted(set(flags.split()))))
 
 
 @cache
