@@ -14,15 +14,11 @@ from ablations.report.tables import Section, distinct, markdown_table, percent
 TITLE = "## Streamed runs on other image sets"
 
 
-def other_streamed_runs(runs: pd.DataFrame) -> pd.DataFrame:
-    """Complete runs read as a stream of files from a tree that is not ImageNet."""
-    streamed = (runs["stream"] != "") & ~runs["dataset"].isin(STREAM_DATASETS)
-    return runs[streamed & ~recipe_runs(runs) & (runs["status"] == "complete")]
-
-
 def streamed_section(runs: pd.DataFrame) -> Section:
-    """Nothing at all when there are no such runs (most users never make one)."""
-    mine = other_streamed_runs(runs)
+    """Complete runs streamed from a tree that is not ImageNet; nothing at all when there are
+    none (most users never make one)."""
+    streamed = (runs["stream"] != "") & ~runs["dataset"].isin(STREAM_DATASETS)
+    mine = runs[streamed & ~recipe_runs(runs) & (runs["status"] == "complete")]
     if mine.empty:
         return Section("")
     rows = []

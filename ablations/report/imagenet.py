@@ -26,7 +26,7 @@ from ablations.references import (
 )
 from ablations.report import claims, figures, tables
 from ablations.report.arms import judged_crops
-from ablations.report.profile_results import members
+from ablations.report.nets import members, paper_name
 from ablations.report.recipes import recipe_runs
 from ablations.report.tables import Section, markdown_table
 from ablations.report.training import bullets
@@ -39,12 +39,6 @@ FIRST = ("imagenet-paper", "imagenet-torchvision")  # full budgets first, then t
 PAPER_TABLES: dict[str, tuple[ImageNetErrors, ...]] = {
     "10-crop": PAPER_IMAGENET, "multi-scale": PAPER_MULTI_SCALE,
 }  # fmt: skip
-
-
-def imagenet_runs(runs: pd.DataFrame) -> pd.DataFrame:
-    """Complete experiment runs (not recipes) on a streamed dataset."""
-    chosen = runs["dataset"].isin(STREAM_DATASETS) & ~recipe_runs(runs)
-    return runs[chosen & (runs["status"] == "complete")]
 
 
 def _paper(variant: str, *, top5: bool, crops: str) -> str:
@@ -70,7 +64,7 @@ def errors_table(runs: pd.DataFrame, *, published: bool) -> pd.DataFrame:
     rows = []
     for variant, group in runs.groupby("variant", sort=False):
         n = group["seed"].nunique()
-        row: dict[str, object] = {"net": figures.paper_name(str(variant)), "seeds": n}
+        row: dict[str, object] = {"net": paper_name(str(variant)), "seeds": n}
         for crops, (top1, top5_column) in VAL_CROPS.items():
             if runs[top1].notna().any():
                 for label, column in (("top-1", top1), ("top-5", top5_column)):
@@ -139,8 +133,10 @@ def profile_section(profile: str, runs: pd.DataFrame, curves: pd.DataFrame) -> S
 
 
 def imagenet_section(runs: pd.DataFrame, curves: pd.DataFrame) -> Section:
-    """The whole section; one line when no ImageNet run is recorded."""
-    mine = imagenet_runs(runs)
+    """The whole section, of the complete experiment runs (not recipes) on a streamed dataset;
+    one line when there are none."""
+    chosen = runs["dataset"].isin(STREAM_DATASETS) & ~recipe_runs(runs)
+    mine = runs[chosen & (runs["status"] == "complete")]
     if mine.empty:
         return Section(
             f"{TITLE}\n\nNo ImageNet runs in runs.csv: `ablate run --experiments "

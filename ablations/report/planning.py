@@ -12,8 +12,7 @@ from typing import Any
 
 import pandas as pd
 
-from ablations.report.nets import paper_name
-from ablations.report.profile_results import members
+from ablations.report.nets import members, paper_name
 from ablations.report.tables import Section, distinct, markdown_table, memory_format
 from ablations.results import schemas
 from ablations.results.table import read_table

@@ -1,7 +1,5 @@
-"""A profile's results, as the training report reads them from results/: its complete runs on
-one dataset, their curves, its layer responses and its replicates (`ProfileResults`), and which
-runs belong to an experiment (`members`, from ablations.report.nets). ablations.report.training
-turns them into sections.
+"""A profile's results, as the training report reads them from results/: its runs on one
+dataset, their curves, its layer responses and its replicates (`ProfileResults`).
 """
 
 from __future__ import annotations

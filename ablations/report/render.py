@@ -26,8 +26,6 @@ from ablations.report.tables import Section, distinct, markdown_table, memory_fo
 from ablations.results import schemas
 from ablations.results.table import read_table
 
-__all__ = ["SECTIONS", "Section", "markdown_table", "render"]
-
 # Stable file contents: no timestamps or random ids in the images, so unchanged figures do not
 # show up in diffs.
 SAVE_METADATA = {"png": {"Software": None}, "svg": {"Date": None, "Creator": None}}
@@ -127,28 +125,19 @@ def throughput_section(results: Path) -> Section:
             f"{m:.1f} ({q:.1f})" for m, q in zip(summary["step_ms"], summary["iqr"], strict=True)
         ],
         "TFLOP/s": summary["tflops"].map("{:.3g}".format),
-        "of peak": summary["peak"].map(lambda f: "n/a" if f != f else f"{f:.1%}"),
+        "of peak": summary["peak"].map(throughput_report.of_peak),
         "peak MB": summary["mem"].map("{:,.0f}".format),
     }))  # fmt: skip
     failed = shown[shown["status"] != "ok"]
-    notes = (
-        f"\n{len(failed)} setting(s) did not run: "
-        + ", ".join(
-            f"{r.variant} {r.mode} batch {r.batch_size} ({r.status})" for r in failed.itertuples()
-        )
-        + ".\n"
-        if len(failed)
-        else ""
-    )
-    gpu = (
-        ""
-        if (shown["device"] == "cuda").any()
-        else (
-            "\nMeasured on a CPU: no GPU was at hand for these rows. Fractions of peak are given "
-            "only for GPUs in the runner's table of datasheet peaks; on a CPU, peak MB is the "
-            "measuring process's peak resident memory, the runtime included.\n"
-        )
-    )
+    notes = gpu = ""
+    if len(failed):
+        listed = (f"{r.variant} {r.mode} batch {r.batch_size} ({r.status})"
+                  for r in failed.itertuples())  # fmt: skip
+        notes = f"\n{len(failed)} setting(s) did not run: {', '.join(listed)}.\n"
+    if not (shown["device"] == "cuda").any():
+        gpu = ("\nMeasured on a CPU: no GPU was at hand for these rows. Fractions of peak are "
+               "given only for GPUs in the runner's table of datasheet peaks; on a CPU, peak MB is "
+               "the measuring process's peak resident memory, the runtime included.\n")  # fmt: skip
     text = f"""## Throughput
 
 `{path}`, measured by `ablate bench` ({_provenance(shown, ["machine", "torch", "git_commit"])}).

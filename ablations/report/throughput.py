@@ -1,9 +1,7 @@
 """The speed comparisons of the report, computed from results/ alone: run-to-run spread of
 `ablate bench --runs N`, ours against timm's benchmark.py (`--reference timm`), and this suite's
-training loop against the conventional one (`ablate train-speed`).
-
-Each function takes a table and returns Markdown ("" when the table has nothing to show), so
-the throughput section of render.py appends `extras(results)` to its text.
+training loop against the conventional one (`ablate train-speed`): Markdown, "" where a table
+has nothing to show.
 """
 
 from __future__ import annotations
@@ -21,8 +19,9 @@ SETTING = ["variant", "mode", "machine", "precision", "channels_last", "compile"
            "input_size"]  # fmt: skip
 
 
-def _fmt(value: float, spec: str) -> str:
-    return "n/a" if value != value else format(value, spec)
+def of_peak(fraction: float) -> str:
+    """A fraction of the datasheet peak as a percent; "n/a" where the peak is unknown."""
+    return "n/a" if fraction != fraction else f"{fraction:.1%}"
 
 
 def fidelity(table: pd.DataFrame) -> str:
@@ -63,7 +62,7 @@ def against_timm(table: pd.DataFrame) -> str:
         "ours images/s": medians[OURS].map("{:,.1f}".format),
         "timm images/s": medians["timm"].map("{:,.1f}".format),
         "ours / timm": (medians[OURS] / medians["timm"]).map("{:.2f}x".format),
-        "ours, of datasheet peak": medians["fraction_of_peak"].map(lambda f: _fmt(f, ".1%")),
+        "ours, of datasheet peak": medians["fraction_of_peak"].map(of_peak),
     })  # fmt: skip
     return (
         "Ours against timm's own `benchmark.py` (vendored, run as published) on "
