@@ -33,8 +33,7 @@ TIME_LIMITED = "[Time-limited GPUs](#time-limited-gpus)"  # to whichever page ho
 
 
 def _profile(results: Path, name: str) -> profile_results.ProfileResults | None:
-    found = [p for p in profile_results.load_profiles(results) if p.profile == name]
-    return found[0] if found else None
+    return next((p for p in profile_results.load_profiles(results) if p.profile == name), None)
 
 
 def _cpu_degradation(results: Path) -> tuple[profile_results.ProfileResults, pd.DataFrame] | str:
@@ -58,10 +57,9 @@ def replica(results: Path) -> str:
             "The `cpu` budget's replica, trends only: the paper's protocol (the `paper` profile, "
             f"64k iterations) needs a GPU and has not run yet ({TIME_LIMITED})."
         )
-    facts = "\n".join(f"- {line}" for line in run_facts(runs))
     took = "\n".join(planning.set_time_lines(None, runs))
     return (f"![Fig. 6 replica at the paper's protocol](reports/{p.name('degradation')}.png)"
-            f"\n\n{facts}\n{took}")  # fmt: skip
+            f"\n\n{training.bullets(run_facts(runs))}\n{took}")  # fmt: skip
 
 
 def cpu_verdicts(results: Path) -> str:
@@ -70,8 +68,8 @@ def cpu_verdicts(results: Path) -> str:
     if isinstance(found, str):
         return found
     p, runs = found
-    facts = "\n".join(f"- {line}" for line in run_facts(runs))
     words = training.replication_words(p, EXPERIMENTS["degradation"])
+    facts = training.bullets(run_facts(runs))
     return f"The degradation claims.{words}\n\nFrom the committed runs:\n\n{facts}"
 
 
