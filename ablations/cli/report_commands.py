@@ -209,5 +209,5 @@ def cmd_pack(args: argparse.Namespace) -> None:
     if max_bytes is not None and written[0].stat().st_size > max_bytes:
         print(f"ablate pack: {written[0].name} alone is over --max-mb {args.max_mb:g}; it is "
               "written anyway (the tables always go)", file=sys.stderr)  # fmt: skip
-    for item in left_out:
-        print(f"ablate pack: {item.line()}", file=sys.stderr)
+    for line in left_out:
+        print(f"ablate pack: {line}", file=sys.stderr)

@@ -16,7 +16,6 @@ the folder is called here, as `ablate merge` expects.
 from __future__ import annotations
 
 import tarfile
-from dataclasses import dataclass
 from pathlib import Path
 
 from ablations import rundir
@@ -24,18 +23,6 @@ from ablations.results import schemas
 
 ARCHIVE_BYTES = 1024  # a tarball's own end blocks and compression header, at most
 OWN = ("results.tar.gz", "checkpoints-*.tar.gz", "weights-*.tar.gz")
-
-
-@dataclass(frozen=True)
-class LeftOut:
-    """A file that did not fit, and why."""
-
-    member: str  # results/runs/<run>/checkpoint.pt
-    size: int
-    why: str
-
-    def line(self) -> str:
-        return f"left out ({self.why}): {self.member} ({size_text(self.size)})"
 
 
 def size_text(size: int) -> str:
@@ -51,9 +38,9 @@ def cost(size: int) -> int:
 
 def pack(
     results: Path, out: Path, *, max_bytes: int | None = None, part_bytes: int | None = None
-) -> tuple[list[Path], list[LeftOut]]:
+) -> tuple[list[Path], list[str]]:
     """Write the tarballs of the module docstring into `out` (replacing any that an earlier
-    pack left there); returns the files written and those left out."""
+    pack left there); returns the files written, and a line for each file left out."""
     out.mkdir(parents=True, exist_ok=True)
     for pattern in OWN:
         for old in out.glob(pattern):
@@ -67,7 +54,7 @@ def pack(
     finished = [d for d in runs if rundir.is_finished(d) and rundir.weights(d).exists()]
     finished.sort(key=lambda d: str(rundir.summary(d).get("finished_at", "")), reverse=True)
     room = None if max_bytes is None else max_bytes - written[0].stat().st_size
-    left_out: list[LeftOut] = []
+    left_out: list[str] = []
     for name, files in (("checkpoints", [rundir.checkpoint(d) for d in unfinished]),
                         ("weights", [rundir.weights(d) for d in finished])):  # fmt: skip
         parts, room = _parts(files, results, room=room, part_bytes=part_bytes, left_out=left_out)
@@ -78,22 +65,21 @@ def pack(
 
 def _parts(
     files: list[Path], results: Path, *, room: int | None, part_bytes: int | None,
-    left_out: list[LeftOut],
+    left_out: list[str],
 ) -> tuple[list[list[Path]], int | None]:  # fmt: skip
     """`files` in order, in parts of at most `part_bytes`, within `room` bytes (None: no
     limit); the files that do not fit go to `left_out`. Returns the parts and the room left."""
     parts: list[list[Path]] = []
     filled = 0  # the last part's bytes
     for f in files:
-        size = f.stat().st_size
-        need = cost(size)
+        need = cost(f.stat().st_size)
         if part_bytes is not None and need + ARCHIVE_BYTES > part_bytes:
-            left_out.append(LeftOut(_member(f, results), size, "over --part-mb"))
+            left_out.append(_left_out(f, results, why="over --part-mb"))
             continue
         joins = bool(parts) and (part_bytes is None or filled + need <= part_bytes)
         needed = need if joins else need + ARCHIVE_BYTES
         if room is not None and needed > room:
-            left_out.append(LeftOut(_member(f, results), size, "over --max-mb"))
+            left_out.append(_left_out(f, results, why="over --max-mb"))
             continue
         if not joins:
             parts.append([])
@@ -108,6 +94,10 @@ def _parts(
 def _plain(path: Path) -> bool:
     """A regular file: a link (a job's log folder, say) stays out of the tarball."""
     return path.is_file() and not path.is_symlink()
+
+
+def _left_out(path: Path, results: Path, *, why: str) -> str:
+    return f"left out ({why}): {_member(path, results)} ({size_text(path.stat().st_size)})"
 
 
 def _member(path: Path, results: Path) -> str:
