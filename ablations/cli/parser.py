@@ -75,9 +75,10 @@ def _add_launch_options(p: argparse.ArgumentParser) -> None:
         help="runs at once (inprocess: in this process, one CUDA stream each, for small nets "
         "on one GPU; local: processes; Slurm: array parallelism)",
     )  # fmt: skip
-    g.add_argument("--slurm-partition", metavar="P")
+    g.add_argument("--slurm-partition", dest="partition", metavar="P")
     g.add_argument(
         "--slurm-time",
+        dest="time_min",
         type=POSITIVE,
         default=240,
         metavar="MIN",
@@ -90,15 +91,17 @@ def _add_launch_options(p: argparse.ArgumentParser) -> None:
         metavar="G",
         help="Slurm: G > 1 trains each run across G GPUs (DDP, synchronised BN)",
     )
-    g.add_argument("--slurm-nodes", type=POSITIVE, default=1, metavar="N", help="nodes per run")
+    g.add_argument(
+        "--slurm-nodes", dest="nodes", type=POSITIVE, default=1, metavar="N", help="nodes per run"
+    )
     g.add_argument("--cpus-per-task", type=POSITIVE, metavar="C",
                    help="Slurm: CPUs per task; with --gpus-per-task G a task is one rank (one "
                    "GPU), so a node gets G x C")  # fmt: skip
-    g.add_argument("--slurm-account", metavar="A")
+    g.add_argument("--slurm-account", dest="account", metavar="A")
     g.add_argument(
         "--max-requeues", type=NON_NEGATIVE, default=5, help="timeouts/preemptions per run"
     )
-    g.add_argument("--slurm-option", action="append", default=[], metavar="KEY=VALUE",
+    g.add_argument("--slurm-option", dest="extra", action="append", default=[], metavar="KEY=VALUE",
                    help="any further sbatch option, e.g. qos=high (repeatable)")  # fmt: skip
 
 

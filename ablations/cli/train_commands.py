@@ -8,6 +8,7 @@ import os
 import signal
 import sys
 import time
+from dataclasses import fields
 from typing import Any
 
 import pandas as pd
@@ -154,12 +155,9 @@ def cmd_run(args: argparse.Namespace) -> int | None:
 
 
 def _launch_options(args: argparse.Namespace) -> cluster.LaunchOptions:
-    return cluster.LaunchOptions(
-        executor=args.executor, jobs=args.jobs, partition=args.slurm_partition,
-        time_min=args.slurm_time, gpus_per_task=args.gpus_per_task, nodes=args.slurm_nodes,
-        cpus_per_task=args.cpus_per_task, account=args.slurm_account,
-        max_requeues=args.max_requeues, extra=tuple(args.slurm_option),
-    )  # fmt: skip
+    """The executor options, each parsed into the namespace under its field's name."""
+    given = {f.name: getattr(args, f.name) for f in fields(cluster.LaunchOptions)}
+    return cluster.LaunchOptions(**given | {"extra": tuple(args.extra)})
 
 
 def _run_submitted(
