@@ -144,17 +144,15 @@ def gpu_train_speed(results: Path) -> str:
 
 
 def _train_speed(results: Path, device: str) -> str:
-    path = results / schemas.TRAIN_SPEED_FILE
-    table = read_table(path, schemas.TRAIN_SPEED) if path.exists() else pd.DataFrame()
-    mine = table[table["device"] == device] if len(table) else table
+    table = read_table(results / schemas.TRAIN_SPEED_FILE, schemas.TRAIN_SPEED)
+    mine = table[table["device"] == device]
     text = report_throughput.loop_speed(mine)
     return f"{text}(commit {distinct(mine['git_commit'])})" if text else ""
 
 
 def gpu_timm(results: Path) -> str:
     """Ours against timm's benchmark.py on a GPU and the run-to-run spread, or how to measure."""
-    path = results / schemas.REFERENCE_FILE
-    table = read_table(path, schemas.THROUGHPUT)
+    table = read_table(results / schemas.REFERENCE_FILE, schemas.THROUGHPUT)
     cuda = table[table["device"] == "cuda"]
     text = "\n".join(t for t in (report_throughput.against_timm(cuda),
                                  report_throughput.fidelity(cuda)) if t)  # fmt: skip

@@ -107,17 +107,14 @@ def loop_speed(table: pd.DataFrame) -> str:
 
 def extras(results: Path) -> str:
     """The three comparisons that have results, as Markdown paragraphs."""
-    parts = []
-    for name, schema, render in (
-        (THROUGHPUT_FILE, THROUGHPUT, fidelity), (REFERENCE_FILE, THROUGHPUT, against_timm),
-        (REFERENCE_FILE, THROUGHPUT, fidelity),
-        (schemas.TRAIN_SPEED_FILE, schemas.TRAIN_SPEED, loop_speed),
-    ):  # fmt: skip
-        path = results / name
-        if path.exists():
-            text = render(read_table(path, schema))
-            parts += [text] if text else []
-    return "\n".join(parts)
+    timm = read_table(results / REFERENCE_FILE, THROUGHPUT)
+    parts = [
+        fidelity(read_table(results / THROUGHPUT_FILE, THROUGHPUT)),
+        against_timm(timm),
+        fidelity(timm),
+        loop_speed(read_table(results / schemas.TRAIN_SPEED_FILE, schemas.TRAIN_SPEED)),
+    ]
+    return "\n".join(part for part in parts if part)
 
 
 def spread(table: pd.DataFrame) -> pd.DataFrame:
