@@ -31,11 +31,6 @@ class Metrics:
     top5_error: float
 
 
-def topk_hits(logits: Tensor, y: Tensor, k: int) -> Tensor:
-    """Per image, whether its label is among the `k` largest logits (ties: torch.topk's)."""
-    return (logits.topk(k, dim=1).indices == y[:, None]).any(dim=1)
-
-
 def view_average(logits: Tensor, labels: int) -> Tensor:
     """(B * V, K) logits of V views per image, image-major -> (B, K), averaged over views."""
     views = len(logits) // labels
@@ -89,8 +84,8 @@ def eval_sums(
         classes = logits.shape[1]
         loss_sum += float(F.cross_entropy(logits, y, reduction="sum"))
         errors += int((logits.argmax(dim=1) != y).sum())
-        if classes > TOP5:
-            top5_hits += int(topk_hits(logits, y, TOP5).sum())
+        if classes > TOP5:  # the label among the 5 largest logits (ties: torch.topk's)
+            top5_hits += int((logits.topk(TOP5, dim=1).indices == y[:, None]).any(dim=1).sum())
         seen += len(y)
     for module, training in modes:
         module.training = training

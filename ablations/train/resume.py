@@ -88,8 +88,3 @@ def checkpoint_iteration(directory: Path) -> int:
     saved = torch.load(path, map_location="cpu", weights_only=False, pickle_module=UNPICKLING)
     state: State = saved["state"]
     return state.iteration
-
-
-def drop_checkpoint(directory: Path) -> None:
-    """A finished run keeps its weights and curves, not the resumable state."""
-    rundir.checkpoint(directory).unlink(missing_ok=True)

@@ -25,12 +25,10 @@ from ablations.train.records import (
     retire_stale,
     start_run,
 )
-from ablations.train.schedule import lr_at
 from ablations.train.steps import set_tf32
 from ablations.train.trainer import Trainer
-from ablations.weights.finetune import build_model
 
-__all__ = ["Trainer", "build_model", "lr_at", "open_run", "train"]
+__all__ = ["Trainer", "open_run", "train"]
 
 
 def train(

@@ -34,8 +34,7 @@ from ablations.train.resume import State
 from ablations.train.schedule import Schedule, Tally
 from ablations.train.steps import TrainStep, fused_optimizer, resolve_step, step_of_kind, tf32_flags
 from ablations.train.summary import ended_summary, outcome, stopped_summary
-from ablations.weights import finetune
-from ablations.weights.finetune import build_model
+from ablations.weights.finetune import build_model, train_mode
 
 
 class Trainer:
@@ -134,7 +133,7 @@ class Trainer:
         """Ready the loop at the run's current iteration: its batches, the model's mode, the
         progress display (`position`: its line among several runs' bars)."""
         self.batches = self.data.train.batches(self.state.iteration)
-        finetune.train_mode(self.model, freeze=self.config.freeze)
+        train_mode(self.model, freeze=self.config.freeze)
         self.progress = TrainProgress(
             total=self.iterations, initial=self.state.iteration, desc=self.label(),
             enabled=self.show_progress, position=position,
@@ -292,5 +291,5 @@ class Trainer:
             resume.save_weights(rundir.weights(self.dir), self.model)
         resume.write_curves(self.dir, state.rows)
         rundir.write_summary(self.dir, summary)
-        resume.drop_checkpoint(self.dir)
+        rundir.checkpoint(self.dir).unlink(missing_ok=True)  # a finished run is not resumed
         return summary

@@ -26,7 +26,6 @@ import torch
 from torch import Tensor
 
 from ablations import rundir
-from ablations.imagenet.augment import IMAGENET_MEAN, IMAGENET_STD
 from ablations.registry import AblationsError, Variant
 from ablations.weights import akamaster, torchvision
 
@@ -44,10 +43,10 @@ class Preprocessing:
 
 
 # akamaster's trainer.py: ToTensor + Normalize(ImageNet mean/std) on 32x32 CIFAR-10.
-AKAMASTER = Preprocessing(name="imagenet-mean-std@32", mean=IMAGENET_MEAN, std=IMAGENET_STD)
+AKAMASTER = Preprocessing(name="imagenet-mean-std@32", mean=torchvision.MEAN, std=torchvision.STD)
 TORCHVISION = Preprocessing(
     name=f"resize{torchvision.RESIZE}-crop{torchvision.CROP}-imagenet-mean-std",
-    resize=torchvision.RESIZE, crop=torchvision.CROP, mean=IMAGENET_MEAN, std=IMAGENET_STD,
+    resize=torchvision.RESIZE, crop=torchvision.CROP, mean=torchvision.MEAN, std=torchvision.STD,
 )  # fmt: skip
 RUN = Preprocessing(name="run")
 UNKNOWN = Preprocessing(name="unknown")  # a bare state_dict file says nothing of its images

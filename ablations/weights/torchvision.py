@@ -8,15 +8,13 @@ from __future__ import annotations
 import os
 from dataclasses import fields
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import torch
 
 from ablations.registry import AblationsError, Variant, get_variant
 
-if TYPE_CHECKING:
-    from torchvision.models import WeightsEnum
-
+MEAN = (0.485, 0.456, 0.406)
+STD = (0.229, 0.224, 0.225)
 RESIZE, CROP = 256, 224
 
 
@@ -51,24 +49,19 @@ def _twin(variant: Variant) -> Variant | None:
 
 
 def hub_file(variant: Variant, weights: str) -> Path:
-    """Where torch.hub keeps `weights` (e.g. IMAGENET1K_V1) of `variant`: the file name of the
-    weights' URL under $TORCH_HOME/hub/checkpoints (torch.hub.get_dir())."""
-    url = weights_entry(variant, weights).url
-    return Path(torch.hub.get_dir()) / "checkpoints" / os.path.basename(url)
-
-
-def weights_entry(variant: Variant, weights: str) -> WeightsEnum:
-    """torchvision's `ResNet{depth}_Weights.<weights>` for `variant` (checked to be its twin);
-    an unknown name is an error that names the usual one."""
+    """Where torch.hub keeps `weights` (e.g. IMAGENET1K_V1) of `variant`, checked to be its
+    twin: the file name of the weights' URL under $TORCH_HOME/hub/checkpoints. An unknown name
+    is an error that names the usual one."""
     from torchvision.models import get_model_weights
 
     check_variant(variant)
     try:
-        return get_model_weights(f"resnet{variant.depth}")[weights]
+        url = get_model_weights(f"resnet{variant.depth}")[weights].url
     except KeyError:
         raise AblationsError(
             f"torchvision has no resnet{variant.depth} weights {weights!r}; try IMAGENET1K_V1"
         ) from None
+    return Path(torch.hub.get_dir()) / "checkpoints" / os.path.basename(url)
 
 
 def locate(variant: Variant, spec: str) -> Path:

@@ -15,7 +15,8 @@ from ablations.cli import main
 from ablations.config import TrainConfig, resolve_config
 from ablations.registry import AblationsError
 from ablations.train import run as runner
-from ablations.train.run import lr_at, train
+from ablations.train.run import train
+from ablations.train.schedule import lr_at
 
 TIMING = {"images_per_s", "train_s"}  # wall-clock metrics differ between identical runs
 
