@@ -1,10 +1,6 @@
 """Figures of what the nets cost, as pure functions of tidy tables: params and MACs against
 depth (complexity.csv) and images/s against depth (throughput.csv). The training runs' figures
-are in figures.py.
-
-A line of the complexity figure is one kind of net (plain, residual A/B/C) and one value of every
-other axis that tells nets at one depth apart (width, block, ...), so two distinct nets are never
-averaged into one point; its legend label names those values."""
+are in figures.py."""
 
 from __future__ import annotations
 

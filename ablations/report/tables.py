@@ -190,14 +190,11 @@ def mix_notes(runs: pd.DataFrame) -> list[str]:
         + " at "
         + runs["input_size"].map("{0}x{0}".format),
     )
-    notes = []
-    for column, plural in MIXES.items():
-        if columns[column].nunique() > 1:
-            notes.append(
-                f"**runs from {columns[column].nunique()} {plural}: "
-                f"{_counted(columns[column])}; figures mix them.**"
-            )
-    return notes
+    return [
+        f"**runs from {columns[c].nunique()} {plural}: {_counted(columns[c])}; figures mix them.**"
+        for c, plural in MIXES.items()
+        if columns[c].nunique() > 1
+    ]
 
 
 def run_facts(runs: pd.DataFrame) -> list[str]:
