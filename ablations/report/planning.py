@@ -53,14 +53,6 @@ def speed_table(speed: pd.DataFrame) -> str:
     return "\n".join(parts)
 
 
-def set_time(projection: dict[str, Any] | None, runs: pd.DataFrame) -> str:
-    """The planned set's projected wall time beside what the Fig. 6 runs took, as a
-    paragraph."""
-    lines = set_time_lines(projection, runs)
-    return ("The planned set, each run at its full budget:\n\n" + "\n".join(lines) + "\n"
-            if lines else "")  # fmt: skip
-
-
 def set_time_lines(projection: dict[str, Any] | None, runs: pd.DataFrame) -> list[str]:
     """Bullets: the planned set's projected wall time (`ablate plan --measure`), and what the
     Fig. 6 set's paper-profile GPU runs took: each run's training seconds over the runs that
@@ -118,19 +110,18 @@ def concurrency_table(table: pd.DataFrame) -> str:
     return "\n".join(parts)
 
 
-def _json(path: Path) -> dict[str, Any] | None:
-    return json.loads(path.read_text()) if path.exists() else None
-
-
 def planning_section(results: Path) -> Section:
     """The section, or the line that says how to measure what it shows."""
     speed = read_table(results / schemas.STEP_SPEED_FILE, schemas.STEP_SPEED)
     at_once = read_table(results / schemas.RUNS_AT_ONCE_FILE, schemas.RUNS_AT_ONCE)
     runs = read_table(results / schemas.RUNS_FILE, schemas.RUNS)
+    projection = results / schemas.PROJECTION_FILE
+    planned = json.loads(projection.read_text()) if projection.exists() else None
+    took = "\n".join(set_time_lines(planned, runs))
     parts = [
         "" if speed.empty else (f"Training img/s by step kind (`ablate plan --measure`, "
                                 f"`results/{schemas.STEP_SPEED_FILE}`):\n\n{speed_table(speed)}"),
-        set_time(_json(results / schemas.PROJECTION_FILE), runs),
+        f"The planned set, each run at its full budget:\n\n{took}\n" if took else "",
         concurrency_table(at_once),
     ]  # fmt: skip
     body = "\n".join(p for p in parts if p)

@@ -75,7 +75,7 @@ def test_the_set_time_counts_each_run_by_its_share_of_the_gpu():
             for v, k in (("resnet20", 1), ("resnet56", 2), ("plain20", 2))]  # fmt: skip
     others = [{**rows[0], "seed": 1, "run_id": "a"}, {**rows[0], "device": "cpu", "run_id": "b"},
               {**rows[0], "experiments": "imagenet-degradation", "run_id": "c"}]  # fmt: skip
-    text = section.set_time(None, _table(schemas.RUNS, rows + others))
+    text = "\n".join(section.set_time_lines(None, _table(schemas.RUNS, rows + others)))
     # 600 s alone + 2 x 600 s shared by 2 = 20 min, over the 3 seed-0 GPU degradation runs.
     assert "20.0 min of GPU time for the 3 nets trained so far" in text
     assert "ResNet-20, ResNet-56, plain-20" in text
