@@ -1,16 +1,14 @@
 """`ablate evaluate`: a checkpoint trained elsewhere (or one of our runs), evaluated with our
-model and our evaluation path (ablations.train.evaluation.evaluate), one tidy row appended to
+model and our evaluation path (ablations.train.evaluation), one tidy row appended to
 results/evaluations.csv (ablations.results.schemas.EVALUATIONS).
 
-The images are prepared as the checkpoint was trained, and the row says how (`preprocessing`):
-akamaster's CIFAR nets take per-channel ImageNet mean/std at 32x32, torchvision's weights a
-resize to 256, a centre crop of 224 and ImageNet mean/std, our runs their own preparation (the
-config's input size and the normaliser fitted on the run's training split). Streamed data
-(ImageNet) may be tested with the paper's other protocols as well (`crops`: 10 crops, Table 3's;
-the whole image at five scales, Table 4's), recorded in the row's `crops`. Whatever this
-measures on the local copy of the data (e.g. CIFAR-10 re-encoded as JPEG) is reported as
-measured, with the data's name, format and sha256: the gap to a published error then also
-measures how far that copy is from the original images.
+The images are prepared as the checkpoint was trained (ablations.weights.Preprocessing; our
+runs as their config says), and the row says how (`preprocessing`). Streamed data (ImageNet)
+may be tested with the paper's other protocols as well (`crops`: 10 crops, Table 3's; the whole
+image at five scales, Table 4's), recorded in the row's `crops`. Whatever this measures on the
+local copy of the data (e.g. CIFAR-10 re-encoded as JPEG) is reported as measured, with the
+data's name, format and sha256: the gap to a published error then also measures how far that
+copy is from the original images.
 """
 
 from __future__ import annotations
