@@ -104,29 +104,24 @@ def throughput_section(results: Path) -> Section:
         f"{memory_format(first['channels_last'])}, "
         f"compile {'on' if first['compile'] else 'off'}, batch {first['requested_batch_size']}"
     )
-    ok = shown[shown["status"] == "ok"]
-    summary = (
-        ok.groupby(["variant", "mode"], sort=False)
-        .agg(
-            images_per_s=("images_per_s", "median"),
-            step_ms=("step_ms", "median"),
-            iqr=("step_ms_iqr", "median"),
-            batch=("batch_size", "first"),
-            tflops=("tflops", "median"),
-            peak=("fraction_of_peak", "median"),
-            mem=("peak_mem_mb", "median"),
-        )
-        .reset_index()
-    )
+    groups = shown[shown["status"] == "ok"].groupby(["variant", "mode"], sort=False)
+    medians = [
+        "images_per_s",
+        "step_ms",
+        "step_ms_iqr",
+        "tflops",
+        "fraction_of_peak",
+        "peak_mem_mb",
+    ]
+    summary = groups[medians].median().join(groups["batch_size"].first()).reset_index()
     table = markdown_table(pd.DataFrame({
-        "variant": summary["variant"], "mode": summary["mode"], "batch": summary["batch"],
+        "variant": summary["variant"], "mode": summary["mode"], "batch": summary["batch_size"],
         "images/s": summary["images_per_s"].map("{:,.1f}".format),
-        "step ms (IQR)": [
-            f"{m:.1f} ({q:.1f})" for m, q in zip(summary["step_ms"], summary["iqr"], strict=True)
-        ],
+        "step ms (IQR)": [f"{m:.1f} ({q:.1f})"
+                          for m, q in zip(summary["step_ms"], summary["step_ms_iqr"], strict=True)],
         "TFLOP/s": summary["tflops"].map("{:.3g}".format),
-        "of peak": summary["peak"].map(throughput_report.of_peak),
-        "peak MB": summary["mem"].map("{:,.0f}".format),
+        "of peak": summary["fraction_of_peak"].map(throughput_report.of_peak),
+        "peak MB": summary["peak_mem_mb"].map("{:,.0f}".format),
     }))  # fmt: skip
     failed = shown[shown["status"] != "ok"]
     notes = gpu = ""
