@@ -80,9 +80,7 @@ def cpu_runs(results: Path) -> str:
         return found
     _, runs = found
     table = degradation_table(runs)
-    cost = runs.groupby("variant", sort=False).agg(
-        train_s=("train_s", "median"), images_per_s=("images_per_s", "median")
-    )
+    cost = runs.groupby("variant", sort=False)[["train_s", "images_per_s"]].median()
     by_net = cost.rename(index=lambda v: paper_name(str(v)))
     table["training s (median)"] = table["net"].map(by_net["train_s"]).map("{:,.0f}".format)
     table["images/s (median)"] = table["net"].map(by_net["images_per_s"]).map("{:,.0f}".format)
