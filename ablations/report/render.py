@@ -125,6 +125,9 @@ def throughput_section(results: Path) -> Section:
     }))  # fmt: skip
     failed = shown[shown["status"] != "ok"]
     notes = gpu = ""
+    # A setting whose every row failed (out of memory, say) has nothing to plot.
+    measured = len(failed) < len(shown)
+    figure = "\n![images/s against MACs and depth](throughput.png)\n" if measured else ""
     if len(failed):
         listed = (f"{r.variant} {r.mode} batch {r.batch_size} ({r.status})"
                   for r in failed.itertuples())  # fmt: skip
@@ -139,11 +142,11 @@ def throughput_section(results: Path) -> Section:
 Shown: {setting}; {others} other rows in the file (other settings or machines) are not mixed in.
 Step time is the median over timed repeats (IQR in brackets), after warm-up; a training step is
 forward + loss + backward + SGD step, counted as 3 forward passes for TFLOP/s.
-{gpu}{notes}
-![images/s against MACs and depth](throughput.png)
-
+{gpu}{notes}{figure}
 {table}
 {throughput_report.extras(results)}"""
+    if not measured:
+        return Section(text)
     return Section(text, {"throughput": cost_figures.throughput_figure(shown)})
 
 

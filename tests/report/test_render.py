@@ -402,3 +402,29 @@ def test_without_runs_the_summary_says_so(tmp_path):
     render.render(results=tmp_path / "none", out=tmp_path / "reports")
     lines = opening((tmp_path / "reports" / "README.md").read_text())
     assert lines[0] == "No claims are judged yet: no complete training runs."
+
+
+def test_a_throughput_setting_that_never_ran_is_reported_without_a_figure(tmp_path):
+    from ablations.report.render import throughput_section
+    from ablations.results import schemas
+    from ablations.results.table import write_table
+
+    defaults = {"str": "", "int": 0, "float": float("nan"), "bool": False}
+    row = {c: defaults[kind] for c, kind in schemas.THROUGHPUT.columns.items()}
+    rows = [
+        {
+            **row,
+            "variant": v,
+            "mode": "train",
+            "batch_size": 256,
+            "requested_batch_size": 256,
+            "status": "oom",
+            "machine": "m",
+            "device": "cuda",
+        }
+        for v in ("resnet50", "resnet101")
+    ]
+    write_table(pd.DataFrame(rows), tmp_path / schemas.THROUGHPUT_FILE, schemas.THROUGHPUT)
+    section = throughput_section(tmp_path)
+    assert section.figures == {} and "throughput.png" not in section.markdown
+    assert "2 setting(s) did not run: resnet50 train batch 256 (oom)" in section.markdown
