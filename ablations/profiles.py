@@ -35,6 +35,9 @@ class Profile:
     response_images: int | None = None
     # A budget below the paper's: its numbers show trends only, never beside Table 6.
     reduced: bool = True
+    # Its runs are what the committed reports/ and README show: `ablate run` on results/ rewrites
+    # them. Runs of any other profile (a smoke test, a plugin's budget) report beside their results.
+    committed: bool = False
 
     def warmup_lr_for(self, variant: str) -> float | None:
         """The warm-up lr of `variant` (a canonical name) under this profile, or None."""
@@ -50,6 +53,7 @@ PROFILES: dict[str, Profile] = {
     for p in (
         Profile(
             name="paper",
+            committed=True,
             description="the paper's protocol (section 4.2) for Fig. 6 and Table 6: 64k "
             "iterations of batch 128 on all 50k training images, lr 0.1 divided by 10 at 32k "
             "and 48k, ResNet-110/1202 warmed up at 0.01 until training error < 80%, crop + flip, "
@@ -61,6 +65,7 @@ PROFILES: dict[str, Profile] = {
         ),
         Profile(
             name="paper-val",
+            committed=True,
             description="the paper's protocol on its 45k/5k split, for model selection without "
             "touching the test set: validation error recorded every 500 iterations, the test "
             "set evaluated once at the end; trains on 45k images, so its test errors are not "
@@ -71,6 +76,7 @@ PROFILES: dict[str, Profile] = {
         ),
         Profile(
             name="cpu",
+            committed=True,
             description="a 2-core CPU budget, chosen from time: 5 seeds of each net (3, the "
             "fewest the verdict rule accepts, left a verdict that another CPU's kernels "
             "overturned) x 200 iterations of batch 128 at 16x16 input (area-downsampled, "
@@ -125,6 +131,7 @@ IMAGENET_SETTINGS = {
 IMAGENET_PROFILES = (
     Profile(
         name="imagenet-paper",
+        committed=True,
         description="the paper's ImageNet protocol (section 3.4) for Fig. 4 and Tables 2-4: "
         "shorter side in [256, 480], random 224 crop, flip, per-pixel mean, PCA lighting; batch "
         "256, SGD momentum 0.9, weight decay 1e-4, lr 0.1 divided by 10 at 150k, 300k and 450k "
@@ -143,6 +150,7 @@ IMAGENET_PROFILES = (
     ),
     Profile(
         name="imagenet-torchvision",
+        committed=True,
         description="the recipe behind torchvision's V1 weights: RandomResizedCrop 224, flip, "
         "ImageNet mean/std; 90 epochs of batch 256, lr 0.1 divided by 10 at epochs 30 and 60; "
         "evaluated on the centre 224 crop of the image resized to 256, once per epoch",
@@ -158,6 +166,7 @@ IMAGENET_PROFILES = (
     ),
     Profile(
         name="imagenet-short",
+        committed=True,
         description="a single-GPU check of the paper's protocol: 100 classes drawn with the "
         "split seed, 260 training images each (26,000) and all their 5,000 validation images, "
         "40 epochs of batch 256 (about 4k iterations), lr 0.1 divided by 10 at epochs 20 and 30, "

@@ -14,6 +14,7 @@ import pandas as pd
 
 from ablations import recipes
 from ablations.measure import complexity, golden
+from ablations.profiles import PROFILES
 from ablations.registry import REGISTRY, AblationsError, list_variants
 from ablations.results import collect, schemas
 from ablations.results.table import read_table
@@ -106,10 +107,6 @@ def cmd_recipes(args: argparse.Namespace) -> None:
 DEFAULT_README = Path("README.md")
 DEFAULT_REPORTS = Path("reports")
 SCRATCH_REPORT = "report"  # a run's own report: <results>/report/
-# The profiles whose runs the committed reports/ and README.md show. A run of another profile (a
-# smoke test, a plugin's budget) or into another results folder reports beside its results.
-COMMITTED_PROFILES = ("paper", "paper-val", "cpu", "imagenet-paper", "imagenet-torchvision",
-                      "imagenet-short")  # fmt: skip
 
 
 def cmd_report(args: argparse.Namespace) -> None:
@@ -132,7 +129,8 @@ def is_committed(results: Path, *, profile: str) -> bool:
     """Whether a run writes the committed reports: a committed profile, into the results/
     folder beside the README."""
     project = DEFAULT_README.resolve().parent / "results"
-    return profile in COMMITTED_PROFILES and results.resolve() == project
+    known = PROFILES.get(profile)
+    return known is not None and known.committed and results.resolve() == project
 
 
 def report_run(results: Path, *, profile: str, reports: Path | None) -> Path:

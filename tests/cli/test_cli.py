@@ -12,7 +12,6 @@ import pytest
 import ablations.cli
 from ablations.cli import main
 from ablations.cli.parser import build_parser
-from ablations.cli.report_commands import COMMITTED_PROFILES
 from ablations.measure import complexity
 from ablations.profiles import PROFILES
 from ablations.results import schemas
@@ -239,4 +238,4 @@ def test_a_committed_run_renders_reports_and_the_readme(project, capsys):
 
 @pytest.mark.parametrize("profile", sorted(PROFILES))
 def test_every_built_in_profile_but_the_smoke_tests_is_committed(profile):
-    assert (profile in COMMITTED_PROFILES) == ("smoke" not in profile)
+    assert PROFILES[profile].committed == ("smoke" not in profile)
