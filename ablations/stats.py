@@ -57,14 +57,6 @@ class Arm:
         m = self.mean
         return math.sqrt(math.fsum((v - m) ** 2 for v in self.values.values()) / (self.n - 1))
 
-    @property
-    def low(self) -> float:
-        return min(self.values.values()) if self.n else math.nan
-
-    @property
-    def high(self) -> float:
-        return max(self.values.values()) if self.n else math.nan
-
 
 @dataclass(frozen=True)
 class Verdict:
@@ -116,11 +108,6 @@ def contrast(arms: Sequence[Arm], weights: Sequence[float]) -> Verdict:
         outcome, reason = NOT_RESOLVED, "the difference lies within the seed spread"
     return Verdict(outcome, estimate, se, df, p, (estimate - half, estimate + half), seeds,
                    agree, paired, reason=reason)  # fmt: skip
-
-
-def welch(a: Arm, b: Arm) -> Verdict:
-    """Judge mean(a) > mean(b): Welch's two-sample t-test."""
-    return contrast([a, b], [1.0, -1.0])
 
 
 def _agreement(arms: Sequence[Arm], weights: Sequence[float], estimate: float) -> tuple[int, int]:

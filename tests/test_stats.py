@@ -12,7 +12,13 @@ import pytest
 from scipy.stats import ttest_ind
 
 from ablations import stats
-from ablations.stats import Arm
+from ablations.stats import Arm, Verdict
+
+
+def welch(a: Arm, b: Arm) -> Verdict:
+    """Welch's two-sample t-test: the contrast mean(a) - mean(b)."""
+    return stats.contrast([a, b], [1.0, -1.0])
+
 
 # --- Student's t, against printed tables -------------------------------------------------------
 
@@ -41,7 +47,7 @@ def test_welch_on_the_committed_runs_matches_scipys_own_welch_test(table):
         errors = {v: g.set_index("seed").test_error.dropna().to_dict()
                   for v, g in nets.groupby("variant")}  # fmt: skip
         for a, b in itertools.combinations(sorted(errors), 2):
-            verdict = stats.welch(Arm.of(errors[a]), Arm.of(errors[b]))
+            verdict = welch(Arm.of(errors[a]), Arm.of(errors[b]))
             if math.isnan(verdict.p) or verdict.se == 0:
                 continue
             expected = ttest_ind(list(errors[a].values()), list(errors[b].values()),
@@ -53,7 +59,7 @@ def test_welch_on_the_committed_runs_matches_scipys_own_welch_test(table):
 
 def test_welch_by_hand():
     a, b = Arm.of({0: 10.0, 1: 12.0, 2: 14.0}), Arm.of({0: 1.0, 1: 2.0, 2: 3.0})
-    v = stats.welch(a, b)
+    v = welch(a, b)
     # means 12 and 2, variances 4 and 1: se = sqrt(4/3 + 1/3), df = se^4 / ((4/3)^2/2 + (1/3)^2/2)
     se = math.sqrt(5 / 3)
     assert (v.estimate, v.se) == (pytest.approx(10.0), pytest.approx(se))
@@ -64,19 +70,19 @@ def test_welch_by_hand():
 
 def test_welch_outcomes():
     low, high = Arm.of({0: 1.0, 1: 1.1, 2: 0.9}), Arm.of({0: 5.0, 1: 5.2, 2: 4.8})
-    assert stats.welch(high, low).outcome == stats.HOLDS
-    assert stats.welch(low, high).outcome == stats.FAILS
+    assert welch(high, low).outcome == stats.HOLDS
+    assert welch(low, high).outcome == stats.FAILS
     wide = Arm.of({0: 0.0, 1: 6.0, 2: 3.0})
-    assert stats.welch(wide, low).outcome == stats.NOT_RESOLVED
-    assert stats.welch(Arm.of({0: 5.0, 1: 5.1}), low).outcome == stats.NOT_RESOLVED
-    assert stats.welch(Arm.of({}), low).outcome == stats.NOT_CHECKED
+    assert welch(wide, low).outcome == stats.NOT_RESOLVED
+    assert welch(Arm.of({0: 5.0, 1: 5.1}), low).outcome == stats.NOT_RESOLVED
+    assert welch(Arm.of({}), low).outcome == stats.NOT_CHECKED
     same = Arm.of({0: 2.0, 1: 2.0, 2: 2.0})
-    assert stats.welch(same, same).outcome == stats.NOT_RESOLVED
-    assert stats.welch(Arm.of({0: 3.0, 1: 3.0, 2: 3.0}), same).outcome == stats.HOLDS
+    assert welch(same, same).outcome == stats.NOT_RESOLVED
+    assert welch(Arm.of({0: 3.0, 1: 3.0, 2: 3.0}), same).outcome == stats.HOLDS
 
 
 def test_seed_agreement_counts_per_seed_contrasts():
     a = Arm.of({0: 5.0, 1: 5.0, 2: 1.0, 3: 5.0})
     b = Arm.of({0: 1.0, 1: 1.0, 2: 2.0})  # no seed 3: three paired seeds
-    v = stats.welch(a, b)
+    v = welch(a, b)
     assert (v.agree, v.paired, v.all_agree) == (2, 3, False)
