@@ -283,10 +283,10 @@ def resolve_config(
     if unknown:
         raise AblationsError(f"unknown training option {unknown[0]!r}")
     settings: dict[str, Any] = dict(prof.settings)
-    dataset = dataset or settings.pop("dataset", "cifar10")
+    dataset = dataset or settings.get("dataset", "cifar10")
     settings.pop("dataset", None)
-    if prof.warmup_lr_for(v.name) is not None:  # the paper's warmed-up nets, named as data
-        settings["warmup_lr"] = prof.warmup_lr_for(v.name)
+    if v.name in prof.warmup:  # the paper's warmed-up nets, named as data
+        settings["warmup_lr"] = prof.warmup_lr
     settings.update(overrides)
     if "iterations" in overrides and "lr_milestones" not in overrides:
         planned = prof.settings.get("iterations", _PAPER.iterations)

@@ -43,8 +43,7 @@ from ablations.train import records
 
 __all__ = [
     "ORDER", "Context", "Task", "_describe", "context", "data_for", "execute", "is_done",
-    "mark_done", "plan", "record_unrecorded", "run_task", "state", "status_table",
-    "train_command",
+    "mark_done", "plan", "record_unrecorded", "state", "status_table", "train_command",
 ]  # fmt: skip
 
 
@@ -54,8 +53,7 @@ __all__ = [
 def is_done(task: Task, ctx: Context) -> bool:
     if task.kind == "train":
         assert task.config is not None
-        directory = ctx.runs_dir / task.config.run_id
-        return rundir.is_finished(directory) and records.stale_label(directory) is None
+        return _current(ctx.runs_dir / task.config.run_id)
     if task.kind == "responses":
         measured = _measured(ctx)
         return all(c.run_id in measured for c in _finished(task.configs, ctx))
@@ -83,16 +81,16 @@ def _measured(ctx: Context) -> set[str]:
     return set(table.loc[table["trainer_version"] == versions.TRAINER_VERSION, "run_id"])
 
 
+def _current(run: Path) -> bool:
+    """Whether the run finished (complete or diverged) with the current trainer."""
+    return rundir.is_finished(run) and records.stale_label(run) is None
+
+
 def _finished(configs: tuple[TrainConfig, ...], ctx: Context) -> list[TrainConfig]:
     """The configs whose runs finished complete (diverged runs have no final model) with the
     current trainer."""
-    done = []
-    for c in configs:
-        run = ctx.runs_dir / c.run_id
-        if (rundir.is_finished(run) and rundir.summary(run)["status"] == "complete"
-                and records.stale_label(run) is None):  # fmt: skip
-            done.append(c)
-    return done
+    runs = [(c, ctx.runs_dir / c.run_id) for c in configs]
+    return [c for c, run in runs if _current(run) and rundir.summary(run)["status"] == "complete"]
 
 
 def _unmeasured(settings: tuple[throughput.Setting, ...], ctx: Context) -> list[throughput.Setting]:
@@ -104,10 +102,6 @@ def _unmeasured(settings: tuple[throughput.Setting, ...], ctx: Context) -> list[
 
 
 # --- running --------------------------------------------------------------------------------
-
-
-def run_task(task: Task, ctx: Context) -> None:
-    RUNNERS[task.kind](task, ctx)
 
 
 def _run_train(task: Task, ctx: Context) -> None:
@@ -231,7 +225,7 @@ def execute(
             say(f"{prefix}: not started (time limit)")
             continue
         say(f"{prefix}: running")
-        run_task(task, ctx)
+        RUNNERS[task.kind](task, ctx)
         started = True
         stopped = task.kind == "train" and ctx.deadline is not None and not is_done(task, ctx)
         counts["left" if stopped else "ran"] += 1

@@ -39,10 +39,6 @@ class Profile:
     # them. Runs of any other profile (a smoke test, a plugin's budget) report beside their results.
     committed: bool = False
 
-    def warmup_lr_for(self, variant: str) -> float | None:
-        """The warm-up lr of `variant` (a canonical name) under this profile, or None."""
-        return self.warmup_lr if variant in self.warmup else None
-
 
 # The paper's protocol: all 50k training images, test error recorded during training.
 PAPER_SETTINGS = {"val_size": 0, "eval_split": "test", "precision": "auto",

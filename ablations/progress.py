@@ -13,10 +13,6 @@ from tqdm import tqdm
 T = TypeVar("T")
 
 
-def _is_tty(stream: IO[str]) -> bool:
-    return hasattr(stream, "isatty") and stream.isatty()
-
-
 def progress(
     items: Sequence[T],
     *,
@@ -29,7 +25,7 @@ def progress(
     out = stream if stream is not None else sys.stderr
     if not items:  # nothing to do is not progress: no "0/0 done" line
         return
-    if _is_tty(out):
+    if out.isatty():
         bar = tqdm(items, desc=desc, file=out, leave=False, dynamic_ncols=True)
         for item in bar:
             bar.set_postfix_str(label(item))
@@ -64,7 +60,7 @@ class TrainProgress:
         self.start_iteration, self.start_time = initial, time.monotonic()
         self.iteration, self.last_line = initial, self.start_time
         self.bar: tqdm | None = None
-        if enabled and _is_tty(self.out):
+        if enabled and self.out.isatty():
             self.bar = tqdm(total=total, initial=initial, desc=desc, file=self.out,
                             dynamic_ncols=True, unit="it", position=position)  # fmt: skip
 

@@ -185,14 +185,6 @@ def default_budget() -> str:
     return "full" if torch.cuda.is_available() else "cpu"
 
 
-def check_budget(budget: str) -> None:
-    if budget not in BUDGETS:
-        raise AblationsError(
-            f"recipes run under the budgets {', '.join(BUDGETS)}, not {budget!r}; "
-            "use --profile full for the tutorial's own"
-        )
-
-
 def execution(recipe: Recipe, device: str) -> dict[str, Any]:
     """How a recipe runs on `device`: on a GPU in bf16 autocast and channels_last, as the paper
     profile (strict fp32 NCHW there is several times slower and not what the tutorials
@@ -212,7 +204,11 @@ def resolve_recipe(
     settings <- the arm's <- the budget's shrink <- explicit overrides."""
     recipe = get_recipe(name)
     budget = profile or default_budget()
-    check_budget(budget)
+    if budget not in BUDGETS:
+        raise AblationsError(
+            f"recipes run under the budgets {', '.join(BUDGETS)}, not {budget!r}; "
+            "use --profile full for the tutorial's own"
+        )
     arm_name = next(iter(recipe.arms)) if arm is None else arm
     if arm_name not in recipe.arms:
         raise AblationsError(f"recipe {name} has arms {', '.join(recipe.arms)}, not {arm_name!r}")

@@ -21,13 +21,8 @@ STALE_DIR = ".stale"  # under the runs folder: set-aside runs (not globbed as ru
 def run_trainer_version(starts: list[dict[str, object]]) -> int:
     """The trainer version of a run from its env.json starts: the oldest of them (a run resumed
     by a newer trainer is still partly the older one's), 0 for starts recorded before versions."""
-    found = [starts_version(s) for s in starts]
-    return min(found) if found else 0
-
-
-def starts_version(start: dict[str, object]) -> int:
-    value = start.get("trainer_version", 0)
-    return int(value) if isinstance(value, int | str) and str(value).isdigit() else 0
+    found = [str(s.get("trainer_version", 0)) for s in starts]
+    return min(int(v) if v.isdigit() else 0 for v in found) if found else 0
 
 
 def stale_label(version: int) -> str | None:
