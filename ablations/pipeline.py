@@ -201,10 +201,6 @@ def execute(
     counts = {"done": 0, "ran": 0, "left": 0}
     trained: set[int] = set()  # id() of the tasks trained together
     started = False
-
-    def late() -> bool:
-        return ctx.deadline is not None and started and time.monotonic() >= ctx.deadline
-
     if jobs > 1:
         missing = [t for t in tasks if t.kind == "train" and not is_done(t, ctx)]
         _train_together(missing, ctx, jobs=jobs, say=say)
@@ -220,7 +216,7 @@ def execute(
             say(f"{prefix}: done")
             mark_done(task, ctx)
             continue
-        if late():
+        if started and ctx.deadline is not None and time.monotonic() >= ctx.deadline:
             counts["left"] += 1
             say(f"{prefix}: not started (time limit)")
             continue
@@ -241,11 +237,9 @@ def status_table(tasks: list[Task], ctx: Context) -> pd.DataFrame:
     rows: list[dict[str, Any]] = []
     for task in tasks:
         now = state(task, ctx)
-        done = now == "done"
-        command = ""
-        if task.kind == "train" and not done and task.config is not None:
-            command = train_command(task.config, results=ctx.results)
+        config = None if now == "done" else task.config  # training tasks have a config
+        command = "" if config is None else train_command(config, results=ctx.results)
         rows.append({"kind": task.kind, "experiments": ",".join(task.experiments),
-                     "task": task.label, "done": done, "state": now,
+                     "task": task.label, "done": now == "done", "state": now,
                      "command": command})  # fmt: skip
     return pd.DataFrame(rows)

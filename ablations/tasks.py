@@ -6,7 +6,7 @@ reproduces a run elsewhere. ablations.pipeline runs the tasks and knows which ar
 from __future__ import annotations
 
 import shlex
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import torch
@@ -31,7 +31,7 @@ class Task:
     experiments: tuple[str, ...]
     config: TrainConfig | None = None  # train
     configs: tuple[TrainConfig, ...] = ()  # responses: the runs to measure
-    settings: tuple[throughput.Setting, ...] = field(default=())  # throughput
+    settings: tuple[throughput.Setting, ...] = ()  # throughput
 
 
 @dataclass(frozen=True)
