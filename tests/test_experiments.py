@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from readme_snippets import snippet_and_command
 
 from ablations import (
     Experiment,
@@ -106,19 +107,8 @@ def test_a_users_experiment_runs_and_gets_its_report_section(tmp_path, tiny_cifa
     assert "| width |" in section  # the axis that differs between the nets is a column
 
 
-def readme_ablation() -> tuple[str, str]:
-    """The README's one-file ablation (a block, its nets, an experiment) and its `ablate` line."""
-    text = (ROOT / "README.md").read_text()
-    section = text[text.index("### Adding a block and an experiment") :]
-    section = section[: section.index("\n## ")]
-    snippet = re.search(r"```python\n(.*?)```", section, re.S)
-    command = re.search(r"^(ablate --plugin .*)$", section, re.M)
-    assert snippet and command, "the section shows a Python file and an `ablate` line"
-    return snippet[1], command[1]
-
-
 def test_the_readme_ablation_file_plans_its_experiment(tmp_path):
-    snippet, command = readme_ablation()
+    snippet, command = snippet_and_command("### Adding a block and an experiment")
     words = shlex.split(command)
     [file] = [w for w in words if w.endswith(".py")]
     (tmp_path / file).write_text(snippet)

@@ -15,6 +15,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from readme_snippets import snippet_and_command
 
 from ablations import plugins
 from ablations.cli import main, plugin_options
@@ -22,20 +23,14 @@ from ablations.profiles import PROFILES
 from ablations.registry import list_variants
 
 ROOT = Path(__file__).resolve().parents[1]
-README = ROOT / "README.md"
 
 
 def adding_a_variant() -> tuple[str, str, str]:
     """The README's "Adding a variant" snippet, the name it registers, and its `ablate` line."""
-    text = README.read_text()
-    section = text[text.index("### Adding a variant") :]
-    section = section[: section.index("\n## ")]
-    snippet = re.search(r"```python\n(.*?)```", section, re.S)
-    command = re.search(r"^(ablate --plugin .*)$", section, re.M)
-    assert snippet and command, "the section shows a Python snippet and an `ablate` line"
-    name = re.search(r'name="([^"]+)"', snippet[1])
+    snippet, command = snippet_and_command("### Adding a variant")
+    name = re.search(r'name="([^"]+)"', snippet)
     assert name, "the snippet names its variant"
-    return snippet[1], name[1], command[1]
+    return snippet, name[1], command
 
 
 def ablate(*argv: str, cwd: Path, env: dict[str, str] | None = None, path: str = "") -> (
