@@ -40,9 +40,8 @@ class ArrayDataset(Arrays):
     crop: int | None = None
 
     def describe(self) -> dict[str, str | int | None]:
-        """The dataset as one flat record (for logs and results rows): the source by name,
-        format and sha256 ("checksum"), without the producing machine's path (where it lay is
-        no part of a result)."""
+        """The dataset as one flat record (for logs and results rows), without the producing
+        machine's path: where it lay is no part of a result."""
         _, height, width, channels = self.x_train.shape
         return {
             "name": self.name,
@@ -60,17 +59,24 @@ class ArrayDataset(Arrays):
 
 
 def source_name(source: str) -> str:
-    """`ArrayDataset.source` without its folder: "cifar10-jpeg.tar.gz", or "torchvision
-    download" for data downloaded into the cache (an older record's absolute path is cut too)."""
+    """`ArrayDataset.source` without its folder, or "torchvision download"."""
     if source.startswith("download:"):
         return "torchvision download"
     return os.path.basename(source.rstrip("/\\")) or source
 
 
-def check_labels(arrays: Arrays, *, where: str) -> None:
-    for y in (arrays.y_train, arrays.y_test):
+def label_problem(arrays: Arrays) -> str | None:
+    """Which split has labels outside the class list, if any."""
+    for split in SPLITS:
+        y = getattr(arrays, f"y_{split}")
         if len(y) and not (y.min() >= 0 and y.max() < len(arrays.classes)):
-            raise DataError(
-                f"{where}: labels outside 0..{len(arrays.classes) - 1}; "
-                "the label files do not match the class list, use the original files"
-            )
+            return f"{split} labels out of range"
+    return None
+
+
+def check_labels(arrays: Arrays, *, where: str) -> None:
+    if label_problem(arrays):
+        raise DataError(
+            f"{where}: labels outside 0..{len(arrays.classes) - 1}; "
+            "the label files do not match the class list, use the original files"
+        )

@@ -18,20 +18,13 @@ from ablations.data.imagefolder import member_bytes, member_parts
 CIFAR_DIR = "cifar-10-batches-py"
 CIFAR_TRAIN = tuple(f"data_batch_{i}" for i in range(1, 6))
 CIFAR_FILES = (*CIFAR_TRAIN, "test_batch", "batches.meta")
-CIFAR_SIDE = 32
-
 
 # The only globals a CIFAR batch refers to: numpy arrays (pickled by numpy 1 or 2) and bytes.
 # Anything else would be code run by pickle, which a data file has no business doing.
-_PICKLE_GLOBALS = frozenset(
-    [("numpy", "ndarray"), ("numpy", "dtype"), ("_codecs", "encode")]
-    + [
-        (f"numpy.{core}.multiarray", f)
-        for core in ("core", "_core")
-        for f in ("_reconstruct", "scalar")
-    ]
-    + [(f"numpy.{core}.numeric", "_frombuffer") for core in ("core", "_core")]
-)
+_NUMPY_CORE = ("multiarray", "_reconstruct"), ("multiarray", "scalar"), ("numeric", "_frombuffer")
+_PICKLE_GLOBALS = {("numpy", "ndarray"), ("numpy", "dtype"), ("_codecs", "encode")} | {
+    (f"numpy.{core}.{module}", name) for core in ("core", "_core") for module, name in _NUMPY_CORE
+}
 
 
 class _ArrayUnpickler(pickle.Unpickler):
@@ -41,44 +34,41 @@ class _ArrayUnpickler(pickle.Unpickler):
         raise pickle.UnpicklingError(f"{module}.{name} is not allowed in a CIFAR batch")
 
 
-def _unpickle(raw: bytes, *, file: str, where: str) -> Any:
+def _fields(raw: bytes, *keys: str, file: str, where: str) -> list[Any]:
+    """The values of `keys` in a pickled dict, whose keys are bytes (Python 2's) or str."""
     try:  # encoding="bytes": the batches were pickled by Python 2
-        return _ArrayUnpickler(io.BytesIO(raw), encoding="bytes").load()
+        record = _ArrayUnpickler(io.BytesIO(raw), encoding="bytes").load()
     except Exception as err:  # a damaged pickle can fail with almost any exception type
         raise DataError(
             f"{where}: cannot unpickle {file} ({type(err).__name__}); "
             "replace it with the original CIFAR-10 file"
         ) from None
-
-
-def _field(record: Any, key: str, *, file: str, where: str) -> Any:
-    """`record[key]`, whether the pickle's keys came back as bytes (Python 2) or str."""
-    if isinstance(record, dict):
-        for k in (key.encode(), key):
-            if k in record:
-                return record[k]
-    raise DataError(f"{where}: {file} has no {key!r}; replace it with the original CIFAR-10 file")
+    values = []
+    for key in keys:
+        found = [record[k] for k in (key.encode(), key) if isinstance(record, dict) and k in record]
+        if not found:
+            raise DataError(
+                f"{where}: {file} has no {key!r}; replace it with the original CIFAR-10 file"
+            )
+        values.append(found[0])
+    return values
 
 
 def _cifar_batch(raw: bytes, *, file: str, where: str) -> tuple[np.ndarray, np.ndarray]:
-    batch = _unpickle(raw, file=file, where=where)
-    data = np.asarray(_field(batch, "data", file=file, where=where))
-    labels = np.asarray(_field(batch, "labels", file=file, where=where))
-    size = 3 * CIFAR_SIDE * CIFAR_SIDE
+    data, labels = map(np.asarray, _fields(raw, "data", "labels", file=file, where=where))
+    size = 3 * 32 * 32
     if data.dtype != np.uint8 or data.shape[1:] != (size,) or labels.shape != data.shape[:1]:
         raise DataError(
             f"{where}: {file} is not a CIFAR-10 batch (needs N x {size} uint8 data and N "
             f"labels, has {data.dtype} {data.shape} and {labels.shape[0]} labels); "
             "replace it with the original file"
         )
-    images = data.reshape(-1, 3, CIFAR_SIDE, CIFAR_SIDE).transpose(0, 2, 3, 1)  # CHW -> HWC
+    images = data.reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1)  # CHW -> HWC
     return images, labels.astype(np.int64)
 
 
 def read_cifar(blobs: Mapping[str, bytes], *, where: str) -> Arrays:
-    meta = _unpickle(blobs["batches.meta"], file="batches.meta", where=where)
-    names = _field(meta, "label_names", file="batches.meta", where=where)
-    classes = tuple(n.decode() if isinstance(n, bytes) else str(n) for n in names)
+    (names,) = _fields(blobs["batches.meta"], "label_names", file="batches.meta", where=where)
     train = [_cifar_batch(blobs[f], file=f, where=where) for f in CIFAR_TRAIN]
     x_test, y_test = _cifar_batch(blobs["test_batch"], file="test_batch", where=where)
     arrays = Arrays(
@@ -86,7 +76,7 @@ def read_cifar(blobs: Mapping[str, bytes], *, where: str) -> Arrays:
         y_train=np.concatenate([y for _, y in train]),
         x_test=np.ascontiguousarray(x_test),
         y_test=y_test,
-        classes=classes,
+        classes=tuple(n.decode() if isinstance(n, bytes) else str(n) for n in names),
     )
     check_labels(arrays, where=where)
     return arrays

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ablations.data.arrays import SPLITS, Arrays, DataError, check_labels
+from ablations.data.arrays import Arrays, DataError, check_labels
 
 # Array -> idx file name (each may also be gzipped, with ".gz" appended), in reading order.
 IDX_FILES = {
@@ -26,10 +26,7 @@ FASHION_MNIST_CLASSES = (
 
 def idx_file(root: Path, stem: str) -> str | None:
     """The idx file `stem` in `root`: uncompressed if both are there (torchvision keeps both)."""
-    for candidate in (stem, stem + ".gz"):
-        if (root / candidate).is_file():
-            return candidate
-    return None
+    return next((f for f in (stem, stem + ".gz") if (root / f).is_file()), None)
 
 
 def _idx_array(raw: bytes, *, ndim: int, file: str, where: str) -> np.ndarray:
@@ -65,19 +62,14 @@ def read_idx(root: Path, files: tuple[str, ...], *, where: str) -> Arrays:
         )
         for key, file in zip(IDX_FILES, files, strict=True)
     }
-    for split in SPLITS:
+    for split in ("train", "test"):
         x, y = arrays[f"x_{split}"], arrays[f"y_{split}"]
         if len(x) != len(y):
             raise DataError(
                 f"{where}: {len(x)} {split} images but {len(y)} labels; "
                 "the idx files come from different datasets, copy a matching set"
             )
-    result = Arrays(
-        x_train=arrays["x_train"][..., None],
-        y_train=arrays["y_train"].astype(np.int64),
-        x_test=arrays["x_test"][..., None],
-        y_test=arrays["y_test"].astype(np.int64),
-        classes=FASHION_MNIST_CLASSES,
-    )
+        arrays[f"x_{split}"], arrays[f"y_{split}"] = x[..., None], y.astype(np.int64)
+    result = Arrays(**arrays, classes=FASHION_MNIST_CLASSES)
     check_labels(result, where=where)
     return result

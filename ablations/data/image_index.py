@@ -10,11 +10,12 @@ from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from functools import cached_property
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
 from ablations.data.arrays import DataError
+
+_SHARD_ARRAYS = ("shard", "offset", "size")  # where each file's bytes lie in a tar shard
 
 
 @dataclass(frozen=True, eq=False)  # eq=False: arrays
@@ -46,12 +47,9 @@ class ImageIndex:
         """What DataLoader workers hold: numpy arrays only (a tuple of 1.28M str objects would
         be copied into every forked worker as reference counts touch its pages)."""
         if self.shard is None:  # a folder layout (tar shards set shard, offset and size)
-            paths = np.array([f.encode() for f in self.files], dtype=bytes)
-            return ByteReader(root=self.root, paths=paths)
-        return ByteReader(
-            root=self.root, shards=self.shards, shard=self.shard, offset=self.offset,
-            size=self.size,
-        )  # fmt: skip
+            return ByteReader(self.root, np.array([f.encode() for f in self.files], dtype=bytes))
+        shards = np.array([s.encode() for s in self.shards], dtype=bytes)
+        return ByteReader(self.root, shards[self.shard], offset=self.offset, size=self.size)
 
     def describe(self) -> dict[str, str | int]:
         return {
@@ -70,19 +68,15 @@ class ByteReader:
     """Reads image `i`'s bytes: a file under `root`, or a slice of a tar shard."""
 
     root: Path
-    paths: np.ndarray | None = None  # bytes paths relative to root, for folder layouts
-    shards: tuple[str, ...] = ()
-    shard: np.ndarray | None = None
-    offset: np.ndarray | None = None
+    paths: np.ndarray  # bytes: each image's file, or its tar shard, relative to root
+    offset: np.ndarray | None = None  # int64 per file, for tar shards
     size: np.ndarray | None = None
 
     def __call__(self, i: int) -> bytes:
-        if self.paths is not None:
-            return (self.root / self.paths[i].decode()).read_bytes()
-        assert self.shard is not None
-        assert self.offset is not None
-        assert self.size is not None
-        with open(self.root / self.shards[int(self.shard[i])], "rb") as f:
+        path = self.root / self.paths[i].decode()
+        if self.offset is None or self.size is None:
+            return path.read_bytes()
+        with open(path, "rb") as f:
             f.seek(int(self.offset[i]))
             return f.read(int(self.size[i]))
 
@@ -90,32 +84,28 @@ class ByteReader:
 def subset_index(
     index: ImageIndex, *, classes: int | Sequence[str], per_class: int | None, seed: int
 ) -> ImageIndex:
-    """A class subset (for budgets that fit one GPU): `classes` WNIDs (or that many drawn with
-    `seed`), up to `per_class` images of each drawn with `seed`, relabelled 0..k-1 in WNID order.
-    Give the val split the train subset's `classes` so both share labels."""
+    """A class subset: `classes` WNIDs (or that many drawn with `seed`), up to `per_class`
+    images of each drawn with `seed`, relabelled 0..k-1 in WNID order. Give the val split the
+    train subset's `classes` so both share labels."""
     if isinstance(classes, int):
         if not 0 < classes <= len(index.classes):
             raise DataError(f"classes must be in 1..{len(index.classes)}, got {classes}")
         drawn = np.random.default_rng(seed).permutation(len(index.classes))[:classes]
-        chosen = tuple(sorted(index.classes[i] for i in drawn))
-    else:
-        chosen = tuple(sorted(classes))
-        unknown = sorted(set(chosen) - set(index.classes))
-        if unknown:
-            raise DataError(f"classes not in the index: {', '.join(unknown[:5])}")
-    keep: list[int] = []
+        classes = [index.classes[i] for i in drawn]
+    chosen = tuple(sorted(classes))
+    unknown = sorted(set(chosen) - set(index.classes))
+    if unknown:
+        raise DataError(f"classes not in the index: {', '.join(unknown[:5])}")
+    keep, labels = [], []
     rng = np.random.default_rng(seed + 1)
-    for c in chosen:
+    for label, c in enumerate(chosen):
         members = np.flatnonzero(index.labels == index.classes.index(c))
         if per_class is not None and per_class < len(members):
             members = np.sort(rng.permutation(members)[:per_class])
         keep += members.tolist()
-    relabel = {index.classes.index(c): i for i, c in enumerate(chosen)}
-    return _take(
-        index, np.array(keep, dtype=np.int64), classes=chosen,
-        labels=np.array([relabel[int(index.labels[i])] for i in keep], dtype=np.int64),
-        checksum=hashlib.sha256(f"{index.checksum}:{chosen}:{per_class}:{seed}".encode()).hexdigest(),
-    )  # fmt: skip
+        labels += [label] * len(members)
+    key = f"{index.checksum}:{chosen}:{per_class}:{seed}"
+    return _take(index, keep, classes=chosen, labels=np.array(labels, dtype=np.int64), key=key)
 
 
 def sample_index(index: ImageIndex, n: int, *, seed: int) -> ImageIndex:
@@ -126,22 +116,22 @@ def sample_index(index: ImageIndex, n: int, *, seed: int) -> ImageIndex:
     if n >= len(index):
         return index
     rows = np.sort(np.random.default_rng(seed).permutation(len(index))[:n])
-    return _take(
-        index,
-        rows,
-        labels=index.labels[rows],
-        checksum=hashlib.sha256(f"{index.checksum}:sample:{n}:{seed}".encode()).hexdigest(),
-    )
+    key = f"{index.checksum}:sample:{n}:{seed}"
+    return _take(index, rows.tolist(), classes=index.classes, labels=index.labels[rows], key=key)
 
 
-def _take(index: ImageIndex, rows: np.ndarray, **changes: Any) -> ImageIndex:
-    """`index` cut to `rows` (files and tar offsets), with `changes` (labels, classes,
-    checksum) replaced."""
-    pick = lambda a: None if a is None else a[rows]  # noqa: E731
+def _take(
+    index: ImageIndex, rows: list[int], *, classes: tuple[str, ...], labels: np.ndarray, key: str
+) -> ImageIndex:
+    """`index` cut to `rows`, with new labels and classes, its checksum the sha256 of `key`."""
     return replace(
-        index, files=tuple(index.files[int(i)] for i in rows), shard=pick(index.shard),
-        offset=pick(index.offset), size=pick(index.size), **changes,
-    )  # fmt: skip
+        index,
+        files=tuple(index.files[i] for i in rows),
+        labels=labels,
+        classes=classes,
+        checksum=hashlib.sha256(key.encode()).hexdigest(),
+        **{k: getattr(index, k)[rows] for k in _SHARD_ARRAYS if getattr(index, k) is not None},
+    )
 
 
 def save_index(index: ImageIndex, file: Path) -> None:
@@ -153,9 +143,7 @@ def save_index(index: ImageIndex, file: Path) -> None:
         "shards": np.array([s.encode() for s in index.shards], dtype=bytes),
         "meta": np.array([index.layout, index.split, index.checksum]),
     }
-    for key in ("shard", "offset", "size"):
-        if getattr(index, key) is not None:
-            arrays[key] = getattr(index, key)
+    arrays |= {k: getattr(index, k) for k in _SHARD_ARRAYS if getattr(index, k) is not None}
     tmp = file.with_suffix(".tmp.npz")
     np.savez(tmp, **arrays)  # type: ignore[arg-type]  # numpy's stub types allow_pickle only
     os.replace(tmp, file)  # atomic: a reader never sees half an index
@@ -164,11 +152,14 @@ def save_index(index: ImageIndex, file: Path) -> None:
 def load_index(file: Path, root: Path) -> ImageIndex:
     with np.load(file) as z:
         layout, split, checksum = (str(v) for v in z["meta"])
-        extra = {k: z[k] for k in ("shard", "offset", "size") if k in z}
         return ImageIndex(
             root=root if layout != "tar-shards" or root.is_dir() else root.parent,
-            layout=layout, split=split,
-            files=tuple(f.decode() for f in z["files"]), labels=z["labels"],
-            classes=tuple(c.decode() for c in z["classes"]), checksum=checksum,
-            shards=tuple(s.decode() for s in z["shards"]), **extra,
-        )  # fmt: skip
+            layout=layout,
+            split=split,
+            files=tuple(f.decode() for f in z["files"]),
+            labels=z["labels"],
+            classes=tuple(c.decode() for c in z["classes"]),
+            checksum=checksum,
+            shards=tuple(s.decode() for s in z["shards"]),
+            **{k: z[k] for k in _SHARD_ARRAYS if k in z},
+        )

@@ -36,13 +36,17 @@ def member_parts(member_name: str) -> tuple[str, ...]:
     return () if any(p.startswith(".") or p == "__MACOSX" for p in parts) else parts
 
 
+def member_bytes(tar: tarfile.TarFile, member: tarfile.TarInfo) -> bytes:
+    handle = tar.extractfile(member)
+    assert handle is not None  # isfile() members always have content
+    with handle:
+        return handle.read()
+
+
 def split_index(parts: tuple[str, ...], *, splits: tuple[str, ...] = SPLITS) -> int | None:
     """Where the split ("train", ...) sits in an image path: 0 at the archive root, 1 under a
     top folder."""
-    for i in (0, 1):
-        if len(parts) > i + 2 and parts[i] in splits:
-            return i
-    return None
+    return next((i for i in (0, 1) if len(parts) > i + 2 and parts[i] in splits), None)
 
 
 def folder_tree(root: Path) -> Tree:
@@ -52,18 +56,15 @@ def folder_tree(root: Path) -> Tree:
 def class_files(root: Path, split: str) -> dict[str, list[str]]:
     """Class -> its images under `root/split/<class>/` (paths relative to `root`, sorted);
     hidden files and folders are skipped."""
-    top = root / split
-    classes = sorted(d for d in os.listdir(top) if (top / d).is_dir() and d[0] != ".")
-    return {c: _images_under(top / c, root) for c in classes}
-
-
-def _images_under(folder: Path, root: Path) -> list[str]:
-    found = []
-    for here, dirs, files in os.walk(folder, followlinks=True):
-        dirs[:] = [d for d in dirs if d[0] != "."]
-        rel = Path(here).relative_to(root).as_posix()
-        found += [f"{rel}/{f}" for f in files if f[0] != "." and is_image(f)]
-    return sorted(found)
+    top, tree = root / split, {}
+    for cls in sorted(d for d in os.listdir(top) if (top / d).is_dir() and d[0] != "."):
+        found = []
+        for here, dirs, files in os.walk(top / cls, followlinks=True):
+            dirs[:] = [d for d in dirs if d[0] != "."]
+            rel = Path(here).relative_to(root).as_posix()
+            found += [f"{rel}/{f}" for f in files if f[0] != "." and is_image(f)]
+        tree[cls] = sorted(found)
+    return tree
 
 
 def tree_classes(tree: Tree, where: str) -> tuple[str, ...]:
@@ -90,6 +91,7 @@ def tree_classes(tree: Tree, where: str) -> tuple[str, ...]:
 
 
 def group(files: Iterable[str]) -> Tree:
+    """The tree of a listing of "<split>/<class>/..." image paths."""
     tree: Tree = {split: {} for split in SPLITS}
     for name in files:
         split, cls = name.split("/", 2)[:2]
@@ -105,37 +107,14 @@ def read_tree(
     transform: Transform,
     where: str,
 ) -> Arrays:
+    """Every image of `tree`, read by `fetch`, converted to `mode` and put through `transform`;
+    labels are the indices of the sorted class names."""
     classes = tree_classes(tree, where)
-    names = {split: [n for c in classes for n in sorted(tree[split][c])] for split in SPLITS}
-    labels = {
-        split: np.repeat(np.arange(len(classes)), [len(tree[split][c]) for c in classes])
-        for split in SPLITS
-    }
-    # One pass over both splits, so that every image is checked against the same size.
-    x = _decode_images(
-        [*names["train"], *names["test"]], fetch, mode=mode, transform=transform, where=where
-    )
-    n_train = len(names["train"])
-    return Arrays(
-        x_train=x[:n_train],
-        y_train=labels["train"].astype(np.int64),
-        x_test=x[n_train:],
-        y_test=labels["test"].astype(np.int64),
-        classes=classes,
-    )
-
-
-def _decode_images(
-    names: list[str],
-    fetch: Callable[[str], Path | IO[bytes]],
-    *,
-    mode: str,
-    transform: Transform,
-    where: str,
-) -> np.ndarray:
+    names = [n for split in SPLITS for c in classes for n in sorted(tree[split][c])]
     out: np.ndarray | None = None
+    # One pass over both splits, so that every image is checked against the same size.
     for i, name in enumerate(names):
-        pixels = _decode_image(fetch(name), mode=mode, transform=transform, name=name, where=where)
+        pixels = _decode(fetch(name), mode=mode, transform=transform, name=name, where=where)
         if out is None:
             out = np.empty((len(names), *pixels.shape), dtype=np.uint8)
         elif pixels.shape != out.shape[1:]:
@@ -150,18 +129,22 @@ def _decode_images(
             )
         out[i] = pixels
     assert out is not None  # tree_classes guarantees images in both splits
-    return out
+    y_train, y_test = (
+        np.repeat(np.arange(len(classes)), [len(tree[split][c]) for c in classes]).astype(np.int64)
+        for split in SPLITS
+    )
+    n_train = len(y_train)
+    return Arrays(out[:n_train], y_train, out[n_train:], y_test, classes)
 
 
-def _decode_image(
+def _decode(
     src: Path | IO[bytes], *, mode: str, transform: Transform, name: str, where: str
 ) -> np.ndarray:
     try:
         with Image.open(src) as image:
             converted = image if image.mode == mode else image.convert(mode)
             # Inside the `with`: resizing reads the file, which can still fail as a decode does.
-            prepared = transform.apply(converted, name=name, where=where)
-            pixels = np.asarray(prepared, dtype=np.uint8)
+            pixels = np.asarray(transform.apply(converted, name=name, where=where), np.uint8)
     except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as err:
         raise DataError(
             f"{where}: cannot decode {name} as an image ({type(err).__name__}); "
@@ -187,16 +170,8 @@ def read_tree_archive(path: Path, *, mode: str, transform: Transform) -> Arrays:
                 continue
             images = tree.setdefault(rel[0], {}).setdefault(rel[1], [])
             if member.isfile() and len(rel) > 2 and is_image(rel[-1]):
-                name = "/".join(rel)
-                images.append(name)
-                blobs[name] = member_bytes(tar, member)
+                images.append("/".join(rel))
+                blobs[images[-1]] = member_bytes(tar, member)
     return read_tree(
         tree, lambda n: io.BytesIO(blobs[n]), mode=mode, transform=transform, where=str(path)
     )
-
-
-def member_bytes(tar: tarfile.TarFile, member: tarfile.TarInfo) -> bytes:
-    handle = tar.extractfile(member)
-    assert handle is not None  # isfile() members always have content
-    with handle:
-        return handle.read()

@@ -1,21 +1,10 @@
-"""Dataset sources: where the images come from, which format they are in, and how they become
-uint8 arrays.
-
-A source is a path in one of four formats, told apart by what is there (never by a flag):
-CIFAR-10's pickled batches (a folder or the original .tar.gz), an ImageFolder tree (a folder or a
-tar archive of one, read without extracting), or Fashion-MNIST's idx files. With no path
-configured, torchvision downloads CIFAR-10 and Fashion-MNIST and they are read the same way;
-"imagefolder" (any ImageFolder tree, for transfer learning) is never downloaded. Images can be
-resized and centre-cropped as they are decoded (`Transform`), so images of many sizes become one
-array. Decoding is the slow step; `ablations.data.cache` makes sure it runs once per source
-content and transform.
-
-This module locates (`locate`), detects (`detect`), reads (`read_source`) and downloads
-(`download`); each format's reader is its own module: `imagefolder`, `cifar`, `idx`.
-"""
+"""Dataset sources: where the images are (`locate`), which of four formats they are in, told
+apart by what is there, never by a flag (`detect`), how they become uint8 arrays
+(`read_source`), and torchvision's download when no path is configured (`download`)."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import tarfile
 import zlib
@@ -49,19 +38,10 @@ ACCEPTED = {
     ),
     "imagefolder": _TREE,
 }
-_DATASET_FORMATS = {
-    "cifar10": ("cifar-pickle", "imagefolder", "imagefolder-tar"),
-    "fashion-mnist": ("idx", "imagefolder", "imagefolder-tar"),
-    "imagefolder": ("imagefolder", "imagefolder-tar"),
-}
-_FORMAT_WORDS = {
-    "cifar-pickle": "CIFAR-10 pickled batches",
-    "idx": "Fashion-MNIST idx files",
-    "imagefolder": "an ImageFolder tree",
-    "imagefolder-tar": "an ImageFolder tree",
-}
-# What every image is converted to.
+# Each dataset's own format, besides the ImageFolder trees every dataset accepts.
+_OWN_FORMAT = {"cifar10": "cifar-pickle", "fashion-mnist": "idx", "imagefolder": None}
 _IMAGE_MODE = {"cifar10": "RGB", "fashion-mnist": "L", "imagefolder": "RGB"}
+_FORMAT_WORDS = {"cifar-pickle": "CIFAR-10 pickled batches", "idx": "Fashion-MNIST idx files"}
 # The datasets torchvision downloads; "imagefolder" is whatever tree the user has.
 _TORCHVISION = {
     "cifar10": ("CIFAR10", CIFAR_DIR),
@@ -80,8 +60,11 @@ class Source:
     path: Path  # what was pointed at
     root: Path
     format: str
-    archive: bool
     files: tuple[str, ...] = ()
+
+    @property
+    def archive(self) -> bool:
+        return self.root.is_file()
 
 
 def check_name(name: str) -> None:
@@ -90,23 +73,10 @@ def check_name(name: str) -> None:
 
 
 def env_vars(name: str) -> tuple[str, ...]:
-    """Environment variables that point at `name`'s data, first match wins."""
+    """Environment variables that point at `name`'s data, first match wins; the last is the one
+    an error message suggests."""
     specific = "ABLATE_DATA_" + name.upper().replace("-", "_")
     return (specific, "ABLATE_DATA") if name == "cifar10" else (specific,)
-
-
-def env_hint(name: str) -> str:
-    """The variable an error message suggests setting."""
-    return env_vars(name)[-1]
-
-
-def check_downloadable(name: str) -> None:
-    """Refuse, naming the fix, a dataset that has no data configured and no download."""
-    if name not in _TORCHVISION:
-        raise DataError(
-            f"no {name} data configured (it is never downloaded); pass --data (or set "
-            f"{env_hint(name)}) to {ACCEPTED[name]}"
-        )
 
 
 def locate(name: str, data: str | os.PathLike[str] | None = None) -> tuple[Path, str] | None:
@@ -114,10 +84,7 @@ def locate(name: str, data: str | os.PathLike[str] | None = None) -> tuple[Path,
     None when nothing is configured (the caller downloads)."""
     if data is not None and os.fspath(data):
         return absolute(data), "--data"
-    for var in env_vars(name):
-        if os.environ.get(var):
-            return absolute(os.environ[var]), var
-    return None
+    return next(((absolute(os.environ[v]), v) for v in env_vars(name) if os.environ.get(v)), None)
 
 
 def resolve_source(name: str, data: str | os.PathLike[str] | None = None) -> Path | None:
@@ -131,9 +98,6 @@ def resolve_source(name: str, data: str | os.PathLike[str] | None = None) -> Pat
 def absolute(path: str | os.PathLike[str]) -> Path:
     # abspath, not resolve(): normalises "../x" against the working directory, keeps symlinks.
     return Path(os.path.abspath(Path(path).expanduser()))
-
-
-# --- detection ---------------------------------------------------------------------------------
 
 
 def detect(path: Path, name: str, *, origin: str = "--data") -> Source:
@@ -151,14 +115,14 @@ def detect(path: Path, name: str, *, origin: str = "--data") -> Source:
             f"{name} accepts {ACCEPTED[name]}"
         )
     fmt, root = found
-    if fmt not in _DATASET_FORMATS[name]:
+    if fmt in _FORMAT_WORDS and fmt != _OWN_FORMAT[name]:
         raise DataError(
             f"{path} holds {_FORMAT_WORDS[fmt]}, which is not {name} data; "
             f"{name} accepts {ACCEPTED[name]}"
         )
-    archive = root.is_file()
-    files = () if archive else _used_files(root, fmt)
-    return Source(path=path, root=root, format=fmt, archive=archive, files=files)
+    return Source(
+        path=path, root=root, format=fmt, files=() if root.is_file() else _files(root, fmt)
+    )
 
 
 def _probe(path: Path) -> tuple[str, Path] | None:
@@ -194,7 +158,8 @@ def _probe_archive(path: Path) -> str | None:
     return None
 
 
-def _used_files(root: Path, fmt: str) -> tuple[str, ...]:
+def _files(root: Path, fmt: str) -> tuple[str, ...]:
+    """The files of a folder source that the reader uses; a missing one is named."""
     if fmt == "cifar-pickle":
         missing = [f for f in CIFAR_FILES if not (root / f).is_file()]
         if missing:
@@ -217,17 +182,17 @@ def _used_files(root: Path, fmt: str) -> tuple[str, ...]:
     return tuple(n for split in SPLITS for images in tree[split].values() for n in images)
 
 
-# --- reading and downloading -------------------------------------------------------------------
-
-
 def read_source(source: Source, name: str, *, transform: Transform) -> Arrays:
     """Decode `source` into arrays, each image through `transform` (the slow step, which the
     cache runs once per content and transform)."""
     root, where, mode = source.root, str(source.root), _IMAGE_MODE[name]
     if source.format == "cifar-pickle":
-        blobs = {f: (root / f).read_bytes() for f in source.files}
-        arrays = read_cifar(cifar_archive_blobs(root) if source.archive else blobs, where=where)
-        return transformed(arrays, transform, where=where)
+        blobs = (
+            cifar_archive_blobs(root)
+            if source.archive
+            else {f: (root / f).read_bytes() for f in source.files}
+        )
+        return transformed(read_cifar(blobs, where=where), transform, where=where)
     if source.format == "idx":
         return transformed(read_idx(root, source.files, where=where), transform, where=where)
     if source.format == "imagefolder-tar":
@@ -237,13 +202,22 @@ def read_source(source: Source, name: str, *, transform: Transform) -> Arrays:
     )
 
 
-def download(name: str, folder: Path) -> Path:
-    """torchvision's copy of `name` (a dataset `check_downloadable` passes) under `folder`,
-    fetched the first time only; returns the folder holding the original files."""
+def download(name: str, folder: Path, *, allowed: bool) -> Path:
+    """torchvision's copy of `name` under `folder`, fetched the first time only; returns the
+    folder holding the original files."""
+    if name not in _TORCHVISION:
+        raise DataError(
+            f"no {name} data configured (it is never downloaded); pass --data (or set "
+            f"{env_vars(name)[-1]}) to {ACCEPTED[name]}"
+        )
+    fix = f"point --data or {env_vars(name)[-1]} at a local copy: {ACCEPTED[name]}"
+    if not allowed:
+        raise DataError(f"no {name} data configured and downloading is off; {fix}")
     class_name, subdir = _TORCHVISION[name]
     target = folder / subdir
-    if _complete(target, name):
-        return target  # no network, and no pass of torchvision's integrity check
+    with contextlib.suppress(DataError):  # not (all) there yet: download it
+        if detect(target, name).files:
+            return target  # no network, and no pass of torchvision's integrity check
     try:
         import torchvision.datasets  # a slow import, needed only here
 
@@ -251,14 +225,6 @@ def download(name: str, folder: Path) -> Path:
         getattr(torchvision.datasets, class_name)(str(folder), train=True, download=True)
     except Exception as err:  # offline, HTTP, integrity, archive errors: one remedy for all
         raise DataError(
-            f"could not download {name} ({type(err).__name__}; offline?); point --data or "
-            f"{env_hint(name)} at a local copy: {ACCEPTED[name]}"
+            f"could not download {name} ({type(err).__name__}; offline?); {fix}"
         ) from err
     return target
-
-
-def _complete(folder: Path, name: str) -> bool:
-    try:
-        return folder.is_dir() and bool(detect(folder, name).files)
-    except DataError:
-        return False

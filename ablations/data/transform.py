@@ -10,19 +10,19 @@ from PIL import Image
 
 from ablations.data.arrays import Arrays, DataError
 
+Box = tuple[int, int, int, int]  # (top, left, height, width)
+
 
 @dataclass(frozen=True)
 class Transform:
-    """How images are prepared as they are decoded: the shorter side resized to `resize` pixels
-    (bilinear), then a centred `crop` x `crop` square cut out; exactly torchvision's
-    `Resize(resize)` then `CenterCrop(crop)` on PIL images. None skips a step."""
+    """The shorter side resized to `resize` pixels (bilinear), then a centred `crop` x `crop`
+    square cut out; None skips a step."""
 
     resize: int | None = None
     crop: int | None = None
 
     def __post_init__(self) -> None:
-        for option in ("resize", "crop"):
-            value = getattr(self, option)
+        for option, value in (("resize", self.resize), ("crop", self.crop)):
             # bool is an int, but resize=True is surely a mistake.
             if value is not None and (isinstance(value, bool) or not isinstance(value, int)):
                 raise DataError(f"{option} must be a whole number of pixels, got {value!r}")
@@ -40,8 +40,7 @@ class Transform:
         return self.resize is None and self.crop is None
 
     def suffix(self) -> str:
-        """What tells this transform's cache files apart ("" for none, so those keep their
-        names)."""
+        """What tells this transform's cache files apart ("" for none)."""
         steps = (("resize", self.resize), ("crop", self.crop))
         return "".join(f"-{step}{value}" for step, value in steps if value is not None)
 
@@ -63,12 +62,9 @@ class Transform:
         return image
 
 
-Box = tuple[int, int, int, int]  # (top, left, height, width)
-
-
 def resized_shape(height: int, width: int, short: int) -> tuple[int, int]:
-    """(height, width) with the shorter side `short`, the longer one scaled and truncated to an
-    int, as torchvision's `Resize(short)` computes it."""
+    """(height, width) with the shorter side `short` and the longer one scaled and truncated, as
+    torchvision's `Resize(short)` computes it."""
     if width <= height:
         return int(short * height / width), short
     return short, int(short * width / height)
@@ -94,10 +90,13 @@ def transformed(arrays: Arrays, transform: Transform, *, where: str) -> Arrays:
 def _transform_all(x: np.ndarray, transform: Transform, *, split: str, where: str) -> np.ndarray:
     out: np.ndarray | None = None
     for i, pixels in enumerate(x):
-        image = Image.fromarray(pixels[..., 0] if pixels.shape[-1] == 1 else pixels)
-        prepared = transform.apply(image, name=f"{split} image {i}", where=where)
-        done = np.asarray(prepared, dtype=np.uint8)
+        done = np.asarray(transform.apply(to_image(pixels), name=f"{split} image {i}", where=where))
         if out is None:  # all the same size, as the inputs are
             out = np.empty((len(x), *done.shape[:2], x.shape[-1]), dtype=np.uint8)
         out[i] = done.reshape(out.shape[1:])
     return x if out is None else out  # an empty split stays empty
+
+
+def to_image(pixels: np.ndarray) -> Image.Image:
+    """An HWC uint8 image as PIL sees it ("L" for one channel)."""
+    return Image.fromarray(pixels[..., 0] if pixels.shape[-1] == 1 else pixels)
