@@ -1,11 +1,5 @@
-"""The claims an experiment tests, declared as data: contrasts between selections of its nets.
-
-A claim names two sides, each a selection of the experiment's complete runs by axis values
-(`Nets`), and a metric. `Lower` says one side has the lower metric; `GapGrows` says the gap
-between the sides is larger at the deepest common depth than at the shallowest. The report
-judges each claim by the rule of `ablations.stats` (ablations.report.claims); this module only
-says what is claimed, so an experiment and its claims are one declaration.
-"""
+"""The claims an experiment tests, as data: a `Lower` or `GapGrows` contrast between two
+selections of its nets (`Nets`) on a metric. ablations.report.claims judges them."""
 
 from __future__ import annotations
 
@@ -16,7 +10,6 @@ from typing import Literal
 from ablations.registry import AblationsError
 
 Depth = Literal["min", "max"]
-DEPTHS: tuple[Depth, ...] = ("min", "max")
 # A run's mean over its 3x3 layers of the responses table's std (the paper's Fig. 7). Every other
 # metric is a numeric column of the runs table; errors are shown in percent.
 RESPONSE_STD = "response_std"
@@ -28,20 +21,18 @@ DEFAULT_METRIC = "train_error"  # Fig. 6's curves: the degradation is an optimis
 
 @dataclass(frozen=True)
 class Nets:
-    """A selection of an experiment's complete runs: those whose columns have the `where`
-    values (residual, shortcut, stem, variant, ...), narrowed to the shallowest (`depth="min"`)
-    or deepest (`"max"`) depth among them. `label` names the side in verdict lines."""
+    """The complete runs with the `where` values (residual, shortcut, variant, ...), narrowed to
+    their shallowest (`depth="min"`) or deepest (`"max"`) depth; `label` names the side."""
 
     where: Mapping[str, str | int | bool] = field(default_factory=dict)
     depth: Depth | None = None
     label: str = ""
 
     def __post_init__(self) -> None:
-        if self.depth is not None and self.depth not in DEPTHS:
+        if self.depth not in (None, "min", "max"):
             raise AblationsError(f"Nets depth must be 'min', 'max' or None; got {self.depth!r}")
 
     def at(self, depth: Depth) -> Nets:
-        """The same selection narrowed to its shallowest or deepest depth."""
         return replace(self, depth=depth)
 
     @property
@@ -51,25 +42,20 @@ class Nets:
 
 
 @dataclass(frozen=True)
-class Lower:
+class Contrast:
+    """A claim: its statement, and its two sides compared on `metric`."""
+
+    statement: str
+    lower: Nets
+    higher: Nets
+    metric: str = DEFAULT_METRIC
+
+
+class Lower(Contrast):
     """`lower` has a lower `metric` than `higher`. One net per side: Welch's test of the two.
     Several: the nets are paired by depth and the mean of the paired differences is judged."""
 
-    statement: str
-    lower: Nets
-    higher: Nets
-    metric: str = DEFAULT_METRIC
 
-
-@dataclass(frozen=True)
-class GapGrows:
+class GapGrows(Contrast):
     """The gap `higher` minus `lower` in `metric` is larger at the deepest depth where both
     sides have a net than at the shallowest: a difference of differences."""
-
-    statement: str
-    lower: Nets
-    higher: Nets
-    metric: str = DEFAULT_METRIC
-
-
-Contrast = Lower | GapGrows

@@ -1,10 +1,8 @@
-"""A claim's arms: how a metric reads, each run's value of it, and the nets one side of a claim
-selects (ablations.claims.Nets), each with its seeds' values. ablations.report.claims judges
-the contrast of the arms."""
+"""A claim's arms: how its metric reads, each complete run's value of it, and the nets one side
+(ablations.claims.Nets) selects, each with its seeds' values. report.claims judges them."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import NamedTuple
 
 import pandas as pd
@@ -14,10 +12,15 @@ from ablations.report.nets import paper_name
 from ablations.results.schemas import VAL_CROPS
 from ablations.stats import Arm
 
+ERROR_WORDS = {"train_error": "final training error", "val_error": "validation error"}
 
-@dataclass(frozen=True)
-class Net:
-    """One net's arm: its name and its seeds' values (in percent, or response std)."""
+
+class Unjudged(Exception):
+    """A claim its runs cannot judge, with the reason its line gives."""
+
+
+class Net(NamedTuple):
+    """One net's arm: its seeds' values (in percent, or response std)."""
 
     variant: str
     depth: int
@@ -38,11 +41,6 @@ class Metric(NamedTuple):
     digits: int = 3
 
 
-ERROR_WORDS = {"train_error": "final training error", "val_error": "validation error",
-               "test_error": "test error"}  # fmt: skip
-RESPONSES = Metric("mean std of the 3x3 layers' responses", difference="std")
-
-
 def judged_crops(runs: pd.DataFrame) -> str:
     """The crop protocol ImageNet claims are judged on: the first of VAL_CROPS recorded."""
     for crops, (top1, _) in VAL_CROPS.items():
@@ -51,21 +49,16 @@ def judged_crops(runs: pd.DataFrame) -> str:
     return "centre crop"
 
 
-def column_of(name: str, runs: pd.DataFrame) -> str:
-    """The runs column a metric reads: VAL_TOP1 resolves to its crop protocol's column."""
-    return VAL_CROPS[judged_crops(runs)][0] if name == VAL_TOP1 else name
-
-
-def metric(name: str, runs: pd.DataFrame) -> Metric | None:
-    """The metric's reading, or None where it is neither the responses' std nor a numeric
-    column of `runs` (errors, stored as fractions, read in percent)."""
+def metric(name: str, runs: pd.DataFrame) -> Metric:
+    """How metric `name` reads: the responses' std, or a numeric column of `runs` (errors,
+    stored as fractions, read in percent); Unjudged where it is neither."""
     if name == RESPONSE_STD:
-        return RESPONSES
+        return Metric("mean std of the 3x3 layers' responses", difference="std")
     if name == VAL_TOP1:
         return Metric(f"val top-1 error ({judged_crops(runs)})", 100.0, "%", "points", 1)
     column = runs.get(name)
     if column is None or column.dtype == bool or not pd.api.types.is_numeric_dtype(column):
-        return None
+        raise Unjudged(f"no metric {name!r}: {RESPONSE_STD} or a numeric column of runs.csv")
     if name.endswith("_error"):
         return Metric(ERROR_WORDS.get(name, name.replace("_", " ")), 100.0, "%", "points", 1)
     return Metric(name.replace("_", " "))
@@ -81,22 +74,24 @@ def measured(
         stds = responses if responses is not None else pd.DataFrame(columns=["run_id", "std"])
         mean = stds.groupby("run_id")["std"].mean().rename("value")
         complete = complete.merge(mean, left_on="run_id", right_index=True)
-    else:
-        complete = complete.assign(value=complete[column_of(name, runs)] * reading.scale)
+    else:  # VAL_TOP1 reads its crop protocol's column
+        column = VAL_CROPS[judged_crops(runs)][0] if name == VAL_TOP1 else name
+        complete = complete.assign(value=complete[column] * reading.scale)
     return complete[complete["value"].notna()]
 
 
 def select(runs: pd.DataFrame, nets: Nets) -> list[Net]:
     """One side's nets, by depth: the runs with the `where` values, narrowed to the shallowest
     or deepest depth among them; a net's arm is its seeds' `value`."""
-    chosen = runs
     for column, value in nets.where.items():
-        chosen = chosen[chosen[column] == value]
-    if nets.depth is not None and len(chosen):
-        depths = chosen["depth"]
-        chosen = chosen[depths == (depths.min() if nets.depth == "min" else depths.max())]
+        if column not in runs:
+            raise Unjudged(f"runs.csv has no column {column!r}")
+        runs = runs[runs[column] == value]
+    if nets.depth is not None and len(runs):
+        depths = runs["depth"]
+        runs = runs[depths == (depths.min() if nets.depth == "min" else depths.max())]
     found = []
-    for (variant, _), group in chosen.groupby(["variant", "depth"]):
+    for variant, group in runs.groupby("variant"):
         values = dict(zip(group["seed"], group["value"], strict=True))
         found.append(Net(str(variant), int(group["depth"].iloc[0]), Arm.of(values)))
     return sorted(found, key=lambda n: n.depth)

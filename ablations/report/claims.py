@@ -1,13 +1,5 @@
-"""The claims an experiment declares (ablations.claims), judged from its runs by a stated rule.
-
-Each claim is judged from the experiment's complete runs (those that recorded it in runs.csv's
-`experiments`) and, for the layer responses, the responses table. A side of a claim is a
-selection of those runs (`Nets`); each net on it is one arm, its seeds' values of the claim's
-metric. `ablations.stats` judges the contrast of the arms (Welch's t-test, alpha 0.05, at least
-3 seeds per net). The verdict says how many seeds, each net's mean ± std, the difference with
-its 95% CI and p-value, and whether all seeds agree; a difference within the seed spread is
-"not resolved at this budget", never "holds" or "fails".
-"""
+"""The claims an experiment declares, judged on its complete runs by the rule of ablations.stats,
+each net on a side one arm (report.arms); and the same claims over replicates of the runs."""
 
 from __future__ import annotations
 
@@ -18,9 +10,9 @@ from typing import NamedTuple
 import pandas as pd
 
 from ablations import stats
-from ablations.claims import RESPONSE_STD, Contrast, GapGrows, Lower, Nets
+from ablations.claims import RESPONSE_STD, Contrast, GapGrows, Nets
 from ablations.experiments import Experiment
-from ablations.report.arms import Metric, Net, measured, metric, select
+from ablations.report.arms import Metric, Net, Unjudged, measured, metric, select
 from ablations.report.nets import members
 from ablations.stats import Arm, Verdict
 
@@ -39,8 +31,6 @@ RULE = (
     'other sign: fails; otherwise: not resolved at this budget. "Seeds agree": the same contrast '
     "computed seed by seed has the sign of the mean for every seed"
 )
-
-
 REPLICATION_RULE = (
     "a verdict stands only where every replicate reaches it (`results/replicates/*`: the same "
     "profile's runs made again, on another machine or with another CPU's kernels); where the "
@@ -60,41 +50,23 @@ class Claim:
         return self.verdict.outcome
 
 
-def _spread(net: Net, unit: str = "%", digits: int = 1) -> str:
-    arm = net.arm
+def _spread(net: Net, m: Metric) -> str:
+    """ "plain-56 61.0 ± 1.0% (3 seeds)"."""
+    arm, d = net.arm, m.digits
     if arm.n < 2:
-        return f"{net.name} {arm.mean:.{digits}f}{unit} (1 seed)"
-    return f"{net.name} {arm.mean:.{digits}f} ± {arm.std:.{digits}f}{unit} ({arm.n} seeds)"
+        return f"{net.name} {arm.mean:.{d}f}{m.unit} (1 seed)"
+    return f"{net.name} {arm.mean:.{d}f} ± {arm.std:.{d}f}{m.unit} ({arm.n} seeds)"
 
 
-def _judgement(v: Verdict, unit: str = "points", digits: int = 1) -> str:
+def _judgement(v: Verdict, m: Metric) -> str:
     """ "difference +32.9 points, 95% CI [+30.1, +35.7], p = 0.0001; all 3 seeds agree"."""
-    parts = [f"difference {v.estimate:+.{digits}f}{f' {unit}' if unit else ''}"]
+    d = m.digits
+    text = f"difference {v.estimate:+.{d}f}{f' {m.difference}' if m.difference else ''}"
     if v.ci[0] == v.ci[0]:
-        parts[0] += (f", 95% CI [{v.ci[0]:+.{digits}f}, {v.ci[1]:+.{digits}f}], "
-                     f"p = {v.p:.2g}")  # fmt: skip
-    agree = (f"all {v.paired} seeds agree" if v.all_agree
-             else f"{v.agree} of {v.paired} seeds agree")  # fmt: skip
-    text = f"{'; '.join(parts)}; {agree}" if v.paired else parts[0]
+        text += f", 95% CI [{v.ci[0]:+.{d}f}, {v.ci[1]:+.{d}f}], p = {v.p:.2g}"
+    if v.paired:
+        text += f"; {'all' if v.all_agree else f'{v.agree} of'} {v.paired} seeds agree"
     return f"{text} ({v.reason})" if v.reason else text
-
-
-def _claim(statement: str, verdict: Verdict, numbers: str) -> Claim:
-    return Claim(statement, verdict, f"{WORDS[verdict.outcome]}: {statement}: {numbers}", numbers)
-
-
-def _missing(statement: str, needs: str) -> Claim:
-    return _unjudged(statement, f"needs complete runs of {needs}")
-
-
-def _unjudged(statement: str, why: str) -> Claim:
-    """A claim that cannot be judged, and why."""
-    verdict = stats.contrast([Arm.of({})], [1.0])
-    return Claim(statement, verdict, f"not checked: {statement} ({why})")
-
-
-class Unjudged(Exception):
-    """A claim its runs cannot judge, with the reason its line gives."""
 
 
 def _needs(claim: Contrast) -> str:
@@ -114,81 +86,71 @@ def _by_depth(side: Nets, nets: list[Net]) -> dict[int, Net]:
     found: dict[int, Net] = {}
     for net in nets:
         if net.depth in found:
-            raise Unjudged(f"{side.name} selects two nets of depth {net.depth}: "
-                           f"{found[net.depth].name} and {net.name}")  # fmt: skip
+            names = f"{found[net.depth].name} and {net.name}"
+            raise Unjudged(f"{side.name} selects two nets of depth {net.depth}: {names}")
         found[net.depth] = net
     return found
 
 
-def _lower(claim: Lower, lower: list[Net], higher: list[Net], m: Metric) -> Claim:
-    """One net per side: higher minus lower. Several: the mean over the depths both sides have
-    of the paired differences (weights 1/k, -1/k)."""
-    if len(lower) == 1 and len(higher) == 1:
-        h, lo = higher[0], lower[0]
-        verdict = stats.contrast([h.arm, lo.arm], [1.0, -1.0])
-        numbers = (f"{m.words} {_spread(h, m.unit, m.digits)} vs {_spread(lo, m.unit, m.digits)}; "
-                   f"{_judgement(verdict, m.difference, m.digits)}")  # fmt: skip
-        return _claim(claim.statement, verdict, numbers)
+def _pairs(claim: Contrast, lower: list[Net], higher: list[Net]) -> list[tuple[Net, Net]]:
+    """(higher, lower): one net per side, or the nets of each depth both sides have."""
+    if len(lower) == len(higher) == 1 and not isinstance(claim, GapGrows):
+        return [(higher[0], lower[0])]
     highs, lows = _by_depth(claim.higher, higher), _by_depth(claim.lower, lower)
     common = sorted(highs.keys() & lows.keys())
-    if not common:
+    if len(common) < (2 if isinstance(claim, GapGrows) else 1):  # a gap grows over two depths
         raise Unjudged(f"needs complete runs of {_needs(claim)}")
-    arms, weights = [], []
-    for depth in common:
-        arms += [highs[depth].arm, lows[depth].arm]
-        weights += [1 / len(common), -1 / len(common)]
-    verdict = stats.contrast(arms, weights)
-    pairs = "; ".join(f"{_spread(highs[d], m.unit, m.digits)} vs "
-                      f"{_spread(lows[d], m.unit, m.digits)}" for d in common)  # fmt: skip
-    averaged = (f" ({claim.higher.name} minus {claim.lower.name}, averaged over depths)"
-                if len(common) > 1 else "")  # fmt: skip
-    numbers = f"{m.words} {pairs}; {_judgement(verdict, m.difference, m.digits)}{averaged}"
-    return _claim(claim.statement, verdict, numbers)
+    return [(highs[depth], lows[depth]) for depth in common]
 
 
-def _gap_grows(claim: GapGrows, lower: list[Net], higher: list[Net], m: Metric) -> Claim:
+def _lower(claim: Contrast, pairs: list[tuple[Net, Net]], m: Metric) -> tuple[Verdict, str]:
+    """Higher minus lower, averaged over the pairs (weights 1/k, -1/k)."""
+    k = len(pairs)
+    verdict = stats.contrast([net.arm for pair in pairs for net in pair], [1 / k, -1 / k] * k)
+    shown = "; ".join(f"{_spread(high, m)} vs {_spread(low, m)}" for high, low in pairs)
+    numbers = f"{m.words} {shown}; {_judgement(verdict, m)}"
+    if k > 1:
+        numbers += f" ({claim.higher.name} minus {claim.lower.name}, averaged over depths)"
+    return verdict, numbers
+
+
+def _gap_grows(claim: Contrast, pairs: list[tuple[Net, Net]], m: Metric) -> tuple[Verdict, str]:
     """(higher - lower) at the deepest common depth minus the same at the shallowest."""
-    highs, lows = _by_depth(claim.higher, higher), _by_depth(claim.lower, lower)
-    common = sorted(highs.keys() & lows.keys())
-    if len(common) < 2:
-        raise Unjudged(f"needs complete runs of {_needs(claim)}")
-    low, high = common[0], common[-1]
-    arms = [highs[high].arm, lows[high].arm, highs[low].arm, lows[low].arm]
+    (high, low), (shallow_high, shallow_low) = pairs[-1], pairs[0]
+    arms = [high.arm, low.arm, shallow_high.arm, shallow_low.arm]
     verdict = stats.contrast(arms, [1.0, -1.0, -1.0, 1.0])
-    gap_high = highs[high].arm.mean - lows[high].arm.mean
-    gap_low = highs[low].arm.mean - lows[low].arm.mean
-    d, unit = m.digits, f" {m.difference}" if m.difference else ""
 
-    def both(depth: int) -> str:
-        return (f"{_spread(highs[depth], m.unit, d)}, "
-                f"{_spread(lows[depth], m.unit, d)}")  # fmt: skip
+    def gap(high: Net, low: Net, unit: str = "") -> str:
+        nets = f"{_spread(high, m)}, {_spread(low, m)}"
+        return f"{high.arm.mean - low.arm.mean:.{m.digits}f}{unit} at depth {high.depth} ({nets})"
 
-    numbers = (f"{claim.higher.name} - {claim.lower.name} {m.words} = {gap_high:.{d}f}{unit} at "
-               f"depth {high} ({both(high)}) vs {gap_low:.{d}f} at depth {low} ({both(low)}); "
-               f"{_judgement(verdict, m.difference, d)} (difference of the gaps)")  # fmt: skip
-    return _claim(claim.statement, verdict, numbers)
+    unit = f" {m.difference}" if m.difference else ""
+    numbers = (
+        f"{claim.higher.name} - {claim.lower.name} {m.words} = {gap(high, low, unit)} vs "
+        f"{gap(shallow_high, shallow_low)}; {_judgement(verdict, m)} (difference of the gaps)"
+    )
+    return verdict, numbers
 
 
 def judge(claim: Contrast, runs: pd.DataFrame, responses: pd.DataFrame | None = None) -> Claim:
     """One declared claim, judged on the complete runs of `runs` (and their layer responses,
     for the responses' std); "not checked", with the reason, where they cannot judge it."""
-    reading = metric(claim.metric, runs)
     try:
-        if reading is None:
-            raise Unjudged(f"no metric {claim.metric!r}: {RESPONSE_STD} or a numeric column of "
-                           "runs.csv")  # fmt: skip
-        unknown = [c for s in (claim.lower, claim.higher) for c in s.where if c not in runs]
-        if unknown:
-            raise Unjudged(f"runs.csv has no column {unknown[0]!r}")
+        reading = metric(claim.metric, runs)
         values = measured(runs, responses, claim.metric, reading)
         lower, higher = select(values, claim.lower), select(values, claim.higher)
         if not lower or not higher or {n.variant for n in lower} & {n.variant for n in higher}:
             raise Unjudged(f"needs complete runs of {_needs(claim)}")
+        pairs = _pairs(claim, lower, higher)
         if isinstance(claim, GapGrows):
-            return _gap_grows(claim, lower, higher, reading)
-        return _lower(claim, lower, higher, reading)
+            verdict, numbers = _gap_grows(claim, pairs, reading)
+        else:
+            verdict, numbers = _lower(claim, pairs, reading)
     except Unjudged as why:
-        return _unjudged(claim.statement, str(why))
+        unjudged = stats.contrast([Arm.of({})], [1.0])
+        return Claim(claim.statement, unjudged, f"not checked: {claim.statement} ({why})")
+    line = f"{WORDS[verdict.outcome]}: {claim.statement}: {numbers}"
+    return Claim(claim.statement, verdict, line, numbers)
 
 
 def claims(
@@ -207,8 +169,7 @@ def verdicts(
 
 
 class Replicate(NamedTuple):
-    """One set of runs of a profile (the committed runs, or a replicate of them): its name, its
-    runs and their layer responses."""
+    """One set of runs of a profile (the committed runs, or a replicate of them)."""
 
     name: str
     runs: pd.DataFrame
@@ -219,21 +180,21 @@ class Replicate(NamedTuple):
         """Where and how it ran, from its rows: machine, CPU kernels, torch, threads."""
 
         def values(column: str, unknown: str) -> str:
-            found = sorted({str(v) for v in self.runs[column] if v})
-            return ", ".join(found) if found else unknown
+            return ", ".join(sorted({str(v) for v in self.runs[column] if v})) or unknown
 
+        words = [
+            values("machine", "machine not recorded"),
+            values("cpu_kernels", "kernels not recorded"),
+            f"torch {values('torch', '?')}",
+        ]
         threads = sorted({int(t) for t in self.runs["torch_threads"] if int(t) > 0})
-        words = [values("machine", "machine not recorded"),
-                 values("cpu_kernels", "kernels not recorded"),
-                 f"torch {values('torch', '?')}"]  # fmt: skip
         if threads:
             words.append(f"{'/'.join(map(str, threads))} thread{'s' * (threads != [1])}")
         return "; ".join(words)
 
 
 class Replicated(NamedTuple):
-    """A claim under REPLICATION_RULE: its statement, the outcome every set agrees on (else not
-    resolved), and the report's line."""
+    """A claim under REPLICATION_RULE: the outcome every set agrees on, and the report's line."""
 
     statement: str
     outcome: str
@@ -244,42 +205,35 @@ def replicated(experiment: Experiment, sets: Sequence[Replicate]) -> list[Replic
     """Each claim under REPLICATION_RULE: sets[0]'s line where every set that could judge the
     claim agrees, else "not resolved" naming each set's verdict and p."""
     found = []
-    judged_sets = [claims(experiment, s.runs, s.responses) for s in sets]
-    for each in zip(*judged_sets, strict=True):
+    for each in zip(*(claims(experiment, s.runs, s.responses) for s in sets), strict=True):
         claim = each[0]
-        judged = [(s, c) for s, c in zip(sets, each, strict=True)
-                  if c.outcome != stats.NOT_CHECKED]  # fmt: skip
+        judged = [(s, c) for s, c in zip(sets, each, strict=True) if c.outcome != stats.NOT_CHECKED]
         if len({c.outcome for _, c in judged}) <= 1:
-            also = [s.name for s, _ in judged[1:]]
-            line = claim.text + (f"; the same in {', '.join(also)}" if also else "")
+            also = ", ".join(s.name for s, _ in judged[1:])
+            line = claim.text + (f"; the same in {also}" if also else "")
             found.append(Replicated(claim.statement, claim.outcome, line))
             continue
-        verdicts = "; ".join(f"{WORDS[c.outcome]} in {s.name} (p = {c.verdict.p:.2g})"
-                             for s, c in judged)  # fmt: skip
-        line = (f"{WORDS[stats.NOT_RESOLVED]}: {claim.statement}: the replicates disagree "
-                f"({verdicts}). In {sets[0].name}: {claim.numbers}")  # fmt: skip
+        verdicts = "; ".join(
+            f"{WORDS[c.outcome]} in {s.name} (p = {c.verdict.p:.2g})" for s, c in judged
+        )
+        line = (
+            f"{WORDS[stats.NOT_RESOLVED]}: {claim.statement}: the replicates disagree "
+            f"({verdicts}). In {sets[0].name}: {claim.numbers}"
+        )
         found.append(Replicated(claim.statement, stats.NOT_RESOLVED, line))
     return found
-
-
-def replicated_verdicts(experiment: Experiment, sets: Sequence[Replicate]) -> list[str]:
-    """One line per claim under REPLICATION_RULE (`replicated`)."""
-    return [claim.line for claim in replicated(experiment, sets)]
 
 
 def replication_table(experiment: Experiment, sets: Sequence[Replicate]) -> pd.DataFrame:
     """One row per set: where it ran, its seeds, and each claim's verdict and p there."""
     rows = []
     for s in sets:
-        row = {"runs": s.name, "setting": s.setting, "seeds": _seeds(experiment, s.runs)}
+        complete = members(s.runs[s.runs["status"] == "complete"], experiment.name)
+        counts = sorted(set(complete.groupby("variant")["seed"].nunique()))
+        seeds = "-".join(map(str, counts)) + " per net" if counts else "none"
+        row = {"runs": s.name, "setting": s.setting, "seeds": seeds}
         for claim in claims(experiment, s.runs, s.responses):
             p = claim.verdict.p
             row[claim.statement] = WORDS[claim.outcome] + (f" (p = {p:.2g})" if p == p else "")
         rows.append(row)
     return pd.DataFrame(rows)
-
-
-def _seeds(experiment: Experiment, runs: pd.DataFrame) -> str:
-    complete = members(runs[runs["status"] == "complete"], experiment.name)
-    counts = complete.groupby("variant")["seed"].nunique()
-    return "-".join(str(n) for n in sorted(set(counts))) + " per net" if len(counts) else "none"

@@ -1,12 +1,11 @@
 """A profile's results, as the training report reads them from results/: its runs on one
-dataset, their curves, its layer responses and its replicates (`ProfileResults`).
-"""
+dataset, their curves, its layer responses and its replicates (`ProfileResults`)."""
 
 from __future__ import annotations
 
 import re
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
@@ -31,6 +30,11 @@ def profile_order(profiles: Iterable[str]) -> list[str]:
     return sorted(set(profiles), key=lambda p: (p != PAPER, p))
 
 
+def of_runs(table: pd.DataFrame, runs: pd.DataFrame) -> pd.DataFrame:
+    """The rows of `table` (responses, curves) that belong to `runs`."""
+    return table[table["run_id"].isin(set(runs["run_id"]))]
+
+
 @dataclass(frozen=True)
 class ProfileResults:
     """The results of one profile: its runs on one dataset, their curves, its responses."""
@@ -40,8 +44,8 @@ class ProfileResults:
     curves: pd.DataFrame
     responses: pd.DataFrame
     left_out: pd.DataFrame  # runs of the profile on other datasets
-    # results/replicates/<name>/: the same profile's runs made again elsewhere (runs, responses)
-    replicates: dict[str, tuple[pd.DataFrame, pd.DataFrame]] = field(default_factory=dict)
+    # results/replicates/<name>/: the same runs made again elsewhere, (runs, responses) by name
+    replicates: dict[str, tuple[pd.DataFrame, pd.DataFrame]]
 
     @property
     def complete(self) -> pd.DataFrame:
@@ -49,13 +53,11 @@ class ProfileResults:
 
     @property
     def dataset(self) -> str:
-        """The dataset its runs trained on (one per profile block)."""
         return str(self.runs["dataset"].iloc[0]) if len(self.runs) else ""
 
     @property
     def reduced(self) -> bool:
-        """A budget below the paper's (a profile this version does not know counts as one,
-        unless it is `paper`)."""
+        """A budget below the paper's (so is a profile this version does not know, but `paper`)."""
         known = PROFILES.get(self.profile)
         return known.reduced if known is not None else self.profile != PAPER
 
@@ -68,49 +70,32 @@ class ProfileResults:
         Membership is what each run recorded (runs.csv's `experiments`), never a guess from
         variant names: the fine-tuning demo's resnet18 is no run of the stems experiment."""
         experiment = EXPERIMENTS.get(name)
-        variants = list(experiment.variants_for(self.profile)) if experiment else []
+        variants = experiment.variants_for(self.profile) if experiment else ()
         runs = members(self.complete, name)
         return runs, [v for v in variants if v not in set(runs["variant"])]
 
     def replicated(self, experiment: str) -> list[claims.Replicate]:
-        """The committed runs of `experiment` and each replicate's (replicates without them
-        left out), for claims judged under claims.REPLICATION_RULE."""
+        """The committed runs of `experiment` and each replicate's of this profile and dataset
+        (replicates without them left out), for claims.REPLICATION_RULE."""
         runs, _ = self.experiment(experiment)
         sets = [claims.Replicate("the committed runs", runs, of_runs(self.responses, runs))]
         for name, (replicate, responses) in self.replicates.items():
-            mine = members(replicate[replicate["status"] == "complete"], experiment)
+            same = (replicate["profile"] == self.profile) & (replicate["dataset"] == self.dataset)
+            mine = members(replicate[same & (replicate["status"] == "complete")], experiment)
+            mine = mine[~recipe_runs(mine)]
             if not mine.empty:
                 sets.append(claims.Replicate(f"replicate {name}", mine, of_runs(responses, mine)))
         return sets
 
-    def command(self, experiment: str) -> str:
-        return f"`nox -s ablate -- --experiments {experiment} --profile {self.profile}`"
-
-
-def of_runs(table: pd.DataFrame, runs: pd.DataFrame) -> pd.DataFrame:
-    """The rows of `table` (responses, curves) that belong to `runs`."""
-    return table[table["run_id"].isin(set(runs["run_id"]))]
-
-
-def main_dataset(runs: pd.DataFrame) -> str:
-    datasets = runs["dataset"].value_counts()
-    return PREFERRED_DATASET if PREFERRED_DATASET in datasets else str(datasets.index[0])
-
-
-def load_replicates(results: Path) -> dict[str, tuple[pd.DataFrame, pd.DataFrame]]:
-    """results/replicates/<name>/, each a results folder of its own (`ablate run --results`):
-    its runs and responses, by name."""
-    found = {}
-    for folder in sorted((results / schemas.REPLICATES_DIR).glob("*")):
-        if (folder / schemas.RUNS_FILE).exists():
-            runs, _, responses = schemas.load(folder)
-            found[folder.name] = (runs, responses)
-    return found
-
 
 def load_profiles(results: Path) -> list[ProfileResults]:
+    """Each profile's results in `results`, in `profile_order`."""
     runs, curves, responses = schemas.load(results)
-    replicates = load_replicates(results)
+    replicates = {}
+    for folder in sorted((results / schemas.REPLICATES_DIR).glob("*")):
+        if (folder / schemas.RUNS_FILE).exists():  # a results folder of its own
+            replicate, _, replicate_responses = schemas.load(folder)
+            replicates[folder.name] = (replicate, replicate_responses)
     # Recipe runs have a section of their own; streamed runs (ImageNet, large ImageFolder trees)
     # have no test split, and ImageNet's have their own section.
     streamed = runs["dataset"].isin(STREAM_DATASETS) | (runs["stream"] != "")
@@ -118,23 +103,11 @@ def load_profiles(results: Path) -> list[ProfileResults]:
     loaded = []
     for profile in profile_order(runs["profile"]):
         mine = runs[runs["profile"] == profile]
-        dataset = main_dataset(mine)
-        shown = mine[mine["dataset"] == dataset]
-        left_out = mine[mine["dataset"] != dataset]
-        loaded.append(ProfileResults(
-            profile=profile, runs=shown, left_out=left_out,
-            curves=of_runs(curves, shown),
-            responses=responses[(responses["profile"] == profile)
-                                & ~responses["run_id"].isin(set(left_out["run_id"]))],
-            replicates={name: _same_runs(r, rr, profile=profile, dataset=dataset)
-                        for name, (r, rr) in replicates.items()},
-        ))  # fmt: skip
+        counts = mine["dataset"].value_counts()
+        dataset = PREFERRED_DATASET if PREFERRED_DATASET in counts else str(counts.index[0])
+        shown, left_out = mine[mine["dataset"] == dataset], mine[mine["dataset"] != dataset]
+        left = responses["run_id"].isin(set(left_out["run_id"]))
+        measured = responses[(responses["profile"] == profile) & ~left]
+        curves_shown = of_runs(curves, shown)
+        loaded.append(ProfileResults(profile, shown, curves_shown, measured, left_out, replicates))
     return loaded
-
-
-def _same_runs(
-    runs: pd.DataFrame, responses: pd.DataFrame, *, profile: str, dataset: str
-) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """A replicate's runs of one profile and dataset (and their responses)."""
-    mine = runs[(runs["profile"] == profile) & (runs["dataset"] == dataset) & ~recipe_runs(runs)]
-    return mine, of_runs(responses, mine)

@@ -243,6 +243,10 @@ def test_any_numeric_column_is_a_metric():
 # --- replication: the same claims from replicates of the runs ---------------------------------
 
 
+def _replicated(experiment, sets):
+    return [claim.line for claim in claims.replicated(experiment, sets)]
+
+
 def _set(name, errors, **columns):
     runs = run_rows(errors, profile="cpu").assign(**columns)
     return claims.Replicate(name, runs, response_rows(runs))
@@ -250,15 +254,15 @@ def _set(name, errors, **columns):
 
 def test_a_verdict_every_replicate_reaches_stands():
     sets = [_set("the committed runs", CLEAR), _set("replicate avx2", CLEAR)]
-    lines = claims.replicated_verdicts(DEGRADATION, sets)
+    lines = _replicated(DEGRADATION, sets)
     plain = claims.verdicts(DEGRADATION, sets[0].runs, sets[0].responses)
     assert lines[:3] == [f"{line}; the same in replicate avx2" for line in plain[:3]]
-    assert claims.replicated_verdicts(DEGRADATION, sets[:1]) == plain  # no replicate: plain
+    assert _replicated(DEGRADATION, sets[:1]) == plain  # no replicate: plain
 
 
 def test_replicates_that_disagree_leave_the_claim_not_resolved():
     sets = [_set("the committed runs", CLEAR), _set("replicate avx2", WITHIN)]
-    line = claims.replicated_verdicts(DEGRADATION, sets)[0]
+    line = _replicated(DEGRADATION, sets)[0]
     assert line.startswith(
         "not resolved at this budget: plain nets degrade with depth: the replicates disagree "
         "(holds in the committed runs (p = "
@@ -275,14 +279,14 @@ def test_replicates_that_disagree_leave_the_claim_not_resolved():
 def test_a_replicate_that_cannot_judge_a_claim_does_not_overturn_it():
     partial = {k: v for k, v in WITHIN.items() if k.endswith("20")}  # no depth-56 nets
     sets = [_set("the committed runs", CLEAR), _set("replicate small", partial)]
-    lines = claims.replicated_verdicts(DEGRADATION, sets)
+    lines = _replicated(DEGRADATION, sets)
     plain = claims.verdicts(DEGRADATION, sets[0].runs, sets[0].responses)
     assert lines[:3] == plain[:3]
 
 
 def test_replicates_are_judged_per_experiment():
     sets = [_set("the committed runs", CLEAR), _set("replicate avx2", OPPOSITE)]
-    assert claims.replicated_verdicts(PROJECTIONS, sets) == [
+    assert _replicated(PROJECTIONS, sets) == [
         "not checked: option C trains better than option A (needs complete runs of option A and "
         "shortcut c nets of one depth)"
     ]
