@@ -1,18 +1,11 @@
-"""Batches for training and evaluation, built from uint8 arrays.
-
-Batch `i` of a run is a pure function of (seed, i): the epoch's order comes from a generator
-seeded with (seed, epoch) and the augmentation of batch `i` from one seeded with (seed, i). So a
-resumed run sees exactly the batches an uninterrupted one would, the device-resident path and
-the DataLoader path give identical batches, and no RNG state needs saving in checkpoints.
-
-Augmentation as the paper: zero-pad (4 pixels at 32x32, scaled with the input size), take a
-random crop of the input size, flip horizontally with probability 1/2; done in batch on the
-device, uint8 until the last step.
-"""
+"""Batches for training and evaluation, built from uint8 arrays. Batch `i` of a run is a pure
+function of (seed, i), so a resumed run sees exactly the batches an uninterrupted one would and
+no RNG state is saved. Augmentation as the paper: zero-pad, random crop of the input size,
+random horizontal flip; in batch on the device, uint8 until the last step."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -53,19 +46,15 @@ def random_subset(n: int, size: int | None, *, seed: int) -> np.ndarray:
 
 def to_nchw(images: np.ndarray, *, size: int | None = None) -> Tensor:
     """uint8 NHWC array -> uint8 NCHW tensor, resized when `size` differs: by area averaging
-    when shrinking (no aliasing), bilinearly when enlarging (as torchvision's Resize, e.g.
-    Fashion-MNIST's 28x28 to d2l's 96x96)."""
+    when shrinking (no aliasing), bilinearly when enlarging (as torchvision's Resize)."""
     x = torch.from_numpy(np.ascontiguousarray(images)).permute(0, 3, 1, 2).contiguous()
     if size is None or size == x.shape[-1]:
         return x
+    mode = "area" if size < x.shape[-1] else "bilinear"
+    align = False if mode == "bilinear" else None
     out = []
-    for chunk in x.split(4096):  # bounds the float copy of a large split
-        if size < x.shape[-1]:
-            resized = F.interpolate(chunk.float(), size=(size, size), mode="area")
-        else:
-            resized = F.interpolate(
-                chunk.float(), size=(size, size), mode="bilinear", align_corners=False
-            )
+    for chunk in x.split(4096):  # chunk by chunk: bounds the float copy of a large split
+        resized = F.interpolate(chunk.float(), size=(size, size), mode=mode, align_corners=align)
         out.append(resized.round().clamp(0, 255).to(torch.uint8))
     return torch.cat(out)
 
@@ -142,15 +131,6 @@ def augment(x: Tensor, *, pad: int, generator: torch.Generator) -> Tensor:
     return padded[batch, channel, rows, cols]
 
 
-def to_device(x: Tensor, device: torch.device) -> Tensor:
-    """A host tensor on `device` without waiting for it: a copy from pageable memory to a GPU
-    synchronises the stream; one from pinned memory, non-blocking, does not (the pinned buffer
-    is kept until the copy is done by PyTorch's host allocator)."""
-    if device.type != "cuda":
-        return x.to(device)
-    return x.pin_memory().to(device, non_blocking=True)
-
-
 class TrainStream:
     """The training batches of a run, on `device`, stored there whole (small datasets) or
     streamed from host memory through a DataLoader (`workers` > 0 or host storage)."""
@@ -197,8 +177,22 @@ class TrainStream:
     def batches(self, start: int = 0) -> Iterator[tuple[Tensor, Tensor]]:
         """Batches `start`, `start + 1`, ... without end: under torchrun, this rank's shard of
         each global batch (augmented whole first, so the images are one process's)."""
-        source = self._device_batches if self.storage == "device" else self._loader_batches
-        for iteration, (x, y) in enumerate(source(start), start=start):
+        on_device = self.storage == "device"
+        indices = self._index_batches(start, self.device if on_device else torch.device("cpu"))
+        if on_device:
+            source: Iterable[tuple[Tensor, Tensor]] = (
+                (self.images[idx], self.labels[idx]) for idx in indices
+            )
+        else:
+            source = DataLoader(
+                _Pairs(self.images, self.labels),
+                batch_sampler=(idx.tolist() for idx in indices),
+                collate_fn=_as_batch,
+                num_workers=self.workers,
+                pin_memory=self.device.type == "cuda",
+            )
+        for iteration, (x, y) in enumerate(source, start=start):
+            x, y = x.to(self.device, non_blocking=True), y.to(self.device, non_blocking=True)
             yield shard(*self.finish(x, y, iteration))
 
     def _index_batches(self, start: int, where: torch.device) -> Iterator[Tensor]:
@@ -206,31 +200,18 @@ class TrainStream:
         so the hot loop slices it there without a host-to-device copy per step."""
         epoch, step = divmod(start, self.steps_per_epoch)
         while True:
-            order = to_device(self.order(epoch), where)
+            order = self.order(epoch)
+            # From pinned memory, non-blocking: a copy from pageable memory would synchronise.
+            order = (
+                order.pin_memory().to(where, non_blocking=True) if where.type == "cuda" else order
+            )
             for s in range(step, self.steps_per_epoch):
                 yield order[s * self.batch_size : (s + 1) * self.batch_size]
             epoch, step = epoch + 1, 0
 
-    def _device_batches(self, start: int) -> Iterator[tuple[Tensor, Tensor]]:
-        for idx in self._index_batches(start, self.device):
-            yield self.images[idx], self.labels[idx]
-
-    def _loader_batches(self, start: int) -> Iterator[tuple[Tensor, Tensor]]:
-        indices = self._index_batches(start, torch.device("cpu"))
-        loader = DataLoader(
-            _Pairs(self.images, self.labels),
-            batch_sampler=(idx.tolist() for idx in indices),
-            collate_fn=_as_batch,
-            num_workers=self.workers,
-            pin_memory=self.device.type == "cuda",
-        )
-        for x, y in loader:
-            yield x.to(self.device, non_blocking=True), y.to(self.device, non_blocking=True)
-
 
 class _Pairs(Dataset[tuple[Tensor, Tensor]]):
-    """Images and labels; the DataLoader gathers whole batches at once (`__getitems__`), never
-    single images."""
+    """Images and labels; the DataLoader gathers whole batches at once (`__getitems__`)."""
 
     def __init__(self, images: Tensor, labels: Tensor) -> None:
         self.images, self.labels = images, labels

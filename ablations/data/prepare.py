@@ -1,10 +1,7 @@
-"""A run's data, prepared once from its config: `prepare_data` is the one function every caller
-asks (training, `ablate evaluate`, the speed measurements, the layer responses), so they all see
-the same images. Arrays (`Data`): the fixed train/val split, the training subset, the resize to
-the run's input size, the normaliser fitted on the training split, and the device-resident (or
-DataLoader) training stream. A config that names a `stream` is streamed from an image index
-instead (ablations.imagenet.prepare.StreamData), imported only then: a CIFAR run never loads the
-ImageNet stack. Either is a `RunData`, the trainer's view."""
+"""A run's data, prepared once from its config by `prepare_data`, the one function every caller
+asks (training, `ablate evaluate`, the speed measurements, the layer responses). Arrays become a
+`Data`; a config that names a `stream` is streamed by ablations.imagenet.prepare, imported only
+then. Either is a `RunData`, the trainer's view."""
 
 from __future__ import annotations
 
@@ -33,41 +30,30 @@ from ablations.registry import AblationsError
 class Batches(Protocol):
     @property
     def steps_per_epoch(self) -> int: ...
-
     def batches(self, start: int = 0) -> Iterator[tuple[Tensor, Tensor]]: ...
 
 
 class RunData(Protocol):
-    """What the trainer sees of a run's data, in memory (`Data`) or streamed
-    (`ablations.imagenet.prepare.StreamData`): training batches of (x, y) on the device, a pure
-    function of (seed, iteration), and evaluation batches of a split. A "ten-crop" batch holds
-    10 views per label, a "multi-scale" one a list of view tensors of several sizes
-    (ablations.train.evaluation averages their logits)."""
+    """What the trainer sees of a run's data, in memory or streamed: training batches of (x, y)
+    on the device, a pure function of (seed, iteration); the `splits` it evaluates on, crop
+    protocols besides "center" evaluated once at the end (`final_crops`), whether runs record
+    top-5 error, and evaluation batches of a split. A "ten-crop" batch holds 10 views per label,
+    a "multi-scale" one a list of view tensors of several sizes."""
 
     @property
     def train(self) -> Batches: ...
-
     @property
     def record(self) -> dict[str, Any]: ...
-
     @property
     def in_channels(self) -> int: ...
-
     @property
     def num_classes(self) -> int: ...
-
     @property
-    def splits(self) -> tuple[str, ...]:
-        """The splits it can evaluate on."""
-
+    def splits(self) -> tuple[str, ...]: ...
     @property
-    def final_crops(self) -> tuple[str, ...]:
-        """Crop protocols besides "center", evaluated once at the end."""
-
+    def final_crops(self) -> tuple[str, ...]: ...
     @property
-    def top5(self) -> bool:
-        """Whether runs record top-5 error beside top-1."""
-
+    def top5(self) -> bool: ...
     def eval_batches(
         self, split: str, *, crops: str = "center", batch_size: int, channels_last: bool = False,
         part: tuple[int, int] = (0, 1),
@@ -107,8 +93,7 @@ class Data:
 
 @dataclass(frozen=True)
 class _Split:
-    """The seed-independent part of a run's data, (images, labels) per split: what the runs of
-    one set share."""
+    """The seed-independent part of a run's data, which the runs of one set share."""
 
     train: tuple[Tensor, Tensor]
     val: tuple[Tensor, Tensor]
@@ -124,6 +109,7 @@ _last_split: tuple[tuple[Any, ...], tuple[Any, ...], _Split] | None = None
 
 
 def _split(config: TrainConfig, dataset: ArrayDataset) -> _Split:
+    """Split (fixed seed), subset, resize and fit the normaliser per the config."""
     global _last_split
     arrays = (dataset.x_train, dataset.y_train, dataset.x_test, dataset.y_test)
     fields = (config.val_size, config.split_seed, config.train_size, config.input_size,
@@ -132,20 +118,26 @@ def _split(config: TrainConfig, dataset: ArrayDataset) -> _Split:
         held, known, split = _last_split
         if known == fields and all(a is b for a, b in zip(held, arrays, strict=True)):
             return split
-    train_idx, val_idx = split_indices(
-        len(dataset.x_train), val_size=config.val_size, seed=config.split_seed
-    )
-    if config.train_size is not None:
-        train_idx = train_idx[: config.train_size]
-    size = config.input_size
+    seed, size = config.split_seed, config.input_size
+    train_idx, val_idx = split_indices(len(dataset.x_train), val_size=config.val_size, seed=seed)
+    train_idx = train_idx[: config.train_size]  # a train_size of None keeps them all
+    test_idx = random_subset(len(dataset.x_test), config.test_size, seed=seed)
     x_train = to_nchw(dataset.x_train[train_idx], size=size)
-    test_idx = random_subset(len(dataset.x_test), config.test_size, seed=config.split_seed)
+    if config.normalize != "fixed":
+        normalizer = Normalizer.fit(x_train, kind=config.normalize)
+    elif len(config.mean) != x_train.shape[1]:
+        raise AblationsError(
+            f"normalize mean/std have {len(config.mean)} values but the images have "
+            f"{x_train.shape[1]} channels; give one per channel"
+        )
+    else:
+        normalizer = Normalizer.fixed(config.mean, config.std)
     y_train, y_test = torch.from_numpy(dataset.y_train), torch.from_numpy(dataset.y_test)
     split = _Split(
         train=(x_train, y_train[train_idx]),
         val=(to_nchw(dataset.x_train[val_idx], size=size), y_train[val_idx]),
         test=(to_nchw(dataset.x_test[test_idx], size=size), y_test[test_idx]),
-        normalizer=_normalizer(config, x_train),
+        normalizer=normalizer,
     )
     _last_split = arrays, fields, split
     return split
@@ -184,37 +176,22 @@ def prepare_data(
 
 
 def _prepare_arrays(config: TrainConfig, dataset: ArrayDataset, device: torch.device) -> Data:
-    """Split (fixed seed), subset, resize and normalise per the config."""
     split = _split(config, dataset)
     (x_train, y_train), normalizer = split.train, split.normalizer
-    native = dataset.x_train.shape[1]
     pad = round(4 * x_train.shape[-1] / 32) if config.augment else 0
     stream = TrainStream(
         x_train, y_train, batch_size=config.batch_size, seed=config.seed, device=device,
         normalizer=normalizer, augment_pad=pad, storage=config.storage,
-        workers=config.workers or 0,
-        channels_last=config.channels_last,
+        workers=config.workers or 0, channels_last=config.channels_last,
     )  # fmt: skip
     record = {
         **dataset.describe(),
         "train_images": len(x_train), "val_images": len(split.val[0]),
         "test_images": len(split.test[0]),
-        "input_size": x_train.shape[-1], "native_size": native, "augment_pad": pad,
-        **normalizer.describe(),
+        "input_size": x_train.shape[-1], "native_size": dataset.x_train.shape[1],
+        "augment_pad": pad, **normalizer.describe(),
     }  # fmt: skip
     return Data(
-        train=stream, val=split.val, test=split.test,
-        normalizer=normalizer,
-        record=record, in_channels=x_train.shape[1], num_classes=len(dataset.classes),
+        train=stream, val=split.val, test=split.test, normalizer=normalizer, record=record,
+        in_channels=x_train.shape[1], num_classes=len(dataset.classes),
     )  # fmt: skip
-
-
-def _normalizer(config: TrainConfig, x_train: Tensor) -> Normalizer:
-    if config.normalize != "fixed":
-        return Normalizer.fit(x_train, kind=config.normalize)
-    if len(config.mean) != x_train.shape[1]:
-        raise AblationsError(
-            f"normalize mean/std have {len(config.mean)} values but the images have "
-            f"{x_train.shape[1]} channels; give one per channel"
-        )
-    return Normalizer.fixed(config.mean, config.std)

@@ -1,7 +1,5 @@
 """Small ImageFolder subsets of a dataset: a few classes, a few images each, as PNG files
-(`out/train/<class>/<i>.png`, `out/test/...`), which `load_dataset("imagefolder", data=out)` (or
-the source dataset's own name) reads back pixel for pixel: PNG is lossless.
-"""
+(`out/train/<class>/<i>.png`, `out/test/...`) that `load_dataset` reads back pixel for pixel."""
 
 from __future__ import annotations
 
@@ -13,10 +11,10 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
-from PIL import Image
 
 from ablations.data.arrays import SPLITS, ArrayDataset, DataError
 from ablations.data.cache import load_dataset
+from ablations.data.transform import to_image
 
 MANIFEST = "subset.json"  # what the subset was drawn from; not an image, so readers skip it
 
@@ -30,9 +28,9 @@ def write_subset(
     test_per_class: int,
     seed: int = 0,
 ) -> Path:
-    """Write `train_per_class` training and `test_per_class` test images of each of `classes`
-    (names from `dataset.classes`), drawn at random with `seed`, as an ImageFolder tree at
-    `out`; returns `out`. The tree appears whole or not at all."""
+    """Write `train_per_class` training and `test_per_class` test images of each of `classes`,
+    drawn at random with `seed`, as an ImageFolder tree at `out`, which appears whole or not at
+    all; returns `out`."""
     out = _free(out)
     folders = _folders(dataset, classes)
     counts = {"train": train_per_class, "test": test_per_class}
@@ -41,9 +39,24 @@ def write_subset(
     # A hidden sibling, renamed at the end: an interrupted call leaves no half-written tree.
     tmp = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}.", suffix=".tmp"))
     try:
-        for split in SPLITS:
-            _write_split(tmp / split, dataset, split, chosen[split], folders)
-        manifest = _manifest(dataset, classes, folders, chosen, seed=seed)
+        for split, drawn in chosen.items():
+            images = dataset.x_train if split == "train" else dataset.x_test
+            for cls, indices in drawn.items():
+                (tmp / split / folders[cls]).mkdir(parents=True)
+                # Zero-padded: the readers order a class's files by name, which is drawing order.
+                width = max(4, len(str(len(indices) - 1)))
+                for i, index in enumerate(indices):
+                    to_image(images[index]).save(tmp / split / folders[cls] / f"{i:0{width}d}.png")
+        # Where every image came from, so a subset can be traced to (and redrawn from) its source.
+        manifest = {
+            "dataset": dataset.describe(),
+            "seed": seed,
+            "classes": folders,
+            "indices": {
+                split: {folders[cls]: [int(i) for i in idx] for cls, idx in drawn.items()}
+                for split, drawn in chosen.items()
+            },
+        }
         (tmp / MANIFEST).write_text(json.dumps(manifest, indent=1) + "\n")
         os.rename(tmp, out)  # fails (rather than merging) if `out` appeared meanwhile with files
     except BaseException:
@@ -88,11 +101,6 @@ def _free(out: Path) -> Path:
     return out
 
 
-def folder_name(cls: str) -> str:
-    """A class name as one path component: Fashion-MNIST's "T-shirt/top" is "T-shirt-top"."""
-    return cls.replace("/", "-").replace("\\", "-")
-
-
 def _folders(dataset: ArrayDataset, classes: Sequence[str]) -> dict[str, str]:
     """Class name -> folder name, for valid, distinct `classes`."""
     if not classes:
@@ -105,7 +113,7 @@ def _folders(dataset: ArrayDataset, classes: Sequence[str]) -> dict[str, str]:
             )
         if cls in folders:
             raise DataError(f"class {cls!r} is asked twice; list each class once")
-        folder = folder_name(cls)
+        folder = cls.replace("/", "-").replace("\\", "-")  # "T-shirt/top" is "T-shirt-top"
         # The tree readers skip hidden folders: such a class would silently vanish.
         if folder.startswith(".") or folder in folders.values():
             raise DataError(
@@ -136,41 +144,3 @@ def _draw(
         rng = np.random.default_rng((seed, label, SPLITS.index(split)))
         chosen[cls] = np.sort(rng.choice(pool, size=count, replace=False))
     return chosen
-
-
-def _write_split(
-    folder: Path,
-    dataset: ArrayDataset,
-    split: str,
-    chosen: dict[str, np.ndarray],
-    folders: dict[str, str],
-) -> None:
-    images = dataset.x_train if split == "train" else dataset.x_test
-    for cls, indices in chosen.items():
-        (folder / folders[cls]).mkdir(parents=True)
-        # Zero-padded: the readers order a class's files by name, which is then drawing order.
-        width = max(4, len(str(len(indices) - 1)))
-        for i, index in enumerate(indices):
-            pixels = images[index]
-            image = Image.fromarray(pixels[..., 0] if pixels.shape[-1] == 1 else pixels)
-            image.save(folder / folders[cls] / f"{i:0{width}d}.png")
-
-
-def _manifest(
-    dataset: ArrayDataset,
-    classes: Sequence[str],
-    folders: dict[str, str],
-    chosen: dict[str, dict[str, np.ndarray]],
-    *,
-    seed: int,
-) -> dict[str, object]:
-    """Where every image came from, so a subset can be traced to (and redrawn from) its source."""
-    return {
-        "dataset": dataset.describe(),
-        "seed": seed,
-        "classes": {cls: folders[cls] for cls in classes},
-        "indices": {
-            split: {folders[cls]: [int(i) for i in chosen[split][cls]] for cls in classes}
-            for split in SPLITS
-        },
-    }

@@ -11,7 +11,6 @@ from PIL import Image
 from tiny_datasets import CIFAR10_CLASSES, write_cifar_batches, write_idx
 
 from ablations.data import DataError, load_dataset, make_subset, parse_classes, write_subset
-from ablations.data import subset as data_subset
 
 
 @pytest.fixture(autouse=True)
@@ -159,4 +158,3 @@ def test_parse_classes():
     )  # fmt: skip
     with pytest.raises(DataError, match=r"empty class name in 'cat,,dog'"):
         parse_classes("cat,,dog")
-    assert data_subset.folder_name("T-shirt/top") == "T-shirt-top"
