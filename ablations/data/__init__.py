@@ -1,9 +1,5 @@
-"""Datasets as uint8 arrays: CIFAR-10 and Fashion-MNIST from any of their usual formats
-(torchvision's pickles or idx files, an ImageFolder tree, a tar archive of one) or a download,
-and any ImageFolder tree as "imagefolder"; optionally resized and centre-cropped as decoded, and
-cached by content checksum. Public API: `load_dataset`, `ArrayDataset`, `DataError`,
-`DATASETS`, `resolve_source`, `default_cache_dir`, and `write_subset` / `make_subset` /
-`parse_classes` for small ImageFolder subsets."""
+"""Datasets as uint8 arrays (`load_dataset`): CIFAR-10 and Fashion-MNIST in any of their usual
+formats or downloaded, any ImageFolder tree as "imagefolder"; and small ImageFolder subsets."""
 
 from ablations.data.arrays import ArrayDataset, DataError
 from ablations.data.cache import default_cache_dir, load_dataset

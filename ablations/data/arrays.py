@@ -40,8 +40,7 @@ class ArrayDataset(Arrays):
     crop: int | None = None
 
     def describe(self) -> dict[str, str | int | None]:
-        """The dataset as one flat record (for logs and results rows), without the producing
-        machine's path: where it lay is no part of a result."""
+        """A flat record for logs and results rows, without the producing machine's path."""
         _, height, width, channels = self.x_train.shape
         return {
             "name": self.name,

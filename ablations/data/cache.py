@@ -137,8 +137,7 @@ class _StaleCache(Exception):
 
 
 def _cached_arrays(path: Path, source: Source, *, read: Callable[[], Arrays]) -> Arrays:
-    """The arrays cached at `path`, decoded by `read` when missing or damaged; a file that does
-    not load and validate is discarded with a warning and rebuilt, never trusted."""
+    """The arrays at `path`; a missing file, or one that does not validate, is rebuilt."""
     if path.exists():
         try:
             return _load_arrays(*_stat_key(path))

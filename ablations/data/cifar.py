@@ -6,7 +6,6 @@ from __future__ import annotations
 import io
 import pickle
 import tarfile
-from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -67,7 +66,13 @@ def _cifar_batch(raw: bytes, *, file: str, where: str) -> tuple[np.ndarray, np.n
     return images, labels.astype(np.int64)
 
 
-def read_cifar(blobs: Mapping[str, bytes], *, where: str) -> Arrays:
+def read_cifar(root: Path, *, where: str) -> Arrays:
+    """The batches in folder `root`, or in the archive `root`."""
+    blobs = (
+        _archive_blobs(root)
+        if root.is_file()
+        else {f: (root / f).read_bytes() for f in CIFAR_FILES}
+    )
     (names,) = _fields(blobs["batches.meta"], "label_names", file="batches.meta", where=where)
     train = [_cifar_batch(blobs[f], file=f, where=where) for f in CIFAR_TRAIN]
     x_test, y_test = _cifar_batch(blobs["test_batch"], file="test_batch", where=where)
@@ -82,7 +87,7 @@ def read_cifar(blobs: Mapping[str, bytes], *, where: str) -> Arrays:
     return arrays
 
 
-def cifar_archive_blobs(path: Path) -> dict[str, bytes]:
+def _archive_blobs(path: Path) -> dict[str, bytes]:
     blobs: dict[str, bytes] = {}
     with tarfile.open(path) as tar:
         for member in tar:

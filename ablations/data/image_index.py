@@ -109,8 +109,7 @@ def subset_index(
 
 
 def sample_index(index: ImageIndex, n: int, *, seed: int) -> ImageIndex:
-    """A fixed random subset of `n` images (all of them when `n` >= the index's size), in index
-    order, labels and classes unchanged (`ablate evaluate --limit`)."""
+    """A fixed random subset of `n` images in index order (`ablate evaluate --limit`)."""
     if n < 1:
         raise DataError(f"a subset needs at least 1 image, not {n}")
     if n >= len(index):

@@ -107,8 +107,7 @@ def read_tree(
     transform: Transform,
     where: str,
 ) -> Arrays:
-    """Every image of `tree`, read by `fetch`, converted to `mode` and put through `transform`;
-    labels are the indices of the sorted class names."""
+    """Every image of `tree`, read by `fetch`, in `mode` and through `transform`."""
     classes = tree_classes(tree, where)
     names = [n for split in SPLITS for c in classes for n in sorted(tree[split][c])]
     out: np.ndarray | None = None

@@ -27,9 +27,8 @@ _ORDER, _AUGMENT = 1, 2
 
 
 def split_indices(n: int, *, val_size: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """A fixed random (train, val) split of range(n); the same for every run with this seed.
-    Both parts come in random order, so their prefixes are random subsets (files are often
-    sorted by class)."""
+    """A fixed random (train, val) split of range(n). Both parts are in random order, so their
+    prefixes are random subsets (files are often sorted by class)."""
     if not 0 <= val_size < n:
         raise DataError(f"val_size must be in [0, {n}) for a training set of {n}; got {val_size}")
     order = np.random.default_rng(seed).permutation(n)
@@ -37,8 +36,7 @@ def split_indices(n: int, *, val_size: int, seed: int) -> tuple[np.ndarray, np.n
 
 
 def random_subset(n: int, size: int | None, *, seed: int) -> np.ndarray:
-    """`size` indices of range(n) drawn at random with a fixed seed (all of them, in order, for
-    None)."""
+    """`size` sorted indices of range(n) drawn with `seed`; all of them for None."""
     if size is None or size >= n:
         return np.arange(n)
     return np.sort(np.random.default_rng(seed).permutation(n)[:size])
@@ -227,8 +225,7 @@ def _as_batch(batch: Any) -> Any:
 
 
 def share(n: int, part: tuple[int, int]) -> range:
-    """Share `rank` of `world` of n images, contiguous: [rank * n // world, (rank+1) * n // world).
-    The shares of all ranks cover every image once (a rank may get none when world > n)."""
+    """Share `rank` of `world` of n images, contiguous; together the shares cover each once."""
     rank, world = part
     if not 0 <= rank < world:
         raise ValueError(f"rank {rank} is not in a world of {world}")
@@ -245,8 +242,7 @@ def eval_batches(
     channels_last: bool = False,
     part: tuple[int, int] = (0, 1),
 ) -> Iterator[tuple[Tensor, Tensor]]:
-    """Every image of share `part` (rank, world; default: all) once, in order, without
-    augmentation."""
+    """Every image of share `part` (rank, world) once, in order, without augmentation."""
     norm = normalizer.to(device)
     mine = share(len(images), part)
     images, labels = images[mine.start : mine.stop], labels[mine.start : mine.stop]

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ablations.data.arrays import Arrays, DataError
-from ablations.data.cifar import CIFAR_DIR, CIFAR_FILES, cifar_archive_blobs, read_cifar
+from ablations.data.cifar import CIFAR_DIR, CIFAR_FILES, read_cifar
 from ablations.data.idx import IDX_FILES, idx_file, read_idx
 from ablations.data.imagefolder import (
     SPLITS,
@@ -73,8 +73,7 @@ def check_name(name: str) -> None:
 
 
 def env_vars(name: str) -> tuple[str, ...]:
-    """Environment variables that point at `name`'s data, first match wins; the last is the one
-    an error message suggests."""
+    """The variables that point at `name`'s data, first match wins; errors suggest the last."""
     specific = "ABLATE_DATA_" + name.upper().replace("-", "_")
     return (specific, "ABLATE_DATA") if name == "cifar10" else (specific,)
 
@@ -88,8 +87,7 @@ def locate(name: str, data: str | os.PathLike[str] | None = None) -> tuple[Path,
 
 
 def resolve_source(name: str, data: str | os.PathLike[str] | None = None) -> Path | None:
-    """Where `name` is read from: `data`, else ABLATE_DATA_<NAME> (then ABLATE_DATA for
-    cifar10); None means torchvision's download."""
+    """Where `name` is read from: `data`, else a variable; None means torchvision's download."""
     check_name(name)
     located = locate(name, data)
     return None if located is None else located[0]
@@ -183,16 +181,10 @@ def _files(root: Path, fmt: str) -> tuple[str, ...]:
 
 
 def read_source(source: Source, name: str, *, transform: Transform) -> Arrays:
-    """Decode `source` into arrays, each image through `transform` (the slow step, which the
-    cache runs once per content and transform)."""
+    """Decode `source` into arrays, each image through `transform` (the slow step)."""
     root, where, mode = source.root, str(source.root), _IMAGE_MODE[name]
     if source.format == "cifar-pickle":
-        blobs = (
-            cifar_archive_blobs(root)
-            if source.archive
-            else {f: (root / f).read_bytes() for f in source.files}
-        )
-        return transformed(read_cifar(blobs, where=where), transform, where=where)
+        return transformed(read_cifar(root, where=where), transform, where=where)
     if source.format == "idx":
         return transformed(read_idx(root, source.files, where=where), transform, where=where)
     if source.format == "imagefolder-tar":
@@ -203,8 +195,7 @@ def read_source(source: Source, name: str, *, transform: Transform) -> Arrays:
 
 
 def download(name: str, folder: Path, *, allowed: bool) -> Path:
-    """torchvision's copy of `name` under `folder`, fetched the first time only; returns the
-    folder holding the original files."""
+    """The folder of torchvision's copy of `name` under `folder`, fetched the first time only."""
     if name not in _TORCHVISION:
         raise DataError(
             f"no {name} data configured (it is never downloaded); pass --data (or set "

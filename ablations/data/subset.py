@@ -75,8 +75,7 @@ def make_subset(
     test_per_class: int,
     seed: int = 0,
 ) -> Path:
-    """`write_subset` of dataset `name`, loaded as `load_dataset` does (`data`, else its
-    environment variable, else a download); checks `out` first, before the slow load."""
+    """`write_subset` of dataset `name` as `load_dataset` finds it; checks `out` first."""
     _free(out)
     dataset = load_dataset(name, data=data)
     return write_subset(
