@@ -66,17 +66,8 @@ IMAGENET_BOTTLENECK_CLAIMS = (
 PLAIN = Nets(where={"family": "cifar", "residual": False}, label="plain")
 RESIDUAL = Nets(where={"family": "cifar", "residual": True, "shortcut": "a"}, label="residual")
 # He et al. 2016b: the same nets with BN-ReLU before each conv and nothing after the addition.
-PREACT_NETS = (
-    "resnet20",
-    "resnet32",
-    "resnet44",
-    "resnet56",
-    "resnet110",
-    "preresnet20",
-    "preresnet32",
-    "preresnet44",
-    "preresnet56",
-    "preresnet110",
+PREACT_NETS = tuple(
+    f"{kind}{depth}" for kind in ("resnet", "preresnet") for depth in (20, 32, 44, 56, 110)
 )
 PREACT_QUICK = ("resnet20", "resnet56", "preresnet20", "preresnet56")
 POST = Nets(where={"block": "basic"}, label="post-activation")

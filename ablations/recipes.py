@@ -1,13 +1,8 @@
 """The classic ResNet tutorials' setups as named recipes: variant + dataset + training protocol.
 
-A recipe is data: the `TrainConfig` fields of its protocol at the tutorial's own budget, the
-accuracy the tutorial claims, and where we had to choose because the tutorial does not say. It
-runs through the same training runner as every other run, so its numbers are measured the same
-way (final test accuracy; the best-so-far accuracy tutorials print selects on the test set and
-is labelled so). Budgets: `full` is the recipe's own; `cpu` and `smoke` shrink it, and every
-output of a shrunk run says so (its profile is in its run id, progress line and report row).
-
-Add a recipe by adding a `Recipe(...)` to RECIPES; tests run every recipe at the smoke budget.
+A recipe is data: its `TrainConfig` fields at the tutorial's own budget, the accuracy the
+tutorial claims, and what we chose where it is silent. Budgets: `full` is the recipe's own;
+`cpu` and `smoke` shrink it, and a shrunk run's id, progress line and report row say so.
 """
 
 from __future__ import annotations
@@ -178,19 +173,10 @@ def get_recipe(name: str) -> Recipe:
     return RECIPES[name]
 
 
-def default_budget() -> str:
-    """`full` where a GPU is at hand, else `cpu` (as profiles: paper on a GPU, cpu otherwise)."""
-    import torch
-
-    return "full" if torch.cuda.is_available() else "cpu"
-
-
 def execution(recipe: Recipe, device: str) -> dict[str, Any]:
-    """How a recipe runs on `device`: on a GPU in bf16 autocast and channels_last, as the paper
-    profile (strict fp32 NCHW there is several times slower and not what the tutorials
-    measured either: they ran whatever their GPU's defaults were); fp32 NCHW on a CPU, as the
-    committed cpu-budget runs. A recipe whose point is fp32 numerics says
-    `precision="fp32"` in its settings and keeps it everywhere. The config records both."""
+    """How a recipe runs on `device`: bf16 autocast and channels_last on a GPU, as the paper
+    profile (the tutorials ran their GPU's defaults); fp32 NCHW on a CPU. A recipe whose point is
+    fp32 numerics says `precision="fp32"` in its settings."""
     precision = resolve_precision(str(recipe.settings.get("precision", "auto")), device)
     return {"precision": precision, "channels_last": device == "cuda", "device": device}
 
@@ -203,7 +189,7 @@ def resolve_recipe(
     kind of `device` (default: this machine's): how it runs there (`execution`) <- the recipe's
     settings <- the arm's <- the budget's shrink <- explicit overrides."""
     recipe = get_recipe(name)
-    budget = profile or default_budget()
+    budget = profile or ("full" if device_type(None) == "cuda" else "cpu")
     if budget not in BUDGETS:
         raise AblationsError(
             f"recipes run under the budgets {', '.join(BUDGETS)}, not {budget!r}; "
