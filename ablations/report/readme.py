@@ -1,31 +1,14 @@
-"""The figures the project's pages quote, generated from `results/` like the reports.
-
-A page (the README, or a docs/*.md page of the site) states numbers (verdicts, errors, images/s,
-counts) between markers,
-
-    <!-- ablate:NAME -->
-    ... generated text ...
-    <!-- /ablate:NAME -->
-
-and `ablate report` rewrites each block from `results/` with the function registered under NAME,
-so a number in a page is always one a committed row backs. Text outside the markers is never
-touched. A block stands in one page only, so one number is never quoted twice. `ablate report
---check-readme` (and a test) fails when a block has drifted from the results, which is how a
-stale figure is caught before it lands.
-
-A block function writes its links from the project root: a file as `reports/x.png`, a heading as
-`#time-limited-gpus`. The page gets them as it reaches them: the README on GitHub, a docs page in
-the site, where the report sits at `reports/` beside the pages (docs/hooks.py). A heading link
-goes to the page that holds the heading; with no such page, the link's text stays and the link
-goes.
-"""
+"""The pages' generated blocks: text between `<!-- ablate:NAME -->` and `<!-- /ablate:NAME -->`
+in the README or a docs/*.md page, which `ablate report` rewrites from `results/` (docs/hooks.py
+serves the site). A block stands in one page only. Its links, written from the project root
+(`reports/x.png`, `#heading`), are pointed as the page reaches them."""
 
 from __future__ import annotations
 
 import posixpath
 import re
 import unicodedata
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from ablations.registry import AblationsError
@@ -56,8 +39,7 @@ def block_names(text: str) -> list[str]:
 
 
 def pages(readme: Path) -> dict[str, Path]:
-    """The pages that may hold blocks, by name from the project root (the README's folder):
-    the README and every docs/*.md page beside it, those that exist."""
+    """The README and the docs/*.md pages beside it that exist, by name from the project root."""
     found = {README if readme.name == README else readme.name: readme} if readme.exists() else {}
     for path in sorted((readme.parent / DOCS).glob("*.md")):
         found[f"{DOCS}/{path.name}"] = path
@@ -65,13 +47,11 @@ def pages(readme: Path) -> dict[str, Path]:
 
 
 def in_site(page: str) -> bool:
-    """Whether a page is one of the site's (docs/), whose links the site resolves."""
     return page.startswith(f"{DOCS}/")
 
 
 def slug(title: str, *, site: bool) -> str:
-    """A heading's anchor. Site pages: Python-Markdown's toc rule (ASCII; a run of spaces and
-    hyphens is one hyphen). Other pages: GitHub's (each space is a hyphen)."""
+    """A heading's anchor: Python-Markdown's toc rule on the site, else GitHub's."""
     text = LINK.sub(r"\g<text>", title).replace("`", "").replace("*", "")
     if site:
         text = unicodedata.normalize("NFKD", text).encode("ascii", "ignore").decode("ascii")
@@ -113,8 +93,7 @@ def link_to(target: str, *, page: str) -> str | None:
 
 
 def resolve(link: str, *, page: str) -> str | None:
-    """The file a page's relative link names, from the project root; None where it leaves
-    what the page can reach."""
+    """The file a page's relative link names, from the project root; None outside its reach."""
     path = link.split("#")[0]
     if not in_site(page):
         found = posixpath.normpath(posixpath.join(posixpath.dirname(page), path))
@@ -125,32 +104,24 @@ def resolve(link: str, *, page: str) -> str | None:
     return found if found.startswith(f"{REPORTS}/") else f"{DOCS}/{found}"
 
 
-def heading_page(anchor: str, *, page: str, anchors: Anchors) -> str | None:
-    """The page a heading link of `page` goes to: the page itself if it holds the heading, else
-    the first site page that does, else (from outside the site) the README."""
+def relink(body: str, *, page: str, anchors: Anchors) -> str:
+    """A block's text with its links as `page` reaches them. A heading link goes to the page
+    itself if it holds the heading, else to the first site page that does, else (from outside
+    the site) to the README; with no such page, the link's text stays."""
     reachable = [name for name in anchors if in_site(name) or not in_site(page)]
     order = sorted(reachable, key=lambda name: (name != page, not in_site(name), name))
-    return next((name for name in order if anchor in anchors[name]), None)
-
-
-def relink(body: str, *, page: str, anchors: Anchors) -> str:
-    """A block's text with its links (written from the project root) as `page` reaches them."""
 
     def point(match: re.Match[str]) -> str:
         target = match["target"]
         if SCHEME.match(target):
             return match[0]
         path, _, anchor = target.partition("#")
-        if not path:
-            path = heading_page(anchor, page=page, anchors=anchors) or ""
-            if not path:
-                return match["text"]
-        link = "" if path == page and anchor else link_to(path, page=page)
+        path = path or next((name for name in order if anchor in anchors[name]), "")
+        link = "" if path == page and anchor else link_to(path, page=page) if path else None
         if link is None:
             return match["text"]
-        if anchor:
-            link += f"#{anchor}"
-        return f"{match['image']}[{match['text']}]({link})"
+        suffix = f"#{anchor}" if anchor else ""
+        return f"{match['image']}[{match['text']}]({link}{suffix})"
 
     return LINK.sub(point, body)
 
@@ -165,14 +136,12 @@ def fill(
 ) -> str:
     """`text` with every marked block regenerated; an unknown block name is an error naming the
     page (a typo should not leave a stale number in place silently)."""
-    unknown = sorted(set(block_names(text)) - set(blocks))
-    if unknown:
+    if unknown := sorted(set(block_names(text)) - set(blocks)):
         raise _unknown(unknown[0], page=page, blocks=blocks)
-    if anchors is None:
-        anchors = {page: heading_anchors(text, site=in_site(page))}
+    found = anchors or {page: heading_anchors(text, site=in_site(page))}
 
     def regenerate(match: re.Match[str]) -> str:
-        body = relink(blocks[match["name"]](results), page=page, anchors=anchors)
+        body = relink(blocks[match["name"]](results), page=page, anchors=found)
         return match["open"] + body.rstrip("\n") + "\n" + match["close"]
 
     return BLOCK.sub(regenerate, text)
@@ -183,10 +152,13 @@ def _unknown(name: str, *, page: str, blocks: dict[str, BlockFn]) -> AblationsEr
     return AblationsError(f"{page}: block {name!r} has no generator; known: {known}")
 
 
-def read(readme: Path, blocks: dict[str, BlockFn]) -> dict[str, str]:
-    """The text of each page; a block in two places, or one with no generator, is an error
-    naming the page."""
-    texts = {page: path.read_text(encoding="utf-8") for page, path in pages(readme).items()}
+def _refilled(
+    readme: Path, blocks: dict[str, BlockFn], *, results: Path
+) -> Iterator[tuple[str, Path, str, str]]:
+    """Each page, its file, its text and its text with every block regenerated. A block in two
+    places, or one with no generator, is an error naming the page, before any page is filled."""
+    found = pages(readme)
+    texts = {page: path.read_text(encoding="utf-8") for page, path in found.items()}
     where: dict[str, str] = {}
     for page, text in texts.items():
         for name in block_names(text):
@@ -196,17 +168,17 @@ def read(readme: Path, blocks: dict[str, BlockFn]) -> dict[str, str]:
                 raise AblationsError(f"{page}: block {name!r} is also in {where[name]}; a block "
                                      "stands in one page only")  # fmt: skip
             where[name] = page
-    return texts
+    anchors = all_anchors(texts)
+    for page, text in texts.items():
+        new = fill(text, blocks, results=results, page=page, anchors=anchors)
+        yield page, found[page], text, new
 
 
 def update(readme: Path, blocks: dict[str, BlockFn], *, results: Path) -> list[Path]:
     """Regenerate the blocks of every page in place; returns the pages that changed."""
-    texts = read(readme, blocks)
-    anchors = all_anchors(texts)
     changed = []
-    for page, path in pages(readme).items():
-        new = fill(texts[page], blocks, results=results, page=page, anchors=anchors)
-        if new != texts[page]:
+    for _, path, text, new in _refilled(readme, blocks, results=results):
+        if new != text:
             path.write_text(new, encoding="utf-8")
             changed.append(path)
     return changed
@@ -216,14 +188,10 @@ def stale_blocks(
     readme: Path, blocks: dict[str, BlockFn], *, results: Path
 ) -> dict[str, list[str]]:
     """By page, the names of the blocks whose text differs from what `results` gives."""
-    texts = read(readme, blocks)
-    anchors = all_anchors(texts)
     stale = {}
-    for page, text in texts.items():
-        fresh = fill(text, blocks, results=results, page=page, anchors=anchors)
-        now = {m["name"]: m["body"] for m in BLOCK.finditer(text)}
-        new = {m["name"]: m["body"] for m in BLOCK.finditer(fresh)}
-        if names := [name for name in now if now[name] != new[name]]:
+    for page, _, text, new in _refilled(readme, blocks, results=results):
+        now, fresh = ({m["name"]: m["body"] for m in BLOCK.finditer(t)} for t in (text, new))
+        if names := [name for name in now if now[name] != fresh[name]]:
             stale[page] = names
     return stale
 
@@ -235,8 +203,8 @@ def page_links(text: str) -> list[str]:
 
 
 def broken_links(texts: dict[str, str], *, root: Path) -> list[str]:
-    """Each relative link of the pages that names no file, or no heading of a page, as
-    `page: link (why)`. `texts` may add pages beyond the blocks' (reports/README.md)."""
+    """Each relative link of `texts` (pages by name) that names no file, or no heading of a
+    page, as `page: link (why)`."""
     anchors = all_anchors(texts)
     broken = []
     for page, text in texts.items():
