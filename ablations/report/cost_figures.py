@@ -1,10 +1,8 @@
 """Figures of what the nets cost, as pure functions of tidy tables: params and MACs against
-depth (complexity.csv) and images/s against depth (throughput.csv). The training runs' figures
-are in figures.py."""
+depth (complexity.csv) and images/s against depth and MACs (throughput.csv)."""
 
 from __future__ import annotations
 
-import numpy as np
 import pandas as pd
 import seaborn as sns
 from matplotlib.figure import Figure
@@ -14,11 +12,10 @@ from ablations.report.tables import memory_format
 from ablations.variants import CIFAR_DEPTHS, FAMILY_DEFAULTS, IMAGENET_STAGES
 
 PAPER_DEPTHS = {*CIFAR_DEPTHS, *IMAGENET_STAGES}  # labelled first on a crowded depth axis
-
 FAMILY_TITLES = {"cifar": "CIFAR family (32x32)", "imagenet": "ImageNet family (224x224)"}
 METRIC_LABELS = {"params": "parameters", "macs": "MACs per image"}
-KIND_ORDER = ["plain", "residual A", "residual B", "residual C"]
-# Plain nets cost exactly what option A costs; a thick line under A keeps both visible.
+# Lines in kind order. Plain nets cost exactly what option A costs: a thick line under A keeps
+# both visible.
 LINE_WIDTHS = {"plain": 5.0, "residual A": 1.5, "residual B": 1.5, "residual C": 1.5}
 # Axes that may tell two nets of one kind at one depth apart. Depth is the x axis, the family the
 # panel, residual and shortcut the kind; stage_blocks follows depth and block.
@@ -30,9 +27,7 @@ LINE_AXES = tuple(
 
 def net_kind(df: pd.DataFrame) -> pd.Series:
     """ "plain" or "residual A/B/C": the label that separates lines in figures."""
-    return pd.Series(
-        np.where(df["residual"], "residual " + df["shortcut"].str.upper(), "plain"), index=df.index
-    )
+    return ("residual " + df["shortcut"].str.upper()).where(df["residual"].astype(bool), "plain")
 
 
 def family_defaults(df: pd.DataFrame) -> pd.DataFrame:
@@ -41,9 +36,10 @@ def family_defaults(df: pd.DataFrame) -> pd.DataFrame:
     keep = pd.Series(False, index=df.index)
     for family, defaults in FAMILY_DEFAULTS.items():
         keep |= (
-            (df["family"] == family) & (df["stem"] == defaults["stem"])
+            (df["family"] == family)
+            & (df["stem"] == defaults["stem"])
             & (df["input_size"] == defaults["input_size"])
-        )  # fmt: skip
+        )
     for axis, default in (("in_channels", 3), ("conv_bias", False), ("projection_bn", True)):
         if axis in df:  # tables written before the axis existed hold only the default
             keep &= df[axis].astype(str) == str(default)  # extra columns are read as text
@@ -74,19 +70,13 @@ def line_labels(df: pd.DataFrame) -> pd.Series:
     return labels
 
 
-def _line_order(data: pd.DataFrame) -> list[str]:
-    """Line labels grouped by kind (plain, then residual A, B, C), then alphabetically."""
-    pairs = set(zip(data["kind"], data["net"], strict=True))
-    return [line for _, line in sorted(pairs, key=lambda p: (KIND_ORDER.index(p[0]), p[1]))]
-
-
-def _sparse_labels(ticks: list[int], *, min_ratio: float = 1.45) -> list[str]:
+def _sparse_labels(ticks: list[int]) -> list[str]:
     """Tick labels that do not collide on a log axis: the paper's depths first, then any other
     depth far enough from every label already chosen. A wider axis packs its labels tighter, so
     the ratio between neighbours grows with the axis's range."""
     if not ticks:
         return []
-    min_ratio = max(min_ratio, (max(ticks) / min(ticks)) ** 0.1)
+    min_ratio = max(1.45, (max(ticks) / min(ticks)) ** 0.1)
     chosen: list[int] = []
     paper = [t for t in ticks if t in PAPER_DEPTHS]
     for tick in [*paper, *(t for t in ticks if t not in PAPER_DEPTHS)]:
@@ -104,8 +94,10 @@ def complexity_figure(df: pd.DataFrame) -> Figure:
         id_vars=["family", "depth", "net"], value_vars=["params", "macs"],
         var_name="metric", value_name="count",
     )  # fmt: skip
-    lines = _line_order(data)
-    widths = dict(zip(data["net"], data["kind"].map(LINE_WIDTHS), strict=True))
+    kind_of = dict(zip(data["net"], data["kind"], strict=True))
+    # Lines grouped by kind (plain, then residual A, B, C), then alphabetically.
+    lines = sorted(kind_of, key=lambda net: (list(LINE_WIDTHS).index(kind_of[net]), net))
+    widths = {net: LINE_WIDTHS[kind] for net, kind in kind_of.items()}
     grid = sns.relplot(
         data=long, x="depth", y="count", hue="net", style="net", row="metric", col="family",
         kind="line", markers=True, dashes=True, height=3.2, aspect=1.25, alpha=0.8,
@@ -133,15 +125,11 @@ def throughput_figure(df: pd.DataFrame) -> Figure:
     one setting (device, precision, memory format, compile, batch policy) of the throughput
     table, and repeated runs are summarised by their median."""
     ok = df[df["status"] == "ok"]
-    data = (
-        ok.groupby(["variant", "family", "depth", "residual", "mode", "macs"], as_index=False)[
-            "images_per_s"
-        ]
-        .median()
-        .assign(
-            net=lambda d: np.where(d["residual"], "residual", "plain"),
-            family=lambda d: d["family"].map(FAMILY_TITLES),
-        )
+    keys = ["variant", "family", "depth", "residual", "mode", "macs"]
+    data = ok.groupby(keys, as_index=False)["images_per_s"].median()
+    data = data.assign(
+        net=data["residual"].map({True: "residual", False: "plain"}),
+        family=data["family"].map(FAMILY_TITLES),
     )
     modes = [m for m in ("infer", "train") if m in set(data["mode"])]
     families = [t for t in FAMILY_TITLES.values() if t in set(data["family"])]

@@ -1,7 +1,6 @@
-"""Figures of the training runs as pure functions of tidy tables: `(DataFrame, ...) -> Figure`,
-no I/O: the training curves of any set of nets (Fig. 6), Fig. 7, errors against depth, cost
-against accuracy. What the nets cost to run (complexity, throughput) is drawn by
-cost_figures.py."""
+"""Figures of the training runs as pure functions `(DataFrame, ...) -> Figure`: the training
+curves of any set of nets (Fig. 6), Fig. 7, errors against depth, cost against accuracy. What the
+nets cost to run (complexity, throughput) is drawn by cost_figures.py."""
 
 from __future__ import annotations
 
@@ -22,10 +21,12 @@ from ablations.report.nets import paper_name, summarise_runs
 # The paper's Fig. 6: dashed training curves, bold held-out curves. The held-out curve is named
 # by what it is: "test" (the paper profile evaluates the test set during training, as Fig. 6
 # does) or "validation" (a split held out of the training set), never one for the other.
-HELD_OUT = ("test", "val")
-SPLIT_LABELS = {"train": "training", "val": "validation", "test": "test"}
-SPLIT_STYLES: dict[str, Any] = {"train": "--", "val": "-", "test": "-"}
-SPLIT_WIDTHS = {"train": 1.0, "val": 2.0, "test": 2.0}
+SPLITS: dict[str, dict[str, Any]] = {
+    "train": {"label": "training", "linestyle": "--", "linewidth": 1.0},
+    "test": {"label": "test", "linestyle": "-", "linewidth": 2.0},
+    "val": {"label": "validation", "linestyle": "-", "linewidth": 2.0},
+}
+HELD_OUT_WORDS = {"test": "test error (bold)", "val": "validation error (bold, held-out split)"}
 # Plain (False) and residual (True) nets in the depth and cost figures.
 KIND_STYLES: dict[bool, dict[str, Any]] = {
     False: {"label": "plain", "marker": "s", "color": "tab:red"},
@@ -33,20 +34,18 @@ KIND_STYLES: dict[bool, dict[str, Any]] = {
 }
 
 
-def _twin_key(variant: str) -> tuple[int, str]:
-    """(depth, suffix): what a plain net shares with its residual twin (plain56 and resnet56
-    give (56, ""), resnet56-b gives (56, "-b"))."""
-    match = re.fullmatch(r"(?:resnet|plain)(\d+)(.*)", variant)
-    return (int(match.group(1)), match.group(2)) if match else (0, variant)
-
-
 def net_colours(variants: Iterable[str]) -> dict[str, tuple[float, float, float]]:
     """One colour per depth, shared by plain and residual twins in every panel, so a depth
     reads the same everywhere; variants of one depth that differ in another axis get their own."""
-    keys = sorted({_twin_key(v) for v in variants})
+
+    def twin(variant: str) -> tuple[int, str]:  # plain56 and resnet56: (56, ""); resnet56-b: "-b"
+        match = re.fullmatch(r"(?:resnet|plain)(\d+)(.*)", variant)
+        return (int(match.group(1)), match.group(2)) if match else (0, variant)
+
+    keys = sorted({twin(v) for v in variants})
     palette = sns.color_palette("viridis_r" if len(keys) > 6 else "deep", len(keys))
     colour = {key: tuple(rgb) for key, rgb in zip(keys, palette, strict=True)}
-    return {v: colour[_twin_key(v)] for v in variants}
+    return {v: colour[twin(v)] for v in variants}
 
 
 def _seed_note(seeds: pd.Series) -> str:
@@ -54,6 +53,13 @@ def _seed_note(seeds: pd.Series) -> str:
     if high <= 1:
         return "one seed per net"
     return f"mean of {low if low == high else f'{low}-{high}'} seeds per net"
+
+
+def _runs_title(runs: pd.DataFrame) -> str:
+    """ "cifar10, profile cpu": what the runs of a figure were trained on."""
+    datasets = ", ".join(sorted(set(runs["dataset"]))) or "no runs"
+    profiles = ", ".join(sorted(set(runs["profile"])))
+    return f"{datasets}, profile {profiles}" if profiles else datasets
 
 
 def held_out_split(curves: pd.DataFrame) -> pd.Series:
@@ -68,31 +74,17 @@ def _error_curves(runs: pd.DataFrame, curves: pd.DataFrame) -> pd.DataFrame:
     """(variant, split, iteration, value, low, high, seeds): training and held-out error in
     percent, the mean and the min/max over the seeds of each variant at each iteration. A
     held-out split is kept only where it was evaluated during training (more than one point)."""
-    errors = curves[(curves["metric"] == "error") & curves["split"].isin(list(SPLIT_STYLES))]
+    errors = curves[(curves["metric"] == "error") & curves["split"].isin(list(SPLITS))]
     joined = errors.merge(runs[["run_id", "variant"]], on="run_id")
     points = joined.groupby(["run_id", "split"])["iteration"].transform("nunique")
     joined = joined[(joined["split"] == "train") | (points > 1)]
-    keys = ["variant", "split", "iteration"]
-    stats = joined.groupby(keys, as_index=False)["value"].agg(
+    stats = joined.groupby(["variant", "split", "iteration"], as_index=False)["value"].agg(
         value="mean", low="min", high="max", seeds="count"
     )
     return stats.assign(**{c: stats[c] * 100 for c in ("value", "low", "high")})
 
 
-def _legend(ax: Axes, nets: pd.DataFrame, colours: dict[str, Any], splits: list[str],
-            *, final_test: bool, band: bool) -> None:  # fmt: skip
-    """Net names by colour, then what the line styles, the band and the marker mean."""
-    handles: list[Any] = [Line2D([], [], color=colours[row.variant], label=paper_name(row.variant))
-                          for row in nets.sort_values("depth").itertuples()]  # fmt: skip
-    handles += [
-        Line2D([], [], color="0.3", linestyle=SPLIT_STYLES[s], linewidth=SPLIT_WIDTHS[s],
-               label=SPLIT_LABELS[s])
-        for s in splits
-    ]  # fmt: skip
-    if band:
-        handles.append(Patch(color="0.3", alpha=0.2, label="min-max over seeds"))
-    if final_test:
-        handles.append(Line2D([], [], color="0.3", marker="o", linestyle="", label="test (final)"))
+def _legend(ax: Axes, handles: list[Any]) -> None:
     # Below the panel: an error near chance (90%) would run under a legend inside it.
     ax.legend(handles=handles, fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.14),
               ncol=min(len(handles), 4), frameon=False)  # fmt: skip
@@ -117,10 +109,16 @@ def curves_figure(
     nets = summarise_runs(runs)
     mean = _error_curves(runs, curves)
     colours = net_colours(nets["variant"])
-    splits = ["train", *(s for s in HELD_OUT if s in set(mean["split"]))]
+    splits = [s for s in SPLITS if s == "train" or s in set(mean["split"])]
     # A point for the final test error, where the runs have one (ImageNet runs have no test split).
     final_test = "test" not in splits and bool(runs["test_error"].notna().any())
     band = bool((mean["seeds"] > 1).any())
+    # What the line styles, the band and the marker mean, after the nets' colours.
+    keys: list[Any] = [Line2D([], [], color="0.3", **SPLITS[s]) for s in splits]
+    if band:
+        keys.append(Patch(color="0.3", alpha=0.2, label="min-max over seeds"))
+    if final_test:
+        keys.append(Line2D([], [], color="0.3", marker="o", linestyle="", label="test (final)"))
     kinds = tuple(kinds) or tuple(sorted(set(nets["residual"]))) or (True,)
     fig = Figure(figsize=(5.5 * len(kinds), 4.2), layout="constrained")
     axes = fig.subplots(1, len(kinds), sharex=True, sharey=True, squeeze=False)[0]
@@ -134,8 +132,7 @@ def curves_figure(
             colour = colours[net.variant]
             for split in splits:
                 line = mean[(mean["variant"] == net.variant) & (mean["split"] == split)]
-                ax.plot(line["iteration"], line["value"], linestyle=SPLIT_STYLES[split],
-                        color=colour, linewidth=SPLIT_WIDTHS[split])  # fmt: skip
+                ax.plot(line["iteration"], line["value"], color=colour, **SPLITS[split])
                 spread = line[line["seeds"] > 1]
                 if len(spread):
                     ax.fill_between(spread["iteration"], spread["low"], spread["high"],
@@ -143,36 +140,24 @@ def curves_figure(
             if final_test:  # the test set evaluated once, at the end: a point, not a curve
                 ax.plot([net.last_iteration], [net.test_error_mean * 100], marker="o",
                         color=colour, markersize=6, linestyle="")  # fmt: skip
-        _legend(ax, shown, colours, splits, final_test=final_test, band=band)
+        names = [Line2D([], [], color=colours[row.variant], label=paper_name(row.variant))
+                 for row in shown.sort_values("depth").itertuples()]  # fmt: skip
+        _legend(ax, names + keys)
+    # Room for every error after the first 5% of the iterations: the first evaluations near
+    # chance would squeeze a long run's end, where the nets differ.
+    late = mean[mean["iteration"] >= 0.05 * mean["iteration"].max()]["value"]
+    top = min(100.0, max([*late, *(nets["test_error_mean"] * 100), 1.0]) * 1.08)
     for ax in axes:
-        ax.set(xlabel="iterations", ylim=(0, _error_top(mean, nets)))
+        ax.set(xlabel="iterations", ylim=(0, top))
         ax.xaxis.set_major_formatter(EngFormatter(sep=""))
         ax.grid(True, alpha=0.3)
     axes[0].set_ylabel("error (%)")
-    held = " and ".join(
-        {"test": "test error (bold)", "val": "validation error (bold, held-out split)"}[s]
-        for s in splits[1:]
-    )
+    held = " and ".join(HELD_OUT_WORDS[s] for s in splits[1:]) or "no held-out curve"
     end = ", final test error (point)" if final_test else ""
-    spread = "; band: min-max over seeds" if band else ""
-    fig.suptitle(f"{_runs_title(runs)}: training error (dashed), {held or 'no held-out curve'}"
-                 f"{end}; {_seed_note(nets['seeds'])}{spread}", fontsize=10)  # fmt: skip
+    spread_note = "; band: min-max over seeds" if band else ""
+    fig.suptitle(f"{_runs_title(runs)}: training error (dashed), {held}{end}; "
+                 f"{_seed_note(nets['seeds'])}{spread_note}", fontsize=10)  # fmt: skip
     return fig
-
-
-def _error_top(mean: pd.DataFrame, nets: pd.DataFrame) -> float:
-    """The y limit of Fig. 6: room for every error after the first 5% of the iterations, so
-    the first evaluations near chance do not squeeze a long run's end, where the nets differ."""
-    late = mean[mean["iteration"] >= 0.05 * mean["iteration"].max()]["value"]
-    top = max([*late, *(nets["test_error_mean"] * 100), 1.0])
-    return min(100.0, top * 1.08)
-
-
-def _runs_title(runs: pd.DataFrame) -> str:
-    """ "cifar10, profile cpu": what the runs of a figure were trained on."""
-    datasets = ", ".join(sorted(set(runs["dataset"]))) or "no runs"
-    profiles = ", ".join(sorted(set(runs["profile"])))
-    return f"{datasets}, profile {profiles}" if profiles else datasets
 
 
 def depth_figure(runs: pd.DataFrame) -> Figure:
@@ -184,10 +169,7 @@ def depth_figure(runs: pd.DataFrame) -> Figure:
     for ax, column, label in zip(axes, ("train_error", "test_error"),
                                  ("final training error (%)", "test error (%)"),
                                  strict=True):  # fmt: skip
-        for residual in (False, True):
-            line = nets[nets["residual"] == residual]
-            if line.empty:
-                continue
+        for residual, line in nets.groupby("residual"):
             mean = line[f"{column}_mean"] * 100
             ax.plot(line["depth"], mean, linestyle="-" if residual else "--",
                     **KIND_STYLES[residual])  # fmt: skip
