@@ -1,11 +1,6 @@
-"""Render reports/ from results/ alone: figures as PNG + SVG and a generated README.md, which
-opens with its answer (the claims by outcome, at which budget) and a link to the methodology.
-
-Each section is a function of the results directory that returns Markdown and the figures it
-refers to; a section whose results do not exist yet says so instead of failing. The training
-report is one block per profile in runs.csv (`paper` first), itself a list of sections of the
-profile's runs (ablations.report.training).
-"""
+"""Render reports/ from results/ alone: figures as PNG + SVG and a README.md that opens with the
+claims' verdicts. Each section is a function of the results folder that returns Markdown and its
+figures; a section whose results do not exist yet says so instead of failing."""
 
 from __future__ import annotations
 
@@ -33,7 +28,7 @@ plt.rcParams["svg.hashsalt"] = "resnet-ablations"
 
 
 def _provenance(df: pd.DataFrame, columns: list[str]) -> str:
-    """ "machine X; torch Y; git_commit Z" from the distinct values in a table's env columns."""
+    """ "machine X; torch Y; git_commit Z": the distinct values of a table's env columns."""
     return "; ".join(f"{column} {distinct(df[column])}" for column in columns)
 
 
@@ -105,15 +100,8 @@ def throughput_section(results: Path) -> Section:
         f"compile {'on' if first['compile'] else 'off'}, batch {first['requested_batch_size']}"
     )
     groups = shown[shown["status"] == "ok"].groupby(["variant", "mode"], sort=False)
-    medians = [
-        "images_per_s",
-        "step_ms",
-        "step_ms_iqr",
-        "tflops",
-        "fraction_of_peak",
-        "peak_mem_mb",
-    ]
-    summary = groups[medians].median().join(groups["batch_size"].first()).reset_index()
+    medians = groups.median(numeric_only=True).assign(batch_size=groups["batch_size"].first())
+    summary = medians.reset_index()
     table = markdown_table(pd.DataFrame({
         "variant": summary["variant"], "mode": summary["mode"], "batch": summary["batch_size"],
         "images/s": summary["images_per_s"].map("{:,.1f}".format),
@@ -145,9 +133,7 @@ forward + loss + backward + SGD step, counted as 3 forward passes for TFLOP/s.
 {gpu}{notes}{figure}
 {table}
 {throughput_report.extras(results)}"""
-    if not measured:
-        return Section(text)
-    return Section(text, {"throughput": cost_figures.throughput_figure(shown)})
+    return Section(text, {"throughput": cost_figures.throughput_figure(shown)} if measured else {})
 
 
 def overview_section(results: Path) -> Section:
@@ -178,19 +164,15 @@ def overview_section(results: Path) -> Section:
     )
     if recipe_runs:
         text += f"\nAnd {recipe_runs} runs of the tutorial recipes, in their own section.\n"
-    notes = provenance.provenance_notes(_provenance_tables(results), runs=runs)
-    return Section(text + (f"\n{notes}\n" if notes else ""))
-
-
-def _provenance_tables(results: Path) -> dict[str, pd.DataFrame]:
-    """Every results table that records a commit, for the dirty-tree notes."""
-    return {
+    committed = {  # every results table that records a commit
         "training runs": read_table(results / schemas.RUNS_FILE, schemas.RUNS),
         "layer responses": read_table(results / schemas.RESPONSES_FILE, schemas.RESPONSES),
         "evaluations": read_table(results / schemas.EVALUATIONS_FILE, schemas.EVALUATIONS),
         "throughput rows": read_table(results / schemas.THROUGHPUT_FILE, schemas.THROUGHPUT),
         "complexity rows": read_table(results / schemas.COMPLEXITY_FILE, schemas.COMPLEXITY),
     }
+    notes = provenance.provenance_notes(committed, runs=runs)
+    return Section(text + (f"\n{notes}\n" if notes else ""))
 
 
 def evaluations_section(results: Path) -> Section:

@@ -1,9 +1,5 @@
-"""The building blocks of the report's Markdown: sections, tables and fact lines, as plain
-values (DataFrames, strings), no I/O.
-
-Errors are stored as fractions (0..1) and shown in percent with one decimal; a value over
-several seeds is "mean ± std" (std with ddof 1), a single seed's value is shown alone.
-"""
+"""The building blocks of the report's Markdown: sections, tables and fact lines; no I/O.
+Errors are fractions, shown in percent: "mean ± std" (ddof 1) over seeds, or one seed's value."""
 
 from __future__ import annotations
 
@@ -52,8 +48,7 @@ def percent(mean: float, std: float, *, seeds: int) -> str:
 
 
 def _errors(nets: pd.DataFrame) -> dict[str, object]:
-    """A nets table's error columns: the final errors (mean ± std over seeds; validation only
-    where a run held out a validation split, unlike the paper profile), the best test error of
+    """A nets table's final errors (validation where a run held one out), the best test error of
     the seeds, and the seeds per net."""
     held_out = nets["val_error_mean"].notna().any()
     columns = [c for c in ERROR_HEADERS if c != "val_error" or held_out]
@@ -88,32 +83,29 @@ def degradation_table(runs: pd.DataFrame) -> pd.DataFrame:
 def _published(ref: Reproduction, variant: str) -> str:
     if variant not in ref.test_error:
         return ""
-    text = f"{ref.test_error[variant]:.2f}%"
-    if variant in ref.spread:
-        mean, std, n = ref.spread[variant]
-        text += f" (best of {n}; {mean:.2f} ± {std:.2f}%)"
-    return text
+    if variant not in ref.spread:
+        return f"{ref.test_error[variant]:.2f}%"
+    mean, std, n = ref.spread[variant]
+    return f"{ref.test_error[variant]:.2f}% (best of {n}; {mean:.2f} ± {std:.2f}%)"
 
 
 def table6(runs: pd.DataFrame) -> pd.DataFrame:
-    """Table 6 side by side: for each residual net that we ran or a source reports, the test
-    error (%) each source gives, then ours as best of N and as mean ± std (ddof 1) over seeds."""
-    nets = summarise_runs(runs[runs["residual"]])
-    ours: dict[str, tuple[int, float, float, float]] = {
-        str(v): (int(n), float(best) * 100, float(mean) * 100, float(std) * 100)
-        for v, n, best, mean, std in zip(nets["variant"], nets["seeds"], nets["test_error_min"],
-                                         nets["test_error_mean"], nets["test_error_std"],
-                                         strict=True)
-    }  # fmt: skip
-    names = {v for ref in REPRODUCTIONS for v in ref.test_error} | set(ours)
+    """Table 6 side by side: the test error (%) each source gives for each residual net we ran
+    or a source reports, then ours as best of N and as mean ± std over seeds."""
+    nets = summarise_runs(runs[runs["residual"]]).set_index("variant")
+    names = {v for ref in REPRODUCTIONS for v in ref.test_error} | set(nets.index)
     rows = []
     for variant in sorted(names, key=lambda v: (get_variant(v).depth, v)):
         row = {"net": paper_name(variant)}
         row |= {short_source(ref.source): _published(ref, variant) for ref in REPRODUCTIONS}
-        n, best, mean, std = ours.get(variant, (0, 0.0, 0.0, 0.0))
-        row["ours: best of N"] = f"{best:.2f}% (N={n})" if n else ""
-        row["ours: mean ± std"] = (f"{mean:.2f} ± {std:.2f}%" if n > 1
-                                   else f"{mean:.2f}% (1 seed)" if n else "")  # fmt: skip
+        row["ours: best of N"] = row["ours: mean ± std"] = ""
+        if variant in nets.index:
+            net, n = nets.loc[variant], int(nets.loc[variant, "seeds"])
+            mean, std = net["test_error_mean"] * 100, net["test_error_std"] * 100
+            row["ours: best of N"] = f"{net['test_error_min'] * 100:.2f}% (N={n})"
+            row["ours: mean ± std"] = (
+                f"{mean:.2f} ± {std:.2f}%" if n > 1 else f"{mean:.2f}% (1 seed)"
+            )
         rows.append(row)
     return pd.DataFrame(rows)
 
@@ -124,8 +116,8 @@ def reproduction_notes() -> list[str]:
 
 
 def nets_table(runs: pd.DataFrame, *, order: Sequence[str] = ()) -> pd.DataFrame:
-    """One row per net, mean over seeds: the axes on which the nets differ, params, MACs per
-    image and the error columns (`_errors`). Rows follow `order`, then the runs' order."""
+    """One row per net: the axes on which the nets differ, params, MACs per image and the error
+    columns (`_errors`), in `order`, then the runs' order."""
     rank = {variant: i for i, variant in enumerate(order)}
     nets = summarise_runs(runs).sort_values(
         "variant", key=lambda v: v.map(lambda name: rank.get(name, len(rank))), kind="stable"
@@ -138,12 +130,6 @@ def nets_table(runs: pd.DataFrame, *, order: Sequence[str] = ()) -> pd.DataFrame
         **_errors(nets),
     })  # fmt: skip
     return table.reset_index(drop=True)
-
-
-def _counted(values: pd.Series) -> str:
-    """ "a (3 runs), b (1 run)": distinct values with their run counts, most frequent first."""
-    counts = values.value_counts()
-    return ", ".join(f"{value} ({n} run{'s' if n > 1 else ''})" for value, n in counts.items())
 
 
 def distinct(values: pd.Series) -> str:
@@ -163,14 +149,6 @@ def data_label(runs: pd.DataFrame) -> pd.Series:
     )  # fmt: skip
 
 
-def _seeds(runs: pd.DataFrame) -> str:
-    per_variant = runs.groupby("variant")["seed"].nunique()
-    low, high = per_variant.min(), per_variant.max()
-    count = str(low) if low == high else f"{low}-{high}"
-    seeds = runs["seed"].nunique()
-    return f"{count} (seed{'s' if seeds > 1 else ''} {distinct(runs['seed'])})"
-
-
 # Columns whose mix within one profile the reader must be told about: what a run measured
 # depends on them, so figures that average over them mix different things.
 MIXES = {
@@ -183,18 +161,20 @@ MIXES = {
 
 
 def mix_notes(runs: pd.DataFrame) -> list[str]:
-    """One bold line per column of MIXES with more than one value among the runs."""
+    """A bold line per column of MIXES with several values: each with its runs, most first."""
     columns = runs.assign(
         data=data_label(runs),
         budget=runs["iterations"].map("{:,} iterations".format)
         + " at "
         + runs["input_size"].map("{0}x{0}".format),
     )
-    return [
-        f"**runs from {columns[c].nunique()} {plural}: {_counted(columns[c])}; figures mix them.**"
-        for c, plural in MIXES.items()
-        if columns[c].nunique() > 1
-    ]
+    notes = []
+    for column, plural in MIXES.items():
+        counts = columns[column].value_counts()
+        if len(counts) > 1:
+            listed = ", ".join(f"{value} ({n} run{'s' * (n > 1)})" for value, n in counts.items())
+            notes.append(f"**runs from {len(counts)} {plural}: {listed}; figures mix them.**")
+    return notes
 
 
 def run_facts(runs: pd.DataFrame) -> list[str]:
@@ -203,10 +183,14 @@ def run_facts(runs: pd.DataFrame) -> list[str]:
     diverged = runs[runs["status"] == "diverged"]
     complete = (runs["status"] == "complete").sum()
     variants = list(dict.fromkeys(runs["variant"]))
+    per_variant = runs.groupby("variant")["seed"].nunique()
+    low, high = per_variant.min(), per_variant.max()
+    seeds = "s" if runs["seed"].nunique() > 1 else ""
     facts = [
         f"{len(runs)} runs ({complete} complete, {len(diverged)} diverged) of {len(variants)} "
         f"variants: {', '.join(variants)}",
-        f"seeds per variant: {_seeds(runs)}",
+        f"seeds per variant: {low if low == high else f'{low}-{high}'} "
+        f"(seed{seeds} {distinct(runs['seed'])})",
         f"machine: {distinct(runs['machine'])}; device: {distinct(runs['device'])}; "
         f"precision: {distinct(runs['precision'])}; torch {distinct(runs['torch'])}",
         f"budget: {distinct(runs['iterations'].map('{:,}'.format))} iterations at "
