@@ -1,5 +1,5 @@
-"""Progress for long loops: a tqdm bar on a terminal, plain timestamped lines otherwise (CI logs,
-files, pipes), so that progress is readable wherever the output goes."""
+"""Progress for long loops: a tqdm bar on a terminal, plain lines with an ETA elsewhere (CI logs,
+files, pipes)."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ from typing import IO, TypeVar
 from tqdm import tqdm
 
 T = TypeVar("T")
+HEARTBEAT_S = 30.0  # the longest silence of a plain-text training log
 
 
 def progress(
@@ -22,7 +23,7 @@ def progress(
     min_interval_s: float = 5.0,
 ) -> Iterator[T]:
     """Yield `items`, reporting which one is being worked on and an ETA."""
-    out = stream if stream is not None else sys.stderr
+    out = stream or sys.stderr
     if not items:  # nothing to do is not progress: no "0/0 done" line
         return
     if out.isatty():
@@ -42,31 +43,32 @@ def progress(
     print(f"[{desc}] {len(items)}/{len(items)} done in {time.monotonic() - start:.1f}s", file=out)
 
 
-HEARTBEAT_S = 30.0  # the longest silence of a plain-text progress log
-
-
 class TrainProgress:
-    """Iteration progress with statistics. On a terminal: a tqdm bar whose postfix (loss, error,
-    lr) is refreshed at each report and whose ETA tqdm keeps. Otherwise one plain line per
-    report, with its own ETA. `advance` never reads device values, so it adds no host sync.
-    `position` is the bar's line where several runs train at once (each has its own bar)."""
+    """Iteration progress with statistics: a tqdm bar (the statistics as its postfix) on a
+    terminal, else one plain line per report. `advance` reads no device value, so it adds no
+    host sync. `position` is the bar's line where several runs train at once."""
 
     def __init__(
-        self, *, total: int, initial: int, desc: str, stream: IO[str] | None = None,
-        enabled: bool = True, position: int | None = None,
-    ) -> None:  # fmt: skip
-        self.out = stream if stream is not None else sys.stderr
+        self,
+        *,
+        total: int,
+        initial: int,
+        desc: str,
+        stream: IO[str] | None = None,
+        enabled: bool = True,
+        position: int | None = None,
+    ) -> None:
+        self.out = stream or sys.stderr
         self.total, self.desc, self.enabled = total, desc, enabled
         self.start_iteration, self.start_time = initial, time.monotonic()
         self.iteration, self.last_line = initial, self.start_time
-        self.bar: tqdm | None = None
-        if enabled and self.out.isatty():
-            self.bar = tqdm(total=total, initial=initial, desc=desc, file=self.out,
-                            dynamic_ncols=True, unit="it", position=position)  # fmt: skip
+        tty = enabled and self.out.isatty()
+        bar = dict(total=total, initial=initial, desc=desc, unit="it", position=position)
+        self.bar = tqdm(file=self.out, dynamic_ncols=True, **bar) if tty else None
 
     def advance(self, n: int = 1) -> None:
-        """One step more; without a terminal, a plain line when reports are far apart (a
-        tutorial's epoch can take many minutes between evaluations)."""
+        """n steps more; without a terminal, a line when reports are far apart (a tutorial's
+        epoch can take many minutes between evaluations)."""
         self.iteration += n
         if self.bar is not None:
             self.bar.update(n)
@@ -74,20 +76,19 @@ class TrainProgress:
             self._line(self.iteration, "")
 
     def report(self, iteration: int, stats: dict[str, str]) -> None:
-        if not self.enabled:
-            return
         if self.bar is not None:
             self.bar.set_postfix(stats, refresh=True)
-            return
-        self._line(iteration, " ".join(f"{k} {v}" for k, v in stats.items()) + " ")
+        elif self.enabled:
+            self._line(iteration, "".join(f"{k} {v} " for k, v in stats.items()))
 
     def _line(self, iteration: int, fields: str) -> None:
         self.last_line = time.monotonic()
         done = iteration - self.start_iteration
-        elapsed = self.last_line - self.start_time
-        eta = elapsed / done * (self.total - iteration) if done else float("nan")
-        print(f"[{self.desc}] {iteration}/{self.total} {fields}eta {_duration(eta)}",
-              file=self.out, flush=True)  # fmt: skip
+        eta = (self.last_line - self.start_time) / done * (self.total - iteration) if done else 0
+        minutes, seconds = divmod(int(eta), 60)
+        shown = "?" if not done else f"{minutes}m{seconds:02d}s" if minutes else f"{seconds}s"
+        line = f"[{self.desc}] {iteration}/{self.total} {fields}eta {shown}"
+        print(line, file=self.out, flush=True)
 
     def close(self) -> None:
         if self.bar is not None:
@@ -98,10 +99,3 @@ class TrainProgress:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
-
-
-def _duration(seconds: float) -> str:
-    if seconds != seconds:  # NaN: nothing measured yet
-        return "?"
-    minutes, secs = divmod(int(seconds), 60)
-    return f"{minutes}m{secs:02d}s" if minutes else f"{secs}s"

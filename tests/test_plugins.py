@@ -61,7 +61,7 @@ def registering(name: str, *, base: str = "resnet20", width: int = 32) -> str:
 def fresh(monkeypatch: pytest.MonkeyPatch, scratch_registry: list[str]) -> Iterator[None]:
     """No plugin loaded and none named in the environment; what a test loads is forgotten
     afterwards (its variants, modules and profiles)."""
-    monkeypatch.setattr(plugins, "_loaded", {})
+    monkeypatch.setattr(plugins, "_loaded", [])
     monkeypatch.setenv(plugins.ENV, "")
     modules, profiles = set(sys.modules), set(PROFILES)
     yield
