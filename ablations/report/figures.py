@@ -1,6 +1,5 @@
-"""Figures of the training runs as pure functions `(DataFrame, ...) -> Figure`: the training
-curves of any set of nets (Fig. 6), Fig. 7, errors against depth, cost against accuracy. What the
-nets cost to run (complexity, throughput) is drawn by cost_figures.py."""
+"""Figures of the training runs as pure functions `(DataFrame, ...) -> Figure`: training curves
+(Fig. 6), layer responses (Fig. 7), errors against depth, and test error against cost."""
 
 from __future__ import annotations
 
@@ -10,7 +9,6 @@ from typing import Any
 
 import pandas as pd
 import seaborn as sns
-from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
@@ -18,9 +16,8 @@ from matplotlib.ticker import EngFormatter, LogLocator, NullFormatter
 
 from ablations.report.nets import paper_name, summarise_runs
 
-# The paper's Fig. 6: dashed training curves, bold held-out curves. The held-out curve is named
-# by what it is: "test" (the paper profile evaluates the test set during training, as Fig. 6
-# does) or "validation" (a split held out of the training set), never one for the other.
+# Fig. 6: dashed training curves, bold held-out curves, named by what they are: "test" (evaluated
+# during training, as Fig. 6 does) or "validation" (a split held out of the training set).
 SPLITS: dict[str, dict[str, Any]] = {
     "train": {"label": "training", "linestyle": "--", "linewidth": 1.0},
     "test": {"label": "test", "linestyle": "-", "linewidth": 2.0},
@@ -63,17 +60,15 @@ def _runs_title(runs: pd.DataFrame) -> str:
 
 
 def held_out_split(curves: pd.DataFrame) -> pd.Series:
-    """Per run_id: the split evaluated during training: "val" where the run has validation
-    rows, else "test" (its test error recorded at every evaluation)."""
+    """Per run_id, the split evaluated during training: "val" where it has one, else "test"."""
     errors = curves[curves["metric"] == "error"]
     has_val = errors.groupby("run_id")["split"].agg(lambda s: "val" in set(s))
     return has_val.map({True: "val", False: "test"}).rename("held_out")
 
 
 def _error_curves(runs: pd.DataFrame, curves: pd.DataFrame) -> pd.DataFrame:
-    """(variant, split, iteration, value, low, high, seeds): training and held-out error in
-    percent, the mean and the min/max over the seeds of each variant at each iteration. A
-    held-out split is kept only where it was evaluated during training (more than one point)."""
+    """Error (%) by variant, split and iteration: mean, low, high over its seeds. A held-out
+    split is kept only where it was evaluated during training (more than one point)."""
     errors = curves[(curves["metric"] == "error") & curves["split"].isin(list(SPLITS))]
     joined = errors.merge(runs[["run_id", "variant"]], on="run_id")
     points = joined.groupby(["run_id", "split"])["iteration"].transform("nunique")
@@ -84,28 +79,18 @@ def _error_curves(runs: pd.DataFrame, curves: pd.DataFrame) -> pd.DataFrame:
     return stats.assign(**{c: stats[c] * 100 for c in ("value", "low", "high")})
 
 
-def _legend(ax: Axes, handles: list[Any]) -> None:
-    # Below the panel: an error near chance (90%) would run under a legend inside it.
-    ax.legend(handles=handles, fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.14),
-              ncol=min(len(handles), 4), frameon=False)  # fmt: skip
-
-
 def degradation_figure(runs: pd.DataFrame, curves: pd.DataFrame) -> Figure:
-    """The paper's Fig. 6 (left, middle): `curves_figure` with plain nets left and residual
-    nets right, a panel saying "no runs" where a kind has none."""
+    """Fig. 6 (left, middle): plain nets left, residual right, "no runs" in an empty panel."""
     return curves_figure(runs, curves, kinds=(False, True))
 
 
 def curves_figure(
     runs: pd.DataFrame, curves: pd.DataFrame, *, kinds: Sequence[bool] = ()
 ) -> Figure:
-    """Training error (dashed) and held-out error (bold) in % against iterations, one line per
-    net and one panel per kind (`kinds`: False plain, True residual; by default those present),
-    on the same axes, a plain net and its residual twin in one colour. The held-out curve is
-    labelled by what it is: test error where the runs evaluated the test set during training
-    (Fig. 6's own), validation error otherwise, with the final test error then a point at the
-    last iteration. Several seeds of a net: the mean line and a band from the min to the max
-    over seeds. `runs` holds the complete runs to draw, `curves` their curves."""
+    """Training and held-out error (%) of the complete `runs` against iterations, one panel per
+    kind (False plain, True residual; by default those present): a line per net, twins in one
+    colour, the mean over seeds with a min-max band, and a final test error without a curve as a
+    point."""
     nets = summarise_runs(runs)
     mean = _error_curves(runs, curves)
     colours = net_colours(nets["variant"])
@@ -142,7 +127,10 @@ def curves_figure(
                         color=colour, markersize=6, linestyle="")  # fmt: skip
         names = [Line2D([], [], color=colours[row.variant], label=paper_name(row.variant))
                  for row in shown.sort_values("depth").itertuples()]  # fmt: skip
-        _legend(ax, names + keys)
+        handles = names + keys
+        # Below the panel: an error near chance (90%) would run under a legend inside it.
+        below: dict[str, Any] = {"loc": "upper center", "bbox_to_anchor": (0.5, -0.14)}
+        ax.legend(handles=handles, ncol=min(len(handles), 4), fontsize=8, frameon=False, **below)
     # Room for every error after the first 5% of the iterations: the first evaluations near
     # chance would squeeze a long run's end, where the nets differ.
     late = mean[mean["iteration"] >= 0.05 * mean["iteration"].max()]["value"]
@@ -188,34 +176,6 @@ def depth_figure(runs: pd.DataFrame) -> Figure:
     return fig
 
 
-def _cost_panel(ax: Axes, nets: pd.DataFrame, column: str, label: str) -> bool:
-    """Test error against one cost column, a labelled point per variant; False when no
-    variant has that cost recorded (a zero: runs recorded before costs were stored)."""
-    nets = nets[nets[column] > 0]
-    ax.set_xlabel(label)
-    ax.grid(True, which="both", alpha=0.3)
-    if nets.empty:
-        ax.text(0.5, 0.5, "not recorded", ha="center", va="center", transform=ax.transAxes)
-        ax.set_xticks([])
-        return False
-    for residual in (False, True):
-        points = nets[nets["residual"] == residual]
-        if points.empty:
-            continue
-        ax.scatter(points[column], points["test_error_mean"] * 100, s=40, zorder=3,
-                   **KIND_STYLES[residual])  # fmt: skip
-        for point in points.itertuples():
-            ax.annotate(point.variant, (getattr(point, column), point.test_error_mean * 100),
-                        textcoords="offset points", xytext=(5, 4), fontsize=8)  # fmt: skip
-    ax.set_xscale("log")
-    ax.margins(x=0.15)  # room for the labels right of the last point
-    # Labels at 1, 2 and 5 of each decade: a span of less than a decade still reads.
-    ax.xaxis.set_major_locator(LogLocator(subs=(1.0, 2.0, 5.0)))
-    ax.xaxis.set_major_formatter(EngFormatter(sep=""))
-    ax.xaxis.set_minor_formatter(NullFormatter())
-    return True
-
-
 def tradeoff_figure(runs: pd.DataFrame) -> Figure:
     """Final test error (%) against MACs per image (at the training input size) and against
     measured training images/s, one labelled point per variant (mean over seeds)."""
@@ -224,11 +184,29 @@ def tradeoff_figure(runs: pd.DataFrame) -> Figure:
     axes = fig.subplots(1, 2, sharey=True)
     panels = {"macs": "MACs per image (training input size)",
               "images_per_s": "training images/s (measured)"}  # fmt: skip
-    drawn = [_cost_panel(ax, nets, column, label)
-             for ax, (column, label) in zip(axes, panels.items(), strict=True)]  # fmt: skip
+    for ax, (column, label) in zip(axes, panels.items(), strict=True):
+        ax.set_xlabel(label)
+        ax.grid(True, which="both", alpha=0.3)
+        shown = nets[nets[column] > 0]  # zero: runs recorded before costs were stored
+        if shown.empty:
+            ax.text(0.5, 0.5, "not recorded", ha="center", va="center", transform=ax.transAxes)
+            ax.set_xticks([])
+            continue
+        for residual, points in shown.groupby("residual"):
+            errors = points["test_error_mean"] * 100
+            ax.scatter(points[column], errors, s=40, zorder=3, **KIND_STYLES[residual])
+            for net, x, y in zip(points["variant"], points[column], errors, strict=True):
+                ax.annotate(net, (x, y), textcoords="offset points", xytext=(5, 4), fontsize=8)
+        ax.set_xscale("log")
+        ax.margins(x=0.15)  # room for the labels right of the last point
+        # Labels at 1, 2 and 5 of each decade: a span of less than a decade still reads.
+        ax.xaxis.set_major_locator(LogLocator(subs=(1.0, 2.0, 5.0)))
+        ax.xaxis.set_major_formatter(EngFormatter(sep=""))
+        ax.xaxis.set_minor_formatter(NullFormatter())
     axes[0].set_ylabel("test error (%)")
-    if any(drawn):
-        axes[drawn.index(True)].legend(frameon=False)
+    drawn = [ax for ax in axes if ax.collections]
+    if drawn:
+        drawn[0].legend(frameon=False)
     machines = runs["machine"].nunique()
     where = f"{machines} machines" if machines > 1 else next(iter(set(runs["machine"])), "")
     fig.suptitle(f"{_runs_title(runs)}: test error against cost ({_seed_note(nets['seeds'])}; "
@@ -237,10 +215,8 @@ def tradeoff_figure(runs: pd.DataFrame) -> Figure:
 
 
 def responses_figure(responses: pd.DataFrame) -> Figure:
-    """The paper's Fig. 7: the std of each layer's response against the layer index (top) and
-    the same stds sorted in descending order (bottom), one line per net, plain dashed and
-    residual solid. Several runs of a net: the mean line, and a band from the min to the max
-    over runs (each run's stds sorted before the sorted panel's statistics)."""
+    """Fig. 7: the std of each layer's response by layer index (top) and sorted (bottom), a line
+    per net (plain dashed), the mean over runs with a min-max band (each run sorted first)."""
     keys = ["variant", "residual", "depth", "layer"]
     stats = {"std": ("std", "mean"), "low": ("std", "min"), "high": ("std", "max"),
               "runs": ("std", "count")}  # fmt: skip

@@ -40,7 +40,8 @@ class ProfileResults:
     """The results of one profile: its runs on one dataset, their curves, its responses."""
 
     profile: str
-    runs: pd.DataFrame  # every status
+    dataset: str
+    runs: pd.DataFrame  # every status, on `dataset`
     curves: pd.DataFrame
     responses: pd.DataFrame
     left_out: pd.DataFrame  # runs of the profile on other datasets
@@ -50,10 +51,6 @@ class ProfileResults:
     @property
     def complete(self) -> pd.DataFrame:
         return self.runs[self.runs["status"] == "complete"]
-
-    @property
-    def dataset(self) -> str:
-        return str(self.runs["dataset"].iloc[0]) if len(self.runs) else ""
 
     @property
     def reduced(self) -> bool:
@@ -109,5 +106,7 @@ def load_profiles(results: Path) -> list[ProfileResults]:
         left = responses["run_id"].isin(set(left_out["run_id"]))
         measured = responses[(responses["profile"] == profile) & ~left]
         curves_shown = of_runs(curves, shown)
-        loaded.append(ProfileResults(profile, shown, curves_shown, measured, left_out, replicates))
+        loaded.append(
+            ProfileResults(profile, dataset, shown, curves_shown, measured, left_out, replicates)
+        )
     return loaded
