@@ -1,10 +1,5 @@
-"""The report's "Published checkpoints" section: checkpoints evaluated by `ablate evaluate`
-(results/evaluations.csv), beside our own runs of the same variant and the published errors of
-ablations.references. Pure: DataFrames in, Markdown out.
-
-Every number is shown as measured, with the data it was measured on (file name, format, sha256)
-and the preprocessing; a row produced from uncommitted code says so in bold.
-"""
+"""The report's "Published checkpoints" section: checkpoints evaluated by `ablate evaluate`, as
+measured on the data named, beside our runs of the same variant and the published errors."""
 
 from __future__ import annotations
 
@@ -23,8 +18,7 @@ def _percent(value: float) -> str:
 
 
 def _ours(runs: pd.DataFrame, variant: str, dataset: str) -> str:
-    """Our runs' final test error (ImageNet: val, centre crop) of `variant` on `dataset`: per
-    profile, mean ± std over seeds."""
+    """Our runs' final test error (ImageNet: val, centre crop), per profile, over seeds."""
     if not len(runs):
         return ""
     mine = runs[(runs["variant"] == variant) & (runs["dataset"] == dataset)
@@ -38,33 +32,25 @@ def _ours(runs: pd.DataFrame, variant: str, dataset: str) -> str:
     return "; ".join(parts)
 
 
-def _torchvision(variant: str, top1: float, top5: float) -> str:
-    """torchvision's published V1 errors and our difference from them, in points (on real
-    ImageNet val it should be within 0.1 of each)."""
-    if variant not in TORCHVISION_ACCURACY:
+def _published(variant: str, dataset: str, *, top1: float, top5: float, crops: str) -> str:
+    """The published errors; on ImageNet torchvision's V1 and our difference, in points (on
+    real ImageNet val it should be within 0.1 of each)."""
+    if dataset == "cifar10":
+        found = [f"{src.test_error[variant]:.2f}% ({name})"
+                 for name, src in PUBLISHED.items() if variant in src.test_error]  # fmt: skip
+        return "; ".join(found)
+    # torchvision publishes the centre crop's errors: other protocols have none to meet.
+    if dataset not in STREAM_DATASETS or crops != "center" or variant not in TORCHVISION_ACCURACY:
         return ""
-    acc1, acc5 = TORCHVISION_ACCURACY[variant]
-    e1, e5 = 100 - acc1, 100 - acc5
-    return (f"{e1:.2f}% / {e5:.2f}% (torchvision V1, top-1 / top-5); ours "
-            f"{top1 * 100 - e1:+.2f} / {top5 * 100 - e5:+.2f} points")  # fmt: skip
-
-
-def _published(
-    variant: str, dataset: str, *, top1: float = 0.0, top5: float = 0.0, crops: str = "center"
-) -> str:  # fmt: skip
-    if dataset in STREAM_DATASETS:
-        # torchvision publishes the centre crop's errors: other protocols have none to meet.
-        return _torchvision(variant, top1, top5) if crops == "center" else ""
-    if dataset != "cifar10":
-        return ""
-    found = [f"{src.test_error[variant]:.2f}% ({name})"
-             for name, src in PUBLISHED.items() if variant in src.test_error]  # fmt: skip
-    return "; ".join(found)
+    e1, e5 = (100 - accuracy for accuracy in TORCHVISION_ACCURACY[variant])
+    return (
+        f"{e1:.2f}% / {e5:.2f}% (torchvision V1, top-1 / top-5); ours "
+        f"{top1 * 100 - e1:+.2f} / {top5 * 100 - e5:+.2f} points"
+    )
 
 
 def evaluations_table(evaluations: pd.DataFrame, runs: pd.DataFrame) -> pd.DataFrame:
-    """One row per evaluation, as shown: what was evaluated, how, on which data, the errors, and
-    beside them our runs and the published numbers."""
+    """One row per evaluation: what, how, on which data, the errors, our runs, the published."""
     rows = []
     for e in evaluations.to_dict("records"):
         dirty = str(e["git_commit"]).endswith(DIRTY)
@@ -91,19 +77,17 @@ def evaluations_section(evaluations: pd.DataFrame, runs: pd.DataFrame) -> str:
     if not len(evaluations):
         return ""
     table = evaluations_table(evaluations, runs)
-    lines = [
-        "## Published checkpoints, evaluated here",
-        "",
+    text = (
+        "## Published checkpoints, evaluated here\n\n"
         "Checkpoints trained elsewhere, loaded into our architecture (akamaster's by a channel "
         "permutation that keeps their logits) and evaluated by our evaluation path with the "
         "preprocessing they were trained with, by `ablate evaluate`. The errors are as measured "
         "on the data named in each row; a gap to the published number also measures how far "
-        "that copy of the data is from the original images.",
-        "",
-        markdown_table(table),
-    ]
-    dirty = int(table["commit"].str.startswith("**").sum())
-    if dirty:
-        lines += ["", f"**{dirty} evaluation(s) above were produced from a dirty tree "
-                      "(uncommitted code); rerun them from a clean commit.**"]  # fmt: skip
-    return "\n".join(lines) + "\n"
+        f"that copy of the data is from the original images.\n\n{markdown_table(table)}\n"
+    )
+    if dirty := int(table["commit"].str.startswith("**").sum()):
+        text += (
+            f"\n**{dirty} evaluation(s) above were produced from a dirty tree (uncommitted code); "
+            "rerun them from a clean commit.**\n"
+        )
+    return text

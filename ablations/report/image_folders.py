@@ -1,7 +1,5 @@
-"""The report's section for streamed runs on image sets other than ImageNet (`--dataset
-imagefolder` with an imagenet-* profile): their own task, so never beside the paper's numbers
-and never judged by its claims; one row per (tree, profile, variant) with the val errors over
-seeds. Pure: a DataFrame in, Markdown out."""
+"""The report's section for streamed runs on image sets other than ImageNet: their own tasks,
+never beside the paper's numbers nor judged by its claims."""
 
 from __future__ import annotations
 
@@ -15,8 +13,7 @@ TITLE = "## Streamed runs on other image sets"
 
 
 def streamed_section(runs: pd.DataFrame) -> Section:
-    """Complete runs streamed from a tree that is not ImageNet; nothing at all when there are
-    none (most users never make one)."""
+    """One row per (tree, profile, variant) of complete runs; nothing when there are none."""
     streamed = (runs["stream"] != "") & ~runs["dataset"].isin(STREAM_DATASETS)
     mine = runs[streamed & ~recipe_runs(runs) & (runs["status"] == "complete")]
     if mine.empty:
@@ -24,13 +21,12 @@ def streamed_section(runs: pd.DataFrame) -> Section:
     rows = []
     keys = ["data_source", "data_checksum", "profile", "stream", "variant"]
     for (source, checksum, profile, stream, variant), g in mine.groupby(keys, sort=True):
-        n = len(g)
+        n, top1, top5 = len(g), g["val_error"], g["val_top5_error"]
         rows.append({
             "data": f"{source} ({str(checksum)[:12]})", "profile": profile, "recipe": stream,
             "variant": variant, "seeds": n,
-            "val top-1 error": percent(g["val_error"].mean(), g["val_error"].std(), seeds=n),
-            "val top-5 error": percent(g["val_top5_error"].mean(), g["val_top5_error"].std(),
-                                       seeds=n),
+            "val top-1 error": percent(top1.mean(), top1.std(), seeds=n),
+            "val top-5 error": percent(top5.mean(), top5.std(), seeds=n),
             "machine": distinct(g["machine"]),
         })  # fmt: skip
     return Section(

@@ -1,13 +1,6 @@
-"""The report's ImageNet section: the runs of the imagenet experiments beside He et al. 2016's
-Tables 2-4 (top-1 and top-5 error), Fig. 4's curves, and the claims those experiments declare,
-judged by the rule every claim is (ablations.report.claims). Pure: DataFrames in, Markdown and
-figures out.
-
-Errors are the val split's: claims are judged 10-crop where the profile tests with it (the
-paper's Tables 2-3), else on the centre crop; multi-scale errors stand beside Table 4's. The
-paper's numbers are shown beside a full-budget profile's runs only: a reduced budget (a class
-subset) is a different task whose errors compare in trend alone.
-"""
+"""The report's ImageNet section: the imagenet experiments' val errors beside He et al. 2016's
+Tables 2-4 (full budgets only: a class subset is another task), Fig. 4's curves, and their
+claims judged."""
 
 from __future__ import annotations
 
@@ -49,18 +42,9 @@ def _paper(variant: str, *, top5: bool, crops: str) -> str:
     return ""
 
 
-def _torchvision(variant: str) -> str:
-    """torchvision's published V1 errors (centre crop), top-1 / top-5."""
-    if variant not in TORCHVISION_ACCURACY:
-        return ""
-    acc1, acc5 = TORCHVISION_ACCURACY[variant]
-    return f"{100 - acc1:.2f} / {100 - acc5:.2f}%"
-
-
 def errors_table(runs: pd.DataFrame, *, published: bool) -> pd.DataFrame:
-    """One row per net: seeds, val top-1 / top-5 error (mean ± std over seeds) for each crop
-    protocol recorded, and (full budgets) the paper's numbers (10-crop, and multi-scale where
-    the runs tested so) and torchvision's."""
+    """One row per net: seeds, val top-1 / top-5 error per crop protocol recorded, and where
+    `published` the paper's (10-crop, multi-scale where the runs tested so) and torchvision's."""
     rows = []
     for variant, group in runs.groupby("variant", sort=False):
         n = group["seed"].nunique()
@@ -76,29 +60,26 @@ def errors_table(runs: pd.DataFrame, *, published: bool) -> pd.DataFrame:
                     for label, top5 in (("top-1", False), ("top-5", True)):
                         row[f"paper {label} ({crops})"] = _paper(str(variant), top5=top5,
                                                                  crops=crops)  # fmt: skip
-            row["torchvision V1 top-1 / top-5 (centre)"] = _torchvision(str(variant))
+            accuracy = TORCHVISION_ACCURACY.get(str(variant))
+            errors = f"{100 - accuracy[0]:.2f} / {100 - accuracy[1]:.2f}%" if accuracy else ""
+            row["torchvision V1 top-1 / top-5 (centre)"] = errors
         rows.append(row)
     return pd.DataFrame(rows)
 
 
-def _heading(profile: str) -> tuple[str, bool]:
-    known = PROFILES.get(profile)
-    reduced = known.reduced if known is not None else True
-    description = known.description if known is not None else "not a profile of this version"
-    if reduced:
-        return (f"**Profile `{profile}` is a reduced budget: its numbers are not comparable to "
-                f"the paper's; only the trends are.** {description[:1].upper()}"
-                f"{description[1:]}.", True)  # fmt: skip
-    text = f"Profile `{profile}`: {description}."
-    if profile == "imagenet-paper":
-        choices = bullets(f"{topic}: {choice}" for topic, choice in IMAGENET_CHOICES)
-        text += f"\n\nWhere the paper is silent, this suite chose:\n\n{choices}"
-    return text, False
-
-
 def profile_section(profile: str, runs: pd.DataFrame, curves: pd.DataFrame) -> Section:
     """One profile's ImageNet runs: claims, Fig. 4's curves, and a table per experiment."""
-    heading, reduced = _heading(profile)
+    known = PROFILES.get(profile)
+    reduced = known is None or known.reduced
+    description = known.description if known is not None else "not a profile of this version"
+    heading = f"Profile `{profile}`: {description}."
+    if reduced:
+        heading = (f"**Profile `{profile}` is a reduced budget: its numbers are not comparable to "
+                   f"the paper's; only the trends are.** {description[:1].upper()}"
+                   f"{description[1:]}.")  # fmt: skip
+    elif profile == "imagenet-paper":
+        choices = bullets(f"{topic}: {choice}" for topic, choice in IMAGENET_CHOICES)
+        heading += f"\n\nWhere the paper is silent, this suite chose:\n\n{choices}"
     verdicts = bullets(line for name in EXPERIMENT_NAMES
                        for line in claims.verdicts(EXPERIMENTS[name], runs))  # fmt: skip
     parts = [f"### Profile `{profile}`\n\n{heading}\n",

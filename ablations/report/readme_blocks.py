@@ -1,7 +1,5 @@
-"""The pages' generated blocks (see ablations.report.readme): each is a function of the results
-directory, built from the same report functions as reports/README.md, so the README and the
-docs pages quote exactly what the committed rows give. Links are written from the project root
-(`reports/x.png`, `#heading`); readme.fill points them from the page a block stands in."""
+"""The pages' generated blocks (ablations.report.readme), each a function of the results folder
+built from the report's own functions, so the pages quote what the committed rows give."""
 
 from __future__ import annotations
 
@@ -48,8 +46,7 @@ def _cpu_degradation(results: Path) -> tuple[profile_results.ProfileResults, pd.
 
 
 def replica(results: Path) -> str:
-    """The Fig. 6 replica the project shows first: the paper's protocol once its runs are
-    committed (what they are, and the GPU time they took), the cpu budget's until then."""
+    """The Fig. 6 replica: the paper's protocol once its runs are committed, else the cpu one."""
     p = _profile(results, profile_results.PAPER)
     if p is None or (runs := p.experiment("degradation")[0]).empty:
         return (
@@ -99,8 +96,7 @@ def complexity_table(results: Path) -> str:
 
 
 def cpu_throughput(results: Path) -> str:
-    """Inference and training images/s of a few nets in the committed CPU table (NCHW, the CPU
-    default, at the default batch), with the protocol the rows record."""
+    """Inference and training images/s of a few nets on a CPU, with the protocol measured."""
     df = read_table(results / schemas.THROUGHPUT_FILE, schemas.THROUGHPUT)
     cpu = df[(df["device"] == "cpu") & (df["status"] == "ok")
              & (df["reference"] == "ours") & df["variant"].isin(THROUGHPUT_QUICK)]  # fmt: skip
@@ -128,8 +124,7 @@ def cpu_throughput(results: Path) -> str:
 
 
 def cpu_train_speed(results: Path) -> str:
-    """This suite's training loop against the conventional one on a CPU (`ablate train-speed`),
-    with the commit that measured it."""
+    """This suite's training loop against the conventional one on a CPU (`ablate train-speed`)."""
     return _train_speed(results, CPU) or "No CPU rows of `ablate train-speed` are committed yet."
 
 
@@ -163,8 +158,8 @@ def gpu_timm(results: Path) -> str:
 
 
 def gpu_throughput(results: Path) -> str:
-    """The GPU table beside the CPU one: images/s of each net and mode under every precision
-    and memory layout measured on the GPU that measured the most."""
+    """Images/s of each net and mode under every precision and memory layout, on the GPU that
+    measured the most."""
     df = read_table(results / schemas.THROUGHPUT_FILE, schemas.THROUGHPUT)
     cuda = df[(df["device"] == "cuda") & (df["status"] == "ok") & (df["reference"] == "ours")]
     if cuda.empty:
@@ -185,8 +180,7 @@ def gpu_throughput(results: Path) -> str:
 
 
 def planning_block(results: Path) -> str:
-    """The report's planning section, without its title: the nets' img/s by step kind, the
-    set's projected and taken time, runs at once; or the line saying how to measure them."""
+    """The report's planning section, without its title."""
     return planning.planning_section(results).markdown.removeprefix(planning.TITLE).strip()
 
 
