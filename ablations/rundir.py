@@ -1,18 +1,6 @@
-"""A run directory, `<runs>/<run_id>/`: the one module that knows its files.
-
-    config.json       the resolved config (the run is a pure function of it)
-    variant.json      the exact architecture trained (the variant's axes, with its head)
-    env.json          one entry per start: machine, versions, commit, device, seed, data
-    curves.csv        tidy rows (iteration, split, metric, value) up to the last checkpoint
-    checkpoint.pt     the latest resumable state, while the run is unfinished
-    model.pt          the final weights
-    best.pt           the weights at the best evaluation so far
-    summary.json      status (complete | diverged | stopped), final errors, wall time, images/s
-    experiments.json  the experiments the run was planned for (the report selects by it)
-
-Everyone else asks this module for a path or a record, never spells a file name. It reads and
-writes JSON and CSV only; the torch files are written by ablations.train.resume.
-"""
+"""A run directory, `<runs>/<run_id>/`: the one module that names its files. Everyone else asks
+it for a path or a record. It reads and writes JSON and CSV only; ablations.train.resume writes
+the torch files."""
 
 from __future__ import annotations
 
@@ -24,15 +12,18 @@ import pandas as pd
 
 from ablations.io import read_json, write_atomic, write_json
 
-CONFIG = "config.json"
-VARIANT = "variant.json"
-ENV = "env.json"
-CURVES = "curves.csv"
-CHECKPOINT = "checkpoint.pt"
-WEIGHTS = "model.pt"
-BEST = "best.pt"
-SUMMARY = "summary.json"
-MEMBERSHIP = "experiments.json"
+CONFIG = "config.json"  # the resolved config (the run is a pure function of it)
+VARIANT = "variant.json"  # the exact architecture trained (the variant's axes, with its head)
+ENV = "env.json"  # one entry per start: machine, versions, commit, device, seed, data
+CURVES = "curves.csv"  # tidy rows (iteration, split, metric, value) up to the last checkpoint
+CHECKPOINT = "checkpoint.pt"  # the latest resumable state, while the run is unfinished
+WEIGHTS = "model.pt"  # the final weights
+BEST = "best.pt"  # the weights at the best evaluation so far
+SUMMARY = "summary.json"  # status (complete, diverged or stopped), errors, wall time, images/s
+MEMBERSHIP = "experiments.json"  # the experiments the run was planned for (the report's pick)
+# A submitted run's (ablations.cluster.jobs): its job record, the training job's heartbeat, and
+# a link to (or folder of) submitit's logs.
+JOB, HEARTBEAT, JOB_LOGS = "job.json", "heartbeat", "submitit"
 
 
 def is_started(run: Path) -> bool:
@@ -63,8 +54,7 @@ def summary(run: Path) -> dict[str, Any]:
 
 
 def starts(run: Path) -> list[dict[str, Any]]:
-    """One entry per start of the run (a resumed run may finish on another machine); [] for a
-    folder that holds no run yet."""
+    """One entry per start of the run (a resumed run may finish on another machine)."""
     path = run / ENV
     return list(read_json(path)) if path.exists() else []
 
@@ -98,8 +88,7 @@ def progress(run: Path) -> int:
 
 
 def experiments(run: Path) -> tuple[str, ...]:
-    """The experiments a run was planned for (sorted; none for a run trained on its own with
-    `ablate train`, until an `ablate run` plans it)."""
+    """The experiments a run was planned for, sorted (none for a run of `ablate train` alone)."""
     path = run / MEMBERSHIP
     return tuple(sorted(read_json(path))) if path.exists() else ()
 

@@ -1,10 +1,6 @@
-"""Where training runs execute outside this process: as submitit local jobs or a Slurm job
-array (`executors`); status read back from the run directories (`jobs`); code snapshots
-(`snapshot`); the job a task runs (`task`); `ablate run --executor` (`submit`); and runs
-across GPUs with torchrun (`distributed`).
-
-The launch options live here, so the command line reads them without loading the executors or
-submitit."""
+"""Training runs outside this process: submitit local jobs or a Slurm job array (`submit`), each
+job's state read back from its run directory (`jobs`), and one run across GPUs (`distributed`).
+The launch options live here, so the command line reads them without loading submitit."""
 
 from __future__ import annotations
 

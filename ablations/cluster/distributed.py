@@ -1,20 +1,6 @@
-"""One run across processes (torchrun, or a Slurm job's tasks): process-group setup, the rank
-questions the trainer asks, the rank's shard of a global batch, and the model wrap.
-
-The trainer asks only "am I the main process?" (`is_main`: only it writes), "my shard of this
-batch" (`shard`) and, to evaluate, "my share of the evaluation images" (`part`: each rank
-evaluates its contiguous share once, and the sums are added, instead of every rank evaluating
-all of them). The global batch and the lr stay the config's: every rank draws the same global
-batch (batches are a pure function of seed and iteration) and keeps rows
-[rank * b / G, (rank + 1) * b / G), and DDP averages the gradients, so the step equals one
-process's on the whole batch up to float reduction order.
-
-Where the math depends on the world size: BatchNorm's batch statistics. Without synchronised BN
-each rank normalises over its batch/G images, so the config records `bn_batch = batch/G` (and the
-run key changes); with `--sync-bn` (or whenever `bn_batch` is None and G > 1, e.g. a resumed run)
-BN sees the global batch and the run is the one-process run, under the same key, resumable with
-any world size.
-"""
+"""One run across processes (torchrun, or a Slurm job's tasks): the process group, the rank
+questions the trainer asks, each rank's shard of the global batch, and the DDP wrap with
+synchronised BN. docs/clusters.md says why the step equals one process's."""
 
 from __future__ import annotations
 
@@ -58,8 +44,8 @@ def launched_world() -> int:
 
 
 def setup(device: str | None = None) -> torch.device | None:
-    """Join the process group torchrun announced (env:// init); returns this rank's device (its
-    local GPU when there are GPUs, else None: the caller's choice). A no-op for one process."""
+    """Join the process group torchrun announced; returns this rank's GPU, or None (the caller's
+    choice of device) on CPUs. A no-op for one process."""
     if launched_world() <= 1 or active():
         return None
     local = int(os.environ.get("LOCAL_RANK", "0"))
@@ -78,8 +64,8 @@ def teardown() -> None:
 
 
 def export_submitit_env() -> None:
-    """Inside a submitit job with several tasks (Slurm ranks): export RANK, WORLD_SIZE,
-    MASTER_ADDR, ... so `setup` joins them as it joins torchrun's."""
+    """Inside a submitit job of several tasks (Slurm ranks): export RANK, WORLD_SIZE,
+    MASTER_ADDR, ... so that `setup` joins them as it joins torchrun's."""
     import submitit
 
     env = submitit.JobEnvironment()
@@ -88,8 +74,8 @@ def export_submitit_env() -> None:
 
 
 def for_world(config: TrainConfig, *, sync_bn: bool, world: int | None = None) -> TrainConfig:
-    """The config a run of `world` processes trains: `bn_batch` records per-rank BN statistics
-    (no --sync-bn); with --sync-bn, or one process, the config is unchanged."""
+    """The config a run of `world` processes trains: without --sync-bn, `bn_batch` records the
+    per-rank BN batch (and the run key changes); with it, or for one process, `config` itself."""
     g = launched_world() if world is None else world
     if g <= 1 or sync_bn:
         return config
@@ -104,8 +90,8 @@ def _splits(config: TrainConfig, g: int, *, choose: str) -> None:
 
 
 def check_world(config: TrainConfig) -> bool:
-    """Whether this world must synchronise BN to train `config`; refuses a world whose BN
-    statistics would not be the ones the run key says."""
+    """Whether this world must synchronise BN to train `config` (always for `bn_batch` None and
+    several processes); refuses a world whose BN statistics are not those of the run key."""
     g = world_size()
     _splits(config, g, choose="a world size")
     if config.bn_batch is None:
@@ -121,10 +107,9 @@ def check_world(config: TrainConfig) -> bool:
 
 def shard(x: Tensor, y: Tensor) -> tuple[Tensor, Tensor]:
     """This rank's contiguous slice of a global batch (the whole batch for one process)."""
-    g = world_size()
-    if g == 1:
+    if world_size() == 1:
         return x, y
-    size = len(x) // g
+    size = len(x) // world_size()
     lo = rank() * size
     return x[lo : lo + size], y[lo : lo + size]
 
@@ -135,21 +120,16 @@ def part() -> tuple[int, int]:
 
 
 def broadcast_buffers(model: nn.Module) -> None:
-    """Rank 0's buffers (BN running statistics) on every rank, before an evaluation. Without
-    synchronised BN each rank's last step updated them from its own images, so the ranks hold
-    different models; evaluated in shares, the metrics are then those of the model rank 0
-    checkpoints. (DDP broadcasts the same buffers at the next training forward anyway, so
-    training is unchanged.)"""
-    if world_size() == 1:
-        return
-    for buffer in model.buffers():
-        dist.broadcast(buffer, src=0)
+    """Rank 0's buffers (BN running statistics) on every rank before an evaluation, so that the
+    ranks' shares evaluate the model rank 0 checkpoints (DDP broadcasts them at the next step)."""
+    if world_size() > 1:
+        for buffer in model.buffers():
+            dist.broadcast(buffer, src=0)
 
 
 def wrap(model: nn.Module, *, sync_bn: bool, device: torch.device) -> nn.Module:
-    """The module the training step calls: DistributedDataParallel over `model` (BN converted
-    to synchronised BN first when asked), or `model` itself for one process. The caller keeps
-    `model`: its state_dict (what checkpoints hold) is the same for any world size."""
+    """DistributedDataParallel over `model` (its BN synchronised first when asked), or `model`
+    itself for one process. Checkpoints hold `model`'s state_dict, the same for any world."""
     if not active():
         return model
     if sync_bn:
@@ -159,32 +139,26 @@ def wrap(model: nn.Module, *, sync_bn: bool, device: torch.device) -> nn.Module:
 
 
 def convert_sync_bn(model: nn.Module, *, device: torch.device) -> None:
-    """Replace every BatchNorm2d in place: nn.SyncBatchNorm on a GPU; on a CPU (which
-    nn.SyncBatchNorm refuses) GlobalBatchNorm2d, the same statistics by all-reduce over gloo."""
+    """Replace every BatchNorm2d in place, sharing its parameters and buffers: by nn.SyncBatchNorm
+    on a GPU, by GlobalBatchNorm2d on a CPU (which nn.SyncBatchNorm refuses)."""
     kind: type[_BatchNorm] = nn.SyncBatchNorm if device.type == "cuda" else GlobalBatchNorm2d
-    for name, child in list(model.named_children()):
-        if isinstance(child, nn.BatchNorm2d) and not isinstance(child, kind):
-            setattr(model, name, _converted(child, kind))
-        else:
-            convert_sync_bn(child, device=device)
-
-
-def _converted(bn: nn.BatchNorm2d, kind: type[_BatchNorm]) -> _BatchNorm:
-    new = kind(bn.num_features, bn.eps, bn.momentum, bn.affine, bn.track_running_stats)
-    if bn.affine:
-        with torch.no_grad():
-            new.weight, new.bias = bn.weight, bn.bias
-    new.running_mean, new.running_var = bn.running_mean, bn.running_var
-    new.num_batches_tracked = bn.num_batches_tracked
-    new.train(bn.training)
-    return new
+    for parent in list(model.modules()):
+        for name, bn in list(parent.named_children()):
+            if not isinstance(bn, nn.BatchNorm2d) or isinstance(bn, kind):
+                continue
+            new = kind(bn.num_features, bn.eps, bn.momentum, bn.affine, bn.track_running_stats)
+            if bn.affine:
+                with torch.no_grad():
+                    new.weight, new.bias = bn.weight, bn.bias
+            new.running_mean, new.running_var = bn.running_mean, bn.running_var
+            new.num_batches_tracked = bn.num_batches_tracked
+            setattr(parent, name, new.train(bn.training))
 
 
 class GlobalBatchNorm2d(nn.BatchNorm2d):
-    """BatchNorm2d whose training statistics are over the global batch: two-pass mean and
-    biased variance from all-reduced sums (autograd-aware, so the gradient is the global
-    batch's too); running statistics updated as BatchNorm2d does (unbiased variance). In eval
-    mode, or for one process, it is BatchNorm2d."""
+    """BatchNorm2d over the global batch: two-pass mean and biased variance from all-reduced
+    sums (autograd-aware, so the gradient is the global batch's too); running statistics as
+    BatchNorm2d keeps them. In eval mode, or for one process, it is BatchNorm2d."""
 
     def forward(self, x: Tensor) -> Tensor:
         if not self.training or world_size() == 1:
@@ -212,8 +186,7 @@ class GlobalBatchNorm2d(nn.BatchNorm2d):
 
 
 def reduce_sum(value: Tensor) -> Tensor:
-    """A device tensor summed over the ranks (a collective on the device, no host read); the
-    tensor itself for one process."""
+    """A device tensor summed over the ranks (no host read); the tensor itself for one process."""
     if world_size() == 1:
         return value
     total = value.clone()
@@ -222,8 +195,8 @@ def reduce_sum(value: Tensor) -> Tensor:
 
 
 def sum_all(*values: Tensor | float) -> list[float]:
-    """Sums over the ranks of device scalars or ints (metrics at report time only: never per
-    step). Returns floats; for one process, the values themselves."""
+    """Sums over the ranks of device scalars or ints, as floats (at report time, never per
+    step); the values themselves for one process."""
     stacked = torch.stack([torch.as_tensor(v, dtype=torch.float64).detach().cpu() for v in values])
     if world_size() > 1:
         stacked = stacked.to(_collective_device())
@@ -241,6 +214,5 @@ def max_all(value: int) -> int:
 
 
 def _collective_device() -> str:
-    """Where a host value goes for a collective: NCCL reduces on this rank's GPU, gloo on the
-    CPU."""
+    """NCCL reduces on this rank's GPU, gloo on the CPU."""
     return f"cuda:{torch.cuda.current_device()}" if dist.get_backend() == "nccl" else "cpu"

@@ -1,22 +1,16 @@
-"""What a submitted task's state is, read from its run directory (never from a pickled return
-value): `job.json`, written at submission (executor, job id, host, submitted_at, requeues, log
-folder, code snapshot and commit) and updated by the job (an error's last line, a requeue), a
-`heartbeat` the running job rewrites every HEARTBEAT_S, `summary.json` when it finished, and the
-scheduler's word on whether the job is still alive (a local pid, Slurm's sacct).
-
-    missing   never submitted (or submitted nowhere this record knows)
-    pending   submitted, alive, not started training yet (queued)
-    running   alive with a fresh heartbeat
-    done      summary.json exists (complete or diverged)
-    failed    not alive and not done: the job's error line or its log's last line
-"""
+"""A submitted training run: the job submitit runs (`TrainJob`), and its state read back from
+the run directory, never from a pickled return value: job.json, the heartbeat the training job
+rewrites, summary.json, and the scheduler's word on whether the job lives (docs/clusters.md)."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
+import sys
 import threading
 import time
+import traceback
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -24,10 +18,12 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+import submitit
+
 from ablations import rundir
+from ablations.config import TrainConfig
 from ablations.io import read_json, write_json
 
-JOB_FILE, HEARTBEAT_FILE, LOG_LINK = "job.json", "heartbeat", "submitit"
 HEARTBEAT_S = 10.0
 # Slurm states in which a job may still run (sacct); anything else is over.
 SLURM_ALIVE = {"PENDING", "RUNNING", "REQUEUED", "REQUEUE_HOLD", "REQUEUE_FED", "RESIZING",
@@ -41,7 +37,7 @@ def now() -> str:
 @dataclass(frozen=True)
 class TaskStatus:
     run_id: str
-    state: str
+    state: str  # one of ablations.cluster.STATES
     executor: str = ""
     job_id: str = ""
     requeues: int = 0
@@ -49,21 +45,22 @@ class TaskStatus:
     detail: str = ""  # the failure's last line, or the latest progress line
 
 
-def read_record(run_dir: Path) -> dict[str, Any] | None:
-    path = run_dir / JOB_FILE
-    return dict(read_json(path)) if path.exists() else None
+def read_record(run_dir: Path) -> dict[str, Any]:
+    """The run's job.json: {} where it was never submitted."""
+    path = run_dir / rundir.JOB
+    return dict(read_json(path)) if path.exists() else {}
 
 
 def update_record(run_dir: Path, **changes: Any) -> None:
-    record = read_record(run_dir) or {"run_id": run_dir.name}
-    write_json(run_dir / JOB_FILE, record | changes)
+    write_json(run_dir / rundir.JOB, {"run_id": run_dir.name, **read_record(run_dir), **changes})
 
 
-def submitted(run_dir: Path, *, executor: str, job_id: str, log_dir: Path,
-              snapshot: str, commit: str) -> None:  # fmt: skip
-    """The record of a (re)submission; earlier requeues and submissions are counted on."""
-    old = read_record(run_dir) or {}
-    write_json(run_dir / JOB_FILE, {
+def submitted(
+    run_dir: Path, *, executor: str, job_id: str, log_dir: Path, snapshot: str, commit: str
+) -> None:
+    """Record a (re)submission; earlier requeues and submissions are counted on."""
+    old = read_record(run_dir)
+    write_json(run_dir / rundir.JOB, {
         "run_id": run_dir.name, "executor": executor, "job_id": job_id,
         "host": socket.gethostname(), "submitted_at": now(), "log_dir": str(log_dir),
         "snapshot": snapshot, "commit": commit, "requeues": int(old.get("requeues", 0)),
@@ -73,14 +70,14 @@ def submitted(run_dir: Path, *, executor: str, job_id: str, log_dir: Path,
 
 @contextmanager
 def heartbeat(run_dir: Path, *, every: float = HEARTBEAT_S) -> Iterator[None]:
-    """A daemon thread that rewrites <run_dir>/heartbeat every `every` seconds while a job
-    trains (pid, host, time), so that `ablate status` tells running from queued or lost."""
+    """A daemon thread that rewrites the run's heartbeat (pid, host, time) every `every` seconds
+    while a job trains, so that `ablate status` tells running from queued or lost."""
     stop = threading.Event()
 
     def beats() -> None:
         while True:
             beat = {"pid": os.getpid(), "host": socket.gethostname(), "at": time.time()}
-            write_json(run_dir / HEARTBEAT_FILE, beat)
+            write_json(run_dir / rundir.HEARTBEAT, beat)
             if stop.wait(every):
                 return
 
@@ -93,45 +90,29 @@ def heartbeat(run_dir: Path, *, every: float = HEARTBEAT_S) -> Iterator[None]:
         thread.join()
 
 
-def heartbeat_age(run_dir: Path) -> float | None:
-    path = run_dir / HEARTBEAT_FILE
-    return time.time() - float(read_json(path)["at"]) if path.exists() else None
-
-
 def alive(record: dict[str, Any]) -> bool:
     """Whether the scheduler still has the job (queued or running)."""
-    if record.get("executor") == "local":
-        return _pid_alive(record)
     if record.get("executor") == "slurm":
-        return _slurm_state(record) in SLURM_ALIVE
-    return False
-
-
-def _pid_alive(record: dict[str, Any]) -> bool:
-    """A local job's controller process is alive (on this host; a zombie counts as ended)."""
+        try:
+            job: Any = submitit.SlurmJob(folder=record["log_dir"], job_id=str(record["job_id"]))
+            return str(job.state).split()[0].upper() in SLURM_ALIVE
+        except Exception:  # no sacct here (a laptop reading a copied results folder)
+            return True
+    if record.get("executor") != "local":
+        return False
     if record.get("host") != socket.gethostname():
         return True  # another machine's job: it cannot be checked from here; trust the record
-    stat = Path(f"/proc/{record['job_id']}/stat")
-    try:
-        return stat.read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    try:  # the job's controller process; a zombie has ended
+        stat = Path(f"/proc/{record['job_id']}/stat").read_text()
+        return stat.rsplit(")", 1)[1].split()[0] != "Z"
     except (OSError, IndexError):
         return False
 
 
-def _slurm_state(record: dict[str, Any]) -> str:
-    import submitit
-
-    try:
-        job: Any = submitit.SlurmJob(folder=record["log_dir"], job_id=str(record["job_id"]))
-        return str(job.state).split()[0].upper()
-    except Exception:  # no sacct here (a laptop reading a copied results folder)
-        return "UNKNOWN"
-
-
 def last_log_line(run_dir: Path) -> str:
     """The last non-empty line of the job's logs (stderr first: tracebacks and progress)."""
-    record = read_record(run_dir) or {}
-    folder = Path(record["log_dir"]) if record.get("log_dir") else run_dir / LOG_LINK
+    log_dir = read_record(run_dir).get("log_dir")
+    folder = Path(log_dir) if log_dir else run_dir / rundir.JOB_LOGS
     logs = [*folder.glob("*.err"), *folder.glob("*.out")]
     for log in sorted(logs, key=lambda p: (p.suffix != ".err", -p.stat().st_mtime, p.name)):
         lines = [line.strip() for line in log.read_text(errors="replace").splitlines()]
@@ -142,7 +123,7 @@ def last_log_line(run_dir: Path) -> str:
 
 
 def task_status(run_dir: Path, *, stale_s: float = 6 * HEARTBEAT_S) -> TaskStatus:
-    """The state of the task whose run directory is `run_dir` (see the module docstring)."""
+    """The state of the task whose run directory is `run_dir` (ablations.cluster.STATES)."""
     record = read_record(run_dir)
     base: dict[str, Any] = {}
     if record:
@@ -153,19 +134,63 @@ def task_status(run_dir: Path, *, stale_s: float = 6 * HEARTBEAT_S) -> TaskStatu
     if rundir.is_finished(run_dir):
         status = rundir.summary(run_dir).get("status", "complete")
         return TaskStatus(run_dir.name, "done", detail=str(status), **base)
-    if record is None:
+    if not record:
         return TaskStatus(run_dir.name, "missing")
     if record.get("error") and record.get("error_submission") == record.get("submissions"):
         return TaskStatus(run_dir.name, "failed", detail=str(record["error"]), **base)
     if alive(record):
-        age = heartbeat_age(run_dir)
-        started = age is not None and age < stale_s and _beat_after_submission(run_dir, record)
+        beat = run_dir / rundir.HEARTBEAT
+        # A heartbeat left by an earlier submission does not make a queued resubmission run.
+        since = datetime.fromisoformat(str(record["submitted_at"])).timestamp() - 1
+        fresh = beat.exists() and time.time() - float(read_json(beat)["at"]) < stale_s
+        started = fresh and beat.stat().st_mtime >= since
         state = "running" if started else "pending"
         return TaskStatus(run_dir.name, state, detail=last_log_line(run_dir), **base)
     return TaskStatus(run_dir.name, "failed", detail=last_log_line(run_dir) or "lost", **base)
 
 
-def _beat_after_submission(run_dir: Path, record: dict[str, Any]) -> bool:
-    """A heartbeat left by an earlier submission does not make a queued resubmission run."""
-    submitted_at = datetime.fromisoformat(str(record["submitted_at"])).timestamp()
-    return (run_dir / HEARTBEAT_FILE).stat().st_mtime >= submitted_at - 1
+class TrainJob(submitit.helpers.Checkpointable):
+    """One training run into its run directory. On a timeout or preemption submitit calls
+    `checkpoint`, which counts the requeue and resubmits this job; checkpoint.pt resumes it."""
+
+    def __init__(
+        self, config: dict[str, Any], *, runs_dir: str, data: str | None, device: str
+    ) -> None:
+        self.config, self.runs_dir, self.data, self.device = config, runs_dir, data, device
+
+    @property
+    def run_dir(self) -> Path:
+        return Path(self.runs_dir) / TrainConfig.from_json(self.config).run_id
+
+    def __call__(self) -> str:
+        from ablations.cluster import distributed  # torch: loaded in the job, not the submitter
+        from ablations.train import run
+
+        config = TrainConfig.from_json(self.config)
+        distributed.export_submitit_env()  # a job of several tasks is one run across them
+        device = distributed.setup(self.device) or self.device
+        main = distributed.is_main()  # only it writes job.json and the heartbeat
+        try:
+            if main:
+                update_record(self.run_dir, code=str(Path(run.__file__).resolve()))
+            with heartbeat(self.run_dir) if main else contextlib.nullcontext():
+                record = run.train(config, out=Path(self.runs_dir), data=self.data,
+                                   device=device, show_progress=main)  # fmt: skip
+        except Exception as err:
+            if main:
+                traceback.print_exc(file=sys.stderr)
+                line = f"{type(err).__name__}: {err}".splitlines()[0][:200]
+                submission = read_record(self.run_dir).get("submissions")
+                update_record(
+                    self.run_dir, error=line, failed_at=now(), error_submission=submission
+                )
+            raise
+        finally:
+            distributed.teardown()
+        return record.status
+
+    def checkpoint(self, *args: Any, **kwargs: Any) -> submitit.helpers.DelayedSubmission:
+        """Timed out or preempted: count the requeue; the run resumes from checkpoint.pt."""
+        requeues = int(read_record(self.run_dir).get("requeues", 0)) + 1
+        update_record(self.run_dir, requeues=requeues, requeued_at=now())
+        return super().checkpoint(*args, **kwargs)

@@ -1,17 +1,7 @@
-"""`ablate pack OUT`: a results folder as tarballs to take elsewhere, within limits the user
-gives, for machines whose disk goes when they do (spot instances, notebook services, jobs with
-a time limit). `ablate merge` takes the tarballs back without losing a row.
-
-- `results.tar.gz`, always: the tables (the folder's top-level CSV and JSON files) and every
-  run's records (config, curves, summary, ...), without weights;
-- `checkpoints-N.tar.gz`: the unfinished runs' `checkpoint.pt`, the furthest along first, so
-  that `ablate run` resumes them elsewhere;
-- `weights-N.tar.gz`: the finished runs' `model.pt`, the most recently finished first.
-
-Checkpoints and weights go in as long as the whole stays within `max_bytes`, in parts of at most
-`part_bytes` each; what does not fit is left out and named. Members are `results/...` whatever
-the folder is called here, as `ablate merge` expects.
-"""
+"""`ablate pack OUT`: a results folder as tarballs to take elsewhere (docs/clusters.md). Always
+results.tar.gz (the tables and run records), then checkpoints-N.tar.gz (the unfinished runs'
+checkpoints, the furthest along first) and weights-N.tar.gz (the finished runs' weights, the
+newest first) within the limits given. Members are results/..., as `ablate merge` expects."""
 
 from __future__ import annotations
 
@@ -39,16 +29,16 @@ def cost(size: int) -> int:
 def pack(
     results: Path, out: Path, *, max_bytes: int | None = None, part_bytes: int | None = None
 ) -> tuple[list[Path], list[str]]:
-    """Write the tarballs of the module docstring into `out` (replacing any that an earlier
-    pack left there); returns the files written, and a line for each file left out."""
+    """Write the tarballs into `out` (replacing an earlier pack's), the whole within `max_bytes`
+    and each within `part_bytes`; returns the files written, and a line for each left out."""
     out.mkdir(parents=True, exist_ok=True)
-    for pattern in OWN:
-        for old in out.glob(pattern):
-            old.unlink()
+    for old in [p for pattern in OWN for p in out.glob(pattern)]:
+        old.unlink()
     runs = sorted(d for d in (results / schemas.RUNS_DIR).glob("*") if d.is_dir())
     records = [*sorted(f for f in results.iterdir() if f.suffix in (".csv", ".json")),
                *(f for d in runs for f in sorted(d.iterdir()) if f.suffix != ".pt")]  # fmt: skip
-    written = [_tar(out / "results.tar.gz", [f for f in records if _plain(f)], results, level=6)]
+    plain = [f for f in records if f.is_file() and not f.is_symlink()]  # a job's log link: out
+    written = [_tar(out / "results.tar.gz", plain, results, level=6)]
     unfinished = [d for d in runs if rundir.checkpoint(d).exists() and not rundir.is_finished(d)]
     unfinished.sort(key=rundir.progress, reverse=True)
     finished = [d for d in runs if rundir.is_finished(d) and rundir.weights(d).exists()]
@@ -72,32 +62,21 @@ def _parts(
     parts: list[list[Path]] = []
     filled = 0  # the last part's bytes
     for f in files:
-        need = cost(f.stat().st_size)
-        if part_bytes is not None and need + ARCHIVE_BYTES > part_bytes:
-            left_out.append(_left_out(f, results, why="over --part-mb"))
-            continue
-        joins = bool(parts) and (part_bytes is None or filled + need <= part_bytes)
-        needed = need if joins else need + ARCHIVE_BYTES
-        if room is not None and needed > room:
-            left_out.append(_left_out(f, results, why="over --max-mb"))
+        size = f.stat().st_size
+        joins = bool(parts) and (part_bytes is None or filled + cost(size) <= part_bytes)
+        needed = cost(size) if joins else cost(size) + ARCHIVE_BYTES
+        over_part = part_bytes is not None and cost(size) + ARCHIVE_BYTES > part_bytes
+        if over_part or (room is not None and needed > room):
+            why = "over --part-mb" if over_part else "over --max-mb"
+            left_out.append(f"left out ({why}): {_member(f, results)} ({size_text(size)})")
             continue
         if not joins:
             parts.append([])
             filled = ARCHIVE_BYTES
         parts[-1].append(f)
-        filled += need
-        if room is not None:
-            room -= needed
+        filled += cost(size)
+        room = None if room is None else room - needed
     return parts, room
-
-
-def _plain(path: Path) -> bool:
-    """A regular file: a link (a job's log folder, say) stays out of the tarball."""
-    return path.is_file() and not path.is_symlink()
-
-
-def _left_out(path: Path, results: Path, *, why: str) -> str:
-    return f"left out ({why}): {_member(path, results)} ({size_text(path.stat().st_size)})"
 
 
 def _member(path: Path, results: Path) -> str:

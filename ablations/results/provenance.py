@@ -1,4 +1,5 @@
-"""The environment a result was produced in, recorded next to every result."""
+"""The environment a result was produced in, recorded next to every result: no path of this
+machine, only names, versions, the commit and short hashes that tell machines apart."""
 
 from __future__ import annotations
 
@@ -19,6 +20,9 @@ import torch
 
 from ablations import versions
 
+DIRTY = "+dirty"  # the suffix of a commit with uncommitted changes: never in committed results
+_warned_dirty: set[str] = set()
+
 
 def package_version(package: str) -> str:
     try:
@@ -27,40 +31,33 @@ def package_version(package: str) -> str:
         return "not installed"
 
 
-def _git(*args: str, cwd: Path) -> str:
+def _run(*command: str, cwd: Path | None = None) -> str:
+    """A command's stripped output; "" where it cannot run or fails."""
     try:
-        out = subprocess.run(
-            ["git", *args], cwd=cwd, capture_output=True, text=True, timeout=10, check=True
-        )
+        done = subprocess.run(command, cwd=cwd, capture_output=True, text=True, timeout=20)
     except (OSError, subprocess.SubprocessError):
         return ""
-    return out.stdout.strip()
+    return done.stdout.strip() if done.returncode == 0 else ""
 
 
 @cache
 def git_commit(cwd: Path | None = None) -> str:
     """HEAD of the repository the command runs in, with "+dirty" for uncommitted changes to
-    tracked files (results/ and reports/ excluded: writing them is what commands do). A job
-    started from a code snapshot (ablations.cluster.snapshot) gets the snapshot's commit from
-    $ABLATE_GIT_COMMIT: its working directory is no checkout."""
+    tracked files outside results/ and reports/. A job started from a code snapshot gets the
+    snapshot's commit from $ABLATE_GIT_COMMIT: its working directory is no checkout."""
     if os.environ.get("ABLATE_GIT_COMMIT"):
         return os.environ["ABLATE_GIT_COMMIT"]
     where = cwd or Path.cwd()
-    commit = _git("rev-parse", "--short=12", "HEAD", cwd=where)
+    commit = _run("git", "rev-parse", "--short=12", "HEAD", cwd=where)
     if not commit:
         return "unknown"
-    dirty = _git("status", "--porcelain", "--untracked-files=no", "--", ".",
+    dirty = _run("git", "status", "--porcelain", "--untracked-files=no", "--", ".",
                  ":!results", ":!reports", cwd=where)  # fmt: skip
     return commit + (DIRTY if dirty else "")
 
 
-DIRTY = "+dirty"  # the suffix of a commit with uncommitted changes: never in committed results
-_warned_dirty: set[str] = set()
-
-
 def warn_if_dirty(what: str) -> None:
-    """Say once per process, on stderr, that `what` is being produced from uncommitted code: its
-    rows hold a "+dirty" commit, which the report marks and committed results must not hold."""
+    """Say once per process, on stderr, that `what` comes from uncommitted code."""
     commit = git_commit()
     if commit.endswith(DIRTY) and what not in _warned_dirty:
         _warned_dirty.add(what)
@@ -82,12 +79,10 @@ def available_cores() -> int:
 def _cpuinfo(*fields: str) -> str | None:
     """The value of the first /proc/cpuinfo line naming one of `fields` (None: no such line)."""
     try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith(fields):
-                return line.split(":", 1)[1].strip()
+        lines = Path("/proc/cpuinfo").read_text().splitlines()
     except OSError:
-        pass
-    return None
+        return None
+    return next((line.split(":", 1)[1].strip() for line in lines if line.startswith(fields)), None)
 
 
 @cache
@@ -102,9 +97,8 @@ def _short_sha256(text: str) -> str:
 
 @cache
 def cpu_flags() -> str:
-    """A short hash of the CPU's feature flags (/proc/cpuinfo): two VMs sold under one generic
-    vCPU name ("Intel Xeon Processor") often expose different instruction sets (AVX-512, AMX),
-    and with them different floating-point kernels. "" where the flags cannot be read."""
+    """A short hash of the CPU's feature flags: two VMs sold under one vCPU name often expose
+    different instruction sets (AVX-512, AMX), and with them other kernels. "": unreadable."""
     flags = _cpuinfo("flags", "Features")  # x86, ARM
     return "" if flags is None else _short_sha256(" ".join(sorted(set(flags.split()))))
 
@@ -112,9 +106,7 @@ def cpu_flags() -> str:
 @cache
 def machine_id() -> str:
     """A short hash of /etc/machine-id (the raw id never leaves the machine): it tells two
-    installations apart, not two VMs cloned from one image, which share it. Where the CPU
-    differs, `cpu_flags` and `machine` tell it; rows of one image on other hosts are told apart
-    by `created_at` only. "" where there is none (containers often have none)."""
+    installations apart, not two VMs cloned from one image. "" where there is none."""
     for path in (Path("/etc/machine-id"), Path("/var/lib/dbus/machine-id")):
         try:
             raw = path.read_text().strip()
@@ -126,31 +118,18 @@ def machine_id() -> str:
 
 
 def cpu_kernels() -> str:
-    """The instruction set PyTorch's CPU kernels were chosen for: ATen's dispatch level and
-    oneDNN's cap (ATEN_CPU_CAPABILITY / ONEDNN_MAX_CPU_ISA lower them), e.g. "aten AVX512,
-    onednn default". One machine runs other kernels under them, as another CPU would, and
-    chaotic short trainings end elsewhere: a replicate made so is told apart by this."""
+    """The instruction set PyTorch's CPU kernels were chosen for, as ATen's dispatch level and
+    oneDNN's cap (which ATEN_CPU_CAPABILITY and ONEDNN_MAX_CPU_ISA lower), e.g. "aten AVX512,
+    onednn default": a replicate made under lowered kernels is told apart by it."""
     onednn = os.environ.get("ONEDNN_MAX_CPU_ISA") or os.environ.get("DNNL_MAX_CPU_ISA") or "default"
     return f"aten {torch.backends.cpu.get_cpu_capability()}, onednn {onednn}"
-
-
-def machine_columns(device: str | torch.device = "cpu") -> dict[str, str]:
-    """The columns that identify the hardware in a results row: the human name, and the hashes
-    that tell machines with the same name apart."""
-    return {"machine": device_name(device), "cpu_flags": cpu_flags(), "machine_id": machine_id()}
 
 
 @cache
 def driver_version() -> str:
     """The NVIDIA driver version (nvidia-smi), or "" without one."""
-    try:
-        out = subprocess.run(
-            ["nvidia-smi", "--query-gpu=driver_version", "--format=csv,noheader"],
-            capture_output=True, text=True, timeout=20, check=True,
-        )  # fmt: skip
-    except (OSError, subprocess.SubprocessError):
-        return ""
-    return out.stdout.strip().splitlines()[0] if out.stdout.strip() else ""
+    out = _run("nvidia-smi", "--query-gpu=driver_version", "--format=csv,noheader")
+    return out.splitlines()[0] if out else ""
 
 
 def device_name(device: str | torch.device = "cpu") -> str:
@@ -165,7 +144,9 @@ def environment(device: str | torch.device = "cpu") -> dict[str, str | int]:
     """Software versions, hardware and commit, as flat columns for a results row."""
     dev = torch.device(device)
     return {
-        **machine_columns(dev),
+        "machine": device_name(dev),
+        "cpu_flags": cpu_flags(),
+        "machine_id": machine_id(),
         "device": dev.type,
         "cpu": cpu_model(),
         "cpu_count": os.cpu_count() or 0,
@@ -184,8 +165,7 @@ def environment(device: str | torch.device = "cpu") -> dict[str, str | int]:
 
 
 def source_hash(*objects: ModuleType | Callable[..., object]) -> str:
-    """A short hash of the source code of modules or functions: a result computed by other code
-    is stale."""
+    """A short hash of the source code of modules or functions: a result of other code is stale."""
     digest = hashlib.sha256()
     for obj in objects:
         digest.update(inspect.getsource(obj).encode())

@@ -1,13 +1,6 @@
-"""Every results table's file name and schema, in one place.
-
-The commands that write a table and the report that reads it both import it from here, so
-neither spells a file name or a column the other does not. This module imports no torch: the
-report reads results without the training stack.
-
-    runs.csv, curves.csv, responses.csv, evaluations.csv   training results and checkpoints
-    complexity.csv, throughput.csv, throughput_timm.csv    what nets cost
-    train_speed.csv, step_speed.csv, runs_at_once.csv      how fast training runs
-"""
+"""Every results table's file name and schema, in one place: the commands that write a table and
+the report that reads it both import them from here. No torch: the report reads results without
+the training stack."""
 
 from __future__ import annotations
 
@@ -18,16 +11,10 @@ import pandas as pd
 
 from ablations.results.table import ColumnType, Schema, read_table
 
-# --- where a row came from: the columns beside the measurements in every table ---
-
 MACHINE_HASHES = ("cpu_flags", "machine_id")  # the columns beside "machine" in every table
-MACHINE_HASHES_ADDED = dict.fromkeys(MACHINE_HASHES, "")  # what an older table's rows read as
-# Which CPU kernels ran, beside the machine in every table of timings or trained numbers: the
-# thread count changes reductions' order, the kernels' instruction set (cpu_kernels) changes
-# their arithmetic, and both change step times. What an older table's rows read as: 0 and "".
+# Which CPU kernels ran: the thread count changes reductions' order, the kernels' instruction set
+# changes their arithmetic, and both change step times.
 KERNELS = ("torch_threads", "cpu_kernels")
-KERNELS_ADDED: dict[str, str | int] = {"torch_threads": 0, "cpu_kernels": ""}
-
 
 # --- training results: built from run directories (ablations.results.collect) ---
 
@@ -36,21 +23,16 @@ EVALUATIONS_FILE = "evaluations.csv"
 RUNS_DIR = "runs"
 REPLICATES_DIR = "replicates"  # results/replicates/<name>/: results folders of repeat runs
 
-# Where a row of a measurement came from, the same columns in every table of measurements:
-# hardware (name and hashes), software, code version and the data (its file name, format and
-# sha256, never the producing machine's path). trainer_version is that of the run measured.
+# Where a measurement came from: hardware (name and hashes), software, code version and the data
+# (its file name, format and sha256, never a path). trainer_version is that of the run measured.
 PROVENANCE: dict[str, ColumnType] = {
     "machine": "str", "cpu_flags": "str", "machine_id": "str", "device": "str", "torch": "str",
     "git_commit": "str", "trainer_version": "int", "data_source": "str", "data_format": "str",
     "data_checksum": "str", "created_at": "str", "torch_threads": "int", "cpu_kernels": "str",
 }  # fmt: skip
-PROVENANCE_ADDED: dict[str, str | int] = {
-    c: 0 if kind == "int" else "" for c, kind in PROVENANCE.items()
-}
 
 # ImageNet runs' final top-5 error (centre crop), and 10-crop (Table 3) and multi-scale (Table 4)
-# errors on the val split; NaN for runs that do not record them (CIFAR, a recipe without that
-# protocol, and rows written before these columns existed).
+# errors on the val split; NaN where a run does not record them.
 TOP5_COLUMNS = ("val_top5_error", "ten_crop_val_error", "ten_crop_val_top5_error",
                 "multi_scale_val_error", "multi_scale_val_top5_error")  # fmt: skip
 # The val split's (top-1, top-5) error columns by crop protocol, in the order a claim prefers them.
@@ -78,11 +60,8 @@ RUNS = Schema(
         "step": "str", "runs_at_once": "int", **dict.fromkeys(TOP5_COLUMNS, "float"),
     },
     key=("run_id",),
-    # torch_threads: on a CPU the thread count changes the kernels' reduction order, so two runs
-    # of one config on one machine differ in their last digits (the key does not include it);
-    # cpu_kernels likewise (provenance.cpu_kernels), "" where a run did not record it. step: the
-    # training step the last start took (graph or eager; "" before it was recorded);
-    # runs_at_once: the largest `--jobs` of its starts (its img/s are then a share of the GPU).
+    # step: the training step the last start took (graph or eager); runs_at_once: the largest
+    # `--jobs` of its starts (its img/s are then a share of the GPU).
     added={"cpu_flags": "", "machine_id": "", "trainer_version": 0, "experiments": "",
            "torch_threads": 0, "stream": "", "cpu_kernels": "", "step": "", "runs_at_once": 1,
            **dict.fromkeys(TOP5_COLUMNS, math.nan)},
@@ -104,21 +83,15 @@ CURVES = Schema(
 RESPONSES = Schema(
     name="responses",
     columns={
-        "run_id": "str",
-        "variant": "str",
-        "profile": "str",
-        "residual": "bool",
-        "depth": "int",
-        "layer": "int",
-        "module": "str",
-        "std": "float",
-        "images": "int",  # test images measured (0: rows from before it was recorded)
-        "precision": "str",  # the run's, under which it was measured ("": before it was recorded)
+        "run_id": "str", "variant": "str", "profile": "str", "residual": "bool", "depth": "int",
+        "layer": "int", "module": "str", "std": "float", "images": "int", "precision": "str",
         **PROVENANCE,
     },
     key=("run_id", "layer"),
-    added={**PROVENANCE_ADDED, "images": 0, "precision": ""},
-)
+    # images: the test images measured; precision: the run's, under which it was measured.
+    added={**{c: 0 if kind == "int" else "" for c, kind in PROVENANCE.items()}, "images": 0,
+           "precision": ""},
+)  # fmt: skip
 EVALUATIONS = Schema(
     name="evaluations",
     columns={
@@ -152,40 +125,35 @@ COMPLEXITY = Schema(
     name="complexity",
     columns={
         "name": "str", "family": "str", "depth": "int", "block": "str", "residual": "bool",
-        "shortcut": "str", "stem": "str", "width": "int", "stage_blocks": "str",
-        "stride_at": "str", "input_size": "int", "in_channels": "int", "num_classes": "int",
-        "params": "int", "macs": "int", "uncounted_ops": "str",
-        "fingerprint": "str", "code_version": "str", "fvcore": "str", "torch": "str",
-        "machine": "str", "git_commit": "str", "created_at": "str", "cpu_flags": "str",
-        "machine_id": "str",
+        "shortcut": "str", "stem": "str", "width": "int", "stage_blocks": "str", "stride_at": "str",
+        "input_size": "int", "in_channels": "int", "num_classes": "int", "params": "int",
+        "macs": "int", "uncounted_ops": "str", "fingerprint": "str", "code_version": "str",
+        "fvcore": "str", "torch": "str", "machine": "str", "git_commit": "str", "created_at": "str",
+        "cpu_flags": "str", "machine_id": "str",
     },
     key=("name",),
-    added=MACHINE_HASHES_ADDED,
+    added={"cpu_flags": "", "machine_id": ""},
 )  # fmt: skip
-
 
 THROUGHPUT_FILE = "throughput.csv"
 REFERENCE_FILE = "throughput_timm.csv"  # ours and timm's benchmark.py, same settings
 OURS = "ours"
-
 THROUGHPUT = Schema(
     name="throughput",
     columns={
         "variant": "str", "family": "str", "depth": "int", "residual": "bool", "shortcut": "str",
         "stem": "str", "mode": "str", "step": "str", "reference": "str", "device": "str",
-        "machine": "str",
-        "precision": "str", "channels_last": "bool", "compile": "bool",
+        "machine": "str", "precision": "str", "channels_last": "bool", "compile": "bool",
         "requested_batch_size": "str", "batch_size": "int", "input_size": "int", "run": "int",
         "status": "str", "images_per_s": "float", "step_ms": "float", "step_ms_iqr": "float",
         "first_step_s": "float", "peak_mem_mb": "float", "memory_kind": "str", "macs": "int",
         "tflops": "float", "peak_tflops": "float", "fraction_of_peak": "float",
         "peak_source": "str", "host_syncs_per_step": "float", "dynamo_graphs": "int",
         "dynamo_graph_breaks": "int", "dynamo_frames_skipped": "int", "protocol": "str",
-        "warmup": "int", "repeats": "int", "steps": "int", "error": "str",
-        "torch": "str", "cuda": "str", "cudnn": "str", "driver": "str", "cudnn_benchmark": "bool",
-        "tf32_matmul": "bool", "tf32_cudnn": "bool", "torch_threads": "int",
-        "git_commit": "str", "created_at": "str", "cpu_flags": "str", "machine_id": "str",
-        "cpu_kernels": "str",
+        "warmup": "int", "repeats": "int", "steps": "int", "error": "str", "torch": "str",
+        "cuda": "str", "cudnn": "str", "driver": "str", "cudnn_benchmark": "bool",
+        "tf32_matmul": "bool", "tf32_cudnn": "bool", "torch_threads": "int", "git_commit": "str",
+        "created_at": "str", "cpu_flags": "str", "machine_id": "str", "cpu_kernels": "str",
     },
     # Rows from before the step column timed the eager step (the graph step came later).
     added={"cpu_kernels": "", "step": "eager"},
@@ -195,7 +163,6 @@ THROUGHPUT = Schema(
     "new rows: move it aside and re-measure with `ablate bench`",
 )  # fmt: skip
 
-
 TRAIN_SPEED_FILE = "train_speed.csv"
 TRAIN_SPEED = Schema(
     name="training-loop speed",
@@ -203,23 +170,21 @@ TRAIN_SPEED = Schema(
         "variant": "str", "loop": "str", "device": "str", "machine": "str", "precision": "str",
         "channels_last": "bool", "compile": "bool", "batch_size": "int", "input_size": "int",
         "workers": "int", "pin_memory": "bool", "persistent_workers": "bool", "data": "str",
-        "loss_read": "str", "cudnn_benchmark": "bool", "tf32_matmul": "bool",
-        "tf32_cudnn": "bool", "step": "str", "optimizer": "str", "cpu_cores": "int",
-        "iterations": "int", "warmup": "int",
+        "loss_read": "str", "cudnn_benchmark": "bool", "tf32_matmul": "bool", "tf32_cudnn": "bool",
+        "step": "str", "optimizer": "str", "cpu_cores": "int", "iterations": "int", "warmup": "int",
         "seconds": "float", "images_per_s": "float", "speedup": "float", "torch": "str",
         "git_commit": "str", "created_at": "str", "cpu_flags": "str", "machine_id": "str",
         "torch_threads": "int", "cpu_kernels": "str",
     },
     # Rows from before these columns were all measured on CPUs, where both loops took the eager
     # step and torch's default for-loop SGD.
-    added={**MACHINE_HASHES_ADDED, **KERNELS_ADDED, "step": "eager",
-           "optimizer": "SGD for-loop"},
+    added={"cpu_flags": "", "machine_id": "", "torch_threads": 0, "cpu_kernels": "",
+           "step": "eager", "optimizer": "SGD for-loop"},
     key=("variant", "loop", "machine", "precision", "channels_last", "compile", "batch_size",
          "input_size"),
     fix="a table from before the loops' settings were recorded cannot take new rows: move it "
     "aside and re-measure with `ablate train-speed`",
 )  # fmt: skip
-
 
 # tests/golden/complexity.csv: what the tests expect of every registered variant
 GOLDEN = Schema(
@@ -228,21 +193,18 @@ GOLDEN = Schema(
     key=("name",),
 )
 
-
 # Planning a set of runs on a machine (`ablate plan --measure`, `ablate runs-at-once`).
 STEP_SPEED_FILE = "step_speed.csv"
 PROJECTION_FILE = "projection.json"
 RUNS_AT_ONCE_FILE = "runs_at_once.csv"
-
 STEP_SPEED = Schema(
     name="step speed",
     columns={
         "variant": "str", "requested_step": "str", "step": "str", "step_note": "str",
-        "iterations": "int",
-        "batch_size": "int", "seconds": "float", "ms_per_step": "float",
-        "images_per_s": "float", "eval_split": "str", "eval_s": "float",
-        "checkpoint_bytes": "int", "precision": "str", "channels_last": "bool", "machine": "str",
-        "torch": "str", "git_commit": "str", "created_at": "str",
+        "iterations": "int", "batch_size": "int", "seconds": "float", "ms_per_step": "float",
+        "images_per_s": "float", "eval_split": "str", "eval_s": "float", "checkpoint_bytes": "int",
+        "precision": "str", "channels_last": "bool", "machine": "str", "torch": "str",
+        "git_commit": "str", "created_at": "str",
     },
     key=("machine", "variant", "requested_step", "created_at"),
     fix="`ablate plan --measure` writes it; move it aside and measure again",
@@ -258,3 +220,11 @@ RUNS_AT_ONCE = Schema(
     key=("machine", "method", "mps", "jobs", "created_at"),
     fix="`ablate runs-at-once` writes it; move it aside and measure again",
 )  # fmt: skip
+
+# Every table with a schema, by file name (`ablate merge` merges the others row by row).
+TABLES = {
+    RUNS_FILE: RUNS, CURVES_FILE: CURVES, RESPONSES_FILE: RESPONSES,
+    EVALUATIONS_FILE: EVALUATIONS, COMPLEXITY_FILE: COMPLEXITY, THROUGHPUT_FILE: THROUGHPUT,
+    REFERENCE_FILE: THROUGHPUT, TRAIN_SPEED_FILE: TRAIN_SPEED, STEP_SPEED_FILE: STEP_SPEED,
+    RUNS_AT_ONCE_FILE: RUNS_AT_ONCE,
+}  # fmt: skip

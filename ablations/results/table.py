@@ -1,10 +1,6 @@
-"""Tidy results tables on disk: a schema per table, validated on load, written atomically.
-
-Tables are CSV (diffable, committed to the repository). Every write holds an exclusive lock and
-replaces the file in one `os.replace`, so a crash never leaves half a table and concurrent
-writers (several runs finishing at once) lose no rows. A file that does not match its schema is
-reported by name; it is never skipped or merged silently.
-"""
+"""Tidy CSV tables: a schema per table, validated on load, each write locked and atomic, so that
+runs finishing at once lose no rows. A file that does not match its schema is reported by name,
+never skipped or merged silently."""
 
 from __future__ import annotations
 
@@ -25,6 +21,7 @@ except ImportError:  # pragma: no cover
     fcntl = None  # type: ignore[assignment]
 
 ColumnType = Literal["str", "int", "float", "bool"]
+BOOLS = {"true": True, "false": False, "1": True, "0": False}
 
 
 class ResultsError(AblationsError):
@@ -40,26 +37,28 @@ class Schema:
     key: tuple[str, ...]
     fix: str = "move the file aside or regenerate it"  # what an invalid file's error suggests
     # Columns added after a table was first committed, and what an older file's rows read as
-    # there ("" for an unknown machine hash, 0 for a run recorded before trainer versions): an
-    # older table stays readable, and nothing measured is lost to a schema change.
+    # there: an older table stays readable, and nothing measured is lost to a schema change.
     added: Mapping[str, str | int | float | bool] = field(default_factory=dict)
 
     def empty(self) -> pd.DataFrame:
         return self.validate(pd.DataFrame({c: pd.Series(dtype=object) for c in self.columns}))
 
     def validate(self, df: pd.DataFrame, *, source: str | Path = "<table>") -> pd.DataFrame:
-        absent = [c for c in self.added if c not in df.columns]
-        if absent:
-            df = df.assign(**{c: self.added[c] for c in absent})
+        df = df.assign(**{c: v for c, v in self.added.items() if c not in df.columns})
         missing = [c for c in self.columns if c not in df.columns]
         if missing:
             raise ResultsError(
                 f"{source}: not a {self.name} table (missing columns: {', '.join(missing)}); "
                 f"{self.fix}"
             )
-        df = df.copy()
         for column, kind in self.columns.items():
-            df[column] = _coerce(df[column], kind, source=source, column=column)
+            try:
+                df[column] = _coerce(df[column], kind)
+            except (ValueError, TypeError, KeyError) as err:
+                raise ResultsError(
+                    f"{source}: column {column!r} does not hold {kind} values ({err}); "
+                    "fix or regenerate the file"
+                ) from None
         duplicated = df.duplicated(list(self.key), keep=False)
         if duplicated.any():
             first = df.loc[duplicated, list(self.key)].iloc[0].to_dict()
@@ -68,25 +67,19 @@ class Schema:
         return df[[*self.columns, *extra]].reset_index(drop=True)
 
 
-def _coerce(values: pd.Series, kind: ColumnType, *, source: str | Path, column: str) -> pd.Series:
-    try:
-        if kind == "str":
-            return values.fillna("").astype(str)
-        if kind == "bool":
-            mapping = {"true": True, "false": False, "1": True, "0": False}
-            out = values.map(lambda v: v if isinstance(v, bool) else mapping[str(v).lower()])
-            return out.astype(bool)
-        numbers = pd.to_numeric(values, errors="raise")
-        if kind == "int":
-            if len(numbers) and not (numbers == numbers.round()).all():
-                raise ValueError("not an integer")
-            return numbers.astype("int64")
+def _coerce(values: pd.Series, kind: ColumnType) -> pd.Series:
+    if kind == "str":
+        return values.fillna("").astype(str)
+    if kind == "bool":
+        return values.map(lambda v: v if isinstance(v, bool) else BOOLS[str(v).lower()]).astype(
+            bool
+        )
+    numbers = pd.to_numeric(values, errors="raise")
+    if kind == "float":
         return numbers.astype("float64")
-    except (ValueError, TypeError, KeyError) as err:
-        raise ResultsError(
-            f"{source}: column {column!r} does not hold {kind} values ({err}); "
-            "fix or regenerate the file"
-        ) from None
+    if len(numbers) and not (numbers == numbers.round()).all():
+        raise ValueError("not an integer")
+    return numbers.astype("int64")
 
 
 def read_table(path: str | Path, schema: Schema) -> pd.DataFrame:
@@ -109,12 +102,8 @@ def locked(path: Path) -> Iterator[None]:
     path.parent.mkdir(parents=True, exist_ok=True)
     with open(path.with_name(path.name + ".lock"), "w") as handle:
         if fcntl is not None:
-            fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            if fcntl is not None:
-                fcntl.flock(handle, fcntl.LOCK_UN)
+            fcntl.flock(handle, fcntl.LOCK_EX)  # released when the handle closes
+        yield
 
 
 def write_table(df: pd.DataFrame, path: str | Path, schema: Schema) -> None:
@@ -123,20 +112,21 @@ def write_table(df: pd.DataFrame, path: str | Path, schema: Schema) -> None:
     write_atomic(path, lambda tmp: df.to_csv(tmp, index=False))
 
 
+def _keys(df: pd.DataFrame, columns: tuple[str, ...]) -> pd.Series:
+    return df[list(columns)].astype(str).agg("\x1f".join, axis=1)
+
+
 def upsert(
     path: str | Path, rows: pd.DataFrame, schema: Schema, *, replace: tuple[str, ...] = ()
 ) -> pd.DataFrame:
     """Add `rows` to the table at `path`, replacing rows with the same key; returns the table.
-    `replace` names columns whose values identify a whole group (e.g. a run's curve): every
-    stored row of a group in `rows` goes, so a rerun with fewer points leaves none behind."""
+    Every stored row of a `replace` group in `rows` goes (a rerun's curve with fewer points)."""
     path = Path(path)
     with locked(path):
         old = read_table(path, schema)
         new = schema.validate(rows, source="new rows")
         if replace and len(old):
-            groups = set(new[list(replace)].astype(str).agg("\x1f".join, axis=1))
-            old_groups = old[list(replace)].astype(str).agg("\x1f".join, axis=1)
-            old = old[~old_groups.isin(groups)].reset_index(drop=True)
+            old = old[~_keys(old, replace).isin(set(_keys(new, replace)))]
         merged = merge(old, new, schema)
         write_table(merged, path, schema)
     return merged
@@ -147,8 +137,7 @@ def merge(old: pd.DataFrame, new: pd.DataFrame, schema: Schema) -> pd.DataFrame:
     if not len(old):
         return new.reset_index(drop=True)
     combined = pd.concat([old, new], ignore_index=True)
-    keys = combined[list(schema.key)].astype(str).agg("\x1f".join, axis=1)
-    first_seen = {k: i for i, k in reversed(list(enumerate(keys)))}
-    latest = combined[~keys.duplicated(keep="last")]
-    order = keys[latest.index].map(first_seen).sort_values(kind="stable").index
-    return latest.loc[order].reset_index(drop=True)
+    keys = _keys(combined, schema.key)
+    last = ~keys.duplicated(keep="last")
+    latest = combined[last].set_axis(keys[last])
+    return latest.loc[keys[~keys.duplicated()]].reset_index(drop=True)

@@ -18,12 +18,11 @@ import pandas as pd
 import pytest
 import torch
 
-from ablations import pipeline
+from ablations import pipeline, rundir
 from ablations.cli import main
 from ablations.cluster import LaunchOptions, jobs, submit
-from ablations.cluster.jobs import task_status
-from ablations.cluster.snapshot import COMMIT_VAR
-from ablations.cluster.task import TrainJob
+from ablations.cluster.jobs import TrainJob, task_status
+from ablations.cluster.submit import COMMIT_VAR
 from ablations.config import resolve_config
 from ablations.train.records import load_record
 
@@ -86,7 +85,7 @@ def test_local_executor_runs_tasks_kill_and_rerun_resumes(tmp_path, tiny_cifar):
     victim = ctx.runs_dir / long.run_id
     _wait(lambda: (victim / "checkpoint.pt").exists(), "the first checkpoint")
     assert task_status(victim).state == "running"
-    pid = json.loads((victim / jobs.HEARTBEAT_FILE).read_text())["pid"]
+    pid = json.loads((victim / rundir.HEARTBEAT).read_text())["pid"]
     os.kill(pid, signal.SIGKILL)  # the training process, mid-run
     first.join(timeout=120)
     assert counts["submitted"] == 2 and counts["unfinished"] == 1, lines
@@ -111,7 +110,7 @@ def test_local_executor_runs_tasks_kill_and_rerun_resumes(tmp_path, tiny_cifar):
     # The job ran the snapshot's code, and recorded the snapshot's commit.
     assert "/.snapshots/" in record["code"] and record["code"].startswith(str(ctx.results))
     assert {s["git_commit"] for s in starts} == {record["commit"]}
-    assert (victim / jobs.LOG_LINK).is_dir()  # submitit's logs, next to the run
+    assert (victim / rundir.JOB_LOGS).is_dir()  # submitit's logs, next to the run
     # Results reach runs.csv through the run directories only.
     runs = pd.read_csv(ctx.results / "runs.csv")
     assert set(runs["run_id"]) == {long.run_id, short.run_id}
@@ -204,8 +203,8 @@ def test_slurm_submission_writes_the_sbatch_options(tmp_path, tiny_cifar, fake_s
         run_dir = results / "runs" / t.config.run_id
         record = jobs.read_record(run_dir)
         assert record["executor"] == "slurm" and record["job_id"].startswith("4242_")
-        assert (run_dir / jobs.LOG_LINK).is_symlink()
-        assert Path(os.readlink(run_dir / jobs.LOG_LINK)).name == record["job_id"]
+        assert (run_dir / rundir.JOB_LOGS).is_symlink()
+        assert Path(os.readlink(run_dir / rundir.JOB_LOGS)).name == record["job_id"]
         job_ids.add(record["job_id"])
     assert len(job_ids) == 8
     assert "8 run(s) submitted" in capsys.readouterr().err
