@@ -18,26 +18,20 @@ HOLDS, FAILS, NOT_RESOLVED, NOT_CHECKED = "holds", "fails", "not resolved", "not
 
 @dataclass(frozen=True)
 class Arm:
-    """The values of one net over its seeds (seed -> value), NaNs dropped."""
+    """One net's values over its seeds (seed -> value, NaNs dropped), their count, mean and
+    sample standard deviation (ddof 1; NaN below two values)."""
 
     values: Mapping[int, float]
+    n: int
+    mean: float
+    std: float
 
     @classmethod
     def of(cls, values: Mapping[int, float]) -> Arm:
-        return cls({int(s): float(v) for s, v in values.items() if v == v})
-
-    @property
-    def n(self) -> int:
-        return len(self.values)
-
-    @property
-    def mean(self) -> float:
-        return statistics.fmean(self.values.values()) if self.n else math.nan
-
-    @property
-    def std(self) -> float:
-        """Sample standard deviation (ddof 1); NaN below two values."""
-        return statistics.stdev(self.values.values()) if self.n > 1 else math.nan
+        kept = {int(s): float(v) for s, v in values.items() if v == v}
+        mean = statistics.fmean(kept.values()) if kept else math.nan
+        std = statistics.stdev(kept.values()) if len(kept) > 1 else math.nan
+        return cls(kept, len(kept), mean, std)
 
 
 @dataclass(frozen=True)

@@ -4,7 +4,7 @@ each net on a side one arm (report.arms); and the same claims over replicates of
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import NamedTuple
 
 import pandas as pd
@@ -193,25 +193,17 @@ class Replicate(NamedTuple):
         return "; ".join(words)
 
 
-class Replicated(NamedTuple):
-    """A claim under REPLICATION_RULE: the outcome every set agrees on, and the report's line."""
-
-    statement: str
-    outcome: str
-    line: str
-
-
-def replicated(experiment: Experiment, sets: Sequence[Replicate]) -> list[Replicated]:
-    """Each claim under REPLICATION_RULE: sets[0]'s line where every set that could judge the
-    claim agrees, else "not resolved" naming each set's verdict and p."""
+def replicated(experiment: Experiment, sets: Sequence[Replicate]) -> list[Claim]:
+    """Each claim under REPLICATION_RULE: sets[0]'s where every set that could judge it agrees,
+    else not resolved, its line naming each set's verdict and p."""
     found = []
     for each in zip(*(claims(experiment, s.runs, s.responses) for s in sets), strict=True):
         claim = each[0]
         judged = [(s, c) for s, c in zip(sets, each, strict=True) if c.outcome != stats.NOT_CHECKED]
         if len({c.outcome for _, c in judged}) <= 1:
-            also = ", ".join(s.name for s, _ in judged[1:])
-            line = claim.text + (f"; the same in {also}" if also else "")
-            found.append(Replicated(claim.statement, claim.outcome, line))
+            also = [s.name for s, _ in judged[1:]]
+            same = f"; the same in {', '.join(also)}" if also else ""
+            found.append(replace(claim, text=claim.text + same))
             continue
         verdicts = "; ".join(
             f"{WORDS[c.outcome]} in {s.name} (p = {c.verdict.p:.2g})" for s, c in judged
@@ -220,7 +212,8 @@ def replicated(experiment: Experiment, sets: Sequence[Replicate]) -> list[Replic
             f"{WORDS[stats.NOT_RESOLVED]}: {claim.statement}: the replicates disagree "
             f"({verdicts}). In {sets[0].name}: {claim.numbers}"
         )
-        found.append(Replicated(claim.statement, stats.NOT_RESOLVED, line))
+        disagree = replace(claim.verdict, outcome=stats.NOT_RESOLVED, reason="replicates disagree")
+        found.append(Claim(claim.statement, disagree, line, claim.numbers))
     return found
 
 

@@ -100,7 +100,7 @@ Nets: {", ".join(table["net"])}.{not_run}{rule}
 def replication_words(p: ProfileResults, experiment: Experiment) -> str:
     """The verdict lines under the replication rule and, with replicates, their table."""
     sets = p.replicated(experiment.name)
-    lines = bullets(claim.line for claim in claims.replicated(experiment, sets))
+    lines = bullets(claim.text for claim in claims.replicated(experiment, sets))
     if len(sets) == 1:
         return f"\n\n{lines}"
     table = markdown_table(claims.replication_table(experiment, sets))

@@ -244,7 +244,7 @@ def test_any_numeric_column_is_a_metric():
 
 
 def _replicated(experiment, sets):
-    return [claim.line for claim in claims.replicated(experiment, sets)]
+    return [claim.text for claim in claims.replicated(experiment, sets)]
 
 
 def _set(name, errors, **columns):
