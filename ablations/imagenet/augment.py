@@ -1,26 +1,6 @@
-"""The ImageNet protocols' augmentation and evaluation crops, as data (`Recipe`) plus functions on
-uint8 CHW tensors (any device: the same code runs in CPU workers and on decoded GPU images).
-
-- He et al. 2016 §3.4 ("he-scale"): shorter side resized to a uniform draw from [256, 480], a
-  random 224 crop, a horizontal flip with probability 1/2, per-pixel mean subtracted, and the
-  standard colour augmentation: AlexNet's PCA lighting noise (std 0.1) with the ImageNet
-  eigenvalues/eigenvectors (fb.resnet.torch's constants, pixels in [0, 1]).
-- torchvision's V1 recipe ("random-resized-crop"): RandomResizedCrop(224, scale (0.08, 1),
-  ratio (3/4, 4/3)) with torchvision's sampling rule, flip; ImageNet mean/std.
-- Evaluation: resize the shorter side to 256 then a centre 224 crop, or 10 crops whose logits
-  are averaged: the 4 corners and the centre (torchvision's `FiveCrop` order), then each one
-  flipped. That is `TenCrop`'s ten in another order, but for the flipped centre: `TenCrop` cuts
-  it from the flipped image, one column away when the margin is odd
-  (tests/imagenet/test_augment.py).
-- Multi-scale testing (Table 4): "the fully-convolutional form ... average the scores at
-  multiple scales (images are resized such that the shorter side is in {224, 256, 384, 480,
-  640})". The whole resized image goes through the net, whose global average pool then averages
-  the classifier over every position (the fully-convolutional score map, averaged); each scale
-  with its horizontal flip, as the dense evaluation of Simonyan & Zisserman (the paper's [41]).
-
-Geometry is drawn on the CPU from a `torch.Generator`, so a sample's crop is a pure function of
-its seed whatever device decodes it.
-"""
+"""The ImageNet protocols' training crops and test views (docs/imagenet.md): recipes as data,
+and functions on uint8 CHW tensors that run alike in CPU workers and on decoded GPU images. The
+geometry is drawn on the CPU from a `torch.Generator`, so a crop depends on its seed alone."""
 
 from __future__ import annotations
 
@@ -45,7 +25,8 @@ PCA_EIGVEC = (
 
 @dataclass(frozen=True)
 class Recipe:
-    """One protocol's data handling. `train` is "he-scale" or "random-resized-crop"."""
+    """One protocol's data handling. `train` is "he-scale" (He et al. §3.4) or
+    "random-resized-crop" (torchvision's V1 recipe)."""
 
     name: str
     train: str
@@ -104,8 +85,8 @@ def rrc_box(
 
 @dataclass(frozen=True)
 class Geometry:
-    """One training sample's draw: resize to `resized` (height, width) first (he-scale; None
-    for random-resized-crop, which resizes the box), cut `box`, then flip or not."""
+    """One training sample's draw: resize to `resized` (he-scale; None for random-resized-crop,
+    which resizes the box), cut `box`, then flip or not."""
 
     resized: tuple[int, int] | None
     box: Box
@@ -114,60 +95,44 @@ class Geometry:
 
 def sample_geometry(height: int, width: int, recipe: Recipe, *, g: torch.Generator) -> Geometry:
     """The recipe's random crop (and flip) of a `height` x `width` image, drawn from `g`."""
-    size = recipe.crop
+    resized: tuple[int, int] | None = None
     if recipe.train == "he-scale":
         low, high = recipe.short_side
-        short = int(torch.randint(low, high + 1, (1,), generator=g))
-        h, w = resized_shape(height, width, short)
-        top = int(torch.randint(0, h - size + 1, (1,), generator=g))
-        left = int(torch.randint(0, w - size + 1, (1,), generator=g))
-        resized: tuple[int, int] | None = (h, w)
-        box = (top, left, size, size)
+        resized = resized_shape(height, width, int(torch.randint(low, high + 1, (1,), generator=g)))
+        top = int(torch.randint(0, resized[0] - recipe.crop + 1, (1,), generator=g))
+        left = int(torch.randint(0, resized[1] - recipe.crop + 1, (1,), generator=g))
+        box = (top, left, recipe.crop, recipe.crop)
     elif recipe.train == "random-resized-crop":
-        resized = None
         box = rrc_box(height, width, scale=recipe.scale, ratio=recipe.ratio, g=g)
     else:
         raise ValueError(f"unknown train augmentation {recipe.train!r}")
-    flip = float(torch.rand((), generator=g)) < recipe.flip
-    return Geometry(resized=resized, box=box, flip=flip)
+    return Geometry(resized=resized, box=box, flip=float(torch.rand((), generator=g)) < recipe.flip)
 
 
-def _resize(image: Tensor, size: list[int]) -> Tensor:
+def _resize(image: Tensor, size: tuple[int, int]) -> Tensor:
     # torchvision on first use: importing it costs seconds (it loads dynamo).
     import torchvision.transforms.v2.functional as TF
 
-    return TF.resize(image, size, antialias=True)
+    return TF.resize(image, list(size), antialias=True)
+
+
+def _cut(image: Tensor, box: Box) -> Tensor:
+    top, left, h, w = box
+    return image[..., top : top + h, left : left + w]
 
 
 def train_sample(image: Tensor, recipe: Recipe, *, g: torch.Generator) -> Tensor:
     """One training crop (uint8 C x crop x crop) of a uint8 CHW image, drawn from `g`."""
     geometry = sample_geometry(image.shape[-2], image.shape[-1], recipe, g=g)
     if geometry.resized is not None:
-        out = _cut(_resize(image, list(geometry.resized)), geometry.box)
+        out = _cut(_resize(image, geometry.resized), geometry.box)
     else:
-        out = _resize(_cut(image, geometry.box), [recipe.crop] * 2)
+        out = _resize(_cut(image, geometry.box), (recipe.crop, recipe.crop))
     return (out.flip(-1) if geometry.flip else out).contiguous()
 
 
 def eval_resize(image: Tensor, short: int) -> Tensor:
-    _, height, width = image.shape
-    return _resize(image, list(resized_shape(height, width, short)))
-
-
-def five_boxes(height: int, width: int, crop: int) -> tuple[Box, ...]:
-    """torchvision's `FiveCrop` order: top-left, top-right, bottom-left, bottom-right, centre."""
-    return (
-        (0, 0, crop, crop),
-        (0, width - crop, crop, crop),
-        (height - crop, 0, crop, crop),
-        (height - crop, width - crop, crop, crop),
-        center_box(height, width, crop),
-    )
-
-
-def _cut(image: Tensor, box: Box) -> Tensor:
-    top, left, h, w = box
-    return image[..., top : top + h, left : left + w]
+    return _resize(image, resized_shape(image.shape[-2], image.shape[-1], short))
 
 
 def eval_center(image: Tensor, recipe: Recipe) -> Tensor:
@@ -177,22 +142,21 @@ def eval_center(image: Tensor, recipe: Recipe) -> Tensor:
 
 
 def ten_crop(image: Tensor, recipe: Recipe) -> Tensor:
-    """The 10 crops (10 x C x crop x crop) of the resized image: the five, then their flips."""
-    resized = eval_resize(image, recipe.eval_resize)
-    five = torch.stack(
-        [_cut(resized, b) for b in five_boxes(resized.shape[-2], resized.shape[-1], recipe.crop)]
-    )
+    """The 10 crops (10 x C x crop x crop) of the resized image: `FiveCrop`'s five (the corners,
+    then the centre), then each flipped. `TenCrop` cuts its flipped centre from the flipped image
+    instead: one column away when the margin is odd (tests/imagenet/test_augment.py)."""
+    import torchvision.transforms.v2.functional as TF  # on first use, as in `_resize`
+
+    five = torch.stack(TF.five_crop(eval_resize(image, recipe.eval_resize), [recipe.crop] * 2))
     return torch.cat([five, five.flip(-1)])
 
 
 def multi_scale(image: Tensor, recipe: Recipe) -> list[Tensor]:
-    """Table 4's views: for each shorter side of `recipe.multi_scale`, the whole image resized
-    to it and its flip (2 x C x H_s x W_s); their logits are averaged (`evaluation.eval_sums`)."""
-    views = []
-    for short in recipe.multi_scale:
-        resized = eval_resize(image, short)
-        views.append(torch.stack([resized, resized.flip(-1)]))
-    return views
+    """Table 4's fully-convolutional test: for each shorter side of `recipe.multi_scale`, the
+    whole image resized to it and its flip (2 x C x H_s x W_s). The net's global pool averages
+    the score map, and `evaluation.eval_sums` averages the views' logits."""
+    views = (eval_resize(image, short) for short in recipe.multi_scale)
+    return [torch.stack([v, v.flip(-1)]) for v in views]
 
 
 def lighting(
@@ -205,9 +169,7 @@ def lighting(
     if std == 0:
         return x
     alpha = torch.randn(batch or x.shape[0], 3, generator=g)[rows or slice(None)] * std
-    eigval = torch.tensor(PCA_EIGVAL)
-    eigvec = torch.tensor(PCA_EIGVEC)
-    rgb = (alpha * eigval) @ eigvec.T  # (B, 3): sum_j eigvec[:, j] * alpha_j * eigval_j
+    rgb = (alpha * torch.tensor(PCA_EIGVAL)) @ torch.tensor(PCA_EIGVEC).T
     if x.device.type == "cuda":  # from pinned memory, without waiting: no host sync per step
         rgb = rgb.pin_memory().to(x.device, non_blocking=True)
     return x + rgb.to(x.device, x.dtype).view(-1, 3, 1, 1)

@@ -1,7 +1,5 @@
-"""Batches moved to the device one step ahead (`prefetched`): on CUDA the copies run on a side
-stream and overlap the current training step; on a CPU it is the plain iterator. A batch is
-(x, y) with x a tensor, a list of view tensors per image (multi-scale) or bytes (GPU decode).
-"""
+"""Batches moved to the device one step ahead: on CUDA the copies run on a side stream and overlap
+the current step. A batch is (x, y), x a tensor, lists of view tensors (multi-scale) or bytes."""
 
 from __future__ import annotations
 
@@ -15,7 +13,7 @@ from torch import Tensor
 def prefetched(
     batches: Iterable[tuple[Any, Tensor]], device: torch.device
 ) -> Iterator[tuple[Any, Tensor]]:
-    """Each batch moved to `device` one step ahead."""
+    """Each batch moved to `device`; on CUDA one step ahead."""
     if device.type != "cuda":
         yield from ((_to(x, device), y.to(device)) for x, y in batches)
         return
@@ -26,17 +24,17 @@ def prefetched(
             ready = (_to(x, device), y.to(device, non_blocking=True))
         if pending is not None:
             yield pending
-        torch.cuda.current_stream(device).wait_stream(stream)
+        current = torch.cuda.current_stream(device)
+        current.wait_stream(stream)
         for t in _tensors(ready):  # used on the current stream: keep them from reuse
-            t.record_stream(torch.cuda.current_stream(device))
+            t.record_stream(current)
         pending = ready
     if pending is not None:
         yield pending
 
 
 def _tensors(batch: Any) -> list[Tensor]:
-    """Every tensor of a batch: (x, y), x a tensor, (multi-scale) lists of view tensors per
-    image, or (gpu decode) bytes."""
+    """Every tensor in a batch's nested lists and tuples."""
     if isinstance(batch, Tensor):
         return [batch]
     if isinstance(batch, list | tuple):
@@ -45,6 +43,6 @@ def _tensors(batch: Any) -> list[Tensor]:
 
 
 def _to(x: Any, device: torch.device) -> Any:
-    if isinstance(x, list) and x and not isinstance(x[0], bytes):  # multi-scale views
+    if isinstance(x, list):
         return [_to(v, device) for v in x]
     return x.to(device, non_blocking=True) if isinstance(x, Tensor) else x

@@ -1,37 +1,28 @@
-"""Training and evaluation batches streamed from an `ImageIndex`: decoded on the fly, never held
-in memory whole (ImageNet-size data; the in-memory `TrainStream` stays for CIFAR-size sets).
-
-`ImageStream.batches(start)` yields (x, y) on the device, as `TrainStream` does, and batch `i` is
-a pure function of (seed, i): the epoch's order is a permutation seeded by (seed, epoch), and each
-sample's crop and flip come from a generator seeded by (seed, epoch, position in the epoch), so a
-run resumed at iteration k skips to that position and sees the uninterrupted stream's batches.
-
-Two decode paths (decoding.py), one contract:
-- "cpu": DataLoader workers read, decode (`torchvision.io.decode_jpeg`, PIL for other formats)
-  and crop each image; uint8 batches travel through pinned memory to the device.
-- "gpu": workers only read bytes; the batch is decoded at once by `decode_jpeg(list, device=...)`
-  (nvJPEG on CUDA) and cropped there. On a CPU device the same code decodes on the CPU, which is
-  how the tests cover it.
-Both paths draw the same crops from the same seeds (tested equal on the CPU); on CUDA, nvJPEG's
-pixels differ slightly from libjpeg's, so the two paths' batches are close, not identical, while
-each path alone is reproducible. Colour noise and normalisation run on the device in batch.
-"""
+"""Training and evaluation batches decoded on the fly from an `ImageIndex` (docs/imagenet.md).
+Batch `i` is a function of (seed, i): a run resumed at iteration k sees the uninterrupted
+stream's batches. Workers decode on the CPU ("cpu"), or read bytes for one batched decode on
+the device ("gpu": nvJPEG on CUDA); both draw the same crops from the same seeds."""
 
 from __future__ import annotations
 
+import contextlib
+import functools
+import io
+import warnings
 from collections.abc import Iterator
 from typing import Any, Literal
 
+import numpy as np
 import torch
+from PIL import Image
 from torch import Tensor
 from torch.utils.data import DataLoader, Dataset
 
 from ablations.cluster import distributed
 from ablations.data.arrays import DataError
+from ablations.data.image_index import ImageIndex
 from ablations.data.loader import Normalizer, Views, generator, mix, share
 from ablations.imagenet.augment import (
-    IMAGENET_MEAN,
-    IMAGENET_STD,
     Recipe,
     eval_center,
     lighting,
@@ -39,21 +30,73 @@ from ablations.imagenet.augment import (
     ten_crop,
     train_sample,
 )
-from ablations.imagenet.decoding import decode, decode_batch
-from ablations.imagenet.index import ImageIndex
 from ablations.imagenet.prefetch import prefetched
 from ablations.results import provenance
 
 Decode = Literal["cpu", "gpu"]
 _ORDER, _AUGMENT, _LIGHT = 1, 2, 3  # independent random streams derived from one seed
-
-
 _VIEWS = {"center": eval_center, "ten-crop": ten_crop, "multi-scale": multi_scale}
+_JPEG_MAGIC = b"\xff\xd8"
+# torchvision 0.29 deprecates its decoders in favour of torchcodec, warning on every call (once per
+# image, in every worker); they still work.
+warnings.filterwarnings(
+    "ignore", message="The image decoding and encoding capabilities of TorchVision",
+    category=DeprecationWarning,
+)  # fmt: skip
+
+
+def decode(raw: bytes) -> Tensor:
+    """uint8 RGB CHW: JPEGs by torchvision's decoder, anything else by PIL."""
+    if raw[:2] == _JPEG_MAGIC:
+        from torchvision.io import ImageReadMode, decode_jpeg  # on first use: seconds to import
+
+        data = torch.frombuffer(bytearray(raw), dtype=torch.uint8)
+        return decode_jpeg(data, mode=ImageReadMode.RGB)
+    with Image.open(io.BytesIO(raw)) as image:
+        pixels = np.asarray(image.convert("RGB"), dtype=np.uint8)
+    return torch.from_numpy(pixels.copy()).permute(2, 0, 1)
+
+
+def decode_batch(raws: list[bytes], *, device: torch.device) -> list[Tensor]:
+    """Images decoded on `device`: the JPEGs in one `_decode_jpegs` call, the rest one by one.
+    nvJPEG refuses CMYK JPEGs (ImageNet's train split holds a few): then that batch's JPEGs are
+    decoded one by one on the CPU, as the "cpu" path decodes them, and the run goes on."""
+    jpegs = [i for i, r in enumerate(raws) if r[:2] == _JPEG_MAGIC]
+    decoded: dict[int, Tensor] = {}
+    if jpegs:
+        with contextlib.suppress(RuntimeError):
+            decoded = dict(zip(jpegs, _decode_jpegs([raws[i] for i in jpegs], device), strict=True))
+    return [decoded[i] if i in decoded else decode(r).to(device) for i, r in enumerate(raws)]
+
+
+@functools.cache
+def _decode_stream(device: torch.device) -> torch.cuda.Stream:
+    return torch.cuda.Stream(device=device)
+
+
+def _decode_jpegs(raws: list[bytes], device: torch.device) -> list[Tensor]:
+    """JPEGs decoded on `device`: on CUDA in one batched nvJPEG call, on a stream of its own.
+    torchvision allocates the outputs on the current stream but nvJPEG writes them on a private
+    one that does not wait for it: a freed block could be written while a queued kernel still
+    reads it (pytorch/vision#9606). So the decode stream has no other work, and each output is
+    marked as used by the current stream."""
+    if device.type != "cuda":
+        return [decode(r).to(device) for r in raws]
+    from torchvision.io import ImageReadMode, decode_jpeg
+
+    data = [torch.frombuffer(bytearray(r), dtype=torch.uint8) for r in raws]
+    current, stream = torch.cuda.current_stream(device), _decode_stream(device)
+    with torch.cuda.stream(stream):
+        images = decode_jpeg(data, mode=ImageReadMode.RGB, device=device)
+    current.wait_stream(stream)
+    for image in images:
+        image.record_stream(current)
+    return images
 
 
 class _Samples(Dataset[Any]):
     """Items are (index, sample seed) pairs, given as the image's bytes (mode "bytes"), its
-    training crop ("train") or the views of an evaluation protocol (its name, in `_VIEWS`)."""
+    training crop ("train") or the views of a test protocol (its name, in `_VIEWS`)."""
 
     def __init__(self, index: ImageIndex, recipe: Recipe, *, mode: str) -> None:
         self.read, self.labels = index.reader, index.labels  # numpy only: see `reader`
@@ -61,14 +104,12 @@ class _Samples(Dataset[Any]):
 
     def __getitem__(self, item: tuple[int, int]) -> tuple[Any, int]:
         i, seed = item
-        raw = self.read(i)
-        label = int(self.labels[i])
+        raw, label = self.read(i), int(self.labels[i])
         if self.mode == "bytes":
             return raw, label
-        image = decode(raw)
         if self.mode in _VIEWS:
-            return _VIEWS[self.mode](image, self.recipe), label
-        return train_sample(image, self.recipe, g=generator(seed)), label
+            return _VIEWS[self.mode](decode(raw), self.recipe), label
+        return train_sample(decode(raw), self.recipe, g=generator(seed)), label
 
 
 def _collate(batch: list[tuple[Any, int]]) -> tuple[Any, Tensor]:
@@ -77,6 +118,21 @@ def _collate(batch: list[tuple[Any, int]]) -> tuple[Any, Tensor]:
     if isinstance(images[0], bytes | list):  # gpu decode's bytes; multi-scale's views per image
         return list(images), y
     return torch.stack(images), y
+
+
+def _loader(
+    samples: _Samples, batches: Any, *, workers: int | None, pin: bool = False, prefetch: int = 2
+) -> DataLoader[Any]:
+    """`batches` of (index, sample seed) pairs, read by `workers` (None: one per core)."""
+    n_workers = provenance.available_cores() if workers is None else workers
+    return DataLoader(
+        samples,
+        batch_sampler=batches,
+        collate_fn=_collate,
+        num_workers=n_workers,
+        pin_memory=pin,
+        prefetch_factor=prefetch if n_workers > 0 else None,
+    )
 
 
 def _by_shape(images: list[list[Tensor]], y: Tensor) -> Iterator[tuple[list[Tensor], Tensor]]:
@@ -111,9 +167,8 @@ class ImageStream:
             raise DataError(f"batch size {batch_size} must be in 1..{len(index)} images")
         self.index, self.recipe, self.seed = index, recipe, seed
         self.batch_size, self.device, self.decode = batch_size, device, decode
-        self.workers = provenance.available_cores() if workers is None else workers
+        self.workers, self.channels_last = workers, channels_last
         self.normalizer = normalizer.to(device)
-        self.channels_last = channels_last
         self.steps_per_epoch = len(index) // batch_size
         # Under torchrun each rank reads and decodes only its contiguous slice of the global
         # batch (the slice `distributed.shard` would cut), with the same seeds per image.
@@ -123,54 +178,34 @@ class ImageStream:
         self.rows = slice(distributed.rank() * (batch_size // world),
                           (distributed.rank() + 1) * (batch_size // world))  # fmt: skip
 
-    def order(self, epoch: int) -> Tensor:
-        """The epoch's permutation: a pure function of (seed, epoch)."""
-        return torch.randperm(len(self.index), generator=generator(self.seed, _ORDER, epoch))
-
     def sample_seeds(self, start: int) -> Iterator[list[tuple[int, int]]]:
-        """Batches of (image index, sample seed) from iteration `start` on."""
+        """Batches of (image index, sample seed) from iteration `start` on. The epoch's order is
+        a permutation seeded by (seed, epoch); a sample's seed mixes in its epoch position."""
         epoch, step = divmod(start, self.steps_per_epoch)
         while True:
-            order = self.order(epoch).tolist()
+            g = generator(self.seed, _ORDER, epoch)
+            order = torch.randperm(len(self.index), generator=g).tolist()
             for s in range(step, self.steps_per_epoch):
-                lo = s * self.batch_size
-                yield [
-                    (order[p], mix(self.seed, _AUGMENT, epoch, p))
-                    for p in range(lo, lo + self.batch_size)
-                ][self.rows]
+                positions = range(s * self.batch_size, (s + 1) * self.batch_size)[self.rows]
+                yield [(order[p], mix(self.seed, _AUGMENT, epoch, p)) for p in positions]
             epoch, step = epoch + 1, 0
-
-    def _loader(self, start: int) -> DataLoader[Any]:
-        mode = "bytes" if self.decode == "gpu" else "train"
-        return DataLoader(
-            _Samples(self.index, self.recipe, mode=mode),
-            batch_sampler=self.sample_seeds(start),
-            collate_fn=_collate,
-            num_workers=self.workers,
-            pin_memory=self.device.type == "cuda" and mode == "train",
-            persistent_workers=self.workers > 0,
-            prefetch_factor=4 if self.workers > 0 else None,
-        )
-
-    def uint8_batches(self, start: int = 0) -> Iterator[tuple[Tensor, Tensor]]:
-        """Augmented uint8 batches (before colour noise and normalisation) on the device."""
-        seeds = self.sample_seeds(start)
-        for raw, y in prefetched(self._loader(start), self.device):
-            if self.decode == "gpu":
-                images = decode_batch(raw, device=self.device)
-                batch_seeds = [s for _, s in next(seeds)]
-                raw = torch.stack(
-                    [
-                        train_sample(im, self.recipe, g=generator(s))
-                        for im, s in zip(images, batch_seeds, strict=True)
-                    ]
-                )
-            yield raw, y
 
     def batches(self, start: int = 0) -> Iterator[tuple[Tensor, Tensor]]:
         """Batches `start`, `start + 1`, ...: float, colour-noised and normalised, on the device
         (under torchrun, this rank's shard of each)."""
-        for iteration, (x, y) in enumerate(self.uint8_batches(start), start=start):
+        on_device = self.decode == "gpu"  # workers read bytes, decoded and cropped here
+        samples = _Samples(self.index, self.recipe, mode="bytes" if on_device else "train")
+        pin = self.device.type == "cuda" and not on_device
+        loader = _loader(
+            samples, self.sample_seeds(start), workers=self.workers, pin=pin, prefetch=4
+        )
+        seeds = self.sample_seeds(start)
+        for iteration, (x, y) in enumerate(prefetched(loader, self.device), start=start):
+            if on_device:
+                pairs = zip(decode_batch(x, device=self.device), next(seeds), strict=True)
+                x = torch.stack(
+                    [train_sample(i, self.recipe, g=generator(s)) for i, (_, s) in pairs]
+                )
             out = x.float() / 255
             out = lighting(out, std=self.recipe.lighting, g=generator(self.seed, _LIGHT, iteration),
                            rows=self.rows, batch=self.batch_size)  # fmt: skip
@@ -189,54 +224,40 @@ def eval_batches(
     device: torch.device,
     normalizer: Normalizer,
     workers: int | None = None,
+    channels_last: bool = False,
     part: tuple[int, int] = (0, 1),
 ) -> Iterator[tuple[Views, Tensor]]:
-    """Every image of share `part` (rank, world; default: all) once, in index order: "center"
-    gives (B, 3, 224, 224), "ten-crop" gives (B * 10, 3, 224, 224), image-major (the logits'
-    views are averaged by `evaluation.view_average`), "multi-scale" a list of (G * 2, 3, H_s,
-    W_s), one per scale, for each group of G images of one size among half of `batch_size`
-    images (its largest forward then holds about a 10-crop batch's pixels: 2 x 640 x 853 per
-    4:3 image against 10 x 224 x 224), normalised by the per-channel mean (a per-pixel mean is
-    224 x 224: it fits no other size)."""
-    n_workers = provenance.available_cores() if workers is None else workers
+    """Every image of share `part` (rank, world) once, in index order: "center" gives (B, 3, 224,
+    224), "ten-crop" (B * 10, 3, 224, 224), image-major. "multi-scale" gives, per group of G
+    images of one size among half of `batch_size` (about a 10-crop batch's pixels), a list of
+    (G * 2, 3, H_s, W_s) per scale, less the per-channel mean: a per-pixel mean fits no size."""
     mine = share(len(index), part)
     step = max(1, batch_size // 2) if crops == "multi-scale" else batch_size
-    loader = DataLoader(
-        _Samples(index, recipe, mode=crops),
-        batch_sampler=[[(i, 0) for i in range(lo, min(lo + step, mine.stop))]
-                       for lo in range(mine.start, mine.stop, step)],
-        collate_fn=_collate,
-        num_workers=n_workers,
-        pin_memory=device.type == "cuda",
-    )  # fmt: skip
+    sampler = [[(i, 0) for i in mine[lo : lo + step]] for lo in range(0, len(mine), step)]
+    loader = _loader(
+        _Samples(index, recipe, mode=crops), sampler, workers=workers, pin=device.type == "cuda"
+    )
     norm = normalizer.to(device)
-    if crops == "multi-scale":
-        mean = norm.mean.mean(dim=(1, 2), keepdim=True)
-        for images, y in prefetched(loader, device):
-            for views, labels in _by_shape(images, y):
-                yield [(v.float() / 255 - mean) / norm.std for v in views], labels
-        return
+    channel_mean = norm.mean.mean(dim=(1, 2), keepdim=True)
+    layout = torch.channels_last if channels_last else torch.contiguous_format
     for x, y in prefetched(loader, device):
-        yield norm(x.flatten(0, 1) if x.dim() == 5 else x), y
+        if crops != "multi-scale":
+            yield norm(x.flatten(0, 1) if x.dim() == 5 else x).contiguous(memory_format=layout), y
+            continue
+        for views, labels in _by_shape(x, y):
+            normed = ((v.float() / 255 - channel_mean) / norm.std for v in views)
+            yield [v.contiguous(memory_format=layout) for v in normed], labels
 
 
 def fit_normalizer(
     index: ImageIndex, recipe: Recipe, *, n: int, seed: int, workers: int | None = None
 ) -> Normalizer:
-    """The recipe's normalisation: ImageNet's mean/std, or (the paper) the per-pixel mean of
-    `n` training images drawn with `seed`, each resized and centre-cropped as for evaluation;
-    decoded by workers and summed batch by batch (10,000 crops would be 1.5 GB held at once)."""
-    if recipe.normalize == "fixed":
-        return Normalizer.fixed(IMAGENET_MEAN, IMAGENET_STD)
+    """The paper's per-pixel mean of `n` training images drawn with `seed`, each resized and
+    centre-cropped as for evaluation; summed batch by batch (10,000 crops are 1.5 GB)."""
     chosen = torch.randperm(len(index), generator=generator(seed, 4))[:n].tolist()
-    loader = DataLoader(
-        _Samples(index, recipe, mode="center"),
-        batch_sampler=[[(i, 0) for i in chosen[lo : lo + 64]] for lo in range(0, len(chosen), 64)],
-        collate_fn=_collate,
-        num_workers=provenance.available_cores() if workers is None else workers,
-    )
+    sampler = [[(i, 0) for i in chosen[lo : lo + 64]] for lo in range(0, len(chosen), 64)]
     total = torch.zeros(3, recipe.crop, recipe.crop, dtype=torch.float64)
-    for x, _ in loader:
+    for x, _ in _loader(_Samples(index, recipe, mode="center"), sampler, workers=workers):
         total += x.double().sum(dim=0)
     mean = total / (255 * len(chosen))
     return Normalizer(mean=mean.float(), std=torch.ones(3, 1, 1), kind="pixel-mean")

@@ -15,35 +15,27 @@ from tiny_imagenet import WNIDS, members, write_devkit_root, write_shards, write
 from ablations.config import TrainConfig
 from ablations.data import DataError
 from ablations.data.image_index import subset_index
-from ablations.data.loader import Normalizer
-from ablations.imagenet import decoding
+from ablations.data.loader import Normalizer, generator
+from ablations.imagenet import streaming
 from ablations.imagenet.augment import (
     PCA_EIGVAL,
     PCA_EIGVEC,
     RECIPES,
     Recipe,
     eval_center,
-    five_boxes,
     lighting,
     rrc_box,
     sample_geometry,
     ten_crop,
     train_sample,
 )
-from ablations.imagenet.devkit import ground_truth_wnids
-from ablations.imagenet.index import ENV_VAR, build_index
-from ablations.imagenet.prepare import prepare_stream_run
-from ablations.imagenet.streaming import (
-    ImageStream,
-    decode,
-    eval_batches,
-    fit_normalizer,
-    generator,
-)
+from ablations.imagenet.index import ENV_VAR, build_index, ground_truth_wnids
+from ablations.imagenet.prepare import pixel_mean_normalizer, prepare_stream_run
+from ablations.imagenet.streaming import ImageStream, decode, eval_batches, fit_normalizer
 from ablations.measure.loader_speed import loader_speed
 from ablations.train.evaluation import view_average, view_logits
 
-# torchvision 0.29's deprecation of its decoders (see ablations.imagenet.decoding).
+# torchvision 0.29's deprecation of its decoders (see ablations.imagenet.streaming).
 pytestmark = pytest.mark.filterwarnings("ignore:The image decoding:DeprecationWarning")
 CPU = torch.device("cpu")
 PLAIN = Normalizer.fixed((0.0, 0.0, 0.0), (1.0, 1.0, 1.0))
@@ -238,7 +230,6 @@ def test_ten_crop_geometry_on_coordinate_image():
     crops = ten_crop(image, recipe)
     assert crops.shape == (10, 3, 4, 4)
     expected = [(0, 0), (0, 4), (2, 0), (2, 4), (1, 2)]  # tl, tr, bl, br, centre
-    assert [b[:2] for b in five_boxes(6, 8, 4)] == expected
     for k, (top, left) in enumerate(expected):
         assert crops[k, 0, 0, 0] == top and crops[k, 1, 0, 0] == left
         assert torch.equal(crops[k, 1, 0], torch.arange(left, left + 4, dtype=torch.uint8))
@@ -304,7 +295,7 @@ def test_a_batch_the_batched_decoder_refuses_is_decoded_one_by_one(tmp_path, fil
     def refuse(data, device):
         raise RuntimeError("nvjpegDecodeBatchedPhaseOne failed: 6 (a CMYK image)")
 
-    monkeypatch.setattr(decoding, "_decode_on_device", refuse)
+    monkeypatch.setattr(streaming, "_decode_jpegs", refuse)
     fallen_back = take(stream(index, seed=5, decode="gpu"), 0, 2)
     assert all(torch.equal(x1, x2) for (x1, _), (x2, _) in zip(expected, fallen_back, strict=True))
 
@@ -354,7 +345,7 @@ def test_devkit_ground_truth_file(tmp_path, files, monkeypatch, packed):
         shutil.rmtree(devkit)
     seen = []
     monkeypatch.setattr(
-        "ablations.imagenet.devkit.parse_meta_mat",
+        "ablations.imagenet.index.parse_meta_mat",
         lambda raw: seen.append(raw) or {i: w for w, i in ids.items()},
     )
     val = build_index("val", tmp_path / "in")
@@ -396,7 +387,7 @@ def test_pixel_mean_normalizer_is_the_mean_centre_crop(tmp_path, files):
     crops = torch.stack([eval_center(decode(index.read(i)), paper) for i in range(len(index))])
     assert norm.mean.shape == (3, 224, 224)
     assert torch.allclose(norm.mean, crops.double().mean(0).float() / 255, atol=1e-6)
-    fixed = fit_normalizer(index, RECIPES["imagenet-torchvision"], n=1, seed=0, workers=0)
+    fixed = pixel_mean_normalizer(index, RECIPES["imagenet-torchvision"], seed=0, workers=0)
     assert fixed.kind == "fixed" and fixed.mean.flatten().tolist() == pytest.approx(
         [0.485, 0.456, 0.406]
     )
@@ -424,9 +415,9 @@ def test_prepared_stream_trains_and_evaluates_a_registry_net(tmp_path, files):
         opt.step()
     assert torch.isfinite(loss)
     model.eval()
-    for crops in data.recipe.eval_crops:
+    for crops in data.train.recipe.eval_crops:
         with torch.no_grad():
-            batches = data.eval_batches(crops=crops, batch_size=2, workers=0)
+            batches = data.eval_batches(crops=crops, batch_size=2)
             scores = torch.cat([view_logits(model, x, len(y)) for x, y in batches])
         assert scores.shape == (2, 2)
 
