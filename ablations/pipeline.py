@@ -1,14 +1,6 @@
-"""`ablate run`: plan the tasks of the chosen experiments, run the missing ones, record them.
-
-Stages, one way: plan (experiments x profile x seeds -> tasks, ablations.tasks) -> run (each
-task writes its own record: a run directory, or rows of a results table) -> record (runs.csv /
-curves.csv / responses.csv) -> report. Every task knows whether it is done, so an interrupted
-`ablate run` resumes where it stopped (a half-trained run from its checkpoint) and a second
-invocation with nothing missing only re-renders. `plan` prints the missing training runs as
-`ablate train` commands, so they can be dispatched to other machines and collected back
-(`ablate collect`). With a time limit (`Context.deadline`) each run stops at its first
-checkpoint past it and no task starts after it, so that the same command resumes.
-"""
+"""`ablate run`'s stages after planning (ablations.tasks): which tasks are done, run the missing
+ones (to a time limit: each run stops at a checkpoint, and the same command resumes), and record
+finished runs in runs.csv. docs/experiments.md describes the flow."""
 
 from __future__ import annotations
 
@@ -29,23 +21,13 @@ from ablations.progress import progress
 from ablations.registry import get_variant, list_variants
 from ablations.results import collect, provenance, schemas
 from ablations.results.table import read_table, upsert
-from ablations.tasks import (  # the tasks and their context, as callers know them from here
-    ORDER,
-    Context,
-    Task,
-    _describe,
-    context,
-    data_for,
-    plan,
-    train_command,
-)
+from ablations.tasks import ORDER, Context, Task, _describe, context, data_for, plan, train_command
 from ablations.train import records
 
-__all__ = [
+__all__ = [  # with what callers know from here: the tasks and their context
     "ORDER", "Context", "Task", "_describe", "context", "data_for", "execute", "is_done",
     "mark_done", "plan", "record_unrecorded", "state", "status_table", "train_command",
 ]  # fmt: skip
-
 
 # --- what is done ---------------------------------------------------------------------------
 
@@ -104,16 +86,32 @@ def _unmeasured(settings: tuple[throughput.Setting, ...], ctx: Context) -> list[
 # --- running --------------------------------------------------------------------------------
 
 
-def _run_train(task: Task, ctx: Context) -> None:
-    from ablations.train import run
+def _run(task: Task, ctx: Context) -> None:
+    if task.kind == "train":
+        from ablations.train import run
 
-    assert task.config is not None
-    record = run.train(
-        task.config, out=ctx.runs_dir, data=data_for(task.config, ctx), device=ctx.device,
-        deadline=ctx.deadline,
-    )  # fmt: skip
-    if record.status != "stopped":
-        _record_run(record.run_dir, task, ctx)
+        assert task.config is not None
+        record = run.train(
+            task.config, out=ctx.runs_dir, data=data_for(task.config, ctx), device=ctx.device,
+            deadline=ctx.deadline,
+        )  # fmt: skip
+        if record.status != "stopped":
+            _record_run(record.run_dir, task, ctx)
+    elif task.kind == "responses":
+        from ablations.measure import responses
+
+        measured = _measured(ctx)
+        todo = [c for c in _finished(task.configs, ctx) if c.run_id not in measured]
+        for config in progress(todo, desc="responses", label=lambda c: c.run_id):
+            rows = responses.responses_for_run(  # one decoded copy per process (load_dataset's)
+                ctx.runs_dir / config.run_id, data=ctx.data, device=ctx.device,
+                images=get_profile(config.profile).response_images,
+            )  # fmt: skip
+            upsert(ctx.results / schemas.RESPONSES_FILE, rows, schemas.RESPONSES)
+    elif task.kind == "throughput":
+        throughput.run(_unmeasured(task.settings, ctx), out=ctx.results / schemas.THROUGHPUT_FILE)
+    else:
+        complexity.update(ctx.results / schemas.COMPLEXITY_FILE, list_variants())
 
 
 def _record_run(run_dir: Path, task: Task, ctx: Context) -> None:
@@ -141,33 +139,6 @@ def _train_together(
         data=lambda config: data_for(config, ctx), device=ctx.device, on_record=ended,
         deadline=ctx.deadline,
     )  # fmt: skip
-
-
-def _run_responses(task: Task, ctx: Context) -> None:
-    from ablations.measure import responses
-
-    measured = _measured(ctx)
-    todo = [c for c in _finished(task.configs, ctx) if c.run_id not in measured]
-    for config in progress(todo, desc="responses", label=lambda c: c.run_id):
-        rows = responses.responses_for_run(  # one decoded copy per process (load_dataset's)
-            ctx.runs_dir / config.run_id, data=ctx.data, device=ctx.device,
-            images=get_profile(config.profile).response_images,
-        )  # fmt: skip
-        upsert(ctx.results / schemas.RESPONSES_FILE, rows, schemas.RESPONSES)
-
-
-def _run_throughput(task: Task, ctx: Context) -> None:
-    throughput.run(_unmeasured(task.settings, ctx), out=ctx.results / schemas.THROUGHPUT_FILE)
-
-
-def _run_complexity(task: Task, ctx: Context) -> None:
-    complexity.update(ctx.results / schemas.COMPLEXITY_FILE, list_variants())
-
-
-RUNNERS: dict[str, Callable[[Task, Context], None]] = {
-    "train": _run_train, "responses": _run_responses, "throughput": _run_throughput,
-    "complexity": _run_complexity,
-}  # fmt: skip
 
 
 def mark_done(task: Task, ctx: Context) -> None:
@@ -221,7 +192,7 @@ def execute(
             say(f"{prefix}: not started (time limit)")
             continue
         say(f"{prefix}: running")
-        RUNNERS[task.kind](task, ctx)
+        _run(task, ctx)
         started = True
         stopped = task.kind == "train" and ctx.deadline is not None and not is_done(task, ctx)
         counts["left" if stopped else "ran"] += 1

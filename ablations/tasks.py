@@ -1,7 +1,5 @@
-"""The tasks of experiments: what `ablate run` plans (experiments x profile x seeds -> tasks)
-and the context it runs them in, where each run's data is, and the `ablate train` command that
-reproduces a run elsewhere. ablations.pipeline runs the tasks and knows which are done.
-"""
+"""What `ablate run` plans (experiments x profile x seeds -> tasks), the context it runs them
+in, where a run's data is, and the `ablate train` command that reproduces a run elsewhere."""
 
 from __future__ import annotations
 
@@ -20,6 +18,8 @@ from ablations.registry import AblationsError
 from ablations.results import schemas
 
 ORDER = {"complexity": 0, "train": 1, "responses": 2, "throughput": 3}
+# The fields train_command always gives (the dataset where it is not the profile's).
+SPELLED_OUT = ("variant", "profile", "seed", "dataset", "recipe", "arm", "device")
 
 
 @dataclass(frozen=True)
@@ -98,9 +98,8 @@ def _recipe_configs(profile: str, seeds: int, device: torch.device) -> list[Trai
     budget = recipes.budget_for(profile)
     configs: list[TrainConfig] = []
     for recipe in recipes.RECIPES.values():
-        for config in recipes.recipe_configs(
-            recipe.name, profile=budget, seeds=seeds, device=device.type
-        ):
+        runs = recipes.recipe_configs(recipe.name, profile=budget, seeds=seeds, device=device.type)
+        for config in runs:
             if recipe.needs_checkpoint:
                 source = resolve_config(
                     recipe.variant, profile=profile, seed=config.seed, device=device
@@ -134,34 +133,31 @@ def data_for(config: TrainConfig, ctx: Context) -> str | Path | None:
 def train_command(config: TrainConfig, *, results: Path) -> str:
     """The `ablate train` command that reproduces `config` exactly (for dispatching)."""
     if config.recipe is not None:
+        what = ["--recipe", config.recipe] + (["--arm", config.arm] if config.arm else [])
         defaults = recipes.resolve_recipe(
             config.recipe, profile=config.profile, seed=config.seed, arm=config.arm,
             device=config.device,
         )  # fmt: skip
-        what = ["--recipe", config.recipe] + (["--arm", config.arm] if config.arm else [])
     else:
+        what = [config.variant]
         defaults = resolve_config(
             config.variant, profile=config.profile, seed=config.seed, device=config.device
         )
-        what = [config.variant]
     # The device is always spelled out: "auto" would resolve to the machine the command runs on,
-    # and the device is part of the run's key.
+    # and the device is part of the run's key. So is precision: a profile's "auto" resolves per
+    # machine.
     args = ["ablate", "train", *what, "--profile", config.profile, "--seed", str(config.seed),
             "--device", config.device, "--out", str(results / schemas.RUNS_DIR)]  # fmt: skip
     for key, value in config.to_json().items():
-        if key in ("variant", "profile", "seed", "dataset", "recipe", "arm", "device"):
-            continue
-        # Precision is always spelled out: a profile's "auto" resolves per machine.
-        if value == getattr(defaults, key) and key != "precision":
+        if key in SPELLED_OUT or (value == getattr(defaults, key) and key != "precision"):
             continue
         flag = f"--{key.replace('_', '-')}"
         if isinstance(value, bool):
-            args.append(flag if value else f"--no-{key.replace('_', '-')}")
+            args.append(flag if value else f"--no-{flag[2:]}")
+        elif isinstance(value, list | tuple):
+            args += [flag, ",".join(map(str, value))]
         else:
-            args += [
-                flag,
-                ",".join(map(str, value)) if isinstance(value, list | tuple) else str(value),
-            ]
+            args += [flag, str(value)]
     if config.dataset != dataset_of(config.profile) and config.recipe is None:
         args += ["--dataset", config.dataset]
     return shlex.join(args)

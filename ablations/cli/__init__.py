@@ -1,12 +1,7 @@
 """`ablate`: thin subcommands over the library (parse -> call -> print).
 
-Errors a user can fix print one line naming the fix and exit 2; an interrupt exits 130 and keeps
-everything already saved (runners write each result as it completes). Plugins (entry points,
-ABLATE_PLUGINS, `--plugin PATH.py`) load before the parser is built, so that the variants,
-experiments and profiles they register are choices like the built-in ones.
-
-The parser is in parser.py; the handlers are in report_commands.py (registry and results) and
-train_commands.py (training and measuring); options.py holds what both read.
+Errors a user can fix print one line naming the fix and exit 2; an interrupt exits 130. Plugins
+load before the parser is built, so the variants and profiles they register are its choices.
 """
 
 from __future__ import annotations

@@ -1,6 +1,5 @@
-"""`ablate` subcommands over the registry and the results tables: list, complexity, golden,
-recipes, report, collect, merge, pack; and `select`, the variant globs that every command
-takes."""
+"""`ablate` subcommands over the registry and the results tables (list, complexity, golden,
+recipes, report, collect, merge, pack), and `select`: the variants that globs name."""
 
 from __future__ import annotations
 
@@ -13,6 +12,7 @@ from pathlib import Path
 import pandas as pd
 
 from ablations import recipes
+from ablations.cli.options import say
 from ablations.measure import complexity, golden
 from ablations.profiles import PROFILES
 from ablations.registry import REGISTRY, AblationsError, list_variants
@@ -39,13 +39,6 @@ def select(patterns: Sequence[str], exclude: Sequence[str]) -> list[str]:
     return names
 
 
-def _format_table(df: pd.DataFrame) -> str:
-    shown = df[LIST_COLUMNS].copy()
-    for column in ("params", "macs"):
-        shown[column] = shown[column].map("{:,}".format)
-    return f"# {schemas.MACS_CONVENTION}\n{shown.to_string(index=False)}"
-
-
 def cmd_list(args: argparse.Namespace) -> None:
     names = select(args.patterns, args.exclude)
     stored = read_table(args.results, schemas.COMPLEXITY) if args.results.exists() else None
@@ -56,7 +49,9 @@ def cmd_list(args: argparse.Namespace) -> None:
     elif args.format == "json":
         print(json.dumps(df[columns].to_dict("records"), indent=1))
     else:
-        print(_format_table(df))
+        thousands = dict.fromkeys(["params", "macs"], "{:,}".format)
+        shown = df[LIST_COLUMNS].to_string(index=False, formatters=thousands)
+        print(f"# {schemas.MACS_CONVENTION}\n{shown}")
 
 
 def cmd_complexity(args: argparse.Namespace) -> None:
@@ -70,8 +65,8 @@ def cmd_golden(args: argparse.Namespace) -> None:
     if args.write:
         todo = golden.outdated(args.results)
         counted = f"counting {len(todo)}: {', '.join(todo[:8])}{' ...' if len(todo) > 8 else ''}"
-        print(f"{where}: {len(list_variants()) - len(todo)} registered variants up to date"
-              f"{'; ' + counted if todo else ''}", file=sys.stderr, flush=True)  # fmt: skip
+        up_to_date = len(list_variants()) - len(todo)
+        say(f"{where}: {up_to_date} registered variants up to date{'; ' + counted if todo else ''}")
         table = golden.write(args.path, results=args.results)
         print(f"{args.path}: wrote {len(table)} variants, the projection of {where}")
         return
@@ -106,72 +101,55 @@ def cmd_recipes(args: argparse.Namespace) -> None:
 
 DEFAULT_README = Path("README.md")
 DEFAULT_REPORTS = Path("reports")
-SCRATCH_REPORT = "report"  # a run's own report: <results>/report/
 
 
 def cmd_report(args: argparse.Namespace) -> None:
-    if args.check_readme:
-        _check_readme(args.readme, results=args.results)
+    if not args.check_readme:
+        _render(args.results, out=args.out, readme=args.readme)
         return
-    _render(args.results, out=args.out, readme=args.readme)
+    from ablations.report import readme, readme_blocks
+
+    found = readme.pages(args.readme)
+    if not found:
+        raise AblationsError(
+            f"--check-readme: no {args.readme} and no {args.readme.parent / readme.DOCS}/*.md; "
+            "give --readme PATH"
+        )
+    stale = readme.stale_blocks(args.readme, readme_blocks.BLOCKS, results=args.results)
+    if stale:
+        pages = "; ".join(f"{page}: blocks {', '.join(names)}" for page, names in stale.items())
+        raise AblationsError(f"{pages} differ from {args.results}; run `ablate report`")
+    print(f"{', '.join(found)}: every generated block matches {args.results}")
 
 
 def _render(results: Path, *, out: Path, readme: Path | None) -> None:
-    from ablations.report import render  # matplotlib: only the commands that draw pay for it
+    """Render `out` from `results`, and the marked blocks of `readme` and the docs pages beside
+    it, but only from the results/ folder beside them: a run into another folder never
+    rewrites the project's pages."""
+    from ablations.report import readme_blocks, render  # matplotlib: only the commands that draw
+    from ablations.report.readme import update
 
     for path in render.render(results=results, out=out):
         print(path)
-    for page in _update_pages(readme, results=results) if readme is not None else []:
-        print(page)
+    if readme is not None and results.resolve() == readme.resolve().parent / "results":
+        for page in update(readme, readme_blocks.BLOCKS, results=results):
+            print(page)
 
 
-def is_committed(results: Path, *, profile: str) -> bool:
-    """Whether a run writes the committed reports: a committed profile, into the results/
-    folder beside the README."""
-    project = DEFAULT_README.resolve().parent / "results"
+def report_run(results: Path, *, profile: str, reports: Path | None) -> None:
+    """The report `ablate run` ends with. A committed profile's run into the
+    results/ folder beside the README renders reports/ and the pages' blocks; any other renders
+    `<results>/report/` and leaves them alone. `reports` (--reports) chooses the folder."""
     known = PROFILES.get(profile)
-    return known is not None and known.committed and results.resolve() == project
-
-
-def report_run(results: Path, *, profile: str, reports: Path | None) -> Path:
-    """The report `ablate run` ends with; returns its folder. A committed run (`is_committed`)
-    renders reports/ and the pages' blocks; any other renders `<results>/report/` and leaves
-    them alone. `reports` (--reports) chooses the folder either way."""
-    committed = is_committed(results, profile=profile)
-    out = reports or (DEFAULT_REPORTS if committed else results / SCRATCH_REPORT)
+    project = DEFAULT_README.resolve().parent / "results"
+    committed = known is not None and known.committed and results.resolve() == project
+    out = reports or (DEFAULT_REPORTS if committed else results / "report")
     _render(results, out=out, readme=DEFAULT_README if committed else None)
     if not committed:
-        print(f"[ablate] report: {out / 'README.md'} (profile {profile} into {results}: the "
-              f"committed {DEFAULT_REPORTS}/, {DEFAULT_README} and docs pages are left alone)",
-              file=sys.stderr)  # fmt: skip
-    return out
-
-
-def _update_pages(readme: Path, *, results: Path) -> list[Path]:
-    """Regenerate the marked figures of the README and the docs pages beside it from `results`,
-    but only from the results/ folder beside them: a run into another folder never rewrites the
-    project's pages. Returns the pages rewritten."""
-    if results.resolve() != readme.resolve().parent / "results":
-        return []
-    from ablations.report import readme_blocks
-    from ablations.report.readme import update
-
-    return update(readme, readme_blocks.BLOCKS, results=results)
-
-
-def _check_readme(path: Path, *, results: Path) -> None:
-    from ablations.report import readme, readme_blocks
-
-    found = readme.pages(path)
-    if not found:
-        raise AblationsError(
-            f"--check-readme: no {path} and no {path.parent / readme.DOCS}/*.md; give --readme PATH"
+        say(
+            f"[ablate] report: {out / 'README.md'} (profile {profile} into {results}: the "
+            f"committed {DEFAULT_REPORTS}/, {DEFAULT_README} and docs pages are left alone)"
         )
-    stale = readme.stale_blocks(path, readme_blocks.BLOCKS, results=results)
-    if stale:
-        pages = "; ".join(f"{page}: blocks {', '.join(names)}" for page, names in stale.items())
-        raise AblationsError(f"{pages} differ from {results}; run `ablate report`")
-    print(f"{', '.join(found)}: every generated block matches {results}")
 
 
 def cmd_collect(args: argparse.Namespace) -> None:
@@ -205,7 +183,9 @@ def cmd_pack(args: argparse.Namespace) -> None:
     for path in written:
         print(f"{path}: {pack.size_text(path.stat().st_size)}")
     if max_bytes is not None and written[0].stat().st_size > max_bytes:
-        print(f"ablate pack: {written[0].name} alone is over --max-mb {args.max_mb:g}; it is "
-              "written anyway (the tables always go)", file=sys.stderr)  # fmt: skip
+        say(
+            f"ablate pack: {written[0].name} alone is over --max-mb {args.max_mb:g}; it is "
+            "written anyway (the tables always go)"
+        )
     for line in left_out:
-        print(f"ablate pack: {line}", file=sys.stderr)
+        say(f"ablate pack: {line}")

@@ -6,7 +6,6 @@ from __future__ import annotations
 import argparse
 import os
 import signal
-import sys
 import time
 from dataclasses import fields
 from typing import Any
@@ -14,7 +13,7 @@ from typing import Any
 import pandas as pd
 
 from ablations import cluster, experiments, pipeline, recipes
-from ablations.cli.options import TRAIN_OVERRIDES
+from ablations.cli.options import TRAIN_OVERRIDES, say
 from ablations.cli.report_commands import report_run
 from ablations.config import TrainConfig, resolve_config
 from ablations.data import resolve_source
@@ -64,7 +63,13 @@ def _train_config(args: argparse.Namespace, overrides: dict[str, Any]) -> TrainC
         raise AblationsError("--profile full and --arm apply to recipes; add --recipe NAME")
     dataset = args.dataset if args.recipe is None else recipes.get_recipe(args.recipe).dataset
     if dataset == "imagefolder" and "data_id" not in overrides:
-        overrides["data_id"] = _folder_name(args.data)
+        # By default an ImageFolder run's data_id is the name of the folder it trains on.
+        source = resolve_source("imagefolder", args.data)
+        if source is None:
+            raise AblationsError(
+                "ImageFolder data needs --data DIR (offline, build one with `ablate subset`)"
+            )
+        overrides["data_id"] = source.name
     if args.recipe is None:
         return resolve_config(
             args.variant, profile=args.profile, dataset=dataset, seed=args.seed,
@@ -74,16 +79,6 @@ def _train_config(args: argparse.Namespace, overrides: dict[str, Any]) -> TrainC
         args.recipe, profile=args.profile, seed=args.seed, arm=args.arm, device=args.device,
         **overrides,
     )  # fmt: skip
-
-
-def _folder_name(data: str | None) -> str:
-    """An ImageFolder run's default data_id: the name of the folder it trains on."""
-    source = resolve_source("imagefolder", data)
-    if source is None:
-        raise AblationsError(
-            "ImageFolder data needs --data DIR (offline, build one with `ablate subset`)"
-        )
-    return source.name
 
 
 def _train_summary(summary: dict[str, Any]) -> str:
@@ -99,8 +94,16 @@ def _train_summary(summary: dict[str, Any]) -> str:
         else f"best-on-test {summary['best_test_error']:.2%} (selects on the test set), "
     )  # fmt: skip
     budget = f" [{summary['profile']} budget]" if summary.get("recipe") else ""
-    final = (f"final test {summary['test_error']:.2%}" if "test_error" in summary
-             else _val_errors(summary))  # fmt: skip
+    if "test_error" in summary:
+        final = f"final test {summary['test_error']:.2%}"
+    else:  # ImageNet: top-1 / top-5 on val, centre crop, 10-crop and multi-scale where run
+        protocols = {"centre": "", "10-crop": "ten_crop_", "multi-scale": "multi_scale_"}
+        final = "final val top-1 / top-5: " + ", ".join(
+            f"{label} {summary[f'{prefix}val_error']:.2%} / "
+            f"{summary[f'{prefix}val_top5_error']:.2%}"
+            for label, prefix in protocols.items()
+            if f"{prefix}val_error" in summary
+        )
     return (
         f"complete{budget}: train error {summary['train_error']:.2%}, {evaluated}"
         f"{final}; {summary['train_s']:.0f} s training, "
@@ -108,75 +111,51 @@ def _train_summary(summary: dict[str, Any]) -> str:
     )
 
 
-def _val_errors(summary: dict[str, Any]) -> str:
-    """ImageNet's final errors: top-1 / top-5 on val, centre crop, 10-crop and multi-scale
-    where run."""
-    parts = []
-    protocols = (("centre", ""), ("10-crop", "ten_crop_"), ("multi-scale", "multi_scale_"))
-    for label, prefix in protocols:
-        if f"{prefix}val_error" in summary:
-            parts.append(f"{label} {summary[f'{prefix}val_error']:.2%} / "
-                         f"{summary[f'{prefix}val_top5_error']:.2%}")  # fmt: skip
-    return "final val top-1 / top-5: " + ", ".join(parts)
-
-
-def _profile(args: argparse.Namespace) -> str:
-    return str(args.profile or default_profile())
-
-
 def _tasks(args: argparse.Namespace) -> tuple[list[pipeline.Task], pipeline.Context]:
-    profile = _profile(args)
+    args.profile = args.profile or default_profile()  # resolved once, for the report too
     ctx = pipeline.context(results=args.results, data=args.data, device=args.device,
                            deadline=_deadline(args))  # fmt: skip
-    names = experiments.parse(args.experiments, profile=profile)
-    tasks = pipeline.plan(names, profile=profile, seeds=args.seeds, device=ctx.device)
-    print(f"[ablate] profile {profile}: {', '.join(names)} on {ctx.device.type}", file=sys.stderr)
+    names = experiments.parse(args.experiments, profile=args.profile)
+    tasks = pipeline.plan(names, profile=args.profile, seeds=args.seeds, device=ctx.device)
+    say(f"[ablate] profile {args.profile}: {', '.join(names)} on {ctx.device.type}")
     return tasks, ctx
 
 
-def cmd_run(args: argparse.Namespace) -> int | None:
+def cmd_run(args: argparse.Namespace) -> int:
     tasks, ctx = _tasks(args)
     signal.signal(signal.SIGTERM, _raise_interrupt)
-    if args.executor != "inprocess":
+    if args.executor == "inprocess":
+        counts = pipeline.execute(tasks, ctx, jobs=args.jobs)
+        say(f"[ablate] {counts['ran']} task(s) run, {counts['done']} already done")
+        if counts["left"]:
+            say(
+                f"[ablate] stopped at the time limit with {counts['left']} task(s) left; the "
+                "same command resumes them, then renders the reports"
+            )
+            return 0
+    else:
         if args.time_limit is not None:
             raise AblationsError(
                 "--time-limit stops runs trained by this process (--executor inprocess, with "
                 "--jobs); Slurm and local jobs have --slurm-time, and resume when run again"
             )
-        return _run_submitted(args, tasks, ctx)
-    counts = pipeline.execute(tasks, ctx, jobs=args.jobs)
-    print(f"[ablate] {counts['ran']} task(s) run, {counts['done']} already done", file=sys.stderr)
-    if counts["left"]:
-        print(f"[ablate] stopped at the time limit with {counts['left']} task(s) left; the "
-              "same command resumes them, then renders the reports", file=sys.stderr)  # fmt: skip
-        return 0
-    report_run(args.results, profile=_profile(args), reports=args.reports)
-    return None
+        from ablations.cluster import submit  # the executors and submitit load only when asked
 
-
-def _launch_options(args: argparse.Namespace) -> cluster.LaunchOptions:
-    """The executor options, each parsed into the namespace under its field's name."""
-    given = {f.name: getattr(args, f.name) for f in fields(cluster.LaunchOptions)}
-    return cluster.LaunchOptions(**given | {"extra": tuple(args.extra)})
-
-
-def _run_submitted(
-    args: argparse.Namespace, tasks: list[pipeline.Task], ctx: pipeline.Context
-) -> int:
-    from ablations.cluster import submit  # the executors and submitit load only when asked
-
-    counts = submit.execute_submitted(tasks, ctx, options=_launch_options(args))
-    print(
-        f"[ablate] {counts['submitted']} run(s) submitted, {counts['busy']} already queued or "
-        f"running, {counts['done']} done; {counts['unfinished']} unfinished",
-        file=sys.stderr,
-    )
-    if counts["unfinished"]:
-        print("[ablate] `ablate status` shows each run; `ablate run` again resubmits failed ones "
-              "(they resume) and, once all are done, runs the rest and renders reports",
-              file=sys.stderr)  # fmt: skip
-        return 1 if args.executor == "local" else 0
-    report_run(args.results, profile=_profile(args), reports=args.reports)
+        # The executor options are parsed into the namespace under their fields' names.
+        given = {f.name: getattr(args, f.name) for f in fields(cluster.LaunchOptions)}
+        options = cluster.LaunchOptions(**given | {"extra": tuple(args.extra)})
+        counts = submit.execute_submitted(tasks, ctx, options=options)
+        say(
+            f"[ablate] {counts['submitted']} run(s) submitted, {counts['busy']} already queued or "
+            f"running, {counts['done']} done; {counts['unfinished']} unfinished"
+        )
+        if counts["unfinished"]:
+            say(
+                "[ablate] `ablate status` shows each run; `ablate run` again resubmits failed "
+                "ones (they resume) and, once all are done, runs the rest and renders reports"
+            )
+            return 1 if args.executor == "local" else 0
+    report_run(args.results, profile=args.profile, reports=args.reports)
     return 0
 
 
@@ -199,29 +178,23 @@ def cmd_plan(args: argparse.Namespace) -> None:
     if missing:
         print(f"\n# {len(missing)} missing training run(s); on any machine, then `ablate collect`:")
         print("\n".join(missing))
-    if args.measure:
-        _measure(tasks, ctx, iterations=args.iterations, warmup=args.warmup)
-
-
-def _measure(
-    tasks: list[pipeline.Task], ctx: pipeline.Context, *, iterations: int, warmup: int
-) -> None:  # fmt: skip
-    """`ablate plan --measure`: time each planned run here, print the set's projected time."""
+    if not args.measure:
+        return
     from ablations.measure import planning, step_speed
 
-    train = [t for t in tasks if t.kind == "train" and t.config is not None]
+    # --measure: time each planned run here, and print the set's projected time.
+    train = [t.config for t in tasks if t.kind == "train" and t.config is not None]
     if not train:
         print("\n# no training runs to measure")
         return
     projection = step_speed.measure_plan(
-        [t.config for t in train if t.config is not None], results=ctx.results,
-        data=lambda config: pipeline.data_for(config, ctx), device=ctx.device,
-        iterations=iterations, warmup=warmup, deadline=ctx.deadline,
-        log=lambda line: print(line, file=sys.stderr, flush=True),
+        train, results=ctx.results, data=lambda config: pipeline.data_for(config, ctx),
+        device=ctx.device, iterations=args.iterations, warmup=args.warmup, deadline=ctx.deadline,
+        log=say,
     )  # fmt: skip
-    missing = {t.config.run_id for t in train if t.config and not pipeline.is_done(t, ctx)}
+    to_run = {t.config.run_id for t in tasks if t.config and not pipeline.is_done(t, ctx)}
     print(f"\n# projected on {projection['machine']} (`{ctx.results / schemas.PROJECTION_FILE}`):")
-    print("\n".join(planning.describe(projection, missing=missing)))
+    print("\n".join(planning.describe(projection, missing=to_run)))
 
 
 def cmd_subset(args: argparse.Namespace) -> None:
