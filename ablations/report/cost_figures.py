@@ -14,8 +14,7 @@ from ablations.variants import CIFAR_DEPTHS, FAMILY_DEFAULTS, IMAGENET_STAGES
 PAPER_DEPTHS = {*CIFAR_DEPTHS, *IMAGENET_STAGES}  # labelled first on a crowded depth axis
 FAMILY_TITLES = {"cifar": "CIFAR family (32x32)", "imagenet": "ImageNet family (224x224)"}
 METRIC_LABELS = {"params": "parameters", "macs": "MACs per image"}
-# Lines in kind order. Plain nets cost exactly what option A costs: a thick line under A keeps
-# both visible.
+# Kinds in legend order. Plain nets cost what option A costs: a thick line under A shows both.
 LINE_WIDTHS = {"plain": 5.0, "residual A": 1.5, "residual B": 1.5, "residual C": 1.5}
 # Axes that may tell two nets of one kind at one depth apart. Depth is the x axis, the family the
 # panel, residual and shortcut the kind; stage_blocks follows depth and block.
@@ -33,17 +32,13 @@ def net_kind(df: pd.DataFrame) -> pd.Series:
 def family_defaults(df: pd.DataFrame) -> pd.DataFrame:
     """Rows with their family's default stem, stride placement and input: nets of the paper's
     form at any depth (not a k3 ResNet-18 at 32x32 or the 1-channel d2l net)."""
-    keep = pd.Series(False, index=df.index)
-    for family, defaults in FAMILY_DEFAULTS.items():
-        keep |= (
-            (df["family"] == family)
-            & (df["stem"] == defaults["stem"])
-            & (df["input_size"] == defaults["input_size"])
-        )
+    keep = df["stride_at"] == "3x3"
+    for axis in ("stem", "input_size"):
+        keep &= df[axis] == df["family"].map({f: d[axis] for f, d in FAMILY_DEFAULTS.items()})
     for axis, default in (("in_channels", 3), ("conv_bias", False), ("projection_bn", True)):
         if axis in df:  # tables written before the axis existed hold only the default
             keep &= df[axis].astype(str) == str(default)  # extra columns are read as text
-    return df[keep & (df["stride_at"] == "3x3")]
+    return df[keep]
 
 
 def distinguishing_axes(df: pd.DataFrame) -> list[str]:

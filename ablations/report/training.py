@@ -195,8 +195,7 @@ nets.
 
 def summary(results: Path) -> list[str]:
     """The report's first lines: for the paper's protocol and the quoted budget (else the first
-    profiles with complete runs), the budget and its claims' statements by outcome (under the
-    replication rule)."""
+    profiles with complete runs), the budget and its claims' statements by replicated outcome."""
     profiles = [p for p in load_profiles(results) if not p.complete.empty]
     lines = []
     for p in ([p for p in profiles if p.profile in SUMMARY_PROFILES] or profiles)[:4]:
@@ -209,17 +208,13 @@ def summary(results: Path) -> list[str]:
             for words, statements in found.items()
             if statements
         )
-        lines.append(f"- {budget_words(p)}. {groups or 'No claims judged.'}")
+        seeds = sorted(set(p.complete.groupby("variant")["seed"].nunique()))
+        per_net = f"{seeds[0]}-{seeds[-1]}" if len(seeds) > 1 else str(seeds[0])
+        iterations = ", ".join(f"{int(n):,}" for n in sorted(set(p.complete["iterations"])))
+        budget = f"{per_net} seeds per net, {iterations} iterations"
+        reduced = ", a reduced budget (trends only)" if p.reduced else ""
+        lines.append(f"- Profile `{p.profile}`: {budget}{reduced}. {groups or 'No claims judged.'}")
     return lines
-
-
-def budget_words(p: ProfileResults) -> str:
-    """ "Profile `cpu`: 5 seeds per net, 200 iterations, a reduced budget (trends only)"."""
-    seeds = sorted(set(p.complete.groupby("variant")["seed"].nunique()))
-    per_net = f"{seeds[0]}-{seeds[-1]}" if len(seeds) > 1 else str(seeds[0])
-    iterations = ", ".join(f"{int(n):,}" for n in sorted(set(p.complete["iterations"])))
-    reduced = ", a reduced budget (trends only)" if p.reduced else ""
-    return f"Profile `{p.profile}`: {per_net} seeds per net, {iterations} iterations{reduced}"
 
 
 def training_section(results: Path) -> Section:
