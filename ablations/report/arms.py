@@ -67,8 +67,7 @@ def metric(name: str, runs: pd.DataFrame) -> Metric:
 def measured(
     runs: pd.DataFrame, responses: pd.DataFrame | None, name: str, reading: Metric
 ) -> pd.DataFrame:
-    """The complete runs with their value of metric `name` (times its scale) in `value`; runs
-    without one (no layer responses, a NaN) are left out."""
+    """The complete runs that have a value of metric `name`, scaled, in `value`."""
     complete = runs[runs["status"] == "complete"]
     if name == RESPONSE_STD:
         stds = responses if responses is not None else pd.DataFrame(columns=["run_id", "std"])
@@ -81,8 +80,7 @@ def measured(
 
 
 def select(runs: pd.DataFrame, nets: Nets) -> list[Net]:
-    """One side's nets, by depth: the runs with the `where` values, narrowed to the shallowest
-    or deepest depth among them; a net's arm is its seeds' `value`."""
+    """One side's nets, by depth, each with its seeds' `value` as its arm."""
     for column, value in nets.where.items():
         if column not in runs:
             raise Unjudged(f"runs.csv has no column {column!r}")

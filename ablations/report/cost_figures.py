@@ -81,8 +81,8 @@ def _sparse_labels(ticks: list[int]) -> list[str]:
 
 
 def complexity_figure(df: pd.DataFrame) -> Figure:
-    """Params and MACs against depth, plain vs residual (shortcut A/B/C), one column per family;
-    one line per distinct net at each depth (`line_labels`), never a mean over several."""
+    """Params and MACs against depth, a column per family, a line per distinct net (never a
+    mean over several)."""
     data = family_defaults(df)
     data = data.assign(kind=net_kind(data), net=line_labels(data))  # `net` titles the legend
     long = data.melt(
@@ -116,9 +116,8 @@ def complexity_figure(df: pd.DataFrame) -> Figure:
 
 
 def throughput_figure(df: pd.DataFrame) -> Figure:
-    """images/s against MACs and against depth, plain vs residual, one row per mode; `df` holds
-    one setting (device, precision, memory format, compile, batch policy) of the throughput
-    table, and repeated runs are summarised by their median."""
+    """images/s against MACs and depth, a row per mode, of one setting of the throughput table
+    (device, precision, memory format, compile, batch policy); the median of repeated runs."""
     ok = df[df["status"] == "ok"]
     keys = ["variant", "family", "depth", "residual", "mode", "macs"]
     data = ok.groupby(keys, as_index=False)["images_per_s"].median()

@@ -32,8 +32,7 @@ KIND_STYLES: dict[bool, dict[str, Any]] = {
 
 
 def net_colours(variants: Iterable[str]) -> dict[str, tuple[float, float, float]]:
-    """One colour per depth, shared by plain and residual twins in every panel, so a depth
-    reads the same everywhere; variants of one depth that differ in another axis get their own."""
+    """One colour per depth, shared by plain and residual twins (resnet56-b gets its own)."""
 
     def twin(variant: str) -> tuple[int, str]:  # plain56 and resnet56: (56, ""); resnet56-b: "-b"
         match = re.fullmatch(r"(?:resnet|plain)(\d+)(.*)", variant)
@@ -67,8 +66,8 @@ def held_out_split(curves: pd.DataFrame) -> pd.Series:
 
 
 def _error_curves(runs: pd.DataFrame, curves: pd.DataFrame) -> pd.DataFrame:
-    """Error (%) by variant, split and iteration: mean, low, high over its seeds. A held-out
-    split is kept only where it was evaluated during training (more than one point)."""
+    """Error (%) by variant, split and iteration: mean, low, high over seeds; a held-out split
+    only where it was evaluated during training (more than one point)."""
     errors = curves[(curves["metric"] == "error") & curves["split"].isin(list(SPLITS))]
     joined = errors.merge(runs[["run_id", "variant"]], on="run_id")
     points = joined.groupby(["run_id", "split"])["iteration"].transform("nunique")
@@ -149,8 +148,7 @@ def curves_figure(
 
 
 def depth_figure(runs: pd.DataFrame) -> Figure:
-    """Final training error and final test error (%) against depth, plain vs residual; the
-    bars span the seeds (min to max), and a net with one seed has none."""
+    """Final training and test error (%) against depth, plain vs residual, bars min to max."""
     nets = summarise_runs(runs).sort_values("depth")
     fig = Figure(figsize=(10, 3.8), layout="constrained")
     axes = fig.subplots(1, 2, sharex=True, sharey=True)
@@ -177,8 +175,7 @@ def depth_figure(runs: pd.DataFrame) -> Figure:
 
 
 def tradeoff_figure(runs: pd.DataFrame) -> Figure:
-    """Final test error (%) against MACs per image (at the training input size) and against
-    measured training images/s, one labelled point per variant (mean over seeds)."""
+    """Final test error (%) against MACs per image and measured training images/s."""
     nets = summarise_runs(runs)
     fig = Figure(figsize=(11, 4.2), layout="constrained")
     axes = fig.subplots(1, 2, sharey=True)

@@ -14,8 +14,7 @@ PAPER_PREFIXES = {"preresnet": "PreResNet", "resnet": "ResNet", "plain": "plain"
 
 
 def axis_columns(runs: pd.DataFrame) -> list[str]:
-    """The registry's axes that the runs table records, in the registry's order (the variant's
-    name is the `variant` column)."""
+    """The registry's axes that the runs table records (the name is its `variant` column)."""
     return [axis for axis in axis_names() if axis != "name" and axis in runs.columns]
 
 

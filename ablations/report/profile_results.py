@@ -72,8 +72,7 @@ class ProfileResults:
         return runs, [v for v in variants if v not in set(runs["variant"])]
 
     def replicated(self, experiment: str) -> list[claims.Replicate]:
-        """The committed runs of `experiment` and each replicate's of this profile and dataset
-        (replicates without them left out), for claims.REPLICATION_RULE."""
+        """The committed runs of `experiment`, then each replicate's that has some."""
         runs, _ = self.experiment(experiment)
         sets = [claims.Replicate("the committed runs", runs, of_runs(self.responses, runs))]
         for name, (replicate, responses) in self.replicates.items():

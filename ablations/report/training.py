@@ -68,8 +68,7 @@ def experiments_run(p: ProfileResults) -> list[Experiment]:
 
 
 def experiment_section(p: ProfileResults, experiment: Experiment) -> Section:
-    """A training experiment's runs: what it is, its nets, the verdicts on its claims, their
-    curves and a table; the degradation experiment adds `degradation_extras`."""
+    """What it is, its nets, the verdicts on its claims, their curves and a table."""
     runs, missing = p.experiment(experiment.name)
     table = tables.nets_table(runs, order=experiment.variants_for(p.profile))
     not_run = f" Not run yet: {', '.join(missing)}." if missing else ""
@@ -218,8 +217,7 @@ def summary(results: Path) -> list[str]:
 
 
 def training_section(results: Path) -> Section:
-    """Every profile's block, in profile order; nothing when there are no runs (the overview
-    says how to produce them)."""
+    """Every profile's block, in profile order; nothing without runs."""
     blocks = []
     for p in load_profiles(results):
         experiments = [experiment_section(p, e) for e in experiments_run(p)]
