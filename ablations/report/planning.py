@@ -1,8 +1,5 @@
-"""The report's planning section: each measured net's training speed by step kind, the planned
-set's projected time beside the time its paper-profile GPU runs took, and several runs at once
-by method. All of it from results/ alone (the tables of ablations.measure.planning, and
-runs.csv); until something is measured the section says how to measure it.
-"""
+"""The report's planning section: each net's training speed by step kind, the planned set's
+projected time beside the time its paper-profile GPU runs took, and several runs at once."""
 
 from __future__ import annotations
 
@@ -54,9 +51,8 @@ def speed_table(speed: pd.DataFrame) -> str:
 
 
 def set_time_lines(projection: dict[str, Any] | None, runs: pd.DataFrame) -> list[str]:
-    """Bullets: the planned set's projected wall time (`ablate plan --measure`), and what the
-    Fig. 6 set's paper-profile GPU runs took: each run's training seconds over the runs that
-    shared its GPU (its share), seed 0 of each net."""
+    """Bullets: the planned set's projected wall time (`ablate plan --measure`), and the GPU
+    time the Fig. 6 set's paper-profile runs took (seed 0; each run's share of its GPU)."""
     lines: list[str] = []
     if projection is not None:
         at_once = projection.get("runs_at_once", 1)

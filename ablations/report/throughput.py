@@ -1,8 +1,6 @@
-"""The speed comparisons of the report, computed from results/ alone: run-to-run spread of
-`ablate bench --runs N`, ours against timm's benchmark.py (`--reference timm`), and this suite's
-training loop against the conventional one (`ablate train-speed`): Markdown, "" where a table
-has nothing to show.
-"""
+"""The report's speed comparisons as Markdown ("" where a table has nothing to show): the
+run-to-run spread of `ablate bench --runs N`, ours against timm's benchmark.py, and this suite's
+training loop against the conventional one (`ablate train-speed`)."""
 
 from __future__ import annotations
 
@@ -25,8 +23,7 @@ def of_peak(fraction: float) -> str:
 
 
 def fidelity(table: pd.DataFrame) -> str:
-    """Spread = (max - min) / median of images/s over repeated runs, per setting measured more
-    than once (each run a fresh process)."""
+    """The spread of images/s (`spread`) of each setting measured more than once."""
     stats = spread(table)
     stats = stats[stats["count"] > 1]
     if stats.empty:
@@ -118,8 +115,7 @@ def extras(results: Path) -> str:
 
 
 def spread(table: pd.DataFrame) -> pd.DataFrame:
-    """Run-to-run spread of images/s over repeated runs of the same setting:
-    (max - min) / median, per setting (and per reference: ours, timm)."""
+    """Run-to-run spread of images/s, (max - min) / median, per setting and reference."""
     keys = [k for k in THROUGHPUT.key if k != "run"]
     ok = table[table["status"] == "ok"]
     stats = ok.groupby(keys)["images_per_s"].agg(["count", "median", "min", "max"]).reset_index()
