@@ -13,7 +13,9 @@ from scipy.stats import t as student_t
 ALPHA = 0.05
 MIN_SEEDS = 3
 
-HOLDS, FAILS, NOT_RESOLVED, NOT_CHECKED = "holds", "fails", "not resolved", "not checked"
+HOLDS, FAILS, NOT_CHECKED = "holds", "fails", "not checked"
+NOT_RESOLVED = "not resolved at this budget"  # the difference lies within the seed spread
+OUTCOMES = (HOLDS, FAILS, NOT_RESOLVED, NOT_CHECKED)
 
 
 @dataclass(frozen=True)

@@ -20,15 +20,11 @@ class Unjudged(Exception):
 
 
 class Net(NamedTuple):
-    """One net's arm: its seeds' values (in percent, or response std)."""
+    """One net (its paper name) and its arm: its seeds' values (in percent, or response std)."""
 
-    variant: str
+    name: str
     depth: int
     arm: Arm
-
-    @property
-    def name(self) -> str:
-        return paper_name(self.variant)
 
 
 class Metric(NamedTuple):
@@ -91,5 +87,5 @@ def select(runs: pd.DataFrame, nets: Nets) -> list[Net]:
     found = []
     for variant, group in runs.groupby("variant"):
         values = dict(zip(group["seed"], group["value"], strict=True))
-        found.append(Net(str(variant), int(group["depth"].iloc[0]), Arm.of(values)))
+        found.append(Net(paper_name(str(variant)), int(group["depth"].iloc[0]), Arm.of(values)))
     return sorted(found, key=lambda n: n.depth)

@@ -16,12 +16,6 @@ from ablations.report.arms import Metric, Net, Unjudged, measured, metric, selec
 from ablations.report.nets import members
 from ablations.stats import Arm, Verdict
 
-WORDS = {
-    stats.HOLDS: "holds",
-    stats.FAILS: "fails",
-    stats.NOT_RESOLVED: "not resolved at this budget",
-    stats.NOT_CHECKED: "not checked",
-}
 RULE = (
     f"Welch's t-test on the seeds' values, two-sided, alpha {stats.ALPHA}, at least "
     f"{stats.MIN_SEEDS} seeds per net; a difference of differences (a gap that grows with depth) "
@@ -139,7 +133,7 @@ def judge(claim: Contrast, runs: pd.DataFrame, responses: pd.DataFrame | None = 
         reading = metric(claim.metric, runs)
         values = measured(runs, responses, claim.metric, reading)
         lower, higher = select(values, claim.lower), select(values, claim.higher)
-        if not lower or not higher or {n.variant for n in lower} & {n.variant for n in higher}:
+        if not lower or not higher or {n.name for n in lower} & {n.name for n in higher}:
             raise Unjudged(f"needs complete runs of {_needs(claim)}")
         pairs = _pairs(claim, lower, higher)
         if isinstance(claim, GapGrows):
@@ -149,7 +143,7 @@ def judge(claim: Contrast, runs: pd.DataFrame, responses: pd.DataFrame | None = 
     except Unjudged as why:
         unjudged = stats.contrast([Arm.of({})], [1.0])
         return Claim(claim.statement, unjudged, f"not checked: {claim.statement} ({why})")
-    line = f"{WORDS[verdict.outcome]}: {claim.statement}: {numbers}"
+    line = f"{verdict.outcome}: {claim.statement}: {numbers}"
     return Claim(claim.statement, verdict, line, numbers)
 
 
@@ -205,11 +199,9 @@ def replicated(experiment: Experiment, sets: Sequence[Replicate]) -> list[Claim]
             same = f"; the same in {', '.join(also)}" if also else ""
             found.append(replace(claim, text=claim.text + same))
             continue
-        verdicts = "; ".join(
-            f"{WORDS[c.outcome]} in {s.name} (p = {c.verdict.p:.2g})" for s, c in judged
-        )
+        verdicts = "; ".join(f"{c.outcome} in {s.name} (p = {c.verdict.p:.2g})" for s, c in judged)
         line = (
-            f"{WORDS[stats.NOT_RESOLVED]}: {claim.statement}: the replicates disagree "
+            f"{stats.NOT_RESOLVED}: {claim.statement}: the replicates disagree "
             f"({verdicts}). In {sets[0].name}: {claim.numbers}"
         )
         disagree = replace(claim.verdict, outcome=stats.NOT_RESOLVED, reason="replicates disagree")
@@ -227,6 +219,6 @@ def replication_table(experiment: Experiment, sets: Sequence[Replicate]) -> pd.D
         row = {"runs": s.name, "setting": s.setting, "seeds": seeds}
         for claim in claims(experiment, s.runs, s.responses):
             p = claim.verdict.p
-            row[claim.statement] = WORDS[claim.outcome] + (f" (p = {p:.2g})" if p == p else "")
+            row[claim.statement] = claim.outcome + (f" (p = {p:.2g})" if p == p else "")
         rows.append(row)
     return pd.DataFrame(rows)

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from ablations import stats
 from ablations.experiments import EXPERIMENTS, Experiment
 from ablations.profiles import PROFILES
 from ablations.protocol import PAPER_CHOICES
@@ -198,13 +199,13 @@ def summary(results: Path) -> list[str]:
     profiles = [p for p in load_profiles(results) if not p.complete.empty]
     lines = []
     for p in ([p for p in profiles if p.profile in SUMMARY_PROFILES] or profiles)[:4]:
-        found: dict[str, list[str]] = {words: [] for words in claims.WORDS.values()}
+        found: dict[str, list[str]] = {outcome: [] for outcome in stats.OUTCOMES}
         for experiment in experiments_run(p):
             for claim in claims.replicated(experiment, p.replicated(experiment.name)):
-                found[claims.WORDS[claim.outcome]].append(claim.statement)
+                found[claim.outcome].append(claim.statement)
         groups = " ".join(
-            f"**{_sentence(words)}:** {'; '.join(statements)}."
-            for words, statements in found.items()
+            f"**{_sentence(outcome)}:** {'; '.join(statements)}."
+            for outcome, statements in found.items()
             if statements
         )
         seeds = sorted(set(p.complete.groupby("variant")["seed"].nunique()))

@@ -37,7 +37,7 @@ def test_a_declared_experiment_gets_a_section(tmp_path, projections, a, c, outco
     assert "Not run yet: resnet20, resnet20-c." in mine
     assert f"Rule: {claims.RULE}." in mine
     verdict = next(line for line in mine.splitlines() if line.startswith("- "))
-    assert verdict.startswith(f"- {claims.WORDS[outcome]}: option C trains better than option A: "
+    assert verdict.startswith(f"- {outcome}: option C trains better than option A: "
                               "final training error ResNet-56 ")  # fmt: skip
     assert "| net | shortcut | params | MACs | final training error | validation error | " in mine
     assert "![Training and held-out error against iterations](projections_cpu.png)" in mine
