@@ -1,5 +1,4 @@
-"""The training step replayed as one CUDA graph (`GraphStep`). Imported only where a graph step
-is built (ablations.train.steps.step_of_kind), so a CPU run never loads it."""
+"""The training step replayed as one CUDA graph; imported only where a graph step is built."""
 
 from __future__ import annotations
 
@@ -12,22 +11,13 @@ from ablations.train.steps import GRAPH_WARMUP, Step
 
 
 class GraphStep:
-    """A training step replayed as one CUDA graph: one launch instead of the several hundred
-    kernel launches that bound a small net's step at batch 128 on a GPU.
+    """A training step replayed as one CUDA graph: one launch instead of the hundreds that bound
+    a small net's step. A manual capture replays exactly the eager step's kernels, so it changes
+    speed, not numbers (torch.compile's fusions would change them).
 
-    Why a manual capture (`torch.cuda.graph` over static input buffers, PyTorch's "whole-network
-    capture") and not torch.compile's cudagraphs: the graph replays exactly the kernels the eager
-    step launches, in the same order, on the same data, so it changes speed and not numbers (the
-    run key treats the step as execution-only); it needs no compilation and can never recompile,
-    and evaluation stays an ordinary eager forward pass. torch.compile's fusions change the
-    numbers; they remain the separate `compile` option, which is part of the key.
-
-    `fn` is the whole step (the lr selection and metric sums of the training loop included, so
-    they are replayed too). The first GRAPH_WARMUP calls run it eagerly on a side stream, as
-    capture requires (cuDNN autotuning, the optimizer's lazily created state, the allocator's
-    warm-up); they are real training iterations with the same kernels. The next call captures,
-    which runs nothing, then replays. If capture fails the step stays eager, and tells
-    `on_fallback` why."""
+    `fn` is the whole step, the loop's lr selection and sums included. The first GRAPH_WARMUP
+    calls run eagerly on a side stream, as capture requires; the next captures, then replays.
+    If capture fails the step stays eager and tells `on_fallback` why."""
 
     def __init__(self, fn: Step, *, on_fallback: Callable[[str], None]) -> None:
         self.fn, self.on_fallback = fn, on_fallback
@@ -60,8 +50,7 @@ class GraphStep:
         return out
 
     def _capture(self, x: Tensor, y: Tensor) -> bool:
-        """Record the step on static copies of this batch (executes nothing); False when the
-        capture fails."""
+        """Record the step on static copies of this batch (runs nothing); False if it fails."""
         self.x, self.y = x.clone(), y.clone()
         graph = torch.cuda.CUDAGraph()
         try:

@@ -1,8 +1,6 @@
-"""Evaluation of a model on batches: the one path training, recipes and checkpoint evaluation
-share. A batch may hold several views of each image (10-crop: B * 10 inputs for B labels,
-image-major; multi-scale: a list of such tensors, one per size); their logits are averaged
-before the loss and the errors. Across processes each
-rank evaluates its share of the images and the sums are added (`evaluate_shares`)."""
+"""Evaluation on batches that may hold several views of each image (10-crop: B * 10 inputs for
+B labels, image-major; multi-scale: a list of such tensors, one per size), their logits
+averaged. Training, recipes and `ablate evaluate` share it."""
 
 from __future__ import annotations
 
@@ -23,8 +21,8 @@ TOP5 = 5
 
 @dataclass(frozen=True)
 class Metrics:
-    """Mean loss, top-1 error and top-5 error (NaN with 5 classes or fewer, where every label
-    is in the top 5)."""
+    """Mean loss, top-1 and top-5 error (NaN with 5 classes or fewer: every label is in the
+    top 5)."""
 
     loss: float
     error: float
@@ -40,9 +38,8 @@ def view_average(logits: Tensor, labels: int) -> Tensor:
 
 
 def view_logits(model: nn.Module, x: Views, labels: int) -> Tensor:
-    """(B, K) logits averaged over every view of each image: one forward per tensor of `x`
-    (one per scale for multi-scale), its views averaged first, then the tensors' averages
-    (every scale weighs the same)."""
+    """(B, K) logits over every view of each image: each tensor of `x` (one per scale) has its
+    views averaged, then the tensors' averages are averaged (every scale weighs the same)."""
     if isinstance(x, Tensor):
         return view_average(model(x), labels)
     per_size = [view_average(model(v), labels).float() for v in x]
@@ -51,8 +48,8 @@ def view_logits(model: nn.Module, x: Views, labels: int) -> Tensor:
 
 @dataclass(frozen=True)
 class EvalSums:
-    """What an evaluation sums over images: additive, so shares evaluated on several ranks
-    combine by summing (`classes` is the logits' width, 0 where a share held no image)."""
+    """An evaluation's sums over images, which add up over ranks (`classes`: the logits' width,
+    0 where a share held no image)."""
 
     loss_sum: float
     errors: int
@@ -64,17 +61,15 @@ class EvalSums:
         if self.seen == 0:
             raise ValueError("an evaluation over no images has no metrics")
         top5 = 1 - self.top5_hits / self.seen if self.classes > TOP5 else math.nan
-        return Metrics(loss=self.loss_sum / self.seen, error=self.errors / self.seen,
-                       top5_error=top5)  # fmt: skip
+        return Metrics(self.loss_sum / self.seen, self.errors / self.seen, top5)
 
 
 @torch.inference_mode()
 def eval_sums(
     model: nn.Module, batches: Iterator[tuple[Views, Tensor]], *, precision: str
 ) -> EvalSums:
-    """Summed loss, top-1 errors and top-5 hits in eval mode (BN running statistics), no
-    augmentation. Every module's mode is restored afterwards, so a frozen backbone stays in
-    eval mode."""
+    """Summed loss, top-1 errors and top-5 hits in eval mode. Every module's mode is restored
+    afterwards, so a frozen backbone stays in eval mode."""
     modes = [(m, m.training) for m in model.modules()]
     model.eval()
     loss_sum, errors, top5_hits, seen, classes = 0.0, 0, 0, 0, 0
@@ -89,27 +84,22 @@ def eval_sums(
         seen += len(y)
     for module, training in modes:
         module.training = training
-    return EvalSums(loss_sum=loss_sum, errors=errors, top5_hits=top5_hits, seen=seen,
-                 classes=classes)  # fmt: skip
+    return EvalSums(loss_sum, errors, top5_hits, seen, classes)
 
 
 def evaluate_metrics(
     model: nn.Module, batches: Iterator[tuple[Views, Tensor]], *, precision: str
 ) -> Metrics:
-    """Loss, top-1 and top-5 error (NaN with 5 classes or fewer) over every batch."""
     return eval_sums(model, batches, precision=precision).metrics()
 
 
 def evaluate_shares(
     model: nn.Module, batches: Iterator[tuple[Views, Tensor]], *, precision: str
 ) -> Metrics:
-    """Under torchrun, `batches` are this rank's share of the images: their sums are added
-    over the ranks, so every rank returns the metrics of all images (one process: those of
-    `batches`)."""
+    """The metrics of every rank's `batches` together (under torchrun each rank holds a share
+    of the images; in one process, those of `batches`)."""
     mine = eval_sums(model, batches, precision=precision)
-    loss_sum, errors, top5_hits, seen = distributed.sum_all(
-        mine.loss_sum, mine.errors, mine.top5_hits, mine.seen
-    )  # fmt: skip
-    total = EvalSums(loss_sum=loss_sum, errors=round(errors), top5_hits=round(top5_hits),
-                     seen=round(seen), classes=distributed.max_all(mine.classes))  # fmt: skip
-    return total.metrics()
+    loss_sum, *counts = distributed.sum_all(mine.loss_sum, mine.errors, mine.top5_hits, mine.seen)
+    errors, top5_hits, seen = (round(c) for c in counts)
+    classes = distributed.max_all(mine.classes)
+    return EvalSums(loss_sum, errors, top5_hits, seen, classes).metrics()

@@ -1,6 +1,5 @@
-"""The run directory and its record: what a run writes besides its weights, and how a finished
-run is read back (by `train`, `ablate collect` and the store). ablations.rundir names its
-files."""
+"""A run's record: what a run writes besides its torch files (ablations.train.resume), and how a
+finished run is read back. ablations.rundir names the files."""
 
 from __future__ import annotations
 
@@ -46,15 +45,14 @@ def load_record(path: Path) -> RunRecord | None:
 
 
 def stale_label(path: Path) -> str | None:
-    """ "stale (trainer vN, now vM)" when the run at `path` (finished or not) was started by
-    another trainer version, else None (also for a folder that holds no run yet)."""
+    """ "stale (trainer vN, now vM)" for a run (finished or not) that another trainer version
+    started; None for a current run or an empty folder."""
     starts = rundir.starts(path)
     return versions.stale_label(versions.run_trainer_version(starts)) if starts else None
 
 
 def set_aside(path: Path) -> Path:
-    """Move the run at `path` to <runs>/.stale/<run_id>.v<N>[.k]/: nothing measured is lost,
-    and the run's own folder is free for the current trainer."""
+    """Move the run at `path` to <runs>/.stale/<run_id>.v<N>[.k]/: nothing measured is lost."""
     version = versions.run_trainer_version(rundir.starts(path))
     parked = path.parent / versions.STALE_DIR
     parked.mkdir(exist_ok=True)
@@ -67,15 +65,13 @@ def set_aside(path: Path) -> Path:
 
 
 def load_current(path: Path) -> RunRecord | None:
-    """The finished run at `path` if the current trainer made it; None for a missing,
-    unfinished or stale run (a stale one stays where it is: see `retire_stale`)."""
+    """The finished run at `path` if the current trainer made it, else None."""
     return None if stale_label(path) is not None else load_record(path)
 
 
 def retire_stale(path: Path) -> None:
-    """Move a run of another trainer version (finished or half done) aside (see `set_aside`),
-    so that it is trained again rather than silently counting as done. Called only once the
-    data is known good, so a bad --data never disturbs a measured run."""
+    """Set a run of another trainer version aside, so that it is trained again rather than
+    counted as done. Called once the data is known good: a bad --data disturbs no run."""
     label = stale_label(path)
     if label is not None:
         moved = set_aside(path)
@@ -93,55 +89,51 @@ def metric_rows(iteration: int, split: str, **metrics: float) -> list[dict[str, 
 
 
 def crop_prefix(crops: str) -> str:
-    """The metric names' prefix of a test protocol: "ten-crop" -> "ten_crop_" ("" for the
-    centre crop, whose metrics are the curves' own)."""
+    """A test protocol's metric prefix: "ten-crop" -> "ten_crop_", "" for the centre crop."""
     return "" if crops == "center" else crops.replace("-", "_") + "_"
 
 
 def eval_rows(
-    iteration: int, split: str, metrics: Metrics, *, top5: bool, prefix: str = ""
+    iteration: int, split: str, metrics: Metrics, *, top5: bool, crops: str = "center"
 ) -> list[dict[str, Any]]:
-    """An evaluation's curve rows: loss and error (and top-5 error where the data reports it),
-    named with `prefix` for another crop protocol ("ten_crop_error")."""
+    """An evaluation's curve rows (top-5 error where the data reports it), named after the crop
+    protocol ("ten_crop_error")."""
     values = {"loss": metrics.loss, "error": metrics.error}
     if top5:
         values["top5_error"] = metrics.top5_error
+    prefix = crop_prefix(crops)
     return metric_rows(iteration, split, **{prefix + k: v for k, v in values.items()})
 
 
 def final_metrics(curves: pd.DataFrame, *, eval_split: str) -> dict[str, Any]:
-    """Final errors and losses, and the best evaluation during training, on `eval_split`
-    (best_test_* when the run evaluated on the test set: it then selects on it). Data without
-    a test split (ImageNet: its val split is the held-out set) has no test_*; top-5, 10-crop
-    and multi-scale errors are there where the run recorded them (val_top5_error,
-    ten_crop_val_error, multi_scale_val_top5_error, ...)."""
+    """Final errors and losses, and the best evaluation on `eval_split`. test_* only for data
+    with a test split; top-5, 10-crop and multi-scale errors where the run recorded them."""
 
-    def series(split: str, metric: str) -> pd.DataFrame:
-        return curves[(curves["split"] == split) & (curves["metric"] == metric)]
+    def values(split: str, metric: str) -> pd.Series:
+        return curves.loc[(curves["split"] == split) & (curves["metric"] == metric), "value"]
 
     def last(split: str, metric: str) -> float:
-        values = series(split, metric)["value"]
-        return float(values.iloc[-1]) if len(values) else math.nan
+        found = values(split, metric)
+        return float(found.iloc[-1]) if len(found) else math.nan
 
-    rates = series("train", "images_per_s")
     out: dict[str, Any] = {
         "train_error": last("train", "error"),
         "train_loss": last("train", "loss"),
-        "images_per_s": float(rates["value"].median()),
+        "images_per_s": float(values("train", "images_per_s").median()),
     }
-    if len(series("test", "error")):
+    if len(values("test", "error")):
         out |= {"test_error": last("test", "error"), "test_loss": last("test", "loss")}
     if eval_split == "val":
         out["val_error"] = last("val", "error")
-    split = eval_split
-    named = {"top5_error": f"{split}_top5_error"}
-    for crops in EVAL_CROPS[1:]:  # the final protocols (Tables 2-3 and 4)
-        p = crop_prefix(crops)
-        named |= {f"{p}error": f"{p}{split}_error", f"{p}top5_error": f"{p}{split}_top5_error"}
-    for metric, name in named.items():
-        if len(series(split, metric)):
-            out[name] = last(split, metric)
-    errors = series(eval_split, "error")
+    named = [("", "top5_error")] + [
+        (crop_prefix(crops), metric)
+        for crops in EVAL_CROPS[1:]  # the final protocols (Tables 2-3 and 4)
+        for metric in ("error", "top5_error")
+    ]
+    for prefix, metric in named:
+        if len(values(eval_split, prefix + metric)):
+            out[f"{prefix}{eval_split}_{metric}"] = last(eval_split, prefix + metric)
+    errors = curves.loc[values(eval_split, "error").index]
     best = errors.sort_values("value", kind="stable").iloc[0]  # the first of equal minima
     out[f"best_{eval_split}_error"] = float(best["value"])
     out[f"best_{eval_split}_iteration"] = int(best["iteration"])
@@ -149,9 +141,8 @@ def final_metrics(curves: pd.DataFrame, *, eval_split: str) -> dict[str, Any]:
 
 
 def start_run(config: TrainConfig, directory: Path, data: RunData) -> None:
-    """Create the run directory with its config and the exact architecture trained (the
-    registered variant with the dataset's head and input channels), or check that it holds
-    this very config."""
+    """Create the run directory with its config and the exact architecture trained (with the
+    dataset's head and input channels), or check that it holds this very run."""
     if rundir.is_started(directory):
         # The same run id is the same run: fields that only change speed may differ.
         if TrainConfig.from_json(rundir.config(directory)).run_id != config.run_id:
@@ -165,25 +156,23 @@ def start_run(config: TrainConfig, directory: Path, data: RunData) -> None:
 
 def record_start(
     directory: Path, device: torch.device, config: TrainConfig, data: RunData, *, iteration: int,
-    execution: dict[str, Any] | None = None,
+    execution: dict[str, Any],
 ) -> None:  # fmt: skip
-    """Append this start's environment to env.json: a resumed run may finish elsewhere.
-    `execution`: how this start runs (the step taken, the optimizer, TF32 flags)."""
+    """Append this start's environment and `execution` (how it runs) to env.json: a resumed run
+    may finish elsewhere."""
     provenance.warn_if_dirty(f"training {directory.name}")
     rundir.add_start(directory, {
         "from_iteration": iteration, **provenance.environment(device), "dtype": config.precision,
-        "seed": config.seed, "data": data.record, **(execution or {}),
+        "seed": config.seed, "data": data.record, **execution,
     })  # fmt: skip
 
 
 def check_same_data(directory: Path, checksum: str) -> None:
-    """A half-finished run resumes only on the data it started on (a dataset without a
-    canonical identity, such as an ImageFolder, could otherwise change under the same key)."""
+    """A half-finished run resumes only on the data it started on (an ImageFolder, say, could
+    otherwise change under the same key)."""
     starts = rundir.starts(directory)
-    if not starts:
-        return
-    started_on = starts[0]["data"]["checksum"]
-    if started_on != checksum:
+    if starts and starts[0]["data"]["checksum"] != checksum:
+        started_on = starts[0]["data"]["checksum"]
         raise AblationsError(
             f"{directory} was started on other data (sha256 {started_on[:12]}, now "
             f"{checksum[:12]}); remove it, or give this data its own --data-id"

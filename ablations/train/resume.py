@@ -1,7 +1,6 @@
-"""The torch files of a run directory (ablations.rundir), so that a rerun resumes exactly: the
-checkpoint (weights, optimizer and scaler state, and the loop's `State`), the curves up to it,
-and the weights files. Every write is atomic: a process killed mid-write leaves
-the previous file whole. Only rank 0 calls these under torchrun (the trainer decides)."""
+"""A run's torch files: the checkpoint (weights, optimizer and scaler state, the loop's `State`)
+that makes a rerun resume exactly, the curves up to it, and the weights. Every write is atomic;
+only rank 0 calls these under torchrun."""
 
 from __future__ import annotations
 
@@ -56,15 +55,21 @@ def save_checkpoint(directory: Path, *, model: nn.Module, step: TrainStep, state
     write_atomic(rundir.checkpoint(directory), lambda t: torch.save(saved, t))
 
 
-def load_checkpoint(
-    directory: Path, *, model: nn.Module, step: TrainStep, device: torch.device
-) -> State | None:
-    """Restore model and optimizer from `directory`'s checkpoint and return its `State`; None
-    (nothing touched) when the run has none."""
+def _load(directory: Path, device: torch.device | str) -> dict[str, Any] | None:
     path = rundir.checkpoint(directory)
     if not path.exists():
         return None
-    saved = torch.load(path, map_location=device, weights_only=False, pickle_module=UNPICKLING)
+    return torch.load(path, map_location=device, weights_only=False, pickle_module=UNPICKLING)
+
+
+def load_checkpoint(
+    directory: Path, *, model: nn.Module, step: TrainStep, device: torch.device
+) -> State | None:
+    """Restore model and optimizer from the run's checkpoint and return its `State`; None
+    (nothing touched) when the run has none."""
+    saved = _load(directory, device)
+    if saved is None:
+        return None
     model.load_state_dict(saved["model"])
     step.load_state(saved["optimizer"], saved["scaler"])
     state: State = saved["state"]
@@ -81,10 +86,6 @@ def save_weights(path: Path, model: nn.Module) -> None:
 
 
 def checkpoint_iteration(directory: Path) -> int:
-    """The iteration a run's checkpoint holds, read from the checkpoint itself; -1: none."""
-    path = rundir.checkpoint(directory)
-    if not path.exists():
-        return -1
-    saved = torch.load(path, map_location="cpu", weights_only=False, pickle_module=UNPICKLING)
-    state: State = saved["state"]
-    return state.iteration
+    """The iteration a run's checkpoint holds; -1: none."""
+    saved = _load(directory, "cpu")
+    return -1 if saved is None else int(saved["state"].iteration)

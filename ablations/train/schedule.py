@@ -1,14 +1,6 @@
-"""The learning rate and the running training metrics of a run, kept on the device.
-
-The step schedule is known on the host: its milestones are iterations. The end of the paper's
-warm-up (ResNet-110: lr 0.01 until the training error is below 80%, then 0.1) is not: it depends
-on the training error, which stays on the device. So the host writes the two candidate rates
-(the warm-up rate and the scheduled one) only when they change, the device picks one with a
-warm-up flag, and the device itself clears that flag when a window's error falls below the
-threshold. The optimizer reads the chosen rate from a device tensor, so a CUDA graph can replay
-the step unchanged across schedule changes, and nothing is read back to the host until an
-evaluation. `lr_at` is the reference the device schedule is tested against.
-"""
+"""The learning rate and running training metrics, kept on the device. The paper's warm-up (lr
+0.01 until the training error is below 80%) ends on the device, and the optimizer reads the rate
+from a device tensor, so a CUDA graph replays unchanged and the host reads nothing per step."""
 
 from __future__ import annotations
 
@@ -25,8 +17,8 @@ def lr_at(
     config: TrainConfig, iteration: int, warmup_end: int | None,
     milestones: tuple[int, ...] | None = None,
 ) -> float:  # fmt: skip
-    """Step schedule (milestones in iterations; the config's by default); deep nets start at
-    `warmup_lr` until the warm-up ends, and never past the first decay."""
+    """The step schedule (milestones in iterations: the config's by default) and the device
+    schedule's reference; deep nets start at `warmup_lr` until the warm-up ends."""
     steps = config.lr_milestones if milestones is None else milestones
     before_decay = not steps or iteration < steps[0]
     if config.warmup_lr is not None and warmup_end is None and before_decay:
@@ -36,10 +28,9 @@ def lr_at(
 
 
 class Schedule:
-    """`lr`: a 0-dim device tensor the optimizer reads, rewritten in place by `select` (in the
-    step, so inside a captured graph too). float32 where fused kernels read it (CUDA), float64
-    elsewhere, which the CPU optimizers turn into exactly the Python float they were given
-    before, so CPU runs keep their numbers bit for bit."""
+    """`lr`: a 0-dim device tensor the optimizer reads, rewritten in place by `select` (inside
+    a captured graph too). The host writes the two candidate rates when they change; a device
+    flag picks one. float64 on a CPU keeps CPU runs' numbers bit for bit."""
 
     def __init__(
         self, config: TrainConfig, milestones: tuple[int, ...], *, device: torch.device,
@@ -55,8 +46,8 @@ class Schedule:
         self.load(None, (0, 0))
 
     def load(self, warmup_end: int | None, window: tuple[int, int]) -> None:
-        """Start (or resume) with the warm-up ended at `warmup_end` (None: not yet) and the
-        current window's (errors, images). In place: a captured graph holds these tensors."""
+        """Start or resume with the warm-up ended at `warmup_end` (None: not yet) and the
+        window's (errors, images); in place, as a captured graph holds these tensors."""
         warms = self.config.warmup_lr is not None
         self.warming.fill_(warms and warmup_end is None)
         self.warmup_end.fill_(-1 if warmup_end is None else warmup_end)
@@ -65,8 +56,7 @@ class Schedule:
         self.judging = warms and warmup_end is None  # False once the host has seen the end
 
     def prepare(self, iteration: int) -> None:
-        """Host: write the candidate rates for `iteration` where they changed (at milestones;
-        a few launches per run, no sync)."""
+        """Host: write the candidate rates for `iteration` where they changed (no sync)."""
         scheduled = lr_at(self.config, iteration, warmup_end=0, milestones=self.milestones)
         warm = lr_at(self.config, iteration, warmup_end=None, milestones=self.milestones)
         if self._written != (warm, scheduled):
@@ -85,8 +75,7 @@ class Schedule:
 
     def after_step(self, iteration: int, images: int) -> None:
         """Host, after step `iteration - 1`: every WARMUP_WINDOW iterations the device ends the
-        warm-up if the window's error is below `warmup_until_error` (the comparison runs on the
-        device in float64, exactly as the same division and comparison on the host would)."""
+        warm-up if the window's error (float64, as on the host) is below the threshold."""
         if not self.judging:
             return
         self.window_seen += images
@@ -102,14 +91,12 @@ class Schedule:
         self.window_seen = 0
 
     def lr_of(self, iteration: int, warmup_end: int | None) -> float:
-        """The rate step `iteration` took, given the warm-up's end as read afterwards (the
-        curves record this exact float, not the device's float32 copy)."""
+        """The rate step `iteration` took, as the exact float the curves record."""
         ended = warmup_end is not None and warmup_end <= iteration
         return lr_at(self.config, iteration, warmup_end if ended else None, self.milestones)
 
     def read(self) -> tuple[int | None, tuple[int, int]]:
-        """(warm-up end, window) for a checkpoint; reads the device (at evaluations only). Once
-        the end is known the host stops judging."""
+        """(warm-up end, window) for a checkpoint; reads the device, at evaluations only."""
         end = int(self.warmup_end)
         if end >= 0:
             self.judging = False
@@ -122,27 +109,20 @@ class Tally:
     def __init__(self, device: torch.device) -> None:
         self.loss = torch.zeros((), device=device, dtype=torch.float64)
         self.errors = torch.zeros((), device=device, dtype=torch.int64)
-        self.seen = 0
-        self.steps = 0
+        self.seen = 0  # images: the host counts them
 
     def reset(self) -> None:
         """In place: a captured graph keeps adding into these very tensors."""
         self.loss.zero_()
         self.errors.zero_()
         self.seen = 0
-        self.steps = 0
 
     def add(self, loss: Tensor, logits: Tensor, labels: Tensor) -> Tensor:
-        """Device: add one step; returns its count of misclassified images."""
+        """Device: add one step; returns its misclassified images."""
         wrong = (logits.detach().argmax(dim=1) != labels).sum()
         self.loss += loss.detach().double() * len(labels)
         self.errors += wrong
         return wrong
-
-    def count(self, images: int) -> None:
-        """Host: the images of one more step (the device sums, the host counts)."""
-        self.seen += images
-        self.steps += 1
 
     def read(self) -> tuple[float, float]:
         """(mean loss, error rate) over every rank's shard; reads the device."""

@@ -1,10 +1,6 @@
-"""The steps every runner times or takes: one training step and one inference step.
-
-The training loop, the throughput runner and the bench/ suites all call these, so a benchmark
-measures exactly the step a training run takes. On a GPU the training step can also be replayed
-as one CUDA graph (ablations.gpu.graph.GraphStep); `resolve_step` says which step a run takes
-and why, and `step_of_kind` builds it, importing the graph machinery only for a graph step.
-"""
+"""The training and inference steps that training runs, throughput measurements and bench/ all
+take, so a benchmark times exactly a run's step. `resolve_step` says which step a run takes;
+`step_of_kind` builds it (a CUDA graph: ablations.gpu.graph)."""
 
 from __future__ import annotations
 
@@ -20,6 +16,8 @@ from ablations.registry import AblationsError
 
 # Autocast dtypes; "tf32" is fp32 storage with TF32 tensor-core matmuls and convolutions.
 AUTOCAST = {"bf16": torch.bfloat16, "fp16": torch.float16}
+Step = Callable[[Tensor, Tensor], tuple[Tensor, Tensor]]
+GRAPH_WARMUP = 3  # eager calls a graph step runs before it captures
 
 
 def autocast(device: torch.device, precision: str, *, cache: bool = True) -> torch.autocast:
@@ -32,11 +30,9 @@ def autocast(device: torch.device, precision: str, *, cache: bool = True) -> tor
 
 
 def set_tf32(precision: str) -> None:
-    """TF32 on for "tf32", off otherwise: PyTorch enables it for cuDNN convolutions by default,
-    which would make "fp32" numbers silently TF32 ones. (No effect on a CPU.)"""
-    enabled = precision == "tf32"
-    torch.backends.cuda.matmul.allow_tf32 = enabled
-    torch.backends.cudnn.allow_tf32 = enabled
+    """TF32 on for "tf32" only: PyTorch enables it for cuDNN by default, which would make "fp32"
+    numbers silently TF32 ones."""
+    torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = precision == "tf32"
 
 
 def tf32_flags() -> dict[str, bool]:
@@ -47,29 +43,8 @@ def tf32_flags() -> dict[str, bool]:
     }
 
 
-def maybe_compile(model: nn.Module, enabled: bool) -> nn.Module:
-    """`torch.compile(model)` or the model; a compiled module shares the model's parameters."""
+def _compiled(model: nn.Module, enabled: bool) -> nn.Module:
     return cast(nn.Module, torch.compile(model)) if enabled else model
-
-
-def make_optimizer(
-    params: list[nn.Parameter], *, name: str, lr: float | Tensor, momentum: float,
-    weight_decay: float, fused: bool = False,
-) -> torch.optim.Optimizer:  # fmt: skip
-    """SGD with momentum (the paper's), or Adam (tutorials'; its weight decay is L2 in the
-    gradient, as torch.optim.Adam's, and momentum is not used).
-
-    `fused` (on a GPU): one kernel over all parameters that reads `lr` from a device tensor and,
-    under a GradScaler, checks for infs on the device, so the step never waits for the host and
-    a CUDA graph can capture it (Adam also keeps its step count there: `capturable`). Otherwise
-    torch's default implementation, as the CPU has always run it."""
-    if name == "adam":
-        return torch.optim.Adam(
-            params, lr=lr, weight_decay=weight_decay, fused=fused or None, capturable=fused
-        )
-    return torch.optim.SGD(
-        params, lr=lr, momentum=momentum, weight_decay=weight_decay, fused=fused or None
-    )
 
 
 def optimizer_kind(optimizer: torch.optim.Optimizer, device: torch.device) -> str:
@@ -86,16 +61,17 @@ def optimizer_kind(optimizer: torch.optim.Optimizer, device: torch.device) -> st
 
 
 def fused_optimizer(device: torch.device) -> bool:
-    """Whether a training run's optimizer is the fused one (see make_optimizer): on a GPU."""
+    """Whether a training run's optimizer is the fused one: on a GPU."""
     return device.type == "cuda"
 
 
 class TrainStep:
-    """Forward under autocast, cross-entropy, backward (loss-scaled for fp16), an optimizer step
-    on every trainable parameter (BN included, as the paper's Torch code did).
+    """Forward under autocast, cross-entropy, backward (loss-scaled for fp16), and an SGD or
+    Adam step on every trainable parameter (BN included, as the paper's Torch code did).
 
-    `lr` may be a 0-dim tensor on the device that the caller rewrites in place (the training
-    schedule); the optimizer then reads it at every step. `fused` defaults to "on a GPU"."""
+    `lr` may be a 0-dim device tensor that the schedule rewrites in place. A `fused` optimizer
+    (default: on a GPU) reads it on the device and, under a GradScaler, checks for infs there,
+    so a CUDA graph can capture the step; Adam is then `capturable` too."""
 
     def __init__(
         self, model: nn.Module, *, device: torch.device, precision: str = "fp32",
@@ -103,14 +79,20 @@ class TrainStep:
         weight_decay: float = 1e-4, optimizer: str = "sgd", fused: bool | None = None,
     ) -> None:  # fmt: skip
         self.model, self.device, self.precision = model, device, precision
-        self.forward = maybe_compile(model, compile)
+        self.forward = _compiled(model, compile)
         self.fused = device.type == "cuda" if fused is None else fused
-        trainable = [p for p in model.parameters() if p.requires_grad]
-        self.optimizer = make_optimizer(
-            trainable, name=optimizer, lr=lr, momentum=momentum, weight_decay=weight_decay,
-            fused=self.fused,
-        )  # fmt: skip
-        # With a fused optimizer the scaler's inf check and skipped step stay on the device.
+        params = [p for p in model.parameters() if p.requires_grad]
+        kernel = self.fused or None  # None: torch's default implementation, as the CPU runs it
+        # Adam's weight decay is L2 in the gradient (torch.optim.Adam's); it takes no momentum.
+        self.optimizer: torch.optim.Optimizer = (
+            torch.optim.Adam(
+                params, lr=lr, weight_decay=weight_decay, fused=kernel, capturable=self.fused
+            )
+            if optimizer == "adam"
+            else torch.optim.SGD(
+                params, lr=lr, momentum=momentum, weight_decay=weight_decay, fused=kernel
+            )
+        )
         self.scaler = torch.amp.GradScaler(device.type, enabled=precision == "fp16")
         self.cache_casts = True
 
@@ -135,21 +117,12 @@ class TrainStep:
         return loss.detach(), logits.detach()
 
 
-Step = Callable[[Tensor, Tensor], tuple[Tensor, Tensor]]
-# Eager calls a graph step runs before it captures (ablations.gpu.graph.GraphStep).
-GRAPH_WARMUP = 3
-
-
 def resolve_step(
     requested: str, *, device: torch.device, precision: str, compile: bool, ddp: bool = False
 ) -> tuple[str, str]:
     """(the step a run takes, why when it is not the one asked for). "auto" is "graph" on a
-    GPU and "eager" elsewhere, and eager where a graph cannot hold the step: fp16 (the dynamic
-    loss scale's state machine lives in Python; the eager step with the fused optimizer still
-    checks for infs without a host sync), torch.compile (its own cudagraphs, mode
-    "reduce-overhead", are the way to combine the two) and `ddp` (under torchrun DDP's bucketed
-    all-reduce is not captured: one graph per rank would need NCCL graph capture, which this
-    runner does not attempt)."""
+    GPU and "eager" elsewhere. A graph cannot hold fp16's dynamic loss scale, torch.compile
+    (its "reduce-overhead" mode has its own graphs) or DDP's all-reduce (no NCCL capture)."""
     if requested not in STEPS:
         raise AblationsError(f"step {requested!r} is not one of {', '.join(STEPS)}")
     if requested == "eager":
@@ -170,15 +143,14 @@ def resolve_step(
 def step_of_kind(
     step: Step, kind: str, *, train: TrainStep, on_fallback: Callable[[str], None]
 ) -> Step:
-    """`step` itself for the "eager" kind; for "graph", `step` replayed as one CUDA graph
-    (ablations.gpu.graph, imported here and only here). `train` is the TrainStep that `step`
-    calls: its autocast keeps no cast cache under capture (see `autocast`). `on_fallback` hears
-    why, when the capture fails and the step stays eager."""
+    """`step` itself, or for "graph" `step` replayed as one CUDA graph (the only import of
+    ablations.gpu.graph). `train` is the TrainStep that `step` calls; `on_fallback` hears why
+    when the capture fails and the step stays eager."""
     if kind != "graph":
         return step
     from ablations.gpu.graph import GraphStep  # the CUDA machinery: never loaded on a CPU
 
-    train.cache_casts = False
+    train.cache_casts = False  # see `autocast`
     return GraphStep(step, on_fallback=on_fallback)
 
 
@@ -190,7 +162,7 @@ class InferStep:
         compile: bool = False,
     ) -> None:  # fmt: skip
         self.device, self.precision = device, precision
-        self.forward = maybe_compile(model.eval(), compile)
+        self.forward = _compiled(model.eval(), compile)
 
     @torch.inference_mode()
     def __call__(self, x: Tensor) -> Tensor:

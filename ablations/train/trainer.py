@@ -1,13 +1,6 @@
-"""The training loop of one run (`Trainer`): its steps, evaluations, checkpoints and final
-record (its summary: ablations.train.summary). ablations.train.run opens a run and runs it;
-ablations.gpu.streams runs several at once.
-
-The hot loop (`Trainer.advance`) never waits for the device: losses and errors accumulate
-there, the learning rate and the warm-up's end are decided there (ablations.train.schedule),
-and the host reads them only every `eval_every` iterations (`end_interval`), where the run also
-evaluates, with the eager model in eval mode, and saves a checkpoint. On a GPU the step is
-replayed as one CUDA graph (ablations.gpu.graph.GraphStep).
-"""
+"""The training loop of one run (`Trainer`): steps, evaluations, checkpoints and the summary.
+The hot loop never waits for the device: the host reads the sums, and the warm-up's end, only
+every `eval_every` iterations, where the run evaluates and checkpoints."""
 
 from __future__ import annotations
 
@@ -15,6 +8,7 @@ import math
 import sys
 import time
 from collections.abc import Callable, Iterator
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
@@ -27,13 +21,10 @@ from ablations.config import TrainConfig, check_device
 from ablations.data.loader import Views
 from ablations.data.prepare import RunData
 from ablations.progress import TrainProgress
-from ablations.train import resume
+from ablations.train import records, resume
 from ablations.train.evaluation import Metrics, evaluate_shares
-from ablations.train.records import RunRecord, crop_prefix, curves_frame, eval_rows, metric_rows
-from ablations.train.resume import State
 from ablations.train.schedule import Schedule, Tally
 from ablations.train.steps import TrainStep, fused_optimizer, resolve_step, step_of_kind, tf32_flags
-from ablations.train.summary import ended_summary, outcome, stopped_summary
 from ablations.weights.finetune import build_model, train_mode
 
 
@@ -78,12 +69,12 @@ class Trainer:
         self.step = step_of_kind(
             self.whole_step, self.step_kind, train=self.train_step, on_fallback=self.fell_back
         )
-        self.state = State()
+        self.state = resume.State()
         self.schedule.prepare(0)
 
     def whole_step(self, x: Tensor, y: Tensor) -> tuple[Tensor, Tensor]:
-        """What one iteration runs on the device (all of it captured when the step is a graph):
-        this iteration's lr, the training step, and the running sums."""
+        """What one iteration runs on the device (all of it in a graph step): this iteration's
+        lr, the training step, and the running sums."""
         self.schedule.select()
         loss, logits = self.train_step(x, y)
         self.schedule.observe(self.tally.add(loss, logits, y))
@@ -99,17 +90,15 @@ class Trainer:
                 "fused_optimizer": self.train_step.fused, "runs_at_once": self.runs_at_once,
                 **tf32_flags()}  # fmt: skip
 
-    # -- checkpoints -------------------------------------------------------------------------
     def restore(self) -> None:
-        """Resume from the run's checkpoint, if it has one (ablations.train.resume)."""
+        """Resume from the run's checkpoint, if it has one."""
         state = resume.load_checkpoint(
             self.dir, model=self.model, step=self.train_step, device=self.device
         )
-        if state is None:
-            return
-        self.state = state
-        self.schedule.load(state.warmup_end, state.warmup_window)
-        self.schedule.prepare(state.iteration)
+        if state is not None:
+            self.state = state
+            self.schedule.load(state.warmup_end, state.warmup_window)
+            self.schedule.prepare(state.iteration)
 
     def save_checkpoint(self) -> None:
         if distributed.is_main():
@@ -117,9 +106,8 @@ class Trainer:
                 self.dir, model=self.model, step=self.train_step, state=self.state
             )
 
-    # -- the loop ----------------------------------------------------------------------------
     def run(self) -> dict[str, Any]:
-        """Train to the end (or to divergence, or to the first checkpoint past the deadline);
+        """Train to the end, to divergence, or to the first checkpoint past the deadline;
         returns the summary."""
         self.begin()
         with self.progress:
@@ -130,8 +118,8 @@ class Trainer:
                     return summary
 
     def begin(self, *, position: int | None = None) -> None:
-        """Ready the loop at the run's current iteration: its batches, the model's mode, the
-        progress display (`position`: its line among several runs' bars)."""
+        """Ready the loop at the current iteration: batches, the model's mode, the progress bar
+        (`position`: its line among several runs' bars)."""
         self.batches = self.data.train.batches(self.state.iteration)
         train_mode(self.model, freeze=self.config.freeze)
         self.progress = TrainProgress(
@@ -140,13 +128,8 @@ class Trainer:
         )  # fmt: skip
         self._start_interval()
 
-    def boundary(self) -> int:
-        """The iteration the current interval ends at: the next evaluation, or the end."""
-        next_eval = (self.state.iteration // self.eval_every + 1) * self.eval_every
-        return min(next_eval, self.iterations)
-
     def end_interval(self) -> dict[str, Any] | None:
-        """At a boundary: wait for the interval's steps, report and evaluate, checkpoint; the
+        """At a boundary: wait for the interval's steps, report, evaluate and checkpoint; the
         summary if the run ended here (complete, diverged, or stopped by the deadline)."""
         state = self.state
         if state.iteration > self.interval_from:  # (none on a run resumed at its very end)
@@ -161,16 +144,21 @@ class Trainer:
                 return self.finish(diverged=True)
             self.save_checkpoint()
             if self.past_deadline() and state.iteration < self.iterations:
-                return stopped_summary(
-                    self.config, state, planned=self.iterations, execution=self.execution()
-                )
+                c = self.config
+                return {"status": "stopped", "run_id": c.run_id, "key": c.key,
+                        "variant": c.variant, "profile": c.profile, "seed": c.seed,
+                        "iterations": state.iteration, "planned_iterations": self.iterations,
+                        "train_s": state.train_s, **self.execution()}  # fmt: skip
         if state.iteration >= self.iterations:
             return self.finish(diverged=False)
         self._start_interval()
         return None
 
     def _start_interval(self) -> None:
-        self.interval_from, self.interval_end = self.state.iteration, self.boundary()
+        """The interval ends at the next evaluation, or at the end."""
+        self.interval_from = self.state.iteration
+        next_eval = (self.interval_from // self.eval_every + 1) * self.eval_every
+        self.interval_end = min(next_eval, self.iterations)
         self.interval_start = time.perf_counter()
 
     def advance(
@@ -178,15 +166,15 @@ class Trainer:
         progress: TrainProgress | None = None,
     ) -> None:  # fmt: skip
         """The hot loop, to iteration `until`. It reads nothing from the device: every value it
-        decides on is a host integer or stays on the device (tests/train/test_run.py patches every
-        host read to raise around it)."""
+        decides on is a host integer or stays on the device (tests/train/test_steps.py patches
+        every host read to raise around it)."""
         state = self.state
         while state.iteration < until:
             self.schedule.prepare(state.iteration)
             x, y = next(batches)
             self.step(x, y)
             state.iteration += 1
-            self.tally.count(len(y))
+            self.tally.seen += len(y)
             self.schedule.after_step(state.iteration, len(y))
             if progress is not None:
                 progress.advance()
@@ -194,14 +182,15 @@ class Trainer:
                 self.on_iteration(state.iteration)
 
     def past_deadline(self) -> bool:
-        """Whether to stop at this checkpoint. Across processes any rank past its deadline
-        stops them all: a rank that went on alone would wait forever in its next collective."""
+        """Whether to stop at this checkpoint. Any rank past its deadline stops them all: a rank
+        that went on alone would wait forever in its next collective."""
         if self.deadline is None:  # the same on every rank: no collective needed
             return False
         return bool(distributed.max_all(int(time.monotonic() >= self.deadline)))
 
-    def record(self, summary: dict[str, Any]) -> RunRecord:
-        return RunRecord(self.dir, self.config, summary, curves_frame(self.state.rows))
+    def record(self, summary: dict[str, Any]) -> records.RunRecord:
+        curves = records.curves_frame(self.state.rows)
+        return records.RunRecord(self.dir, self.config, summary, curves)
 
     def label(self) -> str:
         """The progress line's name; a recipe's says its profile (a reduced budget shows)."""
@@ -211,27 +200,27 @@ class Trainer:
         return f"{c.recipe}{'-' + c.arm if c.arm else ''} [{c.profile}] s{c.seed}"
 
     def synchronize(self) -> None:
-        """Wait for this run's steps: its stream's work (the current stream, on which the step,
-        its graph and its batches run), not other runs' streams (ablations.gpu.streams)."""
+        """Wait for this run's stream alone (its steps, graph and batches), not other runs'."""
         if self.device.type == "cuda":
             torch.cuda.current_stream(self.device).synchronize()
 
     def report(self, *, elapsed: float) -> tuple[dict[str, str], bool]:
         """Curve rows for the interval just ended, the progress line's statistics, and whether
         the training loss is still finite."""
-        c, state = self.config, self.state
+        state, split = self.state, self.config.eval_split
         loss, error = self.tally.read()
         lr = self.schedule.lr_of(state.iteration - 1, state.warmup_end)
         rate = self.tally.seen / max(elapsed, 1e-9)
-        state.rows += metric_rows(state.iteration, "train", loss=loss, error=error, lr=lr,
-                            images_per_s=rate, train_s=state.train_s)  # fmt: skip
+        state.rows += records.metric_rows(state.iteration, "train", loss=loss, error=error, lr=lr,
+                                  images_per_s=rate, train_s=state.train_s)  # fmt: skip
         stats = {"loss": f"{loss:.3f}", "err": f"{error:.1%}", "lr": f"{lr:g}"}
         if not math.isfinite(loss):
             return stats, False
-        split = c.eval_split
-        metrics = self.evaluate(split)
-        state.rows += eval_rows(state.iteration, split, metrics, top5=self.data.top5)
-        self.keep_best(metrics.error)
+        metrics = self._evaluated(split)
+        if metrics.error < state.best_error:  # best.pt: the weights tutorials keep
+            state.best_error = metrics.error
+            if distributed.is_main():
+                resume.save_weights(rundir.best_weights(self.dir), self.model)
         return stats | {split: f"{metrics.error:.1%}", "img/s": f"{rate:.0f}"}, True
 
     def eval_batches(self, split: str, *, crops: str = "center") -> Iterator[tuple[Views, Tensor]]:
@@ -241,50 +230,42 @@ class Trainer:
         )  # fmt: skip
 
     def evaluate(self, split: str, *, crops: str = "center") -> Metrics:
-        """The eager model on `split` (a compiled forward or a captured graph would recompile
-        or replay the training step's shapes and mode). Across processes each rank evaluates
-        its share of the images with rank 0's BN statistics, and the sums are added: the
-        metrics of the model rank 0 checkpoints, for 1/G of the work per rank."""
+        """The eager model on `split` (a compiled forward or a graph would recompile or replay
+        the training step). Under torchrun each rank evaluates its share of the images with
+        rank 0's BN statistics, and the sums are added."""
         distributed.broadcast_buffers(self.model)
         batches = self.eval_batches(split, crops=crops)
         return evaluate_shares(self.model, batches, precision=self.config.precision)
 
-    def final_evaluations(self) -> None:
-        """What is evaluated once, at the end: the test split when the curves were on another,
-        and the data's other crop protocols (10-crop, multi-scale) on the curves' split."""
-        c, state = self.config, self.state
-        if "test" in self.data.splits and c.eval_split != "test":
-            state.rows += eval_rows(state.iteration, "test", self.evaluate("test"),
-                                    top5=self.data.top5)  # fmt: skip
-        for crops in self.data.final_crops:
-            metrics = self.evaluate(c.eval_split, crops=crops)
-            state.rows += eval_rows(state.iteration, c.eval_split, metrics, top5=self.data.top5,
-                                    prefix=crop_prefix(crops))  # fmt: skip
-
-    def keep_best(self, error: float) -> None:
-        """best.pt: the weights at the lowest evaluation error so far (tutorials keep these)."""
-        if error >= self.state.best_error:
-            return
-        self.state.best_error = error
-        if distributed.is_main():
-            resume.save_weights(rundir.best_weights(self.dir), self.model)
-
-    def cost(self) -> dict[str, int]:
-        """Params, and fvcore MACs per image at the training input size (batch 1)."""
-        from ablations.measure.complexity import model_cost  # fvcore: only once, at the end
-
-        return model_cost(self.model, input_size=int(self.data.record["input_size"]))
+    def _evaluated(self, split: str, *, crops: str = "center") -> Metrics:
+        """`evaluate`, its metrics added to the curves."""
+        metrics = self.evaluate(split, crops=crops)
+        at, top5 = self.state.iteration, self.data.top5
+        self.state.rows += records.eval_rows(at, split, metrics, top5=top5, crops=crops)
+        return metrics
 
     def finish(self, *, diverged: bool) -> dict[str, Any]:
         """Write the final record; a diverged run keeps its curves and says where it stopped."""
+        from ablations.measure.complexity import model_cost  # fvcore: only once, at the end
+
         c, state = self.config, self.state
-        summary = ended_summary(
-            c, state, diverged=diverged, planned=self.iterations, started=self.started,
-            steps_per_epoch=self.data.train.steps_per_epoch, step=self.step_kind, cost=self.cost(),
-        )  # fmt: skip
-        if not diverged:
+        summary = {
+            "status": "diverged" if diverged else "complete",
+            "run_id": c.run_id, "key": c.key, "variant": c.variant, "dataset": c.dataset,
+            "profile": c.profile, "seed": c.seed, "recipe": c.recipe, "arm": c.arm,
+            "iterations": state.iteration, "planned_iterations": self.iterations,
+            "epochs": c.epochs, "steps_per_epoch": self.data.train.steps_per_epoch,
+            "warmup_end": state.warmup_end, "train_s": state.train_s, **self.started,
+            "step": self.step_kind,
+            **model_cost(self.model, input_size=int(self.data.record["input_size"])),
+            "finished_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        }  # fmt: skip
+        if diverged:
+            summary["diverged_at"] = state.iteration
+        else:
             self.final_evaluations()
-        summary |= outcome(state, diverged=diverged, eval_split=c.eval_split)
+            curves = records.curves_frame(state.rows)
+            summary |= records.final_metrics(curves, eval_split=c.eval_split)
         if not distributed.is_main():
             return summary
         if not diverged:
@@ -293,3 +274,11 @@ class Trainer:
         rundir.write_summary(self.dir, summary)
         rundir.checkpoint(self.dir).unlink(missing_ok=True)  # a finished run is not resumed
         return summary
+
+    def final_evaluations(self) -> None:
+        """Once, at the end: the test split when the curves were on another, and the data's
+        other crop protocols (10-crop, multi-scale) on the curves' split."""
+        if "test" in self.data.splits and self.config.eval_split != "test":
+            self._evaluated("test")
+        for crops in self.data.final_crops:
+            self._evaluated(self.config.eval_split, crops=crops)

@@ -1,23 +1,7 @@
-"""akamaster/pytorch_resnet_cifar10 checkpoints (resnet20.th ... resnet1202.th) as our weights.
-
-Their files: `torch.save({"state_dict": model.state_dict(), "best_prec1": ...})` of a
-`nn.DataParallel(resnet20())`, so every key starts with "module."; the head is `linear`; the
-files predate BatchNorm's `num_batches_tracked`. Their net is the paper's CIFAR ResNet with the
-option-A shortcut written as
-
-    F.pad(x[:, :, ::2, ::2], (0, 0, 0, 0, planes // 4, planes // 4))
-
-which puts the old channels in the middle of the wider stream, with zeros before and after;
-ours (ablations.models.resnet.ZeroPadShortcut) keeps them first and appends the zeros. The two
-nets compute the same function up to a relabelling of the residual stream's channels: stage
-s's stream channel i in ours is channel perm_s[i] in theirs. So the conversion permutes the
-channels of every tensor that writes to or reads from the stream (the stem's conv and BN, each
-block's conv2/bn2 outputs and conv1 inputs, the linear layer's inputs); the block-internal
-channels are untouched. Logits are then equal, and our architecture is unchanged.
-
-They trained with per-channel ImageNet mean/std on 32x32 CIFAR-10 (their trainer.py:
-`transforms.Normalize(mean=[0.485, 0.456, 0.406], std=[0.229, 0.224, 0.225])`).
-"""
+"""akamaster/pytorch_resnet_cifar10's checkpoints (resnet20.th ... resnet1202.th) as our weights:
+a DataParallel state_dict ("module." keys, a `linear` head, no `num_batches_tracked`) of the
+paper's CIFAR ResNet, whose option-A shortcut pads planes//4 zero channels on each side where
+ours appends them. Trained on 32x32 CIFAR-10 with ImageNet's per-channel mean and std."""
 
 from __future__ import annotations
 
@@ -36,17 +20,13 @@ def is_akamaster(saved: object) -> bool:
     if not isinstance(saved, Mapping) or not isinstance(saved.get("state_dict"), Mapping):
         return False
     keys = list(saved["state_dict"])
-    return (
-        bool(keys)
-        and all(k.startswith(PREFIX) for k in keys)
-        and (f"{PREFIX}linear.weight" in keys)
-    )
+    return all(k.startswith(PREFIX) for k in keys) and f"{PREFIX}linear.weight" in keys
 
 
 def stream_permutations(variant: Variant) -> list[Tensor]:
-    """perm[s][i]: which of their channels our stage-s stream channel i is. Stage 1 is the
-    identity; at each widening their old channels sit after `pad` zeros (pad = new width // 4,
-    on each side), ours first, and the new channels (zeros at the shortcut) follow in order."""
+    """perm[s][i]: which of their channels our stage-s stream channel i is. The two nets compute
+    the same function up to this relabelling of the residual stream: at each widening their old
+    channels sit after `pad` zeros (pad = new width // 4), ours first."""
     perms = [torch.arange(variant.stage_widths[0])]
     for width in variant.stage_widths[1:]:
         old = perms[-1]
@@ -62,12 +42,8 @@ def stream_permutations(variant: Variant) -> list[Tensor]:
 
 
 def check_variant(variant: Variant) -> None:
-    if (
-        variant.family != "cifar"
-        or not variant.residual
-        or variant.shortcut != "a"
-        or (variant.block != "basic")
-    ):
+    theirs = (variant.family, variant.residual, variant.shortcut, variant.block)
+    if theirs != ("cifar", True, "a", "basic"):
         raise AblationsError(
             f"akamaster checkpoints are option-A CIFAR ResNets (resnet20 ... resnet1202); "
             f"{variant.name} is not one: pass --weights to a checkpoint of {variant.name}"
@@ -75,8 +51,8 @@ def check_variant(variant: Variant) -> None:
 
 
 def convert(saved: Mapping[str, object], variant: Variant) -> dict[str, Tensor]:
-    """Our state_dict (keys of ablations.models.ResNet, BN's num_batches_tracked set to 0) of
-    their checkpoint `saved`, for `variant`."""
+    """Our state_dict of their checkpoint `saved`, for `variant`: every tensor that writes to or
+    reads from the residual stream permuted (num_batches_tracked: 0), so the logits are equal."""
     check_variant(variant)
     state = saved["state_dict"]
     assert isinstance(state, Mapping)
@@ -113,18 +89,11 @@ def convert(saved: Mapping[str, object], variant: Variant) -> dict[str, Tensor]:
             bn(f"{name}.bn2", f"{name}.bn2", perm=perms[s])
     take("fc.weight", "linear.weight", out=None, inp=perms[-1])
     take("fc.bias", "linear.bias", out=None, inp=None)
-    unused = sorted(set(theirs) - _their_names(ours))
+    taken = {k.replace("fc.", "linear.", 1) for k in ours if not k.endswith("batches_tracked")}
+    unused = sorted(set(theirs) - taken)
     if unused:
         raise AblationsError(
             f"the akamaster checkpoint has {len(unused)} tensors a {variant.name} does not "
             f"(first: {unused[0]}): is it a deeper net?"
         )
     return ours
-
-
-def _their_names(ours: Mapping[str, Tensor]) -> set[str]:
-    return {
-        "linear." + k.removeprefix("fc.") if k.startswith("fc.") else k
-        for k in ours
-        if not k.endswith("num_batches_tracked")
-    }

@@ -1,15 +1,6 @@
-"""`ablate evaluate`: a checkpoint trained elsewhere (or one of our runs), evaluated with our
-model and our evaluation path (ablations.train.evaluation), one tidy row appended to
-results/evaluations.csv (ablations.results.schemas.EVALUATIONS).
-
-The images are prepared as the checkpoint was trained (ablations.weights.Preprocessing; our
-runs as their config says), and the row says how (`preprocessing`). Streamed data (ImageNet)
-may be tested with the paper's other protocols as well (`crops`: 10 crops, Table 3's; the whole
-image at five scales, Table 4's), recorded in the row's `crops`. Whatever this measures on the
-local copy of the data (e.g. CIFAR-10 re-encoded as JPEG) is reported as measured, with the
-data's name, format and sha256: the gap to a published error then also measures how far that
-copy is from the original images.
-"""
+"""`ablate evaluate`: a checkpoint trained elsewhere, or one of our runs, evaluated with our model
+and evaluation path into results/evaluations.csv. Its images are prepared as it was trained; the
+row names that preparation, the crops, and the local data's name and sha256."""
 
 from __future__ import annotations
 
@@ -34,19 +25,16 @@ from ablations.results import collect, provenance, schemas
 from ablations.results.table import upsert
 from ablations.train.evaluation import Metrics, evaluate_metrics
 from ablations.weights import (
-    AKAMASTER,
-    TORCHVISION,
+    PREPROCESSING,
     Preprocessing,
     Weights,
-    WeightsName,
     load_weights,
     parse,
     weights_file,
 )
 
-# --dataset: what the checkpoint is evaluated on. "imagenet" is streamed from an ImageNet layout
-# and evaluated on its val split; the others are decoded into arrays and evaluated on their test
-# split.
+# --dataset: ImageNet is streamed and evaluated on its val split, the others decoded into
+# arrays and evaluated on their test split.
 DATASETS = ("cifar10", "imagenet", "fashion-mnist")
 DEFAULT_DATASET = {"akamaster": "cifar10", "file": "cifar10", "torchvision": "imagenet"}
 Batches = Callable[[int], Iterator[tuple[Views, Tensor]]]  # batch size -> batches
@@ -54,8 +42,7 @@ Batches = Callable[[int], Iterator[tuple[Views, Tensor]]]  # batch size -> batch
 
 @dataclass(frozen=True)
 class _Prepared:
-    """The split a checkpoint is evaluated on, whichever way it was prepared: batches of a given
-    size, and what a results row says about them."""
+    """The split a checkpoint is evaluated on: batches of a given size, and what its row says."""
 
     batches: Batches
     images: int
@@ -84,18 +71,37 @@ def evaluate_checkpoint(
     a fixed random subset of that many images."""
     dev = resolve_device(device)
     runs_dir = results / schemas.RUNS_DIR
-    named = parse(weights)
-    run = named.run_dir(runs_dir)
-    config = _run_config(named, run)
-    name = _dataset_name(named, dataset, config)
-    _check_crops(crops, name)
+    fmt, ref = parse(weights)
+    run = runs_dir / ref if fmt == "run" else None
+    if run is not None and not rundir.is_started(run):
+        raise AblationsError(f"{weights}: no run record at {run}; pass --results")
+    config = None if run is None else TrainConfig.from_json(rundir.config(run))
+    name = _dataset_name(weights, fmt, dataset, config)
+    if crops not in EVAL_CROPS:
+        raise AblationsError(f"unknown --crops {crops!r}; choose from {', '.join(EVAL_CROPS)}")
+    if crops != "center" and name not in STREAM_DATASETS:
+        raise AblationsError(
+            f"--crops {crops} is an ImageNet test protocol; {name} is evaluated on its whole "
+            "images: drop --crops"
+        )
     # Before the data: a refused net or a missing file reads no image (ImageNet's val is 50k).
     weights_file(weights, variant=resolve(variant), runs_dir=runs_dir)
-    prepared = _prepare(name, _preprocessing(named), data=data, config=config, limit=limit,
-                        device=dev, crops=crops)  # fmt: skip
+    prep = PREPROCESSING["akamaster" if fmt == "file" else fmt]  # load_weights refuses a bare file
+    if config is not None:
+        prepared = _prepare_run(config, data=data, limit=limit, device=dev, crops=crops)
+    elif name in STREAM_DATASETS:
+        prepared = _prepare_stream(prep, data=data, limit=limit, device=dev, crops=crops)
+    else:
+        prepared = _prepare_arrays(name, prep, data=data, limit=limit, device=dev)
     net = _variant(variant, weights=weights, run=run, classes=prepared.classes)
     state, record = load_weights(weights, variant=net, runs_dir=runs_dir)
-    _check_head(state, prepared, record)
+    head = state.get("fc.weight")
+    if record.format != "run" and head is not None and head.shape[0] != prepared.classes:
+        raise AblationsError(
+            f"--data holds {prepared.classes} classes but {record.source} has {head.shape[0]} "
+            f"outputs; point --data at a copy with all {head.shape[0]} classes (ImageNet: every "
+            "WordNet-id folder under train/)"
+        )
     model = ResNet(net)
     try:
         model.load_state_dict(state)
@@ -103,9 +109,7 @@ def evaluate_checkpoint(
         first = str(err).split("\n\t", 1)[-1].split("\n")[0]
         raise AblationsError(f"{weights} does not fit {net.name}: {first}") from None
     provenance.warn_if_dirty("evaluating a checkpoint")
-    metrics = evaluate_metrics(
-        model.to(dev), prepared.batches(batch_size), precision=precision
-    )  # fmt: skip
+    metrics = evaluate_metrics(model.to(dev), prepared.batches(batch_size), precision=precision)
     row = _row(net, record, prepared, name=name, metrics=metrics, precision=precision,
                device=dev) | {"crops": crops}  # fmt: skip
     table = schemas.EVALUATIONS.validate(pd.DataFrame([row]))
@@ -113,68 +117,24 @@ def evaluate_checkpoint(
     return table
 
 
-def _run_config(named: WeightsName, run: Path | None) -> TrainConfig | None:
-    if run is None:
-        return None
-    if not rundir.is_started(run):
-        raise AblationsError(f"{named.name}: no run record at {run}; pass --results")
-    return TrainConfig.from_json(rundir.config(run))
-
-
-def _dataset_name(named: WeightsName, dataset: str | None, config: TrainConfig | None) -> str:
+def _dataset_name(weights: str, fmt: str, dataset: str | None, config: TrainConfig | None) -> str:
     if config is not None:
         if dataset is not None and dataset != config.dataset:
             raise AblationsError(
-                f"{named.name} was trained on {config.dataset}; evaluate it there (drop --dataset)"
+                f"{weights} was trained on {config.dataset}; evaluate it there (drop --dataset)"
             )
         return config.dataset
-    name = dataset or DEFAULT_DATASET[named.format]
+    name = dataset or DEFAULT_DATASET[fmt]
     if name not in DATASETS:
         raise AblationsError(f"unknown --dataset {name!r}; choose from {', '.join(DATASETS)}")
     return name
-
-
-def _check_crops(crops: str, dataset: str) -> None:
-    if crops not in EVAL_CROPS:
-        raise AblationsError(f"unknown --crops {crops!r}; choose from {', '.join(EVAL_CROPS)}")
-    if crops != "center" and dataset not in STREAM_DATASETS:
-        raise AblationsError(
-            f"--crops {crops} is an ImageNet test protocol; {dataset} is evaluated on its whole "
-            "images: drop --crops"
-        )
-
-
-def _preprocessing(named: WeightsName) -> Preprocessing | None:
-    """How a checkpoint trained elsewhere takes its images (None: one of our runs). A file is
-    taken for akamaster's (load_weights refuses any other: a bare state_dict says nothing of
-    its images)."""
-    if named.format == "run":
-        return None
-    return TORCHVISION if named.format == "torchvision" else AKAMASTER
-
-
-def _prepare(
-    name: str, prep: Preprocessing | None, *, data: str | Path | None,
-    config: TrainConfig | None, limit: int | None, device: torch.device, crops: str,
-) -> _Prepared:  # fmt: skip
-    if config is not None:
-        return _prepare_run(config, data=data, limit=limit, device=device, crops=crops)
-    # Weights trained elsewhere come with no run config and no training split to prepare: only
-    # the held-out split, read with the preprocessing they were trained with, so they are
-    # prepared here rather than by the trainer's prepare_data.
-    assert prep is not None
-    if name in STREAM_DATASETS:
-        return _prepare_stream(prep, data=data, limit=limit, device=device, crops=crops)
-    return _prepare_arrays(name, prep, data=data, limit=limit, device=device)
 
 
 def _prepare_run(
     config: TrainConfig, *, data: str | Path | None, limit: int | None, device: torch.device,
     crops: str,
 ) -> _Prepared:  # fmt: skip
-    """One of our runs, its data prepared as training prepared it (prepare_data: the run's
-    split, resize, recipe and fitted normaliser), on its held-out split: the test split of
-    arrays (`limit`: the run's own test subset), the val split of a stream."""
+    """A run's held-out split (arrays: test, streams: val), prepared as its training did."""
     run = prepare_data(replace(config, device=device.type, test_size=limit), data, device)
     split = run.splits[-1]
     record = run.record
@@ -217,8 +177,7 @@ def _prepare_stream(
     prep: Preprocessing, *, data: str | Path | None, limit: int | None, device: torch.device,
     crops: str,
 ) -> _Prepared:  # fmt: skip
-    """ImageNet's val split, streamed with the `crops` of the checkpoint's preprocessing
-    (torchvision: resize 256, centre 224, mean/std)."""
+    """ImageNet's val split, streamed with the checkpoint's preprocessing and `crops`."""
     from ablations.imagenet.augment import RECIPES
     from ablations.imagenet.index import build_index
     from ablations.imagenet.streaming import eval_batches as stream_batches
@@ -241,18 +200,6 @@ def _prepare_stream(
 
 def _listing(index: ImageIndex) -> dict[str, Any]:
     return {"source": str(index.root), "source_format": index.layout, "checksum": index.checksum}
-
-
-def _check_head(state: dict[str, Tensor], prepared: _Prepared, record: Weights) -> None:
-    """A published checkpoint's head must have one output per class of the data."""
-    head = state.get("fc.weight")
-    if record.format == "run" or head is None or head.shape[0] == prepared.classes:
-        return
-    raise AblationsError(
-        f"--data holds {prepared.classes} classes but {record.source} has {head.shape[0]} "
-        f"outputs; point --data at a copy with all {head.shape[0]} classes (ImageNet: every "
-        "WordNet-id folder under train/)"
-    )
 
 
 def _variant(name: str, *, weights: str, run: Path | None, classes: int) -> Variant:

@@ -1,9 +1,5 @@
-"""Transfer learning: start a model from a checkpoint with a new head, and freeze the backbone.
-
-A checkpoint is named by a string, so that it is part of a run's config (and key), and resolved
-as `ablate evaluate` resolves --weights (ablations.weights lists the names it takes). The final
-linear layer is never loaded: its shape follows the new dataset's class count.
-"""
+"""Transfer learning: a model started from a named checkpoint (part of the run's key), every
+weight but the head loaded, and the backbone maybe frozen."""
 
 from __future__ import annotations
 
@@ -25,8 +21,8 @@ HEAD = "fc"  # the module a frozen backbone leaves trainable
 
 
 def load_backbone(model: ResNet, init_from: str, *, runs_dir: Path) -> dict[str, str]:
-    """Copy every weight but the head from `init_from` into `model`, strictly; returns what
-    was loaded, for the run's record (the source as results name it, and the file's sha256)."""
+    """Copy every weight but the head from `init_from` into `model`, strictly; returns its
+    source and sha256 for the run's record."""
     state, weights = resolve(init_from, variant=model.variant, runs_dir=runs_dir)
     backbone = {k: v for k, v in state.items() if not k.startswith(f"{HEAD}.")}
     wanted = {k for k in model.state_dict() if not k.startswith(f"{HEAD}.")}
@@ -45,16 +41,9 @@ def load_backbone(model: ResNet, init_from: str, *, runs_dir: Path) -> dict[str,
     return {"init_from": weights.source, "init_sha256": weights.sha256}
 
 
-def freeze_backbone(model: nn.Module) -> None:
-    """Only the head keeps requires_grad; the optimizer is then given only its parameters."""
-    for name, param in model.named_parameters():
-        param.requires_grad_(name.startswith(f"{HEAD}."))
-
-
 def train_mode(model: nn.Module, *, freeze: str) -> None:
-    """Train mode, except that a frozen backbone stays in eval mode: its BatchNorm layers then
-    normalise with their stored statistics and never update them, so the backbone is a fixed
-    function and only the head learns (a fixed feature extractor, buffers included)."""
+    """Train mode, except that a frozen backbone stays in eval mode: its BatchNorm layers keep
+    their stored statistics, so the backbone is a fixed function (buffers included)."""
     model.train()
     if freeze == "backbone":
         for name, child in model.named_children():
@@ -65,15 +54,15 @@ def train_mode(model: nn.Module, *, freeze: str) -> None:
 def build_model(
     config: TrainConfig, data: RunData, device: torch.device, *, runs_dir: Path
 ) -> tuple[ResNet, dict[str, str]]:
-    """The initialised (or checkpoint-started, and maybe frozen) model, and what it was
-    started from."""
+    """The initialised or checkpoint-started (maybe frozen) model, and what it started from."""
     torch.manual_seed(config.seed)  # the same initial weights for the same seed
     model = create_model(config.variant, num_classes=data.num_classes, in_channels=data.in_channels)
     started: dict[str, str] = {}
     if config.init_from is not None:
         started = load_backbone(model, config.init_from, runs_dir=runs_dir)
-    if config.freeze == "backbone":
-        freeze_backbone(model)
+    if config.freeze == "backbone":  # the optimizer then takes only the head's parameters
+        for name, param in model.named_parameters():
+            param.requires_grad_(name.startswith(f"{HEAD}."))
     model = model.to(device)
     if config.channels_last:
         model = model.to(memory_format=torch.channels_last)

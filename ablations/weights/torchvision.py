@@ -1,7 +1,6 @@
-"""torchvision's ImageNet weights (resnet18 ... resnet152), from the torch hub cache or a file;
-never downloaded. Our ImageNet-family module names are torchvision's, so the state_dict loads
-as it is. They take torchvision's preprocessing: shorter side resized to 256, centre crop 224,
-ImageNet per-channel mean/std."""
+"""torchvision's ImageNet weights (resnet18 ... resnet152), from the torch hub cache or a file,
+never downloaded. Our ImageNet nets' module names are torchvision's. They take torchvision's
+preprocessing: shorter side resized to 256, centre crop 224, ImageNet mean/std."""
 
 from __future__ import annotations
 
@@ -16,14 +15,16 @@ from ablations.registry import AblationsError, Variant, get_variant
 MEAN = (0.485, 0.456, 0.406)
 STD = (0.229, 0.224, 0.225)
 RESIZE, CROP = 256, 224
+TWINS = tuple(f"resnet{d}" for d in (18, 34, 50, 101, 152))  # registry names = torchvision's
+IGNORED = ("name", "num_classes", "input_size")
 
 
 def check_variant(variant: Variant) -> None:
-    """Raise unless `variant` is torchvision's resnet{depth} up to its head and input size (a
-    fine-tuned head is replaced; the input size changes no weight). The state_dict keys of a
-    near twin match too (v1's stride on the first 1x1, option A or C, a plain net's convs), so
+    """Raise unless `variant` is torchvision's resnet{depth} up to its head and input size. A
+    near twin's keys match too (v1's stride on the first 1x1, option A or C, a plain net), so
     loading would succeed and silently evaluate another net."""
-    twin = _twin(variant)
+    name = f"resnet{variant.depth}"
+    twin = get_variant(name) if variant.family == "imagenet" and name in TWINS else None
     differs = [] if twin is None else [
         f"{f.name} {getattr(variant, f.name)!r} (torchvision's: {getattr(twin, f.name)!r})"
         for f in fields(Variant)
@@ -39,19 +40,9 @@ def check_variant(variant: Variant) -> None:
         )
 
 
-TWINS = tuple(f"resnet{d}" for d in (18, 34, 50, 101, 152))  # registry names = torchvision's
-IGNORED = ("name", "num_classes", "input_size")
-
-
-def _twin(variant: Variant) -> Variant | None:
-    name = f"resnet{variant.depth}"
-    return get_variant(name) if variant.family == "imagenet" and name in TWINS else None
-
-
 def hub_file(variant: Variant, weights: str) -> Path:
-    """Where torch.hub keeps `weights` (e.g. IMAGENET1K_V1) of `variant`, checked to be its
-    twin: the file name of the weights' URL under $TORCH_HOME/hub/checkpoints. An unknown name
-    is an error that names the usual one."""
+    """Where torch.hub keeps `weights` (e.g. IMAGENET1K_V1) of `variant`: the file name of their
+    URL under $TORCH_HOME/hub/checkpoints."""
     from torchvision.models import get_model_weights
 
     check_variant(variant)
@@ -66,13 +57,11 @@ def hub_file(variant: Variant, weights: str) -> Path:
 
 def locate(variant: Variant, spec: str) -> Path:
     """The local file of `torchvision:<weights name or file>`; a missing one is an error naming
-    where to put it (this suite never downloads weights)."""
+    where to put it."""
     check_variant(variant)  # a file too: any torchvision-layout state_dict loads into a twin
     candidate = Path(spec).expanduser()
-    if candidate.suffix in (".pth", ".pt") or os.sep in spec:
-        path = candidate
-    else:
-        path = hub_file(variant, spec)
+    is_file = candidate.suffix in (".pth", ".pt") or os.sep in spec
+    path = candidate if is_file else hub_file(variant, spec)
     if not path.is_file():
         raise AblationsError(
             f"torchvision weights {spec} not found: put {path.name} at {path} (the torch hub "
