@@ -77,19 +77,9 @@ def contrast(arms: Sequence[Arm], weights: Sequence[float]) -> Verdict:
         df, p = math.inf, (0.0 if estimate else 1.0)
     else:  # Welch-Satterthwaite
         df = se**4 / math.fsum(term * term / (n - 1) for term, n in terms if term)
-        p = two_sided_p(estimate / se, df)
-    half = t_quantile(1 - ALPHA / 2, df) * se
+        p = float(2 * student_t.sf(abs(estimate) / se, df))  # two-sided
+    half = float(student_t.ppf(1 - ALPHA / 2, df)) * se  # Student's t is normal at df = inf
     verdict = replace(verdict, se=se, df=df, p=p, ci=(estimate - half, estimate + half))
     if p < ALPHA:
         return replace(verdict, outcome=HOLDS if estimate > 0 else FAILS)
     return replace(verdict, reason="the difference lies within the seed spread")
-
-
-def two_sided_p(t: float, df: float) -> float:
-    """P(|T| >= |t|) for Student's t with `df` degrees of freedom (normal for df = inf)."""
-    return float(2 * student_t.sf(abs(t), df))
-
-
-def t_quantile(q: float, df: float) -> float:
-    """The q-quantile of Student's t with `df` degrees of freedom (normal for df = inf)."""
-    return float(student_t.ppf(q, df))

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+from scipy.stats import t as student_t
 from scipy.stats import ttest_ind
 
 from ablations import stats
@@ -23,15 +24,17 @@ def welch(a: Arm, b: Arm) -> Verdict:
 # --- Student's t, against printed tables -------------------------------------------------------
 
 
-@pytest.mark.parametrize(
-    ("df", "critical"),
-    [(1, 12.706), (2, 4.303), (4, 2.776), (10, 2.228), (30, 2.042), (math.inf, 1.960)],
-)
-def test_t_quantile_and_p_value_match_the_printed_table(df, critical):
-    # Two-sided 5% critical values of Student's t, as every statistics table prints them.
-    assert stats.t_quantile(0.975, df) == pytest.approx(critical, abs=6e-4)
-    assert stats.two_sided_p(critical, df) == pytest.approx(0.05, abs=2e-4)
-    assert stats.two_sided_p(0.0, df) == pytest.approx(1.0)
+@pytest.mark.parametrize(("n", "critical"), [(3, 2.776), (6, 2.228), (16, 2.042)])
+def test_the_interval_and_p_value_follow_the_printed_t_table(n, critical):
+    # Equal spreads and seed counts: Welch's df is 2(n - 1), the 95% CI's half-width is the
+    # printed two-sided 5% critical value of Student's t times the standard error, and an
+    # estimate of exactly that many standard errors has p = 0.05.
+    low = Arm.of({s: 1.0 + s % 2 for s in range(n)})
+    v = welch(Arm.of({s: 10.0 + s % 2 for s in range(n)}), low)
+    assert v.df == pytest.approx(2 * (n - 1))
+    assert (v.ci[1] - v.ci[0]) / 2 / v.se == pytest.approx(critical, abs=6e-4)
+    at_critical = Arm.of({s: x + critical * v.se for s, x in low.values.items()})
+    assert welch(at_critical, low).p == pytest.approx(0.05, abs=2e-4)
 
 
 COMMITTED_RUNS = sorted(Path(__file__).parents[1].glob("results/**/runs.csv"))
@@ -64,7 +67,7 @@ def test_welch_by_hand():
     se = math.sqrt(5 / 3)
     assert (v.estimate, v.se) == (pytest.approx(10.0), pytest.approx(se))
     assert v.df == pytest.approx(se**4 / ((16 / 9) / 2 + (1 / 9) / 2))
-    assert v.ci[0] == pytest.approx(10 - stats.t_quantile(0.975, v.df) * se)
+    assert v.ci[0] == pytest.approx(10 - student_t.ppf(0.975, v.df) * se)
     assert v.outcome == stats.HOLDS and v.all_agree and v.paired == 3
 
 

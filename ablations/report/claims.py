@@ -14,7 +14,7 @@ from ablations.claims import RESPONSE_STD, Contrast, GapGrows, Nets
 from ablations.experiments import Experiment
 from ablations.report.arms import Metric, Net, Unjudged, measured, metric, select
 from ablations.report.nets import members
-from ablations.stats import Arm, Verdict
+from ablations.stats import Verdict
 
 RULE = (
     f"Welch's t-test on the seeds' values, two-sided, alpha {stats.ALPHA}, at least "
@@ -141,8 +141,8 @@ def judge(claim: Contrast, runs: pd.DataFrame, responses: pd.DataFrame | None = 
         else:
             verdict, numbers = _lower(claim, pairs, reading)
     except Unjudged as why:
-        unjudged = stats.contrast([Arm.of({})], [1.0])
-        return Claim(claim.statement, unjudged, f"not checked: {claim.statement} ({why})")
+        unjudged = Verdict(stats.NOT_CHECKED, reason=str(why))
+        return Claim(claim.statement, unjudged, f"{stats.NOT_CHECKED}: {claim.statement} ({why})")
     line = f"{verdict.outcome}: {claim.statement}: {numbers}"
     return Claim(claim.statement, verdict, line, numbers)
 
