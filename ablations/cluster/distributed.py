@@ -44,8 +44,7 @@ def launched_world() -> int:
 
 
 def setup(device: str | None = None) -> torch.device | None:
-    """Join the process group torchrun announced; returns this rank's GPU, or None (the caller's
-    choice of device) on CPUs. A no-op for one process."""
+    """Join the process group torchrun announced; returns this rank's GPU (None on CPUs)."""
     if launched_world() <= 1 or active():
         return None
     local = int(os.environ.get("LOCAL_RANK", "0"))
@@ -64,8 +63,7 @@ def teardown() -> None:
 
 
 def export_submitit_env() -> None:
-    """Inside a submitit job of several tasks (Slurm ranks): export RANK, WORLD_SIZE,
-    MASTER_ADDR, ... so that `setup` joins them as it joins torchrun's."""
+    """In a submitit job of several tasks, export RANK, WORLD_SIZE, ... for `setup` to join."""
     import submitit
 
     env = submitit.JobEnvironment()
@@ -120,8 +118,7 @@ def part() -> tuple[int, int]:
 
 
 def broadcast_buffers(model: nn.Module) -> None:
-    """Rank 0's buffers (BN running statistics) on every rank before an evaluation, so that the
-    ranks' shares evaluate the model rank 0 checkpoints (DDP broadcasts them at the next step)."""
+    """Rank 0's buffers (BN statistics) on every rank: the shares evaluate the model it saves."""
     if world_size() > 1:
         for buffer in model.buffers():
             dist.broadcast(buffer, src=0)
@@ -139,8 +136,7 @@ def wrap(model: nn.Module, *, sync_bn: bool, device: torch.device) -> nn.Module:
 
 
 def convert_sync_bn(model: nn.Module, *, device: torch.device) -> None:
-    """Replace every BatchNorm2d in place, sharing its parameters and buffers: by nn.SyncBatchNorm
-    on a GPU, by GlobalBatchNorm2d on a CPU (which nn.SyncBatchNorm refuses)."""
+    """Synchronise every BatchNorm2d in place: nn.SyncBatchNorm on a GPU, else GlobalBatchNorm2d."""
     kind: type[_BatchNorm] = nn.SyncBatchNorm if device.type == "cuda" else GlobalBatchNorm2d
     for parent in list(model.modules()):
         for name, bn in list(parent.named_children()):
@@ -195,8 +191,7 @@ def reduce_sum(value: Tensor) -> Tensor:
 
 
 def sum_all(*values: Tensor | float) -> list[float]:
-    """Sums over the ranks of device scalars or ints, as floats (at report time, never per
-    step); the values themselves for one process."""
+    """Sums over the ranks of device scalars or ints, as floats (at report time, never per step)."""
     stacked = torch.stack([torch.as_tensor(v, dtype=torch.float64).detach().cpu() for v in values])
     if world_size() > 1:
         stacked = stacked.to(_collective_device())

@@ -70,8 +70,7 @@ def submitted(
 
 @contextmanager
 def heartbeat(run_dir: Path, *, every: float = HEARTBEAT_S) -> Iterator[None]:
-    """A daemon thread that rewrites the run's heartbeat (pid, host, time) every `every` seconds
-    while a job trains, so that `ablate status` tells running from queued or lost."""
+    """Rewrite the run's heartbeat every `every` seconds while a job trains (a daemon thread)."""
     stop = threading.Event()
 
     def beats() -> None:
@@ -125,12 +124,11 @@ def last_log_line(run_dir: Path) -> str:
 def task_status(run_dir: Path, *, stale_s: float = 6 * HEARTBEAT_S) -> TaskStatus:
     """The state of the task whose run directory is `run_dir` (ablations.cluster.STATES)."""
     record = read_record(run_dir)
-    base: dict[str, Any] = {}
-    if record:
-        base = {"executor": str(record.get("executor", "")),
-                "job_id": str(record.get("job_id", "")),
-                "requeues": int(record.get("requeues", 0)),
-                "submissions": int(record.get("submissions", 0))}  # fmt: skip
+    base: dict[str, Any] = {
+        "executor": str(record.get("executor", "")), "job_id": str(record.get("job_id", "")),
+        "requeues": int(record.get("requeues", 0)),
+        "submissions": int(record.get("submissions", 0)),
+    }  # fmt: skip
     if rundir.is_finished(run_dir):
         status = rundir.summary(run_dir).get("status", "complete")
         return TaskStatus(run_dir.name, "done", detail=str(status), **base)

@@ -21,7 +21,6 @@ import torch
 from ablations import versions
 
 DIRTY = "+dirty"  # the suffix of a commit with uncommitted changes: never in committed results
-_warned_dirty: set[str] = set()
 
 
 def package_version(package: str) -> str:
@@ -56,11 +55,11 @@ def git_commit(cwd: Path | None = None) -> str:
     return commit + (DIRTY if dirty else "")
 
 
+@cache  # once per process and `what` (git_commit is cached too)
 def warn_if_dirty(what: str) -> None:
-    """Say once per process, on stderr, that `what` comes from uncommitted code."""
+    """Say on stderr that `what` comes from uncommitted code."""
     commit = git_commit()
-    if commit.endswith(DIRTY) and what not in _warned_dirty:
-        _warned_dirty.add(what)
+    if commit.endswith(DIRTY):
         print(
             f"[ablate] warning: {what} from a dirty tree (commit {commit}); commit your changes "
             "first if these results are to be committed",

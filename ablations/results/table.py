@@ -71,9 +71,7 @@ def _coerce(values: pd.Series, kind: ColumnType) -> pd.Series:
     if kind == "str":
         return values.fillna("").astype(str)
     if kind == "bool":
-        return values.map(lambda v: v if isinstance(v, bool) else BOOLS[str(v).lower()]).astype(
-            bool
-        )
+        return values.map(lambda v: BOOLS[str(v).lower()]).astype(bool)
     numbers = pd.to_numeric(values, errors="raise")
     if kind == "float":
         return numbers.astype("float64")

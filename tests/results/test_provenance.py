@@ -102,7 +102,7 @@ def test_machine_columns_hash_the_identity_never_the_raw_id(monkeypatch):
 
 def test_dirty_tree_warns_once(monkeypatch, capsys):
     monkeypatch.setattr(provenance, "git_commit", lambda: "abc123+dirty")
-    monkeypatch.setattr(provenance, "_warned_dirty", set())
+    provenance.warn_if_dirty.cache_clear()
     provenance.warn_if_dirty("training x")
     provenance.warn_if_dirty("training x")
     err = capsys.readouterr().err
