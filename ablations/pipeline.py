@@ -1,6 +1,6 @@
-"""`ablate run`'s stages after planning (ablations.tasks): which tasks are done, run the missing
-ones (to a time limit: each run stops at a checkpoint, and the same command resumes), and record
-finished runs in runs.csv. docs/experiments.md describes the flow."""
+"""`ablate run` after planning (ablations.tasks): which tasks are done; run the missing ones (to
+a time limit: each run stops at a checkpoint, and the same command resumes); record finished runs
+in runs.csv."""
 
 from __future__ import annotations
 
@@ -57,8 +57,7 @@ def state(task: Task, ctx: Context) -> str:
 
 
 def _measured(ctx: Context) -> set[str]:
-    """Runs whose layer responses were measured on weights of the current trainer (a stale
-    run's rows describe the weights it had before it was trained again)."""
+    """Runs whose layer responses were measured on the current trainer's weights."""
     table = schemas.load(ctx.results)[2]
     return set(table.loc[table["trainer_version"] == versions.TRAINER_VERSION, "run_id"])
 
@@ -69,8 +68,7 @@ def _current(run: Path) -> bool:
 
 
 def _finished(configs: tuple[TrainConfig, ...], ctx: Context) -> list[TrainConfig]:
-    """The configs whose runs finished complete (diverged runs have no final model) with the
-    current trainer."""
+    """The configs whose runs are complete (a diverged run has no final model) and current."""
     runs = [(c, ctx.runs_dir / c.run_id) for c in configs]
     return [c for c, run in runs if _current(run) and rundir.summary(run)["status"] == "complete"]
 

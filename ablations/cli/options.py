@@ -7,10 +7,12 @@ import argparse
 import re
 import sys
 from collections.abc import Callable, Iterable
+from pathlib import Path
 from typing import Any
 
 from ablations.config import DECODES, PRECISIONS, STEPS
 
+RESULTS = Path("results")
 DURATION = re.compile(r"(?P<number>\d+(\.\d*)?|\.\d+)(?P<unit>[smh]?)")
 SECONDS = {"s": 1, "m": 60, "h": 3600, "": 60}
 

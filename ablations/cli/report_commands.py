@@ -137,8 +137,8 @@ def _render(results: Path, *, out: Path, readme: Path | None) -> None:
 
 
 def report_run(results: Path, *, profile: str, reports: Path | None) -> None:
-    """The report `ablate run` ends with. A committed profile's run into the
-    results/ folder beside the README renders reports/ and the pages' blocks; any other renders
+    """The report `ablate run` ends with. A committed profile's run into the results/ folder
+    beside the README renders reports/ and the pages' blocks; any other renders
     `<results>/report/` and leaves them alone. `reports` (--reports) chooses the folder."""
     known = PROFILES.get(profile)
     project = DEFAULT_README.resolve().parent / "results"

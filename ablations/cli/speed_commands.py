@@ -9,7 +9,14 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from ablations.cli.options import NON_NEGATIVE, POSITIVE, add_selection, comma_separated, say
+from ablations.cli.options import (
+    NON_NEGATIVE,
+    POSITIVE,
+    RESULTS,
+    add_selection,
+    comma_separated,
+    say,
+)
 from ablations.cli.report_commands import select
 from ablations.config import PRECISIONS, STEPS, STREAMS, resolve_config
 from ablations.measure.loader_speed import PATHS as LOADER_PATHS
@@ -39,12 +46,12 @@ def add_speed_commands(command: Command) -> None:
     p = command("loader-speed", cmd_loader_speed, what)
     p.add_argument("--data", help="ImageNet root or shard folder (else $ABLATE_DATA_IMAGENET)")
     paths = comma_separated(str, f"paths from {', '.join(LOADER_PATHS)}", choices=LOADER_PATHS)
-    p.add_argument("--paths", type=paths, default=tuple(LOADER_PATHS),
-                   help=f"comma list (default: {','.join(LOADER_PATHS)})")  # fmt: skip
-    p.add_argument("--workers", type=comma_separated(NON_NEGATIVE, "worker counts"),
-                   help="comma list (default: the available cores)")  # fmt: skip
-    p.add_argument("--batch", type=comma_separated(POSITIVE, "batch sizes"), default=(256,),
-                   help="comma list of batch sizes (default: 256)")  # fmt: skip
+    every = f"comma list (default: {','.join(LOADER_PATHS)})"
+    p.add_argument("--paths", type=paths, default=tuple(LOADER_PATHS), help=every)
+    workers = comma_separated(NON_NEGATIVE, "worker counts")
+    p.add_argument("--workers", type=workers, help="comma list (default: the available cores)")
+    batches = comma_separated(POSITIVE, "batch sizes")
+    p.add_argument("--batch", type=batches, default=(256,), help="comma list (default: 256)")
     p.add_argument("--batches", type=POSITIVE, default=50, help="timed batches per setting")
     p.add_argument("--warmup", type=NON_NEGATIVE, default=5, help="untimed batches first")
     p.add_argument("--recipe", default="imagenet-torchvision", choices=sorted(STREAMS))
@@ -66,71 +73,52 @@ def add_speed_commands(command: Command) -> None:
     p.add_argument("--batch-size", type=POSITIVE, default=128)
     p.add_argument("--input-size", type=POSITIVE, help="default: native 32x32")
     p.add_argument("--compile", action="store_true", help="torch.compile our loop's model")
-    p.add_argument(
-        "--out", type=Path, default=Path("results/train_speed.csv"),
-        help="a CSV file, or a folder for train_speed.csv (default: %(default)s)",
-    )  # fmt: skip
+    out = "a CSV file, or a folder for train_speed.csv (default: %(default)s)"
+    p.add_argument("--out", type=Path, default=RESULTS / schemas.TRAIN_SPEED_FILE, help=out)
 
     what = "combined training images/s of K runs at once, by method"
     p = command("runs-at-once", cmd_runs_at_once, what)
     p.add_argument("variant", nargs="?", default="resnet56", help="default: %(default)s")
     p.add_argument("--profile", choices=list(PROFILES), help="default: paper on a GPU, else cpu")
     ks = comma_separated(POSITIVE, "numbers of runs")
-    p.add_argument("--streams", type=ks, default=(1, 2, 4, 8), metavar="K,...",
-                   help="runs at once in this process, one CUDA stream each, as `ablate run "
-                   "--jobs K` trains them (default: 1,2,4,8)")  # fmt: skip
-    p.add_argument("--processes", type=ks, default=(2, 4), metavar="K,...",
-                   help="runs at once as processes, as `--executor local --jobs K` trains "
-                   "them (default: 2,4; an empty string for none)")  # fmt: skip
+    streams = "runs at once in this process, one CUDA stream each, as `ablate run --jobs K`"
+    p.add_argument("--streams", type=ks, default=(1, 2, 4, 8), metavar="K,...", help=streams)
+    processes = "runs at once as processes, as `--executor local --jobs K` ('' for none)"
+    p.add_argument("--processes", type=ks, default=(2, 4), metavar="K,...", help=processes)
     p.add_argument("--iterations", type=POSITIVE, default=300, help="timed steps per run")
     p.add_argument("--warmup", type=NON_NEGATIVE, default=30, help="untimed steps first")
     p.add_argument("--data", help="CIFAR-10 path (default: $ABLATE_DATA, else download)")
     p.add_argument("--device", default="auto")
-    p.add_argument("--results", type=Path, default=Path("results"),
-                   help="the rows go to runs_at_once.csv here (default: %(default)s)")  # fmt: skip
+    rows = "the rows go to runs_at_once.csv here (default: %(default)s)"
+    p.add_argument("--results", type=Path, default=RESULTS, help=rows)
 
     p = command("bench", cmd_bench, "images/s, step time and memory of variants")
     add_selection(p)
     p.add_argument("--mode", choices=["infer", "train", "both"], default="both")
+    precision = "one or more (default: bf16 on a GPU, fp32 on a CPU)"
+    p.add_argument("--precision", nargs="+", choices=list(PRECISIONS), help=precision)
+    layout = "memory format: off (NCHW), on, or both (default: both on a GPU, off on a CPU)"
+    p.add_argument("--channels-last", nargs="?", const="on", choices=list(BOTH), help=layout)
+    compiled = "torch.compile; each compiled setting is measured in a process of its own"
     p.add_argument(
-        "--precision", nargs="+", choices=list(PRECISIONS),
-        help="one or more (default: bf16 on a GPU, fp32 on a CPU)",
-    )  # fmt: skip
-    p.add_argument(
-        "--channels-last", nargs="?", const="on", choices=list(BOTH),
-        help="memory format: off (NCHW), on, or both (default: both on a GPU, off on a CPU)",
-    )  # fmt: skip
-    p.add_argument(
-        "--compile", nargs="?", const="on", default="off", choices=list(BOTH),
-        help="torch.compile; each compiled setting is measured in a process of its own",
-    )  # fmt: skip
-    p.add_argument(
-        "--step", choices=list(STEPS), default="auto",
-        help="the training step: auto (as `ablate train` takes it: one CUDA graph on a GPU, "
-        "eager on a CPU, with fp16 or compile), eager, or graph (GPU)",
-    )  # fmt: skip
-    p.add_argument(
-        "--batch-size", nargs="+", type=_batch_size,
-        help="one or more sizes, or 'max' (GPU: the largest that fits); "
-        "default 128 CIFAR / 256 ImageNet on a GPU, 32 / 8 on a CPU",
-    )  # fmt: skip
+        "--compile", nargs="?", const="on", default="off", choices=list(BOTH), help=compiled
+    )
+    step = "the training step: auto (as `ablate train` takes it), eager, or graph (GPU)"
+    p.add_argument("--step", choices=list(STEPS), default="auto", help=step)
+    sizes = "one or more, or 'max' (GPU); default CIFAR / ImageNet: GPU 128 / 256, CPU 32 / 8"
+    p.add_argument("--batch-size", nargs="+", type=_batch_size, help=sizes)
     p.add_argument("--input-size", type=POSITIVE, help="default: each variant's own")
     p.add_argument("--device", default="auto")
     p.add_argument("--warmup", type=POSITIVE, help="untimed steps (default: GPU 10, CPU 5 / 2)")
-    p.add_argument("--repeats", type=POSITIVE, help="timed repeats (default: CIFAR / ImageNet: "
-                   "GPU 7 / 5, CPU 7 / 5)")  # fmt: skip
-    p.add_argument("--steps", type=POSITIVE, help="steps per repeat (default: CIFAR / ImageNet: "
-                   "GPU 20 / 10, CPU 10 / 3)")  # fmt: skip
+    repeats = "timed repeats (default: CIFAR / ImageNet: GPU 7 / 5, CPU 7 / 5)"
+    p.add_argument("--repeats", type=POSITIVE, help=repeats)
+    steps = "steps per repeat (default: CIFAR / ImageNet: GPU 20 / 10, CPU 10 / 3)"
+    p.add_argument("--steps", type=POSITIVE, help=steps)
     p.add_argument("--runs", type=POSITIVE, default=1, help="repeat the whole measurement N times")
-    p.add_argument(
-        "--reference", choices=["timm"],
-        help="also measure each setting with timm's benchmark.py (needs timm installed); "
-        "rows of both go to results/throughput_timm.csv",
-    )  # fmt: skip
-    p.add_argument(
-        "--out", type=Path,
-        help="a CSV file, or a folder to hold throughput.csv (default: results/)",
-    )  # fmt: skip
+    timm = "also measure each setting with timm's benchmark.py, into throughput_timm.csv"
+    p.add_argument("--reference", choices=["timm"], help=timm)
+    out = "a CSV file, or a folder to hold throughput.csv (default: results/)"
+    p.add_argument("--out", type=Path, help=out)
 
 
 def cmd_train_speed(args: argparse.Namespace) -> None:
@@ -185,7 +173,7 @@ def cmd_bench(args: argparse.Namespace) -> None:
         step=args.step,
     )  # fmt: skip
     name = schemas.REFERENCE_FILE if args.reference else schemas.THROUGHPUT_FILE
-    out = throughput.output_path(args.out, name) if args.out else Path("results") / name
+    out = throughput.output_path(args.out, name) if args.out else RESULTS / name
     table = throughput.run(settings, out=out, reference=args.reference)
     print(throughput.format_table(table))
     if args.runs > 1:

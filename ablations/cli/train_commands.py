@@ -22,10 +22,6 @@ from ablations.registry import AblationsError
 from ablations.results import schemas
 
 
-def _raise_interrupt(signum: int, frame: object) -> None:
-    raise KeyboardInterrupt
-
-
 def _deadline(args: argparse.Namespace) -> float | None:
     """--time-limit (seconds) as a time.monotonic() instant, counted from now."""
     limit = getattr(args, "time_limit", None)
@@ -43,7 +39,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     try:
         config = distributed.for_world(_train_config(args, overrides), sync_bn=args.sync_bn)
         # SIGTERM (a scheduler, `kill`) stops like Ctrl-C: the last checkpoint stays.
-        signal.signal(signal.SIGTERM, _raise_interrupt)
+        signal.signal(signal.SIGTERM, signal.default_int_handler)
         data = args.data
         if data is None and config.data_id == recipes.DEMO_DATA_ID:  # as `ablate plan` prints
             data = recipes.demo_data(cifar=None, budget=config.profile)
@@ -123,7 +119,7 @@ def _tasks(args: argparse.Namespace) -> tuple[list[pipeline.Task], pipeline.Cont
 
 def cmd_run(args: argparse.Namespace) -> int:
     tasks, ctx = _tasks(args)
-    signal.signal(signal.SIGTERM, _raise_interrupt)
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
     if args.executor == "inprocess":
         counts = pipeline.execute(tasks, ctx, jobs=args.jobs)
         say(f"[ablate] {counts['ran']} task(s) run, {counts['done']} already done")
