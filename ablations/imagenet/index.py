@@ -12,6 +12,7 @@ import tarfile
 from pathlib import Path
 
 import numpy as np
+import torch
 
 from ablations.data.arrays import DataError
 from ablations.data.cache import default_cache_dir
@@ -195,8 +196,6 @@ def val_wnids(path: Path) -> list[str]:
     meta.bin, else the devkit (its tar.gz or folder), whose meta.mat maps ILSVRC2012_ID to
     WNID; the ground-truth file lists one ID per val image."""
     if (path / META_FILE).is_file():
-        import torch
-
         _, wnids = torch.load(path / META_FILE, weights_only=True)
         return [str(w) for w in wnids]
     for name in (f"{DEVKIT}.tar.gz", DEVKIT):
@@ -220,20 +219,16 @@ def ground_truth_wnids(id_to_wnid: dict[int, str], text: str) -> list[str]:
         ) from None
 
 
-def _devkit_files(devkit: Path) -> tuple[bytes, bytes]:
+def _devkit_files(devkit: Path) -> list[bytes]:
     """meta.mat and the ground truth, from the devkit's folder or tar.gz."""
-    wanted = ("data/meta.mat", GROUND_TRUTH)
+    wanted = ["data/meta.mat", GROUND_TRUTH]
     if devkit.is_dir():
-        return (devkit / wanted[0]).read_bytes(), (devkit / wanted[1]).read_bytes()
-    found: dict[str, bytes] = {}
+        return [(devkit / w).read_bytes() for w in wanted]
     with tarfile.open(devkit) as tar:
-        for member in tar:
-            rel = "/".join(member_parts(member.name)[1:])
-            if member.isfile() and rel in wanted:
-                found[rel] = member_bytes(tar, member)
-    if len(found) != 2:
-        raise DataError(f"{devkit} lacks {' or '.join(w for w in wanted if w not in found)}")
-    return found[wanted[0]], found[wanted[1]]
+        found = {"/".join(member_parts(m.name)[1:]): m for m in tar if m.isfile()}
+        if missing := [w for w in wanted if w not in found]:
+            raise DataError(f"{devkit} lacks {' or '.join(missing)}")
+        return [member_bytes(tar, found[w]) for w in wanted]
 
 
 def parse_meta_mat(raw: bytes) -> dict[int, str]:

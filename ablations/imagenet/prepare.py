@@ -121,28 +121,20 @@ def pixel_mean_normalizer(
             provenance.source_hash(streaming, augment)]  # fmt: skip
     key = hashlib.sha256(json.dumps(spec).encode()).hexdigest()[:16]
     path = (cache_dir or default_cache_dir()) / "pixel-means" / f"{key}.npy"
-    mean = _cached_mean(path, shape=(3, recipe.crop, recipe.crop))
-    if mean is not None:
-        return Normalizer(mean=mean, std=torch.ones(3, 1, 1), kind="pixel-mean")
+    if path.exists():  # a file that is not the finite float32 mean expected is never trusted
+        shape = (3, recipe.crop, recipe.crop)
+        try:
+            mean = np.load(path, allow_pickle=False)
+            if mean.shape != shape or mean.dtype != np.float32 or not np.isfinite(mean).all():
+                raise ValueError(f"not a finite {shape}")
+            return Normalizer(
+                mean=torch.from_numpy(mean), std=torch.ones(3, 1, 1), kind="pixel-mean"
+            )
+        except (OSError, ValueError) as e:
+            warnings.warn(f"rebuilding the pixel mean {path.name}: {e}", stacklevel=2)
     normalizer = fit_normalizer(train, recipe, n=n, seed=seed, workers=workers)
     write_binary(path, lambda handle: np.save(handle, normalizer.mean.numpy()))
     return normalizer
-
-
-def _cached_mean(path: Path, *, shape: tuple[int, ...]) -> Tensor | None:
-    """The mean kept at `path`; None (with a warning, if it is there) to rebuild it: a file that
-    does not load as a finite float32 array of `shape` is never trusted."""
-    if not path.exists():
-        return None
-    try:
-        mean = np.load(path, allow_pickle=False)
-    except (OSError, ValueError) as e:
-        warnings.warn(f"rebuilding the pixel mean {path.name}: {e}", stacklevel=3)
-        return None
-    if mean.shape != shape or mean.dtype != np.float32 or not np.isfinite(mean).all():
-        warnings.warn(f"rebuilding the pixel mean {path.name}: not a finite {shape}", stacklevel=3)
-        return None
-    return torch.from_numpy(mean)
 
 
 def scaled(recipe: Recipe, size: int | None) -> Recipe:

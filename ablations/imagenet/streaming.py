@@ -10,6 +10,7 @@ import functools
 import io
 import warnings
 from collections.abc import Iterator
+from dataclasses import KW_ONLY, dataclass
 from typing import Any, Literal
 
 import numpy as np
@@ -22,20 +23,18 @@ from ablations.cluster import distributed
 from ablations.data.arrays import DataError
 from ablations.data.image_index import ImageIndex
 from ablations.data.loader import Normalizer, Views, generator, mix, share
-from ablations.imagenet.augment import (
-    Recipe,
-    eval_center,
-    lighting,
-    multi_scale,
-    ten_crop,
-    train_sample,
-)
+from ablations.imagenet import augment
+from ablations.imagenet.augment import Recipe, lighting, train_sample
 from ablations.imagenet.prefetch import prefetched
 from ablations.results import provenance
 
 Decode = Literal["cpu", "gpu"]
 _ORDER, _AUGMENT, _LIGHT = 1, 2, 3  # independent random streams derived from one seed
-_VIEWS = {"center": eval_center, "ten-crop": ten_crop, "multi-scale": multi_scale}
+_VIEWS = {
+    "center": augment.eval_center,
+    "ten-crop": augment.ten_crop,
+    "multi-scale": augment.multi_scale,
+}
 _JPEG_MAGIC = b"\xff\xd8"
 # torchvision 0.29 deprecates its decoders in favour of torchcodec, warning on every call (once per
 # image, in every worker); they still work.
@@ -146,37 +145,33 @@ def _by_shape(images: list[list[Tensor]], y: Tensor) -> Iterator[tuple[list[Tens
         yield [torch.cat(views) for views in scales], y[members]
 
 
+@dataclass
 class ImageStream:
     """The training batches of a run over `index`, on `device` (the `TrainStream` contract:
     `batches(start)` without end, `steps_per_epoch`, the last partial batch dropped)."""
 
-    def __init__(
-        self,
-        index: ImageIndex,
-        *,
-        recipe: Recipe,
-        batch_size: int,
-        seed: int,
-        device: torch.device,
-        normalizer: Normalizer,
-        decode: Decode = "cpu",
-        workers: int | None = None,
-        channels_last: bool = False,
-    ) -> None:
-        if not 0 < batch_size <= len(index):
-            raise DataError(f"batch size {batch_size} must be in 1..{len(index)} images")
-        self.index, self.recipe, self.seed = index, recipe, seed
-        self.batch_size, self.device, self.decode = batch_size, device, decode
-        self.workers, self.channels_last = workers, channels_last
-        self.normalizer = normalizer.to(device)
-        self.steps_per_epoch = len(index) // batch_size
+    index: ImageIndex
+    _: KW_ONLY
+    recipe: Recipe
+    batch_size: int
+    seed: int
+    device: torch.device
+    normalizer: Normalizer
+    decode: Decode = "cpu"
+    workers: int | None = None  # None: one per core
+    channels_last: bool = False
+
+    def __post_init__(self) -> None:
+        size, world, rank = self.batch_size, distributed.world_size(), distributed.rank()
+        if not 0 < size <= len(self.index):
+            raise DataError(f"batch size {size} must be in 1..{len(self.index)} images")
+        if size % world:
+            raise DataError(f"batch size {size} does not split over {world} processes")
+        self.normalizer = self.normalizer.to(self.device)
+        self.steps_per_epoch = len(self.index) // size
         # Under torchrun each rank reads and decodes only its contiguous slice of the global
         # batch (the slice `distributed.shard` would cut), with the same seeds per image.
-        world = distributed.world_size()
-        if batch_size % world:
-            raise DataError(f"batch size {batch_size} does not split over {world} processes")
-        self.rows = slice(distributed.rank() * (batch_size // world),
-                          (distributed.rank() + 1) * (batch_size // world))  # fmt: skip
+        self.rows = slice(rank * size // world, (rank + 1) * size // world)
 
     def sample_seeds(self, start: int) -> Iterator[list[tuple[int, int]]]:
         """Batches of (image index, sample seed) from iteration `start` on. The epoch's order is
