@@ -32,32 +32,29 @@ def split(text: str) -> list[str]:
     return list(dict.fromkeys(item.strip() for item in text.split(",") if item.strip()))
 
 
-def load_item(item: str, *, origin: str = "") -> str:
+def load_item(item: str, *, origin: str = "") -> None:
     """Load one plugin: a path of a .py file, a module name, or `module:attribute` (called if
-    callable). Returns the item that loads it again. `origin` is where the item came from."""
+    callable). `origin` says where the item came from, for the error message."""
     loader = _load_file if item.endswith(".py") else _load_module
     key = loader(item, f"plugin {item!r}" + (f" ({origin})" if origin else ""))
     if key not in _loaded:
         _loaded.append(key)
-    return key
 
 
-def load_environment(*, defer: bool = False) -> list[str]:
+def load_environment(*, defer: bool = False) -> None:
     """Load the items of ABLATE_PLUGINS. With `defer`, a plugin that fails is skipped: `import
     ablations` must not fail, and `ablate` reports the error when it loads the same item."""
-    done = []
     for item in split(os.environ.get(ENV, "")):
         try:
-            done.append(load_item(item, origin=ENV))
+            load_item(item, origin=ENV)
         except AblationsError:
             if not defer:
                 raise
-    return done
 
 
-def load(files: Iterable[str | Path] = ()) -> list[str]:
+def load(files: Iterable[str | Path] = ()) -> None:
     """What `ablate` loads when it starts: entry points, ABLATE_PLUGINS, then `files` (--plugin).
-    Returns every loaded plugin, and names them in ABLATE_PLUGINS for child processes."""
+    Every loaded plugin is then named in ABLATE_PLUGINS, for child processes."""
     from importlib.metadata import entry_points  # reads installed metadata: only when asked
 
     for point in entry_points(group=GROUP):
@@ -71,7 +68,6 @@ def load(files: Iterable[str | Path] = ()) -> list[str]:
     value = ",".join(dict.fromkeys([*kept, *_loaded]))
     if value:
         os.environ[ENV] = value
-    return list(_loaded)
 
 
 def _failure(described: str, err: BaseException, *, file: Path | None = None) -> AblationsError:
