@@ -61,11 +61,8 @@ def heading_section(p: ProfileResults) -> Section:
 
 def experiments_run(p: ProfileResults) -> list[Experiment]:
     """The training experiments of the profile's dataset with complete runs under the profile."""
-    return [
-        e
-        for e in EXPERIMENTS.values()
-        if e.kind == "train" and e.dataset == p.dataset and not p.experiment(e.name)[0].empty
-    ]
+    trains = [e for e in EXPERIMENTS.values() if e.kind == "train" and e.dataset == p.dataset]
+    return [e for e in trains if not p.experiment(e.name)[0].empty]
 
 
 def experiment_section(p: ProfileResults, experiment: Experiment) -> Section:
