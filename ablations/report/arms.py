@@ -33,7 +33,7 @@ class Metric(NamedTuple):
     words: str
     scale: float = 1.0
     unit: str = ""  # after a net's value
-    difference: str = ""  # after a difference
+    difference: str = ""  # after a difference, with its space
     digits: int = 3
 
 
@@ -49,14 +49,14 @@ def metric(name: str, runs: pd.DataFrame) -> Metric:
     """How metric `name` reads: the responses' std, or a numeric column of `runs` (errors,
     stored as fractions, read in percent); Unjudged where it is neither."""
     if name == RESPONSE_STD:
-        return Metric("mean std of the 3x3 layers' responses", difference="std")
+        return Metric("mean std of the 3x3 layers' responses", difference=" std")
     if name == VAL_TOP1:
-        return Metric(f"val top-1 error ({judged_crops(runs)})", 100.0, "%", "points", 1)
+        return Metric(f"val top-1 error ({judged_crops(runs)})", 100.0, "%", " points", 1)
     column = runs.get(name)
     if column is None or column.dtype == bool or not pd.api.types.is_numeric_dtype(column):
         raise Unjudged(f"no metric {name!r}: {RESPONSE_STD} or a numeric column of runs.csv")
     if name.endswith("_error"):
-        return Metric(ERROR_WORDS.get(name, name.replace("_", " ")), 100.0, "%", "points", 1)
+        return Metric(ERROR_WORDS.get(name, name.replace("_", " ")), 100.0, "%", " points", 1)
     return Metric(name.replace("_", " "))
 
 

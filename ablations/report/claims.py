@@ -55,7 +55,7 @@ def _spread(net: Net, m: Metric) -> str:
 def _judgement(v: Verdict, m: Metric) -> str:
     """ "difference +32.9 points, 95% CI [+30.1, +35.7], p = 0.0001; all 3 seeds agree"."""
     d = m.digits
-    text = f"difference {v.estimate:+.{d}f}{f' {m.difference}' if m.difference else ''}"
+    text = f"difference {v.estimate:+.{d}f}{m.difference}"
     if v.ci[0] == v.ci[0]:
         text += f", 95% CI [{v.ci[0]:+.{d}f}, {v.ci[1]:+.{d}f}], p = {v.p:.2g}"
     if v.paired:
@@ -114,13 +114,12 @@ def _gap_grows(claim: Contrast, pairs: list[tuple[Net, Net]], m: Metric) -> tupl
     arms = [high.arm, low.arm, shallow_high.arm, shallow_low.arm]
     verdict = stats.contrast(arms, [1.0, -1.0, -1.0, 1.0])
 
-    def gap(high: Net, low: Net, unit: str = "") -> str:
+    def gap(high: Net, low: Net, unit: str = "") -> str:  # the unit follows the first gap only
         nets = f"{_spread(high, m)}, {_spread(low, m)}"
         return f"{high.arm.mean - low.arm.mean:.{m.digits}f}{unit} at depth {high.depth} ({nets})"
 
-    unit = f" {m.difference}" if m.difference else ""
     numbers = (
-        f"{claim.higher.name} - {claim.lower.name} {m.words} = {gap(high, low, unit)} vs "
+        f"{claim.higher.name} - {claim.lower.name} {m.words} = {gap(high, low, m.difference)} vs "
         f"{gap(shallow_high, shallow_low)}; {_judgement(verdict, m)} (difference of the gaps)"
     )
     return verdict, numbers
