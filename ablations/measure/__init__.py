@@ -1,8 +1,5 @@
-"""Measurements other than training: parameters and MACs (`complexity`), inference and training
-throughput (`throughput`), our training loop against the conventional one (`train_speed`),
-each planned run's step (`step_speed`), runs at once (`runs_at_once`), the streaming loader
-(`loader_speed`) and Fig. 7's layer responses (`responses`). `timed` is the clock of the speed
-measurements."""
+"""Measurements other than training (complexity, throughput, loop, step, loader and runs-at-once
+speeds, Fig. 7's responses); `timed` is the clock of the speed measurements."""
 
 from __future__ import annotations
 
@@ -21,8 +18,8 @@ def synchronize(device: torch.device) -> None:
 def timed(
     step: Callable[[], object], *, device: torch.device, steps: int = 1, warmup: int = 0
 ) -> float:
-    """Seconds for `steps` calls of `step` after `warmup` untimed ones, with the device's queued
-    work ended before and after the clock is read."""
+    """Seconds for `steps` calls of `step` after `warmup` untimed ones, the device synchronised
+    before and after."""
     for _ in range(warmup):
         step()
     synchronize(device)

@@ -1,10 +1,7 @@
-"""Complexity runner: parameters and multiply-accumulates of a variant, measured, not derived.
-
-`macs` is fvcore's count, which counts one multiply-add as one "flop": convolutions and linear
-layers only (the convention of the paper's Table 1 and of torchvision's published GFLOPS), at the
-variant's `input_size`, batch 1. BatchNorm, ReLU, pooling and the shortcut additions are not
-counted; they are listed per variant in `uncounted_ops` so the convention is visible in the data.
-"""
+"""Parameters and multiply-accumulates of a variant, measured, not derived: fvcore's count of
+convolutions and linear layers, one multiply-add as one "flop" (the paper's Table 1 and
+torchvision's GFLOPS), at the variant's `input_size`, batch 1. The ops left out (BatchNorm, ReLU,
+pooling, the shortcut additions) are listed per variant in `uncounted_ops`."""
 
 from __future__ import annotations
 
@@ -14,6 +11,7 @@ import multiprocessing
 import warnings
 from collections.abc import Iterable, Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor, as_completed
+from functools import partial
 from pathlib import Path
 from typing import Any, cast
 
@@ -48,6 +46,7 @@ COUNTED_OPS = {
     "aten::matmul": matmul_flop_jit,
     "aten::mm": matmul_flop_jit,
 }
+POOL_MIN_VARIANTS = 16  # below this, starting worker processes costs more than it saves
 
 
 def uninitialised(variant: Variant) -> ResNet:
@@ -85,32 +84,21 @@ def model_cost(model: ResNet, *, input_size: int) -> dict[str, int]:
 
 
 def code_version(variant: Variant) -> str:
-    """Version of the code a count of `variant` depends on. It covers the model builder, the
-    counting functions and the variant's block: its declaration, and the source of its class and
-    of the classes it inherits. The rest of this module changes no count. Another block's code
-    is not part of it, so adding or editing one leaves this row valid."""
+    """Version of the code a count of `variant` depends on: the model builder, the counting
+    functions, and its block's declaration and class with the classes it inherits. Another
+    block's code is not part of it, so adding or editing one leaves this row valid."""
     declared = get_block(variant.block)
     cls = block_class(declared)
-    inherited = cls.__mro__[: cls.__mro__.index(nn.Module)]
     digest = hashlib.sha256()
     digest.update(provenance.source_hash(resnet, uninitialised, count_params, count_macs).encode())
     digest.update(declared.declared().encode())
-    for klass in inherited:
-        digest.update(_source(klass).encode())
+    for klass in cls.__mro__[: cls.__mro__.index(nn.Module)]:
+        try:
+            source = inspect.getsource(klass)
+        except (OSError, TypeError):  # no source file: a class typed into an interpreter
+            source = f"{klass.__module__}:{klass.__qualname__}"
+        digest.update(source.encode())
     return digest.hexdigest()[:12]
-
-
-def _source(cls: type) -> str:
-    """A class's source; its qualified name where there is no source file to read (a class
-    typed into an interactive interpreter)."""
-    try:
-        return inspect.getsource(cls)
-    except (OSError, TypeError):
-        return f"{cls.__module__}:{cls.__qualname__}"
-
-
-# A stored row is reused only if it was computed for the same architecture by the same code.
-REUSE_KEY = ("name", "fingerprint", "code_version", "fvcore")
 
 
 def complexity_row(variant: Variant) -> dict[str, Any]:
@@ -136,15 +124,12 @@ def _resolve(variants: Iterable[str | Variant]) -> list[Variant]:
 
 
 def reusable(variants: Sequence[Variant], stored: pd.DataFrame) -> dict[str, dict[str, Any]]:
-    """Stored rows computed for the same architecture by the same code (the code of its own
-    variant's block, `code_version`) and fvcore, by name."""
+    """Stored rows computed for the same architecture by the same code (`code_version`) and
+    fvcore, by name."""
     fvcore = provenance.package_version("fvcore")
-    by_block: dict[str, str] = {}  # one hash per block type, not per variant
-    current = {}
-    for v in variants:
-        if v.block not in by_block:
-            by_block[v.block] = code_version(v)
-        current[v.name] = (v.fingerprint(), by_block[v.block])
+    one_per_block = {v.block: v for v in variants}  # one hash per block type, not per variant
+    versions = {block: code_version(v) for block, v in one_per_block.items()}
+    current = {v.name: (v.fingerprint(), versions[v.block]) for v in variants}
     records = cast(list[dict[str, Any]], stored.to_dict("records"))
     return {
         row["name"]: row
@@ -157,12 +142,11 @@ def reusable(variants: Sequence[Variant], stored: pd.DataFrame) -> dict[str, dic
 def measure(
     variants: Iterable[str | Variant], *, stored: pd.DataFrame | None = None
 ) -> pd.DataFrame:
-    """One row per variant: its axes, `params` and `macs` (see module docstring). Rows of
-    `stored` computed for the same architecture by the same code are reused, not recomputed."""
+    """One row per variant: its axes, `params` and `macs`. Rows of `stored` computed for the
+    same architecture by the same code are reused, not recomputed."""
     resolved = _resolve(variants)
     reuse = reusable(resolved, stored) if stored is not None else {}
-    todo = [v for v in resolved if v.name not in reuse]
-    fresh = {v.name: complexity_row(v) for v in progress(todo, desc="complexity", label=_name)}
+    fresh = {row["name"]: row for row in _rows([v for v in resolved if v.name not in reuse])}
     return COMPLEXITY.validate(pd.DataFrame([reuse.get(v.name) or fresh[v.name] for v in resolved]))
 
 
@@ -174,13 +158,9 @@ def update(
     resolved = _resolve(variants)
     stored = read_table(path, COMPLEXITY)
     reuse = {} if rerun else reusable(resolved, stored)
-    todo = [v for v in resolved if v.name not in reuse]
-    for row in _rows(todo):
+    for row in _rows([v for v in resolved if v.name not in reuse]):
         stored = upsert(path, pd.DataFrame([row]), COMPLEXITY)
     return stored
-
-
-POOL_MIN_VARIANTS = 16  # below this, starting worker processes costs more than it saves
 
 
 def _rows(todo: list[Variant]) -> Iterator[dict[str, Any]]:
@@ -195,14 +175,11 @@ def _rows(todo: list[Variant]) -> Iterator[dict[str, Any]]:
     # not forked: a fork of a process whose OpenMP pool has started can hang.
     order = sorted(todo, key=lambda v: -sum(v.stage_blocks))
     context = multiprocessing.get_context("spawn")
-    with ProcessPoolExecutor(workers, mp_context=context, initializer=_one_thread) as pool:
+    one_thread = partial(torch.set_num_threads, 1)  # one worker per core
+    with ProcessPoolExecutor(workers, mp_context=context, initializer=one_thread) as pool:
         finished = as_completed([pool.submit(complexity_row, v) for v in order])
         for _ in progress(order, desc="complexity", label=_name):  # a row as each one ends
             yield next(finished).result()
-
-
-def _one_thread() -> None:
-    torch.set_num_threads(1)  # one worker per core
 
 
 def _name(variant: Variant) -> str:

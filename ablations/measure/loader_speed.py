@@ -1,10 +1,5 @@
-"""The streaming loader alone, in images/s: no model, just `ImageStream.batches` on the device
-(decode, crop, colour noise, normalise, copy), for each decode path, worker count and batch size.
-
-Rows are tidy (one per setting), with the machine's columns from
-`ablations.results.provenance.environment`.
-`ablate loader-speed` (ablations/cli) is its command line.
-"""
+"""`ablate loader-speed`: the streaming loader alone, in images/s (`ImageStream.batches` on the
+device, no model), one tidy row per decode path, worker count and batch size."""
 
 from __future__ import annotations
 
@@ -12,6 +7,7 @@ import csv
 import os
 from collections.abc import Sequence
 from functools import partial
+from itertools import product
 from typing import TextIO
 
 import torch
@@ -33,9 +29,7 @@ def loader_speed(
     batches: int = 50,
     warmup: int = 5,
     recipe: str = "imagenet-torchvision",
-    split: str = "train",
     device: torch.device | None = None,
-    seed: int = 0,
 ) -> list[Row]:
     """images/s of the training stream per (path, workers, batch), timed over `batches` batches
     after `warmup` (worker start-up and the first decode excluded); one row each."""
@@ -45,25 +39,23 @@ def loader_speed(
     from ablations.imagenet.index import build_index
     from ablations.imagenet.streaming import ImageStream
 
-    index = build_index(split, data)
+    index = build_index("train", data)
     normalizer = Normalizer.fixed(IMAGENET_MEAN, IMAGENET_STD)
     machine = provenance.environment(dev)
     rows: list[Row] = []
-    for path in paths:
-        for n_workers in workers if workers is not None else (provenance.available_cores(),):
-            for batch in batch_sizes:
-                stream = ImageStream(
-                    index, recipe=RECIPES[recipe], batch_size=batch, seed=seed, device=dev,
-                    normalizer=normalizer, decode=PATHS[path], workers=n_workers,  # type: ignore[arg-type]
-                )  # fmt: skip
-                batch_of = partial(next, stream.batches(0))
-                seconds = timed(batch_of, device=dev, steps=batches, warmup=warmup)
-                rows.append({
-                    "path": path, "workers": n_workers, "batch": batch, "recipe": recipe,
-                    "images": batch * batches, "seconds": round(seconds, 4),
-                    "images_per_s": round(batch * batches / seconds, 1),
-                    "dataset": index.describe()["source"], "n_images": len(index), **machine,
-                })  # fmt: skip
+    counts = workers if workers is not None else (provenance.available_cores(),)
+    for path, n_workers, batch in product(paths, counts, batch_sizes):
+        stream = ImageStream(
+            index, recipe=RECIPES[recipe], batch_size=batch, seed=0, device=dev,
+            normalizer=normalizer, decode=PATHS[path], workers=n_workers,  # type: ignore[arg-type]
+        )  # fmt: skip
+        seconds = timed(partial(next, stream.batches(0)), device=dev, steps=batches, warmup=warmup)
+        rows.append({
+            "path": path, "workers": n_workers, "batch": batch, "recipe": recipe,
+            "images": batch * batches, "seconds": round(seconds, 4),
+            "images_per_s": round(batch * batches / seconds, 1),
+            "dataset": index.describe()["source"], "n_images": len(index), **machine,
+        })  # fmt: skip
     return rows
 
 

@@ -1,11 +1,6 @@
-"""The tables that plan training on a machine: each run's training img/s by step kind
-(`ablate plan --measure`), the planned set's projected time, and several runs at once
-(`ablate runs-at-once`).
-
-Each table keeps every measurement (one row per net or setting and measurement, `created_at` in
-its key): measuring again on another machine or commit adds rows beside the old ones, and the
-report shows the newest of each machine.
-"""
+"""The tables that plan training on a machine: each run's training img/s by step kind, the
+planned set's projected time, and several runs at once. Each table keeps every measurement
+(`created_at` in its key); the report shows the newest of each machine."""
 
 from __future__ import annotations
 
@@ -41,8 +36,8 @@ def project(
     rows: pd.DataFrame, configs: Sequence[TrainConfig], steps_per_epoch: Mapping[str, int]
 ) -> dict[str, Any]:
     """Wall time of every config at its full budget, by step kind, from the measured rows
-    (`steps_per_epoch` by run id). A config with no row of a step kind, or no epoch length, is
-    named in `STEP_unmeasured` (by variant) and counted in no total."""
+    (`steps_per_epoch` by run id). A config without a row or epoch length is named in
+    `STEP_unmeasured` (by variant) and counted in no total."""
     out: dict[str, Any] = {"runs": len(configs)}
     for step, table in rows.groupby("step"):
         newest = {shape(r): r for r in table.sort_values("created_at").to_dict("records")}
@@ -58,9 +53,8 @@ def project(
 
 
 def best_runs_at_once(table: pd.DataFrame, machine: str) -> tuple[int, float]:
-    """The number of runs at once as streams (`ablate run --jobs K`) of the highest combined
-    img/s measured on `machine`, where it beats one run alone by 10%; with that combined rate
-    over one run's. (1, 1.0) where nothing was measured."""
+    """The runs at once as streams (`ablate run --jobs K`) of the highest combined img/s on
+    `machine`, where it beats one run alone by 10%, and its rate over one run's; else (1, 1.0)."""
     mine = table[(table["method"] == "streams") & (table["machine"] == machine)]
     rates = mine.sort_values("created_at").groupby("jobs")["images_per_s"].last()
     if 1 not in rates.index:
@@ -71,8 +65,8 @@ def best_runs_at_once(table: pd.DataFrame, machine: str) -> tuple[int, float]:
 
 
 def describe(projection: Mapping[str, Any], *, missing: set[str]) -> list[str]:
-    """Lines for the terminal: each step kind's projected total, one run at a time and with
-    the best number at once, and the part still to train (`missing`: run ids)."""
+    """Each step kind's projected total, one at a time and at the best number at once, and
+    the part still to train (`missing`: run ids), as terminal lines."""
     lines = []
     jobs, speedup = projection.get("runs_at_once", 1), projection.get("combined_speedup", 1.0)
     for key, minutes in projection.items():

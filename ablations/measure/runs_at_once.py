@@ -1,19 +1,7 @@
-"""`ablate runs-at-once`: which way of training K runs at once fills a machine best.
-
-For K copies of one net (seeds 0..K-1, the profile's precision, memory format and step), the
-combined training img/s over the same number of steps per run:
-
-- `streams`: K runs in this process, one CUDA stream each, stepped in turn: what `ablate run
-  --jobs K` does (ablations.gpu.streams);
-- `processes`: K processes (spawned), started together at a barrier: what `ablate run
-  --executor local --jobs K` does on one GPU. Without MPS a GPU runs one process's kernels at a
-  time, so the `mps` column says whether an MPS daemon served them (CUDA_MPS_PIPE_DIRECTORY
-  set, as `nvidia-cuda-mps-control -d` needs).
-
-Rows go to results/runs_at_once.csv with the machine, torch and commit, each as it is measured.
-On a CPU every method runs too (the runs take turns on the same cores): the numbers say little
-there, the code path is what such a run checks.
-"""
+"""`ablate runs-at-once`: the combined training img/s of K copies of one net (seeds 0..K-1) as
+`streams` (one process, a CUDA stream each: `ablate run --jobs K`) and as `processes` (spawned
+together at a barrier: `--executor local --jobs K`; `mps` says whether an MPS daemon served
+them). Rows are appended to results/runs_at_once.csv as measured; on a CPU they check the code."""
 
 from __future__ import annotations
 

@@ -1,13 +1,6 @@
-"""`ablate plan --measure`: a few timed steps of each planned run, and the set's projected time.
-
-Each distinct run (its seed aside: ablations.measure.planning.SHAPE) is timed with its own step
-(`--step auto`: one CUDA graph on a GPU) and, where that is not the eager step, with the eager
-one beside it: img/s of the training loop after a warm-up, the time of one pass over the split
-the run evaluates on, and the size of its checkpoint (what `ablate pack` has to hold). A row is
-saved as soon as it is measured, no measurement starts past the time limit, and a run this
-machine measured at this commit is not measured again, so a cut measurement continues where
-it stopped. The projection sums every planned run at its full budget (ablations.measure.planning).
-"""
+"""`ablate plan --measure`: a few timed steps of each distinct planned run (its seed aside), with
+its own step and the eager one, saved as measured, and the set's projected time. A run this
+machine measured at this commit is not measured again, so a cut measurement continues."""
 
 from __future__ import annotations
 
@@ -32,8 +25,6 @@ from ablations.results.table import read_table
 from ablations.train.steps import set_tf32
 from ablations.train.trainer import Trainer
 
-WARMUP = 30  # untimed steps first: cuDNN autotuning, graph capture
-
 
 def ready(
     config: TrainConfig, data: RunData, device: torch.device, scratch: Path, *, warmup: int,
@@ -56,9 +47,8 @@ def ready(
 def measure(
     config: TrainConfig, data: RunData, device: torch.device, *, iterations: int, warmup: int
 ) -> dict[str, Any]:
-    """A STEP_SPEED row: img/s of the training loop (batches, step, sums) after `warmup`
-    steps, the time of one pass over the split the run evaluates on (the second: the first
-    autotunes), and the size of the run's checkpoint."""
+    """A STEP_SPEED row: img/s of the training loop after `warmup` steps, the time of a pass
+    over the split the run evaluates on (the second: the first autotunes), the checkpoint size."""
     with tempfile.TemporaryDirectory() as scratch:
         trainer, batches = ready(config, data, device, Path(scratch), warmup=warmup)
         seconds = timed(lambda: trainer.advance(batches, until=warmup + iterations), device=device)
@@ -84,14 +74,15 @@ def measure(
 
 def measure_plan(
     configs: Sequence[TrainConfig], *, results: Path, data: DataFor, device: torch.device,
-    iterations: int, warmup: int = WARMUP, deadline: float | None = None,
+    iterations: int, warmup: int, deadline: float | None = None,
     log: Callable[[str], None] = print,
 ) -> dict[str, Any]:  # fmt: skip
-    """Measure the runs of `configs` this machine has not measured at this commit (each row
-    saved to results/step_speed.csv as it is measured, none started past `deadline`), then
-    write and return the projection (results/projection.json)."""
-    path = results / schemas.STEP_SPEED_FILE
-    rows = _measured_here(path, device)
+    """Measure the runs of `configs` not measured here at this commit (each row saved as it is
+    measured, none started past `deadline`); write and return the projection."""
+    path, machine = results / schemas.STEP_SPEED_FILE, provenance.device_name(device)
+    table = read_table(path, schemas.STEP_SPEED)
+    here = (table["machine"] == machine) & (table["git_commit"] == provenance.git_commit())
+    rows = table[here].to_dict("records")  # measured on this machine at this commit
     done = {(planning.shape(r), r["requested_step"]) for r in rows}  # (shape, step) pairs
     done |= {(planning.shape(r), "eager") for r in rows if r["step"] == "eager"}
     steps_per_epoch: dict[str, int] = {}
@@ -123,22 +114,12 @@ def measure_plan(
             done |= {(shape, requested), (shape, row["step"])}
     table = pd.DataFrame(rows, columns=list(schemas.STEP_SPEED.columns))
     projection = planning.project(table, configs, steps_per_epoch)
-    machine = provenance.device_name(device)
     at_once = read_table(results / schemas.RUNS_AT_ONCE_FILE, schemas.RUNS_AT_ONCE)
     jobs, speedup = planning.best_runs_at_once(at_once, machine)
     projection |= {"runs_at_once": jobs, "combined_speedup": speedup, "machine": machine,
                    "git_commit": provenance.git_commit()}  # fmt: skip
     write_json(results / schemas.PROJECTION_FILE, projection)
     return projection
-
-
-def _measured_here(path: Path, device: torch.device) -> list[dict[str, Any]]:
-    """The rows of `path` this machine measured at this commit."""
-    table = read_table(path, schemas.STEP_SPEED)
-    here = (table["machine"] == provenance.device_name(device)) & (
-        table["git_commit"] == provenance.git_commit()
-    )
-    return table[here].to_dict("records")
 
 
 def append_row(path: Path, row: dict[str, Any]) -> None:

@@ -1,31 +1,13 @@
-"""Training-loop speed: this suite's loop against the conventional one, same device, one process.
-
-The conventional loop is the one most CIFAR repositories write: a dataset that turns each uint8
-image into a PIL image (what `torchvision.datasets.CIFAR10.__getitem__` does), torchvision
-`transforms` (RandomCrop(32, padding=4), RandomHorizontalFlip, ToTensor, Normalize), a
-`DataLoader`, an eager NCHW model and `loss.item()` every iteration for the running loss. Ours
-is `Trainer.step` on batches from `TrainStream` (the whole split on the device, augmentation
-there in batch), with the memory format and compile setting of the config.
-
-What the two loops share, so that the ratio measures the loops and nothing else: the device,
-the variant, batch and input size, the precision (autocast for bf16/fp16 in both), the cuDNN
-autotuning and TF32 flags (set once, the way the training runner sets them, and read back after
-each loop's timing), and the optimizer's arithmetic (SGD, momentum, weight decay). How each
-loop runs it is its own: torch's default implementation in the conventional loop (foreach on a
-GPU), ours the fused kernel and, on a GPU, the whole step as one CUDA graph; the `optimizer`
-and `step` columns say which. The conventional DataLoader is given its best chance: one worker
-per core this process may use (`os.sched_getaffinity`), pinned memory on a GPU and persistent
-workers. Every row states its loop's settings, flags included.
-
-The time of each loop is taken over `iterations` steps after `warmup` untimed steps (which
-absorb worker start-up, cuDNN autotuning and `torch.compile`), with the device synchronised
-before reading the clock.
+"""Training-loop speed: this suite's loop against the conventional one (PIL images, torchvision
+transforms, a DataLoader, an eager model, `loss.item()` every step) on one device. Both share
+the variant, batch, precision, cuDNN and TF32 flags and SGD's arithmetic, and are timed over
+`iterations` steps after `warmup`; each row states its loop's settings (docs/throughput.md).
 """
 
 from __future__ import annotations
 
 import tempfile
-from collections.abc import Iterator
+from itertools import chain, repeat
 from pathlib import Path
 from typing import Any
 
@@ -74,17 +56,13 @@ class PILImages(Dataset[tuple[Tensor, int]]):
         return self.transform(image), int(self.labels[i])
 
 
-def _endless(loader: DataLoader[Any]) -> Iterator[Any]:
-    while True:
-        yield from loader
-
-
 def conventional(
     config: TrainConfig, dataset: ArrayDataset, *, device: torch.device, iterations: int,
     warmup: int, workers: int,
 ) -> dict[str, Any]:  # fmt: skip
-    """The conventional loop's columns: `iterations` steps timed (see module docstring), the
-    optimizer implementation torch chose for it (its default: foreach on a GPU), its flags."""
+    """The conventional loop's columns: its time, the optimizer torch chose for it (its
+    default: foreach on a GPU), its flags. Its DataLoader has `workers` and, on a GPU, pinned
+    memory and persistent workers: its best chance."""
     from torchvision import transforms  # here: importing torchvision costs seconds
 
     set_flags(config.precision, device)
@@ -122,7 +100,7 @@ def conventional(
         scaler.update()
         running += loss.item()  # the per-iteration logging most repositories do
 
-    batches = _endless(loader)
+    batches = chain.from_iterable(repeat(loader))  # epoch after epoch
     seconds = timed(lambda: step(*next(batches)), device=device, steps=iterations, warmup=warmup)
     return {
         "loop": "conventional", "precision": config.precision, "channels_last": False,
@@ -137,8 +115,8 @@ def suite(
     config: TrainConfig, dataset: ArrayDataset, *, device: torch.device, iterations: int,
     warmup: int,
 ) -> dict[str, Any]:  # fmt: skip
-    """Our loop's columns: `iterations` steps of `Trainer.step` on `TrainStream` batches timed,
-    the step it took (a CUDA graph on a GPU), its optimizer implementation and its flags."""
+    """Our loop's columns: the time of `Trainer.step` on batches augmented on the device, the
+    step it took (a CUDA graph on a GPU), its optimizer implementation (fused) and flags."""
     set_flags(config.precision, device)
     data = prepare_data(config, dataset, device)
     with tempfile.TemporaryDirectory() as scratch:
@@ -162,8 +140,8 @@ def compare(
     configs: list[TrainConfig], dataset: ArrayDataset, *, device: str | torch.device | None = None,
     iterations: int = 50, warmup: int = 10, workers: int | None = None, out: Path | None = None,
 ) -> pd.DataFrame:  # fmt: skip
-    """Both loops for each config; rows with images/s and our speed-up over the conventional.
-    `workers` (conventional DataLoader) defaults to the cores this process may use."""
+    """Both loops for each config: rows with images/s and our speed-up over the conventional.
+    `workers` (the conventional DataLoader's) defaults to the cores this process may use."""
     dev = resolve_device(device)
     environment = provenance.environment(dev)
     cores = provenance.available_cores()

@@ -12,7 +12,7 @@ import torch
 from ablations import derive, register_variant
 from ablations.cli import main
 from ablations.measure import throughput as tp
-from ablations.measure.throughput import child, flops, parent, settings
+from ablations.measure.throughput import child, parent, peaks, settings
 from ablations.measure.throughput import reference as timm_ref
 from ablations.measure.throughput.settings import Setting
 from ablations.registry import AblationsError
@@ -146,7 +146,7 @@ def test_a_spawned_child_measures_as_a_forked_one_does(monkeypatch):
 
 def test_each_compiled_setting_gets_a_process_of_its_own():
     grid = _quick(["resnet20", "plain20"], compile=(False, True), runs=2)
-    groups = tp.process_groups(grid)
+    groups = parent.process_groups(grid)
     compiled = [g for g in groups if g[0].compile]
     eager = [g for g in groups if not g[0].compile]
     assert len(compiled) == 2 * 2 * 2 and all(len(g) == 1 for g in compiled)  # variant x mode x run
@@ -203,7 +203,7 @@ def test_batch_sweep_steps_down_and_names_what_it_measured(monkeypatch):
     monkeypatch.setattr(child, "measure_one", _oom_above(512))
     monkeypatch.setattr(child, "setting_macs", lambda s: 1)
     setting = Setting(variant="resnet20", device="cuda", batch_size="max")
-    rows = tp.measure_setting(setting, torch.device("cpu"))
+    rows = child.measure_setting(setting, torch.device("cpu"))
     assert [(r["status"], r["batch_size"]) for r in rows] == [
         ("oom", 4096), ("oom", 2048), ("oom", 1024), ("ok", 512)]  # fmt: skip
 
@@ -211,7 +211,7 @@ def test_batch_sweep_steps_down_and_names_what_it_measured(monkeypatch):
 def test_a_fixed_batch_that_does_not_fit_is_reported_not_shrunk(monkeypatch):
     monkeypatch.setattr(child, "measure_one", _oom_above(512))
     monkeypatch.setattr(child, "setting_macs", lambda s: 1)
-    rows = tp.measure_setting(
+    rows = child.measure_setting(
         Setting(variant="resnet20", device="cuda", batch_size=1024), torch.device("cpu")
     )
     assert [(r["status"], r["batch_size"]) for r in rows] == [("oom", 1024)]
@@ -224,7 +224,7 @@ def test_other_errors_are_not_mistaken_for_oom(monkeypatch):
     monkeypatch.setattr(child, "measure_one", broken)
     monkeypatch.setattr(child, "setting_macs", lambda s: 1)
     with pytest.raises(RuntimeError, match="CUDNN"):
-        tp.measure_setting(
+        child.measure_setting(
             Setting(variant="resnet20", device="cuda", batch_size=64), torch.device("cpu")
         )
 
@@ -254,17 +254,17 @@ def test_other_errors_are_not_mistaken_for_oom(monkeypatch):
     ],
 )
 def test_peaks_match_the_exact_device_name(name, part, bf16, tf32, fp32):
-    sheet = tp.datasheet(name)
+    sheet = peaks.datasheet(name)
     assert (sheet.part if sheet else None) == part
     for precision, peak in (("bf16", bf16), ("tf32", tf32), ("fp32", fp32)):
-        got = tp.peak_tflops(name, precision)
+        got = peaks.peak_tflops(name, precision)
         assert (math.isnan(got) and math.isnan(peak)) or got == peak
     if sheet:
-        assert sheet.source and tp.peak_tflops(name, "fp16") >= tp.peak_tflops(name, "fp32")
+        assert sheet.source and peaks.peak_tflops(name, "fp16") >= peaks.peak_tflops(name, "fp32")
 
 
 def test_fraction_of_peak_names_its_datasheet():
-    got = flops.achieved(macs=10**9, batch=100, mode="infer", step_s=0.001,
+    got = peaks.achieved(macs=10**9, batch=100, mode="infer", step_s=0.001,
                          device_name="NVIDIA H200", precision="bf16")  # fmt: skip
     assert got["tflops"] == pytest.approx(200)
     assert got["fraction_of_peak"] == pytest.approx(200 / 989.5)

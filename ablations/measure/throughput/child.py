@@ -1,23 +1,13 @@
 """The measurement itself, run inside a fresh child interpreter (see `parent.py` for why).
 
-On a CPU, denormals are flushed to zero (`torch.set_flush_denormal(True)`). A freshly
-He-initialised net produces denormal activations and gradients that a trained one does not;
-x86 cores run those ~100x slower, so a fresh net timed without the flush can run at about half
-the speed of the same net after a few seconds of training. Flushed, a fresh net predicts the
-speed of a trained one. Whether the flush is in effect is measured, not assumed, and recorded
-in `protocol`. On a GPU, cuDNN autotuning is on for the fixed shapes, as in training.
-
-`measure_one` is the protocol for one batch, in order: the warm-up, the peak memory reset (so
-`peak_mem_mb` covers only the timed steps), `repeats` timed windows of `steps` steps (median
-and IQR), and one more step that counts host synchronisations. A training step is the one
-`ablate train` takes on the device (`step`): on a GPU, one CUDA graph, captured in the warm-up.
-"""
+`measure_one` times one batch: the warm-up, the peak memory reset (so `peak_mem_mb` covers the
+timed steps only), `repeats` windows of `steps` steps (median and IQR), and one more step that
+counts host synchronisations. A training step is the one `ablate train` takes on the device."""
 
 from __future__ import annotations
 
 import contextlib
 import math
-import time
 import warnings
 from collections.abc import Callable
 from dataclasses import asdict
@@ -28,8 +18,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from ablations.measure import synchronize
-from ablations.measure.throughput.flops import achieved, setting_macs
+from ablations.measure import synchronize, timed
+from ablations.measure.throughput.peaks import achieved, setting_macs
 from ablations.measure.throughput.settings import Setting, default_batch
 from ablations.models import ResNet
 from ablations.registry import REGISTRY, Variant, get_variant, register_variant
@@ -40,9 +30,11 @@ from ablations.train.steps import InferStep, TrainStep, set_tf32, step_of_kind, 
 def prepare_process(device: torch.device) -> str:
     """Process-wide settings of the protocol; returns the `protocol` column's text."""
     if device.type == "cuda":
-        # Fixed shapes: let cuDNN pick the fastest kernels, as the training runner does.
-        torch.backends.cudnn.benchmark = True
+        torch.backends.cudnn.benchmark = True  # fixed shapes, as the training runner sets it
         return "synthetic inputs, fresh weights"
+    # A fresh He-initialised net makes denormal activations and gradients that a trained one
+    # does not; x86 cores run those ~100x slower. Flushed, a fresh net runs at a trained one's
+    # speed. Whether the flush took effect is measured and recorded.
     torch.set_flush_denormal(True)
     return f"synthetic inputs, fresh weights, denormals {_denormal_state()}"
 
@@ -53,25 +45,18 @@ def _denormal_state() -> str:
     return "flushed" if float((tiny * 1.0).item()) == 0.0 else "kept"
 
 
-def _inputs(
-    setting: Setting, batch: int, device: torch.device
-) -> tuple[torch.Tensor, torch.Tensor]:
-    v = get_variant(setting.variant)
-    size = setting.input_size or v.input_size
-    x = torch.randn(batch, v.in_channels, size, size, device=device)
-    if setting.channels_last:
-        x = x.contiguous(memory_format=torch.channels_last)
-    return x, torch.randint(0, v.num_classes, (batch,), device=device)
-
-
 def make_step(setting: Setting, batch: int, device: torch.device) -> Callable[[], object]:
     """A zero-argument callable running one step of `setting` on synthetic device inputs."""
     set_tf32(setting.precision)
     torch.manual_seed(0)
-    model = ResNet(get_variant(setting.variant)).to(device)
+    v = get_variant(setting.variant)
+    model = ResNet(v).to(device)
+    size = setting.input_size or v.input_size
+    x = torch.randn(batch, v.in_channels, size, size, device=device)
+    y = torch.randint(0, v.num_classes, (batch,), device=device)
     if setting.channels_last:
         model = model.to(memory_format=torch.channels_last)
-    x, y = _inputs(setting, batch, device)
+        x = x.contiguous(memory_format=torch.channels_last)
     if setting.mode == "train":
         train = TrainStep(model.train(), device=device, precision=setting.precision,
                           compile=setting.compile)  # fmt: skip
@@ -87,42 +72,32 @@ def _fell_back(note: str) -> None:
 
 
 def warm_up(step: Callable[[], object], *, warmup: int, device: torch.device) -> float:
-    """Run the first step (timed alone: compilation, autotuning) and `warmup - 1` more."""
-    start = time.perf_counter()
-    step()
-    synchronize(device)
-    first = time.perf_counter() - start
-    for _ in range(warmup - 1):
-        step()
-    synchronize(device)
+    """Run `warmup` steps; returns the first one's seconds (compilation, autotuning)."""
+    first = timed(step, device=device)
+    timed(step, device=device, steps=warmup - 1)
     return first
 
 
 def timed_windows(
     step: Callable[[], object], *, repeats: int, steps: int, device: torch.device
 ) -> list[float]:
-    """Seconds per step in each of `repeats` windows of `steps` steps."""
+    """Seconds per step in each of `repeats` windows of `steps` steps (CUDA events on a GPU)."""
+    if device.type != "cuda":
+        return [timed(step, device=device, steps=steps) / steps for _ in range(repeats)]
     times = []
     for _ in range(repeats):
-        if device.type == "cuda":
-            begin, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-            begin.record()
-            for _ in range(steps):
-                step()
-            end.record()
-            end.synchronize()
-            times.append(begin.elapsed_time(end) / 1000 / steps)
-        else:
-            t0 = time.perf_counter()
-            for _ in range(steps):
-                step()
-            times.append((time.perf_counter() - t0) / steps)
+        begin, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+        begin.record()
+        for _ in range(steps):
+            step()
+        end.record()
+        end.synchronize()
+        times.append(begin.elapsed_time(end) / 1000 / steps)
     return times
 
 
 def host_syncs_per_step(step: Callable[[], object], device: torch.device) -> float:
-    """Host synchronisations one step makes (CUDA's sync debug mode warns on each); NaN on a
-    CPU, where there is no device to wait for."""
+    """Host synchronisations of one step (CUDA's sync debug mode warns on each); NaN on a CPU."""
     if device.type != "cuda":
         return math.nan
     synchronize(device)
@@ -138,8 +113,7 @@ def host_syncs_per_step(step: Callable[[], object], device: torch.device) -> flo
 
 
 def dynamo_counters() -> dict[str, int]:
-    """Graphs dynamo captured, graph breaks, and frames it tried and gave up on (those ran
-    eagerly) in this process so far."""
+    """Graphs dynamo captured, graph breaks, and frames it gave up on (run eagerly) so far."""
     from torch._dynamo.utils import counters
 
     frames = counters["frames"]
@@ -169,12 +143,10 @@ def _reset_peak_memory(device: torch.device) -> None:
 def _peak_memory_mb(device: torch.device) -> tuple[float, str]:
     if device.type == "cuda":
         return torch.cuda.max_memory_allocated(device) / 2**20, "cuda_max_allocated"
-    try:
+    with contextlib.suppress(OSError):
         for line in Path("/proc/self/status").read_text().splitlines():
             if line.startswith("VmHWM:"):
                 return int(line.split()[1]) / 1024, "process_peak_rss"
-    except OSError:
-        pass
     return math.nan, "unavailable"
 
 
@@ -198,10 +170,6 @@ def measure_one(setting: Setting, batch: int, device: torch.device, macs: int) -
     }  # fmt: skip
 
 
-def _is_oom(err: BaseException) -> bool:
-    return isinstance(err, torch.cuda.OutOfMemoryError) or "out of memory" in str(err).lower()
-
-
 def measure_setting(setting: Setting, device: torch.device) -> list[dict[str, Any]]:
     """Rows for one setting: one per batch tried (an "oom" row for each that did not fit)."""
     macs = setting_macs(setting)
@@ -212,7 +180,8 @@ def measure_setting(setting: Setting, device: torch.device) -> list[dict[str, An
             rows.append(measure_one(setting, batch, device, macs))
             break
         except RuntimeError as err:  # torch.cuda.OutOfMemoryError is one
-            if not _is_oom(err):
+            oom = isinstance(err, torch.cuda.OutOfMemoryError)
+            if not (oom or "out of memory" in str(err).lower()):
                 raise
             rows.append({"status": "oom", "batch_size": batch, "error": "out of memory"})
             if device.type == "cuda":
@@ -230,17 +199,10 @@ def measure_setting(setting: Setting, device: torch.device) -> list[dict[str, An
     return [{**facts, **row} for row in rows]
 
 
-def _forked_memory(row: dict[str, Any]) -> dict[str, Any]:
-    if row.get("memory_kind") != "process_peak_rss":
-        return row
-    return {**row, "memory_kind": "forked_process_peak_rss"}
-
-
 def serve(conn: Connection, messages: list[dict[str, Any]], *, started: str) -> None:
-    """The body of a child process: measure each message's setting (a `Setting` and its
-    variant's axes) in order, sending its rows as each ends, so a crash loses only the rest.
-    `started` is how the child was started: a forked child's resident set leaves out the
-    library pages it never touched, so its CPU memory is labelled apart from a spawned one's."""
+    """A child process: measure each message's setting (a `Setting` and its variant's axes),
+    sending its rows as each ends, so a crash loses only the rest. A forked child's resident
+    set leaves out the library pages it never touched: its memory is labelled apart."""
     warnings.simplefilter("ignore")  # the parent's log shows progress, not library warnings
     protocol: str | None = None
     for message in messages:
@@ -256,7 +218,9 @@ def serve(conn: Connection, messages: list[dict[str, Any]], *, started: str) -> 
             rows = measure_setting(setting, device)
         except Exception as err:  # one failing setting must not lose the others
             rows = [{"status": "error", "error": f"{type(err).__name__}: {err}"[:300]}]
-        if started != "spawn":
-            rows = [_forked_memory(row) for row in rows]
+        forked = started != "spawn"
+        for row in rows:
+            if forked and row.get("memory_kind") == "process_peak_rss":
+                row["memory_kind"] = "forked_process_peak_rss"
         conn.send([{"setting": asdict(setting), "protocol": protocol, **row} for row in rows])
     conn.close()

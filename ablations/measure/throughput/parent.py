@@ -1,21 +1,10 @@
 """The measuring process tree: which settings share a child interpreter, running the children,
-and appending their rows to the table as each finishes.
-
-Eager settings of one variant (and one repeated run) share a child: a fresh process per
-variant keeps one variant's allocator state or crash from distorting or stopping the next, and
-a separate child per run makes runs independent. On a CPU the children are forked from a server
-that has only imported the measuring code, never run an op (so no thread pool, allocator or
-denormal state is inherited): that saves each child torch's import, several seconds each on 2
-cores. On a GPU each child is spawned, a new interpreter, so that no CUDA state can ever cross a
-fork. A compiled setting always gets a child of its own: dynamo counts recompilations of a code
-object per process, and several compiled settings of one variant in one process pass its
-recompile limit, after which the later settings would run eagerly while their rows say
-compile=on.
-"""
+and appending their rows to the table as each finishes; the terminal table."""
 
 from __future__ import annotations
 
 import json
+import math
 import multiprocessing
 import signal
 from collections.abc import Callable, Iterable, Sequence
@@ -28,11 +17,10 @@ import torch
 
 from ablations.measure.throughput import child
 from ablations.measure.throughput import reference as timm
-from ablations.measure.throughput.schema import row
 from ablations.measure.throughput.settings import Setting
 from ablations.progress import progress
 from ablations.registry import AblationsError, get_variant
-from ablations.results import provenance
+from ablations.results import provenance, schemas
 from ablations.results.schemas import OURS, THROUGHPUT_FILE
 from ablations.results.schemas import THROUGHPUT as SCHEMA
 from ablations.results.table import read_table, upsert
@@ -41,6 +29,17 @@ if TYPE_CHECKING:  # ForkServerContext exists only where fork does
     from multiprocessing.context import ForkServerContext, SpawnContext
 
 CHILD: Callable[..., None] = child.serve  # what a child runs (a test swaps in a crash)
+# What a child or timm reports, and the value of each where it reported none (a crash).
+REPORTED = {
+    "reference": OURS, "error": "", "macs": 0, "memory_kind": "", "peak_source": "",
+    "protocol": "", "cudnn": "", "torch_threads": 0,  # the child's threads, not the parent's
+    **dict.fromkeys(("images_per_s", "step_ms", "step_ms_iqr", "first_step_s", "peak_mem_mb",
+                     "tflops", "peak_tflops", "fraction_of_peak", "host_syncs_per_step"), math.nan),
+    **dict.fromkeys(("dynamo_graphs", "dynamo_graph_breaks", "dynamo_frames_skipped"), 0),
+    **dict.fromkeys(("tf32_matmul", "tf32_cudnn", "cudnn_benchmark"), False),
+}  # fmt: skip
+ENVIRONMENT = ("machine", "driver", "torch", "cuda", "git_commit", "created_at",
+               *schemas.MACHINE_HASHES, "cpu_kernels")  # fmt: skip
 
 
 def output_path(out: Path, name: str = THROUGHPUT_FILE) -> Path:
@@ -49,7 +48,9 @@ def output_path(out: Path, name: str = THROUGHPUT_FILE) -> Path:
 
 
 def process_groups(settings: Iterable[Setting]) -> list[list[Setting]]:
-    """The settings of each child: eager ones by (variant, run), each compiled one alone."""
+    """The settings of each child. Eager ones share a child per (variant, run): one variant's
+    allocator state or crash cannot touch the next, and runs stay independent. A compiled one
+    is alone: dynamo's recompile limit is per process, past it a setting would run eagerly."""
     groups: dict[tuple[str, int, int], list[Setting]] = {}
     for i, s in enumerate(settings):
         groups.setdefault((s.variant, s.run, i if s.compile else -1), []).append(s)
@@ -57,8 +58,9 @@ def process_groups(settings: Iterable[Setting]) -> list[list[Setting]]:
 
 
 def start_method(device: str) -> ForkServerContext | SpawnContext:
-    """How children start (see the module's docstring): forked from an import-only server on a
-    CPU where the platform can, spawned otherwise."""
+    """On a CPU, children fork from a server that has only imported the measuring code (no
+    thread pool, allocator or denormal state to inherit), saving each child torch's import. On
+    a GPU they are spawned, so no CUDA state can cross a fork."""
     if device == "cpu" and "forkserver" in multiprocessing.get_all_start_methods():
         context = multiprocessing.get_context("forkserver")
         context.set_forkserver_preload([child.__name__])  # imported once, by the server
@@ -84,19 +86,34 @@ def run_child(settings: Sequence[Setting]) -> list[dict[str, Any]]:
             except EOFError:
                 break
     process.join()
+    code = process.exitcode
+    if code is not None and code < 0:
+        killer = signal.Signals(-code).name
+        error = f"child killed by {killer}" + (" (out of memory?)" if killer == "SIGKILL" else "")
+    else:
+        error = f"child exited with status {code} before reporting"
     done = {json.dumps(r["setting"], sort_keys=True) for r in rows}
     for s in settings:  # a crashed child: every setting it did not report is recorded as such
         if json.dumps(asdict(s), sort_keys=True) not in done:
-            rows.append({"setting": asdict(s), "status": "crashed",
-                         "error": _exit_text(process.exitcode)})  # fmt: skip
+            rows.append({"setting": asdict(s), "status": "crashed", "error": error})
     return rows
 
 
-def _exit_text(code: int | None) -> str:
-    if code is not None and code < 0:
-        name = signal.Signals(-code).name
-        return f"child killed by {name}" + (" (out of memory?)" if name == "SIGKILL" else "")
-    return f"child exited with status {code} before reporting"
+def row(result: dict[str, Any], environment: dict[str, Any]) -> dict[str, Any]:
+    """A results row: the setting, what was measured and reported, the environment."""
+    setting = Setting(**result["setting"])
+    v = get_variant(setting.variant)
+    # A setting that measured nothing: its fixed batch, or 0 where none was fixed.
+    requested = setting.batch_size if isinstance(setting.batch_size, int) else 0
+    return {
+        **asdict(setting), "variant": v.name, "family": v.family, "depth": v.depth,
+        "residual": v.residual, "shortcut": v.shortcut, "stem": v.stem,
+        "requested_batch_size": str(setting.batch_size or "default"),
+        "batch_size": result.get("batch_size", requested),
+        "input_size": setting.input_size or v.input_size, "status": result["status"],
+        **{column: result.get(column, missing) for column, missing in REPORTED.items()},
+        **{column: environment[column] for column in ENVIRONMENT},
+    }  # fmt: skip
 
 
 def run(
@@ -107,8 +124,8 @@ def run(
     appended to `out` (a file, or a directory to hold throughput.csv) as each child finishes,
     so an interrupted sweep keeps what it measured. `reference="timm"` also measures each
     setting with timm's benchmark.py, right after ours (so drift affects both alike).
-    Children start through multiprocessing, so a script that calls this needs the
-    `if __name__ == "__main__":` guard (a spawned child imports the script again)."""
+    A script that calls this needs the `if __name__ == "__main__":` guard: spawned children
+    import it again."""
     groups = process_groups(settings)
     if not groups:
         raise AblationsError("nothing to measure")
@@ -140,3 +157,20 @@ def _label(job: tuple[str, list[Setting]]) -> str:
     compiled = f" {s.mode} {s.precision} compiled" if s.compile else ""
     timm_run = f" {s.mode} (timm)" if kind != OURS else ""
     return f"{s.variant}{compiled}{timm_run}" + (f" run {s.run}" if s.run else "")
+
+
+def format_table(table: pd.DataFrame) -> str:
+    """The measurements as a terminal table."""
+    shown = pd.DataFrame({
+        "variant": table["variant"], "mode": table["mode"], "step": table["step"],
+        "ref": table["reference"],
+        "precision": table["precision"], "channels_last": table["channels_last"],
+        "compile": table["compile"], "batch": table["batch_size"], "status": table["status"],
+        "images/s": table["images_per_s"].map("{:,.1f}".format),
+        "step ms (IQR)": [f"{m:.2f} ({q:.2f})"
+                          for m, q in zip(table["step_ms"], table["step_ms_iqr"], strict=True)],
+        "peak MB": table["peak_mem_mb"].map("{:,.0f}".format),
+        "TFLOP/s": table["tflops"].map("{:.3g}".format),
+        "of peak": table["fraction_of_peak"].map(lambda f: "" if f != f else f"{f:.1%}"),
+    })  # fmt: skip
+    return f"# {table['machine'].iloc[0]}\n{shown.to_string(index=False)}"

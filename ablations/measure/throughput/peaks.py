@@ -1,17 +1,23 @@
-"""Dense (no sparsity) datasheet peaks, keyed by the exact `torch.cuda.get_device_name()` string.
+"""Dense datasheet peaks by exact `torch.cuda.get_device_name()`, and the TFLOP/s a step achieves.
 
-A name is matched exactly, never by substring: "NVIDIA H200" and "NVIDIA H200 NVL", "NVIDIA L4"
-and "NVIDIA L40S", "NVIDIA A10" and "NVIDIA A10G" are different parts with different peaks. A
-device that is not listed gets no peak (NaN), never a guess; the A10G, for one, has no NVIDIA
-datasheet. "fp32" is the non-tensor-core rate; "tf32", "bf16" and "fp16" are tensor-core rates
-with fp32 accumulation. Datasheets print the tensor-core rates "with sparsity"; the dense rate is
-half of that, which is what this table holds.
-"""
+Names match exactly ("NVIDIA H200" and "NVIDIA H200 NVL" are different parts); an unlisted device
+gets NaN, never a guess. "fp32" is the non-tensor-core rate; "tf32", "bf16" and "fp16" are dense
+tensor-core rates with fp32 accumulation (half the datasheets' "with sparsity" figures)."""
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from ablations.measure.throughput.settings import Setting
+from ablations.registry import get_variant
+
+TRAIN_FLOPS_FACTOR = 3  # forward + backward (activation and weight gradients) ~ 3 forwards
+GOLDEN = Path(__file__).resolve().parents[3] / "tests" / "golden" / "complexity.csv"
 
 
 @dataclass(frozen=True)
@@ -73,3 +79,35 @@ def peak_tflops(device_name: str, precision: str) -> float:
     """The dense peak for this device and precision; NaN where either is not in the table."""
     sheet = datasheet(device_name)
     return sheet.tflops.get(precision, math.nan) if sheet else math.nan
+
+
+def setting_macs(setting: Setting) -> int:
+    """fvcore's MAC count at this input size; without fvcore (the GPU machine has none), the
+    golden file's count at the variant's own size, else 0 (TFLOP/s then unknown)."""
+    v = get_variant(setting.variant)
+    size = setting.input_size or v.input_size
+    try:
+        from ablations.measure.complexity import count_macs, uninitialised  # fvcore: child only
+
+        macs, _ = count_macs(uninitialised(v), input_size=size, in_channels=v.in_channels)
+        return macs
+    except ImportError:
+        if size != v.input_size or not GOLDEN.exists():
+            return 0
+        golden = pd.read_csv(GOLDEN)
+        match = golden[golden["name"] == v.name]
+        return int(match["macs"].iloc[0]) if len(match) else 0
+
+
+def achieved(
+    *, macs: int, batch: int, mode: str, step_s: float, device_name: str, precision: str
+) -> dict[str, Any]:
+    """TFLOP/s (2 x MACs x batch per step, a training step counted as 3 forwards) and the
+    fraction of this device's datasheet peak (NaN for a device not in the table)."""
+    flops = 2 * macs * batch * (TRAIN_FLOPS_FACTOR if mode == "train" else 1)
+    tflops = flops / step_s / 1e12 if macs > 0 else math.nan
+    sheet, peak = datasheet(device_name), peak_tflops(device_name, precision)
+    return {
+        "tflops": tflops, "peak_tflops": peak, "fraction_of_peak": tflops / peak,
+        "peak_source": f"{sheet.part}: {sheet.source}" if sheet else "",
+    }  # fmt: skip

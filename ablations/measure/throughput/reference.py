@@ -1,18 +1,7 @@
-"""timm's own benchmark as a reference: the same settings measured by timm's `benchmark.py`.
-
-`benchmark.py` is a script at the root of huggingface/pytorch-image-models, not part of the
-timm wheel, so it is vendored, unmodified, in `bench/third_party/timm_benchmark.py` (Apache-2.0;
-source commit in its header). It runs in its own interpreter, one per (mode, run), and needs
-timm installed; it is never a dependency of this suite. Its rows use this table's schema with
-`reference` = "timm", beside ours for the same settings, so that ours/timm is a ratio of two
-rows measured on one machine by one command.
-
-What timm's script does differently, recorded in `protocol`: it synchronises the device after
-every step and reports images/s over the whole timed run and the mean step time (no IQR); on a
-GPU it enables TF32 for matmuls (and cuDNN, PyTorch's default), so its fp32 is our tf32; its
-training step is SGD (nesterov) on a timm `resnet*`, the same architecture as ours of that name
-(torchvision's v1.5 bottleneck, projection shortcuts, 7x7 stem).
-"""
+"""timm's own benchmark as a reference: the same settings measured by timm's `benchmark.py`,
+vendored unmodified in bench/third_party (it is not in the timm wheel) and run in its own
+interpreter, one per (mode, run). Its rows have `reference` = "timm"; `protocol` says how its
+measurement differs (a sync per step, the mean step time, TF32 for fp32 on a GPU)."""
 
 from __future__ import annotations
 
@@ -29,7 +18,7 @@ from typing import Any
 
 import torch
 
-from ablations.measure.throughput.flops import achieved, setting_macs
+from ablations.measure.throughput.peaks import achieved, setting_macs
 from ablations.measure.throughput.settings import Setting, default_batch
 from ablations.registry import AblationsError, get_variant
 
@@ -118,8 +107,8 @@ def parse(results: dict[str, Any], *, setting: Setting, device: torch.device) ->
     batch = int(results[f"{prefix}_batch_size"])
     step_ms = float(results[f"{prefix}_step_time"])
     macs = setting_macs(setting)
-    name = torch.cuda.get_device_name(device) if device.type == "cuda" else ""
     gpu = device.type == "cuda"
+    name = torch.cuda.get_device_name(device) if gpu else ""
     return {
         "status": "ok", "batch_size": batch,
         "images_per_s": float(results[f"{prefix}_samples_per_sec"]), "step_ms": step_ms,

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from itertools import product
-from typing import Any
+from typing import Any, NamedTuple
 
 import torch
 
@@ -59,8 +59,7 @@ class Setting:
             raise AblationsError("invalid throughput setting: " + "; ".join(problems))
 
 
-@dataclass(frozen=True)
-class Timing:
+class Timing(NamedTuple):
     """Warm-up steps, timed repeats, steps per repeat, and the batch, for one family."""
 
     warmup: int
@@ -69,32 +68,24 @@ class Timing:
     batch: int
 
 
-# GPU: a CIFAR step is milliseconds, so 7 windows of 20 steps cost well under a second per
-# setting; an ImageNet step at batch 256 is 0.1-0.5 s, where 5 windows of 10 steps (50 timed
-# steps, timm's benchmark.py times 40) keep the full GPU table within a few GPU minutes.
-# CPU: 3 repeats of 3 steps leave run-to-run IQRs of a large fraction of the median on 2 cores.
-# CIFAR nets take 20-400 ms per step at batch 32, so 7 windows of 10 steps (after 5
-# warm-up steps that settle the allocator and caches) cost 2-30 s per setting; ImageNet nets
-# take 0.15-3 s per step at batch 8, where 5 windows of 3 steps keep resnet152 training near a
-# minute. The quick CPU table (`throughput` experiment, 5 variants x 2 modes) takes about 2.5
-# minutes on 2 cores.
-GPU_TIMING = {"cifar": Timing(10, 7, 20, 128), "imagenet": Timing(10, 5, 10, 256)}
-CPU_TIMING = {"cifar": Timing(5, 7, 10, 32), "imagenet": Timing(2, 5, 3, 8)}
-
-# The GPU grid covers what training runs (bf16, channels_last) and its alternatives (TF32,
-# NCHW); the CPU grid stays fp32 NCHW so that the quick table finishes in minutes.
-GPU_PRECISIONS = ("bf16", "tf32")
-GPU_CHANNELS_LAST = (False, True)
+# GPU: 7 windows of 20 CIFAR steps cost well under a second; ImageNet steps at batch 256 take
+# 0.1-0.5 s, so 5 windows of 10 (timm's benchmark.py times 40) keep the table to GPU minutes.
+# CPU: 3 x 3 steps left IQRs of a large fraction of the median on 2 cores. 7 windows of 10
+# CIFAR steps after 5 warm-up ones cost 2-30 s; 5 windows of 3 keep resnet152 training near a
+# minute. The quick CPU table (`throughput` experiment) takes about 2.5 minutes on 2 cores.
+TIMING = {
+    "cuda": {"cifar": Timing(10, 7, 20, 128), "imagenet": Timing(10, 5, 10, 256)},
+    "cpu": {"cifar": Timing(5, 7, 10, 32), "imagenet": Timing(2, 5, 3, 8)},
+}
 
 
 def timing(device: torch.device, family: str) -> Timing:
-    return (GPU_TIMING if device.type == "cuda" else CPU_TIMING)[family]
+    return TIMING["cuda" if device.type == "cuda" else "cpu"][family]
 
 
 def defaults(device: torch.device) -> dict[str, Any]:
     """The batch per family on this device: {"batch": {"cifar": .., "imagenet": ..}}."""
-    table = GPU_TIMING if device.type == "cuda" else CPU_TIMING
-    return {"batch": {family: t.batch for family, t in table.items()}}
+    return {"batch": {family: timing(device, family).batch for family in ("cifar", "imagenet")}}
 
 
 def grid(
@@ -105,13 +96,14 @@ def grid(
     warmup: int | None = None, repeats: int | None = None, steps: int | None = None,
     runs: int = 1, step: str = "auto",
 ) -> list[Setting]:  # fmt: skip
-    """Every combination of the given settings, with the device's defaults filled in (per
-    family: timing; on a GPU also bf16 and TF32, NCHW and channels_last). A training step is
-    `step`, "auto" resolved as training resolves it (a CUDA graph on a GPU where it can)."""
+    """Every combination of the settings, the device's defaults filled in: per family, timing;
+    on a GPU, what training runs (bf16, channels_last) and its alternatives (TF32, NCHW); on a
+    CPU, fp32 NCHW only, so the quick table takes minutes. A training step is `step`, "auto"
+    resolved as training resolves it."""
     dev = resolve_device(device)
     gpu = dev.type == "cuda"
-    precisions = precisions or (GPU_PRECISIONS if gpu else ("fp32",))
-    channels_last = channels_last or (GPU_CHANNELS_LAST if gpu else (False,))
+    precisions = precisions or (("bf16", "tf32") if gpu else ("fp32",))
+    channels_last = channels_last or ((False, True) if gpu else (False,))
     settings = []
     for name in variants:
         t = timing(dev, get_variant(name).family)  # an unknown name fails here, with hints
@@ -145,9 +137,7 @@ def default_batch(setting: Setting, device: torch.device) -> int:
 
 
 def setting_key(fields: dict[str, Any]) -> tuple[Any, ...]:
-    """What identifies a measurement, from a Setting's fields or a results row: the same
-    variant, mode, step, precision, memory format, compile, batch policy, size, timing and
-    run."""
+    """What identifies a measurement, from a Setting's fields or a results row."""
     variant = get_variant(fields["variant"])
     requested = fields.get("requested_batch_size") or str(fields["batch_size"] or "default")
     return (
