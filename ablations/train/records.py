@@ -45,8 +45,7 @@ def load_record(path: Path) -> RunRecord | None:
 
 
 def stale_label(path: Path) -> str | None:
-    """ "stale (trainer vN, now vM)" for a run (finished or not) that another trainer version
-    started; None for a current run or an empty folder."""
+    """ "stale (trainer vN, now vM)" for a run another trainer version started, else None."""
     starts = rundir.starts(path)
     return versions.stale_label(versions.run_trainer_version(starts)) if starts else None
 
@@ -96,8 +95,7 @@ def crop_prefix(crops: str) -> str:
 def eval_rows(
     iteration: int, split: str, metrics: Metrics, *, top5: bool, crops: str = "center"
 ) -> list[dict[str, Any]]:
-    """An evaluation's curve rows (top-5 error where the data reports it), named after the crop
-    protocol ("ten_crop_error")."""
+    """An evaluation's curve rows, named after the crop protocol ("ten_crop_error")."""
     values = {"loss": metrics.loss, "error": metrics.error}
     if top5:
         values["top5_error"] = metrics.top5_error
@@ -158,8 +156,7 @@ def record_start(
     directory: Path, device: torch.device, config: TrainConfig, data: RunData, *, iteration: int,
     execution: dict[str, Any],
 ) -> None:  # fmt: skip
-    """Append this start's environment and `execution` (how it runs) to env.json: a resumed run
-    may finish elsewhere."""
+    """Append this start's environment and execution to env.json (a run may resume elsewhere)."""
     provenance.warn_if_dirty(f"training {directory.name}")
     rundir.add_start(directory, {
         "from_iteration": iteration, **provenance.environment(device), "dtype": config.precision,

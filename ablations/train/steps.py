@@ -97,8 +97,7 @@ class TrainStep:
         self.cache_casts = True
 
     def load_state(self, optimizer: dict[str, object], scaler: dict[str, object]) -> None:
-        """Restore a checkpoint's optimizer and scaler state; the rates stay the tensors this
-        step was built with (a checkpoint holds copies of them)."""
+        """A checkpoint's optimizer and scaler state; the rates stay this step's device tensors."""
         rates = [group["lr"] for group in self.optimizer.param_groups]
         self.optimizer.load_state_dict(optimizer)
         for group, lr in zip(self.optimizer.param_groups, rates, strict=True):

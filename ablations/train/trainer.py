@@ -73,8 +73,7 @@ class Trainer:
         self.schedule.prepare(0)
 
     def whole_step(self, x: Tensor, y: Tensor) -> tuple[Tensor, Tensor]:
-        """What one iteration runs on the device (all of it in a graph step): this iteration's
-        lr, the training step, and the running sums."""
+        """One iteration on the device (all of it in a graph step): lr, step, running sums."""
         self.schedule.select()
         loss, logits = self.train_step(x, y)
         self.schedule.observe(self.tally.add(loss, logits, y))
@@ -107,8 +106,7 @@ class Trainer:
             )
 
     def run(self) -> dict[str, Any]:
-        """Train to the end, to divergence, or to the first checkpoint past the deadline;
-        returns the summary."""
+        """Train to the end, divergence or the deadline's checkpoint; returns the summary."""
         self.begin()
         with self.progress:
             while True:
@@ -205,8 +203,7 @@ class Trainer:
             torch.cuda.current_stream(self.device).synchronize()
 
     def report(self, *, elapsed: float) -> tuple[dict[str, str], bool]:
-        """Curve rows for the interval just ended, the progress line's statistics, and whether
-        the training loss is still finite."""
+        """The interval's curve rows; its progress statistics, and whether the loss is finite."""
         state, split = self.state, self.config.eval_split
         loss, error = self.tally.read()
         lr = self.schedule.lr_of(state.iteration - 1, state.warmup_end)
