@@ -84,9 +84,8 @@ def model_cost(model: ResNet, *, input_size: int) -> dict[str, int]:
 
 
 def code_version(variant: Variant) -> str:
-    """Version of the code a count of `variant` depends on: the model builder, the counting
-    functions, and its block's declaration and class with the classes it inherits. Another
-    block's code is not part of it, so adding or editing one leaves this row valid."""
+    """Hash of the code a count depends on: the builder, the counting functions, and the
+    variant's own block (declaration, class, bases), so another block's edit leaves it valid."""
     declared = get_block(variant.block)
     cls = block_class(declared)
     digest = hashlib.sha256()
@@ -124,8 +123,7 @@ def _resolve(variants: Iterable[str | Variant]) -> list[Variant]:
 
 
 def reusable(variants: Sequence[Variant], stored: pd.DataFrame) -> dict[str, dict[str, Any]]:
-    """Stored rows computed for the same architecture by the same code (`code_version`) and
-    fvcore, by name."""
+    """Stored rows of the same architecture, `code_version` and fvcore, by name."""
     fvcore = provenance.package_version("fvcore")
     one_per_block = {v.block: v for v in variants}  # one hash per block type, not per variant
     versions = {block: code_version(v) for block, v in one_per_block.items()}
@@ -142,8 +140,7 @@ def reusable(variants: Sequence[Variant], stored: pd.DataFrame) -> dict[str, dic
 def measure(
     variants: Iterable[str | Variant], *, stored: pd.DataFrame | None = None
 ) -> pd.DataFrame:
-    """One row per variant: its axes, `params` and `macs`. Rows of `stored` computed for the
-    same architecture by the same code are reused, not recomputed."""
+    """One row per variant: its axes, `params` and `macs`; `reusable` rows of `stored` reused."""
     resolved = _resolve(variants)
     reuse = reusable(resolved, stored) if stored is not None else {}
     fresh = {row["name"]: row for row in _rows([v for v in resolved if v.name not in reuse])}
@@ -153,8 +150,7 @@ def measure(
 def update(
     path: str | Path, variants: Iterable[str | Variant], *, rerun: bool = False
 ) -> pd.DataFrame:
-    """Bring the table at `path` up to date for `variants`: compute what is missing or stale,
-    saving each row as it is done, so an interrupted run resumes where it stopped."""
+    """Count what the table at `path` lacks or has stale, saving each row as it is done."""
     resolved = _resolve(variants)
     stored = read_table(path, COMPLEXITY)
     reuse = {} if rerun else reusable(resolved, stored)
@@ -164,9 +160,8 @@ def update(
 
 
 def _rows(todo: list[Variant]) -> Iterator[dict[str, Any]]:
-    """complexity_row of each variant, in order of completion, shown as progress. Many variants
-    are counted in one worker process per core: tracing is single-threaded Python, and the
-    whole registry took 77 s in one process on 2 cores."""
+    """complexity_row of each variant, in order of completion. Many are counted in a worker per
+    core: tracing is single-threaded Python (the registry took 77 s in one process on 2 cores)."""
     workers = min(provenance.available_cores(), len(todo))
     if workers < 2 or len(todo) < POOL_MIN_VARIANTS:
         yield from map(complexity_row, progress(todo, desc="complexity", label=_name))

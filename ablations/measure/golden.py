@@ -50,8 +50,7 @@ def write(
     results: Path = DEFAULT_RESULTS,
     names: Sequence[str] | None = None,
 ) -> pd.DataFrame:
-    """Bring the complexity table in `results` up to date for `names` (default: every
-    registered variant), then write the golden file as its projection; returns the rows."""
+    """Update the complexity table for `names` (default: the registry), write its projection."""
     names = list_variants() if names is None else list(names)
     table = complexity.update(table_path(results), names)
     golden = project(table, names)
@@ -65,8 +64,7 @@ def check(
     results: Path = DEFAULT_RESULTS,
     names: Sequence[str] | None = None,
 ) -> list[str]:
-    """What differs between the golden file and the up-to-date rows of the complexity table, one
-    line per problem naming the variant and the fix; empty when they agree."""
+    """Where the golden file and the up-to-date complexity rows differ, one line per problem."""
     names = list_variants() if names is None else list(names)
     where = table_path(results)
     stored = set(read_table(where, COMPLEXITY)["name"])
@@ -90,8 +88,7 @@ def differences(
     where: str | Path = DEFAULT_RESULTS / COMPLEXITY_FILE,
     registered: Sequence[str] | None = None,
 ) -> list[str]:
-    """The differences between golden rows (`expected`) and complexity rows (`actual`, read from
-    `where`), one line each, in words that say which side lacks what; empty when they agree."""
+    """Golden rows against complexity rows (from `where`), one line per difference."""
     known = set(list_variants() if registered is None else registered)
     want = expected.set_index("name").to_dict("index")
     got = actual.set_index("name").to_dict("index")

@@ -31,8 +31,8 @@ def loader_speed(
     recipe: str = "imagenet-torchvision",
     device: torch.device | None = None,
 ) -> list[Row]:
-    """images/s of the training stream per (path, workers, batch), timed over `batches` batches
-    after `warmup` (worker start-up and the first decode excluded); one row each."""
+    """images/s of the training stream per (path, workers, batch) over `batches` batches after
+    `warmup` (worker start-up and the first decode excluded)."""
     dev = device or torch.device("cuda" if torch.cuda.is_available() else "cpu")
     # The streaming stack loads when measured, not when the CLI lists this command.
     from ablations.imagenet.augment import IMAGENET_MEAN, IMAGENET_STD, RECIPES

@@ -25,8 +25,8 @@ def shape(config: TrainConfig | Mapping[str, Any]) -> tuple[Any, ...]:
 
 
 def run_seconds(config: TrainConfig, row: Mapping[str, Any], steps_per_epoch: int) -> float:
-    """Wall time of `config` at its full budget from a STEP_SPEED row: its steps, and its
-    evaluations (every interval's, and the final test pass, counted twice the size)."""
+    """Wall time of `config`'s full budget from a STEP_SPEED row: its steps and evaluations (the
+    final test pass counted twice)."""
     iterations, _, eval_every = config.schedule(steps_per_epoch)
     evals = -(-iterations // eval_every) + 2
     return float(iterations * row["ms_per_step"] / 1e3 + evals * row["eval_s"])

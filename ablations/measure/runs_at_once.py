@@ -29,8 +29,7 @@ def streams(
     config: TrainConfig, data: RunData, device: torch.device, *, jobs: int, iterations: int,
     warmup: int,
 ) -> tuple[float, str]:  # fmt: skip
-    """Seconds for `iterations` steps of each of `jobs` runs issued in turn on their streams,
-    and the step they took."""
+    """Seconds for `iterations` steps of `jobs` runs issued in turn on their streams; the step."""
     with tempfile.TemporaryDirectory() as scratch:
         runs = []
         for seed in range(jobs):
@@ -90,8 +89,7 @@ def measure(
     counts: dict[str, Sequence[int]], iterations: int, warmup: int,
     log: Callable[[str], None] = print,
 ) -> list[dict[str, Any]]:  # fmt: skip
-    """Each method of `counts` at each of its K, a row appended to results/runs_at_once.csv as
-    it is measured; returns the rows."""
+    """A row per method of `counts` and K, appended to results/ as it is measured."""
     mps = device.type == "cuda" and os.environ.get("CUDA_MPS_PIPE_DIRECTORY") is not None
     shared = prepare_data(config, data, device) if counts.get("streams") else None
     rows = []

@@ -30,8 +30,7 @@ def ready(
     config: TrainConfig, data: RunData, device: torch.device, scratch: Path, *, warmup: int,
     stream: torch.cuda.Stream | None = None,
 ) -> tuple[Trainer, Iterator[Any]]:  # fmt: skip
-    """A trainer past `warmup` steps (cuDNN autotuned, graph captured), its work on `stream`,
-    and its batches: what every timing starts from."""
+    """A trainer past `warmup` steps (autotuned, graph captured) on `stream`, and its batches."""
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = True
     set_tf32(config.precision)

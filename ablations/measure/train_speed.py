@@ -33,6 +33,7 @@ from ablations.train.trainer import Trainer
 
 SUITE_DATA = "whole split on the device as uint8; crop, flip, normalise there in batch"
 CONVENTIONAL_DATA = "PIL image per item, torchvision transforms, DataLoader"
+ENVIRONMENT = ("machine", "torch", "git_commit", "created_at", *schemas.MACHINE_HASHES)
 
 
 def set_flags(precision: str, device: torch.device) -> None:
@@ -87,10 +88,8 @@ def conventional(
     optimizer = torch.optim.SGD(model.parameters(), lr=config.lr, momentum=config.momentum,
                                 weight_decay=config.weight_decay)  # fmt: skip
     scaler = torch.amp.GradScaler(device.type, enabled=config.precision == "fp16")
-    running = 0.0
 
     def step(images: Tensor, labels: Tensor) -> None:
-        nonlocal running
         images, labels = images.to(device), labels.to(device)
         optimizer.zero_grad()
         with autocast(device, config.precision):  # the same precision as ours
@@ -98,7 +97,7 @@ def conventional(
         scaler.scale(loss).backward()
         scaler.step(optimizer)
         scaler.update()
-        running += loss.item()  # the per-iteration logging most repositories do
+        loss.item()  # the running loss most repositories log: a host sync every step
 
     batches = chain.from_iterable(repeat(loader))  # epoch after epoch
     seconds = timed(lambda: step(*next(batches)), device=device, steps=iterations, warmup=warmup)
@@ -115,8 +114,7 @@ def suite(
     config: TrainConfig, dataset: ArrayDataset, *, device: torch.device, iterations: int,
     warmup: int,
 ) -> dict[str, Any]:  # fmt: skip
-    """Our loop's columns: the time of `Trainer.step` on batches augmented on the device, the
-    step it took (a CUDA graph on a GPU), its optimizer implementation (fused) and flags."""
+    """Our loop's columns: the time of `Trainer.step` on device batches, its step and flags."""
     set_flags(config.precision, device)
     data = prepare_data(config, dataset, device)
     with tempfile.TemporaryDirectory() as scratch:
@@ -140,8 +138,7 @@ def compare(
     configs: list[TrainConfig], dataset: ArrayDataset, *, device: str | torch.device | None = None,
     iterations: int = 50, warmup: int = 10, workers: int | None = None, out: Path | None = None,
 ) -> pd.DataFrame:  # fmt: skip
-    """Both loops for each config: rows with images/s and our speed-up over the conventional.
-    `workers` (the conventional DataLoader's) defaults to the cores this process may use."""
+    """Both loops for each config: images/s and our speed-up; `workers` default to the cores."""
     dev = resolve_device(device)
     environment = provenance.environment(dev)
     cores = provenance.available_cores()
@@ -156,14 +153,12 @@ def compare(
         theirs = loops[1]["seconds"]
         pair = [
             {
-                "variant": config.variant, "device": dev.type, "machine": environment["machine"],
-                "batch_size": config.batch_size,
+                "variant": config.variant, "device": dev.type, "batch_size": config.batch_size,
                 "input_size": config.input_size or dataset.x_train.shape[1], **loop,
                 "cpu_cores": cores, "iterations": iterations, "warmup": warmup,
                 "images_per_s": iterations * config.batch_size / loop["seconds"],
-                "speedup": theirs / loop["seconds"], "torch": environment["torch"],
-                "git_commit": environment["git_commit"], "created_at": environment["created_at"],
-                **{k: environment[k] for k in (*schemas.MACHINE_HASHES, *schemas.KERNELS)},
+                "speedup": theirs / loop["seconds"],
+                **{k: environment[k] for k in (*ENVIRONMENT, *schemas.KERNELS)},
             }
             for loop in loops
         ]  # fmt: skip

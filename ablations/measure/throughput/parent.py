@@ -69,8 +69,7 @@ def start_method(device: str) -> ForkServerContext | SpawnContext:
 
 
 def run_child(settings: Sequence[Setting]) -> list[dict[str, Any]]:
-    """Measure `settings` in a fresh child process. The variant travels as its axes, so variants
-    registered at run time (not only built-ins) can be measured."""
+    """Measure `settings` in a fresh child; variants travel as axes (run-time ones included)."""
     messages = [{"setting": asdict(s), "variant": get_variant(s.variant).axes()} for s in settings]
     context = start_method(settings[0].device)
     receive, send = context.Pipe(duplex=False)
@@ -120,12 +119,9 @@ def run(
     settings: Iterable[Setting], *, out: Path | None = None, show_progress: bool = True,
     reference: str | None = None,
 ) -> pd.DataFrame:  # fmt: skip
-    """Measure every setting (see `process_groups` for which share a process); rows are
-    appended to `out` (a file, or a directory to hold throughput.csv) as each child finishes,
-    so an interrupted sweep keeps what it measured. `reference="timm"` also measures each
-    setting with timm's benchmark.py, right after ours (so drift affects both alike).
-    A script that calls this needs the `if __name__ == "__main__":` guard: spawned children
-    import it again."""
+    """Measure every setting, appending rows to `out` (a file or folder) as each child ends.
+    `reference="timm"` measures each with timm's script right after ours, so drift affects both
+    alike. A calling script needs the `if __name__ == "__main__":` guard (spawned children)."""
     groups = process_groups(settings)
     if not groups:
         raise AblationsError("nothing to measure")

@@ -82,8 +82,8 @@ def peak_tflops(device_name: str, precision: str) -> float:
 
 
 def setting_macs(setting: Setting) -> int:
-    """fvcore's MAC count at this input size; without fvcore (the GPU machine has none), the
-    golden file's count at the variant's own size, else 0 (TFLOP/s then unknown)."""
+    """fvcore's MAC count at this size; without fvcore, the golden file's at the variant's own
+    size, else 0 (TFLOP/s unknown)."""
     v = get_variant(setting.variant)
     size = setting.input_size or v.input_size
     try:
@@ -102,8 +102,7 @@ def setting_macs(setting: Setting) -> int:
 def achieved(
     *, macs: int, batch: int, mode: str, step_s: float, device_name: str, precision: str
 ) -> dict[str, Any]:
-    """TFLOP/s (2 x MACs x batch per step, a training step counted as 3 forwards) and the
-    fraction of this device's datasheet peak (NaN for a device not in the table)."""
+    """TFLOP/s (2 x MACs x batch per step, training counted as 3 forwards), and of the peak."""
     flops = 2 * macs * batch * (TRAIN_FLOPS_FACTOR if mode == "train" else 1)
     tflops = flops / step_s / 1e12 if macs > 0 else math.nan
     sheet, peak = datasheet(device_name), peak_tflops(device_name, precision)

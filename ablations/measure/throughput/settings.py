@@ -96,10 +96,9 @@ def grid(
     warmup: int | None = None, repeats: int | None = None, steps: int | None = None,
     runs: int = 1, step: str = "auto",
 ) -> list[Setting]:  # fmt: skip
-    """Every combination of the settings, the device's defaults filled in: per family, timing;
-    on a GPU, what training runs (bf16, channels_last) and its alternatives (TF32, NCHW); on a
-    CPU, fp32 NCHW only, so the quick table takes minutes. A training step is `step`, "auto"
-    resolved as training resolves it."""
+    """Every combination, with the device's defaults: on a GPU what training runs (bf16,
+    channels_last) and its alternatives (TF32, NCHW), on a CPU fp32 NCHW only (a quick table);
+    "auto" `step` resolved as training resolves it."""
     dev = resolve_device(device)
     gpu = dev.type == "cuda"
     precisions = precisions or (("bf16", "tf32") if gpu else ("fp32",))
