@@ -38,8 +38,7 @@ REPORTED = {
     **dict.fromkeys(("dynamo_graphs", "dynamo_graph_breaks", "dynamo_frames_skipped"), 0),
     **dict.fromkeys(("tf32_matmul", "tf32_cudnn", "cudnn_benchmark"), False),
 }  # fmt: skip
-ENVIRONMENT = ("machine", "driver", "torch", "cuda", "git_commit", "created_at",
-               *schemas.MACHINE_HASHES, "cpu_kernels")  # fmt: skip
+ENVIRONMENT = ("machine", "driver", "torch", "cuda", "git_commit", "created_at", "cpu_kernels")
 
 
 def output_path(out: Path, name: str = THROUGHPUT_FILE) -> Path:
@@ -111,7 +110,7 @@ def row(result: dict[str, Any], environment: dict[str, Any]) -> dict[str, Any]:
         "batch_size": result.get("batch_size", requested),
         "input_size": setting.input_size or v.input_size, "status": result["status"],
         **{column: result.get(column, missing) for column, missing in REPORTED.items()},
-        **{column: environment[column] for column in ENVIRONMENT},
+        **{column: environment[column] for column in (*ENVIRONMENT, *schemas.MACHINE_HASHES)},
     }  # fmt: skip
 
 
