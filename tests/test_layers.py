@@ -14,7 +14,7 @@ import pytest
 TRAINING = ("torch", "torchvision", "ablations.data", "ablations.imagenet", "ablations.train",
             "ablations.measure", "ablations.gpu", "ablations.weights",
             "ablations.cluster")  # fmt: skip
-OPTIONAL = ("submitit", "ablations.cluster.executors", "ablations.gpu")
+OPTIONAL = ("submitit", "ablations.cluster.submit", "ablations.gpu")
 LAYERS = {
     "ablations": TRAINING,  # the registry and the public API
     "ablations.config": TRAINING[2:],
