@@ -21,13 +21,8 @@ from ablations.progress import progress
 from ablations.registry import get_variant, list_variants
 from ablations.results import collect, provenance, schemas
 from ablations.results.table import read_table, upsert
-from ablations.tasks import ORDER, Context, Task, _describe, context, data_for, plan, train_command
+from ablations.tasks import Context, Task, data_for, train_command
 from ablations.train import records
-
-__all__ = [  # with what callers know from here: the tasks and their context
-    "ORDER", "Context", "Task", "_describe", "context", "data_for", "execute", "is_done",
-    "mark_done", "plan", "record_unrecorded", "state", "status_table", "train_command",
-]  # fmt: skip
 
 # --- what is done ---------------------------------------------------------------------------
 

@@ -24,7 +24,7 @@ from ablations import (
     unregister_experiment,
 )  # fmt: skip
 from ablations.experiments import EXPERIMENTS, KINDS
-from ablations.pipeline import Context, execute, plan
+from ablations.pipeline import execute
 from ablations.profiles import PROFILES
 from ablations.registry import (
     REGISTRY,
@@ -34,6 +34,7 @@ from ablations.registry import (
     list_variants,
 )
 from ablations.report.training import training_section
+from ablations.tasks import Context, plan
 
 CPU = torch.device("cpu")
 ROOT = Path(__file__).resolve().parents[1]

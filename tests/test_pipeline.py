@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import dataclasses
 import shlex
+from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -18,36 +19,37 @@ from ablations.profiles import PROFILES
 from ablations.registry import AblationsError
 from ablations.results import collect, schemas
 from ablations.results.table import read_table
+from ablations.tasks import ORDER, Context, Task, plan, train_command
 
 CPU = torch.device("cpu")
 
 
 def _ctx(tmp_path, data=None):
-    return pipeline.Context(results=tmp_path, data=data, device=CPU)
+    return Context(results=tmp_path, data=data, device=CPU)
 
 
 def test_plan_follows_the_profile_and_shares_runs_between_experiments():
-    tasks = pipeline.plan(["degradation", "shortcuts"], profile="cpu", seeds=1, device=CPU)
+    tasks = plan(["degradation", "shortcuts"], profile="cpu", seeds=1, device=CPU)
     train = [t for t in tasks if t.kind == "train"]
     names = [t.config.variant for t in train]
     assert names == ["plain20", "plain56", "resnet20", "resnet56", "resnet56-b", "resnet56-c"]
     shared = next(t for t in train if t.config.variant == "resnet56")
     assert shared.experiments == ("degradation", "shortcuts")
-    paper = pipeline.plan(["degradation"], profile="paper", seeds=1, device=CPU)
+    paper = plan(["degradation"], profile="paper", seeds=1, device=CPU)
     assert len(paper) == len(EXPERIMENTS["degradation"].variants_for("paper")) == 9
 
 
 def test_seeds_multiply_training_runs():
-    tasks = pipeline.plan(["degradation"], profile="cpu", seeds=3, device=CPU)
+    tasks = plan(["degradation"], profile="cpu", seeds=3, device=CPU)
     assert sorted({t.config.seed for t in tasks}) == [0, 1, 2] and len(tasks) == 12
 
 
 def test_tasks_run_in_dependency_order():
-    tasks = pipeline.plan(
+    tasks = plan(
         ["throughput", "responses", "degradation", "complexity"], profile="cpu", device=CPU
     )
     kinds = [t.kind for t in tasks]
-    assert kinds == sorted(kinds, key=pipeline.ORDER.__getitem__)
+    assert kinds == sorted(kinds, key=ORDER.__getitem__)
     assert kinds[0] == "complexity" and kinds[-1] == "throughput"
 
 
@@ -63,7 +65,7 @@ def test_profile_default_experiments_and_unknown_names():
 @pytest.mark.parametrize("device", ["cpu", "cuda"])  # planning for a GPU needs none here
 def test_dispatch_commands_reproduce_the_config_exactly(variant, profile, device):
     config = resolve_config(variant, profile=profile, seed=2, device=device)
-    command = pipeline.train_command(config, results=pipeline.Path("results"))
+    command = train_command(config, results=Path("results"))
     args = build_parser().parse_args(shlex.split(command)[1:])
     overrides = {k: getattr(args, k) for k in TRAIN_OVERRIDES if hasattr(args, k)}
     again = resolve_config(
@@ -76,7 +78,7 @@ def test_throughput_task_is_done_when_this_machine_measured_its_settings(tmp_pat
     settings = tuple(
         throughput.grid(["resnet20"], modes=["infer"], device="cpu", warmup=1, repeats=1, steps=1)
     )
-    task = pipeline.Task("throughput", "t", ("throughput",), settings=settings)
+    task = Task("throughput", "t", ("throughput",), settings=settings)
     assert not pipeline.is_done(task, _ctx(tmp_path))
     throughput.run(settings, out=tmp_path / schemas.THROUGHPUT_FILE, show_progress=False)
     assert pipeline.is_done(task, _ctx(tmp_path))
@@ -88,7 +90,7 @@ def test_throughput_task_is_done_when_this_machine_measured_its_settings(tmp_pat
 
 @pytest.mark.parametrize("jobs", [1, 3])  # 3: runs at once in this process (ablations.gpu.streams)
 def test_training_runs_are_recorded_and_collected(tmp_path, tiny_cifar, jobs):
-    tasks = pipeline.plan(["degradation"], profile="smoke", device=CPU)
+    tasks = plan(["degradation"], profile="smoke", device=CPU)
     ctx = _ctx(tmp_path, tiny_cifar)
     counts = pipeline.execute(tasks, ctx, log=lambda line: None, jobs=jobs)
     assert counts["ran"] == 4
@@ -143,7 +145,7 @@ def test_responses_follow_the_trained_degradation_runs(tmp_path, tiny_cifar, mon
     # On the profile's own subset of the test images (smoke measures all 256 by default).
     smoke = dataclasses.replace(PROFILES["smoke"], response_images=100)
     monkeypatch.setitem(PROFILES, "smoke", smoke)
-    tasks = pipeline.plan(["degradation", "responses"], profile="smoke", device=CPU)
+    tasks = plan(["degradation", "responses"], profile="smoke", device=CPU)
     ctx = _ctx(tmp_path, tiny_cifar)
     pipeline.execute(tasks, ctx, log=lambda line: None)
     _, _, responses = schemas.load(tmp_path)

@@ -6,22 +6,24 @@ from __future__ import annotations
 import json
 import shlex
 from dataclasses import replace
+from pathlib import Path
 
 import pandas as pd
 import pytest
 import torch
 
-from ablations import pipeline, recipes
+from ablations import recipes
 from ablations.cli import main
 from ablations.cli.options import TRAIN_OVERRIDES
 from ablations.cli.parser import build_parser
-from ablations.cli.train_commands import _train_config as train_config_of
+from ablations.cli.train_commands import train_config
 from ablations.data import load_dataset, write_subset
 from ablations.models import create_model
 from ablations.recipes import RECIPES, resolve_recipe
 from ablations.registry import AblationsError
 from ablations.report.recipes import recipe_table, verdict
 from ablations.results.schemas import RUNS
+from ablations.tasks import plan, train_command
 from ablations.train.evaluation import evaluate_metrics
 from ablations.train.run import train
 from ablations.versions import TRAINER_VERSION
@@ -145,7 +147,7 @@ def test_checkpoint_of_another_architecture_is_refused(tmp_path):
 
 
 def test_pipeline_demo_trains_its_checkpoint_first():
-    tasks = pipeline.plan(["recipes"], profile="smoke", device=torch.device("cpu"))
+    tasks = plan(["recipes"], profile="smoke", device=torch.device("cpu"))
     ids = [t.config.run_id for t in tasks]
     tune = next(t.config for t in tasks if t.config.recipe == "finetune-resnet18-frozen")
     assert tune.init_from.startswith("run:") and tune.data_id == recipes.DEMO_DATA_ID
@@ -155,13 +157,13 @@ def test_pipeline_demo_trains_its_checkpoint_first():
 
 
 def test_plan_commands_reproduce_recipe_configs():
-    for task in pipeline.plan(["recipes"], profile="cpu", device=torch.device("cpu")):
-        command = pipeline.train_command(task.config, results=pipeline.Path("results"))
+    for task in plan(["recipes"], profile="cpu", device=torch.device("cpu")):
+        command = train_command(task.config, results=Path("results"))
         args = build_parser().parse_args(shlex.split(command)[1:])
         fixed = ("variant", "seed", "profile", "dataset", "recipe", "arm")
         overrides = {k: getattr(args, k) for k in TRAIN_OVERRIDES if hasattr(args, k)}
         assert not set(overrides) & set(fixed)
-        assert train_config_of(args, overrides) == task.config, command
+        assert train_config(args) == task.config, command
 
 
 def test_cli_lists_recipes_and_refuses_bad_input(capsys):

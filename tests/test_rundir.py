@@ -9,6 +9,7 @@ from report_rows import render_readme, run_rows, section
 from ablations import pipeline, rundir
 from ablations.config import resolve_config
 from ablations.results import collect, schemas
+from ablations.tasks import Context, plan
 from ablations.train.run import train
 
 CPU = torch.device("cpu")
@@ -18,10 +19,10 @@ def test_a_dispatched_run_becomes_a_member_when_a_plan_needs_it(tmp_path, tiny_c
     config = resolve_config("resnet20", profile="smoke", device=CPU)
     runs_dir = tmp_path / schemas.RUNS_DIR
     train(config, out=runs_dir, data=tiny_cifar, device=CPU, show_progress=False)  # `ablate train`
-    ctx = pipeline.Context(results=tmp_path, data=tiny_cifar, device=CPU)
+    ctx = Context(results=tmp_path, data=tiny_cifar, device=CPU)
     assert pipeline.record_unrecorded(ctx) == 1
     assert list(schemas.load(tmp_path)[0]["experiments"]) == [""]  # planned for nothing yet
-    tasks = [t for t in pipeline.plan(["degradation", "shortcuts"], profile="smoke", device=CPU)
+    tasks = [t for t in plan(["degradation", "shortcuts"], profile="smoke", device=CPU)
              if t.config is not None and t.config.run_id == config.run_id]  # fmt: skip
     assert pipeline.execute(tasks, ctx, log=lambda line: None)["ran"] == 0
     assert rundir.experiments(runs_dir / config.run_id) == ("degradation",)

@@ -185,11 +185,11 @@ def cmd_bench(args: argparse.Namespace) -> None:
 
 
 def cmd_runs_at_once(args: argparse.Namespace) -> None:
-    from ablations import pipeline
     from ablations.measure import runs_at_once
+    from ablations.tasks import context
 
     [variant] = select([args.variant], [])
-    ctx = pipeline.context(results=args.results, data=args.data, device=args.device)
+    ctx = context(results=args.results, data=args.data, device=args.device)
     config = resolve_config(variant, profile=args.profile or default_profile(), device=ctx.device)
     counts = {"streams": args.streams, "processes": args.processes}
     rows = runs_at_once.measure(

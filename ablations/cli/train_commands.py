@@ -20,6 +20,7 @@ from ablations.data import resolve_source
 from ablations.profiles import default_profile
 from ablations.registry import AblationsError
 from ablations.results import schemas
+from ablations.tasks import Context, Task, context, data_for, plan
 
 
 def _deadline(args: argparse.Namespace) -> float | None:
@@ -32,12 +33,11 @@ def cmd_train(args: argparse.Namespace) -> int:
     from ablations.cluster import distributed
     from ablations.train import run  # imports the data stack only when training
 
-    overrides = {k: getattr(args, k) for k in TRAIN_OVERRIDES if hasattr(args, k)}
     # Under torchrun: join the group; each rank trains on its own GPU (or the CPU, with gloo).
     device = distributed.setup(args.device) or args.device
     deadline = _deadline(args)
     try:
-        config = distributed.for_world(_train_config(args, overrides), sync_bn=args.sync_bn)
+        config = distributed.for_world(train_config(args), sync_bn=args.sync_bn)
         # SIGTERM (a scheduler, `kill`) stops like Ctrl-C: the last checkpoint stays.
         signal.signal(signal.SIGTERM, signal.default_int_handler)
         data = args.data
@@ -51,8 +51,10 @@ def cmd_train(args: argparse.Namespace) -> int:
     return 1 if record.status == "diverged" else 0
 
 
-def _train_config(args: argparse.Namespace, overrides: dict[str, Any]) -> TrainConfig:
-    """`ablate train VARIANT` (a profile) or `ablate train --recipe NAME` (a budget)."""
+def train_config(args: argparse.Namespace) -> TrainConfig:
+    """The config of `ablate train VARIANT` (a profile) or `ablate train --recipe NAME` (a
+    budget), from its parsed arguments."""
+    overrides = {k: getattr(args, k) for k in TRAIN_OVERRIDES if hasattr(args, k)}
     if (args.variant is None) == (args.recipe is None):
         raise AblationsError("give a variant or --recipe NAME (`ablate recipes` lists them)")
     if args.recipe is None and (args.profile == "full" or args.arm is not None):
@@ -107,12 +109,12 @@ def _train_summary(summary: dict[str, Any]) -> str:
     )
 
 
-def _tasks(args: argparse.Namespace) -> tuple[list[pipeline.Task], pipeline.Context]:
+def _tasks(args: argparse.Namespace) -> tuple[list[Task], Context]:
     args.profile = args.profile or default_profile()  # resolved once, for the report too
-    ctx = pipeline.context(results=args.results, data=args.data, device=args.device,
-                           deadline=_deadline(args))  # fmt: skip
+    ctx = context(results=args.results, data=args.data, device=args.device,
+                  deadline=_deadline(args))  # fmt: skip
     names = experiments.parse(args.experiments, profile=args.profile)
-    tasks = pipeline.plan(names, profile=args.profile, seeds=args.seeds, device=ctx.device)
+    tasks = plan(names, profile=args.profile, seeds=args.seeds, device=ctx.device)
     say(f"[ablate] profile {args.profile}: {', '.join(names)} on {ctx.device.type}")
     return tasks, ctx
 
@@ -184,7 +186,7 @@ def cmd_plan(args: argparse.Namespace) -> None:
         print("\n# no training runs to measure")
         return
     projection = step_speed.measure_plan(
-        train, results=ctx.results, data=lambda config: pipeline.data_for(config, ctx),
+        train, results=ctx.results, data=lambda config: data_for(config, ctx),
         device=ctx.device, iterations=args.iterations, warmup=args.warmup, deadline=ctx.deadline,
         log=say,
     )  # fmt: skip

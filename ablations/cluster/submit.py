@@ -22,9 +22,10 @@ import ablations
 from ablations import rundir
 from ablations.cluster import LaunchOptions, jobs
 from ablations.cluster.jobs import TaskStatus, TrainJob, task_status
-from ablations.pipeline import Context, Task, data_for, execute, mark_done, record_unrecorded
+from ablations.pipeline import execute, mark_done, record_unrecorded
 from ablations.registry import AblationsError
 from ablations.results import provenance
+from ablations.tasks import Context, Task, data_for
 
 POLL_S = 1.0
 SNAPSHOTS_DIR = ".snapshots"

@@ -18,12 +18,13 @@ import pandas as pd
 import pytest
 import torch
 
-from ablations import pipeline, rundir
+from ablations import rundir
 from ablations.cli import main
 from ablations.cluster import LaunchOptions, jobs, submit
 from ablations.cluster.jobs import TrainJob, task_status
 from ablations.cluster.submit import COMMIT_VAR
 from ablations.config import resolve_config
+from ablations.tasks import Task, context, plan
 from ablations.train.records import load_record
 
 TIMING = {"images_per_s", "train_s"}
@@ -41,11 +42,11 @@ def _deterministic(curves: pd.DataFrame) -> pd.DataFrame:
 
 
 def _task(config):
-    return pipeline.Task("train", pipeline._describe(config), ("test",), config=config)
+    return Task("train", config.run_id, ("test",), config=config)
 
 
 def _ctx(results, data):
-    return pipeline.context(results=results, data=data, device="cpu")
+    return context(results=results, data=data, device="cpu")
 
 
 def _wait(predicate, what, timeout=90):
@@ -197,7 +198,7 @@ def test_slurm_submission_writes_the_sbatch_options(tmp_path, tiny_cifar, fake_s
                  "#SBATCH --cpus-per-task=4"):  # fmt: skip
         assert line in text, line
     # Tasks are keyed by run id: each run directory records its array element and logs.
-    planned = pipeline.plan(["degradation"], profile="smoke", seeds=2, device=torch.device("cpu"))
+    planned = plan(["degradation"], profile="smoke", seeds=2, device=torch.device("cpu"))
     job_ids = set()
     for t in planned:
         run_dir = results / "runs" / t.config.run_id

@@ -13,11 +13,12 @@ import torch
 from ablations import rundir, versions
 from ablations.config import resolve_config
 from ablations.data.arrays import DataError
-from ablations.pipeline import Context, Task, is_done, state, status_table
+from ablations.pipeline import is_done, state, status_table
 from ablations.report.evaluations import evaluations_section, evaluations_table
-from ablations.report.provenance import provenance_notes
+from ablations.report.tables import provenance_notes
 from ablations.results import collect, provenance, schemas
-from ablations.results.table import Schema, read_table
+from ablations.results.table import Schema, read_table, write_table
+from ablations.tasks import Context, Task
 from ablations.train import records
 from ablations.train.run import train
 
@@ -219,7 +220,7 @@ def test_report_marks_dirty_and_stale_rows():
     assert provenance_notes({"training runs": runs.iloc[:1]}, runs=runs.iloc[:1]) == ""
 
 
-def test_evaluations_section_shows_our_runs_and_the_paper():
+def test_evaluations_section_shows_our_runs_and_the_paper(tmp_path):
     row = {c: 0 if kind in ("int", "float") else "" for c, kind in
            schemas.EVALUATIONS.columns.items()}  # fmt: skip
     row |= {"variant": "resnet20", "weights": "resnet20-12fca82f.th", "weights_format":
@@ -228,17 +229,17 @@ def test_evaluations_section_shows_our_runs_and_the_paper():
             "loss": 0.3, "data_source": "cifar10-jpeg.tar.gz", "data_format": "imagefolder-tar",
             "data_checksum": "5bbd2193f3b9aa", "git_commit": "abc+dirty",
             "crops": "center"}  # fmt: skip
-    evaluations = schemas.EVALUATIONS.validate(pd.DataFrame([row]))
-    runs = pd.DataFrame({"variant": ["resnet20", "resnet20"], "dataset": ["cifar10"] * 2,
-                         "status": ["complete"] * 2, "profile": ["cpu"] * 2,
-                         "test_error": [0.44, 0.46]})  # fmt: skip
-    text = evaluations_section(evaluations, runs)
+    write_table(pd.DataFrame([row]), tmp_path / schemas.EVALUATIONS_FILE, schemas.EVALUATIONS)
+    runs = run_rows({"resnet20": [0.42, 0.44]}, profile="cpu")  # test errors 0.44 and 0.46
+    write_table(runs, tmp_path / schemas.RUNS_FILE, schemas.RUNS)
+    text = evaluations_section(tmp_path).markdown
     assert "| resnet20 | resnet20-12fca82f.th (akamaster) | imagenet-mean-std@32 |" in text
     assert "8.73%" in text and "45.0 ± 1.4% (cpu, 2 seeds)" in text
     assert "8.75% (paper)" in text and "8.27% (akamaster README)" in text
     assert "cifar10-jpeg.tar.gz (imagefolder-tar, sha256 5bbd2193f3b9)" in text
     assert "**abc+dirty (dirty tree)**" in text and "produced from a dirty tree" in text
-    assert evaluations_section(schemas.EVALUATIONS.empty(), runs) == ""
+    (tmp_path / schemas.EVALUATIONS_FILE).unlink()
+    assert evaluations_section(tmp_path).markdown == ""
 
 
 def test_every_measurement_table_has_the_machine_hashes():
