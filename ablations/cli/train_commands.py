@@ -178,7 +178,7 @@ def cmd_plan(args: argparse.Namespace) -> None:
         print("\n".join(missing))
     if not args.measure:
         return
-    from ablations.measure import planning, step_speed
+    from ablations.measure import step_speed
 
     # --measure: time each planned run here, and print the set's projected time.
     train = [t.config for t in tasks if t.kind == "train" and t.config is not None]
@@ -192,7 +192,7 @@ def cmd_plan(args: argparse.Namespace) -> None:
     )  # fmt: skip
     to_run = {t.config.run_id for t in tasks if t.config and not pipeline.is_done(t, ctx)}
     print(f"\n# projected on {projection['machine']} (`{ctx.results / schemas.PROJECTION_FILE}`):")
-    print("\n".join(planning.describe(projection, missing=to_run)))
+    print("\n".join(step_speed.describe(projection, missing=to_run)))
 
 
 def cmd_subset(args: argparse.Namespace) -> None:

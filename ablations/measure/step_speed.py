@@ -1,12 +1,12 @@
 """`ablate plan --measure`: a few timed steps of each distinct planned run (its seed aside), with
-its own step and the eager one, saved as measured, and the set's projected time. A run this
-machine measured at this commit is not measured again, so a cut measurement continues."""
+its own step and the eager one, saved as measured, and the set's projected time from them. A run
+this machine measured at this commit is not measured again, so a cut measurement continues."""
 
 from __future__ import annotations
 
 import tempfile
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -19,11 +19,14 @@ from ablations.config import TrainConfig
 from ablations.data.prepare import RunData, prepare_data
 from ablations.gpu.streams import DataFor, on
 from ablations.io import write_json
-from ablations.measure import planning, timed
+from ablations.measure import timed
 from ablations.results import provenance, schemas
 from ablations.results.table import read_table
 from ablations.train.steps import set_tf32
 from ablations.train.trainer import Trainer
+
+# What makes two runs train at the same speed: the seed does not.
+SHAPE = ("variant", "batch_size", "precision", "channels_last")
 
 
 def ready(
@@ -82,23 +85,23 @@ def measure_plan(
     table = read_table(path, schemas.STEP_SPEED)
     here = (table["machine"] == machine) & (table["git_commit"] == provenance.git_commit())
     rows = table[here].to_dict("records")  # measured on this machine at this commit
-    done = {(planning.shape(r), r["requested_step"]) for r in rows}  # (shape, step) pairs
-    done |= {(planning.shape(r), "eager") for r in rows if r["step"] == "eager"}
+    done = {(shape(r), r["requested_step"]) for r in rows}  # (shape, step) pairs
+    done |= {(shape(r), "eager") for r in rows if r["step"] == "eager"}
     steps_per_epoch: dict[str, int] = {}
     late = False
     for config in configs:
         if config.init_from is not None:
             log(f"[measure] {config.run_id}: not measured (it starts from another run's weights)")
             continue
-        shape, own = planning.shape(config), dict.fromkeys((config.step, "eager"))
-        todo = [] if late else [s for s in own if (shape, s) not in done]  # own step, and eager
+        run_shape, own = shape(config), dict.fromkeys((config.step, "eager"))
+        todo = [] if late else [s for s in own if (run_shape, s) not in done]  # own step, and eager
         if not todo and config.epochs is None:
             steps_per_epoch[config.run_id] = 0  # an iteration budget needs no epoch length
             continue
         run_data = prepare_data(config, data(config), device)
         steps_per_epoch[config.run_id] = run_data.train.steps_per_epoch
         for requested in todo:
-            if (shape, requested) in done:
+            if (run_shape, requested) in done:
                 continue  # its own step was the eager one
             if deadline is not None and time.monotonic() >= deadline:
                 log(f"[measure] stopped at the time limit, before {config.run_id} ({requested})")
@@ -110,11 +113,11 @@ def measure_plan(
                 f"img/s {row['ms_per_step']:8.2f} ms/step {row['step_note']}")  # fmt: skip
             rows.append(row)
             append_row(path, row)
-            done |= {(shape, requested), (shape, row["step"])}
+            done |= {(run_shape, requested), (run_shape, row["step"])}
     table = pd.DataFrame(rows, columns=list(schemas.STEP_SPEED.columns))
-    projection = planning.project(table, configs, steps_per_epoch)
+    projection = project(table, configs, steps_per_epoch)
     at_once = read_table(results / schemas.RUNS_AT_ONCE_FILE, schemas.RUNS_AT_ONCE)
-    jobs, speedup = planning.best_runs_at_once(at_once, machine)
+    jobs, speedup = best_runs_at_once(at_once, machine)
     projection |= {"runs_at_once": jobs, "combined_speedup": speedup, "machine": machine,
                    "git_commit": provenance.git_commit()}  # fmt: skip
     write_json(results / schemas.PROJECTION_FILE, projection)
@@ -125,3 +128,78 @@ def append_row(path: Path, row: dict[str, Any]) -> None:
     """One row onto the table, as soon as it is measured (a time limit keeps what came before)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     pd.DataFrame([row]).to_csv(path, mode="a", header=not path.exists(), index=False)
+
+
+def shape(config: TrainConfig | Mapping[str, Any]) -> tuple[Any, ...]:
+    """The columns of SHAPE for a config or a row of STEP_SPEED."""
+    if isinstance(config, Mapping):
+        return tuple(config[column] for column in SHAPE)
+    return tuple(getattr(config, column) for column in SHAPE)
+
+
+def run_seconds(config: TrainConfig, row: Mapping[str, Any], steps_per_epoch: int) -> float:
+    """Wall time of `config`'s full budget from a STEP_SPEED row: its steps and evaluations (the
+    final test pass counted twice)."""
+    iterations, _, eval_every = config.schedule(steps_per_epoch)
+    evals = -(-iterations // eval_every) + 2
+    return float(iterations * row["ms_per_step"] / 1e3 + evals * row["eval_s"])
+
+
+def project(
+    rows: pd.DataFrame, configs: Sequence[TrainConfig], steps_per_epoch: Mapping[str, int]
+) -> dict[str, Any]:
+    """Wall time of every config at its full budget, by step kind, from the measured rows
+    (`steps_per_epoch` by run id). A config without a row or epoch length is named in
+    `STEP_unmeasured` (by variant) and counted in no total."""
+    out: dict[str, Any] = {"runs": len(configs)}
+    for step, table in rows.groupby("step"):
+        newest = {shape(r): r for r in table.sort_values("created_at").to_dict("records")}
+        seconds = {c.run_id: run_seconds(c, newest[shape(c)], steps_per_epoch[c.run_id])
+                   for c in configs
+                   if shape(c) in newest and c.run_id in steps_per_epoch}  # fmt: skip
+        out[f"{step}_seconds"] = seconds
+        out[f"{step}_total_minutes"] = sum(seconds.values()) / 60
+        unmeasured = [c.variant for c in configs if c.run_id not in seconds]
+        if unmeasured:
+            out[f"{step}_unmeasured"] = list(dict.fromkeys(unmeasured))
+    return out
+
+
+def best_runs_at_once(table: pd.DataFrame, machine: str) -> tuple[int, float]:
+    """The runs at once as streams (`ablate run --jobs K`) of the highest combined img/s on
+    `machine`, where it beats one run alone by 10%, and its rate over one run's; else (1, 1.0)."""
+    mine = table[(table["method"] == "streams") & (table["machine"] == machine)]
+    rates = mine.sort_values("created_at").groupby("jobs")["images_per_s"].last()
+    if 1 not in rates.index:
+        return 1, 1.0
+    best = int(rates.idxmax())
+    speedup = float(rates[best] / rates[1])
+    return (best, speedup) if speedup >= 1.1 else (1, 1.0)
+
+
+def describe(projection: Mapping[str, Any], *, missing: set[str]) -> list[str]:
+    """Each step kind's projected total, one at a time and at the best number at once, and
+    the part still to train (`missing`: run ids), as terminal lines."""
+    lines = []
+    jobs, speedup = projection.get("runs_at_once", 1), projection.get("combined_speedup", 1.0)
+    for key, minutes in projection.items():
+        if not key.endswith("_total_minutes"):
+            continue
+        step = key.removesuffix("_total_minutes")
+        seconds: dict[str, float] = projection[f"{step}_seconds"]
+        left = sum(s for run, s in seconds.items() if run in missing)
+        at_once = f", {span(60 * minutes / speedup)} {jobs} at once" if jobs > 1 else ""
+        unmeasured = projection.get(f"{step}_unmeasured", [])
+        lines.append(
+            f"{step} step: {span(60 * minutes)} for {len(seconds)} run(s) one at a time"
+            f"{at_once}; {span(left)} of it still to train"
+            + (f"; not measured: {', '.join(unmeasured)}" if unmeasured else "")
+        )
+    return lines or ["nothing measured yet"]
+
+
+def span(seconds: float) -> str:
+    """A duration as people read it: 42 s, 3.5 min, 2.1 h."""
+    if seconds < 60:
+        return f"{seconds:.0f} s"
+    return f"{seconds / 60:.1f} min" if seconds < 3600 else f"{seconds / 3600:.1f} h"
