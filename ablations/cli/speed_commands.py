@@ -9,6 +9,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import pandas as pd
+
 from ablations.cli.options import (
     NON_NEGATIVE,
     POSITIVE,
@@ -145,18 +147,15 @@ def cmd_train_speed(args: argparse.Namespace) -> None:
 
 
 def cmd_loader_speed(args: argparse.Namespace) -> None:
-    from ablations.measure import loader_speed
+    from ablations.measure.loader_speed import loader_speed
 
-    rows = loader_speed.loader_speed(
+    rows = loader_speed(
         args.data, paths=args.paths, workers=args.workers, batch_sizes=args.batch,
         batches=args.batches, warmup=args.warmup, recipe=args.recipe,
     )  # fmt: skip
-    if args.out is None:
-        loader_speed.write_csv(rows, sys.stdout)
-        return
-    with open(args.out, "w", newline="") as handle:
-        loader_speed.write_csv(rows, handle)
-    say(f"wrote {args.out}")
+    pd.DataFrame(rows).to_csv(args.out or sys.stdout, index=False)
+    if args.out is not None:
+        say(f"wrote {args.out}")
 
 
 def cmd_bench(args: argparse.Namespace) -> None:

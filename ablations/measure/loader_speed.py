@@ -3,12 +3,10 @@ device, no model), one tidy row per decode path, worker count and batch size."""
 
 from __future__ import annotations
 
-import csv
 import os
 from collections.abc import Sequence
 from functools import partial
 from itertools import product
-from typing import TextIO
 
 import torch
 
@@ -57,9 +55,3 @@ def loader_speed(
             "dataset": index.describe()["source"], "n_images": len(index), **machine,
         })  # fmt: skip
     return rows
-
-
-def write_csv(rows: list[Row], handle: TextIO) -> None:
-    writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
-    writer.writeheader()
-    writer.writerows(rows)
