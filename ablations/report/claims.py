@@ -154,13 +154,6 @@ def claims(
     return [judge(claim, mine, responses) for claim in experiment.claims]
 
 
-def verdicts(
-    experiment: Experiment, runs: pd.DataFrame, responses: pd.DataFrame | None = None
-) -> list[str]:
-    """One line per claim: its verdict with its spread, or that it could not be checked."""
-    return [claim.text for claim in claims(experiment, runs, responses)]
-
-
 class Replicate(NamedTuple):
     """One set of runs of a profile (the committed runs, or a replicate of them)."""
 

@@ -3,12 +3,15 @@ measured on the data named, beside our runs of the same variant and the publishe
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pandas as pd
 
 from ablations.config import STREAM_DATASETS
 from ablations.references import AKAMASTER_CIFAR, TABLE6, TORCHVISION_ACCURACY
-from ablations.report.provenance import DIRTY
-from ablations.report.tables import markdown_table
+from ablations.report.tables import DIRTY, Section, markdown_table
+from ablations.results import schemas
+from ablations.results.table import read_table
 
 PUBLISHED = {"paper": TABLE6, "akamaster README": AKAMASTER_CIFAR}  # short names for the column
 
@@ -19,8 +22,6 @@ def _percent(value: float) -> str:
 
 def _ours(runs: pd.DataFrame, variant: str, dataset: str) -> str:
     """Our runs' final test error (ImageNet: val, centre crop), per profile, over seeds."""
-    if not len(runs):
-        return ""
     mine = runs[(runs["variant"] == variant) & (runs["dataset"] == dataset)
                 & (runs["status"] == "complete")]  # fmt: skip
     parts = []
@@ -72,11 +73,12 @@ def evaluations_table(evaluations: pd.DataFrame, runs: pd.DataFrame) -> pd.DataF
     return pd.DataFrame(rows)
 
 
-def evaluations_section(evaluations: pd.DataFrame, runs: pd.DataFrame) -> str:
-    """The section's Markdown; "" when nothing has been evaluated."""
+def evaluations_section(results: Path) -> Section:
+    """The evaluations beside our runs and the published errors; nothing when there are none."""
+    evaluations = read_table(results / schemas.EVALUATIONS_FILE, schemas.EVALUATIONS)
     if not len(evaluations):
-        return ""
-    table = evaluations_table(evaluations, runs)
+        return Section("")
+    table = evaluations_table(evaluations, read_table(results / schemas.RUNS_FILE, schemas.RUNS))
     text = (
         "## Published checkpoints, evaluated here\n\n"
         "Checkpoints trained elsewhere, loaded into our architecture (akamaster's by a channel "
@@ -90,4 +92,4 @@ def evaluations_section(evaluations: pd.DataFrame, runs: pd.DataFrame) -> str:
             f"\n**{dirty} evaluation(s) above were produced from a dirty tree (uncommitted code); "
             "rerun them from a clean commit.**\n"
         )
-    return text
+    return Section(text)

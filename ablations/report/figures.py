@@ -78,11 +78,6 @@ def _error_curves(runs: pd.DataFrame, curves: pd.DataFrame) -> pd.DataFrame:
     return stats.assign(**{c: stats[c] * 100 for c in ("value", "low", "high")})
 
 
-def degradation_figure(runs: pd.DataFrame, curves: pd.DataFrame) -> Figure:
-    """Fig. 6 (left, middle): plain nets left, residual right, "no runs" in an empty panel."""
-    return curves_figure(runs, curves, kinds=(False, True))
-
-
 def curves_figure(
     runs: pd.DataFrame, curves: pd.DataFrame, *, kinds: Sequence[bool] = ()
 ) -> Figure:

@@ -1,8 +1,10 @@
 """The report's ImageNet section: the imagenet experiments' val errors beside He et al. 2016's
 Tables 2-4 (full budgets only: a class subset is another task), Fig. 4's curves, and their
-claims judged."""
+claims judged; and the section of streamed runs on other image sets, their own tasks."""
 
 from __future__ import annotations
+
+from pathlib import Path
 
 import pandas as pd
 
@@ -17,13 +19,21 @@ from ablations.references import (
     TORCHVISION_ACCURACY,
     ImageNetErrors,
 )
-from ablations.report import claims, figures, tables
+from ablations.report import claims, figures
 from ablations.report.arms import judged_crops
 from ablations.report.nets import members, paper_name
 from ablations.report.recipes import recipe_runs
-from ablations.report.tables import Section, markdown_table
-from ablations.report.training import bullets
-from ablations.results.schemas import VAL_CROPS
+from ablations.report.tables import (
+    Section,
+    bullets,
+    distinct,
+    join,
+    markdown_table,
+    percent,
+    run_facts,
+)
+from ablations.results import schemas
+from ablations.results.table import read_table
 
 TITLE = "## ImageNet (He et al. 2016: Fig. 4, Tables 2-4)"
 EXPERIMENT_NAMES = ("imagenet-degradation", "imagenet-shortcuts", "imagenet-bottleneck")
@@ -49,14 +59,14 @@ def errors_table(runs: pd.DataFrame, *, published: bool) -> pd.DataFrame:
     for variant, group in runs.groupby("variant", sort=False):
         n = group["seed"].nunique()
         row: dict[str, object] = {"net": paper_name(str(variant)), "seeds": n}
-        for crops, (top1, top5_column) in VAL_CROPS.items():
+        for crops, (top1, top5_column) in schemas.VAL_CROPS.items():
             if runs[top1].notna().any():
                 for label, column in (("top-1", top1), ("top-5", top5_column)):
                     values = group[column]
-                    row[f"{label} {crops}"] = tables.percent(values.mean(), values.std(), seeds=n)
+                    row[f"{label} {crops}"] = percent(values.mean(), values.std(), seeds=n)
         if published:
             for crops in PAPER_TABLES:
-                if crops == "10-crop" or runs[VAL_CROPS[crops][0]].notna().any():
+                if crops == "10-crop" or runs[schemas.VAL_CROPS[crops][0]].notna().any():
                     for label, top5 in (("top-1", False), ("top-5", True)):
                         row[f"paper {label} ({crops})"] = _paper(str(variant), top5=top5,
                                                                  crops=crops)  # fmt: skip
@@ -80,10 +90,10 @@ def profile_section(profile: str, runs: pd.DataFrame, curves: pd.DataFrame) -> S
     elif profile == "imagenet-paper":
         choices = bullets(f"{topic}: {choice}" for topic, choice in IMAGENET_CHOICES)
         heading += f"\n\nWhere the paper is silent, this suite chose:\n\n{choices}"
-    verdicts = bullets(line for name in EXPERIMENT_NAMES
-                       for line in claims.verdicts(EXPERIMENTS[name], runs))  # fmt: skip
+    verdicts = bullets(claim.text for name in EXPERIMENT_NAMES
+                       for claim in claims.claims(EXPERIMENTS[name], runs))  # fmt: skip
     parts = [f"### Profile `{profile}`\n\n{heading}\n",
-             f"{bullets(tables.run_facts(runs))}\n",
+             f"{bullets(run_facts(runs))}\n",
              f"The paper's ImageNet claims, judged on the final val top-1 error "
              f"({judged_crops(runs)}). Rule: {claims.RULE}.\n\n{verdicts}\n"]  # fmt: skip
     figs = {}
@@ -91,7 +101,7 @@ def profile_section(profile: str, runs: pd.DataFrame, curves: pd.DataFrame) -> S
     shown = curves[curves["run_id"].isin(set(degradation["run_id"]))]
     if len(shown):
         name = f"imagenet_degradation_{profile}"
-        figs[name] = figures.degradation_figure(degradation, shown)
+        figs[name] = figures.curves_figure(degradation, shown, kinds=(False, True))
         parts.append(f"![Fig. 4: training and val error (centre crop) against iterations]"
                      f"({name}.png)\n")  # fmt: skip
     for experiment in EXPERIMENT_NAMES:
@@ -113,9 +123,10 @@ def profile_section(profile: str, runs: pd.DataFrame, curves: pd.DataFrame) -> S
     return Section("\n".join(parts), figs)
 
 
-def imagenet_section(runs: pd.DataFrame, curves: pd.DataFrame) -> Section:
+def imagenet_section(results: Path) -> Section:
     """The whole section, of the complete experiment runs (not recipes) on a streamed dataset;
     one line when there are none."""
+    runs, curves, _ = schemas.load(results)
     chosen = runs["dataset"].isin(STREAM_DATASETS) & ~recipe_runs(runs)
     mine = runs[chosen & (runs["status"] == "complete")]
     if mine.empty:
@@ -126,5 +137,32 @@ def imagenet_section(runs: pd.DataFrame, curves: pd.DataFrame) -> Section:
     order = sorted(set(mine["profile"]), key=lambda p: (p not in FIRST, FIRST.index(p)
                                                          if p in FIRST else 0, p))  # fmt: skip
     sections = [profile_section(p, mine[mine["profile"] == p], curves) for p in order]
-    joined = tables.join(sections)
+    joined = join(sections)
     return Section(f"{TITLE}\n\n{joined.markdown}", joined.figures)
+
+
+def streamed_section(results: Path) -> Section:
+    """Streamed runs on image sets other than ImageNet, one row per (tree, profile, variant) of
+    complete runs; nothing when there are none."""
+    runs = read_table(results / schemas.RUNS_FILE, schemas.RUNS)
+    streamed = (runs["stream"] != "") & ~runs["dataset"].isin(STREAM_DATASETS)
+    mine = runs[streamed & ~recipe_runs(runs) & (runs["status"] == "complete")]
+    if mine.empty:
+        return Section("")
+    rows = []
+    keys = ["data_source", "data_checksum", "profile", "stream", "variant"]
+    for (source, checksum, profile, stream, variant), g in mine.groupby(keys, sort=True):
+        n, top1, top5 = len(g), g["val_error"], g["val_top5_error"]
+        rows.append({
+            "data": f"{source} ({str(checksum)[:12]})", "profile": profile, "recipe": stream,
+            "variant": variant, "seeds": n,
+            "val top-1 error": percent(top1.mean(), top1.std(), seeds=n),
+            "val top-5 error": percent(top5.mean(), top5.std(), seeds=n),
+            "machine": distinct(g["machine"]),
+        })  # fmt: skip
+    return Section(
+        "## Streamed runs on other image sets\n\nTrained with an imagenet-* profile on "
+        "ImageFolder trees that are not ImageNet (`--dataset imagefolder`): their own tasks, not "
+        "comparable to the paper's numbers (centre-crop val errors, mean ± std over seeds):\n\n"
+        f"{markdown_table(pd.DataFrame(rows))}\n"
+    )

@@ -15,6 +15,7 @@ from ablations.report.readme import BlockFn
 from ablations.report.recipes import recipe_runs, recipe_table
 from ablations.report.render import primary_setting, published_comparison
 from ablations.report.tables import (
+    bullets,
     degradation_table,
     distinct,
     markdown_table,
@@ -56,7 +57,7 @@ def replica(results: Path) -> str:
         )
     took = "\n".join(planning.set_time_lines(None, runs))
     return (f"![Fig. 6 replica at the paper's protocol](reports/{p.name('degradation')}.png)"
-            f"\n\n{training.bullets(run_facts(runs))}\n{took}")  # fmt: skip
+            f"\n\n{bullets(run_facts(runs))}\n{took}")  # fmt: skip
 
 
 def cpu_verdicts(results: Path) -> str:
@@ -66,7 +67,7 @@ def cpu_verdicts(results: Path) -> str:
         return found
     p, runs = found
     words = training.replication_words(p, EXPERIMENTS["degradation"])
-    facts = training.bullets(run_facts(runs))
+    facts = bullets(run_facts(runs))
     return f"The degradation claims.{words}\n\nFrom the committed runs:\n\n{facts}"
 
 

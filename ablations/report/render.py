@@ -12,12 +12,19 @@ import matplotlib.pyplot as plt
 import pandas as pd
 
 from ablations.references import GMACS, PARAMS, ROUNDED_PARAMS, TORCHVISION
-from ablations.report import cost_figures, image_folders, imagenet, planning, provenance, training
-from ablations.report import evaluations as evaluations_report
+from ablations.report import cost_figures, planning, training
 from ablations.report import recipes as recipes_report
 from ablations.report import throughput as throughput_report
+from ablations.report.evaluations import evaluations_section
+from ablations.report.imagenet import imagenet_section, streamed_section
 from ablations.report.profile_results import profile_order
-from ablations.report.tables import Section, distinct, markdown_table, memory_format
+from ablations.report.tables import (
+    Section,
+    distinct,
+    markdown_table,
+    memory_format,
+    provenance_notes,
+)
 from ablations.results import schemas
 from ablations.results.table import read_table
 
@@ -139,10 +146,10 @@ forward + loss + backward + SGD step, counted as 3 forward passes for TFLOP/s.
 def overview_section(results: Path) -> Section:
     """The profiles present in runs.csv, or the one line that says how to produce runs."""
     path = results / schemas.RUNS_FILE
-    runs = read_table(path, schemas.RUNS)
-    of_recipes = recipes_report.recipe_runs(runs)
+    every_run = read_table(path, schemas.RUNS)
+    of_recipes = recipes_report.recipe_runs(every_run)
     recipe_runs = int(of_recipes.sum())
-    runs = runs[~of_recipes]
+    runs = every_run[~of_recipes]
     if runs.empty and recipe_runs:
         return Section(
             f"{recipe_runs} recipe runs in `{path}` (see Recipes); no experiment runs.\n"
@@ -165,29 +172,14 @@ def overview_section(results: Path) -> Section:
     if recipe_runs:
         text += f"\nAnd {recipe_runs} runs of the tutorial recipes, in their own section.\n"
     committed = {  # every results table that records a commit
-        "training runs": read_table(results / schemas.RUNS_FILE, schemas.RUNS),
+        "training runs": every_run,
         "layer responses": read_table(results / schemas.RESPONSES_FILE, schemas.RESPONSES),
         "evaluations": read_table(results / schemas.EVALUATIONS_FILE, schemas.EVALUATIONS),
         "throughput rows": read_table(results / schemas.THROUGHPUT_FILE, schemas.THROUGHPUT),
         "complexity rows": read_table(results / schemas.COMPLEXITY_FILE, schemas.COMPLEXITY),
     }
-    notes = provenance.provenance_notes(committed, runs=runs)
+    notes = provenance_notes(committed, runs=runs)
     return Section(text + (f"\n{notes}\n" if notes else ""))
-
-
-def evaluations_section(results: Path) -> Section:
-    evaluations = read_table(results / schemas.EVALUATIONS_FILE, schemas.EVALUATIONS)
-    runs = read_table(results / schemas.RUNS_FILE, schemas.RUNS)
-    return Section(evaluations_report.evaluations_section(evaluations, runs))
-
-
-def imagenet_section(results: Path) -> Section:
-    runs, curves, _ = schemas.load(results)
-    return imagenet.imagenet_section(runs, curves)
-
-
-def streamed_section(results: Path) -> Section:
-    return image_folders.streamed_section(read_table(results / schemas.RUNS_FILE, schemas.RUNS))
 
 
 SECTIONS: list[Callable[[Path], Section]] = [

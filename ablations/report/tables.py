@@ -1,5 +1,6 @@
-"""The building blocks of the report's Markdown: sections, tables and fact lines; no I/O.
-Errors are fractions, shown in percent: "mean ± std" (ddof 1) over seeds, or one seed's value."""
+"""The building blocks of the report's Markdown: sections, tables, fact lines and provenance
+warnings; no I/O. Errors are fractions, shown in percent: "mean ± std" (ddof 1) over seeds, or one
+seed's value."""
 
 from __future__ import annotations
 
@@ -12,6 +13,9 @@ from matplotlib.figure import Figure
 from ablations.references import REPRODUCTIONS, Reproduction
 from ablations.registry import get_variant
 from ablations.report.nets import axis_columns, paper_name, summarise_runs
+from ablations.versions import TRAINER_VERSION
+
+DIRTY = "+dirty"  # a commit with uncommitted changes, as ablations.results.provenance marks it
 
 
 @dataclass
@@ -213,3 +217,31 @@ def markdown_table(df: pd.DataFrame) -> str:
     lines = ["| " + " | ".join(map(str, df.columns)) + " |", "|" + "---|" * len(df.columns)]
     lines += ["| " + " | ".join(map(str, row)) + " |" for row in df.itertuples(index=False)]
     return "\n".join(lines)
+
+
+def bullets(lines: Iterable[str]) -> str:
+    return "\n".join(f"- {line}" for line in lines)
+
+
+def provenance_notes(tables: dict[str, pd.DataFrame], *, runs: pd.DataFrame) -> str:
+    """Bold notes, one per paragraph: rows of the tables ({"training runs": runs, ...}) produced
+    from uncommitted code, and runs of an older trainer; "" when everything is clean and current."""
+    notes = []
+    for what, df in tables.items():
+        dirty = df[df["git_commit"].astype(str).str.endswith(DIRTY)]
+        if len(dirty):
+            notes.append(
+                f"**{len(dirty)} of {len(df)} {what} were produced from a dirty tree "
+                f"(commit {distinct(dirty['git_commit'])}): uncommitted code; "
+                "regenerate them from a clean commit.**"
+            )
+    stale = runs[runs["trainer_version"] != TRAINER_VERSION]
+    if len(stale):
+        versions = stale["trainer_version"].astype(int).astype(str)
+        labels = sorted(set(stale["run_id"] + " (trainer v" + versions + ")"))
+        notes.append(
+            f"**{len(stale)} run(s) are stale, made by an older trainer than "
+            f"v{TRAINER_VERSION}; `ablate run` trains them again: "
+            f"{', '.join(labels)}.**"
+        )
+    return "\n\n".join(notes)

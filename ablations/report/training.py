@@ -4,7 +4,6 @@ and a table. Figure files are suffixed by the profile (`degradation_cpu.png`).""
 
 from __future__ import annotations
 
-from collections.abc import Iterable
 from pathlib import Path
 
 import pandas as pd
@@ -16,15 +15,11 @@ from ablations.protocol import PAPER_CHOICES
 from ablations.report import claims, figures, tables
 from ablations.report.nets import paper_name
 from ablations.report.profile_results import PAPER, QUOTED, ProfileResults, load_profiles, of_runs
-from ablations.report.tables import Section, markdown_table
+from ablations.report.tables import Section, bullets, markdown_table
 
 # The report opens with these profiles' verdicts: the paper's protocol, and the budget the
 # README quotes. At most four lines, so the summary with its methodology line fits in five.
 SUMMARY_PROFILES = (PAPER, QUOTED)
-
-
-def bullets(lines: Iterable[str]) -> str:
-    return "\n".join(f"- {line}" for line in lines)
 
 
 def _sentence(text: str) -> str:

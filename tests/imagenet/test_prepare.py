@@ -22,10 +22,9 @@ from ablations.experiments import EXPERIMENTS
 from ablations.imagenet.index import ENV_VAR
 from ablations.profiles import IMAGENET_PROFILES, PROFILES
 from ablations.registry import AblationsError
-from ablations.report.image_folders import streamed_section
-from ablations.report.imagenet import imagenet_section
+from ablations.report.imagenet import imagenet_section, streamed_section
 from ablations.results import collect, schemas
-from ablations.results.table import read_table
+from ablations.results.table import read_table, write_table
 from ablations.train.evaluation import evaluate_metrics
 from ablations.train.run import train
 
@@ -203,8 +202,16 @@ def _runs(rows: list[dict]) -> pd.DataFrame:
     return schemas.RUNS.validate(pd.DataFrame([{**base, **r} for r in rows]))
 
 
-def test_report_section_with_and_without_imagenet_runs():
-    empty = imagenet_section(schemas.RUNS.empty(), schemas.CURVES.empty())
+def _results(folder, runs: pd.DataFrame, curves: pd.DataFrame | None = None):
+    """`folder` holding the runs and curves tables: what the report's sections read."""
+    write_table(runs, folder / schemas.RUNS_FILE, schemas.RUNS)
+    curves = schemas.CURVES.empty() if curves is None else curves
+    write_table(curves, folder / schemas.CURVES_FILE, schemas.CURVES)
+    return folder
+
+
+def test_report_section_with_and_without_imagenet_runs(tmp_path):
+    empty = imagenet_section(tmp_path)
     assert "No ImageNet runs" in empty.markdown and len(empty.markdown.splitlines()) == 3
     paper = {"plain18": 27.94, "plain34": 28.54, "resnet18-a": 27.88, "resnet34-a": 25.03}
     rows = [
@@ -221,7 +228,7 @@ def test_report_section_with_and_without_imagenet_runs():
         {"run_id": r["run_id"], "iteration": i, "split": split, "metric": "error", "value": v}
         for r in rows for i in (5_000, 10_000) for split, v in (("train", 0.6), ("val", 0.5))
     ]))  # fmt: skip
-    section = imagenet_section(_runs(rows), curves)
+    section = imagenet_section(_results(tmp_path / "paper", _runs(rows), curves))
     assert list(section.figures) == ["imagenet_degradation_imagenet-paper"]  # Fig. 4's curves
     assert "](imagenet_degradation_imagenet-paper.png)" in section.markdown
     text = section.markdown
@@ -231,7 +238,7 @@ def test_report_section_with_and_without_imagenet_runs():
     assert "28.6 ± 0.1%" in text and "27.94%" in text and "10.02%" in text
     assert "Not run under this profile: `ablate run --experiments imagenet-shortcuts" in text
     reduced = [{**r, "profile": "imagenet-short"} for r in rows]
-    short = imagenet_section(_runs(reduced), schemas.CURVES.empty()).markdown
+    short = imagenet_section(_results(tmp_path / "short", _runs(reduced))).markdown
     assert "reduced budget" in short and "27.94%" not in short
 
 
@@ -278,11 +285,11 @@ def test_any_imagefolder_tree_streams_with_an_imagenet_profile(tmp_path, monkeyp
     row = collect.run_row(record.run_dir)
     assert (row["dataset"], row["stream"]) == ("imagefolder", config.stream)
     assert row["data_source"] == "places"
-    table = pd.DataFrame([row])
-    shown = streamed_section(table).markdown
+    collect.record(record.run_dir, tmp_path / "results")  # runs.csv and curves.csv
+    shown = streamed_section(tmp_path / "results").markdown
     assert "places" in shown and config.stream in shown and "resnet18-a" in shown
-    assert "No ImageNet runs" in imagenet_section(table, record.curves).markdown  # not ImageNet
-    assert streamed_section(table.iloc[:0]).markdown == ""
+    assert "No ImageNet runs" in imagenet_section(tmp_path / "results").markdown  # not ImageNet
+    assert streamed_section(tmp_path / "none").markdown == ""  # no runs.csv
     with pytest.raises(AblationsError, match="needs a dataset read from files"):
         resolve_config("resnet20", profile="imagenet-smoke", dataset="cifar10", device="cpu")
 

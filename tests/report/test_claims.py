@@ -32,6 +32,10 @@ WITHIN = {  # the means say "degrades", the seeds overlap: not resolved
 }  # fmt: skip
 
 
+def _lines(experiment, runs, responses=None):
+    return [claim.text for claim in claims.claims(experiment, runs, responses)]
+
+
 def _outcomes(errors, *, responses=None):
     runs = run_rows(errors, profile="cpu")
     return [c.outcome for c in claims.claims(DEGRADATION, runs, responses)], runs
@@ -43,7 +47,7 @@ def _outcomes(errors, *, responses=None):
 def test_claims_hold_when_the_difference_is_clear():
     outcomes, runs = _outcomes(CLEAR)
     assert outcomes[:3] == [stats.HOLDS] * 3
-    [plain, *_] = claims.verdicts(DEGRADATION, runs)
+    [plain, *_] = _lines(DEGRADATION, runs)
     assert plain.startswith("holds: plain nets degrade with depth: final training error "
                             "plain-56 61.0 ± 1.0% (3 seeds) vs plain-20 30.0 ± 1.0% (3 seeds); "
                             "difference +31.0 points, 95% CI [")  # fmt: skip
@@ -54,7 +58,7 @@ def test_claims_fail_when_the_opposite_is_clear():
     outcomes, runs = _outcomes(OPPOSITE)
     assert outcomes[:3] == [stats.FAILS] * 3
     # The side claimed higher first: the shallower net, which trains better here.
-    assert claims.verdicts(DEGRADATION, runs)[1].startswith(
+    assert _lines(DEGRADATION, runs)[1].startswith(
         "fails: deeper residual nets train better: final training error ResNet-20 15.0 ± 1.0% "
         "(3 seeds) vs ResNet-56 45.0 ± 1.0% (3 seeds); difference -30.0 points"
     )
@@ -63,7 +67,7 @@ def test_claims_fail_when_the_opposite_is_clear():
 def test_a_difference_within_the_seed_spread_is_not_resolved():
     outcomes, runs = _outcomes(WITHIN)
     assert outcomes[:3] == [stats.NOT_RESOLVED] * 3
-    line = claims.verdicts(DEGRADATION, runs)[0]
+    line = _lines(DEGRADATION, runs)[0]
     assert line.startswith("not resolved at this budget: plain nets degrade with depth:")
     assert "the difference lies within the seed spread" in line
 
@@ -74,7 +78,7 @@ def test_a_single_seed_is_never_a_verdict():
     outcomes, runs = _outcomes(one)
     assert outcomes[:3] == [stats.NOT_RESOLVED] * 3
     assert all("fewer than 3 seeds per net" in line
-               for line in claims.verdicts(DEGRADATION, runs)[:3])  # fmt: skip
+               for line in _lines(DEGRADATION, runs)[:3])  # fmt: skip
     two = {name: [0.1 * i, 0.1 * i + 0.001] for i, name in enumerate(CLEAR, start=1)}
     assert _outcomes(two)[0][:3] == [stats.NOT_RESOLVED] * 3
 
@@ -82,7 +86,7 @@ def test_a_single_seed_is_never_a_verdict():
 def test_missing_runs_are_not_checked():
     outcomes, runs = _outcomes({"plain20": [0.3, 0.31, 0.29], "resnet20": [0.2, 0.21, 0.19]})
     assert outcomes == [stats.NOT_CHECKED] * 4
-    assert claims.verdicts(DEGRADATION, runs) == [
+    assert _lines(DEGRADATION, runs) == [
         "not checked: plain nets degrade with depth (needs complete runs of plain nets of two "
         "depths)",
         "not checked: deeper residual nets train better (needs complete runs of residual nets "
@@ -255,7 +259,7 @@ def _set(name, errors, **columns):
 def test_a_verdict_every_replicate_reaches_stands():
     sets = [_set("the committed runs", CLEAR), _set("replicate avx2", CLEAR)]
     lines = _replicated(DEGRADATION, sets)
-    plain = claims.verdicts(DEGRADATION, sets[0].runs, sets[0].responses)
+    plain = _lines(DEGRADATION, sets[0].runs, sets[0].responses)
     assert lines[:3] == [f"{line}; the same in replicate avx2" for line in plain[:3]]
     assert _replicated(DEGRADATION, sets[:1]) == plain  # no replicate: plain
 
@@ -280,7 +284,7 @@ def test_a_replicate_that_cannot_judge_a_claim_does_not_overturn_it():
     partial = {k: v for k, v in WITHIN.items() if k.endswith("20")}  # no depth-56 nets
     sets = [_set("the committed runs", CLEAR), _set("replicate small", partial)]
     lines = _replicated(DEGRADATION, sets)
-    plain = claims.verdicts(DEGRADATION, sets[0].runs, sets[0].responses)
+    plain = _lines(DEGRADATION, sets[0].runs, sets[0].responses)
     assert lines[:3] == plain[:3]
 
 

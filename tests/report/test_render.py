@@ -30,9 +30,9 @@ from ablations.results.table import write_table
 # --- figures ----------------------------------------------------------------------------------
 
 
-def test_degradation_figure_has_plain_and_residual_panels_on_the_same_axes():
+def test_two_panel_curves_figure_has_plain_and_residual_panels_on_the_same_axes():
     runs = run_rows(PAPER_ERRORS, profile="paper")
-    fig = figures.degradation_figure(runs, curve_rows(runs))
+    fig = figures.curves_figure(runs, curve_rows(runs), kinds=(False, True))
     plain, residual = fig.axes
     assert (plain.get_title(), residual.get_title()) == ("plain nets", "residual nets")
     assert plain.get_ylim() == residual.get_ylim() and plain.get_xlim() == residual.get_xlim()
@@ -57,7 +57,7 @@ def test_degradation_figure_has_plain_and_residual_panels_on_the_same_axes():
     assert len(plain.collections) == 4
 
 
-def test_degradation_figure_labels_test_curves_as_test():
+def test_two_panel_curves_figure_labels_test_curves_as_test():
     # The paper profile evaluates the test set during training (Fig. 6): the bold curves are
     # "test", there is no validation curve and no separate final point.
     runs = run_rows(PAPER_ERRORS, profile="paper")
@@ -65,7 +65,7 @@ def test_degradation_figure_labels_test_curves_as_test():
     curves = curves[~(curves["split"] == "test")].assign(
         split=lambda c: c["split"].replace({"val": "test"})
     )
-    fig = figures.degradation_figure(runs, curves)
+    fig = figures.curves_figure(runs, curves, kinds=(False, True))
     plain, _ = fig.axes
     labels = [t.get_text() for t in plain.get_legend().get_texts()]
     assert labels == ["plain-20", "plain-56", "training", "test", "min-max over seeds"]
@@ -74,18 +74,18 @@ def test_degradation_figure_labels_test_curves_as_test():
     assert set(figures.held_out_split(curves)) == {"test"}
 
 
-def test_degradation_figure_averages_seeds_and_survives_an_empty_panel():
+def test_two_panel_curves_figure_averages_seeds_and_survives_an_empty_panel():
     runs = run_rows({"resnet20": [0.2, 0.4]}, profile="cpu")
-    fig = figures.degradation_figure(runs, curve_rows(runs))
+    fig = figures.curves_figure(runs, curve_rows(runs), kinds=(False, True))
     plain, residual = fig.axes
     assert [t.get_text() for t in plain.texts] == ["no runs"]
     training = next(ln for ln in residual.get_lines() if ln.get_linestyle() == "--")
     assert training.get_ydata()[-1] == pytest.approx(30 + 0.6 * math.exp(-5) * 100)
 
 
-def test_degradation_figure_without_curves_still_shows_the_test_errors():
+def test_two_panel_curves_figure_without_curves_still_shows_the_test_errors():
     runs = run_rows(CPU_ERRORS, profile="cpu")
-    fig = figures.degradation_figure(runs, schemas.CURVES.empty())
+    fig = figures.curves_figure(runs, schemas.CURVES.empty(), kinds=(False, True))
     points = [ln for ax in fig.axes for ln in ax.get_lines() if len(ln.get_xdata()) == 1]
     assert len(points) == 4 and fig.axes[0].get_ylim()[1] > 88.5
 

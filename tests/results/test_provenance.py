@@ -9,6 +9,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import torch
+from report_rows import run_rows
 
 from ablations import rundir, versions
 from ablations.config import resolve_config
@@ -268,7 +269,7 @@ def test_only_centre_crop_evaluations_are_set_beside_torchvisions_numbers():
             "top5_error": 0.0724, "git_commit": "abc"}  # fmt: skip
     rows = [row | {"crops": crops} for crops in ("center", "ten-crop", "multi-scale")]
     evaluations = schemas.EVALUATIONS.validate(pd.DataFrame(rows))
-    table = evaluations_table(evaluations, pd.DataFrame())
+    table = evaluations_table(evaluations, schemas.RUNS.empty())
     assert list(table["preprocessing"]) == [
         "resize256-crop224-imagenet-mean-std",
         "resize256-crop224-imagenet-mean-std, ten-crop",
