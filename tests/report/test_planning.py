@@ -1,5 +1,5 @@
 """The report's planning section (ablations.report.planning) from the tables of
-ablations.measure.planning: img/s by step kind with the graph step over the eager, the set's
+ablations.measure.step_speed: img/s by step kind with the graph step over the eager, the set's
 projected time beside the GPU time its runs took (each run's share), runs at once over one alone;
 the README's GPU blocks (train-speed, timm, the GPU table) from GPU rows only; and, before anything
 is measured, the line that says how to. The rows here are made up, as a GPU would write them
