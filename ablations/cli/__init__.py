@@ -1,7 +1,8 @@
-"""`ablate`: thin subcommands over the library (parse -> call -> print).
+"""`ablate`: plan, train, measure and report the ResNet ablations of He et al. (2016).
 
-Errors a user can fix print one line naming the fix and exit 2; an interrupt exits 130. Plugins
-load before the parser is built, so the variants and profiles they register are its choices.
+Each subcommand parses its options, calls the library and prints. Errors a user can fix print
+one line naming the fix and exit 2; an interrupt exits 130. Plugins load before the parser is
+built, so the variants and profiles they register are its choices.
 """
 
 from __future__ import annotations

@@ -27,7 +27,7 @@ from ablations.profiles import PROFILES
 from ablations.results import schemas
 
 # The package docstring's first line (ablations/cli/__init__.py), as `ablate --help` shows it.
-DESCRIPTION = "`ablate`: thin subcommands over the library (parse -> call -> print)."
+DESCRIPTION = "`ablate`: plan, train, measure and report the ResNet ablations of He et al. (2016)."
 DATA = "dataset path (default: $ABLATE_DATA, else download)"
 
 
