@@ -14,7 +14,7 @@ from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
 from matplotlib.ticker import EngFormatter, LogLocator, NullFormatter
 
-from ablations.report.nets import paper_name, summarise_runs
+from ablations.report.tables import paper_name, summarise_runs
 
 # Fig. 6: dashed training curves, bold held-out curves, named by what they are: "test" (evaluated
 # during training, as Fig. 6 does) or "validation" (a split held out of the training set).

@@ -19,19 +19,10 @@ from ablations.references import (
     TORCHVISION_ACCURACY,
     ImageNetErrors,
 )
-from ablations.report import claims, figures
-from ablations.report.arms import judged_crops
-from ablations.report.nets import members, paper_name
+from ablations.report import claims, figures, tables
+from ablations.report.claims import judged_crops
 from ablations.report.recipes import recipe_runs
-from ablations.report.tables import (
-    Section,
-    bullets,
-    distinct,
-    join,
-    markdown_table,
-    percent,
-    run_facts,
-)
+from ablations.report.tables import Section, bullets, distinct, markdown_table
 from ablations.results import schemas
 from ablations.results.table import read_table
 
@@ -58,12 +49,12 @@ def errors_table(runs: pd.DataFrame, *, published: bool) -> pd.DataFrame:
     rows = []
     for variant, group in runs.groupby("variant", sort=False):
         n = group["seed"].nunique()
-        row: dict[str, object] = {"net": paper_name(str(variant)), "seeds": n}
+        row: dict[str, object] = {"net": tables.paper_name(str(variant)), "seeds": n}
         for crops, (top1, top5_column) in schemas.VAL_CROPS.items():
             if runs[top1].notna().any():
                 for label, column in (("top-1", top1), ("top-5", top5_column)):
                     values = group[column]
-                    row[f"{label} {crops}"] = percent(values.mean(), values.std(), seeds=n)
+                    row[f"{label} {crops}"] = tables.percent(values.mean(), values.std(), seeds=n)
         if published:
             for crops in PAPER_TABLES:
                 if crops == "10-crop" or runs[schemas.VAL_CROPS[crops][0]].notna().any():
@@ -93,11 +84,11 @@ def profile_section(profile: str, runs: pd.DataFrame, curves: pd.DataFrame) -> S
     verdicts = bullets(claim.text for name in EXPERIMENT_NAMES
                        for claim in claims.claims(EXPERIMENTS[name], runs))  # fmt: skip
     parts = [f"### Profile `{profile}`\n\n{heading}\n",
-             f"{bullets(run_facts(runs))}\n",
+             f"{bullets(tables.run_facts(runs))}\n",
              f"The paper's ImageNet claims, judged on the final val top-1 error "
              f"({judged_crops(runs)}). Rule: {claims.RULE}.\n\n{verdicts}\n"]  # fmt: skip
     figs = {}
-    degradation = members(runs, "imagenet-degradation")
+    degradation = tables.members(runs, "imagenet-degradation")
     shown = curves[curves["run_id"].isin(set(degradation["run_id"]))]
     if len(shown):
         name = f"imagenet_degradation_{profile}"
@@ -105,7 +96,7 @@ def profile_section(profile: str, runs: pd.DataFrame, curves: pd.DataFrame) -> S
         parts.append(f"![Fig. 4: training and val error (centre crop) against iterations]"
                      f"({name}.png)\n")  # fmt: skip
     for experiment in EXPERIMENT_NAMES:
-        mine = members(runs, experiment)
+        mine = tables.members(runs, experiment)
         title = f"#### {EXPERIMENTS[experiment].description}"
         if mine.empty:
             command = f"ablate run --experiments {experiment} --profile {profile}"
@@ -137,7 +128,7 @@ def imagenet_section(results: Path) -> Section:
     order = sorted(set(mine["profile"]), key=lambda p: (p not in FIRST, FIRST.index(p)
                                                          if p in FIRST else 0, p))  # fmt: skip
     sections = [profile_section(p, mine[mine["profile"] == p], curves) for p in order]
-    joined = join(sections)
+    joined = tables.join(sections)
     return Section(f"{TITLE}\n\n{joined.markdown}", joined.figures)
 
 
@@ -156,8 +147,8 @@ def streamed_section(results: Path) -> Section:
         rows.append({
             "data": f"{source} ({str(checksum)[:12]})", "profile": profile, "recipe": stream,
             "variant": variant, "seeds": n,
-            "val top-1 error": percent(top1.mean(), top1.std(), seeds=n),
-            "val top-5 error": percent(top5.mean(), top5.std(), seeds=n),
+            "val top-1 error": tables.percent(top1.mean(), top1.std(), seeds=n),
+            "val top-5 error": tables.percent(top5.mean(), top5.std(), seeds=n),
             "machine": distinct(g["machine"]),
         })  # fmt: skip
     return Section(

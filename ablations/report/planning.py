@@ -9,8 +9,8 @@ from typing import Any
 
 import pandas as pd
 
-from ablations.report.nets import members, paper_name
-from ablations.report.tables import Section, distinct, markdown_table, memory_format
+from ablations.report import tables
+from ablations.report.tables import Section, distinct, markdown_table
 from ablations.results import schemas
 from ablations.results.table import read_table
 
@@ -31,7 +31,7 @@ def speed_table(speed: pd.DataFrame) -> str:
         main = "graph" if "graph" in by.columns else str(by.columns[0])  # the one runs take
         fast = rows[rows["step"] == main].set_index("variant").reindex(by.index)
         table = pd.DataFrame({
-            "net": [paper_name(v) for v in by.index],
+            "net": [tables.paper_name(v) for v in by.index],
             **{f"img/s, {step} step": by[step].map("{:,.0f}".format) for step in by.columns},
             f"ms/step, {main}": fast["ms_per_step"].map("{:.2f}".format),
             "eval s": fast["eval_s"].map("{:.2f}".format),
@@ -42,7 +42,7 @@ def speed_table(speed: pd.DataFrame) -> str:
         first = fast.iloc[0]
         parts.append(
             f"{machine}, {first['precision']}, "
-            f"{memory_format(first['channels_last'])}, batch "
+            f"{tables.memory_format(first['channels_last'])}, batch "
             f"{first['batch_size']}, torch {first['torch']}, commit {first['git_commit']}; "
             f"{first['iterations']:,} timed steps of the {main} step after warm-up (evaluation: "
             f"one pass over the {first['eval_split']} split):\n\n{markdown_table(table)}\n"
@@ -65,18 +65,18 @@ def set_time_lines(projection: dict[str, Any] | None, runs: pd.DataFrame) -> lis
                 missing = projection.get(f"{step}_unmeasured", [])
                 counted = len(projection.get(f"{step}_seconds", {}))
                 count = (f"{counted} of {planned} runs: "
-                         f"{', '.join(map(paper_name, missing))} not measured" if missing
+                         f"{', '.join(map(tables.paper_name, missing))} not measured" if missing
                          else f"{planned} runs")  # fmt: skip
                 lines.append(
                     f"- projected, {step} step: {minutes:.1f} min one at a time{shared}"
                     f" ({count}; {projection.get('machine')})"
                 )
-    done = members(runs, "degradation")
+    done = tables.members(runs, "degradation")
     done = done[(done["profile"] == "paper") & (done["device"] == "cuda") & (done["seed"] == 0)
                 & (done["status"] == "complete")]  # fmt: skip
     if not done.empty:
         share = (done["train_s"] / done["runs_at_once"].clip(lower=1)).sum() / 60
-        nets = ", ".join(paper_name(v) for v in done["variant"])
+        nets = ", ".join(tables.paper_name(v) for v in done["variant"])
         lines.append(
             f"- measured: {share:.1f} min of GPU time for the {len(done)} nets trained so far "
             f"(seed 0: {nets}), each run's training seconds over the runs that shared its GPU "
@@ -100,7 +100,7 @@ def concurrency_table(table: pd.DataFrame) -> str:
             if len(alone) else "n/a",
         })  # fmt: skip
         first = rows.iloc[0]
-        parts.append(f"Several runs at once on {machine} ({paper_name(first['variant'])}, "
+        parts.append(f"Several runs at once on {machine} ({tables.paper_name(first['variant'])}, "
                      f"`ablate runs-at-once`, `results/{schemas.RUNS_AT_ONCE_FILE}`):\n\n"
                      f"{markdown_table(shown)}\n")  # fmt: skip
     return "\n".join(parts)

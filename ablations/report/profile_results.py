@@ -14,8 +14,8 @@ from ablations.config import STREAM_DATASETS
 from ablations.experiments import EXPERIMENTS
 from ablations.profiles import PROFILES
 from ablations.report import claims
-from ablations.report.nets import members
 from ablations.report.recipes import recipe_runs
+from ablations.report.tables import members
 from ablations.results import schemas
 
 PAPER = "paper"

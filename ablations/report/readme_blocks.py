@@ -8,20 +8,12 @@ from pathlib import Path
 import pandas as pd
 
 from ablations.experiments import EXPERIMENTS, THROUGHPUT_QUICK
-from ablations.report import planning, profile_results, training
+from ablations.report import planning, profile_results, tables, training
 from ablations.report import throughput as report_throughput
-from ablations.report.nets import paper_name
 from ablations.report.readme import BlockFn
 from ablations.report.recipes import recipe_runs, recipe_table
 from ablations.report.render import primary_setting, published_comparison
-from ablations.report.tables import (
-    bullets,
-    degradation_table,
-    distinct,
-    markdown_table,
-    memory_format,
-    run_facts,
-)
+from ablations.report.tables import bullets, distinct, markdown_table
 from ablations.results import schemas
 from ablations.results.table import read_table
 
@@ -57,7 +49,7 @@ def replica(results: Path) -> str:
         )
     took = "\n".join(planning.set_time_lines(None, runs))
     return (f"![Fig. 6 replica at the paper's protocol](reports/{p.name('degradation')}.png)"
-            f"\n\n{bullets(run_facts(runs))}\n{took}")  # fmt: skip
+            f"\n\n{bullets(tables.run_facts(runs))}\n{took}")  # fmt: skip
 
 
 def cpu_verdicts(results: Path) -> str:
@@ -67,7 +59,7 @@ def cpu_verdicts(results: Path) -> str:
         return found
     p, runs = found
     words = training.replication_words(p, EXPERIMENTS["degradation"])
-    facts = bullets(run_facts(runs))
+    facts = bullets(tables.run_facts(runs))
     return f"The degradation claims.{words}\n\nFrom the committed runs:\n\n{facts}"
 
 
@@ -77,9 +69,9 @@ def cpu_runs(results: Path) -> str:
     if isinstance(found, str):
         return found
     _, runs = found
-    table = degradation_table(runs)
+    table = tables.degradation_table(runs)
     cost = runs.groupby("variant", sort=False)[["train_s", "images_per_s"]].median()
-    by_net = cost.rename(index=lambda v: paper_name(str(v)))
+    by_net = cost.rename(index=lambda v: tables.paper_name(str(v)))
     table["training s (median)"] = table["net"].map(by_net["train_s"]).map("{:,.0f}".format)
     table["images/s (median)"] = table["net"].map(by_net["images_per_s"]).map("{:,.0f}".format)
     return markdown_table(table)
@@ -170,7 +162,7 @@ def gpu_throughput(results: Path) -> str:
         )
     machine = cuda["machine"].value_counts().index[0]
     cuda = cuda[cuda["machine"] == machine]
-    setting = cuda["precision"] + ", " + cuda["channels_last"].map(memory_format)
+    setting = cuda["precision"] + ", " + cuda["channels_last"].map(tables.memory_format)
     table = (cuda.assign(setting=setting)
              .pivot_table(index=["variant", "mode"], columns="setting", values="images_per_s",
                           aggfunc="median", sort=False)

@@ -12,19 +12,13 @@ import matplotlib.pyplot as plt
 import pandas as pd
 
 from ablations.references import GMACS, PARAMS, ROUNDED_PARAMS, TORCHVISION
-from ablations.report import cost_figures, planning, training
+from ablations.report import cost_figures, planning, tables, training
 from ablations.report import recipes as recipes_report
 from ablations.report import throughput as throughput_report
 from ablations.report.evaluations import evaluations_section
 from ablations.report.imagenet import imagenet_section, streamed_section
 from ablations.report.profile_results import profile_order
-from ablations.report.tables import (
-    Section,
-    distinct,
-    markdown_table,
-    memory_format,
-    provenance_notes,
-)
+from ablations.report.tables import Section, distinct, markdown_table
 from ablations.results import schemas
 from ablations.results.table import read_table
 
@@ -103,7 +97,7 @@ def throughput_section(results: Path) -> Section:
     others = len(df) - len(shown)
     setting = (
         f"{first['machine']}, {first['precision']}, "
-        f"{memory_format(first['channels_last'])}, "
+        f"{tables.memory_format(first['channels_last'])}, "
         f"compile {'on' if first['compile'] else 'off'}, batch {first['requested_batch_size']}"
     )
     groups = shown[shown["status"] == "ok"].groupby(["variant", "mode"], sort=False)
@@ -178,7 +172,7 @@ def overview_section(results: Path) -> Section:
         "throughput rows": read_table(results / schemas.THROUGHPUT_FILE, schemas.THROUGHPUT),
         "complexity rows": read_table(results / schemas.COMPLEXITY_FILE, schemas.COMPLEXITY),
     }
-    notes = provenance_notes(committed, runs=runs)
+    notes = tables.provenance_notes(committed, runs=runs)
     return Section(text + (f"\n{notes}\n" if notes else ""))
 
 

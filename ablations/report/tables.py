@@ -1,9 +1,10 @@
-"""The building blocks of the report's Markdown: sections, tables, fact lines and provenance
-warnings; no I/O. Errors are fractions, shown in percent: "mean ± std" (ddof 1) over seeds, or one
-seed's value."""
+"""The building blocks of the report's Markdown: sections, the nets of a runs table (the paper's
+spelling, one row per variant over its seeds, an experiment's runs), tables, fact lines and
+provenance warnings; no I/O. Errors are fractions, shown in percent: "mean ± std" (ddof 1)."""
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
@@ -11,11 +12,45 @@ import pandas as pd
 from matplotlib.figure import Figure
 
 from ablations.references import REPRODUCTIONS, Reproduction
-from ablations.registry import get_variant
-from ablations.report.nets import axis_columns, paper_name, summarise_runs
+from ablations.registry import axis_names, get_variant
 from ablations.versions import TRAINER_VERSION
 
 DIRTY = "+dirty"  # a commit with uncommitted changes, as ablations.results.provenance marks it
+
+ERROR_COLUMNS = ["train_error", "val_error", "test_error"]
+PAPER_PREFIXES = {"preresnet": "PreResNet", "resnet": "ResNet", "plain": "plain"}
+
+
+def axis_columns(runs: pd.DataFrame) -> list[str]:
+    """The registry's axes that the runs table records (the name is its `variant` column)."""
+    return [axis for axis in axis_names() if axis != "name" and axis in runs.columns]
+
+
+def members(runs: pd.DataFrame, experiment: str) -> pd.DataFrame:
+    """The runs that recorded `experiment` among the experiments they were planned for."""
+    planned = runs["experiments"].astype(str).str.split(",")
+    return runs[planned.map(lambda names: experiment in names).astype(bool)]  # bool when empty
+
+
+def paper_name(variant: str) -> str:
+    """The papers' spelling of a net: plain56 -> plain-56, resnet56 -> ResNet-56, preresnet56 ->
+    PreResNet-56 (a suffix that sets an axis is kept: resnet56-b -> ResNet-56-b)."""
+    match = re.fullmatch(r"(preresnet|resnet|plain)(\d+)(.*)", variant)
+    return f"{PAPER_PREFIXES[match[1]]}-{match[2]}{match[3]}" if match else variant
+
+
+def summarise_runs(runs: pd.DataFrame) -> pd.DataFrame:
+    """One row per variant, in run order: every axis the runs record, the seed count, the last
+    iteration, the mean cost (params, MACs, images/s) and the mean, std (ddof 1), min and max
+    over seeds of each final error (`train_error_mean`, ...)."""
+    groups = runs.groupby("variant", sort=False)
+    errors = groups[ERROR_COLUMNS].agg(["mean", "std", "min", "max"])
+    errors.columns = ["_".join(pair) for pair in errors.columns]
+    first = groups[axis_columns(runs)].first()
+    cost = groups[["params", "macs", "images_per_s"]].mean()
+    seeds = groups["seed"].nunique().rename("seeds")
+    last = groups["iterations_done"].max().rename("last_iteration")
+    return pd.concat([first, seeds, last, cost, errors], axis=1).reset_index()
 
 
 @dataclass

@@ -13,9 +13,8 @@ from ablations.experiments import EXPERIMENTS, Experiment
 from ablations.profiles import PROFILES
 from ablations.protocol import PAPER_CHOICES
 from ablations.report import claims, figures, tables
-from ablations.report.nets import paper_name
 from ablations.report.profile_results import PAPER, QUOTED, ProfileResults, load_profiles, of_runs
-from ablations.report.tables import Section, bullets, markdown_table
+from ablations.report.tables import Section, bullets, distinct, markdown_table
 
 # The report opens with these profiles' verdicts: the paper's protocol, and the budget the
 # README quotes. At most four lines, so the summary with its methodology line fits in five.
@@ -122,7 +121,7 @@ def degradation_extras(p: ProfileResults, runs: pd.DataFrame) -> Section:
             "this budget, so they are not shown."
         )
     else:
-        data = tables.distinct(tables.data_label(runs))
+        data = distinct(tables.data_label(runs))
         table6 = f"""#### Table 6 side by side
 
 Test error (%) of the residual nets: the paper's Table 6 and a public reproduction, as each
@@ -169,7 +168,7 @@ def responses_section(p: ProfileResults) -> Section:
     if p.responses.empty:
         command = f"ablate run --experiments responses --profile {p.profile}"
         return Section(f"{title}\n\nNo layer responses under this profile yet: `{command}`.\n")
-    nets = ", ".join(paper_name(v) for v in dict.fromkeys(p.responses["variant"]))
+    nets = ", ".join(tables.paper_name(v) for v in dict.fromkeys(p.responses["variant"]))
     # What they were measured on, from the rows' `images` (0: not recorded).
     counts = sorted({int(n) for n in p.responses["images"] if n > 0})
     images = f"{' or '.join(f'{n:,}' for n in counts)} test images" if counts else "the test set"

@@ -1,16 +1,19 @@
 """Declared claims judged on runs tables (ablations.report.claims): the paper's four on
-constructed runs and on the committed ones, a user's own claims, and their replicates."""
+constructed runs and on the committed ones, a user's own claims, their replicates, and
+ImageNet's val top-1 metric read from the best crop protocol recorded."""
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
+import pandas as pd
 import pytest
 from report_rows import MACHINE, PROJECTIONS, VERDICT_CASES, response_rows, run_rows
 from scipy.stats import ttest_ind
 
 from ablations import stats
-from ablations.claims import GapGrows, Lower, Nets
+from ablations.claims import VAL_TOP1, GapGrows, Lower, Nets
 from ablations.experiments import EXPERIMENTS
 from ablations.report import claims
 from ablations.report.profile_results import load_profiles, of_runs
@@ -303,3 +306,28 @@ def test_a_replicate_names_where_it_ran():
     assert _set("x", CLEAR, cpu_kernels="", torch_threads=0).setting.endswith(
         "kernels not recorded; torch 2.15.0"
     )
+
+
+def _crop_runs(*, ten_crop: bool) -> pd.DataFrame:
+    rows = []
+    for variant, error in (("plain34", 0.30), ("plain18", 0.28)):
+        for seed in range(3):
+            rows.append({"run_id": f"{variant}_s{seed}", "variant": variant, "depth": 18,
+                         "seed": seed, "status": "complete", "val_error": error + seed / 1000,
+                         "ten_crop_val_error": error - 0.02 if ten_crop else math.nan,
+                         "multi_scale_val_error": math.nan})  # fmt: skip
+    return pd.DataFrame(rows)
+
+
+@pytest.mark.parametrize(
+    ("ten_crop", "crops", "plain34"),
+    [(True, "10-crop", "plain-34 28.0 ± 0.0%"), (False, "centre crop", "plain-34 30.1 ± 0.1%")],
+)
+def test_val_top1_reads_10_crop_where_recorded_else_the_centre_crop(ten_crop, crops, plain34):
+    runs = _crop_runs(ten_crop=ten_crop)
+    assert claims.judged_crops(runs) == crops
+    assert claims.metric(VAL_TOP1, runs).words == f"val top-1 error ({crops})"
+    claim = Lower("plain-34 is worse", lower=Nets(where={"variant": "plain18"}),
+                  higher=Nets(where={"variant": "plain34"}), metric=VAL_TOP1)  # fmt: skip
+    text = claims.judge(claim, runs).text
+    assert text.startswith(f"holds: plain-34 is worse: val top-1 error ({crops}) {plain34} (3 ")

@@ -1,4 +1,4 @@
-"""The nets of a runs table as the report summarises them (ablations.report.nets)."""
+"""The nets of a runs table as the report summarises them (ablations.report.tables)."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import pytest
 from report_rows import run_rows
 
 from ablations.registry import axis_names
-from ablations.report.nets import axis_columns, members, paper_name, summarise_runs
+from ablations.report.tables import axis_columns, members, paper_name, summarise_runs
 
 ERRORS = {"resnet56": [0.30, 0.32], "resnet56-b": [0.28], "plain56": [0.5]}
 
