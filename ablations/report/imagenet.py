@@ -21,6 +21,7 @@ from ablations.references import (
 )
 from ablations.report import claims, figures, tables
 from ablations.report.claims import judged_crops
+from ablations.report.profile_results import profile_heading
 from ablations.report.recipes import recipe_runs
 from ablations.report.tables import Section, bullets, distinct, markdown_table
 from ablations.results import schemas
@@ -72,15 +73,8 @@ def profile_section(profile: str, runs: pd.DataFrame, curves: pd.DataFrame) -> S
     """One profile's ImageNet runs: claims, Fig. 4's curves, and a table per experiment."""
     known = PROFILES.get(profile)
     reduced = known is None or known.reduced
-    description = known.description if known is not None else "not a profile of this version"
-    heading = f"Profile `{profile}`: {description}."
-    if reduced:
-        heading = (f"**Profile `{profile}` is a reduced budget: its numbers are not comparable to "
-                   f"the paper's; only the trends are.** {description[:1].upper()}"
-                   f"{description[1:]}.")  # fmt: skip
-    elif profile == "imagenet-paper":
-        choices = bullets(f"{topic}: {choice}" for topic, choice in IMAGENET_CHOICES)
-        heading += f"\n\nWhere the paper is silent, this suite chose:\n\n{choices}"
+    choices = IMAGENET_CHOICES if profile == "imagenet-paper" else ()
+    heading = profile_heading(profile, reduced=reduced, choices=choices)
     verdicts = bullets(claim.text for name in EXPERIMENT_NAMES
                        for claim in claims.claims(EXPERIMENTS[name], runs))  # fmt: skip
     parts = [f"### Profile `{profile}`\n\n{heading}\n",

@@ -25,6 +25,21 @@ QUOTED = "cpu"  # the reduced budget whose verdicts the README and the docs page
 PREFERRED_DATASET = "cifar10"
 
 
+def profile_heading(profile: str, *, reduced: bool, choices: Iterable[tuple[str, str]]) -> str:
+    """A profile's opening words: a reduced budget says first that only its trends compare; a
+    full one lists the `choices` (topic, choice) made where the paper is silent."""
+    known = PROFILES.get(profile)
+    description = known.description if known else "not a profile of this version"
+    if reduced:
+        return (
+            f"**Profile `{profile}` is a reduced budget: its numbers are not comparable to the "
+            f"paper's; only the trends are.** {description[:1].upper()}{description[1:]}."
+        )
+    listed = "\n".join(f"- {topic}: {choice}" for topic, choice in choices)
+    where = f"\n\nWhere the paper is silent, this suite chose:\n\n{listed}" if listed else ""
+    return f"Profile `{profile}`: {description}.{where}"
+
+
 def profile_order(profiles: Iterable[str]) -> list[str]:
     """The paper's protocol first, then the other profiles alphabetically."""
     return sorted(set(profiles), key=lambda p: (p != PAPER, p))

@@ -3,6 +3,7 @@ built from the report's own functions, so the pages quote what the committed row
 
 from __future__ import annotations
 
+from functools import partial
 from pathlib import Path
 
 import pandas as pd
@@ -116,24 +117,21 @@ def cpu_throughput(results: Path) -> str:
     return f"{markdown_table(pd.DataFrame(rows))}\n({env})"
 
 
-def cpu_train_speed(results: Path) -> str:
-    """This suite's training loop against the conventional one on a CPU (`ablate train-speed`)."""
-    return _train_speed(results, CPU) or "No CPU rows of `ablate train-speed` are committed yet."
+TRAIN_SPEED_MISSING = {
+    CPU: "No CPU rows of `ablate train-speed` are committed yet.",
+    "cuda": "Not measured on a GPU yet (the target: at least 5x on ResNet-20 and ResNet-56): "
+    f"`ablate train-speed resnet20 resnet56` on a GPU ({TIME_LIMITED}).",
+}
 
 
-def gpu_train_speed(results: Path) -> str:
-    """The same on a GPU, or how to measure it."""
-    return _train_speed(results, "cuda") or (
-        "Not measured on a GPU yet (the target: at least 5x on ResNet-20 and ResNet-56): "
-        f"`ablate train-speed resnet20 resnet56` on a GPU ({TIME_LIMITED})."
-    )
-
-
-def _train_speed(results: Path, device: str) -> str:
+def train_speed(results: Path, *, device: str) -> str:
+    """This suite's training loop against the conventional one on `device` (`ablate
+    train-speed`), or the line saying how to measure it."""
     table = read_table(results / schemas.TRAIN_SPEED_FILE, schemas.TRAIN_SPEED)
     mine = table[table["device"] == device]
-    text = report_throughput.loop_speed(mine)
-    return f"{text}(commit {distinct(mine['git_commit'])})" if text else ""
+    if text := report_throughput.loop_speed(mine):
+        return f"{text}(commit {distinct(mine['git_commit'])})"
+    return TRAIN_SPEED_MISSING[device]
 
 
 def gpu_timm(results: Path) -> str:
@@ -212,10 +210,10 @@ BLOCKS: dict[str, BlockFn] = {
     "cpu-runs": cpu_runs,
     "complexity": complexity_table,
     "cpu-throughput": cpu_throughput,
-    "cpu-train-speed": cpu_train_speed,
+    "cpu-train-speed": partial(train_speed, device=CPU),
     "runs-summary": runs_summary,
     "planning": planning_block,
     "gpu-throughput": gpu_throughput,
     "gpu-timm": gpu_timm,
-    "gpu-train-speed": gpu_train_speed,
+    "gpu-train-speed": partial(train_speed, device="cuda"),
 }

@@ -10,15 +10,14 @@ import pandas as pd
 
 from ablations import stats
 from ablations.experiments import EXPERIMENTS, Experiment
-from ablations.profiles import PROFILES
 from ablations.protocol import PAPER_CHOICES
-from ablations.report import claims, figures, tables
-from ablations.report.profile_results import PAPER, QUOTED, ProfileResults, load_profiles, of_runs
+from ablations.report import claims, figures, profile_results, tables
+from ablations.report.profile_results import ProfileResults, load_profiles, of_runs, profile_heading
 from ablations.report.tables import Section, bullets, distinct, markdown_table
 
 # The report opens with these profiles' verdicts: the paper's protocol, and the budget the
 # README quotes. At most four lines, so the summary with its methodology line fits in five.
-SUMMARY_PROFILES = (PAPER, QUOTED)
+SUMMARY_PROFILES = (profile_results.PAPER, profile_results.QUOTED)
 
 
 def _sentence(text: str) -> str:
@@ -28,19 +27,7 @@ def _sentence(text: str) -> str:
 def heading_section(p: ProfileResults) -> Section:
     """The profile's heading (a reduced budget says first that only its trends compare), and
     what was run: counts, seeds, machines, device, precision, data, commits, and any mix."""
-    profile = PROFILES.get(p.profile)
-    description = profile.description if profile else "not a profile of this version"
-    if p.reduced:
-        first = (
-            f"**Profile `{p.profile}` is a reduced budget: its numbers are not comparable to "
-            f"the paper's; only the trends are.** {_sentence(description)}."
-        )
-    else:
-        choices = bullets(f"{topic}: {choice}" for topic, choice in PAPER_CHOICES)
-        first = (
-            f"Profile `{p.profile}`: {description}.\n\nWhere the paper is silent, this suite "
-            f"chose:\n\n{choices}"
-        )
+    first = profile_heading(p.profile, reduced=p.reduced, choices=PAPER_CHOICES)
     facts = tables.run_facts(p.runs)
     if len(p.left_out):
         facts.append(

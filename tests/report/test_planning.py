@@ -133,7 +133,7 @@ def test_the_readme_gpu_blocks_show_only_gpu_rows(tmp_path):
     write_table(
         _table(schemas.TRAIN_SPEED, loops), tmp_path / schemas.TRAIN_SPEED_FILE, schemas.TRAIN_SPEED
     )
-    shown = readme_blocks.gpu_train_speed(tmp_path)
+    shown = readme_blocks.train_speed(tmp_path, device="cuda")
     assert "6.00x" in shown and GPU in shown and "AMD EPYC" not in shown
 
 
