@@ -10,12 +10,19 @@ from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from functools import cached_property
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from ablations.data.arrays import DataError
 
 _SHARD_ARRAYS = ("shard", "offset", "size")  # where each file's bytes lie in a tar shard
+_ARRAYS = ("labels", *_SHARD_ARRAYS)
+_NAMES = ("files", "classes", "shards")  # saved as bytes: numpy arrays of str need no pickle
+
+
+def _bytes(names: Sequence[str]) -> np.ndarray:
+    return np.array([n.encode() for n in names], dtype=bytes)
 
 
 @dataclass(frozen=True, eq=False)  # eq=False: arrays
@@ -47,9 +54,8 @@ class ImageIndex:
         """What DataLoader workers hold: numpy arrays only (a tuple of 1.28M str objects would
         be copied into every forked worker as reference counts touch its pages)."""
         if self.shard is None:  # a folder layout (tar shards set shard, offset and size)
-            return ByteReader(self.root, np.array([f.encode() for f in self.files], dtype=bytes))
-        shards = np.array([s.encode() for s in self.shards], dtype=bytes)
-        return ByteReader(self.root, shards[self.shard], offset=self.offset, size=self.size)
+            return ByteReader(self.root, _bytes(self.files))
+        return ByteReader(self.root, _bytes(self.shards)[self.shard], self.offset, self.size)
 
     def describe(self) -> dict[str, str | int]:
         return {
@@ -135,14 +141,9 @@ def _take(
 
 def save_index(index: ImageIndex, file: Path) -> None:
     file.parent.mkdir(parents=True, exist_ok=True)
-    arrays = {
-        "files": np.array([f.encode() for f in index.files], dtype=bytes),
-        "labels": index.labels,
-        "classes": np.array([c.encode() for c in index.classes], dtype=bytes),
-        "shards": np.array([s.encode() for s in index.shards], dtype=bytes),
-        "meta": np.array([index.layout, index.split, index.checksum]),
-    }
-    arrays |= {k: getattr(index, k) for k in _SHARD_ARRAYS if getattr(index, k) is not None}
+    arrays = {k: _bytes(getattr(index, k)) for k in _NAMES}
+    arrays |= {k: getattr(index, k) for k in _ARRAYS if getattr(index, k) is not None}
+    arrays["meta"] = np.array([index.layout, index.split, index.checksum])
     tmp = file.with_suffix(".tmp.npz")
     np.savez(tmp, **arrays)  # type: ignore[arg-type]  # numpy's stub types allow_pickle only
     os.replace(tmp, file)  # atomic: a reader never sees half an index
@@ -151,14 +152,7 @@ def save_index(index: ImageIndex, file: Path) -> None:
 def load_index(file: Path, root: Path) -> ImageIndex:
     with np.load(file) as z:
         layout, split, checksum = (str(v) for v in z["meta"])
-        return ImageIndex(
-            root=root if layout != "tar-shards" or root.is_dir() else root.parent,
-            layout=layout,
-            split=split,
-            files=tuple(f.decode() for f in z["files"]),
-            labels=z["labels"],
-            classes=tuple(c.decode() for c in z["classes"]),
-            checksum=checksum,
-            shards=tuple(s.decode() for s in z["shards"]),
-            **{k: z[k] for k in _SHARD_ARRAYS if k in z},
-        )
+        fields: dict[str, Any] = {k: z[k] for k in _ARRAYS if k in z}
+        fields |= {k: tuple(v.decode() for v in z[k]) for k in _NAMES}
+    root = root if layout != "tar-shards" or root.is_dir() else root.parent
+    return ImageIndex(root=root, layout=layout, split=split, checksum=checksum, **fields)

@@ -6,14 +6,13 @@ random horizontal flip; in batch on the device, uint8 until the last step."""
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import dataclass
-from typing import Any
+from dataclasses import KW_ONLY, dataclass
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader, TensorDataset
 
 from ablations.cluster.distributed import shard
 from ablations.data.arrays import DataError
@@ -129,69 +128,65 @@ def augment(x: Tensor, *, pad: int, generator: torch.Generator) -> Tensor:
     return padded[batch, channel, rows, cols]
 
 
+@dataclass(eq=False)  # eq=False: tensors have no single truth value
 class TrainStream:
     """The training batches of a run, on `device`, stored there whole (small datasets) or
     streamed from host memory through a DataLoader (`workers` > 0 or host storage)."""
 
-    def __init__(
-        self,
-        images: Tensor,
-        labels: Tensor,
-        *,
-        batch_size: int,
-        seed: int,
-        device: torch.device,
-        normalizer: Normalizer,
-        augment_pad: int,
-        storage: str = "device",
-        workers: int = 0,
-        channels_last: bool = False,
-    ) -> None:
-        if batch_size > len(images):
-            raise DataError(f"batch size {batch_size} exceeds the {len(images)} training images")
-        self.device, self.seed, self.batch_size = device, seed, batch_size
-        self.storage, self.workers = storage, workers
-        self.pad, self.channels_last = augment_pad, channels_last
-        self.normalizer = normalizer.to(device)
-        where = device if storage == "device" else torch.device("cpu")
-        self.images, self.labels = images.to(where), labels.to(where)
-        self.steps_per_epoch = len(images) // batch_size  # the last partial batch is dropped
+    images: Tensor
+    labels: Tensor
+    _: KW_ONLY
+    batch_size: int
+    seed: int
+    device: torch.device
+    normalizer: Normalizer
+    augment_pad: int
+    storage: str = "device"
+    workers: int = 0
+    channels_last: bool = False
+
+    def __post_init__(self) -> None:
+        if self.batch_size > len(self.images):
+            raise DataError(
+                f"batch size {self.batch_size} exceeds the {len(self.images)} training images"
+            )
+        self.normalizer = self.normalizer.to(self.device)
+        where = self.device if self.storage == "device" else torch.device("cpu")
+        self.images, self.labels = self.images.to(where), self.labels.to(where)
+        self.steps_per_epoch = len(self.images) // self.batch_size  # the last partial one dropped
 
     def order(self, epoch: int) -> Tensor:
         """The epoch's permutation of the training images (on CPU: cheap, and device-agnostic
         so that both storage paths see the same order)."""
         return torch.randperm(len(self.images), generator=generator(self.seed, _ORDER, epoch))
 
-    def finish(self, x: Tensor, y: Tensor, iteration: int) -> tuple[Tensor, Tensor]:
-        """Augment (seeded by the iteration) and normalise a uint8 batch already on the device."""
-        if self.pad:
-            g = generator(self.seed, _AUGMENT, iteration, device=self.device)
-            x = augment(x, pad=self.pad, generator=g)
-        out = self.normalizer(x)
-        if self.channels_last:
-            out = out.contiguous(memory_format=torch.channels_last)
-        return out, y
-
     def batches(self, start: int = 0) -> Iterator[tuple[Tensor, Tensor]]:
-        """Batches `start`, `start + 1`, ... without end: under torchrun, this rank's shard of
-        each global batch (augmented whole first, so the images are one process's)."""
+        """Batches `start`, `start + 1`, ... without end, augmented (seeded by the iteration)
+        and normalised: under torchrun, this rank's shard of each global batch (augmented whole
+        first, so the images are one process's)."""
         on_device = self.storage == "device"
         indices = self._index_batches(start, self.device if on_device else torch.device("cpu"))
         if on_device:
             source: Iterable[tuple[Tensor, Tensor]] = (
                 (self.images[idx], self.labels[idx]) for idx in indices
             )
-        else:
+        else:  # each index batch gathered whole: TensorDataset indexes its tensors with it
             source = DataLoader(
-                _Pairs(self.images, self.labels),
-                batch_sampler=(idx.tolist() for idx in indices),
-                collate_fn=_as_batch,
+                TensorDataset(self.images, self.labels),
+                sampler=indices,
+                batch_size=None,
                 num_workers=self.workers,
                 pin_memory=self.device.type == "cuda",
             )
         for iteration, (x, y) in enumerate(source, start=start):
             x, y = x.to(self.device, non_blocking=True), y.to(self.device, non_blocking=True)
-            yield shard(*self.finish(x, y, iteration))
+            if self.augment_pad:
+                g = generator(self.seed, _AUGMENT, iteration, device=self.device)
+                x = augment(x, pad=self.augment_pad, generator=g)
+            out = self.normalizer(x)
+            if self.channels_last:
+                out = out.contiguous(memory_format=torch.channels_last)
+            yield shard(out, y)
 
     def _index_batches(self, start: int, where: torch.device) -> Iterator[Tensor]:
         """Index batches from iteration `start` on; each epoch's order is moved to `where` once,
@@ -206,22 +201,6 @@ class TrainStream:
             for s in range(step, self.steps_per_epoch):
                 yield order[s * self.batch_size : (s + 1) * self.batch_size]
             epoch, step = epoch + 1, 0
-
-
-class _Pairs(Dataset[tuple[Tensor, Tensor]]):
-    """Images and labels; the DataLoader gathers whole batches at once (`__getitems__`)."""
-
-    def __init__(self, images: Tensor, labels: Tensor) -> None:
-        self.images, self.labels = images, labels
-
-    def __getitems__(self, indices: list[int]) -> tuple[Tensor, Tensor]:
-        idx = torch.tensor(indices)
-        return self.images[idx], self.labels[idx]
-
-
-def _as_batch(batch: Any) -> Any:
-    """The identity: `__getitems__` already returns whole (images, labels) batches."""
-    return batch
 
 
 def share(n: int, part: tuple[int, int]) -> range:

@@ -8,7 +8,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from dataclasses import dataclass
 from os import PathLike
-from typing import Any, ClassVar, Protocol, overload
+from typing import TYPE_CHECKING, Any, ClassVar, TypeAlias, overload
 
 import torch
 from torch import Tensor
@@ -26,43 +26,20 @@ from ablations.data.loader import (
 )
 from ablations.registry import AblationsError
 
+if TYPE_CHECKING:
+    from ablations.imagenet.prepare import StreamData
 
-class Batches(Protocol):
-    @property
-    def steps_per_epoch(self) -> int: ...
-    def batches(self, start: int = 0) -> Iterator[tuple[Tensor, Tensor]]: ...
-
-
-class RunData(Protocol):
-    """What the trainer sees of a run's data, in memory or streamed: training batches of (x, y)
-    on the device, a pure function of (seed, iteration); the `splits` it evaluates on, crop
-    protocols besides "center" evaluated once at the end (`final_crops`), whether runs record
-    top-5 error, and evaluation batches of a split. A "ten-crop" batch holds 10 views per label,
-    a "multi-scale" one a list of view tensors of several sizes."""
-
-    @property
-    def train(self) -> Batches: ...
-    @property
-    def record(self) -> dict[str, Any]: ...
-    @property
-    def in_channels(self) -> int: ...
-    @property
-    def num_classes(self) -> int: ...
-    @property
-    def splits(self) -> tuple[str, ...]: ...
-    @property
-    def final_crops(self) -> tuple[str, ...]: ...
-    @property
-    def top5(self) -> bool: ...
-    def eval_batches(
-        self, split: str, *, crops: str = "center", batch_size: int, channels_last: bool = False,
-        part: tuple[int, int] = (0, 1),
-    ) -> Iterator[tuple[Views, Tensor]]: ...  # fmt: skip
+# What the trainer sees of a run's data, in memory or streamed (see `Data`).
+RunData: TypeAlias = "Data | StreamData"
 
 
 @dataclass
 class Data:
-    """A run's data, split and prepared once: uint8 NCHW tensors and the normaliser."""
+    """A run's data, split and prepared once: uint8 NCHW tensors and the normaliser. As a
+    `StreamData`: training batches of (x, y) on the device, a pure function of (seed,
+    iteration); the `splits` it evaluates on, crop protocols besides "center" evaluated once at
+    the end (`final_crops`), whether runs record top-5 error, and evaluation batches of a split.
+    A "ten-crop" batch holds 10 views per label, a "multi-scale" one a list of view tensors."""
 
     train: TrainStream
     val: tuple[Tensor, Tensor]
