@@ -35,10 +35,16 @@ def split(text: str) -> list[str]:
 def load_item(item: str, *, origin: str = "") -> None:
     """Load one plugin: a path of a .py file, a module name, or `module:attribute` (called if
     callable). `origin` says where the item came from, for the error message."""
-    loader = _load_file if item.endswith(".py") else _load_module
-    key = loader(item, f"plugin {item!r}" + (f" ({origin})" if origin else ""))
-    if key not in _loaded:
-        _loaded.append(key)
+    described = f"plugin {item!r}" + (f" ({origin})" if origin else "")
+    file = Path(item).expanduser().resolve() if item.endswith(".py") else None
+    key = item if file is None else str(file)
+    if key in _loaded:
+        return
+    if file is None:
+        _load_module(item, described)
+    elif not _imported(file):
+        _load_file(file, described)
+    _loaded.append(key)
 
 
 def load_environment(*, defer: bool = False) -> None:
@@ -87,10 +93,7 @@ def _imported(path: Path) -> bool:
     return any(f and Path(f).name == path.name and Path(f).resolve() == path for f in files)
 
 
-def _load_file(item: str, described: str) -> str:
-    path = Path(item).expanduser().resolve()
-    if str(path) in _loaded or _imported(path):
-        return str(path)
+def _load_file(path: Path, described: str) -> None:
     if not path.is_file():
         raise AblationsError(f"{described}: no such file")
     # The same module name in every process: pickle finds a plugin's classes by it.
@@ -106,23 +109,19 @@ def _load_file(item: str, described: str) -> str:
     except Exception as err:
         del sys.modules[name]
         raise _failure(described, err, file=path) from err
-    return str(path)
 
 
-def _load_module(item: str, described: str) -> str:
+def _load_module(item: str, described: str) -> None:
     name, _, attribute = item.partition(":")
-    if item in _loaded:
-        return item
     try:
         # A module that is a file already loaded as a plugin: importing it again would
         # register its variants twice.
         spec = None if name in sys.modules else importlib.util.find_spec(name)
         if spec is not None and spec.origin and str(Path(spec.origin).resolve()) in _loaded:
-            return item
+            return
         module = importlib.import_module(name)
         target = functools.reduce(getattr, attribute.split("."), module) if attribute else module
         if callable(target):
             target()
     except Exception as err:
         raise _failure(described, err) from err
-    return item

@@ -6,28 +6,21 @@ from __future__ import annotations
 import sys
 import time
 from collections.abc import Callable, Iterator, Sequence
-from typing import IO, TypeVar
+from typing import TypeVar
 
 from tqdm import tqdm
 
 T = TypeVar("T")
+LINE_EVERY_S = 5.0  # the shortest gap between two plain-text lines of `progress`
 HEARTBEAT_S = 30.0  # the longest silence of a plain-text training log
 
 
-def progress(
-    items: Sequence[T],
-    *,
-    desc: str,
-    label: Callable[[T], str] = str,
-    stream: IO[str] | None = None,
-    min_interval_s: float = 5.0,
-) -> Iterator[T]:
-    """Yield `items`, reporting which one is being worked on and an ETA."""
-    out = stream or sys.stderr
+def progress(items: Sequence[T], *, desc: str, label: Callable[[T], str] = str) -> Iterator[T]:
+    """Yield `items`, saying on stderr which one is being worked on, with an ETA."""
     if not items:  # nothing to do is not progress: no "0/0 done" line
         return
-    if out.isatty():
-        bar = tqdm(items, desc=desc, file=out, leave=False, dynamic_ncols=True)
+    if sys.stderr.isatty():
+        bar = tqdm(items, desc=desc, file=sys.stderr, leave=False, dynamic_ncols=True)
         for item in bar:
             bar.set_postfix_str(label(item))
             yield item
@@ -35,12 +28,13 @@ def progress(
     start = last = time.monotonic()
     for i, item in enumerate(items):
         now = time.monotonic()
-        if i == 0 or now - last >= min_interval_s:
+        if i == 0 or now - last >= LINE_EVERY_S:
             eta = f"eta {(now - start) / i * (len(items) - i):.0f}s" if i else "starting"
-            print(f"[{desc}] {i}/{len(items)} {label(item)} ({eta})", file=out, flush=True)
+            print(f"[{desc}] {i}/{len(items)} {label(item)} ({eta})", file=sys.stderr, flush=True)
             last = now
         yield item
-    print(f"[{desc}] {len(items)}/{len(items)} done in {time.monotonic() - start:.1f}s", file=out)
+    done = f"[{desc}] {len(items)}/{len(items)} done in {time.monotonic() - start:.1f}s"
+    print(done, file=sys.stderr)
 
 
 class TrainProgress:
@@ -54,17 +48,15 @@ class TrainProgress:
         total: int,
         initial: int,
         desc: str,
-        stream: IO[str] | None = None,
         enabled: bool = True,
         position: int | None = None,
     ) -> None:
-        self.out = stream or sys.stderr
         self.total, self.desc, self.enabled = total, desc, enabled
         self.start_iteration, self.start_time = initial, time.monotonic()
         self.iteration, self.last_line = initial, self.start_time
-        tty = enabled and self.out.isatty()
         bar = dict(total=total, initial=initial, desc=desc, unit="it", position=position)
-        self.bar = tqdm(file=self.out, dynamic_ncols=True, **bar) if tty else None
+        tty = enabled and sys.stderr.isatty()
+        self.bar = tqdm(file=sys.stderr, dynamic_ncols=True, **bar) if tty else None
 
     def advance(self, n: int = 1) -> None:
         """n steps more; without a terminal, a line when reports are far apart (a tutorial's
@@ -88,7 +80,7 @@ class TrainProgress:
         minutes, seconds = divmod(int(eta), 60)
         shown = "?" if not done else f"{minutes}m{seconds:02d}s" if minutes else f"{seconds}s"
         line = f"[{self.desc}] {iteration}/{self.total} {fields}eta {shown}"
-        print(line, file=self.out, flush=True)
+        print(line, file=sys.stderr, flush=True)
 
     def close(self) -> None:
         if self.bar is not None:

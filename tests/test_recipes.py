@@ -221,18 +221,6 @@ def test_resumed_run_must_use_the_same_data(tmp_path, tiny_cifar, four_class_fol
         train(config, out=tmp_path, data=four_class_folder, device="cpu", show_progress=False)
 
 
-def test_long_intervals_between_evaluations_still_show_progress(monkeypatch):
-    import io
-
-    from ablations import progress
-
-    monkeypatch.setattr(progress, "HEARTBEAT_S", 0.0)
-    out = io.StringIO()
-    with progress.TrainProgress(total=10, initial=0, desc="x", stream=out) as bar:
-        bar.advance()
-    assert out.getvalue().startswith("[x] 1/10 eta")
-
-
 def test_every_recipe_runs_end_to_end_at_the_smoke_budget(tmp_path, tiny_cifar, tiny_fashion,
                                                           monkeypatch):  # fmt: skip
     """`ablate run --experiments recipes --profile smoke`: the four from-scratch recipes, and

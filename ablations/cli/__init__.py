@@ -7,29 +7,24 @@ built, so the variants and profiles they register are its choices.
 
 from __future__ import annotations
 
+import argparse
 import sys
 from collections.abc import Sequence
 
 from ablations import plugins
-from ablations.cli.parser import build_parser
+from ablations.cli.parser import Parser, build_parser
 from ablations.registry import AblationsError
 
 __all__ = ["build_parser", "main", "plugin_options"]
 
 
 def plugin_options(words: Sequence[str]) -> list[str]:
-    """The values of the leading `--plugin PATH` options (global options come before the
-    subcommand); the parser checks the same words again, for help and usage errors."""
-    found, rest = [], list(words)
-    while rest:
-        word = rest.pop(0)
-        if word == "--plugin" and rest:
-            found.append(rest.pop(0))
-        elif word.startswith("--plugin="):
-            found.append(word.removeprefix("--plugin="))
-        else:
-            break
-    return found
+    """The values of the `--plugin PATH` options before the subcommand, read before the parser
+    is built (their variants and profiles are its choices)."""
+    leading = Parser(prog="ablate", add_help=False)
+    leading.add_argument("--plugin", action="append", default=[])
+    leading.add_argument("subcommand", nargs=argparse.REMAINDER)  # stops at the first word
+    return leading.parse_known_args(words)[0].plugin
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -12,12 +12,12 @@ from ablations.cli import report_commands as report
 from ablations.cli import train_commands as train
 from ablations.cli.options import (
     NON_NEGATIVE,
+    NON_NEGATIVE_FLOAT,
     POSITIVE,
     RESULTS,
     TRAIN_OVERRIDES,
     add_selection,
     add_time_limit,
-    at_least,
 )
 from ablations.cli.speed_commands import add_speed_commands
 from ablations.config import EVAL_CROPS, STREAM_DATASETS
@@ -132,6 +132,7 @@ def build_parser() -> argparse.ArgumentParser:
     check = "only check that those blocks match results/ (exit 2 if not)"
     p.add_argument("--check-readme", action="store_true", help=check)
 
+    names = ", ".join(experiments.EXPERIMENTS)
     for name, func, text in (
         ("run", train.cmd_run, "run the missing tasks of experiments, then render reports/"),
         ("plan", train.cmd_plan, "list the tasks of experiments, done or missing (as commands)"),
@@ -141,7 +142,6 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument(
             "--profile", choices=list(PROFILES), help="default: paper on a GPU, cpu otherwise"
         )
-        names = ", ".join(experiments.EXPERIMENTS)
         p.add_argument(
             "--experiments", help=f"comma-separated, from: {names} (default: the profile's)"
         )
@@ -173,11 +173,10 @@ def build_parser() -> argparse.ArgumentParser:
     p = command("pack", report.cmd_pack, what)
     p.add_argument("out", type=Path, metavar="OUT", help="the folder the tarballs go to")
     p.add_argument("--results", type=Path, default=RESULTS)
-    mb = at_least(0, float)
     total = "all tarballs together (default: no limit; tables always go)"
-    p.add_argument("--max-mb", type=mb, metavar="N", help=total)
+    p.add_argument("--max-mb", type=NON_NEGATIVE_FLOAT, metavar="N", help=total)
     part = "each checkpoints-N / weights-N tarball (default: no limit)"
-    p.add_argument("--part-mb", type=mb, metavar="N", help=part)
+    p.add_argument("--part-mb", type=NON_NEGATIVE_FLOAT, metavar="N", help=part)
     return parser
 
 
