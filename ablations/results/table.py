@@ -117,25 +117,20 @@ def _keys(df: pd.DataFrame, columns: tuple[str, ...]) -> pd.Series:
 def upsert(
     path: str | Path, rows: pd.DataFrame, schema: Schema, *, replace: tuple[str, ...] = ()
 ) -> pd.DataFrame:
-    """Add `rows` to the table at `path`, replacing rows with the same key; returns the table.
-    Every stored row of a `replace` group in `rows` goes (a rerun's curve with fewer points)."""
+    """Add `rows` to the table at `path`: a stored row of the same key is replaced in place, the
+    others are appended. Every stored row of a `replace` group in `rows` goes (a rerun's curve
+    with fewer points). Returns the table."""
     path = Path(path)
     with locked(path):
         old = read_table(path, schema)
         new = schema.validate(rows, source="new rows")
         if replace and len(old):
             old = old[~_keys(old, replace).isin(set(_keys(new, replace)))]
-        merged = merge(old, new, schema)
-        write_table(merged, path, schema)
-    return merged
-
-
-def merge(old: pd.DataFrame, new: pd.DataFrame, schema: Schema) -> pd.DataFrame:
-    """`old` with rows of the same key replaced in place by `new`'s, other new rows appended."""
-    if not len(old):
-        return new.reset_index(drop=True)
-    combined = pd.concat([old, new], ignore_index=True)
-    keys = _keys(combined, schema.key)
-    last = ~keys.duplicated(keep="last")
-    latest = combined[last].set_axis(keys[last])
-    return latest.loc[keys[~keys.duplicated()]].reset_index(drop=True)
+        if len(old):
+            combined = pd.concat([old, new], ignore_index=True)
+            keys = _keys(combined, schema.key)
+            last = ~keys.duplicated(keep="last")
+            latest = combined[last].set_axis(keys[last])
+            new = latest.loc[keys[~keys.duplicated()]].reset_index(drop=True)
+        write_table(new, path, schema)
+    return new

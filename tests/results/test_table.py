@@ -5,14 +5,7 @@ import multiprocessing
 import pandas as pd
 import pytest
 
-from ablations.results.table import (
-    ResultsError,
-    Schema,
-    merge,
-    read_table,
-    upsert,
-    write_table,
-)
+from ablations.results.table import ResultsError, Schema, read_table, upsert, write_table
 
 SCHEMA = Schema(name="toy", columns={"name": "str", "n": "int", "x": "float", "ok": "bool"},
                 key=("name",))  # fmt: skip
@@ -63,10 +56,11 @@ def test_duplicate_keys_are_an_error(tmp_path):
         SCHEMA.validate(_rows("a", "a"))
 
 
-def test_merge_replaces_in_place_and_appends():
-    merged = merge(
-        SCHEMA.validate(_rows("a", "b", "c")), SCHEMA.validate(_rows("b", "d", n=2)), SCHEMA
-    )
+def test_upsert_replaces_in_place_and_appends(tmp_path):
+    path = tmp_path / "t.csv"
+    upsert(path, _rows("a", "b", "c"), SCHEMA)
+    merged = upsert(path, _rows("b", "d", n=2), SCHEMA)
+    assert read_table(path, SCHEMA).equals(merged)
     assert list(merged["name"]) == ["a", "b", "c", "d"]
     assert list(merged["n"]) == [1, 2, 1, 2]
 
