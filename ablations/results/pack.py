@@ -5,6 +5,7 @@ newest first) within the limits given. Members are results/..., as `ablate merge
 
 from __future__ import annotations
 
+import math
 import tarfile
 from pathlib import Path
 
@@ -43,30 +44,30 @@ def pack(
     unfinished.sort(key=rundir.progress, reverse=True)
     finished = [d for d in runs if rundir.is_finished(d) and rundir.weights(d).exists()]
     finished.sort(key=lambda d: str(rundir.summary(d).get("finished_at", "")), reverse=True)
-    room = None if max_bytes is None else max_bytes - written[0].stat().st_size
+    room = math.inf if max_bytes is None else max_bytes - written[0].stat().st_size
+    part_limit = math.inf if part_bytes is None else part_bytes
     left_out: list[str] = []
     for name, files in (("checkpoints", [rundir.checkpoint(d) for d in unfinished]),
                         ("weights", [rundir.weights(d) for d in finished])):  # fmt: skip
-        parts, room = _parts(files, results, room=room, part_bytes=part_bytes, left_out=left_out)
+        parts, room = _parts(files, results, room=room, part_bytes=part_limit, left_out=left_out)
         written += [_tar(out / f"{name}-{i}.tar.gz", part, results, level=1)
                     for i, part in enumerate(parts, start=1)]  # fmt: skip
     return written, left_out
 
 
 def _parts(
-    files: list[Path], results: Path, *, room: int | None, part_bytes: int | None,
-    left_out: list[str],
-) -> tuple[list[list[Path]], int | None]:  # fmt: skip
-    """`files` in order, in parts of at most `part_bytes`, within `room` bytes (None: no
-    limit); the files that do not fit go to `left_out`. Returns the parts and the room left."""
+    files: list[Path], results: Path, *, room: float, part_bytes: float, left_out: list[str]
+) -> tuple[list[list[Path]], float]:
+    """`files` in order, in parts of at most `part_bytes`, within `room` bytes; the files that
+    do not fit go to `left_out`. Returns the parts and the room left."""
     parts: list[list[Path]] = []
     filled = 0  # the last part's bytes
     for f in files:
         size = f.stat().st_size
-        joins = bool(parts) and (part_bytes is None or filled + cost(size) <= part_bytes)
+        joins = bool(parts) and filled + cost(size) <= part_bytes
         needed = cost(size) if joins else cost(size) + ARCHIVE_BYTES
-        over_part = part_bytes is not None and cost(size) + ARCHIVE_BYTES > part_bytes
-        if over_part or (room is not None and needed > room):
+        over_part = cost(size) + ARCHIVE_BYTES > part_bytes
+        if over_part or needed > room:
             why = "over --part-mb" if over_part else "over --max-mb"
             left_out.append(f"left out ({why}): {_member(f, results)} ({size_text(size)})")
             continue
@@ -75,7 +76,7 @@ def _parts(
             filled = ARCHIVE_BYTES
         parts[-1].append(f)
         filled += cost(size)
-        room = None if room is None else room - needed
+        room -= needed
     return parts, room
 
 
