@@ -21,8 +21,6 @@ from ablations.registry import AblationsError
 from ablations.results import provenance
 from ablations.train.evaluation import Metrics
 
-CURVE_COLUMNS = ["iteration", "split", "metric", "value"]
-
 
 @dataclass
 class RunRecord:
@@ -79,7 +77,7 @@ def retire_stale(path: Path) -> None:
 
 
 def curves_frame(df: pd.DataFrame | list[dict[str, Any]] | None) -> pd.DataFrame:
-    return pd.DataFrame(df, columns=CURVE_COLUMNS)
+    return pd.DataFrame(df, columns=["iteration", "split", "metric", "value"])
 
 
 def metric_rows(iteration: int, split: str, **metrics: float) -> list[dict[str, Any]]:

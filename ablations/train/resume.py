@@ -47,7 +47,7 @@ class State:
 def save_checkpoint(directory: Path, *, model: nn.Module, step: TrainStep, state: State) -> None:
     # Curves first: if the process dies between the two writes, the resumed run drops the rows
     # newer than its checkpoint and writes them again.
-    write_curves(directory, state.rows)
+    rundir.write_curves(directory, curves_frame(state.rows))
     saved = {
         "model": model.state_dict(), "optimizer": step.optimizer.state_dict(),
         "scaler": step.scaler.state_dict(), "state": state,
@@ -74,10 +74,6 @@ def load_checkpoint(
     step.load_state(saved["optimizer"], saved["scaler"])
     state: State = saved["state"]
     return state
-
-
-def write_curves(directory: Path, rows: list[dict[str, Any]]) -> None:
-    rundir.write_curves(directory, curves_frame(rows))
 
 
 def save_weights(path: Path, model: nn.Module) -> None:

@@ -59,11 +59,11 @@ def open_run(
     # The model is built (and a checkpoint to start from loaded) before anything is written,
     # so a bad checkpoint leaves no half-made run directory behind.
     trainer = Trainer(config, prepared, directory=directory, device=dev, on_iteration=on_iteration,
-                      show_progress=show_progress, deadline=deadline)  # fmt: skip
+                      show_progress=show_progress, deadline=deadline,
+                      runs_at_once=runs_at_once)  # fmt: skip
     if distributed.is_main():
         records.start_run(config, directory, prepared)
     trainer.restore()
-    trainer.runs_at_once = runs_at_once
     if distributed.is_main():
         records.record_start(directory, dev, config, prepared, iteration=trainer.state.iteration,
                              execution=trainer.execution())  # fmt: skip

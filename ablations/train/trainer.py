@@ -29,27 +29,25 @@ from ablations.weights.finetune import build_model, train_mode
 
 
 class Trainer:
-    """One run: the loop, its reports, checkpoints and the final record."""
-
-    runs_at_once = 1  # runs trained beside this one in its process (ablations.gpu.streams)
+    """One run: the loop, its reports, checkpoints and the final record. `runs_at_once`: the
+    runs trained beside this one in its process (ablations.gpu.streams)."""
 
     def __init__(
         self, config: TrainConfig, data: RunData, *, directory: Path, device: torch.device,
         on_iteration: Callable[[int], None] | None = None, show_progress: bool = True,
-        deadline: float | None = None,
+        deadline: float | None = None, runs_at_once: int = 1,
     ) -> None:  # fmt: skip
         check_device(config, device)
         self.config, self.data, self.dir, self.device = config, data, directory, device
+        self.runs_at_once = runs_at_once
         self.on_iteration = on_iteration
         self.show_progress = show_progress and distributed.is_main()
         self.deadline = deadline  # time.monotonic(): stop at the first checkpoint after it
-        self.iterations, self.milestones, self.eval_every = config.schedule(
-            data.train.steps_per_epoch
-        )
+        self.iterations, milestones, self.eval_every = config.schedule(data.train.steps_per_epoch)
         self.model, self.started = build_model(config, data, device, runs_dir=directory.parent)
         fused = fused_optimizer(device)
         self.schedule = Schedule(
-            config, self.milestones, device=device, dtype=torch.float32 if fused else torch.float64
+            config, milestones, device=device, dtype=torch.float32 if fused else torch.float64
         )
         self.tally = Tally(device)
         # Under torchrun the step trains a DDP wrap; self.model stays the plain module (its
@@ -131,7 +129,8 @@ class Trainer:
         summary if the run ended here (complete, diverged, or stopped by the deadline)."""
         state = self.state
         if state.iteration > self.interval_from:  # (none on a run resumed at its very end)
-            self.synchronize()
+            if self.device.type == "cuda":  # this run's stream alone, not other runs' streams
+                torch.cuda.current_stream(self.device).synchronize()
             elapsed = time.perf_counter() - self.interval_start
             state.train_s += elapsed
             state.warmup_end, state.warmup_window = self.schedule.read()
@@ -197,11 +196,6 @@ class Trainer:
             return f"{c.variant} s{c.seed}"
         return f"{c.recipe}{'-' + c.arm if c.arm else ''} [{c.profile}] s{c.seed}"
 
-    def synchronize(self) -> None:
-        """Wait for this run's stream alone (its steps, graph and batches), not other runs'."""
-        if self.device.type == "cuda":
-            torch.cuda.current_stream(self.device).synchronize()
-
     def report(self, *, elapsed: float) -> tuple[dict[str, str], bool]:
         """The interval's curve rows; its progress statistics, and whether the loss is finite."""
         state, split = self.state, self.config.eval_split
@@ -260,22 +254,19 @@ class Trainer:
         if diverged:
             summary["diverged_at"] = state.iteration
         else:
-            self.final_evaluations()
+            # Once, at the end: the test split when the curves were on another, and the data's
+            # other crop protocols (10-crop, multi-scale) on the curves' split.
+            if "test" in self.data.splits and c.eval_split != "test":
+                self._evaluated("test")
+            for crops in self.data.final_crops:
+                self._evaluated(c.eval_split, crops=crops)
             curves = records.curves_frame(state.rows)
             summary |= records.final_metrics(curves, eval_split=c.eval_split)
         if not distributed.is_main():
             return summary
         if not diverged:
             resume.save_weights(rundir.weights(self.dir), self.model)
-        resume.write_curves(self.dir, state.rows)
+        rundir.write_curves(self.dir, records.curves_frame(state.rows))
         rundir.write_summary(self.dir, summary)
         rundir.checkpoint(self.dir).unlink(missing_ok=True)  # a finished run is not resumed
         return summary
-
-    def final_evaluations(self) -> None:
-        """Once, at the end: the test split when the curves were on another, and the data's
-        other crop protocols (10-crop, multi-scale) on the curves' split."""
-        if "test" in self.data.splits and self.config.eval_split != "test":
-            self._evaluated("test")
-        for crops in self.data.final_crops:
-            self._evaluated(self.config.eval_split, crops=crops)

@@ -48,14 +48,11 @@ PREPROCESSING = {
 
 @dataclass(frozen=True, kw_only=True)
 class Weights:
-    """What a results row says of a checkpoint (never the machine's path), and how its images
-    are prepared."""
+    """What a results row says of a checkpoint (never the machine's path)."""
 
     source: str  # "run:<id>", "torchvision:IMAGENET1K_V1", a file name
     format: str  # run, torchvision, akamaster or file (a state_dict of our architecture)
     sha256: str
-    preprocessing: Preprocessing
-    run_dir: Path | None = None  # for run:<id>
 
 
 def parse(name: str) -> tuple[str, str]:
@@ -108,11 +105,7 @@ def resolve(name: str, *, variant: Variant, runs_dir: Path) -> tuple[dict[str, T
     else:  # a file's name, never the machine's path
         source = f"torchvision:{path.name}" if fmt == "torchvision" else path.name
     sha256 = hashlib.sha256(path.read_bytes()).hexdigest()
-    run_dir = path.parent if fmt == "run" else None
-    record = Weights(
-        source=source, format=fmt, sha256=sha256, preprocessing=PREPROCESSING[fmt], run_dir=run_dir
-    )
-    return state, record
+    return state, Weights(source=source, format=fmt, sha256=sha256)
 
 
 def load_weights(

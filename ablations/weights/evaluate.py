@@ -4,7 +4,7 @@ row names that preparation, the crops, and the local data's name and sha256."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -37,17 +37,16 @@ from ablations.weights import (
 # arrays and evaluated on their test split.
 DATASETS = ("cifar10", "imagenet", "fashion-mnist")
 DEFAULT_DATASET = {"akamaster": "cifar10", "file": "cifar10", "torchvision": "imagenet"}
-Batches = Callable[[int], Iterator[tuple[Views, Tensor]]]  # batch size -> batches
 
 
 @dataclass(frozen=True)
 class _Prepared:
-    """The split a checkpoint is evaluated on: batches of a given size, and what its row says."""
+    """The split a checkpoint is evaluated on: its batches, and what its row says."""
 
-    batches: Batches
+    batches: Iterator[tuple[Views, Tensor]]
     images: int
     classes: int
-    normalizer: str  # the normaliser's kind ("run:" preprocessing names it)
+    preprocessing: str  # a run's names the normaliser it fitted, not just "run"
     input_size: int
     split: str
     data: Mapping[str, Any]  # source, source_format, checksum
@@ -88,11 +87,11 @@ def evaluate_checkpoint(
     weights_file(weights, variant=resolve(variant), runs_dir=runs_dir)
     prep = PREPROCESSING["akamaster" if fmt == "file" else fmt]  # load_weights refuses a bare file
     if config is not None:
-        prepared = _prepare_run(config, data=data, limit=limit, device=dev, crops=crops)
+        prepared = _prepare_run(config, data, limit, dev, crops=crops, batch_size=batch_size)
     elif name in STREAM_DATASETS:
-        prepared = _prepare_stream(prep, data=data, limit=limit, device=dev, crops=crops)
+        prepared = _prepare_stream(prep, data, limit, dev, crops=crops, batch_size=batch_size)
     else:
-        prepared = _prepare_arrays(name, prep, data=data, limit=limit, device=dev)
+        prepared = _prepare_arrays(name, prep, data, limit, dev, batch_size=batch_size)
     net = _variant(variant, weights=weights, run=run, classes=prepared.classes)
     state, record = load_weights(weights, variant=net, runs_dir=runs_dir)
     head = state.get("fc.weight")
@@ -109,9 +108,9 @@ def evaluate_checkpoint(
         first = str(err).split("\n\t", 1)[-1].split("\n")[0]
         raise AblationsError(f"{weights} does not fit {net.name}: {first}") from None
     provenance.warn_if_dirty("evaluating a checkpoint")
-    metrics = evaluate_metrics(model.to(dev), prepared.batches(batch_size), precision=precision)
+    metrics = evaluate_metrics(model.to(dev), prepared.batches, precision=precision)
     row = _row(net, record, prepared, name=name, metrics=metrics, precision=precision,
-               device=dev) | {"crops": crops}  # fmt: skip
+               device=dev, run=run) | {"crops": crops}  # fmt: skip
     table = schemas.EVALUATIONS.validate(pd.DataFrame([row]))
     upsert(results / schemas.EVALUATIONS_FILE, table, schemas.EVALUATIONS)
     return table
@@ -131,8 +130,8 @@ def _dataset_name(weights: str, fmt: str, dataset: str | None, config: TrainConf
 
 
 def _prepare_run(
-    config: TrainConfig, *, data: str | Path | None, limit: int | None, device: torch.device,
-    crops: str,
+    config: TrainConfig, data: str | Path | None, limit: int | None, device: torch.device, *,
+    crops: str, batch_size: int,
 ) -> _Prepared:  # fmt: skip
     """A run's held-out split (arrays: test, streams: val), prepared as its training did."""
     run = prepare_data(replace(config, device=device.type, test_size=limit), data, device)
@@ -147,17 +146,15 @@ def _prepare_run(
         assert isinstance(run, StreamData)
         run = replace(run, val=run.val if limit is None else sample_index(run.val, limit, seed=0))
         images, described = len(run.val), _listing(run.val)
-
-    def batches(size: int) -> Iterator[tuple[Views, Tensor]]:
-        return run.eval_batches(split, crops=crops, batch_size=size)
-
-    return _Prepared(batches, images, run.num_classes, str(record["normalize"]),
-                     int(record["input_size"]), split, described)  # fmt: skip
+    batches = run.eval_batches(split, crops=crops, batch_size=batch_size)
+    size = int(record["input_size"])
+    return _Prepared(batches, images, run.num_classes, f"run:{record['normalize']}@{size}", size,
+                     split, described)  # fmt: skip
 
 
 def _prepare_arrays(
-    name: str, prep: Preprocessing, *, data: str | Path | None, limit: int | None,
-    device: torch.device,
+    name: str, prep: Preprocessing, data: str | Path | None, limit: int | None,
+    device: torch.device, *, batch_size: int,
 ) -> _Prepared:  # fmt: skip
     """The test split decoded into arrays, with the checkpoint's preprocessing."""
     ds = load_dataset(name, data=data, download=False, resize=prep.resize,
@@ -165,17 +162,14 @@ def _prepare_arrays(
     idx = random_subset(len(ds.x_test), limit, seed=0)
     x, y = to_nchw(ds.x_test[idx]), torch.from_numpy(ds.y_test[idx])
     normalizer = Normalizer.fixed(prep.mean, prep.std)
-
-    def batches(size: int) -> Iterator[tuple[Views, Tensor]]:
-        return eval_batches(x, y, batch_size=size, device=device, normalizer=normalizer)
-
-    return _Prepared(batches, len(y), len(ds.classes), normalizer.kind, int(x.shape[-1]),
-                     "test", ds.describe())  # fmt: skip
+    batches = eval_batches(x, y, batch_size=batch_size, device=device, normalizer=normalizer)
+    return _Prepared(batches, len(y), len(ds.classes), prep.name, int(x.shape[-1]), "test",
+                     ds.describe())  # fmt: skip
 
 
 def _prepare_stream(
-    prep: Preprocessing, *, data: str | Path | None, limit: int | None, device: torch.device,
-    crops: str,
+    prep: Preprocessing, data: str | Path | None, limit: int | None, device: torch.device, *,
+    crops: str, batch_size: int,
 ) -> _Prepared:  # fmt: skip
     """ImageNet's val split, streamed with the checkpoint's preprocessing and `crops`."""
     from ablations.imagenet.augment import RECIPES
@@ -189,13 +183,10 @@ def _prepare_stream(
                      eval_resize=prep.resize)  # fmt: skip
     normalizer = Normalizer.fixed(prep.mean, prep.std)
     index = val if limit is None else sample_index(val, limit, seed=0)
-
-    def batches(size: int) -> Iterator[tuple[Views, Tensor]]:
-        return stream_batches(index, recipe=recipe, crops=crops, batch_size=size,
-                              device=device, normalizer=normalizer)  # fmt: skip
-
-    return _Prepared(batches, len(index), len(index.classes), normalizer.kind, recipe.crop,
-                     "val", _listing(index))  # fmt: skip
+    batches = stream_batches(index, recipe=recipe, crops=crops, batch_size=batch_size,
+                             device=device, normalizer=normalizer)  # fmt: skip
+    return _Prepared(batches, len(index), len(index.classes), prep.name, recipe.crop, "val",
+                     _listing(index))  # fmt: skip
 
 
 def _listing(index: ImageIndex) -> dict[str, Any]:
@@ -213,17 +204,13 @@ def _variant(name: str, *, weights: str, run: Path | None, classes: int) -> Vari
 
 def _row(
     net: Variant, record: Weights, prepared: _Prepared, *, name: str, metrics: Metrics,
-    precision: str, device: torch.device,
+    precision: str, device: torch.device, run: Path | None,
 ) -> dict[str, Any]:  # fmt: skip
-    prep = record.preprocessing.name
-    if record.format == "run":  # say which normaliser the run fitted, not just "run"
-        prep = f"run:{prepared.normalizer}@{prepared.input_size}"
-    trained_by = 0  # a checkpoint trained elsewhere: no trainer version of ours made it
-    if record.run_dir is not None:
-        trained_by = versions.run_trainer_version(rundir.starts(record.run_dir))
+    # A checkpoint trained elsewhere: no trainer version of ours made it.
+    trained_by = 0 if run is None else versions.run_trainer_version(rundir.starts(run))
     return {
         "variant": net.name, "weights": record.source, "weights_format": record.format,
-        "weights_sha256": record.sha256, "preprocessing": prep,
+        "weights_sha256": record.sha256, "preprocessing": prepared.preprocessing,
         "input_size": prepared.input_size, "dataset": name, "split": prepared.split,
         "images": prepared.images, "classes": prepared.classes,
         "top1_error": metrics.error, "top5_error": metrics.top5_error, "loss": metrics.loss,

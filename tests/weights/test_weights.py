@@ -14,7 +14,7 @@ from ablations.config import TrainConfig
 from ablations.io import write_json
 from ablations.models import ResNet
 from ablations.registry import AblationsError, get_variant, list_variants
-from ablations.weights import akamaster, load_weights, torchvision
+from ablations.weights import PREPROCESSING, akamaster, load_weights, torchvision
 
 
 @pytest.mark.parametrize("depth", [20, 56])
@@ -34,8 +34,8 @@ def test_akamaster_checkpoint_gives_their_logits(tmp_path, depth):
     torch.testing.assert_close(got, expected, atol=1e-5, rtol=1e-5)
     assert weights.format == "akamaster" and weights.source == path.name
     assert weights.sha256 == hashlib.sha256(path.read_bytes()).hexdigest()
-    assert weights.preprocessing.mean == (0.485, 0.456, 0.406)
-    assert weights.preprocessing.std == (0.229, 0.224, 0.225)
+    assert PREPROCESSING[weights.format].mean == (0.485, 0.456, 0.406)
+    assert PREPROCESSING[weights.format].std == (0.229, 0.224, 0.225)
 
 
 def test_permutation_puts_old_channels_in_the_middle():
@@ -74,7 +74,7 @@ def test_torchvision_weights_are_never_downloaded(tmp_path, monkeypatch):
     state, weights = load_weights("torchvision:IMAGENET1K_V1", variant=variant, runs_dir=tmp_path)
     ResNet(variant).load_state_dict(state)
     assert weights.source == "torchvision:IMAGENET1K_V1" and weights.format == "torchvision"
-    assert (weights.preprocessing.resize, weights.preprocessing.crop) == (256, 224)
+    assert (PREPROCESSING[weights.format].resize, PREPROCESSING[weights.format].crop) == (256, 224)
 
 
 def test_a_run_without_weights_says_how_to_get_them(tmp_path):
