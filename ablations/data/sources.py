@@ -127,8 +127,7 @@ def _probe(path: Path) -> tuple[str, Path] | None:
     """(format, root) of what is at `path`, from names alone; completeness is checked later, so
     a half-copied dataset gets an error naming the missing file rather than "unknown format"."""
     if path.is_file():
-        fmt = _probe_archive(path)
-        return None if fmt is None else (fmt, path)
+        return _probe_archive(path)
     for root in (path, path / CIFAR_DIR):
         if any((root / f).is_file() for f in CIFAR_FILES):
             return "cifar-pickle", root
@@ -140,15 +139,15 @@ def _probe(path: Path) -> tuple[str, Path] | None:
     return None
 
 
-def _probe_archive(path: Path) -> str | None:
+def _probe_archive(path: Path) -> tuple[str, Path] | None:
     try:
         with tarfile.open(path) as tar:
             for i, member in enumerate(tar):
                 parts = member_parts(member.name)
                 if parts and parts[-1] in CIFAR_FILES:
-                    return "cifar-pickle"
+                    return "cifar-pickle", path
                 if member.isfile() and split_index(parts) is not None and is_image(parts[-1]):
-                    return "imagefolder-tar"
+                    return "imagefolder-tar", path
                 if i >= _SNIFF_MEMBERS:
                     break
     except (tarfile.TarError, OSError, EOFError, zlib.error):
