@@ -58,8 +58,7 @@ def pack(
 def _parts(
     files: list[Path], results: Path, *, room: float, part_bytes: float, left_out: list[str]
 ) -> tuple[list[list[Path]], float]:
-    """`files` in order, in parts of at most `part_bytes`, within `room` bytes; the files that
-    do not fit go to `left_out`. Returns the parts and the room left."""
+    """`files` in order, in parts within `part_bytes`, and the room left; the rest to `left_out`."""
     parts: list[list[Path]] = []
     filled = 0  # the last part's bytes
     for f in files:

@@ -41,9 +41,8 @@ def _run(*command: str, cwd: Path | None = None) -> str:
 
 @cache
 def git_commit(cwd: Path | None = None) -> str:
-    """HEAD of the repository the command runs in, with "+dirty" for uncommitted changes to
-    tracked files outside results/ and reports/. A job started from a code snapshot gets the
-    snapshot's commit from $ABLATE_GIT_COMMIT: its working directory is no checkout."""
+    """HEAD, with "+dirty" for uncommitted changes to tracked files outside results/ and reports/;
+    a job run from a code snapshot (no checkout) reads the snapshot's from $ABLATE_GIT_COMMIT."""
     if os.environ.get("ABLATE_GIT_COMMIT"):
         return os.environ["ABLATE_GIT_COMMIT"]
     where = cwd or Path.cwd()
@@ -75,19 +74,23 @@ def available_cores() -> int:
     return os.cpu_count() or 1
 
 
+def _read(path: str) -> str:
+    """A system file's text; "" where it cannot be read."""
+    try:
+        return Path(path).read_text()
+    except OSError:
+        return ""
+
+
 def _cpuinfo(*fields: str) -> str | None:
     """The value of the first /proc/cpuinfo line naming one of `fields` (None: no such line)."""
-    try:
-        lines = Path("/proc/cpuinfo").read_text().splitlines()
-    except OSError:
-        return None
+    lines = _read("/proc/cpuinfo").splitlines()
     return next((line.split(":", 1)[1].strip() for line in lines if line.startswith(fields)), None)
 
 
 @cache
 def cpu_model() -> str:
-    model = _cpuinfo("model name")
-    return (platform.processor() or platform.machine()) if model is None else model
+    return _cpuinfo("model name") or platform.processor() or platform.machine()
 
 
 def _short_sha256(text: str) -> str:
@@ -106,20 +109,14 @@ def cpu_flags() -> str:
 def machine_id() -> str:
     """A short hash of /etc/machine-id (the raw id never leaves the machine): it tells two
     installations apart, not two VMs cloned from one image. "" where there is none."""
-    for path in (Path("/etc/machine-id"), Path("/var/lib/dbus/machine-id")):
-        try:
-            raw = path.read_text().strip()
-        except OSError:
-            continue
-        if raw:
-            return _short_sha256("machine-id:" + raw)
-    return ""
+    ids = (_read(path).strip() for path in ("/etc/machine-id", "/var/lib/dbus/machine-id"))
+    raw = next(filter(None, ids), "")
+    return _short_sha256("machine-id:" + raw) if raw else ""
 
 
 def cpu_kernels() -> str:
-    """The instruction set PyTorch's CPU kernels were chosen for, as ATen's dispatch level and
-    oneDNN's cap (which ATEN_CPU_CAPABILITY and ONEDNN_MAX_CPU_ISA lower), e.g. "aten AVX512,
-    onednn default": a replicate made under lowered kernels is told apart by it."""
+    """The instruction sets of PyTorch's CPU kernels, e.g. "aten AVX512, onednn default" (lowered
+    by ATEN_CPU_CAPABILITY, ONEDNN_MAX_CPU_ISA): a replicate made under lower ones shows it."""
     onednn = os.environ.get("ONEDNN_MAX_CPU_ISA") or os.environ.get("DNNL_MAX_CPU_ISA") or "default"
     return f"aten {torch.backends.cpu.get_cpu_capability()}, onednn {onednn}"
 

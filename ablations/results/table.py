@@ -117,9 +117,8 @@ def _keys(df: pd.DataFrame, columns: tuple[str, ...]) -> pd.Series:
 def upsert(
     path: str | Path, rows: pd.DataFrame, schema: Schema, *, replace: tuple[str, ...] = ()
 ) -> pd.DataFrame:
-    """Add `rows` to the table at `path`: a stored row of the same key is replaced in place, the
-    others are appended. Every stored row of a `replace` group in `rows` goes (a rerun's curve
-    with fewer points). Returns the table."""
+    """Add `rows` to the table at `path`, each replacing a stored row of its key in place; every
+    stored row of a `replace` group in `rows` goes (a rerun's shorter curve). Returns the table."""
     path = Path(path)
     with locked(path):
         old = read_table(path, schema)
