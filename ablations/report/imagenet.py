@@ -119,8 +119,7 @@ def imagenet_section(results: Path) -> Section:
             f"{TITLE}\n\nNo ImageNet runs in runs.csv: `ablate run --experiments "
             "imagenet-degradation --profile imagenet-paper --data DIR` (docs/imagenet.md).\n"
         )
-    order = sorted(set(mine["profile"]), key=lambda p: (p not in FIRST, FIRST.index(p)
-                                                         if p in FIRST else 0, p))  # fmt: skip
+    order = sorted(set(mine["profile"]), key=lambda p: ((*FIRST, p).index(p), p))
     sections = [profile_section(p, mine[mine["profile"] == p], curves) for p in order]
     joined = tables.join(sections)
     return Section(f"{TITLE}\n\n{joined.markdown}", joined.figures)
