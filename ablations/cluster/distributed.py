@@ -39,7 +39,7 @@ def is_main() -> bool:
 
 
 def launched_world() -> int:
-    """The world size torchrun (or `export_submitit_env`) announced, before setup."""
+    """The world size torchrun (or a submitit job of several tasks) announced, before setup."""
     return int(os.environ.get("WORLD_SIZE", "1"))
 
 
@@ -60,15 +60,6 @@ def setup(device: str | None = None) -> torch.device | None:
 def teardown() -> None:
     if active():
         dist.destroy_process_group()
-
-
-def export_submitit_env() -> None:
-    """In a submitit job of several tasks, export RANK, WORLD_SIZE, ... for `setup` to join."""
-    import submitit
-
-    env = submitit.JobEnvironment()
-    if env.num_tasks > 1 and "WORLD_SIZE" not in os.environ:
-        submitit.helpers.TorchDistributedEnvironment().export(set_cuda_visible_devices=False)
 
 
 def for_world(config: TrainConfig, *, sync_bn: bool, world: int | None = None) -> TrainConfig:
@@ -105,8 +96,6 @@ def check_world(config: TrainConfig) -> bool:
 
 def shard(x: Tensor, y: Tensor) -> tuple[Tensor, Tensor]:
     """This rank's contiguous slice of a global batch (the whole batch for one process)."""
-    if world_size() == 1:
-        return x, y
     size = len(x) // world_size()
     lo = rank() * size
     return x[lo : lo + size], y[lo : lo + size]
@@ -152,9 +141,8 @@ def convert_sync_bn(model: nn.Module, *, device: torch.device) -> None:
 
 
 class GlobalBatchNorm2d(nn.BatchNorm2d):
-    """BatchNorm2d over the global batch: two-pass mean and biased variance from all-reduced
-    sums (autograd-aware, so the gradient is the global batch's too); running statistics as
-    BatchNorm2d keeps them. In eval mode, or for one process, it is BatchNorm2d."""
+    """BatchNorm2d over the global batch (all-reduced sums, autograd-aware: the gradient is the
+    global batch's too), running statistics as BatchNorm2d's; in eval mode, BatchNorm2d itself."""
 
     def forward(self, x: Tensor) -> Tensor:
         if not self.training or world_size() == 1:

@@ -165,7 +165,9 @@ class TrainJob(submitit.helpers.Checkpointable):
         from ablations.train import run
 
         config = TrainConfig.from_json(self.config)
-        distributed.export_submitit_env()  # a job of several tasks is one run across them
+        if submitit.JobEnvironment().num_tasks > 1 and "WORLD_SIZE" not in os.environ:
+            # A job of several tasks is one run across them: RANK, WORLD_SIZE, ... for setup.
+            submitit.helpers.TorchDistributedEnvironment().export(set_cuda_visible_devices=False)
         device = distributed.setup(self.device) or self.device
         main = distributed.is_main()  # only it writes job.json and the heartbeat
         try:

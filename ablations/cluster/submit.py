@@ -83,18 +83,17 @@ def pinned(snap: Snapshot, *, env: dict[str, str] | None = None) -> Iterator[Non
 def execute_submitted(
     tasks: list[Task], ctx: Context, *, options: LaunchOptions, log: Log | None = None
 ) -> dict[str, int]:
-    """Submit the training runs that are neither done nor queued or running (a failed or lost
-    one resumes from its checkpoint). Local runs are waited for; the other tasks run here once
-    every run they read has finished (with Slurm: on a later `ablate run`)."""
+    """Submit the training runs neither done, queued nor running (a failed one resumes); wait for
+    local ones. The other tasks run here once every run has finished (Slurm: on a later call)."""
     say = log or (lambda line: print(line, file=sys.stderr, flush=True))
-    train = [t for t in tasks if t.kind == "train" and t.config is not None]
-    states = {t.label: _state(t, ctx) for t in train}
-    todo = [t for t in train if states[t.label] in ("missing", "failed")]
-    busy = [t for t in train if states[t.label] in ("pending", "running")]
-    counts = {"done": len(train) - len(todo) - len(busy), "submitted": len(todo),
+    runs = {t: ctx.runs_dir / t.config.run_id for t in tasks if t.kind == "train" and t.config}
+    states = {t: task_status(run).state for t, run in runs.items()}
+    todo = [t for t in runs if states[t] in ("missing", "failed")]
+    busy = [t for t in runs if states[t] in ("pending", "running")]
+    counts = {"done": len(runs) - len(todo) - len(busy), "submitted": len(todo),
               "busy": len(busy), "ran": 0}  # fmt: skip
     for task in busy:
-        say(f"[ablate] {task.label}: {states[task.label]} (submitted earlier; not resubmitted)")
+        say(f"[ablate] {task.label}: {states[task]} (submitted earlier; not resubmitted)")
     local = options.executor != "slurm"
     if todo:
         snap = take_snapshot(ctx.results)
@@ -108,22 +107,16 @@ def execute_submitted(
         else:
             _submit_slurm(train_jobs, options=options, results=ctx.results, snapshot=snap, log=say)
     if local:
-        _wait_for([ctx.runs_dir / t.config.run_id for t in busy if t.config is not None], say)
-    finished = {t.label: _state(t, ctx) == "done" for t in train}
-    for task in train:  # membership, as `execute` marks it: the report selects runs by it
-        if finished[task.label]:
-            mark_done(task, ctx)
+        _wait_for([runs[t] for t in busy], say)
+    finished = [t for t, run in runs.items() if task_status(run).state == "done"]
+    for task in finished:  # membership, as `execute` marks it: the report selects runs by it
+        mark_done(task, ctx)
     counts["recorded"] = record_unrecorded(ctx)
-    counts["unfinished"] = sum(not done for done in finished.values())
+    counts["unfinished"] = len(runs) - len(finished)
     if not counts["unfinished"]:
         rest = [t for t in tasks if t.kind != "train"]
         counts["ran"] = execute(rest, ctx, log=say)["ran"] if rest else 0
     return counts
-
-
-def _state(task: Task, ctx: Context) -> str:
-    assert task.config is not None
-    return task_status(ctx.runs_dir / task.config.run_id).state
 
 
 def _job(task: Task, ctx: Context, *, device: str) -> TrainJob:
@@ -131,9 +124,8 @@ def _job(task: Task, ctx: Context, *, device: str) -> TrainJob:
     data = data_for(task.config, ctx)
     if data is not None and Path(data).expanduser().exists():
         data = Path(data).expanduser().resolve()
-    data = None if data is None else str(data)
-    return TrainJob(task.config.to_json(), runs_dir=str(ctx.runs_dir.resolve()), data=data,
-                    device=device)  # fmt: skip
+    return TrainJob(task.config.to_json(), runs_dir=str(ctx.runs_dir.resolve()),
+                    data=None if data is None else str(data), device=device)  # fmt: skip
 
 
 def _run_local(
@@ -147,9 +139,7 @@ def _run_local(
     queue = list(train_jobs)
     running: dict[int, tuple[TrainJob, Any]] = {}
     while queue or running:
-        for slot in range(options.jobs):
-            if slot in running or not queue:
-                continue
+        for slot in [s for s in range(options.jobs) if s not in running][: len(queue)]:
             task = queue.pop(0)
             gpu = slot % gpus if gpus else None
             folder = task.run_dir.resolve() / rundir.JOB_LOGS
