@@ -88,8 +88,7 @@ def _run(task: Task, ctx: Context) -> None:
             task.config, out=ctx.runs_dir, data=data_for(task.config, ctx), device=ctx.device,
             deadline=ctx.deadline,
         )  # fmt: skip
-        if record.status != "stopped":
-            _record_run(record.run_dir, task, ctx)
+        _record_run(record, task, ctx)
     elif task.kind == "responses":
         from ablations.measure import responses
 
@@ -107,9 +106,11 @@ def _run(task: Task, ctx: Context) -> None:
         complexity.update(ctx.results / schemas.COMPLEXITY_FILE, list_variants())
 
 
-def _record_run(run_dir: Path, task: Task, ctx: Context) -> None:
-    rundir.add_experiments(run_dir, task.experiments)
-    collect.record(run_dir, ctx.results)
+def _record_run(record: records.RunRecord, task: Task, ctx: Context) -> None:
+    """A run that ended (not one stopped at the time limit) joins its experiments and runs.csv."""
+    if record.status != "stopped":
+        rundir.add_experiments(record.run_dir, task.experiments)
+        collect.record(record.run_dir, ctx.results)
 
 
 def _train_together(
@@ -123,8 +124,7 @@ def _train_together(
 
     def ended(record: records.RunRecord) -> None:
         say(f"[ablate] {record.config.run_id}: {record.status}")
-        if record.status != "stopped":
-            _record_run(record.run_dir, by_run[record.config.run_id], ctx)
+        _record_run(record, by_run[record.config.run_id], ctx)
 
     say(f"[ablate] training {len(by_run)} run(s), {jobs} at once in this process")
     streams.train_together(

@@ -140,9 +140,8 @@ def report_run(results: Path, *, profile: str, reports: Path | None) -> None:
     """The report `ablate run` ends with. A committed profile's run into the results/ folder
     beside the README renders reports/ and the pages' blocks; any other renders
     `<results>/report/` and leaves them alone. `reports` (--reports) chooses the folder."""
-    known = PROFILES.get(profile)
     project = DEFAULT_README.resolve().parent / "results"
-    committed = known is not None and known.committed and results.resolve() == project
+    committed = PROFILES[profile].committed and results.resolve() == project
     out = reports or (DEFAULT_REPORTS if committed else results / "report")
     _render(results, out=out, readme=DEFAULT_README if committed else None)
     if not committed:

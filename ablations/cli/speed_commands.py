@@ -67,11 +67,8 @@ def add_speed_commands(command: Command) -> None:
     p.add_argument("--device", default="auto")
     p.add_argument("--iterations", type=POSITIVE, default=50, help="timed steps per loop")
     p.add_argument("--warmup", type=NON_NEGATIVE, default=10, help="untimed steps first")
-    p.add_argument(
-        "--workers",
-        type=NON_NEGATIVE,
-        help="conventional DataLoader workers (default: one per core)",
-    )
+    conventional = "conventional DataLoader workers (default: one per core)"
+    p.add_argument("--workers", type=NON_NEGATIVE, help=conventional)
     p.add_argument("--batch-size", type=POSITIVE, default=128)
     p.add_argument("--input-size", type=POSITIVE, help="default: native 32x32")
     p.add_argument("--compile", action="store_true", help="torch.compile our loop's model")
