@@ -107,41 +107,26 @@ def axis_names() -> tuple[str, ...]:
     return tuple(f.name for f in fields(Variant))
 
 
-def _choice(axis: str, value: object, allowed: Sequence[str]) -> list[str]:
-    if value in allowed:
-        return []
-    return [f"unknown {axis} {value!r}; allowed: {', '.join(allowed)}"]
-
-
 def _problems(v: Variant) -> list[str]:
+    allowed = {"family": FAMILIES, "stem": STEMS, "stride_at": STRIDE_AT}
     problems = [
-        *_choice("family", v.family, FAMILIES),
-        *_choice("stem", v.stem, STEMS),
-        *_choice("stride_at", v.stride_at, STRIDE_AT),
+        f"unknown {axis} {getattr(v, axis)!r}; allowed: {', '.join(values)}"
+        for axis, values in allowed.items()
+        if getattr(v, axis) not in values
     ]
     if not v.name or any(c.isspace() for c in v.name):
         problems.append("name must be non-empty and without spaces")
-    if v.residual:
-        problems += _choice("shortcut", v.shortcut, SHORTCUTS)
-    elif v.shortcut != "none":
+    if v.residual and v.shortcut not in SHORTCUTS:
+        problems.append(f"unknown shortcut {v.shortcut!r}; allowed: {', '.join(SHORTCUTS)}")
+    elif not v.residual and v.shortcut != "none":
         problems.append("plain nets have no shortcut: use shortcut='none'")
     for axis in ("width", "input_size", "in_channels", "num_classes"):
         if not (isinstance(getattr(v, axis), int) and getattr(v, axis) >= 1):
             problems.append(f"{axis} must be a positive integer")
     if v.block not in block_names():
         return [*problems, f"unknown block {v.block!r}; registered: {', '.join(block_names())}"]
-    problems += _block_problems(v)
-    if not v.stage_blocks or any(not isinstance(n, int) or n < 1 for n in v.stage_blocks):
-        problems.append("stage_blocks must be a non-empty tuple of positive integers")
-    else:
-        problems += _depth_problems(v)
-    return problems
-
-
-def _block_problems(v: Variant) -> list[str]:
-    """What the block's declaration rules out: other families, a plain form, a stride placement."""
+    # What the block's declaration rules out: other families, a plain form, a stride placement.
     spec = get_block(v.block)
-    problems = []
     if v.family not in spec.families:
         problems.append(f"{v.block} blocks are declared for {', '.join(spec.families)} nets only")
     if not v.residual and not spec.plain:
@@ -151,7 +136,9 @@ def _block_problems(v: Variant) -> list[str]:
             f"stride_at {v.stride_at!r} is no placement of {v.block} blocks; "
             f"allowed: {', '.join(spec.stride_at)}"
         )
-    return problems
+    if not v.stage_blocks or any(not isinstance(n, int) or n < 1 for n in v.stage_blocks):
+        return [*problems, "stage_blocks must be a non-empty tuple of positive integers"]
+    return problems + _depth_problems(v)
 
 
 def _depth_problems(v: Variant) -> list[str]:
@@ -180,6 +167,7 @@ class Registry:
         self._aliases: dict[str, str] = {}
 
     def register(self, variant: Variant, *, aliases: Iterable[str] = ()) -> Variant:
+        """Register `variant` under `variant.name` (and `aliases`); returns it, for chaining."""
         taken = [n for n in (variant.name, *aliases) if n in self._variants or n in self._aliases]
         if taken:
             raise InvalidVariantError(
@@ -195,6 +183,7 @@ class Registry:
         self._aliases = {a: n for a, n in self._aliases.items() if n != canonical}
 
     def get(self, name: str) -> Variant:
+        """The registered variant called `name` (or one of its aliases, e.g. "resnet56-a")."""
         canonical = self._aliases.get(name, name)
         if canonical in self._variants:
             return self._variants[canonical]
@@ -205,37 +194,22 @@ class Registry:
     def names(
         self, include: str | Sequence[str] = "*", exclude: str | Sequence[str] = ()
     ) -> list[str]:
-        inc = [include] if isinstance(include, str) else list(include)
-        exc = [exclude] if isinstance(exclude, str) else list(exclude)
-        return [
-            n
-            for n in self._variants
-            if any(fnmatch.fnmatchcase(n, p) for p in inc)
-            and not any(fnmatch.fnmatchcase(n, p) for p in exc)
-        ]
+        """Names matching any `include` glob and no `exclude` glob, in registration order."""
+
+        def matches(name: str, patterns: str | Sequence[str]) -> bool:
+            globs = [patterns] if isinstance(patterns, str) else patterns
+            return any(fnmatch.fnmatchcase(name, g) for g in globs)
+
+        return [n for n in self._variants if matches(n, include) and not matches(n, exclude)]
 
     def closest(self, pattern: str) -> list[str]:
         return difflib.get_close_matches(pattern, list(self._variants), n=5)
 
 
 REGISTRY = Registry()
-
-
-def register_variant(variant: Variant, *, aliases: Iterable[str] = ()) -> Variant:
-    """Register `variant` under `variant.name` (and `aliases`); returns it, for chaining."""
-    return REGISTRY.register(variant, aliases=aliases)
-
-
-def get_variant(name: str) -> Variant:
-    """The registered variant called `name` (or one of its aliases, e.g. "resnet56-a")."""
-    return REGISTRY.get(name)
-
-
-def list_variants(
-    include: str | Sequence[str] = "*", exclude: str | Sequence[str] = ()
-) -> list[str]:
-    """Registered names matching any `include` glob and no `exclude` glob, in registration order."""
-    return REGISTRY.names(include, exclude)
+register_variant = REGISTRY.register
+get_variant = REGISTRY.get
+list_variants = REGISTRY.names
 
 
 def derive(base: str | Variant, *, name: str | None = None, **overrides: Any) -> Variant:

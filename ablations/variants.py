@@ -35,9 +35,9 @@ IMAGENET_STAGES: dict[int, tuple[str, tuple[int, ...]]] = {
 
 # He et al. (2016b), Table 3: pre-activation nets of two-conv blocks up to 110 layers (6n+2),
 # bottlenecks beyond (9n+2).
-PREACT_DEPTHS: dict[int, str] = {20: "preact", 32: "preact", 44: "preact", 56: "preact",
-                                 110: "preact", 164: "preact-bottleneck",
-                                 1001: "preact-bottleneck"}  # fmt: skip
+PREACT_DEPTHS: dict[int, str] = {
+    d: "preact" if d <= 110 else "preact-bottleneck" for d in (20, 32, 44, 56, 110, 164, 1001)
+}
 
 FAMILY_DEFAULTS: dict[str, dict[str, Any]] = {
     "cifar": dict(family="cifar", block="basic", shortcut="a", stem="k3", width=16,
@@ -49,9 +49,7 @@ FAMILY_DEFAULTS: dict[str, dict[str, Any]] = {
 # What each name suffix sets. The k3 stem is the CIFAR adaptation (no downsampling before the
 # first stage), so a k3 net is defined on 32x32 CIFAR-10 input, as CIFAR-style ResNet-18 code is.
 SUFFIXES: dict[str, dict[str, Any]] = {
-    "a": {"shortcut": "a"},
-    "b": {"shortcut": "b"},
-    "c": {"shortcut": "c"},
+    **{shortcut: {"shortcut": shortcut} for shortcut in ("a", "b", "c")},
     "k3": {"stem": "k3", "input_size": 32, "num_classes": 10},
     "k7": {"stem": "k7"},
     "v1": {"stride_at": "1x1"},
@@ -125,14 +123,8 @@ for _depth in PREACT_DEPTHS:
 
 # Architectures of the tutorial recipes (ablations.recipes) that the grid does not hold.
 register_variant(base_variant("cifar", 14))  # [2, 2, 2] basic blocks, 16/32/64 channels
-register_variant(
-    replace(
-        get_variant("resnet18"),
-        name="resnet18-d2l",
-        in_channels=1,
-        input_size=96,
-        num_classes=10,
-        conv_bias=True,
-        projection_bn=False,
-    )
-)  # d2l.ai's textbook ResNet-18 (ch. 8.6) for 1-channel Fashion-MNIST at 96x96
+# d2l.ai's textbook ResNet-18 (ch. 8.6) for 1-channel Fashion-MNIST at 96x96.
+D2L_AXES: dict[str, Any] = dict(
+    in_channels=1, input_size=96, num_classes=10, conv_bias=True, projection_bn=False
+)
+register_variant(replace(get_variant("resnet18"), name="resnet18-d2l", **D2L_AXES))
