@@ -84,7 +84,7 @@ def execute_submitted(
     tasks: list[Task], ctx: Context, *, options: LaunchOptions, log: Log | None = None
 ) -> dict[str, int]:
     """Submit the training runs neither done, queued nor running (a failed one resumes); wait for
-    local ones. The other tasks run here once every run has finished (Slurm: on a later call)."""
+    local ones. The other tasks run once every run has finished (Slurm: a later `ablate run`)."""
     say = log or (lambda line: print(line, file=sys.stderr, flush=True))
     runs = {t: ctx.runs_dir / t.config.run_id for t in tasks if t.kind == "train" and t.config}
     states = {t: task_status(run).state for t, run in runs.items()}
