@@ -1,13 +1,6 @@
 """resnet-ablations: the architecture ablations of He et al. (2016) as a registry, runners and
-reports. Public API: the registry (`Variant`, `register_variant`, `get_variant`, `list_variants`,
-`derive`), block types (`register_block`, `unregister_block`, `BlockSpec`), experiments and
-their claims (`Experiment`, `register_experiment`, `Lower`, `GapGrows`, `Nets`) and
-`create_model`.
-
-Importing the package loads no torch: the registry, the results tables and the report work
-without it, and `create_model` imports the models when it is first used. It also loads the
-plugins that ABLATE_PLUGINS names (ablations.plugins), so that a process `ablate` starts holds
-the variants its parent loaded."""
+reports. Importing it loads no torch (`create_model` imports the models on first use). It loads
+the plugins that ABLATE_PLUGINS names, so a process `ablate` starts holds its parent's variants."""
 
 from __future__ import annotations
 

@@ -1,24 +1,14 @@
-"""Block types as declarations: what the registry and the builder know about a block.
-
-A declaration names a value of the `block` axis. It says how many weighted layers one block has,
-how it widens its stage and which nets may use it. It also says what the net around it needs (the
-stem's and the head's activations) and where its nn.Module class lives. The registry validates
-variants against it and the builder asks it for the class. So a new block type is one class and
-one declaration, in a file of the user's own:
-
-    @register_block("mine", layers=2)
-    class MyBlock(Block):  # ablations.models.Block: the contract the builder calls
-        ...
-
-The built-in blocks name their classes by import path, so importing the registry loads no torch.
-"""
+"""Block types as declarations: a block's layers, widening, the families and stride placements it
+allows, what the stem and head around it need, and where its nn.Module class lives. A new block
+type is one class and one `register_block` (docs/variants.md). The built-in blocks name their
+classes by import path, so importing the registry loads no torch."""
 
 from __future__ import annotations
 
 import importlib
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, fields
-from typing import TypeVar, overload
+from typing import Any, TypeVar, overload
 
 from ablations.errors import InvalidVariantError
 
@@ -122,20 +112,14 @@ def register_block(
     stem_bn_relu: bool = ..., head_bn_relu: bool = ...,
 ) -> Callable[[C], C]: ...  # fmt: skip
 def register_block(
-    name: str, module: str | type | None = None, *, layers: int, expansion: int = 1,
-    families: Iterable[str] = FAMILIES, plain: bool = True, stride_at: Iterable[str] = ("3x3",),
-    stem_bn_relu: bool = True, head_bn_relu: bool = False,
-) -> BlockSpec | Callable[[C], C]:  # fmt: skip
+    name: str, module: str | type | None = None, **options: Any
+) -> BlockSpec | Callable[[C], C]:
     """Declare the block type `name` (see BlockSpec for each option). With `module`, a class or
     its import path, the declaration is registered and returned; without it, this is a class
     decorator that registers the class it decorates and returns it unchanged."""
 
     def declare(cls: str | type) -> BlockSpec:
-        spec = BlockSpec(
-            name=name, layers=layers, expansion=expansion, families=tuple(families), plain=plain,
-            stride_at=tuple(stride_at), stem_bn_relu=stem_bn_relu, head_bn_relu=head_bn_relu,
-            module=cls,
-        )  # fmt: skip
+        spec = BlockSpec(name=name, module=cls, **options)
         if name in _BLOCKS:
             raise InvalidVariantError(f"block {name!r} is already registered; choose another name")
         _BLOCKS[name] = spec

@@ -1,8 +1,7 @@
 """The resolved configuration of a training run: a frozen, printable, hashable value.
 
-A run is a pure function of its config; `key` hashes every field that can change the result, so
-a finished run is recognised (and never recomputed) wherever it is found, and a run can be sent
-to another machine unchanged. Field defaults are the paper's CIFAR-10 protocol.
+A run is a pure function of its config. `key` hashes every field that can change the result, so a
+finished run is recognised wherever it is found. Field defaults are the paper's CIFAR-10 protocol.
 """
 
 from __future__ import annotations

@@ -1,8 +1,5 @@
-"""The errors a user can fix. The CLI prints each as one line and exits non-zero.
-
-They live below the registry and the block declarations, which both raise them; the registry
-re-exports them, so `from ablations.registry import AblationsError` keeps working.
-"""
+"""The errors a user can fix. The CLI prints each as one line and exits non-zero. The registry
+re-exports them, so `from ablations.registry import AblationsError` works."""
 
 from __future__ import annotations
 

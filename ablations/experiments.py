@@ -1,10 +1,8 @@
 """Named experiments, declared as data: which runs each one needs under a given profile.
 
-An experiment is a list of independent tasks. A training task is a `TrainConfig` (a pure
-function of variant, dataset, profile, seed and overrides, with a stable key); the complexity,
-throughput and layer-response experiments are tables whose rows are tasks of their own. `plan`
-turns experiments into tasks; `ablations.pipeline` runs the missing ones.
-"""
+A training task is a `TrainConfig`; the complexity, throughput and layer-response experiments are
+tables whose rows are tasks of their own. `parse` checks a list of experiments against a profile;
+ablations.tasks plans their tasks and ablations.pipeline runs the missing ones."""
 
 from __future__ import annotations
 
@@ -120,98 +118,95 @@ class Experiment:
         return self.variants.get(profile, self.variants.get("*", ()))
 
 
-EXPERIMENTS: dict[str, Experiment] = {
-    e.name: e
-    for e in (
-        Experiment(
-            name="complexity",
-            kind="complexity",
-            description="params and MACs of every registered variant",
-        ),
-        Experiment(
-            name="degradation",
-            kind="train",
-            description="plain-20/32/44/56 vs ResNet-20/32/44/56/110 on CIFAR-10 "
-            "(paper Fig. 6, Table 6)",
-            variants={"paper": PLAIN_AND_RESIDUAL, "*": FOUR_NETS},
-            title="Degradation (Fig. 6, Table 6)",
-            claims=DEGRADATION_CLAIMS,
-        ),
-        Experiment(
-            name="shortcuts",
-            kind="train",
-            description="shortcut options A/B/C at one depth (the analogue of the paper's "
-            "Table 3): CIFAR ResNet-56 and, under the paper profile, ImageNet-style "
-            "ResNet-18/34 with the k3 stem at 32x32",
-            variants={"paper": SHORTCUTS_CIFAR + SHORTCUTS_K3, "*": SHORTCUTS_CIFAR},
-            title="Shortcut options",
-        ),
-        Experiment(
-            name="stems",
-            kind="train",
-            description="the k7 stem against the k3 stem on 32x32 inputs: ResNet-18 as for "
-            "ImageNet and as CIFAR-style code writes it",
-            variants={"*": ("resnet18", "resnet18-k3")},
-            title="Stems",
-        ),
-        Experiment(
-            name="preact",
-            kind="train",
-            description="pre-activation ResNets (He et al. 2016b: BN-ReLU before each conv, "
-            "identity after the addition) against the original ones, block for block at the "
-            "same depths, shortcut A",
-            variants={"paper": PREACT_NETS, "*": PREACT_QUICK},
-            title="Pre-activation (He et al. 2016b)",
-            claims=PREACT_CLAIMS,
-        ),
-        Experiment(
-            name="throughput",
-            kind="throughput",
-            description="images/s, step time and memory (a quick table on a CPU, the full "
-            "settings grid on a GPU)",
-            variants={"paper": THROUGHPUT_FULL, "*": THROUGHPUT_QUICK},
-        ),
-        Experiment(
-            name=RECIPES_EXPERIMENT,
-            kind="recipes",
-            description="the classic ResNet tutorials' setups (`ablate recipes`), at the "
-            "profile's budget (paper: the tutorials' own), beside the accuracy each claims",
-        ),
-        Experiment(
-            name="responses",
-            kind="responses",
-            description="std of each 3x3 layer's response (after BN, before the addition and "
-            "ReLU) on the test set, for the trained degradation nets of the paper's Fig. 7",
-            variants={"paper": FIG7_NETS, "*": FOUR_NETS},
-        ),
-        Experiment(
-            name="imagenet-degradation",
-            kind="train",
-            description="plain-18/34 vs ResNet-18/34 (option A) on ImageNet (paper Fig. 4, "
-            "Table 2)",
-            variants={"*": IMAGENET_DEGRADATION},
-            dataset="imagenet",
-            claims=IMAGENET_DEGRADATION_CLAIMS,
-        ),
-        Experiment(
-            name="imagenet-shortcuts",
-            kind="train",
-            description="shortcut options A/B/C of ResNet-34 on ImageNet (paper Table 3)",
-            variants={"*": IMAGENET_SHORTCUTS},
-            dataset="imagenet",
-            claims=IMAGENET_SHORTCUTS_CLAIMS,
-        ),
-        Experiment(
-            name="imagenet-bottleneck",
-            kind="train",
-            description="bottleneck ResNet-50/101/152 on ImageNet (paper Table 3) with the "
-            "paper's stride placement (first 1x1 conv, -v1) and torchvision's (3x3, v1.5)",
-            variants={"*": IMAGENET_BOTTLENECK},
-            dataset="imagenet",
-            claims=IMAGENET_BOTTLENECK_CLAIMS,
-        ),
-    )
-}
+BUILTIN = (
+    Experiment(
+        name="complexity",
+        kind="complexity",
+        description="params and MACs of every registered variant",
+    ),
+    Experiment(
+        name="degradation",
+        kind="train",
+        description="plain-20/32/44/56 vs ResNet-20/32/44/56/110 on CIFAR-10 "
+        "(paper Fig. 6, Table 6)",
+        variants={"paper": PLAIN_AND_RESIDUAL, "*": FOUR_NETS},
+        title="Degradation (Fig. 6, Table 6)",
+        claims=DEGRADATION_CLAIMS,
+    ),
+    Experiment(
+        name="shortcuts",
+        kind="train",
+        description="shortcut options A/B/C at one depth (the analogue of the paper's "
+        "Table 3): CIFAR ResNet-56 and, under the paper profile, ImageNet-style "
+        "ResNet-18/34 with the k3 stem at 32x32",
+        variants={"paper": SHORTCUTS_CIFAR + SHORTCUTS_K3, "*": SHORTCUTS_CIFAR},
+        title="Shortcut options",
+    ),
+    Experiment(
+        name="stems",
+        kind="train",
+        description="the k7 stem against the k3 stem on 32x32 inputs: ResNet-18 as for "
+        "ImageNet and as CIFAR-style code writes it",
+        variants={"*": ("resnet18", "resnet18-k3")},
+        title="Stems",
+    ),
+    Experiment(
+        name="preact",
+        kind="train",
+        description="pre-activation ResNets (He et al. 2016b: BN-ReLU before each conv, "
+        "identity after the addition) against the original ones, block for block at the "
+        "same depths, shortcut A",
+        variants={"paper": PREACT_NETS, "*": PREACT_QUICK},
+        title="Pre-activation (He et al. 2016b)",
+        claims=PREACT_CLAIMS,
+    ),
+    Experiment(
+        name="throughput",
+        kind="throughput",
+        description="images/s, step time and memory (a quick table on a CPU, the full "
+        "settings grid on a GPU)",
+        variants={"paper": THROUGHPUT_FULL, "*": THROUGHPUT_QUICK},
+    ),
+    Experiment(
+        name=RECIPES_EXPERIMENT,
+        kind="recipes",
+        description="the classic ResNet tutorials' setups (`ablate recipes`), at the "
+        "profile's budget (paper: the tutorials' own), beside the accuracy each claims",
+    ),
+    Experiment(
+        name="responses",
+        kind="responses",
+        description="std of each 3x3 layer's response (after BN, before the addition and "
+        "ReLU) on the test set, for the trained degradation nets of the paper's Fig. 7",
+        variants={"paper": FIG7_NETS, "*": FOUR_NETS},
+    ),
+    Experiment(
+        name="imagenet-degradation",
+        kind="train",
+        description="plain-18/34 vs ResNet-18/34 (option A) on ImageNet (paper Fig. 4, Table 2)",
+        variants={"*": IMAGENET_DEGRADATION},
+        dataset="imagenet",
+        claims=IMAGENET_DEGRADATION_CLAIMS,
+    ),
+    Experiment(
+        name="imagenet-shortcuts",
+        kind="train",
+        description="shortcut options A/B/C of ResNet-34 on ImageNet (paper Table 3)",
+        variants={"*": IMAGENET_SHORTCUTS},
+        dataset="imagenet",
+        claims=IMAGENET_SHORTCUTS_CLAIMS,
+    ),
+    Experiment(
+        name="imagenet-bottleneck",
+        kind="train",
+        description="bottleneck ResNet-50/101/152 on ImageNet (paper Table 3) with the "
+        "paper's stride placement (first 1x1 conv, -v1) and torchvision's (3x3, v1.5)",
+        variants={"*": IMAGENET_BOTTLENECK},
+        dataset="imagenet",
+        claims=IMAGENET_BOTTLENECK_CLAIMS,
+    ),
+)
+EXPERIMENTS: dict[str, Experiment] = {e.name: e for e in BUILTIN}
 
 
 KINDS = ("train", "complexity", "throughput", "responses", "recipes")

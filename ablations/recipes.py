@@ -1,8 +1,7 @@
 """The classic ResNet tutorials' setups as named recipes: variant + dataset + training protocol.
 
-A recipe is data: its `TrainConfig` fields at the tutorial's own budget, the accuracy the
-tutorial claims, and what we chose where it is silent. Budgets: `full` is the recipe's own;
-`cpu` and `smoke` shrink it, and a shrunk run's id, progress line and report row say so.
+A recipe is data: its `TrainConfig` fields at the tutorial's own budget, the accuracy the tutorial
+claims, and what we chose where it is silent. The `cpu` and `smoke` budgets shrink it and say so.
 """
 
 from __future__ import annotations
@@ -62,109 +61,93 @@ class Recipe:
 
 # Protocol pieces the tutorials share; a recipe's settings are `dict(piece, **its own)`.
 ADAM = {**TUTORIAL, "optimizer": "adam", "lr": 1e-3}
-SGD = {
-    **TUTORIAL,
-    "optimizer": "sgd",
-    "lr": 0.1,
-    "momentum": 0.9,
-    "weight_decay": 5e-4,
-    "batch_size": 128,
-}
-CIFAR_NORM = {"normalize": "fixed", "mean": CIFAR_MEAN, "std": CIFAR_STD}
+SGD = dict(TUTORIAL, optimizer="sgd", lr=0.1, momentum=0.9, weight_decay=5e-4, batch_size=128)
 
-RECIPES: dict[str, Recipe] = {
-    r.name: r
-    for r in (
-        Recipe(
-            name="cifar-resnet18-adam",
-            tutorial="CIFAR-style ResNet-18 (3x3 stem, no maxpool, 64-128-256-512, 4x4 average "
-            "pool), Adam lr 1e-3, batch 128, 10 epochs, random crop (pad 4) + flip, "
-            "normalised with CIFAR's channel mean/std",
-            variant="resnet18-k3",
-            dataset="cifar10",
-            settings=dict(ADAM, batch_size=128, epochs=10, augment=True, **CIFAR_NORM),
-            claimed_accuracy=85.33,
+
+def fixed(mean: tuple[float, ...], std: tuple[float, ...]) -> dict[str, Any]:
+    """Normalisation by constants, as tutorials write it."""
+    return {"normalize": "fixed", "mean": mean, "std": std}
+
+
+CIFAR_NORM = fixed(CIFAR_MEAN, CIFAR_STD)
+
+TUTORIALS = (
+    Recipe(
+        name="cifar-resnet18-adam",
+        tutorial="CIFAR-style ResNet-18 (3x3 stem, no maxpool, 64-128-256-512, 4x4 average "
+        "pool), Adam lr 1e-3, batch 128, 10 epochs, random crop (pad 4) + flip, "
+        "normalised with CIFAR's channel mean/std",
+        variant="resnet18-k3",
+        dataset="cifar10",
+        settings=dict(ADAM, batch_size=128, epochs=10, augment=True, **CIFAR_NORM),
+        claimed_accuracy=85.33,
+    ),
+    Recipe(
+        name="fashion-resnet18-d2l",
+        tutorial="d2l.ai's textbook ResNet-18 for 1-channel input (7x7/2 stem + maxpool, "
+        "biased convs, 1x1 projection without BN where the shape changes) on "
+        "Fashion-MNIST resized to 96x96, batch 512, Adam lr 1e-3, 5 epochs",
+        variant="resnet18-d2l",
+        dataset="fashion-mnist",
+        settings=dict(
+            ADAM, batch_size=512, epochs=5, input_size=96, augment=False, **fixed((0.0,), (1.0,))
         ),
-        Recipe(
-            name="fashion-resnet18-d2l",
-            tutorial="d2l.ai's textbook ResNet-18 for 1-channel input (7x7/2 stem + maxpool, "
-            "biased convs, 1x1 projection without BN where the shape changes) on "
-            "Fashion-MNIST resized to 96x96, batch 512, Adam lr 1e-3, 5 epochs",
-            variant="resnet18-d2l",
-            dataset="fashion-mnist",
-            settings=dict(
-                ADAM,
-                batch_size=512,
-                epochs=5,
-                input_size=96,
-                augment=False,
-                normalize="fixed",
-                mean=(0.0,),
-                std=(1.0,),
-            ),
-            claimed_accuracy=None,
-            choices="no normalisation beyond /255 (d2l's ToTensor); He-normal conv init (the "
-            "suite's) where d2l uses Xavier-uniform",
+        claimed_accuracy=None,
+        choices="no normalisation beyond /255 (d2l's ToTensor); He-normal conv init (the "
+        "suite's) where d2l uses Xavier-uniform",
+    ),
+    Recipe(
+        name="cifar-resnet18-sgd",
+        tutorial="CIFAR-style ResNet-18, SGD lr 0.1 momentum 0.9 weight decay 5e-4, batch "
+        "128, 135 epochs, normalised with mean/std 0.5; as a second run, with crop + flip",
+        variant="resnet18-k3",
+        dataset="cifar10",
+        settings=dict(SGD, epochs=135, **fixed((0.5,) * 3, (0.5,) * 3)),
+        arms={"tutorial": {"augment": False}, "crop-flip": {"augment": True}},
+        claimed_accuracy=95.17,
+        choices="the tutorial states no learning-rate schedule: lr 0.1 throughout",
+    ),
+    Recipe(
+        name="cifar-resnet14-steplr",
+        tutorial="CIFAR ResNet with [2, 2, 2] basic blocks (16/32/64 channels), SGD lr 0.1 "
+        "momentum 0.9 weight decay 5e-4, StepLR, 200 epochs, crop + flip",
+        variant="resnet14",
+        dataset="cifar10",
+        settings=dict(
+            SGD, epochs=200, lr_milestones=(50, 100, 150), lr_gamma=0.1, augment=True, **CIFAR_NORM
         ),
-        Recipe(
-            name="cifar-resnet18-sgd",
-            tutorial="CIFAR-style ResNet-18, SGD lr 0.1 momentum 0.9 weight decay 5e-4, batch "
-            "128, 135 epochs, normalised with mean/std 0.5; as a second run, with crop + flip",
-            variant="resnet18-k3",
-            dataset="cifar10",
-            settings=dict(SGD, epochs=135, normalize="fixed", mean=(0.5,) * 3, std=(0.5,) * 3),
-            arms={"tutorial": {"augment": False}, "crop-flip": {"augment": True}},
-            claimed_accuracy=95.17,
-            choices="the tutorial states no learning-rate schedule: lr 0.1 throughout",
+        claimed_accuracy=94.72,
+        choices="StepLR's step is not stated: every 50 epochs, gamma 0.1; batch 128; "
+        "CIFAR's channel mean/std; option-A (zero-padding) shortcuts, the paper's CIFAR "
+        "choice",
+    ),
+    Recipe(
+        name="finetune-resnet18-frozen",
+        tutorial="transfer learning on an ImageFolder dataset: a ResNet-18 checkpoint, "
+        "backbone frozen, a new final linear layer for the dataset's classes trained alone "
+        "with Adam lr 1e-3, batch 15, images resized to 500 and centre-cropped to 224",
+        variant="resnet18",
+        dataset="imagefolder",
+        settings=dict(
+            ADAM,
+            batch_size=15,
+            epochs=10,
+            resize=500,
+            crop=224,
+            augment=False,
+            **fixed(IMAGENET_MEAN, IMAGENET_STD),
+            freeze="backbone",
+            init_from="torchvision:IMAGENET1K_V1",
+            eval_batch_size=50,
         ),
-        Recipe(
-            name="cifar-resnet14-steplr",
-            tutorial="CIFAR ResNet with [2, 2, 2] basic blocks (16/32/64 channels), SGD lr 0.1 "
-            "momentum 0.9 weight decay 5e-4, StepLR, 200 epochs, crop + flip",
-            variant="resnet14",
-            dataset="cifar10",
-            settings=dict(
-                SGD,
-                epochs=200,
-                lr_milestones=(50, 100, 150),
-                lr_gamma=0.1,
-                augment=True,
-                **CIFAR_NORM,
-            ),
-            claimed_accuracy=94.72,
-            choices="StepLR's step is not stated: every 50 epochs, gamma 0.1; batch 128; "
-            "CIFAR's channel mean/std; option-A (zero-padding) shortcuts, the paper's CIFAR "
-            "choice",
-        ),
-        Recipe(
-            name="finetune-resnet18-frozen",
-            tutorial="transfer learning on an ImageFolder dataset: a ResNet-18 checkpoint, "
-            "backbone frozen, a new final linear layer for the dataset's classes trained alone "
-            "with Adam lr 1e-3, batch 15, images resized to 500 and centre-cropped to 224",
-            variant="resnet18",
-            dataset="imagefolder",
-            settings=dict(
-                ADAM,
-                batch_size=15,
-                epochs=10,
-                resize=500,
-                crop=224,
-                augment=False,
-                normalize="fixed",
-                mean=IMAGENET_MEAN,
-                std=IMAGENET_STD,
-                freeze="backbone",
-                init_from="torchvision:IMAGENET1K_V1",
-                eval_batch_size=50,
-            ),
-            claimed_accuracy=None,
-            needs_checkpoint=True,
-            choices="10 epochs (not stated); the frozen backbone stays in eval mode (its "
-            "BatchNorm statistics are not updated either); offline, the checkpoint is this "
-            "suite's resnet18 trained on CIFAR-10 and the data a 4-class CIFAR-10 subset",
-        ),
-    )
-}
+        claimed_accuracy=None,
+        needs_checkpoint=True,
+        choices="10 epochs (not stated); the frozen backbone stays in eval mode (its "
+        "BatchNorm statistics are not updated either); offline, the checkpoint is this "
+        "suite's resnet18 trained on CIFAR-10 and the data a 4-class CIFAR-10 subset",
+    ),
+)
+RECIPES: dict[str, Recipe] = {r.name: r for r in TUTORIALS}
 
 
 def get_recipe(name: str) -> Recipe:

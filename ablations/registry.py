@@ -1,10 +1,7 @@
 """The variant registry: an architecture is a frozen dataclass of axes, registered under a name.
 
-Every field of `Variant` is a plain value (str, int, bool, or a tuple of ints) so that a variant
-turns into one row of a results table with the same words as column names. Validation happens at
-construction, so an invalid spec fails where it is written, not when a model is built. The
-`block` axis names a declared block type (ablations.blocks): its declaration, not a list here,
-says which depths, families and stride placements it allows.
+Every axis is a plain value, so a variant is one results row with the axes as column names. A
+spec is validated where it is written, the `block` axis against its declaration (ablations.blocks).
 """
 
 from __future__ import annotations

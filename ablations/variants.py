@@ -1,12 +1,8 @@
-"""The built-in grid: every architecture the paper ablates, declared as data.
+"""The built-in grid, as data: ``{resnet|plain|preresnet}{depth}[-{a|b|c}][-{k3|k7}][-v1]``.
 
-Names follow one grammar: ``{resnet|plain|preresnet}{depth}[-{a|b|c}][-{k3|k7}][-v1]``. A suffix
-is written only where the axis differs from its family's default (CIFAR: shortcut A, stem k3;
-ImageNet: shortcut B, stem k7, stride on the 3x3 conv), and the spelled-out defaults are aliases,
-so ``resnet56-a`` and ``resnet18-b-k7`` resolve too. Plain nets have no shortcut suffix. The
-``preresnet`` nets are the pre-activation CIFAR nets of He et al. (2016b), registered at the
-family's defaults only (``preresnet110`` is also ``preresnet110-a-k3``); other axes are derived.
-"""
+A suffix is written only where the axis differs from its family's default, and the spelled-out
+defaults are aliases (``resnet56-a``). The pre-activation nets of He et al. (2016b) are registered
+at the CIFAR defaults only. docs/variants.md explains the grammar."""
 
 from __future__ import annotations
 

@@ -1,10 +1,7 @@
-"""The trainer's version: a run recorded by another version is stale, not done.
+"""The trainer's version: a run recorded by another version is stale, not done (docs/results.md).
 
 Bump TRAINER_VERSION when a change to training changes what a run with the same config produces;
-tests/test_versions.py catches a forgotten bump with two pinned runs. `ablate run` retrains a
-stale run and moves the old one aside to runs/.stale/<run_id>.v<N>/. Version 0 is a run recorded
-before versions existed.
-"""
+tests/test_versions.py catches a forgotten bump. Version 0 is a run recorded before versions."""
 
 from __future__ import annotations
 
