@@ -25,16 +25,22 @@ STEPS = ("auto", "eager", "graph")
 STREAMS = ("imagenet-paper", "imagenet-torchvision")  # streamed data's protocols
 EVAL_CROPS = ("center", "ten-crop", "multi-scale")  # test protocols, the curves' crop first
 
-OPTIMIZERS = ("sgd", "adam")
-STORAGES = ("device", "host")
-NORMALIZE = ("pixel-mean", "channel", "fixed")
-EVAL_SPLITS = ("val", "test")
 DECODES = ("cpu", "gpu")
 # Datasets always read as a stream of files, never decoded whole; their --data is an ImageNet
 # layout. An ImageFolder tree streams too when its run names a `stream`.
 STREAM_DATASETS = ("imagenet",)
 STREAMABLE = (*STREAM_DATASETS, "imagefolder")
-FREEZE = ("none", "backbone")
+# The fields that take one of a few words, and those words.
+CHOICES: dict[str, tuple[str, ...]] = {
+    "precision": PRECISIONS,
+    "optimizer": ("sgd", "adam"),
+    "storage": ("device", "host"),
+    "normalize": ("pixel-mean", "channel", "fixed"),
+    "eval_split": ("val", "test"),
+    "freeze": ("none", "backbone"),
+    "step": STEPS,
+    "decode": DECODES,
+}
 # Knobs that change speed, not results. A CUDA graph replays the eager step's very kernels in
 # order (a GPU test checks it); `compile` is not here: its fusions change the arithmetic.
 EXECUTION_ONLY = ("storage", "workers", "eval_batch_size", "step")
@@ -159,22 +165,13 @@ class TrainConfig:
 
 
 def _problems(c: TrainConfig) -> list[str]:
-    problems = []
-    for name, value, allowed in (
-        ("precision", c.precision, PRECISIONS),
-        ("optimizer", c.optimizer, OPTIMIZERS),
-        ("storage", c.storage, STORAGES),
-        ("normalize", c.normalize, NORMALIZE),
-        ("eval_split", c.eval_split, EVAL_SPLITS),
-        ("freeze", c.freeze, FREEZE),
-        ("step", c.step, STEPS),
-        ("decode", c.decode, DECODES),
-    ):
-        if value not in allowed:
-            problems.append(f"{name} {value!r} is not one of {', '.join(allowed)}")
-    for name in ("iterations", "batch_size", "eval_every", "eval_batch_size"):
-        if getattr(c, name) < 1:
-            problems.append(f"{name} must be >= 1")
+    problems = [
+        f"{name} {getattr(c, name)!r} is not one of {', '.join(allowed)}"
+        for name, allowed in CHOICES.items()
+        if getattr(c, name) not in allowed
+    ]
+    sizes = ("iterations", "batch_size", "eval_every", "eval_batch_size")
+    problems += [f"{name} must be >= 1" for name in sizes if getattr(c, name) < 1]
     if list(c.lr_milestones) != sorted(c.lr_milestones) or any(m < 1 for m in c.lr_milestones):
         problems.append(f"lr_milestones must be increasing positive iterations: {c.lr_milestones}")
     if c.lr <= 0 or c.weight_decay < 0:
@@ -194,9 +191,9 @@ def _problems(c: TrainConfig) -> list[str]:
     if c.device not in ("cpu", "cuda") and device_type(c.device) != c.device:  # no torch needed
         problems.append(f"device {c.device!r} must be a device type such as cpu or cuda")
     problems += _stream_problems(c)
-    sizes = {n: getattr(c, n) for n in ("resize", "crop", "classes", "train_per_class",
-                                         "val_per_class")}  # fmt: skip
-    return problems + [f"{n} must be >= 1" for n, v in sizes.items() if v is not None and v < 1]
+    optional = ("resize", "crop", "classes", "train_per_class", "val_per_class")
+    values = {n: getattr(c, n) for n in optional}
+    return problems + [f"{n} must be >= 1" for n, v in values.items() if v is not None and v < 1]
 
 
 def _stream_problems(c: TrainConfig) -> list[str]:

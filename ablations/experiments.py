@@ -16,10 +16,9 @@ from ablations.registry import AblationsError, get_variant
 PLAIN_AND_RESIDUAL = ("plain20", "plain32", "plain44", "plain56",
                       "resnet20", "resnet32", "resnet44", "resnet56", "resnet110")  # fmt: skip
 FOUR_NETS = ("plain20", "plain56", "resnet20", "resnet56")
-FIG7_NETS = ("plain20", "plain56", "resnet20", "resnet56", "resnet110")  # the paper's Fig. 7
+FIG7_NETS = (*FOUR_NETS, "resnet110")  # the paper's Fig. 7
 SHORTCUTS_CIFAR = ("resnet56", "resnet56-b", "resnet56-c")
-SHORTCUTS_K3 = ("resnet18-a-k3", "resnet18-k3", "resnet18-c-k3",
-                "resnet34-a-k3", "resnet34-k3", "resnet34-c-k3")  # fmt: skip
+SHORTCUTS_K3 = tuple(f"resnet{d}{s}-k3" for d in (18, 34) for s in ("-a", "", "-c"))
 RECIPES_EXPERIMENT = "recipes"  # its runs are reported on their own, not in a profile
 # The quick CPU table: the nets the cpu profile trains, plus one ImageNet-style net. ResNet-110
 # and ResNet-50 cost half its time on 2 cores (`nox -s ablate` must end within 15 minutes);
@@ -32,17 +31,13 @@ THROUGHPUT_FULL = (*PLAIN_AND_RESIDUAL, "plain110", "resnet18", "resnet34", "res
 # with the stride on the first 1x1 conv (-v1), torchvision's put it on the 3x3 (v1.5).
 IMAGENET_DEGRADATION = ("plain18", "plain34", "resnet18-a", "resnet34-a")
 IMAGENET_SHORTCUTS = ("resnet34-a", "resnet34", "resnet34-c")
-IMAGENET_BOTTLENECK = ("resnet50-v1", "resnet101-v1", "resnet152-v1",
-                       "resnet50", "resnet101", "resnet152")  # fmt: skip
-
-
-def _net(variant: str) -> Nets:
-    return Nets(where={"variant": variant})
+IMAGENET_BOTTLENECK = tuple(f"resnet{d}{v}" for v in ("-v1", "") for d in (50, 101, 152))
 
 
 def _better(statement: str, better: str, worse: str) -> Lower:
     """ImageNet's claims: one net has a lower val top-1 error than another (Tables 2-3)."""
-    return Lower(statement, lower=_net(better), higher=_net(worse), metric=VAL_TOP1)
+    lower, higher = Nets(where={"variant": better}), Nets(where={"variant": worse})
+    return Lower(statement, lower=lower, higher=higher, metric=VAL_TOP1)
 
 
 IMAGENET_DEGRADATION_CLAIMS = (

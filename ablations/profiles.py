@@ -69,15 +69,14 @@ CIFAR_PROFILES = (
     Profile(
         name="cpu",
         committed=True,
-        description="a 2-core CPU budget, chosen from time: 5 seeds of each net (3, the "
-        "fewest the verdict rule accepts, left a verdict that another CPU's kernels "
-        "overturned) x 200 iterations of batch 128 at 16x16 input (area-downsampled, "
-        "2-pixel crop padding), lr 0.05 divided by 10 at 50% and 75% (the paper's shape), "
-        "validation on 2,000 held-out images every 50, Fig. 7's responses on a fixed "
-        "2,000 of the test images. lr 0.05, not 0.1: at this input size 0.1 sends ResNet-56 "
-        "to a constant output (loss ln 10) in its first iterations in 2 of 3 seeds, so its "
-        "runs measured that collapse, not the net. Not comparable to the paper's numbers, "
-        "trends only",
+        description="a 2-core CPU budget, chosen from time: 5 seeds of each net (3, the fewest "
+        "the verdict rule accepts, left a verdict that another CPU's kernels overturned) x 200 "
+        "iterations of batch 128 at 16x16 input (area-downsampled, 2-pixel crop padding), lr 0.05 "
+        "divided by 10 at 50% and 75% (the paper's shape), validation on 2,000 held-out images "
+        "every 50, Fig. 7's responses on a fixed 2,000 of the test images. lr 0.05, not 0.1: at "
+        "this input size 0.1 sends ResNet-56 to a constant output (loss ln 10) in its first "
+        "iterations in 2 of 3 seeds, so its runs measured that collapse, not the net. Not "
+        "comparable to the paper's numbers, trends only",
         settings={
             "iterations": 200,
             "lr": 0.05,

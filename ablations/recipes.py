@@ -117,9 +117,8 @@ TUTORIALS = (
             SGD, epochs=200, lr_milestones=(50, 100, 150), lr_gamma=0.1, augment=True, **CIFAR_NORM
         ),
         claimed_accuracy=94.72,
-        choices="StepLR's step is not stated: every 50 epochs, gamma 0.1; batch 128; "
-        "CIFAR's channel mean/std; option-A (zero-padding) shortcuts, the paper's CIFAR "
-        "choice",
+        choices="StepLR's step is not stated: every 50 epochs, gamma 0.1; batch 128; CIFAR's "
+        "channel mean/std; option-A (zero-padding) shortcuts, the paper's CIFAR choice",
     ),
     Recipe(
         name="finetune-resnet18-frozen",

@@ -12,13 +12,7 @@ from itertools import product
 from typing import Any
 
 from ablations.blocks import get_block
-from ablations.registry import (
-    InvalidVariantError,
-    Variant,
-    cifar_stage_blocks,
-    get_variant,
-    register_variant,
-)
+from ablations.registry import Variant, cifar_stage_blocks, get_variant, register_variant
 
 CIFAR_DEPTHS = (20, 32, 44, 56, 110, 1202)
 IMAGENET_STAGES: dict[int, tuple[str, tuple[int, ...]]] = {
@@ -58,11 +52,8 @@ def base_variant(family: str, depth: int, *, residual: bool = True) -> Variant:
     blocks: tuple[int, ...]
     if family == "cifar":
         blocks = cifar_stage_blocks(depth, block=axes["block"])
-    elif depth in IMAGENET_STAGES:
-        axes["block"], blocks = IMAGENET_STAGES[depth]
     else:
-        allowed = ", ".join(map(str, IMAGENET_STAGES))
-        raise InvalidVariantError(f"ImageNet depth must be one of {allowed}; got {depth}")
+        axes["block"], blocks = IMAGENET_STAGES[depth]
     if not residual:
         axes["shortcut"] = "none"
     name = f"{'resnet' if residual else 'plain'}{depth}"
