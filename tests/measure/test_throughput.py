@@ -12,8 +12,7 @@ import torch
 from ablations import derive, register_variant
 from ablations.cli import main
 from ablations.measure import throughput as tp
-from ablations.measure.throughput import child, parent, peaks, settings
-from ablations.measure.throughput import reference as timm_ref
+from ablations.measure.throughput import child, parent, reference, settings
 from ablations.measure.throughput.settings import Setting
 from ablations.registry import AblationsError
 from ablations.report import throughput as throughput_report
@@ -181,12 +180,12 @@ def test_dynamo_counters_count_graphs_and_the_recompile_limit_is_an_error(monkey
 def test_peak_memory_is_reset_after_warm_up(monkeypatch):
     calls = []
     monkeypatch.setattr(child, "make_step", lambda *a: lambda: None)
-    monkeypatch.setattr(child, "warm_up", lambda *a, **k: calls.append("warm-up") or 0.1)
+    monkeypatch.setattr(child, "timed", lambda *a, **k: calls.append("warm-up") or 0.1)
     monkeypatch.setattr(child, "_reset_peak_memory", lambda d: calls.append("reset"))
     monkeypatch.setattr(child, "timed_windows", lambda *a, **k: calls.append("timed") or [0.01])
     monkeypatch.setattr(child, "_peak_memory_mb", lambda d: calls.append("read") or (1.0, "x"))
     row = child.measure_one(Setting(variant="resnet20"), 4, torch.device("cpu"), 1)
-    assert calls == ["warm-up", "reset", "timed", "read"]
+    assert calls == ["warm-up", "warm-up", "reset", "timed", "read"]
     assert row["images_per_s"] == pytest.approx(400)
 
 
@@ -254,17 +253,19 @@ def test_other_errors_are_not_mistaken_for_oom(monkeypatch):
     ],
 )
 def test_peaks_match_the_exact_device_name(name, part, bf16, tf32, fp32):
-    sheet = peaks.datasheet(name)
+    sheet = reference.datasheet(name)
     assert (sheet.part if sheet else None) == part
     for precision, peak in (("bf16", bf16), ("tf32", tf32), ("fp32", fp32)):
-        got = peaks.peak_tflops(name, precision)
+        got = reference.peak_tflops(name, precision)
         assert (math.isnan(got) and math.isnan(peak)) or got == peak
     if sheet:
-        assert sheet.source and peaks.peak_tflops(name, "fp16") >= peaks.peak_tflops(name, "fp32")
+        assert sheet.source and reference.peak_tflops(name, "fp16") >= reference.peak_tflops(
+            name, "fp32"
+        )
 
 
 def test_fraction_of_peak_names_its_datasheet():
-    got = peaks.achieved(macs=10**9, batch=100, mode="infer", step_s=0.001,
+    got = reference.achieved(macs=10**9, batch=100, mode="infer", step_s=0.001,
                          device_name="NVIDIA H200", precision="bf16")  # fmt: skip
     assert got["tflops"] == pytest.approx(200)
     assert got["fraction_of_peak"] == pytest.approx(200 / 989.5)
@@ -330,9 +331,9 @@ def test_a_table_from_an_older_protocol_is_refused_in_one_line(tmp_path, capsys)
 
 
 def test_reference_timm_without_timm_says_how_to_get_it(monkeypatch):
-    monkeypatch.setattr(timm_ref.importlib.util, "find_spec", lambda name: None)
+    monkeypatch.setattr(reference.importlib.util, "find_spec", lambda name: None)
     with pytest.raises(AblationsError, match=r"pip install timm"):
-        timm_ref.check([Setting(variant="resnet50")])
+        reference.check([Setting(variant="resnet50")])
 
 
 @pytest.mark.parametrize(
@@ -344,16 +345,16 @@ def test_reference_timm_without_timm_says_how_to_get_it(monkeypatch):
     ],
 )
 def test_reference_timm_refuses_what_it_cannot_match(monkeypatch, kwargs, message):
-    monkeypatch.setattr(timm_ref.importlib.util, "find_spec", lambda name: object())
+    monkeypatch.setattr(reference.importlib.util, "find_spec", lambda name: object())
     with pytest.raises(AblationsError, match=message):
-        timm_ref.check([Setting(**kwargs)])
+        reference.check([Setting(**kwargs)])
 
 
 def test_timm_command_uses_the_same_settings(tmp_path):
     setting = Setting(variant="resnet50", mode="train", device="cuda", precision="bf16",
                       channels_last=True, batch_size=256, warmup=10, repeats=7,
                       steps=20)  # fmt: skip
-    cmd = timm_ref.command(setting, batch=256, results_file=tmp_path / "r.json")
+    cmd = reference.command(setting, batch=256, results_file=tmp_path / "r.json")
     text = " ".join(cmd[1:])
     assert cmd[1].endswith(os.path.join("bench", "third_party", "timm_benchmark.py"))
     for part in ("--model resnet50", "--bench train", "--device cuda", "-b 256",
@@ -361,17 +362,17 @@ def test_timm_command_uses_the_same_settings(tmp_path):
                  "--amp --amp-dtype bfloat16", "--channels-last", "--no-retry"):  # fmt: skip
         assert part in text
     assert "--torchcompile" not in text
-    assert timm_ref.SCRIPT.exists() and "source commit" in timm_ref.SCRIPT.read_text()[:600]
+    assert reference.SCRIPT.exists() and "source commit" in reference.SCRIPT.read_text()[:600]
 
 
 def test_timm_results_become_our_columns(monkeypatch):
-    monkeypatch.setattr(timm_ref, "setting_macs", lambda s: 10**9)
+    monkeypatch.setattr(reference, "setting_macs", lambda s: 10**9)
     setting = Setting(variant="resnet18", mode="infer", batch_size=2)
     results = {"infer_samples_per_sec": 50.0, "infer_step_time": 40.0, "infer_batch_size": 2}
-    got = timm_ref.parse(results, setting=setting, device=torch.device("cpu"))
+    got = reference.parse(results, setting=setting, device=torch.device("cpu"))
     assert (got["status"], got["images_per_s"], got["step_ms"]) == ("ok", 50.0, 40.0)
     assert got["macs"] == 10**9 and got["tflops"] == pytest.approx(2 * 10**9 * 2 / 0.04 / 1e12)
-    failed = timm_ref.parse({"error": "CUDA out of memory"}, setting=setting,
+    failed = reference.parse({"error": "CUDA out of memory"}, setting=setting,
                             device=torch.device("cpu"))  # fmt: skip
     assert failed["status"] == "oom"
 

@@ -1,6 +1,6 @@
 """Throughput: images/s, step time and peak memory, each setting in a fresh child process
-(`parent`) by one protocol (`child`), against datasheet peaks (`peaks`) and, on request, timm's
-own benchmark (`reference`). A batch that runs out of memory is an "oom" row; a sweep
+(`parent`) by one protocol (`child`), against datasheet peaks and, on request, timm's own
+benchmark (`reference`). A batch that runs out of memory is an "oom" row; a sweep
 (`batch_size="max"`) halves it until it fits."""
 
 from ablations.measure.throughput.child import make_step

@@ -19,7 +19,7 @@ import numpy as np
 import torch
 
 from ablations.measure import synchronize, timed
-from ablations.measure.throughput.peaks import achieved, setting_macs
+from ablations.measure.throughput.reference import achieved, setting_macs
 from ablations.measure.throughput.settings import Setting, default_batch
 from ablations.models import ResNet
 from ablations.registry import REGISTRY, Variant, get_variant, register_variant
@@ -69,13 +69,6 @@ def make_step(setting: Setting, batch: int, device: torch.device) -> Callable[[]
 def _fell_back(note: str) -> None:
     """A failed capture must not pass for a graph measurement: the row becomes an error."""
     raise RuntimeError(note)
-
-
-def warm_up(step: Callable[[], object], *, warmup: int, device: torch.device) -> float:
-    """Run `warmup` steps; returns the first one's seconds (compilation, autotuning)."""
-    first = timed(step, device=device)
-    timed(step, device=device, steps=warmup - 1)
-    return first
 
 
 def timed_windows(
@@ -153,7 +146,8 @@ def _peak_memory_mb(device: torch.device) -> tuple[float, str]:
 def measure_one(setting: Setting, batch: int, device: torch.device, macs: int) -> dict[str, Any]:
     """Measure one batch size; raises torch.cuda.OutOfMemoryError when it does not fit."""
     step = make_step(setting, batch, device)
-    first = warm_up(step, warmup=setting.warmup, device=device)
+    first = timed(step, device=device)  # compilation, autotuning
+    timed(step, device=device, steps=setting.warmup - 1)
     _reset_peak_memory(device)
     times = timed_windows(step, repeats=setting.repeats, steps=setting.steps, device=device)
     peak_mb, memory_kind = _peak_memory_mb(device)

@@ -3,6 +3,7 @@ and appending their rows to the table as each finishes; the terminal table."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import multiprocessing
@@ -77,12 +78,9 @@ def run_child(settings: Sequence[Setting]) -> list[dict[str, Any]]:
     process.start()
     send.close()  # the child holds the only sender: its exit ends the loop below
     rows: list[dict[str, Any]] = []
-    with receive:
+    with receive, contextlib.suppress(EOFError):
         while True:
-            try:
-                rows += receive.recv()
-            except EOFError:
-                break
+            rows += receive.recv()
     process.join()
     code = process.exitcode
     if code is not None and code < 0:
