@@ -18,8 +18,7 @@ def synchronize(device: torch.device) -> None:
 def timed(
     step: Callable[[], object], *, device: torch.device, steps: int = 1, warmup: int = 0
 ) -> float:
-    """Seconds for `steps` calls of `step` after `warmup` untimed ones, the device synchronised
-    before and after."""
+    """Seconds for `steps` calls of `step` after `warmup` untimed ones, synchronised."""
     for _ in range(warmup):
         step()
     synchronize(device)

@@ -31,20 +31,13 @@ from ablations.results.table import read_table, upsert
 # fvcore.nn scripts a loss function when imported, which torch >= 2.10 warns about.
 with warnings.catch_warnings():
     warnings.simplefilter("ignore", FutureWarning)
-    from fvcore.nn import FlopCountAnalysis
-    from fvcore.nn.jit_handles import (
-        addmm_flop_jit,
-        conv_flop_jit,
-        linear_flop_jit,
-        matmul_flop_jit,
-    )
+    from fvcore.nn import FlopCountAnalysis, jit_handles
 
 COUNTED_OPS = {
-    "aten::_convolution": conv_flop_jit,
-    "aten::addmm": addmm_flop_jit,
-    "aten::linear": linear_flop_jit,
-    "aten::matmul": matmul_flop_jit,
-    "aten::mm": matmul_flop_jit,
+    "aten::_convolution": jit_handles.conv_flop_jit,
+    "aten::addmm": jit_handles.addmm_flop_jit,
+    "aten::linear": jit_handles.linear_flop_jit,
+    **dict.fromkeys(("aten::matmul", "aten::mm"), jit_handles.matmul_flop_jit),
 }
 POOL_MIN_VARIANTS = 16  # below this, starting worker processes costs more than it saves
 
@@ -164,7 +157,7 @@ def _rows(todo: list[Variant]) -> Iterator[dict[str, Any]]:
     core: tracing is single-threaded Python (the registry took 77 s in one process on 2 cores)."""
     workers = min(provenance.available_cores(), len(todo))
     if workers < 2 or len(todo) < POOL_MIN_VARIANTS:
-        yield from map(complexity_row, progress(todo, desc="complexity", label=_name))
+        yield from map(complexity_row, progress(todo, desc="complexity", label=lambda v: v.name))
         return
     # The deepest first, so that no worker is left with a 1202-layer net at the end. Spawned,
     # not forked: a fork of a process whose OpenMP pool has started can hang.
@@ -173,9 +166,6 @@ def _rows(todo: list[Variant]) -> Iterator[dict[str, Any]]:
     one_thread = partial(torch.set_num_threads, 1)  # one worker per core
     with ProcessPoolExecutor(workers, mp_context=context, initializer=one_thread) as pool:
         finished = as_completed([pool.submit(complexity_row, v) for v in order])
-        for _ in progress(order, desc="complexity", label=_name):  # a row as each one ends
+        # A row as each one ends.
+        for _ in progress(order, desc="complexity", label=lambda v: v.name):
             yield next(finished).result()
-
-
-def _name(variant: Variant) -> str:
-    return variant.name

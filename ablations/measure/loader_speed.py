@@ -29,8 +29,7 @@ def loader_speed(
     recipe: str = "imagenet-torchvision",
     device: torch.device | None = None,
 ) -> list[Row]:
-    """images/s of the training stream per (path, workers, batch) over `batches` batches after
-    `warmup` (worker start-up and the first decode excluded)."""
+    """A row per (path, workers, batch): images/s over `batches` batches after `warmup`."""
     dev = device or torch.device("cuda" if torch.cuda.is_available() else "cpu")
     # The streaming stack loads when measured, not when the CLI lists this command.
     from ablations.imagenet.augment import IMAGENET_MEAN, IMAGENET_STD, RECIPES

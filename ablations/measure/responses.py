@@ -7,6 +7,7 @@ run's test images prepared as the run prepared them, BN in eval mode.
 from __future__ import annotations
 
 from collections.abc import Iterable
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -28,27 +29,8 @@ from ablations.train.steps import autocast, set_tf32
 
 
 def response_modules(model: ResNet) -> list[tuple[str, nn.Module]]:
-    """(qualified module name, module) of every response, in forward order (`ResNet.responses`:
-    the stem's, then each block's)."""
+    """(qualified name, module) of every response, in forward order (`ResNet.responses`)."""
     return [(name, model.get_submodule(name)) for name in model.responses()]
-
-
-class _Moments:
-    """A forward hook: count, sum and sum of squares of its module's output elements, taken
-    before the in-place ReLU that follows overwrites it. The sums stay on the device (no host
-    sync per batch): the one host read is at the end."""
-
-    def __init__(self) -> None:
-        self.count = 0
-        self.sums: Tensor | None = None  # (sum, sum of squares), float64
-
-    def __call__(self, module: nn.Module, inputs: tuple[Any, ...], output: Tensor) -> None:
-        # float32 sums: a float64 copy of every response cost a fifth of the measurement on a
-        # CPU. (Not vector_norm for the squares: its float32 accumulation is off by 1e-4.)
-        x = output.detach().float()
-        batch = torch.stack([x.sum(), (x * x).sum()]).double()
-        self.sums = batch if self.sums is None else self.sums + batch
-        self.count += output.numel()
 
 
 def layer_responses(
@@ -60,10 +42,21 @@ def layer_responses(
     if not isinstance(model, ResNet):
         raise TypeError(f"layer responses are defined for ResNet models; got {type(model)}")
     modules = response_modules(model)
-    moments = [_Moments() for _ in modules]
-    handles = [
-        module.register_forward_hook(m) for (_, module), m in zip(modules, moments, strict=True)
-    ]
+    # Per module: (sum, sum of squares) in float64 and the element count. The sums stay on the
+    # device (no host sync per batch): the one host read is at the end.
+    sums: dict[int, Tensor] = {}
+    counts = [0] * len(modules)
+
+    def hook(i: int, module: nn.Module, inputs: tuple[Any, ...], output: Tensor) -> None:
+        # Read before the in-place ReLU that follows overwrites it. float32 sums: a float64 copy
+        # of every response cost a fifth of the measurement on a CPU. (Not vector_norm for the
+        # squares: its float32 accumulation is off by 1e-4.)
+        x = output.detach().float()
+        batch = torch.stack([x.sum(), (x * x).sum()]).double()
+        sums[i] = sums[i] + batch if i in sums else batch
+        counts[i] += output.numel()
+
+    handles = [m.register_forward_hook(partial(hook, i)) for i, (_, m) in enumerate(modules)]
     modes = [(m, m.training) for m in model.modules()]  # they may differ
     tf32 = torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32
     set_tf32(precision)
@@ -79,24 +72,18 @@ def layer_responses(
             module.training = training
         for handle in handles:
             handle.remove()
-    return _table([name for name, _ in modules], moments)
-
-
-def _table(names: list[str], moments: list[_Moments]) -> pd.DataFrame:
-    """The std of each layer from its moments."""
-    if any(m.sums is None or m.count == 0 for m in moments):
+    if len(sums) < len(modules) or 0 in counts:
         raise AblationsError("no images reached the response layers; nothing to measure")
-    sums = torch.stack([m.sums for m in moments if m.sums is not None]).cpu()
-    counts = torch.tensor([m.count for m in moments], dtype=torch.float64)
-    mean = sums[:, 0] / counts
+    moments = torch.stack([sums[i] for i in range(len(modules))]).cpu()
+    total = torch.tensor(counts, dtype=torch.float64)
+    mean = moments[:, 0] / total
     # E[x^2] - E[x]^2 in float64: exact enough for BN outputs, whose mean is of the order of
     # their std; the clamp only guards rounding of a (near-)constant response.
-    var = (sums[:, 1] / counts - mean * mean).clamp_min(0)
-    return pd.DataFrame({
-        "layer": range(1, len(names) + 1),
-        "module": names,
-        "std": var.sqrt().tolist(),
-    })  # fmt: skip
+    var = (moments[:, 1] / total - mean * mean).clamp_min(0)
+    names = [name for name, _ in modules]
+    return pd.DataFrame(
+        {"layer": range(1, len(names) + 1), "module": names, "std": var.sqrt().tolist()}
+    )
 
 
 def responses_for_run(

@@ -79,8 +79,7 @@ def measure_plan(
     iterations: int, warmup: int, deadline: float | None = None,
     log: Callable[[str], None] = print,
 ) -> dict[str, Any]:  # fmt: skip
-    """Measure the runs of `configs` not measured here at this commit (each row saved as it is
-    measured, none started past `deadline`); write and return the projection."""
+    """Measure what this machine lacks at this commit, until `deadline`; write the projection."""
     path, machine = results / schemas.STEP_SPEED_FILE, provenance.device_name(device)
     table = read_table(path, schemas.STEP_SPEED)
     here = (table["machine"] == machine) & (table["git_commit"] == provenance.git_commit())
@@ -132,14 +131,12 @@ def append_row(path: Path, row: dict[str, Any]) -> None:
 
 def shape(config: TrainConfig | Mapping[str, Any]) -> tuple[Any, ...]:
     """The columns of SHAPE for a config or a row of STEP_SPEED."""
-    if isinstance(config, Mapping):
-        return tuple(config[column] for column in SHAPE)
-    return tuple(getattr(config, column) for column in SHAPE)
+    fields = config if isinstance(config, Mapping) else vars(config)
+    return tuple(fields[column] for column in SHAPE)
 
 
 def run_seconds(config: TrainConfig, row: Mapping[str, Any], steps_per_epoch: int) -> float:
-    """Wall time of `config`'s full budget from a STEP_SPEED row: its steps and evaluations (the
-    final test pass counted twice)."""
+    """Seconds of `config`'s steps and evaluations (the final test pass twice) at a row's speed."""
     iterations, _, eval_every = config.schedule(steps_per_epoch)
     evals = -(-iterations // eval_every) + 2
     return float(iterations * row["ms_per_step"] / 1e3 + evals * row["eval_s"])
@@ -178,8 +175,7 @@ def best_runs_at_once(table: pd.DataFrame, machine: str) -> tuple[int, float]:
 
 
 def describe(projection: Mapping[str, Any], *, missing: set[str]) -> list[str]:
-    """Each step kind's projected total, one at a time and at the best number at once, and
-    the part still to train (`missing`: run ids), as terminal lines."""
+    """Each step kind's projected total and the part still to train (`missing` run ids)."""
     lines = []
     jobs, speedup = projection.get("runs_at_once", 1), projection.get("combined_speedup", 1.0)
     for key, minutes in projection.items():
