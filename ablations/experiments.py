@@ -113,6 +113,20 @@ class Experiment:
         return self.variants.get(profile, self.variants.get("*", ()))
 
 
+def _imagenet(
+    name: str, description: str, nets: tuple[str, ...], claims: tuple[Lower, ...]
+) -> Experiment:
+    """A training experiment on ImageNet: the same nets under every profile."""
+    return Experiment(
+        name=name,
+        kind="train",
+        description=description,
+        variants={"*": nets},
+        dataset="imagenet",
+        claims=claims,
+    )
+
+
 BUILTIN = (
     Experiment(
         name="complexity",
@@ -175,30 +189,24 @@ BUILTIN = (
         "ReLU) on the test set, for the trained degradation nets of the paper's Fig. 7",
         variants={"paper": FIG7_NETS, "*": FOUR_NETS},
     ),
-    Experiment(
-        name="imagenet-degradation",
-        kind="train",
-        description="plain-18/34 vs ResNet-18/34 (option A) on ImageNet (paper Fig. 4, Table 2)",
-        variants={"*": IMAGENET_DEGRADATION},
-        dataset="imagenet",
-        claims=IMAGENET_DEGRADATION_CLAIMS,
+    _imagenet(
+        "imagenet-degradation",
+        "plain-18/34 vs ResNet-18/34 (option A) on ImageNet (paper Fig. 4, Table 2)",
+        IMAGENET_DEGRADATION,
+        IMAGENET_DEGRADATION_CLAIMS,
     ),
-    Experiment(
-        name="imagenet-shortcuts",
-        kind="train",
-        description="shortcut options A/B/C of ResNet-34 on ImageNet (paper Table 3)",
-        variants={"*": IMAGENET_SHORTCUTS},
-        dataset="imagenet",
-        claims=IMAGENET_SHORTCUTS_CLAIMS,
+    _imagenet(
+        "imagenet-shortcuts",
+        "shortcut options A/B/C of ResNet-34 on ImageNet (paper Table 3)",
+        IMAGENET_SHORTCUTS,
+        IMAGENET_SHORTCUTS_CLAIMS,
     ),
-    Experiment(
-        name="imagenet-bottleneck",
-        kind="train",
-        description="bottleneck ResNet-50/101/152 on ImageNet (paper Table 3) with the "
-        "paper's stride placement (first 1x1 conv, -v1) and torchvision's (3x3, v1.5)",
-        variants={"*": IMAGENET_BOTTLENECK},
-        dataset="imagenet",
-        claims=IMAGENET_BOTTLENECK_CLAIMS,
+    _imagenet(
+        "imagenet-bottleneck",
+        "bottleneck ResNet-50/101/152 on ImageNet (paper Table 3) with the paper's stride "
+        "placement (first 1x1 conv, -v1) and torchvision's (3x3, v1.5)",
+        IMAGENET_BOTTLENECK,
+        IMAGENET_BOTTLENECK_CLAIMS,
     ),
 )
 EXPERIMENTS: dict[str, Experiment] = {e.name: e for e in BUILTIN}
