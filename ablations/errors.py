@@ -17,3 +17,8 @@ class UnknownVariantError(AblationsError, LookupError):
 
 class InvalidVariantError(AblationsError, ValueError):
     """A spec that breaks the rules of its axes or of its block, or a duplicate registration."""
+
+
+class CaptureError(AblationsError):
+    """A CUDA graph capture that failed. PyTorch cannot restore CUDA's state after one (the
+    capture stream stays current, the allocator keeps its capture pool), so the process stops."""
