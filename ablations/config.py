@@ -143,8 +143,7 @@ class TrainConfig:
     @property
     def run_id(self) -> str:
         what = f"{self.variant}_{self.dataset}" if self.recipe is None else self.recipe
-        if self.arm:
-            what += f"-{self.arm}"
+        what += f"-{self.arm}" if self.arm else ""
         return f"{what}_{self.profile}_s{self.seed}_{self.key}"
 
     def schedule(self, steps_per_epoch: int) -> tuple[int, tuple[int, ...], int]:
@@ -242,14 +241,19 @@ def check_device(config: TrainConfig, device: torch.device) -> None:
 
 
 def resolve_device(device: str | torch.device | None = None) -> torch.device:
-    """ "auto"/None -> the first GPU when there is one, else the CPU."""
+    """ "auto"/None -> the first GPU when there is one, else the CPU. A GPU named by index becomes
+    the current one, where streams and graphs made without a device go (else GPU 0)."""
     import torch  # only when a device is resolved: the report needs none
 
     if device is None or str(device) == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    resolved = torch.device(device)
-    if resolved.type == "cuda" and not torch.cuda.is_available():
+    resolved, count = torch.device(device), torch.cuda.device_count()
+    if resolved.type == "cuda" and not count:
         raise AblationsError("--device cuda asked for, but torch sees no GPU; use --device cpu")
+    if resolved.type == "cuda" and resolved.index is not None:
+        if resolved.index >= count:
+            raise AblationsError(f"no {resolved}: torch sees {count} GPU(s), cuda:0 and on")
+        torch.cuda.set_device(resolved)
     return resolved
 
 

@@ -14,6 +14,7 @@ from typing import Any
 
 import torch
 
+from ablations import gpu
 from ablations.cluster import distributed
 from ablations.config import TrainConfig, resolve_device
 from ablations.registry import AblationsError
@@ -65,13 +66,14 @@ def on(stream: torch.cuda.Stream | None) -> contextlib.AbstractContextManager[An
     return contextlib.nullcontext() if stream is None else torch.cuda.stream(stream)
 
 
-def stream_for(device: torch.device) -> torch.cuda.Stream | None:
-    """A stream ordered after the work already issued on the current one; None on a CPU."""
+def stream_for(device: torch.device, *, slot: int) -> torch.cuda.Stream | None:
+    """The stream of the `slot`th run at once, ordered after the work already issued on the
+    current one; None on a CPU. Each slot's stream is made once (ablations.gpu.stream)."""
     if device.type != "cuda":
         return None
-    stream = torch.cuda.Stream(device=device)
-    stream.wait_stream(torch.cuda.current_stream(device))
-    return stream
+    made = gpu.stream(device, f"run {slot}")
+    made.wait_stream(torch.cuda.current_stream(device))
+    return made
 
 
 def tf32_group(config: TrainConfig) -> bool:
@@ -114,9 +116,11 @@ def train_together(
             while queue and len(flying) < jobs and not late() and fits(queue[0]):
                 config = queue.pop(0)
                 dev = resolve_device(config.device if device is None else device)
-                # The run is opened on its own stream: its data, model and optimizer state are
-                # made there, so its first steps wait for no other stream.
-                stream = stream_for(dev)
+                taken = {r.position for r in flying}
+                position = min(set(range(len(flying) + 1)) - taken)
+                # The run is opened on its slot's stream: its data, model and optimizer state
+                # are made there, so its first steps wait for no other stream.
+                stream = stream_for(dev, slot=position)
                 with on(stream):
                     opened = open_run(config, out=out, data=data_for(config), device=dev,
                                       show_progress=show_progress, deadline=deadline,
@@ -124,8 +128,6 @@ def train_together(
                     if isinstance(opened, RunRecord):
                         ended(opened)
                         continue
-                    taken = {r.position for r in flying}
-                    position = min(set(range(len(flying) + 1)) - taken)
                     opened.begin(position=position)
                 flying.append(_InFlight(opened, stream, position))
                 started = True

@@ -17,7 +17,9 @@ def prefetched(
     if device.type != "cuda":
         yield from ((_to(x, device), y.to(device)) for x, y in batches)
         return
-    stream = torch.cuda.Stream(device=device)
+    from ablations import gpu  # CUDA only
+
+    stream = gpu.stream(device, "prefetch")  # one for the process: see ablations.gpu.stream
     pending: tuple[Any, Tensor] | None = None
     for x, y in batches:
         with torch.cuda.stream(stream):

@@ -6,7 +6,6 @@ the device ("gpu": nvJPEG on CUDA); both draw the same crops from the same seeds
 from __future__ import annotations
 
 import contextlib
-import functools
 import io
 import warnings
 from collections.abc import Iterator
@@ -19,6 +18,7 @@ from PIL import Image
 from torch import Tensor
 from torch.utils.data import DataLoader, Dataset
 
+from ablations import gpu
 from ablations.cluster import distributed
 from ablations.data.arrays import DataError
 from ablations.data.image_index import ImageIndex
@@ -68,11 +68,6 @@ def decode_batch(raws: list[bytes], *, device: torch.device) -> list[Tensor]:
     return [decoded[i] if i in decoded else decode(r).to(device) for i, r in enumerate(raws)]
 
 
-@functools.cache
-def _decode_stream(device: torch.device) -> torch.cuda.Stream:
-    return torch.cuda.Stream(device=device)
-
-
 def _decode_jpegs(raws: list[bytes], device: torch.device) -> list[Tensor]:
     """JPEGs decoded on `device`: on CUDA in one batched nvJPEG call, on a stream of its own.
     torchvision allocates the outputs on the current stream but nvJPEG writes them on a private
@@ -84,7 +79,7 @@ def _decode_jpegs(raws: list[bytes], device: torch.device) -> list[Tensor]:
     from torchvision.io import ImageReadMode, decode_jpeg
 
     data = [torch.frombuffer(bytearray(r), dtype=torch.uint8) for r in raws]
-    current, stream = torch.cuda.current_stream(device), _decode_stream(device)
+    current, stream = torch.cuda.current_stream(device), gpu.stream(device, "decode")
     with torch.cuda.stream(stream):
         images = decode_jpeg(data, mode=ImageReadMode.RGB, device=device)
     current.wait_stream(stream)

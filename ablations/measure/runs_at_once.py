@@ -17,7 +17,7 @@ from typing import Any
 import pandas as pd
 import torch
 
-from ablations.config import TrainConfig
+from ablations.config import TrainConfig, resolve_device
 from ablations.data.prepare import RunData, prepare_data
 from ablations.gpu import streams as cuda_streams
 from ablations.measure import synchronize
@@ -33,7 +33,7 @@ def streams(
     with tempfile.TemporaryDirectory() as scratch:
         runs = []
         for seed in range(jobs):
-            stream = cuda_streams.stream_for(device)  # after the shared data's copy to the GPU
+            stream = cuda_streams.stream_for(device, slot=seed)  # after the data's copy
             trainer, batches = ready(replace(config, seed=seed), data, device, Path(scratch),
                                      warmup=warmup, stream=stream)  # fmt: skip
             runs.append((trainer, batches, stream))
@@ -50,7 +50,7 @@ def streams(
 def _process(config: dict[str, Any], data: str | None, device: str, iterations: int,
              warmup: int, barrier: Any, results: Any) -> None:  # fmt: skip
     """One run of the `processes` method, in its own interpreter."""
-    dev = torch.device(device)
+    dev = resolve_device(device)  # a spawned process: its GPU made current again
     run = TrainConfig.from_json(config)
     run_data = prepare_data(run, data, dev)
     with tempfile.TemporaryDirectory() as scratch:

@@ -139,18 +139,15 @@ def resolve_step(
     return "graph", ""
 
 
-def step_of_kind(
-    step: Step, kind: str, *, train: TrainStep, on_fallback: Callable[[str], None]
-) -> Step:
+def step_of_kind(step: Step, kind: str, *, train: TrainStep) -> Step:
     """`step` itself, or for "graph" `step` replayed as one CUDA graph (the only import of
-    ablations.gpu.graph). `train` is the TrainStep that `step` calls; `on_fallback` hears why
-    when the capture fails and the step stays eager."""
+    ablations.gpu.graph). `train` is the TrainStep that `step` calls."""
     if kind != "graph":
         return step
     from ablations.gpu.graph import GraphStep  # the CUDA machinery: never loaded on a CPU
 
     train.cache_casts = False  # see `autocast`
-    return GraphStep(step, on_fallback=on_fallback)
+    return GraphStep(step, device=train.device)
 
 
 class InferStep:

@@ -5,7 +5,6 @@ every `eval_every` iterations, where the run evaluates and checkpoints."""
 from __future__ import annotations
 
 import math
-import sys
 import time
 from collections.abc import Callable, Iterator
 from datetime import datetime, timezone
@@ -21,11 +20,25 @@ from ablations.config import TrainConfig, check_device
 from ablations.data.loader import Views
 from ablations.data.prepare import RunData
 from ablations.progress import TrainProgress
-from ablations.train import records, resume
+from ablations.train import records, resume, steps
 from ablations.train.evaluation import Metrics, evaluate_shares
 from ablations.train.schedule import Schedule, Tally
 from ablations.train.steps import TrainStep, fused_optimizer, resolve_step, step_of_kind, tf32_flags
 from ablations.weights.finetune import build_model, train_mode
+
+
+def whole_step(schedule: Schedule, train: TrainStep, tally: Tally) -> steps.Step:
+    """One iteration on the device (all of it in a graph step): lr, step, running sums. A
+    closure, not a Trainer method: a trainer holding its own bound method is a reference cycle,
+    which keeps a finished run's model and GPU memory alive until the cyclic GC runs."""
+
+    def step(x: Tensor, y: Tensor) -> tuple[Tensor, Tensor]:
+        schedule.select()
+        loss, logits = train(x, y)
+        schedule.observe(tally.add(loss, logits, y))
+        return loss, logits
+
+    return step
 
 
 class Trainer:
@@ -64,22 +77,10 @@ class Trainer:
             config.step, device=device, precision=config.precision, compile=config.compile,
             ddp=distributed.active(),
         )  # fmt: skip
-        self.step = step_of_kind(
-            self.whole_step, self.step_kind, train=self.train_step, on_fallback=self.fell_back
-        )
+        whole = whole_step(self.schedule, self.train_step, self.tally)
+        self.step = step_of_kind(whole, self.step_kind, train=self.train_step)
         self.state = resume.State()
         self.schedule.prepare(0)
-
-    def whole_step(self, x: Tensor, y: Tensor) -> tuple[Tensor, Tensor]:
-        """One iteration on the device (all of it in a graph step): lr, step, running sums."""
-        self.schedule.select()
-        loss, logits = self.train_step(x, y)
-        self.schedule.observe(self.tally.add(loss, logits, y))
-        return loss, logits
-
-    def fell_back(self, note: str) -> None:
-        self.step_kind, self.step_note = "eager", note
-        print(f"[{self.label()}] {note}", file=sys.stderr, flush=True)
 
     def execution(self) -> dict[str, Any]:
         """How this start runs, for env.json (the config holds what was asked for)."""

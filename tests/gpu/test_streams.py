@@ -13,6 +13,7 @@ import pandas as pd
 import pytest
 import torch
 
+from ablations import gpu
 from ablations.config import resolve_config
 from ablations.gpu import streams
 from ablations.registry import AblationsError
@@ -131,3 +132,47 @@ def test_gpu_runs_at_once_on_their_streams_end_as_each_alone(tmp_path, tiny_cifa
         for k in theirs:
             spread = (theirs[k].double() - repeat[k].double()).abs().max()
             assert (mine[k].double() - theirs[k].double()).abs().max() <= 4 * spread + 1e-6, k
+
+
+# --- the process's streams (ablations.gpu.stream) ----------------------------------------------
+
+
+class PooledStream:
+    """torch.cuda.Stream as CUDA's pool hands it out: `pool` handles in turn."""
+
+    made = 0
+    pool = 4
+
+    def __init__(self, device: torch.device | None = None) -> None:
+        self.cuda_stream = PooledStream.made % PooledStream.pool
+        PooledStream.made += 1
+
+    def wait_stream(self, other: object) -> None:
+        pass
+
+
+@pytest.fixture
+def pooled(monkeypatch):
+    monkeypatch.setattr(gpu, "_STREAMS", {})
+    monkeypatch.setattr(PooledStream, "made", 0)
+    monkeypatch.setattr(torch.cuda, "Stream", PooledStream)
+    monkeypatch.setattr(torch.cuda, "current_stream", lambda device=None: None)
+
+
+def test_each_role_and_slot_has_one_stream_for_the_process(pooled):
+    cuda = torch.device("cuda", 0)
+    slots = [streams.stream_for(cuda, slot=i) for i in range(3)]
+    assert len({s.cuda_stream for s in slots}) == 3
+    # Later runs in a slot, and later evaluations, take the streams made before.
+    assert streams.stream_for(cuda, slot=1) is slots[1]
+    assert gpu.stream(cuda, "prefetch") is gpu.stream(cuda, "prefetch")
+    assert PooledStream.made == 4
+    assert streams.stream_for(torch.device("cpu"), slot=0) is None
+
+
+def test_a_stream_that_would_be_another_roles_is_refused(pooled):
+    cuda = torch.device("cuda", 0)
+    for i in range(PooledStream.pool):
+        streams.stream_for(cuda, slot=i)
+    with pytest.raises(AblationsError, match=r"'warm-up' would share 'run 0'.*fewer runs at once"):
+        gpu.stream(cuda, "warm-up")

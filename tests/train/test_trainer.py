@@ -3,17 +3,23 @@ record (curves.csv and summary.json), not from the loop's internals."""
 
 from __future__ import annotations
 
+import gc
 import os
 import pickle
+import weakref
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
+import torch
 
 from ablations.config import resolve_config
+from ablations.data import load_dataset
+from ablations.data.prepare import prepare_data
 from ablations.profiles import PAPER_WARMUP, PROFILES
 from ablations.train.run import train
+from ablations.train.trainer import Trainer
 
 # Ten colours (the corners of the RGB cube and two greys): a class is its colour, which no crop
 # or flip changes, so a net separates them in a few dozen steps.
@@ -118,3 +124,25 @@ def test_resnet110_warms_up_at_001_until_training_error_is_below_80_percent(tmp_
     # The switch came once the training error was below 80%: in the last 20 iterations before
     # it (the loop judges the running error over a short window).
     assert error[(error.index > end - 20) & (error.index <= end)].min() < 0.8
+
+
+@pytest.mark.parametrize("finished", [False, True])
+def test_a_trainer_is_freed_as_soon_as_nothing_refers_to_it(tmp_path, tiny_cifar, finished):
+    """No reference cycle: a run's model (on a GPU, its memory and CUDA graph) goes with its
+    trainer, not when the cyclic collector happens to run."""
+    cpu = torch.device("cpu")
+    config = resolve_config("resnet20", profile="smoke", device="cpu", input_size=8)
+    prepared = prepare_data(config, load_dataset(config.dataset, data=tiny_cifar), cpu)
+    gc.collect()
+    gc.disable()
+    try:
+        trainer = Trainer(config, prepared, directory=tmp_path, device=cpu, show_progress=False)
+        if finished:
+            trainer.run()
+        else:
+            trainer.advance(trainer.data.train.batches(0), until=2)
+        refs = weakref.ref(trainer), weakref.ref(trainer.model)
+        del trainer
+        assert [ref() for ref in refs] == [None, None]
+    finally:
+        gc.enable()
