@@ -4,10 +4,12 @@ synchronised BN. docs/clusters.md says why the step equals one process's."""
 
 from __future__ import annotations
 
+import inspect
 import os
 import warnings
 from dataclasses import replace
 from datetime import timedelta
+from typing import Any
 
 import torch
 import torch.distributed as dist
@@ -49,12 +51,16 @@ def setup(device: str | None = None) -> torch.device | None:
         return None
     local = int(os.environ.get("LOCAL_RANK", "0"))
     cuda = torch.cuda.is_available() and device in (None, "auto", "cuda")
-    # NCCL for GPUs, gloo for CPUs (CI tests the gloo path).
-    dist.init_process_group("nccl" if cuda else "gloo", timeout=timedelta(minutes=30))
-    if cuda:
-        torch.cuda.set_device(local)
-        return torch.device("cuda", local)
-    return None
+    timeout = timedelta(minutes=30)
+    if not cuda:  # gloo for CPUs (CI tests this path)
+        dist.init_process_group("gloo", timeout=timeout)
+        return None
+    # This rank's GPU is current before the group exists (no rank opens a context on GPU 0),
+    # and NCCL is told it: it binds its communicator to that GPU at once.
+    gpu = torch.device("cuda", local)
+    torch.cuda.set_device(local)
+    dist.init_process_group("nccl", timeout=timeout, device_id=gpu)
+    return gpu
 
 
 def teardown() -> None:
@@ -115,13 +121,23 @@ def broadcast_buffers(model: nn.Module) -> None:
 
 def wrap(model: nn.Module, *, sync_bn: bool, device: torch.device) -> nn.Module:
     """DistributedDataParallel over `model` (its BN synchronised first when asked), or `model`
-    itself for one process. Checkpoints hold `model`'s state_dict, the same for any world."""
+    itself for one process. Checkpoints hold `model`'s state_dict, the same for any world.
+    Synchronised BN keeps every rank's buffers equal, so DDP's broadcast of them at each forward
+    is dropped then; per-rank BN keeps it."""
     if not active():
         return model
     if sync_bn:
         convert_sync_bn(model, device=device)
     ids = [device.index] if device.type == "cuda" else None
-    return nn.parallel.DistributedDataParallel(model, device_ids=ids)
+    ddp = nn.parallel.DistributedDataParallel
+    return ddp(model, device_ids=ids, **_forward_buffer_sync(ddp, on=not sync_bn))
+
+
+def _forward_buffer_sync(ddp: type[nn.Module], *, on: bool) -> dict[str, Any]:
+    """DDP's option to broadcast rank 0's buffers at every forward, by this torch's name for it:
+    later releases call it `forward_sync_buffers` and deprecate `broadcast_buffers`."""
+    later = "forward_sync_buffers" in inspect.signature(ddp).parameters
+    return {"forward_sync_buffers" if later else "broadcast_buffers": on}
 
 
 def convert_sync_bn(model: nn.Module, *, device: torch.device) -> None:
@@ -179,12 +195,21 @@ def reduce_sum(value: Tensor) -> Tensor:
 
 
 def sum_all(*values: Tensor | float) -> list[float]:
-    """Sums over the ranks of device scalars or ints, as floats (at report time, never per step)."""
-    stacked = torch.stack([torch.as_tensor(v, dtype=torch.float64).detach().cpu() for v in values])
+    """Sums over the ranks of device scalars or ints, as floats (at report time, never per step).
+    The values are stacked where the tensors live and the host reads them once."""
+    device = next((v.device for v in values if isinstance(v, Tensor)), torch.device("cpu"))
+    stacked = torch.stack([_double(v, device) for v in values])
     if world_size() > 1:
         stacked = stacked.to(_collective_device())
         dist.all_reduce(stacked)
-    return [float(v) for v in stacked.cpu()]
+    return stacked.tolist()
+
+
+def _double(value: Tensor | float, device: torch.device) -> Tensor:
+    """A float64 scalar on `device`; a host number is filled in there, without a copy."""
+    if isinstance(value, Tensor):
+        return value.detach().to(device=device, dtype=torch.float64).reshape(())
+    return torch.full((), float(value), dtype=torch.float64, device=device)
 
 
 def max_all(value: int) -> int:

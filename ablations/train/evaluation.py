@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import torch
@@ -42,8 +43,22 @@ def view_logits(model: nn.Module, x: Views, labels: int) -> Tensor:
     views averaged, then the tensors' averages are averaged (every scale weighs the same)."""
     if isinstance(x, Tensor):
         return view_average(model(x), labels)
-    per_size = [view_average(model(v), labels).float() for v in x]
+    with cudnn_benchmark(False):
+        per_size = [view_average(model(v), labels).float() for v in x]
     return torch.stack(per_size).mean(dim=0)
+
+
+@contextmanager
+def cudnn_benchmark(enabled: bool) -> Iterator[None]:
+    """cuDNN autotuning set to `enabled` inside, its previous setting restored after. Each
+    multi-scale group brings a new input shape, which autotuning would time afresh for a few
+    images; `torch.backends.cudnn.flags` is no help: it resets every other flag too."""
+    before = torch.backends.cudnn.benchmark
+    torch.backends.cudnn.benchmark = enabled
+    try:
+        yield
+    finally:
+        torch.backends.cudnn.benchmark = before
 
 
 @dataclass(frozen=True)
@@ -68,23 +83,36 @@ class EvalSums:
 def eval_sums(
     model: nn.Module, batches: Iterator[tuple[Views, Tensor]], *, precision: str
 ) -> EvalSums:
-    """Summed loss, top-1 errors and top-5 hits in eval mode. Every module's mode is restored
-    afterwards, so a frozen backbone stays in eval mode."""
+    """Summed loss, top-1 errors and top-5 hits in eval mode. The sums stay on the device and
+    the host reads them once, at the end: a read per batch would stall the GPU each time. Every
+    module's mode is restored afterwards, so a frozen backbone stays in eval mode."""
     modes = [(m, m.training) for m in model.modules()]
     model.eval()
-    loss_sum, errors, top5_hits, seen, classes = 0.0, 0, 0, 0, 0
+    sums: Tensor | None = None
+    seen, classes = 0, 0
     for x, y in batches:
         with autocast(y.device, precision):
             logits = view_logits(model, x, len(y)).float()
         classes = logits.shape[1]
-        loss_sum += float(F.cross_entropy(logits, y, reduction="sum"))
-        errors += int((logits.argmax(dim=1) != y).sum())
-        if classes > TOP5:  # the label among the 5 largest logits (ties: torch.topk's)
-            top5_hits += int((logits.topk(TOP5, dim=1).indices == y[:, None]).any(dim=1).sum())
+        batch = batch_sums(logits, y)
+        sums = batch if sums is None else sums.add_(batch)
         seen += len(y)
     for module, training in modes:
         module.training = training
-    return EvalSums(loss_sum, errors, top5_hits, seen, classes)
+    loss_sum, errors, top5_hits = sums.tolist() if sums is not None else (0.0, 0, 0)
+    return EvalSums(loss_sum, int(errors), int(top5_hits), seen, classes)
+
+
+def batch_sums(logits: Tensor, y: Tensor) -> Tensor:
+    """[loss sum, errors, top-5 hits] of one batch, float64 on the device (the float32 loss sum
+    converted, as a host float would hold it; counts exact below 2**53)."""
+    loss = F.cross_entropy(logits, y, reduction="sum").double()
+    errors = (logits.argmax(dim=1) != y).sum().double()
+    if logits.shape[1] > TOP5:  # the label among the 5 largest logits (ties: torch.topk's)
+        hits = (logits.topk(TOP5, dim=1).indices == y[:, None]).any(dim=1).sum().double()
+    else:
+        hits = torch.zeros_like(errors)
+    return torch.stack([loss, errors, hits])
 
 
 def evaluate_metrics(

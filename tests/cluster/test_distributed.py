@@ -19,11 +19,14 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import warnings
 
 import pandas as pd
 import pytest
 import torch
+import torch.distributed as dist
 from tiny_imagenet import WNIDS_7, members, write_shards
+from torch import nn
 
 from ablations.cluster import distributed
 from ablations.cluster.distributed import check_world, for_world
@@ -137,3 +140,69 @@ def test_a_per_rank_bn_run_refuses_another_world():
     assert check_world(config) is False  # one process, plain BN
     with pytest.raises(AblationsError, match="--nproc-per-node 2"):
         check_world(for_world(config, sync_bn=False, world=2))
+
+
+# --- process group, DDP and reductions, in this process -----------------------------------------
+
+
+@pytest.fixture
+def two_ranks(monkeypatch) -> list[tuple]:
+    """setup's calls as rank 1 of 2 under torchrun, none of them made (logged in order)."""
+    calls: list[tuple] = []
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    monkeypatch.setenv("LOCAL_RANK", "1")
+    monkeypatch.setattr(dist, "init_process_group",
+                        lambda backend, **kw: calls.append(("init", backend, kw)))  # fmt: skip
+    monkeypatch.setattr(torch.cuda, "set_device", lambda d: calls.append(("set_device", d)))
+    return calls
+
+
+def test_a_gpu_rank_takes_its_gpu_before_nccl_binds_to_it(two_ranks, monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    assert distributed.setup("auto") == torch.device("cuda", 1)
+    (first, (_, backend, kw)) = two_ranks
+    assert first == ("set_device", 1)
+    assert backend == "nccl" and kw["device_id"] == torch.device("cuda", 1)
+
+
+def test_a_cpu_rank_joins_gloo_without_a_device(two_ranks, monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert distributed.setup("auto") is None
+    ((_, backend, kw),) = two_ranks
+    assert backend == "gloo" and "device_id" not in kw
+
+
+@pytest.fixture
+def one_rank_group():
+    dist.init_process_group("gloo", store=dist.HashStore(), rank=0, world_size=1)
+    yield
+    dist.destroy_process_group()
+
+
+@pytest.mark.parametrize("sync_bn", [True, False])
+def test_ddp_broadcasts_buffers_only_for_per_rank_bn(one_rank_group, sync_bn):
+    """Synchronised BN keeps every rank's statistics equal: broadcasting them would cost a
+    collective at every forward for nothing."""
+    model = nn.Sequential(nn.Conv2d(3, 4, 3), nn.BatchNorm2d(4))
+    with warnings.catch_warnings():  # the option by the name this torch does not deprecate
+        warnings.filterwarnings("error", message=".*buffers", category=FutureWarning)
+        ddp = distributed.wrap(model, sync_bn=sync_bn, device=CPU)
+    assert isinstance(ddp, nn.parallel.DistributedDataParallel)
+    assert ddp.broadcast_buffers is not sync_bn
+
+
+def test_sum_all_reads_the_host_once(monkeypatch):
+    reads: list[str] = []
+    for name in ("item", "tolist", "cpu", "numpy", "__float__", "__int__", "__index__"):
+        original = getattr(torch.Tensor, name)
+
+        def counted(self, *args, _name=name, _original=original, **kwargs):
+            reads.append(_name)
+            return _original(self, *args, **kwargs)
+
+        monkeypatch.setattr(torch.Tensor, name, counted)
+    loss, errors = torch.tensor(2.5, dtype=torch.float64), torch.tensor(3)
+    total = distributed.sum_all(loss, errors, 7, torch.tensor(0.1))
+    monkeypatch.undo()
+    assert len(reads) <= 1, reads
+    assert total == [2.5, 3.0, 7.0, float(torch.tensor(0.1))]

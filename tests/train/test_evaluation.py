@@ -1,9 +1,12 @@
 """Table 4's multi-scale testing: the whole image at each shorter side of {224, 256, 384, 480,
 640} and its flip through the net (fully convolutional: the global pool averages the classifier
 over every position), the logits averaged; checked against a computation written out here from
-the paper's description, on a tiny ImageNet-layout tree."""
+the paper's description, on a tiny ImageNet-layout tree. Evaluation reads the device once, at
+its end, and runs the views of several sizes without cuDNN autotuning."""
 
 from __future__ import annotations
+
+import warnings
 
 import pandas as pd
 import pytest
@@ -12,7 +15,7 @@ import torchvision.transforms.v2.functional as TF
 from tiny_imagenet import members, write_tree
 from torch import Tensor
 
-from ablations.data.loader import Normalizer
+from ablations.data.loader import Normalizer, Views
 from ablations.imagenet.augment import RECIPES, multi_scale
 from ablations.imagenet.index import build_index
 from ablations.imagenet.prepare import scaled
@@ -21,7 +24,7 @@ from ablations.models import create_model
 from ablations.references import TABLE4
 from ablations.report.imagenet import errors_table
 from ablations.results import schemas
-from ablations.train.evaluation import eval_sums, view_logits
+from ablations.train.evaluation import TOP5, eval_sums, view_logits
 from ablations.train.records import final_metrics
 
 pytestmark = pytest.mark.filterwarnings("ignore:The image decoding:DeprecationWarning")
@@ -175,3 +178,110 @@ def test_the_prefetcher_guards_every_view_tensor_of_a_batch():
     assert [t.shape for t in _tensors((images, y))] == [v.shape for v in views] * 2 + [y.shape]
     assert _tensors(([b"\xff\xd8"], y)) == [y]
     assert len(_tensors((torch.zeros(4, 3, 2, 2), y))) == 2
+
+
+# --- host reads and cuDNN autotuning -------------------------------------------------------------
+
+HOST_READS = ("item", "tolist", "cpu", "numpy", "__float__", "__int__", "__bool__", "__index__")
+
+
+def _count_host_reads(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """Every Tensor method that hands a value to the host (on a GPU, a synchronisation) logs
+    its name in the returned list while `monkeypatch` holds."""
+    reads: list[str] = []
+    for name in HOST_READS:
+        original = getattr(torch.Tensor, name)
+
+        def counted(self, *args, _name=name, _original=original, **kwargs):
+            reads.append(_name)
+            return _original(self, *args, **kwargs)
+
+        monkeypatch.setattr(torch.Tensor, name, counted)
+    return reads
+
+
+def _small_net(classes: int) -> torch.nn.Module:
+    torch.manual_seed(0)
+    return torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.AdaptiveAvgPool2d(1),
+                               torch.nn.Flatten(), torch.nn.Linear(4, classes))  # fmt: skip
+
+
+def _batches(classes: int, count: int) -> list[tuple[Views, Tensor]]:
+    """`count` batches of 3 images: single-view tensors, and multi-scale lists of two sizes."""
+    g = torch.Generator().manual_seed(2)
+    out: list[tuple[Views, Tensor]] = []
+    for i in range(count):
+        y = torch.randint(0, classes, (3,), generator=g)
+        one = torch.randn(3, 3, 6, 6, generator=g)
+        out.append((one if i % 2 else [one, torch.randn(3, 3, 8, 7, generator=g)], y))
+    return out
+
+
+@pytest.mark.parametrize("classes", [10, 4])  # 4: no top-5 hits to count
+def test_eval_sums_reads_the_host_once_with_the_per_batch_sums(monkeypatch, classes):
+    model, batches = _small_net(classes), _batches(classes, 6)
+    with torch.no_grad():  # the per-batch host sums: float32 loss sums added as doubles
+        logits = [view_logits(model, x, len(y)) for x, y in batches]
+    loss = 0.0
+    for z, (_, y) in zip(logits, batches, strict=True):
+        loss += float(torch.nn.functional.cross_entropy(z, y, reduction="sum"))
+    errors = sum(int((z.argmax(1) != y).sum()) for z, (_, y) in zip(logits, batches, strict=True))
+    with monkeypatch.context() as m:
+        reads = _count_host_reads(m)
+        sums = eval_sums(model, iter(batches), precision="fp32")
+    assert len(reads) <= 1, reads
+    assert (sums.loss_sum, sums.errors, sums.seen, sums.classes) == (loss, errors, 18, classes)
+    hits = 0
+    if classes > TOP5:
+        hits = sum(int((z.topk(TOP5, 1).indices == y[:, None]).any(1).sum())
+                   for z, (_, y) in zip(logits, batches, strict=True))  # fmt: skip
+    assert isinstance(sums.errors, int) and isinstance(sums.top5_hits, int)
+    assert sums.top5_hits == hits
+
+
+class _FlagRecorder(torch.nn.Module):
+    """A net that records whether cuDNN autotuning was on at each forward."""
+
+    def __init__(self, *, fail: bool = False) -> None:
+        super().__init__()
+        self.seen: list[bool] = []
+        self.fail = fail
+
+    def forward(self, x: Tensor) -> Tensor:
+        self.seen.append(torch.backends.cudnn.benchmark)
+        if self.fail:
+            raise RuntimeError("forward failed")
+        return x.mean(dim=(2, 3))
+
+
+def test_multi_scale_views_run_without_cudnn_autotuning(monkeypatch):
+    """Every multi-scale group brings a new input shape: autotuning would time each afresh."""
+    monkeypatch.setattr(torch.backends.cudnn, "benchmark", True)
+    model = _FlagRecorder()
+    view_logits(model, [torch.zeros(2, 3, 4, 4), torch.zeros(2, 3, 5, 6)], 2)
+    assert model.seen == [False, False] and torch.backends.cudnn.benchmark
+    view_logits(model, torch.zeros(2, 3, 4, 4), 2)
+    assert model.seen[-1] is True and torch.backends.cudnn.benchmark
+    failing = _FlagRecorder(fail=True)
+    with pytest.raises(RuntimeError, match="forward failed"):
+        view_logits(failing, [torch.zeros(2, 3, 4, 4)], 2)
+    assert failing.seen == [False] and torch.backends.cudnn.benchmark
+
+
+@pytest.mark.gpu
+def test_eval_sums_synchronises_the_gpu_once():
+    """CUDA's sync debug mode warns at every synchronising call: only the final read."""
+    gpu = torch.device("cuda")
+    model = _small_net(10).to(gpu)
+    batches = [([v.to(gpu) for v in x] if isinstance(x, list) else x.to(gpu), y.to(gpu))
+               for x, y in _batches(10, 6)]  # fmt: skip
+    torch.cuda.synchronize()
+    torch.cuda.set_sync_debug_mode("warn")
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            eval_sums(model, iter(batches), precision="fp32")
+    finally:
+        torch.cuda.set_sync_debug_mode("default")
+    syncs = [w for w in caught if "synchroniz" in str(w.message)]
+    assert len(syncs) == 1, [str(w.message) for w in syncs]
