@@ -4,20 +4,24 @@ import math
 import multiprocessing as mp
 import os
 import signal
+from dataclasses import asdict
 
 import pandas as pd
 import pytest
 import torch
+import torch._dynamo
 
 from ablations import derive, register_variant
 from ablations.cli import main
+from ablations.errors import CaptureError
 from ablations.measure import throughput as tp
 from ablations.measure.throughput import child, parent, reference, settings
 from ablations.measure.throughput.settings import Setting
-from ablations.registry import AblationsError
+from ablations.registry import AblationsError, get_variant
 from ablations.report import throughput as throughput_report
 from ablations.results import schemas
 from ablations.results.table import read_table
+from ablations.train.steps import GRAPH_WARMUP
 
 QUICK = {"warmup": 1, "repeats": 2, "steps": 1}
 
@@ -131,6 +135,48 @@ def test_a_killed_child_does_not_stop_the_sweep(monkeypatch):
     assert set(table["error"]) == {"child killed by SIGKILL (out of memory?)"}
 
 
+def _capture_fails_at(batch):  # measure_setting, as a graph step whose capture fails for `batch`
+    def fake(setting, device):
+        if setting.batch_size == batch:
+            raise CaptureError("CUDA graph capture failed: operation not permitted")
+        return [{"status": "ok", "batch_size": setting.batch_size, "pid": os.getpid()}]
+
+    return fake
+
+
+def _capture_fails_at_3(conn, messages, *, started):  # in the child: batch 3's capture fails
+    child.measure_setting = _capture_fails_at(3)
+    child.serve(conn, messages, started=started)
+
+
+def test_a_child_stops_serving_after_a_failed_capture(monkeypatch):
+    measured = []
+    fake = _capture_fails_at(3)
+    monkeypatch.setattr(child, "measure_setting",
+                        lambda s, d: measured.append(s.batch_size) or fake(s, d))  # fmt: skip
+    monkeypatch.setattr(child, "prepare_process", lambda d: "p")  # this process's denormals stay
+    grid = _quick(["resnet20"], modes=["infer"], batch_sizes=[2, 3, 4])
+    messages = [{"setting": asdict(s), "variant": get_variant(s.variant).axes()} for s in grid]
+    receive, send = mp.Pipe(duplex=False)
+    child.serve(send, messages, started="fork")
+    rows = receive.recv() + receive.recv()
+    with pytest.raises(EOFError):  # closed: nothing more comes
+        receive.recv()
+    assert measured == [2, 3]  # nothing after the failed capture
+    assert [(r["status"], r["setting"]["batch_size"]) for r in rows] == [("ok", 2), ("error", 3)]
+    assert rows[1]["error"] == "CaptureError: CUDA graph capture failed: operation not permitted"
+
+
+def test_the_settings_after_a_failed_capture_are_measured_in_a_fresh_child(monkeypatch):
+    monkeypatch.setattr(parent, "CHILD", _capture_fails_at_3)
+    [group] = parent.process_groups(_quick(["resnet20"], modes=["infer"], batch_sizes=[2, 3, 4]))
+    rows = parent.run_child(group)
+    assert [(r["status"], r["setting"]["batch_size"]) for r in rows] == [
+        ("ok", 2), ("error", 3), ("ok", 4)]  # fmt: skip
+    assert rows[1]["error"].startswith("CaptureError: CUDA graph capture failed")
+    assert rows[0]["pid"] != rows[2]["pid"]  # batch 4 in a new child
+
+
 def test_cpu_children_fork_from_an_import_only_server_and_gpu_children_spawn():
     assert parent.start_method("cpu").get_start_method() == "forkserver"
     assert parent.start_method("cuda").get_start_method() == "spawn"
@@ -177,16 +223,49 @@ def test_dynamo_counters_count_graphs_and_the_recompile_limit_is_an_error(monkey
     torch._dynamo.reset()
 
 
+@pytest.mark.parametrize(
+    ("mode", "step", "device", "expected"),
+    [
+        ("train", "graph", "cuda", (GRAPH_WARMUP, "cuda_max_allocated_from_capture")),
+        ("train", "eager", "cuda", (6, None)),
+        ("infer", "eager", "cuda", (6, None)),
+        ("train", "eager", "cpu", (6, None)),
+    ],
+)
+def test_a_graph_steps_peak_memory_covers_its_capture(mode, step, device, expected):
+    setting = Setting(variant="resnet20", mode=mode, step=step, device=device, warmup=6)
+    assert child.peak_window(setting, torch.device(device)) == expected
+
+
+def _reset_after(monkeypatch, setting, make_step):
+    """The step calls made before each peak memory reset, all step calls, and the row."""
+    calls, resets = [], []
+
+    def counted(*args):
+        step = make_step(*args)
+        return lambda: calls.append(1) or step()
+
+    monkeypatch.setattr(child, "make_step", counted)
+    monkeypatch.setattr(child, "_reset_peak_memory", lambda d: resets.append(len(calls)))
+    row = child.measure_one(setting, 2, torch.device("cpu"), 1)
+    return resets, len(calls), row
+
+
 def test_peak_memory_is_reset_after_warm_up(monkeypatch):
-    calls = []
-    monkeypatch.setattr(child, "make_step", lambda *a: lambda: None)
-    monkeypatch.setattr(child, "timed", lambda *a, **k: calls.append("warm-up") or 0.1)
-    monkeypatch.setattr(child, "_reset_peak_memory", lambda d: calls.append("reset"))
-    monkeypatch.setattr(child, "timed_windows", lambda *a, **k: calls.append("timed") or [0.01])
-    monkeypatch.setattr(child, "_peak_memory_mb", lambda d: calls.append("read") or (1.0, "x"))
-    row = child.measure_one(Setting(variant="resnet20"), 4, torch.device("cpu"), 1)
-    assert calls == ["warm-up", "warm-up", "reset", "timed", "read"]
-    assert row["images_per_s"] == pytest.approx(400)
+    setting = Setting(variant="resnet20", mode="train", warmup=3, repeats=2, steps=2)
+    resets, calls, row = _reset_after(monkeypatch, setting, child.make_step)
+    assert resets == [3] and calls == 3 + 2 * 2
+    assert row["memory_kind"] in {"process_peak_rss", "unavailable"}
+
+
+def test_a_graph_steps_peak_memory_is_reset_before_its_capture(monkeypatch):
+    window = child.peak_window
+    monkeypatch.setattr(child, "peak_window", lambda s, d: window(s, torch.device("cuda")))
+    setting = Setting(variant="resnet20", mode="train", step="graph", device="cuda", warmup=6,
+                      repeats=2, steps=2)  # fmt: skip
+    resets, calls, row = _reset_after(monkeypatch, setting, lambda *a: lambda: None)
+    assert resets == [GRAPH_WARMUP] and calls == 6 + 2 * 2  # the same warm-up in all
+    assert row["memory_kind"] == "cuda_max_allocated_from_capture"
 
 
 def _oom_above(limit):
@@ -205,6 +284,19 @@ def test_batch_sweep_steps_down_and_names_what_it_measured(monkeypatch):
     rows = child.measure_setting(setting, torch.device("cpu"))
     assert [(r["status"], r["batch_size"]) for r in rows] == [
         ("oom", 4096), ("oom", 2048), ("oom", 1024), ("ok", 512)]  # fmt: skip
+
+
+@pytest.mark.parametrize("compile", [True, False])
+def test_each_attempt_of_a_compiled_batch_sweep_starts_dynamo_afresh(monkeypatch, compile):
+    calls = []
+    oom = _oom_above(512)
+    monkeypatch.setattr(torch._dynamo, "reset", lambda: calls.append("reset"))
+    monkeypatch.setattr(child, "measure_one", lambda *a: calls.append("measure") or oom(*a))
+    monkeypatch.setattr(child, "setting_macs", lambda s: 1)
+    setting = Setting(variant="resnet20", device="cuda", batch_size="max", compile=compile)
+    rows = child.measure_setting(setting, torch.device("cpu"))
+    assert len(rows) == 4  # 4096, 2048, 1024: out of memory; 512 fits
+    assert calls == (["reset", "measure"] if compile else ["measure"]) * 4
 
 
 def test_a_fixed_batch_that_does_not_fit_is_reported_not_shrunk(monkeypatch):
@@ -439,3 +531,4 @@ def test_gpu_bench_replays_the_training_step_as_a_graph(tmp_path):
     table = tp.run(grid, out=tmp_path / "t.csv", show_progress=False)
     assert list(table["step"]) == ["graph"] and list(table["status"]) == ["ok"], table["error"]
     assert (table["host_syncs_per_step"] == 0).all()
+    assert list(table["memory_kind"]) == ["cuda_max_allocated_from_capture"]

@@ -1,8 +1,9 @@
 """The measurement itself, run inside a fresh child interpreter (see `parent.py` for why).
 
 `measure_one` times one batch: the warm-up, the peak memory reset (so `peak_mem_mb` covers the
-timed steps only), `repeats` windows of `steps` steps (median and IQR), and one more step that
-counts host synchronisations. A training step is the one `ablate train` takes on the device."""
+timed steps, and a graph step's capture), `repeats` windows of `steps` steps (median and IQR),
+and one more step that counts host synchronisations. A training step is the one `ablate train`
+takes on the device."""
 
 from __future__ import annotations
 
@@ -18,13 +19,21 @@ from typing import Any
 import numpy as np
 import torch
 
+from ablations.errors import CaptureError
 from ablations.measure import synchronize, timed
 from ablations.measure.throughput.reference import achieved, setting_macs
 from ablations.measure.throughput.settings import Setting, default_batch
 from ablations.models import ResNet
 from ablations.registry import REGISTRY, Variant, get_variant, register_variant
 from ablations.results import provenance
-from ablations.train.steps import InferStep, TrainStep, set_tf32, step_of_kind, tf32_flags
+from ablations.train.steps import (
+    GRAPH_WARMUP,
+    InferStep,
+    TrainStep,
+    set_tf32,
+    step_of_kind,
+    tf32_flags,
+)
 
 
 def prepare_process(device: torch.device) -> str:
@@ -60,15 +69,10 @@ def make_step(setting: Setting, batch: int, device: torch.device) -> Callable[[]
     if setting.mode == "train":
         train = TrainStep(model.train(), device=device, precision=setting.precision,
                           compile=setting.compile)  # fmt: skip
-        step = step_of_kind(train, setting.step, train=train, on_fallback=_fell_back)
+        step = step_of_kind(train, setting.step, train=train)
         return lambda: step(x, y)
     infer = InferStep(model, device=device, precision=setting.precision, compile=setting.compile)
     return lambda: infer(x)
-
-
-def _fell_back(note: str) -> None:
-    """A failed capture must not pass for a graph measurement: the row becomes an error."""
-    raise RuntimeError(note)
 
 
 def timed_windows(
@@ -125,6 +129,16 @@ def _strict_dynamo() -> None:
         config.fail_on_recompile_limit_hit = True
 
 
+def _fresh_dynamo() -> None:
+    """Dynamo as in a fresh process: after an OOM it would otherwise recompile the next batch
+    with a dynamic batch dimension and time that graph. Its counters restart too, so a row
+    counts the graphs of the attempt it measured."""
+    from torch._dynamo.utils import counters
+
+    torch._dynamo.reset()
+    counters.clear()
+
+
 def _reset_peak_memory(device: torch.device) -> None:
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
@@ -143,14 +157,27 @@ def _peak_memory_mb(device: torch.device) -> tuple[float, str]:
     return math.nan, "unavailable"
 
 
+def peak_window(setting: Setting, device: torch.device) -> tuple[int, str | None]:
+    """(warm-up calls before the peak memory reset, the `memory_kind` of the peak, None for the
+    device's plain one). A graph step keeps its activations in the graph's private pool,
+    reserved when it captures (the call after GRAPH_WARMUP eager ones), so its peak covers the
+    capture and the replays. Any other step's peak covers the timed steps only."""
+    if device.type == "cuda" and setting.mode == "train" and setting.step == "graph":
+        return GRAPH_WARMUP, "cuda_max_allocated_from_capture"
+    return setting.warmup, None
+
+
 def measure_one(setting: Setting, batch: int, device: torch.device, macs: int) -> dict[str, Any]:
     """Measure one batch size; raises torch.cuda.OutOfMemoryError when it does not fit."""
     step = make_step(setting, batch, device)
+    before, kind = peak_window(setting, device)
     first = timed(step, device=device)  # compilation, autotuning
-    timed(step, device=device, steps=setting.warmup - 1)
+    timed(step, device=device, steps=before - 1)
     _reset_peak_memory(device)
+    timed(step, device=device, steps=setting.warmup - before)
     times = timed_windows(step, repeats=setting.repeats, steps=setting.steps, device=device)
     peak_mb, memory_kind = _peak_memory_mb(device)
+    memory_kind = kind or memory_kind
     syncs = host_syncs_per_step(step, device)
     median = float(np.median(times))
     q25, q75 = np.percentile(times, [25, 75])
@@ -170,6 +197,8 @@ def measure_setting(setting: Setting, device: torch.device) -> list[dict[str, An
     batch = default_batch(setting, device)
     rows: list[dict[str, Any]] = []
     while batch >= 1:
+        if setting.compile:
+            _fresh_dynamo()
         try:
             rows.append(measure_one(setting, batch, device, macs))
             break
@@ -195,8 +224,10 @@ def measure_setting(setting: Setting, device: torch.device) -> list[dict[str, An
 
 def serve(conn: Connection, messages: list[dict[str, Any]], *, started: str) -> None:
     """A child process: measure each message's setting (a `Setting` and its variant's axes),
-    sending its rows as each ends, so a crash loses only the rest. A forked child's resident
-    set leaves out the library pages it never touched: its memory is labelled apart."""
+    sending its rows as each ends, so a crash loses only the rest. After a failed CUDA graph
+    capture CUDA's state is broken: the child sends that setting's error row and stops, and the
+    parent measures the rest in a fresh child. A forked child's resident set leaves out the
+    library pages it never touched: its memory is labelled apart."""
     warnings.simplefilter("ignore")  # the parent's log shows progress, not library warnings
     protocol: str | None = None
     for message in messages:
@@ -208,13 +239,17 @@ def serve(conn: Connection, messages: list[dict[str, Any]], *, started: str) -> 
         protocol = protocol or prepare_process(device)
         if setting.compile:
             _strict_dynamo()
+        stop = False
         try:
             rows = measure_setting(setting, device)
         except Exception as err:  # one failing setting must not lose the others
             rows = [{"status": "error", "error": f"{type(err).__name__}: {err}"[:300]}]
+            stop = isinstance(err, CaptureError)
         forked = started != "spawn"
         for row in rows:
             if forked and row.get("memory_kind") == "process_peak_rss":
                 row["memory_kind"] = "forked_process_peak_rss"
         conn.send([{"setting": asdict(setting), "protocol": protocol, **row} for row in rows])
+        if stop:
+            break
     conn.close()

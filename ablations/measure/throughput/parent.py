@@ -69,7 +69,10 @@ def start_method(device: str) -> ForkServerContext | SpawnContext:
 
 
 def run_child(settings: Sequence[Setting]) -> list[dict[str, Any]]:
-    """Measure `settings` in a fresh child; variants travel as axes (run-time ones included)."""
+    """Measure `settings` in a fresh child; variants travel as axes (run-time ones included).
+    A child that exits cleanly with settings left stopped after a failed CUDA graph capture:
+    a fresh child measures the rest. A crashed child's unreported settings are recorded as
+    crashed."""
     messages = [{"setting": asdict(s), "variant": get_variant(s.variant).axes()} for s in settings]
     context = start_method(settings[0].device)
     receive, send = context.Pipe(duplex=False)
@@ -83,16 +86,16 @@ def run_child(settings: Sequence[Setting]) -> list[dict[str, Any]]:
             rows += receive.recv()
     process.join()
     code = process.exitcode
+    done = {json.dumps(r["setting"], sort_keys=True) for r in rows}
+    left = [s for s in settings if json.dumps(asdict(s), sort_keys=True) not in done]
+    if left and rows and code == 0:  # a clean exit that reported nothing would loop forever
+        return rows + run_child(left)
     if code is not None and code < 0:
         killer = signal.Signals(-code).name
         error = f"child killed by {killer}" + (" (out of memory?)" if killer == "SIGKILL" else "")
     else:
         error = f"child exited with status {code} before reporting"
-    done = {json.dumps(r["setting"], sort_keys=True) for r in rows}
-    for s in settings:  # a crashed child: every setting it did not report is recorded as such
-        if json.dumps(asdict(s), sort_keys=True) not in done:
-            rows.append({"setting": asdict(s), "status": "crashed", "error": error})
-    return rows
+    return rows + [{"setting": asdict(s), "status": "crashed", "error": error} for s in left]
 
 
 def row(result: dict[str, Any], environment: dict[str, Any]) -> dict[str, Any]:
