@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from ablations.config import resolve_device
 from ablations.errors import CaptureError
 from ablations.measure import synchronize, timed
 from ablations.measure.throughput.reference import achieved, setting_macs
@@ -235,7 +236,7 @@ def serve(conn: Connection, messages: list[dict[str, Any]], *, started: str) -> 
         variant = Variant.from_axes(message["variant"])
         if variant.name not in REGISTRY.names():
             register_variant(variant)  # registered at run time in the parent
-        device = torch.device(setting.device)
+        device = resolve_device(setting.device)  # cuda:N becomes this process's current GPU
         protocol = protocol or prepare_process(device)
         if setting.compile:
             _strict_dynamo()
