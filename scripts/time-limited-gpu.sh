@@ -7,6 +7,8 @@
 #   RESUME_FROM  a folder of tarballs an earlier machine packed, merged into RESULTS first
 #   TIME_LIMIT   the training's time limit, as `ablate run --time-limit` takes it (default 45m)
 #   MAX_MB       what the tarballs may hold in all (`ablate pack --max-mb`; default: no limit)
+#   STAGE_LIMIT  how long the GPU tests, and then the measuring, may each take (as `timeout`
+#                takes it; default 20m): a stage that hangs must not use up the training's time
 #   PROFILE      paper (default), or smoke: every step on the CPU in seconds, for tests
 #   EXPERIMENTS  what to train (default degradation,responses: the paper's Fig. 6 and Fig. 7)
 #   JOBS         runs at once, one CUDA stream each (`ablate run --jobs`; default 1)
@@ -24,6 +26,14 @@ results=${RESULTS:-results}
 experiments=${EXPERIMENTS:-degradation,responses}
 say() { echo "[time-limited-gpu] $*" >&2; }
 ablate() { "$python" -m ablations "$@"; }
+limit=${STAGE_LIMIT:-20m}
+# A stage's exit status, with one line on stderr where it ran past STAGE_LIMIT.
+staged() {
+  local status=0
+  timeout "$limit" "$@" || status=$?
+  if (( status == 124 )); then say "stopped after STAGE_LIMIT ($limit): $*"; fi
+  return "$status"
+}
 case $profile in
   paper) device=auto measure=() ;;
   smoke) device=cpu measure=(--iterations 2 --warmup 1) ;;
@@ -40,12 +50,12 @@ if [[ -n ${RESUME_FROM:-} ]]; then
 fi
 
 read -ra tests <<< "${TESTS:-tests}"
-if ! "$python" -m pytest -q -p no:cacheprovider -m gpu --junitxml="$out/gpu-tests.xml" \
+if ! staged "$python" -m pytest -q -p no:cacheprovider -m gpu --junitxml="$out/gpu-tests.xml" \
     "${tests[@]}"; then
   say "the GPU tests did not all pass (above, and $out/gpu-tests.xml); training anyway"
 fi
 
-if ! ablate plan "${planned[@]}" --measure "${measure[@]}"; then
+if ! staged "$python" -m ablations plan "${planned[@]}" --measure "${measure[@]}"; then
   say "measuring failed (above); training anyway"
 fi
 

@@ -23,7 +23,8 @@ SCRIPT = ROOT / "scripts" / "time-limited-gpu.sh"
 
 def _script(tmp_path: Path, data: Path, machine: str, **settings: str) -> str:
     """The script with its results in tmp_path/machine and its tarballs in .../out."""
-    own = ("PACK_DIR", "RESUME_FROM", "TIME_LIMIT", "MAX_MB", "PROFILE", "EXPERIMENTS", "JOBS")
+    own = ("PACK_DIR", "RESUME_FROM", "TIME_LIMIT", "MAX_MB", "PROFILE", "EXPERIMENTS", "JOBS",
+           "STAGE_LIMIT")  # fmt: skip
     environment = {k: v for k, v in os.environ.items() if k not in own}
     environment |= {
         "PACK_DIR": str(tmp_path / machine / "out"), "PROFILE": "smoke", "ABLATE_DATA": str(data),
@@ -70,3 +71,13 @@ def test_the_script_trains_to_the_time_limit_packs_and_resumes_elsewhere(tmp_pat
     assert "left out (over --max-mb): results/runs/" in log  # weights over half a MB
     assert "results/runs.csv" in _names(packed / "results.tar.gz")
     assert "projected, eager step" in section.planning_section(results).markdown
+
+
+@pytest.mark.slow
+def test_a_stage_past_its_limit_is_stopped_and_training_goes_on(tmp_path, tiny_cifar):
+    log = _script(tmp_path, tiny_cifar, "hung", TIME_LIMIT="0", EXPERIMENTS="degradation",
+                  STAGE_LIMIT="0.01s")  # fmt: skip
+    assert "stopped after STAGE_LIMIT (0.01s): " in log and " -m pytest " in log
+    assert "-m ablations plan " in log and "measuring failed" in log
+    assert "stopped at the time limit with 4 task(s) left" in log  # trained all the same
+    assert (tmp_path / "hung" / "out" / "results.tar.gz").exists()
