@@ -241,8 +241,8 @@ def check_device(config: TrainConfig, device: torch.device) -> None:
 
 
 def resolve_device(device: str | torch.device | None = None) -> torch.device:
-    """ "auto"/None -> the first GPU when there is one, else the CPU. A GPU named by index becomes
-    the current one, where streams and graphs made without a device go (else GPU 0)."""
+    """ "auto"/None -> the first GPU when there is one, else the CPU. Checks a GPU's index but
+    leaves the current GPU as it is (making it current costs a CUDA context there)."""
     import torch  # only when a device is resolved: the report needs none
 
     if device is None or str(device) == "auto":
@@ -250,10 +250,8 @@ def resolve_device(device: str | torch.device | None = None) -> torch.device:
     resolved, count = torch.device(device), torch.cuda.device_count()
     if resolved.type == "cuda" and not count:
         raise AblationsError("--device cuda asked for, but torch sees no GPU; use --device cpu")
-    if resolved.type == "cuda" and resolved.index is not None:
-        if resolved.index >= count:
-            raise AblationsError(f"no {resolved}: torch sees {count} GPU(s), cuda:0 and on")
-        torch.cuda.set_device(resolved)
+    if resolved.type == "cuda" and resolved.index is not None and resolved.index >= count:
+        raise AblationsError(f"no {resolved}: torch sees {count} GPU(s), cuda:0 and on")
     return resolved
 
 

@@ -18,13 +18,13 @@ def test_every_stream_the_config_names_has_its_protocol():
         assert set(recipe.eval_crops) <= set(config.EVAL_CROPS)
 
 
-def test_a_gpu_named_by_index_becomes_the_current_one(monkeypatch):
+def test_a_gpu_index_is_checked_without_making_it_current(monkeypatch):
     made_current = []
     monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
     monkeypatch.setattr(torch.cuda, "set_device", made_current.append)
     assert resolve_device("cuda:1") == torch.device("cuda", 1)
-    assert resolve_device("cuda") == torch.device("cuda")  # the current one, left as it is
-    assert made_current == [torch.device("cuda", 1)]
+    assert resolve_device("cuda") == torch.device("cuda")
+    assert made_current == []  # a CUDA context there only where work starts
     with pytest.raises(AblationsError, match="no cuda:2: torch sees 2 GPU"):
         resolve_device("cuda:2")
     monkeypatch.setattr(torch.cuda, "device_count", lambda: 0)

@@ -25,7 +25,7 @@ from ablations.registry import AblationsError, Variant
 from ablations.results import provenance
 from ablations.results.collect import provenance_row
 from ablations.results.schemas import RESPONSES
-from ablations.train.steps import autocast, set_tf32
+from ablations.train.steps import autocast, set_tf32, use_device
 
 
 def response_modules(model: ResNet) -> list[tuple[str, nn.Module]]:
@@ -109,6 +109,7 @@ def responses_for_run(
     if dataset is not None and dataset.name != config.dataset:
         raise AblationsError(f"{run_dir} was trained on {config.dataset}, not {dataset.name}")
     dev = resolve_device(device)
+    use_device(dev)
     prepared = prepare_data(config, dataset or load_dataset(config.dataset, data=data), dev)
     weights = torch.load(rundir.weights(run_dir), map_location="cpu", weights_only=True)
     model = ResNet(variant)  # the exact architecture trained (variant.json)

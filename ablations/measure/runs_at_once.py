@@ -50,7 +50,7 @@ def streams(
 def _process(config: dict[str, Any], data: str | None, device: str, iterations: int,
              warmup: int, barrier: Any, results: Any) -> None:  # fmt: skip
     """One run of the `processes` method, in its own interpreter."""
-    dev = resolve_device(device)  # a spawned process: its GPU made current again
+    dev = resolve_device(device)
     run = TrainConfig.from_json(config)
     run_data = prepare_data(run, data, dev)
     with tempfile.TemporaryDirectory() as scratch:

@@ -28,7 +28,7 @@ from ablations.progress import progress
 from ablations.results import provenance, schemas
 from ablations.results.schemas import TRAIN_SPEED
 from ablations.results.table import upsert
-from ablations.train.steps import autocast, optimizer_kind, set_tf32, tf32_flags
+from ablations.train.steps import autocast, optimizer_kind, set_tf32, tf32_flags, use_device
 from ablations.train.trainer import Trainer
 
 SUITE_DATA = "whole split on the device as uint8; crop, flip, normalise there in batch"
@@ -140,6 +140,7 @@ def compare(
 ) -> pd.DataFrame:  # fmt: skip
     """Both loops for each config: images/s and our speed-up; `workers` default to the cores."""
     dev = resolve_device(device)
+    use_device(dev)
     environment = provenance.environment(dev)
     cores = provenance.available_cores()
     n_workers = cores if workers is None else workers

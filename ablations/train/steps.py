@@ -60,6 +60,14 @@ def optimizer_kind(optimizer: torch.optim.Optimizer, device: torch.device) -> st
     return f"{type(optimizer).__name__} {kind}"
 
 
+def use_device(device: torch.device) -> None:
+    """Make a GPU named by index the current one where work on it starts (a run, a measuring
+    child, an evaluation): streams, graphs and pools made without a device go to the current
+    GPU, which is otherwise GPU 0 whatever `--device cuda:N` says."""
+    if device.type == "cuda" and device.index is not None:
+        torch.cuda.set_device(device)
+
+
 def fused_optimizer(device: torch.device) -> bool:
     """Whether a training run's optimizer is the fused one: on a GPU."""
     return device.type == "cuda"

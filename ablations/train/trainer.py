@@ -51,6 +51,7 @@ class Trainer:
         deadline: float | None = None, runs_at_once: int = 1,
     ) -> None:  # fmt: skip
         check_device(config, device)
+        steps.use_device(device)
         self.config, self.data, self.dir, self.device = config, data, directory, device
         self.runs_at_once = runs_at_once
         self.on_iteration = on_iteration

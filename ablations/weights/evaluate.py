@@ -24,6 +24,7 @@ from ablations.registry import AblationsError, Variant
 from ablations.results import collect, provenance, schemas
 from ablations.results.table import upsert
 from ablations.train.evaluation import Metrics, evaluate_metrics
+from ablations.train.steps import use_device
 from ablations.weights import (
     PREPROCESSING,
     Preprocessing,
@@ -69,6 +70,7 @@ def evaluate_checkpoint(
     with the `crops` protocol); the row, appended to results/evaluations.csv. `limit` evaluates
     a fixed random subset of that many images."""
     dev = resolve_device(device)
+    use_device(dev)
     runs_dir = results / schemas.RUNS_DIR
     fmt, ref = parse(weights)
     run = runs_dir / ref if fmt == "run" else None

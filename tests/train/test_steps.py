@@ -21,7 +21,7 @@ from ablations.registry import AblationsError
 from ablations.train import trainer as runner
 from ablations.train.run import Trainer, train
 from ablations.train.schedule import WARMUP_WINDOW, Schedule, lr_at
-from ablations.train.steps import resolve_step
+from ablations.train.steps import resolve_step, use_device
 
 CPU = torch.device("cpu")
 HOST_READS = ("item", "tolist", "numpy", "__bool__", "__float__", "__int__", "__index__")
@@ -243,6 +243,18 @@ def test_cli_time_limit_exits_zero_with_a_resume_line(tmp_path, tiny_cifar, caps
     assert "stopped by --time-limit at iteration 4 of 12" in capsys.readouterr().out
     assert main(argv) == 0  # resumes, with the same run id (the step is execution-only)
     assert "complete: train error" in capsys.readouterr().out
+
+
+def test_a_gpu_named_by_index_becomes_current_where_work_starts(monkeypatch, tmp_path, tiny_cifar):
+    made_current = []
+    monkeypatch.setattr(torch.cuda, "set_device", made_current.append)
+    use_device(torch.device("cuda", 1))
+    use_device(torch.device("cuda"))  # the current one: left as it is
+    use_device(CPU)
+    assert made_current == [torch.device("cuda", 1)]
+    monkeypatch.setattr(runner.steps, "use_device", made_current.append)
+    _trainer(tmp_path, tiny_cifar, **FAST)
+    assert made_current[-1] == CPU  # a run makes its device current when it opens
 
 
 # --- on a GPU ----------------------------------------------------------------------------------

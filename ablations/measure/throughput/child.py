@@ -19,7 +19,6 @@ from typing import Any
 import numpy as np
 import torch
 
-from ablations.config import resolve_device
 from ablations.errors import CaptureError
 from ablations.measure import synchronize, timed
 from ablations.measure.throughput.reference import achieved, setting_macs
@@ -34,6 +33,7 @@ from ablations.train.steps import (
     set_tf32,
     step_of_kind,
     tf32_flags,
+    use_device,
 )
 
 
@@ -236,7 +236,8 @@ def serve(conn: Connection, messages: list[dict[str, Any]], *, started: str) -> 
         variant = Variant.from_axes(message["variant"])
         if variant.name not in REGISTRY.names():
             register_variant(variant)  # registered at run time in the parent
-        device = resolve_device(setting.device)  # cuda:N becomes this process's current GPU
+        device = torch.device(setting.device)
+        use_device(device)
         protocol = protocol or prepare_process(device)
         if setting.compile:
             _strict_dynamo()
