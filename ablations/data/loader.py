@@ -203,6 +203,14 @@ class TrainStream:
             epoch, step = epoch + 1, 0
 
 
+def pinned(x: Tensor, device: torch.device) -> Tensor:
+    """`x` in pinned memory when it is bound for a CUDA `device`, else as it is. A copy from
+    pageable memory to the GPU may wait for it (a host sync); one from pinned memory is queued."""
+    if device.type != "cuda" or x.is_pinned():
+        return x
+    return x.pin_memory()
+
+
 def share(n: int, part: tuple[int, int]) -> range:
     """Share `rank` of `world` of n images, contiguous; together the shares cover each once."""
     rank, world = part
@@ -221,12 +229,15 @@ def eval_batches(
     channels_last: bool = False,
     part: tuple[int, int] = (0, 1),
 ) -> Iterator[tuple[Tensor, Tensor]]:
-    """Every image of share `part` (rank, world) once, in order, without augmentation."""
+    """Every image of share `part` (rank, world) once, in order, without augmentation. Batches
+    go to CUDA from pinned memory, queued without a host sync: a run's splits are pinned when
+    they are prepared; other callers' batches are pinned one by one (a whole split pinned per
+    call would leave a cached pinned block of its size, rounded up to a power of two)."""
     norm = normalizer.to(device)
     mine = share(len(images), part)
     images, labels = images[mine.start : mine.stop], labels[mine.start : mine.stop]
     for i in range(0, len(images), batch_size):
-        x = norm(images[i : i + batch_size].to(device, non_blocking=True))
+        x = norm(pinned(images[i : i + batch_size], device).to(device, non_blocking=True))
         if channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
-        yield x, labels[i : i + batch_size].to(device, non_blocking=True)
+        yield x, pinned(labels[i : i + batch_size], device).to(device, non_blocking=True)

@@ -13,13 +13,16 @@ from torch import Tensor
 def prefetched(
     batches: Iterable[tuple[Any, Tensor]], device: torch.device
 ) -> Iterator[tuple[Any, Tensor]]:
-    """Each batch moved to `device`; on CUDA one step ahead."""
+    """Each batch moved to `device`; on CUDA one step ahead (`ahead`). The copies run on a
+    stream made once per process for the current stream, so runs at once (a stream each, see
+    ablations.gpu.streams) never queue their copies behind another run's."""
     if device.type != "cuda":
         yield from ((_to(x, device), y.to(device)) for x, y in batches)
         return
     from ablations import gpu  # CUDA only
 
-    stream = gpu.stream(device, "prefetch")  # one for the process: see ablations.gpu.stream
+    current = torch.cuda.current_stream(device)
+    stream = gpu.stream(device, f"prefetch for stream {current.cuda_stream}")
     pending: tuple[Any, Tensor] | None = None
     for x, y in batches:
         with torch.cuda.stream(stream):
@@ -33,6 +36,19 @@ def prefetched(
         pending = ready
     if pending is not None:
         yield pending
+
+
+def ahead(device: torch.device) -> int:
+    """How many batches `prefetched` has read beyond those it has handed out: one on CUDA."""
+    return 1 if device.type == "cuda" else 0
+
+
+def to_device(x: Tensor, device: torch.device) -> Tensor:
+    """`x`, a CPU tensor, on `device`. On CUDA it goes through pinned memory, queued on the
+    current stream: a copy from pageable memory waits for the GPU (a host sync)."""
+    if device.type != "cuda":
+        return x.to(device)
+    return x.pin_memory().to(device, non_blocking=True)
 
 
 def _tensors(batch: Any) -> list[Tensor]:

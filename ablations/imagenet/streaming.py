@@ -5,7 +5,6 @@ the device ("gpu": nvJPEG on CUDA); both draw the same crops from the same seeds
 
 from __future__ import annotations
 
-import contextlib
 import io
 import warnings
 from collections.abc import Iterator
@@ -25,7 +24,7 @@ from ablations.data.image_index import ImageIndex
 from ablations.data.loader import Normalizer, Views, generator, mix, share
 from ablations.imagenet import augment
 from ablations.imagenet.augment import Recipe, lighting, train_sample
-from ablations.imagenet.prefetch import prefetched
+from ablations.imagenet.prefetch import prefetched, to_device
 from ablations.results import provenance
 
 Decode = Literal["cpu", "gpu"]
@@ -36,6 +35,10 @@ _VIEWS = {
     "multi-scale": augment.multi_scale,
 }
 _JPEG_MAGIC = b"\xff\xd8"
+# A JPEG's start-of-frame markers (baseline, progressive, lossless, arithmetic): FFC0-FFCF less
+# DHT (C4), JPG (C8) and DAC (CC), which share the range.
+_SOF = frozenset(range(0xC0, 0xD0)) - {0xC4, 0xC8, 0xCC}
+_STANDALONE = frozenset({0x01, *range(0xD0, 0xD8)})  # markers without a length: TEM, RST0-7
 # torchvision 0.29 deprecates its decoders in favour of torchcodec, warning on every call (once per
 # image, in every worker); they still work.
 warnings.filterwarnings(
@@ -56,16 +59,40 @@ def decode(raw: bytes) -> Tensor:
     return torch.from_numpy(pixels.copy()).permute(2, 0, 1)
 
 
+def jpeg_components(raw: bytes) -> int | None:
+    """The component count of a JPEG's frame (1 grey, 3 colour, 4 CMYK or YCCK), read from its
+    start-of-frame segment: length (2 bytes), precision (1), height (2), width (2), components
+    (1). None for bytes that are no JPEG or hold no frame before the first scan."""
+    if raw[:2] != _JPEG_MAGIC:
+        return None
+    at = 2
+    while at + 1 < len(raw) and raw[at] == 0xFF:
+        marker = raw[at + 1]
+        if marker == 0xFF:  # a fill byte before the marker
+            at += 1
+        elif marker in _SOF:
+            return raw[at + 9] if at + 9 < len(raw) else None
+        elif marker in (0xD9, 0xDA):  # end of image, start of scan: a frame comes before both
+            return None
+        elif marker in _STANDALONE:
+            at += 2
+        else:
+            at += 2 + int.from_bytes(raw[at + 2 : at + 4], "big")
+    return None
+
+
 def decode_batch(raws: list[bytes], *, device: torch.device) -> list[Tensor]:
-    """Images decoded on `device`: the JPEGs in one `_decode_jpegs` call, the rest one by one.
-    nvJPEG refuses CMYK JPEGs (ImageNet's train split holds a few): then that batch's JPEGs are
-    decoded one by one on the CPU, as the "cpu" path decodes them, and the run goes on."""
-    jpegs = [i for i, r in enumerate(raws) if r[:2] == _JPEG_MAGIC]
+    """Images decoded on `device`: the JPEGs nvJPEG takes (1 or 3 components) in one
+    `_decode_jpegs` call, whose errors are the run's. The rest (CMYK JPEGs, which nvJPEG refuses
+    and ImageNet's train split holds a few of; other formats) are decoded on the CPU, as the
+    "cpu" path decodes them, and copied over without a host sync."""
+    batched = [i for i, r in enumerate(raws) if jpeg_components(r) in (1, 3)]
     decoded: dict[int, Tensor] = {}
-    if jpegs:
-        with contextlib.suppress(RuntimeError):
-            decoded = dict(zip(jpegs, _decode_jpegs([raws[i] for i in jpegs], device), strict=True))
-    return [decoded[i] if i in decoded else decode(r).to(device) for i, r in enumerate(raws)]
+    if batched:
+        decoded = dict(zip(batched, _decode_jpegs([raws[i] for i in batched], device), strict=True))
+    return [
+        decoded[i] if i in decoded else to_device(decode(r), device) for i, r in enumerate(raws)
+    ]
 
 
 def _decode_jpegs(raws: list[bytes], device: torch.device) -> list[Tensor]:
@@ -73,13 +100,15 @@ def _decode_jpegs(raws: list[bytes], device: torch.device) -> list[Tensor]:
     torchvision allocates the outputs on the current stream but nvJPEG writes them on a private
     one that does not wait for it: a freed block could be written while a queued kernel still
     reads it (pytorch/vision#9606). So the decode stream has no other work, and each output is
-    marked as used by the current stream."""
+    marked as used by the current stream. Each run at once (a stream of its own, see
+    ablations.gpu.streams) has its decode stream, so no run's decodes queue behind another's."""
     if device.type != "cuda":
         return [decode(r).to(device) for r in raws]
     from torchvision.io import ImageReadMode, decode_jpeg
 
     data = [torch.frombuffer(bytearray(r), dtype=torch.uint8) for r in raws]
-    current, stream = torch.cuda.current_stream(device), gpu.stream(device, "decode")
+    current = torch.cuda.current_stream(device)
+    stream = gpu.stream(device, f"decode for stream {current.cuda_stream}")
     with torch.cuda.stream(stream):
         images = decode_jpeg(data, mode=ImageReadMode.RGB, device=device)
     current.wait_stream(stream)
@@ -115,9 +144,12 @@ def _collate(batch: list[tuple[Any, int]]) -> tuple[Any, Tensor]:
 
 
 def _loader(
-    samples: _Samples, batches: Any, *, workers: int | None, pin: bool = False, prefetch: int = 2
+    samples: _Samples, batches: Any, *, workers: int | None, pin: bool = False
 ) -> DataLoader[Any]:
-    """`batches` of (index, sample seed) pairs, read by `workers` (None: one per core)."""
+    """`batches` of (index, sample seed) pairs, read by `workers` (None: one per core). Each
+    worker has 2 batches queued (PyTorch's default): `prefetched` reads one more ahead, and every
+    queued batch is held in pinned memory (a 256-image training batch, 38.5 MB, takes a cached
+    64 MiB pinned block), for each run at once."""
     n_workers = provenance.available_cores() if workers is None else workers
     return DataLoader(
         samples,
@@ -125,7 +157,7 @@ def _loader(
         collate_fn=_collate,
         num_workers=n_workers,
         pin_memory=pin,
-        prefetch_factor=prefetch if n_workers > 0 else None,
+        prefetch_factor=2 if n_workers > 0 else None,
     )
 
 
@@ -137,7 +169,9 @@ def _by_shape(images: list[list[Tensor]], y: Tensor) -> Iterator[tuple[list[Tens
         groups.setdefault(tuple(v.shape for v in views), []).append(i)
     for members in groups.values():
         scales = zip(*(images[i] for i in members), strict=True)
-        yield [torch.cat(views) for views in scales], y[members]
+        # A list index would be copied to y's device with a host sync: a tensor goes over first.
+        rows = to_device(torch.tensor(members), y.device)
+        yield [torch.cat(views) for views in scales], y.index_select(0, rows)
 
 
 @dataclass
@@ -185,10 +219,9 @@ class ImageStream:
         (under torchrun, this rank's shard of each)."""
         on_device = self.decode == "gpu"  # workers read bytes, decoded and cropped here
         samples = _Samples(self.index, self.recipe, mode="bytes" if on_device else "train")
-        pin = self.device.type == "cuda" and not on_device
-        loader = _loader(
-            samples, self.sample_seeds(start), workers=self.workers, pin=pin, prefetch=4
-        )
+        # Pinned on CUDA, so the copies over need no host sync (bytes stay as they are).
+        pin = self.device.type == "cuda"
+        loader = _loader(samples, self.sample_seeds(start), workers=self.workers, pin=pin)
         seeds = self.sample_seeds(start)
         for iteration, (x, y) in enumerate(prefetched(loader, self.device), start=start):
             if on_device:

@@ -10,6 +10,7 @@ from ablations.data.loader import (
     TrainStream,
     augment,
     eval_batches,
+    pinned,
     share,
     split_indices,
     to_nchw,
@@ -131,6 +132,33 @@ def test_eval_batches_cover_every_image_in_order():
     assert [len(y) for _, y in got] == [10, 10, 5]
     assert torch.equal(torch.cat([y for _, y in got]), labels)
     torch.testing.assert_close(torch.cat([x for x, _ in got]), norm(images))
+
+
+def test_tensors_bound_for_cuda_are_pinned_once(monkeypatch):
+    """A copy from pageable memory to the GPU may wait for it: tensors bound for CUDA go from
+    pinned memory, pinned only where they are not already; a CPU run pins nothing."""
+    pinned_ids: set[int] = set()
+
+    def pin(self):
+        out = self.clone()
+        pinned_ids.add(id(out))
+        return out
+
+    monkeypatch.setattr(torch.Tensor, "pin_memory", pin)
+    monkeypatch.setattr(torch.Tensor, "is_pinned", lambda self: id(self) in pinned_ids)
+    x = torch.arange(6)
+    once = pinned(x, torch.device("cuda", 0))
+    assert once is not x and torch.equal(once, x) and id(once) in pinned_ids
+    assert pinned(once, torch.device("cuda", 0)) is once
+    assert pinned(x, torch.device("cpu")) is x and len(pinned_ids) == 1
+
+
+def test_cpu_evaluation_pins_nothing(monkeypatch):
+    monkeypatch.setattr(torch.Tensor, "pin_memory", lambda self: pytest.fail("pinned"))
+    images, labels = _images(n=5), torch.arange(5)
+    norm = Normalizer.fit(images, kind="channel")
+    got = eval_batches(images, labels, batch_size=2, device=torch.device("cpu"), normalizer=norm)
+    assert [len(y) for _, y in got] == [2, 2, 1]
 
 
 @pytest.mark.parametrize(("n", "world"), [(25, 1), (25, 2), (25, 3), (2, 4), (0, 2)])

@@ -45,6 +45,48 @@ def test_a_path_and_decoded_arrays_prepare_the_same_data(tiny_cifar):
     assert all(torch.equal(a, b) for a, b in zip(by_path.test, decoded.test, strict=True))
 
 
+def test_a_cuda_runs_val_and_test_splits_are_pinned_once(tiny_cifar, monkeypatch):
+    """Every evaluation copies the val or test split over batch by batch: for CUDA they are
+    pinned when the split is made (once for the runs of a set), so the copies are queued
+    without a host sync. The training images are not: they are stored on the device, or
+    streamed through a pinning DataLoader. A CPU run pins nothing."""
+    from ablations.data import prepare
+
+    pinned: list[torch.Tensor] = []
+
+    def pin(self):
+        pinned.append(self.clone())
+        return pinned[-1]
+
+    monkeypatch.setattr(torch.Tensor, "pin_memory", pin)
+    monkeypatch.setattr(torch.Tensor, "is_pinned", lambda self: any(self is t for t in pinned))
+    monkeypatch.setattr(prepare, "_last_split", None)
+    config = resolve_config("resnet20", profile="smoke", device="cpu")
+    dataset = load_dataset("cifar10", data=tiny_cifar)
+    on_cpu = prepare._split(config, dataset, CPU)
+    assert pinned == []
+    cuda = torch.device("cuda", 0)
+    split = prepare._split(config, dataset, cuda)
+    assert [t.data_ptr() for t in pinned] == [t.data_ptr() for t in (*split.val, *split.test)]
+    held, plain = (*split.val, *split.test), (*on_cpu.val, *on_cpu.test)
+    assert all(torch.equal(a, b) for a, b in zip(held, plain, strict=True))
+    assert prepare._split(config, dataset, cuda) is split and len(pinned) == 4  # made once
+
+
+@pytest.mark.gpu
+def test_gpu_evaluation_copies_never_synchronise(tiny_cifar):
+    config = resolve_config("resnet20", profile="smoke", device="cuda")
+    data = prepare_data(config, tiny_cifar, torch.device("cuda"))
+    assert all(t.is_pinned() for t in (*data.val, *data.test))
+    torch.cuda.synchronize()
+    torch.cuda.set_sync_debug_mode("error")
+    try:
+        batches = list(data.eval_batches("val", batch_size=64))
+    finally:
+        torch.cuda.set_sync_debug_mode("default")
+    assert all(x.is_cuda and y.is_cuda for x, y in batches)
+
+
 def test_a_streamed_config_takes_no_decoded_arrays(tiny_cifar):
     config = resolve_config("resnet18", profile="imagenet-smoke", device="cpu")
     with pytest.raises(AblationsError, match="reads its image files"):

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import io
 import math
 import shutil
 import tarfile
@@ -10,7 +12,9 @@ import numpy as np
 import pytest
 import torch
 import torchvision.transforms.v2.functional as TF
+from PIL import Image
 from tiny_imagenet import WNIDS, members, write_devkit_root, write_shards, write_tree
+from torch.utils.data import DataLoader
 
 from ablations.config import TrainConfig
 from ablations.data import DataError
@@ -30,9 +34,9 @@ from ablations.imagenet.augment import (
     train_sample,
 )
 from ablations.imagenet.index import ENV_VAR, build_index, ground_truth_wnids
+from ablations.imagenet.prefetch import prefetched, to_device
 from ablations.imagenet.prepare import pixel_mean_normalizer, prepare_stream_run
 from ablations.imagenet.streaming import ImageStream, decode, eval_batches, fit_normalizer
-from ablations.measure.loader_speed import loader_speed
 from ablations.train.evaluation import view_average, view_logits
 
 # torchvision 0.29's deprecation of its decoders (see ablations.imagenet.streaming).
@@ -286,18 +290,179 @@ def test_batch_decode_path_equals_worker_decode_on_cpu(tmp_path, files):
         assert all(torch.equal(x1, x2) for (x1, _), (x2, _) in zip(a, b, strict=True))
 
 
-def test_a_batch_the_batched_decoder_refuses_is_decoded_one_by_one(tmp_path, files, monkeypatch):
-    """nvJPEG's batched call refuses CMYK JPEGs: the batch falls back to the CPU decoder, the
-    images the same as the CPU path's, and the run goes on."""
-    index = build_index("train", write_shards(tmp_path / "shards", files))
-    expected = take(stream(index, seed=5, decode="gpu"), 0, 2)
+def encoded(mode, fmt="JPEG", **options):
+    """A 31x23 picture of noise as `fmt` bytes in PIL's `mode`."""
+    pixels = np.random.default_rng(3).integers(0, 256, (23, 31, 3), dtype=np.uint8)
+    out = io.BytesIO()
+    Image.fromarray(pixels).convert(mode).save(out, format=fmt, **options)
+    return out.getvalue()
 
-    def refuse(data, device):
-        raise RuntimeError("nvjpegDecodeBatchedPhaseOne failed: 6 (a CMYK image)")
+
+def test_jpeg_components_reads_the_start_of_frame():
+    assert streaming.jpeg_components(encoded("RGB")) == 3
+    assert streaming.jpeg_components(encoded("L")) == 1
+    assert streaming.jpeg_components(encoded("CMYK")) == 4
+    # A progressive frame (SOF2), and one behind an EXIF segment, are found too.
+    assert streaming.jpeg_components(encoded("CMYK", progressive=True)) == 4
+    exif = Image.Exif()
+    exif[0x010E] = "x" * 300  # an ImageDescription: an APP1 segment of some length
+    assert streaming.jpeg_components(encoded("L", exif=exif)) == 1
+    assert streaming.jpeg_components(encoded("RGB", "PNG")) is None
+    assert streaming.jpeg_components(encoded("RGB")[:20]) is None  # cut before its frame
+
+
+def test_decode_batch_gives_nvjpeg_only_the_jpegs_it_takes(monkeypatch):
+    """nvJPEG refuses CMYK JPEGs (ImageNet's train split holds a few): they, and PNGs, are
+    decoded on the CPU as the "cpu" path decodes them, the rest in one batched call."""
+    rgb, gray, cmyk, png = encoded("RGB"), encoded("L"), encoded("CMYK"), encoded("RGB", "PNG")
+    given: list[list[bytes]] = []
+
+    def batched(raws, device):
+        given.append(raws)
+        return [decode(r) for r in raws]
+
+    monkeypatch.setattr(streaming, "_decode_jpegs", batched)
+    raws = [cmyk, rgb, png, gray, rgb]
+    images = streaming.decode_batch(raws, device=CPU)
+    assert given == [[rgb, gray, rgb]]
+    assert all(torch.equal(i, decode(r)) for i, r in zip(images, raws, strict=True))
+    assert [tuple(i.shape) for i in images] == [(3, 23, 31)] * 5
+    given.clear()
+    streaming.decode_batch([cmyk, png], device=CPU)
+    assert given == []  # no batched call without a JPEG it takes
+
+
+def test_the_batched_decoders_errors_are_the_runs(monkeypatch):
+    """An nvJPEG failure (out of memory, a broken build) stops the run: it is no CMYK image,
+    and a silent fall back to one CPU core would still record the decode as "gpu"."""
+
+    def refuse(raws, device):
+        raise RuntimeError("CUDA out of memory")
 
     monkeypatch.setattr(streaming, "_decode_jpegs", refuse)
-    fallen_back = take(stream(index, seed=5, decode="gpu"), 0, 2)
-    assert all(torch.equal(x1, x2) for (x1, _), (x2, _) in zip(expected, fallen_back, strict=True))
+    with pytest.raises(RuntimeError, match="out of memory"):
+        streaming.decode_batch([encoded("CMYK"), encoded("RGB")], device=CPU)
+
+
+def test_to_device_copies_to_cuda_from_pinned_memory(monkeypatch):
+    calls: list[str] = []
+
+    def pin(self):
+        calls.append("pin")
+        return self
+
+    def to(self, device, non_blocking=False):
+        calls.append(f"to {device} non_blocking={non_blocking}")
+        return self
+
+    monkeypatch.setattr(torch.Tensor, "pin_memory", pin)
+    monkeypatch.setattr(torch.Tensor, "to", to)
+    to_device(torch.zeros(2), torch.device("cuda", 0))
+    assert calls == ["pin", "to cuda:0 non_blocking=True"]
+    calls.clear()
+    to_device(torch.zeros(2), CPU)
+    assert calls == ["to cpu non_blocking=False"]
+
+
+def test_multi_scale_groups_keep_their_labels():
+    """Images of one size go together; each group's labels are its images' (an index tensor,
+    not a list: a list index on CUDA is a blocking copy)."""
+    sizes = [(4, 6), (5, 5), (4, 6), (5, 5), (3, 3)]
+    images = [[torch.full((1, 3, h, w), i), torch.full((1, 3, 2 * h, 2 * w), i)]
+              for i, (h, w) in enumerate(sizes)]  # fmt: skip
+    y = torch.tensor([10, 11, 12, 13, 14])
+    groups = list(streaming._by_shape(images, y))
+    assert [labels.tolist() for _, labels in groups] == [[10, 12], [11, 13], [14]]
+    for views, labels in groups:
+        assert [v[:, 0, 0, 0].tolist() for v in views] == [(labels - 10).tolist()] * 2
+
+
+def test_the_training_loader_queues_two_batches_a_worker(tmp_path, files, monkeypatch):
+    """`prefetched` reads one batch ahead already; each queued batch is a pinned buffer."""
+    index = build_index("train", write_tree(tmp_path / "in", files))
+    seen: list[dict] = []
+
+    def loader(samples, **options):
+        seen.append(options)  # then read in this process: the options are what is checked
+        return DataLoader(samples, **{**options, "num_workers": 0, "prefetch_factor": None})
+
+    monkeypatch.setattr(streaming, "DataLoader", loader)
+    take(stream(index, seed=1, workers=3), 0, 1)
+    assert [(o["num_workers"], o["prefetch_factor"]) for o in seen] == [(3, 2)]
+
+
+@pytest.mark.gpu
+def test_gpu_decode_batch_takes_grey_colour_and_cmyk_jpegs():
+    """nvJPEG decodes the grey and colour JPEGs, the CPU the CMYK one and the PNG; the pixels
+    are the CPU path's up to nvJPEG's rounding."""
+    raws = [encoded("RGB"), encoded("L"), encoded("CMYK"), encoded("RGB", "PNG")]
+    images = streaming.decode_batch(raws, device=torch.device("cuda"))
+    for image, raw in zip(images, raws, strict=True):
+        expected = decode(raw)
+        assert image.is_cuda and image.shape == expected.shape
+        assert (image.cpu().float() - expected.float()).abs().mean() < 8
+
+
+@pytest.mark.gpu
+def test_gpu_label_groups_and_cpu_decoded_images_never_synchronise():
+    """CUDA's own detector: a list index, or a copy from pageable memory, waits for the GPU."""
+    cuda = torch.device("cuda")
+    images = [[torch.zeros(1, 3, 4, 4 + i % 2, device=cuda)] for i in range(4)]
+    y = torch.arange(4, device=cuda)
+    raws = [encoded("CMYK"), encoded("RGB", "PNG")]
+    for mode in ("default", "error"):  # the first pass makes the pinned buffers
+        torch.cuda.synchronize()
+        torch.cuda.set_sync_debug_mode(mode)
+        try:
+            groups = [labels for _, labels in streaming._by_shape(images, y)]
+            decoded = streaming.decode_batch(raws, device=cuda)
+        finally:
+            torch.cuda.set_sync_debug_mode("default")
+    assert [g.tolist() for g in groups] == [[0, 2], [1, 3]]
+    assert all(torch.equal(i.cpu(), decode(r)) for i, r in zip(decoded, raws, strict=True))
+
+
+class PooledStream:
+    """torch.cuda.Stream as CUDA's pool hands it out: a new handle each."""
+
+    made = 0
+
+    def __init__(self, device: torch.device | None = None) -> None:
+        self.cuda_stream = 100 + PooledStream.made
+        PooledStream.made += 1
+
+    def wait_stream(self, other: object) -> None:
+        pass
+
+
+def test_each_run_stream_has_its_own_prefetch_and_decode_streams(monkeypatch):
+    """Runs at once, each on a stream of its own, copy and decode on side streams of their own:
+    no run's copies queue behind another's; a run's later batches take the same ones."""
+    from ablations import gpu
+
+    monkeypatch.setattr(gpu, "_STREAMS", {})
+    monkeypatch.setattr(PooledStream, "made", 0)
+    monkeypatch.setattr(torch.cuda, "Stream", PooledStream)
+    run_streams = [PooledStream(), PooledStream()]
+    current = {"stream": run_streams[0]}
+    monkeypatch.setattr(torch.cuda, "current_stream", lambda device=None: current["stream"])
+    monkeypatch.setattr(torch.cuda, "stream", lambda s: contextlib.nullcontext())
+    monkeypatch.setattr(torch.Tensor, "to", lambda self, *a, **k: self)
+    monkeypatch.setattr(torch.Tensor, "record_stream", lambda self, s: None)
+    monkeypatch.setattr(
+        "torchvision.io.decode_jpeg", lambda data, **k: [torch.zeros(1)] * len(data)
+    )
+    cuda, batch = torch.device("cuda", 0), [(torch.zeros(2), torch.zeros(2))]
+    sides = []
+    for run in [*run_streams, run_streams[0]]:
+        current["stream"] = run
+        list(prefetched(batch, cuda))
+        streaming._decode_jpegs([encoded("RGB")], cuda)
+        sides.append((gpu._STREAMS[(cuda, f"prefetch for stream {run.cuda_stream}")],
+                      gpu._STREAMS[(cuda, f"decode for stream {run.cuda_stream}")]))  # fmt: skip
+    assert len({id(s) for pair in sides[:2] for s in pair}) == 4
+    assert sides[2] == sides[0]
+    assert PooledStream.made == 2 + 4  # the runs' streams, then one pair each, made once
 
 
 def test_eval_batches_center_and_ten_crop(tmp_path, files):
@@ -316,15 +481,6 @@ def test_eval_batches_center_and_ten_crop(tmp_path, files):
               for rank in range(2)]  # fmt: skip
     assert [[x.shape[0] for x, _ in h] for h in halves] == [[30], [30]]
     assert torch.equal(torch.cat([x for h in halves for x, _ in h]), torch.cat([x for x, _ in ten]))
-
-
-def test_loader_speed_rows(tmp_path, files):
-    rows = loader_speed(write_tree(tmp_path / "in", files), paths=("cpu-decode", "gpu-decode"),
-                        workers=(0,), batch_sizes=(4,), batches=2, device=CPU)  # fmt: skip
-    assert [r["path"] for r in rows] == ["cpu-decode", "gpu-decode"]
-    for r in rows:
-        assert r["workers"] == 0 and r["batch"] == 4 and r["images"] == 8
-        assert r["images_per_s"] > 0 and r["device"] == "cpu" and r["machine"]
 
 
 @pytest.mark.parametrize("packed", [True, False])
