@@ -54,8 +54,9 @@ def add_speed_commands(command: Command) -> None:
     p.add_argument("--workers", type=workers, help="comma list (default: the available cores)")
     batches = comma_separated(POSITIVE, "batch sizes")
     p.add_argument("--batch", type=batches, default=(256,), help="comma list (default: 256)")
-    p.add_argument("--batches", type=POSITIVE, default=50, help="timed batches per setting")
-    p.add_argument("--warmup", type=NON_NEGATIVE, default=5, help="untimed batches first")
+    rounds = "rounded up to whole rounds of the workers"
+    p.add_argument("--batches", type=POSITIVE, default=50, help=f"timed batches, {rounds} (3+)")
+    p.add_argument("--warmup", type=NON_NEGATIVE, default=5, help=f"untimed batches, {rounds}")
     p.add_argument("--recipe", default="imagenet-torchvision", choices=sorted(STREAMS))
     p.add_argument("--out", type=Path, help="CSV file to write (else stdout)")
 
