@@ -46,9 +46,13 @@ def launched_world() -> int:
 
 
 def setup(device: str | None = None) -> torch.device | None:
-    """Join the process group torchrun announced; returns this rank's GPU (None on CPUs)."""
+    """Join the process group torchrun announced; returns this rank's GPU (None on CPUs). A GPU
+    named by index is refused: every rank would train on it, over gloo."""
     if launched_world() <= 1 or active():
         return None
+    if device is not None and device.startswith("cuda:"):
+        raise AblationsError(f"--device {device} under torchrun: each rank takes its GPU from "
+                             "LOCAL_RANK; use --device cuda or auto")  # fmt: skip
     local = int(os.environ.get("LOCAL_RANK", "0"))
     cuda = torch.cuda.is_available() and device in (None, "auto", "cuda")
     timeout = timedelta(minutes=30)

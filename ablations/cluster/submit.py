@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import shlex
 import shutil
 import sys
 import time
@@ -141,14 +142,10 @@ def _run_local(
     while queue or running:
         for slot in [s for s in range(options.jobs) if s not in running][: len(queue)]:
             task = queue.pop(0)
-            gpu = slot % gpus if gpus else None
+            gpu = visible_gpu(slot, gpus) if gpus else None
             folder = task.run_dir.resolve() / rundir.JOB_LOGS
             executor = submitit.LocalExecutor(folder=folder, max_num_timeout=options.max_requeues)
-            executor.update_parameters(
-                timeout_min=options.time_min,
-                gpus_per_node=0 if gpu is None else 1,
-                visible_gpus=() if gpu is None else (gpu,),
-            )
+            executor.update_parameters(timeout_min=options.time_min, **gpu_parameters(gpu))
             task.run_dir.mkdir(parents=True, exist_ok=True)
             # CPU jobs share the cores: each its share of threads unless told otherwise (the
             # thread count changes float reduction order, not the run key; env.json records it).
@@ -167,6 +164,29 @@ def _run_local(
                 del running[slot]
                 status = task_status(task.run_dir)
                 log(f"[ablate] {task.run_dir.name}: {status.state} {status.detail}".rstrip())
+
+
+def visible_gpu(slot: int, gpus: int) -> str:
+    """The GPU of a local job in `slot`, as CUDA_VISIBLE_DEVICES names it. Torch numbers the
+    `gpus` GPUs this process sees from 0; where CUDA_VISIBLE_DEVICES picks them (e.g. "4,5,6,7"
+    or UUIDs), GPU i is its i-th entry, and a job given the number i would land on physical
+    GPU i instead."""
+    index = slot % gpus
+    listed = os.environ.get("CUDA_VISIBLE_DEVICES")
+    entries = [e.strip() for e in listed.split(",")] if listed is not None else []
+    return entries[index] if index < len(entries) else str(index)
+
+
+def gpu_parameters(gpu: str | None) -> dict[str, Any]:
+    """The local executor's parameters for a job on `gpu` (None: no GPU). Submitit sets
+    CUDA_VISIBLE_DEVICES from integers only: a UUID or MIG id is exported by a setup line, which
+    runs after submitit's own assignment."""
+    if gpu is None:
+        return {"gpus_per_node": 0, "visible_gpus": ()}
+    if gpu.isdigit():
+        return {"gpus_per_node": 1, "visible_gpus": (int(gpu),)}
+    return {"gpus_per_node": 1, "visible_gpus": (),
+            "setup": [f"export CUDA_VISIBLE_DEVICES={shlex.quote(gpu)}"]}  # fmt: skip
 
 
 def _submit_slurm(

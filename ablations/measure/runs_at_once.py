@@ -89,14 +89,18 @@ def measure(
     counts: dict[str, Sequence[int]], iterations: int, warmup: int,
     log: Callable[[str], None] = print,
 ) -> list[dict[str, Any]]:  # fmt: skip
-    """A row per method of `counts` and K, appended to results/ as it is measured."""
+    """A row per method of `counts` and K, appended to results/ as it is measured. `processes`
+    goes first, so its children share the GPU with no memory of this process's. After
+    `streams` this process would still hold its CUDA context and the streams' cuBLAS
+    workspaces, which `torch.cuda.empty_cache` cannot hand back."""
     mps = device.type == "cuda" and os.environ.get("CUDA_MPS_PIPE_DIRECTORY") is not None
-    shared = prepare_data(config, data, device) if counts.get("streams") else None
+    shared: RunData | None = None
     rows = []
-    for method, ks in counts.items():
+    for method, ks in sorted(counts.items(), key=lambda item: item[0] != "processes"):
         for jobs in ks:
             if method == "streams":
-                assert shared is not None
+                if shared is None:  # prepared after `processes`, once for every K
+                    shared = prepare_data(config, data, device)
                 seconds, step = streams(config, shared, device, jobs=jobs,
                                         iterations=iterations, warmup=warmup)  # fmt: skip
             else:

@@ -24,7 +24,7 @@ from ablations.registry import AblationsError, Variant
 from ablations.results import collect, provenance, schemas
 from ablations.results.table import upsert
 from ablations.train.evaluation import Metrics, evaluate_metrics
-from ablations.train.steps import use_device
+from ablations.train.steps import set_tf32, use_device
 from ablations.weights import (
     PREPROCESSING,
     Preprocessing,
@@ -110,12 +110,23 @@ def evaluate_checkpoint(
         first = str(err).split("\n\t", 1)[-1].split("\n")[0]
         raise AblationsError(f"{weights} does not fit {net.name}: {first}") from None
     provenance.warn_if_dirty("evaluating a checkpoint")
-    metrics = evaluate_metrics(model.to(dev), prepared.batches, precision=precision)
+    metrics = _metrics(model.to(dev), prepared.batches, precision=precision)
     row = _row(net, record, prepared, name=name, metrics=metrics, precision=precision,
                device=dev, run=run) | {"crops": crops}  # fmt: skip
     table = schemas.EVALUATIONS.validate(pd.DataFrame([row]))
     upsert(results / schemas.EVALUATIONS_FILE, table, schemas.EVALUATIONS)
     return table
+
+
+def _metrics(model: ResNet, batches: Iterator[tuple[Views, Tensor]], *, precision: str) -> Metrics:
+    """The metrics under `precision`'s TF32 flags, restored afterwards. PyTorch allows TF32 in
+    cuDNN by default: an "fp32" row would otherwise hold TF32 convolutions' error."""
+    tf32 = torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32
+    set_tf32(precision)
+    try:
+        return evaluate_metrics(model, batches, precision=precision)
+    finally:
+        torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = tf32
 
 
 def _dataset_name(weights: str, fmt: str, dataset: str | None, config: TrainConfig | None) -> str:

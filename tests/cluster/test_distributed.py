@@ -172,6 +172,19 @@ def test_a_cpu_rank_joins_gloo_without_a_device(two_ranks, monkeypatch):
     assert backend == "gloo" and "device_id" not in kw
 
 
+@pytest.mark.parametrize("device", ["cuda:1", "cuda:0"])
+def test_a_gpu_named_by_index_is_refused_under_torchrun(two_ranks, monkeypatch, device):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    with pytest.raises(AblationsError, match="from LOCAL_RANK; use --device cuda or auto"):
+        distributed.setup(device)
+    assert two_ranks == []  # no group joined, no GPU made current
+
+
+def test_one_process_keeps_its_gpu_named_by_index(monkeypatch):
+    monkeypatch.setenv("WORLD_SIZE", "1")
+    assert distributed.setup("cuda:1") is None  # nothing to join; the trainer uses cuda:1
+
+
 @pytest.fixture
 def one_rank_group():
     dist.init_process_group("gloo", store=dist.HashStore(), rank=0, world_size=1)

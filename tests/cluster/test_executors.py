@@ -4,6 +4,7 @@ script submitit writes for Slurm options (through a stand-in `sbatch`)."""
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import signal
@@ -12,10 +13,12 @@ import subprocess
 import sys
 import threading
 import time
+from itertools import count
 from pathlib import Path
 
 import pandas as pd
 import pytest
+import submitit.local.local
 import torch
 
 from ablations import rundir
@@ -119,6 +122,65 @@ def test_local_executor_runs_tasks_kill_and_rerun_resumes(tmp_path, tiny_cifar):
     # Nothing left to do: nothing is submitted twice.
     third = submit.execute_submitted(tasks, ctx, options=options, log=lines.append)
     assert third["submitted"] == 0 and third["done"] == 2
+
+
+class _Ended:
+    """A job controller that has already ended (what start_controller would return)."""
+
+    def __init__(self, pid: int) -> None:
+        self.pid = pid
+
+    def poll(self) -> int:
+        return 0
+
+
+@pytest.mark.parametrize(
+    ("visible", "gpus", "expected"),
+    [
+        (None, 2, [("0", []), ("1", []), ("0", [])]),
+        ("4,5,6,7", 4, [("4", []), ("5", []), ("6", [])]),
+        ("6, 2", 2, [("6", []), ("2", []), ("6", [])]),
+        ("GPU-a1,MIG-b2", 2, [("0", ["export CUDA_VISIBLE_DEVICES=GPU-a1"]),
+                              ("0", ["export CUDA_VISIBLE_DEVICES=MIG-b2"]),
+                              ("0", ["export CUDA_VISIBLE_DEVICES=GPU-a1"])]),
+    ],
+)  # fmt: skip
+def test_local_jobs_land_on_the_gpus_this_process_sees(tmp_path, monkeypatch, visible, gpus,
+                                                       expected):  # fmt: skip
+    """Torch's GPU i is the i-th entry of CUDA_VISIBLE_DEVICES: that is the GPU a job gets."""
+    if visible is None:
+        monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
+    else:
+        monkeypatch.setenv("CUDA_VISIBLE_DEVICES", visible)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: gpus)
+    monkeypatch.setattr(submit, "POLL_S", 0.0)
+    started, pids = [], count(10**6)
+
+    def start_controller(**kw):  # what submitit's local executor would start the job with
+        started.append((kw["cuda_devices"], list(kw["setup"])))
+        return _Ended(next(pids))
+
+    monkeypatch.setattr(submitit.local.local, "start_controller", start_controller)
+    configs = [resolve_config("resnet20", profile="smoke", seed=s, device="cpu") for s in range(3)]
+    train_jobs = [TrainJob(c.to_json(), runs_dir=str(tmp_path / "runs"), data=None,
+                           device="cuda") for c in configs]  # fmt: skip
+    snapshot = submit.Snapshot(root=tmp_path, tag="t", commit="c")
+    lines: list[str] = []
+    submit._run_local(train_jobs, options=LaunchOptions(executor="local", jobs=3),
+                      snapshot=snapshot, log=lines.append)  # fmt: skip
+    assert started == expected
+    gpu = [line.split(", ")[-1] for line in lines if "started" in line]
+    assert gpu == [f"GPU {(visible or '0,1').replace(' ', '').split(',')[i % gpus]})"
+                   for i in range(3)]  # fmt: skip
+
+
+@pytest.mark.slow
+def test_a_setup_line_gives_a_local_job_a_gpu_by_uuid(tmp_path):
+    """Submitit takes GPU numbers only; the exported name is what the job sees."""
+    executor = submitit.LocalExecutor(folder=tmp_path)
+    executor.update_parameters(timeout_min=1, **submit.gpu_parameters("GPU-5a1b"))
+    job = executor.submit(functools.partial(os.getenv, "CUDA_VISIBLE_DEVICES"))
+    assert job.result() == "GPU-5a1b"
 
 
 def test_status_of_each_state(tmp_path, monkeypatch):

@@ -4,6 +4,7 @@ import math
 import multiprocessing as mp
 import os
 import signal
+import sys
 from dataclasses import asdict
 
 import pandas as pd
@@ -19,7 +20,7 @@ from ablations.measure.throughput import child, parent, reference, settings
 from ablations.measure.throughput.settings import Setting
 from ablations.registry import AblationsError, get_variant
 from ablations.report import throughput as throughput_report
-from ablations.results import schemas
+from ablations.results import provenance, schemas
 from ablations.results.table import read_table
 from ablations.train.steps import GRAPH_WARMUP
 
@@ -175,6 +176,72 @@ def test_the_settings_after_a_failed_capture_are_measured_in_a_fresh_child(monke
         ("ok", 2), ("error", 3), ("ok", 4)]  # fmt: skip
     assert rows[1]["error"].startswith("CaptureError: CUDA graph capture failed")
     assert rows[0]["pid"] != rows[2]["pid"]  # batch 4 in a new child
+
+
+def _capture_fails_below(limit):  # measure_one: out of memory above `limit`, capture fails at it
+    oom = _oom_above(limit)
+
+    def fake(setting, batch, device, macs):
+        if batch == limit:
+            raise CaptureError("CUDA graph capture failed: CUDA out of memory")
+        return oom(setting, batch, device, macs)
+
+    return fake
+
+
+def test_a_failed_capture_in_a_sweep_keeps_the_oom_rows_before_it(monkeypatch):
+    measured = []
+    fake = _capture_fails_below(1024)
+    monkeypatch.setattr(
+        child, "measure_one", lambda s, b, d, m: measured.append(b) or fake(s, b, d, m)
+    )
+    monkeypatch.setattr(child, "setting_macs", lambda s: 1)
+    monkeypatch.setattr(child, "prepare_process", lambda d: "p")
+    sweep = Setting(variant="resnet20", device="cuda", batch_size="max")
+    after = Setting(variant="resnet20", device="cuda", batch_size=64)
+    messages = [{"setting": asdict(s), "variant": get_variant(s.variant).axes()}
+                for s in (sweep, after)]  # fmt: skip
+    receive, send = mp.Pipe(duplex=False)
+    child.serve(send, messages, started="spawn")
+    rows = receive.recv()
+    with pytest.raises(EOFError):  # the child stopped: the next setting goes to a fresh one
+        receive.recv()
+    assert measured == [4096, 2048, 1024]
+    assert [(r["status"], r["batch_size"]) for r in rows] == [
+        ("oom", 4096), ("oom", 2048), ("error", 1024)]  # fmt: skip
+    assert rows[2]["error"] == "CaptureError: CUDA graph capture failed: CUDA out of memory"
+    assert all(r["macs"] == 1 and r["setting"]["batch_size"] == "max" for r in rows)
+
+
+def test_the_cache_is_emptied_after_an_oom_is_handled(monkeypatch):
+    handling = []  # whether an exception was being handled at each empty_cache
+    monkeypatch.setattr(torch.cuda, "empty_cache", lambda: handling.append(sys.exc_info()[0]))
+    monkeypatch.setattr(child, "measure_one", _oom_above(1024))
+    monkeypatch.setattr(child, "setting_macs", lambda s: 1)
+    sweep = Setting(variant="resnet20", device="cuda", batch_size="max")
+    rows = child.measure_setting(sweep, torch.device("cuda"))
+    assert [r["status"] for r in rows] == ["oom", "oom", "ok"]
+    assert handling == [None, None]  # one per oom, with its traceback (and tensors) let go
+
+
+def test_the_parent_hands_its_cached_gpu_memory_back_before_the_children(monkeypatch):
+    calls = []
+    monkeypatch.setattr(parent.gc, "collect", lambda: calls.append("collect") or 0)
+    monkeypatch.setattr(torch.cuda, "empty_cache", lambda: calls.append("empty_cache"))
+    environment = provenance.environment
+    monkeypatch.setattr(provenance, "environment", lambda d: environment("cpu"))  # no GPU here
+
+    def measured(group):
+        calls.append("child")
+        return [{"setting": asdict(s), "status": "crashed", "error": "x"} for s in group]
+
+    monkeypatch.setattr(parent, "run_child", measured)
+    gpu = [Setting(variant="resnet20", device="cuda", batch_size=2)]
+    tp.run(gpu, show_progress=False)
+    assert calls == ["collect", "empty_cache", "child"]
+    calls.clear()
+    tp.run(_quick(["resnet20"], modes=["infer"], batch_sizes=[2]), show_progress=False)
+    assert calls == ["child"]  # a CPU's memory goes back when a child ends
 
 
 def test_cpu_children_fork_from_an_import_only_server_and_gpu_children_spawn():

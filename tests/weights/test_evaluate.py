@@ -16,6 +16,7 @@ from ablations.data.prepare import prepare_data
 from ablations.models import ResNet, resolve
 from ablations.results.schemas import EVALUATIONS
 from ablations.results.table import read_table
+from ablations.weights import evaluate
 
 
 def _their_error(net, ds, limit):
@@ -89,3 +90,29 @@ def test_evaluate_refuses_missing_weights_in_one_line(tmp_path, tiny_cifar, caps
     err = capsys.readouterr().err.strip()
     assert err.count("\n") == 0 and "no such file" in err
     assert not (tmp_path / "evaluations.csv").exists()
+
+
+@pytest.mark.parametrize(("precision", "tf32"), [("fp32", False), ("tf32", True)])
+def test_evaluation_runs_under_its_precisions_tf32_flags(tmp_path, tiny_cifar, monkeypatch,
+                                                         precision, tf32):  # fmt: skip
+    path = tmp_path / "resnet20.th"
+    save_as_they_do(randomised(TheirResNet(3)), path)
+    during = []
+    metrics = evaluate.evaluate_metrics
+
+    def recorded(*args, **kwargs):
+        during.append((torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32))
+        return metrics(*args, **kwargs)
+
+    monkeypatch.setattr(evaluate, "evaluate_metrics", recorded)
+    before = torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32
+    torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = not tf32
+    try:
+        evaluate.evaluate_checkpoint("resnet20", weights=str(path), data=tiny_cifar, limit=8,
+                                     results=tmp_path / "results", device="cpu",
+                                     precision=precision)  # fmt: skip
+        after = torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32
+    finally:
+        torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = before
+    assert during == [(tf32, tf32)]
+    assert after == (not tf32, not tf32)  # the caller's flags again

@@ -192,27 +192,46 @@ def measure_one(setting: Setting, batch: int, device: torch.device, macs: int) -
     }  # fmt: skip
 
 
+class CaptureFailed(CaptureError):
+    """A failed CUDA graph capture in a setting, with the setting's rows up to it (the "oom"
+    rows of a sweep, then an error row naming the batch): the child sends them and stops."""
+
+    def __init__(self, message: str, rows: list[dict[str, Any]]) -> None:
+        super().__init__(message)
+        self.rows = rows
+
+
+def _out_of_memory(err: RuntimeError) -> bool:
+    return isinstance(err, torch.cuda.OutOfMemoryError) or "out of memory" in str(err).lower()
+
+
 def measure_setting(setting: Setting, device: torch.device) -> list[dict[str, Any]]:
-    """Rows for one setting: one per batch tried (an "oom" row for each that did not fit)."""
+    """Rows for one setting: one per batch tried (an "oom" row for each that did not fit).
+    A failed capture raises CaptureFailed with the rows so far: CUDA cannot go on after it."""
     macs = setting_macs(setting)
     batch = default_batch(setting, device)
     rows: list[dict[str, Any]] = []
+    failed = ""
     while batch >= 1:
         if setting.compile:
             _fresh_dynamo()
         try:
             rows.append(measure_one(setting, batch, device, macs))
             break
+        except CaptureError as err:  # running out of memory while capturing is one
+            failed = _error_text(err)
+            rows.append({"status": "error", "batch_size": batch, "error": failed})
+            break
         except RuntimeError as err:  # torch.cuda.OutOfMemoryError is one
-            oom = isinstance(err, torch.cuda.OutOfMemoryError)
-            if not (oom or "out of memory" in str(err).lower()):
+            if not _out_of_memory(err):
                 raise
             rows.append({"status": "oom", "batch_size": batch, "error": "out of memory"})
-            if device.type == "cuda":
-                torch.cuda.empty_cache()
-            if setting.batch_size != "max":
-                break  # a fixed batch is reported as not fitting, never silently shrunk
-            batch //= 2
+        # Out of the handler: in it, the traceback still holds the failed attempt's tensors.
+        if device.type == "cuda":
+            torch.cuda.empty_cache()
+        if setting.batch_size != "max":
+            break  # a fixed batch is reported as not fitting, never silently shrunk
+        batch //= 2
     facts = {
         "macs": macs,
         **tf32_flags(),
@@ -220,15 +239,23 @@ def measure_setting(setting: Setting, device: torch.device) -> list[dict[str, An
         "cudnn": str(torch.backends.cudnn.version() or "") if device.type == "cuda" else "",
         **(dynamo_counters() if setting.compile else {}),
     }
-    return [{**facts, **row} for row in rows]
+    measured = [{**facts, **row} for row in rows]
+    if failed:
+        raise CaptureFailed(failed, measured)
+    return measured
+
+
+def _error_text(err: Exception) -> str:
+    return f"{type(err).__name__}: {err}"[:300]
 
 
 def serve(conn: Connection, messages: list[dict[str, Any]], *, started: str) -> None:
     """A child process: measure each message's setting (a `Setting` and its variant's axes),
     sending its rows as each ends, so a crash loses only the rest. After a failed CUDA graph
-    capture CUDA's state is broken: the child sends that setting's error row and stops, and the
-    parent measures the rest in a fresh child. A forked child's resident set leaves out the
-    library pages it never touched: its memory is labelled apart."""
+    capture CUDA's state is broken: the child sends that setting's rows (a sweep's "oom" rows,
+    then the error row) and stops, and the parent measures the rest in a fresh child. A forked
+    child's resident set leaves out the library pages it never touched: its memory is labelled
+    apart."""
     warnings.simplefilter("ignore")  # the parent's log shows progress, not library warnings
     protocol: str | None = None
     for message in messages:
@@ -244,8 +271,10 @@ def serve(conn: Connection, messages: list[dict[str, Any]], *, started: str) -> 
         stop = False
         try:
             rows = measure_setting(setting, device)
+        except CaptureFailed as err:
+            rows, stop = err.rows, True
         except Exception as err:  # one failing setting must not lose the others
-            rows = [{"status": "error", "error": f"{type(err).__name__}: {err}"[:300]}]
+            rows = [{"status": "error", "error": _error_text(err)}]
             stop = isinstance(err, CaptureError)
         forked = started != "spawn"
         for row in rows:

@@ -4,6 +4,7 @@ and appending their rows to the table as each finishes; the terminal table."""
 from __future__ import annotations
 
 import contextlib
+import gc
 import json
 import math
 import multiprocessing
@@ -137,6 +138,7 @@ def run(
     path = output_path(out) if out is not None else None
     if path is not None:
         read_table(path, SCHEMA)  # a file that cannot take the rows fails before measuring
+    release_cached_memory(device)
     tables = []
     for kind, group in progress(jobs, desc="throughput", label=_label) if show_progress else jobs:
         results = run_child(group) if kind == OURS else [timm.run_timm(group[0])]
@@ -145,6 +147,17 @@ def run(
             upsert(path, table, SCHEMA)
         tables.append(table)
     return pd.concat(tables, ignore_index=True)
+
+
+def release_cached_memory(device: torch.device) -> None:
+    """Hand the GPU memory this process's allocator caches back to the driver. Measuring after
+    training or responses in the same process, the parent would keep the blocks it reserved
+    while its children measure on the same GPU: a `max` sweep would stop lower, and a fixed
+    batch near the limit would read as out of memory. The parent itself allocates nothing on
+    the GPU (and `empty_cache` makes no CUDA context where none exists)."""
+    if device.type == "cuda":
+        gc.collect()  # tensors kept only by reference cycles free their blocks first
+        torch.cuda.empty_cache()
 
 
 def _label(job: tuple[str, list[Setting]]) -> str:
