@@ -20,6 +20,7 @@ from ablations.config import TrainConfig, resolve_device
 from ablations.registry import AblationsError
 from ablations.train.records import RunRecord
 from ablations.train.run import open_run
+from ablations.train.steps import fresh_dynamo
 from ablations.train.trainer import Trainer
 
 DataFor = Callable[[TrainConfig], str | Path | None]
@@ -37,7 +38,8 @@ class _InFlight:
 
     def step(self) -> dict[str, Any] | None:
         """One iteration, and at an interval's end its evaluation and checkpoint; the summary
-        once the run has ended."""
+        once the run has ended. The end of the last interval runs alone too: its final
+        evaluations (test split, 10-crop, multi-scale) bring new shapes to autotune."""
         t = self.trainer
         with on(self.stream):
             if t.state.iteration < t.interval_end:
@@ -45,14 +47,15 @@ class _InFlight:
                     t.advance(t.batches, until=t.state.iteration + 1, progress=t.progress)
             if t.state.iteration < t.interval_end:
                 return None
-            with self._alone("evaluation"):
+            with self._alone("evaluation", always=t.state.iteration >= t.iterations):
                 return t.end_interval()
 
     @contextlib.contextmanager
-    def _alone(self, first: str) -> Iterator[None]:
-        """A run's first `first` runs on an otherwise idle GPU: cuDNN's autotuner times its
-        kernels then, and the kernels it picks, so the numbers, must not depend on other runs."""
-        if self.stream is None or first not in self.firsts:
+    def _alone(self, first: str, *, always: bool = False) -> Iterator[None]:
+        """A run's first `first` (or any, with `always`) runs on an otherwise idle GPU: cuDNN's
+        autotuner times its kernels then, and the kernels it picks, so the numbers, must not
+        depend on other runs."""
+        if self.stream is None or not (always or first in self.firsts):
             yield
             return
         self.firsts.discard(first)
@@ -81,6 +84,12 @@ def tf32_group(config: TrainConfig) -> bool:
     return config.precision == "tf32"
 
 
+def beside(flying: TrainConfig, config: TrainConfig) -> bool:
+    """Whether `config` may train beside `flying`: the same TF32 flags, and not both compiled
+    (dynamo's cache is the process's: each compiled run starts from an empty one)."""
+    return tf32_group(flying) == tf32_group(config) and not (flying.compile and config.compile)
+
+
 def train_together(
     configs: Sequence[TrainConfig], *, jobs: int, out: Path,
     data: DataFor | str | Path | None = None, device: str | torch.device | None = None,
@@ -104,7 +113,7 @@ def train_together(
         return deadline is not None and started and time.monotonic() >= deadline
 
     def fits(config: TrainConfig) -> bool:
-        return all(tf32_group(r.trainer.config) == tf32_group(config) for r in flying)
+        return all(beside(r.trainer.config, config) for r in flying)
 
     def ended(record: RunRecord) -> None:
         records.append(record)
@@ -121,6 +130,8 @@ def train_together(
                 # The run is opened on its slot's stream: its data, model and optimizer state
                 # are made there, so its first steps wait for no other stream.
                 stream = stream_for(dev, slot=position)
+                if config.compile:  # fits(): no other compiled run is in flight
+                    fresh_dynamo()
                 with on(stream):
                     opened = open_run(config, out=out, data=data_for(config), device=dev,
                                       show_progress=show_progress, deadline=deadline,

@@ -22,7 +22,7 @@ from ablations.io import write_json
 from ablations.measure import timed
 from ablations.results import provenance, schemas
 from ablations.results.table import read_table
-from ablations.train.steps import set_tf32
+from ablations.train.steps import fresh_dynamo, set_tf32, timed_warmup
 from ablations.train.trainer import Trainer
 
 # What makes two runs train at the same speed: the seed does not.
@@ -33,7 +33,9 @@ def ready(
     config: TrainConfig, data: RunData, device: torch.device, scratch: Path, *, warmup: int,
     stream: torch.cuda.Stream | None = None,
 ) -> tuple[Trainer, Iterator[Any]]:  # fmt: skip
-    """A trainer past `warmup` steps (autotuned, graph captured) on `stream`, and its batches."""
+    """A trainer past its warm-up (autotuned, graph captured) on `stream`, and its batches. The
+    warm-up is `warmup` steps, at least GRAPH_WARMUP + 1 for a graph step (`timed_warmup`), so
+    the capture is never timed; the timed steps go on from `trainer.state.iteration`."""
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = True
     set_tf32(config.precision)
@@ -42,18 +44,22 @@ def ready(
                           show_progress=False)  # fmt: skip
         trainer.model.train()
         batches = data.train.batches(0)
-        trainer.advance(batches, until=warmup)
+        trainer.advance(batches, until=timed_warmup(trainer.step_kind, warmup))
     return trainer, batches
 
 
 def measure(
     config: TrainConfig, data: RunData, device: torch.device, *, iterations: int, warmup: int
 ) -> dict[str, Any]:
-    """A STEP_SPEED row: img/s of the training loop after `warmup` steps, the time of a pass
-    over the split the run evaluates on (the second: the first autotunes), the checkpoint size."""
+    """A STEP_SPEED row: img/s of the training loop after its warm-up (`ready`), the time of a
+    pass over the split the run evaluates on (the second: the first autotunes), the checkpoint
+    size."""
+    if config.compile:  # the runs measured before in this process must not shape this one
+        fresh_dynamo()
     with tempfile.TemporaryDirectory() as scratch:
         trainer, batches = ready(config, data, device, Path(scratch), warmup=warmup)
-        seconds = timed(lambda: trainer.advance(batches, until=warmup + iterations), device=device)
+        end = trainer.state.iteration + iterations
+        seconds = timed(lambda: trainer.advance(batches, until=end), device=device)
         for _ in range(2):
             start = time.perf_counter()
             trainer.evaluate(config.eval_split)  # the eager model, as training evaluates

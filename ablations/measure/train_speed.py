@@ -1,7 +1,9 @@
 """Training-loop speed: this suite's loop against the conventional one (PIL images, torchvision
 transforms, a DataLoader, an eager model, `loss.item()` every step) on one device. Both share
 the variant, batch, precision, cuDNN and TF32 flags and SGD's arithmetic, and are timed over
-`iterations` steps after `warmup`; each row states its loop's settings (docs/throughput.md).
+`iterations` steps after the same warm-up: `warmup` steps, at least GRAPH_WARMUP + 1 where ours
+takes a graph step, so its capture is not timed. Each row states its loop's settings
+(docs/throughput.md).
 """
 
 from __future__ import annotations
@@ -28,7 +30,15 @@ from ablations.progress import progress
 from ablations.results import provenance, schemas
 from ablations.results.schemas import TRAIN_SPEED
 from ablations.results.table import upsert
-from ablations.train.steps import autocast, optimizer_kind, set_tf32, tf32_flags, use_device
+from ablations.train.steps import (
+    autocast,
+    fresh_dynamo,
+    optimizer_kind,
+    set_tf32,
+    tf32_flags,
+    timed_warmup,
+    use_device,
+)
 from ablations.train.trainer import Trainer
 
 SUITE_DATA = "whole split on the device as uint8; crop, flip, normalise there in batch"
@@ -106,7 +116,8 @@ def conventional(
         "compile": False, "workers": workers, "pin_memory": device.type == "cuda",
         "persistent_workers": workers > 0, "data": CONVENTIONAL_DATA,
         "loss_read": "loss.item() every step", "step": "eager",
-        "optimizer": optimizer_kind(optimizer, device), **tf32_flags(), "seconds": seconds,
+        "optimizer": optimizer_kind(optimizer, device), **tf32_flags(), "warmup": warmup,
+        "seconds": seconds,
     }  # fmt: skip
 
 
@@ -114,15 +125,19 @@ def suite(
     config: TrainConfig, dataset: ArrayDataset, *, device: torch.device, iterations: int,
     warmup: int,
 ) -> dict[str, Any]:  # fmt: skip
-    """Our loop's columns: the time of `Trainer.step` on device batches, its step and flags."""
+    """Our loop's columns: the time of `Trainer.step` on device batches, its step and flags, and
+    the warm-up it took (`timed_warmup`)."""
     set_flags(config.precision, device)
+    if config.compile:  # the configs compiled before in this process must not shape this one
+        fresh_dynamo()
     data = prepare_data(config, dataset, device)
     with tempfile.TemporaryDirectory() as scratch:
         trainer = Trainer(config, data, directory=Path(scratch), device=device, show_progress=False)
         trainer.model.train()
         batches = data.train.batches(0)
+        used = timed_warmup(trainer.step_kind, warmup)
         seconds = timed(lambda: trainer.step(*next(batches)), device=device, steps=iterations,
-                        warmup=warmup)  # fmt: skip
+                        warmup=used)  # fmt: skip
         return {
             "loop": "suite", "precision": config.precision,
             "channels_last": config.channels_last, "compile": config.compile,
@@ -130,7 +145,7 @@ def suite(
             "data": SUITE_DATA, "loss_read": "every eval interval (no per-step sync)",
             "step": trainer.step_kind,
             "optimizer": optimizer_kind(trainer.train_step.optimizer, device), **tf32_flags(),
-            "seconds": seconds,
+            "warmup": used, "seconds": seconds,
         }  # fmt: skip
 
 
@@ -146,17 +161,15 @@ def compare(
     n_workers = cores if workers is None else workers
     rows: list[dict[str, Any]] = []
     for config in progress(configs, desc="loop speed", label=lambda c: c.variant):
-        loops = (
-            suite(config, dataset, device=dev, iterations=iterations, warmup=warmup),
-            conventional(config, dataset, device=dev, iterations=iterations, warmup=warmup,
-                         workers=n_workers),
-        )  # fmt: skip
+        ours = suite(config, dataset, device=dev, iterations=iterations, warmup=warmup)
+        loops = (ours, conventional(config, dataset, device=dev, iterations=iterations,
+                                    warmup=ours["warmup"], workers=n_workers))  # fmt: skip
         theirs = loops[1]["seconds"]
         pair = [
             {
                 "variant": config.variant, "device": dev.type, "batch_size": config.batch_size,
                 "input_size": config.input_size or dataset.x_train.shape[1], **loop,
-                "cpu_cores": cores, "iterations": iterations, "warmup": warmup,
+                "cpu_cores": cores, "iterations": iterations,
                 "images_per_s": iterations * config.batch_size / loop["seconds"],
                 "speedup": theirs / loop["seconds"],
                 **{k: environment[k] for k in (*ENVIRONMENT, *schemas.KERNELS)},

@@ -1,5 +1,6 @@
 """A `TrainConfig` in, a run directory `<out>/<run_id>/` (ablations.rundir) and its record out.
-A rerun resumes from the last checkpoint and ends exactly as an uninterrupted run would."""
+A rerun resumes from the last checkpoint. On a CPU it ends exactly as an uninterrupted run would;
+on a GPU the same up to cuDNN's kernel choice, which the new process autotunes again."""
 
 from __future__ import annotations
 

@@ -18,6 +18,8 @@ from ablations.registry import AblationsError
 AUTOCAST = {"bf16": torch.bfloat16, "fp16": torch.float16}
 Step = Callable[[Tensor, Tensor], tuple[Tensor, Tensor]]
 GRAPH_WARMUP = 3  # eager calls a graph step runs before it captures
+# Optimizer options that say how a step runs: a checkpoint does not set them.
+EXECUTION = ("lr", "capturable")
 
 
 def autocast(device: torch.device, precision: str, *, cache: bool = True) -> torch.autocast:
@@ -43,8 +45,37 @@ def tf32_flags() -> dict[str, bool]:
     }
 
 
+def timed_warmup(step_kind: str, warmup: int) -> int:
+    """The untimed steps before a timed window: at least GRAPH_WARMUP + 1 for a graph step, whose
+    capture (the call after GRAPH_WARMUP eager ones) synchronises and empties caches."""
+    return max(warmup, GRAPH_WARMUP + 1) if step_kind == "graph" else warmup
+
+
+def strict_dynamo() -> None:
+    """Hitting dynamo's recompile limit raises instead of running the model uncompiled, which
+    would train or time an eager model under a compiled run's key."""
+    import torch._dynamo.config as config  # here: importing dynamo costs seconds
+
+    if hasattr(config, "fail_on_recompile_limit_hit"):
+        config.fail_on_recompile_limit_hit = True
+
+
+def fresh_dynamo() -> None:
+    """Dynamo's caches emptied, as in a fresh process. Every ResNet shares one `forward`, so one
+    process's compiled runs share its cache: without this a run's kernels could depend on the
+    runs compiled before it."""
+    import torch._dynamo
+
+    torch._dynamo.reset()
+
+
 def _compiled(model: nn.Module, enabled: bool) -> nn.Module:
-    return cast(nn.Module, torch.compile(model)) if enabled else model
+    """`model` compiled for static shapes. A new shape recompiles for that shape, as a fresh
+    process would; by default dynamo would make the batch dimension dynamic instead."""
+    if not enabled:
+        return model
+    strict_dynamo()
+    return cast(nn.Module, torch.compile(model, dynamic=False))
 
 
 def optimizer_kind(optimizer: torch.optim.Optimizer, device: torch.device) -> str:
@@ -79,7 +110,8 @@ class TrainStep:
 
     `lr` may be a 0-dim device tensor that the schedule rewrites in place. A `fused` optimizer
     (default: on a GPU) reads it on the device and, under a GradScaler, checks for infs there,
-    so a CUDA graph can capture the step; Adam is then `capturable` too."""
+    so a CUDA graph can capture the step (Adam is made `capturable` where a graph step is built:
+    its fused kernel ignores the flag, and torch warns about it in an eager step)."""
 
     def __init__(
         self, model: nn.Module, *, device: torch.device, precision: str = "fp32",
@@ -93,9 +125,7 @@ class TrainStep:
         kernel = self.fused or None  # None: torch's default implementation, as the CPU runs it
         # Adam's weight decay is L2 in the gradient (torch.optim.Adam's); it takes no momentum.
         self.optimizer: torch.optim.Optimizer = (
-            torch.optim.Adam(
-                params, lr=lr, weight_decay=weight_decay, fused=kernel, capturable=self.fused
-            )
+            torch.optim.Adam(params, lr=lr, weight_decay=weight_decay, fused=kernel)
             if optimizer == "adam"
             else torch.optim.SGD(
                 params, lr=lr, momentum=momentum, weight_decay=weight_decay, fused=kernel
@@ -105,11 +135,14 @@ class TrainStep:
         self.cache_casts = True
 
     def load_state(self, optimizer: dict[str, object], scaler: dict[str, object]) -> None:
-        """A checkpoint's optimizer and scaler state; the rates stay this step's device tensors."""
-        rates = [group["lr"] for group in self.optimizer.param_groups]
+        """A checkpoint's optimizer and scaler state. The rates stay this step's device tensors,
+        and `capturable` stays this step's: it says how the step runs, not what it learnt."""
+        kept = [
+            {k: group[k] for k in EXECUTION if k in group} for group in self.optimizer.param_groups
+        ]
         self.optimizer.load_state_dict(optimizer)
-        for group, lr in zip(self.optimizer.param_groups, rates, strict=True):
-            group["lr"] = lr
+        for group, own in zip(self.optimizer.param_groups, kept, strict=True):
+            group.update(own)
         self.scaler.load_state_dict(scaler)
 
     def __call__(self, x: Tensor, y: Tensor) -> tuple[Tensor, Tensor]:
@@ -155,6 +188,10 @@ def step_of_kind(step: Step, kind: str, *, train: TrainStep) -> Step:
     from ablations.gpu.graph import GraphStep  # the CUDA machinery: never loaded on a CPU
 
     train.cache_casts = False  # see `autocast`
+    if train.fused:  # a capture needs it; the fused kernel ignores it, so numbers stay the same
+        for group in train.optimizer.param_groups:
+            if "capturable" in group:  # Adam's; SGD has no such option
+                group["capturable"] = True
     return GraphStep(step, device=train.device)
 
 

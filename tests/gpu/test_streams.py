@@ -1,11 +1,12 @@
 """Several runs trained at once in one process (ablations.gpu.streams) end exactly as each
 does alone: on a CPU the runs take turns, which is the CPU path of the GPU's one-stream-per-run
 training. Also: slots are refilled in order, finished runs are not retrained, the deadline
-stops runs at a checkpoint and a second call resumes them, and TF32 runs never fly beside
-others."""
+stops runs at a checkpoint and a second call resumes them, TF32 runs never fly beside others,
+compiled runs never fly together, and a run's first and last work runs alone."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import time
 
@@ -17,6 +18,7 @@ from ablations import gpu
 from ablations.config import resolve_config
 from ablations.gpu import streams
 from ablations.registry import AblationsError
+from ablations.train import steps
 from ablations.train.run import train
 
 TIMING = {"images_per_s", "train_s"}  # wall-clock metrics differ between identical runs
@@ -108,6 +110,70 @@ def test_tf32_runs_never_fly_beside_others(tmp_path, tiny_cifar, monkeypatch):
               on_record=lambda r: events.append(f"end {r.config.seed}"))  # fmt: skip
     assert events.index("open 1") > max(events.index("end 0"), events.index("end 2"))
     assert events.index("open 3") > events.index("end 1")
+
+
+def test_compiled_runs_never_fly_together_and_each_starts_from_an_empty_cache(
+    tmp_path, tiny_cifar, monkeypatch
+):
+    """Every ResNet runs one `forward`, so a process's compiled runs share dynamo's cache: a
+    compiled run waits for the compiled run in flight to end, and dynamo is reset before it
+    opens. (torch.compile is patched to leave the model eager: the order is under test.)"""
+    import torch._dynamo
+
+    monkeypatch.setattr(steps, "strict_dynamo", lambda: None)  # leaves dynamo's flags as they are
+    monkeypatch.setattr(torch, "compile", lambda model, **kwargs: model)
+    events: list[str] = []
+    monkeypatch.setattr(torch._dynamo, "reset", lambda: events.append("reset"))
+    opened = streams.open_run
+
+    def logged_open(config, **kwargs):
+        events.append(f"open {config.seed}")
+        return opened(config, **kwargs)
+
+    monkeypatch.setattr(streams, "open_run", logged_open)
+    configs = [_smoke("resnet20", seed=0, compile=True), _smoke("resnet20", seed=1),
+               _smoke("resnet20", seed=2, compile=True)]  # fmt: skip
+    _together(configs, tmp_path, tiny_cifar, jobs=3,
+              on_record=lambda r: events.append(f"end {r.config.seed}"))  # fmt: skip
+    assert events[:3] == ["reset", "open 0", "open 1"]  # an eager run flies beside a compiled one
+    assert events.index("open 2") > events.index("end 0")
+    assert events[events.index("open 2") - 1] == "reset" and events.count("reset") == 2
+
+
+class RecordedStream:
+    """A run's stream on a CPU: it records where the run waited for it."""
+
+    device = torch.device("cuda", 0)
+
+    def __init__(self, events: list[tuple[str, int]], trainer) -> None:
+        self.events, self.trainer = events, trainer
+
+    def synchronize(self) -> None:
+        self.events.append(("alone until", self.trainer.state.iteration))
+
+
+def test_a_runs_first_step_first_evaluation_and_final_evaluations_run_alone(
+    tmp_path, tiny_cifar, monkeypatch
+):
+    """cuDNN autotunes each new shape: the first step, the first evaluation and the end of the
+    last interval (the test split, 10-crop and multi-scale views) wait for the GPU to be idle
+    and end before the other runs go on; the steps and evaluations in between do not."""
+    events: list[tuple[str, int]] = []
+    trainer = streams.open_run(_smoke("resnet20"), out=tmp_path, data=tiny_cifar,
+                               device="cpu", show_progress=False)  # fmt: skip
+    assert (trainer.iterations, trainer.eval_every) == (12, 4)
+    trainer.begin(position=0)
+    monkeypatch.setattr(streams, "on", lambda stream: contextlib.nullcontext())
+
+    def idle(device=None) -> None:  # the other runs' queued work ends first
+        events.append(("alone from", trainer.state.iteration))
+
+    monkeypatch.setattr(torch.cuda, "synchronize", idle)
+    run = streams._InFlight(trainer, RecordedStream(events, trainer), position=0)
+    while run.step() is None:
+        pass
+    assert events == [("alone from", 0), ("alone until", 1), ("alone from", 4),
+                      ("alone until", 4), ("alone from", 12), ("alone until", 12)]  # fmt: skip
 
 
 def test_bad_jobs_is_refused():

@@ -1,7 +1,8 @@
 """ablations.measure.step_speed (`ablate plan --measure`) on the CPU: a row per distinct run
 and step kind, saved as measured; a second measurement takes only what the first left out; the
 time limit stops measuring; the projection counts every planned run, and totals the measured
-ones; the runs at once are chosen from a measurement; the printed lines say what is left."""
+ones; the runs at once are chosen from a measurement; the printed lines say what is left; a
+graph step's capture is never timed; a compiled measurement starts dynamo afresh."""
 
 from __future__ import annotations
 
@@ -19,6 +20,10 @@ from ablations.data.prepare import prepare_data
 from ablations.measure import step_speed
 from ablations.results import schemas
 from ablations.results.table import read_table
+from ablations.train import steps
+from ablations.train import trainer as trainers
+from ablations.train.steps import GRAPH_WARMUP
+from ablations.train.trainer import Trainer
 
 CPU = torch.device("cpu")
 MACHINE = "NVIDIA H100 80GB HBM3"
@@ -32,6 +37,56 @@ def test_measure_times_the_split_the_profile_evaluates(tiny_cifar):
     row = step_speed.measure(config, data, CPU, iterations=1, warmup=1)
     assert row["eval_split"] == "test" and row["eval_s"] > 0 and row["step"] == "eager"
     assert row["checkpoint_bytes"] > 0 and row["images_per_s"] > 0
+
+
+def _graph_kind(monkeypatch) -> list[tuple[Trainer, int]]:
+    """Trainers take the "graph" step kind, its steps eager (the CUDA graph needs a GPU; the
+    warm-up count is under test); returns each trainer `ready` made, with its iteration then."""
+    monkeypatch.setattr(trainers, "resolve_step", lambda *a, **k: ("graph", ""))
+    monkeypatch.setattr(trainers, "step_of_kind", lambda step, kind, *, train: step)
+    made: list[tuple[Trainer, int]] = []
+    ready = step_speed.ready
+
+    def recorded(*args, **kwargs):
+        trainer, batches = ready(*args, **kwargs)
+        made.append((trainer, trainer.state.iteration))
+        return trainer, batches
+
+    monkeypatch.setattr(step_speed, "ready", recorded)
+    return made
+
+
+@pytest.mark.parametrize(("warmup", "expected"), [(0, GRAPH_WARMUP + 1), (1, GRAPH_WARMUP + 1),
+                                                  (6, 6)])  # fmt: skip
+def test_a_graph_step_is_timed_after_its_capture(tiny_cifar, monkeypatch, warmup, expected):
+    """The capture (the call after GRAPH_WARMUP eager ones) synchronises: however few warm-up
+    steps are asked for, it is not in the timed window, which is `iterations` steps long."""
+    made = _graph_kind(monkeypatch)
+    config = resolve_config("plain20", profile="smoke", device="cpu", input_size=8)
+    data = prepare_data(config, load_dataset("cifar10", data=tiny_cifar), CPU)
+    row = step_speed.measure(config, data, CPU, iterations=2, warmup=warmup)
+    [(trainer, warmed)] = made
+    assert row["step"] == "graph" and warmed == expected
+    assert trainer.state.iteration == expected + 2 and row["iterations"] == 2
+
+
+def test_a_compiled_measurement_starts_dynamo_afresh(tiny_cifar, monkeypatch):
+    import torch._dynamo
+
+    monkeypatch.setattr(steps, "strict_dynamo", lambda: None)  # leaves dynamo's flags as they are
+    monkeypatch.setattr(torch, "compile", lambda model, **kwargs: model)  # the order is tested
+    calls: list[str] = []
+    monkeypatch.setattr(torch._dynamo, "reset", lambda: calls.append("reset"))
+    ready = step_speed.ready
+    monkeypatch.setattr(
+        step_speed, "ready", lambda *a, **k: calls.append("ready") or ready(*a, **k)
+    )
+    for compile in (True, False):
+        config = resolve_config("plain20", profile="smoke", device="cpu", input_size=8,
+                                compile=compile)  # fmt: skip
+        data = prepare_data(config, load_dataset("cifar10", data=tiny_cifar), CPU)
+        step_speed.measure(config, data, CPU, iterations=1, warmup=0)
+    assert calls == ["reset", "ready", "ready"]
 
 
 def test_a_second_measurement_takes_only_what_the_first_left_out(tmp_path, tiny_cifar):

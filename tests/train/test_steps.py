@@ -1,6 +1,7 @@
 """The fast training step: no host read in the hot loop, the device-side lr schedule against
-its reference, the device part of the run key, the step choice, stopping at a deadline; and, on
-a GPU, the CUDA graph against the eager step and CUDA's own sync detector."""
+its reference, the device part of the run key, the step choice, stopping at a deadline, the
+compiled step's static shapes, the graph step's warm-up and Adam flag; and, on a GPU, the CUDA
+graph against the eager step and CUDA's own sync detector."""
 
 from __future__ import annotations
 
@@ -21,7 +22,15 @@ from ablations.registry import AblationsError
 from ablations.train import trainer as runner
 from ablations.train.run import Trainer, train
 from ablations.train.schedule import WARMUP_WINDOW, Schedule, lr_at
-from ablations.train.steps import resolve_step, use_device
+from ablations.train.steps import (
+    GRAPH_WARMUP,
+    InferStep,
+    TrainStep,
+    resolve_step,
+    step_of_kind,
+    timed_warmup,
+    use_device,
+)
 
 CPU = torch.device("cpu")
 HOST_READS = ("item", "tolist", "numpy", "__bool__", "__float__", "__int__", "__index__")
@@ -324,3 +333,55 @@ def test_the_optimizer_implementation_is_named(options, device, expected):
 
     sgd = torch.optim.SGD([torch.nn.Parameter(torch.zeros(2))], lr=0.1, **options)
     assert optimizer_kind(sgd, device) == expected
+
+
+# --- torch.compile, the timed warm-up, Adam's capturable flag -----------------------------------
+
+
+def test_a_compiled_step_has_static_shapes_and_a_recompile_limit_that_raises(monkeypatch):
+    """Static shapes: a second batch size recompiles for that size, as in a fresh process, not
+    with a dynamic batch dimension; past the recompile limit dynamo raises, not runs eagerly."""
+    import torch._dynamo.config as dynamo
+
+    calls = []
+    monkeypatch.setattr(torch, "compile", lambda model, **kwargs: calls.append(kwargs) or model)
+    model = torch.nn.Linear(2, 2)
+    # dynamo's own patch restores the flag (pytest's monkeypatch would delete a config entry)
+    with dynamo.patch(fail_on_recompile_limit_hit=False):
+        TrainStep(model, device=CPU, compile=True)
+        InferStep(model, device=CPU, compile=True)
+        assert calls == [{"dynamic": False}] * 2
+        assert dynamo.fail_on_recompile_limit_hit is True
+    TrainStep(model, device=CPU)  # not compiled: torch.compile is not called
+    assert len(calls) == 2
+
+
+def test_a_graph_step_warms_up_past_its_capture():
+    assert [timed_warmup("graph", w) for w in (0, 3, 4, 30)] == [GRAPH_WARMUP + 1] * 3 + [30]
+    assert [timed_warmup("eager", w) for w in (0, 3, 30)] == [0, 3, 30]
+
+
+def _adam(*, capturable_graph: bool, monkeypatch) -> TrainStep:
+    torch.manual_seed(0)
+    train = TrainStep(torch.nn.Linear(4, 3), device=CPU, optimizer="adam", fused=True)
+    if capturable_graph:  # the graph step's setting, with the CUDA graph itself left out
+        monkeypatch.setattr("ablations.gpu.graph.GraphStep", lambda step, device: step)
+        step_of_kind(train, "graph", train=train)
+    return train
+
+
+def test_only_a_graph_step_makes_adam_capturable_and_its_numbers_stay_the_same(monkeypatch):
+    eager, graph = (_adam(capturable_graph=g, monkeypatch=monkeypatch) for g in (False, True))
+    assert [g["capturable"] for g in eager.optimizer.param_groups] == [False]
+    assert [g["capturable"] for g in graph.optimizer.param_groups] == [True]
+    x, y = torch.randn(8, 4), torch.randint(0, 3, (8,))
+    for _ in range(3):
+        eager(x, y)
+        graph(x, y)
+    for mine, theirs in zip(eager.model.parameters(), graph.model.parameters(), strict=True):
+        assert torch.equal(mine, theirs)  # the fused kernel ignores the flag
+    # A checkpoint carries the optimizer's state, not how the step that saved it ran.
+    eager.load_state(graph.optimizer.state_dict(), graph.scaler.state_dict())
+    assert [g["capturable"] for g in eager.optimizer.param_groups] == [False]
+    graph.load_state(eager.optimizer.state_dict(), eager.scaler.state_dict())
+    assert [g["capturable"] for g in graph.optimizer.param_groups] == [True]
