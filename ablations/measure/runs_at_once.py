@@ -14,14 +14,13 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-import pandas as pd
 import torch
 
 from ablations.config import TrainConfig, resolve_device
 from ablations.data.prepare import RunData, prepare_data
 from ablations.gpu import streams as cuda_streams
 from ablations.measure import synchronize
-from ablations.measure.step_speed import append_row, ready
+from ablations.measure.step_speed import append_row, now, ready
 from ablations.results import provenance, schemas
 
 
@@ -39,10 +38,10 @@ def streams(
             runs.append((trainer, batches, stream))
         synchronize(device)
         start = time.perf_counter()
-        for i in range(1, iterations + 1):
+        for _ in range(iterations):
             for trainer, batches, stream in runs:
                 with cuda_streams.on(stream):
-                    trainer.advance(batches, until=warmup + i)
+                    trainer.advance(batches, until=trainer.state.iteration + 1)
         synchronize(device)
         return time.perf_counter() - start, runs[0][0].step_kind
 
@@ -58,7 +57,7 @@ def _process(config: dict[str, Any], data: str | None, device: str, iterations: 
         synchronize(dev)
         barrier.wait()
         start = time.monotonic()  # one clock for every process
-        trainer.advance(batches, until=warmup + iterations)
+        trainer.advance(batches, until=trainer.state.iteration + iterations)  # from `ready`
         synchronize(dev)
         results.put((start, time.monotonic(), trainer.step_kind))
 
@@ -114,9 +113,9 @@ def measure(
                 "iterations": iterations, "seconds": seconds,
                 "images_per_s": images / seconds, "machine": provenance.device_name(device),
                 "torch": torch.__version__, "git_commit": provenance.git_commit(),
-                "created_at": pd.Timestamp.now(tz="UTC").isoformat(timespec="seconds"),
+                "created_at": now(),
             })  # fmt: skip
             log(f"[runs-at-once] {method}{' (MPS)' if mps else ''} x{jobs} {config.variant}: "
                 f"{images / seconds:,.0f} img/s in all")  # fmt: skip
-            append_row(results / schemas.RUNS_AT_ONCE_FILE, rows[-1])
+            append_row(results / schemas.RUNS_AT_ONCE_FILE, rows[-1], schemas.RUNS_AT_ONCE)
     return rows

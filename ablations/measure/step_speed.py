@@ -21,7 +21,7 @@ from ablations.gpu.streams import DataFor, on
 from ablations.io import write_json
 from ablations.measure import timed
 from ablations.results import provenance, schemas
-from ablations.results.table import read_table
+from ablations.results.table import Schema, read_table, upsert
 from ablations.train.steps import fresh_dynamo, set_tf32, timed_warmup
 from ablations.train.trainer import Trainer
 
@@ -76,7 +76,7 @@ def measure(
         "channels_last": config.channels_last,
         "machine": provenance.device_name(device), "torch": torch.__version__,
         "git_commit": provenance.git_commit(),
-        "created_at": pd.Timestamp.now(tz="UTC").isoformat(timespec="seconds"),
+        "created_at": now(),
     }  # fmt: skip
 
 
@@ -117,7 +117,7 @@ def measure_plan(
             log(f"[measure] {config.variant:>10} {row['step']:>5}: {row['images_per_s']:9,.0f} "
                 f"img/s {row['ms_per_step']:8.2f} ms/step {row['step_note']}")  # fmt: skip
             rows.append(row)
-            append_row(path, row)
+            append_row(path, row, schemas.STEP_SPEED)
             done |= {(run_shape, requested), (run_shape, row["step"])}
     table = pd.DataFrame(rows, columns=list(schemas.STEP_SPEED.columns))
     projection = project(table, configs, steps_per_epoch)
@@ -129,10 +129,17 @@ def measure_plan(
     return projection
 
 
-def append_row(path: Path, row: dict[str, Any]) -> None:
-    """One row onto the table, as soon as it is measured (a time limit keeps what came before)."""
+def append_row(path: Path, row: dict[str, Any], schema: Schema) -> None:
+    """One row into the table, as soon as it is measured (a time limit keeps what came before).
+    A row of a stored row's key replaces it, so the table stays readable."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    pd.DataFrame([row]).to_csv(path, mode="a", header=not path.exists(), index=False)
+    upsert(path, pd.DataFrame([row]), schema)
+
+
+def now() -> str:
+    """A row's `created_at`, part of its key: to the millisecond, as two quick measurements of
+    one setting are two rows."""
+    return pd.Timestamp.now(tz="UTC").isoformat(timespec="milliseconds")
 
 
 def shape(config: TrainConfig | Mapping[str, Any]) -> tuple[Any, ...]:

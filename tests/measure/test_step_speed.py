@@ -188,3 +188,18 @@ def test_the_printed_projection_says_what_is_left_and_what_was_not_measured():
     ]
     assert step_speed.describe({"runs": 1}, missing=set()) == ["nothing measured yet"]
     assert [step_speed.span(s) for s in (42, 90, 7200)] == ["42 s", "1.5 min", "2.0 h"]
+
+
+def test_rows_are_timed_to_the_millisecond_and_a_repeated_key_keeps_the_table_readable(tmp_path):
+    path = tmp_path / schemas.RUNS_AT_ONCE_FILE
+    row = {"method": "streams", "mps": False, "jobs": 1, "variant": "resnet20", "step": "eager",
+           "precision": "fp32", "channels_last": False, "batch_size": 4, "iterations": 2,
+           "seconds": 1.0, "images_per_s": 8.0, "machine": "cpu", "torch": torch.__version__,
+           "git_commit": "", "created_at": "2026-01-01T00:00:00.000+00:00"}  # fmt: skip
+    assert len(step_speed.now()) == len(row["created_at"])
+    step_speed.append_row(path, row, schemas.RUNS_AT_ONCE)
+    later = {**row, "created_at": "2026-01-01T00:00:00.001+00:00"}
+    step_speed.append_row(path, later, schemas.RUNS_AT_ONCE)
+    step_speed.append_row(path, {**row, "seconds": 2.0}, schemas.RUNS_AT_ONCE)  # the same key
+    table = read_table(path, schemas.RUNS_AT_ONCE)
+    assert len(table) == 2 and table["seconds"].tolist() == [2.0, 1.0]
