@@ -20,7 +20,6 @@ from ablations.config import TrainConfig, resolve_device
 from ablations.registry import AblationsError
 from ablations.train.records import RunRecord
 from ablations.train.run import open_run
-from ablations.train.steps import fresh_dynamo
 from ablations.train.trainer import Trainer
 
 DataFor = Callable[[TrainConfig], str | Path | None]
@@ -130,8 +129,6 @@ def train_together(
                 # The run is opened on its slot's stream: its data, model and optimizer state
                 # are made there, so its first steps wait for no other stream.
                 stream = stream_for(dev, slot=position)
-                if config.compile:  # fits(): no other compiled run is in flight
-                    fresh_dynamo()
                 with on(stream):
                     opened = open_run(config, out=out, data=data_for(config), device=dev,
                                       show_progress=show_progress, deadline=deadline,

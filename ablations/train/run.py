@@ -14,7 +14,7 @@ from ablations.config import TrainConfig, check_device, resolve_device
 from ablations.data.prepare import prepare_data
 from ablations.train import records
 from ablations.train.records import RunRecord
-from ablations.train.steps import set_tf32
+from ablations.train.steps import fresh_dynamo, set_tf32
 from ablations.train.trainer import Trainer
 
 __all__ = ["Trainer", "open_run", "train"]
@@ -57,6 +57,8 @@ def open_run(
     if dev.type == "cuda":
         torch.backends.cudnn.benchmark = True
     set_tf32(config.precision)
+    if config.compile:  # each compiled run from an empty cache: its kernels its own
+        fresh_dynamo()
     # The model is built (and a checkpoint to start from loaded) before anything is written,
     # so a bad checkpoint leaves no half-made run directory behind.
     trainer = Trainer(config, prepared, directory=directory, device=dev, on_iteration=on_iteration,

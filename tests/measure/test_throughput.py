@@ -22,6 +22,7 @@ from ablations.registry import AblationsError, get_variant
 from ablations.report import throughput as throughput_report
 from ablations.results import provenance, schemas
 from ablations.results.table import read_table
+from ablations.train import steps
 from ablations.train.steps import GRAPH_WARMUP
 
 QUICK = {"warmup": 1, "repeats": 2, "steps": 1}
@@ -283,7 +284,7 @@ def test_dynamo_counters_count_graphs_and_the_recompile_limit_is_an_error(monkey
     compiled = torch.compile(add_one, backend="eager", dynamic=False)
     compiled(torch.ones(2))
     assert child.dynamo_counters()["dynamo_graphs"] == before + 1
-    child._strict_dynamo()
+    steps.strict_dynamo()
     assert config.fail_on_recompile_limit_hit
     with pytest.raises(Exception, match="recompile"):  # a second shape would need a recompile
         compiled(torch.ones(2, dtype=torch.int64))

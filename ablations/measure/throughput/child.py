@@ -30,8 +30,10 @@ from ablations.train.steps import (
     GRAPH_WARMUP,
     InferStep,
     TrainStep,
+    fresh_dynamo,
     set_tf32,
     step_of_kind,
+    strict_dynamo,
     tf32_flags,
     use_device,
 )
@@ -122,21 +124,13 @@ def dynamo_counters() -> dict[str, int]:
     }
 
 
-def _strict_dynamo() -> None:
-    """Hitting the recompile limit raises (recorded as an error) instead of running eagerly."""
-    import torch._dynamo.config as config
-
-    if hasattr(config, "fail_on_recompile_limit_hit"):
-        config.fail_on_recompile_limit_hit = True
-
-
 def _fresh_dynamo() -> None:
     """Dynamo as in a fresh process: after an OOM it would otherwise recompile the next batch
     with a dynamic batch dimension and time that graph. Its counters restart too, so a row
     counts the graphs of the attempt it measured."""
     from torch._dynamo.utils import counters
 
-    torch._dynamo.reset()
+    fresh_dynamo()
     counters.clear()
 
 
@@ -266,8 +260,8 @@ def serve(conn: Connection, messages: list[dict[str, Any]], *, started: str) -> 
         device = torch.device(setting.device)
         use_device(device)
         protocol = protocol or prepare_process(device)
-        if setting.compile:
-            _strict_dynamo()
+        if setting.compile:  # the recompile limit is an error row, never an eager one
+            strict_dynamo()
         stop = False
         try:
             rows = measure_setting(setting, device)
