@@ -268,27 +268,28 @@ def test_each_compiled_setting_gets_a_process_of_its_own():
     assert all(not s.compile for g in eager for s in g)
 
 
-def test_dynamo_counters_count_graphs_and_the_recompile_limit_is_an_error(monkeypatch):
+def test_dynamo_counters_count_graphs_and_the_recompile_limit_is_an_error():
     import torch._dynamo.config as config
 
     if not hasattr(config, "fail_on_recompile_limit_hit"):
         pytest.skip("this torch has no fail_on_recompile_limit_hit")
-    monkeypatch.setattr(config, "fail_on_recompile_limit_hit", False)
-    monkeypatch.setattr(config, "recompile_limit", 1)
-    torch._dynamo.reset()
-    before = child.dynamo_counters()["dynamo_graphs"]
 
     def add_one(x):
         return x + 1
 
-    compiled = torch.compile(add_one, backend="eager", dynamic=False)
-    compiled(torch.ones(2))
-    assert child.dynamo_counters()["dynamo_graphs"] == before + 1
-    steps.strict_dynamo()
-    assert config.fail_on_recompile_limit_hit
-    with pytest.raises(Exception, match="recompile"):  # a second shape would need a recompile
-        compiled(torch.ones(2, dtype=torch.int64))
+    # dynamo's own patch restores its entries (pytest's monkeypatch would delete them)
+    with config.patch(fail_on_recompile_limit_hit=False, recompile_limit=1):
+        torch._dynamo.reset()
+        before = child.dynamo_counters()["dynamo_graphs"]
+        compiled = torch.compile(add_one, backend="eager", dynamic=False)
+        compiled(torch.ones(2))
+        assert child.dynamo_counters()["dynamo_graphs"] == before + 1
+        steps.strict_dynamo()
+        assert config.fail_on_recompile_limit_hit
+        with pytest.raises(Exception, match="recompile"):  # a second shape: a recompile
+            compiled(torch.ones(2, dtype=torch.int64))
     torch._dynamo.reset()
+    assert hasattr(config, "fail_on_recompile_limit_hit")
 
 
 @pytest.mark.parametrize(

@@ -5,6 +5,7 @@ graph against the eager step and CUDA's own sync detector."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import random
 import subprocess
@@ -346,12 +347,14 @@ def test_a_compiled_step_has_static_shapes_and_a_recompile_limit_that_raises(mon
     calls = []
     monkeypatch.setattr(torch, "compile", lambda model, **kwargs: calls.append(kwargs) or model)
     model = torch.nn.Linear(2, 2)
-    # dynamo's own patch restores the flag (pytest's monkeypatch would delete a config entry)
-    with dynamo.patch(fail_on_recompile_limit_hit=False):
+    # dynamo's own patch restores the flag (pytest's monkeypatch would delete a config entry);
+    # torch releases without the flag run past the limit as they must.
+    strict = hasattr(dynamo, "fail_on_recompile_limit_hit")
+    with dynamo.patch(fail_on_recompile_limit_hit=False) if strict else contextlib.nullcontext():
         TrainStep(model, device=CPU, compile=True)
         InferStep(model, device=CPU, compile=True)
         assert calls == [{"dynamic": False}] * 2
-        assert dynamo.fail_on_recompile_limit_hit is True
+        assert not strict or dynamo.fail_on_recompile_limit_hit is True
     TrainStep(model, device=CPU)  # not compiled: torch.compile is not called
     assert len(calls) == 2
 
