@@ -211,6 +211,14 @@ def pinned(x: Tensor, device: torch.device) -> Tensor:
     return x.pin_memory()
 
 
+def to_device(x: Tensor, device: torch.device) -> Tensor:
+    """`x`, a CPU tensor, on `device`; to CUDA through pinned memory, queued on the current
+    stream without a host sync."""
+    if device.type != "cuda":
+        return x.to(device)
+    return pinned(x, device).to(device, non_blocking=True)
+
+
 def share(n: int, part: tuple[int, int]) -> range:
     """Share `rank` of `world` of n images, contiguous; together the shares cover each once."""
     rank, world = part
@@ -237,7 +245,7 @@ def eval_batches(
     mine = share(len(images), part)
     images, labels = images[mine.start : mine.stop], labels[mine.start : mine.stop]
     for i in range(0, len(images), batch_size):
-        x = norm(pinned(images[i : i + batch_size], device).to(device, non_blocking=True))
+        x = norm(to_device(images[i : i + batch_size], device))
         if channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
-        yield x, pinned(labels[i : i + batch_size], device).to(device, non_blocking=True)
+        yield x, to_device(labels[i : i + batch_size], device)

@@ -43,14 +43,6 @@ def ahead(device: torch.device) -> int:
     return 1 if device.type == "cuda" else 0
 
 
-def to_device(x: Tensor, device: torch.device) -> Tensor:
-    """`x`, a CPU tensor, on `device`. On CUDA it goes through pinned memory, queued on the
-    current stream: a copy from pageable memory waits for the GPU (a host sync)."""
-    if device.type != "cuda":
-        return x.to(device)
-    return x.pin_memory().to(device, non_blocking=True)
-
-
 def _tensors(batch: Any) -> list[Tensor]:
     """Every tensor in a batch's nested lists and tuples."""
     if isinstance(batch, Tensor):

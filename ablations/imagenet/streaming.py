@@ -21,10 +21,10 @@ from ablations import gpu
 from ablations.cluster import distributed
 from ablations.data.arrays import DataError
 from ablations.data.image_index import ImageIndex
-from ablations.data.loader import Normalizer, Views, generator, mix, share
+from ablations.data.loader import Normalizer, Views, generator, mix, share, to_device
 from ablations.imagenet import augment
 from ablations.imagenet.augment import Recipe, lighting, train_sample
-from ablations.imagenet.prefetch import prefetched, to_device
+from ablations.imagenet.prefetch import prefetched
 from ablations.results import provenance
 
 Decode = Literal["cpu", "gpu"]

@@ -13,6 +13,7 @@ from ablations.data.loader import (
     pinned,
     share,
     split_indices,
+    to_device,
     to_nchw,
 )
 
@@ -201,3 +202,23 @@ def test_runs_of_one_set_share_the_split_and_the_decoded_arrays(tiny_cifar):
     assert other.train.images is not a.train.images and len(other.val[0]) == 64
     fresh = prepare_data(resolve_config("resnet20", profile="smoke", val_size=64), first, cpu)
     assert torch.equal(fresh.normalizer.mean, other.normalizer.mean)
+
+
+def test_to_device_copies_to_cuda_from_pinned_memory(monkeypatch):
+    calls: list[str] = []
+
+    def pin(self):
+        calls.append("pin")
+        return self
+
+    def to(self, device, non_blocking=False):
+        calls.append(f"to {device} non_blocking={non_blocking}")
+        return self
+
+    monkeypatch.setattr(torch.Tensor, "pin_memory", pin)
+    monkeypatch.setattr(torch.Tensor, "to", to)
+    to_device(torch.zeros(2), torch.device("cuda", 0))
+    assert calls == ["pin", "to cuda:0 non_blocking=True"]
+    calls.clear()
+    to_device(torch.zeros(2), torch.device("cpu"))
+    assert calls == ["to cpu non_blocking=False"]

@@ -34,7 +34,7 @@ from ablations.imagenet.augment import (
     train_sample,
 )
 from ablations.imagenet.index import ENV_VAR, build_index, ground_truth_wnids
-from ablations.imagenet.prefetch import prefetched, to_device
+from ablations.imagenet.prefetch import prefetched
 from ablations.imagenet.prepare import pixel_mean_normalizer, prepare_stream_run
 from ablations.imagenet.streaming import ImageStream, decode, eval_batches, fit_normalizer
 from ablations.train.evaluation import view_average, view_logits
@@ -342,26 +342,6 @@ def test_the_batched_decoders_errors_are_the_runs(monkeypatch):
     monkeypatch.setattr(streaming, "_decode_jpegs", refuse)
     with pytest.raises(RuntimeError, match="out of memory"):
         streaming.decode_batch([encoded("CMYK"), encoded("RGB")], device=CPU)
-
-
-def test_to_device_copies_to_cuda_from_pinned_memory(monkeypatch):
-    calls: list[str] = []
-
-    def pin(self):
-        calls.append("pin")
-        return self
-
-    def to(self, device, non_blocking=False):
-        calls.append(f"to {device} non_blocking={non_blocking}")
-        return self
-
-    monkeypatch.setattr(torch.Tensor, "pin_memory", pin)
-    monkeypatch.setattr(torch.Tensor, "to", to)
-    to_device(torch.zeros(2), torch.device("cuda", 0))
-    assert calls == ["pin", "to cuda:0 non_blocking=True"]
-    calls.clear()
-    to_device(torch.zeros(2), CPU)
-    assert calls == ["to cpu non_blocking=False"]
 
 
 def test_multi_scale_groups_keep_their_labels():
