@@ -33,7 +33,6 @@ from ablations.train.steps import (
     fresh_dynamo,
     set_tf32,
     step_of_kind,
-    strict_dynamo,
     tf32_flags,
     use_device,
 )
@@ -186,26 +185,16 @@ def measure_one(setting: Setting, batch: int, device: torch.device, macs: int) -
     }  # fmt: skip
 
 
-class CaptureFailed(CaptureError):
-    """A failed CUDA graph capture in a setting, with the setting's rows up to it (the "oom"
-    rows of a sweep, then an error row naming the batch): the child sends them and stops."""
-
-    def __init__(self, message: str, rows: list[dict[str, Any]]) -> None:
-        super().__init__(message)
-        self.rows = rows
-
-
 def _out_of_memory(err: RuntimeError) -> bool:
     return isinstance(err, torch.cuda.OutOfMemoryError) or "out of memory" in str(err).lower()
 
 
 def measure_setting(setting: Setting, device: torch.device) -> list[dict[str, Any]]:
-    """Rows for one setting: one per batch tried (an "oom" row for each that did not fit).
-    A failed capture raises CaptureFailed with the rows so far: CUDA cannot go on after it."""
+    """Rows for one setting: one per batch tried (an "oom" row for each that did not fit). A
+    failed capture ends the rows with its error row (`capture_failed`)."""
     macs = setting_macs(setting)
     batch = default_batch(setting, device)
     rows: list[dict[str, Any]] = []
-    failed = ""
     while batch >= 1:
         if setting.compile:
             _fresh_dynamo()
@@ -213,8 +202,7 @@ def measure_setting(setting: Setting, device: torch.device) -> list[dict[str, An
             rows.append(measure_one(setting, batch, device, macs))
             break
         except CaptureError as err:  # running out of memory while capturing is one
-            failed = _error_text(err)
-            rows.append({"status": "error", "batch_size": batch, "error": failed})
+            rows.append({"status": "error", "batch_size": batch, "error": _error_text(err)})
             break
         except RuntimeError as err:  # torch.cuda.OutOfMemoryError is one
             if not _out_of_memory(err):
@@ -233,14 +221,17 @@ def measure_setting(setting: Setting, device: torch.device) -> list[dict[str, An
         "cudnn": str(torch.backends.cudnn.version() or "") if device.type == "cuda" else "",
         **(dynamo_counters() if setting.compile else {}),
     }
-    measured = [{**facts, **row} for row in rows]
-    if failed:
-        raise CaptureFailed(failed, measured)
-    return measured
+    return [{**facts, **row} for row in rows]
 
 
 def _error_text(err: Exception) -> str:
     return f"{type(err).__name__}: {err}"[:300]
+
+
+def capture_failed(rows: list[dict[str, Any]]) -> bool:
+    """Whether a setting's rows end in a failed CUDA graph capture, after which CUDA's state is
+    broken (see `_error_text` for the row's text)."""
+    return bool(rows) and str(rows[-1].get("error", "")).startswith(CaptureError.__name__)
 
 
 def serve(conn: Connection, messages: list[dict[str, Any]], *, started: str) -> None:
@@ -260,21 +251,15 @@ def serve(conn: Connection, messages: list[dict[str, Any]], *, started: str) -> 
         device = torch.device(setting.device)
         use_device(device)
         protocol = protocol or prepare_process(device)
-        if setting.compile:  # the recompile limit is an error row, never an eager one
-            strict_dynamo()
-        stop = False
         try:
             rows = measure_setting(setting, device)
-        except CaptureFailed as err:
-            rows, stop = err.rows, True
         except Exception as err:  # one failing setting must not lose the others
             rows = [{"status": "error", "error": _error_text(err)}]
-            stop = isinstance(err, CaptureError)
         forked = started != "spawn"
         for row in rows:
             if forked and row.get("memory_kind") == "process_peak_rss":
                 row["memory_kind"] = "forked_process_peak_rss"
         conn.send([{"setting": asdict(setting), "protocol": protocol, **row} for row in rows])
-        if stop:
+        if capture_failed(rows):
             break
     conn.close()
