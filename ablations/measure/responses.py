@@ -25,7 +25,7 @@ from ablations.registry import AblationsError, Variant
 from ablations.results import provenance
 from ablations.results.collect import provenance_row
 from ablations.results.schemas import RESPONSES
-from ablations.train.steps import autocast, set_tf32, use_device
+from ablations.train.steps import autocast, tf32_for, use_device
 
 
 def response_modules(model: ResNet) -> list[tuple[str, nn.Module]]:
@@ -58,16 +58,13 @@ def layer_responses(
 
     handles = [m.register_forward_hook(partial(hook, i)) for i, (_, m) in enumerate(modules)]
     modes = [(m, m.training) for m in model.modules()]  # they may differ
-    tf32 = torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32
-    set_tf32(precision)
     model.eval()
     try:
-        with torch.inference_mode():
+        with tf32_for(precision), torch.inference_mode():
             for x, _ in batches:
                 with autocast(x.device, precision):
                     model(x)
     finally:
-        torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = tf32
         for module, training in modes:
             module.training = training
         for handle in handles:

@@ -4,7 +4,8 @@ take, so a benchmark times exactly a run's step. `resolve_step` says which step 
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import contextlib
+from collections.abc import Callable, Iterator
 from typing import cast
 
 import torch
@@ -35,6 +36,18 @@ def set_tf32(precision: str) -> None:
     """TF32 on for "tf32" only: PyTorch enables it for cuDNN by default, which would make "fp32"
     numbers silently TF32 ones."""
     torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = precision == "tf32"
+
+
+@contextlib.contextmanager
+def tf32_for(precision: str) -> Iterator[None]:
+    """`precision`'s TF32 flags (`set_tf32`) inside, the caller's restored after: for work that
+    shares its process with others (an evaluation, the layer responses)."""
+    before = torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32
+    set_tf32(precision)
+    try:
+        yield
+    finally:
+        torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = before
 
 
 def tf32_flags() -> dict[str, bool]:

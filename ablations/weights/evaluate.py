@@ -24,7 +24,7 @@ from ablations.registry import AblationsError, Variant
 from ablations.results import collect, provenance, schemas
 from ablations.results.table import upsert
 from ablations.train.evaluation import Metrics, evaluate_metrics
-from ablations.train.steps import set_tf32, use_device
+from ablations.train.steps import tf32_for, use_device
 from ablations.weights import (
     PREPROCESSING,
     Preprocessing,
@@ -121,12 +121,8 @@ def evaluate_checkpoint(
 def _metrics(model: ResNet, batches: Iterator[tuple[Views, Tensor]], *, precision: str) -> Metrics:
     """The metrics under `precision`'s TF32 flags, restored afterwards. PyTorch allows TF32 in
     cuDNN by default: an "fp32" row would otherwise hold TF32 convolutions' error."""
-    tf32 = torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32
-    set_tf32(precision)
-    try:
+    with tf32_for(precision):
         return evaluate_metrics(model, batches, precision=precision)
-    finally:
-        torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = tf32
 
 
 def _dataset_name(weights: str, fmt: str, dataset: str | None, config: TrainConfig | None) -> str:
