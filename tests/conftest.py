@@ -29,6 +29,21 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 
 
 @pytest.fixture
+def dynamo_resets(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """A list that gets "reset" at each `torch._dynamo.reset()`; `torch.compile` leaves models
+    eager and dynamo's flags stay as they are, so a test sees only when dynamo is reset."""
+    import torch._dynamo
+
+    from ablations.train import steps
+
+    calls: list[str] = []
+    monkeypatch.setattr(steps, "strict_dynamo", lambda: None)
+    monkeypatch.setattr(torch, "compile", lambda model, **kwargs: model)
+    monkeypatch.setattr(torch._dynamo, "reset", lambda: calls.append("reset"))
+    return calls
+
+
+@pytest.fixture
 def scratch_registry() -> Iterator[list[str]]:
     """Names registered during a test are removed afterwards, so tests cannot leak variants."""
     before = set(REGISTRY.names())

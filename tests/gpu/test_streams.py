@@ -18,7 +18,6 @@ from ablations import gpu
 from ablations.config import resolve_config
 from ablations.gpu import streams
 from ablations.registry import AblationsError
-from ablations.train import steps
 from ablations.train.run import train
 
 TIMING = {"images_per_s", "train_s"}  # wall-clock metrics differ between identical runs
@@ -113,17 +112,12 @@ def test_tf32_runs_never_fly_beside_others(tmp_path, tiny_cifar, monkeypatch):
 
 
 def test_compiled_runs_never_fly_together_and_each_starts_from_an_empty_cache(
-    tmp_path, tiny_cifar, monkeypatch
+    tmp_path, tiny_cifar, monkeypatch, dynamo_resets
 ):
     """Every ResNet runs one `forward`, so a process's compiled runs share dynamo's cache: a
     compiled run waits for the compiled run in flight to end, and dynamo is reset as it
     opens. (torch.compile is patched to leave the model eager: the order is under test.)"""
-    import torch._dynamo
-
-    monkeypatch.setattr(steps, "strict_dynamo", lambda: None)  # leaves dynamo's flags as they are
-    monkeypatch.setattr(torch, "compile", lambda model, **kwargs: model)
-    events: list[str] = []
-    monkeypatch.setattr(torch._dynamo, "reset", lambda: events.append("reset"))
+    events = dynamo_resets
     opened = streams.open_run
 
     def logged_open(config, **kwargs):

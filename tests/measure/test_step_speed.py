@@ -20,7 +20,6 @@ from ablations.data.prepare import prepare_data
 from ablations.measure import step_speed
 from ablations.results import schemas
 from ablations.results.table import read_table
-from ablations.train import steps
 from ablations.train import trainer as trainers
 from ablations.train.steps import GRAPH_WARMUP
 from ablations.train.trainer import Trainer
@@ -70,13 +69,8 @@ def test_a_graph_step_is_timed_after_its_capture(tiny_cifar, monkeypatch, warmup
     assert trainer.state.iteration == expected + 2 and row["iterations"] == 2
 
 
-def test_a_compiled_measurement_starts_dynamo_afresh(tiny_cifar, monkeypatch):
-    import torch._dynamo
-
-    monkeypatch.setattr(steps, "strict_dynamo", lambda: None)  # leaves dynamo's flags as they are
-    monkeypatch.setattr(torch, "compile", lambda model, **kwargs: model)  # the order is tested
-    calls: list[str] = []
-    monkeypatch.setattr(torch._dynamo, "reset", lambda: calls.append("reset"))
+def test_a_compiled_measurement_starts_dynamo_afresh(tiny_cifar, monkeypatch, dynamo_resets):
+    calls = dynamo_resets
     ready = step_speed.ready
     monkeypatch.setattr(
         step_speed, "ready", lambda *a, **k: calls.append("ready") or ready(*a, **k)

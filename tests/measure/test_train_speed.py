@@ -10,7 +10,6 @@ import torch
 from ablations.config import resolve_config
 from ablations.data import load_dataset
 from ablations.measure import train_speed
-from ablations.train import steps
 from ablations.train import trainer as trainers
 from ablations.train.steps import GRAPH_WARMUP
 
@@ -47,13 +46,8 @@ def test_both_loops_warm_up_past_a_graph_capture(tiny_cifar, monkeypatch, kind, 
     assert list(rows["step"]) == [kind, "eager"]
 
 
-def test_a_compiled_suite_loop_starts_dynamo_afresh(tiny_cifar, monkeypatch):
-    import torch._dynamo
-
-    monkeypatch.setattr(steps, "strict_dynamo", lambda: None)  # leaves dynamo's flags as they are
-    monkeypatch.setattr(torch, "compile", lambda model, **kwargs: model)  # the order is tested
-    calls: list[str] = []
-    monkeypatch.setattr(torch._dynamo, "reset", lambda: calls.append("reset"))
+def test_a_compiled_suite_loop_starts_dynamo_afresh(tiny_cifar, monkeypatch, dynamo_resets):
+    calls = dynamo_resets
     trainer = train_speed.Trainer
     monkeypatch.setattr(train_speed, "Trainer",
                         lambda *a, **k: calls.append("trainer") or trainer(*a, **k))  # fmt: skip
